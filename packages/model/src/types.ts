@@ -1,0 +1,88 @@
+/**
+ * One description of a diffusion LM, whatever config.json it came from (LLaDA or Dream/Qwen2).
+ * Every engine builds from this and from the canonical tensor roles below, never from raw config keys.
+ */
+
+export type Architecture = 'llada' | 'dream';
+
+export interface SpecialTokens {
+  /** The [MASK] token the canvas starts with. */
+  mask: number;
+  /** End of sequence, also the padding written after an answer. */
+  eos: number;
+  /** End of turn (`<|eot_id|>` for LLaDA, `<|im_end|>` for Dream), when known. */
+  endOfTurn?: number;
+  /** Beginning of sequence, when the model uses one. */
+  bos?: number;
+  pad?: number;
+}
+
+export interface ModelDescription {
+  architecture: Architecture;
+  /** d_model. */
+  hiddenSize: number;
+  numLayers: number;
+  numHeads: number;
+  /** GQA: numHeads % numKvHeads === 0. Equal to numHeads for LLaDA. */
+  numKvHeads: number;
+  /** hiddenSize / numHeads. */
+  headDim: number;
+  /** SwiGLU inner width. */
+  intermediateSize: number;
+  vocabSize: number;
+  /** Longest canvas the model allows (max_sequence_length / max_position_embeddings). */
+  maxPositions: number;
+  rmsNormEps: number;
+  ropeTheta: number;
+  /** q/k/v projections carry biases (Dream/Qwen2). */
+  qkvBias: boolean;
+  /** LM head shares the embedding matrix. */
+  tiedEmbeddings: boolean;
+  /** Dream: logits for position i come from the hidden state at i-1 (SPEC §1). */
+  shiftLogits: boolean;
+  special: SpecialTokens;
+}
+
+export type DType = 'F32' | 'F16' | 'BF16';
+
+/** One tensor's place in a safetensors file. */
+export interface TensorInfo {
+  name: string;
+  dtype: DType;
+  /** Row-major; linear weights are [out_features, in_features] (PyTorch convention). */
+  shape: number[];
+  /** Path of the .safetensors file that holds it. */
+  file: string;
+  /** Absolute byte offset of the data in that file (header included). */
+  byteOffset: number;
+  byteLength: number;
+}
+
+/**
+ * Canonical roles of a model's tensors, mapped to their names in the checkpoint. Shapes (row-major):
+ *   embed      (vocab, d)            finalNorm (d)            lmHead (vocab, d) — the embedding when tied
+ *   per layer: attnNorm (d), q (H*hd, d), k (KV*hd, d), v (KV*hd, d), qBias (H*hd)?, kBias (KV*hd)?,
+ *              vBias (KV*hd)?, o (d, H*hd), ffnNorm (d), gate (ff, d), up (ff, d), down (d, ff)
+ * The MLP is down(silu(gate(x)) * up(x)); LLaDA calls them ff_proj, up_proj, ff_out.
+ */
+export interface LayerTensorNames {
+  attnNorm: string;
+  q: string;
+  k: string;
+  v: string;
+  qBias?: string;
+  kBias?: string;
+  vBias?: string;
+  o: string;
+  ffnNorm: string;
+  gate: string;
+  up: string;
+  down: string;
+}
+
+export interface ModelTensorNames {
+  embed: string;
+  layers: LayerTensorNames[];
+  finalNorm: string;
+  lmHead: string;
+}
