@@ -1,0 +1,118 @@
+/**
+ * The pure pieces of SPEC §2–3: block partitioning, the fixed schedule and the token-selection rules.
+ * Every rule takes candidates as parallel arrays (absolute positions ascending, one confidence each) and
+ * returns the chosen positions ascending. Ranking is by confidence descending, ties to the lower position.
+ */
+
+export interface Block {
+  index: number;
+  /** Absolute canvas positions [start, end). */
+  start: number;
+  end: number;
+}
+
+/** Splits the generation [promptLength, promptLength + genLength) into blocks of blockLength. */
+export function partitionBlocks(promptLength: number, genLength: number, blockLength: number): Block[] {
+  const blocks: Block[] = [];
+  for (let b = 0; b * blockLength < genLength; b++) {
+    const start = promptLength + b * blockLength;
+    blocks.push({ index: b, start, end: Math.min(start + blockLength, promptLength + genLength) });
+  }
+  return blocks;
+}
+
+/** SPEC §2: with m masks and n steps, step j unmasks floor(m/n) plus one for the first m mod n steps. (n,) counts. */
+export function fixedScheduleCounts(masks: number, steps: number): Int32Array {
+  const counts = new Int32Array(steps); // (steps,) tokens to unmask at each step
+  const base = Math.floor(masks / steps);
+  const extra = masks % steps;
+  for (let j = 0; j < steps; j++) counts[j] = base + (j < extra ? 1 : 0);
+  return counts;
+}
+
+/** Candidate indices sorted by confidence descending, ties to the lower position (positions are ascending). */
+export function rankCandidates(confidences: ArrayLike<number>): Int32Array {
+  const order = Int32Array.from({ length: confidences.length }, (_, i) => i); // (n,) candidate indices
+  // Stable sort keeps the ascending-position order among equal confidences.
+  const sorted = Array.from(order).sort((a, b) => {
+    const ca = confidences[a];
+    const cb = confidences[b];
+    return ca === cb ? a - b : cb > ca ? 1 : -1;
+  });
+  return Int32Array.from(sorted);
+}
+
+function pick(positions: Int32Array, ranked: Int32Array, count: number): Int32Array {
+  const out = Int32Array.from(ranked.subarray(0, count), (i) => positions[i]);
+  return out.sort();
+}
+
+/** Fixed schedule: the k most confident candidates. */
+export function selectFixed(positions: Int32Array, confidences: ArrayLike<number>, k: number): Int32Array {
+  const ranked = rankCandidates(confidences);
+  return pick(positions, ranked, Math.min(k, positions.length));
+}
+
+/** Threshold rule: every candidate with confidence >= tau, and always the single most confident one. */
+export function selectThreshold(positions: Int32Array, confidences: ArrayLike<number>, tau: number): Int32Array {
+  if (positions.length === 0) return new Int32Array(0);
+  const ranked = rankCandidates(confidences);
+  let count = 1; // the always-one rule
+  while (count < ranked.length && confidences[ranked[count]] >= tau) count++;
+  return pick(positions, ranked, count);
+}
+
+export interface FactorOptions {
+  /**
+   * The reference implementation's quirk: when every rank passes except the very last one, the last is
+   * taken too. Off by default (SPEC §3); offered only to reproduce reference runs.
+   */
+  factorLastRankQuirk?: boolean;
+}
+
+/** Factor rule: the longest prefix of ranks r with c[r] >= 1 - f/(r+2) (rank 0 always passes). */
+export function selectFactor(
+  positions: Int32Array,
+  confidences: ArrayLike<number>,
+  factor: number,
+  options: FactorOptions = {},
+): Int32Array {
+  const n = positions.length;
+  if (n === 0) return new Int32Array(0);
+  const ranked = rankCandidates(confidences);
+  let count = 1;
+  while (count < n && confidences[ranked[count]] >= 1 - factor / (count + 2)) count++;
+  if (options.factorLastRankQuirk && count === n - 1 && n >= 2) count = n;
+  return pick(positions, ranked, count);
+}
+
+/** Dream's step schedule t = linspace(1, eps, n+1) (eps = 1e-3); (n+1,) float64. */
+export function dreamTimesteps(steps: number, eps = 1e-3): Float64Array {
+  const t = new Float64Array(steps + 1); // (steps+1,) diffusion times, 1 down to eps
+  for (let i = 0; i <= steps; i++) t[i] = 1 + (eps - 1) * (i / steps);
+  return t;
+}
+
+/**
+ * Dream's number_transfer_tokens: at step j of n with `masks` masks left, int(masks * (1 - s/t)) with
+ * t = timesteps[j], s = timesteps[j+1]; the last step (j >= n-1) takes every remaining mask.
+ */
+export function dreamTransferCount(masks: number, step: number, steps: number): number {
+  if (step >= steps - 1) return masks;
+  const ts = dreamTimesteps(steps);
+  return Math.floor(masks * (1 - ts[step + 1] / ts[step]));
+}
+
+/** Dream's `origin` transfer probability at step j of n: 1 - s/t, and 1 at the last step. */
+export function dreamOriginProbability(step: number, steps: number): number {
+  if (step >= steps - 1) return 1;
+  const ts = dreamTimesteps(steps);
+  return 1 - ts[step + 1] / ts[step];
+}
+
+/** Dream `origin`: each candidate is unmasked when its uniform draw is below p (draws parallel to positions). */
+export function selectDreamOrigin(positions: Int32Array, uniforms: ArrayLike<number>, p: number): Int32Array {
+  const out: number[] = [];
+  for (let i = 0; i < positions.length; i++) if (uniforms[i] < p) out.push(positions[i]);
+  return Int32Array.from(out);
+}
