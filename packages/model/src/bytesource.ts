@@ -1,0 +1,44 @@
+import { open, type FileHandle } from 'node:fs/promises';
+
+/** Random-access bytes: a file on disk, a Blob in a browser, a buffer in a test. */
+export interface ByteSource {
+  /** Total length in bytes. */
+  size: number;
+  /** Exactly `length` bytes starting at `offset`; rejects if the range is past the end. */
+  read(offset: number, length: number): Promise<Uint8Array>;
+  close?(): Promise<void>;
+}
+
+/** A ByteSource over an in-memory buffer (tests, browser uploads). */
+export function bufferSource(bytes: Uint8Array): ByteSource {
+  return {
+    size: bytes.length,
+    async read(offset, length) {
+      if (offset < 0 || offset + length > bytes.length) throw new RangeError(`read [${offset}, ${offset + length}) past end ${bytes.length}`);
+      return bytes.subarray(offset, offset + length);
+    },
+  };
+}
+
+/** A ByteSource over a file, read with positioned reads (never the whole file at once). */
+export async function fileSource(path: string): Promise<ByteSource> {
+  const fh: FileHandle = await open(path, 'r');
+  const size = (await fh.stat()).size;
+  return {
+    size,
+    async read(offset, length) {
+      if (offset < 0 || offset + length > size) throw new RangeError(`read [${offset}, ${offset + length}) past end ${size} of ${path}`);
+      const out = new Uint8Array(length); // (length) bytes
+      let done = 0;
+      while (done < length) {
+        const { bytesRead } = await fh.read(out, done, length - done, offset + done);
+        if (bytesRead === 0) throw new RangeError(`unexpected end of ${path} at ${offset + done}`);
+        done += bytesRead;
+      }
+      return out;
+    },
+    async close() {
+      await fh.close();
+    },
+  };
+}

@@ -1,0 +1,164 @@
+import { ModelFormatError } from './errors.js';
+import { readModelConfig } from './config.js';
+import { SafetensorsArchive } from './safetensors.js';
+import type { LayerTensorNames, ModelDescription, ModelTensorNames } from './types.js';
+
+/** Canonical roles → checkpoint tensor names for a description (SPEC §1 naming). */
+export function tensorNames(desc: ModelDescription): ModelTensorNames {
+  const layers: LayerTensorNames[] = [];
+  if (desc.architecture === 'llada') {
+    const p = 'model.transformer';
+    for (let i = 0; i < desc.numLayers; i++) {
+      const b = `${p}.blocks.${i}`;
+      const l: LayerTensorNames = {
+        attnNorm: `${b}.attn_norm.weight`,
+        q: `${b}.q_proj.weight`,
+        k: `${b}.k_proj.weight`,
+        v: `${b}.v_proj.weight`,
+        o: `${b}.attn_out.weight`,
+        ffnNorm: `${b}.ff_norm.weight`,
+        gate: `${b}.ff_proj.weight`,
+        up: `${b}.up_proj.weight`,
+        down: `${b}.ff_out.weight`,
+      };
+      if (desc.qkvBias) Object.assign(l, { qBias: `${b}.q_proj.bias`, kBias: `${b}.k_proj.bias`, vBias: `${b}.v_proj.bias` });
+      layers.push(l);
+    }
+    const embed = `${p}.wte.weight`;
+    return { embed, layers, finalNorm: `${p}.ln_f.weight`, lmHead: desc.tiedEmbeddings ? embed : `${p}.ff_out.weight` };
+  }
+  for (let i = 0; i < desc.numLayers; i++) {
+    const b = `model.layers.${i}`;
+    const l: LayerTensorNames = {
+      attnNorm: `${b}.input_layernorm.weight`,
+      q: `${b}.self_attn.q_proj.weight`,
+      k: `${b}.self_attn.k_proj.weight`,
+      v: `${b}.self_attn.v_proj.weight`,
+      o: `${b}.self_attn.o_proj.weight`,
+      ffnNorm: `${b}.post_attention_layernorm.weight`,
+      gate: `${b}.mlp.gate_proj.weight`,
+      up: `${b}.mlp.up_proj.weight`,
+      down: `${b}.mlp.down_proj.weight`,
+    };
+    if (desc.qkvBias)
+      Object.assign(l, { qBias: `${b}.self_attn.q_proj.bias`, kBias: `${b}.self_attn.k_proj.bias`, vBias: `${b}.self_attn.v_proj.bias` });
+    layers.push(l);
+  }
+  const embed = 'model.embed_tokens.weight';
+  return { embed, layers, finalNorm: 'model.norm.weight', lmHead: desc.tiedEmbeddings ? embed : 'lm_head.weight' };
+}
+
+/** Every tensor the description expects, with its shape (row-major; linear weights are [out, in]). */
+export function expectedShapes(desc: ModelDescription, names = tensorNames(desc)): Map<string, number[]> {
+  const d = desc.hiddenSize;
+  const qd = desc.numHeads * desc.headDim;
+  const kvd = desc.numKvHeads * desc.headDim;
+  const ff = desc.intermediateSize;
+  const m = new Map<string, number[]>();
+  m.set(names.embed, [desc.vocabSize, d]);
+  m.set(names.finalNorm, [d]);
+  m.set(names.lmHead, [desc.vocabSize, d]);
+  for (const l of names.layers) {
+    m.set(l.attnNorm, [d]);
+    m.set(l.q, [qd, d]);
+    m.set(l.k, [kvd, d]);
+    m.set(l.v, [kvd, d]);
+    if (l.qBias) m.set(l.qBias, [qd]);
+    if (l.kBias) m.set(l.kBias, [kvd]);
+    if (l.vBias) m.set(l.vBias, [kvd]);
+    m.set(l.o, [d, qd]);
+    m.set(l.ffnNorm, [d]);
+    m.set(l.gate, [ff, d]);
+    m.set(l.up, [ff, d]);
+    m.set(l.down, [d, ff]);
+  }
+  return m;
+}
+
+export interface LoadedModel {
+  dir: string;
+  description: ModelDescription;
+  archive: SafetensorsArchive;
+  names: ModelTensorNames;
+}
+
+/** Tensors a checkpoint may carry that the forward pass does not use (precomputed RoPE tables). */
+const IGNORABLE = /(rotary_emb\.inv_freq|\.rotary_emb\.)/;
+
+/**
+ * Checks an archive against a description: lists every missing tensor, unexpected shape and extra tensor by name
+ * in one error, so a broken export is diagnosed in one run.
+ */
+export function checkTensors(desc: ModelDescription, archive: SafetensorsArchive, names = tensorNames(desc), file?: string): void {
+  const expected = expectedShapes(desc, names);
+  const missing: string[] = [];
+  const wrong: string[] = [];
+  for (const [name, shape] of expected) {
+    const t = archive.tensors.get(name);
+    if (!t) missing.push(name);
+    else if (t.shape.join(',') !== shape.join(',')) wrong.push(`${name} has shape [${t.shape.join(', ')}], expected [${shape.join(', ')}]`);
+  }
+  const extra = [...archive.tensors.keys()].filter((n) => !expected.has(n) && !IGNORABLE.test(n));
+  const parts: string[] = [];
+  const list = (xs: string[]) => xs.slice(0, 20).join(', ') + (xs.length > 20 ? ` and ${xs.length - 20} more` : '');
+  if (missing.length) parts.push(`missing tensor(s): ${list(missing)}`);
+  if (wrong.length) parts.push(`unexpected shape(s): ${list(wrong)}`);
+  if (extra.length) parts.push(`extra tensor(s) the ${desc.architecture} config does not use: ${list(extra)}`);
+  if (parts.length)
+    throw new ModelFormatError(`weights do not match config.json: ${parts.join('; ')}. Check that config.json belongs to these weights`, { file });
+}
+
+/** Reads config, opens the weights, and checks every expected tensor (names + shapes) before returning. */
+export async function openModel(dir: string): Promise<LoadedModel> {
+  const description = await readModelConfig(dir);
+  const archive = await SafetensorsArchive.open(dir);
+  const names = tensorNames(description);
+  try {
+    checkTensors(description, archive, names, dir);
+  } catch (e) {
+    await archive.close();
+    throw e;
+  }
+  return { dir, description, archive, names };
+}
+
+export interface ModelSummary {
+  parameters: number;
+  /** Parameter count per stored dtype. */
+  dtypes: Partial<Record<string, number>>;
+  /** Sum of tensor bytes in the safetensors files (headers excluded). */
+  bytesOnDisk: number;
+  /** Weights held as f32 / as bf16 (tied LM head counted once). */
+  weightBytesF32: number;
+  weightBytesBf16: number;
+  /** K and V for every layer and position of the canvas, at f32 and at bf16/f16. */
+  kvCacheBytesF32: number;
+  kvCacheBytes16: number;
+  canvasLength: number;
+}
+
+/** Sizes for `fast-dllm inspect` and for engines deciding whether a model fits. */
+export function modelSummary(loaded: LoadedModel, canvasLength = loaded.description.maxPositions): ModelSummary {
+  const dtypes: Record<string, number> = {};
+  let parameters = 0;
+  let bytesOnDisk = 0;
+  for (const t of loaded.archive.tensors.values()) {
+    const n = t.shape.reduce((a, b) => a * b, 1);
+    parameters += n;
+    bytesOnDisk += t.byteLength;
+    dtypes[t.dtype] = (dtypes[t.dtype] ?? 0) + n;
+  }
+  const d = loaded.description;
+  // (layers, K and V, positions, kvHeads * headDim) elements
+  const kvElems = d.numLayers * 2 * canvasLength * d.numKvHeads * d.headDim;
+  return {
+    parameters,
+    dtypes,
+    bytesOnDisk,
+    weightBytesF32: parameters * 4,
+    weightBytesBf16: parameters * 2,
+    kvCacheBytesF32: kvElems * 4,
+    kvCacheBytes16: kvElems * 2,
+    canvasLength,
+  };
+}
