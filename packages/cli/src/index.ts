@@ -1,1 +1,8 @@
-export {};
+export { main, buildProgram } from './main.js';
+export type { Io } from './main.js';
+export { UsageError, RunError, EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED } from './errors.js';
+export { pull, listFiles, defaultCacheDir, wantedFile } from './pull.js';
+export type { PullOptions, RemoteFile } from './pull.js';
+export { inspectModel, formatInspection, readSafetensorsHeader } from './inspect.js';
+export type { Inspection } from './inspect.js';
+export { openEngine, ENGINE_CHOICES } from './engines.js';

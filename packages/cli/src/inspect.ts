@@ -1,0 +1,190 @@
+/**
+ * `fast-dllm inspect DIR`: what a model directory holds, read from config.json and the safetensors headers only
+ * (no weights are loaded).
+ */
+import { open, readFile, readdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { UsageError } from './errors.js';
+
+export interface TensorSummary {
+  name: string;
+  dtype: string;
+  shape: number[];
+}
+
+export interface Inspection {
+  dir: string;
+  architecture: 'llada' | 'dream';
+  modelType: string;
+  hiddenSize: number;
+  numLayers: number;
+  numHeads: number;
+  numKvHeads: number;
+  headDim: number;
+  intermediateSize: number;
+  vocabSize: number;
+  maxPositions: number;
+  parameters: number;
+  /** Tensor count per dtype. */
+  dtypes: Record<string, number>;
+  /** Bytes of weights on disk. */
+  weightBytes: number;
+  /** Bytes each engine needs for weights plus a full-length K/V cache (f32 K/V for CPU, bf16 on CUDA). */
+  memory: Record<'reference' | 'wasm' | 'cuda', { weights: number; kvCache: number; total: number }>;
+  special: Record<string, number | undefined>;
+  /** Text of each special token id, from the tokenizer files when present. */
+  specialText: Record<string, string | undefined>;
+  files: string[];
+}
+
+const DTYPE_BYTES: Record<string, number> = { F32: 4, F16: 2, BF16: 2, F64: 8, I64: 8, I32: 4, I16: 2, I8: 1, U8: 1, BOOL: 1 };
+
+async function readJson(path: string, what: string): Promise<Record<string, unknown>> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch {
+    throw new UsageError(`${what} not found at ${path}; pass a Hugging Face model directory (see 'fast-dllm pull')`);
+  }
+  try {
+    return JSON.parse(text) as Record<string, unknown>;
+  } catch (e) {
+    throw new UsageError(`${path} is not valid JSON: ${(e as Error).message}`);
+  }
+}
+
+/** Reads one safetensors header: u64 little-endian length, then that many bytes of JSON. */
+export async function readSafetensorsHeader(path: string): Promise<TensorSummary[]> {
+  const fh = await open(path, 'r');
+  try {
+    const lenBuf = Buffer.alloc(8); // (1,) u64 LE header length
+    const { bytesRead } = await fh.read(lenBuf, 0, 8, 0);
+    const len = bytesRead === 8 ? Number(lenBuf.readBigUInt64LE(0)) : -1;
+    const size = (await fh.stat()).size;
+    if (len <= 0 || len > 100_000_000 || 8 + len > size) throw new UsageError(`${path}: not a safetensors file (bad header length)`);
+    const hdr = Buffer.alloc(len); // (len,) u8 JSON text
+    await fh.read(hdr, 0, len, 8);
+    let json: Record<string, { dtype?: string; shape?: number[] }>;
+    try {
+      json = JSON.parse(hdr.toString('utf8')) as typeof json;
+    } catch {
+      throw new UsageError(`${path}: not a safetensors file (header is not JSON)`);
+    }
+    return Object.entries(json)
+      .filter(([k]) => k !== '__metadata__')
+      .map(([name, t]) => ({ name, dtype: String(t.dtype), shape: Array.isArray(t.shape) ? t.shape : [] }));
+  } finally {
+    await fh.close();
+  }
+}
+
+function num(cfg: Record<string, unknown>, ...keys: string[]): number | undefined {
+  for (const k of keys) if (typeof cfg[k] === 'number') return cfg[k] as number;
+  return undefined;
+}
+
+function need(cfg: Record<string, unknown>, path: string, ...keys: string[]): number {
+  const v = num(cfg, ...keys);
+  if (v === undefined) throw new UsageError(`${path}: missing ${keys.join(' / ')}; not a LLaDA or Dream config`);
+  return v;
+}
+
+export async function inspectModel(dir: string): Promise<Inspection> {
+  const cfgPath = join(dir, 'config.json');
+  const cfg = await readJson(cfgPath, 'config.json');
+  const modelType = String(cfg.model_type ?? '');
+  const archs = Array.isArray(cfg.architectures) ? (cfg.architectures as unknown[]).map(String).join(' ') : '';
+  const tag = `${modelType} ${archs}`.toLowerCase();
+  const architecture = tag.includes('llada') ? 'llada' : tag.includes('dream') ? 'dream' : undefined;
+  if (!architecture) throw new UsageError(`${cfgPath}: model_type '${modelType}' is neither LLaDA nor Dream`);
+  const hiddenSize = need(cfg, cfgPath, 'd_model', 'hidden_size');
+  const numLayers = need(cfg, cfgPath, 'n_layers', 'num_hidden_layers');
+  const numHeads = need(cfg, cfgPath, 'n_heads', 'num_attention_heads');
+  const numKvHeads = num(cfg, 'n_kv_heads', 'num_key_value_heads') ?? numHeads;
+  const intermediateSize = need(cfg, cfgPath, 'mlp_hidden_size', 'intermediate_size');
+  const vocabSize = need(cfg, cfgPath, 'embedding_size', 'vocab_size');
+  const maxPositions = need(cfg, cfgPath, 'max_sequence_length', 'max_position_embeddings');
+
+  let names: string[];
+  try {
+    names = await readdir(dir);
+  } catch {
+    throw new UsageError(`cannot read model directory ${dir}`);
+  }
+  const shards = names.filter((n) => n.endsWith('.safetensors')).sort();
+  if (shards.length === 0) throw new UsageError(`${dir}: no .safetensors weights found`);
+  const dtypes: Record<string, number> = {};
+  let parameters = 0;
+  let weightBytes = 0;
+  for (const s of shards) {
+    for (const t of await readSafetensorsHeader(join(dir, s))) {
+      const n = t.shape.reduce((a, b) => a * b, 1);
+      parameters += n;
+      weightBytes += n * (DTYPE_BYTES[t.dtype] ?? 0);
+      dtypes[t.dtype] = (dtypes[t.dtype] ?? 0) + 1;
+    }
+  }
+  const headDim = hiddenSize / numHeads;
+  // K and V for every layer and position of a full-length canvas.
+  const kvElems = 2 * numLayers * numKvHeads * headDim * maxPositions;
+  const mem = (wBytesPerParam: number, kvBytes: number) => {
+    const weights = parameters * wBytesPerParam;
+    const kvCache = kvElems * kvBytes;
+    return { weights, kvCache, total: weights + kvCache };
+  };
+
+  const special: Record<string, number | undefined> = {
+    mask: num(cfg, 'mask_token_id') ?? (architecture === 'llada' ? 126336 : undefined),
+    eos: num(cfg, 'eos_token_id'),
+    bos: num(cfg, 'bos_token_id'),
+    pad: num(cfg, 'pad_token_id'),
+  };
+  const specialText: Record<string, string | undefined> = {};
+  try {
+    const tc = JSON.parse(await readFile(join(dir, 'tokenizer_config.json'), 'utf8')) as {
+      added_tokens_decoder?: Record<string, { content?: string }>;
+    };
+    for (const [k, id] of Object.entries(special)) {
+      if (id !== undefined) specialText[k] = tc.added_tokens_decoder?.[String(id)]?.content;
+    }
+  } catch {
+    // No tokenizer_config.json: ids only.
+  }
+  return {
+    dir, architecture, modelType, hiddenSize, numLayers, numHeads, numKvHeads, headDim, intermediateSize, vocabSize,
+    maxPositions, parameters, dtypes, weightBytes,
+    memory: { reference: mem(4, 4), wasm: mem(4, 4), cuda: mem(2, 2) },
+    special, specialText, files: names.sort(),
+  };
+}
+
+export function formatBytes(n: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let i = 0;
+  while (n >= 1024 && i < units.length - 1) {
+    n /= 1024;
+    i++;
+  }
+  return `${n.toFixed(i === 0 ? 0 : 2)} ${units[i]}`;
+}
+
+export function formatInspection(r: Inspection): string {
+  const params = r.parameters >= 1e9 ? `${(r.parameters / 1e9).toFixed(2)}B` : r.parameters >= 1e6 ? `${(r.parameters / 1e6).toFixed(2)}M` : `${r.parameters}`;
+  const lines = [
+    `model:         ${r.dir}`,
+    `architecture:  ${r.architecture} (model_type ${r.modelType})`,
+    `layers:        ${r.numLayers}, d_model ${r.hiddenSize}, heads ${r.numHeads} (kv ${r.numKvHeads}, head dim ${r.headDim}), ffn ${r.intermediateSize}`,
+    `vocab:         ${r.vocabSize}, max positions ${r.maxPositions}`,
+    `parameters:    ${params} (${r.parameters})`,
+    `dtypes:        ${Object.entries(r.dtypes).map(([d, c]) => `${d} x${c}`).join(', ')}; ${formatBytes(r.weightBytes)} on disk`,
+    'memory (weights + K/V cache at max positions):',
+  ];
+  for (const [e, m] of Object.entries(r.memory)) {
+    lines.push(`  ${e.padEnd(10)} ${formatBytes(m.total)} (${formatBytes(m.weights)} + ${formatBytes(m.kvCache)})`);
+  }
+  lines.push('special tokens:');
+  for (const [k, id] of Object.entries(r.special)) {
+    if (id !== undefined) lines.push(`  ${k.padEnd(10)} ${id}${r.specialText[k] ? ` ${JSON.stringify(r.specialText[k])}` : ''}`);
+  }
+  return lines.join('\n');
+}

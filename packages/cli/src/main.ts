@@ -1,0 +1,95 @@
+/**
+ * The `fast-dllm` command. Every user error ends as one line on stderr and exit code 2 (UsageError or a
+ * commander parse error); run-time failures exit 1; Ctrl-C aborts the current work and exits 130.
+ */
+import { Command, CommanderError, Option } from 'commander';
+import { EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, RunError, UsageError } from './errors.js';
+import { formatInspection, inspectModel } from './inspect.js';
+import { repoIdArg } from './parse.js';
+import { defaultCacheDir, pull } from './pull.js';
+
+export interface Io {
+  stdout: (s: string) => void;
+  stderr: (s: string) => void;
+}
+
+const defaultIo: Io = {
+  stdout: (s) => process.stdout.write(s),
+  stderr: (s) => process.stderr.write(s),
+};
+
+export function buildProgram(io: Io, signal: AbortSignal): Command {
+  const program = new Command('fast-dllm')
+    .description('Fast-dLLM: cached, parallel decoding for diffusion LLMs (LLaDA, Dream).')
+    .version('0.1.0')
+    .exitOverride()
+    .showSuggestionAfterError(true)
+    .configureOutput({ writeOut: io.stdout, writeErr: io.stderr, outputError: (s, write) => write(`${s.trimEnd().replace(/\s*\n\s*/g, ' ')}\n`) });
+
+  program
+    .command('inspect')
+    .description('architecture, parameter count, dtypes, memory per engine and special tokens of a model directory')
+    .argument('<dir>', 'Hugging Face model directory')
+    .option('--json', 'print one JSON object')
+    .action(async (dir: string, opts: { json?: boolean }) => {
+      const r = await inspectModel(dir);
+      io.stdout(opts.json ? `${JSON.stringify(r)}\n` : `${formatInspection(r)}\n`);
+    });
+
+  program
+    .command('pull')
+    .description('download a model from the Hugging Face hub (HF_ENDPOINT, HF_TOKEN)')
+    .argument('<repo>', 'ORG/NAME', repoIdArg)
+    .option('--revision <rev>', 'branch, tag or commit', 'main')
+    .option('--cache-dir <dir>', 'models land in <dir>/<org>/<name> (default $FAST_DLLM_CACHE or ~/.cache/fast-dllm/models)')
+    .addOption(new Option('--no-progress', 'no progress bars on stderr'))
+    .action(async (repo: string, opts: { revision: string; cacheDir?: string; progress: boolean }) => {
+      const endpoint = (process.env.HF_ENDPOINT ?? 'https://huggingface.co').replace(/\/+$/, '');
+      if (!/^https?:\/\//.test(endpoint)) throw new UsageError(`HF_ENDPOINT must be an http(s) URL, got '${endpoint}'`);
+      if (opts.revision.trim() === '') throw new UsageError('--revision: empty revision');
+      const { dir } = await pull({
+        repo,
+        revision: opts.revision,
+        cacheDir: opts.cacheDir ?? defaultCacheDir(),
+        endpoint,
+        token: process.env.HF_TOKEN || undefined,
+        progress: opts.progress && process.stderr.isTTY === true,
+        signal,
+        log: (l) => io.stderr(`${l}\n`),
+      });
+      io.stdout(`${dir}\n`);
+    });
+
+  return program;
+}
+
+/** Runs the CLI; returns the exit code. */
+export async function main(argv: string[], io: Io = defaultIo): Promise<number> {
+  const controller = new AbortController();
+  const onSigint = () => {
+    if (controller.signal.aborted) process.exit(EXIT_INTERRUPTED); // second Ctrl-C: leave at once
+    io.stderr('interrupted; stopping\n');
+    controller.abort();
+  };
+  process.on('SIGINT', onSigint);
+  try {
+    await buildProgram(io, controller.signal).parseAsync(argv, { from: 'user' });
+    return EXIT_OK;
+  } catch (e) {
+    if (e instanceof CommanderError) {
+      if (e.code === 'commander.helpDisplayed' || e.code === 'commander.version' || e.code === 'commander.help') return EXIT_OK;
+      // Commander already printed its one-line message; a custom parser's UsageError arrives wrapped.
+      return e.exitCode === 0 ? EXIT_OK : EXIT_USAGE;
+    }
+    if (controller.signal.aborted) return EXIT_INTERRUPTED;
+    if (e instanceof UsageError) {
+      io.stderr(`error: ${e.message}\n`);
+      return EXIT_USAGE;
+    }
+    const msg = e instanceof RunError ? e.message : `${(e as Error)?.message ?? String(e)}`;
+    io.stderr(`error: ${msg.split('\n')[0]}\n`);
+    return EXIT_FAILURE;
+  } finally {
+    process.off('SIGINT', onSigint);
+  }
+}

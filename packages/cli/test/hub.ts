@@ -1,0 +1,106 @@
+/**
+ * A local stand-in for the Hugging Face hub on 127.0.0.1: the tree and revision APIs, `resolve/` downloads with
+ * Range support, x-linked-etag / x-linked-size headers, and knobs to cut a download short or corrupt it.
+ */
+import { createHash } from 'node:crypto';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+
+export interface HubFile {
+  path: string;
+  data: Buffer;
+  /** Served as an LFS file: the tree lists its sha256 and downloads carry x-linked-etag. */
+  lfs?: boolean;
+}
+
+export interface HubOptions {
+  repo: string;
+  revision?: string;
+  files: HubFile[];
+  /** Paths whose first download is cut after this many bytes (the socket is destroyed). */
+  cutAfter?: Record<string, number>;
+  /** Paths served with different bytes than the listing's hash claims. */
+  corrupt?: Set<string>;
+  /** Only the revision API (siblings), no tree API. */
+  noTree?: boolean;
+  /** Bearer token the hub requires, if any. */
+  token?: string;
+}
+
+export interface Hub {
+  url: string;
+  /** Every request: method, url, range header. */
+  log: Array<{ url: string; range?: string; auth?: string }>;
+  close(): Promise<void>;
+}
+
+export const sha256 = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
+
+export async function startHub(o: HubOptions): Promise<Hub> {
+  const rev = o.revision ?? 'main';
+  const log: Hub['log'] = [];
+  const cut = new Map(Object.entries(o.cutAfter ?? {}));
+  const handler = (req: IncomingMessage, res: ServerResponse) => {
+    const url = decodeURIComponent(req.url ?? '');
+    log.push({ url, range: req.headers.range, auth: req.headers.authorization });
+    if (o.token && req.headers.authorization !== `Bearer ${o.token}`) {
+      res.writeHead(401).end('unauthorized');
+      return;
+    }
+    const api = `/api/models/${o.repo}`;
+    if (!o.noTree && url === `${api}/tree/${rev}?recursive=true`) {
+      const tree = o.files.map((f) => ({
+        type: 'file', path: f.path, size: f.data.length,
+        ...(f.lfs ? { lfs: { oid: sha256(f.data), size: f.data.length } } : {}),
+      }));
+      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(tree));
+      return;
+    }
+    if (url === `${api}/revision/${rev}`) {
+      res.writeHead(200, { 'content-type': 'application/json' })
+        .end(JSON.stringify({ id: o.repo, siblings: o.files.map((f) => ({ rfilename: f.path })) }));
+      return;
+    }
+    const prefix = `/${o.repo}/resolve/${rev}/`;
+    const file = url.startsWith(prefix) ? o.files.find((f) => f.path === url.slice(prefix.length)) : undefined;
+    if (!file) {
+      res.writeHead(404).end('not found');
+      return;
+    }
+    let data = file.data;
+    const headers: Record<string, string | number> = { 'accept-ranges': 'bytes' };
+    if (file.lfs) {
+      headers['x-linked-etag'] = `"${sha256(file.data)}"`;
+      headers['x-linked-size'] = file.data.length;
+    }
+    if (o.corrupt?.has(file.path)) data = Buffer.from(data.map((b) => b ^ 0xff));
+    let start = 0;
+    const m = /^bytes=(\d+)-$/.exec(req.headers.range ?? '');
+    if (m) {
+      start = Number(m[1]);
+      if (start >= data.length) {
+        res.writeHead(416, headers).end();
+        return;
+      }
+      headers['content-range'] = `bytes ${start}-${data.length - 1}/${data.length}`;
+    }
+    const body = data.subarray(start);
+    headers['content-length'] = body.length;
+    res.writeHead(m ? 206 : 200, headers);
+    const limit = cut.get(file.path);
+    if (limit !== undefined) {
+      cut.delete(file.path); // only the first download is cut
+      res.write(body.subarray(0, limit), () => setTimeout(() => res.destroy(), 20));
+      return;
+    }
+    res.end(body);
+  };
+  const server: Server = createServer(handler);
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const port = (server.address() as AddressInfo).port;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    log,
+    close: () => new Promise<void>((r) => { server.closeAllConnections(); server.close(() => r()); }),
+  };
+}
