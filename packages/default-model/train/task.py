@@ -1,0 +1,47 @@
+"""Problem generator: two-digit addition answered column by column with carries written out.
+
+Train and eval are disjoint by construction: an operand pair (a, b) belongs to the eval split iff
+its 32-bit multiplicative hash is divisible by 10 (see `is_eval_pair`, re-implemented in src/index.ts).
+"""
+import random
+
+LO, HI = 10, 99  # both operands are two-digit numbers
+
+
+def pair_hash(a: int, b: int) -> int:
+    # Knuth multiplicative hash of a*1000+b, mod 2^32 (same as Math.imul(x, 2654435761) >>> 0 in JS).
+    return ((a * 1000 + b) * 2654435761) & 0xFFFFFFFF
+
+
+def is_eval_pair(a: int, b: int) -> bool:
+    return pair_hash(a, b) % 10 == 0
+
+
+def prompt_text(a: int, b: int) -> str:
+    return f"What is {a} + {b} ?"
+
+
+def answer_text(a: int, b: int) -> str:
+    """Step-by-step answer, least significant column first, e.g. '7 + 5 = 12 carry 1 , 4 + 3 + 1 = 8 , answer : 82'."""
+    steps = []
+    carry = 0
+    da, db = str(a)[::-1], str(b)[::-1]
+    for i in range(max(len(da), len(db))):
+        x = int(da[i]) if i < len(da) else 0
+        y = int(db[i]) if i < len(db) else 0
+        s = x + y + carry
+        expr = f"{x} + {y}" + (f" + {carry}" if carry else "") + f" = {s}"
+        carry = s // 10
+        if carry:
+            expr += " carry 1"
+        steps.append(expr)
+    return " , ".join(steps) + f" , answer : {a + b}"
+
+
+def all_pairs(split: str):
+    want_eval = split == "eval"
+    return [(a, b) for a in range(LO, HI + 1) for b in range(LO, HI + 1) if is_eval_pair(a, b) == want_eval]
+
+
+def sample_train(rng: random.Random, pairs):
+    return pairs[rng.randrange(len(pairs))]

@@ -1,0 +1,75 @@
+"""Word-level tokenizer (digits are single tokens) written as an HF tokenizers tokenizer.json.
+
+Pre-tokenization = WhitespaceSplit then Digits(individual_digits); special tokens are split out first.
+`encode` below re-implements exactly that for training.
+"""
+import json
+import re
+
+SPECIALS = ["<|startoftext|>", "<|endoftext|>", "<|eot_id|>", "<|start_header_id|>", "<|end_header_id|>", "<|mdm_mask|>"]
+WORDS = ["<unk>", "user", "assistant", "system", "What", "is", "+", "=", "?", "carry", ",", "answer", ":"] + [str(d) for d in range(10)]
+VOCAB = SPECIALS + WORDS
+TOK2ID = {t: i for i, t in enumerate(VOCAB)}
+BOS, EOS, EOT, SH, EH, MASK = (TOK2ID[s] for s in SPECIALS)
+UNK = TOK2ID["<unk>"]
+
+CHAT_TEMPLATE = (
+    "{{ bos_token }}{% for message in messages %}"
+    "{{ '<|start_header_id|>' + message['role'] + '<|end_header_id|>\n\n' + message['content'] | trim + '<|eot_id|>' }}"
+    "{% endfor %}{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}"
+)
+
+_special_re = re.compile("(" + "|".join(re.escape(s) for s in SPECIALS) + ")")
+
+
+def chat_prompt(content: str) -> str:
+    return f"<|startoftext|><|start_header_id|>user<|end_header_id|>\n\n{content.strip()}<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n"
+
+
+def encode(text: str):
+    ids = []
+    for piece in _special_re.split(text):
+        if not piece:
+            continue
+        if piece in TOK2ID and piece in SPECIALS:
+            ids.append(TOK2ID[piece])
+            continue
+        for word in piece.split():
+            for sub in re.findall(r"\d|\D+", word):
+                ids.append(TOK2ID.get(sub, UNK))
+    return ids
+
+
+def decode(ids):
+    return " ".join(VOCAB[i] for i in ids if VOCAB[i] not in SPECIALS)
+
+
+def tokenizer_json():
+    return {
+        "version": "1.0",
+        "truncation": None,
+        "padding": None,
+        "added_tokens": [
+            {"id": TOK2ID[s], "content": s, "single_word": False, "lstrip": False, "rstrip": False, "normalized": False, "special": True}
+            for s in SPECIALS
+        ],
+        "normalizer": None,
+        "pre_tokenizer": {"type": "Sequence", "pretokenizers": [{"type": "WhitespaceSplit"}, {"type": "Digits", "individual_digits": True}]},
+        "post_processor": None,
+        "decoder": None,
+        "model": {"type": "WordLevel", "vocab": TOK2ID, "unk_token": "<unk>"},
+    }
+
+
+def tokenizer_config():
+    return {
+        "bos_token": "<|startoftext|>",
+        "eos_token": "<|endoftext|>",
+        "pad_token": "<|endoftext|>",
+        "mask_token": "<|mdm_mask|>",
+        "unk_token": "<unk>",
+        "model_max_length": 256,
+        "tokenizer_class": "PreTrainedTokenizerFast",
+        "chat_template": CHAT_TEMPLATE,
+        "added_tokens_decoder": {str(TOK2ID[s]): {"content": s, "special": True, "lstrip": False, "rstrip": False, "normalized": False, "single_word": False} for s in SPECIALS},
+    }

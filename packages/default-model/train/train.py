@@ -1,0 +1,152 @@
+"""Masked-diffusion SFT (LLaDA-Instruct style) of a small LLaDA model on step-by-step two-digit addition.
+
+One command, reproducible from --seed:
+  nice -n 5 /usr/bin/python3 packages/default-model/train/train.py --seed 0 --minutes 75
+Checkpoints (train/out/ckpt.pt) and an exported model/ directory are written every --ckpt-min minutes;
+train/log.tsv gets the loss every 20 steps and a greedy exact-match eval (one token per step) at each checkpoint.
+"""
+import argparse
+import json
+import math
+import os
+import random
+import sys
+import time
+
+# One BLAS thread: the machine is shared (torch.set_num_threads alone leaves OpenBLAS pthreads spinning).
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import task  # noqa: E402
+import tokenizer as tok  # noqa: E402
+from decode import generate  # noqa: E402
+from export import export  # noqa: E402
+from model import LLaDA  # noqa: E402
+
+GEN = 128
+BLOCK = 32
+
+
+def encode_pair(a, b):
+    prompt = tok.encode(tok.chat_prompt(task.prompt_text(a, b)))
+    ans = tok.encode(task.answer_text(a, b)) + [tok.EOT]
+    ans = ans + [tok.EOS] * (GEN - len(ans))  # EOS padding to the generation length
+    assert len(ans) == GEN
+    return prompt, ans
+
+
+def make_batch(rng, pairs, bs):
+    ps, ans = zip(*(encode_pair(*task.sample_train(rng, pairs)) for _ in range(bs)))
+    return torch.tensor(ps), torch.tensor(ans)  # (B, P), (B, GEN)
+
+
+def eval_exact(model, items):
+    model.eval()
+    prompts = torch.tensor([encode_pair(a, b)[0] for a, b in items])
+    out = generate(model, prompts, GEN, BLOCK)
+    model.train()
+    ok = 0
+    for (a, b), row in zip(items, out.tolist()):
+        ok += row == encode_pair(a, b)[1]  # the full answer, <|eot_id|> and padding must all be right
+    return ok / len(items)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--minutes", type=float, default=75.0, help="training wall-clock budget")
+    ap.add_argument("--ckpt-min", type=float, default=4.0, help="minutes between checkpoint+eval+export")
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument("--d-model", type=int, default=128)
+    ap.add_argument("--layers", type=int, default=4)
+    ap.add_argument("--heads", type=int, default=4)
+    ap.add_argument("--ff", type=int, default=384)
+    ap.add_argument("--eval-n", type=int, default=50)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--out", default=os.path.join(HERE, "out"))
+    ap.add_argument("--model-dir", default=os.path.join(HERE, "..", "model"))
+    ap.add_argument("--resume", action="store_true")
+    a = ap.parse_args()
+
+    torch.set_num_threads(a.threads)
+    torch.manual_seed(a.seed)
+    rng = random.Random(a.seed)
+    os.makedirs(a.out, exist_ok=True)
+    cfg = {"d_model": a.d_model, "n_layers": a.layers, "n_heads": a.heads, "mlp_hidden_size": a.ff,
+           "vocab_size": len(tok.VOCAB), "embedding_size": len(tok.VOCAB), "max_sequence_length": 256,
+           "rope_theta": 10000.0, "rms_norm_eps": 1e-5}
+    model = LLaDA(cfg)
+    opt = torch.optim.AdamW(model.parameters(), lr=a.lr, betas=(0.9, 0.98), weight_decay=0.01)
+    train_pairs = task.all_pairs("train")
+    eval_pairs = task.all_pairs("eval")
+    eval_items = random.Random(1234).sample(eval_pairs, a.eval_n)
+    step, elapsed0 = 0, 0.0
+    ck_path = os.path.join(a.out, "ckpt.pt")
+    if a.resume and os.path.exists(ck_path):
+        ck = torch.load(ck_path)
+        model.load_state_dict(ck["model"]); opt.load_state_dict(ck["opt"])
+        step, elapsed0 = ck["step"], ck["elapsed"]
+        rng.setstate(ck["rng"]); torch.set_rng_state(ck["torch_rng"])
+    log_path = os.path.join(HERE, "log.tsv")
+    log = open(log_path, "a" if a.resume else "w")
+    if not a.resume:
+        log.write("step\tminutes\tloss\texact_match\n")
+    print(f"params={sum(p.numel() for p in model.parameters())} train_pairs={len(train_pairs)} eval_pairs={len(eval_pairs)}", flush=True)
+
+    eps = 1e-3
+    t0 = time.time() - elapsed0
+    next_ck = elapsed0 + a.ckpt_min * 60
+    total = a.minutes * 60
+    warm = 100
+    run_loss, n_loss, last_loss = 0.0, 0, float("nan")
+    while True:
+        el = time.time() - t0
+        done = el >= total
+        if el >= next_ck or done:
+            em = eval_exact(model, eval_items)
+            summary = {"step": step, "minutes": round(el / 60, 2), "loss": last_loss, "exact_match_eval50": em, "seed": a.seed}
+            log.write(f"{step}\t{el / 60:.2f}\t\t{em:.3f}\n"); log.flush()
+            print(f"EVAL step {step} min {el / 60:.1f} exact {em:.3f}", flush=True)
+            torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "cfg": cfg, "step": step,
+                        "elapsed": time.time() - t0, "rng": rng.getstate(), "torch_rng": torch.get_rng_state(),
+                        "summary": summary}, ck_path + ".tmp")
+            os.replace(ck_path + ".tmp", ck_path)
+            export(model, a.model_dir, summary)
+            next_ck = (time.time() - t0) + a.ckpt_min * 60
+            if done:
+                break
+        # Cosine schedule over the wall-clock budget with a short linear warmup.
+        frac = min(1.0, el / total)
+        lr = a.lr * min(1.0, (step + 1) / warm) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
+        for g in opt.param_groups:
+            g["lr"] = lr
+        prompts, ans = make_batch(rng, train_pairs, a.batch)
+        B = ans.shape[0]
+        t = torch.rand(B, 1) * (1 - eps) + eps  # (B, 1) mask ratio per sequence
+        mask = torch.rand(B, GEN) < t  # (B, GEN): the prompt is never masked
+        noisy = torch.where(mask, torch.full_like(ans, tok.MASK), ans)
+        logits = model(torch.cat([prompts, noisy], 1))[:, prompts.shape[1]:]  # (B, GEN, V)
+        ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), ans.reshape(-1), reduction="none").view(B, GEN)
+        # LLaDA SFT: CE on masked answer tokens / t, normalised by answer length (GEN incl. EOS padding) and batch.
+        loss = ((ce / t) * mask).sum() / (GEN * B)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        step += 1
+        run_loss += loss.item(); n_loss += 1
+        if step % 20 == 0:
+            last_loss = run_loss / n_loss
+            log.write(f"{step}\t{(time.time() - t0) / 60:.2f}\t{last_loss:.4f}\t\n"); log.flush()
+            print(f"step {step} min {(time.time() - t0) / 60:.2f} loss {last_loss:.4f} lr {lr:.2e}", flush=True)
+            run_loss, n_loss = 0.0, 0
+    log.close()
+
+
+if __name__ == "__main__":
+    main()
