@@ -1,0 +1,206 @@
+/**
+ * Host side of the AssemblyScript kernels: instantiates a compiled module (bytes supplied by a loader, so
+ * this file runs in Node and in browsers alike) and exposes typed views and the kernels with f32 arrays.
+ *
+ * Linear memory is laid out by a bump allocator above the module's static data:
+ *
+ *   0 ............ heapBase   AssemblyScript static data (constants of the kernels)
+ *   heapBase ..... top        host regions, 16-byte aligned, in allocation order
+ *                             (weights, K/V cache, activations, scratch: shapes are stated by each caller)
+ *
+ * Everything a kernel reads or writes is a (ptr, length) region of this memory; no copies inside kernels.
+ */
+
+/** wasm32 addresses 4 GiB at most; 65536 pages of 64 KiB. */
+export const WASM32_MAX_BYTES = 4 * 1024 * 1024 * 1024;
+const PAGE = 65536;
+
+/** Exports of build/release.wasm (SIMD) and build/scalar.wasm (scalar twins only). Pointers are byte offsets. */
+interface KernelExports {
+  memory: WebAssembly.Memory;
+  heapBase(): number;
+  matmulF32?(x: number, w: number, b: number, y: number, n: number, inDim: number, out: number): void;
+  matmulF32Scalar(x: number, w: number, b: number, y: number, n: number, inDim: number, out: number): void;
+  rmsnorm?(x: number, g: number, y: number, n: number, d: number, eps: number): void;
+  rmsnormScalar(x: number, g: number, y: number, n: number, d: number, eps: number): void;
+  ropeNeox(x: number, pos: number, n: number, heads: number, hd: number, theta: number): void;
+  swiglu(gate: number, up: number, out: number, count: number): void;
+  attention?(q: number, k: number, v: number, out: number, scores: number, nq: number, nk: number, H: number, KVH: number, hd: number, scale: number): void;
+  attentionScalar(q: number, k: number, v: number, out: number, scores: number, nq: number, nk: number, H: number, KVH: number, hd: number, scale: number): void;
+  counterHash(seed: number, forwardIndex: number, position: number, lane: number): number;
+  counterGumbel(seed: number, forwardIndex: number, position: number, lane: number): number;
+  reduceRow(logits: number, vocab: number, res: number, temperature: number, seed: number, forwardIndex: number, position: number): void;
+}
+
+/** One region of linear memory: byte offset and length in f32 (or i32) elements. */
+export interface Region {
+  ptr: number;
+  length: number;
+}
+
+export interface KernelOptions {
+  /** Use the SIMD kernels (default true). False selects the scalar twins of the same module. */
+  simd?: boolean;
+}
+
+/** Result of reduceRow: token id and the clean-softmax statistics of one logits row (float64). */
+export interface RowReduction {
+  token: number;
+  prob: number;
+  top1: number;
+  top2: number;
+  entropy: number;
+}
+
+export class WasmKernels {
+  readonly memory: WebAssembly.Memory;
+  readonly simd: boolean;
+  private readonly ex: KernelExports;
+  private top: number;
+
+  private constructor(ex: KernelExports, simd: boolean) {
+    this.ex = ex;
+    this.memory = ex.memory;
+    this.simd = simd;
+    this.top = align16(ex.heapBase());
+  }
+
+  /** Instantiates a compiled kernel module. `simd: true` needs the release (SIMD) build. */
+  static async instantiate(module: WebAssembly.Module, options: KernelOptions = {}): Promise<WasmKernels> {
+    const instance = await WebAssembly.instantiate(module, {
+      env: {
+        abort(_msg: number, _file: number, line: number, col: number) {
+          throw new Error(`wasm kernel aborted at line ${line}:${col}`);
+        },
+      },
+    });
+    const ex = instance.exports as unknown as KernelExports;
+    const simd = options.simd ?? true;
+    if (simd && !ex.matmulF32) {
+      throw new Error('WasmKernels: simd requested but this module is the scalar build; load build/release.wasm or pass simd: false');
+    }
+    return new WasmKernels(ex, simd);
+  }
+
+  /** Bytes allocated so far (static data included). */
+  get usedBytes(): number {
+    return this.top;
+  }
+
+  /**
+   * Reserves `bytes` (16-byte aligned), growing memory as needed. Throws a message with the total needed
+   * when wasm32's 4 GiB would be exceeded, instead of a bare RangeError from memory.grow.
+   */
+  alloc(bytes: number): number {
+    const ptr = this.top;
+    const end = align16(ptr + bytes);
+    if (end > WASM32_MAX_BYTES) {
+      throw new Error(
+        `wasm engine: needs ${(end / 2 ** 30).toFixed(2)} GiB of linear memory but wasm32 addresses at most 4 GiB; ` +
+          `use a smaller model, bf16 weights, or a shorter canvas`,
+      );
+    }
+    const have = this.memory.buffer.byteLength;
+    if (end > have) this.memory.grow(Math.ceil((end - have) / PAGE));
+    this.top = end;
+    return ptr;
+  }
+
+  /** Allocates a (length,) f32 region, optionally filled from `src`. */
+  allocF32(length: number, src?: ArrayLike<number>): Region {
+    const r = { ptr: this.alloc(length * 4), length };
+    if (src) this.f32(r).set(src);
+    return r;
+  }
+
+  /** Allocates a (length,) i32 region, optionally filled from `src`. */
+  allocI32(length: number, src?: ArrayLike<number>): Region {
+    const r = { ptr: this.alloc(length * 4), length };
+    if (src) this.i32(r).set(src);
+    return r;
+  }
+
+  /** A fresh view (views are invalidated when memory grows, so never keep one across an alloc). */
+  f32(r: Region): Float32Array {
+    return new Float32Array(this.memory.buffer, r.ptr, r.length);
+  }
+
+  i32(r: Region): Int32Array {
+    return new Int32Array(this.memory.buffer, r.ptr, r.length);
+  }
+
+  /** y (n, out) = x (n, inDim) · W (out, inDim)ᵀ + b; b null for none. */
+  matmul(x: Region, w: Region, b: Region | null, y: Region, n: number, inDim: number, out: number): void {
+    checkLen('matmul x', x, n * inDim);
+    checkLen('matmul W', w, out * inDim);
+    checkLen('matmul y', y, n * out);
+    if (b) checkLen('matmul b', b, out);
+    const f = this.simd ? this.ex.matmulF32! : this.ex.matmulF32Scalar;
+    f(x.ptr, w.ptr, b ? b.ptr : 0, y.ptr, n, inDim, out);
+  }
+
+  /** y (n, d) = RMSNorm(x) * g; y may be x. */
+  rmsnorm(x: Region, g: Region, y: Region, n: number, d: number, eps: number): void {
+    checkLen('rmsnorm x', x, n * d);
+    checkLen('rmsnorm g', g, d);
+    checkLen('rmsnorm y', y, n * d);
+    (this.simd ? this.ex.rmsnorm! : this.ex.rmsnormScalar)(x.ptr, g.ptr, y.ptr, n, d, eps);
+  }
+
+  /** In place on x (n, heads, hd); pos (n,) i32 absolute positions. */
+  rope(x: Region, pos: Region, n: number, heads: number, hd: number, theta: number): void {
+    checkLen('rope x', x, n * heads * hd);
+    checkLen('rope pos', pos, n);
+    if (hd % 2 !== 0) throw new Error(`rope: head dim ${hd} must be even`);
+    this.ex.ropeNeox(x.ptr, pos.ptr, n, heads, hd, theta);
+  }
+
+  /** out = silu(gate) * up, elementwise over `count`; out may be gate. */
+  swiglu(gate: Region, up: Region, out: Region, count: number): void {
+    checkLen('swiglu gate', gate, count);
+    checkLen('swiglu up', up, count);
+    checkLen('swiglu out', out, count);
+    this.ex.swiglu(gate.ptr, up.ptr, out.ptr, count);
+  }
+
+  /**
+   * out (nq, H, hd) = softmax(q kᵀ · scale) v; q (nq, H, hd); k, v (nk, KVH, hd) contiguous visible keys;
+   * scores (nk,) f32 scratch.
+   */
+  attention(q: Region, k: Region, v: Region, out: Region, scores: Region, nq: number, nk: number, H: number, KVH: number, hd: number, scale: number): void {
+    checkLen('attention q', q, nq * H * hd);
+    checkLen('attention k', k, nk * KVH * hd);
+    checkLen('attention v', v, nk * KVH * hd);
+    checkLen('attention out', out, nq * H * hd);
+    checkLen('attention scores', scores, nk);
+    if (H % KVH !== 0) throw new Error(`attention: ${H} heads is not a multiple of ${KVH} KV heads`);
+    (this.simd ? this.ex.attention! : this.ex.attentionScalar)(q.ptr, k.ptr, v.ptr, out.ptr, scores.ptr, nq, nk, H, KVH, hd, scale);
+  }
+
+  counterHash(seed: number, forwardIndex: number, position: number, lane: number): number {
+    return this.ex.counterHash(seed, forwardIndex, position, lane) >>> 0;
+  }
+
+  counterGumbel(seed: number, forwardIndex: number, position: number, lane: number): number {
+    return this.ex.counterGumbel(seed, forwardIndex, position, lane);
+  }
+
+  /**
+   * Reduces one logits row (vocab,) at `logits.ptr + offset*4`; res is a (5,) f64 scratch region
+   * (length counted in f64). temperature 0 = greedy.
+   */
+  reduceRow(logits: Region, vocab: number, res: Region, temperature = 0, seed = 0, forwardIndex = 0, position = 0): RowReduction {
+    checkLen('reduceRow logits', logits, vocab);
+    this.ex.reduceRow(logits.ptr, vocab, res.ptr, temperature, seed >>> 0, forwardIndex >>> 0, position >>> 0);
+    const r = new Float64Array(this.memory.buffer, res.ptr, 5);
+    return { token: r[0], prob: r[1], top1: r[2], top2: r[3], entropy: r[4] };
+  }
+}
+
+function align16(n: number): number {
+  return Math.ceil(n / 16) * 16;
+}
+
+function checkLen(what: string, r: Region, need: number): void {
+  if (r.length < need) throw new Error(`${what}: region holds ${r.length} elements, the call needs ${need}`);
+}
