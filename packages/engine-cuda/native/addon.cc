@@ -1,0 +1,386 @@
+// node-addon-api surface of the cuda engine (declared for TypeScript in src/binding.ts). Heavy calls run in
+// Napi::AsyncWorker; every CUDA call is checked and a failure becomes a JS Error naming the call.
+#include <napi.h>
+#include <cuda_runtime.h>
+#include <cstring>
+#include <functional>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+#include "kernels.h"
+
+namespace {
+
+#define CK(call)                                                                                  \
+  do {                                                                                            \
+    cudaError_t e_ = (call);                                                                      \
+    if (e_ != cudaSuccess) throw std::runtime_error(std::string(#call) + ": " + cudaGetErrorString(e_)); \
+  } while (0)
+
+// deviceInfo(): never throws; with no driver (static cudart, libcuda missing) cudaGetDeviceCount returns an error.
+Napi::Value DeviceInfo(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object o = Napi::Object::New(env);
+  int count = 0;
+  cudaError_t e = cudaGetDeviceCount(&count);
+  if (e != cudaSuccess || count == 0) {
+    o.Set("available", false);
+    std::string why = e != cudaSuccess ? std::string(cudaGetErrorName(e)) + ": " + cudaGetErrorString(e) : "0 devices";
+    o.Set("reason", "no CUDA device (" + why + ")");
+    return o;
+  }
+  cudaDeviceProp p;
+  if ((e = cudaGetDeviceProperties(&p, 0)) != cudaSuccess) {
+    o.Set("available", false);
+    o.Set("reason", std::string("no CUDA device (cudaGetDeviceProperties: ") + cudaGetErrorString(e) + ")");
+    return o;
+  }
+  size_t freeB = 0, totalB = 0;
+  if ((e = cudaMemGetInfo(&freeB, &totalB)) != cudaSuccess) {
+    o.Set("available", false);
+    o.Set("reason", std::string("no CUDA device (cudaMemGetInfo: ") + cudaGetErrorString(e) + ")");
+    return o;
+  }
+  o.Set("available", true);
+  o.Set("name", p.name);
+  o.Set("computeCapability", std::to_string(p.major) + "." + std::to_string(p.minor));
+  o.Set("totalBytes", (double)totalB);
+  o.Set("freeBytes", (double)freeB);
+  return o;
+}
+
+struct Config {
+  int d, layers, H, KV, hd, ff, V, maxPos;
+  float eps, theta;
+  bool qkvBias, bf16;
+};
+
+// Slot numbering shared with src/plan.ts: 0 embed, 1 final norm, 2 lm head, then 12 per layer.
+enum Role { kAttnNorm, kQ, kK, kV, kQB, kKB, kVB, kO, kFfnNorm, kGate, kUp, kDown, kRoles };
+
+class Model {
+ public:
+  Config c;
+  std::vector<void*> w;  // device pointers by slot
+  float* kcache = nullptr;  // (layers, L, KV, hd) f32
+  float* vcache = nullptr;
+  int cacheL = 0;
+  cudaStream_t s = nullptr;
+
+  explicit Model(const Config& cfg) : c(cfg), w(3 + cfg.layers * kRoles, nullptr) { CK(cudaStreamCreate(&s)); }
+  ~Model() { release(); }
+  void release() {
+    for (auto& p : w) { if (p) cudaFree(p); p = nullptr; }
+    if (kcache) cudaFree(kcache);
+    if (vcache) cudaFree(vcache);
+    kcache = vcache = nullptr;
+    if (s) cudaStreamDestroy(s);
+    s = nullptr;
+  }
+  bool isMatrix(int slot) const {
+    if (slot == 0 || slot == 2) return true;
+    if (slot < 3) return false;
+    int r = (slot - 3) % kRoles;
+    return r == kQ || r == kK || r == kV || r == kO || r == kGate || r == kUp || r == kDown;
+  }
+  void* L(int l, int r) const { return w[3 + l * kRoles + r]; }
+  void linear(const float* x, int l, int r, int rb, float* y, int m, int n, int k) {
+    const float* bias = rb >= 0 ? (const float*)L(l, rb) : nullptr;
+    if (c.bf16) CK(fdl::gemm_bf16(x, (const __nv_bfloat16*)L(l, r), bias, y, m, n, k, s));
+    else CK(fdl::gemm_f32(x, (const float*)L(l, r), bias, y, m, n, k, s));
+  }
+};
+
+template <typename T> struct DevBuf {
+  T* p = nullptr;
+  explicit DevBuf(size_t n) { CK(cudaMalloc(&p, (n ? n : 1) * sizeof(T))); }
+  ~DevBuf() { if (p) cudaFree(p); }
+};
+
+class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
+ public:
+  static Napi::Function Init(Napi::Env env) {
+    return DefineClass(env, "CudaModel", {InstanceMethod("upload", &ModelWrap::Upload),
+                                          InstanceMethod("randomize", &ModelWrap::Randomize),
+                                          InstanceMethod("forward", &ModelWrap::Forward),
+                                          InstanceMethod("free", &ModelWrap::Free)});
+  }
+  ModelWrap(const Napi::CallbackInfo& info);
+  std::shared_ptr<Model> m;
+
+ private:
+  Napi::Value Upload(const Napi::CallbackInfo& info);
+  Napi::Value Randomize(const Napi::CallbackInfo& info);
+  Napi::Value Forward(const Napi::CallbackInfo& info);
+  Napi::Value Free(const Napi::CallbackInfo& info);
+  std::shared_ptr<Model> live(Napi::Env env) {
+    if (!m) throw Napi::Error::New(env, "CudaModel: used after free()");
+    return m;
+  }
+};
+
+ModelWrap::ModelWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ModelWrap>(info) {
+  Napi::Object o = info[0].As<Napi::Object>();
+  auto i = [&](const char* k) { return o.Get(k).As<Napi::Number>().Int32Value(); };
+  Config c{i("hiddenSize"), i("numLayers"), i("numHeads"), i("numKvHeads"), i("headDim"), i("intermediateSize"),
+           i("vocabSize"), i("maxPositions"), o.Get("rmsNormEps").As<Napi::Number>().FloatValue(),
+           o.Get("ropeTheta").As<Napi::Number>().FloatValue(), o.Get("qkvBias").As<Napi::Boolean>().Value(),
+           o.Get("bf16").As<Napi::Boolean>().Value()};
+  try {
+    m = std::make_shared<Model>(c);
+  } catch (const std::exception& e) {
+    throw Napi::Error::New(info.Env(), e.what());
+  }
+}
+
+// Runs fn on the worker thread; resolves with build(env) or rejects with the CUDA error.
+class Job : public Napi::AsyncWorker {
+ public:
+  Job(Napi::Env env, std::function<void()> fn, std::function<Napi::Value(Napi::Env)> done)
+      : Napi::AsyncWorker(env), d(Napi::Promise::Deferred::New(env)), fn(std::move(fn)), done(std::move(done)) {}
+  Napi::Promise promise() { return d.Promise(); }
+  void Execute() override {
+    try {
+      CK(cudaSetDevice(0));
+      fn();
+    } catch (const std::exception& e) {
+      SetError(e.what());
+    }
+  }
+  void OnOK() override { d.Resolve(done ? done(Env()) : Env().Undefined()); }
+  void OnError(const Napi::Error& e) override { d.Reject(e.Value()); }
+
+ private:
+  Napi::Promise::Deferred d;
+  std::function<void()> fn;
+  std::function<Napi::Value(Napi::Env)> done;
+};
+
+// upload(slot, bytes): bytes are bf16 (matrices in bf16 mode) or f32, already in device layout.
+Napi::Value ModelWrap::Upload(const Napi::CallbackInfo& info) {
+  auto mm = live(info.Env());
+  int slot = info[0].As<Napi::Number>().Int32Value();
+  Napi::TypedArray ta = info[1].As<Napi::TypedArray>();
+  if (slot < 0 || slot >= (int)mm->w.size()) throw Napi::RangeError::New(info.Env(), "upload: slot out of range");
+  auto bytes = std::make_shared<std::vector<uint8_t>>(ta.ByteLength());
+  std::memcpy(bytes->data(), (uint8_t*)ta.ArrayBuffer().Data() + ta.ByteOffset(), ta.ByteLength());
+  auto* job = new Job(info.Env(), [mm, slot, bytes]() {
+    if (mm->w[slot]) CK(cudaFree(mm->w[slot]));
+    mm->w[slot] = nullptr;
+    CK(cudaMalloc(&mm->w[slot], bytes->size()));
+    CK(cudaMemcpy(mm->w[slot], bytes->data(), bytes->size(), cudaMemcpyHostToDevice));
+  }, nullptr);
+  job->Queue();
+  return job->promise();
+}
+
+// randomize(seed, scale): allocates every slot and fills it on the device (benchmarks; no host traffic).
+Napi::Value ModelWrap::Randomize(const Napi::CallbackInfo& info) {
+  auto mm = live(info.Env());
+  uint32_t seed = info[0].As<Napi::Number>().Uint32Value();
+  float scale = info[1].As<Napi::Number>().FloatValue();
+  auto* job = new Job(info.Env(), [mm, seed, scale]() {
+    const Config& c = mm->c;
+    for (int slot = 0; slot < (int)mm->w.size(); slot++) {
+      size_t n;
+      if (slot == 0 || slot == 2) n = (size_t)c.V * c.d;
+      else if (slot == 1) n = c.d;
+      else {
+        int r = (slot - 3) % kRoles;
+        const size_t q = (size_t)c.H * c.hd, kv = (size_t)c.KV * c.hd;
+        switch (r) {
+          case kAttnNorm: case kFfnNorm: n = c.d; break;
+          case kQ: n = q * c.d; break;
+          case kK: case kV: n = kv * c.d; break;
+          case kQB: n = c.qkvBias ? q : 0; break;
+          case kKB: case kVB: n = c.qkvBias ? kv : 0; break;
+          case kO: n = (size_t)c.d * q; break;
+          default: n = (size_t)c.ff * c.d; break;
+        }
+      }
+      if (n == 0) continue;
+      const bool bf = c.bf16 && mm->isMatrix(slot);
+      if (mm->w[slot]) CK(cudaFree(mm->w[slot]));
+      CK(cudaMalloc(&mm->w[slot], n * (bf ? 2 : 4)));
+      // Norm weights near 1 keep activations bounded through 32 layers.
+      if (bf) CK(fdl::fill_random_bf16((__nv_bfloat16*)mm->w[slot], n, seed + slot, scale, mm->s));
+      else if (mm->isMatrix(slot)) CK(fdl::fill_random_f32((float*)mm->w[slot], n, seed + slot, scale, 0.f, mm->s));
+      else if (slot == 1 || (slot - 3) % kRoles == kAttnNorm || (slot - 3) % kRoles == kFfnNorm)
+        CK(fdl::fill_random_f32((float*)mm->w[slot], n, seed + slot, 0.05f, 1.f, mm->s));
+      else CK(fdl::fill_random_f32((float*)mm->w[slot], n, seed + slot, scale, 0.f, mm->s));
+    }
+    CK(cudaStreamSynchronize(mm->s));
+  }, nullptr);
+  job->Queue();
+  return job->promise();
+}
+
+struct FwdIn {
+  std::vector<int32_t> canvas, srcRows, positions;
+  int mode, start, end;
+  bool sample, wantLogits, wantTop2, wantEntropy;
+  double temperature;
+  uint32_t seed, forwardIndex;
+};
+struct FwdOut {
+  std::vector<int32_t> tokens;
+  std::vector<double> probs, top1, top2, entropy;
+  std::vector<float> logits;
+};
+
+// The forward pass over span [start, end) (mode 0 full, 1 prefix, 2 dual); see engine.ts for the semantics.
+static void RunForward(Model& M, const FwdIn& in, FwdOut& out) {
+  const Config& c = M.c;
+  const int L = (int)in.canvas.size(), s0 = in.start, m = in.end - in.start, n = (int)in.srcRows.size();
+  const int qd = c.H * c.hd, kvd = c.KV * c.hd;
+  const size_t layerKV = (size_t)L * kvd;  // floats per layer of the cache: (L, KV, hd)
+  if (in.mode == 0 && M.cacheL != L) {
+    if (M.kcache) CK(cudaFree(M.kcache));
+    if (M.vcache) CK(cudaFree(M.vcache));
+    M.kcache = M.vcache = nullptr;
+    M.cacheL = 0;
+    CK(cudaMalloc(&M.kcache, layerKV * c.layers * sizeof(float)));
+    CK(cudaMalloc(&M.vcache, layerKV * c.layers * sizeof(float)));
+    M.cacheL = L;
+  }
+  if (in.mode != 0 && M.cacheL != L) throw std::runtime_error("forward: no cache for a canvas of this length; run a full forward first");
+  cudaStream_t s = M.s;
+  DevBuf<int32_t> ids(m), rows(n), pos(n);
+  DevBuf<float> x(m * (size_t)c.d), h(m * (size_t)c.d), q(m * (size_t)qd), k(m * (size_t)kvd), v(m * (size_t)kvd),
+      att(m * (size_t)qd), g(m * (size_t)c.ff), u(m * (size_t)c.ff), hn(n * (size_t)c.d), logits(n * (size_t)c.V);
+  // prefix mode attends over a working copy: cached [0, start) plus fresh [start, L); the cache stays untouched.
+  DevBuf<float> kw(in.mode == 1 ? layerKV : 0), vw(in.mode == 1 ? layerKV : 0);
+  CK(cudaMemcpyAsync(ids.p, in.canvas.data() + s0, m * sizeof(int32_t), cudaMemcpyHostToDevice, s));
+  CK(cudaMemcpyAsync(rows.p, in.srcRows.data(), n * sizeof(int32_t), cudaMemcpyHostToDevice, s));
+  CK(cudaMemcpyAsync(pos.p, in.positions.data(), n * sizeof(int32_t), cudaMemcpyHostToDevice, s));
+  if (c.bf16) CK(fdl::embed_bf16((const __nv_bfloat16*)M.w[0], ids.p, x.p, m, c.d, s));
+  else CK(fdl::embed_f32((const float*)M.w[0], ids.p, x.p, m, c.d, s));
+  for (int l = 0; l < c.layers; l++) {
+    CK(fdl::rmsnorm(x.p, (const float*)M.L(l, kAttnNorm), h.p, m, c.d, c.eps, s));
+    M.linear(h.p, l, kQ, c.qkvBias ? kQB : -1, q.p, m, qd, c.d);
+    M.linear(h.p, l, kK, c.qkvBias ? kKB : -1, k.p, m, kvd, c.d);
+    M.linear(h.p, l, kV, c.qkvBias ? kVB : -1, v.p, m, kvd, c.d);
+    CK(fdl::rope_neox(q.p, m, c.H, c.hd, s0, c.theta, s));
+    CK(fdl::rope_neox(k.p, m, c.KV, c.hd, s0, c.theta, s));
+    float* kl = M.kcache + layerKV * l;
+    float* vl = M.vcache + layerKV * l;
+    float *ka = kl, *va = vl;
+    if (in.mode == 1) {
+      ka = kw.p;
+      va = vw.p;
+      CK(cudaMemcpyAsync(ka, kl, (size_t)s0 * kvd * sizeof(float), cudaMemcpyDeviceToDevice, s));
+      CK(cudaMemcpyAsync(va, vl, (size_t)s0 * kvd * sizeof(float), cudaMemcpyDeviceToDevice, s));
+    }
+    CK(cudaMemcpyAsync(ka + (size_t)s0 * kvd, k.p, (size_t)m * kvd * sizeof(float), cudaMemcpyDeviceToDevice, s));
+    CK(cudaMemcpyAsync(va + (size_t)s0 * kvd, v.p, (size_t)m * kvd * sizeof(float), cudaMemcpyDeviceToDevice, s));
+    CK(fdl::attention(q.p, ka, va, att.p, m, L, c.H, c.KV, c.hd, s));
+    M.linear(att.p, l, kO, -1, h.p, m, c.d, qd);
+    CK(fdl::add_inplace(x.p, h.p, (size_t)m * c.d, s));
+    CK(fdl::rmsnorm(x.p, (const float*)M.L(l, kFfnNorm), h.p, m, c.d, c.eps, s));
+    M.linear(h.p, l, kGate, -1, g.p, m, c.ff, c.d);
+    M.linear(h.p, l, kUp, -1, u.p, m, c.ff, c.d);
+    CK(fdl::swiglu(g.p, u.p, g.p, m, c.ff, s));
+    M.linear(g.p, l, kDown, -1, h.p, m, c.d, c.ff);
+    CK(fdl::add_inplace(x.p, h.p, (size_t)m * c.d, s));
+  }
+  if (n > 0) {
+    CK(fdl::rmsnorm(x.p, (const float*)M.w[1], h.p, m, c.d, c.eps, s));
+    CK(fdl::embed_f32(h.p, rows.p, hn.p, n, c.d, s));  // gather the reported rows (Dream shift applied by the caller)
+    const void* head = M.w[2] ? M.w[2] : M.w[0];   // tied embeddings: the embedding is the LM head
+    if (c.bf16) CK(fdl::gemm_bf16(hn.p, (const __nv_bfloat16*)head, nullptr, logits.p, n, c.V, c.d, s));
+    else CK(fdl::gemm_f32(hn.p, (const float*)head, nullptr, logits.p, n, c.V, c.d, s));
+  }
+  DevBuf<int32_t> tok(n);
+  DevBuf<double> pr(n), t1(n), t2(n), en(n);
+  fdl::HeadOut ho{tok.p, pr.p, in.wantTop2 ? t1.p : nullptr, in.wantTop2 ? t2.p : nullptr, in.wantEntropy ? en.p : nullptr};
+  CK(fdl::lm_head_reduce(logits.p, n, c.V, pos.p, in.sample ? 1 : 0, in.temperature, in.seed, in.forwardIndex, ho, s));
+  out.tokens.resize(n);
+  out.probs.resize(n);
+  CK(cudaMemcpyAsync(out.tokens.data(), tok.p, n * sizeof(int32_t), cudaMemcpyDeviceToHost, s));
+  CK(cudaMemcpyAsync(out.probs.data(), pr.p, n * sizeof(double), cudaMemcpyDeviceToHost, s));
+  if (in.wantTop2) {
+    out.top1.resize(n);
+    out.top2.resize(n);
+    CK(cudaMemcpyAsync(out.top1.data(), t1.p, n * sizeof(double), cudaMemcpyDeviceToHost, s));
+    CK(cudaMemcpyAsync(out.top2.data(), t2.p, n * sizeof(double), cudaMemcpyDeviceToHost, s));
+  }
+  if (in.wantEntropy) {
+    out.entropy.resize(n);
+    CK(cudaMemcpyAsync(out.entropy.data(), en.p, n * sizeof(double), cudaMemcpyDeviceToHost, s));
+  }
+  if (in.wantLogits) {
+    out.logits.resize((size_t)n * c.V);
+    CK(cudaMemcpyAsync(out.logits.data(), logits.p, (size_t)n * c.V * sizeof(float), cudaMemcpyDeviceToHost, s));
+  }
+  CK(cudaStreamSynchronize(s));
+}
+
+template <typename T> static std::vector<T> copyTyped(const Napi::Value& v) {
+  Napi::TypedArray ta = v.As<Napi::TypedArray>();
+  std::vector<T> r(ta.ByteLength() / sizeof(T));
+  std::memcpy(r.data(), (uint8_t*)ta.ArrayBuffer().Data() + ta.ByteOffset(), ta.ByteLength());
+  return r;
+}
+template <typename TA, typename T> static Napi::Value toTyped(Napi::Env env, const std::vector<T>& v) {
+  TA a = TA::New(env, v.size());
+  if (!v.empty()) std::memcpy(a.Data(), v.data(), v.size() * sizeof(T));
+  return a;
+}
+
+// forward(canvas, mode, start, end, srcRows, positions, opts) -> Promise<{tokens, probs, top1?, top2?, entropy?, logits?}>
+Napi::Value ModelWrap::Forward(const Napi::CallbackInfo& info) {
+  auto mm = live(info.Env());
+  auto in = std::make_shared<FwdIn>();
+  in->canvas = copyTyped<int32_t>(info[0]);
+  in->mode = info[1].As<Napi::Number>().Int32Value();
+  in->start = info[2].As<Napi::Number>().Int32Value();
+  in->end = info[3].As<Napi::Number>().Int32Value();
+  in->srcRows = copyTyped<int32_t>(info[4]);
+  in->positions = copyTyped<int32_t>(info[5]);
+  Napi::Object o = info[6].As<Napi::Object>();
+  in->sample = o.Get("sample").ToBoolean().Value();
+  in->temperature = o.Get("temperature").ToNumber().DoubleValue();
+  in->seed = o.Get("seed").ToNumber().Uint32Value();
+  in->forwardIndex = o.Get("forwardIndex").ToNumber().Uint32Value();
+  in->wantTop2 = o.Get("top2").ToBoolean().Value();
+  in->wantEntropy = o.Get("entropy").ToBoolean().Value();
+  in->wantLogits = o.Get("logits").ToBoolean().Value();
+  auto out = std::make_shared<FwdOut>();
+  auto* job = new Job(info.Env(), [mm, in, out]() { RunForward(*mm, *in, *out); }, [in, out](Napi::Env env) -> Napi::Value {
+    Napi::Object r = Napi::Object::New(env);
+    r.Set("tokens", toTyped<Napi::Int32Array>(env, out->tokens));
+    r.Set("probs", toTyped<Napi::Float64Array>(env, out->probs));
+    if (in->wantTop2) {
+      r.Set("top1Probs", toTyped<Napi::Float64Array>(env, out->top1));
+      r.Set("top2Probs", toTyped<Napi::Float64Array>(env, out->top2));
+    }
+    if (in->wantEntropy) r.Set("entropy", toTyped<Napi::Float64Array>(env, out->entropy));
+    if (in->wantLogits) r.Set("logits", toTyped<Napi::Float32Array>(env, out->logits));
+    return r;
+  });
+  job->Queue();
+  return job->promise();
+}
+
+Napi::Value ModelWrap::Free(const Napi::CallbackInfo& info) {
+  m.reset();  // in-flight jobs hold their own reference; memory goes when the last one finishes
+  return info.Env().Undefined();
+}
+
+// counterHash(seed, forwardIndex, position, lane): the device RNG's hash on the host, for the port's self-test.
+Napi::Value CounterHash(const Napi::CallbackInfo& info) {
+  auto u = [&](int i) { return info[i].As<Napi::Number>().Uint32Value(); };
+  return Napi::Number::New(info.Env(), fdl::counter_hash(u(0), u(1), u(2), u(3)));
+}
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  exports.Set("deviceInfo", Napi::Function::New(env, DeviceInfo));
+  exports.Set("counterHash", Napi::Function::New(env, CounterHash));
+  exports.Set("CudaModel", ModelWrap::Init(env));
+  return exports;
+}
+
+}  // namespace
+
+NODE_API_MODULE(fast_dllm_cuda, Init)

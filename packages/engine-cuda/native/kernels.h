@@ -1,0 +1,49 @@
+// Launchers of the CUDA kernels (native/kernels.cu). Each returns the cudaError_t of its launch; the addon
+// checks every one and turns a failure into a JS Error naming the call.
+#pragma once
+#include <cuda_runtime.h>
+#include <cuda_bf16.h>
+#include <cstdint>
+
+namespace fdl {
+
+// MurmurHash3_x86_32 of the words [forwardIndex, position, lane] (12 bytes) with `seed`: rng.ts bit for bit.
+__host__ __device__ uint32_t counter_hash(uint32_t seed, uint32_t forward_index, uint32_t position, uint32_t lane);
+
+// y (n, d) = x (n, d) * rsqrt(mean(x^2) + eps) * w (d), f32.
+cudaError_t rmsnorm(const float* x, const float* w, float* y, int n, int d, float eps, cudaStream_t s);
+
+// C (m, n) f32 = A (m, k) f32 @ W^T, W (n, k) bf16 row-major (PyTorch linear), optional bias (n); tensor cores.
+cudaError_t gemm_bf16(const float* A, const __nv_bfloat16* W, const float* bias, float* C, int m, int n, int k,
+                      cudaStream_t s);
+// Same with f32 weights (strict conformance mode), CUDA cores.
+cudaError_t gemm_f32(const float* A, const float* W, const float* bias, float* C, int m, int n, int k, cudaStream_t s);
+
+// NeoX RoPE in place on x (n, heads, hd) for absolute positions pos0 + i.
+cudaError_t rope_neox(float* x, int n, int heads, int hd, int pos0, float theta, cudaStream_t s);
+
+// h (n, ff) = silu(gate) * up, gate/up (n, ff).
+cudaError_t swiglu(const float* gate, const float* up, float* h, int n, int ff, cudaStream_t s);
+
+// Bidirectional attention of queries q (nq, H, hd) over keys/values kc, vc (L, KV, hd), GQA head h -> h/(H/KV).
+// The caller assembles kc/vc from cached segments plus fresh rows. out (nq, H, hd).
+cudaError_t attention(const float* q, const float* kc, const float* vc, float* out, int nq, int L, int H, int KV,
+                      int hd, cudaStream_t s);
+
+// Per row of logits (n, V): argmax (ties to lowest id) or Gumbel-max sample, clean softmax prob of the token,
+// top-1/top-2 probs, entropy (nats). Outputs are (n,). positions (n,) are absolute, for the RNG counter.
+struct HeadOut { int32_t* tokens; double* probs; double* top1; double* top2; double* entropy; };
+cudaError_t lm_head_reduce(const float* logits, int n, int V, const int32_t* positions, int sample, double temperature,
+                           uint32_t seed, uint32_t forward_index, HeadOut out, cudaStream_t s);
+
+// y (n, d) f32 = table[ids[i]] (vocab, d), bf16 or f32 table.
+cudaError_t embed_bf16(const __nv_bfloat16* table, const int32_t* ids, float* y, int n, int d, cudaStream_t s);
+cudaError_t embed_f32(const float* table, const int32_t* ids, float* y, int n, int d, cudaStream_t s);
+// x += y, both (count,).
+cudaError_t add_inplace(float* x, const float* y, size_t count, cudaStream_t s);
+// Random weights for benchmarks, generated on the device: uniform in [-scale, scale) from the counter hash.
+cudaError_t fill_random_bf16(__nv_bfloat16* w, size_t count, uint32_t seed, float scale, cudaStream_t s);
+// f32 variant: offset + uniform in [-scale, scale) (offset 1 for norm weights).
+cudaError_t fill_random_f32(float* w, size_t count, uint32_t seed, float scale, float offset, cudaStream_t s);
+
+}  // namespace fdl
