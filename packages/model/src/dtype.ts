@@ -35,11 +35,17 @@ export function f16ToF32(bits: number): number {
   return sign * (1 + frac / 1024) * 2 ** (exp - 15);
 }
 
+const LITTLE_ENDIAN_HOST = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+
 /** Little-endian raw tensor bytes of `dtype` → f32 values. */
 export function bytesToF32(bytes: Uint8Array, dtype: DType): Float32Array {
   const n = bytes.length / DTYPE_BYTES[dtype];
   const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const out = new Float32Array(n); // (n) f32
+  if (dtype === 'F32' && LITTLE_ENDIAN_HOST && bytes.byteOffset % 4 === 0) {
+    // Fast path: reinterpret and copy, so the result owns its memory.
+    return new Float32Array(bytes.buffer, bytes.byteOffset, n).slice();
+  }
   if (dtype === 'F32') {
     for (let i = 0; i < n; i++) out[i] = dv.getFloat32(4 * i, true);
   } else if (dtype === 'BF16') {

@@ -5,3 +5,4 @@ export * from './dtype.js';
 export * from './safetensors.js';
 export * from './config.js';
 export * from './load.js';
+export * from './tokenizer.js';
