@@ -7,7 +7,8 @@ import {
   type Engine, type EngineCapabilities, type EngineOptions, type EngineProvider, type ForwardRequest,
   type ForwardResult, type ModelInfo,
 } from '@fast-dllm/scheduler';
-import { loadReferenceWeights, readReferenceConfig, type ReferenceConfig, type ReferenceWeights } from './load.js';
+import type { ModelDescription } from '@fast-dllm/model';
+import { loadReferenceModel, type ReferenceWeights } from './load.js';
 import { referenceAttention, referenceMatmul, referenceRmsNorm, referenceRope, referenceSwiglu } from './ops.js';
 
 /** K/V of every layer for one canvas, after RoPE at absolute positions (equivalent to caching before RoPE). */
@@ -29,15 +30,15 @@ export class ReferenceEngine implements Engine {
   private cache: KvCache | null = null;
   private disposed = false;
 
-  constructor(readonly config: ReferenceConfig, private weights: ReferenceWeights | null) {
+  constructor(readonly config: ModelDescription, private weights: ReferenceWeights | null) {
     this.model = {
       architecture: config.architecture,
       vocabSize: config.vocabSize,
       maxPositions: config.maxPositions,
-      maskId: config.maskId,
-      eosId: config.eosId,
-      ...(config.endOfTurnId !== undefined ? { endOfTurnId: config.endOfTurnId } : {}),
-      shiftLogits: config.architecture === 'dream',
+      maskId: config.special.mask,
+      eosId: config.special.eos,
+      ...(config.special.endOfTurn !== undefined ? { endOfTurnId: config.special.endOfTurn } : {}),
+      shiftLogits: config.shiftLogits,
     };
   }
 
@@ -187,13 +188,14 @@ function gatherRows(x: Float64Array, rows: Int32Array, d: number): Float64Array 
   return out;
 }
 
-/** Loads a Hugging Face model directory (LLaDA or Dream). Weights are kept as float32 whatever their dtype. */
+/**
+ * Loads a Hugging Face model directory (LLaDA or Dream). Weights are kept as float32 whatever their dtype
+ * (options.weightDType and threads are ignored: the oracle is single-threaded f32 by design).
+ */
 export async function createReferenceEngine(modelDir: string, options: EngineOptions = {}): Promise<ReferenceEngine> {
-  const config = await readReferenceConfig(modelDir);
-  options.onProgress?.({ phase: 'loading weights', done: 0, total: config.numLayers, unit: 'tensors' });
-  const weights = await loadReferenceWeights(modelDir, config);
-  options.onProgress?.({ phase: 'loading weights', done: config.numLayers, total: config.numLayers, unit: 'tensors' });
-  return new ReferenceEngine(config, weights);
+  const { description, weights } = await loadReferenceModel(modelDir, (done, total) =>
+    options.onProgress?.({ phase: 'loading weights', done, total, unit: 'tensors' }));
+  return new ReferenceEngine(description, weights);
 }
 
 export const referenceProvider: EngineProvider = {

@@ -2,7 +2,4 @@ export { ReferenceEngine, createReferenceEngine, referenceProvider } from './eng
 export {
   referenceAttention, referenceMatmul, referenceRmsNorm, referenceRope, referenceSwiglu, type FloatArray,
 } from './ops.js';
-export {
-  readReferenceConfig, readAllTensors, loadReferenceWeights,
-  type ReferenceConfig, type ReferenceLayer, type ReferenceWeights,
-} from './load.js';
+export { loadReferenceModel, type ReferenceLayer, type ReferenceWeights } from './load.js';
