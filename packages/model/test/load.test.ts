@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { ModelFormatError, modelSummary, normaliseConfig, openModel, tensorNames } from '../src/index.js';
+import { ModelFormatError, bf16ToF32, f32ToBf16, loadTokenizer, modelSummary, normaliseConfig, openModel, tensorNames } from '../src/index.js';
 import { f32Tensor, tinyDreamConfig, tinyLladaConfig, writeTinyModel } from './helpers.js';
 
 describe('tensorNames', () => {
@@ -102,6 +102,37 @@ describe.skipIf(fixtureDirs.length === 0)('fixture models', () => {
   it.each(fixtureDirs)('%s opens', async (d) => {
     const m = await openModel(join(fixtures, d));
     expect(m.archive.tensors.size).toBeGreaterThan(0);
+    await m.archive.close();
+  });
+});
+
+const has = (...ds: string[]) => ds.every((d) => fixtureDirs.includes(d));
+describe.skipIf(!has('llada-tiny-f32', 'llada-tiny-bf16', 'llada-tiny-sharded'))('fixture models agree across formats', () => {
+  it('sharded = single file, and bf16 = round-to-nearest-even of f32, tensor by tensor', async () => {
+    const f32 = await openModel(join(fixtures, 'llada-tiny-f32'));
+    const sh = await openModel(join(fixtures, 'llada-tiny-sharded'));
+    const bf = await openModel(join(fixtures, 'llada-tiny-bf16'));
+    expect(new Set([...sh.archive.tensors.values()].map((t) => t.file)).size).toBeGreaterThan(1);
+    for (const name of f32.archive.tensors.keys()) {
+      const a = await f32.archive.readF32(name);
+      expect(await sh.archive.readF32(name)).toEqual(a);
+      const b = await bf.archive.readF32(name);
+      const rounded = a.map((x) => bf16ToF32(f32ToBf16(x)));
+      expect(b, name).toEqual(rounded);
+    }
+    await Promise.all([f32, sh, bf].map((m) => m.archive.close()));
+  });
+
+  it('tokenizer and chat template of the LLaDA fixture', async () => {
+    const dir = join(fixtures, 'llada-tiny-f32');
+    const m = await openModel(dir);
+    const tok = await loadTokenizer(dir, { modelVocabSize: m.description.vocabSize });
+    const prompt = tok.applyChatTemplate([{ role: 'user', content: 'hi' }], { addGenerationPrompt: true });
+    expect(prompt.endsWith('<|start_header_id|>assistant<|end_header_id|>\n\n')).toBe(true);
+    const ids = tok.encode(prompt);
+    expect(ids[0]).toBe(m.description.special.bos);
+    expect(ids.every((i) => Number.isInteger(i) && i >= 0 && i < m.description.vocabSize)).toBe(true);
+    expect(tok.decode(ids)).toBe(prompt);
     await m.archive.close();
   });
 });
