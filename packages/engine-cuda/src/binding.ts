@@ -1,0 +1,108 @@
+/**
+ * The native addon's surface (native/addon.cc), declared once, and its loader. The .node file exists only
+ * when `npm run build` found nvcc; `loadBinding` says why it is missing instead of throwing.
+ */
+import { createRequire } from 'node:module';
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { dirname, join } from 'node:path';
+
+export type DeviceInfo =
+  | { available: true; name: string; computeCapability: string; totalBytes: number; freeBytes: number }
+  | { available: false; reason: string };
+
+/** Shapes the native model is built for (a subset of ModelDescription plus the weight mode). */
+export interface NativeConfig {
+  hiddenSize: number;
+  numLayers: number;
+  numHeads: number;
+  numKvHeads: number;
+  headDim: number;
+  intermediateSize: number;
+  vocabSize: number;
+  maxPositions: number;
+  rmsNormEps: number;
+  ropeTheta: number;
+  qkvBias: boolean;
+  /** true: matrices (and the embedding) in bf16 on tensor cores; false: everything f32. */
+  bf16: boolean;
+}
+
+export interface NativeForwardOptions {
+  sample: boolean;
+  temperature: number;
+  seed: number;
+  forwardIndex: number;
+  top2: boolean;
+  entropy: boolean;
+  logits: boolean;
+}
+
+export interface NativeForwardResult {
+  tokens: Int32Array;
+  probs: Float64Array;
+  top1Probs?: Float64Array;
+  top2Probs?: Float64Array;
+  entropy?: Float64Array;
+  logits?: Float32Array;
+}
+
+export interface NativeModel {
+  /**
+   * async upload(slot, data): copies one weight tensor to the device (slot numbering: plan.ts `slotOf`).
+   * `data` is bf16 bits (Uint16Array) for matrices in bf16 mode, f32 otherwise.
+   * @throws rejects with "cudaMalloc: out of memory" and the like, naming the CUDA call.
+   */
+  upload(slot: number, data: Uint16Array | Float32Array): Promise<void>;
+  /**
+   * async randomize(seed, scale): allocates every slot and fills it on the device with uniform noise in
+   * [-scale, scale) (norm weights near 1). For benchmarks: no host traffic.
+   * @throws rejects naming the failing CUDA call.
+   */
+  randomize(seed: number, scale: number): Promise<void>;
+  /**
+   * async forward(canvas, mode, start, end, srcRows, positions, opts): one NFE over [start, end);
+   * mode 0 full, 1 prefix, 2 dual. srcRows (n,) are the computed-span rows whose hidden state predicts
+   * positions (n,) (the Dream shift is applied by the caller, see marshal.ts).
+   * @throws rejects naming the failing CUDA call, or when prefix/dual comes without a full of the same length.
+   */
+  forward(
+    canvas: Int32Array, mode: number, start: number, end: number,
+    srcRows: Int32Array, positions: Int32Array, opts: NativeForwardOptions,
+  ): Promise<NativeForwardResult>;
+  /** free(): releases device memory (after in-flight calls finish). Synchronous; never throws. */
+  free(): void;
+}
+
+export interface NativeBinding {
+  /** deviceInfo(): cheap probe; never throws. No driver or no GPU gives {available: false, reason: "no CUDA device (…)"}. */
+  deviceInfo(): DeviceInfo;
+  /** counterHash(seed, forwardIndex, position, lane): the CUDA port of rng.ts's hash, run on the host. Never throws. */
+  counterHash(seed: number, forwardIndex: number, position: number, lane: number): number;
+  /** new CudaModel(config): creates a stream; weights come with upload/randomize. @throws on a CUDA error. */
+  CudaModel: new (config: NativeConfig) => NativeModel;
+}
+
+/** Where the build puts the addon. */
+export const ADDON_PATH = join(dirname(fileURLToPath(import.meta.url)), '..', 'build', 'Release', 'fast_dllm_cuda.node');
+
+export type BindingLoad = { ok: true; binding: NativeBinding } | { ok: false; reason: string };
+
+let cached: BindingLoad | undefined;
+
+/** Loads the addon once; never throws. */
+export function loadBinding(path = ADDON_PATH): BindingLoad {
+  if (cached && path === ADDON_PATH) return cached;
+  let r: BindingLoad;
+  if (!existsSync(path)) {
+    r = { ok: false, reason: `native addon not built: no nvcc at install time (expected ${path}; install the CUDA toolkit and run \`npm run build -w @fast-dllm/engine-cuda\`)` };
+  } else {
+    try {
+      r = { ok: true, binding: createRequire(import.meta.url)(path) as NativeBinding };
+    } catch (e) {
+      r = { ok: false, reason: `native addon failed to load (${(e as Error).message}); rebuild it with \`npm run build -w @fast-dllm/engine-cuda\`` };
+    }
+  }
+  if (path === ADDON_PATH) cached = r;
+  return r;
+}

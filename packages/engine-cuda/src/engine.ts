@@ -1,0 +1,127 @@
+/** CudaEngine: the Engine contract on top of the native addon. */
+import {
+  ENGINE_CONTRACT_VERSION, validateForwardRequest,
+  type Engine, type EngineCapabilities, type EngineOptions, type EngineProvider, type ForwardRequest, type ForwardResult, type ModelInfo,
+} from '@fast-dllm/scheduler';
+import { openModel, type ModelDescription } from '@fast-dllm/model';
+import { loadBinding, type NativeBinding, type NativeModel } from './binding.js';
+import { checkFits, planWeights, toBf16 } from './plan.js';
+import { MODE_CODE, sourceRows } from './marshal.js';
+
+export const CUDA_CAPABILITIES: EngineCapabilities = {
+  contractVersion: ENGINE_CONTRACT_VERSION,
+  modes: ['full', 'prefix', 'dual'],
+  reports: { top2: true, entropy: true, logits: true },
+  sampling: true,
+};
+
+export function modelInfoOf(d: ModelDescription): ModelInfo {
+  return {
+    architecture: d.architecture,
+    vocabSize: d.vocabSize,
+    maxPositions: d.maxPositions,
+    maskId: d.special.mask,
+    eosId: d.special.eos,
+    ...(d.special.endOfTurn !== undefined ? { endOfTurnId: d.special.endOfTurn } : {}),
+    shiftLogits: d.shiftLogits,
+  };
+}
+
+/** Probe result: the addon and a device, or the reason there is none. Never throws. */
+export function probeCuda(): { available: true; binding: NativeBinding } | { available: false; reason: string } {
+  const b = loadBinding();
+  if (!b.ok) return { available: false, reason: b.reason };
+  const info = b.binding.deviceInfo();
+  if (!info.available) return { available: false, reason: info.reason };
+  return { available: true, binding: b.binding };
+}
+
+export class CudaEngine implements Engine {
+  readonly name = 'cuda';
+  readonly capabilities = CUDA_CAPABILITIES;
+  private native: NativeModel | undefined;
+  private queue: Promise<unknown> = Promise.resolve();
+
+  constructor(readonly model: ModelInfo, native: NativeModel) {
+    this.native = native;
+  }
+
+  async forward(req: ForwardRequest, signal?: AbortSignal): Promise<ForwardResult> {
+    validateForwardRequest(this.model, this.capabilities, req);
+    signal?.throwIfAborted();
+    const native = this.native;
+    if (!native) throw new Error('cuda engine: forward after dispose()');
+    const rows = sourceRows(req.positions, req.start, this.model.shiftLogits);
+    const s = req.sampling;
+    const opts = {
+      sample: s !== undefined,
+      temperature: s?.temperature ?? 1,
+      seed: s?.seed ?? 0,
+      forwardIndex: s?.forwardIndex ?? 0,
+      top2: req.want?.top2 ?? false,
+      entropy: req.want?.entropy ?? false,
+      logits: req.want?.logits ?? false,
+    };
+    // One stream, one cache: calls run in order even if a caller does not await.
+    const run = this.queue.then(() =>
+      native.forward(req.canvas, MODE_CODE[req.mode], req.start, req.end, rows, req.positions, opts));
+    this.queue = run.catch(() => undefined);
+    const r = await run;
+    const out: ForwardResult = { tokens: r.tokens, probs: r.probs };
+    if (r.top1Probs && r.top2Probs) { out.top1Probs = r.top1Probs; out.top2Probs = r.top2Probs; }
+    if (r.entropy) out.entropy = r.entropy;
+    if (r.logits) out.logits = r.logits;
+    return out;
+  }
+
+  async dispose(): Promise<void> {
+    await this.queue;
+    this.native?.free();
+    this.native = undefined;
+  }
+}
+
+/** Loads a Hugging Face model directory onto the GPU (weights streamed tensor by tensor). */
+export async function createCudaEngine(modelDir: string, options: EngineOptions = {}): Promise<CudaEngine> {
+  const probe = probeCuda();
+  if (!probe.available) throw new Error(`cuda engine unavailable: ${probe.reason}`);
+  const info = probe.binding.deviceInfo();
+  if (options.weightDType === 'f16') throw new Error("cuda engine: weightDType 'f16' is not supported; use 'bf16' or 'f32'");
+  const dtype = options.weightDType ?? 'bf16';
+  const loaded = await openModel(modelDir);
+  try {
+    const d = loaded.description;
+    const shapes = new Map([...loaded.archive.tensors].map(([k, t]) => [k, t.shape]));
+    const plan = planWeights(d, loaded.names, shapes, dtype, d.maxPositions);
+    if (info.available) checkFits(plan, info.freeBytes, info.name);
+    const native = new probe.binding.CudaModel({
+      hiddenSize: d.hiddenSize, numLayers: d.numLayers, numHeads: d.numHeads, numKvHeads: d.numKvHeads, headDim: d.headDim,
+      intermediateSize: d.intermediateSize, vocabSize: d.vocabSize, maxPositions: d.maxPositions, rmsNormEps: d.rmsNormEps,
+      ropeTheta: d.ropeTheta, qkvBias: d.qkvBias, bf16: dtype === 'bf16',
+    });
+    try {
+      let done = 0;
+      for (const t of plan.tensors) {
+        const f32 = await loaded.archive.readF32(t.name);
+        await native.upload(t.slot, t.deviceDType === 'bf16' ? toBf16(f32) : f32);
+        done += t.bytes;
+        options.onProgress?.({ phase: 'upload weights', done, total: plan.weightBytes, unit: 'bytes' });
+      }
+    } catch (e) {
+      native.free();
+      throw e;
+    }
+    return new CudaEngine(modelInfoOf(d), native);
+  } finally {
+    await loaded.archive.close();
+  }
+}
+
+export const cudaProvider: EngineProvider = {
+  name: 'cuda',
+  async probe() {
+    const p = probeCuda();
+    return p.available ? { available: true } : { available: false, reason: p.reason };
+  },
+  create: createCudaEngine,
+};

@@ -1,0 +1,124 @@
+/**
+ * CPU-side tests of the cuda engine: the addon builds and loads where nvcc exists, the probe explains a missing
+ * device, and the planning / marshalling logic. GPU behaviour is covered by test/cuda-conformance.test.ts.
+ */
+import { existsSync } from 'node:fs';
+import { delimiter, join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { counterHash } from '@fast-dllm/scheduler';
+import { expectedShapes, tensorNames, type ModelDescription } from '@fast-dllm/model';
+import {
+  ADDON_PATH, checkFits, createCudaEngine, cudaProvider, loadBinding, planWeights, slotOf, sourceRows, toBf16,
+} from '../src/index.js';
+
+const hasNvcc = (process.env.PATH ?? '').split(delimiter).some((d) => d && existsSync(join(d, 'nvcc')));
+const binding = loadBinding();
+const device = binding.ok ? binding.binding.deviceInfo() : undefined;
+
+function desc(over: Partial<ModelDescription> = {}): ModelDescription {
+  return {
+    architecture: 'llada', hiddenSize: 64, numLayers: 2, numHeads: 4, numKvHeads: 4, headDim: 16, intermediateSize: 96,
+    vocabSize: 100, maxPositions: 128, rmsNormEps: 1e-5, ropeTheta: 10000, qkvBias: false, tiedEmbeddings: false,
+    shiftLogits: false, special: { mask: 99, eos: 98 }, ...over,
+  };
+}
+
+describe('native addon', () => {
+  it.runIf(hasNvcc)('is built and loads when nvcc is on PATH', () => {
+    expect(existsSync(ADDON_PATH)).toBe(true);
+    expect(binding.ok ? 'loaded' : binding.reason).toBe('loaded');
+  });
+
+  it.runIf(binding.ok)('ports the shared counter hash bit for bit', () => {
+    if (!binding.ok) return;
+    const words = [0, 1, 7, 255, 0x7fffffff, 0x80000000, 0xfffffffe, 0xffffffff, 123456789];
+    for (const a of words) for (const b of words) {
+      expect(binding.binding.counterHash(a, b, b ^ 5, a >>> 1)).toBe(counterHash(a, b, b ^ 5, a >>> 1));
+    }
+  });
+
+  it('reports a missing addon as "native addon not built"', () => {
+    const r = loadBinding('/nonexistent/fast_dllm_cuda.node');
+    expect(r.ok).toBe(false);
+    if (!r.ok) expect(r.reason).toMatch(/native addon not built: no nvcc at install time/);
+  });
+});
+
+describe('probe without a GPU', () => {
+  const noDevice = !binding.ok || (device !== undefined && !device.available);
+  it.runIf(noDevice)('says why the engine is unavailable', async () => {
+    const p = await cudaProvider.probe();
+    expect(p.available).toBe(false);
+    if (!p.available) expect(p.reason).toMatch(binding.ok ? /no CUDA device \(.+\)/ : /native addon not built/);
+  });
+
+  it.runIf(noDevice)('createCudaEngine rejects cleanly before touching the model', async () => {
+    await expect(createCudaEngine('/nonexistent/model')).rejects.toThrow(
+      binding.ok ? /cuda engine unavailable: no CUDA device/ : /cuda engine unavailable: native addon not built/,
+    );
+  });
+
+  it('provider is named cuda', () => expect(cudaProvider.name).toBe('cuda'));
+});
+
+describe('weight plan', () => {
+  it('maps every tensor to its slot with bf16 matrices and f32 norms', () => {
+    const d = desc();
+    const names = tensorNames(d);
+    const plan = planWeights(d, names, expectedShapes(d, names), 'bf16', 128);
+    const bySlot = new Map(plan.tensors.map((t) => [t.slot, t]));
+    expect(bySlot.get(0)).toMatchObject({ name: names.embed, deviceDType: 'bf16', bytes: 100 * 64 * 2 });
+    expect(bySlot.get(1)).toMatchObject({ name: names.finalNorm, deviceDType: 'f32', bytes: 64 * 4 });
+    expect(bySlot.get(2)).toMatchObject({ name: names.lmHead, deviceDType: 'bf16' });
+    expect(bySlot.get(slotOf(1, 'down'))).toMatchObject({ name: names.layers[1].down, elements: 64 * 96, deviceDType: 'bf16' });
+    expect(bySlot.get(slotOf(0, 'ffnNorm'))?.deviceDType).toBe('f32');
+    expect(bySlot.has(slotOf(0, 'qBias'))).toBe(false);
+    // 3 globals + 9 per layer (no biases)
+    expect(plan.tensors).toHaveLength(3 + 2 * 9);
+    expect(plan.weightBytes).toBe(plan.tensors.reduce((a, t) => a + t.bytes, 0));
+    expect(plan.cacheBytes).toBe(2 * 2 * 128 * 64 * 4);
+  });
+
+  it('f32 mode doubles matrix bytes; tied embeddings skip the LM head; Dream biases get slots', () => {
+    const d = desc({ architecture: 'dream', qkvBias: true, tiedEmbeddings: true, numKvHeads: 2, shiftLogits: true });
+    const names = tensorNames(d);
+    const shapes = expectedShapes(d, names);
+    const bf = planWeights(d, names, shapes, 'bf16', 64);
+    const f32 = planWeights(d, names, shapes, 'f32', 64);
+    expect(bf.tensors.some((t) => t.slot === 2)).toBe(false);
+    expect(f32.tensors.find((t) => t.slot === slotOf(1, 'kBias'))).toMatchObject({ elements: 32, deviceDType: 'f32' });
+    const matrixElements = bf.tensors.filter((t) => t.deviceDType === 'bf16').reduce((a, t) => a + t.elements, 0);
+    expect(f32.weightBytes - bf.weightBytes).toBe(matrixElements * 2);
+  });
+
+  it('names a missing tensor', () => {
+    const d = desc();
+    const names = tensorNames(d);
+    const shapes = expectedShapes(d, names);
+    shapes.delete(names.layers[0].up);
+    expect(() => planWeights(d, names, shapes, 'bf16', 16)).toThrow(/blocks\.0\.up_proj\.weight is not in the checkpoint/);
+  });
+
+  it('rejects a model that does not fit with the sizes in the message', () => {
+    const d = desc({ hiddenSize: 4096, numLayers: 32, numHeads: 32, numKvHeads: 32, headDim: 128, intermediateSize: 12288, vocabSize: 126464 });
+    const names = tensorNames(d);
+    const plan = planWeights(d, names, expectedShapes(d, names), 'bf16', 512);
+    expect(plan.weightBytes / 1024 ** 3).toBeGreaterThan(14);
+    expect(() => checkFits(plan, 8 * 1024 ** 3, 'Test GPU')).toThrow(/does not fit on Test GPU: needs \d+\.\d+ GiB .* only 8\.00 GiB is free/);
+    expect(() => checkFits(plan, 80 * 1024 ** 3)).not.toThrow();
+  });
+
+  it('converts f32 to bf16 with round to nearest even', () => {
+    const b = toBf16(new Float32Array([1, -2, 1 + 2 ** -8, 1 + 3 * 2 ** -8, 0]));
+    expect([...b]).toEqual([0x3f80, 0xc000, 0x3f80, 0x3f82, 0]);
+  });
+});
+
+describe('request marshalling', () => {
+  it('maps reported positions to span rows, with the Dream shift inside the span only', () => {
+    const pos = Int32Array.from([8, 9, 12]);
+    expect([...sourceRows(pos, 8, false)]).toEqual([0, 1, 4]);
+    expect([...sourceRows(pos, 8, true)]).toEqual([0, 0, 3]);
+    expect([...sourceRows(Int32Array.from([0, 1]), 0, true)]).toEqual([0, 0]);
+  });
+});
