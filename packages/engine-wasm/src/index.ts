@@ -1,2 +1,3 @@
 export { WasmKernels, WASM32_MAX_BYTES, type Region, type KernelOptions, type RowReduction } from './kernels.js';
-export { loadKernels, kernelModulePath, type KernelBuild } from './node.js';
+export { WasmEngine, weightBytes, workspaceBytes, type TensorReader } from './engine.js';
+export { loadKernels, kernelModulePath, createWasmEngine, wasmProvider, type KernelBuild, type WasmEngineOptions } from './node.js';

@@ -87,6 +87,17 @@ export class WasmKernels {
     return this.top;
   }
 
+  /** Current top of the bump allocator; pass it to `release` to free everything allocated after it. */
+  mark(): number {
+    return this.top;
+  }
+
+  /** Frees every region allocated after `mark` (memory is not shrunk; the space is reused). */
+  release(mark: number): void {
+    if (mark < align16(this.ex.heapBase()) || mark > this.top) throw new Error(`release: bad mark ${mark}`);
+    this.top = mark;
+  }
+
   /**
    * Reserves `bytes` (16-byte aligned), growing memory as needed. Throws a message with the total needed
    * when wasm32's 4 GiB would be exceeded, instead of a bare RangeError from memory.grow.

@@ -1,6 +1,9 @@
 /** Node-only loader: reads the compiled kernel modules from this package's build/ folder. */
 import { readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
+import { openModel } from '@fast-dllm/model';
+import type { EngineOptions, EngineProvider } from '@fast-dllm/scheduler';
+import { WasmEngine } from './engine.js';
 import { WasmKernels, type KernelOptions } from './kernels.js';
 
 /** Which compiled module: 'release' (SIMD128) or 'scalar' (debug build, no SIMD). */
@@ -33,3 +36,49 @@ export async function loadKernels(options: KernelOptions & { build?: KernelBuild
   }
   return WasmKernels.instantiate(await m, { simd: options.simd ?? build === 'release' });
 }
+
+/** Options of the WASM engine: the contract's EngineOptions plus the kernel build. */
+export interface WasmEngineOptions extends EngineOptions {
+  /** false: the scalar debug build (isolates a SIMD bug). Default true. */
+  simd?: boolean;
+}
+
+/**
+ * Loads a Hugging Face model directory into a WasmEngine. f32 weights, one thread (threads > 1 and
+ * bf16/f16 storage are not implemented yet and are refused rather than silently ignored).
+ */
+export async function createWasmEngine(modelDir: string, options: WasmEngineOptions = {}): Promise<WasmEngine> {
+  if (options.threads !== undefined && options.threads !== 1) {
+    throw new Error(`engine-wasm: threads: ${options.threads} is not supported yet; use threads: 1`);
+  }
+  if (options.weightDType !== undefined && options.weightDType !== 'f32') {
+    throw new Error(`engine-wasm: weightDType '${options.weightDType}' is not supported yet; use 'f32'`);
+  }
+  const kernels = await loadKernels({ simd: options.simd ?? true });
+  const loaded = await openModel(modelDir);
+  try {
+    const total = loaded.archive.tensors.size;
+    let done = 0;
+    return await WasmEngine.load(loaded.description, loaded.names, async (name) => {
+      const t = await loaded.archive.readF32(name);
+      options.onProgress?.({ phase: 'loading weights', done: ++done, total, unit: 'tensors' });
+      return t;
+    }, kernels);
+  } finally {
+    await loaded.archive.close();
+  }
+}
+
+/** Engine provider for the CLI: needs WebAssembly with SIMD128 (Node 20 has it). */
+export const wasmProvider: EngineProvider = {
+  name: 'wasm',
+  async probe() {
+    try {
+      await loadKernels();
+      return { available: true };
+    } catch (e) {
+      return { available: false, reason: (e as Error).message };
+    }
+  },
+  create: createWasmEngine,
+};

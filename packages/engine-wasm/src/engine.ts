@@ -1,0 +1,270 @@
+/**
+ * The WASM engine: the forward pass of SPEC §1 with the cache modes of SPEC §4, every heavy step in the
+ * AssemblyScript kernels (f32 activations, f32 weights). No Node API here: the caller supplies the kernels
+ * (src/node.ts loads them in Node) and the opened model.
+ *
+ * Linear memory layout (bump allocator of WasmKernels; d = hiddenSize, H/KV heads, hd = headDim,
+ * ff = intermediateSize, V = vocabSize, L = canvas length of the last `full` forward):
+ *
+ *   heapBase ┬──────────────────────────────────────────────────────────────────────┐
+ *            │ WEIGHTS (loaded once, f32)                                           │
+ *            │   embed (V, d) · per layer: attnNorm (d), q (H*hd, d), k/v (KV*hd, d), │
+ *            │   q/k/v bias (H*hd / KV*hd, Dream only), o (d, H*hd), ffnNorm (d),     │
+ *            │   gate/up (ff, d), down (d, ff) · finalNorm (d) · lmHead (V, d)        │
+ *            │   (lmHead = embed when tied)                                          │
+ *   weightsEnd ├────────────────────────────────────────────────────────────────────┤  ← released and rebuilt
+ *            │ KV CACHE, per layer l: K_l (L, KV*hd) f32, V_l (L, KV*hd) f32,         │    when a `full` forward
+ *            │   K after RoPE at absolute positions; row p = canvas position p       │    needs a bigger L
+ *            ├──────────────────────────────────────────────────────────────────────┤
+ *            │ SCRATCH (sized for L rows)                                           │
+ *            │   x (L, d) residual · h (L, d) normed · q (L, H*hd) · att (L, H*hd)     │
+ *            │   tmp (L, d) · gate (L, ff) · up (L, ff) · kTmp/vTmp (L, KV*hd) prefix  │
+ *            │   copies · scores (L) · pos (L) i32 · sel (L, d) gathered rows ·       │
+ *            │   logits (L, V) · res (5) f64 per-row reduction                       │
+ *            └──────────────────────────────────────────────────────────────────────┘
+ */
+import {
+  ENGINE_CONTRACT_VERSION, validateForwardRequest,
+  type Engine, type EngineCapabilities, type ForwardRequest, type ForwardResult, type ModelInfo,
+} from '@fast-dllm/scheduler';
+import type { ModelDescription, ModelTensorNames } from '@fast-dllm/model';
+import { WASM32_MAX_BYTES, type Region, type WasmKernels } from './kernels.js';
+
+/** Reads one tensor as f32, whatever its stored dtype (the archive of @fast-dllm/model does). */
+export type TensorReader = (name: string) => Promise<Float32Array>;
+
+interface LayerRegions {
+  attnNorm: Region; q: Region; k: Region; v: Region; qBias: Region | null; kBias: Region | null; vBias: Region | null;
+  o: Region; ffnNorm: Region; gate: Region; up: Region; down: Region;
+}
+
+interface Workspace {
+  L: number;
+  kCache: Region[]; vCache: Region[]; // per layer (L, KV*hd)
+  x: Region; h: Region; q: Region; att: Region; tmp: Region; gate: Region; up: Region;
+  kTmp: Region; vTmp: Region; scores: Region; pos: Region; sel: Region; logits: Region; res: Region;
+}
+
+/** Bytes of f32 weights of a model: checked against wasm32's 4 GiB before anything is read. */
+export function weightBytes(m: ModelDescription): number {
+  const { hiddenSize: d, numHeads: H, numKvHeads: KV, headDim: hd, intermediateSize: ff, vocabSize: V } = m;
+  const perLayer = 2 * d + H * hd * d + 2 * KV * hd * d + (m.qkvBias ? H * hd + 2 * KV * hd : 0) + d * H * hd + 3 * ff * d;
+  return 4 * (V * d * (m.tiedEmbeddings ? 1 : 2) + d + m.numLayers * perLayer);
+}
+
+/** Bytes of cache + scratch for a canvas of L tokens. */
+export function workspaceBytes(m: ModelDescription, L: number): number {
+  const { hiddenSize: d, numHeads: H, numKvHeads: KV, headDim: hd, intermediateSize: ff, vocabSize: V } = m;
+  const kw = KV * hd;
+  return 4 * (2 * m.numLayers * L * kw + L * (4 * d + 2 * H * hd + 2 * ff + 2 * kw + 2 + V)) + 40 + 16 * 32;
+}
+
+export class WasmEngine implements Engine {
+  readonly name = 'wasm';
+  readonly model: ModelInfo;
+  readonly capabilities: EngineCapabilities = {
+    contractVersion: ENGINE_CONTRACT_VERSION,
+    modes: ['full', 'prefix', 'dual'],
+    reports: { top2: true, entropy: true, logits: true },
+    sampling: true,
+  };
+  private ws: Workspace | null = null;
+  private cacheLength = 0; // L of the last full forward; 0 = no cache
+  private disposed = false;
+
+  private constructor(
+    readonly desc: ModelDescription,
+    private readonly K: WasmKernels,
+    private readonly embed: Region,
+    private readonly layers: LayerRegions[],
+    private readonly finalNorm: Region,
+    private readonly lmHead: Region,
+    private readonly weightsEnd: number,
+  ) {
+    this.model = {
+      architecture: desc.architecture,
+      vocabSize: desc.vocabSize,
+      maxPositions: desc.maxPositions,
+      maskId: desc.special.mask,
+      eosId: desc.special.eos,
+      ...(desc.special.endOfTurn !== undefined ? { endOfTurnId: desc.special.endOfTurn } : {}),
+      shiftLogits: desc.shiftLogits,
+    };
+  }
+
+  /** Copies the weights into linear memory. Fails before reading anything when the model cannot fit in 4 GiB. */
+  static async load(desc: ModelDescription, names: ModelTensorNames, read: TensorReader, K: WasmKernels): Promise<WasmEngine> {
+    const need = K.usedBytes + weightBytes(desc) + workspaceBytes(desc, Math.min(desc.maxPositions, 64));
+    if (need > WASM32_MAX_BYTES) {
+      throw new Error(
+        `wasm engine: this model needs ${(need / 2 ** 30).toFixed(2)} GiB of linear memory (f32 weights + a 64-token workspace) ` +
+          `but wasm32 addresses at most 4 GiB; use the cuda engine or a smaller model`,
+      );
+    }
+    const put = async (name: string): Promise<Region> => {
+      const data = await read(name);
+      return K.allocF32(data.length, data);
+    };
+    const embed = await put(names.embed);
+    const layers: LayerRegions[] = [];
+    for (const n of names.layers) {
+      layers.push({
+        attnNorm: await put(n.attnNorm), q: await put(n.q), k: await put(n.k), v: await put(n.v),
+        qBias: n.qBias ? await put(n.qBias) : null, kBias: n.kBias ? await put(n.kBias) : null,
+        vBias: n.vBias ? await put(n.vBias) : null,
+        o: await put(n.o), ffnNorm: await put(n.ffnNorm), gate: await put(n.gate), up: await put(n.up), down: await put(n.down),
+      });
+    }
+    const finalNorm = await put(names.finalNorm);
+    const lmHead = desc.tiedEmbeddings && names.lmHead === names.embed ? embed : await put(names.lmHead);
+    return new WasmEngine(desc, K, embed, layers, finalNorm, lmHead, K.mark());
+  }
+
+  async forward(req: ForwardRequest, signal?: AbortSignal): Promise<ForwardResult> {
+    if (this.disposed) throw new Error('forward: the engine was disposed');
+    validateForwardRequest(this.model, this.capabilities, req);
+    const L = req.canvas.length;
+    if (req.mode !== 'full') {
+      if (this.cacheLength === 0) throw new Error(`forward: a '${req.mode}' step needs a prior 'full' forward to build the cache`);
+      if (this.cacheLength !== L) {
+        throw new Error(`forward: the cache holds a canvas of ${this.cacheLength} tokens, this '${req.mode}' step has ${L}; run a 'full' forward first`);
+      }
+    } else {
+      this.ensureWorkspace(L);
+      this.cacheLength = 0; // a failed full forward leaves no valid cache
+    }
+    signal?.throwIfAborted();
+    this.layersForward(req, signal);
+    if (req.mode === 'full') this.cacheLength = L;
+    return this.report(req);
+  }
+
+  private ensureWorkspace(L: number): void {
+    if (this.ws && this.ws.L === L) return;
+    const K = this.K;
+    const m = this.desc;
+    K.release(this.weightsEnd);
+    this.ws = null;
+    const need = this.weightsEnd + workspaceBytes(m, L);
+    if (need > WASM32_MAX_BYTES) {
+      throw new Error(`wasm engine: a canvas of ${L} tokens needs ${(need / 2 ** 30).toFixed(2)} GiB of linear memory; wasm32 allows 4 GiB. Use a shorter canvas`);
+    }
+    const { hiddenSize: d, numHeads: H, numKvHeads: KV, headDim: hd, intermediateSize: ff, vocabSize: V } = m;
+    const kw = KV * hd;
+    const kCache: Region[] = [];
+    const vCache: Region[] = [];
+    for (let l = 0; l < m.numLayers; l++) {
+      kCache.push(K.allocF32(L * kw));
+      vCache.push(K.allocF32(L * kw));
+    }
+    this.ws = {
+      L, kCache, vCache,
+      x: K.allocF32(L * d), h: K.allocF32(L * d), q: K.allocF32(L * H * hd), att: K.allocF32(L * H * hd),
+      tmp: K.allocF32(L * d), gate: K.allocF32(L * ff), up: K.allocF32(L * ff),
+      kTmp: K.allocF32(L * kw), vTmp: K.allocF32(L * kw), scores: K.allocF32(L), pos: K.allocI32(L),
+      sel: K.allocF32(L * d), logits: K.allocF32(L * V), res: K.allocF32(10),
+    };
+  }
+
+  /** Runs the layers over [start, end), updating the cache as the mode says; leaves final-normed rows in ws.h. */
+  private layersForward(req: ForwardRequest, signal?: AbortSignal): void {
+    const K = this.K;
+    const ws = this.ws!;
+    const m = this.desc;
+    const { hiddenSize: d, numHeads: H, numKvHeads: KV, headDim: hd, intermediateSize: ff } = m;
+    const kw = KV * hd;
+    const L = req.canvas.length;
+    const { start, end, mode } = req;
+    const n = end - start;
+    const sub = (r: Region, offset: number, length: number): Region => ({ ptr: r.ptr + offset * 4, length });
+
+    const pos = K.i32(ws.pos);
+    for (let i = 0; i < n; i++) pos[i] = start + i;
+    const x = K.f32(ws.x);
+    const emb = K.f32(this.embed);
+    for (let i = 0; i < n; i++) {
+      const t = req.canvas[start + i];
+      x.set(emb.subarray(t * d, t * d + d), i * d);
+    }
+    const scale = 1 / Math.sqrt(hd);
+    for (let l = 0; l < m.numLayers; l++) {
+      signal?.throwIfAborted();
+      const w = this.layers[l];
+      K.rmsnorm(ws.x, w.attnNorm, ws.h, n, d, m.rmsNormEps);
+      K.matmul(ws.h, w.q, w.qBias, ws.q, n, d, H * hd);
+      K.rope(ws.q, ws.pos, n, H, hd, m.ropeTheta);
+      // Keys/values the queries see, (L, KV*hd). No attention mask, so fresh rows take their own slots:
+      // full/dual write them into the cache; prefix writes into a copy so the cache stays untouched.
+      let keys = ws.kCache[l];
+      let values = ws.vCache[l];
+      if (mode === 'prefix') {
+        K.f32(ws.kTmp).set(K.f32(sub(keys, 0, L * kw)));
+        K.f32(ws.vTmp).set(K.f32(sub(values, 0, L * kw)));
+        keys = ws.kTmp;
+        values = ws.vTmp;
+      }
+      const kRows = sub(keys, start * kw, n * kw);
+      K.matmul(ws.h, w.k, w.kBias, kRows, n, d, kw);
+      K.rope(kRows, ws.pos, n, KV, hd, m.ropeTheta);
+      K.matmul(ws.h, w.v, w.vBias, sub(values, start * kw, n * kw), n, d, kw);
+      K.attention(ws.q, sub(keys, 0, L * kw), sub(values, 0, L * kw), ws.att, ws.scores, n, L, H, KV, hd, scale);
+      K.matmul(ws.att, w.o, null, ws.tmp, n, H * hd, d);
+      addInto(K.f32(ws.x), K.f32(ws.tmp), n * d);
+      K.rmsnorm(ws.x, w.ffnNorm, ws.h, n, d, m.rmsNormEps);
+      K.matmul(ws.h, w.gate, null, ws.gate, n, d, ff);
+      K.matmul(ws.h, w.up, null, ws.up, n, d, ff);
+      K.swiglu(ws.gate, ws.up, ws.gate, n * ff);
+      K.matmul(ws.gate, w.down, null, ws.tmp, n, ff, d);
+      addInto(K.f32(ws.x), K.f32(ws.tmp), n * d);
+    }
+    K.rmsnorm(ws.x, this.finalNorm, ws.h, n, d, m.rmsNormEps);
+  }
+
+  /** Gathers the prediction row of each reported position, runs the LM head and reduces each row in wasm. */
+  private report(req: ForwardRequest): ForwardResult {
+    const K = this.K;
+    const ws = this.ws!;
+    const d = this.desc.hiddenSize;
+    const V = this.desc.vocabSize;
+    const np = req.positions.length;
+    const h = K.f32(ws.h);
+    const sel = K.f32(ws.sel);
+    for (let i = 0; i < np; i++) {
+      const p = req.positions[i];
+      // ModelInfo.shiftLogits: Dream reads p's prediction from row p-1 when it lies inside the span.
+      const row = this.model.shiftLogits && p - 1 >= req.start ? p - 1 - req.start : p - req.start;
+      sel.set(h.subarray(row * d, row * d + d), i * d);
+    }
+    K.matmul(ws.sel, this.lmHead, null, ws.logits, np, d, V);
+    const tokens = new Int32Array(np); // (np)
+    const probs = new Float64Array(np); // (np)
+    const top1 = new Float64Array(np); // (np)
+    const top2 = new Float64Array(np); // (np)
+    const entropy = new Float64Array(np); // (np) nats
+    const s = req.sampling;
+    for (let i = 0; i < np; i++) {
+      const r = K.reduceRow({ ptr: ws.logits.ptr + i * V * 4, length: V }, V, ws.res,
+        s ? s.temperature : 0, s ? s.seed : 0, s ? s.forwardIndex : 0, req.positions[i]);
+      tokens[i] = r.token;
+      probs[i] = r.prob;
+      top1[i] = r.top1;
+      top2[i] = r.top2;
+      entropy[i] = r.entropy;
+    }
+    const result: ForwardResult = { tokens, probs };
+    if (req.want?.top2) { result.top1Probs = top1; result.top2Probs = top2; }
+    if (req.want?.entropy) result.entropy = entropy;
+    if (req.want?.logits) result.logits = K.f32({ ptr: ws.logits.ptr, length: np * V }).slice();
+    return result;
+  }
+
+  async dispose(): Promise<void> {
+    this.disposed = true;
+    this.ws = null;
+    this.cacheLength = 0;
+  }
+}
+
+function addInto(x: Float32Array, y: Float32Array, count: number): void {
+  for (let i = 0; i < count; i++) x[i] += y[i];
+}
