@@ -7,6 +7,8 @@ import { EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, RunError, UsageErr
 import { formatInspection, inspectModel } from './inspect.js';
 import { repoIdArg } from './parse.js';
 import { defaultCacheDir, pull } from './pull.js';
+import { registerGenerate } from './generate.js';
+import { registerChat } from './chat.js';
 
 export interface Io {
   stdout: (s: string) => void;
@@ -59,6 +61,9 @@ export function buildProgram(io: Io, signal: AbortSignal): Command {
       });
       io.stdout(`${dir}\n`);
     });
+
+  registerGenerate(program, io, signal);
+  registerChat(program, io, signal);
 
   return program;
 }

@@ -1,0 +1,68 @@
+/** Opens a model directory for the CLI: normalised config, tokenizer, and the scheduler's generate(). */
+import type { ModelDescription, TextTokenizer } from '@fast-dllm/model';
+import type { Engine, GenerateOptions, GenerationRequest, GenerationResult } from '@fast-dllm/scheduler';
+import { UsageError } from './errors.js';
+
+export interface ModelDir {
+  dir: string;
+  description: ModelDescription;
+  tokenizer?: TextTokenizer;
+  /** Prompt ids for text: through the chat template (one user turn) unless `chat` is false. */
+  encodePrompt(text: string, chat: boolean): Int32Array;
+  run(engine: Engine, req: GenerationRequest, opts: GenerateOptions): Promise<GenerationResult>;
+}
+
+async function defaultModelDir(): Promise<string> {
+  try {
+    const m = (await import('@fast-dllm/default-model')) as Record<string, unknown>;
+    if (typeof m.defaultModelDir === 'function') return (m.defaultModelDir as () => string)();
+  } catch {
+    // fall through to the error below
+  }
+  throw new UsageError('no --model given and the bundled model (@fast-dllm/default-model) is not available; pass --model DIR');
+}
+
+export async function openModelDir(dir: string | undefined, o: { needTokenizer: boolean }): Promise<ModelDir> {
+  const path = dir ?? (await defaultModelDir());
+  const model = await import('@fast-dllm/model');
+  const { generate, SchedulerConfigError } = await import('@fast-dllm/scheduler');
+  let description: ModelDescription;
+  try {
+    description = await model.readModelConfig(path);
+  } catch (e) {
+    throw new UsageError(`unusable model directory ${path}: ${(e as Error).message.split('\n')[0]}`);
+  }
+  let tokenizer: TextTokenizer | undefined;
+  try {
+    tokenizer = await model.loadTokenizer(path, { modelVocabSize: description.vocabSize });
+  } catch (e) {
+    if (o.needTokenizer) throw new UsageError(`cannot load the tokenizer of ${path}: ${(e as Error).message.split('\n')[0]} (use --prompt-ids to skip it)`);
+  }
+  return {
+    dir: path,
+    description,
+    tokenizer,
+    encodePrompt(text, chat) {
+      if (!tokenizer) throw new UsageError(`${path} has no usable tokenizer; use --prompt-ids`);
+      let s = text;
+      if (chat) {
+        try {
+          s = tokenizer.applyChatTemplate([{ role: 'user', content: text }], { addGenerationPrompt: true });
+        } catch (e) {
+          throw new UsageError(`chat template of ${path} failed: ${(e as Error).message.split('\n')[0]} (try --no-chat-template)`);
+        }
+      }
+      const ids = tokenizer.encode(s, { addSpecial: !chat });
+      if (ids.length === 0) throw new UsageError('the prompt encodes to no tokens');
+      return Int32Array.from(ids);
+    },
+    async run(engine, req, opts) {
+      try {
+        return await generate(engine, req, opts);
+      } catch (e) {
+        if (e instanceof SchedulerConfigError) throw new UsageError(e.message);
+        throw e;
+      }
+    },
+  };
+}

@@ -1,0 +1,47 @@
+import { describe, expect, it } from 'vitest';
+import { fileURLToPath } from 'node:url';
+import { runCli } from './run.js';
+
+const LLADA = fileURLToPath(new URL('../../../test/fixtures/models/llada-tiny-f32', import.meta.url));
+const base = ['generate', '--model', LLADA, '--engine', 'reference', '--gen-length', '16', '--block-length', '8'];
+
+/** Every bad flag or combination: exactly one line on stderr, exit 2, no stack trace. */
+const cases: Array<[string, string[], RegExp]> = [
+  ['unknown option', ['generate', '--bogus'], /unknown option '--bogus'/],
+  ['unknown command', ['genrate'], /unknown command 'genrate'.*Did you mean generate/],
+  ['no prompt', base, /exactly one of --prompt/],
+  ['both prompts', [...base, '--prompt', 'x', '--prompt-ids', '1,2'], /exactly one of --prompt/],
+  ['bad ids', [...base, '--prompt-ids', '1,x'], /--prompt-ids: 'x' is not a token id/],
+  ['bad engine', [...base, '--prompt-ids', '1', '--engine', 'tpu'], /--engine: expected one of auto, cuda, wasm, reference/],
+  ['bad gen length', [...base, '--prompt-ids', '1', '--gen-length', '0'], /--gen-length: expected an integer >= 1/],
+  ['non-multiple block', [...base, '--prompt-ids', '1', '--block-length', '5'], /not a multiple of --block-length 5/],
+  ['bad steps', [...base, '--prompt-ids', '1', '--steps', '3'], /--steps 3 is not a multiple of the number of blocks \(2/],
+  ['threshold range', [...base, '--prompt-ids', '1', '--threshold', '1.5'], /--threshold: expected a number in \[0, 1\]/],
+  ['threshold + factor', [...base, '--prompt-ids', '1', '--threshold', '0.9', '--factor', '1'], /--threshold and --factor/],
+  ['remasking + threshold', [...base, '--prompt-ids', '1', '--threshold', '0.9', '--remasking', 'random'], /--remasking applies to the fixed schedule/],
+  ['bad cache', [...base, '--prompt-ids', '1', '--cache', 'full'], /--cache: expected one of none, prefix, dual/],
+  ['alg on llada', [...base, '--prompt-ids', '1', '--alg', 'entropy'], /--alg is Dream's rule; .* is a llada model/],
+  ['json + visual', [...base, '--prompt-ids', '1', '--json', '--visual'], /--json and --visual/],
+  ['negative temperature', [...base, '--prompt-ids', '1', '--temperature', '-1'], /--temperature/],
+  ['missing model dir', ['generate', '--model', '/nonexistent/model', '--prompt-ids', '1'], /unusable model directory \/nonexistent\/model/],
+  ['token outside vocab', [...base, '--prompt-ids', '99999'], /vocab|outside/i],
+  ['inspect missing dir', ['inspect', '/nonexistent/model'], /config.json not found/],
+  ['inspect without dir', ['inspect'], /missing required argument 'dir'/],
+];
+
+describe('usage errors', () => {
+  it.each(cases)('%s: exit 2, one line', async (_name, args, pattern) => {
+    const r = await runCli(args);
+    expect(r.stderr).toMatch(pattern);
+    expect(r.code).toBe(2);
+    expect(r.stderr.trim().split('\n')).toHaveLength(1);
+    expect(r.stderr).not.toMatch(/\n\s+at /);
+    expect(r.stdout).toBe('');
+  });
+
+  it('--help exits 0 and lists the commands', async () => {
+    const r = await runCli(['--help']);
+    expect(r.code).toBe(0);
+    for (const c of ['generate', 'chat', 'inspect', 'pull']) expect(r.stdout).toContain(c);
+  });
+});

@@ -1,0 +1,72 @@
+/** The real `fast-dllm` binary on the fixture models, against the reference engine. */
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+
+const BIN = fileURLToPath(new URL('../packages/cli/bin/fast-dllm.js', import.meta.url));
+const model = (name: string) => fileURLToPath(new URL(`./fixtures/models/${name}`, import.meta.url));
+
+function run(args: string[], input = ''): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [BIN, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code, stdout, stderr }));
+    child.stdin.end(input);
+  });
+}
+
+const small = ['--engine', 'reference', '--gen-length', '16', '--block-length', '8'];
+
+describe('fast-dllm generate', () => {
+  it('--json: stable fields, every generated position committed exactly once, nfe = number of steps', async () => {
+    const r = await run(['generate', '--model', model('llada-tiny-f32'), '--prompt-ids', '5,6,7,8', ...small, '--cache', 'dual', '--threshold', '0.5', '--json']);
+    expect(r.stderr).toMatch(/^engine: reference/);
+    expect(r.code).toBe(0);
+    const j = JSON.parse(r.stdout);
+    expect(Object.keys(j).sort()).toEqual(['answerIds', 'engine', 'forwardsByMode', 'model', 'nfe', 'outputIds', 'promptIds', 'settings', 'stats', 'steps', 'stoppedEarly', 'text', 'timings'].sort());
+    expect(j.engine).toBe('reference');
+    expect(j.promptIds).toEqual([5, 6, 7, 8]);
+    expect(j.outputIds).toHaveLength(16);
+    expect(j.settings).toMatchObject({ genLength: 16, blockLength: 8, steps: 16, cache: 'dual', strategy: { kind: 'threshold', threshold: 0.5 } });
+    expect(j.nfe).toBe(j.steps.length);
+    const committed = j.steps.flatMap((s: { positions: number[] }) => s.positions).sort((a: number, b: number) => a - b);
+    expect(committed).toEqual(Array.from({ length: 16 }, (_, i) => i + 4));
+    for (const s of j.steps) s.positions.forEach((p: number, i: number) => expect(j.outputIds[p - 4]).toBe(s.tokens[i]));
+    expect(j.forwardsByMode.full).toBe(2); // one refresh per block
+    expect(typeof j.text).toBe('string');
+  });
+
+  it('same settings give the same tokens on repeat (greedy is deterministic)', async () => {
+    const args = ['generate', '--model', model('dream-tiny-f32'), '--prompt-ids', '1,2,3', ...small, '--json'];
+    const [a, b] = await Promise.all([run(args), run(args)]);
+    expect(a.code).toBe(0);
+    expect(JSON.parse(a.stdout).outputIds).toEqual(JSON.parse(b.stdout).outputIds);
+    expect(JSON.parse(a.stdout).nfe).toBe(16); // fixed schedule: one token per step
+  });
+
+  it('--prompt through the chat template streams text; --visual draws one line per step', async () => {
+    const text = await run(['generate', '--model', model('llada-tiny-f32'), '--prompt', 'hello', ...small]);
+    expect(text.code).toBe(0);
+    expect(text.stderr).toMatch(/nfe 16, 1\.00 tokens\/forward/);
+    const vis = await run(['generate', '--model', model('llada-tiny-f32'), '--prompt', 'hello', ...small, '--visual']);
+    expect(vis.code).toBe(0);
+    const lines = vis.stdout.split('\n').filter((l) => l.startsWith('nfe'));
+    expect(lines).toHaveLength(16);
+    expect(lines[0]).toMatch(/\|[.^]{16}\| \+1 /);
+    expect(lines[15]).toMatch(/\|[#^]{16}\|/);
+  });
+});
+
+describe('fast-dllm chat', () => {
+  it('answers each piped line, keeping the conversation', async () => {
+    const r = await run(['chat', '--model', model('llada-tiny-f32'), ...small], 'hi\nagain\n/exit\nnot read\n');
+    expect(r.code).toBe(0);
+    expect(r.stderr.match(/^engine: reference$/m)).not.toBeNull();
+    // One answer line per user turn, none after /exit.
+    expect(r.stdout.split('\n').length - 1).toBe(2);
+  });
+});
