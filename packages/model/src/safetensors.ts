@@ -69,6 +69,23 @@ export async function parseSafetensorsHeader(src: ByteSource, file: string): Pro
   return { tensors, metadata, dataStart };
 }
 
+/**
+ * Validates a parsed model.safetensors.index.json and returns tensor name → shard file name (as written in the
+ * index, relative to it). No fs here, so a browser loader can reuse it.
+ */
+export function parseShardIndex(index: unknown, file: string): Map<string, string> {
+  const weightMap = (index as { weight_map?: unknown } | null)?.weight_map;
+  if (typeof weightMap !== 'object' || weightMap === null || Array.isArray(weightMap))
+    throw new ModelFormatError('shard index has no "weight_map" object; it must map tensor names to shard files', { file });
+  const out = new Map<string, string>();
+  for (const [name, shard] of Object.entries(weightMap as Record<string, unknown>)) {
+    if (typeof shard !== 'string' || shard === '') throw new ModelFormatError('weight_map entry is not a file name', { file, tensor: name });
+    out.set(name, shard);
+  }
+  if (out.size === 0) throw new ModelFormatError('shard index has an empty "weight_map"; re-download it', { file });
+  return out;
+}
+
 /** Opens a source for a file label; the Node loader uses files, tests/browsers may substitute another opener. */
 export type SourceOpener = (file: string) => Promise<ByteSource>;
 
@@ -136,15 +153,8 @@ export class SafetensorsArchive {
     } catch (e) {
       throw new ModelFormatError(`cannot read the shard index as JSON (${(e as Error).message}); re-download it`, { file: indexPath });
     }
-    const weightMap = (index as { weight_map?: unknown })?.weight_map;
-    if (typeof weightMap !== 'object' || weightMap === null || Array.isArray(weightMap))
-      throw new ModelFormatError('shard index has no "weight_map" object; it must map tensor names to shard files', { file: indexPath });
     const dir = dirname(indexPath);
-    const shardOf = new Map<string, string>(); // tensor name → shard path
-    for (const [name, shard] of Object.entries(weightMap as Record<string, unknown>)) {
-      if (typeof shard !== 'string') throw new ModelFormatError(`weight_map entry is not a file name`, { file: indexPath, tensor: name });
-      shardOf.set(name, join(dir, shard));
-    }
+    const shardOf = new Map([...parseShardIndex(index, indexPath)].map(([name, shard]) => [name, join(dir, shard)]));
     const shards = [...new Set(shardOf.values())];
     const missing: string[] = [];
     for (const s of shards) if (opener === fileSource && !(await exists(s))) missing.push(s);
@@ -171,7 +181,9 @@ export class SafetensorsArchive {
   /** The raw little-endian bytes of one tensor, read with one positioned read. */
   async readBytes(name: string): Promise<Uint8Array> {
     const t = this.info(name);
-    return this.sources.get(t.file)!.read(t.byteOffset, t.byteLength);
+    const src = this.sources.get(t.file);
+    if (!src) throw new ModelFormatError('the archive is closed; open it again to read tensors', { file: t.file, tensor: name });
+    return src.read(t.byteOffset, t.byteLength);
   }
 
   /** One tensor as f32, converting F16/BF16 exactly. */

@@ -177,6 +177,18 @@ describe('sharded checkpoints', () => {
     await expect(SafetensorsArchive.open(dir)).rejects.toThrow(/not in their shard: a \(expected in .*s2\.safetensors\)/);
   });
 
+  it('the same tensor in two shards', async () => {
+    const dir = await writeSharded();
+    await writeSafetensors(join(dir, 's2.safetensors'), [f32Tensor('c', [1, 2]), f32Tensor('a', [2])]);
+    await expect(SafetensorsArchive.open(dir)).rejects.toThrow(/tensor appears in two files .*\(.*tensor a\)/);
+  });
+
+  it('reading after close is a clear error', async () => {
+    const ar = await SafetensorsArchive.open(await writeSharded());
+    await ar.close();
+    await expect(ar.readF32('a')).rejects.toThrow(/the archive is closed/);
+  });
+
   it('index without weight_map', async () => {
     const dir = await tempDir();
     await mkdir(dir, { recursive: true });
