@@ -100,6 +100,20 @@ describe('reference engine contract', () => {
     await expect(e.forward({ ...ok, canvas: new Int32Array(600), end: 600 })).rejects.toThrow(/exceeds/);
   });
 
+  it('honours an aborted signal and reports load progress', async () => {
+    const canvas = canvasFor(e, 5);
+    const ac = new AbortController();
+    ac.abort(new Error('stopped by the caller'));
+    await expect(e.forward({ canvas, mode: 'full', start: 0, end: L, positions: span(0, 1) }, ac.signal)).rejects.toThrow(/stopped by the caller/);
+    const seen: number[] = [];
+    for (const m of ['dream-tiny-f32', 'llada-tiny-sharded']) {
+      seen.length = 0;
+      const other = await createReferenceEngine(join(MODELS, m), { onProgress: (p) => seen.push(p.done / p.total) });
+      await other.dispose();
+      expect(seen.at(-1)).toBe(1);
+    }
+  });
+
   it('rejects cached steps without a matching full forward', async () => {
     const fresh = await createReferenceEngine(join(MODELS, 'llada-tiny-f32'));
     const canvas = canvasFor(fresh, 5);

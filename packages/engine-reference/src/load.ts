@@ -32,7 +32,9 @@ export async function loadReferenceModel(
 ): Promise<{ description: ModelDescription; weights: ReferenceWeights }> {
   const { description, archive, names } = await openModel(dir);
   try {
-    const total = 3 + names.layers.length * 12;
+    // Distinct tensors to read: a tied LM head is the embedding, LLaDA has no q/k/v biases.
+    const total = new Set([names.embed, names.finalNorm, names.lmHead,
+      ...names.layers.flatMap((n) => Object.values(n).filter((x): x is string => typeof x === 'string'))]).size;
     let done = 0;
     const read = async (name: string): Promise<Float32Array> => {
       const t = await archive.readF32(name);
