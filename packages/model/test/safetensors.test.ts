@@ -6,6 +6,7 @@ import {
   SafetensorsArchive,
   bf16ToF32,
   bufferSource,
+  bytesToF32,
   encodeSafetensors,
   f16ToF32,
   f32ToBf16,
@@ -44,6 +45,17 @@ describe('dtype conversion', () => {
     expect(f16ToF32(0x3555)).toBeCloseTo(0.333251953125, 12);
     expect(f16ToF32(0xfc00)).toBe(-Infinity);
     expect(Object.is(f16ToF32(0x8000), -0)).toBe(true);
+  });
+
+  it('bulk F16/BF16 decoding matches the scalar decoders on every bit pattern', () => {
+    const all = new Uint16Array(65536).map((_, i) => i); // (65536) every half / bf16 pattern
+    const bytes = new Uint8Array(all.buffer);
+    const h = bytesToF32(bytes, 'F16');
+    const b = bytesToF32(bytes, 'BF16');
+    const same = (x: number, y: number) => Object.is(x, y) || (Number.isNaN(x) && Number.isNaN(y));
+    const bad: number[] = [];
+    for (let i = 0; i < 65536; i++) if (!same(h[i], f16ToF32(i)) || !same(b[i], bf16ToF32(i))) bad.push(i);
+    expect(bad).toEqual([]);
   });
 
   it('f32ToBf16 rounds to nearest, ties to even', () => {
