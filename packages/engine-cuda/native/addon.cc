@@ -244,6 +244,9 @@ static void RunForward(Model& M, const FwdIn& in, FwdOut& out) {
     CK(cudaMalloc(&M.vcache, layerKV * c.layers * sizeof(float)));
     M.cacheL = L;
   }
+  // attention keeps one row of scores (L floats) in shared memory: 48 KiB without an opt-in.
+  if ((size_t)L * sizeof(float) > 48 * 1024)
+    throw std::runtime_error("forward: canvas of " + std::to_string(L) + " tokens exceeds the attention kernel's limit of 12288");
   if (in.mode != 0 && M.cacheL != L) throw std::runtime_error("forward: no cache for a canvas of this length; run a full forward first");
   cudaStream_t s = M.s;
   DevBuf<int32_t> ids(m), rows(n), pos(n);

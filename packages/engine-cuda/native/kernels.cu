@@ -60,9 +60,9 @@ cudaError_t rmsnorm(const float* x, const float* w, float* y, int n, int d, floa
 using namespace nvcuda;
 constexpr int GT = 32, GK = 16;
 __global__ void gemm_bf16_k(const float* A, const __nv_bfloat16* W, const float* bias, float* C, int m, int n, int k) {
-  __shared__ __nv_bfloat16 As[GT][GK];  // (rows of A, k) bf16
-  __shared__ __nv_bfloat16 Ws[GT][GK];  // (rows of W = output cols, k) bf16: B in column-major
-  __shared__ float Cs[GT][GT];          // (32, 32) f32 accumulator staging
+  __shared__ __align__(32) __nv_bfloat16 As[GT][GK];  // (rows of A, k) bf16
+  __shared__ __align__(32) __nv_bfloat16 Ws[GT][GK];  // (rows of W = output cols, k) bf16: B in column-major
+  __shared__ __align__(32) float Cs[GT][GT];          // (32, 32) f32 accumulator staging
   const int row0 = blockIdx.y * GT, col0 = blockIdx.x * GT;
   const int warp = threadIdx.x >> 5, wr = (warp >> 1) * 16, wc = (warp & 1) * 16;
   wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;

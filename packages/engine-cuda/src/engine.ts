@@ -102,8 +102,15 @@ export async function createCudaEngine(modelDir: string, options: EngineOptions 
     try {
       let done = 0;
       for (const t of plan.tensors) {
-        const f32 = await loaded.archive.readF32(t.name);
-        await native.upload(t.slot, t.deviceDType === 'bf16' ? toBf16(f32) : f32);
+        const src = loaded.archive.tensors.get(t.name);
+        if (src?.dtype === 'BF16' && t.deviceDType === 'bf16') {
+          // bf16 checkpoint into bf16 slots: upload the bits as stored (copied into an aligned buffer).
+          const bytes = await loaded.archive.readBytes(t.name);
+          await native.upload(t.slot, new Uint16Array(bytes.slice().buffer, 0, t.elements));
+        } else {
+          const f32 = await loaded.archive.readF32(t.name);
+          await native.upload(t.slot, t.deviceDType === 'bf16' ? toBf16(f32) : f32);
+        }
         done += t.bytes;
         options.onProgress?.({ phase: 'upload weights', done, total: plan.weightBytes, unit: 'bytes' });
       }
