@@ -69,7 +69,7 @@ describe.each([
         const r = await generate(engine, req);
         checkRun(engine, req, r, cache);
         if (strategy.kind === 'fixed') expect(r.stats.nfe).toBe(req.steps);
-        if (strategy.kind === 'dream' && cache !== 'none') {
+        if (engine.model.shiftLogits && cache !== 'none') {
           // SPEC §4: each block's full forward commits exactly the block's first position.
           const opening = r.steps.filter((s) => s.mode === 'full').map((s) => Array.from(s.positions));
           expect(opening).toEqual([[4], [12]]);

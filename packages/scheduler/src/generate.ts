@@ -238,12 +238,14 @@ export async function generate(engine: Engine, request: GenerationRequest, optio
   for (const block of partitionBlocks(P, request.genLength, request.blockLength)) {
     let masks = 0;
     for (let p = block.start; p < block.end; p++) if (canvas[p] === maskId) masks++;
-    const schedule = fixedScheduleCounts(masks, cfg.stepsPerBlock); // (stepsPerBlock,) fixed-schedule k per step
+    let schedule = fixedScheduleCounts(masks, cfg.stepsPerBlock); // (stepsPerBlock,) fixed-schedule k per step
     for (let step = 0; masks > 0; step++) {
       if (signal?.aborted) throw abortError(signal.reason);
       const span = planForward(cfg.cache, step, block, L, cfg.refreshEvery);
       // Dream under a cache: the block's first full forward commits only the block's first position (SPEC §4).
-      const dreamFirst = isDream && cfg.cache !== 'none' && step === 0 && canvas[block.start] === maskId;
+      // Keyed on the model's shifted logits, not on the strategy: the cached window would give the block's
+      // first position its own, unshifted row.
+      const dreamFirst = engine.model.shiftLogits && cfg.cache !== 'none' && step === 0 && canvas[block.start] === maskId;
       const positions = dreamFirst ? Int32Array.of(block.start) : maskedIn(canvas, block.start, block.end, maskId); // (n,) ascending
       const forwardIndex = nfe;
       const req: ForwardRequest = {
@@ -270,6 +272,8 @@ export async function generate(engine: Engine, request: GenerationRequest, optio
       let chosen: Int32Array; // (k,) absolute positions to commit, ascending
       if (dreamFirst) {
         chosen = positions;
+        // The fixed schedule then spreads the remaining masks over the remaining steps (step j uses index j).
+        if (cfg.stepsPerBlock > 1) schedule = Int32Array.of(0, ...fixedScheduleCounts(masks - 1, cfg.stepsPerBlock - 1));
       } else {
         const conf = confidences(strategy, res, positions, cfg.seed, forwardIndex);
         chosen = choose(strategy, positions, conf, step, cfg, schedule, masks, forwardIndex);

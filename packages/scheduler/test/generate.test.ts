@@ -114,6 +114,16 @@ describe('generate: Dream', () => {
     expect(r.steps.filter((s) => s.mode === 'full').map((s) => arr(s.positions))).toEqual([[3], [7]]);
     expect(r.canvas.includes(MASK)).toBe(false);
   });
+  it('the rule follows the model (shifted logits), not the strategy; the fixed schedule spreads the rest', async () => {
+    const d = new MockEngine(byPos((p) => p / 100), { architecture: 'dream' });
+    const rd = await generate(d, base({ genLength: 4, steps: 3, cache: 'prefix', strategy: { kind: 'fixed' } }));
+    // m = 4, n = 3: [3] at the full forward, then the 3 remaining over 2 steps: 2, 1 (most confident first).
+    expect(rd.steps.map((s) => arr(s.positions))).toEqual([[3], [5, 6], [4]]);
+    expect(rd.stats.nfe).toBe(3);
+    const l = new MockEngine(byPos((p) => p / 100));
+    await generate(l, base({ steps: 8, cache: 'dual', strategy: { kind: 'dream', alg: 'maskgit_plus' } }));
+    expect(arr(l.requests[0].positions)).toEqual([3, 4, 5, 6]);
+  });
   it('without a cache no position is special', async () => {
     const e = new MockEngine(byPos((p) => p / 100), { architecture: 'dream' });
     await generate(e, base({ steps: 8, strategy: { kind: 'dream', alg: 'maskgit_plus' } }));
