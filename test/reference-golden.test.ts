@@ -14,7 +14,8 @@ const FIXTURES = join(import.meta.dirname, 'fixtures');
 
 interface GoldenCase {
   name: string;
-  setup: number[][];
+  /** Forwards run first to build (full) and update (dual) the cache; their results are not checked. */
+  setup: { canvas: number[]; mode: ForwardMode; start: number; end: number }[];
   canvas: number[];
   mode: ForwardMode;
   start: number;
@@ -62,8 +63,8 @@ describe.each(MODELS)('reference vs PyTorch golden: %s (%s)', (model) => {
     const engine = await createReferenceEngine(join(FIXTURES, 'models', model));
     try {
       for (const s of c.setup) {
-        const canvas = Int32Array.from(s);
-        await engine.forward({ canvas, mode: 'full', start: 0, end: canvas.length, positions: new Int32Array([0]) });
+        const canvas = Int32Array.from(s.canvas);
+        await engine.forward({ canvas, mode: s.mode, start: s.start, end: s.end, positions: new Int32Array([s.start]) });
       }
       const canvas = Int32Array.from(c.canvas);
       const positions = Int32Array.from({ length: c.end - c.start }, (_, i) => c.start + i);

@@ -1,7 +1,7 @@
 """Writes golden logits of the independent PyTorch model for every fixture model into test/fixtures/golden/.
 
 Run from the repository root:  /usr/bin/python3 tools/golden/make_golden.py
-One JSON per model: cases of (setup full forwards, then the checked forward); logits are float32 little-endian,
+One JSON per model: cases of (setup forwards that build the cache, then the checked forward); logits are float32 little-endian,
 base64, (end-start, vocab) row-major, one row per position of [start, end) as the engine reports them.
 """
 import base64
@@ -43,8 +43,11 @@ def main():
         cases = []
 
         def add(case_name, setup, canvas, mode, start, end):
+            # setup: forwards run first, to build (and for dual, update) the cache: canvas, or (canvas, mode, s, e)
+            setup = [{'canvas': c, 'mode': 'full', 'start': 0, 'end': len(c)} if isinstance(c, list) else
+                     {'canvas': c[0], 'mode': c[1], 'start': c[2], 'end': c[3]} for c in setup]
             for c in setup:
-                m.forward(c, 'full', 0, len(c))
+                m.forward(c['canvas'], c['mode'], c['start'], c['end'])
             lg = m.reported_logits(canvas, mode, start, end).numpy().astype('<f4')
             cases.append({'name': case_name, 'setup': setup, 'canvas': canvas, 'mode': mode, 'start': start,
                           'end': end, 'logits': base64.b64encode(lg.tobytes()).decode()})
@@ -55,6 +58,8 @@ def main():
         add('dual A after full B (stale cache)', [b], a, 'dual', 16, 24)
         add('dual A at the start after full B', [b], a, 'dual', 0, 8)
         add('prefix A after full A (fresh cache)', [a], a, 'prefix', 24, L)
+        add('dual A [24, 32) after full B and dual A [16, 24)', [b, (a, 'dual', 16, 24)], a, 'dual', 24, 32)
+        add('prefix B after full B and dual A [0, 8)', [b, (a, 'dual', 0, 8)], b, 'prefix', 16, L)
         out = {'model': name, 'vocabSize': int(m.head.shape[0]), 'generator': 'tools/golden/make_golden.py',
                'cases': cases}
         with open(os.path.join(ROOT, 'golden', name + '.json'), 'w') as f:
