@@ -377,9 +377,36 @@ Napi::Value CounterHash(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), fdl::counter_hash(u(0), u(1), u(2), u(3)));
 }
 
+// copyBandwidth(bytes, iters): async; device-to-device cudaMemcpy of `bytes`, timed with events. Resolves with
+// bytes/s counting read + write traffic (2 * bytes per copy): the memory-bound floor's yardstick.
+Napi::Value CopyBandwidth(const Napi::CallbackInfo& info) {
+  const size_t bytes = (size_t)info[0].As<Napi::Number>().DoubleValue();
+  const int iters = info[1].As<Napi::Number>().Int32Value();
+  auto result = std::make_shared<double>(0.0);
+  auto* job = new Job(info.Env(), [bytes, iters, result]() {
+    DevBuf<uint8_t> a(bytes), b(bytes);
+    cudaEvent_t t0, t1;
+    CK(cudaEventCreate(&t0));
+    CK(cudaEventCreate(&t1));
+    CK(cudaMemcpy(b.p, a.p, bytes, cudaMemcpyDeviceToDevice));  // warm-up
+    CK(cudaEventRecord(t0));
+    for (int i = 0; i < iters; i++) CK(cudaMemcpyAsync(b.p, a.p, bytes, cudaMemcpyDeviceToDevice));
+    CK(cudaEventRecord(t1));
+    CK(cudaEventSynchronize(t1));
+    float ms = 0.f;
+    CK(cudaEventElapsedTime(&ms, t0, t1));
+    cudaEventDestroy(t0);
+    cudaEventDestroy(t1);
+    *result = 2.0 * (double)bytes * iters / (ms * 1e-3);
+  }, [result](Napi::Env env) -> Napi::Value { return Napi::Number::New(env, *result); });
+  job->Queue();
+  return job->promise();
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("deviceInfo", Napi::Function::New(env, DeviceInfo));
   exports.Set("counterHash", Napi::Function::New(env, CounterHash));
+  exports.Set("copyBandwidth", Napi::Function::New(env, CopyBandwidth));
   exports.Set("CudaModel", ModelWrap::Init(env));
   return exports;
 }

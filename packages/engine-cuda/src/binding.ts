@@ -79,6 +79,11 @@ export interface NativeBinding {
   deviceInfo(): DeviceInfo;
   /** counterHash(seed, forwardIndex, position, lane): the CUDA port of rng.ts's hash, run on the host. Never throws. */
   counterHash(seed: number, forwardIndex: number, position: number, lane: number): number;
+  /**
+   * async copyBandwidth(bytes, iters): times `iters` device-to-device copies of `bytes`; resolves with bytes/s
+   * counting read + write. @throws rejects naming the failing CUDA call (e.g. no device).
+   */
+  copyBandwidth(bytes: number, iters: number): Promise<number>;
   /** new CudaModel(config): creates a stream; weights come with upload/randomize. @throws on a CUDA error. */
   CudaModel: new (config: NativeConfig) => NativeModel;
 }

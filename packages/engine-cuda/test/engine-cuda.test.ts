@@ -58,6 +58,11 @@ describe('probe without a GPU', () => {
     );
   });
 
+  it.runIf(binding.ok && noDevice)('a native async call rejects with an Error naming the CUDA call', async () => {
+    if (!binding.ok) return;
+    await expect(binding.binding.copyBandwidth(1024, 1)).rejects.toThrow(/^cudaSetDevice\(0\): .+/);
+  });
+
   it('provider is named cuda', () => expect(cudaProvider.name).toBe('cuda'));
 });
 
