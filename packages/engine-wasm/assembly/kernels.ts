@@ -10,13 +10,25 @@ export function heapBase(): usize {
 
 // ---------------------------------------------------------------- matmul  y = x · Wᵀ (+ b)
 
+/** K-block length of matmulF32: an x panel of (n, KC) f32 stays in L2 while the W rows pass over it. */
+const KC: i32 = 256;
+
 /**
  * y (n, out) = x (n, inDim) · W (out, inDim)ᵀ + b (out,), b optional (0 = none).
- * Register tile of 4 x-rows × 4 W-rows (16 f32x4 accumulators), W rows streamed along `inDim` in
- * blocks of KC floats so the 4 W rows stay in L1 while all x rows pass over them.
+ * Cache blocking over `inDim` in KC-float panels (partial sums accumulate into y), and inside a panel a register
+ * tile of 4 x-rows × 4 W-rows (16 f32x4 accumulators).
  */
 export function matmulF32(x: usize, w: usize, b: usize, y: usize, n: i32, inDim: i32, out: i32): void {
-  const K4 = inDim & ~3;
+  for (let k0 = 0; k0 < inDim; k0 += KC) {
+    const kc = min(KC, inDim - k0);
+    const o = <usize>k0 << 2;
+    matmulPanel(x + o, w + o, k0 == 0 ? b : 0, y, n, inDim, kc, out, k0 > 0);
+  }
+}
+
+/** One K panel: y (+)= x[:, k0:k0+kc] · W[:, k0:k0+kc]ᵀ (+ b); rows of x and W are `inDim` floats apart. */
+function matmulPanel(x: usize, w: usize, b: usize, y: usize, n: i32, inDim: i32, kc: i32, out: i32, acc: bool): void {
+  const K4 = kc & ~3;
   let j = 0;
   for (; j + 4 <= out; j += 4) {
     const w0 = w + (<usize>j * <usize>inDim << 2);
@@ -49,10 +61,10 @@ export function matmulF32(x: usize, w: usize, b: usize, y: usize, n: i32, inDim:
         a30 = f32x4.add(a30, f32x4.mul(vx, vw0)); a31 = f32x4.add(a31, f32x4.mul(vx, vw1));
         a32 = f32x4.add(a32, f32x4.mul(vx, vw2)); a33 = f32x4.add(a33, f32x4.mul(vx, vw3));
       }
-      storeRow4(y, b, i, j, out, x0, w0, w1, w2, w3, K4, inDim, a00, a01, a02, a03);
-      storeRow4(y, b, i + 1, j, out, x1, w0, w1, w2, w3, K4, inDim, a10, a11, a12, a13);
-      storeRow4(y, b, i + 2, j, out, x2, w0, w1, w2, w3, K4, inDim, a20, a21, a22, a23);
-      storeRow4(y, b, i + 3, j, out, x3, w0, w1, w2, w3, K4, inDim, a30, a31, a32, a33);
+      storeRow4(y, b, i, j, out, x0, w0, w1, w2, w3, K4, kc, acc, a00, a01, a02, a03);
+      storeRow4(y, b, i + 1, j, out, x1, w0, w1, w2, w3, K4, kc, acc, a10, a11, a12, a13);
+      storeRow4(y, b, i + 2, j, out, x2, w0, w1, w2, w3, K4, kc, acc, a20, a21, a22, a23);
+      storeRow4(y, b, i + 3, j, out, x3, w0, w1, w2, w3, K4, kc, acc, a30, a31, a32, a33);
     }
     for (; i < n; i++) {
       const xr = x + (<usize>i * <usize>inDim << 2);
@@ -65,7 +77,7 @@ export function matmulF32(x: usize, w: usize, b: usize, y: usize, n: i32, inDim:
         a2 = f32x4.add(a2, f32x4.mul(vx, v128.load(w2 + o)));
         a3 = f32x4.add(a3, f32x4.mul(vx, v128.load(w3 + o)));
       }
-      storeRow4(y, b, i, j, out, xr, w0, w1, w2, w3, K4, inDim, a0, a1, a2, a3);
+      storeRow4(y, b, i, j, out, xr, w0, w1, w2, w3, K4, kc, acc, a0, a1, a2, a3);
     }
   }
   // Leftover W rows (out % 4): one output column at a time.
@@ -73,15 +85,16 @@ export function matmulF32(x: usize, w: usize, b: usize, y: usize, n: i32, inDim:
     const wr = w + (<usize>j * <usize>inDim << 2);
     for (let i = 0; i < n; i++) {
       const xr = x + (<usize>i * <usize>inDim << 2);
-      let acc = f32x4.splat(0);
+      let va = f32x4.splat(0);
       for (let k = 0; k < K4; k += 4) {
         const o = <usize>k << 2;
-        acc = f32x4.add(acc, f32x4.mul(v128.load(xr + o), v128.load(wr + o)));
+        va = f32x4.add(va, f32x4.mul(v128.load(xr + o), v128.load(wr + o)));
       }
-      let s = hsum(acc);
-      for (let k = K4; k < inDim; k++) s += load<f32>(xr + (<usize>k << 2)) * load<f32>(wr + (<usize>k << 2));
+      let s = hsum(va);
+      for (let k = K4; k < kc; k++) s += load<f32>(xr + (<usize>k << 2)) * load<f32>(wr + (<usize>k << 2));
       if (b != 0) s += load<f32>(b + (<usize>j << 2));
-      store<f32>(y + ((<usize>i * <usize>out + <usize>j) << 2), s);
+      const yp = y + ((<usize>i * <usize>out + <usize>j) << 2);
+      store<f32>(yp, acc ? load<f32>(yp) + s : s);
     }
   }
 }
@@ -92,20 +105,23 @@ export function matmulF32(x: usize, w: usize, b: usize, y: usize, n: i32, inDim:
 }
 
 // @ts-ignore: decorator
-@inline function tail(xr: usize, wr: usize, K4: i32, inDim: i32): f32 {
+@inline function tail(xr: usize, wr: usize, K4: i32, kc: i32): f32 {
   let s: f32 = 0;
-  for (let k = K4; k < inDim; k++) s += load<f32>(xr + (<usize>k << 2)) * load<f32>(wr + (<usize>k << 2));
+  for (let k = K4; k < kc; k++) s += load<f32>(xr + (<usize>k << 2)) * load<f32>(wr + (<usize>k << 2));
   return s;
 }
 
 // @ts-ignore: decorator
 @inline function storeRow4(
   y: usize, b: usize, i: i32, j: i32, out: i32, xr: usize, w0: usize, w1: usize, w2: usize, w3: usize,
-  K4: i32, inDim: i32, a0: v128, a1: v128, a2: v128, a3: v128,
+  K4: i32, kc: i32, acc: bool, a0: v128, a1: v128, a2: v128, a3: v128,
 ): void {
   const yr = y + ((<usize>i * <usize>out + <usize>j) << 2);
-  let s0 = hsum(a0) + tail(xr, w0, K4, inDim), s1 = hsum(a1) + tail(xr, w1, K4, inDim);
-  let s2 = hsum(a2) + tail(xr, w2, K4, inDim), s3 = hsum(a3) + tail(xr, w3, K4, inDim);
+  let s0 = hsum(a0) + tail(xr, w0, K4, kc), s1 = hsum(a1) + tail(xr, w1, K4, kc);
+  let s2 = hsum(a2) + tail(xr, w2, K4, kc), s3 = hsum(a3) + tail(xr, w3, K4, kc);
+  if (acc) {
+    s0 += load<f32>(yr); s1 += load<f32>(yr, 4); s2 += load<f32>(yr, 8); s3 += load<f32>(yr, 12);
+  }
   if (b != 0) {
     const br = b + (<usize>j << 2);
     s0 += load<f32>(br); s1 += load<f32>(br, 4); s2 += load<f32>(br, 8); s3 += load<f32>(br, 12);

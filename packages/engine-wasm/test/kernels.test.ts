@@ -126,6 +126,7 @@ for (const simd of [true, false]) {
       { n: 5, k: 37, m: 13, seed: 102 },
       { n: 1, k: 3, m: 1, seed: 103 },
       { n: 33, k: 768, m: 70, seed: 104 },
+      { n: 7, k: 601, m: 9, seed: 105 }, // three K panels (256+256+89), ragged everywhere
     ];
     for (const c of mmCases) {
       for (const bias of [false, true]) {

@@ -1,0 +1,112 @@
+// WASM engine benchmark (not a test). Run after `npm run build -w @fast-dllm/engine-wasm`:
+//   nice -n 10 node bench/wasm/bench.mjs [--quick]
+// Per-kernel matmul GFLOP/s for the fixture model's shapes and a ~100M LLaDA-shaped model, beside native
+// OpenBLAS sgemm (through /usr/bin/python3 + torch) in the same run; forward latency of the 100M model at
+// prompt 64 + gen 256, block 32 (full forward, prefix step, dual step) beside a PyTorch CPU full forward.
+// Writes bench/results/wasm-<date>.json and .md.
+import { execFileSync } from 'node:child_process';
+import { readFileSync, writeFileSync, mkdirSync } from 'node:fs';
+import os from 'node:os';
+import { loadKernels, WasmEngine } from '@fast-dllm/engine-wasm';
+import { tensorNames } from '@fast-dllm/model';
+
+const quick = process.argv.includes('--quick');
+const BIG = { d: 768, layers: 12, heads: 12, ff: 2048, vocab: 32000, P: 64, G: 256, block: 32 };
+BIG.L = BIG.P + BIG.G;
+const FIXTURE = { d: 64, ff: 160, vocab: 320, L: 40 };
+const shapes = [
+  ['fixture qkvo', FIXTURE.L, FIXTURE.d, FIXTURE.d], ['fixture gate/up', FIXTURE.L, FIXTURE.d, FIXTURE.ff],
+  ['fixture down', FIXTURE.L, FIXTURE.ff, FIXTURE.d], ['fixture lm head', FIXTURE.L, FIXTURE.d, FIXTURE.vocab],
+  ['100M qkvo full', BIG.L, BIG.d, BIG.d], ['100M gate/up full', BIG.L, BIG.d, BIG.ff],
+  ['100M down full', BIG.L, BIG.ff, BIG.d], ['100M gate/up dual', BIG.block, BIG.d, BIG.ff],
+  ['100M lm head dual', BIG.block, BIG.d, BIG.vocab],
+];
+
+function rnd(n, seed) {
+  const a = new Float32Array(n);
+  let s = seed >>> 0;
+  for (let i = 0; i < n; i++) { s = (Math.imul(s, 1664525) + 1013904223) >>> 0; a[i] = (s / 2 ** 32 - 0.5) * 0.04; }
+  return a;
+}
+function timeBest(fn, reps) {
+  fn();
+  let best = Infinity;
+  for (let r = 0; r < reps; r++) { const t = performance.now(); fn(); best = Math.min(best, performance.now() - t); }
+  return best;
+}
+
+const results = { date: new Date().toISOString(), machine: {}, matmul: [], forward: {}, notes: [] };
+const cpu = readFileSync('/proc/cpuinfo', 'utf8').match(/model name\s*:\s*(.*)/)?.[1] ?? 'unknown';
+results.machine = { cpu, cores: os.cpus().length, node: process.version, load1: os.loadavg()[0] };
+
+// ---- kernels, 1 thread (SIMD and scalar)
+for (const simd of [true, false]) {
+  const K = await loadKernels({ simd });
+  for (const [label, n, k, m] of shapes) {
+    if (!simd && quick) continue;
+    const mark = K.mark();
+    const x = K.allocF32(n * k, rnd(n * k, 1)), w = K.allocF32(m * k, rnd(m * k, 2)), y = K.allocF32(n * m);
+    const ms = timeBest(() => K.matmul(x, w, null, y, n, k, m), n * k * m > 1e8 ? 3 : 10);
+    results.matmul.push({ label, n, in: k, out: m, build: simd ? 'simd' : 'scalar', threads: 1, gflops: 2 * n * k * m / ms / 1e6 });
+    K.release(mark);
+  }
+}
+results.notes.push('threads > 1 are not implemented in this engine yet: WASM numbers are one thread only.');
+
+// ---- native sgemm + PyTorch forward in the same run
+const native = JSON.parse(execFileSync('/usr/bin/python3', [new URL('./native_sgemm.py', import.meta.url).pathname,
+  JSON.stringify({ shapes: shapes.map((s) => s.slice(1)), threads: [1, 2], model: quick ? null : BIG })], { encoding: 'utf8', maxBuffer: 1 << 24 }));
+results.native = native;
+for (const r of results.matmul) {
+  const b = native.sgemm.find((s) => s.n === r.n && s.in === r.in && s.out === r.out && s.threads === 1);
+  r.blas1 = b?.gflops;
+  r.ratioToBlas1 = b ? r.gflops / b.gflops : undefined;
+}
+
+// ---- forward latency of the 100M model (random weights through a synthetic reader)
+if (!quick) {
+  const desc = {
+    architecture: 'llada', hiddenSize: BIG.d, numLayers: BIG.layers, numHeads: BIG.heads, numKvHeads: BIG.heads,
+    headDim: BIG.d / BIG.heads, intermediateSize: BIG.ff, vocabSize: BIG.vocab, maxPositions: 4096, rmsNormEps: 1e-5,
+    ropeTheta: 10000, qkvBias: false, tiedEmbeddings: false, shiftLogits: false, special: { mask: BIG.vocab - 1, eos: 1 },
+  };
+  const names = tensorNames(desc);
+  const shapesByName = new Map();
+  let seed = 3;
+  const K = await loadKernels();
+  const engine = await WasmEngine.load(desc, names, async (name) => {
+    const isNorm = /norm/i.test(name);
+    const n = isNorm ? BIG.d : name === names.embed || name === names.lmHead ? BIG.vocab * BIG.d
+      : /gate|up|ff_proj|up_proj/.test(name) ? BIG.ff * BIG.d : /down|ff_out/.test(name) ? BIG.d * BIG.ff : BIG.d * BIG.d;
+    shapesByName.set(name, n);
+    return isNorm ? new Float32Array(n).fill(1) : rnd(n, seed++);
+  }, K);
+  const L = BIG.L;
+  const canvas = new Int32Array(L).fill(desc.special.mask);
+  for (let i = 0; i < BIG.P; i++) canvas[i] = (i * 37) % 1000;
+  const range = (a, b) => Int32Array.from({ length: b - a }, (_, i) => a + i);
+  const s = BIG.P + BIG.block; // second block
+  const t = async (req, reps) => { await engine.forward(req); let b = Infinity; for (let r = 0; r < reps; r++) { const t0 = performance.now(); await engine.forward(req); b = Math.min(b, performance.now() - t0); } return b; };
+  const full = await t({ canvas, mode: 'full', start: 0, end: L, positions: range(BIG.P, L) }, 2);
+  const prefix = await t({ canvas, mode: 'prefix', start: s, end: L, positions: range(s, s + BIG.block) }, 2);
+  const dual = await t({ canvas, mode: 'dual', start: s, end: s + BIG.block, positions: range(s, s + BIG.block) }, 3);
+  results.forward = { model: BIG, wasmThreads: 1, fullMs: full, prefixMs: prefix, dualMs: dual, dualOverFull: dual / full,
+    torchFullMs: Object.fromEntries(native.forward.map((f) => [`threads${f.threads}`, f.fullForwardMs])) };
+  await engine.dispose();
+}
+
+const day = results.date.slice(0, 10);
+mkdirSync(new URL('../results/', import.meta.url), { recursive: true });
+writeFileSync(new URL(`../results/wasm-${day}.json`, import.meta.url), JSON.stringify(results, null, 2) + '\n');
+const f = (x, d = 1) => (x === undefined ? '—' : x.toFixed(d));
+let md = `# WASM engine benchmark, ${results.date}\n\nMachine: ${cpu}, ${results.machine.cores} cores, node ${process.version}, load ${f(results.machine.load1, 2)} at start (shared machine).\n\n`;
+md += '| matmul | n×in×out | build | threads | GFLOP/s | BLAS 1 thr | ratio |\n|---|---|---|---|---|---|---|\n';
+for (const r of results.matmul) md += `| ${r.label} | ${r.n}×${r.in}×${r.out} | ${r.build} | ${r.threads} | ${f(r.gflops)} | ${f(r.blas1)} | ${f(r.ratioToBlas1, 2)} |\n`;
+md += '\nNative sgemm, 2 threads (GFLOP/s): ' + native.sgemm.filter((s) => s.threads === 2).map((s) => `${s.n}×${s.in}×${s.out}: ${f(s.gflops)}`).join(', ') + '\n';
+if (results.forward.fullMs) {
+  const r = results.forward;
+  md += `\n100M LLaDA-shaped model, prompt ${BIG.P} + gen ${BIG.G}, block ${BIG.block}, WASM 1 thread: full ${f(r.fullMs, 0)} ms, prefix ${f(r.prefixMs, 0)} ms, dual ${f(r.dualMs, 0)} ms (dual/full ${f(r.dualOverFull, 3)}). PyTorch CPU full forward: ${Object.entries(r.torchFullMs).map(([k, v]) => `${k} ${f(v, 0)} ms`).join(', ')}.\n`;
+}
+md += '\n' + results.notes.map((n) => `- ${n}`).join('\n') + '\n';
+writeFileSync(new URL(`../results/wasm-${day}.md`, import.meta.url), md);
+console.log(md);
