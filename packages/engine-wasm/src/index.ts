@@ -1,3 +1,3 @@
-export { WasmKernels, WASM32_MAX_BYTES, type Region, type KernelOptions, type RowReduction } from './kernels.js';
-export { WasmEngine, weightBytes, workspaceBytes, type TensorReader } from './engine.js';
+// Node entry: everything in ./core plus the fs-based loader, createWasmEngine and the CLI provider.
+export * from './core.js';
 export { loadKernels, kernelModulePath, createWasmEngine, wasmProvider, type KernelBuild, type WasmEngineOptions } from './node.js';
