@@ -56,9 +56,9 @@ cudaError_t rmsnorm(const float* x, const float* w, float* y, int n, int d, floa
   return cudaGetLastError();
 }
 
-// ---- GEMM bf16 on tensor cores: block tile 32x32 (4 warps, one 16x16 fragment each), k step 16 ----
+// ---- GEMM bf16 on tensor cores: block tile 32x32 (4 warps, one 16x16 fragment each), k step 64 ----
 using namespace nvcuda;
-constexpr int GT = 32, GK = 16;
+constexpr int GT = 32, GK = 64;  // fewer barriers per weight byte than a 16-wide k step
 __global__ void gemm_bf16_k(const float* A, const __nv_bfloat16* W, const float* bias, float* C, int m, int n, int k) {
   __shared__ __align__(32) __nv_bfloat16 As[GT][GK];  // (rows of A, k) bf16
   __shared__ __align__(32) __nv_bfloat16 Ws[GT][GK];  // (rows of W = output cols, k) bf16: B in column-major
@@ -76,9 +76,12 @@ __global__ void gemm_bf16_k(const float* A, const __nv_bfloat16* W, const float*
     __syncthreads();
     wmma::fragment<wmma::matrix_a, 16, 16, 16, __nv_bfloat16, wmma::row_major> fa;
     wmma::fragment<wmma::matrix_b, 16, 16, 16, __nv_bfloat16, wmma::col_major> fb;
-    wmma::load_matrix_sync(fa, &As[wr][0], GK);
-    wmma::load_matrix_sync(fb, &Ws[wc][0], GK);
-    wmma::mma_sync(acc, fa, fb, acc);
+#pragma unroll
+    for (int kk = 0; kk < GK; kk += 16) {  // 16 bf16 = 32 bytes: each fragment pointer stays 256-bit aligned
+      wmma::load_matrix_sync(fa, &As[wr][kk], GK);
+      wmma::load_matrix_sync(fb, &Ws[wc][kk], GK);
+      wmma::mma_sync(acc, fa, fb, acc);
+    }
     __syncthreads();
   }
   wmma::store_matrix_sync(&Cs[wr][wc], acc, GT, wmma::mem_row_major);
