@@ -82,6 +82,10 @@ def export(model, out_dir, extra=None):
                                     "mask_token_id": tok.MASK, "gen_length": 128, "block_length": 32, "steps": 128})
     if extra:
         dump("training_summary.json", extra)
+    log = os.path.join(os.path.dirname(os.path.abspath(__file__)), "log.tsv")
+    if os.path.exists(log):  # ship the loss / exact-match curve with the weights
+        with open(log) as src, open(os.path.join(out_dir, "training_log.tsv"), "w") as dst:
+            dst.write(src.read())
 
 
 if __name__ == "__main__":
