@@ -130,12 +130,31 @@ export function visualizer(md: ModelDir, promptLength: number, genLength: number
   };
 }
 
+/**
+ * The same engine, but each forward first yields to the event loop. A CPU engine's forward can resolve
+ * through microtasks only, which would starve signal delivery: Ctrl-C must reach the AbortController
+ * between forward passes, and streamed output must flush.
+ */
+function yielding(engine: Engine): Engine {
+  return {
+    name: engine.name,
+    model: engine.model,
+    capabilities: engine.capabilities,
+    forward: async (req, signal) => {
+      await new Promise<void>((r) => setImmediate(r));
+      signal?.throwIfAborted();
+      return engine.forward(req, signal);
+    },
+    dispose: () => engine.dispose(),
+  };
+}
+
 export async function withEngine<T>(f: DecodeFlags, md: ModelDir, io: Io, fn: (e: Engine, loadMs: number) => Promise<T>): Promise<T> {
   const t0 = performance.now();
   const engine = await openEngine(f.engine, md.dir, { threads: f.threads }, (l) => io.stderr(`${l}\n`));
   const loadMs = performance.now() - t0;
   try {
-    return await fn(engine, loadMs);
+    return await fn(yielding(engine), loadMs);
   } finally {
     await engine.dispose();
   }

@@ -1,0 +1,60 @@
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+import { BIN, runCli } from './run.js';
+
+const fixture = (name: string) => fileURLToPath(new URL(`../../../test/fixtures/models/${name}`, import.meta.url));
+
+describe('fast-dllm inspect', () => {
+  it('reports architecture, parameters, dtypes, memory and special tokens (sharded LLaDA)', async () => {
+    const r = await runCli(['inspect', fixture('llada-tiny-sharded'), '--json']);
+    expect(r.code).toBe(0);
+    const j = JSON.parse(r.stdout);
+    expect(j.architecture).toBe('llada');
+    // Parameter count from the config: embed + lm head + final norm + per layer (2 norms + 4 attn + 3 mlp).
+    const d = j.hiddenSize;
+    const perLayer = 2 * d + 4 * d * d + 3 * d * j.intermediateSize;
+    const tied = j.parameters === j.vocabSize * d + d + j.numLayers * perLayer;
+    expect(tied || j.parameters === 2 * j.vocabSize * d + d + j.numLayers * perLayer).toBe(true);
+    expect(Object.keys(j.dtypes)).toEqual(['F32']);
+    expect(j.memory.reference.weights).toBe(j.parameters * 4);
+    expect(j.memory.cuda.weights).toBe(j.parameters * 2);
+    expect(j.memory.reference.kvCache).toBe(2 * j.numLayers * j.numKvHeads * j.headDim * j.maxPositions * 4);
+    expect(j.special.mask).toBeTypeOf('number');
+    expect(j.special.eos).toBeTypeOf('number');
+  });
+
+  it('text output names the bf16 Dream fixture and its GQA heads', async () => {
+    const r = await runCli(['inspect', fixture('dream-tiny-bf16')]);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/architecture:\s+dream/);
+    expect(r.stdout).toMatch(/BF16 x\d+/);
+    expect(r.stdout).toMatch(/special tokens:\n\s+mask\s+\d+/);
+  });
+});
+
+describe('Ctrl-C', () => {
+  it('SIGINT stops a generation cleanly with exit 130 and no stack trace', async () => {
+    const child = spawn(process.execPath, [BIN, 'generate', '--model', fixture('llada-tiny-f32'), '--engine', 'reference',
+      '--prompt-ids', '1,2,3', '--gen-length', '128', '--block-length', '8', '--visual'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    let sent = false;
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const code = await new Promise<number | null>((resolve) => {
+      child.stdout.on('data', (d: Buffer) => {
+        stdout += d.toString();
+        // Mid-generation, after a few steps; once only (a second Ctrl-C means "leave now").
+        if (!sent && stdout.includes('nfe    3 ')) {
+          sent = true;
+          child.kill('SIGINT');
+        }
+      });
+      child.on('close', resolve);
+    });
+    expect(code).toBe(130);
+    expect(stderr).toMatch(/interrupted/);
+    expect(stderr).not.toMatch(/\n\s+at /);
+    expect(stdout.split('\n').filter((l) => l.startsWith('nfe')).length).toBeLessThan(128);
+  });
+});
