@@ -8,6 +8,9 @@ import { loadBinding, type NativeBinding, type NativeModel } from './binding.js'
 import { checkFits, planWeights, toBf16 } from './plan.js';
 import { MODE_CODE, sourceRows } from './marshal.js';
 
+/** Canvas length (tokens) the load-time memory check plans for. */
+export const FIT_CHECK_CANVAS = 2048;
+
 export const CUDA_CAPABILITIES: EngineCapabilities = {
   contractVersion: ENGINE_CONTRACT_VERSION,
   modes: ['full', 'prefix', 'dual'],
@@ -92,7 +95,9 @@ export async function createCudaEngine(modelDir: string, options: EngineOptions 
   try {
     const d = loaded.description;
     const shapes = new Map([...loaded.archive.tensors].map(([k, t]) => [k, t.shape]));
-    const plan = planWeights(d, loaded.names, shapes, dtype, d.maxPositions);
+    // The cache is sized per canvas at the first full forward; check the fit for a typical canvas, not maxPositions
+    // (131072 for Dream would demand ~100 GiB of cache and logits that no run uses).
+    const plan = planWeights(d, loaded.names, shapes, dtype, Math.min(d.maxPositions, FIT_CHECK_CANVAS));
     if (info.available) checkFits(plan, info.freeBytes, info.name);
     const native = new probe.binding.CudaModel({
       hiddenSize: d.hiddenSize, numLayers: d.numLayers, numHeads: d.numHeads, numKvHeads: d.numKvHeads, headDim: d.headDim,
