@@ -384,3 +384,72 @@ export function reduceRow(
   store<f64>(res, Math.exp(m2 - m1) / z, 24);
   store<f64>(res, ent, 32);
 }
+
+// ---------------------------------------------------------------- bf16 weights, f32 arithmetic
+
+/**
+ * y (n, out) = x (n, inDim) f32 · W (out, inDim)ᵀ + b, W stored as bf16 (u16, the high half of an f32).
+ * Widening is exact: a bf16 shifted left by 16 is its f32. Same 4×4 register tile, one x row block at a time.
+ */
+export function matmulBF16(x: usize, w: usize, b: usize, y: usize, n: i32, inDim: i32, out: i32): void {
+  const K4 = inDim & ~3;
+  for (let j = 0; j < out; j++) {
+    const wr = w + (<usize>j * <usize>inDim << 1);
+    let i = 0;
+    for (; i + 4 <= n; i += 4) {
+      const x0 = x + (<usize>i * <usize>inDim << 2);
+      const x1 = x0 + (<usize>inDim << 2);
+      const x2 = x1 + (<usize>inDim << 2);
+      const x3 = x2 + (<usize>inDim << 2);
+      let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
+      for (let k = 0; k < K4; k += 4) {
+        const vw = i32x4.shl(v128.load16x4_u(wr + (<usize>k << 1)), 16);
+        const o = <usize>k << 2;
+        a0 = f32x4.add(a0, f32x4.mul(v128.load(x0 + o), vw));
+        a1 = f32x4.add(a1, f32x4.mul(v128.load(x1 + o), vw));
+        a2 = f32x4.add(a2, f32x4.mul(v128.load(x2 + o), vw));
+        a3 = f32x4.add(a3, f32x4.mul(v128.load(x3 + o), vw));
+      }
+      const bj: f32 = b != 0 ? load<f32>(b + (<usize>j << 2)) : 0;
+      store<f32>(y + ((<usize>i * <usize>out + <usize>j) << 2), hsum(a0) + tailBF16(x0, wr, K4, inDim) + bj);
+      store<f32>(y + ((<usize>(i + 1) * <usize>out + <usize>j) << 2), hsum(a1) + tailBF16(x1, wr, K4, inDim) + bj);
+      store<f32>(y + ((<usize>(i + 2) * <usize>out + <usize>j) << 2), hsum(a2) + tailBF16(x2, wr, K4, inDim) + bj);
+      store<f32>(y + ((<usize>(i + 3) * <usize>out + <usize>j) << 2), hsum(a3) + tailBF16(x3, wr, K4, inDim) + bj);
+    }
+    for (; i < n; i++) {
+      const xr = x + (<usize>i * <usize>inDim << 2);
+      let a = f32x4.splat(0);
+      for (let k = 0; k < K4; k += 4) {
+        a = f32x4.add(a, f32x4.mul(v128.load(xr + (<usize>k << 2)), i32x4.shl(v128.load16x4_u(wr + (<usize>k << 1)), 16)));
+      }
+      const bj: f32 = b != 0 ? load<f32>(b + (<usize>j << 2)) : 0;
+      store<f32>(y + ((<usize>i * <usize>out + <usize>j) << 2), hsum(a) + tailBF16(xr, wr, K4, inDim) + bj);
+    }
+  }
+}
+
+// @ts-ignore: decorator
+@inline function bf16(p: usize): f32 {
+  return reinterpret<f32>(<u32>load<u16>(p) << 16);
+}
+
+// @ts-ignore: decorator
+@inline function tailBF16(xr: usize, wr: usize, K4: i32, inDim: i32): f32 {
+  let s: f32 = 0;
+  for (let k = K4; k < inDim; k++) s += load<f32>(xr + (<usize>k << 2)) * bf16(wr + (<usize>k << 1));
+  return s;
+}
+
+/** Scalar twin of matmulBF16. */
+export function matmulBF16Scalar(x: usize, w: usize, b: usize, y: usize, n: i32, inDim: i32, out: i32): void {
+  for (let i = 0; i < n; i++) {
+    const xr = x + (<usize>i * <usize>inDim << 2);
+    for (let j = 0; j < out; j++) {
+      const wr = w + (<usize>j * <usize>inDim << 1);
+      let s: f32 = 0;
+      for (let k = 0; k < inDim; k++) s += load<f32>(xr + (<usize>k << 2)) * bf16(wr + (<usize>k << 1));
+      if (b != 0) s += load<f32>(b + (<usize>j << 2));
+      store<f32>(y + ((<usize>i * <usize>out + <usize>j) << 2), s);
+    }
+  }
+}

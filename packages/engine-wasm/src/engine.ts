@@ -33,6 +33,9 @@ import { WASM32_MAX_BYTES, type Region, type WasmKernels } from './kernels.js';
 /** Reads one tensor as f32, whatever its stored dtype (the archive of @fast-dllm/model does). */
 export type TensorReader = (name: string) => Promise<Float32Array>;
 
+/** Storage of the linear weights (q, k, v, o, gate, up, down, LM head); norms, biases and the embedding stay f32. */
+export type WeightDType = 'f32' | 'bf16';
+
 interface LayerRegions {
   attnNorm: Region; q: Region; k: Region; v: Region; qBias: Region | null; kBias: Region | null; vBias: Region | null;
   o: Region; ffnNorm: Region; gate: Region; up: Region; down: Region;
@@ -46,10 +49,13 @@ interface Workspace {
 }
 
 /** Bytes of f32 weights of a model: checked against wasm32's 4 GiB before anything is read. */
-export function weightBytes(m: ModelDescription): number {
+export function weightBytes(m: ModelDescription, dtype: WeightDType = 'f32'): number {
   const { hiddenSize: d, numHeads: H, numKvHeads: KV, headDim: hd, intermediateSize: ff, vocabSize: V } = m;
-  const perLayer = 2 * d + H * hd * d + 2 * KV * hd * d + (m.qkvBias ? H * hd + 2 * KV * hd : 0) + d * H * hd + 3 * ff * d;
-  return 4 * (V * d * (m.tiedEmbeddings ? 1 : 2) + d + m.numLayers * perLayer);
+  const lin = dtype === 'bf16' ? 2 : 4; // bytes per linear weight
+  const linear = m.numLayers * (H * hd * d + 2 * KV * hd * d + d * H * hd + 3 * ff * d) + V * d;
+  const f32 = m.numLayers * (2 * d + (m.qkvBias ? H * hd + 2 * KV * hd : 0)) + V * d + d;
+  const tiedF32 = dtype === 'f32' && m.tiedEmbeddings ? V * d : 0; // the LM head reuses the embedding
+  return lin * linear + 4 * f32 - 4 * tiedF32;
 }
 
 /** Bytes of cache + scratch for a canvas of L tokens. */
@@ -80,6 +86,7 @@ export class WasmEngine implements Engine {
     private readonly finalNorm: Region,
     private readonly lmHead: Region,
     private readonly weightsEnd: number,
+    readonly weightDType: WeightDType,
   ) {
     this.model = {
       architecture: desc.architecture,
@@ -93,8 +100,10 @@ export class WasmEngine implements Engine {
   }
 
   /** Copies the weights into linear memory. Fails before reading anything when the model cannot fit in 4 GiB. */
-  static async load(desc: ModelDescription, names: ModelTensorNames, read: TensorReader, K: WasmKernels): Promise<WasmEngine> {
-    const need = K.usedBytes + weightBytes(desc) + workspaceBytes(desc, Math.min(desc.maxPositions, 64));
+  static async load(
+    desc: ModelDescription, names: ModelTensorNames, read: TensorReader, K: WasmKernels, weightDType: WeightDType = 'f32',
+  ): Promise<WasmEngine> {
+    const need = K.usedBytes + weightBytes(desc, weightDType) + workspaceBytes(desc, Math.min(desc.maxPositions, 64));
     if (need > WASM32_MAX_BYTES) {
       throw new Error(
         `wasm engine: this model needs ${(need / 2 ** 30).toFixed(2)} GiB of linear memory (f32 weights + a 64-token workspace) ` +
@@ -105,19 +114,21 @@ export class WasmEngine implements Engine {
       const data = await read(name);
       return K.allocF32(data.length, data);
     };
+    const putLinear = async (name: string): Promise<Region> => (weightDType === 'bf16' ? K.allocBF16(await read(name)) : put(name));
     const embed = await put(names.embed);
     const layers: LayerRegions[] = [];
     for (const n of names.layers) {
       layers.push({
-        attnNorm: await put(n.attnNorm), q: await put(n.q), k: await put(n.k), v: await put(n.v),
+        attnNorm: await put(n.attnNorm), q: await putLinear(n.q), k: await putLinear(n.k), v: await putLinear(n.v),
         qBias: n.qBias ? await put(n.qBias) : null, kBias: n.kBias ? await put(n.kBias) : null,
         vBias: n.vBias ? await put(n.vBias) : null,
-        o: await put(n.o), ffnNorm: await put(n.ffnNorm), gate: await put(n.gate), up: await put(n.up), down: await put(n.down),
+        o: await putLinear(n.o), ffnNorm: await put(n.ffnNorm), gate: await putLinear(n.gate), up: await putLinear(n.up),
+        down: await putLinear(n.down),
       });
     }
     const finalNorm = await put(names.finalNorm);
-    const lmHead = desc.tiedEmbeddings && names.lmHead === names.embed ? embed : await put(names.lmHead);
-    return new WasmEngine(desc, K, embed, layers, finalNorm, lmHead, K.mark());
+    const lmHead = weightDType === 'f32' && names.lmHead === names.embed ? embed : await putLinear(names.lmHead);
+    return new WasmEngine(desc, K, embed, layers, finalNorm, lmHead, K.mark(), weightDType);
   }
 
   async forward(req: ForwardRequest, signal?: AbortSignal): Promise<ForwardResult> {
@@ -166,6 +177,12 @@ export class WasmEngine implements Engine {
     };
   }
 
+  /** y = x · Wᵀ + b for a linear weight in this engine's storage dtype. */
+  private mm(x: Region, w: Region, b: Region | null, y: Region, n: number, inDim: number, out: number): void {
+    if (this.weightDType === 'bf16') this.K.matmulBF16(x, w, b, y, n, inDim, out);
+    else this.K.matmul(x, w, b, y, n, inDim, out);
+  }
+
   /** Runs the layers over [start, end), updating the cache as the mode says; leaves final-normed rows in ws.h. */
   private layersForward(req: ForwardRequest, signal?: AbortSignal): void {
     const K = this.K;
@@ -191,7 +208,7 @@ export class WasmEngine implements Engine {
       signal?.throwIfAborted();
       const w = this.layers[l];
       K.rmsnorm(ws.x, w.attnNorm, ws.h, n, d, m.rmsNormEps);
-      K.matmul(ws.h, w.q, w.qBias, ws.q, n, d, H * hd);
+      this.mm(ws.h, w.q, w.qBias, ws.q, n, d, H * hd);
       K.rope(ws.q, ws.pos, n, H, hd, m.ropeTheta);
       // Keys/values the queries see, (L, KV*hd). No attention mask, so fresh rows take their own slots:
       // full/dual write them into the cache; prefix writes into a copy so the cache stays untouched.
@@ -204,17 +221,17 @@ export class WasmEngine implements Engine {
         values = ws.vTmp;
       }
       const kRows = sub(keys, start * kw, n * kw);
-      K.matmul(ws.h, w.k, w.kBias, kRows, n, d, kw);
+      this.mm(ws.h, w.k, w.kBias, kRows, n, d, kw);
       K.rope(kRows, ws.pos, n, KV, hd, m.ropeTheta);
-      K.matmul(ws.h, w.v, w.vBias, sub(values, start * kw, n * kw), n, d, kw);
+      this.mm(ws.h, w.v, w.vBias, sub(values, start * kw, n * kw), n, d, kw);
       K.attention(ws.q, sub(keys, 0, L * kw), sub(values, 0, L * kw), ws.att, ws.scores, n, L, H, KV, hd, scale);
-      K.matmul(ws.att, w.o, null, ws.tmp, n, H * hd, d);
+      this.mm(ws.att, w.o, null, ws.tmp, n, H * hd, d);
       addInto(K.f32(ws.x), K.f32(ws.tmp), n * d);
       K.rmsnorm(ws.x, w.ffnNorm, ws.h, n, d, m.rmsNormEps);
-      K.matmul(ws.h, w.gate, null, ws.gate, n, d, ff);
-      K.matmul(ws.h, w.up, null, ws.up, n, d, ff);
+      this.mm(ws.h, w.gate, null, ws.gate, n, d, ff);
+      this.mm(ws.h, w.up, null, ws.up, n, d, ff);
       K.swiglu(ws.gate, ws.up, ws.gate, n * ff);
-      K.matmul(ws.gate, w.down, null, ws.tmp, n, ff, d);
+      this.mm(ws.gate, w.down, null, ws.tmp, n, ff, d);
       addInto(K.f32(ws.x), K.f32(ws.tmp), n * d);
     }
     K.rmsnorm(ws.x, this.finalNorm, ws.h, n, d, m.rmsNormEps);
@@ -235,7 +252,7 @@ export class WasmEngine implements Engine {
       const row = this.model.shiftLogits && p - 1 >= req.start ? p - 1 - req.start : p - req.start;
       sel.set(h.subarray(row * d, row * d + d), i * d);
     }
-    K.matmul(ws.sel, this.lmHead, null, ws.logits, np, d, V);
+    this.mm(ws.sel, this.lmHead, null, ws.logits, np, d, V);
     const tokens = new Int32Array(np); // (np)
     const probs = new Float64Array(np); // (np)
     const top1 = new Float64Array(np); // (np)

@@ -21,6 +21,8 @@ interface KernelExports {
   heapBase(): number;
   matmulF32?(x: number, w: number, b: number, y: number, n: number, inDim: number, out: number): void;
   matmulF32Scalar(x: number, w: number, b: number, y: number, n: number, inDim: number, out: number): void;
+  matmulBF16?(x: number, w: number, b: number, y: number, n: number, inDim: number, out: number): void;
+  matmulBF16Scalar(x: number, w: number, b: number, y: number, n: number, inDim: number, out: number): void;
   rmsnorm?(x: number, g: number, y: number, n: number, d: number, eps: number): void;
   rmsnormScalar(x: number, g: number, y: number, n: number, d: number, eps: number): void;
   ropeNeox(x: number, pos: number, n: number, heads: number, hd: number, theta: number): void;
@@ -150,6 +152,23 @@ export class WasmKernels {
     f(x.ptr, w.ptr, b ? b.ptr : 0, y.ptr, n, inDim, out);
   }
 
+  /** Allocates a (length,) bf16 region (u16 elements) holding `src` rounded to bf16 (nearest, ties to even). */
+  allocBF16(src: Float32Array): Region {
+    const r = { ptr: this.alloc(src.length * 2), length: src.length };
+    new Uint16Array(this.memory.buffer, r.ptr, r.length).set(f32ToBF16(src));
+    return r;
+  }
+
+  /** As matmul, with W (out, inDim) stored as bf16 (a region from allocBF16); f32 arithmetic. */
+  matmulBF16(x: Region, w: Region, b: Region | null, y: Region, n: number, inDim: number, out: number): void {
+    checkLen('matmulBF16 x', x, n * inDim);
+    checkLen('matmulBF16 W', w, out * inDim);
+    checkLen('matmulBF16 y', y, n * out);
+    if (b) checkLen('matmulBF16 b', b, out);
+    const f = this.simd ? this.ex.matmulBF16! : this.ex.matmulBF16Scalar;
+    f(x.ptr, w.ptr, b ? b.ptr : 0, y.ptr, n, inDim, out);
+  }
+
   /** y (n, d) = RMSNorm(x) * g; y may be x. */
   rmsnorm(x: Region, g: Region, y: Region, n: number, d: number, eps: number): void {
     checkLen('rmsnorm x', x, n * d);
@@ -206,6 +225,17 @@ export class WasmKernels {
     const r = new Float64Array(this.memory.buffer, res.ptr, 5);
     return { token: r[0], prob: r[1], top1: r[2], top2: r[3], entropy: r[4] };
   }
+}
+
+/** f32 → bf16 bits, round to nearest even; NaN stays NaN. */
+export function f32ToBF16(src: Float32Array): Uint16Array {
+  const u = new Uint32Array(src.buffer, src.byteOffset, src.length);
+  const out = new Uint16Array(src.length); // (length,) bf16 bits
+  for (let i = 0; i < u.length; i++) {
+    const b = u[i];
+    out[i] = (b & 0x7fffffff) > 0x7f800000 ? (b >>> 16) | 0x40 : ((b + 0x7fff + ((b >>> 16) & 1)) >>> 16) & 0xffff;
+  }
+  return out;
 }
 
 function align16(n: number): number {

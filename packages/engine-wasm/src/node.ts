@@ -44,15 +44,16 @@ export interface WasmEngineOptions extends EngineOptions {
 }
 
 /**
- * Loads a Hugging Face model directory into a WasmEngine. f32 weights, one thread (threads > 1 and
- * bf16/f16 storage are not implemented yet and are refused rather than silently ignored).
+ * Loads a Hugging Face model directory into a WasmEngine: f32 (default) or bf16 linear weights, one thread
+ * (threads > 1 and f16 storage are not implemented yet and are refused rather than silently ignored).
  */
 export async function createWasmEngine(modelDir: string, options: WasmEngineOptions = {}): Promise<WasmEngine> {
   if (options.threads !== undefined && options.threads !== 1) {
     throw new Error(`engine-wasm: threads: ${options.threads} is not supported yet; use threads: 1`);
   }
-  if (options.weightDType !== undefined && options.weightDType !== 'f32') {
-    throw new Error(`engine-wasm: weightDType '${options.weightDType}' is not supported yet; use 'f32'`);
+  const dtype = options.weightDType ?? 'f32';
+  if (dtype !== 'f32' && dtype !== 'bf16') {
+    throw new Error(`engine-wasm: weightDType '${dtype}' is not supported yet; use 'f32' or 'bf16'`);
   }
   const kernels = await loadKernels({ simd: options.simd ?? true });
   const loaded = await openModel(modelDir);
@@ -63,7 +64,7 @@ export async function createWasmEngine(modelDir: string, options: WasmEngineOpti
       const t = await loaded.archive.readF32(name);
       options.onProgress?.({ phase: 'loading weights', done: ++done, total, unit: 'tensors' });
       return t;
-    }, kernels);
+    }, kernels, dtype);
   } finally {
     await loaded.archive.close();
   }

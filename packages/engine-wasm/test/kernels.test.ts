@@ -3,7 +3,7 @@
 // tolerance stated next to the case with the measured spread that justified it. Seeds are fixed and printed.
 import { describe, expect, it } from 'vitest';
 import { counterGumbel, counterHash } from '@fast-dllm/scheduler';
-import { loadKernels, type WasmKernels, type Region } from '../src/index.js';
+import { f32ToBF16, loadKernels, type WasmKernels, type Region } from '../src/index.js';
 
 /** Small deterministic generator for test inputs (mulberry32); not the engine RNG. */
 function rand(seed: number): () => number {
@@ -143,6 +143,21 @@ for (const simd of [true, false]) {
       }
     }
 
+    for (const c of [{ n: 9, k: 70, m: 11, seed: 111 }, { n: 32, k: 768, m: 64, seed: 112 }]) {
+      it(`matmul bf16 weights n=${c.n} in=${c.k} out=${c.m} seed=${c.seed}`, async () => {
+        const K = await loadKernels({ simd });
+        const x = randn(c.n * c.k, c.seed), w = randn(c.m * c.k, c.seed + 1), b = randn(c.m, c.seed + 2);
+        const wq = new Float32Array(new Uint32Array(Array.from(f32ToBF16(w), (h) => h << 16)).buffer); // W rounded to bf16
+        const rx = K.allocF32(x.length, x), rw = K.allocBF16(w), rb = K.allocF32(c.m, b), ry = allocGuarded(K, c.n * c.m);
+        K.matmulBF16(rx, rw, rb, ry, c.n, c.k, c.m);
+        expect(guardsIntact(K, ry)).toBe(true);
+        // Widening bf16 → f32 is exact, so only f32 accumulation differs: same spread as the f32 matmul.
+        check('matmulBF16', c.seed, K.f32(ry), refMatmul(x, wq, b, c.n, c.k, c.m), 1e-11);
+        // And the rounding is real: against the unrounded W the error is bf16-sized (~1e-6 NMSE), not ~1e-14.
+        expect(nmse(K.f32(ry), refMatmul(x, w, b, c.n, c.k, c.m))).toBeGreaterThan(1e-9);
+      });
+    }
+
     for (const c of [{ n: 4, d: 64, seed: 201 }, { n: 3, d: 771, seed: 202 }]) {
       it(`rmsnorm n=${c.n} d=${c.d} seed=${c.seed}`, async () => {
         const K = await loadKernels({ simd });
@@ -230,6 +245,13 @@ for (const simd of [true, false]) {
     });
   });
 }
+
+describe('f32ToBF16', () => {
+  it('rounds to nearest even and keeps NaN/Inf', () => {
+    const src = new Float32Array(new Uint32Array([0x3f808000, 0x3f818000, 0x3f808001, 0x7f800000, 0x7fc00001, 0xff800000]).buffer);
+    expect(Array.from(f32ToBF16(src))).toEqual([0x3f80, 0x3f82, 0x3f81, 0x7f80, 0x7fc0, 0xff80]);
+  });
+});
 
 describe('wasm memory limits', () => {
   it('refuses more than 4 GiB with the amount needed', async () => {
