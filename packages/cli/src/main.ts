@@ -9,6 +9,7 @@ import { repoIdArg } from './parse.js';
 import { defaultCacheDir, pull } from './pull.js';
 import { registerGenerate } from './generate.js';
 import { registerChat } from './chat.js';
+import { registerBench } from './bench.js';
 
 export interface Io {
   stdout: (s: string) => void;
@@ -64,6 +65,7 @@ export function buildProgram(io: Io, signal: AbortSignal): Command {
 
   registerGenerate(program, io, signal);
   registerChat(program, io, signal);
+  registerBench(program, io, signal);
 
   return program;
 }

@@ -15,7 +15,9 @@ export interface ModelDir {
 async function defaultModelDir(): Promise<string> {
   try {
     const m = (await import('@fast-dllm/default-model')) as Record<string, unknown>;
-    if (typeof m.defaultModelDir === 'function') return (m.defaultModelDir as () => string)();
+    const d = m.defaultModelDir;
+    if (typeof d === 'string') return d;
+    if (typeof d === 'function') return (d as () => string)();
   } catch {
     // fall through to the error below
   }

@@ -1,0 +1,133 @@
+/**
+ * `fast-dllm bench`: the paper's ablation table (SPEC §6) on a model and an eval set: accuracy, NFE, tokens per
+ * forward, tokens/s and speedup for the baseline, each cache mode, parallel decoding, and their combination.
+ */
+import { writeFile } from 'node:fs/promises';
+import type { Command } from 'commander';
+import { Option } from 'commander';
+import cliProgress from 'cli-progress';
+import type { CacheMode, Strategy } from '@fast-dllm/scheduler';
+import { UsageError } from './errors.js';
+import { addDecodeOptions, answerIds, checkPrompt, requestFrom, withEngine, type DecodeFlags } from './generate.js';
+import type { Io } from './main.js';
+import { openModelDir } from './modeldir.js';
+import { floatArg, intArg } from './parse.js';
+
+export const SWEEP_TAUS = [0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0] as const;
+
+export interface BenchRow {
+  name: string;
+  cache: CacheMode;
+  strategy: Strategy;
+  problems: number;
+  /** Fraction of problems answered exactly. */
+  accuracy: number;
+  /** Mean forward passes per problem. */
+  nfe: number;
+  /** Generated positions committed per forward pass, over all problems. */
+  tokensPerForward: number;
+  /** Non-EOS generated tokens per second of generation time, over all problems (SPEC §5). */
+  tokensPerSecond: number;
+  /** tokensPerSecond / the baseline's. */
+  speedup: number;
+}
+
+interface EvalLike {
+  prompt: string;
+  answer: string;
+}
+
+function rowsFor(tau: number, factor: number, sweep: boolean): Array<{ name: string; cache: CacheMode; strategy: Strategy }> {
+  const fixed: Strategy = { kind: 'fixed', remasking: 'low_confidence' };
+  const rows: Array<{ name: string; cache: CacheMode; strategy: Strategy }> = [
+    { name: 'baseline', cache: 'none', strategy: fixed },
+    { name: '+ prefix cache', cache: 'prefix', strategy: fixed },
+    { name: '+ dual cache', cache: 'dual', strategy: fixed },
+    { name: `+ parallel (threshold ${tau})`, cache: 'none', strategy: { kind: 'threshold', threshold: tau } },
+    { name: `+ dual cache + parallel (threshold ${tau})`, cache: 'dual', strategy: { kind: 'threshold', threshold: tau } },
+    { name: `+ dual cache + parallel (factor ${factor})`, cache: 'dual', strategy: { kind: 'factor', factor } },
+  ];
+  if (sweep) for (const t of SWEEP_TAUS) rows.push({ name: `sweep: dual cache, threshold ${t}`, cache: 'dual', strategy: { kind: 'threshold', threshold: t } });
+  return rows;
+}
+
+export function markdownTable(rows: BenchRow[]): string {
+  const out = ['| setting | accuracy % | NFE | tokens/forward | tokens/s | speedup |', '|---|---|---|---|---|---|'];
+  for (const r of rows) {
+    out.push(`| ${r.name} | ${(100 * r.accuracy).toFixed(1)} | ${r.nfe.toFixed(1)} | ${r.tokensPerForward.toFixed(2)} | ${r.tokensPerSecond.toFixed(1)} | ${r.speedup.toFixed(2)}x |`);
+  }
+  return out.join('\n');
+}
+
+export function registerBench(program: Command, io: Io, signal: AbortSignal): void {
+  const cmd = program
+    .command('bench')
+    .description("the paper's table (baseline, caches, parallel decoding) on a model and an eval set")
+    .option('--eval <file>', 'JSONL eval set with "prompt" and "answer" (default: the bundled one)')
+    .addOption(new Option('--limit <n>', 'first N problems').argParser(intArg('--limit', 1)))
+    .option('--sweep', 'add rows for threshold in {0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0}')
+    .option('--out <file>', 'also write the rows as JSON');
+  addDecodeOptions(cmd).action(async (opts: DecodeFlags & { eval?: string; limit?: number; sweep?: boolean; out?: string }) => {
+    if (opts.remasking || opts.alg) throw new UsageError('bench runs its own strategies; drop --remasking / --alg');
+    if (opts.genLength % opts.blockLength !== 0) throw new UsageError(`--gen-length ${opts.genLength} is not a multiple of --block-length ${opts.blockLength}`);
+    const blocks = opts.genLength / opts.blockLength;
+    if ((opts.steps ?? opts.genLength) % blocks !== 0) throw new UsageError(`--steps is not a multiple of the number of blocks (${blocks})`);
+    const dm = (await import('@fast-dllm/default-model')) as {
+      loadEvalSet?: (p?: string) => EvalLike[];
+      scoreExactMatch?: (text: string, item: EvalLike) => 0 | 1;
+    };
+    if (!dm.loadEvalSet || !dm.scoreExactMatch) throw new UsageError('@fast-dllm/default-model has no eval loader/scorer; rebuild it');
+    let items: EvalLike[];
+    try {
+      items = dm.loadEvalSet(opts.eval);
+    } catch (e) {
+      throw new UsageError(`cannot read the eval set: ${(e as Error).message.split('\n')[0]}`);
+    }
+    if (opts.limit !== undefined) items = items.slice(0, opts.limit);
+    if (items.length === 0) throw new UsageError('the eval set is empty');
+    const md = await openModelDir(opts.model, { needTokenizer: true });
+    const prompts = items.map((it) => {
+      const p = md.encodePrompt(it.prompt, true);
+      checkPrompt(p, md, opts.genLength);
+      return p;
+    });
+    const plan = rowsFor(opts.threshold ?? 0.9, opts.factor ?? 1, opts.sweep ?? false);
+    const bar = process.stderr.isTTY
+      ? new cliProgress.SingleBar({ stream: process.stderr, format: ' {bar} {value}/{total} runs | {row}' }, cliProgress.Presets.shades_classic)
+      : undefined;
+    const rows: BenchRow[] = [];
+    await withEngine(opts, md, io, async (engine) => {
+      bar?.start(plan.length * items.length, 0, { row: plan[0].name });
+      try {
+        for (const p of plan) {
+          let correct = 0, nfe = 0, committed = 0, content = 0, ms = 0;
+          for (let i = 0; i < items.length; i++) {
+            const req = requestFrom({ ...opts, cache: p.cache }, prompts[i], p.strategy);
+            const r = await md.run(engine, req, { signal });
+            const text = md.tokenizer!.decode(answerIds(r.tokens, md.description.special.eos, md.description.special.endOfTurn), { skipSpecial: true });
+            correct += dm.scoreExactMatch!(text, items[i]);
+            nfe += r.stats.nfe;
+            committed += r.stats.tokensPerForward * r.stats.nfe;
+            content += r.stats.contentTokens;
+            ms += r.stats.wallTimeMs;
+            bar?.increment(1, { row: p.name });
+          }
+          const tps = ms > 0 ? content / (ms / 1000) : 0;
+          rows.push({
+            name: p.name, cache: p.cache, strategy: p.strategy, problems: items.length, accuracy: correct / items.length,
+            nfe: nfe / items.length, tokensPerForward: committed / nfe, tokensPerSecond: tps,
+            speedup: rows.length === 0 ? 1 : tps / rows[0].tokensPerSecond,
+          });
+        }
+      } finally {
+        bar?.stop();
+      }
+      io.stdout(`${markdownTable(rows)}\n`);
+      if (opts.out) {
+        const settings = { model: md.dir, engine: engine.name, genLength: opts.genLength, blockLength: opts.blockLength, steps: opts.steps ?? opts.genLength, problems: items.length };
+        await writeFile(opts.out, `${JSON.stringify({ settings, rows }, null, 2)}\n`);
+      }
+    });
+  });
+}
+
