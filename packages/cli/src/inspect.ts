@@ -4,6 +4,7 @@
  */
 import { open, readFile, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
+import { readModelConfig, type ModelDescription } from '@fast-dllm/model';
 import { UsageError } from './errors.js';
 
 export interface TensorSummary {
@@ -78,32 +79,18 @@ export async function readSafetensorsHeader(path: string): Promise<TensorSummary
   }
 }
 
-function num(cfg: Record<string, unknown>, ...keys: string[]): number | undefined {
-  for (const k of keys) if (typeof cfg[k] === 'number') return cfg[k] as number;
-  return undefined;
-}
-
-function need(cfg: Record<string, unknown>, path: string, ...keys: string[]): number {
-  const v = num(cfg, ...keys);
-  if (v === undefined) throw new UsageError(`${path}: missing ${keys.join(' / ')}; not a LLaDA or Dream config`);
-  return v;
-}
-
 export async function inspectModel(dir: string): Promise<Inspection> {
   const cfgPath = join(dir, 'config.json');
   const cfg = await readJson(cfgPath, 'config.json');
+  // The model package's normalisation, so inspect reports exactly what the engines will use.
+  let d: ModelDescription;
+  try {
+    d = await readModelConfig(dir);
+  } catch (e) {
+    throw new UsageError(`unusable model directory ${dir}: ${(e as Error).message.split('\n')[0]}`);
+  }
   const modelType = String(cfg.model_type ?? '');
-  const archs = Array.isArray(cfg.architectures) ? (cfg.architectures as unknown[]).map(String).join(' ') : '';
-  const tag = `${modelType} ${archs}`.toLowerCase();
-  const architecture = tag.includes('llada') ? 'llada' : tag.includes('dream') ? 'dream' : undefined;
-  if (!architecture) throw new UsageError(`${cfgPath}: model_type '${modelType}' is neither LLaDA nor Dream`);
-  const hiddenSize = need(cfg, cfgPath, 'd_model', 'hidden_size');
-  const numLayers = need(cfg, cfgPath, 'n_layers', 'num_hidden_layers');
-  const numHeads = need(cfg, cfgPath, 'n_heads', 'num_attention_heads');
-  const numKvHeads = num(cfg, 'n_kv_heads', 'num_key_value_heads') ?? numHeads;
-  const intermediateSize = need(cfg, cfgPath, 'mlp_hidden_size', 'intermediate_size');
-  const vocabSize = need(cfg, cfgPath, 'embedding_size', 'vocab_size');
-  const maxPositions = need(cfg, cfgPath, 'max_sequence_length', 'max_position_embeddings');
+  const { architecture, hiddenSize, numLayers, numHeads, numKvHeads, headDim, intermediateSize, vocabSize, maxPositions } = d;
 
   let names: string[];
   try {
@@ -124,7 +111,6 @@ export async function inspectModel(dir: string): Promise<Inspection> {
       dtypes[t.dtype] = (dtypes[t.dtype] ?? 0) + 1;
     }
   }
-  const headDim = hiddenSize / numHeads;
   // K and V for every layer and position of a full-length canvas.
   const kvElems = 2 * numLayers * numKvHeads * headDim * maxPositions;
   const mem = (wBytesPerParam: number, kvBytes: number) => {
@@ -134,10 +120,7 @@ export async function inspectModel(dir: string): Promise<Inspection> {
   };
 
   const special: Record<string, number | undefined> = {
-    mask: num(cfg, 'mask_token_id') ?? (architecture === 'llada' ? 126336 : undefined),
-    eos: num(cfg, 'eos_token_id'),
-    bos: num(cfg, 'bos_token_id'),
-    pad: num(cfg, 'pad_token_id'),
+    mask: d.special.mask, eos: d.special.eos, endOfTurn: d.special.endOfTurn, bos: d.special.bos, pad: d.special.pad,
   };
   const specialText: Record<string, string | undefined> = {};
   try {
