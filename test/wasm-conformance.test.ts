@@ -55,16 +55,18 @@ function compare(label: string, got: ForwardResult, want: ForwardResult, req: Fo
 
 const CASES = MODELS.flatMap((model) => [true, false].flatMap((simd) =>
   // bf16 storage is lossless on the bf16 fixtures, so the same tolerance applies.
-  (model.endsWith('-bf16') ? (['f32', 'bf16'] as const) : (['f32'] as const)).map((dtype) => ({ model, simd, dtype }))));
+  (model.endsWith('-bf16') ? (['f32', 'bf16'] as const) : (['f32'] as const)).map((dtype) => ({ model, simd, dtype, threads: 1 }))))
+  // Two threads (threads build, shared memory, rows split between the caller and one worker).
+  .concat(['llada-tiny-f32', 'dream-tiny-bf16'].map((model) => ({ model, simd: true, dtype: 'f32' as const, threads: 2 })));
 
-for (const { model, simd, dtype } of CASES) {
+for (const { model, simd, dtype, threads } of CASES) {
   {
-    describe(`wasm vs reference: ${model}, ${simd ? 'SIMD' : 'scalar'}, ${dtype} weights, 1 thread`, () => {
+    describe(`wasm vs reference: ${model}, ${simd ? 'SIMD' : 'scalar'}, ${dtype} weights, ${threads} thread(s)`, () => {
       let ref: ReferenceEngine;
       let wasm: WasmEngine;
       beforeAll(async () => {
         ref = await createReferenceEngine(modelDir(model));
-        wasm = await createWasmEngine(modelDir(model), { simd, threads: 1, weightDType: dtype });
+        wasm = await createWasmEngine(modelDir(model), { simd, threads, weightDType: dtype });
       });
       afterAll(async () => {
         await ref?.dispose();
@@ -79,7 +81,7 @@ for (const { model, simd, dtype } of CASES) {
         const run = async (label: string, req: ForwardRequest) => {
           const a = await wasm.forward(req);
           const b = await ref.forward(req);
-          compare(`${model} ${simd ? 'simd' : 'scalar'} ${dtype} ${label}`, a, b, req, V);
+          compare(`${model} ${simd ? 'simd' : 'scalar'} ${dtype} ${threads}t ${label}`, a, b, req, V);
         };
         await run('full', { canvas: c, mode: 'full', start: 0, end: L, positions: range(0, L), want });
         // Commit a few tokens so that the cache is stale, as the scheduler's approximation does.
@@ -107,7 +109,8 @@ for (const { model, simd, dtype } of CASES) {
 
 describe('wasm engine options', () => {
   it('refuses what it does not implement, by name', async () => {
-    await expect(createWasmEngine(modelDir('llada-tiny-f32'), { threads: 2 })).rejects.toThrow(/threads: 2 is not supported yet/);
+    await expect(createWasmEngine(modelDir('llada-tiny-f32'), { threads: 0 })).rejects.toThrow(/threads must be a positive integer/);
+    await expect(createWasmEngine(modelDir('llada-tiny-f32'), { threads: 2, simd: false })).rejects.toThrow(/SIMD threads build/);
     await expect(createWasmEngine(modelDir('llada-tiny-f32'), { weightDType: 'f16' })).rejects.toThrow(/'f16' is not supported yet/);
   });
 });

@@ -277,6 +277,8 @@ export class WasmEngine implements Engine {
 
   async dispose(): Promise<void> {
     this.disposed = true;
+    await this.K.parallel?.dispose();
+    this.K.parallel = null;
     this.ws = null;
     this.cacheLength = 0;
   }

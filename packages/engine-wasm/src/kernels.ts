@@ -40,6 +40,14 @@ export interface Region {
   length: number;
 }
 
+/** Splits one matmul across threads (src/pool.ts implements it in Node); absent: single thread. */
+export interface MatmulParallel {
+  readonly threads: number;
+  run(op: 0 | 1, x: number, w: number, b: number, y: number, n: number, inDim: number, out: number,
+    self: (x: number, y: number, rows: number) => void): void;
+  dispose(): Promise<void>;
+}
+
 export interface KernelOptions {
   /** Use the SIMD kernels (default true). False selects the scalar twins of the same module. */
   simd?: boolean;
@@ -59,18 +67,21 @@ export class WasmKernels {
   readonly simd: boolean;
   private readonly ex: KernelExports;
   private top: number;
+  /** Set by the loader when threads > 1. */
+  parallel: MatmulParallel | null = null;
 
-  private constructor(ex: KernelExports, simd: boolean) {
+  private constructor(ex: KernelExports, simd: boolean, memory: WebAssembly.Memory) {
     this.ex = ex;
-    this.memory = ex.memory;
+    this.memory = memory;
     this.simd = simd;
     this.top = align16(ex.heapBase());
   }
 
   /** Instantiates a compiled kernel module. `simd: true` needs the release (SIMD) build. */
-  static async instantiate(module: WebAssembly.Module, options: KernelOptions = {}): Promise<WasmKernels> {
+  static async instantiate(module: WebAssembly.Module, options: KernelOptions = {}, memory?: WebAssembly.Memory): Promise<WasmKernels> {
     const instance = await WebAssembly.instantiate(module, {
       env: {
+        ...(memory ? { memory } : {}),
         abort(_msg: number, _file: number, line: number, col: number) {
           throw new Error(`wasm kernel aborted at line ${line}:${col}`);
         },
@@ -81,7 +92,7 @@ export class WasmKernels {
     if (simd && !ex.matmulF32) {
       throw new Error('WasmKernels: simd requested but this module is the scalar build; load build/release.wasm or pass simd: false');
     }
-    return new WasmKernels(ex, simd);
+    return new WasmKernels(ex, simd, memory ?? ex.memory);
   }
 
   /** Bytes allocated so far (static data included). */
@@ -149,7 +160,9 @@ export class WasmKernels {
     checkLen('matmul y', y, n * out);
     if (b) checkLen('matmul b', b, out);
     const f = this.simd ? this.ex.matmulF32! : this.ex.matmulF32Scalar;
-    f(x.ptr, w.ptr, b ? b.ptr : 0, y.ptr, n, inDim, out);
+    const bp = b ? b.ptr : 0;
+    if (this.parallel && n >= 8) this.parallel.run(0, x.ptr, w.ptr, bp, y.ptr, n, inDim, out, (xp, yp, rows) => f(xp, w.ptr, bp, yp, rows, inDim, out));
+    else f(x.ptr, w.ptr, bp, y.ptr, n, inDim, out);
   }
 
   /** Allocates a (length,) bf16 region (u16 elements) holding `src` rounded to bf16 (nearest, ties to even). */
@@ -166,7 +179,9 @@ export class WasmKernels {
     checkLen('matmulBF16 y', y, n * out);
     if (b) checkLen('matmulBF16 b', b, out);
     const f = this.simd ? this.ex.matmulBF16! : this.ex.matmulBF16Scalar;
-    f(x.ptr, w.ptr, b ? b.ptr : 0, y.ptr, n, inDim, out);
+    const bp = b ? b.ptr : 0;
+    if (this.parallel && n >= 8) this.parallel.run(1, x.ptr, w.ptr, bp, y.ptr, n, inDim, out, (xp, yp, rows) => f(xp, w.ptr, bp, yp, rows, inDim, out));
+    else f(x.ptr, w.ptr, bp, y.ptr, n, inDim, out);
   }
 
   /** y (n, d) = RMSNorm(x) * g; y may be x. */
