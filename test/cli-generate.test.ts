@@ -61,6 +61,17 @@ describe('fast-dllm generate', () => {
   });
 });
 
+describe('--engine auto', () => {
+  it('says which engine ran and why the ones before it were skipped', async () => {
+    const r = await run(['generate', '--model', model('llada-tiny-f32'), '--prompt-ids', '1,2', '--engine', 'auto', '--gen-length', '8', '--block-length', '8', '--json']);
+    expect(r.code).toBe(0);
+    const m = /^engine: (cuda|wasm|reference)(?: \(skipped (.*)\))?$/m.exec(r.stderr);
+    expect(m).not.toBeNull();
+    expect(JSON.parse(r.stdout).engine).toBe(m![1]);
+    if (m![1] !== 'cuda') expect(m![2]).toMatch(/^cuda: /);
+  });
+});
+
 describe('fast-dllm chat', () => {
   it('answers each piped line, keeping the conversation', async () => {
     const r = await run(['chat', '--model', model('llada-tiny-f32'), ...small], 'hi\nagain\n/exit\nnot read\n');

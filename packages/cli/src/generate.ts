@@ -4,7 +4,8 @@
  */
 import { Command, Option } from 'commander';
 import { performance } from 'node:perf_hooks';
-import type { Engine, GenerationEvent, GenerationRequest, GenerationResult, Strategy } from '@fast-dllm/scheduler';
+import cliProgress from 'cli-progress';
+import type { Engine, GenerationEvent, LoadProgress, GenerationRequest, GenerationResult, Strategy } from '@fast-dllm/scheduler';
 import { EXIT_INTERRUPTED } from './errors.js';
 import { ENGINE_CHOICES, openEngine } from './engines.js';
 import { UsageError } from './errors.js';
@@ -151,7 +152,24 @@ function yielding(engine: Engine): Engine {
 
 export async function withEngine<T>(f: DecodeFlags, md: ModelDir, io: Io, fn: (e: Engine, loadMs: number) => Promise<T>): Promise<T> {
   const t0 = performance.now();
-  const engine = await openEngine(f.engine, md.dir, { threads: f.threads }, (l) => io.stderr(`${l}\n`));
+  // Loading a large checkpoint takes a while: show the engine's progress on a terminal.
+  let bar: cliProgress.SingleBar | undefined;
+  const onProgress = process.stderr.isTTY
+    ? (p: LoadProgress) => {
+        if (!bar) {
+          bar = new cliProgress.SingleBar({ stream: process.stderr, format: ' loading {bar} {value}/{total} {unit} | {phase}' }, cliProgress.Presets.shades_classic);
+          bar.start(p.total, p.done, { phase: p.phase, unit: p.unit });
+        }
+        bar.setTotal(p.total);
+        bar.update(p.done, { phase: p.phase, unit: p.unit });
+      }
+    : undefined;
+  let engine: Engine;
+  try {
+    engine = await openEngine(f.engine, md.dir, { threads: f.threads, onProgress }, (l) => io.stderr(`${l}\n`));
+  } finally {
+    bar?.stop();
+  }
   const loadMs = performance.now() - t0;
   try {
     return await fn(yielding(engine), loadMs);
