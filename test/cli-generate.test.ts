@@ -61,6 +61,25 @@ describe('fast-dllm generate', () => {
   });
 });
 
+describe('Dream through the CLI', () => {
+  it('--alg entropy with a prefix cache: each full forward commits only its block\'s first position', async () => {
+    const r = await run(['generate', '--model', model('dream-tiny-f32'), '--prompt-ids', '1,2,3', ...small, '--alg', 'entropy', '--cache', 'prefix', '--threshold', '0.5', '--json']);
+    expect(r.code).toBe(0);
+    const j = JSON.parse(r.stdout);
+    expect(j.settings.strategy).toEqual({ kind: 'dream', alg: 'entropy', threshold: 0.5 });
+    const full = j.steps.filter((s: { mode: string }) => s.mode === 'full');
+    expect(full.map((s: { positions: number[] }) => s.positions)).toEqual([[3], [11]]);
+  });
+
+  it('sampling is reproducible from --seed', async () => {
+    const args = ['generate', '--model', model('dream-tiny-f32'), '--prompt-ids', '1,2,3', ...small, '--alg', 'origin', '--temperature', '0.7', '--seed', '3', '--json'];
+    const [a, b] = await Promise.all([run(args), run(args)]);
+    expect(a.code).toBe(0);
+    expect(JSON.parse(a.stdout).outputIds).toEqual(JSON.parse(b.stdout).outputIds);
+    expect(JSON.parse(a.stdout).settings).toMatchObject({ temperature: 0.7, seed: 3 });
+  });
+});
+
 describe('--engine auto', () => {
   it('says which engine ran and why the ones before it were skipped', async () => {
     const r = await run(['generate', '--model', model('llada-tiny-f32'), '--prompt-ids', '1,2', '--engine', 'auto', '--gen-length', '8', '--block-length', '8', '--json']);
