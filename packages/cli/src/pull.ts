@@ -2,7 +2,7 @@
  * `fast-dllm pull ORG/NAME`: download a model from a Hugging Face hub (or anything that speaks its HTTP API).
  *
  * Listing: GET {endpoint}/api/models/{repo}/tree/{rev}?recursive=true (sizes + LFS sha256), falling back to
- * GET {endpoint}/api/models/{repo}/revision/{rev} (its `siblings`). Files: GET {endpoint}/{repo}/resolve/{rev}/{file}.
+ * GET {endpoint}/api/models/{repo}/revision/{rev}?blobs=true (its `siblings`). Files: GET {endpoint}/{repo}/resolve/{rev}/{file}.
  * Each file is written to `<file>.part`, resumed with `Range: bytes=N-` after an interruption (within one run,
  * with retries, and across runs), checked against the expected size and sha256 where the hub gives them
  * (tree `lfs.oid`, or the `x-linked-etag` header), and renamed into place only when it checks out.
@@ -99,15 +99,21 @@ export async function listFiles(o: PullOptions): Promise<RemoteFile[]> {
     }
     return out;
   }
-  const info = await getJson(`${base}/revision/${rev}`, o.token, o.signal);
-  const siblings = (info.body as { siblings?: Array<{ rfilename?: unknown; size?: unknown }> } | undefined)?.siblings;
+  // blobs=true adds sizes and LFS sha256 to the siblings.
+  const info = await getJson(`${base}/revision/${rev}?blobs=true`, o.token, o.signal);
+  type Sibling = { rfilename?: unknown; size?: unknown; lfs?: { sha256?: unknown; size?: unknown } };
+  const siblings = (info.body as { siblings?: Sibling[] } | undefined)?.siblings;
   if (!Array.isArray(siblings)) {
     const status = info.status !== 200 ? info.status : tree.status;
     throw new RunError(`pull: cannot list ${o.repo}@${o.revision} on ${o.endpoint}: HTTP ${status}${authHint(status)}`);
   }
   return siblings
     .filter((s) => typeof s.rfilename === 'string')
-    .map((s) => ({ path: s.rfilename as string, size: typeof s.size === 'number' ? s.size : undefined }));
+    .map((s) => ({
+      path: s.rfilename as string,
+      size: typeof s.lfs?.size === 'number' ? s.lfs.size : typeof s.size === 'number' ? s.size : undefined,
+      sha256: typeof s.lfs?.sha256 === 'string' && /^[0-9a-f]{64}$/i.test(s.lfs.sha256) ? s.lfs.sha256.toLowerCase() : undefined,
+    }));
 }
 
 async function fileSize(path: string): Promise<number | undefined> {

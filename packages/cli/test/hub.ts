@@ -23,6 +23,8 @@ export interface HubOptions {
   corrupt?: Set<string>;
   /** Only the revision API (siblings), no tree API. */
   noTree?: boolean;
+  /** The revision API ignores ?blobs=true (no sizes or hashes in the listing; only x-linked-etag tells). */
+  bareSiblings?: boolean;
   /** Bearer token the hub requires, if any. */
   token?: string;
 }
@@ -56,9 +58,13 @@ export async function startHub(o: HubOptions): Promise<Hub> {
       res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(tree));
       return;
     }
-    if (url === `${api}/revision/${rev}`) {
-      res.writeHead(200, { 'content-type': 'application/json' })
-        .end(JSON.stringify({ id: o.repo, siblings: o.files.map((f) => ({ rfilename: f.path })) }));
+    if (url === `${api}/revision/${rev}` || url === `${api}/revision/${rev}?blobs=true`) {
+      // Like the hub: sizes and LFS hashes only with ?blobs=true.
+      const blobs = url.endsWith('?blobs=true') && !o.bareSiblings;
+      const siblings = o.files.map((f) => (blobs
+        ? { rfilename: f.path, size: f.data.length, ...(f.lfs ? { lfs: { sha256: sha256(f.data), size: f.data.length } } : {}) }
+        : { rfilename: f.path }));
+      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ id: o.repo, siblings }));
       return;
     }
     const prefix = `/${o.repo}/resolve/${rev}/`;

@@ -121,6 +121,13 @@ describe('fast-dllm pull', () => {
     expect(existsSync(join(dir, 'model-00001-of-00002.safetensors.part'))).toBe(false);
   });
 
+  it('with a bare listing, the x-linked-etag header still catches a corrupt download', async () => {
+    hub = await startHub({ repo: REPO, files: repoFiles(), noTree: true, bareSiblings: true, corrupt: new Set(['model-00002-of-00002.safetensors']) });
+    const r = await runCli(pullArgs(), { env: env(hub) });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/model-00002-of-00002.safetensors: sha256 mismatch/);
+  });
+
   it('an unknown repository: exit 1 with the HTTP status', async () => {
     hub = await startHub({ repo: REPO, files: repoFiles() });
     const r = await runCli(['pull', 'nobody/nothing', '--cache-dir', cache, '--no-progress'], { env: env(hub) });
