@@ -6,7 +6,6 @@ import { Command, Option } from 'commander';
 import { performance } from 'node:perf_hooks';
 import cliProgress from 'cli-progress';
 import type { Engine, GenerationEvent, LoadProgress, GenerationRequest, GenerationResult, Strategy } from '@fast-dllm/scheduler';
-import { EXIT_INTERRUPTED } from './errors.js';
 import { ENGINE_CHOICES, openEngine } from './engines.js';
 import { UsageError } from './errors.js';
 import { choiceArg, floatArg, idsArg, intArg } from './parse.js';
@@ -240,4 +239,3 @@ export function registerGenerate(program: Command, io: Io, signal: AbortSignal):
   });
 }
 
-export { EXIT_INTERRUPTED };
