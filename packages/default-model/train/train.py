@@ -118,7 +118,7 @@ def main():
             os.replace(ck_path + ".tmp", ck_path)
             export(model, a.model_dir, summary)
             next_ck = (time.time() - t0) + a.ckpt_min * 60
-            if done:
+            if done or time.time() - t0 >= total:  # the eval itself may use up the budget: don't evaluate twice
                 break
         # Cosine schedule over the wall-clock budget with a short linear warmup.
         frac = min(1.0, el / total)
