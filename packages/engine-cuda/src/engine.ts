@@ -3,7 +3,7 @@ import {
   ENGINE_CONTRACT_VERSION, validateForwardRequest,
   type Engine, type EngineCapabilities, type EngineOptions, type EngineProvider, type ForwardRequest, type ForwardResult, type ModelInfo,
 } from '@fast-dllm/scheduler';
-import { openModel, type ModelDescription } from '@fast-dllm/model';
+import { openModel, schedulerModelInfo, type ModelDescription } from '@fast-dllm/model';
 import { loadBinding, type NativeBinding, type NativeModel } from './binding.js';
 import { checkFits, planWeights, toBf16 } from './plan.js';
 import { MODE_CODE, sourceRows } from './marshal.js';
@@ -18,17 +18,6 @@ export const CUDA_CAPABILITIES: EngineCapabilities = {
   sampling: true,
 };
 
-export function modelInfoOf(d: ModelDescription): ModelInfo {
-  return {
-    architecture: d.architecture,
-    vocabSize: d.vocabSize,
-    maxPositions: d.maxPositions,
-    maskId: d.special.mask,
-    eosId: d.special.eos,
-    ...(d.special.endOfTurn !== undefined ? { endOfTurnId: d.special.endOfTurn } : {}),
-    shiftLogits: d.shiftLogits,
-  };
-}
 
 /** Probe result: the addon and a device, or the reason there is none. Never throws. */
 export function probeCuda(): { available: true; binding: NativeBinding } | { available: false; reason: string } {
@@ -123,7 +112,7 @@ export async function createCudaEngine(modelDir: string, options: EngineOptions 
       native.free();
       throw e;
     }
-    return new CudaEngine(modelInfoOf(d), native);
+    return new CudaEngine(schedulerModelInfo(d), native);
   } finally {
     await loaded.archive.close();
   }

@@ -7,7 +7,7 @@ import {
   type Engine, type EngineCapabilities, type EngineOptions, type EngineProvider, type ForwardRequest,
   type ForwardResult, type ModelInfo,
 } from '@fast-dllm/scheduler';
-import type { ModelDescription } from '@fast-dllm/model';
+import { schedulerModelInfo, type ModelDescription } from '@fast-dllm/model';
 import { loadReferenceModel, type ReferenceWeights } from './load.js';
 import { referenceAttention, referenceMatmul, referenceRmsNorm, referenceRope, referenceSwiglu } from './ops.js';
 
@@ -31,15 +31,7 @@ export class ReferenceEngine implements Engine {
   private disposed = false;
 
   constructor(readonly config: ModelDescription, private weights: ReferenceWeights | null) {
-    this.model = {
-      architecture: config.architecture,
-      vocabSize: config.vocabSize,
-      maxPositions: config.maxPositions,
-      maskId: config.special.mask,
-      eosId: config.special.eos,
-      ...(config.special.endOfTurn !== undefined ? { endOfTurnId: config.special.endOfTurn } : {}),
-      shiftLogits: config.shiftLogits,
-    };
+    this.model = schedulerModelInfo(config);
   }
 
   async forward(req: ForwardRequest, signal?: AbortSignal): Promise<ForwardResult> {

@@ -27,7 +27,7 @@ import {
   ENGINE_CONTRACT_VERSION, validateForwardRequest,
   type Engine, type EngineCapabilities, type ForwardRequest, type ForwardResult, type ModelInfo,
 } from '@fast-dllm/scheduler';
-import type { ModelDescription, ModelTensorNames } from '@fast-dllm/model';
+import { schedulerModelInfo, type ModelDescription, type ModelTensorNames } from '@fast-dllm/model';
 import { WASM32_MAX_BYTES, type Region, type WasmKernels } from './kernels.js';
 
 /** Reads one tensor as f32, whatever its stored dtype (the archive of @fast-dllm/model does). */
@@ -88,15 +88,7 @@ export class WasmEngine implements Engine {
     private readonly weightsEnd: number,
     readonly weightDType: WeightDType,
   ) {
-    this.model = {
-      architecture: desc.architecture,
-      vocabSize: desc.vocabSize,
-      maxPositions: desc.maxPositions,
-      maskId: desc.special.mask,
-      eosId: desc.special.eos,
-      ...(desc.special.endOfTurn !== undefined ? { endOfTurnId: desc.special.endOfTurn } : {}),
-      shiftLogits: desc.shiftLogits,
-    };
+    this.model = schedulerModelInfo(desc);
   }
 
   /** Copies the weights into linear memory. Fails before reading anything when the model cannot fit in 4 GiB. */

@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ModelFormatError } from './errors.js';
-import type { Architecture, ModelDescription, SpecialTokens } from './types.js';
+import type { Architecture, ModelDescription, SchedulerModelInfo, SpecialTokens } from './types.js';
 
 type Json = Record<string, unknown>;
 
@@ -165,4 +165,17 @@ export async function readModelConfig(dir: string): Promise<ModelDescription> {
     generationConfig: await readJsonIfExists(join(dir, 'generation_config.json')),
     tokenizerConfig: await readJsonIfExists(join(dir, 'tokenizer_config.json')),
   });
+}
+
+/** What every engine reports as its `model`: one place that maps a description to the scheduler's view. */
+export function schedulerModelInfo(d: ModelDescription): SchedulerModelInfo {
+  return {
+    architecture: d.architecture,
+    vocabSize: d.vocabSize,
+    maxPositions: d.maxPositions,
+    maskId: d.special.mask,
+    eosId: d.special.eos,
+    ...(d.special.endOfTurn !== undefined ? { endOfTurnId: d.special.endOfTurn } : {}),
+    shiftLogits: d.shiftLogits,
+  };
 }

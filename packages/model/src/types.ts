@@ -86,3 +86,17 @@ export interface ModelTensorNames {
   finalNorm: string;
   lmHead: string;
 }
+
+/**
+ * The fields of a model that the scheduler reads (structurally the scheduler's `ModelInfo`; this package
+ * depends on no scheduler, so the type is restated here and kept in step by the engines' type checks).
+ */
+export interface SchedulerModelInfo {
+  architecture: Architecture;
+  vocabSize: number;
+  maxPositions: number;
+  maskId: number;
+  eosId: number;
+  endOfTurnId?: number;
+  shiftLogits: boolean;
+}
