@@ -4,37 +4,17 @@
  * Without a GPU every case reports "not supported: no CUDA device" from the provider's probe at run time.
  * On a GPU: `npm run conformance -w @fast-dllm/engine-cuda`. UNVERIFIED: written without a GPU.
  */
-import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { createReferenceEngine } from '@fast-dllm/engine-reference';
 import { cudaProvider } from '@fast-dllm/engine-cuda';
 import { generate, type Engine, type EngineOptions, type ForwardMode, type Strategy } from '@fast-dllm/scheduler';
 
-const FIXTURES = join(import.meta.dirname, 'fixtures');
+import { decodeLogits, FIXTURES, loadGolden, relError, replayGoldenCase } from './golden.js';
 const probe = await cudaProvider.probe();
 const skipReason = probe.available
   ? undefined
   : `not supported: ${/no CUDA device/.test(probe.reason) ? probe.reason : `no CUDA device (${probe.reason})`}`;
-
-interface GoldenCase { name: string; setup: number[][]; canvas: number[]; mode: ForwardMode; start: number; end: number; logits: string }
-
-function decodeLogits(b64: string): Float32Array {
-  const buf = Buffer.from(b64, 'base64');
-  const out = new Float32Array(buf.byteLength / 4); // (rows, vocab)
-  for (let i = 0; i < out.length; i++) out[i] = buf.readFloatLE(i * 4);
-  return out;
-}
-
-function relError(a: Float32Array, b: Float32Array): number {
-  let diff = 0;
-  let scale = 0;
-  for (let i = 0; i < b.length; i++) {
-    diff = Math.max(diff, Math.abs(a[i] - b[i]));
-    scale = Math.max(scale, Math.abs(b[i]));
-  }
-  return diff / scale;
-}
 
 // f32 weights: only summation order differs from the float64 golden (expected ~1e-6). bf16 weights round every
 // matrix and activation fed to the tensor cores to 8 mantissa bits (expected ~1e-2). Not yet measured on a GPU.
@@ -42,26 +22,21 @@ const MODES: [string, EngineOptions['weightDType'], number][] = [['f32', 'f32', 
 const MODELS = ['llada-tiny-f32', 'llada-tiny-bf16', 'llada-tiny-sharded', 'dream-tiny-f32', 'dream-tiny-bf16'];
 
 describe.each(MODELS)('cuda kernels vs PyTorch golden: %s', (model) => {
-  const golden = JSON.parse(readFileSync(join(FIXTURES, 'golden', `${model}.json`), 'utf8')) as { vocabSize: number; cases: GoldenCase[] };
+  const golden = loadGolden(model);
   describe.each(MODES)('%s weights', (_label, weightDType, tolerance) => {
     it.for(golden.cases.map((c) => [c.name, c] as const))('%s', async ([, c], ctx) => {
       if (skipReason) return ctx.skip(skipReason);
       const engine = await cudaProvider.create(join(FIXTURES, 'models', model), { weightDType });
       try {
-        for (const s of c.setup) {
-          const canvas = Int32Array.from(s);
-          await engine.forward({ canvas, mode: 'full', start: 0, end: canvas.length, positions: new Int32Array([0]) });
-        }
-        const canvas = Int32Array.from(c.canvas);
-        const positions = Int32Array.from({ length: c.end - c.start }, (_, i) => c.start + i);
-        const r = await engine.forward({ canvas, mode: c.mode, start: c.start, end: c.end, positions, want: { logits: true, top2: true, entropy: true } });
+        const r = await replayGoldenCase(engine, c, { top2: true, entropy: true });
+        const got = r.logits!;
         const want = decodeLogits(c.logits);
-        expect(r.logits!.length).toBe(want.length);
-        const err = relError(r.logits!, want);
+        expect(got.length).toBe(want.length);
+        const err = relError(got, want);
         console.log(`${model} / ${weightDType} / ${c.name}: relative error ${err.toExponential(2)}`);
         expect(err).toBeLessThanOrEqual(tolerance);
         const V = golden.vocabSize;
-        for (let i = 0; i < positions.length; i++) {
+        for (let i = 0; i < c.end - c.start; i++) {
           const row = want.subarray(i * V, i * V + V);
           const sorted = Array.from(row).sort((x, y) => y - x);
           if (sorted[0] - sorted[1] > 1e-2) expect(r.tokens[i]).toBe(row.indexOf(sorted[0]));
