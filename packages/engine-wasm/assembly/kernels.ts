@@ -213,6 +213,17 @@ export function swiglu(gate: usize, up: usize, out: usize, count: i32): void {
 
 // ---------------------------------------------------------------- attention over cache segments
 
+/** scores (nk,) f32 ← exp(scores - mx) in place; returns 1 / their sum (the softmax normaliser). Shared by both twins: it is scalar code. */
+function expShifted(scores: usize, nk: i32, mx: f32): f32 {
+  let sum: f32 = 0;
+  for (let t = 0; t < nk; t++) {
+    const e = Mathf.exp(load<f32>(scores + (<usize>t << 2)) - mx);
+    store<f32>(scores + (<usize>t << 2), e);
+    sum += e;
+  }
+  return <f32>1.0 / sum;
+}
+
 /**
  * out (nq, H, hd) = softmax(q·kᵀ · scale) · v for each query row and head, over nk key rows.
  * q: (nq, H, hd); k, v: (nk, KVH, hd) — the caller lays the visible keys (cached segments and fresh K/V)
@@ -239,13 +250,7 @@ export function attention(
         store<f32>(scores + (<usize>t << 2), s);
         if (s > mx) mx = s;
       }
-      let sum: f32 = 0;
-      for (let t = 0; t < nk; t++) {
-        const e = Mathf.exp(load<f32>(scores + (<usize>t << 2)) - mx);
-        store<f32>(scores + (<usize>t << 2), e);
-        sum += e;
-      }
-      const inv = <f32>1.0 / sum;
+      const inv = expShifted(scores, nk, mx);
       const orow = out + (((<usize>i * <usize>H + <usize>h) * <usize>hd) << 2);
       for (let c = 0; c < hd; c++) store<f32>(orow + (<usize>c << 2), 0);
       for (let t = 0; t < nk; t++) {
@@ -283,13 +288,7 @@ export function attentionScalar(
         store<f32>(scores + (<usize>t << 2), s);
         if (s > mx) mx = s;
       }
-      let sum: f32 = 0;
-      for (let t = 0; t < nk; t++) {
-        const e = Mathf.exp(load<f32>(scores + (<usize>t << 2)) - mx);
-        store<f32>(scores + (<usize>t << 2), e);
-        sum += e;
-      }
-      const inv = <f32>1.0 / sum;
+      const inv = expShifted(scores, nk, mx);
       const orow = out + (((<usize>i * <usize>H + <usize>h) * <usize>hd) << 2);
       for (let c = 0; c < hd; c++) {
         let a: f32 = 0;

@@ -155,14 +155,7 @@ export class WasmKernels {
 
   /** y (n, out) = x (n, inDim) · W (out, inDim)ᵀ + b; b null for none. */
   matmul(x: Region, w: Region, b: Region | null, y: Region, n: number, inDim: number, out: number): void {
-    checkLen('matmul x', x, n * inDim);
-    checkLen('matmul W', w, out * inDim);
-    checkLen('matmul y', y, n * out);
-    if (b) checkLen('matmul b', b, out);
-    const f = this.simd ? this.ex.matmulF32! : this.ex.matmulF32Scalar;
-    const bp = b ? b.ptr : 0;
-    if (this.parallel && n >= 8) this.parallel.run(0, x.ptr, w.ptr, bp, y.ptr, n, inDim, out, (xp, yp, rows) => f(xp, w.ptr, bp, yp, rows, inDim, out));
-    else f(x.ptr, w.ptr, bp, y.ptr, n, inDim, out);
+    this.runMatmul('matmul', 0, x, w, b, y, n, inDim, out);
   }
 
   /** Allocates a (length,) bf16 region (u16 elements) holding `src` rounded to bf16 (nearest, ties to even). */
@@ -174,13 +167,20 @@ export class WasmKernels {
 
   /** As matmul, with W (out, inDim) stored as bf16 (a region from allocBF16); f32 arithmetic. */
   matmulBF16(x: Region, w: Region, b: Region | null, y: Region, n: number, inDim: number, out: number): void {
-    checkLen('matmulBF16 x', x, n * inDim);
-    checkLen('matmulBF16 W', w, out * inDim);
-    checkLen('matmulBF16 y', y, n * out);
-    if (b) checkLen('matmulBF16 b', b, out);
-    const f = this.simd ? this.ex.matmulBF16! : this.ex.matmulBF16Scalar;
+    this.runMatmul('matmulBF16', 1, x, w, b, y, n, inDim, out);
+  }
+
+  /** Checks the regions, then runs the f32 (kernel 0) or bf16 (kernel 1) matmul, rows split over the workers. */
+  private runMatmul(name: string, kernel: 0 | 1, x: Region, w: Region, b: Region | null, y: Region, n: number, inDim: number, out: number): void {
+    checkLen(`${name} x`, x, n * inDim);
+    checkLen(`${name} W`, w, out * inDim);
+    checkLen(`${name} y`, y, n * out);
+    if (b) checkLen(`${name} b`, b, out);
+    const f = kernel === 0
+      ? (this.simd ? this.ex.matmulF32! : this.ex.matmulF32Scalar)
+      : (this.simd ? this.ex.matmulBF16! : this.ex.matmulBF16Scalar);
     const bp = b ? b.ptr : 0;
-    if (this.parallel && n >= 8) this.parallel.run(1, x.ptr, w.ptr, bp, y.ptr, n, inDim, out, (xp, yp, rows) => f(xp, w.ptr, bp, yp, rows, inDim, out));
+    if (this.parallel && n >= 8) this.parallel.run(kernel, x.ptr, w.ptr, bp, y.ptr, n, inDim, out, (xp, yp, rows) => f(xp, w.ptr, bp, yp, rows, inDim, out));
     else f(x.ptr, w.ptr, bp, y.ptr, n, inDim, out);
   }
 
