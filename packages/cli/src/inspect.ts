@@ -13,18 +13,12 @@ export interface TensorSummary {
   shape: number[];
 }
 
-export interface Inspection {
+export interface Inspection extends Pick<
+  ModelDescription,
+  'architecture' | 'hiddenSize' | 'numLayers' | 'numHeads' | 'numKvHeads' | 'headDim' | 'intermediateSize' | 'vocabSize' | 'maxPositions'
+> {
   dir: string;
-  architecture: 'llada' | 'dream';
   modelType: string;
-  hiddenSize: number;
-  numLayers: number;
-  numHeads: number;
-  numKvHeads: number;
-  headDim: number;
-  intermediateSize: number;
-  vocabSize: number;
-  maxPositions: number;
   parameters: number;
   /** Tensor count per dtype. */
   dtypes: Record<string, number>;

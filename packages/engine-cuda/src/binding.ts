@@ -6,27 +6,22 @@ import { createRequire } from 'node:module';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { dirname, join } from 'node:path';
+import type { ModelDescription } from '@fast-dllm/model';
+import type { ForwardResult } from '@fast-dllm/scheduler';
 
 export type DeviceInfo =
   | { available: true; name: string; computeCapability: string; totalBytes: number; freeBytes: number }
   | { available: false; reason: string };
 
 /** Shapes the native model is built for (a subset of ModelDescription plus the weight mode). */
-export interface NativeConfig {
-  hiddenSize: number;
-  numLayers: number;
-  numHeads: number;
-  numKvHeads: number;
-  headDim: number;
-  intermediateSize: number;
-  vocabSize: number;
-  maxPositions: number;
-  rmsNormEps: number;
-  ropeTheta: number;
-  qkvBias: boolean;
+export type NativeConfig = Pick<
+  ModelDescription,
+  | 'hiddenSize' | 'numLayers' | 'numHeads' | 'numKvHeads' | 'headDim' | 'intermediateSize'
+  | 'vocabSize' | 'maxPositions' | 'rmsNormEps' | 'ropeTheta' | 'qkvBias'
+> & {
   /** true: matrices (and the embedding) in bf16 on tensor cores; false: everything f32. */
   bf16: boolean;
-}
+};
 
 export interface NativeForwardOptions {
   sample: boolean;
@@ -38,14 +33,8 @@ export interface NativeForwardOptions {
   logits: boolean;
 }
 
-export interface NativeForwardResult {
-  tokens: Int32Array;
-  probs: Float64Array;
-  top1Probs?: Float64Array;
-  top2Probs?: Float64Array;
-  entropy?: Float64Array;
-  logits?: Float32Array;
-}
+/** The addon fills the contract's result fields directly. */
+export type NativeForwardResult = ForwardResult;
 
 export interface NativeModel {
   /**
