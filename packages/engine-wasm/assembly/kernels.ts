@@ -8,85 +8,145 @@ export function heapBase(): usize {
   return __heap_base;
 }
 
-// ---------------------------------------------------------------- matmul  y = x · Wᵀ (+ b)
+// ---------------------------------------------------------------- matmul  y = x · Wᵀ (+ b), packed W
 
-/** K-block length of matmulF32: an x panel of (n, KC) f32 stays in L2 while the W rows pass over it. */
+// Weights are packed once at load time (src/kernels.ts packWeight) into panels of NR = 8 output columns:
+//   f32:  Wp[p][k][c]  = W[8p + c][k]                       (panels, inDim, 8) f32
+//   bf16: Wp[p][k][2l] = W[8p + l][k], Wp[p][k][2l+1] = W[8p + 4 + l][k]   (panels, inDim, 8) u16
+// so one k step of a panel is one contiguous 32-byte (f32) or 16-byte (bf16) load, and the bf16 interleave
+// widens to two f32x4 with one shift and one mask. Columns past `out` in the last panel are zero.
+// The microkernel is an outer product: 4 x-rows (broadcast) × 8 W columns = 8 f32x4 accumulators.
+
+/** Output columns per packed panel. */
+export const NR: i32 = 8;
+/** K-block length: an x block of (MC, KC) f32 (64 KiB) stays in L2 while a (KC, 8) W slice (8 KiB) sits in L1. */
 const KC: i32 = 256;
+/** Rows of x per cache block. */
+const MC: i32 = 64;
 
-/**
- * y (n, out) = x (n, inDim) · W (out, inDim)ᵀ + b (out,), b optional (0 = none).
- * Cache blocking over `inDim` in KC-float panels (partial sums accumulate into y), and inside a panel a register
- * tile of 2 x-rows × 4 W-rows (8 f32x4 accumulators).
- */
-export function matmulF32(x: usize, w: usize, b: usize, y: usize, n: i32, inDim: i32, out: i32): void {
+/** c + a·b: one fused multiply-add where the build has relaxed SIMD (FMA), else a multiply then an add. */
+// @ts-ignore: decorator
+@inline function madd(a: v128, b: v128, c: v128): v128 {
+  if (ASC_FEATURE_RELAXED_SIMD) return f32x4.relaxed_madd(a, b, c);
+  return f32x4.add(c, f32x4.mul(a, b));
+}
+
+/** y (n, out) = x (n, inDim) · W (out, inDim)ᵀ + b (out,), W packed as f32 panels; b optional (0 = none). */
+export function matmulF32(x: usize, wp: usize, b: usize, y: usize, n: i32, inDim: i32, out: i32): void {
+  matmulPacked<f32>(x, wp, b, y, n, inDim, out);
+}
+
+/** As matmulF32 with W packed as bf16 panels (f32 arithmetic; widening bf16 → f32 is exact). */
+export function matmulBF16(x: usize, wp: usize, b: usize, y: usize, n: i32, inDim: i32, out: i32): void {
+  matmulPacked<u16>(x, wp, b, y, n, inDim, out);
+}
+
+// @ts-ignore: decorator
+@inline function matmulPacked<T>(x: usize, wp: usize, b: usize, y: usize, n: i32, inDim: i32, out: i32): void {
+  const panels = (out + NR - 1) / NR;
+  const panelBytes = <usize>inDim * <usize>NR * sizeof<T>();
   for (let k0 = 0; k0 < inDim; k0 += KC) {
     const kc = min(KC, inDim - k0);
-    const o = <usize>k0 << 2;
-    matmulPanel(x + o, w + o, k0 == 0 ? b : 0, y, n, inDim, kc, out, k0 > 0);
+    const first = k0 == 0; // the first K block stores (+ bias), later ones accumulate into y
+    for (let i0 = 0; i0 < n; i0 += MC) {
+      const i1 = min(n, i0 + MC);
+      for (let p = 0; p < panels; p++) {
+        const wk = wp + <usize>p * panelBytes + <usize>k0 * <usize>NR * sizeof<T>();
+        const j = p * NR;
+        const cols = min(NR, out - j);
+        let i = i0;
+        for (; i + 4 <= i1; i += 4) tile4<T>(x, wk, b, y, i, j, cols, k0, kc, inDim, out, first);
+        for (; i < i1; i++) tile1<T>(x, wk, b, y, i, j, cols, k0, kc, inDim, out, first);
+      }
+    }
   }
 }
 
-/** One K panel: y (+)= x[:, k0:k0+kc] · W[:, k0:k0+kc]ᵀ (+ b); rows of x and W are `inDim` floats apart. */
-function matmulPanel(x: usize, w: usize, b: usize, y: usize, n: i32, inDim: i32, kc: i32, out: i32, acc: bool): void {
-  const K4 = kc & ~3;
-  let j = 0;
-  for (; j + 4 <= out; j += 4) {
-    const w0 = w + (<usize>j * <usize>inDim << 2);
-    const w1 = w0 + (<usize>inDim << 2);
-    const w2 = w1 + (<usize>inDim << 2);
-    const w3 = w2 + (<usize>inDim << 2);
-    let i = 0;
-    // 2 x-rows × 4 W-rows: 8 accumulators + 4 W + 1 x vectors fit the 16 SIMD registers of x86-64 (a 4×4
-    // tile needs 21 and spills in V8).
-    for (; i + 2 <= n; i += 2) {
-      const x0 = x + (<usize>i * <usize>inDim << 2);
-      const x1 = x0 + (<usize>inDim << 2);
-      let a00 = f32x4.splat(0), a01 = f32x4.splat(0), a02 = f32x4.splat(0), a03 = f32x4.splat(0);
-      let a10 = f32x4.splat(0), a11 = f32x4.splat(0), a12 = f32x4.splat(0), a13 = f32x4.splat(0);
-      for (let k = 0; k < K4; k += 4) {
-        const o = <usize>k << 2;
-        const vw0 = v128.load(w0 + o), vw1 = v128.load(w1 + o), vw2 = v128.load(w2 + o), vw3 = v128.load(w3 + o);
-        let vx = v128.load(x0 + o);
-        a00 = f32x4.add(a00, f32x4.mul(vx, vw0)); a01 = f32x4.add(a01, f32x4.mul(vx, vw1));
-        a02 = f32x4.add(a02, f32x4.mul(vx, vw2)); a03 = f32x4.add(a03, f32x4.mul(vx, vw3));
-        vx = v128.load(x1 + o);
-        a10 = f32x4.add(a10, f32x4.mul(vx, vw0)); a11 = f32x4.add(a11, f32x4.mul(vx, vw1));
-        a12 = f32x4.add(a12, f32x4.mul(vx, vw2)); a13 = f32x4.add(a13, f32x4.mul(vx, vw3));
-      }
-      storeRow4(y, b, i, j, out, x0, w0, w1, w2, w3, K4, kc, acc, a00, a01, a02, a03);
-      storeRow4(y, b, i + 1, j, out, x1, w0, w1, w2, w3, K4, kc, acc, a10, a11, a12, a13);
-    }
-    for (; i < n; i++) {
-      const xr = x + (<usize>i * <usize>inDim << 2);
-      let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
-      for (let k = 0; k < K4; k += 4) {
-        const o = <usize>k << 2;
-        const vx = v128.load(xr + o);
-        a0 = f32x4.add(a0, f32x4.mul(vx, v128.load(w0 + o)));
-        a1 = f32x4.add(a1, f32x4.mul(vx, v128.load(w1 + o)));
-        a2 = f32x4.add(a2, f32x4.mul(vx, v128.load(w2 + o)));
-        a3 = f32x4.add(a3, f32x4.mul(vx, v128.load(w3 + o)));
-      }
-      storeRow4(y, b, i, j, out, xr, w0, w1, w2, w3, K4, kc, acc, a0, a1, a2, a3);
-    }
+/** The 8 W columns of one k step of a panel as two f32x4 (columns 0-3, 4-7). */
+// @ts-ignore: decorator
+@inline function loadW0<T>(wk: usize, k: i32): v128 {
+  if (sizeof<T>() == 2) return i32x4.shl(v128.load(wk + (<usize>k << 4)), 16);
+  return v128.load(wk + (<usize>k << 5));
+}
+// @ts-ignore: decorator
+@inline function loadW1<T>(wk: usize, k: i32): v128 {
+  if (sizeof<T>() == 2) return v128.and(v128.load(wk + (<usize>k << 4)), i32x4.splat(0xffff0000));
+  return v128.load(wk + (<usize>k << 5), 16);
+}
+
+/** 4 rows × 8 columns over one K block. */
+// @ts-ignore: decorator
+@inline function tile4<T>(
+  x: usize, wk: usize, b: usize, y: usize, i: i32, j: i32, cols: i32, k0: i32, kc: i32, inDim: i32, out: i32, first: bool,
+): void {
+  const xs = <usize>inDim << 2;
+  const x0 = x + ((<usize>i * <usize>inDim + <usize>k0) << 2);
+  const x1 = x0 + xs, x2 = x1 + xs, x3 = x2 + xs;
+  let a00 = f32x4.splat(0), a01 = f32x4.splat(0), a10 = f32x4.splat(0), a11 = f32x4.splat(0);
+  let a20 = f32x4.splat(0), a21 = f32x4.splat(0), a30 = f32x4.splat(0), a31 = f32x4.splat(0);
+  for (let k = 0; k < kc; k++) {
+    const o = <usize>k << 2;
+    const w0 = loadW0<T>(wk, k), w1 = loadW1<T>(wk, k);
+    let v = v128.load32_splat(x0 + o);
+    a00 = madd(v, w0, a00); a01 = madd(v, w1, a01);
+    v = v128.load32_splat(x1 + o);
+    a10 = madd(v, w0, a10); a11 = madd(v, w1, a11);
+    v = v128.load32_splat(x2 + o);
+    a20 = madd(v, w0, a20); a21 = madd(v, w1, a21);
+    v = v128.load32_splat(x3 + o);
+    a30 = madd(v, w0, a30); a31 = madd(v, w1, a31);
   }
-  // Leftover W rows (out % 4): one output column at a time.
-  for (; j < out; j++) {
-    const wr = w + (<usize>j * <usize>inDim << 2);
-    for (let i = 0; i < n; i++) {
-      const xr = x + (<usize>i * <usize>inDim << 2);
-      let va = f32x4.splat(0);
-      for (let k = 0; k < K4; k += 4) {
-        const o = <usize>k << 2;
-        va = f32x4.add(va, f32x4.mul(v128.load(xr + o), v128.load(wr + o)));
-      }
-      let s = hsum(va);
-      for (let k = K4; k < kc; k++) s += load<f32>(xr + (<usize>k << 2)) * load<f32>(wr + (<usize>k << 2));
-      if (b != 0) s += load<f32>(b + (<usize>j << 2));
-      const yp = y + ((<usize>i * <usize>out + <usize>j) << 2);
-      store<f32>(yp, acc ? load<f32>(yp) + s : s);
-    }
+  const ys = <usize>out << 2;
+  const y0 = y + ((<usize>i * <usize>out + <usize>j) << 2);
+  storeTile(y0, b, j, cols, first, a00, a01);
+  storeTile(y0 + ys, b, j, cols, first, a10, a11);
+  storeTile(y0 + 2 * ys, b, j, cols, first, a20, a21);
+  storeTile(y0 + 3 * ys, b, j, cols, first, a30, a31);
+}
+
+/** 1 row × 8 columns over one K block (rows left over from the 4-row tiles). */
+// @ts-ignore: decorator
+@inline function tile1<T>(
+  x: usize, wk: usize, b: usize, y: usize, i: i32, j: i32, cols: i32, k0: i32, kc: i32, inDim: i32, out: i32, first: bool,
+): void {
+  const x0 = x + ((<usize>i * <usize>inDim + <usize>k0) << 2);
+  let a0 = f32x4.splat(0), a1 = f32x4.splat(0);
+  for (let k = 0; k < kc; k++) {
+    const v = v128.load32_splat(x0 + (<usize>k << 2));
+    a0 = madd(v, loadW0<T>(wk, k), a0); a1 = madd(v, loadW1<T>(wk, k), a1);
   }
+  storeTile(y + ((<usize>i * <usize>out + <usize>j) << 2), b, j, cols, first, a0, a1);
+}
+
+/** Writes (first K block: + bias) or adds (later blocks) 8 results at yr; only `cols` of them when the panel is partial. */
+// @ts-ignore: decorator
+@inline function storeTile(yr: usize, b: usize, j: i32, cols: i32, first: bool, a0: v128, a1: v128): void {
+  if (cols == NR) {
+    if (!first) {
+      a0 = f32x4.add(a0, v128.load(yr)); a1 = f32x4.add(a1, v128.load(yr, 16));
+    } else if (b != 0) {
+      const bj = b + (<usize>j << 2);
+      a0 = f32x4.add(a0, v128.load(bj)); a1 = f32x4.add(a1, v128.load(bj, 16));
+    }
+    v128.store(yr, a0); v128.store(yr, a1, 16);
+    return;
+  }
+  storeLane(yr, b, j, 0, cols, first, f32x4.extract_lane(a0, 0));
+  storeLane(yr, b, j, 1, cols, first, f32x4.extract_lane(a0, 1));
+  storeLane(yr, b, j, 2, cols, first, f32x4.extract_lane(a0, 2));
+  storeLane(yr, b, j, 3, cols, first, f32x4.extract_lane(a0, 3));
+  storeLane(yr, b, j, 4, cols, first, f32x4.extract_lane(a1, 0));
+  storeLane(yr, b, j, 5, cols, first, f32x4.extract_lane(a1, 1));
+  storeLane(yr, b, j, 6, cols, first, f32x4.extract_lane(a1, 2));
+}
+
+// @ts-ignore: decorator
+@inline function storeLane(yr: usize, b: usize, j: i32, c: i32, cols: i32, first: bool, v: f32): void {
+  if (c >= cols) return;
+  const yp = yr + (<usize>c << 2);
+  if (!first) v += load<f32>(yp);
+  else if (b != 0) v += load<f32>(b + (<usize>(j + c) << 2));
+  store<f32>(yp, v);
 }
 
 // @ts-ignore: decorator
@@ -94,39 +154,37 @@ function matmulPanel(x: usize, w: usize, b: usize, y: usize, n: i32, inDim: i32,
   return f32x4.extract_lane(v, 0) + f32x4.extract_lane(v, 1) + f32x4.extract_lane(v, 2) + f32x4.extract_lane(v, 3);
 }
 
+/** Packed-layout offset (in elements) of W[col][k]; the bf16 panels interleave columns l and 4 + l. */
 // @ts-ignore: decorator
-@inline function tail(xr: usize, wr: usize, K4: i32, kc: i32): f32 {
-  let s: f32 = 0;
-  for (let k = K4; k < kc; k++) s += load<f32>(xr + (<usize>k << 2)) * load<f32>(wr + (<usize>k << 2));
-  return s;
+@inline function packedIndex(col: i32, k: i32, inDim: i32, bf16: bool): usize {
+  const p = col / NR, c = col % NR;
+  const lane = bf16 ? (c < 4 ? 2 * c : 2 * (c - 4) + 1) : c;
+  return (<usize>p * <usize>inDim + <usize>k) * <usize>NR + <usize>lane;
 }
 
-// @ts-ignore: decorator
-@inline function storeRow4(
-  y: usize, b: usize, i: i32, j: i32, out: i32, xr: usize, w0: usize, w1: usize, w2: usize, w3: usize,
-  K4: i32, kc: i32, acc: bool, a0: v128, a1: v128, a2: v128, a3: v128,
-): void {
-  const yr = y + ((<usize>i * <usize>out + <usize>j) << 2);
-  let s0 = hsum(a0) + tail(xr, w0, K4, kc), s1 = hsum(a1) + tail(xr, w1, K4, kc);
-  let s2 = hsum(a2) + tail(xr, w2, K4, kc), s3 = hsum(a3) + tail(xr, w3, K4, kc);
-  if (acc) {
-    s0 += load<f32>(yr); s1 += load<f32>(yr, 4); s2 += load<f32>(yr, 8); s3 += load<f32>(yr, 12);
-  }
-  if (b != 0) {
-    const br = b + (<usize>j << 2);
-    s0 += load<f32>(br); s1 += load<f32>(br, 4); s2 += load<f32>(br, 8); s3 += load<f32>(br, 12);
-  }
-  store<f32>(yr, s0); store<f32>(yr, s1, 4); store<f32>(yr, s2, 8); store<f32>(yr, s3, 12);
-}
-
-/** Scalar twin of matmulF32: same arguments, plain f32 dot products. */
-export function matmulF32Scalar(x: usize, w: usize, b: usize, y: usize, n: i32, inDim: i32, out: i32): void {
+/** Scalar twin of matmulF32: same packed W, plain f32 dot products in k order. */
+export function matmulF32Scalar(x: usize, wp: usize, b: usize, y: usize, n: i32, inDim: i32, out: i32): void {
   for (let i = 0; i < n; i++) {
     const xr = x + (<usize>i * <usize>inDim << 2);
     for (let j = 0; j < out; j++) {
-      const wr = w + (<usize>j * <usize>inDim << 2);
       let s: f32 = 0;
-      for (let k = 0; k < inDim; k++) s += load<f32>(xr + (<usize>k << 2)) * load<f32>(wr + (<usize>k << 2));
+      for (let k = 0; k < inDim; k++) s += load<f32>(xr + (<usize>k << 2)) * load<f32>(wp + (packedIndex(j, k, inDim, false) << 2));
+      if (b != 0) s += load<f32>(b + (<usize>j << 2));
+      store<f32>(y + ((<usize>i * <usize>out + <usize>j) << 2), s);
+    }
+  }
+}
+
+/** Scalar twin of matmulBF16. */
+export function matmulBF16Scalar(x: usize, wp: usize, b: usize, y: usize, n: i32, inDim: i32, out: i32): void {
+  for (let i = 0; i < n; i++) {
+    const xr = x + (<usize>i * <usize>inDim << 2);
+    for (let j = 0; j < out; j++) {
+      let s: f32 = 0;
+      for (let k = 0; k < inDim; k++) {
+        const w = reinterpret<f32>(<u32>load<u16>(wp + (packedIndex(j, k, inDim, true) << 1)) << 16);
+        s += load<f32>(xr + (<usize>k << 2)) * w;
+      }
       if (b != 0) s += load<f32>(b + (<usize>j << 2));
       store<f32>(y + ((<usize>i * <usize>out + <usize>j) << 2), s);
     }
@@ -243,7 +301,7 @@ export function attention(
       for (let t = 0; t < nk; t++) {
         const kr = k + (((<usize>t * <usize>KVH + <usize>kvh) * <usize>hd) << 2);
         let acc = f32x4.splat(0);
-        for (let c = 0; c < D4; c += 4) acc = f32x4.add(acc, f32x4.mul(v128.load(qr + (<usize>c << 2)), v128.load(kr + (<usize>c << 2))));
+        for (let c = 0; c < D4; c += 4) acc = madd(v128.load(qr + (<usize>c << 2)), v128.load(kr + (<usize>c << 2)), acc);
         let s = hsum(acc);
         for (let c = D4; c < hd; c++) s += load<f32>(qr + (<usize>c << 2)) * load<f32>(kr + (<usize>c << 2));
         s *= scale;
@@ -259,7 +317,7 @@ export function attention(
         const vr = v + (((<usize>t * <usize>KVH + <usize>kvh) * <usize>hd) << 2);
         for (let c = 0; c < D4; c += 4) {
           const o = <usize>c << 2;
-          v128.store(orow + o, f32x4.add(v128.load(orow + o), f32x4.mul(vp, v128.load(vr + o))));
+          v128.store(orow + o, madd(vp, v128.load(vr + o), v128.load(orow + o)));
         }
         for (let c = D4; c < hd; c++) {
           const o = <usize>c << 2;
@@ -374,71 +432,3 @@ export function reduceRow(
   store<f64>(res, ent, 32);
 }
 
-// ---------------------------------------------------------------- bf16 weights, f32 arithmetic
-
-/**
- * y (n, out) = x (n, inDim) f32 · W (out, inDim)ᵀ + b, W stored as bf16 (u16, the high half of an f32).
- * Widening is exact: a bf16 shifted left by 16 is its f32. Same 4×4 register tile, one x row block at a time.
- */
-export function matmulBF16(x: usize, w: usize, b: usize, y: usize, n: i32, inDim: i32, out: i32): void {
-  const K4 = inDim & ~3;
-  for (let j = 0; j < out; j++) {
-    const wr = w + (<usize>j * <usize>inDim << 1);
-    let i = 0;
-    for (; i + 4 <= n; i += 4) {
-      const x0 = x + (<usize>i * <usize>inDim << 2);
-      const x1 = x0 + (<usize>inDim << 2);
-      const x2 = x1 + (<usize>inDim << 2);
-      const x3 = x2 + (<usize>inDim << 2);
-      let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
-      for (let k = 0; k < K4; k += 4) {
-        const vw = i32x4.shl(v128.load16x4_u(wr + (<usize>k << 1)), 16);
-        const o = <usize>k << 2;
-        a0 = f32x4.add(a0, f32x4.mul(v128.load(x0 + o), vw));
-        a1 = f32x4.add(a1, f32x4.mul(v128.load(x1 + o), vw));
-        a2 = f32x4.add(a2, f32x4.mul(v128.load(x2 + o), vw));
-        a3 = f32x4.add(a3, f32x4.mul(v128.load(x3 + o), vw));
-      }
-      const bj: f32 = b != 0 ? load<f32>(b + (<usize>j << 2)) : 0;
-      store<f32>(y + ((<usize>i * <usize>out + <usize>j) << 2), hsum(a0) + tailBF16(x0, wr, K4, inDim) + bj);
-      store<f32>(y + ((<usize>(i + 1) * <usize>out + <usize>j) << 2), hsum(a1) + tailBF16(x1, wr, K4, inDim) + bj);
-      store<f32>(y + ((<usize>(i + 2) * <usize>out + <usize>j) << 2), hsum(a2) + tailBF16(x2, wr, K4, inDim) + bj);
-      store<f32>(y + ((<usize>(i + 3) * <usize>out + <usize>j) << 2), hsum(a3) + tailBF16(x3, wr, K4, inDim) + bj);
-    }
-    for (; i < n; i++) {
-      const xr = x + (<usize>i * <usize>inDim << 2);
-      let a = f32x4.splat(0);
-      for (let k = 0; k < K4; k += 4) {
-        a = f32x4.add(a, f32x4.mul(v128.load(xr + (<usize>k << 2)), i32x4.shl(v128.load16x4_u(wr + (<usize>k << 1)), 16)));
-      }
-      const bj: f32 = b != 0 ? load<f32>(b + (<usize>j << 2)) : 0;
-      store<f32>(y + ((<usize>i * <usize>out + <usize>j) << 2), hsum(a) + tailBF16(xr, wr, K4, inDim) + bj);
-    }
-  }
-}
-
-// @ts-ignore: decorator
-@inline function bf16(p: usize): f32 {
-  return reinterpret<f32>(<u32>load<u16>(p) << 16);
-}
-
-// @ts-ignore: decorator
-@inline function tailBF16(xr: usize, wr: usize, K4: i32, inDim: i32): f32 {
-  let s: f32 = 0;
-  for (let k = K4; k < inDim; k++) s += load<f32>(xr + (<usize>k << 2)) * bf16(wr + (<usize>k << 1));
-  return s;
-}
-
-/** Scalar twin of matmulBF16. */
-export function matmulBF16Scalar(x: usize, w: usize, b: usize, y: usize, n: i32, inDim: i32, out: i32): void {
-  for (let i = 0; i < n; i++) {
-    const xr = x + (<usize>i * <usize>inDim << 2);
-    for (let j = 0; j < out; j++) {
-      const wr = w + (<usize>j * <usize>inDim << 1);
-      let s: f32 = 0;
-      for (let k = 0; k < inDim; k++) s += load<f32>(xr + (<usize>k << 2)) * bf16(wr + (<usize>k << 1));
-      if (b != 0) s += load<f32>(b + (<usize>j << 2));
-      store<f32>(y + ((<usize>i * <usize>out + <usize>j) << 2), s);
-    }
-  }
-}

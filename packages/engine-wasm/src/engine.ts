@@ -7,11 +7,12 @@
  * ff = intermediateSize, V = vocabSize, L = canvas length of the last `full` forward):
  *
  *   heapBase ┬──────────────────────────────────────────────────────────────────────┐
- *            │ WEIGHTS (loaded once, f32)                                           │
+ *            │ WEIGHTS (loaded once; norms, biases, embedding f32; linear W f32/bf16) │
  *            │   embed (V, d) · per layer: attnNorm (d), q (H*hd, d), k/v (KV*hd, d), │
  *            │   q/k/v bias (H*hd / KV*hd, Dream only), o (d, H*hd), ffnNorm (d),     │
  *            │   gate/up (ff, d), down (d, ff) · finalNorm (d) · lmHead (V, d)        │
- *            │   (lmHead = embed when tied)                                          │
+ *            │   linear W (out, in) packed in panels (ceil(out/8), in, 8): packWeight │
+ *            │   (tied f32: no embed copy; its rows are read from the packed lmHead)  │
  *   weightsEnd ├────────────────────────────────────────────────────────────────────┤  ← released and rebuilt
  *            │ KV CACHE, per layer l: K_l (L, KV*hd) f32, V_l (L, KV*hd) f32,         │    when a `full` forward
  *            │   K after RoPE at absolute positions; row p = canvas position p       │    needs a bigger L
@@ -28,17 +29,16 @@ import {
   type Engine, type EngineCapabilities, type ForwardRequest, type ForwardResult, type ModelInfo,
 } from '@fast-dllm/scheduler';
 import { schedulerModelInfo, type ModelDescription, type ModelTensorNames } from '@fast-dllm/model';
-import { WASM32_MAX_BYTES, type Region, type WasmKernels } from './kernels.js';
+import { WASM32_MAX_BYTES, packedLength, type PackedWeight, type Region, type WasmKernels, type WeightDType } from './kernels.js';
 
 /** Reads one tensor as f32, whatever its stored dtype (the archive of @fast-dllm/model does). */
 export type TensorReader = (name: string) => Promise<Float32Array>;
 
-/** Storage of the linear weights (q, k, v, o, gate, up, down, LM head); norms, biases and the embedding stay f32. */
-export type WeightDType = 'f32' | 'bf16';
 
 interface LayerRegions {
-  attnNorm: Region; q: Region; k: Region; v: Region; qBias: Region | null; kBias: Region | null; vBias: Region | null;
-  o: Region; ffnNorm: Region; gate: Region; up: Region; down: Region;
+  attnNorm: Region; q: PackedWeight; k: PackedWeight; v: PackedWeight;
+  qBias: Region | null; kBias: Region | null; vBias: Region | null;
+  o: PackedWeight; ffnNorm: Region; gate: PackedWeight; up: PackedWeight; down: PackedWeight;
 }
 
 interface Workspace {
@@ -48,14 +48,15 @@ interface Workspace {
   kTmp: Region; vTmp: Region; scores: Region; pos: Region; sel: Region; logits: Region; res: Region;
 }
 
-/** Bytes of f32 weights of a model: checked against wasm32's 4 GiB before anything is read. */
+/** Bytes of the weights of a model as loaded: checked against wasm32's 4 GiB before anything is read. */
 export function weightBytes(m: ModelDescription, dtype: WeightDType = 'f32'): number {
   const { hiddenSize: d, numHeads: H, numKvHeads: KV, headDim: hd, intermediateSize: ff, vocabSize: V } = m;
   const lin = dtype === 'bf16' ? 2 : 4; // bytes per linear weight
-  const linear = m.numLayers * (H * hd * d + 2 * KV * hd * d + d * H * hd + 3 * ff * d) + V * d;
-  const f32 = m.numLayers * (2 * d + (m.qkvBias ? H * hd + 2 * KV * hd : 0)) + V * d + d;
-  const tiedF32 = dtype === 'f32' && m.tiedEmbeddings ? V * d : 0; // the LM head reuses the embedding
-  return lin * linear + 4 * f32 - 4 * tiedF32;
+  const P = packedLength; // packed panels round `out` up to a multiple of 8
+  const linear = m.numLayers * (P(H * hd, d) + 2 * P(KV * hd, d) + P(d, H * hd) + 2 * P(ff, d) + P(d, ff)) + P(V, d);
+  const f32 = m.numLayers * (2 * d + (m.qkvBias ? H * hd + 2 * KV * hd : 0)) + d;
+  const embedF32 = dtype === 'f32' && m.tiedEmbeddings ? 0 : V * d; // tied f32: embedding rows come from the LM head
+  return lin * linear + 4 * (f32 + embedF32);
 }
 
 /** Bytes of cache + scratch for a canvas of L tokens. */
@@ -81,10 +82,11 @@ export class WasmEngine implements Engine {
   private constructor(
     readonly desc: ModelDescription,
     private readonly K: WasmKernels,
-    private readonly embed: Region,
+    /** (V, d) f32 row-major, or null when the rows are read from the tied f32 LM head. */
+    private readonly embed: Region | null,
     private readonly layers: LayerRegions[],
     private readonly finalNorm: Region,
-    private readonly lmHead: Region,
+    private readonly lmHead: PackedWeight,
     private readonly weightsEnd: number,
     readonly weightDType: WeightDType,
   ) {
@@ -106,20 +108,28 @@ export class WasmEngine implements Engine {
       const data = await read(name);
       return K.allocF32(data.length, data);
     };
-    const putLinear = async (name: string): Promise<Region> => (weightDType === 'bf16' ? K.allocBF16(await read(name)) : put(name));
-    const embed = await put(names.embed);
+    const { hiddenSize: d, numHeads: H, numKvHeads: KV, headDim: hd, intermediateSize: ff, vocabSize: V } = desc;
+    // Linear weights W (out, inDim) are packed into the matmul kernels' panel layout as they are copied in.
+    const putLinear = async (name: string, out: number, inDim: number): Promise<PackedWeight> => {
+      const data = await read(name);
+      if (data.length !== out * inDim) throw new Error(`wasm engine: tensor ${name} has ${data.length} values; expected ${out}×${inDim}`);
+      return K.allocWeight(data, out, inDim, weightDType);
+    };
+    const tiedF32 = weightDType === 'f32' && names.lmHead === names.embed;
+    const embed = tiedF32 ? null : await put(names.embed);
     const layers: LayerRegions[] = [];
     for (const n of names.layers) {
       layers.push({
-        attnNorm: await put(n.attnNorm), q: await putLinear(n.q), k: await putLinear(n.k), v: await putLinear(n.v),
+        attnNorm: await put(n.attnNorm), q: await putLinear(n.q, H * hd, d), k: await putLinear(n.k, KV * hd, d),
+        v: await putLinear(n.v, KV * hd, d),
         qBias: n.qBias ? await put(n.qBias) : null, kBias: n.kBias ? await put(n.kBias) : null,
         vBias: n.vBias ? await put(n.vBias) : null,
-        o: await putLinear(n.o), ffnNorm: await put(n.ffnNorm), gate: await putLinear(n.gate), up: await putLinear(n.up),
-        down: await putLinear(n.down),
+        o: await putLinear(n.o, d, H * hd), ffnNorm: await put(n.ffnNorm), gate: await putLinear(n.gate, ff, d),
+        up: await putLinear(n.up, ff, d), down: await putLinear(n.down, d, ff),
       });
     }
     const finalNorm = await put(names.finalNorm);
-    const lmHead = weightDType === 'f32' && names.lmHead === names.embed ? embed : await putLinear(names.lmHead);
+    const lmHead = await putLinear(names.lmHead, V, d);
     return new WasmEngine(desc, K, embed, layers, finalNorm, lmHead, K.mark(), weightDType);
   }
 
@@ -169,11 +179,6 @@ export class WasmEngine implements Engine {
     };
   }
 
-  /** y = x · Wᵀ + b for a linear weight in this engine's storage dtype. */
-  private mm(x: Region, w: Region, b: Region | null, y: Region, n: number, inDim: number, out: number): void {
-    if (this.weightDType === 'bf16') this.K.matmulBF16(x, w, b, y, n, inDim, out);
-    else this.K.matmul(x, w, b, y, n, inDim, out);
-  }
 
   /** Runs the layers over [start, end), updating the cache as the mode says; leaves final-normed rows in ws.h. */
   private layersForward(req: ForwardRequest, signal?: AbortSignal): void {
@@ -190,17 +195,18 @@ export class WasmEngine implements Engine {
     const pos = K.i32(ws.pos);
     for (let i = 0; i < n; i++) pos[i] = start + i;
     const x = K.f32(ws.x);
-    const emb = K.f32(this.embed);
+    const emb = this.embed ? K.f32(this.embed) : null;
     for (let i = 0; i < n; i++) {
       const t = req.canvas[start + i];
-      x.set(emb.subarray(t * d, t * d + d), i * d);
+      if (emb) x.set(emb.subarray(t * d, t * d + d), i * d);
+      else K.weightRow(this.lmHead, t, x, i * d);
     }
     const scale = 1 / Math.sqrt(hd);
     for (let l = 0; l < m.numLayers; l++) {
       signal?.throwIfAborted();
       const w = this.layers[l];
       K.rmsnorm(ws.x, w.attnNorm, ws.h, n, d, m.rmsNormEps);
-      this.mm(ws.h, w.q, w.qBias, ws.q, n, d, H * hd);
+      K.matmul(ws.h, w.q, w.qBias, ws.q, n);
       K.rope(ws.q, ws.pos, n, H, hd, m.ropeTheta);
       // Keys/values the queries see, (L, KV*hd). No attention mask, so fresh rows take their own slots:
       // full/dual write them into the cache; prefix writes into a copy so the cache stays untouched.
@@ -213,17 +219,17 @@ export class WasmEngine implements Engine {
         values = ws.vTmp;
       }
       const kRows = sub(keys, start * kw, n * kw);
-      this.mm(ws.h, w.k, w.kBias, kRows, n, d, kw);
+      K.matmul(ws.h, w.k, w.kBias, kRows, n);
       K.rope(kRows, ws.pos, n, KV, hd, m.ropeTheta);
-      this.mm(ws.h, w.v, w.vBias, sub(values, start * kw, n * kw), n, d, kw);
+      K.matmul(ws.h, w.v, w.vBias, sub(values, start * kw, n * kw), n);
       K.attention(ws.q, sub(keys, 0, L * kw), sub(values, 0, L * kw), ws.att, ws.scores, n, L, H, KV, hd, scale);
-      this.mm(ws.att, w.o, null, ws.tmp, n, H * hd, d);
+      K.matmul(ws.att, w.o, null, ws.tmp, n);
       addInto(K.f32(ws.x), K.f32(ws.tmp), n * d);
       K.rmsnorm(ws.x, w.ffnNorm, ws.h, n, d, m.rmsNormEps);
-      this.mm(ws.h, w.gate, null, ws.gate, n, d, ff);
-      this.mm(ws.h, w.up, null, ws.up, n, d, ff);
+      K.matmul(ws.h, w.gate, null, ws.gate, n);
+      K.matmul(ws.h, w.up, null, ws.up, n);
       K.swiglu(ws.gate, ws.up, ws.gate, n * ff);
-      this.mm(ws.gate, w.down, null, ws.tmp, n, ff, d);
+      K.matmul(ws.gate, w.down, null, ws.tmp, n);
       addInto(K.f32(ws.x), K.f32(ws.tmp), n * d);
     }
     K.rmsnorm(ws.x, this.finalNorm, ws.h, n, d, m.rmsNormEps);
@@ -244,7 +250,7 @@ export class WasmEngine implements Engine {
       const row = this.model.shiftLogits && p - 1 >= req.start ? p - 1 - req.start : p - req.start;
       sel.set(h.subarray(row * d, row * d + d), i * d);
     }
-    this.mm(ws.sel, this.lmHead, null, ws.logits, np, d, V);
+    K.matmul(ws.sel, this.lmHead, null, ws.logits, np);
     const tokens = new Int32Array(np); // (np)
     const probs = new Float64Array(np); // (np)
     const top1 = new Float64Array(np); // (np)

@@ -40,6 +40,51 @@ export interface Region {
   length: number;
 }
 
+/** Storage of a linear weight: f32, or bf16 with f32 arithmetic (half the bytes). */
+export type WeightDType = 'f32' | 'bf16';
+
+/**
+ * A linear weight W (out, inDim) packed for the matmul kernels: ceil(out/8) panels of (inDim, 8), `length`
+ * elements of `dtype` (see packWeight); columns past `out` in the last panel are zero.
+ */
+export interface PackedWeight extends Region {
+  out: number;
+  inDim: number;
+  dtype: WeightDType;
+}
+
+/** Output columns per panel of a packed weight (NR of assembly/kernels.ts). */
+export const NR = 8;
+
+/** Elements of a packed (out, inDim) weight. */
+export function packedLength(out: number, inDim: number): number {
+  return Math.ceil(out / NR) * NR * inDim;
+}
+
+/**
+ * W (out, inDim) row-major → panels: f32 Wp[p][k][c] = W[8p + c][k]; bf16 Wp[p][k][2l] = W[8p + l][k],
+ * Wp[p][k][2l + 1] = W[8p + 4 + l][k] (so the kernel widens 8 bf16 to two f32x4 with one shift and one mask).
+ */
+export function packWeight(w: Float32Array, out: number, inDim: number, dtype: WeightDType): Float32Array | Uint16Array {
+  const panels = Math.ceil(out / NR);
+  if (dtype === 'f32') {
+    const p = new Float32Array(panels * inDim * NR); // (panels, inDim, 8)
+    for (let r = 0; r < out; r++) {
+      const base = Math.floor(r / NR) * inDim * NR + (r % NR);
+      for (let k = 0; k < inDim; k++) p[base + k * NR] = w[r * inDim + k];
+    }
+    return p;
+  }
+  const bits = f32ToBF16(w); // (out, inDim) bf16
+  const p = new Uint16Array(panels * inDim * NR); // (panels, inDim, 8), columns interleaved l, 4 + l
+  for (let r = 0; r < out; r++) {
+    const c = r % NR;
+    const base = Math.floor(r / NR) * inDim * NR + (c < 4 ? 2 * c : 2 * (c - 4) + 1);
+    for (let k = 0; k < inDim; k++) p[base + k * NR] = bits[r * inDim + k];
+  }
+  return p;
+}
+
 /** Splits one matmul across threads (src/pool.ts implements it in Node); absent: single thread. */
 export interface MatmulParallel {
   readonly threads: number;
@@ -51,6 +96,8 @@ export interface MatmulParallel {
 export interface KernelOptions {
   /** Use the SIMD kernels (default true). False selects the scalar twins of the same module. */
   simd?: boolean;
+  /** Name of the compiled build, reported by `build` (for benchmarks and logs). */
+  build?: string;
 }
 
 /** Result of reduceRow: token id and the clean-softmax statistics of one logits row (float64). */
@@ -65,13 +112,16 @@ export interface RowReduction {
 export class WasmKernels {
   readonly memory: WebAssembly.Memory;
   readonly simd: boolean;
+  /** Which compiled build runs (e.g. 'release-fma'); 'custom' when the caller did not say. */
+  readonly build: string;
   private readonly ex: KernelExports;
   private top: number;
   /** Set by the loader when threads > 1. */
   parallel: MatmulParallel | null = null;
 
-  private constructor(ex: KernelExports, simd: boolean, memory: WebAssembly.Memory) {
+  private constructor(ex: KernelExports, simd: boolean, memory: WebAssembly.Memory, build: string) {
     this.ex = ex;
+    this.build = build;
     this.memory = memory;
     this.simd = simd;
     this.top = align16(ex.heapBase());
@@ -92,7 +142,7 @@ export class WasmKernels {
     if (simd && !ex.matmulF32) {
       throw new Error('WasmKernels: simd requested but this module is the scalar build; load build/release.wasm or pass simd: false');
     }
-    return new WasmKernels(ex, simd, memory ?? ex.memory);
+    return new WasmKernels(ex, simd, memory ?? ex.memory, options.build ?? 'custom');
   }
 
   /** Bytes allocated so far (static data included). */
@@ -153,29 +203,44 @@ export class WasmKernels {
     return new Int32Array(this.memory.buffer, r.ptr, r.length);
   }
 
-  /** y (n, out) = x (n, inDim) · W (out, inDim)ᵀ + b; b null for none. */
-  matmul(x: Region, w: Region, b: Region | null, y: Region, n: number, inDim: number, out: number): void {
-    this.runMatmul('matmul', 0, x, w, b, y, n, inDim, out);
+  /**
+   * Packs a linear weight W (out, inDim) row-major into the kernels' panel layout (see packWeight) and copies
+   * it into linear memory; `dtype` 'bf16' rounds to bf16 (nearest, ties to even) and halves the bytes.
+   */
+  allocWeight(w: Float32Array, out: number, inDim: number, dtype: WeightDType = 'f32'): PackedWeight {
+    if (w.length !== out * inDim) throw new Error(`allocWeight: ${w.length} values is not ${out}×${inDim}`);
+    const packed = packWeight(w, out, inDim, dtype);
+    const ptr = this.alloc(packed.byteLength);
+    if (dtype === 'bf16') new Uint16Array(this.memory.buffer, ptr, packed.length).set(packed);
+    else new Float32Array(this.memory.buffer, ptr, packed.length).set(packed);
+    return { ptr, length: packed.length, out, inDim, dtype };
   }
 
-  /** Allocates a (length,) bf16 region (u16 elements) holding `src` rounded to bf16 (nearest, ties to even). */
-  allocBF16(src: Float32Array): Region {
-    const r = { ptr: this.alloc(src.length * 2), length: src.length };
-    new Uint16Array(this.memory.buffer, r.ptr, r.length).set(f32ToBF16(src));
-    return r;
+  /** Row `row` of a packed weight as f32 (inDim,) into dst at `offset`: how a tied LM head serves as the embedding. */
+  weightRow(w: PackedWeight, row: number, dst: Float32Array, offset = 0): void {
+    if (!(row >= 0 && row < w.out)) throw new Error(`weightRow: row ${row} outside 0..${w.out - 1}`);
+    const { inDim } = w;
+    const p = Math.floor(row / NR), c = row % NR;
+    if (w.dtype === 'bf16') {
+      const src = new Uint16Array(this.memory.buffer, w.ptr + p * inDim * NR * 2, inDim * NR); // (inDim, 8) bf16
+      const lane = c < 4 ? 2 * c : 2 * (c - 4) + 1;
+      const bits = new Uint32Array(1);
+      const f = new Float32Array(bits.buffer);
+      for (let k = 0; k < inDim; k++) { bits[0] = src[k * NR + lane] << 16; dst[offset + k] = f[0]; }
+    } else {
+      const src = new Float32Array(this.memory.buffer, w.ptr + p * inDim * NR * 4, inDim * NR); // (inDim, 8) f32
+      for (let k = 0; k < inDim; k++) dst[offset + k] = src[k * NR + c];
+    }
   }
 
-  /** As matmul, with W (out, inDim) stored as bf16 (a region from allocBF16); f32 arithmetic. */
-  matmulBF16(x: Region, w: Region, b: Region | null, y: Region, n: number, inDim: number, out: number): void {
-    this.runMatmul('matmulBF16', 1, x, w, b, y, n, inDim, out);
-  }
-
-  /** Checks the regions, then runs the f32 (kernel 0) or bf16 (kernel 1) matmul, rows split over the workers. */
-  private runMatmul(name: string, kernel: 0 | 1, x: Region, w: Region, b: Region | null, y: Region, n: number, inDim: number, out: number): void {
-    checkLen(`${name} x`, x, n * inDim);
-    checkLen(`${name} W`, w, out * inDim);
-    checkLen(`${name} y`, y, n * out);
-    if (b) checkLen(`${name} b`, b, out);
+  /** y (n, w.out) = x (n, w.inDim) · Wᵀ + b; b (w.out,) or null; the kernel follows the weight's dtype. */
+  matmul(x: Region, w: PackedWeight, b: Region | null, y: Region, n: number): void {
+    const { inDim, out } = w;
+    checkLen('matmul x', x, n * inDim);
+    checkLen('matmul W', w, packedLength(out, inDim));
+    checkLen('matmul y', y, n * out);
+    if (b) checkLen('matmul b', b, out);
+    const kernel = w.dtype === 'bf16' ? 1 : 0;
     const f = kernel === 0
       ? (this.simd ? this.ex.matmulF32! : this.ex.matmulF32Scalar)
       : (this.simd ? this.ex.matmulBF16! : this.ex.matmulBF16Scalar);

@@ -1,5 +1,6 @@
 /** Node-only loader: reads the compiled kernel modules from this package's build/ folder. */
 import { readFile } from 'node:fs/promises';
+import v8 from 'node:v8';
 import { fileURLToPath } from 'node:url';
 import { openModel } from '@fast-dllm/model';
 import type { EngineOptions, EngineProvider } from '@fast-dllm/scheduler';
@@ -7,8 +8,11 @@ import { WasmEngine } from './engine.js';
 import { MatmulPool } from './pool.js';
 import { WasmKernels, type KernelOptions } from './kernels.js';
 
-/** Which compiled module: 'release' (SIMD128) or 'scalar' (debug build, no SIMD). */
-export type KernelBuild = 'release' | 'scalar' | 'threads';
+/**
+ * Which compiled module: 'release' (SIMD128), 'release-fma' (SIMD128 + relaxed-SIMD fused multiply-add),
+ * their shared-memory twins 'threads' / 'threads-fma', or 'scalar' (debug build, no SIMD).
+ */
+export type KernelBuild = 'release' | 'release-fma' | 'threads' | 'threads-fma' | 'scalar';
 
 const cache = new Map<KernelBuild, Promise<WebAssembly.Module>>();
 
@@ -16,41 +20,74 @@ export function kernelModulePath(build: KernelBuild): string {
   return fileURLToPath(new URL(`../build/${build}.wasm`, import.meta.url));
 }
 
-async function compile(build: KernelBuild): Promise<WebAssembly.Module> {
+async function readBuild(build: KernelBuild): Promise<Uint8Array<ArrayBuffer>> {
   const path = kernelModulePath(build);
-  let bytes: Uint8Array;
   try {
-    bytes = await readFile(path);
+    return new Uint8Array(await readFile(path)); // a copy: its own (non-shared) ArrayBuffer
   } catch {
     throw new Error(`engine-wasm: ${path} is missing; run \`npm run build -w @fast-dllm/engine-wasm\``);
   }
-  return WebAssembly.compile(new Uint8Array(bytes));
 }
 
-/** Loads and instantiates the kernels; `simd: false` uses the scalar twins of the release build. */
-export async function loadKernels(options: KernelOptions & { build?: KernelBuild } = {}): Promise<WasmKernels> {
-  const build = options.build ?? (options.simd === false ? 'scalar' : 'release');
+function compiled(build: KernelBuild): Promise<WebAssembly.Module> {
   let m = cache.get(build);
   if (!m) {
-    m = compile(build);
+    m = readBuild(build).then((bytes) => WebAssembly.compile(bytes));
     cache.set(build, m);
   }
-  return WasmKernels.instantiate(await m, { simd: options.simd ?? build === 'release' });
+  return m;
+}
+
+let relaxed: Promise<boolean> | null = null;
+
+/**
+ * Whether this runtime runs relaxed SIMD (f32x4.relaxed_madd → one FMA instruction). Node 20's V8 has it
+ * behind --experimental-wasm-relaxed-simd, which can be set before the module is compiled; browsers since
+ * Chrome 114 have it on. Decided by validating the -fma build itself.
+ */
+export function relaxedSimdAvailable(): Promise<boolean> {
+  relaxed ??= (async () => {
+    try {
+      v8.setFlagsFromString('--experimental-wasm-relaxed-simd');
+    } catch {
+      // not a V8 that knows the flag: validation below decides
+    }
+    try {
+      return WebAssembly.validate(await readBuild('release-fma'));
+    } catch {
+      return false;
+    }
+  })();
+  return relaxed;
+}
+
+/** Kernel choice: `fma` true demands the relaxed-SIMD build, false refuses it, unset takes it where it runs. */
+export interface LoadOptions extends KernelOptions {
+  build?: KernelBuild;
+  fma?: boolean;
+}
+
+async function pickFma(fma: boolean | undefined): Promise<boolean> {
+  const ok = await relaxedSimdAvailable();
+  if (fma === true && !ok) throw new Error('engine-wasm: fma requested but this runtime has no WebAssembly relaxed SIMD; use fma: false');
+  return fma ?? ok;
+}
+
+/** Loads and instantiates the kernels; `simd: false` uses the scalar debug build. */
+export async function loadKernels(options: LoadOptions = {}): Promise<WasmKernels> {
+  const build = options.build ?? (options.simd === false ? 'scalar' : (await pickFma(options.fma)) ? 'release-fma' : 'release');
+  return WasmKernels.instantiate(await compiled(build), { simd: options.simd ?? build !== 'scalar', build });
 }
 
 /**
  * The threads build over a shared WebAssembly.Memory (max 4 GiB), with a pool of threads-1 workers for the
  * matmuls. The caller's thread runs every other kernel.
  */
-export async function loadThreadedKernels(threads: number): Promise<WasmKernels> {
-  let m = cache.get('threads');
-  if (!m) {
-    m = compile('threads');
-    cache.set('threads', m);
-  }
-  const module = await m;
+export async function loadThreadedKernels(threads: number, options: { fma?: boolean } = {}): Promise<WasmKernels> {
+  const build: KernelBuild = (await pickFma(options.fma)) ? 'threads-fma' : 'threads';
+  const module = await compiled(build);
   const memory = new WebAssembly.Memory({ initial: 1, maximum: 65536, shared: true });
-  const kernels = await WasmKernels.instantiate(module, { simd: true }, memory);
+  const kernels = await WasmKernels.instantiate(module, { simd: true, build }, memory);
   kernels.parallel = await MatmulPool.create(module, memory, threads);
   return kernels;
 }
@@ -59,6 +96,8 @@ export async function loadThreadedKernels(threads: number): Promise<WasmKernels>
 export interface WasmEngineOptions extends EngineOptions {
   /** false: the scalar debug build (isolates a SIMD bug). Default true. */
   simd?: boolean;
+  /** Relaxed-SIMD fused multiply-add kernels: default where the runtime has them; false for the plain SIMD build. */
+  fma?: boolean;
 }
 
 /**
@@ -73,7 +112,9 @@ export async function createWasmEngine(modelDir: string, options: WasmEngineOpti
   if (dtype !== 'f32' && dtype !== 'bf16') {
     throw new Error(`engine-wasm: weightDType '${dtype}' is not supported yet; use 'f32' or 'bf16'`);
   }
-  const kernels = threads > 1 ? await loadThreadedKernels(threads) : await loadKernels({ simd: options.simd ?? true });
+  const kernels = threads > 1
+    ? await loadThreadedKernels(threads, { fma: options.fma })
+    : await loadKernels({ simd: options.simd ?? true, fma: options.simd === false ? undefined : options.fma });
   const loaded = await openModel(modelDir);
   try {
     const total = loaded.archive.tensors.size;

@@ -3,7 +3,7 @@
 // tolerance stated next to the case with the measured spread that justified it. Seeds are fixed and printed.
 import { describe, expect, it } from 'vitest';
 import { counterGumbel, counterHash } from '@fast-dllm/scheduler';
-import { f32ToBF16, loadKernels, type WasmKernels, type Region } from '../src/index.js';
+import { f32ToBF16, loadKernels as loadBuild, relaxedSimdAvailable, type WasmKernels, type Region } from '../src/index.js';
 
 /** Small deterministic generator for test inputs (mulberry32); not the engine RNG. */
 function rand(seed: number): () => number {
@@ -118,38 +118,67 @@ function refAttention(q: Float32Array, k: Float32Array, v: Float32Array, nq: num
   return out;
 }
 
-for (const simd of [true, false]) {
-  describe(`wasm kernels (${simd ? 'SIMD release build' : 'scalar debug build'})`, () => {
+// The three kernel builds a user can get: plain SIMD, SIMD + relaxed-SIMD FMA (skipped where the runtime lacks it),
+// and the scalar debug build.
+const builds = [
+  { label: 'SIMD release build', simd: true, fma: false },
+  { label: 'SIMD + FMA (relaxed SIMD) build', simd: true, fma: true },
+  { label: 'scalar debug build', simd: false, fma: undefined },
+] as const;
+const haveFma = await relaxedSimdAvailable();
+
+for (const { label, simd, fma } of builds) {
+  describe.skipIf(fma === true && !haveFma)(`wasm kernels (${label})`, () => {
+    const loadKernels = (): Promise<WasmKernels> => loadBuild({ simd, fma });
     // Shapes: aligned, ragged (in % 4 != 0, out % 4 != 0, n % 4 != 0), and the fixture/100M-model shapes cut down.
     const mmCases = [
       { n: 8, k: 64, m: 32, seed: 101 },
       { n: 5, k: 37, m: 13, seed: 102 },
       { n: 1, k: 3, m: 1, seed: 103 },
       { n: 33, k: 768, m: 70, seed: 104 },
-      { n: 7, k: 601, m: 9, seed: 105 }, // three K panels (256+256+89), ragged everywhere
+      { n: 7, k: 601, m: 9, seed: 105 }, // three K blocks (256+256+89), ragged everywhere
+      { n: 70, k: 300, m: 24, seed: 106 }, // two row blocks (64 + 6): 4-row tiles and 1-row leftovers
     ];
     for (const c of mmCases) {
       for (const bias of [false, true]) {
         it(`matmul n=${c.n} in=${c.k} out=${c.m} bias=${bias} seed=${c.seed}`, async () => {
-          const K = await loadKernels({ simd });
+          const K = await loadKernels();
           const x = randn(c.n * c.k, c.seed), w = randn(c.m * c.k, c.seed + 1), b = randn(c.m, c.seed + 2);
-          const rx = K.allocF32(x.length, x), rw = K.allocF32(w.length, w), rb = K.allocF32(b.length, b);
+          const rx = K.allocF32(x.length, x), rw = K.allocWeight(w, c.m, c.k), rb = K.allocF32(b.length, b);
           const ry = allocGuarded(K, c.n * c.m);
-          K.matmul(rx, rw, bias ? rb : null, ry, c.n, c.k, c.m);
+          K.matmul(rx, rw, bias ? rb : null, ry, c.n);
           expect(guardsIntact(K, ry), `matmul guards seed=${c.seed}`).toBe(true);
-          // f32 accumulation vs f64: measured NMSE 4e-15..2.4e-13 (worst: in=768); 1e-11 leaves ~40× headroom.
+          // f32 accumulation vs f64: measured NMSE 3e-16..2.4e-13 over the SIMD, FMA and scalar builds (worst: scalar,
+          // in=768); 1e-11 leaves ~40× headroom.
           check('matmul', c.seed, K.f32(ry), refMatmul(x, w, bias ? b : null, c.n, c.k, c.m), 1e-11);
         });
       }
     }
 
-    for (const c of [{ n: 9, k: 70, m: 11, seed: 111 }, { n: 32, k: 768, m: 64, seed: 112 }]) {
+    for (const dtype of ['f32', 'bf16'] as const) {
+      it(`weightRow reads rows back from the packed ${dtype} layout, seed=121`, async () => {
+        const K = await loadKernels();
+        const out = 13, inDim = 5;
+        const w = randn(out * inDim, 121);
+        const rw = K.allocWeight(w, out, inDim, dtype);
+        const want = dtype === 'bf16' ? new Float32Array(new Uint32Array(Array.from(f32ToBF16(w), (h) => h << 16)).buffer) : w;
+        const row = new Float32Array(inDim);
+        for (let r = 0; r < out; r++) {
+          K.weightRow(rw, r, row);
+          expect(Array.from(row), `row ${r}`).toEqual(Array.from(want.subarray(r * inDim, (r + 1) * inDim)));
+        }
+        expect(() => K.weightRow(rw, out, row)).toThrow(/row 13 outside 0..12/);
+      });
+    }
+
+    for (const c of [{ n: 9, k: 70, m: 11, seed: 111 }, { n: 32, k: 768, m: 64, seed: 112 }, { n: 6, k: 300, m: 37, seed: 113 }]) {
       it(`matmul bf16 weights n=${c.n} in=${c.k} out=${c.m} seed=${c.seed}`, async () => {
-        const K = await loadKernels({ simd });
+        const K = await loadKernels();
         const x = randn(c.n * c.k, c.seed), w = randn(c.m * c.k, c.seed + 1), b = randn(c.m, c.seed + 2);
         const wq = new Float32Array(new Uint32Array(Array.from(f32ToBF16(w), (h) => h << 16)).buffer); // W rounded to bf16
-        const rx = K.allocF32(x.length, x), rw = K.allocBF16(w), rb = K.allocF32(c.m, b), ry = allocGuarded(K, c.n * c.m);
-        K.matmulBF16(rx, rw, rb, ry, c.n, c.k, c.m);
+        const rx = K.allocF32(x.length, x), rw = K.allocWeight(w, c.m, c.k, 'bf16'), rb = K.allocF32(c.m, b);
+        const ry = allocGuarded(K, c.n * c.m);
+        K.matmul(rx, rw, rb, ry, c.n);
         expect(guardsIntact(K, ry)).toBe(true);
         // Widening bf16 → f32 is exact, so only f32 accumulation differs: same spread as the f32 matmul.
         check('matmulBF16', c.seed, K.f32(ry), refMatmul(x, wq, b, c.n, c.k, c.m), 1e-11);
@@ -160,7 +189,7 @@ for (const simd of [true, false]) {
 
     for (const c of [{ n: 4, d: 64, seed: 201 }, { n: 3, d: 771, seed: 202 }]) {
       it(`rmsnorm n=${c.n} d=${c.d} seed=${c.seed}`, async () => {
-        const K = await loadKernels({ simd });
+        const K = await loadKernels();
         const x = randn(c.n * c.d, c.seed, 3), g = randn(c.d, c.seed + 1);
         const rx = K.allocF32(x.length, x), rg = K.allocF32(g.length, g), ry = allocGuarded(K, x.length);
         K.rmsnorm(rx, rg, ry, c.n, c.d, 1e-5);
@@ -171,7 +200,7 @@ for (const simd of [true, false]) {
     }
 
     it('rope NeoX, absolute positions, seed=301', async () => {
-      const K = await loadKernels({ simd });
+      const K = await loadKernels();
       const n = 6, H = 3, hd = 16;
       const x = randn(n * H * hd, 301);
       const pos = Int32Array.from([0, 1, 7, 63, 300, 4095]);
@@ -182,7 +211,7 @@ for (const simd of [true, false]) {
     });
 
     it('swiglu seed=401', async () => {
-      const K = await loadKernels({ simd });
+      const K = await loadKernels();
       const g = randn(97, 401, 8), u = randn(97, 402);
       const rg = K.allocF32(97, g), ru = K.allocF32(97, u), ro = allocGuarded(K, 97);
       K.swiglu(rg, ru, ro, 97);
@@ -194,7 +223,7 @@ for (const simd of [true, false]) {
 
     for (const c of [{ nq: 5, nk: 19, H: 4, KVH: 4, hd: 16, seed: 501 }, { nq: 3, nk: 40, H: 6, KVH: 2, hd: 10, seed: 502 }]) {
       it(`attention nq=${c.nq} nk=${c.nk} H=${c.H} KVH=${c.KVH} hd=${c.hd} seed=${c.seed}`, async () => {
-        const K = await loadKernels({ simd });
+        const K = await loadKernels();
         const q = randn(c.nq * c.H * c.hd, c.seed, 2), k = randn(c.nk * c.KVH * c.hd, c.seed + 1, 2), v = randn(c.nk * c.KVH * c.hd, c.seed + 2);
         const rq = K.allocF32(q.length, q), rk = K.allocF32(k.length, k), rv = K.allocF32(v.length, v);
         const ro = allocGuarded(K, q.length), rs = K.allocF32(c.nk);
@@ -207,7 +236,7 @@ for (const simd of [true, false]) {
     }
 
     it('counter RNG matches rng.ts bit for bit (hash) and to 1e-12 (gumbel), seed=601', async () => {
-      const K = await loadKernels({ simd });
+      const K = await loadKernels();
       const r = rand(601);
       for (let t = 0; t < 2000; t++) {
         const s = (r() * 2 ** 32) >>> 0, f = (r() * 2 ** 32) >>> 0, p = (r() * 2 ** 32) >>> 0, l = (r() * 2 ** 32) >>> 0;
@@ -217,7 +246,7 @@ for (const simd of [true, false]) {
     });
 
     it('reduceRow: argmax with ties to lowest id, probs, top2, entropy, Gumbel sample, seed=701', async () => {
-      const K = await loadKernels({ simd });
+      const K = await loadKernels();
       const V = 1000;
       const l = randn(V, 701, 5);
       l[10] = 9; l[500] = 9; // tie: lowest id wins
@@ -255,10 +284,10 @@ describe('f32ToBF16', () => {
 
 describe('wasm memory limits', () => {
   it('refuses more than 4 GiB with the amount needed', async () => {
-    const K = await loadKernels();
+    const K = await loadBuild();
     expect(() => K.alloc(5 * 2 ** 30)).toThrow(/needs 5\.00 GiB .*at most 4 GiB/);
   });
   it('scalar build refuses simd: true', async () => {
-    await expect(loadKernels({ build: 'scalar', simd: true })).rejects.toThrow(/scalar build/);
+    await expect(loadBuild({ build: 'scalar', simd: true })).rejects.toThrow(/scalar build/);
   });
 });
