@@ -7,7 +7,7 @@
 import { execFileSync } from 'node:child_process';
 import { readFileSync, writeFileSync, mkdirSync } from 'node:fs';
 import os from 'node:os';
-import { loadKernels, loadThreadedKernels, WasmEngine } from '@fast-dllm/engine-wasm';
+import { loadKernels, loadThreadedKernels, relaxedSimdAvailable, WasmEngine } from '@fast-dllm/engine-wasm';
 import { tensorNames } from '@fast-dllm/model';
 
 const quick = process.argv.includes('--quick');
@@ -39,26 +39,43 @@ const results = { date: new Date().toISOString(), machine: {}, matmul: [], forwa
 const cpu = readFileSync('/proc/cpuinfo', 'utf8').match(/model name\s*:\s*(.*)/)?.[1] ?? 'unknown';
 results.machine = { cpu, cores: os.cpus().length, node: process.version, load1: os.loadavg()[0] };
 
-// ---- kernels: SIMD 1 and 2 threads; the scalar debug build (unoptimised) on the fixture shapes only
-for (const [build, threads] of [['simd', 1], ['simd', 2], ['scalar', 1]]) {
-  const simd = build === 'simd';
-  const K = threads > 1 ? await loadThreadedKernels(threads) : await loadKernels({ simd });
+// ---- kernels: plain SIMD and SIMD + FMA (relaxed SIMD) on 1 thread, FMA on 2 threads; the scalar debug build
+// (unoptimised) on the fixture shapes only
+const fmaOk = await relaxedSimdAvailable();
+results.machine.relaxedSimd = fmaOk;
+const configs = [
+  { name: 'simd', threads: 1, fma: false }, { name: 'simd+fma', threads: 1, fma: true },
+  { name: 'simd+fma', threads: 2, fma: true }, { name: 'scalar', threads: 1, simd: false },
+].filter((c) => !c.fma || fmaOk);
+const load = (c) => (c.threads > 1 ? loadThreadedKernels(c.threads, { fma: c.fma }) : loadKernels({ simd: c.simd ?? true, fma: c.simd === false ? undefined : c.fma }));
+for (const c of configs) {
+  const K = await load(c);
   for (const [label, n, k, m] of shapes) {
-    if (!simd && (quick || label.startsWith('100M'))) continue;
+    if (c.simd === false && (quick || label.startsWith('100M'))) continue;
     const mark = K.mark();
-    const x = K.allocF32(n * k, rnd(n * k, 1)), w = K.allocF32(m * k, rnd(m * k, 2)), y = K.allocF32(n * m);
-    const ms = timeBest(() => K.matmul(x, w, null, y, n, k, m), n * k * m > 1e8 ? 3 : 10);
-    results.matmul.push({ label, n, in: k, out: m, build, threads, gflops: 2 * n * k * m / ms / 1e6 });
+    const x = K.allocF32(n * k, rnd(n * k, 1)), w = K.allocWeight(rnd(m * k, 2), m, k), y = K.allocF32(n * m);
+    const ms = timeBest(() => K.matmul(x, w, null, y, n), n * k * m > 1e8 ? 3 : 10);
+    results.matmul.push({ label, n, in: k, out: m, build: K.build, threads: c.threads, gflops: 2 * n * k * m / ms / 1e6 });
     K.release(mark);
   }
   await K.parallel?.dispose();
 }
+results.notes.push('Weights are packed into 8-column panels at load (not timed); x and y are plain row-major f32.');
 results.notes.push('Only the matmuls run on worker threads; attention, norms and the row reductions stay on the calling thread.');
-results.notes.push('Shared machine: other jobs were running (see load); BLAS numbers were measured in the same run for a fair ratio.');
+results.notes.push('BLAS numbers were measured in the same run for a fair ratio; load is the 1-minute average when the run started.');
 
 // ---- native sgemm + PyTorch forward in the same run
-const native = JSON.parse(execFileSync('/usr/bin/python3', [new URL('./native_sgemm.py', import.meta.url).pathname,
-  JSON.stringify({ shapes: shapes.map((s) => s.slice(1)), threads: [1, 2], model: quick ? null : BIG })], { encoding: 'utf8', maxBuffer: 1 << 24 }));
+// OpenBLAS fixes its thread count when it loads (torch.set_num_threads does not limit it), so each thread
+// count runs in its own process with OPENBLAS_NUM_THREADS / OMP_NUM_THREADS set.
+const native = { sgemm: [], forward: [] };
+for (const th of [1, 2]) {
+  const r = JSON.parse(execFileSync('/usr/bin/python3', [new URL('./native_sgemm.py', import.meta.url).pathname,
+    JSON.stringify({ shapes: shapes.map((s) => s.slice(1)), threads: [th], model: quick ? null : BIG })],
+  { encoding: 'utf8', maxBuffer: 1 << 24, env: { ...process.env, OPENBLAS_NUM_THREADS: String(th), OMP_NUM_THREADS: String(th) } }));
+  native.torch = r.torch;
+  native.sgemm.push(...r.sgemm);
+  native.forward.push(...r.forward);
+}
 results.native = native;
 for (const r of results.matmul) {
   const b = native.sgemm.find((s) => s.n === r.n && s.in === r.in && s.out === r.out && s.threads === 1);
@@ -78,8 +95,9 @@ if (!quick) {
   const names = tensorNames(desc);
   const shapesByName = new Map();
   let seed = 3;
-  for (const threads of [1, 2]) {
-  const K = threads > 1 ? await loadThreadedKernels(threads) : await loadKernels();
+  for (const c of configs.filter((c) => c.simd !== false)) {
+  const K = await load(c);
+  const key = `${K.build} ${c.threads} thread(s)`;
   const engine = await WasmEngine.load(desc, names, async (name) => {
     const isNorm = /norm/i.test(name);
     const n = isNorm ? BIG.d : name === names.embed || name === names.lmHead ? BIG.vocab * BIG.d
@@ -96,7 +114,18 @@ if (!quick) {
   const full = await t({ canvas, mode: 'full', start: 0, end: L, positions: range(BIG.P, L) }, 2);
   const prefix = await t({ canvas, mode: 'prefix', start: s, end: L, positions: range(s, s + BIG.block) }, 2);
   const dual = await t({ canvas, mode: 'dual', start: s, end: s + BIG.block, positions: range(s, s + BIG.block) }, 3);
-  results.forward[`wasmThreads${threads}`] = { fullMs: full, prefixMs: prefix, dualMs: dual, dualOverFull: dual / full };
+  // Where the full forward's time goes: wall time per kernel host call, one extra forward.
+  const prof = {};
+  for (const op of ['matmul', 'attention', 'rmsnorm', 'rope', 'swiglu', 'reduceRow']) {
+    const orig = K[op].bind(K);
+    K[op] = (...a) => { const t0 = performance.now(); const r = orig(...a); prof[op] = (prof[op] ?? 0) + performance.now() - t0; return r; };
+  }
+  const t0 = performance.now();
+  await engine.forward({ canvas, mode: 'full', start: 0, end: L, positions: range(BIG.P, L) });
+  const profiledMs = performance.now() - t0;
+  for (const op of Object.keys(prof)) delete K[op];
+  results.forward[key] = { build: K.build, threads: c.threads, fullMs: full, prefixMs: prefix, dualMs: dual, dualOverFull: dual / full,
+    fullProfileMs: { ...Object.fromEntries(Object.entries(prof).map(([k, v]) => [k, Math.round(v)])), other: Math.round(profiledMs - Object.values(prof).reduce((a, b) => a + b, 0)) } };
   await engine.dispose();
   }
   results.forward.model = BIG;
@@ -107,15 +136,17 @@ const day = results.date.slice(0, 10);
 mkdirSync(new URL('../results/', import.meta.url), { recursive: true });
 writeFileSync(new URL(`../results/wasm-${day}.json`, import.meta.url), JSON.stringify(results, null, 2) + '\n');
 const f = (x, d = 1) => (x === undefined ? '—' : x.toFixed(d));
-let md = `# WASM engine benchmark, ${results.date}\n\nMachine: ${cpu}, ${results.machine.cores} cores, node ${process.version}, load ${f(results.machine.load1, 2)} at start (shared machine).\n\n`;
+let md = `# WASM engine benchmark, ${results.date}\n\nMachine: ${cpu}, ${results.machine.cores} cores, node ${process.version}, ` +
+  `relaxed SIMD ${fmaOk ? 'available' : 'not available'}, load ${f(results.machine.load1, 2)} at start.\n\n`;
 md += '| matmul | n×in×out | build | threads | GFLOP/s | BLAS same threads | ratio |\n|---|---|---|---|---|---|---|\n';
 for (const r of results.matmul) md += `| ${r.label} | ${r.n}×${r.in}×${r.out} | ${r.build} | ${r.threads} | ${f(r.gflops)} | ${f(r.blasSameThreads)} | ${f(r.ratioToBlas, 2)} |\n`;
-md += '\nNative sgemm, 2 threads (GFLOP/s): ' + native.sgemm.filter((s) => s.threads === 2).map((s) => `${s.n}×${s.in}×${s.out}: ${f(s.gflops)}`).join(', ') + '\n';
+for (const th of [1, 2]) md += `\nNative sgemm (PyTorch ${native.torch} over OpenBLAS), ${th} thread(s) (GFLOP/s): ` + native.sgemm.filter((s) => s.threads === th).map((s) => `${s.n}×${s.in}×${s.out}: ${f(s.gflops)}`).join(', ') + '\n';
 if (results.forward.model) {
   md += `\n100M LLaDA-shaped model, prompt ${BIG.P} + gen ${BIG.G}, block ${BIG.block}:\n`;
-  for (const t of [1, 2]) {
-    const r = results.forward[`wasmThreads${t}`];
-    md += `- WASM ${t} thread(s): full ${f(r.fullMs, 0)} ms, prefix ${f(r.prefixMs, 0)} ms, dual ${f(r.dualMs, 0)} ms (dual/full ${f(r.dualOverFull, 3)})\n`;
+  for (const [key, r] of Object.entries(results.forward)) {
+    if (!r.fullMs) continue;
+    md += `- WASM ${key}: full ${f(r.fullMs, 0)} ms, prefix ${f(r.prefixMs, 0)} ms, dual ${f(r.dualMs, 0)} ms (dual/full ${f(r.dualOverFull, 3)}); ` +
+      `full forward by kernel (ms): ${Object.entries(r.fullProfileMs).map(([k, v]) => `${k} ${v}`).join(', ')}\n`;
   }
   md += `- PyTorch CPU full forward: ${Object.entries(results.forward.torchFullMs).map(([k, v]) => `${k} ${f(v, 0)} ms`).join(', ')}\n`;
 }

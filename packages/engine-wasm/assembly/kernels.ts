@@ -271,61 +271,115 @@ export function swiglu(gate: usize, up: usize, out: usize, count: i32): void {
 
 // ---------------------------------------------------------------- attention over cache segments
 
-/** scores (nk,) f32 ← exp(scores - mx) in place; returns 1 / their sum (the softmax normaliser). Shared by both twins: it is scalar code. */
-function expShifted(scores: usize, nk: i32, mx: f32): f32 {
+/**
+ * scores (nk,) f32 ← softmax: exp(scores - mx) / Σ, in place. Shared by both twins (scalar code), so the
+ * twins differ only in their dot products and weighted sums.
+ */
+function softmaxInPlace(scores: usize, nk: i32, mx: f32): void {
   let sum: f32 = 0;
   for (let t = 0; t < nk; t++) {
     const e = Mathf.exp(load<f32>(scores + (<usize>t << 2)) - mx);
     store<f32>(scores + (<usize>t << 2), e);
     sum += e;
   }
-  return <f32>1.0 / sum;
+  const inv = <f32>1.0 / sum;
+  for (let t = 0; t < nk; t++) store<f32>(scores + (<usize>t << 2), load<f32>(scores + (<usize>t << 2)) * inv);
+}
+
+/** [Σa0, Σa1, Σa2, Σa3]: four horizontal sums at once (a 4×4 transpose folded into adds). */
+// @ts-ignore: decorator
+@inline function hsum4(a0: v128, a1: v128, a2: v128, a3: v128): v128 {
+  const s01 = f32x4.add(v128.shuffle<f32>(a0, a1, 0, 4, 1, 5), v128.shuffle<f32>(a0, a1, 2, 6, 3, 7)); // a0₀₂ a1₀₂ a0₁₃ a1₁₃
+  const s23 = f32x4.add(v128.shuffle<f32>(a2, a3, 0, 4, 1, 5), v128.shuffle<f32>(a2, a3, 2, 6, 3, 7));
+  return f32x4.add(v128.shuffle<f32>(s01, s23, 0, 1, 4, 5), v128.shuffle<f32>(s01, s23, 2, 3, 6, 7));
 }
 
 /**
  * out (nq, H, hd) = softmax(q·kᵀ · scale) · v for each query row and head, over nk key rows.
  * q: (nq, H, hd); k, v: (nk, KVH, hd) — the caller lays the visible keys (cached segments and fresh K/V)
  * contiguously; head h reads KV head h / (H / KVH) (GQA). scores: (nk,) f32 scratch.
- * Softmax in f32 with max subtraction.
+ * Softmax in f32 with max subtraction. Scores are computed 4 keys at a time; the weighted sum of V keeps
+ * 32 output dims (8 f32x4) in registers across all keys instead of reloading the output row per key.
  */
 export function attention(
   q: usize, k: usize, v: usize, out: usize, scores: usize, nq: i32, nk: i32, H: i32, KVH: i32, hd: i32, scale: f32,
 ): void {
   const group = H / KVH;
   const D4 = hd & ~3;
+  const kvStride = <usize>(KVH * hd) << 2; // bytes between key rows
+  const vscale = f32x4.splat(scale);
   for (let i = 0; i < nq; i++) {
     for (let h = 0; h < H; h++) {
       const qr = q + (((<usize>i * <usize>H + <usize>h) * <usize>hd) << 2);
-      const kvh = h / group;
+      const kvOff = (<usize>(h / group) * <usize>hd) << 2;
+      let vmx = f32x4.splat(-Infinity);
       let mx: f32 = -Infinity;
-      for (let t = 0; t < nk; t++) {
-        const kr = k + (((<usize>t * <usize>KVH + <usize>kvh) * <usize>hd) << 2);
+      let t = 0;
+      for (; t + 4 <= nk; t += 4) {
+        const k0 = k + <usize>t * kvStride + kvOff, k1 = k0 + kvStride, k2 = k1 + kvStride, k3 = k2 + kvStride;
+        let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
+        for (let c = 0; c < D4; c += 4) {
+          const o = <usize>c << 2;
+          const qv = v128.load(qr + o);
+          a0 = madd(qv, v128.load(k0 + o), a0); a1 = madd(qv, v128.load(k1 + o), a1);
+          a2 = madd(qv, v128.load(k2 + o), a2); a3 = madd(qv, v128.load(k3 + o), a3);
+        }
+        let s = hsum4(a0, a1, a2, a3);
+        if (D4 < hd) {
+          s = f32x4.add(s, f32x4(dotTail(qr, k0, D4, hd), dotTail(qr, k1, D4, hd), dotTail(qr, k2, D4, hd), dotTail(qr, k3, D4, hd)));
+        }
+        s = f32x4.mul(s, vscale);
+        v128.store(scores + (<usize>t << 2), s);
+        vmx = f32x4.max(vmx, s);
+      }
+      for (; t < nk; t++) {
+        const kr = k + <usize>t * kvStride + kvOff;
         let acc = f32x4.splat(0);
         for (let c = 0; c < D4; c += 4) acc = madd(v128.load(qr + (<usize>c << 2)), v128.load(kr + (<usize>c << 2)), acc);
-        let s = hsum(acc);
-        for (let c = D4; c < hd; c++) s += load<f32>(qr + (<usize>c << 2)) * load<f32>(kr + (<usize>c << 2));
-        s *= scale;
+        const s = (hsum(acc) + dotTail(qr, kr, D4, hd)) * scale;
         store<f32>(scores + (<usize>t << 2), s);
         if (s > mx) mx = s;
       }
-      const inv = expShifted(scores, nk, mx);
+      mx = max(mx, max(max(f32x4.extract_lane(vmx, 0), f32x4.extract_lane(vmx, 1)), max(f32x4.extract_lane(vmx, 2), f32x4.extract_lane(vmx, 3))));
+      softmaxInPlace(scores, nk, mx);
       const orow = out + (((<usize>i * <usize>H + <usize>h) * <usize>hd) << 2);
-      for (let c = 0; c < hd; c++) store<f32>(orow + (<usize>c << 2), 0);
-      for (let t = 0; t < nk; t++) {
-        const pw = load<f32>(scores + (<usize>t << 2)) * inv;
-        const vp = f32x4.splat(pw);
-        const vr = v + (((<usize>t * <usize>KVH + <usize>kvh) * <usize>hd) << 2);
-        for (let c = 0; c < D4; c += 4) {
-          const o = <usize>c << 2;
-          v128.store(orow + o, madd(vp, v128.load(vr + o), v128.load(orow + o)));
+      const vh = v + kvOff;
+      let c = 0;
+      for (; c + 32 <= D4; c += 32) {
+        const o = <usize>c << 2;
+        let o0 = f32x4.splat(0), o1 = f32x4.splat(0), o2 = f32x4.splat(0), o3 = f32x4.splat(0);
+        let o4 = f32x4.splat(0), o5 = f32x4.splat(0), o6 = f32x4.splat(0), o7 = f32x4.splat(0);
+        for (let t = 0; t < nk; t++) {
+          const p = v128.load32_splat(scores + (<usize>t << 2));
+          const vr = vh + <usize>t * kvStride + o;
+          o0 = madd(p, v128.load(vr), o0); o1 = madd(p, v128.load(vr, 16), o1);
+          o2 = madd(p, v128.load(vr, 32), o2); o3 = madd(p, v128.load(vr, 48), o3);
+          o4 = madd(p, v128.load(vr, 64), o4); o5 = madd(p, v128.load(vr, 80), o5);
+          o6 = madd(p, v128.load(vr, 96), o6); o7 = madd(p, v128.load(vr, 112), o7);
         }
-        for (let c = D4; c < hd; c++) {
-          const o = <usize>c << 2;
-          store<f32>(orow + o, load<f32>(orow + o) + pw * load<f32>(vr + o));
-        }
+        v128.store(orow + o, o0); v128.store(orow + o, o1, 16); v128.store(orow + o, o2, 32); v128.store(orow + o, o3, 48);
+        v128.store(orow + o, o4, 64); v128.store(orow + o, o5, 80); v128.store(orow + o, o6, 96); v128.store(orow + o, o7, 112);
+      }
+      for (; c < D4; c += 4) {
+        const o = <usize>c << 2;
+        let a = f32x4.splat(0);
+        for (let t = 0; t < nk; t++) a = madd(v128.load32_splat(scores + (<usize>t << 2)), v128.load(vh + <usize>t * kvStride + o), a);
+        v128.store(orow + o, a);
+      }
+      for (; c < hd; c++) {
+        let a: f32 = 0;
+        for (let t = 0; t < nk; t++) a += load<f32>(scores + (<usize>t << 2)) * load<f32>(vh + <usize>t * kvStride + (<usize>c << 2));
+        store<f32>(orow + (<usize>c << 2), a);
       }
     }
   }
+}
+
+// @ts-ignore: decorator
+@inline function dotTail(a: usize, b: usize, from: i32, to: i32): f32 {
+  let s: f32 = 0;
+  for (let c = from; c < to; c++) s += load<f32>(a + (<usize>c << 2)) * load<f32>(b + (<usize>c << 2));
+  return s;
 }
 
 /** Scalar twin of attention. */
@@ -346,12 +400,12 @@ export function attentionScalar(
         store<f32>(scores + (<usize>t << 2), s);
         if (s > mx) mx = s;
       }
-      const inv = expShifted(scores, nk, mx);
+      softmaxInPlace(scores, nk, mx);
       const orow = out + (((<usize>i * <usize>H + <usize>h) * <usize>hd) << 2);
       for (let c = 0; c < hd; c++) {
         let a: f32 = 0;
         for (let t = 0; t < nk; t++) {
-          a += load<f32>(scores + (<usize>t << 2)) * inv * load<f32>(v + (((<usize>t * <usize>KVH + <usize>kvh) * <usize>hd + <usize>c) << 2));
+          a += load<f32>(scores + (<usize>t << 2)) * load<f32>(v + (((<usize>t * <usize>KVH + <usize>kvh) * <usize>hd + <usize>c) << 2));
         }
         store<f32>(orow + (<usize>c << 2), a);
       }
@@ -394,7 +448,7 @@ export function counterGumbel(seed: u32, forwardIndex: u32, position: u32, lane:
 // ---------------------------------------------------------------- per-position reduction of a logits row
 
 /**
- * Reduces one logits row (vocab,) f32 into res (6,) f64:
+ * Reduces one logits row (vocab,) f32 into res (5,) f64:
  *   [0] token: argmax (ties to the lowest id) or, when temperature > 0, argmax_v(l_v / T + gumbel) in f64
  *   [1] clean softmax prob of the token   [2] top-1 prob   [3] top-2 prob   [4] entropy (nats)
  * Softmax in f64 with max subtraction.
@@ -408,15 +462,15 @@ export function reduceRow(
     const l = <f64>load<f32>(logits + (<usize>v << 2));
     if (l > m1) { m2 = m1; m1 = l; arg = v; } else if (l > m2) m2 = l;
   }
-  let z: f64 = 0;
-  for (let v = 0; v < vocab; v++) z += Math.exp(<f64>load<f32>(logits + (<usize>v << 2)) - m1);
-  let ent: f64 = 0;
-  const logZ = Math.log(z);
+  // One exp per entry: z = Σ e_v and S = Σ e_v (l_v - m1), e_v = exp(l_v - m1); entropy = log z - S / z.
+  let z: f64 = 0, sl: f64 = 0;
   for (let v = 0; v < vocab; v++) {
-    const lp = <f64>load<f32>(logits + (<usize>v << 2)) - m1 - logZ;
-    const p = Math.exp(lp);
-    if (p > 0) ent -= p * lp;
+    const dl = <f64>load<f32>(logits + (<usize>v << 2)) - m1;
+    const e = Math.exp(dl);
+    z += e;
+    sl += e * dl;
   }
+  const ent = Math.log(z) - sl / z;
   let tok = arg;
   if (temperature > 0) {
     let best: f64 = -Infinity;
@@ -430,5 +484,18 @@ export function reduceRow(
   store<f64>(res, 1.0 / z, 16);
   store<f64>(res, Math.exp(m2 - m1) / z, 24);
   store<f64>(res, ent, 32);
+}
+
+/**
+ * reduceRow over n rows: logits (n, vocab) f32, res (n, 5) f64, positions (n,) i32 (each row's canvas
+ * position, the Gumbel counter's `position`).
+ */
+export function reduceRows(
+  logits: usize, vocab: i32, res: usize, positions: usize, n: i32, temperature: f64, seed: u32, forwardIndex: u32,
+): void {
+  for (let r = 0; r < n; r++) {
+    reduceRow(logits + (<usize>r * <usize>vocab << 2), vocab, res + <usize>r * 40, temperature, seed, forwardIndex,
+      load<u32>(positions + (<usize>r << 2)));
+  }
 }
 

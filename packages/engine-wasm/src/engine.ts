@@ -20,8 +20,8 @@
  *            │ SCRATCH (sized for L rows)                                           │
  *            │   x (L, d) residual · h (L, d) normed · q (L, H*hd) · att (L, H*hd)     │
  *            │   tmp (L, d) · gate (L, ff) · up (L, ff) · kTmp/vTmp (L, KV*hd) prefix  │
- *            │   copies · scores (L) · pos (L) i32 · sel (L, d) gathered rows ·       │
- *            │   logits (L, V) · res (5) f64 per-row reduction                       │
+ *            │   copies · scores (threads, L) · pos (L) i32 · sel (L, d) gathered rows │
+ *            │   · logits (L, V) · res (L, 5) f64 per-row reductions                 │
  *            └──────────────────────────────────────────────────────────────────────┘
  */
 import {
@@ -59,11 +59,11 @@ export function weightBytes(m: ModelDescription, dtype: WeightDType = 'f32'): nu
   return lin * linear + 4 * (f32 + embedF32);
 }
 
-/** Bytes of cache + scratch for a canvas of L tokens. */
-export function workspaceBytes(m: ModelDescription, L: number): number {
+/** Bytes of cache + scratch for a canvas of L tokens with `threads` kernel threads (one scores row each). */
+export function workspaceBytes(m: ModelDescription, L: number, threads = 1): number {
   const { hiddenSize: d, numHeads: H, numKvHeads: KV, headDim: hd, intermediateSize: ff, vocabSize: V } = m;
   const kw = KV * hd;
-  return 4 * (2 * m.numLayers * L * kw + L * (4 * d + 2 * H * hd + 2 * ff + 2 * kw + 2 + V)) + 40 + 16 * 32;
+  return 4 * (2 * m.numLayers * L * kw + L * (4 * d + 2 * H * hd + 2 * ff + 2 * kw + threads + 1 + V)) + 40 * L + 16 * 32;
 }
 
 export class WasmEngine implements Engine {
@@ -97,7 +97,7 @@ export class WasmEngine implements Engine {
   static async load(
     desc: ModelDescription, names: ModelTensorNames, read: TensorReader, K: WasmKernels, weightDType: WeightDType = 'f32',
   ): Promise<WasmEngine> {
-    const need = K.usedBytes + weightBytes(desc, weightDType) + workspaceBytes(desc, Math.min(desc.maxPositions, 64));
+    const need = K.usedBytes + weightBytes(desc, weightDType) + workspaceBytes(desc, Math.min(desc.maxPositions, 64), K.threads);
     if (need > WASM32_MAX_BYTES) {
       throw new Error(
         `wasm engine: this model needs ${(need / 2 ** 30).toFixed(2)} GiB of linear memory (f32 weights + a 64-token workspace) ` +
@@ -158,7 +158,7 @@ export class WasmEngine implements Engine {
     const m = this.desc;
     K.release(this.weightsEnd);
     this.ws = null;
-    const need = this.weightsEnd + workspaceBytes(m, L);
+    const need = this.weightsEnd + workspaceBytes(m, L, K.threads);
     if (need > WASM32_MAX_BYTES) {
       throw new Error(`wasm engine: a canvas of ${L} tokens needs ${(need / 2 ** 30).toFixed(2)} GiB of linear memory; wasm32 allows 4 GiB. Use a shorter canvas`);
     }
@@ -174,8 +174,8 @@ export class WasmEngine implements Engine {
       L, kCache, vCache,
       x: K.allocF32(L * d), h: K.allocF32(L * d), q: K.allocF32(L * H * hd), att: K.allocF32(L * H * hd),
       tmp: K.allocF32(L * d), gate: K.allocF32(L * ff), up: K.allocF32(L * ff),
-      kTmp: K.allocF32(L * kw), vTmp: K.allocF32(L * kw), scores: K.allocF32(L), pos: K.allocI32(L),
-      sel: K.allocF32(L * d), logits: K.allocF32(L * V), res: K.allocF32(10),
+      kTmp: K.allocF32(L * kw), vTmp: K.allocF32(L * kw), scores: K.allocF32(L * K.threads), pos: K.allocI32(L),
+      sel: K.allocF32(L * d), logits: K.allocF32(L * V), res: { ptr: K.alloc(L * 40), length: L * 5 },
     };
   }
 
@@ -257,9 +257,10 @@ export class WasmEngine implements Engine {
     const top2 = new Float64Array(np); // (np)
     const entropy = new Float64Array(np); // (np) nats
     const s = req.sampling;
+    K.i32(ws.pos).set(req.positions); // the layers are done with pos: it now holds each row's canvas position
+    const rows = K.reduceRows(ws.logits, V, np, ws.pos, ws.res, s ? s.temperature : 0, s ? s.seed : 0, s ? s.forwardIndex : 0);
     for (let i = 0; i < np; i++) {
-      const r = K.reduceRow({ ptr: ws.logits.ptr + i * V * 4, length: V }, V, ws.res,
-        s ? s.temperature : 0, s ? s.seed : 0, s ? s.forwardIndex : 0, req.positions[i]);
+      const r = rows[i];
       tokens[i] = r.token;
       probs[i] = r.prob;
       top1[i] = r.top1;

@@ -15,8 +15,8 @@
 export const WASM32_MAX_BYTES = 4 * 1024 * 1024 * 1024;
 const PAGE = 65536;
 
-/** Exports of build/release.wasm (SIMD) and build/scalar.wasm (scalar twins only). Pointers are byte offsets. */
-interface KernelExports {
+/** Exports of the SIMD builds (release, release-fma, threads, threads-fma) and of build/scalar.wasm (scalar twins only). Pointers are byte offsets. */
+export interface KernelExports {
   memory: WebAssembly.Memory;
   heapBase(): number;
   matmulF32?(x: number, w: number, b: number, y: number, n: number, inDim: number, out: number): void;
@@ -32,6 +32,7 @@ interface KernelExports {
   counterHash(seed: number, forwardIndex: number, position: number, lane: number): number;
   counterGumbel(seed: number, forwardIndex: number, position: number, lane: number): number;
   reduceRow(logits: number, vocab: number, res: number, temperature: number, seed: number, forwardIndex: number, position: number): void;
+  reduceRows(logits: number, vocab: number, res: number, positions: number, n: number, temperature: number, seed: number, forwardIndex: number): void;
 }
 
 /** One region of linear memory: byte offset and length in f32 (or i32) elements. */
@@ -52,6 +53,9 @@ export interface PackedWeight extends Region {
   inDim: number;
   dtype: WeightDType;
 }
+
+/** Smallest matmul (n·inDim·out multiply-adds) that is split over the worker threads. */
+const PARALLEL_MIN_MACS = 1 << 19;
 
 /** Output columns per panel of a packed weight (NR of assembly/kernels.ts). */
 export const NR = 8;
@@ -85,12 +89,45 @@ export function packWeight(w: Float32Array, out: number, inDim: number, dtype: W
   return p;
 }
 
-/** Splits one matmul across threads (src/pool.ts implements it in Node); absent: single thread. */
-export interface MatmulParallel {
+/** Kernels that split by rows over the worker threads; the argument order of each is in parallelJob. */
+export const ParallelOp = { MatmulF32: 0, MatmulBF16: 1, Attention: 2, ReduceRows: 3 } as const;
+export type ParallelOp = (typeof ParallelOp)[keyof typeof ParallelOp];
+
+/** Runs a row-split kernel over threads (src/pool.ts implements it in Node); absent: single thread. */
+export interface ParallelKernels {
   readonly threads: number;
-  run(op: 0 | 1, x: number, w: number, b: number, y: number, n: number, inDim: number, out: number,
-    self: (x: number, y: number, rows: number) => void): void;
+  /** Posts `op` with `args` to the workers, runs the caller's slice with `self(lo, hi)`, and waits for all. */
+  run(op: ParallelOp, args: readonly number[], n: number, grain: number, self: (lo: number, hi: number) => void): void;
   dispose(): Promise<void>;
+}
+
+/**
+ * One row-split job: its row count, split grain, and how thread `index` runs rows [lo, hi). Shared by the
+ * caller (index 0) and the workers, so both cut the same slices.
+ *   MatmulF32/BF16: [x, w, b, y, n, inDim, out]
+ *   Attention:      [q, k, v, out, scores, nq, nk, H, KVH, hd, scale]; thread i uses scores + i·nk f32
+ *   ReduceRows:     [logits, vocab, res, positions, n, temperature, seed, forwardIndex]
+ */
+export function parallelJob(ex: KernelExports, op: ParallelOp, a: ArrayLike<number>, index: number): { n: number; grain: number; run(lo: number, hi: number): void } {
+  switch (op) {
+    case ParallelOp.MatmulF32:
+    case ParallelOp.MatmulBF16: {
+      const f = op === ParallelOp.MatmulF32 ? ex.matmulF32! : ex.matmulBF16!;
+      const [x, w, b, y, n, inDim, out] = Array.from(a);
+      return { n, grain: 4, run: (lo, hi) => f(x + lo * inDim * 4, w, b, y + lo * out * 4, hi - lo, inDim, out) };
+    }
+    case ParallelOp.Attention: {
+      const [q, k, v, out, scores, nq, nk, H, KVH, hd, scale] = Array.from(a);
+      const row = H * hd * 4; // bytes per query/output row
+      return { n: nq, grain: 1, run: (lo, hi) => ex.attention!(q + lo * row, k, v, out + lo * row, scores + index * nk * 4, hi - lo, nk, H, KVH, hd, scale) };
+    }
+    case ParallelOp.ReduceRows: {
+      const [logits, vocab, res, positions, n, temperature, seed, forwardIndex] = Array.from(a);
+      return { n, grain: 1, run: (lo, hi) => ex.reduceRows(logits + lo * vocab * 4, vocab, res + lo * 40, positions + lo * 4, hi - lo, temperature, seed, forwardIndex) };
+    }
+    default:
+      throw new Error(`parallelJob: unknown op ${op as number}`);
+  }
 }
 
 export interface KernelOptions {
@@ -117,7 +154,7 @@ export class WasmKernels {
   private readonly ex: KernelExports;
   private top: number;
   /** Set by the loader when threads > 1. */
-  parallel: MatmulParallel | null = null;
+  parallel: ParallelKernels | null = null;
 
   private constructor(ex: KernelExports, simd: boolean, memory: WebAssembly.Memory, build: string) {
     this.ex = ex;
@@ -245,8 +282,19 @@ export class WasmKernels {
       ? (this.simd ? this.ex.matmulF32! : this.ex.matmulF32Scalar)
       : (this.simd ? this.ex.matmulBF16! : this.ex.matmulBF16Scalar);
     const bp = b ? b.ptr : 0;
-    if (this.parallel && n >= 8) this.parallel.run(kernel, x.ptr, w.ptr, bp, y.ptr, n, inDim, out, (xp, yp, rows) => f(xp, w.ptr, bp, yp, rows, inDim, out));
+    // Below ~1 MFLOP the wake-up of the workers costs more than the split saves.
+    if (this.parallel && n >= 8 && n * inDim * out >= PARALLEL_MIN_MACS) this.split(kernel, [x.ptr, w.ptr, bp, y.ptr, n, inDim, out]);
     else f(x.ptr, w.ptr, bp, y.ptr, n, inDim, out);
+  }
+
+  /** Threads that run the row-split kernels (1 without a pool): scratch regions are sized by it. */
+  get threads(): number {
+    return this.parallel?.threads ?? 1;
+  }
+
+  private split(op: ParallelOp, args: number[]): void {
+    const job = parallelJob(this.ex, op, args, 0);
+    this.parallel!.run(op, args, job.n, job.grain, job.run);
   }
 
   /** y (n, d) = RMSNorm(x) * g; y may be x. */
@@ -275,16 +323,20 @@ export class WasmKernels {
 
   /**
    * out (nq, H, hd) = softmax(q kᵀ · scale) v; q (nq, H, hd); k, v (nk, KVH, hd) contiguous visible keys;
-   * scores (nk,) f32 scratch.
+   * scores (threads · nk,) f32 scratch, one nk slice per thread.
    */
   attention(q: Region, k: Region, v: Region, out: Region, scores: Region, nq: number, nk: number, H: number, KVH: number, hd: number, scale: number): void {
     checkLen('attention q', q, nq * H * hd);
     checkLen('attention k', k, nk * KVH * hd);
     checkLen('attention v', v, nk * KVH * hd);
     checkLen('attention out', out, nq * H * hd);
-    checkLen('attention scores', scores, nk);
+    checkLen('attention scores', scores, nk * this.threads);
     if (H % KVH !== 0) throw new Error(`attention: ${H} heads is not a multiple of ${KVH} KV heads`);
-    (this.simd ? this.ex.attention! : this.ex.attentionScalar)(q.ptr, k.ptr, v.ptr, out.ptr, scores.ptr, nq, nk, H, KVH, hd, scale);
+    if (this.parallel && nq >= 2 && nq * nk * H * hd >= PARALLEL_MIN_MACS) {
+      this.split(ParallelOp.Attention, [q.ptr, k.ptr, v.ptr, out.ptr, scores.ptr, nq, nk, H, KVH, hd, scale]);
+    } else {
+      (this.simd ? this.ex.attention! : this.ex.attentionScalar)(q.ptr, k.ptr, v.ptr, out.ptr, scores.ptr, nq, nk, H, KVH, hd, scale);
+    }
   }
 
   counterHash(seed: number, forwardIndex: number, position: number, lane: number): number {
@@ -305,6 +357,21 @@ export class WasmKernels {
     const r = new Float64Array(this.memory.buffer, res.ptr, 5);
     return { token: r[0], prob: r[1], top1: r[2], top2: r[3], entropy: r[4] };
   }
+  /**
+   * Reduces n logits rows (n, vocab) at `logits`; row i is canvas position positions[i] (its Gumbel counter).
+   * res: (n·5,) f64 scratch (length counted in f64). Rows are split over the worker threads when there are any.
+   */
+  reduceRows(logits: Region, vocab: number, n: number, positions: Region, res: Region, temperature = 0, seed = 0, forwardIndex = 0): RowReduction[] {
+    checkLen('reduceRows logits', logits, n * vocab);
+    checkLen('reduceRows positions', positions, n);
+    checkLen('reduceRows res', res, n * 5);
+    const args = [logits.ptr, vocab, res.ptr, positions.ptr, n, temperature, seed >>> 0, forwardIndex >>> 0];
+    if (this.parallel && n >= 2 && n * vocab >= 1 << 16) this.split(ParallelOp.ReduceRows, args);
+    else this.ex.reduceRows(logits.ptr, vocab, res.ptr, positions.ptr, n, temperature, seed >>> 0, forwardIndex >>> 0);
+    const r = new Float64Array(this.memory.buffer, res.ptr, n * 5); // (n, 5) token, prob, top1, top2, entropy
+    return Array.from({ length: n }, (_, i) => ({ token: r[i * 5], prob: r[i * 5 + 1], top1: r[i * 5 + 2], top2: r[i * 5 + 3], entropy: r[i * 5 + 4] }));
+  }
+
 }
 
 /** f32 → bf16 bits, round to nearest even; NaN stays NaN. */

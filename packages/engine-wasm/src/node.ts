@@ -5,7 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { openModel } from '@fast-dllm/model';
 import type { EngineOptions, EngineProvider } from '@fast-dllm/scheduler';
 import { WasmEngine } from './engine.js';
-import { MatmulPool } from './pool.js';
+import { WorkerPool } from './pool.js';
 import { WasmKernels, type KernelOptions } from './kernels.js';
 
 /**
@@ -81,14 +81,14 @@ export async function loadKernels(options: LoadOptions = {}): Promise<WasmKernel
 
 /**
  * The threads build over a shared WebAssembly.Memory (max 4 GiB), with a pool of threads-1 workers for the
- * matmuls. The caller's thread runs every other kernel.
+ * row-split kernels (matmul, attention, logits-row reduction). Norms, RoPE and SwiGLU run on the caller.
  */
 export async function loadThreadedKernels(threads: number, options: { fma?: boolean } = {}): Promise<WasmKernels> {
   const build: KernelBuild = (await pickFma(options.fma)) ? 'threads-fma' : 'threads';
   const module = await compiled(build);
   const memory = new WebAssembly.Memory({ initial: 1, maximum: 65536, shared: true });
   const kernels = await WasmKernels.instantiate(module, { simd: true, build }, memory);
-  kernels.parallel = await MatmulPool.create(module, memory, threads);
+  kernels.parallel = await WorkerPool.create(module, memory, threads);
   return kernels;
 }
 

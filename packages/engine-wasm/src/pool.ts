@@ -1,26 +1,34 @@
 /**
- * Worker pool for the matmuls (Node: worker_threads). Rows of x/y are split between the calling thread and
- * threads-1 workers that share the engine's WebAssembly.Memory; the caller blocks on Atomics.wait until every
- * worker is done, so a forward pass stays synchronous. Other kernels run on the calling thread.
+ * Worker pool (Node: worker_threads) for the kernels that split by rows: matmul (x/y rows), attention (query
+ * rows) and the logits-row reduction. Rows are split between the calling thread (slice 0) and threads-1
+ * workers that share the engine's WebAssembly.Memory; the caller blocks on Atomics.wait until every worker is
+ * done, so a forward pass stays synchronous.
  *
- * Control block (Int32, shared): gen (bumped per job) · op (0 f32, 1 bf16, -1 quit) · x, w, b, y (u32 byte
- * offsets) · n, inDim, out · done (workers finished this job).
+ * Control block (shared): Int32 [gen (bumped per job), op (ParallelOp, -1 quit), done (workers finished)],
+ * then from byte 16 the job's arguments as Float64 (pointers, sizes and float parameters are all exact in f64).
  */
 import { Worker } from 'node:worker_threads';
+import type { ParallelKernels, ParallelOp } from './kernels.js';
 
-export const CTRL = { gen: 0, op: 1, x: 2, w: 3, b: 4, y: 5, n: 6, inDim: 7, out: 8, done: 9, size: 10 } as const;
+export const CTRL = { gen: 0, op: 1, done: 2, argsByte: 16, maxArgs: 12, bytes: 16 + 12 * 8 } as const;
 
-export class MatmulPool {
-  private readonly c: Int32Array;
-  private readonly u: Uint32Array;
+/** Rows [lo, hi) of thread `index` out of `threads`, in multiples of `grain` (the matmul's 4-row tile). */
+export function rowSlice(n: number, threads: number, index: number, grain: number): [number, number] {
+  const per = Math.ceil(n / threads / grain) * grain;
+  return [Math.min(n, index * per), Math.min(n, (index + 1) * per)];
+}
+
+export class WorkerPool implements ParallelKernels {
+  private readonly c: Int32Array; // (3,) gen, op, done
+  private readonly args: Float64Array; // (maxArgs,)
   private constructor(private readonly workers: Worker[], ctrl: SharedArrayBuffer, readonly threads: number) {
-    this.c = new Int32Array(ctrl);
-    this.u = new Uint32Array(ctrl);
+    this.c = new Int32Array(ctrl, 0, 3);
+    this.args = new Float64Array(ctrl, CTRL.argsByte, CTRL.maxArgs);
   }
 
-  /** Starts threads-1 workers on `module` (the threads build) over the shared `memory`. */
-  static async create(module: WebAssembly.Module, memory: WebAssembly.Memory, threads: number): Promise<MatmulPool> {
-    const ctrl = new SharedArrayBuffer(CTRL.size * 4);
+  /** Starts threads-1 workers on `module` (a threads build) over the shared `memory`. */
+  static async create(module: WebAssembly.Module, memory: WebAssembly.Memory, threads: number): Promise<WorkerPool> {
+    const ctrl = new SharedArrayBuffer(CTRL.bytes);
     const url = new URL('../dist/worker.js', import.meta.url);
     const workers: Worker[] = [];
     for (let i = 1; i < threads; i++) {
@@ -30,21 +38,19 @@ export class MatmulPool {
       w.unref(); // an undisposed engine must not keep the process alive
       workers.push(w);
     }
-    return new MatmulPool(workers, ctrl, threads);
+    return new WorkerPool(workers, ctrl, threads);
   }
 
-  /** Runs y = x·Wᵀ + b over all threads; `self` runs the caller's rows (slice 0) with the same kernel. */
-  run(op: 0 | 1, x: number, w: number, b: number, y: number, n: number, inDim: number, out: number,
-    self: (x: number, y: number, rows: number) => void): void {
+  /** Runs `op` over all threads; `self(lo, hi)` runs the caller's rows (slice 0) with the same kernel. */
+  run(op: ParallelOp, args: readonly number[], n: number, grain: number, self: (lo: number, hi: number) => void): void {
     const c = this.c;
-    this.u[CTRL.x] = x; this.u[CTRL.w] = w; this.u[CTRL.b] = b; this.u[CTRL.y] = y;
-    c[CTRL.op] = op; c[CTRL.n] = n; c[CTRL.inDim] = inDim; c[CTRL.out] = out;
+    this.args.set(args);
+    c[1] = op;
     Atomics.store(c, CTRL.done, 0);
     Atomics.add(c, CTRL.gen, 1);
     Atomics.notify(c, CTRL.gen);
-    const per = Math.ceil(n / this.threads / 4) * 4;
-    const mine = Math.min(n, per);
-    if (mine > 0) self(x, y, mine);
+    const [lo, hi] = rowSlice(n, this.threads, 0, grain);
+    if (hi > lo) self(lo, hi);
     for (let d = Atomics.load(c, CTRL.done); d < this.threads - 1; d = Atomics.load(c, CTRL.done)) Atomics.wait(c, CTRL.done, d);
   }
 
