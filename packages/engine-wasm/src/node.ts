@@ -5,7 +5,8 @@ import { fileURLToPath } from 'node:url';
 import { openModel } from '@fast-dllm/model';
 import type { EngineOptions, EngineProvider } from '@fast-dllm/scheduler';
 import { WasmEngine } from './engine.js';
-import { WorkerPool } from './pool.js';
+import { Worker } from 'node:worker_threads';
+import { WorkerPool, type SpawnWorker } from './pool.js';
 import { WasmKernels, type KernelOptions } from './kernels.js';
 
 /**
@@ -92,6 +93,15 @@ export async function loadKernels(options: LoadOptions = {}): Promise<WasmKernel
   return WasmKernels.instantiate(await compiled(build), { simd: options.simd ?? build !== 'scalar', build });
 }
 
+/** A worker_threads worker running dist/worker.js; resolves when it is online. */
+const spawnNodeWorker: SpawnWorker = async (data) => {
+  const w = new Worker(new URL('../dist/worker.js', import.meta.url), { workerData: data });
+  await new Promise<void>((resolve, reject) => { w.once('online', resolve); w.once('error', reject); });
+  w.on('error', (e) => { console.error(`engine-wasm worker ${data.index} failed: ${e.message}`); });
+  w.unref(); // an undisposed engine must not keep the process alive
+  return w;
+};
+
 /**
  * The threads build over a shared WebAssembly.Memory (max 4 GiB), with a pool of threads-1 workers for the
  * row-split kernels (matmul, attention, logits-row reduction). Norms, RoPE and SwiGLU run on the caller.
@@ -101,7 +111,7 @@ export async function loadThreadedKernels(threads: number, options: { fma?: bool
   const module = await compiled(build);
   const memory = new WebAssembly.Memory({ initial: 1, maximum: 65536, shared: true });
   const kernels = await WasmKernels.instantiate(module, { simd: true, build }, memory);
-  kernels.parallel = await WorkerPool.create(module, memory, threads);
+  kernels.parallel = await WorkerPool.create(spawnNodeWorker, module, memory, threads);
   return kernels;
 }
 

@@ -1,5 +1,5 @@
 /**
- * Worker pool (Node: worker_threads) for the kernels that split by rows: matmul (x/y rows), attention (query
+ * Worker pool (Node worker_threads or browser Web Workers, started by the caller's `spawn`) for the kernels that split by rows: matmul (x/y rows), attention (query
  * rows) and the logits-row reduction. Rows are split between the calling thread (slice 0) and threads-1
  * workers that share the engine's WebAssembly.Memory; the caller blocks on Atomics.wait until every worker is
  * done, so a forward pass stays synchronous.
@@ -7,8 +7,16 @@
  * Control block (shared): Int32 [gen (bumped per job), op (ParallelOp, -1 quit), done (workers finished)],
  * then from byte 16 the job's arguments as Float64 (pointers, sizes and float parameters are all exact in f64).
  */
-import { Worker } from 'node:worker_threads';
 import type { ParallelKernels, ParallelOp } from './kernels.js';
+import type { WorkerData } from './worker-loop.js';
+
+/** A started worker, as far as the pool needs one. */
+export interface WorkerHandle {
+  terminate(): unknown;
+}
+
+/** Starts one worker running serveJobs(data) and resolves once it is up (src/node.ts, src/browser.ts). */
+export type SpawnWorker = (data: WorkerData) => Promise<WorkerHandle>;
 
 export const CTRL = { gen: 0, op: 1, done: 2, argsByte: 16, maxArgs: 12, bytes: 16 + 12 * 8 } as const;
 
@@ -21,22 +29,20 @@ export function rowSlice(n: number, threads: number, index: number, grain: numbe
 export class WorkerPool implements ParallelKernels {
   private readonly c: Int32Array; // (3,) gen, op, done
   private readonly args: Float64Array; // (maxArgs,)
-  private constructor(private readonly workers: Worker[], ctrl: SharedArrayBuffer, readonly threads: number) {
+  private constructor(private readonly workers: WorkerHandle[], ctrl: SharedArrayBuffer, readonly threads: number) {
     this.c = new Int32Array(ctrl, 0, 3);
     this.args = new Float64Array(ctrl, CTRL.argsByte, CTRL.maxArgs);
   }
 
-  /** Starts threads-1 workers on `module` (a threads build) over the shared `memory`. */
-  static async create(module: WebAssembly.Module, memory: WebAssembly.Memory, threads: number): Promise<WorkerPool> {
+  /** Starts threads-1 workers with `spawn` on `module` (a threads build) over the shared `memory`. */
+  static async create(spawn: SpawnWorker, module: WebAssembly.Module, memory: WebAssembly.Memory, threads: number): Promise<WorkerPool> {
     const ctrl = new SharedArrayBuffer(CTRL.bytes);
-    const url = new URL('../dist/worker.js', import.meta.url);
-    const workers: Worker[] = [];
-    for (let i = 1; i < threads; i++) {
-      const w = new Worker(url, { workerData: { module, memory, ctrl, index: i, threads } });
-      await new Promise<void>((resolve, reject) => { w.once('online', resolve); w.once('error', reject); });
-      w.on('error', (e) => { console.error(`engine-wasm worker ${i} failed: ${e.message}`); });
-      w.unref(); // an undisposed engine must not keep the process alive
-      workers.push(w);
+    const workers: WorkerHandle[] = [];
+    try {
+      for (let i = 1; i < threads; i++) workers.push(await spawn({ module, memory, ctrl, index: i, threads }));
+    } catch (e) {
+      await Promise.all(workers.map((w) => w.terminate()));
+      throw e;
     }
     return new WorkerPool(workers, ctrl, threads);
   }

@@ -1,4 +1,5 @@
-import { open, type FileHandle } from 'node:fs/promises';
+import type { FileHandle } from 'node:fs/promises';
+import { nodeFs } from './nodefs.js';
 
 /** Random-access bytes: a file on disk, a Blob in a browser, a buffer in a test. */
 export interface ByteSource {
@@ -22,7 +23,7 @@ export function bufferSource(bytes: Uint8Array): ByteSource {
 
 /** A ByteSource over a file, read with positioned reads (never the whole file at once). */
 export async function fileSource(path: string): Promise<ByteSource> {
-  const fh: FileHandle = await open(path, 'r');
+  const fh: FileHandle = await (await nodeFs()).open(path, 'r');
   const size = (await fh.stat()).size;
   return {
     size,

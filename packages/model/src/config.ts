@@ -1,5 +1,4 @@
-import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { joinPath as join, nodeFs } from './nodefs.js';
 import { ModelFormatError } from './errors.js';
 import type { Architecture, ModelDescription, SchedulerModelInfo, SpecialTokens } from './types.js';
 
@@ -144,7 +143,7 @@ function resolveSpecial(arch: Architecture, vocab: number, config: Json, extras:
 async function readJsonIfExists(path: string): Promise<Json | undefined> {
   let text: string;
   try {
-    text = await readFile(path, 'utf8');
+    text = await (await nodeFs()).readFile(path, 'utf8');
   } catch {
     return undefined;
   }

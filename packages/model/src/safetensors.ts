@@ -1,5 +1,4 @@
-import { readFile, stat, writeFile } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { joinPath as join, nodeFs, nodePath } from './nodefs.js';
 import { ModelFormatError } from './errors.js';
 import { fileSource, type ByteSource } from './bytesource.js';
 import { DTYPE_BYTES, bytesToF32, isDType } from './dtype.js';
@@ -107,7 +106,7 @@ export class SafetensorsArchive {
   static async open(path: string): Promise<SafetensorsArchive> {
     let st;
     try {
-      st = await stat(path);
+      st = await (await nodeFs()).stat(path);
     } catch {
       throw new ModelFormatError('no such file or directory; pass a .safetensors file, an index.json, or a model directory', { file: path });
     }
@@ -149,11 +148,11 @@ export class SafetensorsArchive {
   static async openIndex(indexPath: string, opener: SourceOpener = fileSource): Promise<SafetensorsArchive> {
     let index: unknown;
     try {
-      index = JSON.parse(await readFile(indexPath, 'utf8'));
+      index = JSON.parse(await (await nodeFs()).readFile(indexPath, 'utf8'));
     } catch (e) {
       throw new ModelFormatError(`cannot read the shard index as JSON (${(e as Error).message}); re-download it`, { file: indexPath });
     }
-    const dir = dirname(indexPath);
+    const dir = (await nodePath()).dirname(indexPath);
     const shardOf = new Map([...parseShardIndex(index, indexPath)].map(([name, shard]) => [name, join(dir, shard)]));
     const shards = [...new Set(shardOf.values())];
     const missing: string[] = [];
@@ -200,7 +199,7 @@ export class SafetensorsArchive {
 
 async function exists(p: string): Promise<boolean> {
   try {
-    await stat(p);
+    await (await nodeFs()).stat(p);
     return true;
   } catch {
     return false;
@@ -242,5 +241,5 @@ export function encodeSafetensors(tensors: TensorToWrite[], metadata?: Record<st
 }
 
 export async function writeSafetensors(path: string, tensors: TensorToWrite[], metadata?: Record<string, string>): Promise<void> {
-  await writeFile(path, encodeSafetensors(tensors, metadata));
+  await (await nodeFs()).writeFile(path, encodeSafetensors(tensors, metadata));
 }

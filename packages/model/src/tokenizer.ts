@@ -1,5 +1,4 @@
-import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { joinPath as join, nodeFs } from './nodefs.js';
 import { Tokenizer } from '@huggingface/tokenizers';
 import { Template } from '@huggingface/jinja';
 import { ModelFormatError } from './errors.js';
@@ -120,7 +119,7 @@ export function createTokenizer(src: TokenizerSources): TextTokenizer {
 async function readJson(path: string, required: boolean): Promise<unknown> {
   let text: string;
   try {
-    text = await readFile(path, 'utf8');
+    text = await (await nodeFs()).readFile(path, 'utf8');
   } catch {
     if (!required) return undefined;
     throw new ModelFormatError('tokenizer file is missing; a model directory needs tokenizer.json', { file: path });

@@ -1,0 +1,125 @@
+/**
+ * Browser loader (no Node API): compiles the kernel builds from URLs, starts module Web Workers for threads,
+ * and builds a WasmEngine from model files already in memory (config.json parsed, safetensors bytes).
+ *
+ *   const engine = await createBrowserWasmEngine({ config, weights }, { threads: 2 });
+ *
+ * Threads need SharedArrayBuffer, i.e. a cross-origin-isolated page (COOP: same-origin, COEP: require-corp),
+ * and the engine must itself run in a Web Worker: a forward blocks on Atomics.wait while the workers compute,
+ * and browsers do not let the main thread block. One thread works anywhere, the main thread included.
+ */
+import { SafetensorsArchive, bufferSource, checkTensors, normaliseConfig, tensorNames } from '@fast-dllm/model';
+import type { EngineOptions } from '@fast-dllm/scheduler';
+import { WasmEngine } from './engine.js';
+import { WasmKernels, type WeightDType } from './kernels.js';
+import { WorkerPool, type SpawnWorker } from './pool.js';
+
+export interface BrowserKernelOptions {
+  /** Kernel threads (default 1); > 1 needs the conditions in this file's header. */
+  threads?: number;
+  /** Relaxed-SIMD FMA kernels: default where the browser validates them (Chrome 114+); false for plain SIMD. */
+  fma?: boolean;
+  /** false: the scalar debug build. */
+  simd?: boolean;
+  /** Folder URL of the .wasm builds; default: this package's build/ next to dist/. */
+  buildUrl?: string | URL;
+  /** URL of dist/browser-worker.js; default: next to this file. */
+  workerUrl?: string | URL;
+}
+
+const defaultBuildUrl = (): URL => new URL('../build/', import.meta.url);
+
+async function compileFrom(base: string | URL, name: string): Promise<WebAssembly.Module> {
+  const url = new URL(`${name}.wasm`, base);
+  const res = await fetch(url);
+  if (!res.ok) throw new Error(`engine-wasm: fetching ${url} failed (${res.status} ${res.statusText}); serve this package's build/ folder or pass buildUrl`);
+  return WebAssembly.compile(await res.arrayBuffer());
+}
+
+async function fmaRuns(base: string | URL): Promise<boolean> {
+  const res = await fetch(new URL('release-fma.wasm', base));
+  return res.ok && WebAssembly.validate(await res.arrayBuffer());
+}
+
+/** Can this thread block on Atomics.wait? False on a browser's main thread. */
+function canBlock(): boolean {
+  try {
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 1, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Loads the kernels in a browser (or any runtime with fetch and, for threads, module Web Workers). */
+export async function loadBrowserKernels(options: BrowserKernelOptions = {}): Promise<WasmKernels> {
+  const threads = options.threads ?? 1;
+  if (!Number.isInteger(threads) || threads < 1) throw new Error(`engine-wasm: threads must be a positive integer; got ${threads}`);
+  const base = options.buildUrl ?? defaultBuildUrl();
+  if (options.simd === false) {
+    if (threads > 1) throw new Error('engine-wasm: threads > 1 needs the SIMD threads build; use simd: true or threads: 1');
+    return WasmKernels.instantiate(await compileFrom(base, 'scalar'), { simd: false, build: 'scalar' });
+  }
+  const fmaOk = await fmaRuns(base);
+  if (options.fma === true && !fmaOk) throw new Error('engine-wasm: fma requested but this browser has no WebAssembly relaxed SIMD; use fma: false');
+  const fma = options.fma ?? fmaOk;
+  if (threads === 1) {
+    const build = fma ? 'release-fma' : 'release';
+    return WasmKernels.instantiate(await compileFrom(base, build), { simd: true, build });
+  }
+  if (typeof SharedArrayBuffer === 'undefined') {
+    throw new Error('engine-wasm: threads > 1 needs SharedArrayBuffer: serve the page cross-origin isolated (COOP: same-origin, COEP: require-corp), or use threads: 1');
+  }
+  if (!canBlock()) {
+    throw new Error('engine-wasm: threads > 1 must run in a Web Worker (the main thread may not block on Atomics.wait); move the engine into a worker, or use threads: 1');
+  }
+  const build = fma ? 'threads-fma' : 'threads';
+  const module = await compileFrom(base, build);
+  const memory = new WebAssembly.Memory({ initial: 1, maximum: 65536, shared: true });
+  const kernels = await WasmKernels.instantiate(module, { simd: true, build }, memory);
+  const workerUrl = options.workerUrl ?? new URL('./browser-worker.js', import.meta.url);
+  const spawn: SpawnWorker = (data) => new Promise((resolve, reject) => {
+    const w = new Worker(workerUrl, { type: 'module' });
+    w.onmessage = () => resolve(w);
+    w.onerror = (e) => reject(new Error(`engine-wasm: kernel worker ${data.index} failed to start: ${e.message}`));
+    w.postMessage(data);
+  });
+  kernels.parallel = await WorkerPool.create(spawn, module, memory, threads);
+  return kernels;
+}
+
+/** A model already in memory: config.json parsed, the safetensors file's bytes (one file, no shards). */
+export interface BrowserModelFiles {
+  config: unknown;
+  weights: Uint8Array | ArrayBuffer;
+  generationConfig?: unknown;
+  tokenizerConfig?: unknown;
+}
+
+export interface BrowserEngineOptions extends BrowserKernelOptions, Pick<EngineOptions, 'onProgress'> {
+  weightDType?: WeightDType;
+}
+
+/** Checks the config and every tensor (names, shapes), then copies the weights into the engine. */
+export async function createBrowserWasmEngine(files: BrowserModelFiles, options: BrowserEngineOptions = {}): Promise<WasmEngine> {
+  type Json = Record<string, unknown>;
+  const desc = normaliseConfig(files.config as Json, {
+    file: 'config.json', generationConfig: files.generationConfig as Json | undefined, tokenizerConfig: files.tokenizerConfig as Json | undefined,
+  });
+  const bytes = files.weights instanceof Uint8Array ? files.weights : new Uint8Array(files.weights);
+  const archive = await SafetensorsArchive.openFiles(['model.safetensors'], async () => bufferSource(bytes));
+  const names = tensorNames(desc);
+  try {
+    checkTensors(desc, archive, names, 'model.safetensors');
+    const kernels = await loadBrowserKernels(options);
+    const total = archive.tensors.size;
+    let done = 0;
+    return await WasmEngine.load(desc, names, async (name) => {
+      const t = await archive.readF32(name);
+      options.onProgress?.({ phase: 'loading weights', done: ++done, total, unit: 'tensors' });
+      return t;
+    }, kernels, options.weightDType ?? 'f32');
+  } finally {
+    await archive.close();
+  }
+}
