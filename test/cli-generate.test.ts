@@ -40,6 +40,20 @@ describe('fast-dllm generate', () => {
     expect(typeof j.text).toBe('string');
   });
 
+  it('--refresh-every n adds a full forward every n steps inside a block', async () => {
+    const args = ['generate', '--model', model('llada-tiny-f32'), '--prompt-ids', '5,6,7,8', ...small, '--cache', 'dual', '--json'];
+    const plain = JSON.parse((await run(args)).stdout);
+    const r = await run([...args, '--refresh-every', '2']);
+    expect(r.code).toBe(0);
+    const j = JSON.parse(r.stdout);
+    expect(j.settings.refreshEvery).toBe(2);
+    expect(plain.settings.refreshEvery).toBeNull();
+    // 2 blocks × 8 steps (one token per step): without refresh 1 full forward per block; with it, steps 0, 2, 4, 6.
+    expect(plain.forwardsByMode.full).toBe(2);
+    expect(j.forwardsByMode.full).toBe(8);
+    expect(j.nfe).toBe(plain.nfe);
+  });
+
   it('same settings give the same tokens on repeat (greedy is deterministic)', async () => {
     const args = ['generate', '--model', model('dream-tiny-f32'), '--prompt-ids', '1,2,3', ...small, '--json'];
     const [a, b] = await Promise.all([run(args), run(args)]);

@@ -26,6 +26,7 @@ export interface DecodeFlags {
   temperature: number;
   seed: number;
   earlyStop?: boolean;
+  refreshEvery?: number;
   threads?: number;
 }
 
@@ -45,6 +46,7 @@ export function addDecodeOptions(cmd: Command): Command {
     .addOption(new Option('--temperature <t>', '0: greedy; > 0: Gumbel-max sampling').argParser(floatArg('--temperature', 0, 1e6)).default(0))
     .addOption(new Option('--seed <n>', 'u32 seed for sampling and random remasking').argParser(intArg('--seed', 0, 0xffffffff)).default(0))
     .option('--early-stop', 'stop once everything after the first EOS is EOS')
+    .addOption(new Option('--refresh-every <n>', 'with --cache: an extra full forward every n steps inside a block').argParser(intArg('--refresh-every', 1)))
     .addOption(new Option('--threads <n>', 'worker threads for CPU engines').argParser(intArg('--threads', 1, 1024)));
 }
 
@@ -53,6 +55,9 @@ export function strategyFrom(f: DecodeFlags, model?: ModelDir): Strategy {
   if (f.threshold !== undefined && f.factor !== undefined) throw new UsageError('--threshold and --factor are two different rules; pass one');
   if (f.remasking && (f.threshold !== undefined || f.factor !== undefined || f.alg)) {
     throw new UsageError('--remasking applies to the fixed schedule only; drop it with --threshold, --factor or --alg');
+  }
+  if (f.refreshEvery !== undefined && f.cache === 'none') {
+    throw new UsageError('--refresh-every refreshes a cache; add --cache prefix or --cache dual (without a cache every step is already a full forward)');
   }
   if (f.genLength % f.blockLength !== 0) throw new UsageError(`--gen-length ${f.genLength} is not a multiple of --block-length ${f.blockLength}`);
   const blocks = f.genLength / f.blockLength;
@@ -73,13 +78,15 @@ export function requestFrom(f: DecodeFlags, prompt: Int32Array, strategy: Strate
   return {
     prompt, genLength: f.genLength, blockLength: f.blockLength, steps: f.steps ?? f.genLength, strategy,
     cache: f.cache, temperature: f.temperature, seed: f.seed, earlyStop: f.earlyStop ?? false,
+    ...(f.refreshEvery !== undefined ? { refreshEvery: f.refreshEvery } : {}),
   };
 }
 
 export function settingsOf(f: DecodeFlags, strategy: Strategy): Record<string, unknown> {
   return {
     genLength: f.genLength, blockLength: f.blockLength, steps: f.steps ?? f.genLength, cache: f.cache, strategy,
-    temperature: f.temperature, seed: f.seed, earlyStop: f.earlyStop ?? false, threads: f.threads ?? null,
+    temperature: f.temperature, seed: f.seed, earlyStop: f.earlyStop ?? false, refreshEvery: f.refreshEvery ?? null,
+    threads: f.threads ?? null,
   };
 }
 
