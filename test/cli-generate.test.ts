@@ -77,10 +77,10 @@ describe('fast-dllm generate', () => {
 
 describe('Dream through the CLI', () => {
   it('--alg entropy with a prefix cache: each full forward commits only its block\'s first position', async () => {
-    const r = await run(['generate', '--model', model('dream-tiny-f32'), '--prompt-ids', '1,2,3', ...small, '--alg', 'entropy', '--cache', 'prefix', '--threshold', '0.5', '--json']);
+    const r = await run(['generate', '--model', model('dream-tiny-f32'), '--prompt-ids', '1,2,3', ...small, '--alg', 'entropy', '--cache', 'prefix', '--json']);
     expect(r.code).toBe(0);
     const j = JSON.parse(r.stdout);
-    expect(j.settings.strategy).toEqual({ kind: 'dream', alg: 'entropy', threshold: 0.5 });
+    expect(j.settings.strategy).toEqual({ kind: 'dream', alg: 'entropy' });
     const full = j.steps.filter((s: { mode: string }) => s.mode === 'full');
     expect(full.map((s: { positions: number[] }) => s.positions)).toEqual([[3], [11]]);
   });

@@ -66,6 +66,9 @@ export function strategyFrom(f: DecodeFlags, model?: ModelDir): Strategy {
   if (f.alg) {
     if (f.factor !== undefined) throw new UsageError('--alg (Dream) does not combine with --factor; use --threshold or the schedule');
     if (f.alg === 'origin' && f.threshold !== undefined) throw new UsageError("--alg origin takes no --threshold");
+    if (f.alg === 'entropy' && f.threshold !== undefined) {
+      throw new UsageError("--alg entropy scores -entropy (<= 0), which no --threshold in (0, 1] reaches; Fast-dLLM's Dream threshold rule is --alg maskgit_plus --threshold tau");
+    }
     if (model && model.description.architecture !== 'dream') throw new UsageError(`--alg is Dream's rule; ${model.dir} is a ${model.description.architecture} model`);
     return { kind: 'dream', alg: f.alg, threshold: f.threshold };
   }

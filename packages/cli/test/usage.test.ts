@@ -3,6 +3,7 @@ import { fileURLToPath } from 'node:url';
 import { runCli } from './run.js';
 
 const LLADA = fileURLToPath(new URL('../../../test/fixtures/models/llada-tiny-f32', import.meta.url));
+const DREAM = fileURLToPath(new URL('../../../test/fixtures/models/dream-tiny-f32', import.meta.url));
 const base = ['generate', '--model', LLADA, '--engine', 'reference', '--gen-length', '16', '--block-length', '8'];
 
 /** Every bad flag or combination: exactly one line on stderr, exit 2, no stack trace. */
@@ -20,6 +21,7 @@ const cases: Array<[string, string[], RegExp]> = [
   ['threshold + factor', [...base, '--prompt-ids', '1', '--threshold', '0.9', '--factor', '1'], /--threshold and --factor/],
   ['remasking + threshold', [...base, '--prompt-ids', '1', '--threshold', '0.9', '--remasking', 'random'], /--remasking applies to the fixed schedule/],
   ['bad cache', [...base, '--prompt-ids', '1', '--cache', 'full'], /--cache: expected one of none, prefix, dual/],
+  ['entropy + threshold', ['generate', '--model', DREAM, '--engine', 'reference', '--gen-length', '16', '--block-length', '8', '--prompt-ids', '1', '--alg', 'entropy', '--threshold', '0.9'], /--alg entropy scores -entropy .* is --alg maskgit_plus --threshold tau/],
   ['alg on llada', [...base, '--prompt-ids', '1', '--alg', 'entropy'], /--alg is Dream's rule; .* is a llada model/],
   ['json + visual', [...base, '--prompt-ids', '1', '--json', '--visual'], /--json and --visual/],
   ['refresh without cache', [...base, '--prompt-ids', '1', '--refresh-every', '2'], /--refresh-every refreshes a cache; add --cache prefix or --cache dual/],

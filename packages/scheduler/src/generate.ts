@@ -29,7 +29,8 @@ export type Strategy =
   /**
    * Dream's sampler: confidence by `alg`, k per step from Dream's timestep schedule (number_transfer_tokens).
    * With `threshold`, the threshold rule replaces the schedule, applied to the alg's confidence
-   * (entropy: -entropy; topk_margin: top1 - top2; maskgit_plus: top1 probability). `origin` takes no threshold.
+   * (topk_margin: top1 - top2; maskgit_plus: top1 probability, Fast-dLLM's Dream rule). `entropy` (-entropy <= 0)
+   * and `origin` take no threshold.
    */
   | { kind: 'dream'; alg: DreamAlg; threshold?: number };
 
@@ -179,6 +180,11 @@ export function validateGeneration(engine: Engine, req: GenerationRequest): Reso
       }
       if (s.threshold !== undefined) {
         if (s.alg === 'origin') throw new SchedulerConfigError("Dream alg 'origin' has no confidence to threshold; drop the threshold or pick another alg");
+        // -entropy <= 0 never reaches a tau in (0, 1]: every step would silently commit one token.
+        if (s.alg === 'entropy') {
+          throw new SchedulerConfigError("Dream alg 'entropy' scores confidence as -entropy (<= 0), which no threshold in (0, 1] reaches; " +
+            "Fast-dLLM's Dream threshold rule thresholds the top-1 probability: use alg 'maskgit_plus' with the threshold");
+        }
         checkTau(s.threshold);
       }
       if (s.alg === 'topk_margin' && !caps.reports.top2) throw new SchedulerConfigError(`top-2 report (Dream topk_margin) not supported by engine '${engine.name}'`);

@@ -136,9 +136,13 @@ describe('generate: Dream', () => {
     expect(a.requests[0].want).toEqual({ top2: true });
     expect(arr(ra.steps[0].positions)).toEqual([5]);
     const b = new MockEngine(s, { architecture: 'dream' });
-    const rb = await generate(b, base({ genLength: 4, steps: 1, strategy: { kind: 'dream', alg: 'entropy', threshold: 0.5 } }));
+    // Schedule: 2 steps for 4 masks, t = linspace(1, 1e-3, 3): step 0 commits int(4 · (1 - 0.5005)) = 1 token.
+    const rb = await generate(b, base({ genLength: 4, steps: 2, strategy: { kind: 'dream', alg: 'entropy' } }));
     expect(b.requests[0].want).toEqual({ entropy: true });
     expect(arr(rb.steps[0].positions)).toEqual([4]);
+    // -entropy <= 0 can never pass a threshold in (0, 1]: refused instead of silently decoding one token per step.
+    await expect(generate(new MockEngine(s, { architecture: 'dream' }), base({ strategy: { kind: 'dream', alg: 'entropy', threshold: 0.5 } })))
+      .rejects.toThrow(/-entropy .* no threshold in \(0, 1\] reaches; .*use alg 'maskgit_plus'/);
     const c = new MockEngine(s, { architecture: 'dream', caps: { reports: { top2: false, entropy: true, logits: false } } });
     await expect(generate(c, base({ strategy: { kind: 'dream', alg: 'topk_margin' } }))).rejects.toThrow(/not supported/);
   });
