@@ -64,7 +64,7 @@ function headers(token?: string, extra: Record<string, string> = {}): Record<str
   return token ? { authorization: `Bearer ${token}`, ...extra } : extra;
 }
 
-async function getJson(url: string, token: string | undefined, signal?: AbortSignal): Promise<{ status: number; body: unknown }> {
+async function getJson(url: string, token: string | undefined, signal?: AbortSignal): Promise<{ status: number; body: unknown; next?: string }> {
   let res: Response;
   try {
     res = await fetch(url, { headers: headers(token), signal });
@@ -72,12 +72,17 @@ async function getJson(url: string, token: string | undefined, signal?: AbortSig
     throw new RunError(`pull: cannot reach ${url}: ${(e as Error).message}`);
   }
   if (!res.ok) return { status: res.status, body: undefined };
+  // The hub pages long listings: `Link: <url>; rel="next"` points at the next page.
+  const next = /<([^>]+)>\s*;\s*rel="next"/.exec(res.headers.get('link') ?? '')?.[1];
   try {
-    return { status: res.status, body: await res.json() };
+    return { status: res.status, body: await res.json(), next: next ? new URL(next, url).href : undefined };
   } catch {
     throw new RunError(`pull: ${url} did not return JSON`);
   }
 }
+
+/** Most listing pages followed (the hub's pages hold 1000 entries; no model repo comes near 1000 pages). */
+const MAX_TREE_PAGES = 1000;
 
 function authHint(status: number): string {
   return status === 401 || status === 403 ? ' (gated or private? set HF_TOKEN to a token with access)' : '';
@@ -89,8 +94,20 @@ export async function listFiles(o: PullOptions): Promise<RemoteFile[]> {
   const rev = encodeURIComponent(o.revision);
   const tree = await getJson(`${base}/tree/${rev}?recursive=true`, o.token, o.signal);
   if (Array.isArray(tree.body)) {
+    const entries = [...(tree.body as Array<Record<string, unknown>>)];
+    const origin = new URL(o.endpoint).origin;
+    let next = tree.next;
+    for (let page = 1; next; page++) {
+      // Follow pages on the hub's own origin only (the token goes with each request).
+      if (new URL(next).origin !== origin) throw new RunError(`pull: the listing of ${o.repo} points its next page at another host (${next}); refusing to follow`);
+      if (page >= MAX_TREE_PAGES) throw new RunError(`pull: the listing of ${o.repo} has more than ${MAX_TREE_PAGES} pages; refusing to go on`);
+      const more = await getJson(next, o.token, o.signal);
+      if (!Array.isArray(more.body)) throw new RunError(`pull: page ${page + 1} of the listing of ${o.repo} failed: HTTP ${more.status}${authHint(more.status)}`);
+      entries.push(...(more.body as Array<Record<string, unknown>>));
+      next = more.next;
+    }
     const out: RemoteFile[] = [];
-    for (const e of tree.body as Array<Record<string, unknown>>) {
+    for (const e of entries) {
       if (e.type !== 'file' || typeof e.path !== 'string') continue;
       const lfs = e.lfs as { oid?: unknown; size?: unknown } | undefined;
       const sha = typeof lfs?.oid === 'string' && /^[0-9a-f]{64}$/i.test(lfs.oid) ? lfs.oid.toLowerCase() : undefined;

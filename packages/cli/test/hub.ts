@@ -27,6 +27,8 @@ export interface HubOptions {
   bareSiblings?: boolean;
   /** Bearer token the hub requires, if any. */
   token?: string;
+  /** Tree API pages of this many entries, linked by `Link: <…&cursor=N>; rel="next"` like the hub's. */
+  treePageSize?: number;
 }
 
 export interface Hub {
@@ -50,12 +52,17 @@ export async function startHub(o: HubOptions): Promise<Hub> {
       return;
     }
     const api = `/api/models/${o.repo}`;
-    if (!o.noTree && url === `${api}/tree/${rev}?recursive=true`) {
+    const treeUrl = `${api}/tree/${rev}?recursive=true`;
+    if (!o.noTree && (url === treeUrl || url.startsWith(`${treeUrl}&cursor=`))) {
       const tree = o.files.map((f) => ({
         type: 'file', path: f.path, size: f.data.length,
         ...(f.lfs ? { lfs: { oid: sha256(f.data), size: f.data.length } } : {}),
       }));
-      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(tree));
+      const size = o.treePageSize ?? tree.length;
+      const from = url === treeUrl ? 0 : Number(url.slice(treeUrl.length + '&cursor='.length));
+      const head: Record<string, string> = { 'content-type': 'application/json' };
+      if (from + size < tree.length) head.link = `<http://${req.headers.host}${treeUrl}&cursor=${from + size}>; rel="next"`;
+      res.writeHead(200, head).end(JSON.stringify(tree.slice(from, from + size)));
       return;
     }
     if (url === `${api}/revision/${rev}` || url === `${api}/revision/${rev}?blobs=true`) {

@@ -72,6 +72,17 @@ describe('fast-dllm pull', () => {
     expect(r.stderr).toMatch(/HTTP 401.*HF_TOKEN/);
   });
 
+  it('follows the listing\'s pages (Link rel="next") and downloads files from every page', async () => {
+    hub = await startHub({ repo: REPO, files: repoFiles(), treePageSize: 3 });
+    const r = await runCli(pullArgs(), { env: env(hub) });
+    expect(r.code).toBe(0);
+    expect(hub.log.filter((l) => l.url.includes('/tree/')).map((l) => l.url.split('?')[1])).toEqual(
+      ['recursive=true', 'recursive=true&cursor=3', 'recursive=true&cursor=6']);
+    // The second shard is listed on the last page only.
+    const dir = join(cache, 'test-org', 'tiny-llada');
+    expect(sha256(readFileSync(join(dir, 'model-00002-of-00002.safetensors')))).toBe(sha256(shard2));
+  });
+
   it('falls back to the revision API when the tree API is missing', async () => {
     hub = await startHub({ repo: REPO, files: repoFiles(), noTree: true });
     const r = await runCli(pullArgs(), { env: env(hub) });
