@@ -3,6 +3,7 @@
  * forward, tokens/s and speedup for the baseline, each cache mode, parallel decoding, and their combination.
  */
 import { writeFile } from 'node:fs/promises';
+import os from 'node:os';
 import type { Command } from 'commander';
 import { Option } from 'commander';
 import cliProgress from 'cli-progress';
@@ -30,6 +31,10 @@ export interface BenchRow {
   tokensPerSecond: number;
   /** tokensPerSecond / the baseline's. */
   speedup: number;
+  /** Generation wall time over all problems (engine load excluded), ms. */
+  wallTimeMs: number;
+  /** The baseline's wallTimeMs / this row's: the same prompts, end to end. */
+  wallSpeedup: number;
 }
 
 interface EvalLike {
@@ -52,9 +57,10 @@ function rowsFor(tau: number, factor: number, sweep: boolean): Array<{ name: str
 }
 
 export function markdownTable(rows: BenchRow[]): string {
-  const out = ['| setting | accuracy % | NFE | tokens/forward | tokens/s | speedup |', '|---|---|---|---|---|---|'];
+  const out = ['| setting | accuracy % | NFE | tokens/forward | tokens/s | speedup | wall s | wall speedup |', '|---|---|---|---|---|---|---|---|'];
   for (const r of rows) {
-    out.push(`| ${r.name} | ${(100 * r.accuracy).toFixed(1)} | ${r.nfe.toFixed(1)} | ${r.tokensPerForward.toFixed(2)} | ${r.tokensPerSecond.toFixed(1)} | ${r.speedup.toFixed(2)}x |`);
+    out.push(`| ${r.name} | ${(100 * r.accuracy).toFixed(1)} | ${r.nfe.toFixed(1)} | ${r.tokensPerForward.toFixed(2)} | ${r.tokensPerSecond.toFixed(1)} | ` +
+      `${r.speedup.toFixed(2)}x | ${(r.wallTimeMs / 1000).toFixed(2)} | ${r.wallSpeedup.toFixed(2)}x |`);
   }
   return out.join('\n');
 }
@@ -117,6 +123,7 @@ export function registerBench(program: Command, io: Io, signal: AbortSignal): vo
             name: p.name, cache: p.cache, strategy: p.strategy, problems: items.length, accuracy: correct / items.length,
             nfe: nfe / items.length, tokensPerForward: committed / nfe, tokensPerSecond: tps,
             speedup: rows.length === 0 ? 1 : tps / rows[0].tokensPerSecond,
+            wallTimeMs: ms, wallSpeedup: rows.length === 0 ? 1 : rows[0].wallTimeMs / ms,
           });
         }
       } finally {
@@ -124,7 +131,11 @@ export function registerBench(program: Command, io: Io, signal: AbortSignal): vo
       }
       io.stdout(`${markdownTable(rows)}\n`);
       if (opts.out) {
-        const settings = { model: md.dir, engine: engine.name, genLength: opts.genLength, blockLength: opts.blockLength, steps: opts.steps ?? opts.genLength, problems: items.length };
+        const settings = {
+          model: md.dir, engine: engine.name, genLength: opts.genLength, blockLength: opts.blockLength, steps: opts.steps ?? opts.genLength,
+          problems: items.length, threads: opts.threads ?? 1, date: new Date().toISOString(),
+          machine: { cpu: os.cpus()[0]?.model ?? 'unknown', cores: os.cpus().length, node: process.version, platform: `${os.platform()} ${os.arch()}` },
+        };
         await writeFile(opts.out, `${JSON.stringify({ settings, rows }, null, 2)}\n`);
       }
     });

@@ -19,10 +19,11 @@ describe('fast-dllm bench', () => {
     expect(r.stderr).toMatch(/^engine: reference/);
     expect(r.code).toBe(0);
     const lines = r.stdout.trim().split('\n');
-    expect(lines[0]).toBe('| setting | accuracy % | NFE | tokens/forward | tokens/s | speedup |');
+    expect(lines[0]).toBe('| setting | accuracy % | NFE | tokens/forward | tokens/s | speedup | wall s | wall speedup |');
     expect(lines).toHaveLength(2 + 6);
     const j = JSON.parse(readFileSync(out, 'utf8'));
-    expect(j.settings).toMatchObject({ engine: 'reference', genLength: 16, blockLength: 8, problems: 2 });
+    expect(j.settings).toMatchObject({ engine: 'reference', genLength: 16, blockLength: 8, problems: 2, threads: 1 });
+    expect(j.settings.machine.cores).toBeGreaterThan(0);
     const rows = j.rows as Array<{ name: string; nfe: number; tokensPerForward: number; speedup: number; problems: number; accuracy: number }>;
     expect(rows.map((x) => x.name)).toEqual(['baseline', '+ prefix cache', '+ dual cache', '+ parallel (threshold 0.9)',
       '+ dual cache + parallel (threshold 0.9)', '+ dual cache + parallel (factor 1)']);
@@ -36,6 +37,12 @@ describe('fast-dllm bench', () => {
       expect(row.tokensPerForward).toBeCloseTo(16 / row.nfe, 9);
     }
     expect(rows[0].speedup).toBe(1);
+    const walls = j.rows as Array<{ wallTimeMs: number; wallSpeedup: number }>;
+    expect(walls[0].wallSpeedup).toBe(1);
+    for (const w of walls) {
+      expect(w.wallTimeMs).toBeGreaterThan(0);
+      expect(w.wallSpeedup).toBeCloseTo(walls[0].wallTimeMs / w.wallTimeMs, 9);
+    }
     expect(rows.every((x) => x.problems === 2 && x.accuracy >= 0 && x.accuracy <= 1)).toBe(true);
   });
 
