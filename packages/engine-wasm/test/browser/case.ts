@@ -10,4 +10,6 @@ export interface BrowserRun {
   generated: number[];
   nfe: number;
   mainThreadThreadsError?: string;
+  /** With 2 threads: NMSE of a matmul big enough to be split between the page's workers, vs an f64 reference. */
+  splitMatmulNmse?: number;
 }

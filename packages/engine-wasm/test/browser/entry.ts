@@ -2,9 +2,35 @@
 // module Web Worker with 2. Loads the tiny LLaDA fixture over fetch, runs one full forward and one dual-cache
 // threshold generation, and reports tokens and logits for the Node side to compare.
 import { generate } from '@fast-dllm/scheduler';
-import { createBrowserWasmEngine } from '../../src/browser.js';
+import { createBrowserWasmEngine, loadBrowserKernels } from '../../src/browser.js';
 import { GEN, PROMPT, type BrowserRun } from './case.js';
 
+
+/** A 70×300×40 matmul (above the split threshold) on 2 threads: its NMSE against an f64 reference. */
+async function splitMatmulNmse(): Promise<number> {
+  const K = await loadBrowserKernels({ threads: 2, buildUrl: new URL('/build/', location.href), workerUrl: new URL('/kernel-worker.js', location.href) });
+  try {
+    const n = 70, k = 300, m = 40;
+    let s = 12345;
+    const rnd = (len: number) => Float32Array.from({ length: len }, () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 32 - 0.5));
+    const x = rnd(n * k), w = rnd(m * k);
+    const y = K.allocF32(n * m);
+    K.matmul(K.allocF32(x.length, x), K.allocWeight(w, m, k), null, y, n);
+    const got = K.f32(y);
+    let num = 0, den = 0;
+    for (let i = 0; i < n; i++) {
+      for (let j = 0; j < m; j++) {
+        let ref = 0;
+        for (let t = 0; t < k; t++) ref += x[i * k + t] * w[j * k + t];
+        num += (got[i * m + j] - ref) ** 2;
+        den += ref * ref;
+      }
+    }
+    return num / den;
+  } finally {
+    await K.parallel?.dispose();
+  }
+}
 
 async function run(threads: number): Promise<BrowserRun> {
   const config = await (await fetch('/model/config.json')).json();
@@ -25,6 +51,7 @@ async function run(threads: number): Promise<BrowserRun> {
       threads, build: (engine as unknown as { K: { build: string } }).K.build,
       fullTokens: Array.from(full.tokens), fullLogits: Array.from(full.logits!),
       generated: Array.from(g.tokens), nfe: g.stats.nfe,
+      ...(threads > 1 ? { splitMatmulNmse: await splitMatmulNmse() } : {}),
     };
   } finally {
     await engine.dispose();
