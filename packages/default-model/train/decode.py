@@ -8,8 +8,8 @@ import tokenizer as tok
 def generate(model, prompts, gen_len=128, block=32):
     """prompts: (B, P) int64, all the same length. Returns (B, gen_len) committed tokens."""
     B, P = prompts.shape
-    x = torch.cat([prompts, torch.full((B, gen_len), tok.MASK, dtype=torch.long)], dim=1)  # (B, P+gen)
-    rows = torch.arange(B)
+    x = torch.cat([prompts, torch.full((B, gen_len), tok.MASK, dtype=torch.long, device=prompts.device)], dim=1)  # (B, P+gen)
+    rows = torch.arange(B, device=prompts.device)
     for b0 in range(P, P + gen_len, block):
         for _ in range(block):
             logits = model(x)  # (B, T, V)

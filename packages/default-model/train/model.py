@@ -16,9 +16,9 @@ class RMSNorm(nn.Module):
         return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * self.weight
 
 
-def rope_tables(seq, hd, theta):
-    inv = 1.0 / (theta ** (torch.arange(0, hd, 2, dtype=torch.float32) / hd))  # (hd/2)
-    ang = torch.outer(torch.arange(seq, dtype=torch.float32), inv)  # (seq, hd/2)
+def rope_tables(seq, hd, theta, device=None):
+    inv = 1.0 / (theta ** (torch.arange(0, hd, 2, dtype=torch.float32, device=device) / hd))  # (hd/2)
+    ang = torch.outer(torch.arange(seq, dtype=torch.float32, device=device), inv)  # (seq, hd/2)
     ang = torch.cat([ang, ang], dim=-1)  # (seq, hd) NeoX layout: first half / second half share a frequency
     return ang.cos(), ang.sin()
 
@@ -74,7 +74,7 @@ class LLaDA(nn.Module):
 
     def forward(self, ids):  # ids: (B, T) int64 -> logits (B, T, vocab)
         T = ids.shape[1]
-        cos, sin = rope_tables(T, self.cfg["d_model"] // self.cfg["n_heads"], self.cfg["rope_theta"])
+        cos, sin = rope_tables(T, self.cfg["d_model"] // self.cfg["n_heads"], self.cfg["rope_theta"], ids.device)
         x = self.wte(ids)
         for b in self.blocks:
             x = b(x, cos, sin)
@@ -87,4 +87,4 @@ class LLaDA(nn.Module):
         for i, b in enumerate(self.blocks):
             for n in ["q_proj", "k_proj", "v_proj", "attn_out", "ff_proj", "up_proj", "ff_out", "attn_norm", "ff_norm"]:
                 out[f"model.transformer.blocks.{i}.{n}.weight"] = getattr(b, n).weight
-        return {k: v.detach().contiguous().float() for k, v in out.items()}
+        return {k: v.detach().cpu().contiguous().float() for k, v in out.items()}

@@ -54,9 +54,9 @@ def make_batch(rng, pairs, bs):
     return torch.tensor(ps), torch.tensor(ans)  # (B, P), (B, gen)
 
 
-def eval_exact(model, items):
+def eval_exact(model, items, device):
     model.eval()
-    prompts = torch.tensor([encode_pair(a, b)[0] for a, b in items])
+    prompts = torch.tensor([encode_pair(a, b)[0] for a, b in items], device=device)
     out = generate(model, prompts, GEN, BLOCK)
     model.train()
     ok = 0
@@ -78,6 +78,7 @@ def main():
     ap.add_argument("--ff", type=int, default=384)
     ap.add_argument("--eval-n", type=int, default=50)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--device", default="cpu", help="cpu, or cuda on a GPU machine (batches are drawn on the CPU either way)")
     ap.add_argument("--out", default=os.path.join(HERE, "out"))
     ap.add_argument("--model-dir", default=os.path.join(HERE, "..", "model"))
     ap.add_argument("--resume", action="store_true")
@@ -90,7 +91,7 @@ def main():
     cfg = {"d_model": a.d_model, "n_layers": a.layers, "n_heads": a.heads, "mlp_hidden_size": a.ff,
            "vocab_size": len(tok.VOCAB), "embedding_size": len(tok.VOCAB), "max_sequence_length": 256,
            "rope_theta": 10000.0, "rms_norm_eps": 1e-5}
-    model = LLaDA(cfg)
+    model = LLaDA(cfg).to(a.device)
     opt = torch.optim.AdamW(model.parameters(), lr=a.lr, betas=(0.9, 0.98), weight_decay=0.01)
     train_pairs = task.all_pairs("train")
     eval_pairs = task.all_pairs("eval")
@@ -98,7 +99,7 @@ def main():
     step, elapsed0 = 0, 0.0
     ck_path = os.path.join(a.out, "ckpt.pt")
     if a.resume and os.path.exists(ck_path):
-        ck = torch.load(ck_path)
+        ck = torch.load(ck_path, map_location=a.device)
         model.load_state_dict(ck["model"]); opt.load_state_dict(ck["opt"])
         step, elapsed0 = ck["step"], ck["elapsed"]
         rng.setstate(ck["rng"]); torch.set_rng_state(ck["torch_rng"])
@@ -118,7 +119,7 @@ def main():
         el = time.time() - t0
         done = el >= total
         if el >= next_ck or done:
-            em = eval_exact(model, eval_items)
+            em = eval_exact(model, eval_items, a.device)
             summary = {"step": step, "minutes": round(el / 60, 2), "loss": last_loss, "exact_match_eval50": em, "seed": a.seed}
             log.write(f"{step}\t{el / 60:.2f}\t\t{em:.3f}\n"); log.flush()
             print(f"EVAL step {step} min {el / 60:.1f} exact {em:.3f}", flush=True)
@@ -137,8 +138,10 @@ def main():
             g["lr"] = lr
         prompts, ans = make_batch(rng, train_pairs, a.batch)
         B, L = ans.shape
+        # Noise drawn on the CPU generator (the same stream on every device), then moved.
         t = torch.rand(B, 1) * (1 - eps) + eps  # (B, 1) mask ratio per sequence
         mask = torch.rand(B, L) < t  # (B, L): the prompt is never masked
+        prompts, ans, t, mask = prompts.to(a.device), ans.to(a.device), t.to(a.device), mask.to(a.device)
         noisy = torch.where(mask, torch.full_like(ans, tok.MASK), ans)
         logits = model(torch.cat([prompts, noisy], 1))[:, prompts.shape[1]:]  # (B, GEN, V)
         ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), ans.reshape(-1), reduction="none").view(B, L)
