@@ -33,7 +33,7 @@ def main():
     ap.add_argument("--threads", type=int, default=1)
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
-    ck = torch.load(a.ckpt)
+    ck = torch.load(a.ckpt, map_location="cpu")
     model = LLaDA(ck["cfg"])
     model.load_state_dict(ck["model"])
     model.eval()

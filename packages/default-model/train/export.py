@@ -66,7 +66,7 @@ def llada_config(cfg):
     }
 
 
-def export(model, out_dir, extra=None):
+def export(model, out_dir, extra=None, log_path=None):
     os.makedirs(out_dir, exist_ok=True)
     write_safetensors(os.path.join(out_dir, "model.safetensors"), model.llada_state_dict())
 
@@ -82,7 +82,7 @@ def export(model, out_dir, extra=None):
                                     "mask_token_id": tok.MASK, "gen_length": 128, "block_length": 32, "steps": 128})
     if extra:
         dump("training_summary.json", extra)
-    log = os.path.join(os.path.dirname(os.path.abspath(__file__)), "log.tsv")
+    log = log_path or os.path.join(os.path.dirname(os.path.abspath(__file__)), "log.tsv")
     if os.path.exists(log):  # ship the loss / exact-match curve with the weights
         with open(log) as src, open(os.path.join(out_dir, "training_log.tsv"), "w") as dst:
             dst.write(src.read())
@@ -94,8 +94,9 @@ if __name__ == "__main__":
     ap = argparse.ArgumentParser(description="Export a train.py checkpoint to a LLaDA checkpoint directory")
     ap.add_argument("--ckpt", required=True)
     ap.add_argument("--out", required=True)
+    ap.add_argument("--log", help="training log to ship as training_log.tsv (default train/log.tsv)")
     a = ap.parse_args()
-    ck = torch.load(a.ckpt)
+    ck = torch.load(a.ckpt, map_location="cpu")
     m = LLaDA(ck["cfg"])
     m.load_state_dict(ck["model"])
-    export(m, a.out, ck.get("summary"))
+    export(m, a.out, ck.get("summary"), a.log)

@@ -82,6 +82,7 @@ def main():
     ap.add_argument("--out", default=os.path.join(HERE, "out"))
     ap.add_argument("--model-dir", default=os.path.join(HERE, "..", "model"))
     ap.add_argument("--resume", action="store_true")
+    ap.add_argument("--log", default=os.path.join(HERE, "log.tsv"), help="loss / exact-match log (shipped with the export)")
     a = ap.parse_args()
 
     torch.set_num_threads(a.threads)
@@ -103,7 +104,7 @@ def main():
         model.load_state_dict(ck["model"]); opt.load_state_dict(ck["opt"])
         step, elapsed0 = ck["step"], ck["elapsed"]
         rng.setstate(ck["rng"]); torch.set_rng_state(ck["torch_rng"])
-    log_path = os.path.join(HERE, "log.tsv")
+    log_path = a.log
     log = open(log_path, "a" if a.resume else "w")
     if not a.resume:
         log.write("step\tminutes\tloss\texact_match\n")
@@ -127,7 +128,7 @@ def main():
                         "elapsed": time.time() - t0, "rng": rng.getstate(), "torch_rng": torch.get_rng_state(),
                         "summary": summary}, ck_path + ".tmp")
             os.replace(ck_path + ".tmp", ck_path)
-            export(model, a.model_dir, summary)
+            export(model, a.model_dir, summary, log_path)
             next_ck = (time.time() - t0) + a.ckpt_min * 60
             if done or time.time() - t0 >= total:  # the eval itself may use up the budget: don't evaluate twice
                 break
