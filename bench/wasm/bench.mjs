@@ -111,12 +111,12 @@ if (!quick) {
   const range = (a, b) => Int32Array.from({ length: b - a }, (_, i) => a + i);
   const s = BIG.P + BIG.block; // second block
   const t = async (req, reps) => { await engine.forward(req); let b = Infinity; for (let r = 0; r < reps; r++) { const t0 = performance.now(); await engine.forward(req); b = Math.min(b, performance.now() - t0); } return b; };
-  const full = await t({ canvas, mode: 'full', start: 0, end: L, positions: range(BIG.P, L) }, 2);
-  const prefix = await t({ canvas, mode: 'prefix', start: s, end: L, positions: range(s, s + BIG.block) }, 2);
-  const dual = await t({ canvas, mode: 'dual', start: s, end: s + BIG.block, positions: range(s, s + BIG.block) }, 3);
+  const full = await t({ canvas, mode: 'full', start: 0, end: L, positions: range(BIG.P, L) }, 4);
+  const prefix = await t({ canvas, mode: 'prefix', start: s, end: L, positions: range(s, s + BIG.block) }, 4);
+  const dual = await t({ canvas, mode: 'dual', start: s, end: s + BIG.block, positions: range(s, s + BIG.block) }, 8);
   // Where the full forward's time goes: wall time per kernel host call, one extra forward.
   const prof = {};
-  for (const op of ['matmul', 'attention', 'rmsnorm', 'rope', 'swiglu', 'reduceRow']) {
+  for (const op of ['matmul', 'attention', 'rmsnorm', 'rope', 'swiglu', 'reduceRows']) {
     const orig = K[op].bind(K);
     K[op] = (...a) => { const t0 = performance.now(); const r = orig(...a); prof[op] = (prof[op] ?? 0) + performance.now() - t0; return r; };
   }
