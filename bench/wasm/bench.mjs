@@ -45,23 +45,27 @@ const fmaOk = await relaxedSimdAvailable();
 results.machine.relaxedSimd = fmaOk;
 const configs = [
   { name: 'simd', threads: 1, fma: false }, { name: 'simd+fma', threads: 1, fma: true },
-  { name: 'simd+fma', threads: 2, fma: true }, { name: 'scalar', threads: 1, simd: false },
+  { name: 'simd+fma', threads: 2, fma: true }, { name: 'simd+fma', threads: 1, fma: true, dtype: 'bf16' },
+  { name: 'scalar', threads: 1, simd: false },
 ].filter((c) => !c.fma || fmaOk);
 const load = (c) => (c.threads > 1 ? loadThreadedKernels(c.threads, { fma: c.fma }) : loadKernels({ simd: c.simd ?? true, fma: c.simd === false ? undefined : c.fma }));
 for (const c of configs) {
   const K = await load(c);
   for (const [label, n, k, m] of shapes) {
     if (c.simd === false && (quick || label.startsWith('100M'))) continue;
+    if (c.dtype === 'bf16' && !label.startsWith('100M')) continue;
     const mark = K.mark();
-    const x = K.allocF32(n * k, rnd(n * k, 1)), w = K.allocWeight(rnd(m * k, 2), m, k), y = K.allocF32(n * m);
+    const x = K.allocF32(n * k, rnd(n * k, 1)), w = K.allocWeight(rnd(m * k, 2), m, k, c.dtype ?? 'f32'), y = K.allocF32(n * m);
     const ms = timeBest(() => K.matmul(x, w, null, y, n), n * k * m > 1e8 ? 3 : 10);
-    results.matmul.push({ label, n, in: k, out: m, build: K.build, threads: c.threads, gflops: 2 * n * k * m / ms / 1e6 });
+    const build = c.dtype === 'bf16' ? `${K.build} bf16 W` : K.build;
+    results.matmul.push({ label, n, in: k, out: m, build, threads: c.threads, gflops: 2 * n * k * m / ms / 1e6 });
     K.release(mark);
   }
   await K.parallel?.dispose();
 }
 results.notes.push('Weights are packed into 8-column panels at load (not timed); x and y are plain row-major f32.');
-results.notes.push('Only the matmuls run on worker threads; attention, norms and the row reductions stay on the calling thread.');
+results.notes.push('With threads, matmuls, attention and the logits-row reductions are split by rows over the workers; norms, RoPE and SwiGLU stay on the calling thread.');
+results.notes.push('"bf16 W": weights stored as bf16 (half the bytes), f32 arithmetic; the BLAS column is still f32 sgemm.');
 results.notes.push('BLAS numbers were measured in the same run for a fair ratio; load is the 1-minute average when the run started.');
 
 // ---- native sgemm + PyTorch forward in the same run
@@ -95,7 +99,7 @@ if (!quick) {
   const names = tensorNames(desc);
   const shapesByName = new Map();
   let seed = 3;
-  for (const c of configs.filter((c) => c.simd !== false)) {
+  for (const c of configs.filter((c) => c.simd !== false && !c.dtype)) {
   const K = await load(c);
   const key = `${K.build} ${c.threads} thread(s)`;
   const engine = await WasmEngine.load(desc, names, async (name) => {
