@@ -14,7 +14,12 @@ import type { Io } from './main.js';
 import { openModelDir } from './modeldir.js';
 import { floatArg, intArg } from './parse.js';
 
-export const SWEEP_TAUS = [0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0] as const;
+export const SWEEP_TAUS: readonly number[] = [0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0];
+
+/** --sweep-taus: comma-separated numbers in [0, 1]. */
+function tauList(v: string): number[] {
+  return v.split(',').map(floatArg('--sweep-taus', 0, 1));
+}
 
 export interface BenchRow {
   name: string;
@@ -29,12 +34,12 @@ export interface BenchRow {
   tokensPerForward: number;
   /** Non-EOS generated tokens per second of generation time, over all problems (SPEC §5). */
   tokensPerSecond: number;
-  /** tokensPerSecond / the baseline's. */
-  speedup: number;
+  /** tokensPerSecond / the baseline's (null with --sweep-only: no baseline row). */
+  speedup: number | null;
   /** Generation wall time over all problems (engine load excluded), ms. */
   wallTimeMs: number;
-  /** The baseline's wallTimeMs / this row's: the same prompts, end to end. */
-  wallSpeedup: number;
+  /** The baseline's wallTimeMs / this row's: the same prompts, end to end (null with --sweep-only). */
+  wallSpeedup: number | null;
 }
 
 interface EvalLike {
@@ -42,7 +47,7 @@ interface EvalLike {
   answer: string;
 }
 
-function rowsFor(tau: number, factor: number, sweep: boolean): Array<{ name: string; cache: CacheMode; strategy: Strategy }> {
+function rowsFor(tau: number, factor: number, sweep: readonly number[] | null, sweepOnly: boolean): Array<{ name: string; cache: CacheMode; strategy: Strategy }> {
   const fixed: Strategy = { kind: 'fixed', remasking: 'low_confidence' };
   const rows: Array<{ name: string; cache: CacheMode; strategy: Strategy }> = [
     { name: 'baseline', cache: 'none', strategy: fixed },
@@ -52,15 +57,15 @@ function rowsFor(tau: number, factor: number, sweep: boolean): Array<{ name: str
     { name: `+ dual cache + parallel (threshold ${tau})`, cache: 'dual', strategy: { kind: 'threshold', threshold: tau } },
     { name: `+ dual cache + parallel (factor ${factor})`, cache: 'dual', strategy: { kind: 'factor', factor } },
   ];
-  if (sweep) for (const t of SWEEP_TAUS) rows.push({ name: `sweep: dual cache, threshold ${t}`, cache: 'dual', strategy: { kind: 'threshold', threshold: t } });
-  return rows;
+  const sweepRows = (sweep ?? []).map((t) => ({ name: `sweep: dual cache, threshold ${t}`, cache: 'dual' as const, strategy: { kind: 'threshold' as const, threshold: t } }));
+  return sweepOnly ? sweepRows : [...rows, ...sweepRows];
 }
 
 export function markdownTable(rows: BenchRow[]): string {
   const out = ['| setting | accuracy % | NFE | tokens/forward | tokens/s | speedup | wall s | wall speedup |', '|---|---|---|---|---|---|---|---|'];
   for (const r of rows) {
     out.push(`| ${r.name} | ${(100 * r.accuracy).toFixed(1)} | ${r.nfe.toFixed(1)} | ${r.tokensPerForward.toFixed(2)} | ${r.tokensPerSecond.toFixed(1)} | ` +
-      `${r.speedup.toFixed(2)}x | ${(r.wallTimeMs / 1000).toFixed(2)} | ${r.wallSpeedup.toFixed(2)}x |`);
+      `${r.speedup === null ? '—' : `${r.speedup.toFixed(2)}x`} | ${(r.wallTimeMs / 1000).toFixed(2)} | ${r.wallSpeedup === null ? '—' : `${r.wallSpeedup.toFixed(2)}x`} |`);
   }
   return out.join('\n');
 }
@@ -72,9 +77,13 @@ export function registerBench(program: Command, io: Io, signal: AbortSignal): vo
     .option('--eval <file>', 'JSONL eval set with "prompt" and "answer" (default: the bundled one)')
     .addOption(new Option('--limit <n>', 'first N problems').argParser(intArg('--limit', 1)))
     .option('--sweep', 'add rows for threshold in {0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0}')
+    .addOption(new Option('--sweep-taus <list>', 'comma-separated thresholds in [0, 1] for the sweep rows (implies --sweep)').argParser(tauList))
+    .option('--sweep-only', 'run only the sweep rows (no baseline: speedup columns stay empty)')
     .option('--out <file>', 'also write the rows as JSON');
-  addDecodeOptions(cmd).action(async (opts: DecodeFlags & { eval?: string; limit?: number; sweep?: boolean; out?: string }) => {
+  addDecodeOptions(cmd).action(async (opts: DecodeFlags & { eval?: string; limit?: number; sweep?: boolean; sweepTaus?: number[]; sweepOnly?: boolean; out?: string }) => {
     if (opts.remasking || opts.alg) throw new UsageError('bench runs its own strategies; drop --remasking / --alg');
+    const sweep = opts.sweepTaus ?? (opts.sweep ? SWEEP_TAUS : null);
+    if (opts.sweepOnly && !sweep) throw new UsageError('--sweep-only needs --sweep or --sweep-taus');
     if (opts.genLength % opts.blockLength !== 0) throw new UsageError(`--gen-length ${opts.genLength} is not a multiple of --block-length ${opts.blockLength}`);
     const blocks = opts.genLength / opts.blockLength;
     if ((opts.steps ?? opts.genLength) % blocks !== 0) throw new UsageError(`--steps is not a multiple of the number of blocks (${blocks})`);
@@ -97,7 +106,8 @@ export function registerBench(program: Command, io: Io, signal: AbortSignal): vo
       checkPrompt(p, md, opts.genLength);
       return p;
     });
-    const plan = rowsFor(opts.threshold ?? 0.9, opts.factor ?? 1, opts.sweep ?? false);
+    const plan = rowsFor(opts.threshold ?? 0.9, opts.factor ?? 1, sweep, opts.sweepOnly ?? false);
+    const hasBaseline = plan[0].name === 'baseline';
     const bar = process.stderr.isTTY
       ? new cliProgress.SingleBar({ stream: process.stderr, format: ' {bar} {value}/{total} runs | {row}' }, cliProgress.Presets.shades_classic)
       : undefined;
@@ -122,8 +132,8 @@ export function registerBench(program: Command, io: Io, signal: AbortSignal): vo
           rows.push({
             name: p.name, cache: p.cache, strategy: p.strategy, problems: items.length, accuracy: correct / items.length,
             nfe: nfe / items.length, tokensPerForward: committed / nfe, tokensPerSecond: tps,
-            speedup: rows.length === 0 ? 1 : tps / rows[0].tokensPerSecond,
-            wallTimeMs: ms, wallSpeedup: rows.length === 0 ? 1 : rows[0].wallTimeMs / ms,
+            speedup: !hasBaseline ? null : rows.length === 0 ? 1 : tps / rows[0].tokensPerSecond,
+            wallTimeMs: ms, wallSpeedup: !hasBaseline ? null : rows.length === 0 ? 1 : rows[0].wallTimeMs / ms,
           });
         }
       } finally {

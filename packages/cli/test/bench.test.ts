@@ -46,6 +46,20 @@ describe('fast-dllm bench', () => {
     expect(rows.every((x) => x.problems === 2 && x.accuracy >= 0 && x.accuracy <= 1)).toBe(true);
   });
 
+  it('--sweep-taus with --sweep-only runs just those rows, with no speedup (no baseline)', async () => {
+    const evalPath = join(dir, 'eval2.jsonl');
+    writeFileSync(evalPath, JSON.stringify({ id: 'a', prompt: 'hi', answer: '2' }));
+    const out = join(dir, 'sweep.json');
+    const r = await runCli(['bench', '--model', LLADA, '--engine', 'reference', '--eval', evalPath, '--gen-length', '8', '--block-length', '8',
+      '--sweep-taus', '0.1,0.3', '--sweep-only', '--out', out]);
+    expect(r.code).toBe(0);
+    const lines = r.stdout.trim().split('\n');
+    expect(lines).toHaveLength(2 + 2);
+    expect(lines[2]).toMatch(/^\| sweep: dual cache, threshold 0.1 \|.*\| — \| [\d.]+ \| — \|$/);
+    const rows = JSON.parse(readFileSync(out, 'utf8')).rows as Array<{ speedup: null; wallSpeedup: null }>;
+    expect(rows.map((x) => [x.speedup, x.wallSpeedup])).toEqual([[null, null], [null, null]]);
+  });
+
   it('--sweep adds one row per threshold; bad flags exit 2', async () => {
     const evalPath = join(dir, 'eval1.jsonl');
     writeFileSync(evalPath, JSON.stringify({ id: 'a', prompt: 'hi', answer: '2' }));
@@ -58,5 +72,11 @@ describe('fast-dllm bench', () => {
     expect(bad.stderr).toMatch(/cannot read the eval set/);
     const lim = await runCli(['bench', '--limit', '0']);
     expect(lim.code).toBe(2);
+    const taus = await runCli(['bench', '--sweep-taus', '0.2,1.5']);
+    expect(taus.code).toBe(2);
+    expect(taus.stderr).toMatch(/--sweep-taus: expected a number in \[0, 1\], got '1.5'/);
+    const only = await runCli(['bench', '--sweep-only']);
+    expect(only.code).toBe(2);
+    expect(only.stderr).toMatch(/--sweep-only needs --sweep or --sweep-taus/);
   });
 });
