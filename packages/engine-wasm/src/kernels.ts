@@ -60,6 +60,11 @@ const PARALLEL_MIN_MACS = 1 << 19;
 /** Output columns per panel of a packed weight (NR of assembly/kernels.ts). */
 export const NR = 8;
 
+/** Lane of column c (0..7) inside a panel's k step: bf16 interleaves columns l and 4 + l. */
+function panelLane(c: number, dtype: WeightDType): number {
+  return dtype === 'bf16' ? (c < 4 ? 2 * c : 2 * (c - 4) + 1) : c;
+}
+
 /** Elements of a packed (out, inDim) weight. */
 export function packedLength(out: number, inDim: number): number {
   return Math.ceil(out / NR) * NR * inDim;
@@ -74,7 +79,7 @@ export function packWeight(w: Float32Array, out: number, inDim: number, dtype: W
   if (dtype === 'f32') {
     const p = new Float32Array(panels * inDim * NR); // (panels, inDim, 8)
     for (let r = 0; r < out; r++) {
-      const base = Math.floor(r / NR) * inDim * NR + (r % NR);
+      const base = Math.floor(r / NR) * inDim * NR + panelLane(r % NR, 'f32');
       for (let k = 0; k < inDim; k++) p[base + k * NR] = w[r * inDim + k];
     }
     return p;
@@ -82,8 +87,7 @@ export function packWeight(w: Float32Array, out: number, inDim: number, dtype: W
   const bits = f32ToBF16(w); // (out, inDim) bf16
   const p = new Uint16Array(panels * inDim * NR); // (panels, inDim, 8), columns interleaved l, 4 + l
   for (let r = 0; r < out; r++) {
-    const c = r % NR;
-    const base = Math.floor(r / NR) * inDim * NR + (c < 4 ? 2 * c : 2 * (c - 4) + 1);
+    const base = Math.floor(r / NR) * inDim * NR + panelLane(r % NR, 'bf16');
     for (let k = 0; k < inDim; k++) p[base + k * NR] = bits[r * inDim + k];
   }
   return p;
@@ -260,7 +264,7 @@ export class WasmKernels {
     const p = Math.floor(row / NR), c = row % NR;
     if (w.dtype === 'bf16') {
       const src = new Uint16Array(this.memory.buffer, w.ptr + p * inDim * NR * 2, inDim * NR); // (inDim, 8) bf16
-      const lane = c < 4 ? 2 * c : 2 * (c - 4) + 1;
+      const lane = panelLane(c, 'bf16');
       const bits = new Uint32Array(1);
       const f = new Float32Array(bits.buffer);
       for (let k = 0; k < inDim; k++) { bits[0] = src[k * NR + lane] << 16; dst[offset + k] = f[0]; }
