@@ -36,9 +36,12 @@ async function compileFrom(base: string | URL, name: string): Promise<WebAssembl
   return WebAssembly.compile(await res.arrayBuffer());
 }
 
-async function fmaRuns(base: string | URL): Promise<boolean> {
+/** The release-fma build's bytes when this browser validates them (relaxed SIMD), else null. */
+async function fmaBytes(base: string | URL): Promise<ArrayBuffer | null> {
   const res = await fetch(new URL('release-fma.wasm', base));
-  return res.ok && WebAssembly.validate(await res.arrayBuffer());
+  if (!res.ok) return null;
+  const bytes = await res.arrayBuffer();
+  return WebAssembly.validate(bytes) ? bytes : null;
 }
 
 /** Can this thread block on Atomics.wait? False on a browser's main thread. */
@@ -60,12 +63,14 @@ export async function loadBrowserKernels(options: BrowserKernelOptions = {}): Pr
     if (threads > 1) throw new Error('engine-wasm: threads > 1 needs the SIMD threads build; use simd: true or threads: 1');
     return WasmKernels.instantiate(await compileFrom(base, 'scalar'), { simd: false, build: 'scalar' });
   }
-  const fmaOk = await fmaRuns(base);
+  const fmaBuild = await fmaBytes(base);
+  const fmaOk = fmaBuild !== null;
   if (options.fma === true && !fmaOk) throw new Error('engine-wasm: fma requested but this browser has no WebAssembly relaxed SIMD; use fma: false');
   const fma = options.fma ?? fmaOk;
   if (threads === 1) {
     const build = fma ? 'release-fma' : 'release';
-    return WasmKernels.instantiate(await compileFrom(base, build), { simd: true, build });
+    const module = fma ? await WebAssembly.compile(fmaBuild!) : await compileFrom(base, build); // fma: the bytes just validated
+    return WasmKernels.instantiate(module, { simd: true, build });
   }
   if (typeof SharedArrayBuffer === 'undefined') {
     throw new Error('engine-wasm: threads > 1 needs SharedArrayBuffer: serve the page cross-origin isolated (COOP: same-origin, COEP: require-corp), or use threads: 1');
