@@ -11,7 +11,7 @@
 import { SafetensorsArchive, bufferSource, checkTensors, normaliseConfig, tensorNames } from '@fast-dllm/model';
 import type { EngineOptions } from '@fast-dllm/scheduler';
 import { WasmEngine } from './engine.js';
-import { WasmKernels, type WeightDType } from './kernels.js';
+import { WasmKernels, checkLoadOptions, chooseFma, type WeightDType } from './kernels.js';
 import { WorkerPool, type SpawnWorker } from './pool.js';
 
 export interface BrowserKernelOptions {
@@ -56,17 +56,13 @@ function canBlock(): boolean {
 
 /** Loads the kernels in a browser (or any runtime with fetch and, for threads, module Web Workers). */
 export async function loadBrowserKernels(options: BrowserKernelOptions = {}): Promise<WasmKernels> {
-  const threads = options.threads ?? 1;
-  if (!Number.isInteger(threads) || threads < 1) throw new Error(`engine-wasm: threads must be a positive integer; got ${threads}`);
+  const { threads } = checkLoadOptions(options);
   const base = options.buildUrl ?? defaultBuildUrl();
   if (options.simd === false) {
-    if (threads > 1) throw new Error('engine-wasm: threads > 1 needs the SIMD threads build; use simd: true or threads: 1');
     return WasmKernels.instantiate(await compileFrom(base, 'scalar'), { simd: false, build: 'scalar' });
   }
   const fmaBuild = await fmaBytes(base);
-  const fmaOk = fmaBuild !== null;
-  if (options.fma === true && !fmaOk) throw new Error('engine-wasm: fma requested but this browser has no WebAssembly relaxed SIMD; use fma: false');
-  const fma = options.fma ?? fmaOk;
+  const fma = chooseFma(options.fma, fmaBuild !== null);
   if (threads === 1) {
     const build = fma ? 'release-fma' : 'release';
     const module = fma ? await WebAssembly.compile(fmaBuild!) : await compileFrom(base, build); // fma: the bytes just validated
@@ -107,6 +103,7 @@ export interface BrowserEngineOptions extends BrowserKernelOptions, Pick<EngineO
 
 /** Checks the config and every tensor (names, shapes), then copies the weights into the engine. */
 export async function createBrowserWasmEngine(files: BrowserModelFiles, options: BrowserEngineOptions = {}): Promise<WasmEngine> {
+  const { dtype } = checkLoadOptions(options); // before any parsing: a bad option fails first
   type Json = Record<string, unknown>;
   const desc = normaliseConfig(files.config as Json, {
     file: 'config.json', generationConfig: files.generationConfig as Json | undefined, tokenizerConfig: files.tokenizerConfig as Json | undefined,
@@ -123,7 +120,7 @@ export async function createBrowserWasmEngine(files: BrowserModelFiles, options:
       const t = await archive.readF32(name);
       options.onProgress?.({ phase: 'loading weights', done: ++done, total, unit: 'tensors' });
       return t;
-    }, kernels, options.weightDType ?? 'f32');
+    }, kernels, dtype);
   } finally {
     await archive.close();
   }

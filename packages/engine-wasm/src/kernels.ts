@@ -93,6 +93,25 @@ export function packWeight(w: Float32Array, out: number, inDim: number, dtype: W
   return p;
 }
 
+/**
+ * Checks the loader options shared by Node and browsers; returns the thread count (default 1) and the weight
+ * dtype (default f32). Errors say what to pass instead.
+ */
+export function checkLoadOptions(o: { threads?: number; simd?: boolean; weightDType?: string }): { threads: number; dtype: WeightDType } {
+  const threads = o.threads ?? 1;
+  if (!Number.isInteger(threads) || threads < 1) throw new Error(`engine-wasm: threads must be a positive integer; got ${threads}`);
+  if (threads > 1 && o.simd === false) throw new Error('engine-wasm: threads > 1 needs the SIMD threads build; use simd: true or threads: 1');
+  const dtype = o.weightDType ?? 'f32';
+  if (dtype !== 'f32' && dtype !== 'bf16') throw new Error(`engine-wasm: weightDType '${dtype}' is not supported yet; use 'f32' or 'bf16'`);
+  return { threads, dtype };
+}
+
+/** The FMA (relaxed SIMD) choice: `requested` true demands it, false refuses it, unset takes it where it runs. */
+export function chooseFma(requested: boolean | undefined, available: boolean): boolean {
+  if (requested === true && !available) throw new Error('engine-wasm: fma requested but this runtime has no WebAssembly relaxed SIMD; use fma: false');
+  return requested ?? available;
+}
+
 /** Kernels that split by rows over the worker threads; the argument order of each is in parallelJob. */
 export const ParallelOp = { MatmulF32: 0, MatmulBF16: 1, Attention: 2, ReduceRows: 3 } as const;
 export type ParallelOp = (typeof ParallelOp)[keyof typeof ParallelOp];

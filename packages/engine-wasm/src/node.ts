@@ -7,7 +7,7 @@ import type { EngineOptions, EngineProvider } from '@fast-dllm/scheduler';
 import { WasmEngine } from './engine.js';
 import { Worker } from 'node:worker_threads';
 import { WorkerPool, type SpawnWorker } from './pool.js';
-import { WasmKernels, type KernelOptions } from './kernels.js';
+import { WasmKernels, checkLoadOptions, chooseFma, type KernelOptions } from './kernels.js';
 
 /**
  * Which compiled module: 'release' (SIMD128), 'release-fma' (SIMD128 + relaxed-SIMD fused multiply-add),
@@ -82,9 +82,7 @@ export interface LoadOptions extends KernelOptions {
 }
 
 async function pickFma(fma: boolean | undefined): Promise<boolean> {
-  const ok = await relaxedSimdAvailable();
-  if (fma === true && !ok) throw new Error('engine-wasm: fma requested but this runtime has no WebAssembly relaxed SIMD; use fma: false');
-  return fma ?? ok;
+  return chooseFma(fma, await relaxedSimdAvailable());
 }
 
 /** Loads and instantiates the kernels; `simd: false` uses the scalar debug build. */
@@ -124,17 +122,11 @@ export interface WasmEngineOptions extends EngineOptions {
 }
 
 /**
- * Loads a Hugging Face model directory into a WasmEngine: f32 (default) or bf16 linear weights, one thread
- * (threads > 1 and f16 storage are not implemented yet and are refused rather than silently ignored).
+ * Loads a Hugging Face model directory into a WasmEngine: f32 (default) or bf16 linear weights, 1 or more kernel
+ * threads (f16 storage is not implemented yet and is refused rather than silently ignored).
  */
 export async function createWasmEngine(modelDir: string, options: WasmEngineOptions = {}): Promise<WasmEngine> {
-  const threads = options.threads ?? 1;
-  if (!Number.isInteger(threads) || threads < 1) throw new Error(`engine-wasm: threads must be a positive integer; got ${threads}`);
-  if (threads > 1 && options.simd === false) throw new Error('engine-wasm: threads > 1 needs the SIMD threads build; use simd: true or threads: 1');
-  const dtype = options.weightDType ?? 'f32';
-  if (dtype !== 'f32' && dtype !== 'bf16') {
-    throw new Error(`engine-wasm: weightDType '${dtype}' is not supported yet; use 'f32' or 'bf16'`);
-  }
+  const { threads, dtype } = checkLoadOptions(options);
   const kernels = threads > 1
     ? await loadThreadedKernels(threads, { fma: options.fma })
     : await loadKernels({ simd: options.simd ?? true, fma: options.simd === false ? undefined : options.fma });

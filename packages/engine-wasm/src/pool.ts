@@ -1,6 +1,6 @@
 /**
- * Worker pool (Node worker_threads or browser Web Workers, started by the caller's `spawn`) for the kernels that split by rows: matmul (x/y rows), attention (query
- * rows) and the logits-row reduction. Rows are split between the calling thread (slice 0) and threads-1
+ * Worker pool (Node worker_threads or browser Web Workers, started by the caller's `spawn`) for the kernels
+ * that split by rows: matmul (x/y rows), attention (query rows) and the logits-row reduction. Rows are split between the calling thread (slice 0) and threads-1
  * workers that share the engine's WebAssembly.Memory; the caller blocks on Atomics.wait until every worker is
  * done, so a forward pass stays synchronous.
  *
@@ -51,7 +51,7 @@ export class WorkerPool implements ParallelKernels {
   run(op: ParallelOp, args: readonly number[], n: number, grain: number, self: (lo: number, hi: number) => void): void {
     const c = this.c;
     this.args.set(args);
-    c[1] = op;
+    c[CTRL.op] = op;
     Atomics.store(c, CTRL.done, 0);
     Atomics.add(c, CTRL.gen, 1);
     Atomics.notify(c, CTRL.gen);

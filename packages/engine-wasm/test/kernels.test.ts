@@ -3,7 +3,7 @@
 // tolerance stated next to the case with the measured spread that justified it. Seeds are fixed and printed.
 import { describe, expect, it } from 'vitest';
 import { counterGumbel, counterHash } from '@fast-dllm/scheduler';
-import { f32ToBF16, loadKernels as loadBuild, loadThreadedKernels, relaxedSimdAvailable, type WasmKernels, type Region } from '../src/index.js';
+import { checkLoadOptions, chooseFma, f32ToBF16, loadKernels as loadBuild, loadThreadedKernels, relaxedSimdAvailable, type WasmKernels, type Region } from '../src/index.js';
 
 /** Small deterministic generator for test inputs (mulberry32); not the engine RNG. */
 function rand(seed: number): () => number {
@@ -343,6 +343,20 @@ describe('f32ToBF16', () => {
   it('rounds to nearest even and keeps NaN/Inf', () => {
     const src = new Float32Array(new Uint32Array([0x3f808000, 0x3f818000, 0x3f808001, 0x7f800000, 0x7fc00001, 0xff800000]).buffer);
     expect(Array.from(f32ToBF16(src))).toEqual([0x3f80, 0x3f82, 0x3f81, 0x7f80, 0x7fc0, 0xff80]);
+  });
+});
+
+describe('loader options shared by Node and browsers', () => {
+  it('checks threads, simd and dtype, and picks FMA only where it runs', () => {
+    expect(checkLoadOptions({})).toEqual({ threads: 1, dtype: 'f32' });
+    expect(checkLoadOptions({ threads: 2, weightDType: 'bf16' })).toEqual({ threads: 2, dtype: 'bf16' });
+    expect(() => checkLoadOptions({ threads: 1.5 })).toThrow(/threads must be a positive integer; got 1.5/);
+    expect(() => checkLoadOptions({ threads: 2, simd: false })).toThrow(/threads > 1 needs the SIMD threads build/);
+    expect(() => checkLoadOptions({ weightDType: 'f16' })).toThrow(/'f16' is not supported yet/);
+    expect(chooseFma(undefined, true)).toBe(true);
+    expect(chooseFma(undefined, false)).toBe(false);
+    expect(chooseFma(false, true)).toBe(false);
+    expect(() => chooseFma(true, false)).toThrow(/fma requested but this runtime has no WebAssembly relaxed SIMD/);
   });
 });
 
