@@ -390,7 +390,7 @@ export class WasmKernels {
     checkLen('reduceRows res', res, n * 5);
     const args = [logits.ptr, vocab, res.ptr, positions.ptr, n, temperature, seed >>> 0, forwardIndex >>> 0];
     if (this.parallel && n >= 2 && n * vocab >= 1 << 16) this.split(ParallelOp.ReduceRows, args);
-    else this.ex.reduceRows(logits.ptr, vocab, res.ptr, positions.ptr, n, temperature, seed >>> 0, forwardIndex >>> 0);
+    else parallelJob(this.ex, ParallelOp.ReduceRows, args, 0).run(0, n); // all rows here
     const r = new Float64Array(this.memory.buffer, res.ptr, n * 5); // (n, 5) token, prob, top1, top2, entropy
     return Array.from({ length: n }, (_, i) => ({ token: r[i * 5], prob: r[i * 5 + 1], top1: r[i * 5 + 2], top2: r[i * 5 + 3], entropy: r[i * 5 + 4] }));
   }
