@@ -1,7 +1,6 @@
 // node-addon-api surface of the cuda engine (declared for TypeScript in src/binding.ts). Heavy calls run in
 // Napi::AsyncWorker; every CUDA call is checked and a failure becomes a JS Error naming the call.
 #include <napi.h>
-#include <cuda_runtime.h>
 #include <cstring>
 #include <functional>
 #include <memory>

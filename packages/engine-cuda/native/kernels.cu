@@ -1,6 +1,5 @@
 // CUDA kernels of the cuda engine: f32 activations, bf16 (tensor cores, f32 accumulate) or f32 weights.
 #include "kernels.h"
-#include <mma.h>
 #include <cfloat>
 
 namespace fdl {
@@ -52,7 +51,7 @@ __global__ void rmsnorm_k(const float* x, const float* w, float* y, int d, float
   for (int i = threadIdx.x; i < d; i += blockDim.x) y[(size_t)blockIdx.x * d + i] = xr[i] * r * w[i];
 }
 cudaError_t rmsnorm(const float* x, const float* w, float* y, int n, int d, float eps, cudaStream_t s) {
-  rmsnorm_k<<<n, 256, 0, s>>>(x, w, y, d, eps);
+  FDL_LAUNCH(rmsnorm_k, n, 256, 0, s)(x, w, y, d, eps);
   return cudaGetLastError();
 }
 
@@ -94,7 +93,7 @@ __global__ void gemm_bf16_k(const float* A, const __nv_bfloat16* W, const float*
 cudaError_t gemm_bf16(const float* A, const __nv_bfloat16* W, const float* bias, float* C, int m, int n, int k,
                       cudaStream_t s) {
   dim3 grid((n + GT - 1) / GT, (m + GT - 1) / GT);
-  gemm_bf16_k<<<grid, 128, 0, s>>>(A, W, bias, C, m, n, k);
+  FDL_LAUNCH(gemm_bf16_k, grid, 128, 0, s)(A, W, bias, C, m, n, k);
   return cudaGetLastError();
 }
 
@@ -116,7 +115,7 @@ __global__ void gemm_f32_k(const float* A, const float* W, const float* bias, fl
 }
 cudaError_t gemm_f32(const float* A, const float* W, const float* bias, float* C, int m, int n, int k, cudaStream_t s) {
   dim3 grid((n + 15) / 16, (m + 15) / 16), block(16, 16);
-  gemm_f32_k<<<grid, block, 0, s>>>(A, W, bias, C, m, n, k);
+  FDL_LAUNCH(gemm_f32_k, grid, block, 0, s)(A, W, bias, C, m, n, k);
   return cudaGetLastError();
 }
 
@@ -141,7 +140,7 @@ __global__ void rope_k(float* x, int n, int heads, int hd, int pos0, float theta
 cudaError_t rope_neox(float* x, int n, int heads, int hd, int pos0, float theta, cudaStream_t s) {
   const size_t total = (size_t)n * heads * (hd / 2);
   const int blocks = (int)((total + 255) / 256 < 4096 ? (total + 255) / 256 : 4096);
-  rope_k<<<blocks > 0 ? blocks : 1, 256, 0, s>>>(x, n, heads, hd, pos0, theta);
+  FDL_LAUNCH(rope_k, blocks > 0 ? blocks : 1, 256, 0, s)(x, n, heads, hd, pos0, theta);
   return cudaGetLastError();
 }
 
@@ -155,13 +154,13 @@ __global__ void swiglu_k(const float* g, const float* u, float* h, size_t total)
 cudaError_t swiglu(const float* gate, const float* up, float* h, int n, int ff, cudaStream_t s) {
   const size_t total = (size_t)n * ff;
   const int blocks = (int)((total + 255) / 256 < 4096 ? (total + 255) / 256 : 4096);
-  swiglu_k<<<blocks > 0 ? blocks : 1, 256, 0, s>>>(gate, up, h, total);
+  FDL_LAUNCH(swiglu_k, blocks > 0 ? blocks : 1, 256, 0, s)(gate, up, h, total);
   return cudaGetLastError();
 }
 
 // ---- attention: one block per (query row, head); scores (L,) in dynamic shared memory ----
 __global__ void attention_k(const float* q, const float* kc, const float* vc, float* out, int L, int H, int KV, int hd) {
-  extern __shared__ float sc[];  // (L,) scores, then probabilities
+  FDL_DYNAMIC_SHARED(float, sc);  // (L,) scores, then probabilities
   __shared__ float red[2];
   const int qi = blockIdx.x, h = blockIdx.y, kvh = h / (H / KV);
   const float* qr = q + ((size_t)qi * H + h) * hd;
@@ -197,7 +196,7 @@ __global__ void attention_k(const float* q, const float* kc, const float* vc, fl
 cudaError_t attention(const float* q, const float* kc, const float* vc, float* out, int nq, int L, int H, int KV,
                       int hd, cudaStream_t s) {
   dim3 grid(nq, H);
-  attention_k<<<grid, 128, (size_t)L * sizeof(float), s>>>(q, kc, vc, out, L, H, KV, hd);
+  FDL_LAUNCH(attention_k, grid, 128, (size_t)L * sizeof(float), s)(q, kc, vc, out, L, H, KV, hd);
   return cudaGetLastError();
 }
 
@@ -266,7 +265,7 @@ __global__ void lm_head_k(const float* logits, int V, const int32_t* positions, 
 cudaError_t lm_head_reduce(const float* logits, int n, int V, const int32_t* positions, int sample, double temperature,
                            uint32_t seed, uint32_t forward_index, HeadOut out, cudaStream_t s) {
   if (n == 0) return cudaSuccess;
-  lm_head_k<<<n, 256, 0, s>>>(logits, V, positions, sample, temperature, seed, forward_index, out);
+  FDL_LAUNCH(lm_head_k, n, 256, 0, s)(logits, V, positions, sample, temperature, seed, forward_index, out);
   return cudaGetLastError();
 }
 
@@ -284,18 +283,18 @@ static inline int grid_for(size_t total) {
   return b == 0 ? 1 : (b > 8192 ? 8192 : (int)b);
 }
 cudaError_t embed_bf16(const __nv_bfloat16* table, const int32_t* ids, float* y, int n, int d, cudaStream_t s) {
-  embed_k<<<grid_for((size_t)n * d), 256, 0, s>>>(table, ids, y, n, d);
+  FDL_LAUNCH(embed_k<__nv_bfloat16>, grid_for((size_t)n * d), 256, 0, s)(table, ids, y, n, d);
   return cudaGetLastError();
 }
 cudaError_t embed_f32(const float* table, const int32_t* ids, float* y, int n, int d, cudaStream_t s) {
-  embed_k<<<grid_for((size_t)n * d), 256, 0, s>>>(table, ids, y, n, d);
+  FDL_LAUNCH(embed_k<float>, grid_for((size_t)n * d), 256, 0, s)(table, ids, y, n, d);
   return cudaGetLastError();
 }
 __global__ void add_k(float* x, const float* y, size_t count) {
   for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < count; i += (size_t)gridDim.x * blockDim.x) x[i] += y[i];
 }
 cudaError_t add_inplace(float* x, const float* y, size_t count, cudaStream_t s) {
-  add_k<<<grid_for(count), 256, 0, s>>>(x, y, count);
+  FDL_LAUNCH(add_k, grid_for(count), 256, 0, s)(x, y, count);
   return cudaGetLastError();
 }
 template <typename T> __global__ void fill_k(T* w, size_t count, uint32_t seed, float scale, float offset) {
@@ -306,11 +305,11 @@ template <typename T> __global__ void fill_k(T* w, size_t count, uint32_t seed, 
   }
 }
 cudaError_t fill_random_bf16(__nv_bfloat16* w, size_t count, uint32_t seed, float scale, cudaStream_t s) {
-  fill_k<<<grid_for(count), 256, 0, s>>>(w, count, seed, scale, 0.f);
+  FDL_LAUNCH(fill_k<__nv_bfloat16>, grid_for(count), 256, 0, s)(w, count, seed, scale, 0.f);
   return cudaGetLastError();
 }
 cudaError_t fill_random_f32(float* w, size_t count, uint32_t seed, float scale, float offset, cudaStream_t s) {
-  fill_k<<<grid_for(count), 256, 0, s>>>(w, count, seed, scale, offset);
+  FDL_LAUNCH(fill_k<float>, grid_for(count), 256, 0, s)(w, count, seed, scale, offset);
   return cudaGetLastError();
 }
 

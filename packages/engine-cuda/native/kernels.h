@@ -1,8 +1,7 @@
 // Launchers of the CUDA kernels (native/kernels.cu). Each returns the cudaError_t of its launch; the addon
 // checks every one and turns a failure into a JS Error naming the call.
 #pragma once
-#include <cuda_runtime.h>
-#include <cuda_bf16.h>
+#include "cuda_compat.h"
 #include <cstdint>
 
 namespace fdl {

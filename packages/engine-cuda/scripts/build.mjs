@@ -1,4 +1,5 @@
-// Build of @fast-dllm/engine-cuda: the native addon when nvcc is on PATH (cmake-js), then the TypeScript.
+// Build of @fast-dllm/engine-cuda: the CPU emulator addon (any C++ compiler), the CUDA addon when nvcc is on
+// PATH (both through cmake-js), then the TypeScript.
 // A machine without CUDA still gets a working package whose provider reports why the engine is unavailable;
 // this script never fails for lack of CUDA (the root `npm install` runs it through `prepare`).
 import { spawnSync } from 'node:child_process';
@@ -22,15 +23,24 @@ function run(cmd, args) {
   return r.status === 0;
 }
 
+const cmakeJs = require.resolve('cmake-js/bin/cmake-js');
+const compile = (out, extra = []) =>
+  run(process.execPath, [cmakeJs, 'compile', '--out', out, '--config', 'Release', '--parallel', '2', ...extra]);
+
+// The emulator build (host compiler only) lets the conformance suite run the CUDA engine's code without a GPU.
+if (!findOnPath('cmake') || !(findOnPath('c++') || findOnPath('g++') || findOnPath('clang++'))) {
+  console.log('engine-cuda: skipped emulator build: no cmake or C++ compiler on PATH');
+} else if (!compile('build-emu', ['--CDFDL_CUDA_EMULATOR=ON'])) {
+  console.warn('engine-cuda: emulator build FAILED (see the cmake output above); its conformance tests will be skipped');
+}
+
 const nvcc = findOnPath('nvcc');
 if (!nvcc) {
   console.log('engine-cuda: skipped native build: no nvcc on PATH');
 } else {
-  const cmakeJs = require.resolve('cmake-js/bin/cmake-js');
   // CUDACXX tells CMake which nvcc to use when the CUDA root is not on its default search path.
   process.env.CUDACXX ??= nvcc;
-  const ok = run(process.execPath, [cmakeJs, 'compile', '--out', 'build', '--config', 'Release', '--parallel', '2']);
-  if (!ok) {
+  if (!compile('build')) {
     // Strict mode is for CI on GPU machines; elsewhere a broken native build must not break the install.
     const msg = 'engine-cuda: native build FAILED (see the cmake output above); the cuda engine will report "native addon not built"';
     if (process.env.FAST_DLLM_CUDA_STRICT === '1') {

@@ -79,24 +79,33 @@ export interface NativeBinding {
 
 /** Where the build puts the addon. */
 export const ADDON_PATH = join(dirname(fileURLToPath(import.meta.url)), '..', 'build', 'Release', 'fast_dllm_cuda.node');
+/**
+ * The same kernels and addon compiled for the CPU against native/emu (built on every machine with a C++
+ * compiler): conformance tests run the CUDA engine's logic on it where there is no GPU. Far too slow for use.
+ */
+export const EMULATOR_ADDON_PATH = join(dirname(fileURLToPath(import.meta.url)), '..', 'build-emu', 'Release', 'fast_dllm_cuda_emu.node');
 
 export type BindingLoad = { ok: true; binding: NativeBinding } | { ok: false; reason: string };
 
-let cached: BindingLoad | undefined;
+const cache = new Map<string, BindingLoad>();
 
-/** Loads the addon once; never throws. */
+/** Loads an addon once per path; never throws. */
 export function loadBinding(path = ADDON_PATH): BindingLoad {
-  if (cached && path === ADDON_PATH) return cached;
+  const hit = cache.get(path);
+  if (hit) return hit;
+  const what = path === EMULATOR_ADDON_PATH ? 'emulator addon' : 'native addon';
   let r: BindingLoad;
   if (!existsSync(path)) {
-    r = { ok: false, reason: `native addon not built: no nvcc at install time (expected ${path}; install the CUDA toolkit and run \`npm run build -w @fast-dllm/engine-cuda\`)` };
+    r = path === EMULATOR_ADDON_PATH
+      ? { ok: false, reason: `${what} not built: no C++ compiler or cmake at install time (expected ${path}; run \`npm run build -w @fast-dllm/engine-cuda\`)` }
+      : { ok: false, reason: `${what} not built: no nvcc at install time (expected ${path}; install the CUDA toolkit and run \`npm run build -w @fast-dllm/engine-cuda\`)` };
   } else {
     try {
       r = { ok: true, binding: createRequire(import.meta.url)(path) as NativeBinding };
     } catch (e) {
-      r = { ok: false, reason: `native addon failed to load (${(e as Error).message}); rebuild it with \`npm run build -w @fast-dllm/engine-cuda\`` };
+      r = { ok: false, reason: `${what} failed to load (${(e as Error).message}); rebuild it with \`npm run build -w @fast-dllm/engine-cuda\`` };
     }
   }
-  if (path === ADDON_PATH) cached = r;
+  cache.set(path, r);
   return r;
 }

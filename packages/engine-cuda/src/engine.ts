@@ -4,7 +4,7 @@ import {
   type Engine, type EngineCapabilities, type EngineOptions, type EngineProvider, type ForwardRequest, type ForwardResult, type ModelInfo,
 } from '@fast-dllm/scheduler';
 import { openModel, schedulerModelInfo, type ModelDescription } from '@fast-dllm/model';
-import { loadBinding, type NativeBinding, type NativeModel } from './binding.js';
+import { ADDON_PATH, EMULATOR_ADDON_PATH, loadBinding, type NativeBinding, type NativeModel } from './binding.js';
 import { checkFits, planWeights, toBf16 } from './plan.js';
 import { MODE_CODE, sourceRows } from './marshal.js';
 
@@ -19,9 +19,9 @@ export const CUDA_CAPABILITIES: EngineCapabilities = {
 };
 
 
-/** Probe result: the addon and a device, or the reason there is none. Never throws. */
-export function probeCuda(): { available: true; binding: NativeBinding } | { available: false; reason: string } {
-  const b = loadBinding();
+/** Probe result: the addon (at `addonPath`) and a device, or the reason there is none. Never throws. */
+export function probeCuda(addonPath = ADDON_PATH): { available: true; binding: NativeBinding } | { available: false; reason: string } {
+  const b = loadBinding(addonPath);
   if (!b.ok) return { available: false, reason: b.reason };
   const info = b.binding.deviceInfo();
   if (!info.available) return { available: false, reason: info.reason };
@@ -29,12 +29,12 @@ export function probeCuda(): { available: true; binding: NativeBinding } | { ava
 }
 
 export class CudaEngine implements Engine {
-  readonly name = 'cuda';
   readonly capabilities = CUDA_CAPABILITIES;
   private native: NativeModel | undefined;
   private queue: Promise<unknown> = Promise.resolve();
 
-  constructor(readonly model: ModelInfo, native: NativeModel) {
+  /** `name` is 'cuda', or 'cuda-emulator' for the CPU build of the same addon. */
+  constructor(readonly model: ModelInfo, native: NativeModel, readonly name = 'cuda') {
     this.native = native;
   }
 
@@ -75,8 +75,20 @@ export class CudaEngine implements Engine {
 
 /** Loads a Hugging Face model directory onto the GPU (weights streamed tensor by tensor). */
 export async function createCudaEngine(modelDir: string, options: EngineOptions = {}): Promise<CudaEngine> {
-  const probe = probeCuda();
-  if (!probe.available) throw new Error(`cuda engine unavailable: ${probe.reason}`);
+  return createOn(ADDON_PATH, 'cuda', modelDir, options);
+}
+
+/**
+ * The same engine on the CPU emulator build of the addon (native/emu): identical host code and kernel source,
+ * run by fibers on the CPU. For conformance tests where there is no GPU; thousands of times slower than WASM.
+ */
+export async function createCudaEmulatorEngine(modelDir: string, options: EngineOptions = {}): Promise<CudaEngine> {
+  return createOn(EMULATOR_ADDON_PATH, 'cuda-emulator', modelDir, options);
+}
+
+async function createOn(addonPath: string, name: string, modelDir: string, options: EngineOptions): Promise<CudaEngine> {
+  const probe = probeCuda(addonPath);
+  if (!probe.available) throw new Error(`${name} engine unavailable: ${probe.reason}`);
   const info = probe.binding.deviceInfo();
   if (options.weightDType === 'f16') throw new Error("cuda engine: weightDType 'f16' is not supported; use 'bf16' or 'f32'");
   const dtype = options.weightDType ?? 'bf16';
@@ -112,7 +124,7 @@ export async function createCudaEngine(modelDir: string, options: EngineOptions 
       native.free();
       throw e;
     }
-    return new CudaEngine(schedulerModelInfo(d), native);
+    return new CudaEngine(schedulerModelInfo(d), native, name);
   } finally {
     await loaded.archive.close();
   }
@@ -125,4 +137,14 @@ export const cudaProvider: EngineProvider = {
     return p.available ? { available: true } : { available: false, reason: p.reason };
   },
   create: createCudaEngine,
+};
+
+/** Test-only provider of the emulator build; never part of the CLI's engine list. */
+export const cudaEmulatorProvider: EngineProvider = {
+  name: 'cuda-emulator',
+  async probe() {
+    const p = probeCuda(EMULATOR_ADDON_PATH);
+    return p.available ? { available: true } : { available: false, reason: p.reason };
+  },
+  create: createCudaEmulatorEngine,
 };
