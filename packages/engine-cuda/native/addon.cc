@@ -8,14 +8,13 @@
 #include <string>
 #include <vector>
 #include "kernels.h"
+#include "napi_job.h"
+#include "kernel_probe.h"
 
 namespace {
 
-#define CK(call)                                                                                  \
-  do {                                                                                            \
-    cudaError_t e_ = (call);                                                                      \
-    if (e_ != cudaSuccess) throw std::runtime_error(std::string(#call) + ": " + cudaGetErrorString(e_)); \
-  } while (0)
+using fdl_napi::DevBuf;
+using fdl_napi::Job;
 
 // deviceInfo(): never throws; with no driver (static cudart, libcuda missing) cudaGetDeviceCount returns an error.
 Napi::Value DeviceInfo(const Napi::CallbackInfo& info) {
@@ -58,24 +57,51 @@ struct Config {
 // Slot numbering shared with src/plan.ts: 0 embed, 1 final norm, 2 lm head, then 12 per layer.
 enum Role { kAttnNorm, kQ, kK, kV, kQB, kKB, kVB, kO, kFfnNorm, kGate, kUp, kDown, kRoles };
 
+// Per-forward working buffers, kept between forwards (a cudaMalloc/cudaFree pair per buffer per step would cost
+// more than a DualCache step's kernels, and cudaFree synchronises the device). Grown, never shrunk.
+enum Scratch { kIds, kRows, kPos, kX, kH, kQ_, kK_, kV_, kAtt, kG, kU, kA16, kHn, kLogits, kPartial, kKWork, kVWork,
+               kTok, kProb, kTop1, kTop2, kEnt, kScratchCount };
+
 class Model {
  public:
   Config c;
   std::vector<void*> w;  // device pointers by slot
   float* kcache = nullptr;  // (layers, L, KV, hd) f32
-  float* vcache = nullptr;
+  float* vcache = nullptr;  // (layers, L, KV, hd) f32
   int cacheL = 0;
+  int sms = 1;              // multiprocessors of device 0: sizes the GEMM k splits
   cudaStream_t s = nullptr;
+  std::vector<void*> scratch = std::vector<void*>(kScratchCount, nullptr);
+  std::vector<size_t> scratchBytes = std::vector<size_t>(kScratchCount, 0);
 
-  explicit Model(const Config& cfg) : c(cfg), w(3 + cfg.layers * kRoles, nullptr) { CK(cudaStreamCreate(&s)); }
+  explicit Model(const Config& cfg) : c(cfg), w(3 + cfg.layers * kRoles, nullptr) {
+    CK(cudaStreamCreate(&s));
+    cudaDeviceProp p;
+    CK(cudaGetDeviceProperties(&p, 0));
+    sms = p.multiProcessorCount > 0 ? p.multiProcessorCount : 1;
+  }
   ~Model() { release(); }
   void release() {
     for (auto& p : w) { if (p) cudaFree(p); p = nullptr; }
+    for (auto& p : scratch) { if (p) cudaFree(p); p = nullptr; }
     if (kcache) cudaFree(kcache);
     if (vcache) cudaFree(vcache);
     kcache = vcache = nullptr;
     if (s) cudaStreamDestroy(s);
     s = nullptr;
+  }
+  // Scratch buffer `id` with room for `count` elements of T; contents are not kept across growth.
+  template <typename T> T* buf(Scratch id, size_t count) {
+    const size_t bytes = (count ? count : 1) * sizeof(T);
+    if (scratchBytes[id] < bytes) {
+      if (scratch[id]) CK(cudaStreamSynchronize(s));  // the old buffer may still be read by queued work
+      if (scratch[id]) CK(cudaFree(scratch[id]));
+      scratch[id] = nullptr;
+      scratchBytes[id] = 0;
+      CK(cudaMalloc(&scratch[id], bytes));
+      scratchBytes[id] = bytes;
+    }
+    return static_cast<T*>(scratch[id]);
   }
   bool isMatrix(int slot) const {
     if (slot == 0 || slot == 2) return true;
@@ -84,17 +110,26 @@ class Model {
     return r == kQ || r == kK || r == kV || r == kO || r == kGate || r == kUp || r == kDown;
   }
   void* L(int l, int r) const { return w[3 + l * kRoles + r]; }
-  void linear(const float* x, int l, int r, int rb, float* y, int m, int n, int k) {
-    const float* bias = rb >= 0 ? (const float*)L(l, rb) : nullptr;
-    if (c.bf16) CK(fdl::gemm_bf16(x, (const __nv_bfloat16*)L(l, r), bias, y, m, n, k, s));
-    else CK(fdl::gemm_f32(x, (const float*)L(l, r), bias, y, m, n, k, s));
+  // y (m, n) = x (m, k) @ W^T (+ bias). In bf16 mode x16 is x already rounded to bf16 (one conversion per input).
+  void linear(const float* x, const __nv_bfloat16* x16, const void* W, const float* bias, float* y, int m, int n, int k) {
+    if (c.bf16) {
+      const int splits = fdl::gemm_bf16_splits(m, n, k, sms);
+      float* partial = splits > 1 ? buf<float>(kPartial, (size_t)splits * m * n) : nullptr;
+      CK(fdl::gemm_bf16(x16, (const __nv_bfloat16*)W, bias, y, m, n, k, splits, partial, s));
+    } else {
+      CK(fdl::gemm_f32(x, (const float*)W, bias, y, m, n, k, s));
+    }
   }
-};
-
-template <typename T> struct DevBuf {
-  T* p = nullptr;
-  explicit DevBuf(size_t n) { CK(cudaMalloc(&p, (n ? n : 1) * sizeof(T))); }
-  ~DevBuf() { if (p) cudaFree(p); }
+  void linear(const float* x, const __nv_bfloat16* x16, int l, int r, int rb, float* y, int m, int n, int k) {
+    linear(x, x16, L(l, r), rb >= 0 ? (const float*)L(l, rb) : nullptr, y, m, n, k);
+  }
+  // The bf16 copy of x (count,) that linear() reads in bf16 mode; nullptr in f32 mode.
+  const __nv_bfloat16* bf16Input(const float* x, size_t count) {
+    if (!c.bf16) return nullptr;
+    __nv_bfloat16* x16 = buf<__nv_bfloat16>(kA16, count);
+    CK(fdl::to_bf16(x, x16, count, s));
+    return x16;
+  }
 };
 
 class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
@@ -132,29 +167,6 @@ ModelWrap::ModelWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ModelWra
     throw Napi::Error::New(info.Env(), e.what());
   }
 }
-
-// Runs fn on the worker thread; resolves with build(env) or rejects with the CUDA error.
-class Job : public Napi::AsyncWorker {
- public:
-  Job(Napi::Env env, std::function<void()> fn, std::function<Napi::Value(Napi::Env)> done)
-      : Napi::AsyncWorker(env), d(Napi::Promise::Deferred::New(env)), fn(std::move(fn)), done(std::move(done)) {}
-  Napi::Promise promise() { return d.Promise(); }
-  void Execute() override {
-    try {
-      CK(cudaSetDevice(0));
-      fn();
-    } catch (const std::exception& e) {
-      SetError(e.what());
-    }
-  }
-  void OnOK() override { d.Resolve(done ? done(Env()) : Env().Undefined()); }
-  void OnError(const Napi::Error& e) override { d.Reject(e.Value()); }
-
- private:
-  Napi::Promise::Deferred d;
-  std::function<void()> fn;
-  std::function<Napi::Value(Napi::Env)> done;
-};
 
 // upload(slot, bytes): bytes are bf16 (matrices in bf16 mode) or f32, already in device layout.
 Napi::Value ModelWrap::Upload(const Napi::CallbackInfo& info) {
@@ -234,6 +246,9 @@ static void RunForward(Model& M, const FwdIn& in, FwdOut& out) {
   const int L = (int)in.canvas.size(), s0 = in.start, m = in.end - in.start, n = (int)in.srcRows.size();
   const int qd = c.H * c.hd, kvd = c.KV * c.hd;
   const size_t layerKV = (size_t)L * kvd;  // floats per layer of the cache: (L, KV, hd)
+  // attention keeps one row of scores (L floats) in shared memory: 48 KiB without an opt-in.
+  if ((size_t)L * sizeof(float) > 48 * 1024)
+    throw std::runtime_error("forward: canvas of " + std::to_string(L) + " tokens exceeds the attention kernel's limit of 12288");
   if (in.mode == 0 && M.cacheL != L) {
     if (M.kcache) CK(cudaFree(M.kcache));
     if (M.vcache) CK(cudaFree(M.vcache));
@@ -243,77 +258,90 @@ static void RunForward(Model& M, const FwdIn& in, FwdOut& out) {
     CK(cudaMalloc(&M.vcache, layerKV * c.layers * sizeof(float)));
     M.cacheL = L;
   }
-  // attention keeps one row of scores (L floats) in shared memory: 48 KiB without an opt-in.
-  if ((size_t)L * sizeof(float) > 48 * 1024)
-    throw std::runtime_error("forward: canvas of " + std::to_string(L) + " tokens exceeds the attention kernel's limit of 12288");
   if (in.mode != 0 && M.cacheL != L) throw std::runtime_error("forward: no cache for a canvas of this length; run a full forward first");
   cudaStream_t s = M.s;
-  DevBuf<int32_t> ids(m), rows(n), pos(n);
-  DevBuf<float> x(m * (size_t)c.d), h(m * (size_t)c.d), q(m * (size_t)qd), k(m * (size_t)kvd), v(m * (size_t)kvd),
-      att(m * (size_t)qd), g(m * (size_t)c.ff), u(m * (size_t)c.ff), hn(n * (size_t)c.d), logits(n * (size_t)c.V);
+  int32_t* ids = M.buf<int32_t>(kIds, m);     // (m,) tokens of the computed span
+  int32_t* rows = M.buf<int32_t>(kRows, n);   // (n,) span rows whose hidden state predicts each position
+  int32_t* pos = M.buf<int32_t>(kPos, n);     // (n,) absolute positions, for the sampling RNG
+  float* x = M.buf<float>(kX, (size_t)m * c.d);          // (m, d) residual stream
+  float* h = M.buf<float>(kH, (size_t)m * c.d);          // (m, d) normed input / sublayer output
+  float* q = M.buf<float>(kQ_, (size_t)m * qd);          // (m, H, hd)
+  float* k = M.buf<float>(kK_, (size_t)m * kvd);         // (m, KV, hd)
+  float* v = M.buf<float>(kV_, (size_t)m * kvd);         // (m, KV, hd)
+  float* att = M.buf<float>(kAtt, (size_t)m * qd);       // (m, H, hd)
+  float* g = M.buf<float>(kG, (size_t)m * c.ff);         // (m, ff) gate, then silu(gate) * up
+  float* u = M.buf<float>(kU, (size_t)m * c.ff);         // (m, ff)
+  float* hn = M.buf<float>(kHn, (size_t)n * c.d);        // (n, d) final-normed rows that are reported
+  float* logits = M.buf<float>(kLogits, (size_t)n * c.V);  // (n, V)
   // prefix mode attends over a working copy: cached [0, start) plus fresh [start, L); the cache stays untouched.
-  DevBuf<float> kw(in.mode == 1 ? layerKV : 0), vw(in.mode == 1 ? layerKV : 0);
-  CK(cudaMemcpyAsync(ids.p, in.canvas.data() + s0, m * sizeof(int32_t), cudaMemcpyHostToDevice, s));
-  CK(cudaMemcpyAsync(rows.p, in.srcRows.data(), n * sizeof(int32_t), cudaMemcpyHostToDevice, s));
-  CK(cudaMemcpyAsync(pos.p, in.positions.data(), n * sizeof(int32_t), cudaMemcpyHostToDevice, s));
-  if (c.bf16) CK(fdl::embed_bf16((const __nv_bfloat16*)M.w[0], ids.p, x.p, m, c.d, s));
-  else CK(fdl::embed_f32((const float*)M.w[0], ids.p, x.p, m, c.d, s));
+  float* kw = in.mode == 1 ? M.buf<float>(kKWork, layerKV) : nullptr;  // (L, KV, hd)
+  float* vw = in.mode == 1 ? M.buf<float>(kVWork, layerKV) : nullptr;  // (L, KV, hd)
+  CK(cudaMemcpyAsync(ids, in.canvas.data() + s0, m * sizeof(int32_t), cudaMemcpyHostToDevice, s));
+  CK(cudaMemcpyAsync(rows, in.srcRows.data(), n * sizeof(int32_t), cudaMemcpyHostToDevice, s));
+  CK(cudaMemcpyAsync(pos, in.positions.data(), n * sizeof(int32_t), cudaMemcpyHostToDevice, s));
+  if (c.bf16) CK(fdl::embed_bf16((const __nv_bfloat16*)M.w[0], ids, x, m, c.d, s));
+  else CK(fdl::embed_f32((const float*)M.w[0], ids, x, m, c.d, s));
   for (int l = 0; l < c.layers; l++) {
-    CK(fdl::rmsnorm(x.p, (const float*)M.L(l, kAttnNorm), h.p, m, c.d, c.eps, s));
-    M.linear(h.p, l, kQ, c.qkvBias ? kQB : -1, q.p, m, qd, c.d);
-    M.linear(h.p, l, kK, c.qkvBias ? kKB : -1, k.p, m, kvd, c.d);
-    M.linear(h.p, l, kV, c.qkvBias ? kVB : -1, v.p, m, kvd, c.d);
-    CK(fdl::rope_neox(q.p, m, c.H, c.hd, s0, c.theta, s));
-    CK(fdl::rope_neox(k.p, m, c.KV, c.hd, s0, c.theta, s));
+    CK(fdl::rmsnorm(x, (const float*)M.L(l, kAttnNorm), h, m, c.d, c.eps, s));
+    const __nv_bfloat16* h16 = M.bf16Input(h, (size_t)m * c.d);
+    M.linear(h, h16, l, kQ, c.qkvBias ? kQB : -1, q, m, qd, c.d);
+    M.linear(h, h16, l, kK, c.qkvBias ? kKB : -1, k, m, kvd, c.d);
+    M.linear(h, h16, l, kV, c.qkvBias ? kVB : -1, v, m, kvd, c.d);
+    CK(fdl::rope_neox(q, m, c.H, c.hd, s0, c.theta, s));
+    CK(fdl::rope_neox(k, m, c.KV, c.hd, s0, c.theta, s));
     float* kl = M.kcache + layerKV * l;
     float* vl = M.vcache + layerKV * l;
     float *ka = kl, *va = vl;
     if (in.mode == 1) {
-      ka = kw.p;
-      va = vw.p;
+      ka = kw;
+      va = vw;
       CK(cudaMemcpyAsync(ka, kl, (size_t)s0 * kvd * sizeof(float), cudaMemcpyDeviceToDevice, s));
       CK(cudaMemcpyAsync(va, vl, (size_t)s0 * kvd * sizeof(float), cudaMemcpyDeviceToDevice, s));
     }
-    CK(cudaMemcpyAsync(ka + (size_t)s0 * kvd, k.p, (size_t)m * kvd * sizeof(float), cudaMemcpyDeviceToDevice, s));
-    CK(cudaMemcpyAsync(va + (size_t)s0 * kvd, v.p, (size_t)m * kvd * sizeof(float), cudaMemcpyDeviceToDevice, s));
-    CK(fdl::attention(q.p, ka, va, att.p, m, L, c.H, c.KV, c.hd, s));
-    M.linear(att.p, l, kO, -1, h.p, m, c.d, qd);
-    CK(fdl::add_inplace(x.p, h.p, (size_t)m * c.d, s));
-    CK(fdl::rmsnorm(x.p, (const float*)M.L(l, kFfnNorm), h.p, m, c.d, c.eps, s));
-    M.linear(h.p, l, kGate, -1, g.p, m, c.ff, c.d);
-    M.linear(h.p, l, kUp, -1, u.p, m, c.ff, c.d);
-    CK(fdl::swiglu(g.p, u.p, g.p, m, c.ff, s));
-    M.linear(g.p, l, kDown, -1, h.p, m, c.d, c.ff);
-    CK(fdl::add_inplace(x.p, h.p, (size_t)m * c.d, s));
+    // full and dual write the fresh rows into the cache itself (dual refreshes its block each step).
+    CK(cudaMemcpyAsync(ka + (size_t)s0 * kvd, k, (size_t)m * kvd * sizeof(float), cudaMemcpyDeviceToDevice, s));
+    CK(cudaMemcpyAsync(va + (size_t)s0 * kvd, v, (size_t)m * kvd * sizeof(float), cudaMemcpyDeviceToDevice, s));
+    CK(fdl::attention(q, ka, va, att, m, L, c.H, c.KV, c.hd, s));
+    M.linear(att, M.bf16Input(att, (size_t)m * qd), l, kO, -1, h, m, c.d, qd);
+    CK(fdl::add_inplace(x, h, (size_t)m * c.d, s));
+    CK(fdl::rmsnorm(x, (const float*)M.L(l, kFfnNorm), h, m, c.d, c.eps, s));
+    const __nv_bfloat16* f16 = M.bf16Input(h, (size_t)m * c.d);
+    M.linear(h, f16, l, kGate, -1, g, m, c.ff, c.d);
+    M.linear(h, f16, l, kUp, -1, u, m, c.ff, c.d);
+    CK(fdl::swiglu(g, u, g, m, c.ff, s));
+    M.linear(g, M.bf16Input(g, (size_t)m * c.ff), l, kDown, -1, h, m, c.d, c.ff);
+    CK(fdl::add_inplace(x, h, (size_t)m * c.d, s));
   }
   if (n > 0) {
-    CK(fdl::rmsnorm(x.p, (const float*)M.w[1], h.p, m, c.d, c.eps, s));
-    CK(fdl::embed_f32(h.p, rows.p, hn.p, n, c.d, s));  // gather the reported rows (Dream shift applied by the caller)
-    const void* head = M.w[2] ? M.w[2] : M.w[0];   // tied embeddings: the embedding is the LM head
-    if (c.bf16) CK(fdl::gemm_bf16(hn.p, (const __nv_bfloat16*)head, nullptr, logits.p, n, c.V, c.d, s));
-    else CK(fdl::gemm_f32(hn.p, (const float*)head, nullptr, logits.p, n, c.V, c.d, s));
+    CK(fdl::rmsnorm(x, (const float*)M.w[1], h, m, c.d, c.eps, s));
+    CK(fdl::embed_f32(h, rows, hn, n, c.d, s));  // gather the reported rows (Dream shift applied by the caller)
+    const void* head = M.w[2] ? M.w[2] : M.w[0];  // tied embeddings: the embedding is the LM head
+    M.linear(hn, M.bf16Input(hn, (size_t)n * c.d), head, nullptr, logits, n, c.V, c.d);
   }
-  DevBuf<int32_t> tok(n);
-  DevBuf<double> pr(n), t1(n), t2(n), en(n);
-  fdl::HeadOut ho{tok.p, pr.p, in.wantTop2 ? t1.p : nullptr, in.wantTop2 ? t2.p : nullptr, in.wantEntropy ? en.p : nullptr};
-  CK(fdl::lm_head_reduce(logits.p, n, c.V, pos.p, in.sample ? 1 : 0, in.temperature, in.seed, in.forwardIndex, ho, s));
+  int32_t* tok = M.buf<int32_t>(kTok, n);  // (n,)
+  double* pr = M.buf<double>(kProb, n);    // (n,) each
+  double* t1 = M.buf<double>(kTop1, n);
+  double* t2 = M.buf<double>(kTop2, n);
+  double* en = M.buf<double>(kEnt, n);
+  fdl::HeadOut ho{tok, pr, in.wantTop2 ? t1 : nullptr, in.wantTop2 ? t2 : nullptr, in.wantEntropy ? en : nullptr};
+  CK(fdl::lm_head_reduce(logits, n, c.V, pos, in.sample ? 1 : 0, in.temperature, in.seed, in.forwardIndex, ho, s));
   out.tokens.resize(n);
   out.probs.resize(n);
-  CK(cudaMemcpyAsync(out.tokens.data(), tok.p, n * sizeof(int32_t), cudaMemcpyDeviceToHost, s));
-  CK(cudaMemcpyAsync(out.probs.data(), pr.p, n * sizeof(double), cudaMemcpyDeviceToHost, s));
+  CK(cudaMemcpyAsync(out.tokens.data(), tok, n * sizeof(int32_t), cudaMemcpyDeviceToHost, s));
+  CK(cudaMemcpyAsync(out.probs.data(), pr, n * sizeof(double), cudaMemcpyDeviceToHost, s));
   if (in.wantTop2) {
     out.top1.resize(n);
     out.top2.resize(n);
-    CK(cudaMemcpyAsync(out.top1.data(), t1.p, n * sizeof(double), cudaMemcpyDeviceToHost, s));
-    CK(cudaMemcpyAsync(out.top2.data(), t2.p, n * sizeof(double), cudaMemcpyDeviceToHost, s));
+    CK(cudaMemcpyAsync(out.top1.data(), t1, n * sizeof(double), cudaMemcpyDeviceToHost, s));
+    CK(cudaMemcpyAsync(out.top2.data(), t2, n * sizeof(double), cudaMemcpyDeviceToHost, s));
   }
   if (in.wantEntropy) {
     out.entropy.resize(n);
-    CK(cudaMemcpyAsync(out.entropy.data(), en.p, n * sizeof(double), cudaMemcpyDeviceToHost, s));
+    CK(cudaMemcpyAsync(out.entropy.data(), en, n * sizeof(double), cudaMemcpyDeviceToHost, s));
   }
   if (in.wantLogits) {
     out.logits.resize((size_t)n * c.V);
-    CK(cudaMemcpyAsync(out.logits.data(), logits.p, (size_t)n * c.V * sizeof(float), cudaMemcpyDeviceToHost, s));
+    CK(cudaMemcpyAsync(out.logits.data(), logits, (size_t)n * c.V * sizeof(float), cudaMemcpyDeviceToHost, s));
   }
   CK(cudaStreamSynchronize(s));
 }
@@ -407,6 +435,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("counterHash", Napi::Function::New(env, CounterHash));
   exports.Set("copyBandwidth", Napi::Function::New(env, CopyBandwidth));
   exports.Set("CudaModel", ModelWrap::Init(env));
+  exports.Set("kernels", KernelProbes(env));
   return exports;
 }
 

@@ -4,6 +4,8 @@
 
 namespace fdl {
 
+using namespace nvcuda;
+
 // ---- shared counter RNG (packages/scheduler/src/rng.ts) ----
 __host__ __device__ static inline uint32_t rotl(uint32_t x, int r) { return (x << r) | (x >> (32 - r)); }
 __host__ __device__ static inline uint32_t mix_block(uint32_t h, uint32_t k) {
@@ -32,6 +34,12 @@ __device__ static inline double counter_gumbel(uint32_t seed, uint32_t fi, uint3
   return -log(-log(u));
 }
 
+// Blocks of 256 threads for a grid-stride loop over `total` elements (at most 8192 blocks).
+static inline int grid_for(size_t total) {
+  const size_t b = (total + 255) / 256;
+  return b == 0 ? 1 : (b > 8192 ? 8192 : (int)b);
+}
+
 // ---- RMSNorm: one block per row ----
 __global__ void rmsnorm_k(const float* x, const float* w, float* y, int d, float eps) {
   __shared__ float red[32];
@@ -55,45 +63,126 @@ cudaError_t rmsnorm(const float* x, const float* w, float* y, int n, int d, floa
   return cudaGetLastError();
 }
 
-// ---- GEMM bf16 on tensor cores: block tile 32x32 (4 warps, one 16x16 fragment each), k step 64 ----
-using namespace nvcuda;
-constexpr int GT = 32, GK = 64;  // fewer barriers per weight byte than a 16-wide k step
-__global__ void gemm_bf16_k(const float* A, const __nv_bfloat16* W, const float* bias, float* C, int m, int n, int k) {
-  __shared__ __align__(32) __nv_bfloat16 As[GT][GK];  // (rows of A, k) bf16
-  __shared__ __align__(32) __nv_bfloat16 Ws[GT][GK];  // (rows of W = output cols, k) bf16: B in column-major
-  __shared__ __align__(32) float Cs[GT][GT];          // (32, 32) f32 accumulator staging
-  const int row0 = blockIdx.y * GT, col0 = blockIdx.x * GT;
-  const int warp = threadIdx.x >> 5, wr = (warp >> 1) * 16, wc = (warp & 1) * 16;
-  wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
-  wmma::fill_fragment(acc, 0.f);
-  for (int k0 = 0; k0 < k; k0 += GK) {
-    for (int i = threadIdx.x; i < GT * GK; i += blockDim.x) {
-      const int r = i / GK, c = i % GK, kk = k0 + c;
-      As[r][c] = __float2bfloat16(row0 + r < m && kk < k ? A[(size_t)(row0 + r) * k + kk] : 0.f);
-      Ws[r][c] = col0 + r < n && kk < k ? W[(size_t)(col0 + r) * k + kk] : __float2bfloat16(0.f);
-    }
+// ---- f32 -> bf16 activations (one conversion feeds every GEMM that reads the same input) ----
+__global__ void to_bf16_k(const float* x, __nv_bfloat16* y, size_t count) {
+  for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < count; i += (size_t)gridDim.x * blockDim.x)
+    y[i] = __float2bfloat16(x[i]);
+}
+
+// ---- GEMM bf16 on tensor cores, shaped for streaming weights ----
+// Block tile: 32 rows of A x 128 output columns, k in steps of 64. 8 warps; warp w owns columns [16w, 16w + 16)
+// for all 32 rows (two 16x16 f32 accumulators). Grid: x = row tiles (fastest, so the blocks that read the same
+// weight tile run together and share it through L2), y = column tiles, z = k splits. Each k step moves the next
+// tiles from global memory into registers (16-byte loads) while the tensor cores work on the current one.
+// With split k each split writes its partial sums to `partial` (splits, m, n) and gemm_splitk_reduce adds them in
+// split order, so results do not depend on scheduling.
+constexpr int GBM = 32, GBN = 128, GBK = 64;
+constexpr int GLD = GBK + 8;       // smem row pitch in bf16: 144 bytes, keeps 16-byte rows and fewer bank conflicts
+constexpr int GTHREADS = 256;
+constexpr int GW_VECS = GBN * GBK / 8 / GTHREADS;  // uint4 (8 bf16) of W per thread per k step: 4
+
+union Vec8 { uint4 u; __nv_bfloat16 h[8]; };
+
+// 8 consecutive bf16 of row `row` at column `col` of a (rows, k) matrix, zeros outside; vec: k % 8 == 0.
+template <bool VEC>
+__device__ static inline uint4 load8(const __nv_bfloat16* M, int rows, int k, int row, int col, int colEnd) {
+  Vec8 v;
+  if constexpr (VEC) {
+    if (row < rows && col < colEnd) return *reinterpret_cast<const uint4*>(M + (size_t)row * k + col);
+    v.u = uint4{0, 0, 0, 0};
+  } else {
+    for (int i = 0; i < 8; i++)
+      v.h[i] = row < rows && col + i < colEnd ? M[(size_t)row * k + col + i] : __float2bfloat16(0.f);
+  }
+  return v.u;
+}
+
+template <bool VEC>
+__global__ void __launch_bounds__(GTHREADS) gemm_bf16_k(const __nv_bfloat16* A, const __nv_bfloat16* W, const float* bias,
+                                                        float* C, float* partial, int m, int n, int k, int kChunk) {
+  __shared__ __align__(32) __nv_bfloat16 As[GBM][GLD];  // (32, 72) bf16: rows of A, k
+  __shared__ __align__(32) __nv_bfloat16 Ws[GBN][GLD];  // (128, 72) bf16: rows of W = output columns, k (B col-major)
+  __shared__ __align__(32) float Cs[GBM][GBN + 4];      // (32, 132) f32: accumulators on their way out
+  const int row0 = blockIdx.x * GBM, col0 = blockIdx.y * GBN;
+  const int kBegin = blockIdx.z * kChunk, kEnd = k < kBegin + kChunk ? k : kBegin + kChunk;
+  const int tid = threadIdx.x, warp = tid >> 5;
+  const int vr = tid >> 3, vc = (tid & 7) * 8;  // this thread's vector: row vr (+32 j) of the tile, columns vc..vc+7
+  uint4 wreg[GW_VECS], areg;
+  wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc0, acc1;
+  wmma::fill_fragment(acc0, 0.f);
+  wmma::fill_fragment(acc1, 0.f);
+  if (kBegin < kEnd) {
+    for (int j = 0; j < GW_VECS; j++) wreg[j] = load8<VEC>(W, n, k, col0 + vr + 32 * j, kBegin + vc, kEnd);
+    areg = load8<VEC>(A, m, k, row0 + vr, kBegin + vc, kEnd);
+  }
+  for (int k0 = kBegin; k0 < kEnd; k0 += GBK) {
+    for (int j = 0; j < GW_VECS; j++) *reinterpret_cast<uint4*>(&Ws[vr + 32 * j][vc]) = wreg[j];
+    *reinterpret_cast<uint4*>(&As[vr][vc]) = areg;
     __syncthreads();
-    wmma::fragment<wmma::matrix_a, 16, 16, 16, __nv_bfloat16, wmma::row_major> fa;
+    if (k0 + GBK < kEnd) {  // next tiles in flight during the mma below
+      for (int j = 0; j < GW_VECS; j++) wreg[j] = load8<VEC>(W, n, k, col0 + vr + 32 * j, k0 + GBK + vc, kEnd);
+      areg = load8<VEC>(A, m, k, row0 + vr, k0 + GBK + vc, kEnd);
+    }
+    wmma::fragment<wmma::matrix_a, 16, 16, 16, __nv_bfloat16, wmma::row_major> fa0, fa1;
     wmma::fragment<wmma::matrix_b, 16, 16, 16, __nv_bfloat16, wmma::col_major> fb;
 #pragma unroll
-    for (int kk = 0; kk < GK; kk += 16) {  // 16 bf16 = 32 bytes: each fragment pointer stays 256-bit aligned
-      wmma::load_matrix_sync(fa, &As[wr][kk], GK);
-      wmma::load_matrix_sync(fb, &Ws[wc][kk], GK);
-      wmma::mma_sync(acc, fa, fb, acc);
+    for (int kk = 0; kk < GBK; kk += 16) {  // fragment pointers stay 32-byte aligned: 16 rows x 144 B, 16 bf16
+      wmma::load_matrix_sync(fb, &Ws[warp * 16][kk], GLD);
+      wmma::load_matrix_sync(fa0, &As[0][kk], GLD);
+      wmma::load_matrix_sync(fa1, &As[16][kk], GLD);
+      wmma::mma_sync(acc0, fa0, fb, acc0);
+      wmma::mma_sync(acc1, fa1, fb, acc1);
     }
     __syncthreads();
   }
-  wmma::store_matrix_sync(&Cs[wr][wc], acc, GT, wmma::mem_row_major);
+  wmma::store_matrix_sync(&Cs[0][warp * 16], acc0, GBN + 4, wmma::mem_row_major);
+  wmma::store_matrix_sync(&Cs[16][warp * 16], acc1, GBN + 4, wmma::mem_row_major);
   __syncthreads();
-  for (int i = threadIdx.x; i < GT * GT; i += blockDim.x) {
-    const int r = row0 + i / GT, c = col0 + i % GT;
-    if (r < m && c < n) C[(size_t)r * n + c] = Cs[i / GT][i % GT] + (bias ? bias[c] : 0.f);
+  float* out = partial ? partial + (size_t)blockIdx.z * m * n : C;
+  for (int i = tid; i < GBM * GBN; i += GTHREADS) {
+    const int r = row0 + i / GBN, c = col0 + i % GBN;
+    if (r < m && c < n) out[(size_t)r * n + c] = Cs[i / GBN][i % GBN] + (partial || !bias ? 0.f : bias[c]);
   }
 }
-cudaError_t gemm_bf16(const float* A, const __nv_bfloat16* W, const float* bias, float* C, int m, int n, int k,
-                      cudaStream_t s) {
-  dim3 grid((n + GT - 1) / GT, (m + GT - 1) / GT);
-  FDL_LAUNCH(gemm_bf16_k, grid, 128, 0, s)(A, W, bias, C, m, n, k);
+
+__global__ void gemm_splitk_reduce_k(const float* partial, const float* bias, float* C, int m, int n, int splits) {
+  const size_t total = (size_t)m * n;
+  for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total; i += (size_t)gridDim.x * blockDim.x) {
+    float acc = bias ? bias[i % n] : 0.f;
+    for (int z = 0; z < splits; z++) acc += partial[z * total + i];  // fixed order: deterministic
+    C[i] = acc;
+  }
+}
+
+int gemm_bf16_splits(int m, int n, int k, int sms) {
+  const int tiles = ((m + GBM - 1) / GBM) * ((n + GBN - 1) / GBN);
+  if (tiles >= 2 * sms) return 1;
+  const int want = (2 * sms + tiles - 1) / tiles;  // about two blocks per SM
+  const int most = k / (4 * GBK);                  // keep at least 4 k steps per split
+  return want < most ? want : (most > 1 ? most : 1);
+}
+
+cudaError_t gemm_bf16(const __nv_bfloat16* A, const __nv_bfloat16* W, const float* bias, float* C, int m, int n, int k,
+                      int splits, float* partial, cudaStream_t s) {
+  if (m <= 0 || n <= 0) return cudaSuccess;
+  if (splits < 1) splits = 1;
+  int kChunk = ((k + splits - 1) / splits + GBK - 1) / GBK * GBK;
+  if (kChunk < GBK) kChunk = GBK;
+  splits = (k + kChunk - 1) / kChunk;
+  if (splits < 1) splits = 1;
+  if (splits > 1 && !partial) return cudaErrorInvalidValue;
+  dim3 grid((m + GBM - 1) / GBM, (n + GBN - 1) / GBN, splits);
+  float* part = splits > 1 ? partial : nullptr;
+  if (k % 8 == 0) FDL_LAUNCH(gemm_bf16_k<true>, grid, GTHREADS, 0, s)(A, W, bias, C, part, m, n, k, kChunk);
+  else FDL_LAUNCH(gemm_bf16_k<false>, grid, GTHREADS, 0, s)(A, W, bias, C, part, m, n, k, kChunk);
+  cudaError_t e = cudaGetLastError();
+  if (e != cudaSuccess || splits == 1) return e;
+  FDL_LAUNCH(gemm_splitk_reduce_k, grid_for((size_t)m * n), 256, 0, s)(partial, bias, C, m, n, splits);
+  return cudaGetLastError();
+}
+
+cudaError_t to_bf16(const float* x, __nv_bfloat16* y, size_t count, cudaStream_t s) {
+  FDL_LAUNCH(to_bf16_k, grid_for(count), 256, 0, s)(x, y, count);
   return cudaGetLastError();
 }
 
@@ -158,45 +247,54 @@ cudaError_t swiglu(const float* gate, const float* up, float* h, int n, int ff, 
   return cudaGetLastError();
 }
 
-// ---- attention: one block per (query row, head); scores (L,) in dynamic shared memory ----
-__global__ void attention_k(const float* q, const float* kc, const float* vc, float* out, int L, int H, int KV, int hd) {
-  FDL_DYNAMIC_SHARED(float, sc);  // (L,) scores, then probabilities
-  __shared__ float red[2];
+// ---- attention: one block (128 threads) per (query row, head); scores (L,) in dynamic shared memory ----
+constexpr int ATHREADS = 128;
+// Max or sum over the block, the same value in every thread; fixed combination order (deterministic).
+template <bool MAX> __device__ static inline float block_reduce(float v, float* red) {
+  for (int o = 16; o > 0; o >>= 1) {
+    const float w = __shfl_xor_sync(0xffffffffu, v, o);
+    v = MAX ? fmaxf(v, w) : v + w;
+  }
+  __syncthreads();  // red is free again (the previous reduction's readers are done)
+  if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = v;
+  __syncthreads();
+  v = red[0];
+  for (int w = 1; w < ATHREADS / 32; w++) v = MAX ? fmaxf(v, red[w]) : v + red[w];
+  return v;
+}
+__global__ void __launch_bounds__(ATHREADS) attention_k(const float* q, const float* kc, const float* vc, float* out, int L,
+                                                         int H, int KV, int hd) {
+  FDL_DYNAMIC_SHARED(float, sc);  // (L,) scores, then unnormalised probabilities
+  __shared__ float red[ATHREADS / 32];
   const int qi = blockIdx.x, h = blockIdx.y, kvh = h / (H / KV);
   const float* qr = q + ((size_t)qi * H + h) * hd;
   const float scale = rsqrtf((float)hd);
-  for (int j = threadIdx.x; j < L; j += blockDim.x) {
+  float mx = -FLT_MAX;
+  for (int j = threadIdx.x; j < L; j += ATHREADS) {
     const float* kr = kc + ((size_t)j * KV + kvh) * hd;
     float dot = 0.f;
     for (int t = 0; t < hd; t++) dot += qr[t] * kr[t];
     sc[j] = dot * scale;
+    mx = fmaxf(mx, sc[j]);
   }
-  __syncthreads();
-  if (threadIdx.x == 0) {
-    // Serial max/sum keeps the kernel small; the GEMMs dominate the run time.
-    float mx = -FLT_MAX;
-    for (int j = 0; j < L; j++) mx = fmaxf(mx, sc[j]);
-    red[0] = mx;
+  mx = block_reduce<true>(mx, red);
+  float sum = 0.f;
+  for (int j = threadIdx.x; j < L; j += ATHREADS) {
+    const float e = expf(sc[j] - mx);
+    sc[j] = e;
+    sum += e;
   }
-  __syncthreads();
-  for (int j = threadIdx.x; j < L; j += blockDim.x) sc[j] = expf(sc[j] - red[0]);
-  __syncthreads();
-  if (threadIdx.x == 0) {
-    float sum = 0.f;
-    for (int j = 0; j < L; j++) sum += sc[j];
-    red[1] = 1.f / sum;
-  }
-  __syncthreads();
-  for (int t = threadIdx.x; t < hd; t += blockDim.x) {
+  const float inv = 1.f / block_reduce<false>(sum, red);  // its barriers also publish sc[]
+  for (int t = threadIdx.x; t < hd; t += ATHREADS) {
     float acc = 0.f;
     for (int j = 0; j < L; j++) acc += sc[j] * vc[((size_t)j * KV + kvh) * hd + t];
-    out[((size_t)qi * H + h) * hd + t] = acc * red[1];
+    out[((size_t)qi * H + h) * hd + t] = acc * inv;
   }
 }
 cudaError_t attention(const float* q, const float* kc, const float* vc, float* out, int nq, int L, int H, int KV,
                       int hd, cudaStream_t s) {
   dim3 grid(nq, H);
-  FDL_LAUNCH(attention_k, grid, 128, (size_t)L * sizeof(float), s)(q, kc, vc, out, L, H, KV, hd);
+  FDL_LAUNCH(attention_k, grid, ATHREADS, (size_t)L * sizeof(float), s)(q, kc, vc, out, L, H, KV, hd);
   return cudaGetLastError();
 }
 
@@ -277,10 +375,6 @@ template <typename T> __global__ void embed_k(const T* table, const int32_t* ids
   for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < (size_t)n * d; i += (size_t)gridDim.x * blockDim.x) {
     y[i] = to_f32(table[(size_t)ids[i / d] * d + i % d]);
   }
-}
-static inline int grid_for(size_t total) {
-  const size_t b = (total + 255) / 256;
-  return b == 0 ? 1 : (b > 8192 ? 8192 : (int)b);
 }
 cudaError_t embed_bf16(const __nv_bfloat16* table, const int32_t* ids, float* y, int n, int d, cudaStream_t s) {
   FDL_LAUNCH(embed_k<__nv_bfloat16>, grid_for((size_t)n * d), 256, 0, s)(table, ids, y, n, d);

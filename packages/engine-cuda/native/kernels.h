@@ -12,9 +12,15 @@ __host__ __device__ uint32_t counter_hash(uint32_t seed, uint32_t forward_index,
 // y (n, d) = x (n, d) * rsqrt(mean(x^2) + eps) * w (d), f32.
 cudaError_t rmsnorm(const float* x, const float* w, float* y, int n, int d, float eps, cudaStream_t s);
 
-// C (m, n) f32 = A (m, k) f32 @ W^T, W (n, k) bf16 row-major (PyTorch linear), optional bias (n); tensor cores.
-cudaError_t gemm_bf16(const float* A, const __nv_bfloat16* W, const float* bias, float* C, int m, int n, int k,
-                      cudaStream_t s);
+// y (count,) bf16 = x (count,) f32, round to nearest even: the A operand of gemm_bf16.
+cudaError_t to_bf16(const float* x, __nv_bfloat16* y, size_t count, cudaStream_t s);
+// How many k splits gemm_bf16 should use for (m, n, k) on a device with `sms` multiprocessors (about two blocks
+// per SM when the output alone has too few tiles, e.g. a 32-row DualCache step).
+int gemm_bf16_splits(int m, int n, int k, int sms);
+// C (m, n) f32 = A (m, k) bf16 @ W^T, W (n, k) bf16 row-major (PyTorch linear), optional bias (n); tensor cores
+// with f32 accumulation. splits > 1 needs `partial`, (splits, m, n) f32 of scratch.
+cudaError_t gemm_bf16(const __nv_bfloat16* A, const __nv_bfloat16* W, const float* bias, float* C, int m, int n, int k,
+                      int splits, float* partial, cudaStream_t s);
 // Same with f32 weights (strict conformance mode), CUDA cores.
 cudaError_t gemm_f32(const float* A, const float* W, const float* bias, float* C, int m, int n, int k, cudaStream_t s);
 

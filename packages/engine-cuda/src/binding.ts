@@ -63,6 +63,22 @@ export interface NativeModel {
   free(): void;
 }
 
+/** Single-kernel entry points for tests (native/kernel_probe.cc); the engine does not use them. */
+export interface KernelProbes {
+  /**
+   * async gemmBf16(A, W, bias, m, n, k, splits): C (m, n) f32 = bf16(A (m, k) f32) @ W^T, W (n, k) bf16 bits,
+   * optional bias (n); `splits` k splits (clamped to what k allows). @throws rejects naming the failing CUDA call.
+   */
+  gemmBf16(A: Float32Array, W: Uint16Array, bias: Float32Array | null, m: number, n: number, k: number, splits: number): Promise<Float32Array>;
+  /** async gemmF32(A, W, bias, m, n, k): the strict-mode GEMM, all f32. @throws rejects naming the failing CUDA call. */
+  gemmF32(A: Float32Array, W: Float32Array, bias: Float32Array | null, m: number, n: number, k: number): Promise<Float32Array>;
+  /**
+   * async attention(q, k, v, nq, L, H, KV, hd): out (nq, H, hd) of queries q (nq, H, hd) over k, v (L, KV, hd),
+   * no mask, GQA head h reads KV head h / (H / KV). @throws rejects naming the CUDA call (e.g. L over the limit).
+   */
+  attention(q: Float32Array, k: Float32Array, v: Float32Array, nq: number, L: number, H: number, KV: number, hd: number): Promise<Float32Array>;
+}
+
 export interface NativeBinding {
   /** deviceInfo(): cheap probe; never throws. No driver or no GPU gives {available: false, reason: "no CUDA device (…)"}. */
   deviceInfo(): DeviceInfo;
@@ -75,6 +91,7 @@ export interface NativeBinding {
   copyBandwidth(bytes: number, iters: number): Promise<number>;
   /** new CudaModel(config): creates a stream; weights come with upload/randomize. @throws on a CUDA error. */
   CudaModel: new (config: NativeConfig) => NativeModel;
+  kernels: KernelProbes;
 }
 
 /** Where the build puts the addon. */
