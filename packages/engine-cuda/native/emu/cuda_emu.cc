@@ -7,6 +7,7 @@
 #endif
 
 #include <chrono>
+#include <map>
 #include <cstdlib>
 #include <memory>
 #include <mutex>
@@ -194,9 +195,27 @@ const char* errorName(cudaError_t e) {
     case cudaErrorInvalidValue: return "cudaErrorInvalidValue";
     case cudaErrorMemoryAllocation: return "cudaErrorMemoryAllocation";
     case cudaErrorInvalidConfiguration: return "cudaErrorInvalidConfiguration";
+    case cudaErrorIllegalAddress: return "cudaErrorIllegalAddress";
     case cudaErrorLaunchFailure: return "cudaErrorLaunchFailure";
   }
   return "cudaErrorUnknown";
+}
+
+// ---- device memory with guard zones: [kGuard bytes of kGuardByte][user bytes][kGuard bytes of kGuardByte] ----
+constexpr size_t kGuard = 256;  // also keeps the user pointer 256-byte aligned, as cudaMalloc's are
+constexpr unsigned char kGuardByte = 0xA5;
+std::mutex allocMutex;
+std::map<void*, size_t> allocations;  // user pointer -> user bytes
+
+bool guardsIntact() {
+  std::lock_guard<std::mutex> lock(allocMutex);
+  for (const auto& [p, bytes] : allocations) {
+    const unsigned char* lo = static_cast<unsigned char*>(p) - kGuard;
+    const unsigned char* hi = static_cast<unsigned char*>(p) + bytes;
+    for (size_t i = 0; i < kGuard; i++)
+      if (lo[i] != kGuardByte || hi[i] != kGuardByte) return false;
+  }
+  return true;
 }
 
 size_t meminfo(const char* key) {
@@ -240,7 +259,7 @@ cudaError_t launch(dim3 grid, dim3 block, size_t dynamicShared, const std::funct
         blockIdx = dim3(x, y, z);
         if (!runBlock()) return fail(cudaErrorLaunchFailure);  // deadlock at a barrier: a kernel bug
       }
-  return cudaSuccess;
+  return guardsIntact() ? cudaSuccess : fail(cudaErrorIllegalAddress);
 }
 
 void* dynamic_shared() { return run.dynamicShared.data(); }
@@ -260,6 +279,7 @@ const char* cudaGetErrorString(cudaError_t e) {
     case cudaErrorInvalidValue: return "invalid argument";
     case cudaErrorMemoryAllocation: return "out of memory";
     case cudaErrorInvalidConfiguration: return "invalid configuration argument";
+    case cudaErrorIllegalAddress: return "an illegal memory access was encountered (emulator: a kernel wrote outside a cudaMalloc block)";
     case cudaErrorLaunchFailure: return "unspecified launch failure (emulator: threads deadlocked at a barrier)";
   }
   return "unknown error";
@@ -292,11 +312,24 @@ cudaError_t cudaMemGetInfo(size_t* freeBytes, size_t* totalBytes) {
   return cudaSuccess;
 }
 cudaError_t cudaMalloc(void** p, size_t bytes) {
-  *p = std::aligned_alloc(256, ((bytes ? bytes : 1) + 255) / 256 * 256);  // cudaMalloc aligns to 256 bytes
-  return *p ? cudaSuccess : fail(cudaErrorMemoryAllocation);
+  *p = nullptr;
+  const size_t padded = (bytes + 255) / 256 * 256;
+  unsigned char* base = static_cast<unsigned char*>(std::aligned_alloc(256, padded + 2 * kGuard));
+  if (!base) return fail(cudaErrorMemoryAllocation);
+  std::memset(base, kGuardByte, kGuard);
+  std::memset(base + kGuard + bytes, kGuardByte, padded - bytes + kGuard);  // the rounding slack guards too
+  *p = base + kGuard;
+  std::lock_guard<std::mutex> lock(allocMutex);
+  allocations[*p] = bytes;
+  return cudaSuccess;
 }
 cudaError_t cudaFree(void* p) {
-  std::free(p);
+  if (!p) return cudaSuccess;
+  std::lock_guard<std::mutex> lock(allocMutex);
+  auto it = allocations.find(p);
+  if (it == allocations.end()) return fail(cudaErrorInvalidValue);
+  allocations.erase(it);
+  std::free(static_cast<unsigned char*>(p) - kGuard);
   return cudaSuccess;
 }
 cudaError_t cudaMemcpy(void* dst, const void* src, size_t bytes, cudaMemcpyKind) {

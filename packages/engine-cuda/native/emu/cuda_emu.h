@@ -9,6 +9,9 @@
 // a warp-collective (__shfl_xor_sync, __syncwarp), and a barrier opens when every live thread of its scope has
 // arrived. `__shared__` variables are function statics: one copy, used by one block at a time. Launches are
 // serialised process-wide, and "device" memory is host memory, so streams and events are synchronous.
+// Every cudaMalloc block sits between 256-byte guard zones, checked after each launch: a kernel that wrote just
+// past (or before) a buffer fails with cudaErrorIllegalAddress, as on a GPU. A write far outside lands elsewhere
+// in the heap and may crash the process instead; out-of-bounds reads are not caught.
 #pragma once
 #include <cfloat>
 #include <cmath>
@@ -46,6 +49,7 @@ enum cudaError_t {
   cudaErrorInvalidValue = 1,
   cudaErrorMemoryAllocation = 2,
   cudaErrorInvalidConfiguration = 9,
+  cudaErrorIllegalAddress = 700,
   cudaErrorLaunchFailure = 719,
 };
 enum cudaMemcpyKind { cudaMemcpyHostToHost, cudaMemcpyHostToDevice, cudaMemcpyDeviceToHost, cudaMemcpyDeviceToDevice, cudaMemcpyDefault };
