@@ -133,15 +133,20 @@ void setThreadIdx(int t) {
 }
 
 // Runs one block to completion; false on a barrier deadlock (threads waiting at barriers that cannot open).
-bool runBlock() {
+// Between two barriers the threads run one after another, alternately in ascending and descending order (by
+// block and by round): a missing barrier then shows as a stale shared-memory read whichever side of the race the
+// reading thread is on.
+bool runBlock(bool descendingFirst) {
   const int n = run.threads;
   for (int t = 0; t < n; t++) {
     initFiber(t);
     run.state[t] = State::Ready;
   }
   const int warps = (n + 31) / 32;
-  for (;;) {
-    for (int t = 0; t < n; t++) {
+  for (int round = 0;; round++) {
+    const bool descending = descendingFirst != (round & 1);
+    for (int i = 0; i < n; i++) {
+      const int t = descending ? n - 1 - i : i;
       if (run.state[t] != State::Ready) continue;
       run.current = t;
       setThreadIdx(t);
@@ -257,7 +262,7 @@ cudaError_t launch(dim3 grid, dim3 block, size_t dynamicShared, const std::funct
     for (unsigned y = 0; y < grid.y; y++)
       for (unsigned x = 0; x < grid.x; x++) {
         blockIdx = dim3(x, y, z);
-        if (!runBlock()) return fail(cudaErrorLaunchFailure);  // deadlock at a barrier: a kernel bug
+        if (!runBlock(((x + y + z) & 1) != 0)) return fail(cudaErrorLaunchFailure);  // deadlock at a barrier: a kernel bug
       }
   return guardsIntact() ? cudaSuccess : fail(cudaErrorIllegalAddress);
 }
