@@ -59,7 +59,7 @@ enum Role { kAttnNorm, kQ, kK, kV, kQB, kKB, kVB, kO, kFfnNorm, kGate, kUp, kDow
 
 // Per-forward working buffers, kept between forwards (a cudaMalloc/cudaFree pair per buffer per step would cost
 // more than a DualCache step's kernels, and cudaFree synchronises the device). Grown, never shrunk.
-enum Scratch { kIds, kRows, kPos, kX, kH, kQ_, kK_, kV_, kAtt, kG, kU, kA16, kHn, kLogits, kPartial, kKWork, kVWork,
+enum Scratch { kIds, kRows, kPos, kX, kH, kQ_, kK_, kV_, kAtt, kG, kU, kA16, kHn, kLogits, kPartial,
                kTok, kProb, kTop1, kTop2, kEnt, kScratchCount };
 
 class Model {
@@ -246,9 +246,6 @@ static void RunForward(Model& M, const FwdIn& in, FwdOut& out) {
   const int L = (int)in.canvas.size(), s0 = in.start, m = in.end - in.start, n = (int)in.srcRows.size();
   const int qd = c.H * c.hd, kvd = c.KV * c.hd;
   const size_t layerKV = (size_t)L * kvd;  // floats per layer of the cache: (L, KV, hd)
-  // attention keeps one row of scores (L floats) in shared memory: 48 KiB without an opt-in.
-  if ((size_t)L * sizeof(float) > 48 * 1024)
-    throw std::runtime_error("forward: canvas of " + std::to_string(L) + " tokens exceeds the attention kernel's limit of 12288");
   if (in.mode == 0 && M.cacheL != L) {
     if (M.kcache) CK(cudaFree(M.kcache));
     if (M.vcache) CK(cudaFree(M.vcache));
@@ -273,9 +270,6 @@ static void RunForward(Model& M, const FwdIn& in, FwdOut& out) {
   float* u = M.buf<float>(kU, (size_t)m * c.ff);         // (m, ff)
   float* hn = M.buf<float>(kHn, (size_t)n * c.d);        // (n, d) final-normed rows that are reported
   float* logits = M.buf<float>(kLogits, (size_t)n * c.V);  // (n, V)
-  // prefix mode attends over a working copy: cached [0, start) plus fresh [start, L); the cache stays untouched.
-  float* kw = in.mode == 1 ? M.buf<float>(kKWork, layerKV) : nullptr;  // (L, KV, hd)
-  float* vw = in.mode == 1 ? M.buf<float>(kVWork, layerKV) : nullptr;  // (L, KV, hd)
   CK(cudaMemcpyAsync(ids, in.canvas.data() + s0, m * sizeof(int32_t), cudaMemcpyHostToDevice, s));
   CK(cudaMemcpyAsync(rows, in.srcRows.data(), n * sizeof(int32_t), cudaMemcpyHostToDevice, s));
   CK(cudaMemcpyAsync(pos, in.positions.data(), n * sizeof(int32_t), cudaMemcpyHostToDevice, s));
@@ -289,19 +283,17 @@ static void RunForward(Model& M, const FwdIn& in, FwdOut& out) {
     M.linear(h, h16, l, kV, c.qkvBias ? kVB : -1, v, m, kvd, c.d);
     CK(fdl::rope_neox(q, m, c.H, c.hd, s0, c.theta, s));
     CK(fdl::rope_neox(k, m, c.KV, c.hd, s0, c.theta, s));
-    float* kl = M.kcache + layerKV * l;
+    float* kl = M.kcache + layerKV * l;  // (L, KV, hd) this layer's cache
     float* vl = M.vcache + layerKV * l;
-    float *ka = kl, *va = vl;
     if (in.mode == 1) {
-      ka = kw;
-      va = vw;
-      CK(cudaMemcpyAsync(ka, kl, (size_t)s0 * kvd * sizeof(float), cudaMemcpyDeviceToDevice, s));
-      CK(cudaMemcpyAsync(va, vl, (size_t)s0 * kvd * sizeof(float), cudaMemcpyDeviceToDevice, s));
+      // prefix: cached [0, start) then the fresh rows; the cache itself keeps the full forward's K/V.
+      CK(fdl::attention(q, kl, vl, s0, k, v, att, m, L, c.H, c.KV, c.hd, s));
+    } else {
+      // full and dual write the fresh rows into the cache (dual refreshes its block each step), then attend to it.
+      CK(cudaMemcpyAsync(kl + (size_t)s0 * kvd, k, (size_t)m * kvd * sizeof(float), cudaMemcpyDeviceToDevice, s));
+      CK(cudaMemcpyAsync(vl + (size_t)s0 * kvd, v, (size_t)m * kvd * sizeof(float), cudaMemcpyDeviceToDevice, s));
+      CK(fdl::attention(q, kl, vl, L, nullptr, nullptr, att, m, L, c.H, c.KV, c.hd, s));
     }
-    // full and dual write the fresh rows into the cache itself (dual refreshes its block each step).
-    CK(cudaMemcpyAsync(ka + (size_t)s0 * kvd, k, (size_t)m * kvd * sizeof(float), cudaMemcpyDeviceToDevice, s));
-    CK(cudaMemcpyAsync(va + (size_t)s0 * kvd, v, (size_t)m * kvd * sizeof(float), cudaMemcpyDeviceToDevice, s));
-    CK(fdl::attention(q, ka, va, att, m, L, c.H, c.KV, c.hd, s));
     M.linear(att, M.bf16Input(att, (size_t)m * qd), l, kO, -1, h, m, c.d, qd);
     CK(fdl::add_inplace(x, h, (size_t)m * c.d, s));
     CK(fdl::rmsnorm(x, (const float*)M.L(l, kFfnNorm), h, m, c.d, c.eps, s));

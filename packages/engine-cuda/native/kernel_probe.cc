@@ -4,6 +4,7 @@
 #include "kernel_probe.h"
 
 #include <cstring>
+#include <string>
 #include <memory>
 #include <vector>
 
@@ -30,6 +31,11 @@ Napi::Value floats(Napi::Env env, const std::vector<float>& v) {
   return a;
 }
 int arg(const Napi::CallbackInfo& info, int i) { return info[i].As<Napi::Number>().Int32Value(); }
+// Throws a RangeError unless the array holds exactly `want` elements.
+template <typename T> void expectSize(Napi::Env env, const char* what, const std::vector<T>& v, size_t want) {
+  if (v.size() != want)
+    throw Napi::RangeError::New(env, std::string(what) + " holds " + std::to_string(v.size()) + " elements, expected " + std::to_string(want));
+}
 
 // gemmBf16(A (m,k) f32, W (n,k) bf16 bits, bias (n) f32 | null, m, n, k, splits) -> Promise<C (m,n) f32>.
 // A goes through to_bf16 on the device, as in the engine.
@@ -38,6 +44,10 @@ Napi::Value GemmBf16(const Napi::CallbackInfo& info) {
   auto W = hostCopy<uint16_t>(info[1]);
   auto bias = info[2].IsNull() ? nullptr : hostCopy<float>(info[2]);
   const int m = arg(info, 3), n = arg(info, 4), k = arg(info, 5), splits = arg(info, 6);
+  expectSize(info.Env(), "A", *A, (size_t)m * k);
+  expectSize(info.Env(), "W", *W, (size_t)n * k);
+  if (bias) expectSize(info.Env(), "bias", *bias, n);
+  if (splits < 1) throw Napi::RangeError::New(info.Env(), "splits must be >= 1");
   auto C = std::make_shared<std::vector<float>>((size_t)m * n);
   auto* job = new Job(info.Env(), [=]() {
     DevBuf<float> a(A->size()), b(bias ? bias->size() : 0), c(C->size()), part((size_t)splits * m * n);
@@ -59,6 +69,9 @@ Napi::Value GemmF32(const Napi::CallbackInfo& info) {
   auto W = hostCopy<float>(info[1]);
   auto bias = info[2].IsNull() ? nullptr : hostCopy<float>(info[2]);
   const int m = arg(info, 3), n = arg(info, 4), k = arg(info, 5);
+  expectSize(info.Env(), "A", *A, (size_t)m * k);
+  expectSize(info.Env(), "W", *W, (size_t)n * k);
+  if (bias) expectSize(info.Env(), "bias", *bias, n);
   auto C = std::make_shared<std::vector<float>>((size_t)m * n);
   auto* job = new Job(info.Env(), [=]() {
     DevBuf<float> a(A->size()), w(W->size()), b(bias ? bias->size() : 0), c(C->size());
@@ -72,19 +85,27 @@ Napi::Value GemmF32(const Napi::CallbackInfo& info) {
   return job->promise();
 }
 
-// attention(q (nq,H,hd), k (L,KV,hd), v (L,KV,hd), nq, L, H, KV, hd) -> Promise<out (nq,H,hd)>.
+// attention(q (nq,H,hd), k (L,KV,hd), v (L,KV,hd), nq, L, H, KV, hd, n0) -> Promise<out (nq,H,hd)>. Rows
+// [0, n0) and [n0, L) of k and v go to separate device buffers, the two segments of a prefix step.
 Napi::Value Attention(const Napi::CallbackInfo& info) {
   auto Q = hostCopy<float>(info[0]);
   auto K = hostCopy<float>(info[1]);
   auto V = hostCopy<float>(info[2]);
-  const int nq = arg(info, 3), L = arg(info, 4), H = arg(info, 5), KV = arg(info, 6), hd = arg(info, 7);
+  const int nq = arg(info, 3), L = arg(info, 4), H = arg(info, 5), KV = arg(info, 6), hd = arg(info, 7), n0 = arg(info, 8);
+  expectSize(info.Env(), "q", *Q, (size_t)nq * H * hd);
+  expectSize(info.Env(), "k", *K, (size_t)L * KV * hd);
+  expectSize(info.Env(), "v", *V, (size_t)L * KV * hd);
+  if (n0 < 0 || n0 > L) throw Napi::RangeError::New(info.Env(), "n0 must be in [0, L]");
   auto O = std::make_shared<std::vector<float>>((size_t)nq * H * hd);
   auto* job = new Job(info.Env(), [=]() {
-    DevBuf<float> q(Q->size()), k(K->size()), v(V->size()), o(O->size());
+    const size_t row = (size_t)KV * hd, head = (size_t)n0 * row;  // floats per key row; in segment 0
+    DevBuf<float> q(Q->size()), k0(head), v0(head), k1(K->size() - head), v1(V->size() - head), o(O->size());
     upload(q, *Q);
-    upload(k, *K);
-    upload(v, *V);
-    CK(fdl::attention(q.p, k.p, v.p, o.p, nq, L, H, KV, hd, nullptr));
+    CK(cudaMemcpy(k0.p, K->data(), head * 4, cudaMemcpyHostToDevice));
+    CK(cudaMemcpy(v0.p, V->data(), head * 4, cudaMemcpyHostToDevice));
+    CK(cudaMemcpy(k1.p, K->data() + head, (K->size() - head) * 4, cudaMemcpyHostToDevice));
+    CK(cudaMemcpy(v1.p, V->data() + head, (V->size() - head) * 4, cudaMemcpyHostToDevice));
+    CK(fdl::attention(q.p, k0.p, v0.p, n0, k1.p, v1.p, o.p, nq, L, H, KV, hd, nullptr));
     CK(cudaMemcpy(O->data(), o.p, O->size() * sizeof(float), cudaMemcpyDeviceToHost));
   }, [O](Napi::Env env) { return floats(env, *O); });
   job->Queue();

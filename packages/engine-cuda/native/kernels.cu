@@ -247,54 +247,83 @@ cudaError_t swiglu(const float* gate, const float* up, float* h, int n, int ff, 
   return cudaGetLastError();
 }
 
-// ---- attention: one block (128 threads) per (query row, head); scores (L,) in dynamic shared memory ----
-constexpr int ATHREADS = 128;
-// Max or sum over the block, the same value in every thread; fixed combination order (deterministic).
-template <bool MAX> __device__ static inline float block_reduce(float v, float* red) {
-  for (int o = 16; o > 0; o >>= 1) {
-    const float w = __shfl_xor_sync(0xffffffffu, v, o);
-    v = MAX ? fmaxf(v, w) : v + w;
-  }
-  __syncthreads();  // red is free again (the previous reduction's readers are done)
-  if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = v;
-  __syncthreads();
-  v = red[0];
-  for (int w = 1; w < ATHREADS / 32; w++) v = MAX ? fmaxf(v, red[w]) : v + red[w];
-  return v;
-}
-__global__ void __launch_bounds__(ATHREADS) attention_k(const float* q, const float* kc, const float* vc, float* out, int L,
+// ---- attention over K/V segments, flash style ----
+// One 128-thread block per (chunk of AQ = 16 queries, head). Keys come from two segments, seg0 (n0 rows) then
+// seg1 (n1 rows), each (rows, KV, hd) f32: the cache and the fresh rows of a prefix step, or the whole cache
+// (n1 = 0) for full and dual steps, so nothing is copied. The block walks the keys in tiles of AK = 32 staged in
+// shared memory, read once for all 16 queries; each warp owns 4 queries, lane j scores key j of the tile, and the
+// softmax is kept online (running max and sum), so any canvas length fits. hd <= 128.
+constexpr int ATHREADS = 128, AQ = 16, AK = 32, AHD = 128;
+constexpr int AQ_PER_WARP = AQ / (ATHREADS / 32);  // 4
+__global__ void __launch_bounds__(ATHREADS) attention_k(const float* q, const float* k0, const float* v0, int n0,
+                                                         const float* k1, const float* v1, float* out, int nq, int L,
                                                          int H, int KV, int hd) {
-  FDL_DYNAMIC_SHARED(float, sc);  // (L,) scores, then unnormalised probabilities
-  __shared__ float red[ATHREADS / 32];
-  const int qi = blockIdx.x, h = blockIdx.y, kvh = h / (H / KV);
-  const float* qr = q + ((size_t)qi * H + h) * hd;
+  __shared__ float Qs[AQ][AHD];       // (16, 128) the chunk's queries, pre-scaled by 1/sqrt(hd)
+  __shared__ float Ks[AK][AHD + 1];   // (32, 129) key tile; +1: lanes reading different keys hit different banks
+  __shared__ float Vs[AK][AHD];       // (32, 128) value tile
+  const int q0 = blockIdx.x * AQ, h = blockIdx.y, kvh = h / (H / KV);
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const float scale = rsqrtf((float)hd);
-  float mx = -FLT_MAX;
-  for (int j = threadIdx.x; j < L; j += ATHREADS) {
-    const float* kr = kc + ((size_t)j * KV + kvh) * hd;
-    float dot = 0.f;
-    for (int t = 0; t < hd; t++) dot += qr[t] * kr[t];
-    sc[j] = dot * scale;
-    mx = fmaxf(mx, sc[j]);
+  for (int i = threadIdx.x; i < AQ * hd; i += ATHREADS) {
+    const int r = i / hd, t = i % hd;
+    Qs[r][t] = q0 + r < nq ? q[((size_t)(q0 + r) * H + h) * hd + t] * scale : 0.f;
   }
-  mx = block_reduce<true>(mx, red);
-  float sum = 0.f;
-  for (int j = threadIdx.x; j < L; j += ATHREADS) {
-    const float e = expf(sc[j] - mx);
-    sc[j] = e;
-    sum += e;
+  float mx[AQ_PER_WARP], sum[AQ_PER_WARP], acc[AQ_PER_WARP][AHD / 32];  // per query: running max, sum, out dims
+#pragma unroll
+  for (int a = 0; a < AQ_PER_WARP; a++) {
+    mx[a] = -FLT_MAX;
+    sum[a] = 0.f;
+    for (int d = 0; d < AHD / 32; d++) acc[a][d] = 0.f;
   }
-  const float inv = 1.f / block_reduce<false>(sum, red);  // its barriers also publish sc[]
-  for (int t = threadIdx.x; t < hd; t += ATHREADS) {
-    float acc = 0.f;
-    for (int j = 0; j < L; j++) acc += sc[j] * vc[((size_t)j * KV + kvh) * hd + t];
-    out[((size_t)qi * H + h) * hd + t] = acc * inv;
+  for (int j0 = 0; j0 < L; j0 += AK) {
+    __syncthreads();  // the previous tile is no longer read (and Qs is written, the first time)
+    for (int i = threadIdx.x; i < AK * hd; i += ATHREADS) {
+      const int r = i / hd, t = i % hd, j = j0 + r;
+      const float* kr = j < n0 ? k0 + ((size_t)j * KV + kvh) * hd : k1 + ((size_t)(j - n0) * KV + kvh) * hd;
+      const float* vr = j < n0 ? v0 + ((size_t)j * KV + kvh) * hd : v1 + ((size_t)(j - n0) * KV + kvh) * hd;
+      Ks[r][t] = j < L ? kr[t] : 0.f;
+      Vs[r][t] = j < L ? vr[t] : 0.f;
+    }
+    __syncthreads();
+    const bool valid = j0 + lane < L;
+#pragma unroll
+    for (int a = 0; a < AQ_PER_WARP; a++) {
+      const int qr = warp * AQ_PER_WARP + a;
+      float sc = 0.f;
+      for (int t = 0; t < hd; t++) sc += Qs[qr][t] * Ks[lane][t];
+      sc = valid ? sc : -FLT_MAX;
+      float tileMax = sc;
+      for (int o = 16; o > 0; o >>= 1) tileMax = fmaxf(tileMax, __shfl_xor_sync(0xffffffffu, tileMax, o));
+      const float newMax = fmaxf(mx[a], tileMax);
+      const float rescale = expf(mx[a] - newMax);  // 0 on the first tile
+      const float p = valid ? expf(sc - newMax) : 0.f;
+      float tileSum = p;
+      for (int o = 16; o > 0; o >>= 1) tileSum += __shfl_xor_sync(0xffffffffu, tileSum, o);
+      sum[a] = sum[a] * rescale + tileSum;
+      mx[a] = newMax;
+      for (int d = 0; d < AHD / 32; d++) acc[a][d] *= rescale;
+      for (int j = 0; j < AK; j++) {  // out[t] += p_j v_j[t]; lane holds dims t = lane + 32 d
+        const float pj = __shfl_sync(0xffffffffu, p, j);
+        for (int d = 0; d < AHD / 32; d++)
+          if (lane + 32 * d < hd) acc[a][d] += pj * Vs[j][lane + 32 * d];
+      }
+    }
+  }
+#pragma unroll
+  for (int a = 0; a < AQ_PER_WARP; a++) {
+    const int qi = q0 + warp * AQ_PER_WARP + a;
+    if (qi >= nq) continue;
+    const float inv = 1.f / sum[a];
+    for (int d = 0; d < AHD / 32; d++)
+      if (lane + 32 * d < hd) out[((size_t)qi * H + h) * hd + lane + 32 * d] = acc[a][d] * inv;
   }
 }
-cudaError_t attention(const float* q, const float* kc, const float* vc, float* out, int nq, int L, int H, int KV,
-                      int hd, cudaStream_t s) {
-  dim3 grid(nq, H);
-  FDL_LAUNCH(attention_k, grid, ATHREADS, (size_t)L * sizeof(float), s)(q, kc, vc, out, L, H, KV, hd);
+cudaError_t attention(const float* q, const float* k0, const float* v0, int n0, const float* k1, const float* v1,
+                      float* out, int nq, int L, int H, int KV, int hd, cudaStream_t s) {
+  if (hd > AHD || hd <= 0) return cudaErrorInvalidValue;
+  if (nq <= 0) return cudaSuccess;
+  dim3 grid((nq + AQ - 1) / AQ, H);
+  FDL_LAUNCH(attention_k, grid, ATHREADS, 0, s)(q, k0, v0, n0, k1, v1, out, nq, L, H, KV, hd);
   return cudaGetLastError();
 }
 

@@ -30,10 +30,11 @@ cudaError_t rope_neox(float* x, int n, int heads, int hd, int pos0, float theta,
 // h (n, ff) = silu(gate) * up, gate/up (n, ff).
 cudaError_t swiglu(const float* gate, const float* up, float* h, int n, int ff, cudaStream_t s);
 
-// Bidirectional attention of queries q (nq, H, hd) over keys/values kc, vc (L, KV, hd), GQA head h -> h/(H/KV).
-// The caller assembles kc/vc from cached segments plus fresh rows. out (nq, H, hd).
-cudaError_t attention(const float* q, const float* kc, const float* vc, float* out, int nq, int L, int H, int KV,
-                      int hd, cudaStream_t s);
+// Bidirectional attention of queries q (nq, H, hd) over L keys/values: rows [0, n0) from segment 0 (k0, v0) and
+// rows [n0, L) from segment 1 (k1, v1), each (rows, KV, hd); GQA head h reads KV head h / (H / KV). out (nq, H, hd).
+// hd <= 128 (cudaErrorInvalidValue otherwise); any L.
+cudaError_t attention(const float* q, const float* k0, const float* v0, int n0, const float* k1, const float* v1,
+                      float* out, int nq, int L, int H, int KV, int hd, cudaStream_t s);
 
 // Per row of logits (n, V): argmax (ties to lowest id) or Gumbel-max sample, clean softmax prob of the token,
 // top-1/top-2 probs, entropy (nats). Outputs are (n,). positions (n,) are absolute, for the RNG counter.

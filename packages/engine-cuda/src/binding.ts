@@ -73,10 +73,11 @@ export interface KernelProbes {
   /** async gemmF32(A, W, bias, m, n, k): the strict-mode GEMM, all f32. @throws rejects naming the failing CUDA call. */
   gemmF32(A: Float32Array, W: Float32Array, bias: Float32Array | null, m: number, n: number, k: number): Promise<Float32Array>;
   /**
-   * async attention(q, k, v, nq, L, H, KV, hd): out (nq, H, hd) of queries q (nq, H, hd) over k, v (L, KV, hd),
-   * no mask, GQA head h reads KV head h / (H / KV). @throws rejects naming the CUDA call (e.g. L over the limit).
+   * async attention(q, k, v, nq, L, H, KV, hd, n0): out (nq, H, hd) of queries q (nq, H, hd) over k, v (L, KV, hd),
+   * no mask, GQA head h reads KV head h / (H / KV). Rows [0, n0) and [n0, L) go to the device as two segments, as
+   * in a prefix step. @throws RangeError on mismatched sizes; rejects naming the CUDA call (e.g. hd > 128).
    */
-  attention(q: Float32Array, k: Float32Array, v: Float32Array, nq: number, L: number, H: number, KV: number, hd: number): Promise<Float32Array>;
+  attention(q: Float32Array, k: Float32Array, v: Float32Array, nq: number, L: number, H: number, KV: number, hd: number, n0: number): Promise<Float32Array>;
 }
 
 export interface NativeBinding {

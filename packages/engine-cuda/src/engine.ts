@@ -8,6 +8,9 @@ import { ADDON_PATH, EMULATOR_ADDON_PATH, loadBinding, type NativeBinding, type 
 import { checkFits, planWeights, toBf16 } from './plan.js';
 import { MODE_CODE, sourceRows } from './marshal.js';
 
+/** Largest head dimension the attention kernel handles (AHD in native/kernels.cu). */
+export const MAX_HEAD_DIM = 128;
+
 /** Canvas length (tokens) the load-time memory check plans for. */
 export const FIT_CHECK_CANVAS = 2048;
 
@@ -95,6 +98,9 @@ async function createOn(addonPath: string, name: string, modelDir: string, optio
   const loaded = await openModel(modelDir);
   try {
     const d = loaded.description;
+    if (d.headDim > MAX_HEAD_DIM) {
+      throw new Error(`${name} engine: head_dim ${d.headDim} is over the attention kernel's ${MAX_HEAD_DIM}; use the wasm engine for this model`);
+    }
     const shapes = new Map([...loaded.archive.tensors].map(([k, t]) => [k, t.shape]));
     // The cache is sized per canvas at the first full forward; check the fit for a typical canvas, not maxPositions
     // (131072 for Dream would demand ~100 GiB of cache and logits that no run uses).

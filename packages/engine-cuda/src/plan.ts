@@ -30,7 +30,7 @@ export interface WeightPlan {
   weightBytes: number;
   /** K/V cache (f32) for a canvas of `canvasLength`, both halves, all layers. */
   cacheBytes: number;
-  /** Largest per-forward scratch (activations, logits of every position, prefix working K/V). */
+  /** Largest per-forward scratch (activations, their bf16 copy, logits of every position, split-k partial sums). */
   scratchBytes: number;
   totalBytes: number;
 }
@@ -64,9 +64,12 @@ export function planWeights(
   const kvd = desc.numKvHeads * desc.headDim;
   const cacheBytes = 2 * desc.numLayers * L * kvd * 4;
   const qd = desc.numHeads * desc.headDim;
-  // x, h (L, d); q, att (L, qd); k, v (L, kvd); gate, up (L, ff); final rows (L, d); logits (L, V); prefix K/V (2, L, kvd)
-  const scratchFloats = L * (3 * desc.hiddenSize + 2 * qd + 4 * kvd + 2 * desc.intermediateSize + desc.vocabSize);
-  const scratchBytes = scratchFloats * 4;
+  // f32: x, h (L, d); q, att (L, qd); k, v (L, kvd); gate, up (L, ff); final rows (L, d); logits (L, V);
+  // bf16 GEMM input (L, max(d, qd, ff)) = half as many floats. Split-k partial sums: splits * rows * cols stays near
+  // two 32 x 128 tiles per SM (native/kernels.cu gemm_bf16_splits), under 16 MiB on any current GPU.
+  const widest = Math.max(desc.hiddenSize, qd, desc.intermediateSize);
+  const scratchFloats = L * (3 * desc.hiddenSize + 2 * qd + 2 * kvd + 2 * desc.intermediateSize + desc.vocabSize + widest / 2);
+  const scratchBytes = scratchFloats * 4 + 16 * 2 ** 20;
   return { tensors, weightBytes, cacheBytes, scratchBytes, totalBytes: weightBytes + cacheBytes + scratchBytes };
 }
 

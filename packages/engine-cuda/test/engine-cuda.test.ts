@@ -2,13 +2,15 @@
  * CPU-side tests of the cuda engine: the addon builds and loads where nvcc exists, the probe explains a missing
  * device, and the planning / marshalling logic. GPU behaviour is covered by test/cuda-conformance.test.ts.
  */
-import { existsSync } from 'node:fs';
+import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { counterHash } from '@fast-dllm/scheduler';
-import { expectedShapes, tensorNames, type ModelDescription } from '@fast-dllm/model';
+import { expectedShapes, normaliseConfig, tensorNames, writeSafetensors, type ModelDescription } from '@fast-dllm/model';
 import {
-  ADDON_PATH, checkFits, createCudaEngine, cudaProvider, loadBinding, planWeights, slotOf, sourceRows, toBf16,
+  ADDON_PATH, checkFits, createCudaEmulatorEngine, createCudaEngine, cudaProvider, EMULATOR_ADDON_PATH, loadBinding, planWeights,
+  slotOf, sourceRows, toBf16,
 } from '../src/index.js';
 
 const hasNvcc = (process.env.PATH ?? '').split(delimiter).some((d) => d && existsSync(join(d, 'nvcc')));
@@ -125,5 +127,24 @@ describe('request marshalling', () => {
     expect([...sourceRows(pos, 8, false)]).toEqual([0, 1, 4]);
     expect([...sourceRows(pos, 8, true)]).toEqual([0, 0, 3]);
     expect([...sourceRows(Int32Array.from([0, 1]), 0, true)]).toEqual([0, 0]);
+  });
+});
+
+describe('model checks at load (emulator build)', () => {
+  const emulator = loadBinding(EMULATOR_ADDON_PATH);
+  it('refuses a head_dim the attention kernel does not handle, before uploading', async (ctx) => {
+    if (!emulator.ok) return ctx.skip(`not supported: ${emulator.reason}`);
+    const dir = mkdtempSync(join(tmpdir(), 'fdl-cuda-hd-'));
+    const config = {
+      model_type: 'llada', d_model: 320, n_layers: 1, n_heads: 2, n_kv_heads: 2, mlp_hidden_size: 16, vocab_size: 32,
+      embedding_size: 32, max_sequence_length: 64, rope_theta: 10000, rms_norm_eps: 1e-5, mask_token_id: 31,
+      eos_token_id: 30, weight_tying: false, include_bias: false,
+    };
+    writeFileSync(join(dir, 'config.json'), JSON.stringify(config));
+    const tensors = [...expectedShapes(normaliseConfig(config))].map(([name, shape]) => ({
+      name, dtype: 'F32' as const, shape, data: new Uint8Array(shape.reduce((a, b) => a * b, 1) * 4),
+    }));
+    await writeSafetensors(join(dir, 'model.safetensors'), tensors);
+    await expect(createCudaEmulatorEngine(dir)).rejects.toThrow(/head_dim 160 is over the attention kernel's 128; use the wasm engine/);
   });
 });

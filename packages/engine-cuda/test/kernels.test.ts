@@ -98,15 +98,18 @@ describe.each(BACKENDS)('cuda kernels on %s', (_name, kernels, skip) => {
     expectClose(`gemmF32 seed ${seed}`, C, want, scale, 4e-5);
   });
 
-  // [nq, L, H, KV, hd]: GQA 2:1; one query over many keys (several strides of the 128-thread loops); hd > threads.
-  const ATTENTION: [number, number, number, number, number][] = [[3, 37, 4, 2, 16], [1, 300, 2, 1, 72], [2, 9, 2, 2, 160]];
-  it.for(ATTENTION)('attention nq=%i L=%i H=%i KV=%i hd=%i', async ([nq, L, H, KV, hd], ctx) => {
+  // [nq, L, H, KV, hd, n0]: GQA 2:1 with a segment boundary inside a key tile; one query over many tiles; several
+  // query chunks with a partial last one and hd = 128 (four dims per lane); every key in segment 1; tiny L.
+  const ATTENTION: [number, number, number, number, number, number][] = [
+    [3, 37, 4, 2, 16, 20], [1, 300, 2, 1, 72, 300], [35, 70, 2, 2, 128, 64], [5, 40, 1, 1, 8, 0], [2, 1, 2, 1, 32, 1],
+  ];
+  it.for(ATTENTION)('attention nq=%i L=%i H=%i KV=%i hd=%i n0=%i', async ([nq, L, H, KV, hd, n0], ctx) => {
     if (!kernels) return ctx.skip(skip);
     const seed = nq * 100 + L * 10 + hd;
     const q = random(nq * H * hd, seed).map((x) => 3 * x); // sharper softmax than uniform noise gives
     const k = random(L * KV * hd, seed + 1);
     const v = random(L * KV * hd, seed + 2);
-    const out = await kernels.attention(q, k, v, nq, L, H, KV, hd);
+    const out = await kernels.attention(q, k, v, nq, L, H, KV, hd, n0);
     const want = new Float64Array(nq * H * hd);
     const scale = new Float64Array(nq * H * hd);
     for (let i = 0; i < nq; i++) for (let h = 0; h < H; h++) {
@@ -130,10 +133,16 @@ describe.each(BACKENDS)('cuda kernels on %s', (_name, kernels, skip) => {
     expectClose(`attention seed ${seed}`, out, want, scale, 1e-5);
   });
 
-  it('attention over more keys than shared memory holds is refused, naming the call', async (ctx) => {
+  it('attention with head_dim over 128 is refused, naming the call', async (ctx) => {
     if (!kernels) return ctx.skip(skip);
-    const L = 12289; // 12289 f32 scores > 48 KiB of dynamic shared memory
-    await expect(kernels.attention(new Float32Array(16), new Float32Array(L * 16), new Float32Array(L * 16), 1, L, 1, 1, 16))
-      .rejects.toThrow(/fdl::attention/);
+    const hd = 160;
+    await expect(kernels.attention(new Float32Array(hd), new Float32Array(4 * hd), new Float32Array(4 * hd), 1, 4, 1, 1, hd, 2))
+      .rejects.toThrow(/fdl::attention.*invalid argument/);
+  });
+
+  it('mismatched sizes are a RangeError, before any device work', (ctx) => {
+    if (!kernels) return ctx.skip(skip);
+    expect(() => kernels.gemmF32(new Float32Array(5), new Float32Array(6), null, 2, 3, 2)).toThrow(/A holds 5 elements, expected 4/);
+    expect(() => kernels.attention(new Float32Array(8), new Float32Array(8), new Float32Array(8), 1, 1, 1, 1, 8, 2)).toThrow(/n0 must be in/);
   });
 });

@@ -180,14 +180,15 @@ bool runBlock(bool descendingFirst) {
   }
 }
 
-template <typename T> T shuffleXor(T v, int laneMask) {
+// Every lane publishes v, then reads lane `srcOf(lane)`'s value (its own when that lane does not exist).
+template <typename T, typename Src> T shuffle(T v, Src srcOf) {
   static_assert(sizeof(T) <= 8, "shuffle of at most 64 bits");
   const int t = run.current, lane = t & 31, base = t - lane;
   uint64_t bits = 0;
   std::memcpy(&bits, &v, sizeof(T));
   run.warpSlots[t] = bits;
   yieldTo(State::AtWarpBarrier);  // every lane has written its value
-  const int src = base + (lane ^ (laneMask & 31));
+  const int src = base + (srcOf(lane) & 31);
   T r = v;
   if (src < run.threads) std::memcpy(&r, &run.warpSlots[src], sizeof(T));
   yieldTo(State::AtWarpBarrier);  // every lane has read before anyone writes again
@@ -273,9 +274,11 @@ void* dynamic_shared() { return run.dynamicShared.data(); }
 
 void __syncthreads() { yieldTo(State::AtBlockBarrier); }
 void __syncwarp(unsigned) { yieldTo(State::AtWarpBarrier); }
-float __shfl_xor_sync(unsigned, float v, int m, int) { return shuffleXor(v, m); }
-int __shfl_xor_sync(unsigned, int v, int m, int) { return shuffleXor(v, m); }
-double __shfl_xor_sync(unsigned, double v, int m, int) { return shuffleXor(v, m); }
+float __shfl_xor_sync(unsigned, float v, int m, int) { return shuffle(v, [m](int lane) { return lane ^ m; }); }
+int __shfl_xor_sync(unsigned, int v, int m, int) { return shuffle(v, [m](int lane) { return lane ^ m; }); }
+double __shfl_xor_sync(unsigned, double v, int m, int) { return shuffle(v, [m](int lane) { return lane ^ m; }); }
+float __shfl_sync(unsigned, float v, int src, int) { return shuffle(v, [src](int) { return src; }); }
+int __shfl_sync(unsigned, int v, int src, int) { return shuffle(v, [src](int) { return src; }); }
 
 const char* cudaGetErrorName(cudaError_t e) { return errorName(e); }
 const char* cudaGetErrorString(cudaError_t e) {

@@ -94,6 +94,8 @@ void __syncwarp(unsigned mask = 0xffffffffu);
 float __shfl_xor_sync(unsigned mask, float v, int laneMask, int width = 32);
 int __shfl_xor_sync(unsigned mask, int v, int laneMask, int width = 32);
 double __shfl_xor_sync(unsigned mask, double v, int laneMask, int width = 32);
+float __shfl_sync(unsigned mask, float v, int srcLane, int width = 32);
+int __shfl_sync(unsigned mask, int v, int srcLane, int width = 32);
 inline float rsqrtf(float x) { return 1.f / std::sqrt(x); }
 inline float __expf(float x) { return std::exp(x); }
 inline float __fdividef(float a, float b) { return a / b; }
