@@ -2,6 +2,7 @@
 // Napi::AsyncWorker; every CUDA call is checked and a failure becomes a JS Error naming the call.
 #include <napi.h>
 #include <cstring>
+#include <algorithm>
 #include <functional>
 #include <memory>
 #include <stdexcept>
@@ -110,25 +111,21 @@ class Model {
     return r == kQ || r == kK || r == kV || r == kO || r == kGate || r == kUp || r == kDown;
   }
   void* L(int l, int r) const { return w[3 + l * kRoles + r]; }
-  // y (m, n) = x (m, k) @ W^T (+ bias). In bf16 mode x16 is x already rounded to bf16 (one conversion per input).
-  void linear(const float* x, const __nv_bfloat16* x16, const void* W, const float* bias, float* y, int m, int n, int k) {
+  // y (m, n) = x (m, k) @ W^T (+ bias) (+ y itself when `accumulate`: the residual add). The GEMM reads x16, x in
+  // bf16, in bf16 mode and x in f32 mode; the caller passes whichever it has (the other may be null).
+  void linear(const float* x, const __nv_bfloat16* x16, const void* W, const float* bias, float* y, int m, int n, int k,
+              bool accumulate = false) {
     if (c.bf16) {
       const int splits = fdl::gemm_bf16_splits(m, n, k, sms);
       float* partial = splits > 1 ? buf<float>(kPartial, (size_t)splits * m * n) : nullptr;
-      CK(fdl::gemm_bf16(x16, (const __nv_bfloat16*)W, bias, y, m, n, k, splits, partial, s));
+      CK(fdl::gemm_bf16(x16, (const __nv_bfloat16*)W, bias, y, m, n, k, splits, partial, accumulate, s));
     } else {
-      CK(fdl::gemm_f32(x, (const float*)W, bias, y, m, n, k, s));
+      CK(fdl::gemm_f32(x, (const float*)W, bias, y, m, n, k, accumulate, s));
     }
   }
-  void linear(const float* x, const __nv_bfloat16* x16, int l, int r, int rb, float* y, int m, int n, int k) {
-    linear(x, x16, L(l, r), rb >= 0 ? (const float*)L(l, rb) : nullptr, y, m, n, k);
-  }
-  // The bf16 copy of x (count,) that linear() reads in bf16 mode; nullptr in f32 mode.
-  const __nv_bfloat16* bf16Input(const float* x, size_t count) {
-    if (!c.bf16) return nullptr;
-    __nv_bfloat16* x16 = buf<__nv_bfloat16>(kA16, count);
-    CK(fdl::to_bf16(x, x16, count, s));
-    return x16;
+  void linear(const float* x, const __nv_bfloat16* x16, int l, int r, int rb, float* y, int m, int n, int k,
+              bool accumulate = false) {
+    linear(x, x16, L(l, r), rb >= 0 ? (const float*)L(l, rb) : nullptr, y, m, n, k, accumulate);
   }
 };
 
@@ -275,40 +272,40 @@ static void RunForward(Model& M, const FwdIn& in, FwdOut& out) {
   CK(cudaMemcpyAsync(pos, in.positions.data(), n * sizeof(int32_t), cudaMemcpyHostToDevice, s));
   if (c.bf16) CK(fdl::embed_bf16((const __nv_bfloat16*)M.w[0], ids, x, m, c.d, s));
   else CK(fdl::embed_f32((const float*)M.w[0], ids, x, m, c.d, s));
+  // bf16 mode: the kernel that produces a GEMM input also writes its bf16 copy into a16, (m, max(d, qd, ff)); each
+  // copy is consumed before the next is written (one stream). f32 mode: a16 is null and the GEMMs read f32.
+  __nv_bfloat16* a16 = c.bf16 ? M.buf<__nv_bfloat16>(kA16, (size_t)(m > n ? m : n) * std::max({c.d, qd, c.ff})) : nullptr;
   for (int l = 0; l < c.layers; l++) {
-    CK(fdl::rmsnorm(x, (const float*)M.L(l, kAttnNorm), h, m, c.d, c.eps, s));
-    const __nv_bfloat16* h16 = M.bf16Input(h, (size_t)m * c.d);
-    M.linear(h, h16, l, kQ, c.qkvBias ? kQB : -1, q, m, qd, c.d);
-    M.linear(h, h16, l, kK, c.qkvBias ? kKB : -1, k, m, kvd, c.d);
-    M.linear(h, h16, l, kV, c.qkvBias ? kVB : -1, v, m, kvd, c.d);
+    CK(fdl::rmsnorm(x, (const float*)M.L(l, kAttnNorm), h, a16, m, c.d, c.eps, s));
+    M.linear(h, a16, l, kQ, c.qkvBias ? kQB : -1, q, m, qd, c.d);
+    M.linear(h, a16, l, kK, c.qkvBias ? kKB : -1, k, m, kvd, c.d);
+    M.linear(h, a16, l, kV, c.qkvBias ? kVB : -1, v, m, kvd, c.d);
     CK(fdl::rope_neox(q, m, c.H, c.hd, s0, c.theta, s));
     CK(fdl::rope_neox(k, m, c.KV, c.hd, s0, c.theta, s));
     float* kl = M.kcache + layerKV * l;  // (L, KV, hd) this layer's cache
     float* vl = M.vcache + layerKV * l;
     if (in.mode == 1) {
       // prefix: cached [0, start) then the fresh rows; the cache itself keeps the full forward's K/V.
-      CK(fdl::attention(q, kl, vl, s0, k, v, att, m, L, c.H, c.KV, c.hd, s));
+      CK(fdl::attention(q, kl, vl, s0, k, v, att, a16, m, L, c.H, c.KV, c.hd, s));
     } else {
       // full and dual write the fresh rows into the cache (dual refreshes its block each step), then attend to it.
       CK(cudaMemcpyAsync(kl + (size_t)s0 * kvd, k, (size_t)m * kvd * sizeof(float), cudaMemcpyDeviceToDevice, s));
       CK(cudaMemcpyAsync(vl + (size_t)s0 * kvd, v, (size_t)m * kvd * sizeof(float), cudaMemcpyDeviceToDevice, s));
-      CK(fdl::attention(q, kl, vl, L, nullptr, nullptr, att, m, L, c.H, c.KV, c.hd, s));
+      CK(fdl::attention(q, kl, vl, L, nullptr, nullptr, att, a16, m, L, c.H, c.KV, c.hd, s));
     }
-    M.linear(att, M.bf16Input(att, (size_t)m * qd), l, kO, -1, h, m, c.d, qd);
-    CK(fdl::add_inplace(x, h, (size_t)m * c.d, s));
-    CK(fdl::rmsnorm(x, (const float*)M.L(l, kFfnNorm), h, m, c.d, c.eps, s));
-    const __nv_bfloat16* f16 = M.bf16Input(h, (size_t)m * c.d);
-    M.linear(h, f16, l, kGate, -1, g, m, c.ff, c.d);
-    M.linear(h, f16, l, kUp, -1, u, m, c.ff, c.d);
-    CK(fdl::swiglu(g, u, g, m, c.ff, s));
-    M.linear(g, M.bf16Input(g, (size_t)m * c.ff), l, kDown, -1, h, m, c.d, c.ff);
-    CK(fdl::add_inplace(x, h, (size_t)m * c.d, s));
+    M.linear(att, a16, l, kO, -1, x, m, c.d, qd, /*accumulate=*/true);  // x += att @ Wo^T
+    CK(fdl::rmsnorm(x, (const float*)M.L(l, kFfnNorm), h, a16, m, c.d, c.eps, s));
+    M.linear(h, a16, l, kGate, -1, g, m, c.ff, c.d);
+    M.linear(h, a16, l, kUp, -1, u, m, c.ff, c.d);
+    CK(fdl::swiglu(g, u, c.bf16 ? nullptr : g, a16, m, c.ff, s));
+    M.linear(g, a16, l, kDown, -1, x, m, c.d, c.ff, /*accumulate=*/true);  // x += swiglu @ Wdown^T
   }
   if (n > 0) {
-    CK(fdl::rmsnorm(x, (const float*)M.w[1], h, m, c.d, c.eps, s));
+    CK(fdl::rmsnorm(x, (const float*)M.w[1], h, nullptr, m, c.d, c.eps, s));
     CK(fdl::embed_f32(h, rows, hn, n, c.d, s));  // gather the reported rows (Dream shift applied by the caller)
+    if (a16) CK(fdl::to_bf16(hn, a16, (size_t)n * c.d, s));
     const void* head = M.w[2] ? M.w[2] : M.w[0];  // tied embeddings: the embedding is the LM head
-    M.linear(hn, M.bf16Input(hn, (size_t)n * c.d), head, nullptr, logits, n, c.V, c.d);
+    M.linear(hn, a16, head, nullptr, logits, n, c.V, c.d);
   }
   int32_t* tok = M.buf<int32_t>(kTok, n);  // (n,)
   double* pr = M.buf<double>(kProb, n);    // (n,) each

@@ -37,14 +37,17 @@ template <typename T> void expectSize(Napi::Env env, const char* what, const std
     throw Napi::RangeError::New(env, std::string(what) + " holds " + std::to_string(v.size()) + " elements, expected " + std::to_string(want));
 }
 
-// gemmBf16(A (m,k) f32, W (n,k) bf16 bits, bias (n) f32 | null, m, n, k, splits) -> Promise<C (m,n) f32>.
-// A goes through to_bf16 on the device, as in the engine.
+// gemmBf16(A (m,k) f32, W (n,k) bf16 bits, bias (n) f32 | null, m, n, k, splits, C0 (m,n) f32 | null)
+// -> Promise<C (m,n) f32>. A goes through to_bf16 on the device, as in the engine; with C0 the product is added
+// to it (the residual-add mode).
 Napi::Value GemmBf16(const Napi::CallbackInfo& info) {
   auto A = hostCopy<float>(info[0]);
   auto W = hostCopy<uint16_t>(info[1]);
   auto bias = info[2].IsNull() ? nullptr : hostCopy<float>(info[2]);
   const int m = arg(info, 3), n = arg(info, 4), k = arg(info, 5), splits = arg(info, 6);
+  auto C0 = info[7].IsNull() || info[7].IsUndefined() ? nullptr : hostCopy<float>(info[7]);
   expectSize(info.Env(), "A", *A, (size_t)m * k);
+  if (C0) expectSize(info.Env(), "C0", *C0, (size_t)m * n);
   expectSize(info.Env(), "W", *W, (size_t)n * k);
   if (bias) expectSize(info.Env(), "bias", *bias, n);
   if (splits < 1) throw Napi::RangeError::New(info.Env(), "splits must be >= 1");
@@ -55,21 +58,25 @@ Napi::Value GemmBf16(const Napi::CallbackInfo& info) {
     upload(a, *A);
     CK(cudaMemcpy(w.p, W->data(), W->size() * 2, cudaMemcpyHostToDevice));
     if (bias) upload(b, *bias);
+    if (C0) upload(c, *C0);
     CK(fdl::to_bf16(a.p, a16.p, A->size(), nullptr));
-    CK(fdl::gemm_bf16(a16.p, w.p, bias ? b.p : nullptr, c.p, m, n, k, splits, part.p, nullptr));
+    CK(fdl::gemm_bf16(a16.p, w.p, bias ? b.p : nullptr, c.p, m, n, k, splits, part.p, C0 != nullptr, nullptr));
     CK(cudaMemcpy(C->data(), c.p, C->size() * sizeof(float), cudaMemcpyDeviceToHost));
   }, [C](Napi::Env env) { return floats(env, *C); });
   job->Queue();
   return job->promise();
 }
 
-// gemmF32(A (m,k), W (n,k), bias (n) | null, m, n, k) -> Promise<C (m,n)>, all f32.
+// gemmF32(A (m,k), W (n,k), bias (n) | null, m, n, k, C0 (m,n) | null) -> Promise<C (m,n)>, all f32; with C0 the
+// product is added to it.
 Napi::Value GemmF32(const Napi::CallbackInfo& info) {
   auto A = hostCopy<float>(info[0]);
   auto W = hostCopy<float>(info[1]);
   auto bias = info[2].IsNull() ? nullptr : hostCopy<float>(info[2]);
   const int m = arg(info, 3), n = arg(info, 4), k = arg(info, 5);
+  auto C0 = info[6].IsNull() || info[6].IsUndefined() ? nullptr : hostCopy<float>(info[6]);
   expectSize(info.Env(), "A", *A, (size_t)m * k);
+  if (C0) expectSize(info.Env(), "C0", *C0, (size_t)m * n);
   expectSize(info.Env(), "W", *W, (size_t)n * k);
   if (bias) expectSize(info.Env(), "bias", *bias, n);
   auto C = std::make_shared<std::vector<float>>((size_t)m * n);
@@ -78,7 +85,8 @@ Napi::Value GemmF32(const Napi::CallbackInfo& info) {
     upload(a, *A);
     upload(w, *W);
     if (bias) upload(b, *bias);
-    CK(fdl::gemm_f32(a.p, w.p, bias ? b.p : nullptr, c.p, m, n, k, nullptr));
+    if (C0) upload(c, *C0);
+    CK(fdl::gemm_f32(a.p, w.p, bias ? b.p : nullptr, c.p, m, n, k, C0 != nullptr, nullptr));
     CK(cudaMemcpy(C->data(), c.p, C->size() * sizeof(float), cudaMemcpyDeviceToHost));
   }, [C](Napi::Env env) { return floats(env, *C); });
   job->Queue();
@@ -105,7 +113,7 @@ Napi::Value Attention(const Napi::CallbackInfo& info) {
     CK(cudaMemcpy(v0.p, V->data(), head * 4, cudaMemcpyHostToDevice));
     CK(cudaMemcpy(k1.p, K->data() + head, (K->size() - head) * 4, cudaMemcpyHostToDevice));
     CK(cudaMemcpy(v1.p, V->data() + head, (V->size() - head) * 4, cudaMemcpyHostToDevice));
-    CK(fdl::attention(q.p, k0.p, v0.p, n0, k1.p, v1.p, o.p, nq, L, H, KV, hd, nullptr));
+    CK(fdl::attention(q.p, k0.p, v0.p, n0, k1.p, v1.p, o.p, nullptr, nq, L, H, KV, hd, nullptr));
     CK(cudaMemcpy(O->data(), o.p, O->size() * sizeof(float), cudaMemcpyDeviceToHost));
   }, [O](Napi::Env env) { return floats(env, *O); });
   job->Queue();

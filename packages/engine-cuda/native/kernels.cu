@@ -41,7 +41,7 @@ static inline int grid_for(size_t total) {
 }
 
 // ---- RMSNorm: one block per row ----
-__global__ void rmsnorm_k(const float* x, const float* w, float* y, int d, float eps) {
+__global__ void rmsnorm_k(const float* x, const float* w, float* y, __nv_bfloat16* y16, int d, float eps) {
   __shared__ float red[32];
   const float* xr = x + (size_t)blockIdx.x * d;
   float ss = 0.f;
@@ -56,10 +56,15 @@ __global__ void rmsnorm_k(const float* x, const float* w, float* y, int d, float
   }
   __syncthreads();
   const float r = rsqrtf(red[0] / (float)d + eps);
-  for (int i = threadIdx.x; i < d; i += blockDim.x) y[(size_t)blockIdx.x * d + i] = xr[i] * r * w[i];
+  for (int i = threadIdx.x; i < d; i += blockDim.x) {
+    const float v = xr[i] * r * w[i];
+    y[(size_t)blockIdx.x * d + i] = v;
+    if (y16) y16[(size_t)blockIdx.x * d + i] = __float2bfloat16(v);
+  }
 }
-cudaError_t rmsnorm(const float* x, const float* w, float* y, int n, int d, float eps, cudaStream_t s) {
-  FDL_LAUNCH(rmsnorm_k, n, 256, 0, s)(x, w, y, d, eps);
+cudaError_t rmsnorm(const float* x, const float* w, float* y, __nv_bfloat16* y16, int n, int d, float eps, cudaStream_t s) {
+  if (n <= 0) return cudaSuccess;
+  FDL_LAUNCH(rmsnorm_k, n, 256, 0, s)(x, w, y, y16, d, eps);
   return cudaGetLastError();
 }
 
@@ -99,7 +104,8 @@ __device__ static inline uint4 load8(const __nv_bfloat16* M, int rows, int k, in
 
 template <bool VEC>
 __global__ void __launch_bounds__(GTHREADS) gemm_bf16_k(const __nv_bfloat16* A, const __nv_bfloat16* W, const float* bias,
-                                                        float* C, float* partial, int m, int n, int k, int kChunk) {
+                                                        float* C, float* partial, int m, int n, int k, int kChunk,
+                                                        bool accumulate) {
   __shared__ __align__(32) __nv_bfloat16 As[GBM][GLD];  // (32, 72) bf16: rows of A, k
   __shared__ __align__(32) __nv_bfloat16 Ws[GBN][GLD];  // (128, 72) bf16: rows of W = output columns, k (B col-major)
   __shared__ __align__(32) float Cs[GBM][GBN + 4];      // (32, 132) f32: accumulators on their way out
@@ -141,14 +147,19 @@ __global__ void __launch_bounds__(GTHREADS) gemm_bf16_k(const __nv_bfloat16* A, 
   float* out = partial ? partial + (size_t)blockIdx.z * m * n : C;
   for (int i = tid; i < GBM * GBN; i += GTHREADS) {
     const int r = row0 + i / GBN, c = col0 + i % GBN;
-    if (r < m && c < n) out[(size_t)r * n + c] = Cs[i / GBN][i % GBN] + (partial || !bias ? 0.f : bias[c]);
+    if (r < m && c < n) {
+      float v = Cs[i / GBN][i % GBN];
+      if (!partial) v += (bias ? bias[c] : 0.f) + (accumulate ? C[(size_t)r * n + c] : 0.f);
+      out[(size_t)r * n + c] = v;
+    }
   }
 }
 
-__global__ void gemm_splitk_reduce_k(const float* partial, const float* bias, float* C, int m, int n, int splits) {
+__global__ void gemm_splitk_reduce_k(const float* partial, const float* bias, float* C, int m, int n, int splits,
+                                     bool accumulate) {
   const size_t total = (size_t)m * n;
   for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total; i += (size_t)gridDim.x * blockDim.x) {
-    float acc = bias ? bias[i % n] : 0.f;
+    float acc = (accumulate ? C[i] : 0.f) + (bias ? bias[i % n] : 0.f);
     for (int z = 0; z < splits; z++) acc += partial[z * total + i];  // fixed order: deterministic
     C[i] = acc;
   }
@@ -163,7 +174,7 @@ int gemm_bf16_splits(int m, int n, int k, int sms) {
 }
 
 cudaError_t gemm_bf16(const __nv_bfloat16* A, const __nv_bfloat16* W, const float* bias, float* C, int m, int n, int k,
-                      int splits, float* partial, cudaStream_t s) {
+                      int splits, float* partial, bool accumulate, cudaStream_t s) {
   if (m <= 0 || n <= 0) return cudaSuccess;
   if (splits < 1) splits = 1;
   int kChunk = ((k + splits - 1) / splits + GBK - 1) / GBK * GBK;
@@ -173,11 +184,11 @@ cudaError_t gemm_bf16(const __nv_bfloat16* A, const __nv_bfloat16* W, const floa
   if (splits > 1 && !partial) return cudaErrorInvalidValue;
   dim3 grid((m + GBM - 1) / GBM, (n + GBN - 1) / GBN, splits);
   float* part = splits > 1 ? partial : nullptr;
-  if (k % 8 == 0) FDL_LAUNCH(gemm_bf16_k<true>, grid, GTHREADS, 0, s)(A, W, bias, C, part, m, n, k, kChunk);
-  else FDL_LAUNCH(gemm_bf16_k<false>, grid, GTHREADS, 0, s)(A, W, bias, C, part, m, n, k, kChunk);
+  if (k % 8 == 0) FDL_LAUNCH(gemm_bf16_k<true>, grid, GTHREADS, 0, s)(A, W, bias, C, part, m, n, k, kChunk, accumulate);
+  else FDL_LAUNCH(gemm_bf16_k<false>, grid, GTHREADS, 0, s)(A, W, bias, C, part, m, n, k, kChunk, accumulate);
   cudaError_t e = cudaGetLastError();
   if (e != cudaSuccess || splits == 1) return e;
-  FDL_LAUNCH(gemm_splitk_reduce_k, grid_for((size_t)m * n), 256, 0, s)(partial, bias, C, m, n, splits);
+  FDL_LAUNCH(gemm_splitk_reduce_k, grid_for((size_t)m * n), 256, 0, s)(partial, bias, C, m, n, splits, accumulate);
   return cudaGetLastError();
 }
 
@@ -187,7 +198,7 @@ cudaError_t to_bf16(const float* x, __nv_bfloat16* y, size_t count, cudaStream_t
 }
 
 // ---- GEMM f32 (strict mode): 16x16 tiles through shared memory ----
-__global__ void gemm_f32_k(const float* A, const float* W, const float* bias, float* C, int m, int n, int k) {
+__global__ void gemm_f32_k(const float* A, const float* W, const float* bias, float* C, int m, int n, int k, bool accumulate) {
   __shared__ float As[16][17], Ws[16][17];  // (16, 16) tiles, padded against bank conflicts
   const int r = blockIdx.y * 16 + threadIdx.y, c = blockIdx.x * 16 + threadIdx.x;
   float acc = 0.f;
@@ -200,11 +211,12 @@ __global__ void gemm_f32_k(const float* A, const float* W, const float* bias, fl
     for (int i = 0; i < 16; i++) acc += As[threadIdx.y][i] * Ws[threadIdx.x][i];
     __syncthreads();
   }
-  if (r < m && c < n) C[(size_t)r * n + c] = acc + (bias ? bias[c] : 0.f);
+  if (r < m && c < n) C[(size_t)r * n + c] = (accumulate ? C[(size_t)r * n + c] : 0.f) + acc + (bias ? bias[c] : 0.f);
 }
-cudaError_t gemm_f32(const float* A, const float* W, const float* bias, float* C, int m, int n, int k, cudaStream_t s) {
+cudaError_t gemm_f32(const float* A, const float* W, const float* bias, float* C, int m, int n, int k, bool accumulate,
+                     cudaStream_t s) {
   dim3 grid((n + 15) / 16, (m + 15) / 16), block(16, 16);
-  FDL_LAUNCH(gemm_f32_k, grid, block, 0, s)(A, W, bias, C, m, n, k);
+  FDL_LAUNCH(gemm_f32_k, grid, block, 0, s)(A, W, bias, C, m, n, k, accumulate);
   return cudaGetLastError();
 }
 
@@ -234,16 +246,18 @@ cudaError_t rope_neox(float* x, int n, int heads, int hd, int pos0, float theta,
 }
 
 // ---- SwiGLU ----
-__global__ void swiglu_k(const float* g, const float* u, float* h, size_t total) {
+__global__ void swiglu_k(const float* g, const float* u, float* h, __nv_bfloat16* h16, size_t total) {
   for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total; i += (size_t)gridDim.x * blockDim.x) {
     const float x = g[i];
-    h[i] = x / (1.f + expf(-x)) * u[i];
+    const float v = x / (1.f + expf(-x)) * u[i];
+    if (h) h[i] = v;
+    if (h16) h16[i] = __float2bfloat16(v);
   }
 }
-cudaError_t swiglu(const float* gate, const float* up, float* h, int n, int ff, cudaStream_t s) {
+cudaError_t swiglu(const float* gate, const float* up, float* h, __nv_bfloat16* h16, int n, int ff, cudaStream_t s) {
   const size_t total = (size_t)n * ff;
   const int blocks = (int)((total + 255) / 256 < 4096 ? (total + 255) / 256 : 4096);
-  FDL_LAUNCH(swiglu_k, blocks > 0 ? blocks : 1, 256, 0, s)(gate, up, h, total);
+  FDL_LAUNCH(swiglu_k, blocks > 0 ? blocks : 1, 256, 0, s)(gate, up, h, h16, total);
   return cudaGetLastError();
 }
 
@@ -256,8 +270,8 @@ cudaError_t swiglu(const float* gate, const float* up, float* h, int n, int ff, 
 constexpr int ATHREADS = 128, AQ = 16, AK = 32, AHD = 128;
 constexpr int AQ_PER_WARP = AQ / (ATHREADS / 32);  // 4
 __global__ void __launch_bounds__(ATHREADS) attention_k(const float* q, const float* k0, const float* v0, int n0,
-                                                         const float* k1, const float* v1, float* out, int nq, int L,
-                                                         int H, int KV, int hd) {
+                                                         const float* k1, const float* v1, float* out,
+                                                         __nv_bfloat16* out16, int nq, int L, int H, int KV, int hd) {
   __shared__ float Qs[AQ][AHD];       // (16, 128) the chunk's queries, pre-scaled by 1/sqrt(hd)
   __shared__ float Ks[AK][AHD + 1];   // (32, 129) key tile; +1: lanes reading different keys hit different banks
   __shared__ float Vs[AK][AHD];       // (32, 128) value tile
@@ -315,15 +329,19 @@ __global__ void __launch_bounds__(ATHREADS) attention_k(const float* q, const fl
     if (qi >= nq) continue;
     const float inv = 1.f / sum[a];
     for (int d = 0; d < AHD / 32; d++)
-      if (lane + 32 * d < hd) out[((size_t)qi * H + h) * hd + lane + 32 * d] = acc[a][d] * inv;
+      if (lane + 32 * d < hd) {
+        const size_t o = ((size_t)qi * H + h) * hd + lane + 32 * d;
+        out[o] = acc[a][d] * inv;
+        if (out16) out16[o] = __float2bfloat16(acc[a][d] * inv);
+      }
   }
 }
 cudaError_t attention(const float* q, const float* k0, const float* v0, int n0, const float* k1, const float* v1,
-                      float* out, int nq, int L, int H, int KV, int hd, cudaStream_t s) {
+                      float* out, __nv_bfloat16* out16, int nq, int L, int H, int KV, int hd, cudaStream_t s) {
   if (hd > AHD || hd <= 0) return cudaErrorInvalidValue;
   if (nq <= 0) return cudaSuccess;
   dim3 grid((nq + AQ - 1) / AQ, H);
-  FDL_LAUNCH(attention_k, grid, ATHREADS, 0, s)(q, k0, v0, n0, k1, v1, out, nq, L, H, KV, hd);
+  FDL_LAUNCH(attention_k, grid, ATHREADS, 0, s)(q, k0, v0, n0, k1, v1, out, out16, nq, L, H, KV, hd);
   return cudaGetLastError();
 }
 
@@ -411,13 +429,6 @@ cudaError_t embed_bf16(const __nv_bfloat16* table, const int32_t* ids, float* y,
 }
 cudaError_t embed_f32(const float* table, const int32_t* ids, float* y, int n, int d, cudaStream_t s) {
   FDL_LAUNCH(embed_k<float>, grid_for((size_t)n * d), 256, 0, s)(table, ids, y, n, d);
-  return cudaGetLastError();
-}
-__global__ void add_k(float* x, const float* y, size_t count) {
-  for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < count; i += (size_t)gridDim.x * blockDim.x) x[i] += y[i];
-}
-cudaError_t add_inplace(float* x, const float* y, size_t count, cudaStream_t s) {
-  FDL_LAUNCH(add_k, grid_for(count), 256, 0, s)(x, y, count);
   return cudaGetLastError();
 }
 template <typename T> __global__ void fill_k(T* w, size_t count, uint32_t seed, float scale, float offset) {

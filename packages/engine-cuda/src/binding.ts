@@ -66,12 +66,13 @@ export interface NativeModel {
 /** Single-kernel entry points for tests (native/kernel_probe.cc); the engine does not use them. */
 export interface KernelProbes {
   /**
-   * async gemmBf16(A, W, bias, m, n, k, splits): C (m, n) f32 = bf16(A (m, k) f32) @ W^T, W (n, k) bf16 bits,
-   * optional bias (n); `splits` k splits (clamped to what k allows). @throws rejects naming the failing CUDA call.
+   * async gemmBf16(A, W, bias, m, n, k, splits, C0?): C (m, n) f32 = bf16(A (m, k) f32) @ W^T (+ C0), W (n, k) bf16
+   * bits, optional bias (n); `splits` k splits (clamped to what k allows); C0 (m, n) exercises the residual-add mode.
+   * @throws RangeError on mismatched sizes; rejects naming the failing CUDA call.
    */
-  gemmBf16(A: Float32Array, W: Uint16Array, bias: Float32Array | null, m: number, n: number, k: number, splits: number): Promise<Float32Array>;
-  /** async gemmF32(A, W, bias, m, n, k): the strict-mode GEMM, all f32. @throws rejects naming the failing CUDA call. */
-  gemmF32(A: Float32Array, W: Float32Array, bias: Float32Array | null, m: number, n: number, k: number): Promise<Float32Array>;
+  gemmBf16(A: Float32Array, W: Uint16Array, bias: Float32Array | null, m: number, n: number, k: number, splits: number, C0?: Float32Array | null): Promise<Float32Array>;
+  /** async gemmF32(A, W, bias, m, n, k, C0?): the strict-mode GEMM, all f32. @throws as gemmBf16. */
+  gemmF32(A: Float32Array, W: Float32Array, bias: Float32Array | null, m: number, n: number, k: number, C0?: Float32Array | null): Promise<Float32Array>;
   /**
    * async attention(q, k, v, nq, L, H, KV, hd, n0): out (nq, H, hd) of queries q (nq, H, hd) over k, v (L, KV, hd),
    * no mask, GQA head h reads KV head h / (H / KV). Rows [0, n0) and [n0, L) go to the device as two segments, as

@@ -51,24 +51,26 @@ function expectClose(label: string, got: Float32Array, want: Float64Array, scale
 }
 
 describe.each(BACKENDS)('cuda kernels on %s', (_name, kernels, skip) => {
-  // [m, n, k, splits]: partial row/column tiles; k % 8 != 0 (scalar loads); several k steps; split k that divides
-  // unevenly; more splits asked for than k allows.
-  const GEMMS: [number, number, number, number][] = [
-    [1, 20, 24, 1], [33, 130, 200, 1], [7, 40, 77, 1], [17, 64, 520, 3], [3, 16, 64, 4], [40, 136, 136, 2],
+  // [m, n, k, splits, accumulate]: partial row/column tiles; k % 8 != 0 (scalar loads); several k steps; split k
+  // that divides unevenly; more splits asked for than k allows; the residual-add mode with and without split k.
+  const GEMMS: [number, number, number, number, boolean][] = [
+    [1, 20, 24, 1, false], [33, 130, 200, 1, false], [7, 40, 77, 1, false], [17, 64, 520, 3, false], [3, 16, 64, 4, false],
+    [40, 136, 136, 2, true], [9, 24, 96, 1, true],
   ];
-  it.for(GEMMS)('gemmBf16 m=%i n=%i k=%i splits=%i', async ([m, n, k, splits], ctx) => {
+  it.for(GEMMS)('gemmBf16 m=%i n=%i k=%i splits=%i accumulate=%s', async ([m, n, k, splits, accumulate], ctx) => {
     if (!kernels) return ctx.skip(skip);
     const seed = m * 1000003 + n * 1009 + k;
     const A = random(m * k, seed);
     const W = toBf16(random(n * k, seed + 1));
     const bias = random(n, seed + 2);
-    const C = await kernels.gemmBf16(A, W, bias, m, n, k, splits);
+    const C0 = accumulate ? random(m * n, seed + 3) : null;
+    const C = await kernels.gemmBf16(A, W, bias, m, n, k, splits, C0);
     const A16 = toBf16(A); // the kernel rounds A to bf16 on the device
     const want = new Float64Array(m * n);
     const scale = new Float64Array(m * n);
     for (let r = 0; r < m; r++) for (let c = 0; c < n; c++) {
-      let acc = bias[c];
-      let mag = Math.abs(bias[c]);
+      let acc = bias[c] + (C0 ? C0[r * n + c] : 0);
+      let mag = Math.abs(acc);
       for (let i = 0; i < k; i++) {
         const p = bf16ToF32(A16[r * k + i]) * bf16ToF32(W[c * k + i]);
         acc += p;
@@ -81,14 +83,15 @@ describe.each(BACKENDS)('cuda kernels on %s', (_name, kernels, skip) => {
     expectClose(`gemmBf16 seed ${seed}`, C, want, scale, 4e-5);
   });
 
-  it.for([[19, 37, 45], [1, 3, 200], [64, 16, 16]] as const)('gemmF32 m=%i n=%i k=%i', async ([m, n, k], ctx) => {
+  it.for([[19, 37, 45, false], [1, 3, 200, false], [64, 16, 16, true]] as const)('gemmF32 m=%i n=%i k=%i accumulate=%s', async ([m, n, k, accumulate], ctx) => {
     if (!kernels) return ctx.skip(skip);
     const seed = m * 7919 + n * 31 + k;
     const A = random(m * k, seed);
     const W = random(n * k, seed + 1);
-    const C = await kernels.gemmF32(A, W, null, m, n, k);
-    const want = new Float64Array(m * n);
-    const scale = new Float64Array(m * n);
+    const C0 = accumulate ? random(m * n, seed + 2) : null;
+    const C = await kernels.gemmF32(A, W, null, m, n, k, C0);
+    const want = C0 ? Float64Array.from(C0) : new Float64Array(m * n);
+    const scale = C0 ? Float64Array.from(C0, Math.abs) : new Float64Array(m * n);
     for (let r = 0; r < m; r++) for (let c = 0; c < n; c++) {
       for (let i = 0; i < k; i++) {
         want[r * n + c] += A[r * k + i] * W[c * k + i];
