@@ -37,58 +37,62 @@ template <typename T> void expectSize(Napi::Env env, const char* what, const std
     throw Napi::RangeError::New(env, std::string(what) + " holds " + std::to_string(v.size()) + " elements, expected " + std::to_string(want));
 }
 
-// gemmBf16(A (m,k) f32, W (n,k) bf16 bits, bias (n) f32 | null, m, n, k, splits, C0 (m,n) f32 | null)
-// -> Promise<C (m,n) f32>. A goes through to_bf16 on the device, as in the engine; with C0 the product is added
-// to it (the residual-add mode).
+// The arguments both GEMM probes share: A (m,k) f32, W (n,k) of WT, bias (n) f32 | null, m, n, k, then at index
+// `c0At` C0 (m,n) f32 | null, the values the product is added to (the residual-add mode). Sizes are checked.
+template <typename WT> struct GemmArgs {
+  std::shared_ptr<std::vector<float>> A, bias, C0, C;  // C (m,n): the result, filled by the job
+  std::shared_ptr<std::vector<WT>> W;
+  int m, n, k;
+};
+template <typename WT> GemmArgs<WT> gemmArgs(const Napi::CallbackInfo& info, int c0At) {
+  const Napi::Env env = info.Env();
+  GemmArgs<WT> g;
+  g.A = hostCopy<float>(info[0]);
+  g.W = hostCopy<WT>(info[1]);
+  g.bias = info[2].IsNull() ? nullptr : hostCopy<float>(info[2]);
+  g.m = arg(info, 3), g.n = arg(info, 4), g.k = arg(info, 5);
+  g.C0 = info[c0At].IsNull() || info[c0At].IsUndefined() ? nullptr : hostCopy<float>(info[c0At]);
+  expectSize(env, "A", *g.A, (size_t)g.m * g.k);
+  expectSize(env, "W", *g.W, (size_t)g.n * g.k);
+  if (g.bias) expectSize(env, "bias", *g.bias, g.n);
+  if (g.C0) expectSize(env, "C0", *g.C0, (size_t)g.m * g.n);
+  g.C = std::make_shared<std::vector<float>>((size_t)g.m * g.n);
+  return g;
+}
+
+// gemmBf16(A, W bf16 bits, bias, m, n, k, splits, C0) -> Promise<C (m,n) f32>. A goes through to_bf16 on the
+// device, as in the engine.
 Napi::Value GemmBf16(const Napi::CallbackInfo& info) {
-  auto A = hostCopy<float>(info[0]);
-  auto W = hostCopy<uint16_t>(info[1]);
-  auto bias = info[2].IsNull() ? nullptr : hostCopy<float>(info[2]);
-  const int m = arg(info, 3), n = arg(info, 4), k = arg(info, 5), splits = arg(info, 6);
-  auto C0 = info[7].IsNull() || info[7].IsUndefined() ? nullptr : hostCopy<float>(info[7]);
-  expectSize(info.Env(), "A", *A, (size_t)m * k);
-  if (C0) expectSize(info.Env(), "C0", *C0, (size_t)m * n);
-  expectSize(info.Env(), "W", *W, (size_t)n * k);
-  if (bias) expectSize(info.Env(), "bias", *bias, n);
+  const GemmArgs<uint16_t> g = gemmArgs<uint16_t>(info, 7);
+  const int splits = arg(info, 6);
   if (splits < 1) throw Napi::RangeError::New(info.Env(), "splits must be >= 1");
-  auto C = std::make_shared<std::vector<float>>((size_t)m * n);
-  auto* job = new Job(info.Env(), [=]() {
-    DevBuf<float> a(A->size()), b(bias ? bias->size() : 0), c(C->size()), part((size_t)splits * m * n);
-    DevBuf<__nv_bfloat16> a16(A->size()), w(W->size());
-    upload(a, *A);
-    CK(cudaMemcpy(w.p, W->data(), W->size() * 2, cudaMemcpyHostToDevice));
-    if (bias) upload(b, *bias);
-    if (C0) upload(c, *C0);
-    CK(fdl::to_bf16(a.p, a16.p, A->size(), nullptr));
-    CK(fdl::gemm_bf16(a16.p, w.p, bias ? b.p : nullptr, c.p, m, n, k, splits, part.p, C0 != nullptr, nullptr));
-    CK(cudaMemcpy(C->data(), c.p, C->size() * sizeof(float), cudaMemcpyDeviceToHost));
-  }, [C](Napi::Env env) { return floats(env, *C); });
+  auto* job = new Job(info.Env(), [g, splits]() {
+    DevBuf<float> a(g.A->size()), b(g.bias ? g.n : 0), c(g.C->size()), part((size_t)splits * g.m * g.n);
+    DevBuf<__nv_bfloat16> a16(g.A->size()), w(g.W->size());
+    upload(a, *g.A);
+    CK(cudaMemcpy(w.p, g.W->data(), g.W->size() * 2, cudaMemcpyHostToDevice));
+    if (g.bias) upload(b, *g.bias);
+    if (g.C0) upload(c, *g.C0);
+    CK(fdl::to_bf16(a.p, a16.p, g.A->size(), nullptr));
+    CK(fdl::gemm_bf16(a16.p, w.p, g.bias ? b.p : nullptr, c.p, g.m, g.n, g.k, splits, part.p, g.C0 != nullptr, nullptr));
+    CK(cudaMemcpy(g.C->data(), c.p, g.C->size() * sizeof(float), cudaMemcpyDeviceToHost));
+  }, [C = g.C](Napi::Env env) { return floats(env, *C); });
   job->Queue();
   return job->promise();
 }
 
-// gemmF32(A (m,k), W (n,k), bias (n) | null, m, n, k, C0 (m,n) | null) -> Promise<C (m,n)>, all f32; with C0 the
-// product is added to it.
+// gemmF32(A, W f32, bias, m, n, k, C0) -> Promise<C (m,n)>, all f32.
 Napi::Value GemmF32(const Napi::CallbackInfo& info) {
-  auto A = hostCopy<float>(info[0]);
-  auto W = hostCopy<float>(info[1]);
-  auto bias = info[2].IsNull() ? nullptr : hostCopy<float>(info[2]);
-  const int m = arg(info, 3), n = arg(info, 4), k = arg(info, 5);
-  auto C0 = info[6].IsNull() || info[6].IsUndefined() ? nullptr : hostCopy<float>(info[6]);
-  expectSize(info.Env(), "A", *A, (size_t)m * k);
-  if (C0) expectSize(info.Env(), "C0", *C0, (size_t)m * n);
-  expectSize(info.Env(), "W", *W, (size_t)n * k);
-  if (bias) expectSize(info.Env(), "bias", *bias, n);
-  auto C = std::make_shared<std::vector<float>>((size_t)m * n);
-  auto* job = new Job(info.Env(), [=]() {
-    DevBuf<float> a(A->size()), w(W->size()), b(bias ? bias->size() : 0), c(C->size());
-    upload(a, *A);
-    upload(w, *W);
-    if (bias) upload(b, *bias);
-    if (C0) upload(c, *C0);
-    CK(fdl::gemm_f32(a.p, w.p, bias ? b.p : nullptr, c.p, m, n, k, C0 != nullptr, nullptr));
-    CK(cudaMemcpy(C->data(), c.p, C->size() * sizeof(float), cudaMemcpyDeviceToHost));
-  }, [C](Napi::Env env) { return floats(env, *C); });
+  const GemmArgs<float> g = gemmArgs<float>(info, 6);
+  auto* job = new Job(info.Env(), [g]() {
+    DevBuf<float> a(g.A->size()), w(g.W->size()), b(g.bias ? g.n : 0), c(g.C->size());
+    upload(a, *g.A);
+    upload(w, *g.W);
+    if (g.bias) upload(b, *g.bias);
+    if (g.C0) upload(c, *g.C0);
+    CK(fdl::gemm_f32(a.p, w.p, g.bias ? b.p : nullptr, c.p, g.m, g.n, g.k, g.C0 != nullptr, nullptr));
+    CK(cudaMemcpy(g.C->data(), c.p, g.C->size() * sizeof(float), cudaMemcpyDeviceToHost));
+  }, [C = g.C](Napi::Env env) { return floats(env, *C); });
   job->Queue();
   return job->promise();
 }
