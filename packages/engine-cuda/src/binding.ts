@@ -101,8 +101,10 @@ export const ADDON_PATH = join(dirname(fileURLToPath(import.meta.url)), '..', 'b
 /**
  * The same kernels and addon compiled for the CPU against native/emu (built on every machine with a C++
  * compiler): conformance tests run the CUDA engine's logic on it where there is no GPU. Far too slow for use.
+ * FAST_DLLM_CUDA_EMULATOR_ADDON points it at another build (scripts/test-asan.mjs uses a sanitizer build).
  */
-export const EMULATOR_ADDON_PATH = join(dirname(fileURLToPath(import.meta.url)), '..', 'build-emu', 'Release', 'fast_dllm_cuda_emu.node');
+export const EMULATOR_ADDON_PATH =
+  process.env.FAST_DLLM_CUDA_EMULATOR_ADDON ?? join(dirname(fileURLToPath(import.meta.url)), '..', 'build-emu', 'Release', 'fast_dllm_cuda_emu.node');
 
 export type BindingLoad = { ok: true; binding: NativeBinding } | { ok: false; reason: string };
 
