@@ -60,7 +60,7 @@ enum Role { kAttnNorm, kQ, kK, kV, kQB, kKB, kVB, kO, kFfnNorm, kGate, kUp, kDow
 
 // Per-forward working buffers, kept between forwards (a cudaMalloc/cudaFree pair per buffer per step would cost
 // more than a DualCache step's kernels, and cudaFree synchronises the device). Grown, never shrunk.
-enum Scratch { kIds, kRows, kPos, kX, kH, kQ_, kK_, kV_, kAtt, kG, kU, kA16, kHn, kLogits, kPartial,
+enum Scratch { kIds, kRows, kPos, kX, kH, kQKV, kQ_, kK_, kV_, kAtt, kGU, kG, kA16, kHn, kLogits, kPartial,
                kTok, kProb, kTop1, kTop2, kEnt, kScratchCount };
 
 class Model {
@@ -75,7 +75,7 @@ class Model {
   std::vector<void*> scratch = std::vector<void*>(kScratchCount, nullptr);
   std::vector<size_t> scratchBytes = std::vector<size_t>(kScratchCount, 0);
 
-  explicit Model(const Config& cfg) : c(cfg), w(3 + cfg.layers * kRoles, nullptr) {
+  explicit Model(const Config& cfg) : c(cfg), w(3 + cfg.layers * kRoles, nullptr), fused((size_t)cfg.layers * 3, nullptr) {
     CK(cudaStreamCreate(&s));
     cudaDeviceProp p;
     CK(cudaGetDeviceProperties(&p, 0));
@@ -83,13 +83,76 @@ class Model {
   }
   ~Model() { release(); }
   void release() {
-    for (auto& p : w) { if (p) cudaFree(p); p = nullptr; }
+    for (int slot = 0; slot < (int)w.size(); slot++)
+      if (w[slot] && groupOf(slot) < 0) cudaFree(w[slot]);  // grouped slots point into `fused`
+    for (auto& p : w) p = nullptr;
+    for (auto& p : fused) { if (p) cudaFree(p); p = nullptr; }
     for (auto& p : scratch) { if (p) cudaFree(p); p = nullptr; }
     if (kcache) cudaFree(kcache);
     if (vcache) cudaFree(vcache);
     kcache = vcache = nullptr;
     if (s) cudaStreamDestroy(s);
     s = nullptr;
+  }
+
+  // ---- weight storage ----
+  // Roles stored together so that one GEMM computes them: per layer [Wq; Wk; Wv] (qd + 2 kvd, d), the matching
+  // biases (qd + 2 kvd,) and [Wgate; Wup] (2 ff, d). The group's first role's slot points at the buffer start (so
+  // it is the fused weight), the others inside it; `fused` (layers, 3) owns the buffers.
+  std::vector<void*> fused;
+  static int roleOf(int slot) { return slot < 3 ? -1 : (slot - 3) % kRoles; }
+  static int groupOf(int slot) {
+    switch (roleOf(slot)) {
+      case kQ: case kK: case kV: return 0;
+      case kQB: case kKB: case kVB: return 1;
+      case kGate: case kUp: return 2;
+      default: return -1;
+    }
+  }
+  // Elements of one slot's tensor (0 for biases the model does not have).
+  size_t slotElements(int slot) const {
+    if (slot == 0 || slot == 2) return (size_t)c.V * c.d;
+    if (slot == 1) return c.d;
+    const size_t q = (size_t)c.H * c.hd, kv = (size_t)c.KV * c.hd;
+    switch (roleOf(slot)) {
+      case kAttnNorm: case kFfnNorm: return c.d;
+      case kQ: return q * c.d;
+      case kK: case kV: return kv * c.d;
+      case kQB: return c.qkvBias ? q : 0;
+      case kKB: case kVB: return c.qkvBias ? kv : 0;
+      case kO: return (size_t)c.d * q;
+      default: return (size_t)c.ff * c.d;  // gate, up, down
+    }
+  }
+  size_t slotBytes(int slot) const { return slotElements(slot) * (c.bf16 && isMatrix(slot) ? 2 : 4); }
+  // Device memory for `slot`'s tensor (bytes of its own size for ungrouped slots, which may differ from the plan,
+  // e.g. a padded embedding); grouped slots land at their offset in the layer's fused buffer.
+  void* slotDest(int slot, size_t bytes) {
+    const int g = groupOf(slot);
+    if (g < 0) {
+      if (w[slot]) CK(cudaFree(w[slot]));
+      w[slot] = nullptr;
+      CK(cudaMalloc(&w[slot], bytes));
+      return w[slot];
+    }
+    if (bytes != slotBytes(slot))
+      throw std::runtime_error("upload: slot " + std::to_string(slot) + " holds " + std::to_string(bytes) + " bytes, expected " +
+                               std::to_string(slotBytes(slot)));
+    const int l = (slot - 3) / kRoles;
+    static const int members[3][3] = {{kQ, kK, kV}, {kQB, kKB, kVB}, {kGate, kUp, -1}};
+    void*& buf = fused[(size_t)l * 3 + g];
+    if (!buf) {
+      size_t total = 0;
+      for (int r : members[g]) if (r >= 0) total += slotBytes(3 + l * kRoles + r);
+      CK(cudaMalloc(&buf, total ? total : 1));
+      size_t off = 0;
+      for (int r : members[g]) {
+        if (r < 0) continue;
+        w[3 + l * kRoles + r] = static_cast<char*>(buf) + off;
+        off += slotBytes(3 + l * kRoles + r);
+      }
+    }
+    return w[slot];
   }
   // Scratch buffer `id` with room for `count` elements of T; contents are not kept across growth.
   template <typename T> T* buf(Scratch id, size_t count) {
@@ -174,10 +237,8 @@ Napi::Value ModelWrap::Upload(const Napi::CallbackInfo& info) {
   auto bytes = std::make_shared<std::vector<uint8_t>>(ta.ByteLength());
   std::memcpy(bytes->data(), (uint8_t*)ta.ArrayBuffer().Data() + ta.ByteOffset(), ta.ByteLength());
   auto* job = new Job(info.Env(), [mm, slot, bytes]() {
-    if (mm->w[slot]) CK(cudaFree(mm->w[slot]));
-    mm->w[slot] = nullptr;
-    CK(cudaMalloc(&mm->w[slot], bytes->size()));
-    CK(cudaMemcpy(mm->w[slot], bytes->data(), bytes->size(), cudaMemcpyHostToDevice));
+    void* dst = mm->slotDest(slot, bytes->size());
+    CK(cudaMemcpy(dst, bytes->data(), bytes->size(), cudaMemcpyHostToDevice));
   }, nullptr);
   job->Queue();
   return job->promise();
@@ -191,32 +252,15 @@ Napi::Value ModelWrap::Randomize(const Napi::CallbackInfo& info) {
   auto* job = new Job(info.Env(), [mm, seed, scale]() {
     const Config& c = mm->c;
     for (int slot = 0; slot < (int)mm->w.size(); slot++) {
-      size_t n;
-      if (slot == 0 || slot == 2) n = (size_t)c.V * c.d;
-      else if (slot == 1) n = c.d;
-      else {
-        int r = (slot - 3) % kRoles;
-        const size_t q = (size_t)c.H * c.hd, kv = (size_t)c.KV * c.hd;
-        switch (r) {
-          case kAttnNorm: case kFfnNorm: n = c.d; break;
-          case kQ: n = q * c.d; break;
-          case kK: case kV: n = kv * c.d; break;
-          case kQB: n = c.qkvBias ? q : 0; break;
-          case kKB: case kVB: n = c.qkvBias ? kv : 0; break;
-          case kO: n = (size_t)c.d * q; break;
-          default: n = (size_t)c.ff * c.d; break;
-        }
-      }
+      const size_t n = mm->slotElements(slot);
       if (n == 0) continue;
       const bool bf = c.bf16 && mm->isMatrix(slot);
-      if (mm->w[slot]) CK(cudaFree(mm->w[slot]));
-      CK(cudaMalloc(&mm->w[slot], n * (bf ? 2 : 4)));
+      void* dst = mm->slotDest(slot, mm->slotBytes(slot));
+      const int role = Model::roleOf(slot);
       // Norm weights near 1 keep activations bounded through 32 layers.
-      if (bf) CK(fdl::fill_random_bf16((__nv_bfloat16*)mm->w[slot], n, seed + slot, scale, mm->s));
-      else if (mm->isMatrix(slot)) CK(fdl::fill_random_f32((float*)mm->w[slot], n, seed + slot, scale, 0.f, mm->s));
-      else if (slot == 1 || (slot - 3) % kRoles == kAttnNorm || (slot - 3) % kRoles == kFfnNorm)
-        CK(fdl::fill_random_f32((float*)mm->w[slot], n, seed + slot, 0.05f, 1.f, mm->s));
-      else CK(fdl::fill_random_f32((float*)mm->w[slot], n, seed + slot, scale, 0.f, mm->s));
+      if (bf) CK(fdl::fill_random_bf16((__nv_bfloat16*)dst, n, seed + slot, scale, mm->s));
+      else if (slot == 1 || role == kAttnNorm || role == kFfnNorm) CK(fdl::fill_random_f32((float*)dst, n, seed + slot, 0.05f, 1.f, mm->s));
+      else CK(fdl::fill_random_f32((float*)dst, n, seed + slot, scale, 0.f, mm->s));
     }
     CK(cudaStreamSynchronize(mm->s));
   }, nullptr);
@@ -259,12 +303,13 @@ static void RunForward(Model& M, const FwdIn& in, FwdOut& out) {
   int32_t* pos = M.buf<int32_t>(kPos, n);     // (n,) absolute positions, for the sampling RNG
   float* x = M.buf<float>(kX, (size_t)m * c.d);          // (m, d) residual stream
   float* h = M.buf<float>(kH, (size_t)m * c.d);          // (m, d) normed input / sublayer output
-  float* q = M.buf<float>(kQ_, (size_t)m * qd);          // (m, H, hd)
-  float* k = M.buf<float>(kK_, (size_t)m * kvd);         // (m, KV, hd)
+  float* qkv = M.buf<float>(kQKV, (size_t)m * (qd + 2 * kvd));  // (m, qd + 2 kvd) fused projection
+  float* q = M.buf<float>(kQ_, (size_t)m * qd);          // (m, H, hd) rotated
+  float* k = M.buf<float>(kK_, (size_t)m * kvd);         // (m, KV, hd) fresh rows of a prefix step
   float* v = M.buf<float>(kV_, (size_t)m * kvd);         // (m, KV, hd)
   float* att = M.buf<float>(kAtt, (size_t)m * qd);       // (m, H, hd)
-  float* g = M.buf<float>(kG, (size_t)m * c.ff);         // (m, ff) gate, then silu(gate) * up
-  float* u = M.buf<float>(kU, (size_t)m * c.ff);         // (m, ff)
+  float* gu = M.buf<float>(kGU, (size_t)m * 2 * c.ff);   // (m, 2 ff) fused gate | up
+  float* g = c.bf16 ? nullptr : M.buf<float>(kG, (size_t)m * c.ff);  // (m, ff) silu(gate) * up, f32 mode
   float* hn = M.buf<float>(kHn, (size_t)n * c.d);        // (n, d) final-normed rows that are reported
   float* logits = M.buf<float>(kLogits, (size_t)n * c.V);  // (n, V)
   CK(cudaMemcpyAsync(ids, in.canvas.data() + s0, m * sizeof(int32_t), cudaMemcpyHostToDevice, s));
@@ -277,27 +322,22 @@ static void RunForward(Model& M, const FwdIn& in, FwdOut& out) {
   __nv_bfloat16* a16 = c.bf16 ? M.buf<__nv_bfloat16>(kA16, (size_t)(m > n ? m : n) * std::max({c.d, qd, c.ff})) : nullptr;
   for (int l = 0; l < c.layers; l++) {
     CK(fdl::rmsnorm(x, (const float*)M.L(l, kAttnNorm), h, a16, m, c.d, c.eps, s));
-    M.linear(h, a16, l, kQ, c.qkvBias ? kQB : -1, q, m, qd, c.d);
-    M.linear(h, a16, l, kK, c.qkvBias ? kKB : -1, k, m, kvd, c.d);
-    M.linear(h, a16, l, kV, c.qkvBias ? kVB : -1, v, m, kvd, c.d);
-    CK(fdl::rope_neox(q, m, c.H, c.hd, s0, c.theta, s));
-    CK(fdl::rope_neox(k, m, c.KV, c.hd, s0, c.theta, s));
+    M.linear(h, a16, l, kQ, c.qkvBias ? kQB : -1, qkv, m, qd + 2 * kvd, c.d);  // slot kQ is the fused [Wq; Wk; Wv]
     float* kl = M.kcache + layerKV * l;  // (L, KV, hd) this layer's cache
     float* vl = M.vcache + layerKV * l;
     if (in.mode == 1) {
       // prefix: cached [0, start) then the fresh rows; the cache itself keeps the full forward's K/V.
+      CK(fdl::qkv_rope(qkv, q, k, v, m, c.H, c.KV, c.hd, s0, c.theta, s));
       CK(fdl::attention(q, kl, vl, s0, k, v, att, a16, m, L, c.H, c.KV, c.hd, s));
     } else {
       // full and dual write the fresh rows into the cache (dual refreshes its block each step), then attend to it.
-      CK(cudaMemcpyAsync(kl + (size_t)s0 * kvd, k, (size_t)m * kvd * sizeof(float), cudaMemcpyDeviceToDevice, s));
-      CK(cudaMemcpyAsync(vl + (size_t)s0 * kvd, v, (size_t)m * kvd * sizeof(float), cudaMemcpyDeviceToDevice, s));
+      CK(fdl::qkv_rope(qkv, q, kl + (size_t)s0 * kvd, vl + (size_t)s0 * kvd, m, c.H, c.KV, c.hd, s0, c.theta, s));
       CK(fdl::attention(q, kl, vl, L, nullptr, nullptr, att, a16, m, L, c.H, c.KV, c.hd, s));
     }
     M.linear(att, a16, l, kO, -1, x, m, c.d, qd, /*accumulate=*/true);  // x += att @ Wo^T
     CK(fdl::rmsnorm(x, (const float*)M.L(l, kFfnNorm), h, a16, m, c.d, c.eps, s));
-    M.linear(h, a16, l, kGate, -1, g, m, c.ff, c.d);
-    M.linear(h, a16, l, kUp, -1, u, m, c.ff, c.d);
-    CK(fdl::swiglu(g, u, c.bf16 ? nullptr : g, a16, m, c.ff, s));
+    M.linear(h, a16, l, kGate, -1, gu, m, 2 * c.ff, c.d);  // slot kGate is the fused [Wgate; Wup]
+    CK(fdl::swiglu(gu, g, a16, m, c.ff, s));
     M.linear(g, a16, l, kDown, -1, x, m, c.d, c.ff, /*accumulate=*/true);  // x += swiglu @ Wdown^T
   }
   if (n > 0) {

@@ -5,7 +5,8 @@
 #ifdef FDL_CUDA_EMULATOR
 #include "emu/cuda_emu.h"
 // kernel<<<grid, block, shared, stream>>>(args...) on the emulator: blocks in turn, threads as fibers.
-#define FDL_LAUNCH(kernel, grid, block, shared, stream) ::fdl_emu::launcher(kernel, dim3(grid), dim3(block), (shared))
+#define FDL_LAUNCH(kernel, grid, block, shared, stream) \
+  (static_cast<void>(stream), ::fdl_emu::launcher(kernel, dim3(grid), dim3(block), (shared)))
 #define FDL_DYNAMIC_SHARED(type, name) type* name = static_cast<type*>(::fdl_emu::dynamic_shared())
 #else
 #include <cuda_runtime.h>

@@ -220,44 +220,57 @@ cudaError_t gemm_f32(const float* A, const float* W, const float* bias, float* C
   return cudaGetLastError();
 }
 
-// ---- NeoX RoPE: pairs (i, i + hd/2) rotate by pos * theta^(-2i/hd) ----
-__global__ void rope_k(float* x, int n, int heads, int hd, int pos0, float theta) {
-  const int half = hd / 2;
-  const size_t total = (size_t)n * heads * half;
+// ---- QKV split + NeoX RoPE: pairs (i, i + hd/2) rotate by pos * theta^(-2i/hd) ----
+// qkv (n, H*hd + 2*KV*hd) is the fused projection's output, rows at absolute positions pos0 + r. Writes q (n, H, hd)
+// and k (n, KV, hd) rotated and v (n, KV, hd) as is; k and v may point straight into the K/V cache.
+__global__ void qkv_rope_k(const float* qkv, float* q, float* k, float* v, int n, int H, int KV, int hd, int pos0,
+                           float theta) {
+  const int half = hd / 2, heads = H + 2 * KV, width = heads * hd;
+  const size_t total = (size_t)n * heads * half;  // one thread per (row, head, pair)
   for (size_t idx = blockIdx.x * (size_t)blockDim.x + threadIdx.x; idx < total; idx += (size_t)gridDim.x * blockDim.x) {
     const int i = idx % half;
-    const size_t rowhead = idx / half;
-    const int row = rowhead / heads;
-    // Angles in double: the reference computes inv_freq and pos*inv_freq before rounding to f32.
-    const double inv = pow((double)theta, -2.0 * i / hd);
-    const double ang = (double)(pos0 + row) * inv;
-    const float cs = (float)cos(ang), sn = (float)sin(ang);
-    float* p = x + rowhead * hd;
-    const float a = p[i], b = p[i + half];
-    p[i] = a * cs - b * sn;
-    p[i + half] = b * cs + a * sn;
+    const int head = (idx / half) % heads;
+    const int row = idx / ((size_t)half * heads);
+    const float* src = qkv + (size_t)row * width + (size_t)head * hd;
+    float a = src[i], b = src[i + half];
+    float* dst;
+    if (head < H + KV) {
+      // Angles in double: the reference computes inv_freq and pos*inv_freq before rounding to f32.
+      const double inv = pow((double)theta, -2.0 * i / hd);
+      const double ang = (double)(pos0 + row) * inv;
+      const float cs = (float)cos(ang), sn = (float)sin(ang);
+      const float ra = a * cs - b * sn, rb = b * cs + a * sn;
+      a = ra;
+      b = rb;
+      dst = head < H ? q + ((size_t)row * H + head) * hd : k + ((size_t)row * KV + head - H) * hd;
+    } else {
+      dst = v + ((size_t)row * KV + head - H - KV) * hd;
+    }
+    dst[i] = a;
+    dst[i + half] = b;
   }
 }
-cudaError_t rope_neox(float* x, int n, int heads, int hd, int pos0, float theta, cudaStream_t s) {
-  const size_t total = (size_t)n * heads * (hd / 2);
-  const int blocks = (int)((total + 255) / 256 < 4096 ? (total + 255) / 256 : 4096);
-  FDL_LAUNCH(rope_k, blocks > 0 ? blocks : 1, 256, 0, s)(x, n, heads, hd, pos0, theta);
+cudaError_t qkv_rope(const float* qkv, float* q, float* k, float* v, int n, int H, int KV, int hd, int pos0, float theta,
+                     cudaStream_t s) {
+  const size_t total = (size_t)n * (H + 2 * KV) * (hd / 2);
+  FDL_LAUNCH(qkv_rope_k, grid_for(total), 256, 0, s)(qkv, q, k, v, n, H, KV, hd, pos0, theta);
   return cudaGetLastError();
 }
 
 // ---- SwiGLU ----
-__global__ void swiglu_k(const float* g, const float* u, float* h, __nv_bfloat16* h16, size_t total) {
+// gu (n, 2 ff): the fused gate/up projection, gate in columns [0, ff), up in [ff, 2 ff).
+__global__ void swiglu_k(const float* gu, float* h, __nv_bfloat16* h16, int ff, size_t total) {
   for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total; i += (size_t)gridDim.x * blockDim.x) {
-    const float x = g[i];
-    const float v = x / (1.f + expf(-x)) * u[i];
+    const float* row = gu + (i / ff) * 2 * ff;
+    const float x = row[i % ff];
+    const float v = x / (1.f + expf(-x)) * row[ff + i % ff];
     if (h) h[i] = v;
     if (h16) h16[i] = __float2bfloat16(v);
   }
 }
-cudaError_t swiglu(const float* gate, const float* up, float* h, __nv_bfloat16* h16, int n, int ff, cudaStream_t s) {
+cudaError_t swiglu(const float* gu, float* h, __nv_bfloat16* h16, int n, int ff, cudaStream_t s) {
   const size_t total = (size_t)n * ff;
-  const int blocks = (int)((total + 255) / 256 < 4096 ? (total + 255) / 256 : 4096);
-  FDL_LAUNCH(swiglu_k, blocks > 0 ? blocks : 1, 256, 0, s)(gate, up, h, h16, total);
+  FDL_LAUNCH(swiglu_k, grid_for(total), 256, 0, s)(gu, h, h16, ff, total);
   return cudaGetLastError();
 }
 

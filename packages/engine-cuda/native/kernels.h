@@ -27,12 +27,14 @@ cudaError_t gemm_bf16(const __nv_bfloat16* A, const __nv_bfloat16* W, const floa
 cudaError_t gemm_f32(const float* A, const float* W, const float* bias, float* C, int m, int n, int k, bool accumulate,
                      cudaStream_t s);
 
-// NeoX RoPE in place on x (n, heads, hd) for absolute positions pos0 + i.
-cudaError_t rope_neox(float* x, int n, int heads, int hd, int pos0, float theta, cudaStream_t s);
+// Splits the fused projection qkv (n, H*hd + 2*KV*hd) into q (n, H, hd), k, v (n, KV, hd), NeoX RoPE on q and k
+// for absolute positions pos0 + i. k and v may point into the K/V cache.
+cudaError_t qkv_rope(const float* qkv, float* q, float* k, float* v, int n, int H, int KV, int hd, int pos0, float theta,
+                     cudaStream_t s);
 
-// h (n, ff) = silu(gate) * up, gate/up (n, ff).
-// h16 (n, ff), when not null, gets the result in bf16; h may be null when only h16 is wanted.
-cudaError_t swiglu(const float* gate, const float* up, float* h, __nv_bfloat16* h16, int n, int ff, cudaStream_t s);
+// h (n, ff) = silu(gate) * up with gu (n, 2 ff) = [gate | up] (the fused projection). h16 (n, ff), when not null,
+// gets the result in bf16; h may be null when only h16 is wanted.
+cudaError_t swiglu(const float* gu, float* h, __nv_bfloat16* h16, int n, int ff, cudaStream_t s);
 
 // Bidirectional attention of queries q (nq, H, hd) over L keys/values: rows [0, n0) from segment 0 (k0, v0) and
 // rows [n0, L) from segment 1 (k1, v1), each (rows, KV, hd); GQA head h reads KV head h / (H / KV). out (nq, H, hd).
