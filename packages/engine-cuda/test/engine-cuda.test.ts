@@ -147,4 +147,19 @@ describe('model checks at load (emulator build)', () => {
     await writeSafetensors(join(dir, 'model.safetensors'), tensors);
     await expect(createCudaEmulatorEngine(dir)).rejects.toThrow(/head_dim 160 is over the attention kernel's 128; use the wasm engine/);
   });
+
+  it('rejects a grouped weight of the wrong size, naming the slot and both sizes', async (ctx) => {
+    if (!emulator.ok) return ctx.skip(`not supported: ${emulator.reason}`);
+    const d = desc();
+    const model = new emulator.binding.CudaModel({ ...d, bf16: false });
+    try {
+      // q is 64 x 64 f32 = 16384 bytes, stored inside the layer's fused [Wq; Wk; Wv]
+      await expect(model.upload(slotOf(0, 'q'), new Float32Array(10))).rejects.toThrow(
+        new RegExp(`^upload: slot ${slotOf(0, 'q')} holds 40 bytes, expected 16384$`),
+      );
+      await expect(model.upload(slotOf(0, 'q'), new Float32Array(64 * 64))).resolves.toBeUndefined();
+    } finally {
+      model.free();
+    }
+  });
 });
