@@ -75,16 +75,19 @@ __global__ void to_bf16_k(const float* x, __nv_bfloat16* y, size_t count) {
 }
 
 // ---- GEMM bf16 on tensor cores, shaped for streaming weights ----
-// Block tile: 32 rows of A x 128 output columns, k in steps of 64. 8 warps; warp w owns columns [16w, 16w + 16)
-// for all 32 rows (two 16x16 f32 accumulators). Grid: x = row tiles (fastest, so the blocks that read the same
-// weight tile run together and share it through L2), y = column tiles, z = k splits. Each k step moves the next
-// tiles from global memory into registers (16-byte loads) while the tensor cores work on the current one.
-// With split k each split writes its partial sums to `partial` (splits, m, n) and gemm_splitk_reduce adds them in
-// split order, so results do not depend on scheduling.
-constexpr int GBM = 32, GBN = 128, GBK = 64;
+// Block tile: BM rows of A x 128 output columns, k in steps of 64, 8 warps. BM = 32 for short spans (a DualCache
+// step): warp w owns columns [16w, 16w + 16) of all 32 rows (2 accumulators). BM = 128 for full and prefix
+// forwards: warps in a 2 x 4 grid, each 64 rows x 32 columns (8 accumulators, so each fragment loaded from shared
+// memory feeds more mma). Grid: x = row tiles (fastest, so the blocks that read the same weight tile run together
+// and share it through L2), y = column tiles, z = k splits. Each k step moves the next tiles from global memory
+// into registers (16-byte loads) while the tensor cores work on the current one. With split k each split writes
+// its partial sums to `partial` (splits, m, n) and gemm_splitk_reduce adds them in split order, so results do not
+// depend on scheduling.
+constexpr int GBN = 128, GBK = 64;
 constexpr int GLD = GBK + 8;       // smem row pitch in bf16: 144 bytes, keeps 16-byte rows and fewer bank conflicts
 constexpr int GTHREADS = 256;
 constexpr int GW_VECS = GBN * GBK / 8 / GTHREADS;  // uint4 (8 bf16) of W per thread per k step: 4
+constexpr int GCLD = 20;           // per-warp epilogue tile pitch in f32 (a multiple of 4, rows 80 bytes)
 
 union Vec8 { uint4 u; __nv_bfloat16 h[8]; };
 
@@ -102,57 +105,73 @@ __device__ static inline uint4 load8(const __nv_bfloat16* M, int rows, int k, in
   return v.u;
 }
 
-template <bool VEC>
+template <int BM, bool VEC>
 __global__ void __launch_bounds__(GTHREADS) gemm_bf16_k(const __nv_bfloat16* A, const __nv_bfloat16* W, const float* bias,
                                                         float* C, float* partial, int m, int n, int k, int kChunk,
                                                         bool accumulate) {
-  __shared__ __align__(32) __nv_bfloat16 As[GBM][GLD];  // (32, 72) bf16: rows of A, k
+  constexpr int WARPS_M = BM == 32 ? 1 : 2, WARPS_N = 8 / WARPS_M;   // warp grid
+  constexpr int FA = BM / WARPS_M / 16, FB = GBN / WARPS_N / 16;     // 16x16 fragments per warp: rows, columns
+  constexpr int A_VECS = BM * GBK / 8 / GTHREADS;                    // uint4 of A per thread per k step: 1 or 4
+  __shared__ __align__(32) __nv_bfloat16 As[BM][GLD];   // (BM, 72) bf16: rows of A, k
   __shared__ __align__(32) __nv_bfloat16 Ws[GBN][GLD];  // (128, 72) bf16: rows of W = output columns, k (B col-major)
-  __shared__ __align__(32) float Cs[GBM][GBN + 4];      // (32, 132) f32: accumulators on their way out
-  const int row0 = blockIdx.x * GBM, col0 = blockIdx.y * GBN;
+  __shared__ __align__(32) float Cw[8][16][GCLD];       // (warps, 16, 20) f32: one accumulator on its way out
+  const int row0 = blockIdx.x * BM, col0 = blockIdx.y * GBN;
   const int kBegin = blockIdx.z * kChunk, kEnd = k < kBegin + kChunk ? k : kBegin + kChunk;
-  const int tid = threadIdx.x, warp = tid >> 5;
-  const int vr = tid >> 3, vc = (tid & 7) * 8;  // this thread's vector: row vr (+32 j) of the tile, columns vc..vc+7
-  uint4 wreg[GW_VECS], areg;
-  wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc0, acc1;
-  wmma::fill_fragment(acc0, 0.f);
-  wmma::fill_fragment(acc1, 0.f);
+  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+  const int wm = (warp / WARPS_N) * FA * 16, wn = (warp % WARPS_N) * FB * 16;  // warp tile origin in the block
+  const int vr = tid >> 3, vc = (tid & 7) * 8;  // this thread's vectors: rows vr + 32 j of a tile, columns vc..vc+7
+  uint4 wreg[GW_VECS], areg[A_VECS];
+  wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc[FA][FB];
+#pragma unroll
+  for (int i = 0; i < FA; i++)
+#pragma unroll
+    for (int j = 0; j < FB; j++) wmma::fill_fragment(acc[i][j], 0.f);
   if (kBegin < kEnd) {
     for (int j = 0; j < GW_VECS; j++) wreg[j] = load8<VEC>(W, n, k, col0 + vr + 32 * j, kBegin + vc, kEnd);
-    areg = load8<VEC>(A, m, k, row0 + vr, kBegin + vc, kEnd);
+    for (int j = 0; j < A_VECS; j++) areg[j] = load8<VEC>(A, m, k, row0 + vr + 32 * j, kBegin + vc, kEnd);
   }
   for (int k0 = kBegin; k0 < kEnd; k0 += GBK) {
     for (int j = 0; j < GW_VECS; j++) *reinterpret_cast<uint4*>(&Ws[vr + 32 * j][vc]) = wreg[j];
-    *reinterpret_cast<uint4*>(&As[vr][vc]) = areg;
+    for (int j = 0; j < A_VECS; j++) *reinterpret_cast<uint4*>(&As[vr + 32 * j][vc]) = areg[j];
     __syncthreads();
     if (k0 + GBK < kEnd) {  // next tiles in flight during the mma below
       for (int j = 0; j < GW_VECS; j++) wreg[j] = load8<VEC>(W, n, k, col0 + vr + 32 * j, k0 + GBK + vc, kEnd);
-      areg = load8<VEC>(A, m, k, row0 + vr, k0 + GBK + vc, kEnd);
+      for (int j = 0; j < A_VECS; j++) areg[j] = load8<VEC>(A, m, k, row0 + vr + 32 * j, k0 + GBK + vc, kEnd);
     }
-    wmma::fragment<wmma::matrix_a, 16, 16, 16, __nv_bfloat16, wmma::row_major> fa0, fa1;
-    wmma::fragment<wmma::matrix_b, 16, 16, 16, __nv_bfloat16, wmma::col_major> fb;
 #pragma unroll
     for (int kk = 0; kk < GBK; kk += 16) {  // fragment pointers stay 32-byte aligned: 16 rows x 144 B, 16 bf16
-      wmma::load_matrix_sync(fb, &Ws[warp * 16][kk], GLD);
-      wmma::load_matrix_sync(fa0, &As[0][kk], GLD);
-      wmma::load_matrix_sync(fa1, &As[16][kk], GLD);
-      wmma::mma_sync(acc0, fa0, fb, acc0);
-      wmma::mma_sync(acc1, fa1, fb, acc1);
+      wmma::fragment<wmma::matrix_a, 16, 16, 16, __nv_bfloat16, wmma::row_major> fa[FA];
+      wmma::fragment<wmma::matrix_b, 16, 16, 16, __nv_bfloat16, wmma::col_major> fb[FB];
+#pragma unroll
+      for (int i = 0; i < FA; i++) wmma::load_matrix_sync(fa[i], &As[wm + 16 * i][kk], GLD);
+#pragma unroll
+      for (int j = 0; j < FB; j++) wmma::load_matrix_sync(fb[j], &Ws[wn + 16 * j][kk], GLD);
+#pragma unroll
+      for (int i = 0; i < FA; i++)
+#pragma unroll
+        for (int j = 0; j < FB; j++) wmma::mma_sync(acc[i][j], fa[i], fb[j], acc[i][j]);
     }
     __syncthreads();
   }
-  wmma::store_matrix_sync(&Cs[0][warp * 16], acc0, GBN + 4, wmma::mem_row_major);
-  wmma::store_matrix_sync(&Cs[16][warp * 16], acc1, GBN + 4, wmma::mem_row_major);
-  __syncthreads();
+  // Epilogue, one accumulator at a time through the warp's own staging tile: lane writes 8 of its 256 values,
+  // half a row of 16 per 16 lanes, with bias and the residual (or raw, into its split's partial sums).
   float* out = partial ? partial + (size_t)blockIdx.z * m * n : C;
-  for (int i = tid; i < GBM * GBN; i += GTHREADS) {
-    const int r = row0 + i / GBN, c = col0 + i % GBN;
-    if (r < m && c < n) {
-      float v = Cs[i / GBN][i % GBN];
-      if (!partial) v += (bias ? bias[c] : 0.f) + (accumulate ? C[(size_t)r * n + c] : 0.f);
-      out[(size_t)r * n + c] = v;
+#pragma unroll
+  for (int i = 0; i < FA; i++)
+#pragma unroll
+    for (int j = 0; j < FB; j++) {
+      wmma::store_matrix_sync(&Cw[warp][0][0], acc[i][j], GCLD, wmma::mem_row_major);
+      __syncwarp();
+      for (int e = lane; e < 256; e += 32) {
+        const int r = row0 + wm + 16 * i + e / 16, c = col0 + wn + 16 * j + e % 16;
+        if (r < m && c < n) {
+          float v = Cw[warp][e / 16][e % 16];
+          if (!partial) v += (bias ? bias[c] : 0.f) + (accumulate ? C[(size_t)r * n + c] : 0.f);
+          out[(size_t)r * n + c] = v;
+        }
+      }
+      __syncwarp();  // the tile is read before the next store overwrites it
     }
-  }
 }
 
 __global__ void gemm_splitk_reduce_k(const float* partial, const float* bias, float* C, int m, int n, int splits,
@@ -165,8 +184,12 @@ __global__ void gemm_splitk_reduce_k(const float* partial, const float* bias, fl
   }
 }
 
+// Rows per block: 128 once a span has enough rows to fill them (full and prefix forwards), else 32.
+static inline int gemm_rows_per_block(int m) { return m >= 96 ? 128 : 32; }
+
 int gemm_bf16_splits(int m, int n, int k, int sms) {
-  const int tiles = ((m + GBM - 1) / GBM) * ((n + GBN - 1) / GBN);
+  const int bm = gemm_rows_per_block(m);
+  const int tiles = ((m + bm - 1) / bm) * ((n + GBN - 1) / GBN);
   if (tiles >= 2 * sms) return 1;
   const int want = (2 * sms + tiles - 1) / tiles;  // about two blocks per SM
   const int most = k / (4 * GBK);                  // keep at least 4 k steps per split
@@ -182,10 +205,13 @@ cudaError_t gemm_bf16(const __nv_bfloat16* A, const __nv_bfloat16* W, const floa
   splits = (k + kChunk - 1) / kChunk;
   if (splits < 1) splits = 1;
   if (splits > 1 && !partial) return cudaErrorInvalidValue;
-  dim3 grid((m + GBM - 1) / GBM, (n + GBN - 1) / GBN, splits);
+  const int bm = gemm_rows_per_block(m);
+  dim3 grid((m + bm - 1) / bm, (n + GBN - 1) / GBN, splits);
   float* part = splits > 1 ? partial : nullptr;
-  if (k % 8 == 0) FDL_LAUNCH(gemm_bf16_k<true>, grid, GTHREADS, 0, s)(A, W, bias, C, part, m, n, k, kChunk, accumulate);
-  else FDL_LAUNCH(gemm_bf16_k<false>, grid, GTHREADS, 0, s)(A, W, bias, C, part, m, n, k, kChunk, accumulate);
+  const bool vec = k % 8 == 0;  // rows of A and W start 16-byte aligned: vector loads
+  auto kernel = bm == 32 ? (vec ? &gemm_bf16_k<32, true> : &gemm_bf16_k<32, false>)
+                         : (vec ? &gemm_bf16_k<128, true> : &gemm_bf16_k<128, false>);
+  FDL_LAUNCH(kernel, grid, GTHREADS, 0, s)(A, W, bias, C, part, m, n, k, kChunk, accumulate);
   cudaError_t e = cudaGetLastError();
   if (e != cudaSuccess || splits == 1) return e;
   FDL_LAUNCH(gemm_splitk_reduce_k, grid_for((size_t)m * n), 256, 0, s)(partial, bias, C, m, n, splits, accumulate);

@@ -56,6 +56,8 @@ describe.each(BACKENDS)('cuda kernels on %s', (_name, kernels, skip) => {
   const GEMMS: [number, number, number, number, boolean][] = [
     [1, 20, 24, 1, false], [33, 130, 200, 1, false], [7, 40, 77, 1, false], [17, 64, 520, 3, false], [3, 16, 64, 4, false],
     [40, 136, 136, 2, true], [9, 24, 96, 1, true],
+    // 128-row block tiles (m >= 96): partial row and column tiles; with split k, scalar loads and the residual add
+    [130, 136, 136, 1, false], [100, 40, 77, 2, true],
   ];
   it.for(GEMMS)('gemmBf16 m=%i n=%i k=%i splits=%i accumulate=%s', async ([m, n, k, splits, accumulate], ctx) => {
     if (!kernels) return ctx.skip(skip);
