@@ -35,6 +35,8 @@ export class CudaEngine implements Engine {
   readonly capabilities = CUDA_CAPABILITIES;
   private native: NativeModel | undefined;
   private queue: Promise<unknown> = Promise.resolve();
+  /** Canvas length of the K/V cache on the device (0: none); checked in queue order, as the device runs them. */
+  private cacheLength = 0;
 
   /** `name` is 'cuda', or 'cuda-emulator' for the CPU build of the same addon. */
   constructor(readonly model: ModelInfo, native: NativeModel, readonly name = 'cuda') {
@@ -45,7 +47,7 @@ export class CudaEngine implements Engine {
     validateForwardRequest(this.model, this.capabilities, req);
     signal?.throwIfAborted();
     const native = this.native;
-    if (!native) throw new Error('cuda engine: forward after dispose()');
+    if (!native) throw new Error('forward: the engine was disposed');
     const rows = sourceRows(req.positions, req.start, this.model.shiftLogits);
     const s = req.sampling;
     const opts = {
@@ -58,8 +60,24 @@ export class CudaEngine implements Engine {
       logits: req.want?.logits ?? false,
     };
     // One stream, one cache: calls run in order even if a caller does not await.
-    const run = this.queue.then(() =>
-      native.forward(req.canvas, MODE_CODE[req.mode], req.start, req.end, rows, req.positions, opts));
+    const L = req.canvas.length;
+    const run = this.queue.then(async () => {
+      if (req.mode !== 'full') {
+        // The same rejections, in the same words, as the reference and wasm engines.
+        if (this.cacheLength === 0) throw new Error(`forward: a '${req.mode}' step needs a prior 'full' forward to build the cache`);
+        if (this.cacheLength !== L) {
+          throw new Error(`forward: the cache holds a canvas of ${this.cacheLength} tokens, this '${req.mode}' step has ${L}; run a 'full' forward first`);
+        }
+      }
+      try {
+        const r = await native.forward(req.canvas, MODE_CODE[req.mode], req.start, req.end, rows, req.positions, opts);
+        if (req.mode === 'full') this.cacheLength = L;
+        return r;
+      } catch (e) {
+        if (req.mode === 'full') this.cacheLength = 0; // a full forward that failed part-way left the cache half written
+        throw e;
+      }
+    });
     this.queue = run.catch(() => undefined);
     const r = await run;
     const out: ForwardResult = { tokens: r.tokens, probs: r.probs };

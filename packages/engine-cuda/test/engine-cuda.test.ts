@@ -163,20 +163,22 @@ describe('model checks at load (emulator build)', () => {
     }
   });
 
-  it('refuses a cached step before any full forward, and any forward after dispose', async (ctx) => {
+  it('refuses a cached step before any full forward, and any forward after dispose, in the other engines\' words', async (ctx) => {
     if (!emulator.ok) return ctx.skip(`not supported: ${emulator.reason}`);
     const engine = await createCudaEmulatorEngine(join(import.meta.dirname, '..', '..', '..', 'test', 'fixtures', 'models', 'llada-tiny-f32'));
     const canvas = Int32Array.from({ length: 16 }, (_, i) => i);
     const positions = Int32Array.of(8, 9);
     await expect(engine.forward({ canvas, mode: 'dual', start: 8, end: 12, positions })).rejects.toThrow(
-      /^forward: no cache for a canvas of this length; run a full forward first$/,
+      /^forward: a 'dual' step needs a prior 'full' forward to build the cache$/,
     );
     const full = await engine.forward({ canvas, mode: 'full', start: 0, end: 16, positions });
     expect(full.tokens).toHaveLength(2);
     // A longer canvas has no cache either: the cache belongs to the last full forward's length.
     const longer = Int32Array.from({ length: 20 }, (_, i) => i);
-    await expect(engine.forward({ canvas: longer, mode: 'prefix', start: 8, end: 20, positions })).rejects.toThrow(/no cache/);
+    await expect(engine.forward({ canvas: longer, mode: 'prefix', start: 8, end: 20, positions })).rejects.toThrow(
+      /^forward: the cache holds a canvas of 16 tokens, this 'prefix' step has 20; run a 'full' forward first$/,
+    );
     await engine.dispose();
-    await expect(engine.forward({ canvas, mode: 'full', start: 0, end: 16, positions })).rejects.toThrow(/forward after dispose/);
+    await expect(engine.forward({ canvas, mode: 'full', start: 0, end: 16, positions })).rejects.toThrow(/^forward: the engine was disposed$/);
   });
 });
