@@ -304,8 +304,9 @@ cudaError_t swiglu(const float* gu, float* h, __nv_bfloat16* h16, int n, int ff,
 // One 128-thread block per (chunk of AQ = 16 queries, head). Keys come from two segments, seg0 (n0 rows) then
 // seg1 (n1 rows), each (rows, KV, hd) f32: the cache and the fresh rows of a prefix step, or the whole cache
 // (n1 = 0) for full and dual steps, so nothing is copied. The block walks the keys in tiles of AK = 32 staged in
-// shared memory, read once for all 16 queries; each warp owns 4 queries, lane j scores key j of the tile, and the
-// softmax is kept online (running max and sum), so any canvas length fits. hd <= 128.
+// shared memory, read once for all 16 queries; each warp owns 4 queries, lane j scores key j of the tile (its
+// probability goes through shared memory to the lanes that own the output dims), and the softmax is kept online
+// (running max and sum), so any canvas length fits. hd <= 128.
 constexpr int ATHREADS = 128, AQ = 16, AK = 32, AHD = 128;
 constexpr int AQ_PER_WARP = AQ / (ATHREADS / 32);  // 4
 __global__ void __launch_bounds__(ATHREADS) attention_k(const float* q, const float* k0, const float* v0, int n0,
@@ -314,6 +315,7 @@ __global__ void __launch_bounds__(ATHREADS) attention_k(const float* q, const fl
   __shared__ float Qs[AQ][AHD];       // (16, 128) the chunk's queries, pre-scaled by 1/sqrt(hd)
   __shared__ float Ks[AK][AHD + 1];   // (32, 129) key tile; +1: lanes reading different keys hit different banks
   __shared__ float Vs[AK][AHD];       // (32, 128) value tile
+  __shared__ float Ps[ATHREADS / 32][AQ_PER_WARP][AK];  // (4, 4, 32) each warp's probabilities for the tile's keys
   const int q0 = blockIdx.x * AQ, h = blockIdx.y, kvh = h / (H / KV);
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const float scale = rsqrtf((float)hd);
@@ -355,12 +357,16 @@ __global__ void __launch_bounds__(ATHREADS) attention_k(const float* q, const fl
       sum[a] = sum[a] * rescale + tileSum;
       mx[a] = newMax;
       for (int d = 0; d < AHD / 32; d++) acc[a][d] *= rescale;
+      Ps[warp][a][lane] = p;
+    }
+    __syncwarp();  // the warp's probabilities are visible to all its lanes
+#pragma unroll
+    for (int a = 0; a < AQ_PER_WARP; a++)
       for (int j = 0; j < AK; j++) {  // out[t] += p_j v_j[t]; lane holds dims t = lane + 32 d
-        const float pj = __shfl_sync(0xffffffffu, p, j);
+        const float pj = Ps[warp][a][j];
         for (int d = 0; d < AHD / 32; d++)
           if (lane + 32 * d < hd) acc[a][d] += pj * Vs[j][lane + 32 * d];
       }
-    }
   }
 #pragma unroll
   for (int a = 0; a < AQ_PER_WARP; a++) {

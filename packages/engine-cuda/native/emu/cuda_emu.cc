@@ -133,24 +133,39 @@ void setThreadIdx(int t) {
 }
 
 // Runs one block to completion; false on a barrier deadlock (threads waiting at barriers that cannot open).
-// Between two barriers the threads run one after another, alternately in ascending and descending order (by
-// block and by round): a missing barrier then shows as a stale shared-memory read whichever side of the race the
-// reading thread is on.
+// Warps run one at a time: the lanes of a warp run one after another until each waits at a warp collective, which
+// then opens, until all its lanes wait at __syncthreads or have exited; then the next warp. When every live thread
+// waits at __syncthreads, that barrier opens. Lanes and warps run in ascending order in some blocks and rounds and
+// descending in others: a missing barrier then shows as a stale shared-memory read whichever side of the race
+// the reading thread is on.
 bool runBlock(bool descendingFirst) {
-  const int n = run.threads;
+  const int n = run.threads, warps = (n + 31) / 32;
   for (int t = 0; t < n; t++) {
     initFiber(t);
     run.state[t] = State::Ready;
   }
-  const int warps = (n + 31) / 32;
   for (int round = 0;; round++) {
     const bool descending = descendingFirst != (round & 1);
-    for (int i = 0; i < n; i++) {
-      const int t = descending ? n - 1 - i : i;
-      if (run.state[t] != State::Ready) continue;
-      run.current = t;
-      setThreadIdx(t);
-      switchTo(run.scheduler, run.ctx[t]);
+    for (int wi = 0; wi < warps; wi++) {
+      const int w = descending ? warps - 1 - wi : wi;
+      const int lo = w * 32, hi = lo + 32 < n ? lo + 32 : n;
+      for (;;) {
+        for (int i = lo; i < hi; i++) {
+          const int t = descending ? lo + hi - 1 - i : i;
+          if (run.state[t] != State::Ready) continue;
+          run.current = t;
+          setThreadIdx(t);
+          switchTo(run.scheduler, run.ctx[t]);
+        }
+        int waiting = 0, live = 0;
+        for (int t = lo; t < hi; t++) {
+          live += run.state[t] != State::Done;
+          waiting += run.state[t] == State::AtWarpBarrier;
+        }
+        if (waiting == 0 || waiting != live) break;  // at __syncthreads, exited, or (mixed) deadlocked
+        for (int t = lo; t < hi; t++)
+          if (run.state[t] == State::AtWarpBarrier) run.state[t] = State::Ready;
+      }
     }
     int done = 0, atBlock = 0;
     for (int t = 0; t < n; t++) {
@@ -158,25 +173,9 @@ bool runBlock(bool descendingFirst) {
       atBlock += run.state[t] == State::AtBlockBarrier;
     }
     if (done == n) return true;
-    bool released = false;
-    if (atBlock > 0 && atBlock + done == n) {  // exited threads no longer take part in __syncthreads
-      for (int t = 0; t < n; t++)
-        if (run.state[t] == State::AtBlockBarrier) run.state[t] = State::Ready;
-      released = true;
-    }
-    for (int w = 0; w < warps; w++) {
-      const int lo = w * 32, hi = lo + 32 < n ? lo + 32 : n;
-      int waiting = 0, live = 0;
-      for (int t = lo; t < hi; t++) {
-        live += run.state[t] != State::Done;
-        waiting += run.state[t] == State::AtWarpBarrier;
-      }
-      if (waiting > 0 && waiting == live) {
-        for (int t = lo; t < hi; t++) run.state[t] = State::Ready;
-        released = true;
-      }
-    }
-    if (!released) return false;
+    if (atBlock == 0 || atBlock + done != n) return false;  // some wait at a warp collective that cannot complete
+    for (int t = 0; t < n; t++)  // exited threads no longer take part in __syncthreads
+      if (run.state[t] == State::AtBlockBarrier) run.state[t] = State::Ready;
   }
 }
 
