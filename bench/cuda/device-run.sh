@@ -2,8 +2,8 @@
 # One call on the GPU machine, after bench/cuda/pack-for-device.sh here:
 #   run(command="bash bench/cuda/device-run.sh", carry=[".device"], timeout_s=600)
 # Unpacks node and the workspace, then runs: the device facts, the CUDA conformance suite (kernel level and end
-# to end, on the GPU addon and on the emulator), the engine benchmark and the PyTorch one. Every log and the
-# benchmark JSON go to $OUT; the tail of the output is the summary.
+# to end, on the GPU addon and on the emulator), the engine benchmark, the GEMM split-k sweep (32 and 512 rows)
+# and the PyTorch benchmark. Every log and the benchmark JSON go to $OUT; the tail of the output is the summary.
 set -uo pipefail
 OUT=${OUT:-/tmp/fast-dllm-device-out}
 mkdir -p "$OUT" /tmp/fast-dllm-node/bin
@@ -19,6 +19,7 @@ node node_modules/vitest/vitest.mjs run test/cuda-conformance.test.ts packages/e
   --reporter=verbose > "$OUT/conformance.log" 2>&1
 echo "conformance exit $?"
 node bench/cuda/bench.mjs --iters 10 --out "$OUT/bench-cuda.json" 2>&1 | tee "$OUT/bench-cuda.log"
+for rows in 32 512; do node bench/cuda/gemm-sweep.mjs --rows $rows; done > "$OUT/gemm-sweep.log" 2>&1
 PYTHONUNBUFFERED=1 python3 bench/cuda/torch_bench.py --iters 10 2>&1 | tee "$OUT/bench-torch.log"
 echo "---- summary"
 grep -E "^ *(Test Files|Tests) " "$OUT/conformance.log"
@@ -28,3 +29,4 @@ grep "relative error" "$OUT/conformance.log" | awk -F' / ' '{split($4, e, "relat
   v = e[2] + 0; if (!(k in lo) || v < lo[k]) lo[k] = v; if (v > hi[k]) hi[k] = v}
   END {for (k in lo) printf "%s: relative error %.2e .. %.2e\n", k, lo[k], hi[k]}' | sed 's/^ *//'
 grep -hE "median|floor" "$OUT/bench-cuda.log" "$OUT/bench-torch.log"
+grep -E "^device|auto=" "$OUT/gemm-sweep.log"

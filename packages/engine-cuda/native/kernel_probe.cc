@@ -1,6 +1,7 @@
-// Kernel-level entry points for tests (test/engine-cuda-kernels.test.ts): each runs one kernel on host data and
-// resolves with the result, so the kernels can be compared with a float64 reference on random shapes that the
-// model fixtures never reach (split k, k not a multiple of 8, many k steps, GQA). Not used by the engine.
+// Kernel-level entry points for tests (test/kernels.test.ts): each runs one kernel on host data and resolves with
+// the result, so the kernels can be compared with a float64 reference on random shapes that the model fixtures
+// never reach (split k, k not a multiple of 8, many k steps, GQA). timeGemmBf16 times the GEMM on device data for
+// bench/cuda/gemm-sweep.mjs. Not used by the engine.
 #include "kernel_probe.h"
 
 #include <cstring>
@@ -124,6 +125,47 @@ Napi::Value Attention(const Napi::CallbackInfo& info) {
   return job->promise();
 }
 
+// timeGemmBf16(m, n, k, splits, iters) -> Promise<{ msPerLaunch, splits, sms}>: the bf16 GEMM on device-resident
+// random A (m,k) and W (n,k), bf16, timed with CUDA events over `iters` launches after one warm-up. splits 0 takes
+// the engine's own choice (gemm_bf16_splits for this device), which the result reports.
+Napi::Value TimeGemmBf16(const Napi::CallbackInfo& info) {
+  const int m = arg(info, 0), n = arg(info, 1), k = arg(info, 2), asked = arg(info, 3), iters = arg(info, 4);
+  if (m < 1 || n < 1 || k < 1 || asked < 0 || iters < 1) throw Napi::RangeError::New(info.Env(), "timeGemmBf16: bad shape, splits or iters");
+  auto result = std::make_shared<std::vector<double>>(3);  // ms per launch, splits used, SMs
+  auto* job = new Job(info.Env(), [=]() {
+    cudaDeviceProp p;
+    CK(cudaGetDeviceProperties(&p, 0));
+    const int splits = asked > 0 ? asked : fdl::gemm_bf16_splits(m, n, k, p.multiProcessorCount);
+    DevBuf<__nv_bfloat16> a((size_t)m * k), w((size_t)n * k);
+    DevBuf<float> c((size_t)m * n), part((size_t)splits * m * n);
+    CK(fdl::fill_random_bf16(a.p, (size_t)m * k, 1, 1.f, nullptr));
+    CK(fdl::fill_random_bf16(w.p, (size_t)n * k, 2, 0.02f, nullptr));
+    CK(fdl::gemm_bf16(a.p, w.p, nullptr, c.p, m, n, k, splits, part.p, false, nullptr));  // warm-up
+    cudaEvent_t t0, t1;
+    CK(cudaEventCreate(&t0));
+    CK(cudaEventCreate(&t1));
+    CK(cudaEventRecord(t0));
+    for (int i = 0; i < iters; i++) CK(fdl::gemm_bf16(a.p, w.p, nullptr, c.p, m, n, k, splits, part.p, false, nullptr));
+    CK(cudaEventRecord(t1));
+    CK(cudaEventSynchronize(t1));
+    float ms = 0.f;
+    CK(cudaEventElapsedTime(&ms, t0, t1));
+    cudaEventDestroy(t0);
+    cudaEventDestroy(t1);
+    (*result)[0] = ms / iters;
+    (*result)[1] = splits;
+    (*result)[2] = p.multiProcessorCount;
+  }, [result](Napi::Env env) -> Napi::Value {
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("msPerLaunch", (*result)[0]);
+    o.Set("splits", (*result)[1]);
+    o.Set("sms", (*result)[2]);
+    return o;
+  });
+  job->Queue();
+  return job->promise();
+}
+
 }  // namespace
 
 Napi::Object KernelProbes(Napi::Env env) {
@@ -131,5 +173,6 @@ Napi::Object KernelProbes(Napi::Env env) {
   o.Set("gemmBf16", Napi::Function::New(env, GemmBf16));
   o.Set("gemmF32", Napi::Function::New(env, GemmF32));
   o.Set("attention", Napi::Function::New(env, Attention));
+  o.Set("timeGemmBf16", Napi::Function::New(env, TimeGemmBf16));
   return o;
 }

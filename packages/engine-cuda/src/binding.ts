@@ -79,6 +79,12 @@ export interface KernelProbes {
    * in a prefix step. @throws RangeError on mismatched sizes; rejects naming the CUDA call (e.g. hd > 128).
    */
   attention(q: Float32Array, k: Float32Array, v: Float32Array, nq: number, L: number, H: number, KV: number, hd: number, n0: number): Promise<Float32Array>;
+  /**
+   * async timeGemmBf16(m, n, k, splits, iters): milliseconds per launch of the bf16 GEMM on device-resident random
+   * data (CUDA events, after one warm-up); splits 0 = the engine's own choice for this device, reported back with
+   * the SM count. For bench/cuda/gemm-sweep.mjs. @throws RangeError on a bad shape; rejects naming the CUDA call.
+   */
+  timeGemmBf16(m: number, n: number, k: number, splits: number, iters: number): Promise<{ msPerLaunch: number; splits: number; sms: number }>;
 }
 
 export interface NativeBinding {
