@@ -140,19 +140,9 @@ Napi::Value TimeGemmBf16(const Napi::CallbackInfo& info) {
     DevBuf<float> c((size_t)m * n), part((size_t)splits * m * n);
     CK(fdl::fill_random_bf16(a.p, (size_t)m * k, 1, 1.f, nullptr));
     CK(fdl::fill_random_bf16(w.p, (size_t)n * k, 2, 0.02f, nullptr));
-    CK(fdl::gemm_bf16(a.p, w.p, nullptr, c.p, m, n, k, splits, part.p, false, nullptr));  // warm-up
-    cudaEvent_t t0, t1;
-    CK(cudaEventCreate(&t0));
-    CK(cudaEventCreate(&t1));
-    CK(cudaEventRecord(t0));
-    for (int i = 0; i < iters; i++) CK(fdl::gemm_bf16(a.p, w.p, nullptr, c.p, m, n, k, splits, part.p, false, nullptr));
-    CK(cudaEventRecord(t1));
-    CK(cudaEventSynchronize(t1));
-    float ms = 0.f;
-    CK(cudaEventElapsedTime(&ms, t0, t1));
-    cudaEventDestroy(t0);
-    cudaEventDestroy(t1);
-    (*result)[0] = ms / iters;
+    auto launch = [&]() { CK(fdl::gemm_bf16(a.p, w.p, nullptr, c.p, m, n, k, splits, part.p, false, nullptr)); };
+    launch();  // warm-up
+    (*result)[0] = fdl_napi::deviceMs(iters, launch) / iters;
     (*result)[1] = splits;
     (*result)[2] = p.multiProcessorCount;
   }, [result](Napi::Env env) -> Napi::Value {

@@ -48,4 +48,24 @@ template <typename T> struct DevBuf {
   ~DevBuf() { if (p) cudaFree(p); }
 };
 
+// Milliseconds that `iters` calls of launch() take on the default stream, timed with CUDA events (no warm-up).
+template <typename F> float deviceMs(int iters, F launch) {
+  struct Events {
+    cudaEvent_t t0 = nullptr, t1 = nullptr;
+    ~Events() {
+      if (t0) cudaEventDestroy(t0);
+      if (t1) cudaEventDestroy(t1);
+    }
+  } ev;
+  CK(cudaEventCreate(&ev.t0));
+  CK(cudaEventCreate(&ev.t1));
+  CK(cudaEventRecord(ev.t0));
+  for (int i = 0; i < iters; i++) launch();
+  CK(cudaEventRecord(ev.t1));
+  CK(cudaEventSynchronize(ev.t1));
+  float ms = 0.f;
+  CK(cudaEventElapsedTime(&ms, ev.t0, ev.t1));
+  return ms;
+}
+
 }  // namespace fdl_napi
