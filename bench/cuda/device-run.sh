@@ -12,8 +12,18 @@ export PATH=/tmp/fast-dllm-node/bin:$PATH
 tar -xJf .device/workspace.tar.xz || exit 1
 { date -u; nproc; nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv; node --version; } \
   2>&1 | tee "$OUT/device.txt"
-node --input-type=module -e "import { loadBinding } from '@fast-dllm/engine-cuda';
-  const b = loadBinding(); console.log(b.ok ? b.binding.deviceInfo() : b.reason);" 2>&1 | tee -a "$OUT/device.txt"
+probe() {
+  node --input-type=module -e "import { loadBinding } from '@fast-dllm/engine-cuda';
+    const b = loadBinding(); console.log(b.ok ? JSON.stringify(b.binding.deviceInfo()) : b.reason);" 2>&1
+}
+probe | tee -a "$OUT/device.txt"
+# The addon was built on the CI image; if this image's C++ runtime cannot load it, rebuild it here (nvcc + cmake).
+if probe | grep -q "failed to load"; then
+  echo "rebuilding the addon on this machine" | tee -a "$OUT/device.txt"
+  (cd packages/engine-cuda && CUDACXX=$(command -v nvcc) node ../../node_modules/cmake-js/bin/cmake-js compile \
+    --out build --config Release --parallel 8) > "$OUT/addon-build.log" 2>&1
+  probe | tee -a "$OUT/device.txt"
+fi
 
 node node_modules/vitest/vitest.mjs run test/cuda-conformance.test.ts packages/engine-cuda/test/kernels.test.ts \
   --reporter=verbose > "$OUT/conformance.log" 2>&1
