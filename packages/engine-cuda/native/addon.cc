@@ -302,12 +302,13 @@ static void RunForward(Model& M, const FwdIn& in, FwdOut& out) {
   int32_t* rows = M.buf<int32_t>(kRows, n);   // (n,) span rows whose hidden state predicts each position
   int32_t* pos = M.buf<int32_t>(kPos, n);     // (n,) absolute positions, for the sampling RNG
   float* x = M.buf<float>(kX, (size_t)m * c.d);          // (m, d) residual stream
-  float* h = M.buf<float>(kH, (size_t)m * c.d);          // (m, d) normed input / sublayer output
+  float* h = M.buf<float>(kH, (size_t)m * c.d);          // (m, d) normed input (f32 mode), final-normed rows
   float* qkv = M.buf<float>(kQKV, (size_t)m * (qd + 2 * kvd));  // (m, qd + 2 kvd) fused projection
   float* q = M.buf<float>(kQ_, (size_t)m * qd);          // (m, H, hd) rotated
   float* k = M.buf<float>(kK_, (size_t)m * kvd);         // (m, KV, hd) fresh rows of a prefix step
   float* v = M.buf<float>(kV_, (size_t)m * kvd);         // (m, KV, hd)
-  float* att = M.buf<float>(kAtt, (size_t)m * qd);       // (m, H, hd)
+  float* att = c.bf16 ? nullptr : M.buf<float>(kAtt, (size_t)m * qd);  // (m, H, hd), f32 mode
+  float* hf = c.bf16 ? nullptr : h;  // bf16 mode: the layer's GEMM inputs exist only as a16
   float* gu = M.buf<float>(kGU, (size_t)m * 2 * c.ff);   // (m, 2 ff) fused gate | up
   float* g = c.bf16 ? nullptr : M.buf<float>(kG, (size_t)m * c.ff);  // (m, ff) silu(gate) * up, f32 mode
   float* hn = M.buf<float>(kHn, (size_t)n * c.d);        // (n, d) final-normed rows that are reported
@@ -321,8 +322,8 @@ static void RunForward(Model& M, const FwdIn& in, FwdOut& out) {
   // copy is consumed before the next is written (one stream). f32 mode: a16 is null and the GEMMs read f32.
   __nv_bfloat16* a16 = c.bf16 ? M.buf<__nv_bfloat16>(kA16, (size_t)(m > n ? m : n) * std::max({c.d, qd, c.ff})) : nullptr;
   for (int l = 0; l < c.layers; l++) {
-    CK(fdl::rmsnorm(x, (const float*)M.L(l, kAttnNorm), h, a16, m, c.d, c.eps, s));
-    M.linear(h, a16, l, kQ, c.qkvBias ? kQB : -1, qkv, m, qd + 2 * kvd, c.d);  // slot kQ is the fused [Wq; Wk; Wv]
+    CK(fdl::rmsnorm(x, (const float*)M.L(l, kAttnNorm), hf, a16, m, c.d, c.eps, s));
+    M.linear(hf, a16, l, kQ, c.qkvBias ? kQB : -1, qkv, m, qd + 2 * kvd, c.d);  // slot kQ is the fused [Wq; Wk; Wv]
     float* kl = M.kcache + layerKV * l;  // (L, KV, hd) this layer's cache
     float* vl = M.vcache + layerKV * l;
     if (in.mode == 1) {
@@ -335,8 +336,8 @@ static void RunForward(Model& M, const FwdIn& in, FwdOut& out) {
       CK(fdl::attention(q, kl, vl, L, nullptr, nullptr, att, a16, m, L, c.H, c.KV, c.hd, s));
     }
     M.linear(att, a16, l, kO, -1, x, m, c.d, qd, /*accumulate=*/true);  // x += att @ Wo^T
-    CK(fdl::rmsnorm(x, (const float*)M.L(l, kFfnNorm), h, a16, m, c.d, c.eps, s));
-    M.linear(h, a16, l, kGate, -1, gu, m, 2 * c.ff, c.d);  // slot kGate is the fused [Wgate; Wup]
+    CK(fdl::rmsnorm(x, (const float*)M.L(l, kFfnNorm), hf, a16, m, c.d, c.eps, s));
+    M.linear(hf, a16, l, kGate, -1, gu, m, 2 * c.ff, c.d);  // slot kGate is the fused [Wgate; Wup]
     CK(fdl::swiglu(gu, g, a16, m, c.ff, s));
     M.linear(g, a16, l, kDown, -1, x, m, c.d, c.ff, /*accumulate=*/true);  // x += swiglu @ Wdown^T
   }

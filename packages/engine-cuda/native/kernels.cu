@@ -58,7 +58,7 @@ __global__ void rmsnorm_k(const float* x, const float* w, float* y, __nv_bfloat1
   const float r = rsqrtf(red[0] / (float)d + eps);
   for (int i = threadIdx.x; i < d; i += blockDim.x) {
     const float v = xr[i] * r * w[i];
-    y[(size_t)blockIdx.x * d + i] = v;
+    if (y) y[(size_t)blockIdx.x * d + i] = v;
     if (y16) y16[(size_t)blockIdx.x * d + i] = __float2bfloat16(v);
   }
 }
@@ -376,7 +376,7 @@ __global__ void __launch_bounds__(ATHREADS) attention_k(const float* q, const fl
     for (int d = 0; d < AHD / 32; d++)
       if (lane + 32 * d < hd) {
         const size_t o = ((size_t)qi * H + h) * hd + lane + 32 * d;
-        out[o] = acc[a][d] * inv;
+        if (out) out[o] = acc[a][d] * inv;
         if (out16) out16[o] = __float2bfloat16(acc[a][d] * inv);
       }
   }

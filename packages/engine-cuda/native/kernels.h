@@ -10,7 +10,7 @@ namespace fdl {
 __host__ __device__ uint32_t counter_hash(uint32_t seed, uint32_t forward_index, uint32_t position, uint32_t lane);
 
 // y (n, d) = x (n, d) * rsqrt(mean(x^2) + eps) * w (d), f32; y16 (n, d), when not null, gets y in bf16 (the
-// next GEMM's input, without a separate conversion).
+// next GEMM's input, without a separate conversion). Either may be null.
 cudaError_t rmsnorm(const float* x, const float* w, float* y, __nv_bfloat16* y16, int n, int d, float eps, cudaStream_t s);
 
 // y (count,) bf16 = x (count,) f32, round to nearest even: the A operand of gemm_bf16.
@@ -39,7 +39,7 @@ cudaError_t swiglu(const float* gu, float* h, __nv_bfloat16* h16, int n, int ff,
 // Bidirectional attention of queries q (nq, H, hd) over L keys/values: rows [0, n0) from segment 0 (k0, v0) and
 // rows [n0, L) from segment 1 (k1, v1), each (rows, KV, hd); GQA head h reads KV head h / (H / KV). out (nq, H, hd).
 // hd <= 128 (cudaErrorInvalidValue otherwise); any L.
-// out16, when not null, gets out in bf16.
+// out16, when not null, gets out in bf16; out may be null when only out16 is wanted.
 cudaError_t attention(const float* q, const float* k0, const float* v0, int n0, const float* k1, const float* v1,
                       float* out, __nv_bfloat16* out16, int nq, int L, int H, int KV, int hd, cudaStream_t s);
 
