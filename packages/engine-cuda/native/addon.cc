@@ -305,8 +305,9 @@ static void RunForward(Model& M, const FwdIn& in, FwdOut& out) {
   float* h = M.buf<float>(kH, (size_t)m * c.d);          // (m, d) normed input (f32 mode), final-normed rows
   float* qkv = M.buf<float>(kQKV, (size_t)m * (qd + 2 * kvd));  // (m, qd + 2 kvd) fused projection
   float* q = M.buf<float>(kQ_, (size_t)m * qd);          // (m, H, hd) rotated
-  float* k = M.buf<float>(kK_, (size_t)m * kvd);         // (m, KV, hd) fresh rows of a prefix step
-  float* v = M.buf<float>(kV_, (size_t)m * kvd);         // (m, KV, hd)
+  // (m, KV, hd) each: a prefix step's fresh rows; full and dual steps write theirs straight into the cache.
+  float* k = in.mode == 1 ? M.buf<float>(kK_, (size_t)m * kvd) : nullptr;
+  float* v = in.mode == 1 ? M.buf<float>(kV_, (size_t)m * kvd) : nullptr;
   float* att = c.bf16 ? nullptr : M.buf<float>(kAtt, (size_t)m * qd);  // (m, H, hd), f32 mode
   float* hf = c.bf16 ? nullptr : h;  // bf16 mode: the layer's GEMM inputs exist only as a16
   float* gu = M.buf<float>(kGU, (size_t)m * 2 * c.ff);   // (m, 2 ff) fused gate | up

@@ -154,21 +154,19 @@ async function createOn(addonPath: string, name: string, modelDir: string, optio
   }
 }
 
-export const cudaProvider: EngineProvider = {
-  name: 'cuda',
-  async probe() {
-    const p = probeCuda();
-    return p.available ? { available: true } : { available: false, reason: p.reason };
-  },
-  create: createCudaEngine,
-};
+/** The provider of the engine on the addon at `addonPath`. */
+function providerOn(addonPath: string, name: string): EngineProvider {
+  return {
+    name,
+    async probe() {
+      const p = probeCuda(addonPath);
+      return p.available ? { available: true } : { available: false, reason: p.reason };
+    },
+    create: (modelDir, options) => createOn(addonPath, name, modelDir, options ?? {}),
+  };
+}
+
+export const cudaProvider: EngineProvider = providerOn(ADDON_PATH, 'cuda');
 
 /** Test-only provider of the emulator build; never part of the CLI's engine list. */
-export const cudaEmulatorProvider: EngineProvider = {
-  name: 'cuda-emulator',
-  async probe() {
-    const p = probeCuda(EMULATOR_ADDON_PATH);
-    return p.available ? { available: true } : { available: false, reason: p.reason };
-  },
-  create: createCudaEmulatorEngine,
-};
+export const cudaEmulatorProvider: EngineProvider = providerOn(EMULATOR_ADDON_PATH, 'cuda-emulator');
