@@ -3,6 +3,7 @@
 // trained and exported with (no decoder: tokens joined by spaces); it stays committed as the reference.
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { createTokenizer, type TextTokenizer } from '@fast-dllm/model';
 import { describe, expect, it } from 'vitest';
 import { defaultModelDir, extractAnswer, loadEvalSet } from '../src/index.js';
@@ -10,7 +11,7 @@ import { defaultModelDir, extractAnswer, loadEvalSet } from '../src/index.js';
 const readJson = (path: string): unknown => JSON.parse(readFileSync(path, 'utf8'));
 const config = readJson(join(defaultModelDir, 'tokenizer_config.json')) as Record<string, unknown>;
 const bundled = createTokenizer({ tokenizer: readJson(join(defaultModelDir, 'tokenizer.json')), tokenizerConfig: config });
-const trained = createTokenizer({ tokenizer: readJson(new URL('./fixtures/tokenizer-trained.json', import.meta.url).pathname), tokenizerConfig: config });
+const trained = createTokenizer({ tokenizer: readJson(fileURLToPath(new URL('./fixtures/tokenizer-trained.json', import.meta.url))), tokenizerConfig: config });
 
 /** train/tokenizer.py `chat_prompt`: the prompt text training encoded. */
 const chatPrompt = (content: string): string =>
