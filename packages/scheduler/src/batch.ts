@@ -41,7 +41,8 @@ export interface PassInfo {
 export interface SubmitOptions {
   /** Cancels the request: removed at once while queued, between passes while active (its cache freed then). */
   signal?: AbortSignal;
-  onEvent?: (event: GenerationEvent) => void;
+  /** Every event, with the generation it came from (its committed() text, its snapshot() canvas). */
+  onEvent?: (event: GenerationEvent, generation: Generation) => void;
   /** The request left the queue and got its engine sequence. */
   onStart?: () => void;
 }
@@ -255,7 +256,7 @@ export class BatchDriver {
         events = e.gen.advance(results[i]);
         for (const ev of events) {
           if (ev.type === 'step') this.counters.committedTokens += ev.positions.length;
-          e.opts.onEvent?.(ev);
+          e.opts.onEvent?.(ev, e.gen);
         }
       } catch (err) {
         this.remove(e);
@@ -293,7 +294,7 @@ export interface DecodeManyOptions {
   signal?: AbortSignal;
   /** Each result as soon as it is ready, with its index in `requests`. */
   onResult?: (index: number, result: GenerationResult) => void;
-  onEvent?: (index: number, event: GenerationEvent) => void;
+  onEvent?: (index: number, event: GenerationEvent, generation: Generation) => void;
 }
 
 /**
@@ -303,7 +304,7 @@ export interface DecodeManyOptions {
 export async function decodeMany(engine: Engine, requests: readonly GenerationRequest[], opts: DecodeManyOptions = {}): Promise<GenerationResult[]> {
   const driver = new BatchDriver(engine, { maxBatch: Math.min(opts.batch ?? 8, engine.capabilities.maxBatch) });
   const pending = requests.map((r, i) =>
-    driver.submit(r, { signal: opts.signal, onEvent: opts.onEvent && ((ev) => opts.onEvent!(i, ev)) }).then((res) => {
+    driver.submit(r, { signal: opts.signal, onEvent: opts.onEvent && ((ev, g) => opts.onEvent!(i, ev, g)) }).then((res) => {
       opts.onResult?.(i, res);
       return res;
     }));

@@ -9,7 +9,8 @@ import type { GenerationRequest } from './request.js';
 
 export interface GenerateOptions {
   signal?: AbortSignal;
-  onEvent?: (event: GenerationEvent) => void;
+  /** Every event, with the generation it came from (its committed() text, its snapshot() canvas). */
+  onEvent?: (event: GenerationEvent, generation: Generation) => void;
 }
 
 /** Decodes `genLength` tokens after the prompt; resolves with the canvas, statistics and the step record. */
@@ -29,7 +30,7 @@ export async function generate(engine: Engine, request: GenerationRequest, optio
         throw e;
       }
       if (signal?.aborted) throw abortError(signal.reason);
-      for (const ev of g.advance(res)) onEvent?.(ev);
+      for (const ev of g.advance(res)) onEvent?.(ev, g);
     }
     return g.result();
   } finally {

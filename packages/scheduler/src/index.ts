@@ -8,3 +8,4 @@ export * from './request.js';
 export * from './generation.js';
 export * from './generate.js';
 export * from './batch.js';
+export * from './recipe.js';
