@@ -5,7 +5,7 @@
 import { Command, CommanderError, Option } from 'commander';
 import { EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, RunError, UsageError } from './errors.js';
 import { formatInspection, inspectModel } from './inspect.js';
-import { repoIdArg } from './parse.js';
+import { intArg, repoIdArg } from './parse.js';
 import { defaultCacheDir, pull } from './pull.js';
 import { registerGenerate } from './generate.js';
 import { registerChat } from './chat.js';
@@ -26,8 +26,9 @@ export function buildProgram(io: Io, signal: AbortSignal): Command {
     .description('architecture, parameter count, dtypes, memory per engine and special tokens of a model directory')
     .argument('<dir>', 'Hugging Face model directory')
     .option('--json', 'print one JSON object')
-    .action(async (dir: string, opts: { json?: boolean }) => {
-      const r = await inspectModel(dir);
+    .addOption(new Option('--canvas <n>', 'tokens of the sequence whose K/V cache the memory line counts (default: max positions, at most 4096)').argParser(intArg('--canvas', 1)))
+    .action(async (dir: string, opts: { json?: boolean; canvas?: number }) => {
+      const r = await inspectModel(dir, { canvas: opts.canvas });
       io.stdout(opts.json ? `${JSON.stringify(r)}\n` : `${formatInspection(r)}\n`);
     });
 
