@@ -54,6 +54,11 @@ export interface ModelInfo {
   shiftLogits: boolean;
   /** Block-causal attention with blocks of this many positions (block-diffusion models, DESIGN §8). */
   blockSize?: number;
+  /**
+   * Generated ids that end an answer (DESIGN §8–9): EOS, end of turn, and for block-diffusion models every stop id
+   * the model's config, generation config and tokenizer name. Absent: [eosId, endOfTurnId].
+   */
+  stopIds?: readonly number[];
 }
 
 export interface EngineCapabilities {

@@ -1,5 +1,5 @@
 /**
- * A generation request and its validation (DESIGN §2–4). Validation needs no engine: with only the request it
+ * A generation request and its validation (DESIGN §2–4, §8). Validation needs no engine: with only the request it
  * checks everything the request says about itself; given a model and an engine's capabilities it also checks
  * what depends on them. The CLI, the server and the batch driver all call this one function.
  */
@@ -9,6 +9,9 @@ import type { CacheMode } from './plan.js';
 import { normaliseSeed } from './rng.js';
 
 export type DreamAlg = 'entropy' | 'topk_margin' | 'maskgit_plus' | 'origin';
+
+/** SDAR's rules (DESIGN §8): `low_confidence_dynamic` commits every confidence > threshold when there are k_j of them. */
+export type SdarRemasking = 'low_confidence_dynamic' | 'low_confidence_static';
 
 export type Strategy =
   /** Fixed schedule (DESIGN §2): k tokens per step; `random` remasking ranks by a seeded uniform instead. */
@@ -23,33 +26,78 @@ export type Strategy =
    * (topk_margin: top1 - top2; maskgit_plus: top1 probability, Fast-dLLM's Dream rule). `entropy` (-entropy <= 0)
    * and `origin` take no threshold.
    */
-  | { kind: 'dream'; alg: DreamAlg; threshold?: number };
+  | { kind: 'dream'; alg: DreamAlg; threshold?: number }
+  /**
+   * Fast-dLLM v2's block decoding (DESIGN §8), for `fast_dllm_v2` models: sub-blocks of `subBlockLength` (default
+   * 8, or the block size when 8 does not divide it) decoded left to right; each step commits every masked sub-block
+   * position with confidence > threshold (strict; default 0.9) and always the most confident one. `blockCache`
+   * (default false, the published default): DualCache inside the block.
+   */
+  | { kind: 'fast_dllm_v2'; subBlockLength?: number; threshold?: number; blockCache?: boolean }
+  /**
+   * SDAR's block decoding (DESIGN §8), for `sdar` models: `stepsPerBlock` denoising steps per block (default the
+   * block size B, at most B); step j commits k_j (the fixed schedule of B over the steps) tokens, or with
+   * `low_confidence_dynamic` (default) every confidence > threshold (default 0.85) when there are at least k_j.
+   */
+  | { kind: 'sdar'; stepsPerBlock?: number; remasking?: SdarRemasking; threshold?: number };
+
+/** Strategies of block-diffusion models, each for its own architecture. */
+export const BLOCK_STRATEGY_KINDS = ['fast_dllm_v2', 'sdar'] as const;
+
+/** Whether a strategy is one of the block-diffusion procedures (the others are masked diffusion's). */
+export function isBlockStrategy(s: Strategy): s is Extract<Strategy, { kind: 'fast_dllm_v2' | 'sdar' }> {
+  return s?.kind === 'fast_dllm_v2' || s?.kind === 'sdar';
+}
+
+/** Fast-dLLM v2's published sub-block length, where it divides the block (DESIGN §8). */
+export const DEFAULT_SUB_BLOCK = 8;
+
+/** The sub-block length a fast_dllm_v2 strategy uses in blocks of B: its own, else 8 where 8 divides B, else B. */
+export function subBlockLengthFor(s: { subBlockLength?: number }, blockSize: number): number {
+  return s.subBlockLength ?? (blockSize % DEFAULT_SUB_BLOCK === 0 ? DEFAULT_SUB_BLOCK : blockSize);
+}
 
 export interface GenerationRequest {
   /** (P,) int32 prompt token ids, P >= 1, no mask token. */
   prompt: Int32Array;
+  /**
+   * Masked diffusion: tokens to generate. Block diffusion: the cap on new tokens (the canvas ends at P + genLength,
+   * the last block may be shorter; a stop token ends the answer earlier).
+   */
   genLength: number;
-  blockLength: number;
-  /** Total steps over all blocks; steps / numBlocks per block (a budget for fixed/Dream schedules). */
-  steps: number;
+  /** Masked diffusion only (required there). Block-diffusion models take B from the model; a different value is refused. */
+  blockLength?: number;
+  /** Masked diffusion only (required there): total steps over all blocks; steps / numBlocks per block. */
+  steps?: number;
   strategy: Strategy;
+  /** Masked diffusion's approximate cache (default none). Block diffusion's exact cache is always on: none or absent. */
   cache?: CacheMode;
-  /** Extra full forward every r steps inside a block (cached modes only). */
+  /** Extra full forward every r steps inside a block (masked diffusion, cached modes only). */
   refreshEvery?: number;
   /** 0 (default): greedy. > 0: Gumbel-max sampling in the engine with forwardIndex = NFE - 1. */
   temperature?: number;
   /** u32; keys the sampling noise, `random` remasking and Dream `origin`. Default 0. */
   seed?: number;
-  /** Stop once a completed block leaves only EOS after the first EOS; the rest is filled with EOS. Off by default. */
+  /**
+   * Masked diffusion: stop once a completed block leaves only EOS after the first EOS; the rest is filled with EOS.
+   * Off by default. Block-diffusion models always stop at a stop token (DESIGN §8); this option is refused there.
+   */
   earlyStop?: boolean;
 }
 
 /** A request with its defaults filled in. */
 export interface ResolvedRequest {
+  /** Which decoding procedure runs: masked diffusion (LLaDA, Dream) or block diffusion (Fast-dLLM v2, SDAR). */
+  family: 'masked' | 'block';
   cache: CacheMode;
   temperature: number;
   seed: number;
+  /** Positions per block: blockLength (masked), the model's block size B (block; 0 when checked without a model). */
+  blockLength: number;
+  /** Masked: steps / numBlocks. SDAR: denoising steps per block. Fast-dLLM v2: 0 (its steps follow the threshold). */
   stepsPerBlock: number;
+  /** Fast-dLLM v2: the sub-block length b. */
+  subBlockLength?: number;
   refreshEvery?: number;
   /** Longest canvas the generation will use (prompt + genLength): what its sequence reserves. */
   maxLength: number;
@@ -79,7 +127,7 @@ export function modesFor(cache: CacheMode): ForwardMode[] {
 }
 
 /**
- * Checks a request (DESIGN §2–4); throws SchedulerConfigError naming the problem. Without `target`, only what
+ * Checks a request (DESIGN §2–4, §8); throws SchedulerConfigError naming the problem. Without `target`, only what
  * the request says about itself (the prompt is checked for emptiness only: its ids need the model).
  */
 export function checkGenerationRequest(req: GenerationRequest, target?: EngineTarget): ResolvedRequest {
@@ -91,18 +139,6 @@ export function checkGenerationRequest(req: GenerationRequest, target?: EngineTa
   if (!(req.prompt instanceof Int32Array)) throw new SchedulerConfigError('prompt must be an Int32Array of token ids');
   if (req.prompt.length === 0) throw new SchedulerConfigError('empty prompt: generation needs at least one prompt token (e.g. BOS)');
   const gen = positiveInt('genLength', req.genLength);
-  const bl = positiveInt('blockLength', req.blockLength);
-  const steps = positiveInt('steps', req.steps);
-  if (gen % bl !== 0) throw new SchedulerConfigError(`genLength ${gen} must be a multiple of blockLength ${bl}`);
-  const numBlocks = gen / bl;
-  if (steps % numBlocks !== 0) throw new SchedulerConfigError(`steps ${steps} must be a multiple of the number of blocks ${numBlocks} (genLength / blockLength)`);
-  const cache = req.cache ?? 'none';
-  if (cache !== 'none' && cache !== 'prefix' && cache !== 'dual') throw new SchedulerConfigError(`unknown cache mode '${String(cache)}' (none | prefix | dual)`);
-  let refreshEvery: number | undefined;
-  if (req.refreshEvery !== undefined) {
-    refreshEvery = positiveInt('refreshEvery', req.refreshEvery);
-    if (cache === 'none') throw new SchedulerConfigError('refreshEvery needs a cache mode (prefix or dual); without a cache every step is already full');
-  }
   const temperature = req.temperature ?? 0;
   if (typeof temperature !== 'number' || !Number.isFinite(temperature) || temperature < 0) {
     throw new SchedulerConfigError(`temperature must be a finite number >= 0; got ${String(temperature)}`);
@@ -115,8 +151,61 @@ export function checkGenerationRequest(req: GenerationRequest, target?: EngineTa
   }
   checkStrategy(req.strategy);
   const maxLength = req.prompt.length + gen;
-  if (target) checkAgainstEngine(req, target, cache, temperature, maxLength);
-  return { cache, temperature, seed, stepsPerBlock: steps / numBlocks, refreshEvery, maxLength };
+  if (target) checkFamily(req.strategy, target.model);
+  const resolved = isBlockStrategy(req.strategy)
+    ? resolveBlock(req, req.strategy, target?.model, temperature, seed, maxLength)
+    : resolveMasked(req, gen, temperature, seed, maxLength);
+  if (target) checkAgainstEngine(req, target, resolved);
+  return resolved;
+}
+
+function resolveMasked(req: GenerationRequest, gen: number, temperature: number, seed: number, maxLength: number): ResolvedRequest {
+  const bl = positiveInt('blockLength', req.blockLength);
+  const steps = positiveInt('steps', req.steps);
+  if (gen % bl !== 0) throw new SchedulerConfigError(`genLength ${gen} must be a multiple of blockLength ${bl}`);
+  const numBlocks = gen / bl;
+  if (steps % numBlocks !== 0) throw new SchedulerConfigError(`steps ${steps} must be a multiple of the number of blocks ${numBlocks} (genLength / blockLength)`);
+  const cache = req.cache ?? 'none';
+  if (cache !== 'none' && cache !== 'prefix' && cache !== 'dual') throw new SchedulerConfigError(`unknown cache mode '${String(cache)}' (none | prefix | dual)`);
+  let refreshEvery: number | undefined;
+  if (req.refreshEvery !== undefined) {
+    refreshEvery = positiveInt('refreshEvery', req.refreshEvery);
+    if (cache === 'none') throw new SchedulerConfigError('refreshEvery needs a cache mode (prefix or dual); without a cache every step is already full');
+  }
+  return { family: 'masked', cache, temperature, seed, blockLength: bl, stepsPerBlock: steps / numBlocks, refreshEvery, maxLength };
+}
+
+/** Block diffusion (DESIGN §8): the masked-diffusion options are refused by name; B comes from the model. */
+function resolveBlock(
+  req: GenerationRequest, s: Extract<Strategy, { kind: 'fast_dllm_v2' | 'sdar' }>, model: ModelInfo | undefined,
+  temperature: number, seed: number, maxLength: number,
+): ResolvedRequest {
+  const who = `strategy '${s.kind}' (block diffusion)`;
+  if (req.steps !== undefined) {
+    throw new SchedulerConfigError(`steps is a masked-diffusion (LLaDA/Dream) option; ${who} ${s.kind === 'sdar' ? 'takes stepsPerBlock' : 'steps by its threshold'}: drop steps`);
+  }
+  if (req.cache !== undefined && req.cache !== 'none') {
+    throw new SchedulerConfigError(`cache '${req.cache}' is masked diffusion's approximate cache; ${who} keeps an exact cache of finished blocks` +
+      (s.kind === 'fast_dllm_v2' ? ' (DualCache inside the block is the strategy\'s blockCache option)' : '') + ': drop cache');
+  }
+  if (req.refreshEvery !== undefined) throw new SchedulerConfigError(`refreshEvery is a masked-diffusion (LLaDA/Dream) option; ${who} never refreshes its exact cache: drop it`);
+  if (req.earlyStop) throw new SchedulerConfigError(`earlyStop is a masked-diffusion (LLaDA/Dream) option; ${who} always stops at a stop token: drop it`);
+  if (req.blockLength !== undefined) positiveInt('blockLength', req.blockLength);
+  const B = model?.blockSize;
+  if (B !== undefined && req.blockLength !== undefined && req.blockLength !== B) {
+    throw new SchedulerConfigError(`blockLength ${req.blockLength} differs from the ${model!.architecture} model's block size ${B} (block-diffusion models decode in the blocks they were trained with); drop blockLength`);
+  }
+  const base = { family: 'block' as const, cache: 'none' as const, temperature, seed, blockLength: B ?? req.blockLength ?? 0, maxLength };
+  if (s.kind === 'fast_dllm_v2') {
+    if (B === undefined) return { ...base, stepsPerBlock: 0, ...(s.subBlockLength !== undefined ? { subBlockLength: s.subBlockLength } : {}) };
+    const b = subBlockLengthFor(s, B);
+    if (B % b !== 0) throw new SchedulerConfigError(`subBlockLength ${b} must divide the model's block size ${B}`);
+    return { ...base, stepsPerBlock: 0, subBlockLength: b };
+  }
+  if (B === undefined) return { ...base, stepsPerBlock: s.stepsPerBlock ?? 0 };
+  const n = s.stepsPerBlock ?? B;
+  if (n > B) throw new SchedulerConfigError(`stepsPerBlock ${n} exceeds the model's block size ${B}: a step past B would commit nothing (use at most ${B})`);
+  return { ...base, stepsPerBlock: n };
 }
 
 function checkStrategy(s: Strategy): void {
@@ -148,29 +237,69 @@ function checkStrategy(s: Strategy): void {
         checkTau(s.threshold);
       }
       return;
+    case 'fast_dllm_v2':
+      if (s.subBlockLength !== undefined) positiveInt('subBlockLength', s.subBlockLength);
+      // tau = 1: no confidence is > 1, so one token per step (DESIGN §8).
+      if (s.threshold !== undefined) checkTau(s.threshold);
+      if (s.blockCache !== undefined && typeof s.blockCache !== 'boolean') throw new SchedulerConfigError(`blockCache must be true or false; got ${String(s.blockCache)}`);
+      return;
+    case 'sdar':
+      if (s.stepsPerBlock !== undefined) positiveInt('stepsPerBlock', s.stepsPerBlock);
+      if (s.remasking !== undefined && s.remasking !== 'low_confidence_dynamic' && s.remasking !== 'low_confidence_static') {
+        throw new SchedulerConfigError(`unknown SDAR remasking '${String(s.remasking)}' (low_confidence_dynamic | low_confidence_static)`);
+      }
+      if (s.threshold !== undefined) {
+        if (s.remasking === 'low_confidence_static') throw new SchedulerConfigError("SDAR remasking 'low_confidence_static' takes no threshold; drop it or use 'low_confidence_dynamic'");
+        checkTau(s.threshold);
+      }
+      return;
     default:
-      throw new SchedulerConfigError(`unknown strategy ${JSON.stringify(s)} (fixed | threshold | factor | dream)`);
+      throw new SchedulerConfigError(`unknown strategy ${JSON.stringify(s)} (fixed | threshold | factor | dream | fast_dllm_v2 | sdar)`);
   }
 }
 
-function checkAgainstEngine(req: GenerationRequest, target: EngineTarget, cache: CacheMode, temperature: number, maxLength: number): void {
+/** Each decoding procedure runs on its own model family (DESIGN §8): refuse the others with what to use instead. */
+function checkFamily(s: Strategy, model: ModelInfo): void {
+  const block = model.blockSize !== undefined;
+  if (isBlockStrategy(s)) {
+    if (!block) {
+      throw new SchedulerConfigError(`strategy '${s.kind}' is a block-diffusion procedure; the ${model.architecture} model is a masked-diffusion model ` +
+        '(use fixed, threshold, factor or dream)');
+    }
+    if (s.kind !== model.architecture) {
+      throw new SchedulerConfigError(`strategy '${s.kind}' decodes ${s.kind === 'sdar' ? 'SDAR' : 'Fast-dLLM v2'} models; this is a ${model.architecture} model (use strategy '${model.architecture}')`);
+    }
+  } else if (block) {
+    throw new SchedulerConfigError(`strategy '${s?.kind}' is masked diffusion (LLaDA/Dream); ${model.architecture} is a block-diffusion model: ` +
+      `use strategy '${model.architecture}'`);
+  }
+}
+
+/** The forward modes a request needs. */
+export function modesForRequest(req: GenerationRequest, resolved: ResolvedRequest): ForwardMode[] {
+  const s = req.strategy;
+  if (resolved.family === 'masked') return modesFor(resolved.cache);
+  return s.kind === 'fast_dllm_v2' && s.blockCache ? ['full', 'prefix', 'extend', 'dual'] : ['full', 'prefix', 'extend'];
+}
+
+function checkAgainstEngine(req: GenerationRequest, target: EngineTarget, resolved: ResolvedRequest): void {
   const { model, capabilities: caps, name } = target;
   for (let i = 0; i < req.prompt.length; i++) {
     const t = req.prompt[i];
     if (t === model.maskId) throw new SchedulerConfigError(`the prompt holds the mask token ${t} at position ${i}; remove it`);
     if (!(t >= 0 && t < model.vocabSize)) throw new SchedulerConfigError(`prompt token ${t} at position ${i} is outside the vocabulary (${model.vocabSize})`);
   }
-  if (maxLength > model.maxPositions) {
+  if (resolved.maxLength > model.maxPositions) {
     throw new SchedulerConfigError(`prompt (${req.prompt.length}) + genLength (${req.genLength}) exceeds the model's ${model.maxPositions} positions; shorten one`);
   }
-  if (model.blockSize !== undefined) {
-    throw new SchedulerConfigError(`${model.architecture} is a block-diffusion model; its decoding procedure is not available in this scheduler yet`);
-  }
   if (!caps) return;
-  for (const m of modesFor(cache)) {
+  if (model.blockSize !== undefined && !caps.blockCausal) {
+    throw new SchedulerConfigError(`engine '${name}' has no block-causal attention, which ${model.architecture} models need`);
+  }
+  for (const m of modesForRequest(req, resolved)) {
     if (!caps.modes.includes(m)) throw new SchedulerConfigError(`forward mode '${m}' not supported by engine '${name}'`);
   }
-  if (temperature > 0 && !caps.sampling) throw new SchedulerConfigError(`temperature sampling not supported by engine '${name}'`);
+  if (resolved.temperature > 0 && !caps.sampling) throw new SchedulerConfigError(`temperature sampling not supported by engine '${name}'`);
   const s = req.strategy;
   if (s.kind === 'dream') {
     if (s.alg === 'topk_margin' && !caps.reports.top2) throw new SchedulerConfigError(`top-2 report (Dream topk_margin) not supported by engine '${name}'`);

@@ -116,3 +116,29 @@ export function selectDreamOrigin(positions: Int32Array, uniforms: ArrayLike<num
   for (let i = 0; i < positions.length; i++) if (uniforms[i] < p) out.push(positions[i]);
   return Int32Array.from(out);
 }
+
+/**
+ * Fast-dLLM v2's rule (DESIGN §8): every candidate with confidence strictly > tau, and always the single most
+ * confident one (so tau = 1 commits one token per step).
+ */
+export function selectAboveThreshold(positions: Int32Array, confidences: ArrayLike<number>, tau: number): Int32Array {
+  if (positions.length === 0) return new Int32Array(0);
+  const ranked = rankCandidates(confidences);
+  let count = 1; // the always-one rule
+  while (count < ranked.length && confidences[ranked[count]] > tau) count++;
+  return pick(positions, ranked, count);
+}
+
+/**
+ * SDAR's rules (DESIGN §8) at a step that must commit k tokens: `dynamic` commits every candidate with confidence
+ * strictly > tau when there are at least k of them, else (and always for static) the k most confident.
+ */
+export function selectSdar(positions: Int32Array, confidences: ArrayLike<number>, k: number, dynamic: boolean, tau: number): Int32Array {
+  if (dynamic) {
+    const ranked = rankCandidates(confidences);
+    let above = 0;
+    while (above < ranked.length && confidences[ranked[above]] > tau) above++;
+    if (above >= k) return pick(positions, ranked, above);
+  }
+  return selectFixed(positions, confidences, k);
+}
