@@ -139,6 +139,9 @@ async function createOn(addonPath: string, name: string, modelDir: string, optio
   const loaded = await openModel(modelDir);
   try {
     const d = loaded.description;
+    // Refused before any weight is read or uploaded: block-diffusion models need block-causal attention (and SDAR
+    // the q/k norms), which these kernels do not implement yet.
+    checkModelSupported(name, schedulerModelInfo(d), CUDA_CAPABILITIES);
     if (d.headDim > MAX_HEAD_DIM) {
       throw new Error(`${name} engine: head_dim ${d.headDim} is over the attention kernel's ${MAX_HEAD_DIM}; use the wasm engine for this model`);
     }

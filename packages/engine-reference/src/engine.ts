@@ -116,8 +116,10 @@ export class ReferenceEngine implements Engine {
       signal?.throwIfAborted();
       const layer = w.layers[l];
       const h = referenceRmsNorm(x, layer.attnNorm, n, d, c.rmsNormEps);
-      const q = referenceRope(referenceMatmul(h, layer.q, n, d, qw, layer.qBias), positions, n, H, hd, c.ropeTheta);
-      const k = referenceRope(referenceMatmul(h, layer.k, n, d, kw, layer.kBias), positions, n, KV, hd, c.ropeTheta);
+      // Qwen3 (SDAR): each head's q and k are RMS-normed over hd before RoPE; the rows (n, H, hd) are (n·H, hd).
+      const headNorm = (y: Float64Array, w: Float32Array | undefined, heads: number) => (w ? referenceRmsNorm(y, w, n * heads, hd, c.rmsNormEps) : y);
+      const q = referenceRope(headNorm(referenceMatmul(h, layer.q, n, d, qw, layer.qBias), layer.qNorm, H), positions, n, H, hd, c.ropeTheta);
+      const k = referenceRope(headNorm(referenceMatmul(h, layer.k, n, d, kw, layer.kBias), layer.kNorm, KV), positions, n, KV, hd, c.ropeTheta);
       const v = referenceMatmul(h, layer.v, n, d, kw, layer.vBias);
       const attn = new Float64Array(n * qw); // (n, H*hd)
       batch.forEach((req, b) => {
@@ -214,7 +216,7 @@ export function referenceCacheBytes(m: Pick<ModelDescription, 'numLayers' | 'num
 }
 
 /**
- * Loads a Hugging Face model directory (LLaDA or Dream). Weights are kept as float32 whatever their dtype
+ * Loads a Hugging Face model directory (LLaDA, Dream, Fast-dLLM v2 or SDAR). Weights are kept as float32 whatever their dtype
  * (options.weightDType and threads are ignored: the oracle is single-threaded f32 by design).
  */
 export async function createReferenceEngine(modelDir: string, options: EngineOptions = {}): Promise<ReferenceEngine> {

@@ -12,6 +12,8 @@ export interface ReferenceLayer {
   qBias?: Float32Array; // (H*hd)
   kBias?: Float32Array; // (KV*hd)
   vBias?: Float32Array; // (KV*hd)
+  qNorm?: Float32Array; // (hd) Qwen3: per-head RMSNorm of q before RoPE
+  kNorm?: Float32Array; // (hd) … and of k
   o: Float32Array; // (d, H*hd)
   ffnNorm: Float32Array; // (d)
   gate: Float32Array; // (ff, d)
@@ -44,10 +46,11 @@ export async function loadReferenceModel(
     const opt = (name: string | undefined) => (name === undefined ? undefined : read(name));
     const layers: ReferenceLayer[] = [];
     for (const n of names.layers) {
-      const [qBias, kBias, vBias] = await Promise.all([opt(n.qBias), opt(n.kBias), opt(n.vBias)]);
+      const [qBias, kBias, vBias, qNorm, kNorm] = await Promise.all([opt(n.qBias), opt(n.kBias), opt(n.vBias), opt(n.qNorm), opt(n.kNorm)]);
       layers.push({
         attnNorm: await read(n.attnNorm), q: await read(n.q), k: await read(n.k), v: await read(n.v),
         ...(qBias ? { qBias } : {}), ...(kBias ? { kBias } : {}), ...(vBias ? { vBias } : {}),
+        ...(qNorm ? { qNorm } : {}), ...(kNorm ? { kNorm } : {}),
         o: await read(n.o), ffnNorm: await read(n.ffnNorm), gate: await read(n.gate), up: await read(n.up),
         down: await read(n.down),
       });
