@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { referenceProvider } from '@fast-dllm/engine-reference';
 import { wasmProvider } from '@fast-dllm/engine-wasm';
 import { cudaEmulatorProvider, cudaProvider } from '@fast-dllm/engine-cuda';
-import type { Engine, EngineCapabilities, EngineOptions, EngineProvider } from '@fast-dllm/scheduler';
+import { ModelNotSupportedError, type Engine, type EngineCapabilities, type EngineOptions, type EngineProvider } from '@fast-dllm/scheduler';
 
 export interface EngineEntry {
   label: string;
@@ -35,6 +35,8 @@ export const modelDir = (name: string) => `${FIXTURES}/models/${name}`;
 
 /** The golden fixtures: tiny random LLaDA and Dream models, f32 and bf16, one sharded. */
 export const MODELS = ['llada-tiny-f32', 'llada-tiny-bf16', 'llada-tiny-sharded', 'dream-tiny-f32', 'dream-tiny-bf16'];
+/** Tiny random block-diffusion models (DESIGN §8): Fast-dLLM v2 (Qwen2.5, tied, blocks of 8), SDAR (Qwen3, blocks of 4). */
+export const BLOCK_MODELS = ['fast-dllm-v2-tiny-f32', 'fast-dllm-v2-tiny-bf16', 'sdar-tiny-f32', 'sdar-tiny-bf16'];
 
 const ENTRIES: EngineEntry[] = [
   { label: 'reference', provider: referenceProvider, options: {}, tolerance: 1e-5, measured: 'measured 0: float64 on both sides, same float32 rounding', delta: 1e-9 },
@@ -77,4 +79,17 @@ export function lacks(caps: EngineCapabilities, need: { modes?: EngineCapabiliti
 /** Creates the entry's engine on a fixture model. */
 export function open(entry: EngineEntry, model: string): Promise<Engine> {
   return entry.provider.create(modelDir(model), entry.options);
+}
+
+/**
+ * Creates the entry's engine on a fixture model, or says why the engine does not support that model: the engine's
+ * own refusal at load (ModelNotSupportedError: a capability the model needs, such as block-causal attention).
+ */
+export async function openOrSkip(entry: EngineEntry, model: string): Promise<{ engine?: Engine; skip?: string }> {
+  try {
+    return { engine: await open(entry, model) };
+  } catch (e) {
+    if (e instanceof ModelNotSupportedError) return { skip: `not supported: ${e.message}` };
+    throw e;
+  }
 }

@@ -236,9 +236,18 @@ export function f32ToBF16(src: Float32Array): Uint16Array {
   return out;
 }
 
+/**
+ * A model that needs a capability the engine lacks (block-causal attention): thrown at load, before any weight is
+ * read, so that callers (the engine fallback of the CLI, the conformance harness) can tell "not supported" apart
+ * from a broken model directory.
+ */
+export class ModelNotSupportedError extends Error {
+  override readonly name = 'ModelNotSupportedError';
+}
+
 /** Refuses a model whose attention the engine cannot run (block-causal models on an engine without it). */
 export function checkModelSupported(engineName: string, model: ModelInfo, caps: EngineCapabilities): void {
   if (model.blockSize !== undefined && !caps.blockCausal) {
-    throw new Error(`${engineName} engine: ${model.architecture} models need block-causal attention, which this engine does not implement yet`);
+    throw new ModelNotSupportedError(`${engineName} engine: ${model.architecture} models need block-causal attention, which this engine does not implement yet`);
   }
 }
