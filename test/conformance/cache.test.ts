@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createReferenceEngine } from '@fast-dllm/engine-reference';
 import type { Engine, ForwardRequest, ForwardResult, SequenceHandle } from '@fast-dllm/scheduler';
 import { forward1, relError } from '../golden.js';
-import { engineEntries, lacks, modelDir, open } from './engines.js';
+import { BLOCK_MODELS, engineEntries, lacks, modelDir, open, openOrSkip } from './engines.js';
 
 const L = 48;
 const span = (a: number, b: number) => Int32Array.from({ length: b - a }, (_, i) => a + i);
@@ -162,6 +162,55 @@ for (const entry of await engineEntries()) {
       } finally {
         e!.closeSequence(seqs[0]);
         await ref.dispose();
+      }
+    });
+  });
+}
+
+// DESIGN §8: the exact cache of block-diffusion models. Prefill plus block-by-block `extend` forwards give the logits
+// of one block-causal full forward over the whole canvas. For a shifted model (Fast-dLLM v2) each forward also reports
+// the position just past its span (row end-1 predicts it: the next-token step), which stands in for the next span's
+// first position (whose own row a span reads unshifted).
+for (const entry of await engineEntries()) {
+  describe.each(BLOCK_MODELS)(`${entry.label}: exact block cache on %s`, (model) => {
+    let e: Engine | undefined;
+    let skip = entry.unavailable;
+    beforeAll(async () => {
+      if (skip) return;
+      ({ engine: e, skip } = await openOrSkip(entry, model));
+      if (e) skip = lacks(e.capabilities, { modes: ['full', 'extend'], logits: true });
+    });
+    afterAll(async () => e?.dispose());
+
+    it.for([[0, 40], [13, 37], [16, 35]] as const)('prefill of %i tokens plus block-by-block extends over a canvas of %i equal one full forward', async ([prefill, len], ctx) => {
+      if (skip) return ctx.skip(skip);
+      const B = e!.model.blockSize!;
+      const V = e!.model.vocabSize;
+      const shift = e!.model.shiftLogits ? 1 : 0;
+      const canvas = canvasFor(e!, 31, len);
+      const all = span(0, len);
+      const one = e!.openSequence(len);
+      const seq = e!.openSequence(len);
+      try {
+        const full = await forward1(e!, { sequence: one, canvas, mode: 'full', start: 0, end: len, positions: all, want });
+        // The prompt's whole blocks in one forward, then one block per extend (the last one shorter).
+        const cuts = [Math.floor(prefill / B) * B];
+        while (cuts[cuts.length - 1] < len) cuts.push(Math.min(len, (Math.floor(cuts[cuts.length - 1] / B) + 1) * B));
+        if (cuts[0] === 0) cuts.shift();
+        let start = 0;
+        for (const end of cuts) {
+          const last = shift && end < len ? end : end - 1; // the position past the span, when there is one
+          const positions = span(start === 0 ? 0 : start + shift, last + 1);
+          const mode = start === 0 ? 'full' : 'extend';
+          const r = await forward1(e!, { sequence: seq, canvas: canvas.slice(0, end), mode, start, end, positions, want });
+          const exp = full.logits!.subarray(positions[0] * V, (positions[positions.length - 1] + 1) * V);
+          expect(relError(r.logits!, exp), `${mode} [${start}, ${end})`).toBeLessThanOrEqual(Math.min(entry.tolerance, 1e-5));
+          if (entry.delta < Infinity) expect(Array.from(r.tokens)).toEqual(Array.from(full.tokens.subarray(positions[0], positions[0] + positions.length)));
+          start = end;
+        }
+      } finally {
+        e!.closeSequence(one);
+        e!.closeSequence(seq);
       }
     });
   });
