@@ -39,23 +39,27 @@ export class MockEngine implements Engine {
 
   constructor(
     private readonly script: Script,
-    opts: { architecture?: 'llada' | 'dream'; caps?: Partial<EngineCapabilities>; maxPositions?: number } = {},
+    opts: { architecture?: ModelInfo['architecture']; caps?: Partial<EngineCapabilities>; maxPositions?: number; model?: Partial<ModelInfo> } = {},
   ) {
+    const arch = opts.architecture ?? 'llada';
+    const block = arch === 'fast_dllm_v2' || arch === 'sdar';
     this.model = {
-      architecture: opts.architecture ?? 'llada',
+      architecture: arch,
       vocabSize: 128,
       maxPositions: opts.maxPositions ?? 64,
       maskId: MASK,
       eosId: EOS,
-      shiftLogits: opts.architecture === 'dream',
+      shiftLogits: arch === 'dream' || arch === 'fast_dllm_v2',
+      ...(block ? { blockSize: 8, stopIds: [EOS, 3] } : {}),
+      ...opts.model,
     };
     this.capabilities = {
       contractVersion: ENGINE_CONTRACT_VERSION,
-      modes: ['full', 'prefix', 'dual'],
+      modes: block ? ['full', 'prefix', 'dual', 'extend'] : ['full', 'prefix', 'dual'],
       reports: { top2: true, entropy: true, logits: false },
       sampling: true,
       maxBatch: 16,
-      blockCausal: false,
+      blockCausal: block,
       ...opts.caps,
     };
     this.table = new SequenceTable(this.name, this.model.maxPositions);
