@@ -179,6 +179,14 @@ export class WasmEngine implements Engine {
     return new WasmEngine(desc, K, embed, layers, finalNorm, lmHead, weightDType);
   }
 
+  /**
+   * Linear memory as it stands: `linearBytes` the WebAssembly.Memory's size (what the process holds, at most 4 GiB),
+   * `usedBytes` the allocator's top (weights, open sequences' caches, pass scratch), `weightBytes` the weights' share.
+   */
+  memoryUsage(): { linearBytes: number; usedBytes: number; weightBytes: number } {
+    return { linearBytes: this.K.memory.buffer.byteLength, usedBytes: this.K.usedBytes, weightBytes: weightBytes(this.desc, this.weightDType) };
+  }
+
   sequenceBytes(maxLength: number): number {
     return sequenceCacheBytes(this.desc, maxLength);
   }
