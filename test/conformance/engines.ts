@@ -34,7 +34,7 @@ export const FIXTURES = fileURLToPath(new URL('../fixtures', import.meta.url));
 export const modelDir = (name: string) => `${FIXTURES}/models/${name}`;
 
 /** The golden fixtures: tiny random LLaDA and Dream models, f32 and bf16, one sharded. */
-export const MODELS = ['llada-tiny-f32', 'llada-tiny-bf16', 'llada-tiny-sharded', 'dream-tiny-f32', 'dream-tiny-bf16'];
+export const MODELS = ['llada-tiny-f32', 'llada-tiny-bf16', 'llada-tiny-sharded', 'dream-tiny-f32', 'dream-tiny-bf16', 'llada-tiny-maskpref'];
 /** Tiny random block-diffusion models (DESIGN §8): Fast-dLLM v2 (Qwen2.5, tied, blocks of 8), SDAR (Qwen3, blocks of 4). */
 export const BLOCK_MODELS = ['fast-dllm-v2-tiny-f32', 'fast-dllm-v2-tiny-bf16', 'sdar-tiny-f32', 'sdar-tiny-bf16'];
 

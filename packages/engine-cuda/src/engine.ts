@@ -153,7 +153,7 @@ async function createOn(addonPath: string, name: string, modelDir: string, optio
     const native = new probe.binding.CudaModel({
       hiddenSize: d.hiddenSize, numLayers: d.numLayers, numHeads: d.numHeads, numKvHeads: d.numKvHeads, headDim: d.headDim,
       intermediateSize: d.intermediateSize, vocabSize: d.vocabSize, maxPositions: d.maxPositions, rmsNormEps: d.rmsNormEps,
-      ropeTheta: d.ropeTheta, qkvBias: d.qkvBias, bf16: dtype === 'bf16',
+      ropeTheta: d.ropeTheta, qkvBias: d.qkvBias, bf16: dtype === 'bf16', maskId: d.special.mask,
     });
     try {
       let done = 0;

@@ -13,7 +13,7 @@ export interface ConfigExtras {
   tokenizerConfig?: Json;
 }
 
-/** SPEC §1/§8 defaults, used only when no file gives the id and the vocab is big enough to hold it. */
+/** DESIGN §1/§8 defaults, used only when no file gives the id and the vocab is big enough to hold it. */
 const DEFAULT_IDS: Record<Architecture, { mask: number; eos: number; endOfTurn: number; bos?: number }> = {
   llada: { mask: 126336, eos: 126081, endOfTurn: 126348, bos: 126080 },
   dream: { mask: 151666, eos: 151643, endOfTurn: 151645 },
@@ -27,7 +27,7 @@ const TOKEN_TEXT: Record<Architecture, Partial<Record<keyof SpecialTokens, strin
   fast_dllm_v2: { mask: '|<MASK>|', eos: '<|endoftext|>', endOfTurn: '<|im_end|>' },
   sdar: { mask: '<|MASK|>', eos: '<|endoftext|>', endOfTurn: '<|im_end|>' },
 };
-/** Token strings that end a turn in the Qwen chat format (SPEC §8): stop tokens of the block-diffusion models. */
+/** Token strings that end a turn in the Qwen chat format (DESIGN §8): stop tokens of the block-diffusion models. */
 const QWEN_STOP_TEXT = ['<|endoftext|>', '<|im_end|>'];
 
 /** config.json model_type (lower-cased) of each architecture. */
@@ -103,7 +103,7 @@ export function normaliseConfig(config: Json, extras: ConfigExtras = {}): ModelD
       tiedEmbeddings: config.tie_word_embeddings === true,
       shiftLogits: arch !== 'sdar',
       qkNorm: arch === 'sdar',
-      // SPEC §8: Fast-dLLM v2 names its block size bd_size, SDAR block_size.
+      // DESIGN §8: Fast-dLLM v2 names its block size bd_size, SDAR block_size.
       ...(arch === 'fast_dllm_v2' ? { blockSize: posInt('bd_size') } : arch === 'sdar' ? { blockSize: posInt('block_size') } : {}),
     };
   }
@@ -144,7 +144,7 @@ function refuseQwenVariants(arch: Architecture, config: Json, fail: (msg: string
   }
 }
 
-/** SPEC §8: every EOS / end-of-turn id that config.json, generation_config.json and the tokenizer name. */
+/** DESIGN §8: every EOS / end-of-turn id that config.json, generation_config.json and the tokenizer name. */
 function qwenStopIds(special: SpecialTokens, vocab: number, config: Json, extras: ConfigExtras): number[] {
   const ids: number[] = [special.eos];
   if (special.endOfTurn !== undefined) ids.push(special.endOfTurn);

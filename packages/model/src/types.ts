@@ -3,7 +3,7 @@
  * SDAR/Qwen3). Every engine builds from this and from the canonical tensor roles below, never from raw config keys.
  */
 
-/** Masked diffusion (llada, dream: bidirectional) and block diffusion (fast_dllm_v2, sdar: block-causal, SPEC §8). */
+/** Masked diffusion (llada, dream: bidirectional) and block diffusion (fast_dllm_v2, sdar: block-causal, DESIGN §8). */
 export type Architecture = 'llada' | 'dream' | 'fast_dllm_v2' | 'sdar';
 
 export interface SpecialTokens {
@@ -39,16 +39,16 @@ export interface ModelDescription {
   qkvBias: boolean;
   /** LM head shares the embedding matrix. */
   tiedEmbeddings: boolean;
-  /** Dream, Fast-dLLM v2: logits for position i come from the hidden state at i-1 (SPEC §1). */
+  /** Dream, Fast-dLLM v2: logits for position i come from the hidden state at i-1 (DESIGN §1). */
   shiftLogits: boolean;
   /** Qwen3 (SDAR): per-head RMSNorm of q and k (weights of size headDim) before RoPE. */
   qkNorm: boolean;
-  /** Block-diffusion models: block-causal attention with blocks of this size (SPEC §8); absent: bidirectional. */
+  /** Block-diffusion models: block-causal attention with blocks of this size (DESIGN §8); absent: bidirectional. */
   blockSize?: number;
   special: SpecialTokens;
   /**
    * Generated ids that end an answer, ascending: EOS and end of turn; for block-diffusion models every EOS /
-   * end-of-turn id that config.json, generation_config.json and tokenizer_config.json name (SPEC §8).
+   * end-of-turn id that config.json, generation_config.json and tokenizer_config.json name (DESIGN §8).
    */
   stopIds: number[];
 }

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { ModelFormatError, expectedShapes, normaliseConfig, tensorNames } from '../src/index.js';
 import { tinyDreamConfig, tinyLladaConfig } from './helpers.js';
 
-/** LLaDA-8B-Instruct's config.json, the keys that matter (values from its model card / SPEC §1). */
+/** LLaDA-8B-Instruct's config.json, the keys that matter (values from its model card / DESIGN §1). */
 const LLADA_8B = {
   architectures: ['LLaDAModelLM'], model_type: 'llada', d_model: 4096, n_layers: 32, n_heads: 32, n_kv_heads: 32,
   mlp_hidden_size: 12288, mlp_ratio: 4, vocab_size: 126464, embedding_size: 126464, max_sequence_length: 4096,
@@ -21,7 +21,7 @@ describe('normaliseConfig', () => {
     expect(d.special).toEqual({ mask: 126336, eos: 126081, endOfTurn: 126348, bos: 126080, pad: 126081 });
   });
 
-  it('LLaDA special ids fall back to SPEC defaults when missing and the vocab holds them', () => {
+  it('LLaDA special ids fall back to the DESIGN §1 defaults when missing and the vocab holds them', () => {
     const { mask_token_id: _m, eos_token_id: _e, pad_token_id: _p, ...rest } = LLADA_8B;
     expect(normaliseConfig(rest).special).toEqual({ mask: 126336, eos: 126081, endOfTurn: 126348, bos: 126080 });
   });
@@ -85,7 +85,7 @@ describe('normaliseConfig', () => {
   });
 });
 
-/** Fast-dLLM v2 1.5B's config.json (Qwen2.5-1.5B-Instruct's shape with bd_size; SPEC §8). */
+/** Fast-dLLM v2 1.5B's config.json (Qwen2.5-1.5B-Instruct's shape with bd_size; DESIGN §8). */
 const FAST_DLLM_V2_1_5B = {
   architectures: ['Fast_dLLM_QwenForCausalLM'], model_type: 'Fast_dLLM_Qwen', bd_size: 32, hidden_size: 1536, intermediate_size: 8960,
   num_hidden_layers: 28, num_attention_heads: 12, num_key_value_heads: 2, vocab_size: 151936, max_position_embeddings: 32768,
@@ -93,7 +93,7 @@ const FAST_DLLM_V2_1_5B = {
   use_sliding_window: false, sliding_window: 32768, max_window_layers: 21, rope_scaling: null, hidden_act: 'silu',
 };
 
-/** SDAR-4B-Chat's config.json (Qwen3-4B's shape with block_size; SPEC §8). */
+/** SDAR-4B-Chat's config.json (Qwen3-4B's shape with block_size; DESIGN §8). */
 const SDAR_4B = {
   architectures: ['SDARForCausalLM'], model_type: 'sdar', block_size: 4, attention_bias: false, bos_token_id: 151643, eos_token_id: 151643,
   mask_token_id: 151669, head_dim: 128, hidden_size: 2560, intermediate_size: 9728, max_position_embeddings: 32768, num_attention_heads: 32,
