@@ -124,7 +124,7 @@ export function registerBench(program: Command, io: Io, signal: AbortSignal): vo
           const results = await md.runMany(engine, reqs, { batch: opts.batch, signal, onResult: () => bar?.increment(1, { row: p.name }) });
           const ms = performance.now() - t0;
           results.forEach((r, i) => {
-            const text = md.tokenizer!.decode(answerIds(r.tokens, md.description.special.eos, md.description.special.endOfTurn), { skipSpecial: true });
+            const text = md.tokenizer!.decode(answerIds(r.tokens, md.description.stopIds), { skipSpecial: true });
             correct += dm.scoreExactMatch!(text, items[i]);
             nfe += r.stats.nfe;
             committed += r.stats.tokensPerForward * r.stats.nfe;

@@ -46,7 +46,7 @@ export function registerChat(program: Command, io: Io, signal: AbortSignal): voi
             throw new UsageError(`the conversation (${ids.length} tokens) plus --gen-length ${opts.genLength} exceeds the model's ${md.description.maxPositions} positions`);
           }
           const result = await md.run(engine, requestFrom(opts, ids, decoding), { signal, onEvent: textStreamer(md, io.stdout) });
-          const answer = tok.decode(answerIds(result.tokens, md.description.special.eos, md.description.special.endOfTurn), { skipSpecial: true });
+          const answer = tok.decode(answerIds(result.tokens, md.description.stopIds), { skipSpecial: true });
           io.stdout('\n');
           messages.push({ role: 'assistant', content: answer });
           if (interactive) io.stderr('> ');

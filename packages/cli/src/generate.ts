@@ -15,10 +15,10 @@ import { openModelDir, type ModelDir } from './modeldir.js';
 import { addDecodeOptions, checkFlags, checkRequest, decodingFrom, requestFrom, settingsOf, type DecodeFlags, type Decoding } from './decode.js';
 import type { Io } from './io.js';
 
-/** Generated ids up to (not including) the first EOS / end-of-turn. */
-export function answerIds(tokens: Int32Array, eos: number, eot?: number): Int32Array {
+/** Generated ids up to (not including) the first stop token (the model's stopIds: EOS, end of turn; DESIGN §8–9). */
+export function answerIds(tokens: Int32Array, stopIds: readonly number[]): Int32Array {
   let n = 0;
-  while (n < tokens.length && tokens[n] !== eos && tokens[n] !== eot) n++;
+  while (n < tokens.length && !stopIds.includes(tokens[n])) n++;
   return tokens.subarray(0, n);
 }
 
@@ -111,7 +111,7 @@ export async function withEngine<T>(f: DecodeFlags, md: ModelDir, io: Io, fn: (e
 
 /** The JSON object `generate --json` prints for one result (fields in packages/cli/README.md). */
 export function resultJson(md: ModelDir, engine: Engine, f: DecodeFlags, d: Decoding, prompt: Int32Array, result: GenerationResult, loadMs: number): Record<string, unknown> {
-  const answer = answerIds(result.tokens, md.description.special.eos, md.description.special.endOfTurn);
+  const answer = answerIds(result.tokens, md.description.stopIds);
   return {
     engine: engine.name,
     model: md.dir,
