@@ -8,7 +8,7 @@ export * from './request.js';
 export * from './generation.js';
 export * from './decoders/decoder.js';
 export { MaskedDiffusionDecoder } from './decoders/masked.js';
-export { BlockDiffusionDecoder, SDAR_DEFAULT_THRESHOLD, V2_DEFAULT_THRESHOLD } from './decoders/block.js';
+export { BlockDiffusionDecoder } from './decoders/block.js';
 export * from './generate.js';
 export * from './batch.js';
 export * from './recipe.js';

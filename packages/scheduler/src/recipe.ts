@@ -15,6 +15,7 @@ export interface Recipe {
   description: string;
 }
 
+/** Published thresholds: Fast-dLLM's (LLaDA, Dream, Fast-dLLM v2) and SDAR's dynamic rule (DESIGN §8). */
 export const DEFAULT_THRESHOLD = 0.9;
 export const SDAR_THRESHOLD = 0.85;
 

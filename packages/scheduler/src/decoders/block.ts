@@ -19,15 +19,12 @@
  */
 import type { ForwardMode, ForwardResult, ModelInfo } from '../engine.js';
 import { stopIdsOf } from '../stop.js';
+import { DEFAULT_THRESHOLD, SDAR_THRESHOLD } from '../recipe.js';
 import type { GenerationRequest, ResolvedRequest, Strategy } from '../request.js';
 import { fixedScheduleCounts, selectAboveThreshold, selectSdar } from '../select.js';
 import { commit, maskedIn, type Decoder, type DecoderOutcome, type PlannedForward } from './decoder.js';
 
 export type BlockStrategy = Extract<Strategy, { kind: 'fast_dllm_v2' | 'sdar' }>;
-
-/** Published defaults (DESIGN §8): τ 0.9 for Fast-dLLM v2, 0.85 for SDAR's dynamic rule. */
-export const V2_DEFAULT_THRESHOLD = 0.9;
-export const SDAR_DEFAULT_THRESHOLD = 0.85;
 
 type Phase = 'prefill' | 'denoise' | 'blockEnd';
 
@@ -177,10 +174,10 @@ export class BlockDiffusionDecoder implements Decoder {
 
   private choose(positions: Int32Array, conf: Float64Array): Int32Array {
     const s = this.strategy;
-    if (s.kind === 'fast_dllm_v2') return selectAboveThreshold(positions, conf, s.threshold ?? V2_DEFAULT_THRESHOLD);
+    if (s.kind === 'fast_dllm_v2') return selectAboveThreshold(positions, conf, s.threshold ?? DEFAULT_THRESHOLD);
     const j = this.denoised++;
     // k_j is computed on B (published); clamped to the masks left (a block holding the prompt's tail has fewer).
     const k = j < this.schedule.length ? Math.min(this.schedule[j], positions.length) : positions.length;
-    return selectSdar(positions, conf, k, (s.remasking ?? 'low_confidence_dynamic') === 'low_confidence_dynamic', s.threshold ?? SDAR_DEFAULT_THRESHOLD);
+    return selectSdar(positions, conf, k, (s.remasking ?? 'low_confidence_dynamic') === 'low_confidence_dynamic', s.threshold ?? SDAR_THRESHOLD);
   }
 }
