@@ -14,6 +14,9 @@
  *                       the prediction of its last row for position e at once — it is step 0 of the next block
  *   stop                v2: a committed stop token with no mask before it; SDAR: a finished block holding one.
  *                       The answer is cut after the stop token.
+ *   NFE                 one per pass: the prefill (when P >= B), every denoising step, every block-end extend
+ *                       (none after the last block). Records: the prefill is step 0 of block 0, a block-end
+ *                       extend is step 0 of the block it opens; the `block` event comes when a block has no mask.
  *
  * The canvas a pass sees ends at the active block's end: block-causal attention makes later positions invisible.
  */
