@@ -33,6 +33,10 @@ export interface Inspection extends Pick<
   /** Canvas length the memory is given for. */
   canvas: number;
   special: Record<string, number | undefined>;
+  /** Block-diffusion models (DESIGN §8): the block size of their block-causal attention; null: bidirectional. */
+  blockSize: number | null;
+  /** Generated ids that end an answer. */
+  stopIds: number[];
   /** Text of each special token id, from the tokenizer files when present. */
   specialText: Record<string, string | undefined>;
   files: string[];
@@ -146,7 +150,7 @@ export async function inspectModel(dir: string, opts: { canvas?: number } = {}):
     dir, architecture, modelType, hiddenSize, numLayers, numHeads, numKvHeads, headDim, intermediateSize, vocabSize,
     maxPositions, parameters, dtypes, weightBytes,
     memory, canvas,
-    special, specialText, files: names.sort(),
+    special, blockSize: d.blockSize ?? null, stopIds: d.stopIds, specialText, files: names.sort(),
   };
 }
 
@@ -167,6 +171,7 @@ export function formatInspection(r: Inspection): string {
     `architecture:  ${r.architecture} (model_type ${r.modelType})`,
     `layers:        ${r.numLayers}, d_model ${r.hiddenSize}, heads ${r.numHeads} (kv ${r.numKvHeads}, head dim ${r.headDim}), ffn ${r.intermediateSize}`,
     `vocab:         ${r.vocabSize}, max positions ${r.maxPositions}`,
+    `attention:     ${r.blockSize === null ? 'bidirectional (masked diffusion)' : `block-causal, blocks of ${r.blockSize} (block diffusion)`}; stop ids ${r.stopIds.join(', ')}`,
     `parameters:    ${params} (${r.parameters})`,
     `dtypes:        ${Object.entries(r.dtypes).map(([d, c]) => `${d} x${c}`).join(', ')}; ${formatBytes(r.weightBytes)} on disk`,
     `memory (weights + K/V cache of one ${r.canvas}-token sequence, as each engine stores them):`,
