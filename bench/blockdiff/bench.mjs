@@ -93,6 +93,7 @@ function writeRandomModel(dir) {
   return offset;
 }
 
+/** The upper median (of two runs: the slower one). */
 function median(xs) {
   const a = [...xs].sort((x, y) => x - y);
   return a[Math.floor(a.length / 2)];
@@ -178,7 +179,7 @@ const md = [
     const s = results.runs[0].steps[k];
     return `| ${k} | ${s.mode} | ${s.rows} | ${s.reported} | ${results.runs.map((r) => `${r.steps[k].medianMs} (${r.steps[k].ms.join(', ')})`).join(' | ')} |`;
   }), '',
-  `Load (read, widen, pack to bf16): ${results.runs.map((r) => `${r.loadSeconds} s at ${r.threads} thread(s)`).join(', ')}. Median of ${REPS} runs after one warm-up; all runs in parentheses.`, '',
+  `Load (read, widen, pack to bf16): ${results.runs.map((r) => `${r.loadSeconds} s at ${r.threads} thread(s)`).join(', ')}. Upper median of ${REPS} runs after one warm-up (of two: the slower); all runs in parentheses.`, '',
 ];
 writeFileSync(`bench/results/blockdiff-wasm-${day}.md`, md.join('\n'));
 console.log(`wrote bench/results/blockdiff-wasm-${day}.md and .json`);
