@@ -59,6 +59,7 @@ describe('MATH extraction and equivalence', () => {
     expect(extractMathAnswer('... $\\boxed{24}$.\nFinal Answer: The final answer is $24$. I hope it is correct.')).toBe('$24$');
     expect(extractMathAnswer('thus \\boxed{\\dfrac{3}{4}}')).toBe('\\dfrac{3}{4}');
     expect(extractMathAnswer('I do not know')).toBeNull();
+    expect(extractMathAnswer('Final Answer: The final answer is $7$. ')).toBe('$7$'); // generation cut before "I hope"
   });
 
   it('\\frac, \\dfrac, \\tfrac and the shorthand \\frac12 are one answer', () => {

@@ -1,8 +1,8 @@
 /**
- * Built-in few-shot exemplars, used when no --fewshot-data file is given. Written for this project from the
- * public datasets (GSM8K and MBPP: train/prompt splits; MATH: the four problems of Minerva's 4-shot prompt, from
- * the MATH training set) as the authors recall them; pass --fewshot-data with the official split to use the
- * file's exact text instead.
+ * Built-in few-shot exemplars, used when no --fewshot-data file is given: records of the public datasets (GSM8K:
+ * the first eight of the train split; MATH: the four problems of Minerva's 4-shot prompt, from the MATH train set;
+ * MBPP: tasks 2, 3 and 4 of the prompt split), typed in for this project and compared with published copies.
+ * Pass --fewshot-data with your copy of the split to use its exact text.
  */
 import type { Gsm8kProblem, MathProblem, MbppProblem } from './datasets.js';
 
@@ -29,7 +29,7 @@ export const GSM8K_SHOTS: readonly Gsm8kShot[] = [
     answer: 'Maila read 12 x 2 = <<12*2=24>>24 pages today.\nSo she was able to read a total of 12 + 24 = <<12+24=36>>36 pages since yesterday.\nThere are 120 - 36 = <<120-36=84>>84 pages left to be read.\nSince she wants to read half of the remaining pages tomorrow, then she should read 84/2 = <<84/2=42>>42 pages.\n#### 42',
   },
   {
-    question: 'James writes a 3-page letter to 2 different friends twice a week. How many pages does he write a year?',
+    question: 'James writes a 3-page letter to 2 different friends twice a week.  How many pages does he write a year?',
     answer: 'He writes each friend 3*2=<<3*2=6>>6 pages a week\nSo he writes 6*2=<<6*2=12>>12 pages every week\nThat means he writes 12*52=<<12*52=624>>624 pages a year\n#### 624',
   },
   {
@@ -42,7 +42,7 @@ export const GSM8K_SHOTS: readonly Gsm8kShot[] = [
   },
   {
     question: 'Ken created a care package to send to his brother, who was away at boarding school.  Ken placed a box on a scale, and then he poured into the box enough jelly beans to bring the weight to 2 pounds.  Then, he added enough brownies to cause the weight to triple.  Next, he added another 2 pounds of jelly beans.  And finally, he added enough gummy worms to double the weight once again.  What was the final weight of the box of goodies, in pounds?',
-    answer: 'To the initial 2 pounds of jelly beans, he added enough brownies to cause the weight to triple, bringing the weight to 2*3=<<2*3=6>>6 pounds.\nNext, he added another 2 pounds of jelly beans, bringing the weight to 6+2=<<6+2=8>>8 pounds.\nAnd finally, he added enough gummy worms to double the weight once again, to a final 8*2=<<8*2=16>>16 pounds.\n#### 16',
+    answer: 'To the initial 2 pounds of jelly beans, he added enough brownies to cause the weight to triple, bringing the weight to 2*3=<<2*3=6>>6 pounds.\nNext, he added another 2 pounds of jelly beans, bringing the weight to 6+2=<<6+2=8>>8 pounds.\nAnd finally, he added enough gummy worms to double the weight once again, to a final weight of 8*2=<<8*2=16>>16 pounds.\n#### 16',
   },
 ];
 
@@ -64,7 +64,7 @@ export const MATH_SHOTS: readonly MathShot[] = [
     answer: '16',
   },
   {
-    problem: 'If the system of equations\n\n\\begin{align*}\n6x-4y&=a,\\\\\n6y-9x &=b.\n\\end{align*}has a solution $(x, y)$ where $x$ and $y$ are both nonzero, find $\\frac{a}{b},$ assuming $b$ is nonzero.',
+    problem: 'If the system of equations\n\n\\begin{align*}\n6x-4y&=a,\\\\\n6y-9x &=b.\n\\end{align*}has a solution $(x, y)$ where $x$ and $y$ are both nonzero,\nfind $\\frac{a}{b},$ assuming $b$ is nonzero.',
     solution: 'If we multiply the first equation by $-\\frac{3}{2}$, we obtain\n\n$$6y-9x=-\\frac{3}{2}a.$$Since we also know that $6y-9x=b$, we have\n\n$$-\\frac{3}{2}a=b\\Rightarrow\\frac{a}{b}=\\boxed{-\\frac{2}{3}}.$$',
     answer: '-\\frac{2}{3}',
   },

@@ -32,7 +32,8 @@ const MINERVA_FINAL = /Final Answer: The final answer is(.*?). I hope it is corr
 
 /** The answer an output gives: the Minerva final-answer sentence, else the last box; null when neither. */
 export function extractMathAnswer(output: string): string | null {
-  const m = MINERVA_FINAL.exec(output);
+  // As the harness does: the closing words are appended, so a sentence cut right after "X." still matches.
+  const m = MINERVA_FINAL.exec(`${output}I hope it is correct.`);
   if (m) return m[1].trim();
   return lastBoxed(output);
 }
