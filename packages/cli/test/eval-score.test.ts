@@ -5,6 +5,8 @@ import { dropExampleCode, fencedCode, humanevalProgram, mbppProgram } from '../s
 import { cutAtStop, gsm8kPrompt, mathPrompt, mbppPrompt, STOP_SEQUENCES } from '../src/eval/prompts.js';
 import { GSM8K_SHOTS, MATH_SHOTS, MBPP_SHOTS } from '../src/eval/exemplars.js';
 import type { HumanEvalProblem, MbppProblem } from '../src/eval/datasets.js';
+import { textDecoder } from '../src/eval/command.js';
+import type { ModelDir } from '../src/modeldir.js';
 
 describe('GSM8K extraction (strict-match and flexible-extract)', () => {
   it('strict-match reads the number after the first "#### "', () => {
@@ -160,5 +162,27 @@ describe('code programs', () => {
     expect(r.completion).toBe('def f():\n    return K\n');
     expect(r.program).toBe('import math\n\ndef f():\n    return K\n\n\nK = 10\n\nassert f() == 10\n');
     expect(mbppProgram(p, '[BEGIN]\n```python\ndef f(): return K\n```\n[DONE]').completion).toBe('def f(): return K\n');
+  });
+});
+
+describe('decoded text', () => {
+  // A character-level tokenizer that drops whitespace when encoding, like the bundled word-level one did.
+  const spacedTokenizer = {
+    encode: (t: string) => [...t.replace(/\s+/g, '')].map((c) => c.charCodeAt(0)),
+    decode: (ids: ArrayLike<number>) => Array.from(ids, (i) => String.fromCharCode(i)).join(' '),
+  };
+  const faithfulTokenizer = {
+    encode: (t: string) => [...t].map((c) => c.charCodeAt(0)),
+    decode: (ids: ArrayLike<number>) => Array.from(ids, (i) => String.fromCharCode(i)).join(''),
+  };
+  const md = (tokenizer: object) => ({ tokenizer, description: { special: { eos: 1, endOfTurn: 2 } } }) as unknown as ModelDir;
+  const ids = (s: string) => Int32Array.from([...s].map((c) => c.charCodeAt(0)));
+
+  it('joins digits only where the tokenizer cannot represent the space between them, and stops at EOS', () => {
+    const spaced = textDecoder(md(spacedTokenizer));
+    expect(spaced(Int32Array.from([...ids('is168'), 1, ...ids('99')]))).toBe('i s 168');
+    expect(flexibleExtract(spaced(ids('answer:168')))).toBe('168');
+    const faithful = textDecoder(md(faithfulTokenizer));
+    expect(faithful(ids('1 6 8'))).toBe('1 6 8');
   });
 });

@@ -37,7 +37,7 @@ describe('fast-dllm eval', () => {
     expect(row.records.filter((x) => x.correct).length).toBe(Math.round(row.accuracy * 20));
     expect(row.records.reduce((s, x) => s + x.nfe, 0) / 20).toBeCloseTo(row.nfe, 9);
     expect(row.metrics['strict-match']).toBe(0); // the model never writes "#### N"
-    // The answer digits are read as one number whether the tokenizer decodes "168" as "168" or "1 6 8".
+    // The answer digits are one number (eval-score.test.ts covers a tokenizer that decodes them as "1 6 8").
     expect(row.records[0]).toMatchObject({ id: 'gsm8k-0', extracted: '168', correct: true });
 
     const benchOut = join(dir, 'bench.json');
@@ -49,6 +49,17 @@ describe('fast-dllm eval', () => {
     expect(row.accuracy).toBe(bench.accuracy);
     expect(row.nfe).toBe(bench.nfe);
     expect(row.accuracy).toBeGreaterThanOrEqual(0.9); // the bundled model solves its task: equality is not 0 = 0
+
+    // Batched through the scheduler's driver: the same outputs, NFE and scores, problem by problem (SPEC §7).
+    const batchedOut = join(dir, 'gsm8k-batch4.json');
+    const batched = await runCli(['eval', '--task', 'gsm8k', '--data', fx('default-model-gsm8k.jsonl'), '--shots', '0', '--prompt-style', 'bare',
+      '--cache', 'dual', '--threshold', '0.9', '--batch', '4', '--out', batchedOut, ...recipe], { timeoutMs: 120_000 });
+    expect(batched.code).toBe(0);
+    expect(batched.stderr).not.toMatch(/Warning/);
+    const j4 = JSON.parse(readFileSync(batchedOut, 'utf8'));
+    expect(j4.settings.batch).toBe(4);
+    const pick = (x: Row['records'][number]) => [x.id, x.output, x.nfe, x.correct];
+    expect((j4.rows[0] as Row).records.map(pick)).toEqual(row.records.map(pick));
   });
 
   it('--rows paper runs bench\'s rows with speedups against the baseline; MBPP from Parquet, code run in the sandbox', async () => {

@@ -17,7 +17,7 @@ import type { Io } from '../main.js';
 import { openModelDir, type ModelDir } from '../modeldir.js';
 import { choiceArg, intArg } from '../parse.js';
 import { TASKS, readRecords, type TaskName } from './datasets.js';
-import { BATCHED_DECODING, decodeAll } from './decode.js';
+import { decodeAll } from './decode.js';
 import type { PromptStyle } from './prompts.js';
 import { openSandbox, type Sandbox } from './sandbox.js';
 import { TASK_INFO, buildTask, type EvalTask, type ProblemScore } from './tasks.js';
@@ -162,25 +162,27 @@ export function registerEval(program: Command, io: Io, signal: AbortSignal): voi
       }
       return ids;
     });
-    if (opts.batch > 1 && !BATCHED_DECODING) io.stderr(`note: --batch ${opts.batch}: this build decodes one sequence at a time\n`);
     const decode = textDecoder(md);
     const rows: EvalRow[] = [];
     const bar = process.stderr.isTTY
       ? new cliProgress.SingleBar({ stream: process.stderr, format: ' {bar} {value}/{total} | {row} | {phase}' }, cliProgress.Presets.shades_classic)
       : undefined;
     let engineName = '';
+    let maxBatch = 1;
     await withEngine(opts, md, io, async (engine) => {
       engineName = engine.name;
+      maxBatch = engine.capabilities.maxBatch;
+      if (opts.batch > maxBatch) io.stderr(`note: --batch ${opts.batch}: the ${engine.name} engine takes at most ${maxBatch} sequences per pass\n`);
       // One untimed block of the first problem, so that the first row does not also pay the engine's warm-up.
       const stepsPerBlock = (opts.steps ?? opts.genLength) / (opts.genLength / opts.blockLength);
-      await decodeAll(md, engine, [requestFrom({ ...opts, cache: plan[0].cache, genLength: opts.blockLength, steps: stepsPerBlock }, prompts[0], plan[0].strategy)], { batch: 1, signal });
+      await decodeAll(engine, [requestFrom({ ...opts, cache: plan[0].cache, genLength: opts.blockLength, steps: stepsPerBlock }, prompts[0], plan[0].strategy)], { batch: 1, signal });
       bar?.start(plan.length * n, 0, { row: plan[0].name, phase: 'decoding' });
       try {
         for (const p of plan) {
           bar?.update({ row: p.name, phase: 'decoding' });
           const requests = prompts.map((ids) => requestFrom({ ...opts, cache: p.cache }, ids, p.strategy));
           const t0 = performance.now();
-          const results = await decodeAll(md, engine, requests, { batch: opts.batch, signal, onResult: () => bar?.increment() });
+          const results = await decodeAll(engine, requests, { batch: opts.batch, signal, onResult: () => bar?.increment() });
           const wallMs = performance.now() - t0;
           const records = await scoreRow(task, results, decode, sandbox, signal, (done) => bar?.update({ phase: task.info.code ? `tests ${done}/${n}` : 'scoring' }));
           rows.push(evalRow(p, task, results, records, wallMs, opts.rows === 'paper' ? rows[0] ?? 'self' : null));
@@ -195,7 +197,7 @@ export function registerEval(program: Command, io: Io, signal: AbortSignal): voi
       const settings = {
         task: taskName, data: opts.data, problems: n, shots, fewshot: task.shotsSource, promptStyle: opts.promptStyle, chatTemplate: opts.chatTemplate,
         accuracyMetric: task.info.metrics[0], model: md.dir, engine: engineName, genLength: opts.genLength, blockLength: opts.blockLength,
-        steps: opts.steps ?? opts.genLength, temperature: opts.temperature, seed: opts.seed, batch: opts.batch, batched: BATCHED_DECODING,
+        steps: opts.steps ?? opts.genLength, temperature: opts.temperature, seed: opts.seed, batch: Math.min(opts.batch, maxBatch),
         threads: opts.threads ?? 1, warmup: 'one untimed block of the first problem before the rows',
         sandbox: sandbox ? { python: sandbox.python, pythonVersion: sandbox.pythonVersion, network: sandbox.network, user: sandbox.user, ...sandbox.limits } : null,
         date: new Date().toISOString(), machine: { ...machineInfo(), memoryBytes: os.totalmem() },
