@@ -66,7 +66,7 @@ export function rowName(cache: CacheMode, s: Strategy): string {
 }
 
 /**
- * The text of generated ids up to EOS / end-of-turn. Where the tokenizer cannot tell "1 6" from "16" (both encode
+ * The text of generated ids up to EOS / end-of-turn. Where the tokenizer cannot tell "16" and "1 6" apart (both encode
  * to the same ids; the bundled word-level tokenizer decodes them as "1 6"), the spaces between digits are
  * removed: the ids cannot say which was meant, and a number is the reading every scorer expects.
  */
