@@ -105,9 +105,12 @@ def run(model, cfg_ids, case):
                 pos = [s]
             rows = logits[[p - a for p in pos]]  # (n, V)
             ex = np.exp(rows - rows.max(-1, keepdims=True))
-            probs = ex / ex.sum(-1, keepdims=True)  # (n, V) clean softmax
-            tok = rows.argmax(-1)  # ties to the lowest id
-            top2 = np.sort(probs, -1)[:, -2:]
+            probs = ex / ex.sum(-1, keepdims=True)  # (n, V) clean softmax, the mask token included
+            # SPEC 3: the mask token is never proposed (out of the argmax), but its probability counts above.
+            proposable = probs.copy()
+            proposable[:, mask] = -1.0
+            tok = proposable.argmax(-1)  # ties to the lowest id
+            top2 = np.sort(proposable, -1)[:, -2:]
             for g in top2[:, 1] - top2[:, 0]:
                 gap.see(g)
             conf = [float(probs[i, tok[i]]) for i in range(len(pos))]
@@ -126,6 +129,9 @@ def main():
                            {'kind': 'factor', 'factor': 2.5}],
         'dream-tiny-f32': [{'kind': 'dream', 'alg': 'maskgit_plus'},
                            {'kind': 'dream', 'alg': 'maskgit_plus', 'threshold': 0.3}],
+        # The mask token's raw logit is the largest at ~40% of positions here: the runs hold only if it is never
+        # proposed (SPEC 3).
+        'llada-tiny-maskpref': [{'kind': 'fixed'}, {'kind': 'threshold', 'threshold': 0.3}],
     }
     for name, strategies in plans.items():
         model = TorchModel(os.path.join(MODELS, name))

@@ -22,12 +22,12 @@ describe('fast-dllm eval', () => {
     const out = join(dir, 'gsm8k.json');
     const r = await runCli(['eval', '--task', 'gsm8k', '--data', fx('default-model-gsm8k.jsonl'), '--shots', '0', '--chat-template', '--prompt-style', 'bare',
       '--cache', 'dual', '--threshold', '0.9', '--out', out, ...recipe], { timeoutMs: 120_000 });
-    expect(r.stderr).toMatch(/^engine: wasm/);
+    expect(r.stderr).toMatch(/^decoding: dual cache, threshold 0.9\nengine: wasm/);
     expect(r.code).toBe(0);
     const lines = r.stdout.trim().split('\n');
     expect(lines[0]).toBe('| setting | accuracy % | strict-match % | NFE | tokens/forward | tokens/s | speedup | wall s | wall speedup |');
     expect(lines).toHaveLength(3);
-    expect(lines[2]).toMatch(/^\| \+ dual cache \+ parallel \(threshold 0.9\) \| [\d.]+ \| 0.0 \|/);
+    expect(lines[2]).toMatch(/^\| dual cache, threshold 0.9 \| [\d.]+ \| 0.0 \|/);
     const j = JSON.parse(readFileSync(out, 'utf8'));
     expect(j.settings).toMatchObject({ task: 'gsm8k', problems: 20, shots: 0, chatTemplate: true, promptStyle: 'bare', engine: 'wasm', accuracyMetric: 'flexible-extract' });
     expect(j.settings.machine.cores).toBeGreaterThan(0);
@@ -102,11 +102,11 @@ describe('fast-dllm eval', () => {
     ['code without consent', ['eval', '--task', 'humaneval', '--data', fx('humaneval-sample.jsonl')], /--task humaneval runs the code the model writes.*pass --allow-code-execution/],
     ['bare with shots', ['eval', '--task', 'gsm8k', '--data', fx('gsm8k-sample.jsonl'), '--prompt-style', 'bare', '--shots', '5'], /--prompt-style bare is zero-shot/],
     ['bare for code', ['eval', '--task', 'mbpp', '--data', fx('mbpp-sample.jsonl'), '--allow-code-execution', '--prompt-style', 'bare'], /--prompt-style bare applies to gsm8k and math/],
-    ['paper rows with a cache', ['eval', '--task', 'gsm8k', '--data', fx('gsm8k-sample.jsonl'), '--rows', 'paper', '--cache', 'dual'], /--rows paper runs its own cache modes and strategies; drop --cache/],
+    ['paper rows with a cache', ['eval', '--task', 'gsm8k', '--data', fx('gsm8k-sample.jsonl'), '--rows', 'paper', '--cache', 'dual'], /--rows paper runs its own rows \(strategies and caches\); drop --strategy \/ --cache/],
     ['too many shots', [...base, '--task', 'math', '--data', fx('math-sample'), '--shots', '5'], /--shots 5: only 4 built-in exemplars/],
     ['missing file', [...base, '--task', 'gsm8k', '--data', join(dir, 'nope.jsonl')], /nope.jsonl: no such file or directory/],
     ['wrong task for the file', [...base, '--task', 'math', '--data', fx('gsm8k-sample.jsonl')], /gsm8k-sample.jsonl:1: a MATH record needs a string field "problem"/],
-    ['prompt too long', ['eval', '--task', 'gsm8k', '--data', fx('default-model-gsm8k.jsonl')], /problem gsm8k-0: prompt \(\d+ tokens\) \+ --gen-length 128 exceeds the model's 256 positions \(fewer --shots make the prompt shorter\)/],
+    ['prompt too long', ['eval', '--task', 'gsm8k', '--data', fx('default-model-gsm8k.jsonl')], /problem gsm8k-0: prompt \(\d+\) \+ --gen-length \(128\) exceeds the model's 256 positions; shorten one \(fewer --shots make the prompt shorter\)/],
     ['missing python', [...base, '--task', 'humaneval', '--data', fx('humaneval-sample.jsonl'), '--allow-code-execution', '--python', '/nonexistent/python3'], /\/nonexistent\/python3 not found: code tasks run each program with Python 3/],
   ];
   it.each(usage)('%s: exit 2, one line', async (_name, args, pattern) => {

@@ -9,11 +9,12 @@ import { performance } from 'node:perf_hooks';
 import type { Command } from 'commander';
 import { Option } from 'commander';
 import cliProgress from 'cli-progress';
-import type { CacheMode, GenerationResult, Strategy } from '@fast-dllm/scheduler';
+import type { GenerationResult } from '@fast-dllm/scheduler';
 import { benchRow, machineInfo, markdownTable, rowsFor, type BenchRow, type ExtraColumn, type RowPlan } from '../bench.js';
+import { addDecodeOptions, checkFlags, checkRequest, decodingFrom, requestFrom, type DecodeFlags } from '../decode.js';
 import { UsageError } from '../errors.js';
-import { addDecodeOptions, answerIds, checkPrompt, requestFrom, strategyFrom, withEngine, type DecodeFlags } from '../generate.js';
-import type { Io } from '../main.js';
+import { answerIds, withEngine } from '../generate.js';
+import type { Io } from '../io.js';
 import { openModelDir, type ModelDir } from '../modeldir.js';
 import { choiceArg, intArg } from '../parse.js';
 import { TASKS, readRecords, type TaskName } from './datasets.js';
@@ -55,16 +56,6 @@ export interface EvalRow extends BenchRow {
   records: ProblemRecord[];
 }
 
-/** Row name for a single setting, in the words of bench's rows. */
-export function rowName(cache: CacheMode, s: Strategy): string {
-  const cached = cache === 'none' ? '' : `${cache} cache`;
-  if (s.kind === 'fixed') return cached === '' ? 'baseline' : `+ ${cached}`;
-  const rule = s.kind === 'threshold' ? `parallel (threshold ${s.threshold ?? 0.9})`
-    : s.kind === 'factor' ? `parallel (factor ${s.factor ?? 1})`
-    : `dream ${s.alg}${s.threshold !== undefined ? ` (threshold ${s.threshold})` : ''}`;
-  return `+ ${cached === '' ? '' : `${cached} + `}${rule}`;
-}
-
 /**
  * The text of generated ids up to EOS / end-of-turn. Where the tokenizer cannot tell "16" and "1 6" apart (both encode
  * to the same ids; the bundled word-level tokenizer decodes them as "1 6"), the spaces between digits are
@@ -90,7 +81,7 @@ async function pool(n: number, jobs: number, fn: (i: number) => Promise<void>): 
   await Promise.all(Array.from({ length: Math.min(jobs, n) }, worker));
 }
 
-function checkFlags(o: EvalFlags, cmd: Command): { task: TaskName; shots: number } {
+function checkEvalFlags(o: EvalFlags): { task: TaskName; shots: number } {
   if (!o.task) throw new UsageError(`eval needs --task (${TASKS.join(', ')})`);
   if (!o.data) throw new UsageError(`eval needs --data FILE: the ${o.task} test file (JSONL, .jsonl.gz, Parquet or JSON)`);
   const info = TASK_INFO[o.task];
@@ -104,15 +95,12 @@ function checkFlags(o: EvalFlags, cmd: Command): { task: TaskName; shots: number
   }
   const shots = o.promptStyle === 'bare' ? 0 : o.shots ?? info.defaultShots;
   if (o.rows === 'paper') {
-    for (const f of ['cache', 'threshold', 'factor', 'remasking', 'alg'] as const) {
-      if (cmd.getOptionValueSource(f) === 'cli') throw new UsageError(`--rows paper runs its own cache modes and strategies; drop --${f} (--threshold and --factor set the parallel rows only with --rows single)`);
-    }
+    // As bench: the rows bring their own strategies and caches; --threshold and --factor set the rows' tau and f.
+    if (o.strategy || o.cache || o.remasking || o.alg) throw new UsageError('--rows paper runs its own rows (strategies and caches); drop --strategy / --cache / --remasking / --alg');
+    checkRequest(requestFrom(o, Int32Array.of(0), { strategy: { kind: 'fixed' }, cache: 'none', description: '' }));
   } else {
-    strategyFrom(o);
+    checkFlags(o);
   }
-  if (o.genLength % o.blockLength !== 0) throw new UsageError(`--gen-length ${o.genLength} is not a multiple of --block-length ${o.blockLength}`);
-  const blocks = o.genLength / o.blockLength;
-  if ((o.steps ?? o.genLength) % blocks !== 0) throw new UsageError(`--steps ${o.steps} is not a multiple of the number of blocks (${blocks} = gen-length / block-length)`);
   return { task: o.task, shots };
 }
 
@@ -128,15 +116,15 @@ export function registerEval(program: Command, io: Io, signal: AbortSignal): voi
     .addOption(new Option('--limit <n>', 'first N problems').argParser(intArg('--limit', 1)))
     .addOption(new Option('--chat-template', "wrap each prompt in the model's chat template as one user turn").default(true))
     .option('--no-chat-template', 'feed the prompt text as it is (base models)')
-    .addOption(new Option('--rows <which>', "single: the decode flags' setting; paper: bench's rows (baseline, caches, parallel, both)").argParser(choiceArg('--rows', ['single', 'paper'] as const)).default('single'))
-    .addOption(new Option('--batch <n>', 'sequences decoded together').argParser(intArg('--batch', 1, 4096)).default(1))
+    .addOption(new Option('--rows <which>', "single: the decode flags' setting (default: the model's Fast-dLLM recipe); paper: bench's rows (baseline, caches, parallel, both)").argParser(choiceArg('--rows', ['single', 'paper'] as const)).default('single'))
+    .addOption(new Option('--batch <n>', "problems decoded together in each forward pass (1: the paper's batch-1 setting)").argParser(intArg('--batch', 1, 64)).default(1))
     .option('--out <file>', 'also write settings, machine, date, rows and per-problem records as JSON')
     .option('--allow-code-execution', 'humaneval/mbpp: run the generated programs and their tests (untrusted code)')
     .option('--python <path>', 'interpreter for code tasks (default: python3 on PATH)')
     .addOption(new Option('--exec-timeout <s>', 'wall-time limit per program, seconds').argParser(intArg('--exec-timeout', 1, 3600)).default(10))
     .addOption(new Option('--exec-memory <MB>', 'address-space limit per program, MiB').argParser(intArg('--exec-memory', 64, 1 << 20)).default(2048));
   addDecodeOptions(cmd).action(async (opts: EvalFlags) => {
-    const { task: taskName, shots } = checkFlags(opts, cmd);
+    const { task: taskName, shots } = checkEvalFlags(opts);
     const records = await readRecords(opts.data!);
     const fewshot = opts.fewshotData ? { records: await readRecords(opts.fewshotData), source: opts.fewshotData } : undefined;
     const task = buildTask(taskName, opts.limit !== undefined ? records.slice(0, opts.limit) : records, { shots, style: opts.promptStyle, fewshot });
@@ -150,18 +138,23 @@ export function registerEval(program: Command, io: Io, signal: AbortSignal): voi
       io.stderr(`sandbox: ${sandbox.python} (Python ${sandbox.pythonVersion}), network ${sandbox.network === 'namespace' ? 'cut off by a network namespace' : 'refused by the Python guard only (unshare -rn is not available here)'}, user ${sandbox.user}\n`);
     }
     const md = await openModelDir(opts.model, { needTokenizer: true });
-    const plan: RowPlan[] = opts.rows === 'paper'
-      ? rowsFor(opts.threshold ?? 0.9, opts.factor ?? 1, null, false)
-      : [{ name: '', cache: opts.cache, strategy: strategyFrom(opts, md) }].map((p) => ({ ...p, name: rowName(p.cache, p.strategy) }));
+    let plan: RowPlan[];
+    if (opts.rows === 'paper') {
+      plan = rowsFor(opts.threshold ?? 0.9, opts.factor ?? 1, null, false);
+    } else {
+      const d = decodingFrom(opts, md.description);
+      plan = [{ name: d.description, cache: d.cache, strategy: d.strategy }];
+    }
     const prompts = task.problems.map((p, i) => {
       const ids = md.encodePrompt(task.prompt(i), opts.chatTemplate);
       try {
-        checkPrompt(ids, md, opts.genLength);
+        checkRequest(requestFrom(opts, ids, { ...plan[0], description: plan[0].name }), md.description);
       } catch (e) {
         throw new UsageError(`problem ${p.id}: ${(e as Error).message}${shots > 0 ? ' (fewer --shots make the prompt shorter)' : ''}`);
       }
       return ids;
     });
+    if (opts.rows === 'single') io.stderr(`decoding: ${plan[0].name}\n`);
     const decode = textDecoder(md);
     const rows: EvalRow[] = [];
     const bar = process.stderr.isTTY
@@ -175,14 +168,14 @@ export function registerEval(program: Command, io: Io, signal: AbortSignal): voi
       if (opts.batch > maxBatch) io.stderr(`note: --batch ${opts.batch}: the ${engine.name} engine takes at most ${maxBatch} sequences per pass\n`);
       // One untimed block of the first problem, so that the first row does not also pay the engine's warm-up.
       const stepsPerBlock = (opts.steps ?? opts.genLength) / (opts.genLength / opts.blockLength);
-      await decodeAll(engine, [requestFrom({ ...opts, cache: plan[0].cache, genLength: opts.blockLength, steps: stepsPerBlock }, prompts[0], plan[0].strategy)], { batch: 1, signal });
+      await decodeAll(md, engine, [requestFrom({ ...opts, genLength: opts.blockLength, steps: stepsPerBlock }, prompts[0], { ...plan[0], description: plan[0].name })], { batch: 1, signal });
       bar?.start(plan.length * n, 0, { row: plan[0].name, phase: 'decoding' });
       try {
         for (const p of plan) {
           bar?.update({ row: p.name, phase: 'decoding' });
-          const requests = prompts.map((ids) => requestFrom({ ...opts, cache: p.cache }, ids, p.strategy));
+          const requests = prompts.map((ids) => requestFrom(opts, ids, { ...p, description: p.name }));
           const t0 = performance.now();
-          const results = await decodeAll(engine, requests, { batch: opts.batch, signal, onResult: () => bar?.increment() });
+          const results = await decodeAll(md, engine, requests, { batch: opts.batch, signal, onResult: () => bar?.increment() });
           const wallMs = performance.now() - t0;
           const records = await scoreRow(task, results, decode, sandbox, signal, (done) => bar?.update({ phase: task.info.code ? `tests ${done}/${n}` : 'scoring' }));
           rows.push(evalRow(p, task, results, records, wallMs, opts.rows === 'paper' ? rows[0] ?? 'self' : null));

@@ -1,11 +1,12 @@
 /**
  * Every generation of `fast-dllm eval` goes through `decodeAll`: the scheduler's batch driver (`decodeMany`,
- * DESIGN §7) with up to `batch` sequences in each forward pass. Batch invariance (SPEC §7) keeps each problem's
- * tokens and NFE what they are alone, so --batch changes the time, not the scores.
+ * DESIGN §7, through the model dir's runMany) with up to `batch` sequences in each forward pass. Batch
+ * invariance (SPEC §7) keeps each problem's tokens and NFE what they are alone, so --batch changes the time, not
+ * the scores.
  */
 import { setMaxListeners } from 'node:events';
-import { decodeMany, SchedulerConfigError, type Engine, type GenerationRequest, type GenerationResult } from '@fast-dllm/scheduler';
-import { UsageError } from '../errors.js';
+import type { Engine, GenerationRequest, GenerationResult } from '@fast-dllm/scheduler';
+import type { ModelDir } from '../modeldir.js';
 
 export interface DecodeAllOptions {
   /** Sequences decoded together (1: one at a time); the engine's maxBatch caps it. */
@@ -16,7 +17,7 @@ export interface DecodeAllOptions {
 }
 
 /** Results in input order. */
-export async function decodeAll(engine: Engine, requests: readonly GenerationRequest[], o: DecodeAllOptions): Promise<GenerationResult[]> {
+export async function decodeAll(md: ModelDir, engine: Engine, requests: readonly GenerationRequest[], o: DecodeAllOptions): Promise<GenerationResult[]> {
   // The driver listens on the signal once per submitted request; a benchmark submits hundreds, which Node would
   // report as a listener leak. A per-call signal that follows the caller's carries them.
   const local = new AbortController();
@@ -25,10 +26,7 @@ export async function decodeAll(engine: Engine, requests: readonly GenerationReq
   if (o.signal?.aborted) follow();
   else o.signal?.addEventListener('abort', follow, { once: true });
   try {
-    return await decodeMany(engine, requests, { batch: o.batch, signal: local.signal, onResult: o.onResult });
-  } catch (e) {
-    if (e instanceof SchedulerConfigError) throw new UsageError(e.message);
-    throw e;
+    return await md.runMany(engine, requests, { batch: o.batch, signal: local.signal, onResult: o.onResult });
   } finally {
     o.signal?.removeEventListener('abort', follow);
   }
