@@ -28,7 +28,7 @@ if (!haveChromium && process.env.CI) throw new Error(`web page test: no Chromium
 
 /** One string per canvas state: '.' masked, '^' committed by the latest step, '#' committed earlier. */
 declare global {
-  interface Window { __snaps?: string[] }
+  interface Window { __snaps?: string[]; __loadTexts?: string[] }
 }
 
 describe.skipIf(!haveChromium)(`the page in Chromium (${CHROMIUM})`, () => {
@@ -51,10 +51,20 @@ describe.skipIf(!haveChromium)(`the page in Chromium (${CHROMIUM})`, () => {
   });
 
   /** A new page at `query`, waiting until its model is loaded (or failed); page errors are collected. */
-  async function open(query = '', opts: { wait?: boolean } = {}): Promise<{ page: Page; errors: string[] }> {
+  async function open(query = '', opts: { wait?: boolean; recordLoad?: boolean } = {}): Promise<{ page: Page; errors: string[] }> {
     const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
     const errors: string[] = [];
     page.on('pageerror', (e) => errors.push(e.message));
+    if (opts.recordLoad) {
+      // Every text the load status shows, from the first one on.
+      await page.addInitScript(() => {
+        window.__loadTexts = [];
+        document.addEventListener('DOMContentLoaded', () => {
+          const el = document.getElementById('load-text')!;
+          new MutationObserver(() => window.__loadTexts!.push(el.textContent ?? '')).observe(el, { childList: true, characterData: true, subtree: true });
+        });
+      });
+    }
     await page.goto(`${web.url}${query}`);
     if (opts.wait !== false) await modelSettled(page);
     return { page, errors };
@@ -89,8 +99,12 @@ describe.skipIf(!haveChromium)(`the page in Chromium (${CHROMIUM})`, () => {
   const answerOf = (text: string) => [...text.matchAll(/answer\s*:\s*(\d(?:\s*\d)*)/g)].pop()?.[1].replace(/\s+/g, '') ?? null;
 
   it.each([1, 2])('answers "What is 23 + 48 ?" with 71 on %i thread(s), unmasking the canvas step by step', async (threads) => {
-    const { page, errors } = await open(`?threads=${threads}`);
+    const { page, errors } = await open(`?threads=${threads}`, { recordLoad: true });
     try {
+      // Loading showed its progress in bytes: the download, then the copy into the engine.
+      const loadTexts = await page.evaluate(() => window.__loadTexts!);
+      expect(loadTexts.some((t) => /^Downloading model\.safetensors: [\d.]+ (KiB|MiB) of 3\.3 MiB \(\d+%\)$/.test(t)), loadTexts.join(' | ')).toBe(true);
+      expect(loadTexts.some((t) => /^Copying weights into the engine model\.safetensors: [\d.]+ (KiB|MiB) of 3\.3 MiB/.test(t)), loadTexts.join(' | ')).toBe(true);
       expect(await page.locator('#load-text').textContent()).toMatch(new RegExp(`^Ready: bundled model · llada · .* · ${threads} threads?`));
       expect(await page.evaluate(() => crossOriginIsolated)).toBe(true);
       // The bundled model's recipe from generation_config.json: gen 128, block 32; the page's default: dual + τ 0.9.
@@ -116,37 +130,66 @@ describe.skipIf(!haveChromium)(`the page in Chromium (${CHROMIUM})`, () => {
     }
   });
 
-  it('shows the canvas mid-generation in slow motion, with steps to replay', async () => {
+  it('shows the canvas mid-generation in slow motion (fixed schedule: 16 tokens a step), with steps to replay', async () => {
     const { page, errors } = await open('?threads=2');
     try {
-      await page.fill('#setting-slowMotionMs', '1000');
+      // 8 steps over 4 blocks of 32: each step commits 16 positions, so a block is half unmasked after its first.
+      await page.selectOption('#setting-rule', 'fixed');
+      await page.fill('#setting-steps', '8');
+      await page.fill('#setting-slowMotionMs', '800');
       await page.fill('#prompt', 'What is 23 + 48 ?');
       await page.click('#send');
-      // Two blocks committed, two still masked: the middle of the generation.
-      await page.waitForFunction(() => document.querySelectorAll('#canvas .cell.masked').length === 64, null, { timeout: 30_000 });
+      await page.waitForFunction(() => document.querySelectorAll('#canvas .cell.masked').length === 112, null, { timeout: 30_000 });
       expect(await page.locator('#stop').isVisible()).toBe(true);
-      expect(await page.locator('.msg.assistant .text').textContent()).toMatch(/answer : 7 1$/);
+      const blockZero = await page.locator('#canvas .block[data-block="0"] .cell').evaluateAll((cells) => cells.map((c) => (c.classList.contains('masked') ? '.' : '^')).join(''));
+      expect(blockZero.replace(/\./g, '').length).toBe(16);
+      // The chat shows only the committed text: the mask-free prefix (SPEC §9).
+      const partial = (await page.locator('.msg.assistant .text').textContent()) ?? '';
       if (SHOTS) {
         await mkdir(SHOTS, { recursive: true });
+        await page.waitForTimeout(300); // the cells' colour transitions (0.25 s) settle; the next step is 0.8 s away
         await page.screenshot({ path: join(SHOTS, `web-${today}-mid-generation.png`) });
       }
       await page.waitForFunction(() => document.body.dataset.busy === 'false', null, { timeout: 30_000 });
-      expect(await page.locator('.msg.assistant .meta').textContent()).toMatch(/NFE \d+ · [\d.]+ tokens\/forward · [\d.]+ tokens\/s/);
-      // The slider steps back through the kept frames.
-      const label = page.locator('#step-label');
+      const text = (await page.locator('.msg.assistant .text').textContent()) ?? '';
+      expect(text.startsWith(partial), `${JSON.stringify(partial)} then ${JSON.stringify(text)}`).toBe(true);
+      expect(answerOf(text)).toBe('71');
+      expect(await page.locator('.msg.assistant .meta').textContent()).toMatch(/NFE 8 · 16\.00 tokens\/forward · [\d.]+ tokens\/s/);
+      if (SHOTS) {
+        await page.waitForTimeout(300);
+        await page.screenshot({ path: join(SHOTS, `web-${today}-answer.png`) });
+      }
+      // The slider steps back through the kept frames (frame 0: all masked, then one per step).
       const slide = (v: number) => page.evaluate((value) => {
         const el = document.getElementById('step-slider') as HTMLInputElement;
         el.value = String(value);
         el.dispatchEvent(new Event('input'));
       }, v);
-      const max = Number(await page.getAttribute('#step-slider', 'max'));
-      await slide(1);
-      expect(await label.textContent()).toMatch(/^step 1 of \d+$/);
-      const masked = await page.locator('#canvas .cell.masked').count();
-      expect(masked > 0 && masked < 128, `${masked} masked cells after step 1`).toBe(true);
-      await slide(max);
+      expect(await page.getAttribute('#step-slider', 'max')).toBe('8');
+      await slide(3);
+      expect(await page.textContent('#step-label')).toBe('step 3 of 8');
+      expect(await page.locator('#canvas .cell.masked').count()).toBe(128 - 3 * 16);
+      await slide(8);
       expect(await page.locator('#canvas .cell.masked').count()).toBe(0);
-      if (SHOTS) await page.screenshot({ path: join(SHOTS, `web-${today}-answer.png`) });
+      expect(errors).toEqual([]);
+    } finally {
+      await page.close();
+    }
+  });
+
+  it('stops a generation with Stop, and answers the next message', async () => {
+    const { page, errors } = await open('?threads=1');
+    try {
+      await page.fill('#setting-slowMotionMs', '1500');
+      await page.fill('#prompt', 'What is 23 + 48 ?');
+      await page.click('#send');
+      await page.waitForFunction(() => document.querySelectorAll('#canvas .cell.masked').length === 96, null, { timeout: 30_000 });
+      await page.click('#stop');
+      await page.waitForFunction(() => document.body.dataset.busy === 'false', null, { timeout: 10_000 });
+      expect(await page.locator('.msg.assistant .error-text').textContent()).toBe('Stopped.');
+      expect(await page.locator('#canvas .cell.masked').count()).toBe(96);
+      await page.fill('#setting-slowMotionMs', '0');
+      expect(answerOf(await ask(page, 'What is 95 + 37 ?'))).toBe('132');
       expect(errors).toEqual([]);
     } finally {
       await page.close();

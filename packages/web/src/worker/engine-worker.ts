@@ -128,7 +128,7 @@ async function run(id: number, messages: ChatMessage[], s: DecodeSettings): Prom
   const info = (): LocalFrameInfo => ({ promptLength: P, blockLength: s.blockLength, block, stops: stops.slice(), ends: ends.slice(), elapsedMs: performance.now() - t0 - paused, contentTokens });
   const decodedPrefix = () => {
     const { length } = committedPrefix(gen, m.maskId, m.stopIds);
-    return m.tokenizer.decode(gen.subarray(0, length), { skipSpecial: true });
+    return length === 0 ? '' : m.tokenizer.decode(gen.subarray(0, length), { skipSpecial: true }); // the tokenizer refuses []
   };
   post({ type: 'frame', id, frame: { step: 0, nfe: 0, tokens: tokens.slice(), committed: [] }, info: info(), text: '' });
 

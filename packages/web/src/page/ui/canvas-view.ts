@@ -137,7 +137,7 @@ export class CanvasView {
     if (s) {
       parts.push(`${s.tokensPerSecond.toFixed(1)} tokens/s`, `${(s.wallTimeMs / 1000).toFixed(2)} s`);
       if (s.stoppedEarly) parts.push('stopped early');
-    } else if (info && info.elapsedMs > 0) {
+    } else if (info && frame.nfe > 0 && info.elapsedMs > 0) {
       parts.push(`${((info.contentTokens * 1000) / info.elapsedMs).toFixed(1)} tokens/s`, `${(info.elapsedMs / 1000).toFixed(2)} s`);
     }
     if (this.note) parts.push(this.note);

@@ -24,7 +24,7 @@ export function byId<T extends HTMLElement = HTMLElement>(id: string): T {
 /** 1234567 → "1.23 M" (parameters), for the model line. */
 export function formatCount(n: number): string {
   if (n >= 1e9) return `${(n / 1e9).toFixed(2)} B`;
-  if (n >= 1e6) return `${(n / 1e6).toFixed(2)} M`;
+  if (n >= 1e5) return `${(n / 1e6).toFixed(2)} M`;
   if (n >= 1e3) return `${(n / 1e3).toFixed(1)} k`;
   return String(n);
 }
