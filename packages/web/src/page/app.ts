@@ -97,6 +97,7 @@ export function startApp(): void {
 
   async function load(asked: ModelSource): Promise<void> {
     const mine = ++loading;
+    const reload = asked === source; // threads or weight storage changed: keep the user's lengths
     let src = asked;
     if (src.kind === 'url') {
       try {
@@ -125,13 +126,19 @@ export function startApp(): void {
       model = info;
       caps = { architecture: info.architecture, maxPositions: info.maxPositions };
       settings.setModel(caps);
-      if (Object.keys(info.defaults).length) settings.set(info.defaults);
+      if (!reload && Object.keys(info.defaults).length) settings.set(info.defaults);
       progressBox.hidden = true;
       setStatus(`Ready: ${info.label} · ${info.architecture} · ${formatCount(info.parameters)} parameters · ${formatBytes(info.fileBytes)} of weights · ` +
         `${info.weightDType} · ${info.threads} thread${info.threads > 1 ? 's' : ''} · loaded in ${(info.loadMs / 1000).toFixed(1)} s`, 'ok');
       modelPill.textContent = `${info.label.length > 40 ? `…${info.label.slice(-38)}` : info.label} · ${formatCount(info.parameters)} params`;
       modelPill.className = 'pill ok';
       body.dataset.model = 'ready';
+      // The example questions are the bundled model's task; another model gets a plain hint.
+      const bundled = src.kind === 'url' && src.label === 'bundled model';
+      byId('examples').hidden = !bundled;
+      byId('chat-hint').textContent = bundled
+        ? 'The bundled model is tiny (0.86 M parameters) and knows one thing: adding two-digit numbers, column by column.'
+        : `${info.label} is loaded (${formatCount(info.parameters)} parameters). Ask it something.`;
     } catch (e) {
       if (mine !== loading) return;
       progressBox.hidden = true;

@@ -132,21 +132,29 @@ async function run(id: number, messages: ChatMessage[], s: DecodeSettings): Prom
   };
   post({ type: 'frame', id, frame: { step: 0, nfe: 0, tokens: tokens.slice(), committed: [] }, info: info(), text: '' });
 
-  // Each forward first yields (so 'abort' arrives) and, in slow motion, waits.
-  const engine: Engine = {
-    name: m.engine.name, model: m.engine.model, capabilities: m.engine.capabilities,
-    forward: async (req, sig) => {
-      await yieldToEvents();
-      if (s.slowMotionMs > 0) {
-        const w0 = performance.now();
-        await sleep(s.slowMotionMs, signal);
-        paused += performance.now() - w0;
-      }
-      sig?.throwIfAborted();
-      return m.engine.forward(req, sig);
-    },
-    dispose: () => m.engine.dispose(),
+  // Each forward first yields (so 'abort' arrives) and, in slow motion, waits. Only `forward` is wrapped (a
+  // Proxy passes everything else through), so the wrapper holds whatever else the engine contract asks for.
+  const pause = async () => {
+    await yieldToEvents();
+    if (s.slowMotionMs > 0) {
+      const w0 = performance.now();
+      await sleep(s.slowMotionMs, signal);
+      paused += performance.now() - w0;
+    }
+    signal.throwIfAborted();
   };
+  const engine = new Proxy(m.engine, {
+    get(target, prop) {
+      if (prop === 'forward') {
+        return async (...args: Parameters<Engine['forward']>) => {
+          await pause();
+          return target.forward(...args);
+        };
+      }
+      const v = Reflect.get(target, prop, target);
+      return typeof v === 'function' ? v.bind(target) : v;
+    },
+  });
   try {
     const result = await generate(engine, toRequest(s, prompt), {
       signal,
