@@ -99,7 +99,7 @@ describe('model loader', () => {
     // 1.4 B parameters: 6 GiB at f32, under 4 GiB at bf16.
     files.set('config.json', new TextEncoder().encode(JSON.stringify({ ...base, d_model: 2048, n_layers: 16, n_heads: 16, n_kv_heads: 16, mlp_hidden_size: 8192, vocab_size: 126464, embedding_size: 126464 })));
     await expect(planModel(new UrlDirectory(url), opts, () => {})).rejects.toThrow(
-      /too large for the browser: its f32 weights and a 64-token workspace need 5\.\d\d GiB of WebAssembly memory, and wasm32 addresses at most 4 GiB\. Nothing was downloaded\. With bf16 weights it needs 3\.\d\d GiB: choose bf16 under Engine and load it again\./);
+      /too large for the browser: its f32 weights and one 64-token sequence need 5\.\d\d GiB of WebAssembly memory, and wasm32 addresses at most 4 GiB\. Nothing was downloaded\. With bf16 weights it needs 3\.\d\d GiB: choose bf16 under Engine and load it again\./);
     expect(weightRequests(log)).toEqual([]);
     // bf16 passes the size check, then the headers disagree with the config (checked by ranged reads only).
     await expect(planModel(new UrlDirectory(url), { ...opts, weightDType: 'bf16' }, () => {})).rejects.toThrow(/weights do not match config\.json: .*unexpected shape/);

@@ -249,7 +249,7 @@ describe.skipIf(!haveChromium)(`the page in Chromium (${CHROMIUM})`, () => {
       const text = (await page.locator('#load-text').textContent()) ?? '';
       const need = formatBytes(engineNeed(normaliseConfig(LLADA_8B_CONFIG), 'f32', 1));
       expect(need).toMatch(/^29\.\d\d GiB$/);
-      expect(text).toContain(`too large for the browser: its f32 weights and a 64-token workspace need ${need} of WebAssembly memory, ` +
+      expect(text).toContain(`too large for the browser: its f32 weights and one 64-token sequence need ${need} of WebAssembly memory, ` +
         'and wasm32 addresses at most 4 GiB. Nothing was downloaded (the weights are 14.90 GiB). Use `fast-dllm serve` with the CUDA engine, or a smaller model.');
       expect(weightRequests).toEqual([]);
     } finally {

@@ -2,7 +2,7 @@
  * Loading a model in the browser, in the order that lets a model be refused before its weights are fetched:
  *   1. config.json (+ generation_config.json, tokenizer files) → the model description;
  *   2. the shard index when there is one (its total_size is the download size);
- *   3. the engine's memory need from the description (engine-wasm's weightBytes + a 64-token workspace) against
+ *   3. the engine's memory need from the description (engine-wasm's weightBytes + one 64-token sequence) against
  *      wasm32's 4 GiB: too large → refused here, nothing downloaded;
  *   4. each safetensors header (ranged reads) checked against the config: names, shapes, file lengths;
  *   5. the weights: downloaded with byte progress (URL) or read from the picked files, copied into the engine.
@@ -12,7 +12,7 @@ import {
   ModelFormatError, SafetensorsArchive, checkTensors, createTokenizer, normaliseConfig, parseShardIndex, tensorNames,
   type ByteSource, type ModelDescription, type TextTokenizer,
 } from '@fast-dllm/model';
-import { WASM32_MAX_BYTES, weightBytes, workspaceBytes } from '@fast-dllm/engine-wasm/core';
+import { WASM32_MAX_BYTES, scratchBytes, sequenceCacheBytes, weightBytes } from '@fast-dllm/engine-wasm/core';
 import type { ModelDirectory } from './directory.js';
 
 type Json = Record<string, unknown>;
@@ -52,9 +52,13 @@ async function json(dir: ModelDirectory, name: string, required: boolean): Promi
   }
 }
 
-/** Memory the engine needs for this model: the same sum engine-wasm's WasmEngine.load checks. */
+/** Canvas length of the sequence the load check counts (WasmEngine.load's own check uses the same). */
+export const CHECK_LENGTH = 64;
+
+/** Memory the engine needs for this model: the sum engine-wasm's WasmEngine.load checks (weights + one 64-token sequence). */
 export function engineNeed(d: ModelDescription, dtype: 'f32' | 'bf16', threads: number): number {
-  return weightBytes(d, dtype) + workspaceBytes(d, Math.min(d.maxPositions, 64), threads);
+  const L = Math.min(d.maxPositions, CHECK_LENGTH);
+  return weightBytes(d, dtype) + sequenceCacheBytes(d, L) + scratchBytes(d, L, L, threads);
 }
 
 /** Steps 1–4: everything but the weights. Throws (a clear message) on a model that is broken or too large. */
@@ -76,7 +80,7 @@ export async function planModel(dir: ModelDirectory, opts: { weightDType: 'f32' 
     const hint = opts.weightDType === 'f32' && bf16 <= WASM32_MAX_BYTES
       ? ` With bf16 weights it needs ${formatBytes(bf16)}: choose bf16 under Engine and load it again.`
       : ' Use `fast-dllm serve` with the CUDA engine, or a smaller model.';
-    throw new Error(`${dir.label} is too large for the browser: its ${opts.weightDType} weights and a 64-token workspace need ${formatBytes(need)} of WebAssembly memory, ` +
+    throw new Error(`${dir.label} is too large for the browser: its ${opts.weightDType} weights and one ${Math.min(description.maxPositions, CHECK_LENGTH)}-token sequence need ${formatBytes(need)} of WebAssembly memory, ` +
       `and wasm32 addresses at most 4 GiB. Nothing was downloaded${totalSize ? ` (the weights are ${formatBytes(totalSize)})` : ''}.${hint}`);
   }
 

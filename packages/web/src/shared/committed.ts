@@ -1,17 +1,8 @@
 /**
  * SPEC §9 streaming: the committed text of a generation is the decoded longest mask-free prefix of its generated
- * region, cut at the first EOS / end-of-turn token; it only grows. (The scheduler is to offer this helper; until
- * it does, the page computes it from the step events.)
+ * region, cut at the first EOS / end-of-turn token (the scheduler's Generation.committed() gives those ids); it
+ * only grows. This class keeps the decoded text from ever retracting.
  */
-
-/** Length of the committed prefix of `gen` (generated ids, `maskId` where still masked) and whether a stop ended it. */
-export function committedPrefix(gen: ArrayLike<number>, maskId: number, stopIds: readonly number[]): { length: number; stopped: boolean } {
-  for (let i = 0; i < gen.length; i++) {
-    if (gen[i] === maskId) return { length: i, stopped: false };
-    if (stopIds.includes(gen[i])) return { length: i, stopped: true };
-  }
-  return { length: gen.length, stopped: false };
-}
 
 /**
  * The text already sent to the reader, and the deltas that extend it. A decoder may rewrite the tail of a text as

@@ -4,12 +4,12 @@
  * main thread only draws. With threads > 1 the engine's kernel workers are started from here (the engine blocks
  * on Atomics.wait while they compute, which a worker may do and the main thread may not).
  */
-import { generate, type Engine } from '@fast-dllm/scheduler';
+import { committedPrefix, generate, stopIdsOf, type Engine, type Generation } from '@fast-dllm/scheduler';
 import type { TextTokenizer } from '@fast-dllm/model';
 import { createBrowserWasmEngine } from '@fast-dllm/engine-wasm/browser';
 import { FolderDirectory, UrlDirectory, type ModelDirectory } from '../loader/directory.js';
 import { countingSources, fetchWeights, planModel, type Progress } from '../loader/load-model.js';
-import { CommittedText, committedPrefix } from '../shared/committed.js';
+import { CommittedText } from '../shared/committed.js';
 import { settingsProblems, toRequest, type DecodeSettings } from '../shared/settings.js';
 import type { CanvasFrame, ChatMessage, FromWorker, LoadOptions, LocalFrameInfo, ModelSource, ToWorker } from '../shared/protocol.js';
 
@@ -76,8 +76,7 @@ async function load(source: ModelSource, options: LoadOptions): Promise<void> {
     { threads: options.threads, weightDType: options.weightDType, buildUrl: options.wasmUrl, workerUrl: options.kernelWorkerUrl },
   );
   const d = plan.description;
-  const stopIds = [d.special.eos, ...(d.special.endOfTurn !== undefined ? [d.special.endOfTurn] : [])];
-  loaded = { engine, tokenizer: plan.tokenizer, maxPositions: d.maxPositions, maskId: d.special.mask, eosId: d.special.eos, stopIds };
+  loaded = { engine, tokenizer: plan.tokenizer, maxPositions: d.maxPositions, maskId: d.special.mask, eosId: d.special.eos, stopIds: stopIdsOf(engine.model) };
   const gc = plan.generationConfig ?? {};
   const posInt = (v: unknown) => (typeof v === 'number' && Number.isInteger(v) && v > 0 ? v : undefined);
   const defaults = Object.fromEntries(
@@ -113,7 +112,6 @@ async function run(id: number, messages: ChatMessage[], s: DecodeSettings): Prom
   const controller = running.get(id)!; // registered when the message arrived
   const signal = controller.signal;
   const P = prompt.length;
-  const gen = new Int32Array(s.genLength).fill(m.maskId); // (genLength,) generated ids, mask where not committed
   const tokens: (string | null)[] = new Array(s.genLength).fill(null); // (genLength,) decoded cells
   const names = new Map<number, string>();
   const committed = new CommittedText();
@@ -126,10 +124,8 @@ async function run(id: number, messages: ChatMessage[], s: DecodeSettings): Prom
   let nfe = 0;
   let block = 0;
   const info = (): LocalFrameInfo => ({ promptLength: P, blockLength: s.blockLength, block, stops: stops.slice(), ends: ends.slice(), elapsedMs: performance.now() - t0 - paused, contentTokens });
-  const decodedPrefix = () => {
-    const { length } = committedPrefix(gen, m.maskId, m.stopIds);
-    return length === 0 ? '' : m.tokenizer.decode(gen.subarray(0, length), { skipSpecial: true }); // the tokenizer refuses []
-  };
+  /** SPEC §9: committed ids (the scheduler's Generation.committed() / committedPrefix), decoded. */
+  const decoded = (ids: Int32Array) => (ids.length === 0 ? '' : m.tokenizer.decode(ids, { skipSpecial: true })); // the tokenizer refuses []
   post({ type: 'frame', id, frame: { step: 0, nfe: 0, tokens: tokens.slice(), committed: [] }, info: info(), text: '' });
 
   // Each forward first yields (so 'abort' arrives) and, in slow motion, waits. Only `forward` is wrapped (a
@@ -158,7 +154,7 @@ async function run(id: number, messages: ChatMessage[], s: DecodeSettings): Prom
   try {
     const result = await generate(engine, toRequest(s, prompt), {
       signal,
-      onEvent: (ev) => {
+      onEvent: (ev, g: Generation) => {
         if (ev.type !== 'step') return;
         step++;
         nfe = ev.nfe;
@@ -167,7 +163,6 @@ async function run(id: number, messages: ChatMessage[], s: DecodeSettings): Prom
         ev.positions.forEach((p, i) => {
           const g = p - P;
           const t = ev.tokens[i];
-          gen[g] = t;
           tokens[g] = tokenText(m.tokenizer, names, t);
           if (t === m.eosId) stops.push(g);
           else if (m.stopIds.includes(t)) ends.push(g);
@@ -175,7 +170,7 @@ async function run(id: number, messages: ChatMessage[], s: DecodeSettings): Prom
           now.push(g);
         });
         const frame: CanvasFrame = { step, nfe, tokens: tokens.slice(), committed: now };
-        committed.update(decodedPrefix());
+        committed.update(decoded(g.committed().ids));
         post({ type: 'frame', id, frame, info: info(), text: committed.text });
       },
     });
@@ -183,13 +178,12 @@ async function run(id: number, messages: ChatMessage[], s: DecodeSettings): Prom
     if (result.stoppedEarly) {
       result.tokens.forEach((t, g) => {
         if (tokens[g] === null) {
-          gen[g] = t;
           tokens[g] = tokenText(m.tokenizer, names, t);
           stops.push(g);
         }
       });
     }
-    committed.finish(decodedPrefix());
+    committed.finish(decoded(committedPrefix(result.tokens, m.maskId, m.stopIds).ids));
     const wallTimeMs = result.stats.wallTimeMs - paused;
     post({
       type: 'done', id, text: committed.text, frame: { step, nfe, tokens: tokens.slice(), committed: [] }, info: info(),
