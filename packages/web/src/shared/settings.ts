@@ -5,7 +5,7 @@
  * A new family of settings (issue #15: the block-diffusion models' sub-block size and their own rules) is one
  * more section whose `visible` looks at the model, plus its keys in DecodeSettings and in toRequest.
  */
-import type { GenerationRequest, Strategy } from '@fast-dllm/scheduler';
+import { describeDecoding, type GenerationRequest, type Strategy } from '@fast-dllm/scheduler';
 
 export type CacheChoice = 'none' | 'prefix' | 'dual';
 export type RuleChoice = 'threshold' | 'factor' | 'fixed';
@@ -161,8 +161,8 @@ export function toRequest(s: DecodeSettings, prompt: Int32Array): GenerationRequ
   };
 }
 
-/** One line describing the decoding, for the stats line. */
+/** One line describing the decoding (the scheduler's words for cache and rule), for the stats line. */
 export function describeSettings(s: DecodeSettings): string {
-  const rule = s.rule === 'threshold' ? `threshold ${s.threshold}` : s.rule === 'factor' ? `factor ${s.factor}` : `fixed, ${s.steps} steps`;
-  return `${s.cache} cache · ${rule} · block ${s.blockLength} · gen ${s.genLength}`;
+  const steps = s.rule === 'fixed' ? ` · ${s.steps} steps` : '';
+  return `${describeDecoding(strategyOf(s), s.cache)}${steps} · block ${s.blockLength} · gen ${s.genLength}`;
 }
