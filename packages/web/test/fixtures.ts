@@ -1,5 +1,5 @@
 /** Model folders the tests make from the bundled model: sharded, truncated, with a config that is not JSON. */
-import { copyFile, mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { defaultModelDir } from '@fast-dllm/default-model';
@@ -7,10 +7,18 @@ import { SafetensorsArchive, encodeSafetensors, type TensorToWrite } from '@fast
 
 const SMALL_FILES = ['config.json', 'generation_config.json', 'tokenizer.json', 'tokenizer_config.json'];
 
+const made: string[] = [];
+
+/** Removes every folder the functions below made (call in afterAll). */
+export async function removeFixtures(): Promise<void> {
+  await Promise.all(made.splice(0).map((d) => rm(d, { recursive: true, force: true })));
+}
+
 /** A fresh folder `<tmp>/<name>` holding the bundled model's small files. */
 async function folderWithSmallFiles(name: string): Promise<string> {
-  const dir = join(await mkdtemp(join(tmpdir(), 'fast-dllm-web-')), name);
-  const { mkdir } = await import('node:fs/promises');
+  const root = await mkdtemp(join(tmpdir(), 'fast-dllm-web-'));
+  made.push(root);
+  const dir = join(root, name);
   await mkdir(dir);
   for (const f of SMALL_FILES) await copyFile(join(defaultModelDir, f), join(dir, f));
   return dir;

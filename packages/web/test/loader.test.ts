@@ -3,13 +3,14 @@
 import { readFile, readdir } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { defaultModelDir } from '@fast-dllm/default-model';
 import { FolderDirectory, UrlDirectory } from '../src/loader/directory.js';
 import { fetchWeights, planModel, type Progress } from '../src/loader/load-model.js';
-import { shardedModel } from './fixtures.js';
+import { removeFixtures, shardedModel } from './fixtures.js';
 
 let server: Server | null = null;
+afterAll(() => removeFixtures());
 afterEach(() => new Promise<void>((r) => {
   if (!server) return r();
   server.close(() => r());

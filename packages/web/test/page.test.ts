@@ -5,7 +5,7 @@
 // large for wasm32 before fetching its weights, fall back to one thread when not isolated, and drive a
 // `fast-dllm serve`-style endpoint. WEB_SCREENSHOTS=DIR writes a screenshot mid-generation and one of the answer.
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -16,7 +16,7 @@ import { startWebServer, type WebServer } from '../src/index.js';
 import { bundleSite } from '../scripts/bundle.mjs';
 import { normaliseConfig } from '@fast-dllm/model';
 import { engineNeed, formatBytes } from '../src/loader/load-model.js';
-import { LLADA_8B_CONFIG, configNotJson, shardedModel, truncatedModel } from './fixtures.js';
+import { LLADA_8B_CONFIG, configNotJson, removeFixtures, shardedModel, truncatedModel } from './fixtures.js';
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const haveChromium = existsSync(CHROMIUM);
@@ -34,9 +34,10 @@ declare global {
 describe.skipIf(!haveChromium)(`the page in Chromium (${CHROMIUM})`, () => {
   let web: WebServer;
   let browser: Browser;
+  let site = '';
 
   beforeAll(async () => {
-    const site = await bundleSite(await mkdtemp(join(tmpdir(), 'fast-dllm-site-')));
+    site = await bundleSite(await mkdtemp(join(tmpdir(), 'fast-dllm-site-')));
     web = await startWebServer({ port: 0, siteDir: site });
     const { chromium } = await import('playwright-core');
     browser = await chromium.launch({
@@ -48,6 +49,8 @@ describe.skipIf(!haveChromium)(`the page in Chromium (${CHROMIUM})`, () => {
   afterAll(async () => {
     await browser?.close();
     await web?.close();
+    if (site) await rm(site, { recursive: true, force: true });
+    await removeFixtures();
   });
 
   /** A new page at `query`, waiting until its model is loaded (or failed); page errors are collected. */

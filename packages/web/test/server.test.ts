@@ -2,7 +2,7 @@
 // two folders, GET and HEAD only.
 import { request } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { mkdtemp, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { defaultModelDir } from '@fast-dllm/default-model';
@@ -33,7 +33,10 @@ describe('web server', () => {
     await writeFile(join(site, '.hidden'), 'secret');
     web = await startWebServer({ port: 0, siteDir: site });
   });
-  afterAll(() => web?.close());
+  afterAll(async () => {
+    await web?.close();
+    await rm(site, { recursive: true, force: true });
+  });
 
   it('sends COOP, COEP and CORP on every response, 404s included', async () => {
     for (const path of ['/', '/app.js', '/models/default/config.json', '/nope']) {
