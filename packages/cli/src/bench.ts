@@ -1,16 +1,18 @@
 /**
- * `fast-dllm bench`: the paper's ablation table (SPEC §6) on a model and an eval set: accuracy, NFE, tokens per
+ * `fast-dllm bench`: the paper's ablation table (DESIGN §6) on a model and an eval set: accuracy, NFE, tokens per
  * forward, tokens/s and speedup for the baseline, each cache mode, parallel decoding, and their combination.
  */
 import { writeFile } from 'node:fs/promises';
 import os from 'node:os';
+import { performance } from 'node:perf_hooks';
 import type { Command } from 'commander';
 import { Option } from 'commander';
 import cliProgress from 'cli-progress';
 import type { CacheMode, Strategy } from '@fast-dllm/scheduler';
 import { UsageError } from './errors.js';
-import { addDecodeOptions, answerIds, checkPrompt, requestFrom, withEngine, type DecodeFlags } from './generate.js';
-import type { Io } from './main.js';
+import { addDecodeOptions, checkRequest, requestFrom, type DecodeFlags } from './decode.js';
+import { answerIds, withEngine } from './generate.js';
+import type { Io } from './io.js';
 import { openModelDir } from './modeldir.js';
 import { floatArg, intArg } from './parse.js';
 
@@ -32,11 +34,11 @@ export interface BenchRow {
   nfe: number;
   /** Generated positions committed per forward pass, over all problems. */
   tokensPerForward: number;
-  /** Non-EOS generated tokens per second of generation time, over all problems (SPEC §5). */
+  /** Non-EOS generated tokens per second of generation time, over all problems (DESIGN §5). */
   tokensPerSecond: number;
   /** tokensPerSecond / the baseline's (null with --sweep-only: no baseline row). */
   speedup: number | null;
-  /** Generation wall time over all problems (engine load excluded), ms. */
+  /** Wall time to decode all problems of the row (engine load excluded; batched rows overlap problems), ms. */
   wallTimeMs: number;
   /** The baseline's wallTimeMs / this row's: the same prompts, end to end (null with --sweep-only). */
   wallSpeedup: number | null;
@@ -79,14 +81,14 @@ export function registerBench(program: Command, io: Io, signal: AbortSignal): vo
     .option('--sweep', 'add rows for threshold in {0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0}')
     .addOption(new Option('--sweep-taus <list>', 'comma-separated thresholds in [0, 1] for the sweep rows (implies --sweep)').argParser(tauList))
     .option('--sweep-only', 'run only the sweep rows (no baseline: speedup columns stay empty)')
+    .addOption(new Option('--batch <n>', 'problems decoded together in each forward pass (1: the paper\'s batch-1 setting)').argParser(intArg('--batch', 1, 64)).default(1))
     .option('--out <file>', 'also write the rows as JSON');
-  addDecodeOptions(cmd).action(async (opts: DecodeFlags & { eval?: string; limit?: number; sweep?: boolean; sweepTaus?: number[]; sweepOnly?: boolean; out?: string }) => {
-    if (opts.remasking || opts.alg) throw new UsageError('bench runs its own strategies; drop --remasking / --alg');
+  addDecodeOptions(cmd).action(async (opts: DecodeFlags & { eval?: string; limit?: number; sweep?: boolean; sweepTaus?: number[]; sweepOnly?: boolean; out?: string; batch: number }) => {
+    if (opts.remasking || opts.alg || opts.strategy || opts.cache) throw new UsageError('bench runs its own rows (strategies and caches); drop --strategy / --cache / --remasking / --alg');
     const sweep = opts.sweepTaus ?? (opts.sweep ? SWEEP_TAUS : null);
     if (opts.sweepOnly && !sweep) throw new UsageError('--sweep-only needs --sweep or --sweep-taus');
-    if (opts.genLength % opts.blockLength !== 0) throw new UsageError(`--gen-length ${opts.genLength} is not a multiple of --block-length ${opts.blockLength}`);
-    const blocks = opts.genLength / opts.blockLength;
-    if ((opts.steps ?? opts.genLength) % blocks !== 0) throw new UsageError(`--steps is not a multiple of the number of blocks (${blocks})`);
+    // --threshold and --factor set the rows' tau and f (both may be given); lengths and steps are checked here.
+    checkRequest(requestFrom(opts, Int32Array.of(0), { strategy: { kind: 'fixed' }, cache: 'none', description: '' }));
     const dm = (await import('@fast-dllm/default-model')) as {
       loadEvalSet?: (p?: string) => EvalLike[];
       scoreExactMatch?: (text: string, item: EvalLike) => 0 | 1;
@@ -101,11 +103,7 @@ export function registerBench(program: Command, io: Io, signal: AbortSignal): vo
     if (opts.limit !== undefined) items = items.slice(0, opts.limit);
     if (items.length === 0) throw new UsageError('the eval set is empty');
     const md = await openModelDir(opts.model, { needTokenizer: true });
-    const prompts = items.map((it) => {
-      const p = md.encodePrompt(it.prompt, true);
-      checkPrompt(p, md, opts.genLength);
-      return p;
-    });
+    const prompts = items.map((it) => md.encodePrompt(it.prompt, true));
     const plan = rowsFor(opts.threshold ?? 0.9, opts.factor ?? 1, sweep, opts.sweepOnly ?? false);
     const hasBaseline = plan[0].name === 'baseline';
     const bar = process.stderr.isTTY
@@ -116,18 +114,22 @@ export function registerBench(program: Command, io: Io, signal: AbortSignal): vo
       bar?.start(plan.length * items.length, 0, { row: plan[0].name });
       try {
         for (const p of plan) {
-          let correct = 0, nfe = 0, committed = 0, content = 0, ms = 0;
-          for (let i = 0; i < items.length; i++) {
-            const req = requestFrom({ ...opts, cache: p.cache }, prompts[i], p.strategy);
-            const r = await md.run(engine, req, { signal });
+          let correct = 0, nfe = 0, committed = 0, content = 0;
+          const reqs = prompts.map((prompt) => {
+            const req = requestFrom(opts, prompt, { strategy: p.strategy, cache: p.cache, description: p.name });
+            checkRequest(req, md.description);
+            return req;
+          });
+          const t0 = performance.now();
+          const results = await md.runMany(engine, reqs, { batch: opts.batch, signal, onResult: () => bar?.increment(1, { row: p.name }) });
+          const ms = performance.now() - t0;
+          results.forEach((r, i) => {
             const text = md.tokenizer!.decode(answerIds(r.tokens, md.description.special.eos, md.description.special.endOfTurn), { skipSpecial: true });
             correct += dm.scoreExactMatch!(text, items[i]);
             nfe += r.stats.nfe;
             committed += r.stats.tokensPerForward * r.stats.nfe;
             content += r.stats.contentTokens;
-            ms += r.stats.wallTimeMs;
-            bar?.increment(1, { row: p.name });
-          }
+          });
           const tps = ms > 0 ? content / (ms / 1000) : 0;
           rows.push({
             name: p.name, cache: p.cache, strategy: p.strategy, problems: items.length, accuracy: correct / items.length,
@@ -143,7 +145,7 @@ export function registerBench(program: Command, io: Io, signal: AbortSignal): vo
       if (opts.out) {
         const settings = {
           model: md.dir, engine: engine.name, genLength: opts.genLength, blockLength: opts.blockLength, steps: opts.steps ?? opts.genLength,
-          problems: items.length, threads: opts.threads ?? 1, date: new Date().toISOString(),
+          problems: items.length, threads: opts.threads ?? 1, batch: opts.batch, date: new Date().toISOString(),
           machine: { cpu: os.cpus()[0]?.model ?? 'unknown', cores: os.cpus().length, node: process.version, platform: `${os.platform()} ${os.arch()}` },
         };
         await writeFile(opts.out, `${JSON.stringify({ settings, rows }, null, 2)}\n`);

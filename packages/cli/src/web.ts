@@ -5,7 +5,7 @@
 import { Command, Option } from 'commander';
 import { RunError, UsageError } from './errors.js';
 import { intArg } from './parse.js';
-import type { Io } from './main.js';
+import type { Io } from './io.js';
 
 const LOOPBACK = /^(127\.\d+\.\d+\.\d+|::1|localhost)$/;
 
