@@ -1,4 +1,4 @@
-// SPEC §9 streaming: a stream of the committed text never retracts.
+// DESIGN §9 streaming: a stream of the committed text never retracts.
 import { describe, expect, it } from 'vitest';
 import { CommittedText } from '../src/shared/committed.js';
 

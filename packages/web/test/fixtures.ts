@@ -63,7 +63,7 @@ export async function configNotJson(): Promise<string> {
   return dir;
 }
 
-/** LLaDA-8B-Instruct's shape (SPEC §1): far beyond wasm32's 4 GiB at f32 and at bf16. */
+/** LLaDA-8B-Instruct's shape (DESIGN §1): far beyond wasm32's 4 GiB at f32 and at bf16. */
 export const LLADA_8B_CONFIG = {
   model_type: 'llada', d_model: 4096, n_layers: 32, n_heads: 32, n_kv_heads: 32, mlp_hidden_size: 12288, vocab_size: 126464,
   embedding_size: 126464, max_sequence_length: 4096, rope_theta: 500000, rms_norm_eps: 1e-5, mask_token_id: 126336, eos_token_id: 126081,

@@ -146,7 +146,7 @@ describe.skipIf(!haveChromium)(`the page in Chromium (${CHROMIUM})`, () => {
       expect(await page.locator('#stop').isVisible()).toBe(true);
       const blockZero = await page.locator('#canvas .block[data-block="0"] .cell').evaluateAll((cells) => cells.map((c) => (c.classList.contains('masked') ? '.' : '^')).join(''));
       expect(blockZero.replace(/\./g, '').length).toBe(16);
-      // The chat shows only the committed text: the mask-free prefix (SPEC §9).
+      // The chat shows only the committed text: the mask-free prefix (DESIGN §9).
       const partial = (await page.locator('.msg.assistant .text').textContent()) ?? '';
       if (SHOTS) {
         await mkdir(SHOTS, { recursive: true });
@@ -289,7 +289,7 @@ describe.skipIf(!haveChromium)(`the page in Chromium (${CHROMIUM})`, () => {
 
   it('talks to a fast-dllm serve endpoint: streams its text and draws its canvas frames', async () => {
     const requests: Record<string, unknown>[] = [];
-    // Three steps of a 6-position generation, as the server sends them (SPEC §9 deltas + provisional canvas).
+    // Three steps of a 6-position generation, as the server sends them (DESIGN §9 deltas + provisional canvas).
     const frames = [
       { step: 1, nfe: 1, tokens: ['Hel', null, null, null, null, null], committed: [0] },
       { step: 2, nfe: 2, tokens: ['Hel', 'lo', null, '!', null, null], committed: [1, 3] },

@@ -19,7 +19,7 @@ export interface RemoteRequest {
 }
 
 export interface RemoteHandlers {
-  /** Each piece of committed text, in order (SPEC §9: it only grows). */
+  /** Each piece of committed text, in order (DESIGN §9: it only grows). */
   onDelta(text: string): void;
   onCanvas?(frame: CanvasFrame): void;
 }

@@ -1,5 +1,5 @@
 /**
- * SPEC §9 streaming: the committed text of a generation is the decoded longest mask-free prefix of its generated
+ * DESIGN §9 streaming: the committed text of a generation is the decoded longest mask-free prefix of its generated
  * region, cut at the first EOS / end-of-turn token (the scheduler's Generation.committed() gives those ids); it
  * only grows. This class keeps the decoded text from ever retracting.
  */

@@ -5,7 +5,7 @@
 import type { DecodeSettings } from './settings.js';
 
 /**
- * One state of the generated region (SPEC §9's provisional view), the shape `fast-dllm serve` sends as
+ * One state of the generated region (DESIGN §9's provisional view), the shape `fast-dllm serve` sends as
  * `fast_dllm.canvas` in its stream chunks.
  */
 export interface CanvasFrame {
@@ -32,11 +32,11 @@ export interface LocalFrameInfo {
   ends: number[];
   /** Milliseconds since the generation started, the slow-motion delay excluded. */
   elapsedMs: number;
-  /** Committed generated tokens that are not EOS padding (SPEC §5), so far. */
+  /** Committed generated tokens that are not EOS padding (DESIGN §5), so far. */
   contentTokens: number;
 }
 
-/** Statistics of a finished generation (SPEC §5). */
+/** Statistics of a finished generation (DESIGN §5). */
 export interface GenerationSummary {
   nfe: number;
   tokensPerForward: number;

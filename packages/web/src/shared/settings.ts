@@ -11,9 +11,9 @@ export type CacheChoice = 'none' | 'prefix' | 'dual';
 export type RuleChoice = 'threshold' | 'factor' | 'fixed';
 
 export interface DecodeSettings {
-  /** Approximate KV cache (SPEC §4). */
+  /** Approximate KV cache (DESIGN §4). */
   cache: CacheChoice;
-  /** Token selection (SPEC §3): confidence threshold, factor rule, or the fixed schedule. */
+  /** Token selection (DESIGN §3): confidence threshold, factor rule, or the fixed schedule. */
   rule: RuleChoice;
   threshold: number;
   factor: number;
@@ -21,10 +21,10 @@ export interface DecodeSettings {
   steps: number;
   blockLength: number;
   genLength: number;
-  /** 0: greedy; > 0: Gumbel-max sampling (SPEC §3). */
+  /** 0: greedy; > 0: Gumbel-max sampling (DESIGN §3). */
   temperature: number;
   seed: number;
-  /** Stop once a completed block leaves only EOS after the first EOS (SPEC §5). */
+  /** Stop once a completed block leaves only EOS after the first EOS (DESIGN §5). */
   earlyStop: boolean;
   /** A pause before each forward pass, to watch the canvas; excluded from the timings. */
   slowMotionMs: number;
@@ -73,11 +73,11 @@ export const SECTIONS: readonly SectionSpec[] = [
     title: 'Decoding',
     fields: [
       {
-        key: 'cache', label: 'KV cache', help: 'SPEC §4: none = every step a full forward; prefix = cache the prompt and earlier blocks; dual = also the later blocks (DualCache)',
+        key: 'cache', label: 'KV cache', help: 'DESIGN §4: none = every step a full forward; prefix = cache the prompt and earlier blocks; dual = also the later blocks (DualCache)',
         input: { kind: 'select', options: [{ value: 'dual', label: 'dual' }, { value: 'prefix', label: 'prefix' }, { value: 'none', label: 'none' }] },
       },
       {
-        key: 'rule', label: 'Unmasking rule', help: 'SPEC §3: threshold / factor = confidence-aware parallel decoding; fixed = k tokens per step',
+        key: 'rule', label: 'Unmasking rule', help: 'DESIGN §3: threshold / factor = confidence-aware parallel decoding; fixed = k tokens per step',
         input: { kind: 'select', options: [{ value: 'threshold', label: 'threshold τ' }, { value: 'factor', label: 'factor f' }, { value: 'fixed', label: 'fixed schedule' }] },
       },
       {
@@ -92,7 +92,7 @@ export const SECTIONS: readonly SectionSpec[] = [
         key: 'steps', label: 'Steps', help: 'total steps over all blocks; a multiple of the number of blocks',
         input: int(1), visible: (s) => s.rule === 'fixed',
       },
-      { key: 'blockLength', label: 'Block length', help: 'semi-autoregressive block length (SPEC §2); divides the generation length', input: int(1) },
+      { key: 'blockLength', label: 'Block length', help: 'semi-autoregressive block length (DESIGN §2); divides the generation length', input: int(1) },
       { key: 'genLength', label: 'Generation length', help: 'positions generated (the canvas after the prompt)', input: int(1), remote: true },
     ],
   },

@@ -124,7 +124,7 @@ async function run(id: number, messages: ChatMessage[], s: DecodeSettings): Prom
   let nfe = 0;
   let block = 0;
   const info = (): LocalFrameInfo => ({ promptLength: P, blockLength: s.blockLength, block, stops: stops.slice(), ends: ends.slice(), elapsedMs: performance.now() - t0 - paused, contentTokens });
-  /** SPEC §9: committed ids (the scheduler's Generation.committed() / committedPrefix), decoded. */
+  /** DESIGN §9: committed ids (the scheduler's Generation.committed() / committedPrefix), decoded. */
   const decoded = (ids: Int32Array) => (ids.length === 0 ? '' : m.tokenizer.decode(ids, { skipSpecial: true })); // the tokenizer refuses []
   post({ type: 'frame', id, frame: { step: 0, nfe: 0, tokens: tokens.slice(), committed: [] }, info: info(), text: '' });
 
