@@ -1,4 +1,4 @@
-"""Golden token sequences for the scheduler, from an independent PyTorch driver written from SPEC §2-4.
+"""Golden token sequences for the scheduler, from an independent PyTorch driver written from DESIGN §2-4.
 
 Reuses tools/golden/torch_model.py's float64 forward (with its own pre-RoPE K/V cache) and re-implements the
 block loop, the cache plan and the greedy selection rules here, so that the TS scheduler on the TS reference
@@ -106,7 +106,7 @@ def run(model, cfg_ids, case):
             rows = logits[[p - a for p in pos]]  # (n, V)
             ex = np.exp(rows - rows.max(-1, keepdims=True))
             probs = ex / ex.sum(-1, keepdims=True)  # (n, V) clean softmax, the mask token included
-            # SPEC 3: the mask token is never proposed (out of the argmax), but its probability counts above.
+            # DESIGN 3: the mask token is never proposed (out of the argmax), but its probability counts above.
             proposable = probs.copy()
             proposable[:, mask] = -1.0
             tok = proposable.argmax(-1)  # ties to the lowest id
@@ -130,7 +130,7 @@ def main():
         'dream-tiny-f32': [{'kind': 'dream', 'alg': 'maskgit_plus'},
                            {'kind': 'dream', 'alg': 'maskgit_plus', 'threshold': 0.3}],
         # The mask token's raw logit is the largest at ~40% of positions here: the runs hold only if it is never
-        # proposed (SPEC 3).
+        # proposed (DESIGN 3).
         'llada-tiny-maskpref': [{'kind': 'fixed'}, {'kind': 'threshold', 'threshold': 0.3}],
     }
     for name, strategies in plans.items():

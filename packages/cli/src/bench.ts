@@ -1,5 +1,5 @@
 /**
- * `fast-dllm bench`: the paper's ablation table (SPEC §6) on a model and an eval set: accuracy, NFE, tokens per
+ * `fast-dllm bench`: the paper's ablation table (DESIGN §6) on a model and an eval set: accuracy, NFE, tokens per
  * forward, tokens/s and speedup for the baseline, each cache mode, parallel decoding, and their combination.
  */
 import { writeFile } from 'node:fs/promises';
@@ -34,7 +34,7 @@ export interface BenchRow {
   nfe: number;
   /** Generated positions committed per forward pass, over all problems. */
   tokensPerForward: number;
-  /** Non-EOS generated tokens per second of generation time, over all problems (SPEC §5). */
+  /** Non-EOS generated tokens per second of generation time, over all problems (DESIGN §5). */
   tokensPerSecond: number;
   /** tokensPerSecond / the baseline's (null with --sweep-only: no baseline row). */
   speedup: number | null;

@@ -11,6 +11,7 @@ import { registerGenerate } from './generate.js';
 import { registerChat } from './chat.js';
 import { registerBench } from './bench.js';
 import { registerEval } from './eval/command.js';
+import { registerWeb } from './web.js';
 import { processIo, type Io } from './io.js';
 
 
@@ -61,6 +62,7 @@ export function buildProgram(io: Io, signal: AbortSignal): Command {
   registerChat(program, io, signal);
   registerBench(program, io, signal);
   registerEval(program, io, signal);
+  registerWeb(program, io, signal);
 
   return program;
 }
