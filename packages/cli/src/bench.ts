@@ -56,7 +56,7 @@ export interface RowPlan {
   strategy: Strategy;
 }
 
-/** The paper's rows (SPEC §6), then one dual-cache row per sweep threshold. */
+/** The paper's rows (DESIGN §6), then one dual-cache row per sweep threshold. */
 export function rowsFor(tau: number, factor: number, sweep: readonly number[] | null, sweepOnly: boolean): RowPlan[] {
   const fixed: Strategy = { kind: 'fixed', remasking: 'low_confidence' };
   const rows: RowPlan[] = [
@@ -78,7 +78,7 @@ export interface RowTotals {
   nfe: number;
   /** Generated positions committed, over all forwards. */
   committed: number;
-  /** Non-EOS generated tokens (SPEC §5). */
+  /** Non-EOS generated tokens (DESIGN §5). */
   content: number;
   /** Generation wall time of the row, ms. */
   wallMs: number;

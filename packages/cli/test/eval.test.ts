@@ -50,7 +50,7 @@ describe('fast-dllm eval', () => {
     expect(row.nfe).toBe(bench.nfe);
     expect(row.accuracy).toBeGreaterThanOrEqual(0.9); // the bundled model solves its task: equality is not 0 = 0
 
-    // Batched through the scheduler's driver: the same outputs, NFE and scores, problem by problem (SPEC §7).
+    // Batched through the scheduler's driver: the same outputs, NFE and scores, problem by problem (DESIGN §7).
     const batchedOut = join(dir, 'gsm8k-batch4.json');
     const batched = await runCli(['eval', '--task', 'gsm8k', '--data', fx('default-model-gsm8k.jsonl'), '--shots', '0', '--prompt-style', 'bare',
       '--cache', 'dual', '--threshold', '0.9', '--batch', '4', '--out', batchedOut, ...recipe], { timeoutMs: 120_000 });

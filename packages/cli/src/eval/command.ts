@@ -1,6 +1,6 @@
 /**
  * `fast-dllm eval`: a benchmark (GSM8K, MATH, HumanEval, MBPP) read from its official file, prompted and scored
- * as lm-evaluation-harness does, decoded with the chosen settings or the paper's rows (SPEC §6); prints the
+ * as lm-evaluation-harness does, decoded with the chosen settings or the paper's rows (DESIGN §6); prints the
  * paper's table and writes per-problem records with --out.
  */
 import { writeFile } from 'node:fs/promises';

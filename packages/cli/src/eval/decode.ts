@@ -1,7 +1,7 @@
 /**
  * Every generation of `fast-dllm eval` goes through `decodeAll`: the scheduler's batch driver (`decodeMany`,
  * DESIGN §7, through the model dir's runMany) with up to `batch` sequences in each forward pass. Batch
- * invariance (SPEC §7) keeps each problem's tokens and NFE what they are alone, so --batch changes the time, not
+ * invariance (DESIGN §7) keeps each problem's tokens and NFE what they are alone, so --batch changes the time, not
  * the scores.
  */
 import { setMaxListeners } from 'node:events';
