@@ -4,7 +4,6 @@
  * invariance (DESIGN §7) keeps each problem's tokens and NFE what they are alone, so --batch changes the time, not
  * the scores.
  */
-import { setMaxListeners } from 'node:events';
 import type { Engine, GenerationRequest, GenerationResult } from '@fast-dllm/scheduler';
 import type { ModelDir } from '../modeldir.js';
 
@@ -18,16 +17,5 @@ export interface DecodeAllOptions {
 
 /** Results in input order. */
 export async function decodeAll(md: ModelDir, engine: Engine, requests: readonly GenerationRequest[], o: DecodeAllOptions): Promise<GenerationResult[]> {
-  // The driver listens on the signal once per submitted request; a benchmark submits hundreds, which Node would
-  // report as a listener leak. A per-call signal that follows the caller's carries them.
-  const local = new AbortController();
-  setMaxListeners(requests.length + 16, local.signal);
-  const follow = () => local.abort(o.signal?.reason);
-  if (o.signal?.aborted) follow();
-  else o.signal?.addEventListener('abort', follow, { once: true });
-  try {
-    return await md.runMany(engine, requests, { batch: o.batch, signal: local.signal, onResult: o.onResult });
-  } finally {
-    o.signal?.removeEventListener('abort', follow);
-  }
+  return md.runMany(engine, requests, { batch: o.batch, signal: o.signal, onResult: o.onResult });
 }
