@@ -49,9 +49,17 @@ interface EvalLike {
   answer: string;
 }
 
-function rowsFor(tau: number, factor: number, sweep: readonly number[] | null, sweepOnly: boolean): Array<{ name: string; cache: CacheMode; strategy: Strategy }> {
+/** One row of the table: a name, a cache mode and a strategy. */
+export interface RowPlan {
+  name: string;
+  cache: CacheMode;
+  strategy: Strategy;
+}
+
+/** The paper's rows (DESIGN §6), then one dual-cache row per sweep threshold. */
+export function rowsFor(tau: number, factor: number, sweep: readonly number[] | null, sweepOnly: boolean): RowPlan[] {
   const fixed: Strategy = { kind: 'fixed', remasking: 'low_confidence' };
-  const rows: Array<{ name: string; cache: CacheMode; strategy: Strategy }> = [
+  const rows: RowPlan[] = [
     { name: 'baseline', cache: 'none', strategy: fixed },
     { name: '+ prefix cache', cache: 'prefix', strategy: fixed },
     { name: '+ dual cache', cache: 'dual', strategy: fixed },
@@ -63,11 +71,53 @@ function rowsFor(tau: number, factor: number, sweep: readonly number[] | null, s
   return sweepOnly ? sweepRows : [...rows, ...sweepRows];
 }
 
-export function markdownTable(rows: BenchRow[]): string {
-  const out = ['| setting | accuracy % | NFE | tokens/forward | tokens/s | speedup | wall s | wall speedup |', '|---|---|---|---|---|---|---|---|'];
+/** Sums over one row's generations. */
+export interface RowTotals {
+  problems: number;
+  correct: number;
+  nfe: number;
+  /** Generated positions committed, over all forwards. */
+  committed: number;
+  /** Non-EOS generated tokens (DESIGN §5). */
+  content: number;
+  /** Generation wall time of the row, ms. */
+  wallMs: number;
+}
+
+/**
+ * A table row from its totals. Speedups are against `baseline`: 'self' for the baseline row itself (1x), null
+ * when the run has no baseline row.
+ */
+export function benchRow(plan: RowPlan, t: RowTotals, baseline: BenchRow | 'self' | null): BenchRow {
+  const tps = t.wallMs > 0 ? t.content / (t.wallMs / 1000) : 0;
+  const ratio = (f: (b: BenchRow) => number) => (baseline === null ? null : baseline === 'self' ? 1 : f(baseline));
+  return {
+    name: plan.name, cache: plan.cache, strategy: plan.strategy, problems: t.problems, accuracy: t.correct / t.problems,
+    nfe: t.nfe / t.problems, tokensPerForward: t.committed / t.nfe, tokensPerSecond: tps,
+    speedup: ratio((b) => tps / b.tokensPerSecond),
+    wallTimeMs: t.wallMs, wallSpeedup: ratio((b) => b.wallTimeMs / t.wallMs),
+  };
+}
+
+/** The machine a result was measured on, for --out files. */
+export function machineInfo(): { cpu: string; cores: number; node: string; platform: string } {
+  return { cpu: os.cpus()[0]?.model ?? 'unknown', cores: os.cpus().length, node: process.version, platform: `${os.platform()} ${os.arch()}` };
+}
+
+/** An extra column after "accuracy %" (eval: the task's other metrics). */
+export interface ExtraColumn<R> {
+  header: string;
+  cell: (row: R) => string;
+}
+
+export function markdownTable<R extends BenchRow>(rows: R[], extra: ReadonlyArray<ExtraColumn<R>> = []): string {
+  const headers = ['setting', 'accuracy %', ...extra.map((c) => c.header), 'NFE', 'tokens/forward', 'tokens/s', 'speedup', 'wall s', 'wall speedup'];
+  const out = [`| ${headers.join(' | ')} |`, `|${headers.map(() => '---|').join('')}`];
   for (const r of rows) {
-    out.push(`| ${r.name} | ${(100 * r.accuracy).toFixed(1)} | ${r.nfe.toFixed(1)} | ${r.tokensPerForward.toFixed(2)} | ${r.tokensPerSecond.toFixed(1)} | ` +
-      `${r.speedup === null ? '—' : `${r.speedup.toFixed(2)}x`} | ${(r.wallTimeMs / 1000).toFixed(2)} | ${r.wallSpeedup === null ? '—' : `${r.wallSpeedup.toFixed(2)}x`} |`);
+    const cells = [r.name, (100 * r.accuracy).toFixed(1), ...extra.map((c) => c.cell(r)), r.nfe.toFixed(1), r.tokensPerForward.toFixed(2),
+      r.tokensPerSecond.toFixed(1), r.speedup === null ? '—' : `${r.speedup.toFixed(2)}x`, (r.wallTimeMs / 1000).toFixed(2),
+      r.wallSpeedup === null ? '—' : `${r.wallSpeedup.toFixed(2)}x`];
+    out.push(`| ${cells.join(' | ')} |`);
   }
   return out.join('\n');
 }
@@ -130,13 +180,7 @@ export function registerBench(program: Command, io: Io, signal: AbortSignal): vo
             committed += r.stats.tokensPerForward * r.stats.nfe;
             content += r.stats.contentTokens;
           });
-          const tps = ms > 0 ? content / (ms / 1000) : 0;
-          rows.push({
-            name: p.name, cache: p.cache, strategy: p.strategy, problems: items.length, accuracy: correct / items.length,
-            nfe: nfe / items.length, tokensPerForward: committed / nfe, tokensPerSecond: tps,
-            speedup: !hasBaseline ? null : rows.length === 0 ? 1 : tps / rows[0].tokensPerSecond,
-            wallTimeMs: ms, wallSpeedup: !hasBaseline ? null : rows.length === 0 ? 1 : rows[0].wallTimeMs / ms,
-          });
+          rows.push(benchRow(p, { problems: items.length, correct, nfe, committed, content, wallMs: ms }, !hasBaseline ? null : rows[0] ?? 'self'));
         }
       } finally {
         bar?.stop();
@@ -146,7 +190,7 @@ export function registerBench(program: Command, io: Io, signal: AbortSignal): vo
         const settings = {
           model: md.dir, engine: engine.name, genLength: opts.genLength, blockLength: opts.blockLength, steps: opts.steps ?? opts.genLength,
           problems: items.length, threads: opts.threads ?? 1, batch: opts.batch, date: new Date().toISOString(),
-          machine: { cpu: os.cpus()[0]?.model ?? 'unknown', cores: os.cpus().length, node: process.version, platform: `${os.platform()} ${os.arch()}` },
+          machine: machineInfo(),
         };
         await writeFile(opts.out, `${JSON.stringify({ settings, rows }, null, 2)}\n`);
       }

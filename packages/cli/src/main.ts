@@ -10,6 +10,8 @@ import { defaultCacheDir, pull } from './pull.js';
 import { registerGenerate } from './generate.js';
 import { registerChat } from './chat.js';
 import { registerBench } from './bench.js';
+import { registerEval } from './eval/command.js';
+import { registerWeb } from './web.js';
 import { processIo, type Io } from './io.js';
 
 
@@ -59,6 +61,8 @@ export function buildProgram(io: Io, signal: AbortSignal): Command {
   registerGenerate(program, io, signal);
   registerChat(program, io, signal);
   registerBench(program, io, signal);
+  registerEval(program, io, signal);
+  registerWeb(program, io, signal);
 
   return program;
 }
