@@ -11,7 +11,7 @@ import { Option } from 'commander';
 import cliProgress from 'cli-progress';
 import type { GenerationResult } from '@fast-dllm/scheduler';
 import { benchRow, machineInfo, markdownTable, rowsFor, type BenchRow, type ExtraColumn, type RowPlan } from '../bench.js';
-import { addDecodeOptions, checkFlags, checkRequest, decodingFrom, requestFrom, type DecodeFlags } from '../decode.js';
+import { DEFAULT_BLOCK_LENGTH, addDecodeOptions, checkFlags, checkRequest, decodingFrom, requestFrom, type DecodeFlags } from '../decode.js';
 import { UsageError } from '../errors.js';
 import { answerIds, withEngine } from '../generate.js';
 import type { Io } from '../io.js';
@@ -65,9 +65,9 @@ export function textDecoder(md: ModelDir): (tokens: Int32Array) => string {
   const tok = md.tokenizer!;
   const same = (a: number[], b: number[]) => a.length === b.length && a.every((x, i) => x === b[i]);
   const spaced = same(tok.encode('1 6', { addSpecial: false }), tok.encode('16', { addSpecial: false })) && tok.decode(tok.encode('16', { addSpecial: false })) !== '16';
-  const { eos, endOfTurn } = md.description.special;
+  const { stopIds } = md.description;
   return (tokens) => {
-    const text = tok.decode(answerIds(tokens, eos, endOfTurn), { skipSpecial: true });
+    const text = tok.decode(answerIds(tokens, stopIds), { skipSpecial: true });
     return spaced ? text.replace(/(?<=\d) (?=\d)/g, '') : text;
   };
 }
@@ -167,8 +167,9 @@ export function registerEval(program: Command, io: Io, signal: AbortSignal): voi
       maxBatch = engine.capabilities.maxBatch;
       if (opts.batch > maxBatch) io.stderr(`note: --batch ${opts.batch}: the ${engine.name} engine takes at most ${maxBatch} sequences per pass\n`);
       // One untimed block of the first problem, so that the first row does not also pay the engine's warm-up.
-      const stepsPerBlock = (opts.steps ?? opts.genLength) / (opts.genLength / opts.blockLength);
-      await decodeAll(md, engine, [requestFrom({ ...opts, genLength: opts.blockLength, steps: stepsPerBlock }, prompts[0], { ...plan[0], description: plan[0].name })], { batch: 1, signal });
+      const blockLength = opts.blockLength ?? DEFAULT_BLOCK_LENGTH;
+      const stepsPerBlock = (opts.steps ?? opts.genLength) / (opts.genLength / blockLength);
+      await decodeAll(md, engine, [requestFrom({ ...opts, genLength: blockLength, steps: stepsPerBlock }, prompts[0], { ...plan[0], description: plan[0].name })], { batch: 1, signal });
       bar?.start(plan.length * n, 0, { row: plan[0].name, phase: 'decoding' });
       try {
         for (const p of plan) {

@@ -76,7 +76,7 @@ async function load(source: ModelSource, options: LoadOptions): Promise<void> {
     { threads: options.threads, weightDType: options.weightDType, buildUrl: options.wasmUrl, workerUrl: options.kernelWorkerUrl },
   );
   const d = plan.description;
-  loaded = { engine, tokenizer: plan.tokenizer, maxPositions: d.maxPositions, maskId: d.special.mask, eosId: d.special.eos, stopIds: stopIdsOf(engine.model) };
+  loaded = { engine, tokenizer: plan.tokenizer, maxPositions: d.maxPositions, maskId: d.special.mask, eosId: d.special.eos, stopIds: [...stopIdsOf(engine.model)] };
   const gc = plan.generationConfig ?? {};
   const posInt = (v: unknown) => (typeof v === 'number' && Number.isInteger(v) && v > 0 ? v : undefined);
   const defaults = Object.fromEntries(
