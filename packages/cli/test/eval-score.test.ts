@@ -175,7 +175,7 @@ describe('decoded text', () => {
     encode: (t: string) => [...t].map((c) => c.charCodeAt(0)),
     decode: (ids: ArrayLike<number>) => Array.from(ids, (i) => String.fromCharCode(i)).join(''),
   };
-  const md = (tokenizer: object) => ({ tokenizer, description: { special: { eos: 1, endOfTurn: 2 } } }) as unknown as ModelDir;
+  const md = (tokenizer: object) => ({ tokenizer, description: { special: { eos: 1, endOfTurn: 2 }, stopIds: [1, 2] } }) as unknown as ModelDir;
   const ids = (s: string) => Int32Array.from([...s].map((c) => c.charCodeAt(0)));
 
   it('joins digits only where the tokenizer cannot represent the space between them, and stops at EOS', () => {
