@@ -10,6 +10,7 @@ import { defaultCacheDir, pull } from './pull.js';
 import { registerGenerate } from './generate.js';
 import { registerChat } from './chat.js';
 import { registerBench } from './bench.js';
+import { registerServe } from './serve.js';
 
 export interface Io {
   stdout: (s: string) => void;
@@ -66,6 +67,7 @@ export function buildProgram(io: Io, signal: AbortSignal): Command {
   registerGenerate(program, io, signal);
   registerChat(program, io, signal);
   registerBench(program, io, signal);
+  registerServe(program, io, signal);
 
   return program;
 }
