@@ -31,7 +31,8 @@ interface ServeFlags {
 }
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
-const LOOPBACK = new Set(['127.0.0.1', '::1', 'localhost']);
+/** 127.0.0.0/8, ::1 and localhost reach only this machine. */
+const isLoopback = (host: string) => /^127\.\d+\.\d+\.\d+$/.test(host) || host === '::1' || host === 'localhost';
 
 export function registerServe(program: Command, io: Io, signal: AbortSignal): void {
   program
@@ -92,7 +93,7 @@ export function registerServe(program: Command, io: Io, signal: AbortSignal): vo
         throw new UsageError(`cannot listen on ${opts.host}:${opts.port}: ${(e as Error).message}`);
       }
       log(`fast-dllm serve: listening on ${address} (model '${id}' from ${md.dir}); loading the engine`);
-      if (!LOOPBACK.has(opts.host) && opts.apiKey === undefined) {
+      if (!isLoopback(opts.host) && opts.apiKey === undefined) {
         log(`warning: --host ${opts.host} exposes the server to the network without an API key; anyone who can reach it can use it (set --api-key or FAST_DLLM_API_KEY)`);
       }
 

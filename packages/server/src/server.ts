@@ -137,6 +137,7 @@ export async function createServer(opts: ServerOptions): Promise<FastDllmServer>
     // Validate as written: no type coercion, no silently dropped fields, no defaults filled in.
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false, useDefaults: false, allErrors: false, allowUnionTypes: true } },
   });
+  app.removeContentTypeParser('text/plain'); // bodies are JSON; anything else is a 415
   await app.register(fastifySSE, { heartbeatInterval: 15_000, serializer: (d: unknown) => (typeof d === 'string' ? d : JSON.stringify(d)) });
   if (opts.corsOrigins?.length) {
     await app.register(fastifyCors, { origin: opts.corsOrigins.includes('*') ? '*' : opts.corsOrigins, methods: ['GET', 'POST', 'OPTIONS'] });
