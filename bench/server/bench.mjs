@@ -76,7 +76,10 @@ async function request(url, path, body) {
 async function metricsOf(url) {
   const t = await (await fetch(`${url}/metrics`)).text();
   const get = (n) => Number(new RegExp(`^${n} (\\S+)$`, 'm').exec(t)[1]);
-  return { passes: get('fast_dllm_passes_total'), forwards: get('fast_dllm_forwards_total'), committed: get('fast_dllm_committed_tokens_total'), passSeconds: get('fast_dllm_pass_seconds_sum') };
+  return {
+    passes: get('fast_dllm_passes_total'), forwards: get('fast_dllm_forwards_total'), committed: get('fast_dllm_committed_tokens_total'),
+    passSeconds: get('fast_dllm_pass_seconds_sum'), rss: get('process_resident_memory_bytes'),
+  };
 }
 
 const pct = (xs, p) => {
@@ -113,11 +116,12 @@ async function sweep(url, path, bodies) {
       answerTokens: tokens, meanNfe: results.reduce((a, r) => a + r.nfe, 0) / results.length,
       passes, meanSequencesPerPass: (after.forwards - before.forwards) / passes, meanPassMs: (1000 * (after.passSeconds - before.passSeconds)) / passes,
       textsAsOneAtATime: texts.every((t, i) => t === reference[i]),
+      serverRssMiB: after.rss / 2 ** 20,
     };
     rows.push(row);
     console.log(`  c=${String(c).padStart(2)}: ${row.answerTokensPerSecond.toFixed(1)} answer tok/s, ${row.committedPerSecond.toFixed(1)} committed/s, ` +
       `p50 ${row.p50Ms.toFixed(0)} ms, p95 ${row.p95Ms.toFixed(0)} ms, ttft p50 ${row.ttftP50Ms.toFixed(0)} ms, ` +
-      `${row.meanSequencesPerPass.toFixed(1)} seq/pass, ${row.meanPassMs.toFixed(1)} ms/pass, same texts: ${row.textsAsOneAtATime}`);
+      `${row.meanSequencesPerPass.toFixed(1)} seq/pass, ${row.meanPassMs.toFixed(1)} ms/pass, server RSS ${row.serverRssMiB.toFixed(0)} MiB, same texts: ${row.textsAsOneAtATime}`);
   }
   const one = rows.find((r) => r.concurrency === 1);
   for (const r of rows) r.speedupOverOneAtATime = one ? r.answerTokensPerSecond / one.answerTokensPerSecond : null;
@@ -174,10 +178,10 @@ const md = [`# fast-dllm serve benchmark, ${results.date}`, '',
   `Machine: ${results.machine.cpu}, ${results.machine.cores} cores, Node ${results.machine.node}, load ${results.machine.load1AtStart.toFixed(1)} at start. ` +
   `Engine wasm, ${threads} thread(s), server batch 32.`, ''];
 for (const w of results.workloads) {
-  md.push(`## ${w.name}`, '', '| clients | requests | answer tok/s | × one at a time | committed pos/s | req/s | p50 ms | p95 ms | first text p50 ms | seq/pass | ms/pass | mean NFE | same texts |',
-    '|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|:---:|');
+  md.push(`## ${w.name}`, '', '| clients | requests | answer tok/s | × one at a time | committed pos/s | req/s | p50 ms | p95 ms | first text p50 ms | seq/pass | ms/pass | mean NFE | server RSS MiB | same texts |',
+    '|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|:---:|');
   for (const r of w.rows) {
-    md.push(`| ${r.concurrency} | ${r.requests} | ${r.answerTokensPerSecond.toFixed(1)} | ${r.speedupOverOneAtATime?.toFixed(2) ?? ''} | ${r.committedPerSecond.toFixed(1)} | ${r.requestsPerSecond.toFixed(2)} | ${r.p50Ms.toFixed(0)} | ${r.p95Ms.toFixed(0)} | ${r.ttftP50Ms.toFixed(0)} | ${r.meanSequencesPerPass.toFixed(1)} | ${r.meanPassMs.toFixed(1)} | ${r.meanNfe.toFixed(1)} | ${r.textsAsOneAtATime ? 'yes' : 'NO'} |`);
+    md.push(`| ${r.concurrency} | ${r.requests} | ${r.answerTokensPerSecond.toFixed(1)} | ${r.speedupOverOneAtATime?.toFixed(2) ?? ''} | ${r.committedPerSecond.toFixed(1)} | ${r.requestsPerSecond.toFixed(2)} | ${r.p50Ms.toFixed(0)} | ${r.p95Ms.toFixed(0)} | ${r.ttftP50Ms.toFixed(0)} | ${r.meanSequencesPerPass.toFixed(1)} | ${r.meanPassMs.toFixed(1)} | ${r.meanNfe.toFixed(1)} | ${r.serverRssMiB.toFixed(0)} | ${r.textsAsOneAtATime ? 'yes' : 'NO'} |`);
   }
   md.push('');
 }
