@@ -164,7 +164,8 @@ export async function createServer(opts: ServerOptions): Promise<FastDllmServer>
   if (opts.apiKey !== undefined) {
     const want = digest(opts.apiKey);
     app.addHook('onRequest', async (req) => {
-      if (!req.url.startsWith('/v1/') || req.method === 'OPTIONS') return;
+      // The matched route, not the raw URL: '/%761/models' routes to /v1/models too.
+      if (!req.routeOptions.url?.startsWith('/v1/') || req.method === 'OPTIONS') return;
       const m = /^Bearer\s+(.+)$/i.exec(req.headers.authorization ?? '');
       if (!m || !timingSafeEqual(digest(m[1].trim()), want)) {
         throw new ApiError(401, m ? 'invalid API key' : 'missing API key: send the header Authorization: Bearer <key>', 'authentication_error', null, 'invalid_api_key', { 'WWW-Authenticate': 'Bearer' });

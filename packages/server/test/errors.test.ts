@@ -133,6 +133,8 @@ describe('API key', () => {
       expect(j.error).toMatchObject({ type: 'authentication_error', code: 'invalid_api_key' });
     }
     expect((await fetch(`${keyed.url}/v1/models`)).status).toBe(401);
+    expect((await fetch(`${keyed.url}/%761/models`)).status).toBe(401); // an encoded path reaches the same route
+    expect((await fetch(`${keyed.url}/v1/models?x=/health`)).status).toBe(401);
     expect((await post({ authorization: 'Bearer sekret-key' })).status).toBe(200);
     expect((await keyed.client.chat.completions.create({ model: MODEL_ID, messages: [{ role: 'user', content: 'What is 23 + 48 ?' }] })).choices[0].message.content).toContain('answer: 71');
     expect((await fetch(`${keyed.url}/health`)).status).toBe(200);
