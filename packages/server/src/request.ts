@@ -153,14 +153,24 @@ export function buildJob(body: ChatBody & CompletionBody, prompt: Int32Array, ch
   if (present(body.max_tokens) && present(body.max_completion_tokens) && body.max_tokens !== body.max_completion_tokens) {
     throw badRequest('max_completion_tokens', 'max_tokens and max_completion_tokens disagree; send one', 'conflicting_values');
   }
-  const blockLength = body.block_length ?? limits.defaults.blockLength;
   const room = target.model.maxPositions - prompt.length; // positions left for the generation
   const asked = body.max_completion_tokens ?? body.max_tokens ?? null;
   if (room < 1) {
     throw badRequest(promptParam, `the prompt has ${prompt.length} tokens; the model takes at most ${target.model.maxPositions} positions, prompt and answer together`, 'context_length_exceeded');
   }
-  // Without a max_tokens, the default shrinks to whole blocks that fit after the prompt.
-  const maxTokens = asked ?? Math.min(limits.defaults.maxTokens, Math.floor(room / blockLength) * blockLength || room);
+  let blockLength = body.block_length ?? limits.defaults.blockLength;
+  let maxTokens: number;
+  if (asked !== null) {
+    maxTokens = asked;
+  } else {
+    // Without a max_tokens the default shrinks to the whole blocks that fit after the prompt; when not even one
+    // default block fits, to one block of what is left.
+    maxTokens = Math.min(limits.defaults.maxTokens, Math.floor(room / blockLength) * blockLength);
+    if (maxTokens === 0 && body.block_length == null) maxTokens = blockLength = room;
+    if (maxTokens === 0) {
+      throw badRequest(promptParam, `the prompt (${prompt.length} tokens) leaves ${room} of the model's ${target.model.maxPositions} positions, less than one block of ${blockLength}; shorten the prompt or lower block_length`, 'context_length_exceeded');
+    }
+  }
   const genLength = Math.ceil(maxTokens / blockLength) * blockLength;
   if (genLength > room) {
     const param = asked !== null ? (present(body.max_completion_tokens) ? 'max_completion_tokens' : 'max_tokens') : promptParam;
