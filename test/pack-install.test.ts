@@ -2,7 +2,7 @@
  * The packages as a user gets them: `npm pack` of every publishable workspace package, the tarballs installed
  * into an empty project in the OS temp directory (third-party dependencies from the npm registry, nothing from
  * this repository), then `npx fast-dllm generate --json` on the WASM engine with the bundled model, the engine
- * auto-selection, and the code examples of the packages' READMEs, all run there.
+ * auto-selection, `fast-dllm web` serving the page, and the code examples of the packages' READMEs, all run there.
  * Needs the packages built (the root `npm install` builds them) and the npm registry (or a warm npm cache).
  */
 import { spawn } from 'node:child_process';
@@ -251,6 +251,38 @@ describe('packed packages installed into an empty project', () => {
     expect(r.stderr).toMatch(/^engine: /m);
     console.log(`pack-install: auto engine: ${r.stderr.split('\n').find((l) => l.startsWith('engine: '))}`);
     expect(Array.isArray((JSON.parse(r.stdout) as { outputIds: unknown }).outputIds)).toBe(true);
+  });
+
+  it('fast-dllm web serves the page, its worker and kernels, and the bundled model from the installed packages', async () => {
+    const child = spawn(process.execPath, [join(app, 'node_modules', '@fast-dllm', 'cli', 'bin', 'fast-dllm.js'), 'web', '--port', '0'],
+      { cwd: app, env: isolatedEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+    const exited = new Promise<number | null>((r) => child.on('close', r));
+    try {
+      const url = await new Promise<string>((ok, fail) => {
+        const timer = setTimeout(() => fail(new Error(`fast-dllm web did not start: ${err}`)), RUN_TIMEOUT_MS);
+        child.stdout.on('data', (d: Buffer) => {
+          out += d.toString();
+          const m = /serving (http:\/\/\S+\/) /.exec(out);
+          if (m) {
+            clearTimeout(timer);
+            ok(m[1]);
+          }
+        });
+        void exited.then((code) => fail(new Error(`fast-dllm web exited with ${code}: ${err}`)));
+      });
+      for (const path of ['', 'app.js', 'engine-worker.js', 'kernel-worker.js', 'wasm/threads-fma.wasm', 'models/default/config.json']) {
+        const r = await fetch(new URL(path, url));
+        expect(r.status, path).toBe(200);
+        expect(r.headers.get('cross-origin-embedder-policy'), path).toBe('require-corp');
+        expect((await r.arrayBuffer()).byteLength, path).toBeGreaterThan(0);
+      }
+    } finally {
+      child.kill('SIGINT');
+    }
+    expect(await exited).toBe(0);
   });
 
   it("the READMEs' marked code examples run in the installed project and print what the READMEs quote", async () => {

@@ -1,6 +1,6 @@
 /**
  * The scheduler end to end on the reference engine with the fixture models: every strategy under every cache
- * mode, and the cases where SPEC §4 makes a cached run equal to the no-cache run.
+ * mode, and the cases where DESIGN §4 makes a cached run equal to the no-cache run.
  */
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -69,7 +69,7 @@ describe.each([
         checkRun(engine, req, r, cache);
         if (strategy.kind === 'fixed') expect(r.stats.nfe).toBe(req.steps);
         if (engine.model.shiftLogits && cache !== 'none') {
-          // SPEC §4: each block's full forward commits exactly the block's first position.
+          // DESIGN §4: each block's full forward commits exactly the block's first position.
           const opening = r.steps.filter((s) => s.mode === 'full').map((s) => Array.from(s.positions));
           expect(opening).toEqual([[4], [12]]);
         }

@@ -34,7 +34,7 @@ export const FIXTURES = fileURLToPath(new URL('../fixtures', import.meta.url));
 export const modelDir = (name: string) => `${FIXTURES}/models/${name}`;
 
 /** The golden fixtures: tiny random LLaDA and Dream models, f32 and bf16, one sharded. */
-export const MODELS = ['llada-tiny-f32', 'llada-tiny-bf16', 'llada-tiny-sharded', 'dream-tiny-f32', 'dream-tiny-bf16'];
+export const MODELS = ['llada-tiny-f32', 'llada-tiny-bf16', 'llada-tiny-sharded', 'dream-tiny-f32', 'dream-tiny-bf16', 'llada-tiny-maskpref'];
 
 const ENTRIES: EngineEntry[] = [
   { label: 'reference', provider: referenceProvider, options: {}, tolerance: 1e-5, measured: 'measured 0: float64 on both sides, same float32 rounding', delta: 1e-9 },

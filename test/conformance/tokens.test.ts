@@ -23,10 +23,11 @@ interface GoldenRun {
   minGap: number;
 }
 
-const MODELS = ['llada-tiny-f32', 'dream-tiny-f32'];
+const MODELS = ['llada-tiny-f32', 'dream-tiny-f32', 'llada-tiny-maskpref'];
 const SAMPLED: Record<string, Strategy[]> = {
   'llada-tiny-f32': [{ kind: 'fixed' }, { kind: 'threshold', threshold: 0.9 }],
   'dream-tiny-f32': [{ kind: 'dream', alg: 'entropy' }, { kind: 'dream', alg: 'maskgit_plus' }],
+  'llada-tiny-maskpref': [{ kind: 'fixed' }, { kind: 'threshold', threshold: 0.9 }],
 };
 
 for (const entry of await engineEntries()) {

@@ -6,6 +6,7 @@ import { open, readFile, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { readModelConfig, type ModelDescription } from '@fast-dllm/model';
 import { UsageError } from './errors.js';
+import { AUTO_ORDER, loadProvider } from './engines.js';
 
 export interface TensorSummary {
   name: string;
@@ -24,8 +25,13 @@ export interface Inspection extends Pick<
   dtypes: Record<string, number>;
   /** Bytes of weights on disk. */
   weightBytes: number;
-  /** Bytes each engine needs for weights plus a full-length K/V cache (f32 K/V for CPU, bf16 on CUDA). */
-  memory: Record<'reference' | 'wasm' | 'cuda', { weights: number; kvCache: number; total: number }>;
+  /**
+   * Bytes each engine needs for its weights and the K/V cache of one sequence of `canvas` tokens, in the engine's
+   * own storage, answered by the engine package itself (or why it cannot say).
+   */
+  memory: Record<string, { weights: number; kvCache: number; total: number; weightDType: string; cacheDType: string } | { error: string }>;
+  /** Canvas length the memory is given for. */
+  canvas: number;
   special: Record<string, number | undefined>;
   /** Text of each special token id, from the tokenizer files when present. */
   specialText: Record<string, string | undefined>;
@@ -73,7 +79,7 @@ export async function readSafetensorsHeader(path: string): Promise<TensorSummary
   }
 }
 
-export async function inspectModel(dir: string): Promise<Inspection> {
+export async function inspectModel(dir: string, opts: { canvas?: number } = {}): Promise<Inspection> {
   const cfgPath = join(dir, 'config.json');
   const cfg = await readJson(cfgPath, 'config.json');
   // The model package's normalisation, so inspect reports exactly what the engines will use.
@@ -105,13 +111,22 @@ export async function inspectModel(dir: string): Promise<Inspection> {
       dtypes[t.dtype] = (dtypes[t.dtype] ?? 0) + 1;
     }
   }
-  // K and V for every layer and position of a full-length canvas.
-  const kvElems = 2 * numLayers * numKvHeads * headDim * maxPositions;
-  const mem = (wBytesPerParam: number, kvBytes: number) => {
-    const weights = parameters * wBytesPerParam;
-    const kvCache = kvElems * kvBytes;
-    return { weights, kvCache, total: weights + kvCache };
-  };
+  const canvas = opts.canvas ?? Math.min(maxPositions, 4096);
+  if (canvas > maxPositions) throw new UsageError(`--canvas ${canvas} exceeds the model's ${maxPositions} positions`);
+  const memory: Inspection['memory'] = {};
+  for (const name of AUTO_ORDER.slice().reverse()) {
+    const p = await loadProvider(name);
+    if (typeof p === 'string') {
+      memory[name] = { error: p };
+      continue;
+    }
+    try {
+      const m = await p.estimateMemory(dir, { maxLength: canvas });
+      memory[name] = { weights: m.weightBytes, kvCache: m.sequenceBytes, total: m.weightBytes + m.sequenceBytes, weightDType: m.weightDType, cacheDType: m.cacheDType };
+    } catch (e) {
+      memory[name] = { error: (e as Error).message.split('\n')[0] };
+    }
+  }
 
   const special: Record<string, number | undefined> = {
     mask: d.special.mask, eos: d.special.eos, endOfTurn: d.special.endOfTurn, bos: d.special.bos, pad: d.special.pad,
@@ -130,7 +145,7 @@ export async function inspectModel(dir: string): Promise<Inspection> {
   return {
     dir, architecture, modelType, hiddenSize, numLayers, numHeads, numKvHeads, headDim, intermediateSize, vocabSize,
     maxPositions, parameters, dtypes, weightBytes,
-    memory: { reference: mem(4, 4), wasm: mem(4, 4), cuda: mem(2, 2) },
+    memory, canvas,
     special, specialText, files: names.sort(),
   };
 }
@@ -154,10 +169,11 @@ export function formatInspection(r: Inspection): string {
     `vocab:         ${r.vocabSize}, max positions ${r.maxPositions}`,
     `parameters:    ${params} (${r.parameters})`,
     `dtypes:        ${Object.entries(r.dtypes).map(([d, c]) => `${d} x${c}`).join(', ')}; ${formatBytes(r.weightBytes)} on disk`,
-    'memory (weights + K/V cache at max positions):',
+    `memory (weights + K/V cache of one ${r.canvas}-token sequence, as each engine stores them):`,
   ];
   for (const [e, m] of Object.entries(r.memory)) {
-    lines.push(`  ${e.padEnd(10)} ${formatBytes(m.total)} (${formatBytes(m.weights)} + ${formatBytes(m.kvCache)})`);
+    if ('error' in m) lines.push(`  ${e.padEnd(10)} (cannot say: ${m.error})`);
+    else lines.push(`  ${e.padEnd(10)} ${formatBytes(m.total)} (${m.weightDType} weights ${formatBytes(m.weights)} + ${m.cacheDType} K/V ${formatBytes(m.kvCache)})`);
   }
   lines.push('special tokens:');
   for (const [k, id] of Object.entries(r.special)) {

@@ -8,7 +8,7 @@ import { Option, type Command } from 'commander';
 import type { Engine } from '@fast-dllm/scheduler';
 import { ENGINE_CHOICES, openEngine } from './engines.js';
 import { RunError, UsageError } from './errors.js';
-import type { Io } from './main.js';
+import type { Io } from './io.js';
 import { openModelDir } from './modeldir.js';
 import { choiceArg, intArg } from './parse.js';
 

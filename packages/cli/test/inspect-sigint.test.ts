@@ -17,9 +17,19 @@ describe('fast-dllm inspect', () => {
     const tied = j.parameters === j.vocabSize * d + d + j.numLayers * perLayer;
     expect(tied || j.parameters === 2 * j.vocabSize * d + d + j.numLayers * perLayer).toBe(true);
     expect(Object.keys(j.dtypes)).toEqual(['F32']);
-    expect(j.memory.reference.weights).toBe(j.parameters * 4);
-    expect(j.memory.cuda.weights).toBe(j.parameters * 2);
-    expect(j.memory.reference.kvCache).toBe(2 * j.numLayers * j.numKvHeads * j.headDim * j.maxPositions * 4);
+    // Each engine package answers for itself: the reference widens to f32 and keeps f64 K/V, wasm f32 weights and
+    // K/V, cuda bf16 matrices (norms stay f32) and f32 K/V; the K/V is one sequence of --canvas tokens.
+    const kv = 2 * j.numLayers * j.numKvHeads * j.headDim * j.canvas;
+    expect(j.canvas).toBe(j.maxPositions);
+    expect(j.memory.reference).toMatchObject({ weights: j.parameters * 4, kvCache: kv * 8, weightDType: 'f32', cacheDType: 'f64' });
+    expect(j.memory.wasm).toMatchObject({ weights: j.parameters * 4, kvCache: kv * 4, weightDType: 'f32', cacheDType: 'f32' });
+    const norms = j.numLayers * 2 * d + d;
+    expect(j.memory.cuda).toMatchObject({ weights: (j.parameters - norms) * 2 + norms * 4, kvCache: kv * 4, weightDType: 'bf16' });
+    const short = JSON.parse((await runCli(['inspect', fixture('llada-tiny-sharded'), '--json', '--canvas', '100'])).stdout);
+    expect(short.memory.wasm.kvCache).toBe(2 * j.numLayers * j.numKvHeads * j.headDim * 100 * 4);
+    const tooLong = await runCli(['inspect', fixture('llada-tiny-sharded'), '--canvas', '9999']);
+    expect(tooLong.code).toBe(2);
+    expect(tooLong.stderr).toMatch(/--canvas 9999 exceeds the model's 512 positions/);
     expect(j.special.mask).toBeTypeOf('number');
     expect(j.special.eos).toBeTypeOf('number');
   });

@@ -150,7 +150,7 @@ async function createOn(addonPath: string, name: string, modelDir: string, optio
     const native = new probe.binding.CudaModel({
       hiddenSize: d.hiddenSize, numLayers: d.numLayers, numHeads: d.numHeads, numKvHeads: d.numKvHeads, headDim: d.headDim,
       intermediateSize: d.intermediateSize, vocabSize: d.vocabSize, maxPositions: d.maxPositions, rmsNormEps: d.rmsNormEps,
-      ropeTheta: d.ropeTheta, qkvBias: d.qkvBias, bf16: dtype === 'bf16',
+      ropeTheta: d.ropeTheta, qkvBias: d.qkvBias, bf16: dtype === 'bf16', maskId: d.special.mask,
     });
     try {
       let done = 0;
@@ -186,6 +186,18 @@ function providerOn(addonPath: string, name: string): EngineProvider {
       return p.available ? { available: true } : { available: false, reason: p.reason };
     },
     create: (modelDir, options) => createOn(addonPath, name, modelDir, options ?? {}),
+    async estimateMemory(modelDir, { maxLength, weightDType }) {
+      if (weightDType === 'f16') throw new Error("cuda engine: weightDType 'f16' is not supported; use 'bf16' or 'f32'");
+      const dtype = weightDType ?? 'bf16';
+      const loaded = await openModel(modelDir);
+      try {
+        const shapes = new Map([...loaded.archive.tensors].map(([k, t]) => [k, t.shape]));
+        const plan = planWeights(loaded.description, loaded.names, shapes, dtype, maxLength);
+        return { weightBytes: plan.weightBytes, sequenceBytes: plan.cacheBytes, weightDType: dtype, cacheDType: 'f32' };
+      } finally {
+        await loaded.archive.close();
+      }
+    },
   };
 }
 

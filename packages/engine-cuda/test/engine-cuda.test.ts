@@ -151,7 +151,7 @@ describe('model checks at load (emulator build)', () => {
   it('rejects a grouped weight of the wrong size, naming the slot and both sizes', async (ctx) => {
     if (!emulator.ok) return ctx.skip(`not supported: ${emulator.reason}`);
     const d = desc();
-    const model = new emulator.binding.CudaModel({ ...d, bf16: false });
+    const model = new emulator.binding.CudaModel({ ...d, bf16: false, maskId: d.special.mask });
     try {
       // q is 64 x 64 f32 = 16384 bytes, stored inside the layer's fused [Wq; Wk; Wv]
       await expect(model.upload(slotOf(0, 'q'), new Float32Array(10))).rejects.toThrow(

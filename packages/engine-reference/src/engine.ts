@@ -10,7 +10,7 @@ import {
   type Engine, type EngineCapabilities, type EngineOptions, type EngineProvider, type ForwardRequest,
   type ForwardResult, type ModelInfo, type PassLayout, type SequenceHandle,
 } from '@fast-dllm/scheduler';
-import { schedulerModelInfo, type ModelDescription } from '@fast-dllm/model';
+import { openModel, schedulerModelInfo, type ModelDescription } from '@fast-dllm/model';
 import { loadReferenceModel, type ReferenceWeights } from './load.js';
 import { referenceAttention, referenceMatmul, referenceRmsNorm, referenceRope, referenceSwiglu } from './ops.js';
 
@@ -229,4 +229,15 @@ export const referenceProvider: EngineProvider = {
     return { available: true };
   },
   create: createReferenceEngine,
+  async estimateMemory(modelDir, { maxLength }) {
+    const { description, archive } = await openModel(modelDir);
+    try {
+      // Every tensor widened to f32 (a tied LM head is the embedding itself).
+      let elements = 0;
+      for (const t of archive.tensors.values()) elements += t.shape.reduce((a, b) => a * b, 1);
+      return { weightBytes: 4 * elements, sequenceBytes: referenceCacheBytes(description, maxLength), weightDType: 'f32', cacheDType: 'f64' };
+    } finally {
+      await archive.close();
+    }
+  },
 };

@@ -4,7 +4,7 @@ import v8 from 'node:v8';
 import { fileURLToPath } from 'node:url';
 import { openModel } from '@fast-dllm/model';
 import type { EngineOptions, EngineProvider } from '@fast-dllm/scheduler';
-import { WasmEngine } from './engine.js';
+import { WasmEngine, sequenceCacheBytes, weightBytes } from './engine.js';
 import { Worker } from 'node:worker_threads';
 import { WorkerPool, type SpawnWorker } from './pool.js';
 import { WasmKernels, checkLoadOptions, chooseFma, type KernelOptions } from './kernels.js';
@@ -156,4 +156,10 @@ export const wasmProvider: EngineProvider = {
     }
   },
   create: createWasmEngine,
+  async estimateMemory(modelDir, { maxLength, weightDType }) {
+    const { dtype } = checkLoadOptions({ weightDType });
+    const { description, archive } = await openModel(modelDir);
+    await archive.close();
+    return { weightBytes: weightBytes(description, dtype), sequenceBytes: sequenceCacheBytes(description, maxLength), weightDType: dtype, cacheDType: 'f32' };
+  },
 };

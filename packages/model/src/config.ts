@@ -13,7 +13,7 @@ export interface ConfigExtras {
   tokenizerConfig?: Json;
 }
 
-/** SPEC §1 defaults, used only when no file gives the id and the vocab is big enough to hold it. */
+/** DESIGN §1 defaults, used only when no file gives the id and the vocab is big enough to hold it. */
 const DEFAULT_IDS: Record<Architecture, { mask: number; eos: number; endOfTurn: number; bos?: number }> = {
   llada: { mask: 126336, eos: 126081, endOfTurn: 126348, bos: 126080 },
   dream: { mask: 151666, eos: 151643, endOfTurn: 151645 },

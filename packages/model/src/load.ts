@@ -3,7 +3,7 @@ import { readModelConfig } from './config.js';
 import { SafetensorsArchive } from './safetensors.js';
 import type { LayerTensorNames, ModelDescription, ModelTensorNames } from './types.js';
 
-/** Canonical roles → checkpoint tensor names for a description (SPEC §1 naming). */
+/** Canonical roles → checkpoint tensor names for a description (DESIGN §1 naming). */
 export function tensorNames(desc: ModelDescription): ModelTensorNames {
   const layers: LayerTensorNames[] = [];
   if (desc.architecture === 'llada') {

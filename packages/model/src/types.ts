@@ -38,7 +38,7 @@ export interface ModelDescription {
   qkvBias: boolean;
   /** LM head shares the embedding matrix. */
   tiedEmbeddings: boolean;
-  /** Dream: logits for position i come from the hidden state at i-1 (SPEC §1). */
+  /** Dream: logits for position i come from the hidden state at i-1 (DESIGN §1). */
   shiftLogits: boolean;
   special: SpecialTokens;
 }

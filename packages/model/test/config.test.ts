@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { ModelFormatError, normaliseConfig } from '../src/index.js';
 import { tinyDreamConfig, tinyLladaConfig } from './helpers.js';
 
-/** LLaDA-8B-Instruct's config.json, the keys that matter (values from its model card / SPEC §1). */
+/** LLaDA-8B-Instruct's config.json, the keys that matter (values from its model card / DESIGN §1). */
 const LLADA_8B = {
   architectures: ['LLaDAModelLM'], model_type: 'llada', d_model: 4096, n_layers: 32, n_heads: 32, n_kv_heads: 32,
   mlp_hidden_size: 12288, mlp_ratio: 4, vocab_size: 126464, embedding_size: 126464, max_sequence_length: 4096,
@@ -21,7 +21,7 @@ describe('normaliseConfig', () => {
     expect(d.special).toEqual({ mask: 126336, eos: 126081, endOfTurn: 126348, bos: 126080, pad: 126081 });
   });
 
-  it('LLaDA special ids fall back to SPEC defaults when missing and the vocab holds them', () => {
+  it('LLaDA special ids fall back to the DESIGN §1 defaults when missing and the vocab holds them', () => {
     const { mask_token_id: _m, eos_token_id: _e, pad_token_id: _p, ...rest } = LLADA_8B;
     expect(normaliseConfig(rest).special).toEqual({ mask: 126336, eos: 126081, endOfTurn: 126348, bos: 126080 });
   });

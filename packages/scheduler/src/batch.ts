@@ -72,6 +72,9 @@ export class BatchDriver {
   readonly maxQueue: number;
   readonly counters: DriverCounters = { passes: 0, forwards: 0, committedTokens: 0, completed: 0, failed: 0, cancelled: 0 };
   private readonly queue: Entry[] = [];
+  /** Requests by the signal that cancels them, and how to remove that signal's one listener. */
+  private readonly watched = new Map<AbortSignal, Set<Entry>>();
+  private readonly unwatch = new Map<AbortSignal, () => void>();
   private readonly running: Entry[] = [];
   private loop: Promise<void> | null = null;
   private closed = false;
@@ -116,24 +119,43 @@ export class BatchDriver {
     if (this.queue.length >= this.maxQueue) return Promise.reject(new QueueFullError(`the queue is full (${this.maxQueue} requests waiting); retry later`));
     return new Promise<GenerationResult>((resolve, reject) => {
       const entry: Entry = { gen, opts, resolve, reject };
-      const signal = opts.signal;
-      if (signal) {
-        // A queued request leaves at once; an active one at the next pass boundary (the loop checks the signal).
-        const onAbort = () => {
-          const i = this.queue.indexOf(entry);
-          if (i >= 0) {
-            this.queue.splice(i, 1);
-            this.counters.cancelled++;
-            entry.unlisten?.();
-            reject(abortError(signal.reason));
-          }
-        };
-        signal.addEventListener('abort', onAbort, { once: true });
-        entry.unlisten = () => signal.removeEventListener('abort', onAbort);
-      }
+      if (opts.signal) this.watch(opts.signal, entry);
       this.queue.push(entry);
       this.kick();
     });
+  }
+
+  /**
+   * One abort listener per signal, however many requests share it (decodeMany gives all its requests one): on
+   * abort, queued requests leave at once; active ones at the next pass boundary (the loop checks the signal).
+   */
+  private watch(signal: AbortSignal, entry: Entry): void {
+    let entries = this.watched.get(signal);
+    if (!entries) {
+      const set = new Set<Entry>();
+      entries = set;
+      const onAbort = () => {
+        for (const e of [...set]) {
+          const i = this.queue.indexOf(e);
+          if (i >= 0) {
+            this.queue.splice(i, 1);
+            this.fail(e, abortError(signal.reason), 'cancelled');
+          }
+        }
+      };
+      signal.addEventListener('abort', onAbort, { once: true });
+      this.watched.set(signal, set);
+      this.unwatch.set(signal, () => signal.removeEventListener('abort', onAbort));
+    }
+    entries.add(entry);
+    entry.unlisten = () => {
+      entries!.delete(entry);
+      if (entries!.size === 0) {
+        this.unwatch.get(signal)?.();
+        this.unwatch.delete(signal);
+        this.watched.delete(signal);
+      }
+    };
   }
 
   /** Resolves once nothing is queued or active. */
@@ -284,6 +306,7 @@ export class BatchDriver {
   private fail(e: Entry, err: unknown, kind: 'failed' | 'cancelled'): void {
     this.counters[kind]++;
     e.unlisten?.();
+    e.unlisten = undefined;
     e.reject(err);
   }
 }

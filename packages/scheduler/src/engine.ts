@@ -164,6 +164,17 @@ export interface EngineOptions {
   onProgress?: (p: LoadProgress) => void;
 }
 
+/** The memory an engine would hold for a model, answered without loading any weight. */
+export interface MemoryEstimate {
+  /** Bytes of the weights as this engine stores them. */
+  weightBytes: number;
+  /** Bytes of K/V cache of one sequence of the given longest canvas. */
+  sequenceBytes: number;
+  /** How it stores them, e.g. 'f32', 'bf16'. */
+  weightDType: string;
+  cacheDType: string;
+}
+
 /**
  * How the CLI finds engines without the scheduler depending on any: each engine package exports one
  * provider. `probe` is cheap and never throws; it says whether the engine can run here and, if not, why.
@@ -173,4 +184,6 @@ export interface EngineProvider {
   probe(): Promise<{ available: true } | { available: false; reason: string }>;
   /** Loads a Hugging Face model directory. */
   create(modelDir: string, options?: EngineOptions): Promise<Engine>;
+  /** What `create` would hold for this model directory (its config and safetensors headers only). */
+  estimateMemory(modelDir: string, options: { maxLength: number; weightDType?: EngineOptions['weightDType'] }): Promise<MemoryEstimate>;
 }

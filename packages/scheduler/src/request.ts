@@ -55,11 +55,11 @@ export interface ResolvedRequest {
   maxLength: number;
 }
 
-/** The engine a request will run on: what validation needs of it. */
+/** The engine a request will run on: what validation needs of it (without capabilities: the model only). */
 export interface EngineTarget {
   name: string;
   model: ModelInfo;
-  capabilities: EngineCapabilities;
+  capabilities?: EngineCapabilities;
 }
 
 function positiveInt(name: string, v: unknown): number {
@@ -83,7 +83,7 @@ export function modesFor(cache: CacheMode): ForwardMode[] {
  * the request says about itself (the prompt is checked for emptiness only: its ids need the model).
  */
 export function checkGenerationRequest(req: GenerationRequest, target?: EngineTarget): ResolvedRequest {
-  if (target && target.capabilities.contractVersion !== ENGINE_CONTRACT_VERSION) {
+  if (target?.capabilities && target.capabilities.contractVersion !== ENGINE_CONTRACT_VERSION) {
     throw new SchedulerConfigError(
       `engine '${target.name}' implements contract version ${target.capabilities.contractVersion}, the scheduler needs ${ENGINE_CONTRACT_VERSION}; rebuild the engine against this scheduler`,
     );
@@ -163,6 +163,10 @@ function checkAgainstEngine(req: GenerationRequest, target: EngineTarget, cache:
   if (maxLength > model.maxPositions) {
     throw new SchedulerConfigError(`prompt (${req.prompt.length}) + genLength (${req.genLength}) exceeds the model's ${model.maxPositions} positions; shorten one`);
   }
+  if (model.blockSize !== undefined) {
+    throw new SchedulerConfigError(`${model.architecture} is a block-diffusion model; its decoding procedure is not available in this scheduler yet`);
+  }
+  if (!caps) return;
   for (const m of modesFor(cache)) {
     if (!caps.modes.includes(m)) throw new SchedulerConfigError(`forward mode '${m}' not supported by engine '${name}'`);
   }
@@ -171,8 +175,5 @@ function checkAgainstEngine(req: GenerationRequest, target: EngineTarget, cache:
   if (s.kind === 'dream') {
     if (s.alg === 'topk_margin' && !caps.reports.top2) throw new SchedulerConfigError(`top-2 report (Dream topk_margin) not supported by engine '${name}'`);
     if (s.alg === 'entropy' && !caps.reports.entropy) throw new SchedulerConfigError(`entropy report (Dream entropy) not supported by engine '${name}'`);
-  }
-  if (model.blockSize !== undefined) {
-    throw new SchedulerConfigError(`${model.architecture} is a block-diffusion model; its decoding procedure is not available in this scheduler yet`);
   }
 }

@@ -1,5 +1,5 @@
 /**
- * The pure pieces of SPEC §2–3: block partitioning, the fixed schedule and the token-selection rules.
+ * The pure pieces of DESIGN §2–3: block partitioning, the fixed schedule and the token-selection rules.
  * Every rule takes candidates as parallel arrays (absolute positions ascending, one confidence each) and
  * returns the chosen positions ascending. Ranking is by confidence descending, ties to the lower position.
  */
@@ -21,7 +21,7 @@ export function partitionBlocks(promptLength: number, genLength: number, blockLe
   return blocks;
 }
 
-/** SPEC §2: with m masks and n steps, step j unmasks floor(m/n) plus one for the first m mod n steps. (n,) counts. */
+/** DESIGN §2: with m masks and n steps, step j unmasks floor(m/n) plus one for the first m mod n steps. (n,) counts. */
 export function fixedScheduleCounts(masks: number, steps: number): Int32Array {
   const counts = new Int32Array(steps); // (steps,) tokens to unmask at each step
   const base = Math.floor(masks / steps);
@@ -65,7 +65,7 @@ export function selectThreshold(positions: Int32Array, confidences: ArrayLike<nu
 export interface FactorOptions {
   /**
    * The reference implementation's quirk: when every rank passes except the very last one, the last is
-   * taken too. Off by default (SPEC §3); offered only to reproduce reference runs.
+   * taken too. Off by default (DESIGN §3); offered only to reproduce reference runs.
    */
   factorLastRankQuirk?: boolean;
 }

@@ -140,6 +140,24 @@ describe('batch driver: admission, capacity, cancellation, failures', () => {
     await first;
   });
 
+  it('many requests sharing one signal add one listener to it, removed when they are done', async () => {
+    const engine = new MockEngine(contentScript);
+    const ac = new AbortController();
+    const added: string[] = [];
+    const orig = ac.signal.addEventListener.bind(ac.signal);
+    ac.signal.addEventListener = ((type: string, ...rest: unknown[]) => { added.push(type); return (orig as (...a: unknown[]) => void)(type, ...rest); }) as typeof ac.signal.addEventListener;
+    const out = await decodeMany(engine, Array.from({ length: 40 }, (_, i) => req({ seed: i })), { batch: 4, signal: ac.signal });
+    expect(out).toHaveLength(40);
+    expect(added).toEqual(['abort']);
+    // Aborting queued requests that share a signal ends all of them at once.
+    const driver = new BatchDriver(engine, { maxBatch: 1 });
+    const shared = new AbortController();
+    const ps = Array.from({ length: 5 }, (_, i) => expect(driver.submit(req({ seed: i }), { signal: shared.signal })).rejects.toMatchObject({ name: 'AbortError' }));
+    shared.abort();
+    await Promise.all(ps);
+    expect(driver.counters.cancelled).toBe(5);
+  });
+
   it('a full queue answers QueueFullError; a bad request SchedulerConfigError; neither disturbs the others', async () => {
     const engine = new MockEngine(contentScript);
     const driver = new BatchDriver(engine, { maxBatch: 1, maxQueue: 1 });

@@ -27,7 +27,7 @@ export interface Usage {
  * streamed chunk when the request asks with `fast_dllm: { canvas: true }`.
  */
 export interface CanvasView {
-  /** 0-based index of this denoising step in the whole generation. */
+  /** Denoising steps so far, this one included; 0 for the all-masked view sent when decoding starts. */
   step: number;
   /** Forward passes of this sequence so far, this step's included. */
   nfe: number;
@@ -114,7 +114,7 @@ export function runJob(ctx: JobContext, job: Job, opts: JobOptions): Promise<Job
       if (ev.type === 'step') metrics.committedTokens.inc(ev.positions.length);
       const c = gen.committed();
       const u = answer.update(c.ids, c.stopped, gen.done);
-      const canvas = job.canvas && ev.type === 'step' ? canvasView(ctx, gen, P, steps++, ev.nfe, ev.positions) : undefined;
+      const canvas = job.canvas && ev.type === 'step' ? canvasView(ctx, gen, P, ++steps, ev.nfe, ev.positions) : undefined;
       if (u.delta && firstText) {
         firstText = false;
         metrics.firstTextSeconds.observe((performance.now() - opts.arrival) / 1000);
@@ -138,6 +138,9 @@ export function runJob(ctx: JobContext, job: Job, opts: JobOptions): Promise<Job
         started = true;
         metrics.cacheBytes.inc(bytes);
         metrics.queueSeconds.observe((performance.now() - opts.arrival) / 1000);
+        // The canvas before the first pass: every generated position masked.
+        const G = job.request.genLength;
+        if (job.canvas && !settled) opts.onUpdate?.({ delta: '', canvas: { step: 0, nfe: 0, tokens: new Array<null>(G).fill(null), committed: [] } });
       },
     }).then(
       () => fail(new ApiError(500, 'the generation ended without a final answer', 'server_error', null, 'internal_error')),

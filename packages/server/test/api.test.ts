@@ -111,10 +111,12 @@ describe('chat completions through the openai client', () => {
     const s = await collect(await srv.client.chat.completions.create(ext<ChatStreamParams>({ ...params, stream: true, fast_dllm: { canvas: true } })));
     expect(s.text).toBe(whole.choices[0].message.content);
     expect(s.canvases.length).toBeGreaterThan(2);
+    // First the canvas before any pass: all masked.
+    expect(s.canvases[0]).toEqual({ step: 0, nfe: 0, tokens: new Array(32).fill(null), committed: [] });
     let prev: (string | null)[] = new Array(32).fill(null);
-    s.canvases.forEach((c, i) => {
+    s.canvases.slice(1).forEach((c, i) => {
       expect(Object.keys(c).sort()).toEqual(['committed', 'nfe', 'step', 'tokens']);
-      expect(c.step).toBe(i);
+      expect(c.step).toBe(i + 1);
       expect(c.nfe).toBe(i + 1);
       expect(c.tokens).toHaveLength(32);
       expect(c.committed.length).toBeGreaterThan(0);
@@ -188,5 +190,34 @@ describe('models, health, metrics', () => {
     expect(after).toMatch(/^fast_dllm_pass_seconds_bucket\{le="0\.01"\} \d+$/m);
     expect(after).toMatch(/^fast_dllm_request_seconds_count\{endpoint="chat"\} \d+$/m);
     expect(after).toMatch(/^fast_dllm_requests_total\{endpoint="chat",outcome="stop"\} \d+$/m);
+  });
+});
+
+describe('CORS (a page from another origin, as @fast-dllm/web talks to the server)', () => {
+  it('answers the preflight for the allowed origin and puts Access-Control-Allow-Origin on the stream; other origins get none', async () => {
+    const cors = await start(base, { corsOrigins: ['http://127.0.0.1:8090'] });
+    try {
+      const pre = await fetch(`${cors.url}/v1/chat/completions`, {
+        method: 'OPTIONS',
+        headers: { origin: 'http://127.0.0.1:8090', 'access-control-request-method': 'POST', 'access-control-request-headers': 'content-type' },
+      });
+      expect(pre.status).toBeLessThan(300);
+      expect(pre.headers.get('access-control-allow-origin')).toBe('http://127.0.0.1:8090');
+      expect(pre.headers.get('access-control-allow-methods')).toMatch(/POST/);
+      const r = await fetch(`${cors.url}/v1/chat/completions`, {
+        method: 'POST',
+        headers: { origin: 'http://127.0.0.1:8090', 'content-type': 'application/json', accept: 'text/event-stream' },
+        body: JSON.stringify({ model: MODEL_ID, messages: question(23, 48), stream: true, fast_dllm: { canvas: true } }),
+      });
+      expect(r.headers.get('content-type')).toMatch(/^text\/event-stream/);
+      expect(r.headers.get('access-control-allow-origin')).toBe('http://127.0.0.1:8090');
+      expect(await r.text()).toMatch(/"fast_dllm":\{"canvas":\{"step":1,[\s\S]*data: \[DONE\]/);
+      const other = await fetch(`${cors.url}/v1/models`, { headers: { origin: 'http://evil.example' } });
+      expect(other.headers.get('access-control-allow-origin')).toBeNull();
+      // Without corsOrigins the server sends no CORS headers at all.
+      expect((await fetch(`${srv.url}/v1/models`, { headers: { origin: 'http://127.0.0.1:8090' } })).headers.get('access-control-allow-origin')).toBeNull();
+    } finally {
+      await cors.close();
+    }
   });
 });
