@@ -9,9 +9,17 @@ import { dirname, join } from 'node:path';
 import type { ModelDescription } from '@fast-dllm/model';
 import type { ForwardResult } from '@fast-dllm/scheduler';
 
-export type DeviceInfo =
-  | { available: true; name: string; computeCapability: string; totalBytes: number; freeBytes: number }
-  | { available: false; reason: string };
+/** Versions as "13.0", or "none" (no driver; the emulator reports "none" for both). */
+interface CudaVersions {
+  /** The installed driver's CUDA version (cudaDriverGetVersion). */
+  driverVersion: string;
+  /** The CUDA runtime the addon was built with (cudaRuntimeGetVersion; linked statically). */
+  runtimeVersion: string;
+}
+export type DeviceInfo = CudaVersions & (
+  | { available: true; name: string; computeCapability: string; totalBytes: number; freeBytes: number; multiprocessors: number }
+  | { available: false; reason: string }
+);
 
 /** Shapes the native model is built for (a subset of ModelDescription plus the weight mode). */
 export type NativeConfig = Pick<
@@ -21,6 +29,8 @@ export type NativeConfig = Pick<
 > & {
   /** true: matrices (and the embedding) in bf16 on tensor cores; false: everything f32. */
   bf16: boolean;
+  /** true: the K/V cache (and a prefix step's fresh K/V rows) in bf16; false: f32. */
+  kvBf16: boolean;
 };
 
 export interface NativeForwardOptions {
@@ -63,28 +73,64 @@ export interface NativeModel {
   free(): void;
 }
 
+/**
+ * How split sums are scheduled (native/kernels.h `Schedule`): 0 the engine's choice, 1 parallel (one block per
+ * split, a merge pass), 2 serial (one block walks every split). Never changes a bit of the result.
+ */
+export type Schedule = 0 | 1 | 2;
+
+/** One sequence of an attention probe: its keys/values and query rows (see KernelProbes.attention). */
+export interface AttentionProbeSequence {
+  /** (L, KV, hd) f32 keys; rows [0, n0) go to segment 0 and [n0, L) to segment 1. */
+  k: Float32Array;
+  /** (L, KV, hd) f32 values. */
+  v: Float32Array;
+  n0: number;
+  /** Query rows of this sequence: the next nq rows of q. */
+  nq: number;
+  /** Absolute position of the sequence's first query row (block-causal masks); default 0. */
+  pos0?: number;
+  /** Block-causal attention with this block size (SPEC §8); 0 or absent: bidirectional. */
+  causalBlock?: number;
+}
+
 /** Single-kernel entry points for tests (native/kernel_probe.cc); the engine does not use them. */
 export interface KernelProbes {
   /**
-   * async gemmBf16(A, W, bias, m, n, k, splits, C0?): C (m, n) f32 = bf16(A (m, k) f32) @ W^T (+ C0), W (n, k) bf16
-   * bits, optional bias (n); `splits` k splits (clamped to what k allows); C0 (m, n) exercises the residual-add mode.
-   * @throws RangeError on mismatched sizes; rejects naming the failing CUDA call.
+   * async gemmBf16(A, W, bias, m, n, k, splits, C0?, schedule?): C (m, n) f32 = bf16(A (m, k) f32) @ W^T (+ C0),
+   * W (n, k) bf16 bits, optional bias (n); `splits` k splits (clamped to what k allows; 0: the engine's choice for
+   * this weight shape); C0 (m, n) exercises the residual-add mode.
+   * @throws RangeError on mismatched sizes or a bad schedule; rejects naming the failing CUDA call.
    */
-  gemmBf16(A: Float32Array, W: Uint16Array, bias: Float32Array | null, m: number, n: number, k: number, splits: number, C0?: Float32Array | null): Promise<Float32Array>;
+  gemmBf16(
+    A: Float32Array, W: Uint16Array, bias: Float32Array | null, m: number, n: number, k: number, splits: number,
+    C0?: Float32Array | null, schedule?: Schedule,
+  ): Promise<Float32Array>;
   /** async gemmF32(A, W, bias, m, n, k, C0?): the strict-mode GEMM, all f32. @throws as gemmBf16. */
   gemmF32(A: Float32Array, W: Float32Array, bias: Float32Array | null, m: number, n: number, k: number, C0?: Float32Array | null): Promise<Float32Array>;
   /**
-   * async attention(q, k, v, nq, L, H, KV, hd, n0): out (nq, H, hd) of queries q (nq, H, hd) over k, v (L, KV, hd),
-   * no mask, GQA head h reads KV head h / (H / KV). Rows [0, n0) and [n0, L) go to the device as two segments, as
-   * in a prefix step. @throws RangeError on mismatched sizes; rejects naming the CUDA call (e.g. hd > 128).
+   * async attention(q, sequences, shape): one attention pass of the engine's kernel over several sequences, out
+   * (rows, H, hd) f32 for q (rows, H, hd), rows = the sum of the sequences' nq in order. GQA: head h reads KV head
+   * h / (H / KV). K/V go to the device in bf16 (rounded to nearest even) when shape.kvBf16, else f32.
+   * @throws RangeError on mismatched sizes; rejects naming the CUDA call (e.g. hd > 128 or odd).
    */
-  attention(q: Float32Array, k: Float32Array, v: Float32Array, nq: number, L: number, H: number, KV: number, hd: number, n0: number): Promise<Float32Array>;
+  attention(
+    q: Float32Array, sequences: AttentionProbeSequence[],
+    shape: { H: number; KV: number; hd: number; kvBf16?: boolean; schedule?: Schedule },
+  ): Promise<Float32Array>;
   /**
-   * async timeGemmBf16(m, n, k, splits, iters): milliseconds per launch of the bf16 GEMM on device-resident random
-   * data (CUDA events, after one warm-up); splits 0 = the engine's own choice for this device, reported back with
-   * the SM count. For bench/cuda/gemm-sweep.mjs. @throws RangeError on a bad shape; rejects naming the CUDA call.
+   * async timeGemmBf16(m, n, k, splits, iters, schedule?): milliseconds per launch of the bf16 GEMM on
+   * device-resident random data (CUDA events, after one warm-up); splits 0 = the engine's choice for the weight
+   * shape, schedule 0 = the engine's choice for this device, both reported back with the SM count. For
+   * bench/cuda/gemm-sweep.mjs. @throws RangeError on a bad shape; rejects naming the CUDA call.
    */
-  timeGemmBf16(m: number, n: number, k: number, splits: number, iters: number): Promise<{ msPerLaunch: number; splits: number; sms: number }>;
+  timeGemmBf16(
+    m: number, n: number, k: number, splits: number, iters: number, schedule?: Schedule,
+  ): Promise<{ msPerLaunch: number; splits: number; parallel: boolean; sms: number }>;
+  /** gemmSplits(n, k): the k splits the engine uses for an (n, k) weight (native gemm_bf16_splits). Never throws. */
+  gemmSplits(n: number, k: number): number;
+  /** attentionChunk(L): keys per attention split for L keys (native attention_chunk). Never throws. */
+  attentionChunk(L: number): number;
 }
 
 export interface NativeBinding {

@@ -14,6 +14,14 @@ export const MAX_HEAD_DIM = 128;
 /** Canvas length (tokens) the load-time memory check plans for. */
 export const FIT_CHECK_CANVAS = 2048;
 
+export interface CudaEngineOptions extends EngineOptions {
+  /**
+   * K/V cache storage: 'bf16' halves the bytes every attention step reads (default with bf16 weights); 'f32' for
+   * strict conformance (default with f32 weights).
+   */
+  kvDType?: 'bf16' | 'f32';
+}
+
 export const CUDA_CAPABILITIES: EngineCapabilities = {
   contractVersion: ENGINE_CONTRACT_VERSION,
   modes: ['full', 'prefix', 'dual'],
@@ -95,7 +103,7 @@ export class CudaEngine implements Engine {
 }
 
 /** Loads a Hugging Face model directory onto the GPU (weights streamed tensor by tensor). */
-export async function createCudaEngine(modelDir: string, options: EngineOptions = {}): Promise<CudaEngine> {
+export async function createCudaEngine(modelDir: string, options: CudaEngineOptions = {}): Promise<CudaEngine> {
   return createOn(ADDON_PATH, 'cuda', modelDir, options);
 }
 
@@ -103,16 +111,18 @@ export async function createCudaEngine(modelDir: string, options: EngineOptions 
  * The same engine on the CPU emulator build of the addon (native/emu): identical host code and kernel source,
  * run by fibers on the CPU. For conformance tests where there is no GPU; thousands of times slower than WASM.
  */
-export async function createCudaEmulatorEngine(modelDir: string, options: EngineOptions = {}): Promise<CudaEngine> {
+export async function createCudaEmulatorEngine(modelDir: string, options: CudaEngineOptions = {}): Promise<CudaEngine> {
   return createOn(EMULATOR_ADDON_PATH, 'cuda-emulator', modelDir, options);
 }
 
-async function createOn(addonPath: string, name: string, modelDir: string, options: EngineOptions): Promise<CudaEngine> {
+async function createOn(addonPath: string, name: string, modelDir: string, options: CudaEngineOptions): Promise<CudaEngine> {
   const probe = probeCuda(addonPath);
   if (!probe.available) throw new Error(`${name} engine unavailable: ${probe.reason}`);
   const info = probe.binding.deviceInfo();
   if (options.weightDType === 'f16') throw new Error("cuda engine: weightDType 'f16' is not supported; use 'bf16' or 'f32'");
   const dtype = options.weightDType ?? 'bf16';
+  const kvDType = options.kvDType ?? dtype;
+  if (kvDType !== 'bf16' && kvDType !== 'f32') throw new Error(`cuda engine: kvDType '${String(kvDType)}' is not supported; use 'bf16' or 'f32'`);
   const loaded = await openModel(modelDir);
   try {
     const d = loaded.description;
@@ -122,12 +132,12 @@ async function createOn(addonPath: string, name: string, modelDir: string, optio
     const shapes = new Map([...loaded.archive.tensors].map(([k, t]) => [k, t.shape]));
     // The cache is sized per canvas at the first full forward; check the fit for a typical canvas, not maxPositions
     // (131072 for Dream would demand ~100 GiB of cache and logits that no run uses).
-    const plan = planWeights(d, loaded.names, shapes, dtype, Math.min(d.maxPositions, FIT_CHECK_CANVAS));
+    const plan = planWeights(d, loaded.names, shapes, dtype, Math.min(d.maxPositions, FIT_CHECK_CANVAS), kvDType);
     if (info.available) checkFits(plan, info.freeBytes, info.name);
     const native = new probe.binding.CudaModel({
       hiddenSize: d.hiddenSize, numLayers: d.numLayers, numHeads: d.numHeads, numKvHeads: d.numKvHeads, headDim: d.headDim,
       intermediateSize: d.intermediateSize, vocabSize: d.vocabSize, maxPositions: d.maxPositions, rmsNormEps: d.rmsNormEps,
-      ropeTheta: d.ropeTheta, qkvBias: d.qkvBias, bf16: dtype === 'bf16',
+      ropeTheta: d.ropeTheta, qkvBias: d.qkvBias, bf16: dtype === 'bf16', kvBf16: kvDType === 'bf16',
     });
     try {
       let done = 0;
@@ -162,7 +172,7 @@ function providerOn(addonPath: string, name: string): EngineProvider {
       const p = probeCuda(addonPath);
       return p.available ? { available: true } : { available: false, reason: p.reason };
     },
-    create: (modelDir, options) => createOn(addonPath, name, modelDir, options ?? {}),
+    create: (modelDir, options) => createOn(addonPath, name, modelDir, (options ?? {}) as CudaEngineOptions),
   };
 }
 

@@ -83,7 +83,13 @@ describe('weight plan', () => {
     // 3 globals + 9 per layer (no biases)
     expect(plan.tensors).toHaveLength(3 + 2 * 9);
     expect(plan.weightBytes).toBe(plan.tensors.reduce((a, t) => a + t.bytes, 0));
-    expect(plan.cacheBytes).toBe(2 * 2 * 128 * 64 * 4);
+    // K/V in bf16 by default with bf16 weights; f32 on request (strict conformance) doubles the cache.
+    expect(plan.kvDType).toBe('bf16');
+    expect(plan.cacheBytes).toBe(2 * 2 * 128 * 64 * 2);
+    const f32Cache = planWeights(d, names, expectedShapes(d, names), 'bf16', 128, 'f32');
+    expect(f32Cache.cacheBytes).toBe(2 * 2 * 128 * 64 * 4);
+    expect(f32Cache.totalBytes - plan.totalBytes).toBeGreaterThanOrEqual(2 * 2 * 128 * 64 * 2);
+    expect(planWeights(d, names, expectedShapes(d, names), 'f32', 128).kvDType).toBe('f32');
   });
 
   it('f32 mode doubles matrix bytes; tied embeddings skip the LM head; Dream biases get slots', () => {
