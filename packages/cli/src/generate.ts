@@ -150,10 +150,14 @@ function yielding(engine: Engine): Engine {
     name: engine.name,
     model: engine.model,
     capabilities: engine.capabilities,
-    forward: async (req, signal) => {
+    sequenceBytes: (n) => engine.sequenceBytes(n),
+    sequenceCapacity: (n) => engine.sequenceCapacity(n),
+    openSequence: (n) => engine.openSequence(n),
+    closeSequence: (s) => engine.closeSequence(s),
+    forward: async (batch, signal) => {
       await new Promise<void>((r) => setImmediate(r));
       signal?.throwIfAborted();
-      return engine.forward(req, signal);
+      return engine.forward(batch, signal);
     },
     dispose: () => engine.dispose(),
   };

@@ -4,4 +4,4 @@ export {
   WasmKernels, WASM32_MAX_BYTES, NR, f32ToBF16, packWeight, packedLength, checkLoadOptions, chooseFma,
   type Region, type PackedWeight, type WeightDType, type KernelOptions, type RowReduction,
 } from './kernels.js';
-export { WasmEngine, weightBytes, workspaceBytes, type TensorReader } from './engine.js';
+export { WasmEngine, weightBytes, sequenceCacheBytes, scratchBytes, type TensorReader } from './engine.js';

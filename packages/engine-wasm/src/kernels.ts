@@ -2,14 +2,19 @@
  * Host side of the AssemblyScript kernels: instantiates a compiled module (bytes supplied by a loader, so
  * this file runs in Node and in browsers alike) and exposes typed views and the kernels with f32 arrays.
  *
- * Linear memory is laid out by a bump allocator above the module's static data:
+ * Linear memory is laid out above the module's static data:
  *
  *   0 ............ heapBase   AssemblyScript static data (constants of the kernels)
- *   heapBase ..... top        host regions, 16-byte aligned, in allocation order
- *                             (weights, K/V cache, activations, scratch: shapes are stated by each caller)
+ *   heapBase ..... top        host regions, 16-byte aligned: `alloc` bumps `top` (weights, loaded once);
+ *                             `allocBlock` / `freeBlock` reuse freed blocks first-fit (sequence caches and
+ *                             pass scratch, which come and go), bumping `top` only when none fits
  *
  * Everything a kernel reads or writes is a (ptr, length) region of this memory; no copies inside kernels.
  */
+
+import { EngineCapacityError, f32ToBF16 } from '@fast-dllm/scheduler';
+
+export { f32ToBF16 };
 
 /** wasm32 addresses 4 GiB at most; 65536 pages of 64 KiB. */
 export const WASM32_MAX_BYTES = 4 * 1024 * 1024 * 1024;
@@ -31,8 +36,8 @@ export interface KernelExports {
   attentionScalar(q: number, k: number, v: number, out: number, scores: number, nq: number, nk: number, H: number, KVH: number, hd: number, scale: number): void;
   counterHash(seed: number, forwardIndex: number, position: number, lane: number): number;
   counterGumbel(seed: number, forwardIndex: number, position: number, lane: number): number;
-  reduceRow(logits: number, vocab: number, res: number, temperature: number, seed: number, forwardIndex: number, position: number): void;
-  reduceRows(logits: number, vocab: number, res: number, positions: number, n: number, temperature: number, seed: number, forwardIndex: number): void;
+  reduceRow(logits: number, vocab: number, res: number, temperature: number, seed: number, forwardIndex: number, position: number, exclude: number): void;
+  reduceRows(logits: number, vocab: number, res: number, keys: number, temps: number, n: number, exclude: number): void;
 }
 
 /** One region of linear memory: byte offset and length in f32 (or i32) elements. */
@@ -129,7 +134,7 @@ export interface ParallelKernels {
  * caller (index 0) and the workers, so both cut the same slices.
  *   MatmulF32/BF16: [x, w, b, y, n, inDim, out]
  *   Attention:      [q, k, v, out, scores, nq, nk, H, KVH, hd, scale]; thread i uses scores + i·nk f32
- *   ReduceRows:     [logits, vocab, res, positions, n, temperature, seed, forwardIndex]
+ *   ReduceRows:     [logits, vocab, res, keys, temps, n, exclude]; keys (n, 3) u32, temps (n,) f64
  */
 export function parallelJob(ex: KernelExports, op: ParallelOp, a: ArrayLike<number>, index: number): { n: number; grain: number; run(lo: number, hi: number): void } {
   switch (op) {
@@ -145,8 +150,8 @@ export function parallelJob(ex: KernelExports, op: ParallelOp, a: ArrayLike<numb
       return { n: nq, grain: 1, run: (lo, hi) => ex.attention!(q + lo * row, k, v, out + lo * row, scores + index * nk * 4, hi - lo, nk, H, KVH, hd, scale) };
     }
     case ParallelOp.ReduceRows: {
-      const [logits, vocab, res, positions, n, temperature, seed, forwardIndex] = Array.from(a);
-      return { n, grain: 1, run: (lo, hi) => ex.reduceRows(logits + lo * vocab * 4, vocab, res + lo * 40, positions + lo * 4, hi - lo, temperature, seed, forwardIndex) };
+      const [logits, vocab, res, keys, temps, n, exclude] = Array.from(a);
+      return { n, grain: 1, run: (lo, hi) => ex.reduceRows(logits + lo * vocab * 4, vocab, res + lo * 40, keys + lo * 12, temps + lo * 8, hi - lo, exclude) };
     }
     default:
       throw new Error(`parallelJob: unknown op ${op as number}`);
@@ -176,6 +181,9 @@ export class WasmKernels {
   readonly build: string;
   private readonly ex: KernelExports;
   private top: number;
+  /** Freed blocks, ascending by ptr (never adjacent: they merge), and the size of every live block. */
+  private freeList: { ptr: number; size: number }[] = [];
+  private readonly blocks = new Map<number, number>();
   /** Set by the loader when threads > 1. */
   parallel: ParallelKernels | null = null;
 
@@ -218,6 +226,7 @@ export class WasmKernels {
   /** Frees every region allocated after `mark` (memory is not shrunk; the space is reused). */
   release(mark: number): void {
     if (mark < align16(this.ex.heapBase()) || mark > this.top) throw new Error(`release: bad mark ${mark}`);
+    if (this.blocks.size > 0 || this.freeList.length > 0) throw new Error('release: blocks are allocated; free them instead');
     this.top = mark;
   }
 
@@ -371,41 +380,85 @@ export class WasmKernels {
   }
 
   /**
-   * Reduces one logits row (vocab,) at `logits.ptr + offset*4`; res is a (5,) f64 scratch region
-   * (length counted in f64). temperature 0 = greedy.
+   * Reduces one logits row (vocab,); res is a (5,) f64 scratch region (length counted in f64). temperature 0 =
+   * greedy. Token `exclude` (the mask id; -1: none) is never proposed but counts in the softmax (DESIGN §3).
    */
-  reduceRow(logits: Region, vocab: number, res: Region, temperature = 0, seed = 0, forwardIndex = 0, position = 0): RowReduction {
+  reduceRow(logits: Region, vocab: number, res: Region, temperature = 0, seed = 0, forwardIndex = 0, position = 0, exclude = -1): RowReduction {
     checkLen('reduceRow logits', logits, vocab);
-    this.ex.reduceRow(logits.ptr, vocab, res.ptr, temperature, seed >>> 0, forwardIndex >>> 0, position >>> 0);
+    this.ex.reduceRow(logits.ptr, vocab, res.ptr, temperature, seed >>> 0, forwardIndex >>> 0, position >>> 0, exclude);
     const r = new Float64Array(this.memory.buffer, res.ptr, 5);
     return { token: r[0], prob: r[1], top1: r[2], top2: r[3], entropy: r[4] };
   }
+
   /**
-   * Reduces n logits rows (n, vocab) at `logits`; row i is canvas position positions[i] (its Gumbel counter).
-   * res: (n·5,) f64 scratch (length counted in f64). Rows are split over the worker threads when there are any.
+   * Reduces n logits rows (n, vocab), each with its own sampling key: keys (n·3,) u32 [position, seed,
+   * forwardIndex] and temps (n,) f64 (0 = greedy), as regions whose length counts u32 and f64 elements.
+   * res: (n·5,) f64 scratch. Rows are split over the worker threads when there are any.
    */
-  reduceRows(logits: Region, vocab: number, n: number, positions: Region, res: Region, temperature = 0, seed = 0, forwardIndex = 0): RowReduction[] {
+  reduceRows(logits: Region, vocab: number, n: number, keys: Region, temps: Region, res: Region, exclude = -1): RowReduction[] {
     checkLen('reduceRows logits', logits, n * vocab);
-    checkLen('reduceRows positions', positions, n);
+    checkLen('reduceRows keys', keys, n * 3);
+    checkLen('reduceRows temps', temps, n);
     checkLen('reduceRows res', res, n * 5);
-    const args = [logits.ptr, vocab, res.ptr, positions.ptr, n, temperature, seed >>> 0, forwardIndex >>> 0];
+    const args = [logits.ptr, vocab, res.ptr, keys.ptr, temps.ptr, n, exclude];
     if (this.parallel && n >= 2 && n * vocab >= 1 << 16) this.split(ParallelOp.ReduceRows, args);
     else parallelJob(this.ex, ParallelOp.ReduceRows, args, 0).run(0, n); // all rows here
     const r = new Float64Array(this.memory.buffer, res.ptr, n * 5); // (n, 5) token, prob, top1, top2, entropy
     return Array.from({ length: n }, (_, i) => ({ token: r[i * 5], prob: r[i * 5 + 1], top1: r[i * 5 + 2], top2: r[i * 5 + 3], entropy: r[i * 5 + 4] }));
   }
 
-}
-
-/** f32 → bf16 bits, round to nearest even; NaN stays NaN. */
-export function f32ToBF16(src: Float32Array): Uint16Array {
-  const u = new Uint32Array(src.buffer, src.byteOffset, src.length);
-  const out = new Uint16Array(src.length); // (length,) bf16 bits
-  for (let i = 0; i < u.length; i++) {
-    const b = u[i];
-    out[i] = (b & 0x7fffffff) > 0x7f800000 ? (b >>> 16) | 0x40 : ((b + 0x7fff + ((b >>> 16) & 1)) >>> 16) & 0xffff;
+  /**
+   * A block of `bytes` (16-byte aligned) that can be freed: the first freed block that fits, else fresh memory
+   * at the top. Throws EngineCapacityError when wasm32's 4 GiB would be exceeded (nothing is allocated then).
+   */
+  allocBlock(bytes: number): number {
+    const size = align16(Math.max(16, bytes));
+    for (let i = 0; i < this.freeList.length; i++) {
+      const f = this.freeList[i];
+      if (f.size < size) continue;
+      if (f.size === size) this.freeList.splice(i, 1);
+      else this.freeList[i] = { ptr: f.ptr + size, size: f.size - size };
+      this.blocks.set(f.ptr, size);
+      return f.ptr;
+    }
+    if (this.top + size > WASM32_MAX_BYTES) {
+      throw new EngineCapacityError(
+        `wasm engine: needs ${((this.top + size) / 2 ** 30).toFixed(2)} GiB of linear memory but wasm32 addresses at most 4 GiB; ` +
+          'use fewer or shorter sequences, a smaller model, or bf16 weights');
+    }
+    const ptr = this.alloc(size);
+    this.blocks.set(ptr, size);
+    return ptr;
   }
-  return out;
+
+  /** Returns a block from allocBlock; adjacent free blocks merge, and a free block at the top lowers it. */
+  freeBlock(ptr: number): void {
+    const size = this.blocks.get(ptr);
+    if (size === undefined) throw new Error(`freeBlock: ${ptr} is not an allocated block`);
+    this.blocks.delete(ptr);
+    let i = 0;
+    while (i < this.freeList.length && this.freeList[i].ptr < ptr) i++;
+    this.freeList.splice(i, 0, { ptr, size });
+    const merge = (a: number) => {
+      const x = this.freeList[a], y = this.freeList[a + 1];
+      if (x && y && x.ptr + x.size === y.ptr) { x.size += y.size; this.freeList.splice(a + 1, 1); }
+    };
+    merge(i);
+    merge(i - 1);
+    const last = this.freeList[this.freeList.length - 1];
+    if (last && last.ptr + last.size === this.top) {
+      this.top = last.ptr;
+      this.freeList.pop();
+    }
+  }
+
+  /** How many blocks of `bytes` could be allocated now (free blocks, then the room left below 4 GiB). */
+  blocksThatFit(bytes: number): number {
+    const size = align16(Math.max(16, bytes));
+    let n = Math.floor((WASM32_MAX_BYTES - this.top) / size);
+    for (const f of this.freeList) n += Math.floor(f.size / size);
+    return n;
+  }
 }
 
 function align16(n: number): number {
