@@ -35,6 +35,11 @@ Napi::Value DeviceInfo(const Napi::CallbackInfo& info) {
   if (e != cudaSuccess || count == 0) {
     o.Set("available", false);
     std::string why = e != cudaSuccess ? std::string(cudaGetErrorName(e)) + ": " + cudaGetErrorString(e) : "0 devices";
+    // The runtime reports a missing driver and an old one alike (cudaErrorInsufficientDriver): say which.
+    if (e != cudaSuccess && driver == 0) why += "; no NVIDIA driver: libcuda.so.1 was not found";
+    else if (e != cudaSuccess && driver < runtime)
+      why += "; the driver supports CUDA " + cudaVersionString(driver) + ", this addon's runtime is CUDA " +
+             cudaVersionString(runtime) + ": update the driver, or build the addon from source with the matching nvcc";
     o.Set("reason", "no CUDA device (" + why + ")");
     return o;
   }

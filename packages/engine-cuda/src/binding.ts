@@ -1,9 +1,11 @@
 /**
- * The native addon's surface (native/addon.cc), declared once, and its loader. The .node file exists only
- * when `npm run build` found nvcc; `loadBinding` says why it is missing instead of throwing.
+ * The native addon's surface (native/addon.cc), declared once, and its loader. The addon is either built here
+ * (build/Release: `npm run build` with nvcc, or the install step building from source) or the prebuilt one this
+ * package ships (prebuilds/<platform>-<arch>/), in that order, as node-gyp-build picks them; `loadBinding` says
+ * why neither loads instead of throwing.
  */
 import { createRequire } from 'node:module';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { dirname, join } from 'node:path';
 import type { ModelDescription } from '@fast-dllm/model';
@@ -148,8 +150,15 @@ export interface NativeBinding {
   kernels: KernelProbes;
 }
 
-/** Where the build puts the addon. */
-export const ADDON_PATH = join(dirname(fileURLToPath(import.meta.url)), '..', 'build', 'Release', 'fast_dllm_cuda.node');
+const PKG_DIR = join(dirname(fileURLToPath(import.meta.url)), '..');
+/** Where a build in this package puts the addon (scripts/build.mjs, or scripts/install.mjs from source). */
+export const BUILT_ADDON_PATH = join(PKG_DIR, 'build', 'Release', 'fast_dllm_cuda.node');
+/** The prebuilt addon of this platform, when the package ships one (scripts/native.mjs writePrebuild). */
+export const PREBUILT_ADDON_PATH = join(PKG_DIR, 'prebuilds', `${process.platform}-${process.arch}`, 'fast_dllm_cuda.node');
+/** The addon the cuda engine loads: the built one when it exists, else the prebuilt one (else the built path). */
+export const ADDON_PATH = existsSync(BUILT_ADDON_PATH) || !existsSync(PREBUILT_ADDON_PATH) ? BUILT_ADDON_PATH : PREBUILT_ADDON_PATH;
+/** What the last build or install step recorded (scripts/native.mjs writeStatus). */
+const STATUS_PATH = join(PKG_DIR, 'build', 'status.json');
 /**
  * The same kernels and addon compiled for the CPU against native/emu (built on every machine with a C++
  * compiler): conformance tests run the CUDA engine's logic on it where there is no GPU. Far too slow for use.
@@ -162,6 +171,21 @@ export type BindingLoad = { ok: true; binding: NativeBinding } | { ok: false; re
 
 const cache = new Map<string, BindingLoad>();
 
+/** Why there is no CUDA addon, from what the last build or install step recorded. */
+function missingAddonReason(): string {
+  const none = `no prebuilt addon for ${process.platform}-${process.arch} in this package and no build here`;
+  let status: { step?: string; result?: string; detail?: string; at?: string } | undefined;
+  try {
+    status = JSON.parse(readFileSync(STATUS_PATH, 'utf8')) as typeof status;
+  } catch {
+    status = undefined;
+  }
+  const when = status?.step === 'install' ? 'when the package was installed' : 'at the last `npm run build`';
+  const fix = 'put nvcc (the CUDA toolkit) on PATH and rebuild: `npm rebuild @fast-dllm/engine-cuda`, or in the repository `npm run build -w @fast-dllm/engine-cuda`';
+  if (!status?.detail) return `native addon not built: ${none} (expected ${BUILT_ADDON_PATH}); ${fix}`;
+  return `native addon not built: ${when} (${status.at}): ${status.detail}; ${fix}`;
+}
+
 /** Loads an addon once per path; never throws. */
 export function loadBinding(path = ADDON_PATH): BindingLoad {
   const hit = cache.get(path);
@@ -169,14 +193,21 @@ export function loadBinding(path = ADDON_PATH): BindingLoad {
   const what = path === EMULATOR_ADDON_PATH ? 'emulator addon' : 'native addon';
   let r: BindingLoad;
   if (!existsSync(path)) {
-    r = path === EMULATOR_ADDON_PATH
-      ? { ok: false, reason: `${what} not built: no C++ compiler or cmake at install time (expected ${path}; run \`npm run build -w @fast-dllm/engine-cuda\`)` }
-      : { ok: false, reason: `${what} not built: no nvcc at install time (expected ${path}; install the CUDA toolkit and run \`npm run build -w @fast-dllm/engine-cuda\`)` };
+    if (path === EMULATOR_ADDON_PATH) {
+      r = { ok: false, reason: `${what} not built: it is built by \`npm run build -w @fast-dllm/engine-cuda\` in the repository, with cmake and a C++ compiler (expected ${path})` };
+    } else if (path === ADDON_PATH) {
+      r = { ok: false, reason: missingAddonReason() };
+    } else {
+      r = { ok: false, reason: `${what} not built: ${path} does not exist` };
+    }
   } else {
     try {
       r = { ok: true, binding: createRequire(import.meta.url)(path) as NativeBinding };
     } catch (e) {
-      r = { ok: false, reason: `${what} failed to load (${(e as Error).message}); rebuild it with \`npm run build -w @fast-dllm/engine-cuda\`` };
+      const rebuild = path === EMULATOR_ADDON_PATH
+        ? '`npm run build -w @fast-dllm/engine-cuda`'
+        : 'with nvcc on PATH: `FAST_DLLM_CUDA_BUILD_FROM_SOURCE=1 npm rebuild @fast-dllm/engine-cuda` (in the repository: `npm run build -w @fast-dllm/engine-cuda`)';
+      r = { ok: false, reason: `${what} ${path} failed to load (${(e as Error).message}); build it from source ${rebuild}` };
     }
   }
   cache.set(path, r);

@@ -9,6 +9,9 @@ import { ADDON_PATH, EMULATOR_ADDON_PATH, loadBinding, type NativeBinding, type 
 import { checkFits, planWeights, toBf16 } from './plan.js';
 import { MODE_CODE, sourceRows } from './marshal.js';
 
+/** The kernels use cp.async and bf16 tensor cores: compute capability 8.0 (Ampere) or newer. */
+const MIN_COMPUTE_MAJOR = 8;
+
 /** Largest head dimension the attention kernel handles (AHD in native/kernels.cu). */
 export const MAX_HEAD_DIM = 128;
 
@@ -44,6 +47,9 @@ export function probeCuda(addonPath = ADDON_PATH): { available: true; binding: N
   if (!b.ok) return { available: false, reason: b.reason };
   const info = b.binding.deviceInfo();
   if (!info.available) return { available: false, reason: info.reason };
+  if (Number(info.computeCapability.split('.')[0]) < MIN_COMPUTE_MAJOR) {
+    return { available: false, reason: `${info.name} has compute capability ${info.computeCapability}; the kernels need 8.0 or newer (cp.async, bf16 tensor cores)` };
+  }
   return { available: true, binding: b.binding };
 }
 

@@ -9,7 +9,8 @@ import { describe, expect, it } from 'vitest';
 import { counterHash } from '@fast-dllm/scheduler';
 import { expectedShapes, normaliseConfig, tensorNames, writeSafetensors, type ModelDescription } from '@fast-dllm/model';
 import {
-  ADDON_PATH, checkFits, createCudaEmulatorEngine, createCudaEngine, cudaProvider, EMULATOR_ADDON_PATH, loadBinding, planWeights,
+  ADDON_PATH, BUILT_ADDON_PATH, checkFits, createCudaEmulatorEngine, createCudaEngine, cudaProvider, EMULATOR_ADDON_PATH, loadBinding,
+  planWeights, PREBUILT_ADDON_PATH,
   slotOf, sourceRows, toBf16,
 } from '../src/index.js';
 
@@ -42,7 +43,20 @@ describe('native addon', () => {
   it('reports a missing addon as "native addon not built"', () => {
     const r = loadBinding('/nonexistent/fast_dllm_cuda.node');
     expect(r.ok).toBe(false);
-    if (!r.ok) expect(r.reason).toMatch(/native addon not built: no nvcc at install time/);
+    if (!r.ok) expect(r.reason).toBe('native addon not built: /nonexistent/fast_dllm_cuda.node does not exist');
+  });
+
+  it.runIf(hasNvcc)('the build made the prebuilt addon npm pack ships, and the loader prefers the built one', () => {
+    expect(existsSync(PREBUILT_ADDON_PATH)).toBe(true);
+    expect(ADDON_PATH).toBe(BUILT_ADDON_PATH);
+  });
+
+  it.runIf(binding.ok)('says which driver and CUDA runtime it sees', () => {
+    if (!binding.ok) return;
+    const info = binding.binding.deviceInfo();
+    expect(info.runtimeVersion).toMatch(/^\d+\.\d+$/);
+    expect(info.driverVersion).toMatch(/^(\d+\.\d+|none)$/);
+    if (info.driverVersion === 'none') expect(!info.available && info.reason).toMatch(/no NVIDIA driver: libcuda\.so\.1 was not found/);
   });
 });
 
