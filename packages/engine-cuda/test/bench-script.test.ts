@@ -14,19 +14,32 @@ const emulator = loadBinding(EMULATOR_ADDON_PATH);
 const BENCH = join(import.meta.dirname, '..', '..', '..', 'bench', 'cuda', 'bench.mjs');
 const SWEEP = join(import.meta.dirname, '..', '..', '..', 'bench', 'cuda', 'gemm-sweep.mjs');
 
+const TORCH = join(import.meta.dirname, '..', '..', '..', 'bench', 'cuda', 'torch_bench.py');
+const SUMMARY = join(import.meta.dirname, '..', '..', '..', 'bench', 'cuda', 'summary.mjs');
+/** Debian's python3-torch (the tools' interpreter); the default python3 may have no torch. */
+const PYTHON = '/usr/bin/python3';
+const hasTorch = spawnSync(PYTHON, ['-c', 'import torch'], { encoding: 'utf8' }).status === 0;
+
 describe('bench/cuda/bench.mjs', () => {
-  it('measures full, prefix and dual steps and writes its record (emulator)', (ctx) => {
+  it('measures full, prefix and dual steps at two canvases and writes its record (emulator)', (ctx) => {
     if (!emulator.ok) return ctx.skip(`not supported: ${emulator.reason}`);
     const out = join(mkdtempSync(join(tmpdir(), 'fdl-bench-')), 'bench.json');
     const r = spawnSync(process.execPath, [BENCH, '--emulator', '--iters', '1', '--out', out], { encoding: 'utf8' });
     expect(r.stderr).toBe('');
     expect(r.status).toBe(0);
-    expect(r.stdout).toMatch(/dual\s+median [\d.]+ ms/);
+    expect(r.stdout).toMatch(/canvas +128 dual +median [\d.]+ ms +floor [\d.]+ ms/);
+    expect(r.stdout).toMatch(/driver CUDA none, runtime CUDA none/);
     const rec = JSON.parse(readFileSync(out, 'utf8'));
     expect(rec.device).toBe('fast-dllm CUDA emulator (CPU)');
     expect(rec.emulator).toBe(true);
-    for (const step of ['full', 'prefix', 'dual']) expect(rec.medianMs[step]).toBeGreaterThan(0);
-    expect(rec.floorMs).toBeGreaterThan(0);
+    expect(rec.results.map((x: { canvas: number; step: string }) => `${x.canvas} ${x.step}`)).toEqual([
+      '64 full', '64 prefix', '64 dual', '128 full', '128 prefix', '128 dual',
+    ]);
+    for (const x of rec.results) {
+      expect(x.medianMs).toBeGreaterThan(0);
+      expect(x.floorMs).toBeGreaterThanOrEqual(x.weightFloorMs); // cached steps also read K/V
+    }
+    expect(rec.batched).toEqual({ measured: false, reason: 'the native model runs one sequence per pass (engine maxBatch 1)' });
   });
 
   it('refuses a bad --iters with a message', () => {
@@ -35,16 +48,36 @@ describe('bench/cuda/bench.mjs', () => {
     expect(r.stderr).toMatch(/--iters must be a positive integer, got zero/);
   });
 
-  it('gemm-sweep.mjs times each shape at the engine\'s split choice and at fixed splits (emulator)', (ctx) => {
+  it('gemm-sweep.mjs times each shape at the engine\'s choice and at fixed splits under both schedules (emulator)', (ctx) => {
     if (!emulator.ok) return ctx.skip(`not supported: ${emulator.reason}`);
     const r = spawnSync(process.execPath, [SWEEP, '--emulator', '--iters', '1'], { encoding: 'utf8' });
     expect(r.stderr).toBe('');
     expect(r.status).toBe(0);
     const rec = JSON.parse(r.stdout.trim().split('\n').at(-1)!);
-    expect(rec.results.map((x: { name: string; asked: number }) => `${x.name}/${x.asked}`)).toEqual([
-      'qkv/0', 'qkv/1', 'qkv/2', 'down/0', 'down/1', 'down/2',
+    expect(rec.results.map((x: { name: string; splits: number; parallel: boolean }) => `${x.name}/${x.splits}/${x.parallel}`)).toEqual([
+      'qkv/1/false', 'qkv/1/false', 'qkv/2/true', 'qkv/2/false', 'down/2/true', 'down/1/false', 'down/2/true', 'down/2/false',
     ]);
     for (const x of rec.results) expect(x.msPerLaunch).toBeGreaterThan(0);
-    expect(r.stdout).toMatch(/qkv +384 x 128 +auto=1/);
+    expect(r.stdout).toMatch(/qkv +384 x 128 +auto=1 one split/);
+    expect(r.stdout).toMatch(/down +128 x 576 +auto=2 parallel/);
+  });
+
+  it('torch_bench.py and summary.mjs: the same steps as a CPU miniature, then the side-by-side table and the targets', (ctx) => {
+    if (!emulator.ok) return ctx.skip(`not supported: ${emulator.reason}`);
+    if (!hasTorch) return ctx.skip(`not supported: ${PYTHON} has no torch`);
+    const dir = mkdtempSync(join(tmpdir(), 'fdl-bench-'));
+    const t = spawnSync(PYTHON, [TORCH, '--miniature', '--device', 'cpu', '--iters', '1', '--out', join(dir, 'torch.json')], { encoding: 'utf8' });
+    expect(t.status, t.stderr).toBe(0);
+    const rec = JSON.parse(readFileSync(join(dir, 'torch.json'), 'utf8'));
+    expect(rec.results.map((x: { canvas: number; step: string }) => `${x.canvas} ${x.step}`)).toEqual([
+      '64 full', '64 prefix', '64 dual', '128 full', '128 prefix', '128 dual',
+    ]);
+    const b = spawnSync(process.execPath, [BENCH, '--emulator', '--iters', '1', '--canvas', '64', '--out', join(dir, 'cuda.json')], { encoding: 'utf8' });
+    expect(b.status, b.stderr).toBe(0);
+    const s = spawnSync(process.execPath, [SUMMARY, '--cuda', join(dir, 'cuda.json'), '--torch', join(dir, 'torch.json')], { encoding: 'utf8' });
+    expect(s.status, s.stderr).toBe(0);
+    expect(s.stdout).toMatch(/^ +64 dual +[\d.]+ +[\d.]+ +[\d.]+/m);
+    expect(s.stdout).toMatch(/(met|missed) +canvas 64: dual step faster than PyTorch/);
+    expect(s.stdout).toMatch(/not measured +batch 16 at least 8x the tokens\/s of batch 1/);
   });
 });
