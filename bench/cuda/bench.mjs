@@ -19,10 +19,11 @@ const { values: args } = parseArgs({
 });
 const iters = Number(args.iters);
 if (!Number.isInteger(iters) || iters < 1) { console.error(`bench: --iters must be a positive integer, got ${args.iters}`); process.exit(1); }
-const canvasArg = args.canvas ?? (args.emulator ? '64,128' : '512,2048');
+const BLOCK = args.emulator ? 16 : 32;
+const canvasArg = args.canvas ?? (args.emulator ? '32,64' : '512,2048');
 const canvases = canvasArg.split(',').map(Number);
-if (canvases.some((L) => !Number.isInteger(L) || L < 64 || L % 2 !== 0)) {
-  console.error(`bench: --canvas must be even integers >= 64, comma-separated, got ${canvasArg}`);
+if (canvases.some((L) => !Number.isInteger(L) || L < 2 * BLOCK || L % 2 !== 0)) {
+  console.error(`bench: --canvas must be even integers >= ${2 * BLOCK}, comma-separated, got ${canvasArg}`);
   process.exit(1);
 }
 const b = args.emulator ? loadBinding(EMULATOR_ADDON_PATH) : loadBinding();
@@ -37,7 +38,6 @@ const desc = {
   shiftLogits: false, special: { mask: 126336, eos: 126081 },
   ...(args.emulator ? { hiddenSize: 128, numLayers: 2, numHeads: 4, numKvHeads: 4, headDim: 32, intermediateSize: 256, vocabSize: 512, special: { mask: 500, eos: 501 } } : {}),
 };
-const BLOCK = args.emulator ? 16 : 32;
 const names = tensorNames(desc);
 const plan = planWeights(desc, names, expectedShapes(desc, names), 'bf16', Math.max(...canvases), 'bf16');
 // A forward reads every weight once except the embedding (a gather of its rows).
