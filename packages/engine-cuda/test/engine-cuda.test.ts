@@ -1,6 +1,7 @@
 /**
  * CPU-side tests of the cuda engine: the addon builds and loads where nvcc exists, the probe explains a missing
- * device, and the planning / marshalling logic. GPU behaviour is covered by test/cuda-conformance.test.ts.
+ * device, and the planning / marshalling logic. GPU behaviour is covered by the conformance harness (test/conformance)
+ * and test/kernels.test.ts.
  */
 import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
