@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -68,25 +69,32 @@ struct Config {
   int d, layers, H, KV, hd, ff, V, maxPos;
   float eps, theta;
   bool qkvBias, bf16;
-  bool kvBf16;  // K/V cache (and a prefix step's fresh rows) in bf16; else f32
-  int maskId;  // never proposed (DESIGN §3)
+  bool kvBf16;      // K/V cache (and a prefix step's fresh rows) in bf16; else f32
+  int maskId;       // never proposed (DESIGN §3)
+  bool qkNorm;      // Qwen3 (SDAR): per-head RMSNorm of q and k before RoPE
+  int blockSize;    // block-causal attention with blocks of this size (DESIGN §8); 0: bidirectional
+  int reportChunk;  // reported rows whose logits one LM-head GEMM computes (bounds the (chunk, V) logits scratch)
 };
 
-// Slot numbering shared with src/plan.ts: 0 embed, 1 final norm, 2 lm head, then 12 per layer.
-enum Role { kAttnNorm, kQ, kK, kV, kQB, kKB, kVB, kO, kFfnNorm, kGate, kUp, kDown, kRoles };
+// Slot numbering shared with src/plan.ts: 0 embed, 1 final norm, 2 lm head, then kRoles per layer.
+enum Role { kAttnNorm, kQ, kK, kV, kQB, kKB, kVB, kQNorm, kKNorm, kO, kFfnNorm, kGate, kUp, kDown, kRoles };
 
-// Per-forward working buffers, kept between forwards (a cudaMalloc/cudaFree pair per buffer per step would cost
-// more than a DualCache step's kernels, and cudaFree synchronises the device). Grown, never shrunk.
-enum Scratch { kIds, kRows, kPos, kX, kH, kQKV, kQ_, kK_, kV_, kAtt, kGU, kG, kA16, kHn, kLogits, kPartial,
-               kSeqs, kAttnPartial, kTok, kProb, kTop1, kTop2, kEnt, kScratchCount };
+// Per-pass working buffers, kept between passes (a cudaMalloc/cudaFree pair per buffer per step would cost more
+// than a DualCache step's kernels, and cudaFree synchronises the device). Grown to the largest pass, never shrunk;
+// the engine refuses passes over the rows it reserved them for (src/plan.ts passScratchBytes counts them).
+enum Scratch { kIds, kRowSeq, kSeqs, kRepRow, kRepPos, kRepTemp, kRepSeed, kRepFi, kX, kH, kQKV, kQ_, kK_, kV_, kAtt,
+               kGU, kG, kA16, kSel, kHn, kLogits, kPartial, kAttnPartial, kTok, kProb, kTop1, kTop2, kEnt,
+               kScratchCount };
 
 class Model {
  public:
   Config c;
   std::vector<void*> w;  // device pointers by slot
-  void* kcache = nullptr;   // (layers, L, KV, hd) bf16 or f32 (c.kvBf16)
-  void* vcache = nullptr;   // (layers, L, KV, hd) bf16 or f32
-  int cacheL = 0;
+  // Sequence caches live in arenas (src/cache-pool.ts places each sequence's block at an offset in one): grown by
+  // allocArena on the JS thread, read by passes on a worker, so the list is guarded; freed with the model.
+  std::vector<void*> arenas;
+  std::vector<size_t> arenaBytes;
+  std::mutex arenaMutex;
   int sms = 1;              // multiprocessors of device 0: picks schedules (never a result's arithmetic)
   cudaStream_t s = nullptr;
   std::vector<void*> scratch = std::vector<void*>(kScratchCount, nullptr);
@@ -105,9 +113,7 @@ class Model {
     for (auto& p : w) p = nullptr;
     for (auto& p : fused) { if (p) cudaFree(p); p = nullptr; }
     for (auto& p : scratch) { if (p) cudaFree(p); p = nullptr; }
-    if (kcache) cudaFree(kcache);
-    if (vcache) cudaFree(vcache);
-    kcache = vcache = nullptr;
+    for (auto& p : arenas) { if (p) cudaFree(p); p = nullptr; }
     if (s) cudaStreamDestroy(s);
     s = nullptr;
   }
@@ -137,6 +143,7 @@ class Model {
       case kK: case kV: return kv * c.d;
       case kQB: return c.qkvBias ? q : 0;
       case kKB: case kVB: return c.qkvBias ? kv : 0;
+      case kQNorm: case kKNorm: return c.qkNorm ? c.hd : 0;
       case kO: return (size_t)c.d * q;
       default: return (size_t)c.ff * c.d;  // gate, up, down
     }
@@ -218,6 +225,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   static Napi::Function Init(Napi::Env env) {
     return DefineClass(env, "CudaModel", {InstanceMethod("upload", &ModelWrap::Upload),
                                           InstanceMethod("randomize", &ModelWrap::Randomize),
+                                          InstanceMethod("allocArena", &ModelWrap::AllocArena),
                                           InstanceMethod("forward", &ModelWrap::Forward),
                                           InstanceMethod("free", &ModelWrap::Free)});
   }
@@ -227,6 +235,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
  private:
   Napi::Value Upload(const Napi::CallbackInfo& info);
   Napi::Value Randomize(const Napi::CallbackInfo& info);
+  Napi::Value AllocArena(const Napi::CallbackInfo& info);
   Napi::Value Forward(const Napi::CallbackInfo& info);
   Napi::Value Free(const Napi::CallbackInfo& info);
   std::shared_ptr<Model> live(Napi::Env env) {
@@ -242,7 +251,9 @@ ModelWrap::ModelWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ModelWra
            i("vocabSize"), i("maxPositions"), o.Get("rmsNormEps").As<Napi::Number>().FloatValue(),
            o.Get("ropeTheta").As<Napi::Number>().FloatValue(), o.Get("qkvBias").As<Napi::Boolean>().Value(),
            o.Get("bf16").As<Napi::Boolean>().Value(), o.Get("kvBf16").ToBoolean().Value(),
-           i("maskId")};
+           i("maskId"), o.Get("qkNorm").ToBoolean().Value(), o.Has("blockSize") ? i("blockSize") : 0,
+           o.Has("reportChunk") ? i("reportChunk") : 256};
+  if (c.reportChunk < 1) throw Napi::RangeError::New(info.Env(), "CudaModel: reportChunk must be at least 1");
   try {
     m = std::make_shared<Model>(c);
   } catch (const std::exception& e) {
@@ -281,7 +292,7 @@ Napi::Value ModelWrap::Randomize(const Napi::CallbackInfo& info) {
       const int role = Model::roleOf(slot);
       // Norm weights near 1 keep activations bounded through 32 layers.
       if (bf) CK(fdl::fill_random_bf16((__nv_bfloat16*)dst, n, seed + slot, scale, mm->s));
-      else if (slot == 1 || role == kAttnNorm || role == kFfnNorm) CK(fdl::fill_random_f32((float*)dst, n, seed + slot, 0.05f, 1.f, mm->s));
+      else if (slot == 1 || role == kAttnNorm || role == kFfnNorm || role == kQNorm || role == kKNorm) CK(fdl::fill_random_f32((float*)dst, n, seed + slot, 0.05f, 1.f, mm->s));
       else CK(fdl::fill_random_f32((float*)dst, n, seed + slot, scale, 0.f, mm->s));
     }
     CK(cudaStreamSynchronize(mm->s));
@@ -290,133 +301,162 @@ Napi::Value ModelWrap::Randomize(const Napi::CallbackInfo& info) {
   return job->promise();
 }
 
-struct FwdIn {
-  std::vector<int32_t> canvas, srcRows, positions;
-  int mode, start, end;
-  bool sample, wantLogits, wantTop2, wantEntropy;
-  double temperature;
-  uint32_t seed, forwardIndex;
+// One sequence's part of a pass (src/engine.ts builds these from the ForwardRequests, DESIGN §4, §7).
+struct PassSeq {
+  int arena;      // arena holding the sequence's cache block
+  size_t offset;  // byte offset of the block in the arena: K (layers, cap, KV, hd), then V (layers, cap, KV, hd)
+  int cap;        // positions the block holds (the sequence's maxLength)
+  int mode;       // 0 full, 1 prefix, 2 dual, 3 extend
+  int start, rows, L, rowOffset;  // computed span [start, start + rows) of a canvas of L, at pass rows rowOffset..
 };
-struct FwdOut {
+struct PassIn {
+  std::vector<int32_t> ids;  // (rows,) token of each computed row, sequence after sequence
+  std::vector<PassSeq> seqs;
+  std::vector<int32_t> repRow, repPos;  // (reports,) pass row that predicts each report, and its absolute position
+  std::vector<double> repTemp;          // (reports,) sampling temperature, 0 = greedy
+  std::vector<uint32_t> repSeed, repFi; // (reports,) the sequence's seed and forward index
+  bool wantLogits, wantTop2, wantEntropy;
+};
+struct PassOut {
   std::vector<int32_t> tokens;
   std::vector<double> probs, top1, top2, entropy;
   std::vector<float> logits;
 };
 
-// The forward pass over span [start, end) (mode 0 full, 1 prefix, 2 dual); see engine.ts for the semantics.
-static void RunForward(Model& M, const FwdIn& in, FwdOut& out) {
+enum Mode { kFull = 0, kPrefix = 1, kDual = 2, kExtend = 3 };
+
+// One pass over the rows of every sequence (DESIGN §7): embedding, every GEMM and element-wise kernel over all rows at
+// once; qkv_rope and attention per row / per sequence through the AttnSeq descriptors, each sequence's fresh K/V
+// written into its own cache (full, dual, extend) or into the pass's fresh rows (prefix); then the final norm, the
+// LM head and the reduction over the reported rows only, `reportChunk` rows per LM-head GEMM. No choice of split,
+// tile or schedule that changes a row's arithmetic depends on the rows or sequences beside it.
+static void RunForward(Model& M, const PassIn& in, PassOut& out) {
   const Config& c = M.c;
-  const int L = (int)in.canvas.size(), s0 = in.start, m = in.end - in.start, n = (int)in.srcRows.size();
+  const int m = (int)in.ids.size(), nseq = (int)in.seqs.size(), n = (int)in.repRow.size();
   const int qd = c.H * c.hd, kvd = c.KV * c.hd;
-  const size_t layerKV = (size_t)L * kvd;  // elements per layer of the cache: (L, KV, hd)
   const size_t kvB = M.kvBytes();
-  if (in.mode == 0 && M.cacheL != L) {
-    if (M.kcache) CK(cudaFree(M.kcache));
-    if (M.vcache) CK(cudaFree(M.vcache));
-    M.kcache = M.vcache = nullptr;
-    M.cacheL = 0;
-    CK(cudaMalloc(&M.kcache, layerKV * c.layers * kvB));
-    CK(cudaMalloc(&M.vcache, layerKV * c.layers * kvB));
-    M.cacheL = L;
-  }
-  if (in.mode != 0 && M.cacheL != L) throw std::runtime_error("forward: no cache for a canvas of this length; run a full forward first");
   cudaStream_t s = M.s;
-  int32_t* ids = M.buf<int32_t>(kIds, m);     // (m,) tokens of the computed span
-  int32_t* rows = M.buf<int32_t>(kRows, n);   // (n,) span rows whose hidden state predicts each position
-  int32_t* pos = M.buf<int32_t>(kPos, n);     // (n,) absolute positions, for the sampling RNG
-  float* x = M.buf<float>(kX, (size_t)m * c.d);          // (m, d) residual stream
-  float* h = M.buf<float>(kH, (size_t)m * c.d);          // (m, d) normed input (f32 mode), final-normed rows
-  float* qkv = M.buf<float>(kQKV, (size_t)m * (qd + 2 * kvd));  // (m, qd + 2 kvd) fused projection
-  float* q = M.buf<float>(kQ_, (size_t)m * qd);          // (m, H, hd) rotated
-  // (m, KV, hd) each in the cache's dtype: a prefix step's fresh rows; full and dual steps write theirs straight
-  // into the cache.
-  void* k = in.mode == 1 ? M.buf<uint8_t>(kK_, (size_t)m * kvd * kvB) : nullptr;
-  void* v = in.mode == 1 ? M.buf<uint8_t>(kV_, (size_t)m * kvd * kvB) : nullptr;
+  bool anyPrefix = false;
+  for (const PassSeq& q : in.seqs) anyPrefix = anyPrefix || q.mode == kPrefix;
+  int32_t* ids = M.buf<int32_t>(kIds, m);        // (m,) tokens of the computed rows
+  int32_t* rowSeq = M.buf<int32_t>(kRowSeq, m);  // (m,) sequence of each row
+  float* x = M.buf<float>(kX, (size_t)m * c.d);  // (m, d) residual stream
+  float* hf = c.bf16 ? nullptr : M.buf<float>(kH, (size_t)m * c.d);  // (m, d) normed input, f32 mode only
+  float* qkv = M.buf<float>(kQKV, (size_t)m * (qd + 2 * kvd));        // (m, qd + 2 kvd) fused projection
+  float* q = M.buf<float>(kQ_, (size_t)m * qd);                      // (m, H, hd) normed and rotated
+  // (m, KV, hd) each in the cache's dtype: prefix sequences' fresh rows (at their pass rows); the other modes write
+  // theirs straight into their caches.
+  char* freshK = anyPrefix ? M.buf<char>(kK_, (size_t)m * kvd * kvB) : nullptr;
+  char* freshV = anyPrefix ? M.buf<char>(kV_, (size_t)m * kvd * kvB) : nullptr;
   float* att = c.bf16 ? nullptr : M.buf<float>(kAtt, (size_t)m * qd);  // (m, H, hd), f32 mode
-  float* hf = c.bf16 ? nullptr : h;  // bf16 mode: the layer's GEMM inputs exist only as a16
-  float* gu = M.buf<float>(kGU, (size_t)m * 2 * c.ff);   // (m, 2 ff) fused gate | up
-  float* g = c.bf16 ? nullptr : M.buf<float>(kG, (size_t)m * c.ff);  // (m, ff) silu(gate) * up, f32 mode
-  float* hn = M.buf<float>(kHn, (size_t)n * c.d);        // (n, d) final-normed rows that are reported
-  float* logits = M.buf<float>(kLogits, (size_t)n * c.V);  // (n, V)
-  CK(cudaMemcpyAsync(ids, in.canvas.data() + s0, m * sizeof(int32_t), cudaMemcpyHostToDevice, s));
-  CK(cudaMemcpyAsync(rows, in.srcRows.data(), n * sizeof(int32_t), cudaMemcpyHostToDevice, s));
-  CK(cudaMemcpyAsync(pos, in.positions.data(), n * sizeof(int32_t), cudaMemcpyHostToDevice, s));
+  float* gu = M.buf<float>(kGU, (size_t)m * 2 * c.ff);                 // (m, 2 ff) fused gate | up
+  float* g = c.bf16 ? nullptr : M.buf<float>(kG, (size_t)m * c.ff);   // (m, ff) silu(gate) * up, f32 mode
+  const int chunk = std::min(n, c.reportChunk);                        // reported rows per LM-head GEMM
+  // bf16 mode: the kernel that produces a GEMM input also writes its bf16 copy into a16, (max(m, chunk), max(d, qd,
+  // ff)); each copy is consumed before the next is written (one stream). f32 mode: a16 is null, GEMMs read f32.
+  __nv_bfloat16* a16 =
+      c.bf16 ? M.buf<__nv_bfloat16>(kA16, (size_t)std::max(m, chunk) * std::max({c.d, qd, c.ff})) : nullptr;
+
+  // Attention descriptors: a cache block is K (layers, cap, KV, hd) then V, so a layer starts cap * kvd elements
+  // after the previous one. prefix reads cached [0, start) and its fresh rows; full, dual and extend write their
+  // rows into the cache first (qkv_rope) and read keys [0, L) from it.
+  std::vector<fdl::AttnSeq> seqs(nseq);
+  std::vector<int32_t> rowSeqHost(m);
+  {
+    std::lock_guard<std::mutex> lock(M.arenaMutex);
+    for (int i = 0; i < nseq; i++) {
+      const PassSeq& p = in.seqs[i];
+      if (p.arena < 0 || p.arena >= (int)M.arenas.size())
+        throw std::runtime_error("forward: sequence " + std::to_string(i) + " names arena " + std::to_string(p.arena) + " of " +
+                                 std::to_string(M.arenas.size()));
+      const size_t half = (size_t)c.layers * p.cap * kvd * kvB;
+      if (p.L > p.cap || p.offset + 2 * half > M.arenaBytes[p.arena])
+        throw std::runtime_error("forward: sequence " + std::to_string(i) + "'s cache block lies outside its arena");
+      char* base = static_cast<char*>(M.arenas[p.arena]) + p.offset;
+      fdl::AttnSeq& S = seqs[i];
+      S = fdl::AttnSeq{};
+      S.k0 = base;
+      S.v0 = base + half;
+      S.stride0 = (size_t)p.cap * kvd;
+      S.n0 = p.mode == kPrefix ? p.start : p.L;
+      if (p.mode == kPrefix) {
+        S.k1 = freshK + (size_t)p.rowOffset * kvd * kvB;
+        S.v1 = freshV + (size_t)p.rowOffset * kvd * kvB;
+        S.stride1 = 0;  // the fresh rows' buffer is refilled by every layer
+      }
+      S.L = p.L;
+      S.q0 = p.rowOffset;
+      S.nq = p.rows;
+      S.pos0 = p.start;
+      S.causalBlock = c.blockSize;
+      for (int r = 0; r < p.rows; r++) rowSeqHost[p.rowOffset + r] = i;
+    }
+  }
+  const fdl::AttnPlan plan = fdl::attention_plan(seqs.data(), nseq, c.H, c.hd, M.sms, fdl::kScheduleAuto);
+  fdl::AttnSeq* dseq = M.buf<fdl::AttnSeq>(kSeqs, nseq);
+  float* attnPartial = plan.combine ? M.buf<float>(kAttnPartial, plan.partialFloats) : nullptr;
+  // Pageable sources: each copy is staged before the call returns, so the host vectors may go.
+  CK(cudaMemcpyAsync(dseq, seqs.data(), nseq * sizeof(fdl::AttnSeq), cudaMemcpyHostToDevice, s));
+  CK(cudaMemcpyAsync(ids, in.ids.data(), m * sizeof(int32_t), cudaMemcpyHostToDevice, s));
+  CK(cudaMemcpyAsync(rowSeq, rowSeqHost.data(), m * sizeof(int32_t), cudaMemcpyHostToDevice, s));
   if (c.bf16) CK(fdl::embed_bf16((const __nv_bfloat16*)M.w[0], ids, x, m, c.d, s));
   else CK(fdl::embed_f32((const float*)M.w[0], ids, x, m, c.d, s));
-  // bf16 mode: the kernel that produces a GEMM input also writes its bf16 copy into a16, (m, max(d, qd, ff)); each
-  // copy is consumed before the next is written (one stream). f32 mode: a16 is null and the GEMMs read f32.
-  __nv_bfloat16* a16 = c.bf16 ? M.buf<__nv_bfloat16>(kA16, (size_t)(m > n ? m : n) * std::max({c.d, qd, c.ff})) : nullptr;
-  // Attention reads the cache through one sequence descriptor (layer l at l * layerKV): prefix steps attend to
-  // cached [0, start) and their fresh rows; full and dual steps write their rows into the cache and read it whole.
-  fdl::AttnSeq seq{};
-  seq.k0 = M.kcache;
-  seq.v0 = M.vcache;
-  seq.stride0 = layerKV;
-  seq.n0 = in.mode == 1 ? s0 : L;
-  if (in.mode == 1) {
-    seq.k1 = k;
-    seq.v1 = v;
-    seq.stride1 = 0;  // the fresh rows' buffer is refilled by every layer
-  }
-  seq.L = L;
-  seq.q0 = 0;
-  seq.nq = m;
-  seq.pos0 = s0;
-  seq.causalBlock = 0;
-  const fdl::AttnPlan plan = fdl::attention_plan(&seq, 1, c.H, c.hd, M.sms, fdl::kScheduleAuto);
-  fdl::AttnSeq* dseq = M.buf<fdl::AttnSeq>(kSeqs, 1);
-  CK(cudaMemcpyAsync(dseq, &seq, sizeof seq, cudaMemcpyHostToDevice, s));  // pageable source: staged before return
-  float* attnPartial = plan.combine ? M.buf<float>(kAttnPartial, plan.partialFloats) : nullptr;
   for (int l = 0; l < c.layers; l++) {
     CK(fdl::rmsnorm(x, (const float*)M.L(l, kAttnNorm), hf, a16, m, c.d, c.eps, s));
     M.linear(hf, a16, l, kQ, c.qkvBias ? kQB : -1, qkv, m, qd + 2 * kvd, c.d);  // slot kQ is the fused [Wq; Wk; Wv]
-    if (in.mode == 1) {
-      // prefix: the fresh rows go to their own buffer; the cache keeps the full forward's K/V.
-      CK(fdl::qkv_rope(qkv, q, k, v, c.kvBf16, m, c.H, c.KV, c.hd, s0, c.theta, s));
-    } else {
-      // full and dual write the fresh rows into the cache (dual refreshes its block each step).
-      const size_t at = (layerKV * l + (size_t)s0 * kvd) * kvB;  // bytes to row s0 of layer l
-      CK(fdl::qkv_rope(qkv, q, static_cast<char*>(M.kcache) + at, static_cast<char*>(M.vcache) + at, c.kvBf16, m, c.H,
-                       c.KV, c.hd, s0, c.theta, s));
-    }
-    CK(fdl::attention(q, dseq, 1, plan, l, c.kvBf16, att, a16, attnPartial, c.H, c.KV, c.hd, s));
+    CK(fdl::qkv_rope(qkv, q, dseq, rowSeq, l, c.kvBf16, c.qkNorm ? (const float*)M.L(l, kQNorm) : nullptr,
+                     c.qkNorm ? (const float*)M.L(l, kKNorm) : nullptr, c.eps, m, c.H, c.KV, c.hd, c.theta, s));
+    CK(fdl::attention(q, dseq, nseq, plan, l, c.kvBf16, att, a16, attnPartial, c.H, c.KV, c.hd, s));
     M.linear(att, a16, l, kO, -1, x, m, c.d, qd, /*accumulate=*/true);  // x += att @ Wo^T
     CK(fdl::rmsnorm(x, (const float*)M.L(l, kFfnNorm), hf, a16, m, c.d, c.eps, s));
     M.linear(hf, a16, l, kGate, -1, gu, m, 2 * c.ff, c.d);  // slot kGate is the fused [Wgate; Wup]
     CK(fdl::swiglu(gu, g, a16, m, c.ff, s));
     M.linear(g, a16, l, kDown, -1, x, m, c.d, c.ff, /*accumulate=*/true);  // x += swiglu @ Wdown^T
   }
-  if (n > 0) {
-    CK(fdl::rmsnorm(x, (const float*)M.w[1], h, nullptr, m, c.d, c.eps, s));
-    CK(fdl::embed_f32(h, rows, hn, n, c.d, s));  // gather the reported rows (Dream shift applied by the caller)
-    if (a16) CK(fdl::to_bf16(hn, a16, (size_t)n * c.d, s));
-    const void* head = M.w[2] ? M.w[2] : M.w[0];  // tied embeddings: the embedding is the LM head
-    M.linear(hn, a16, head, nullptr, logits, n, c.V, c.d);
-  }
-  int32_t* tok = M.buf<int32_t>(kTok, n);  // (n,)
-  double* pr = M.buf<double>(kProb, n);    // (n,) each
-  double* t1 = M.buf<double>(kTop1, n);
-  double* t2 = M.buf<double>(kTop2, n);
-  double* en = M.buf<double>(kEnt, n);
-  fdl::HeadOut ho{tok, pr, in.wantTop2 ? t1 : nullptr, in.wantTop2 ? t2 : nullptr, in.wantEntropy ? en : nullptr};
-  CK(fdl::lm_head_reduce(logits, n, c.V, pos, in.sample ? 1 : 0, in.temperature, in.seed, in.forwardIndex, c.maskId, ho, s));
   out.tokens.resize(n);
   out.probs.resize(n);
-  CK(cudaMemcpyAsync(out.tokens.data(), tok, n * sizeof(int32_t), cudaMemcpyDeviceToHost, s));
-  CK(cudaMemcpyAsync(out.probs.data(), pr, n * sizeof(double), cudaMemcpyDeviceToHost, s));
-  if (in.wantTop2) {
-    out.top1.resize(n);
-    out.top2.resize(n);
-    CK(cudaMemcpyAsync(out.top1.data(), t1, n * sizeof(double), cudaMemcpyDeviceToHost, s));
-    CK(cudaMemcpyAsync(out.top2.data(), t2, n * sizeof(double), cudaMemcpyDeviceToHost, s));
-  }
-  if (in.wantEntropy) {
-    out.entropy.resize(n);
-    CK(cudaMemcpyAsync(out.entropy.data(), en, n * sizeof(double), cudaMemcpyDeviceToHost, s));
-  }
-  if (in.wantLogits) {
-    out.logits.resize((size_t)n * c.V);
-    CK(cudaMemcpyAsync(out.logits.data(), logits, (size_t)n * c.V * sizeof(float), cudaMemcpyDeviceToHost, s));
+  if (in.wantTop2) out.top1.resize(n), out.top2.resize(n);
+  if (in.wantEntropy) out.entropy.resize(n);
+  if (in.wantLogits) out.logits.resize((size_t)n * c.V);
+  if (n > 0) {
+    int32_t* repRow = M.buf<int32_t>(kRepRow, n);     // (n,) pass row predicting each report
+    int32_t* repPos = M.buf<int32_t>(kRepPos, n);     // (n,) absolute positions (sampling keys)
+    double* repTemp = M.buf<double>(kRepTemp, n);     // (n,) 0 = greedy
+    uint32_t* repSeed = M.buf<uint32_t>(kRepSeed, n);
+    uint32_t* repFi = M.buf<uint32_t>(kRepFi, n);
+    CK(cudaMemcpyAsync(repRow, in.repRow.data(), n * sizeof(int32_t), cudaMemcpyHostToDevice, s));
+    CK(cudaMemcpyAsync(repPos, in.repPos.data(), n * sizeof(int32_t), cudaMemcpyHostToDevice, s));
+    CK(cudaMemcpyAsync(repTemp, in.repTemp.data(), n * sizeof(double), cudaMemcpyHostToDevice, s));
+    CK(cudaMemcpyAsync(repSeed, in.repSeed.data(), n * sizeof(uint32_t), cudaMemcpyHostToDevice, s));
+    CK(cudaMemcpyAsync(repFi, in.repFi.data(), n * sizeof(uint32_t), cudaMemcpyHostToDevice, s));
+    float* sel = M.buf<float>(kSel, (size_t)chunk * c.d);          // (chunk, d) gathered rows of x
+    float* hn = M.buf<float>(kHn, (size_t)chunk * c.d);            // (chunk, d) final-normed
+    float* logits = M.buf<float>(kLogits, (size_t)chunk * c.V);    // (chunk, V)
+    int32_t* tok = M.buf<int32_t>(kTok, n);                        // (n,) each
+    double* pr = M.buf<double>(kProb, n);
+    double* t1 = M.buf<double>(kTop1, n);
+    double* t2 = M.buf<double>(kTop2, n);
+    double* en = M.buf<double>(kEnt, n);
+    const void* head = M.w[2] ? M.w[2] : M.w[0];  // tied embeddings: the embedding is the LM head
+    for (int r0 = 0; r0 < n; r0 += chunk) {
+      const int cn = std::min(chunk, n - r0);
+      CK(fdl::embed_f32(x, repRow + r0, sel, cn, c.d, s));  // gather the predicting rows (Dream's shift applied)
+      CK(fdl::rmsnorm(sel, (const float*)M.w[1], hn, a16, cn, c.d, c.eps, s));
+      M.linear(hn, a16, head, nullptr, logits, cn, c.V, c.d);
+      fdl::HeadOut ho{tok + r0, pr + r0, in.wantTop2 ? t1 + r0 : nullptr, in.wantTop2 ? t2 + r0 : nullptr,
+                      in.wantEntropy ? en + r0 : nullptr};
+      CK(fdl::lm_head_reduce(logits, cn, c.V, repPos + r0, repTemp + r0, repSeed + r0, repFi + r0, c.maskId, ho, s));
+      if (in.wantLogits)
+        CK(cudaMemcpyAsync(out.logits.data() + (size_t)r0 * c.V, logits, (size_t)cn * c.V * sizeof(float),
+                           cudaMemcpyDeviceToHost, s));
+    }
+    CK(cudaMemcpyAsync(out.tokens.data(), tok, n * sizeof(int32_t), cudaMemcpyDeviceToHost, s));
+    CK(cudaMemcpyAsync(out.probs.data(), pr, n * sizeof(double), cudaMemcpyDeviceToHost, s));
+    if (in.wantTop2) {
+      CK(cudaMemcpyAsync(out.top1.data(), t1, n * sizeof(double), cudaMemcpyDeviceToHost, s));
+      CK(cudaMemcpyAsync(out.top2.data(), t2, n * sizeof(double), cudaMemcpyDeviceToHost, s));
+    }
+    if (in.wantEntropy) CK(cudaMemcpyAsync(out.entropy.data(), en, n * sizeof(double), cudaMemcpyDeviceToHost, s));
   }
   CK(cudaStreamSynchronize(s));
 }
@@ -433,25 +473,61 @@ template <typename TA, typename T> static Napi::Value toTyped(Napi::Env env, con
   return a;
 }
 
-// forward(canvas, mode, start, end, srcRows, positions, opts) -> Promise<{tokens, probs, top1?, top2?, entropy?, logits?}>
+// allocArena(bytes) -> index: a device block for sequence caches (synchronous; src/cache-pool.ts places blocks in it).
+Napi::Value ModelWrap::AllocArena(const Napi::CallbackInfo& info) {
+  auto mm = live(info.Env());
+  const double want = info[0].As<Napi::Number>().DoubleValue();
+  if (!(want >= 1 && want <= 9.0e15)) throw Napi::RangeError::New(info.Env(), "allocArena: bytes must be a positive integer");
+  void* p = nullptr;
+  const cudaError_t e = cudaMalloc(&p, (size_t)want);
+  if (e != cudaSuccess) {
+    cudaGetLastError();  // clear the sticky-free allocation error
+    throw Napi::Error::New(info.Env(), std::string("cudaMalloc(") + std::to_string((size_t)want) + " bytes): " + cudaGetErrorString(e));
+  }
+  std::lock_guard<std::mutex> lock(mm->arenaMutex);
+  mm->arenas.push_back(p);
+  mm->arenaBytes.push_back((size_t)want);
+  return Napi::Number::New(info.Env(), (double)(mm->arenas.size() - 1));
+}
+
+// forward(pass) -> Promise<{tokens, probs, top1Probs?, top2Probs?, entropy?, logits?}> over every report of the pass.
+// pass: { ids: Int32Array (rows), seqs: Float64Array (batch, 8) [arena, offset, cap, mode, start, rows, L, rowOffset],
+//         reportRow, position: Int32Array, temperature: Float64Array, seed, forwardIndex: Uint32Array (reports),
+//         top2, entropy, logits: boolean }
 Napi::Value ModelWrap::Forward(const Napi::CallbackInfo& info) {
   auto mm = live(info.Env());
-  auto in = std::make_shared<FwdIn>();
-  in->canvas = copyTyped<int32_t>(info[0]);
-  in->mode = info[1].As<Napi::Number>().Int32Value();
-  in->start = info[2].As<Napi::Number>().Int32Value();
-  in->end = info[3].As<Napi::Number>().Int32Value();
-  in->srcRows = copyTyped<int32_t>(info[4]);
-  in->positions = copyTyped<int32_t>(info[5]);
-  Napi::Object o = info[6].As<Napi::Object>();
-  in->sample = o.Get("sample").ToBoolean().Value();
-  in->temperature = o.Get("temperature").ToNumber().DoubleValue();
-  in->seed = o.Get("seed").ToNumber().Uint32Value();
-  in->forwardIndex = o.Get("forwardIndex").ToNumber().Uint32Value();
+  Napi::Object o = info[0].As<Napi::Object>();
+  auto in = std::make_shared<PassIn>();
+  in->ids = copyTyped<int32_t>(o.Get("ids"));
+  const std::vector<double> seqs = copyTyped<double>(o.Get("seqs"));
+  if (seqs.size() % 8 != 0) throw Napi::RangeError::New(info.Env(), "forward: seqs must hold 8 numbers per sequence");
+  int rows = 0;
+  for (size_t i = 0; i < seqs.size(); i += 8) {
+    const PassSeq p{(int)seqs[i], (size_t)seqs[i + 1], (int)seqs[i + 2], (int)seqs[i + 3], (int)seqs[i + 4],
+                    (int)seqs[i + 5], (int)seqs[i + 6], (int)seqs[i + 7]};
+    if (p.mode < kFull || p.mode > kExtend || p.rows < 1 || p.start < 0 || p.start + p.rows > p.L || p.rowOffset != rows)
+      throw Napi::RangeError::New(info.Env(), "forward: sequence " + std::to_string(i / 8) + " has a bad mode, span or row offset");
+    rows += p.rows;
+    in->seqs.push_back(p);
+  }
+  if (rows != (int)in->ids.size())
+    throw Napi::RangeError::New(info.Env(), "forward: ids holds " + std::to_string(in->ids.size()) + " rows, the sequences " + std::to_string(rows));
+  in->repRow = copyTyped<int32_t>(o.Get("reportRow"));
+  in->repPos = copyTyped<int32_t>(o.Get("position"));
+  in->repTemp = copyTyped<double>(o.Get("temperature"));
+  in->repSeed = copyTyped<uint32_t>(o.Get("seed"));
+  in->repFi = copyTyped<uint32_t>(o.Get("forwardIndex"));
+  const size_t n = in->repRow.size();
+  if (in->repPos.size() != n || in->repTemp.size() != n || in->repSeed.size() != n || in->repFi.size() != n)
+    throw Napi::RangeError::New(info.Env(), "forward: the report arrays differ in length");
+  for (int32_t r : in->repRow)
+    if (r < 0 || r >= rows) throw Napi::RangeError::New(info.Env(), "forward: a reported row is outside the pass's " + std::to_string(rows) + " rows");
+  for (int32_t t : in->ids)
+    if (t < 0 || t >= mm->c.V) throw Napi::RangeError::New(info.Env(), "forward: token " + std::to_string(t) + " is outside the vocabulary");
   in->wantTop2 = o.Get("top2").ToBoolean().Value();
   in->wantEntropy = o.Get("entropy").ToBoolean().Value();
   in->wantLogits = o.Get("logits").ToBoolean().Value();
-  auto out = std::make_shared<FwdOut>();
+  auto out = std::make_shared<PassOut>();
   auto* job = new Job(info.Env(), [mm, in, out]() { RunForward(*mm, *in, *out); }, [in, out](Napi::Env env) -> Napi::Value {
     Napi::Object r = Napi::Object::New(env);
     r.Set("tokens", toTyped<Napi::Int32Array>(env, out->tokens));

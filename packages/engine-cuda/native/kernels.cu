@@ -72,7 +72,9 @@ __global__ void rmsnorm_k(const float* x, const float* w, float* y, __nv_bfloat1
 }
 cudaError_t rmsnorm(const float* x, const float* w, float* y, __nv_bfloat16* y16, int n, int d, float eps, cudaStream_t s) {
   if (n <= 0) return cudaSuccess;
-  FDL_LAUNCH(rmsnorm_k, n, 256, 0, s)(x, w, y, y16, d, eps);
+  // About 4 elements per thread, 32 to 256 threads: from the width d only (batch invariance, SPEC §7).
+  const int threads = d >= 1024 ? 256 : ((d + 3) / 4 + 31) / 32 * 32;
+  FDL_LAUNCH(rmsnorm_k, n, threads, 0, s)(x, w, y, y16, d, eps);
   return cudaGetLastError();
 }
 
@@ -165,6 +167,10 @@ __global__ void __launch_bounds__(GTHREADS) gemm_bf16_k(const __nv_bfloat16* A, 
     for (int j = 0; j < Shape::A_VECS; j++) gemm_load8<VEC>(&As[(vr + 32 * j) * GLD + vc], A, m, k, row0 + vr + 32 * j, kc);
     for (int j = 0; j < GW_VECS; j++) gemm_load8<VEC>(&Ws[(vr + 32 * j) * GLD + vc], W, n, k, col0 + vr + 32 * j, kc);
   };
+  // Fragments wholly past the last row or column of C (a partial tile) are skipped, warp by warp: no element of C
+  // depends on them, so this changes no bit.
+  auto rowLive = [&](int a) { return row0 + wm + 16 * a < m; };
+  auto colLive = [&](int b) { return col0 + wn + 16 * b < n; };
   wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc[FA][FB];
   wmma::fragment<wmma::accumulator, 16, 16, 16, float> total[SERIAL ? FA : 1][SERIAL ? FB : 1];
 #pragma unroll
@@ -194,13 +200,16 @@ __global__ void __launch_bounds__(GTHREADS) gemm_bf16_k(const __nv_bfloat16* A, 
       wmma::fragment<wmma::matrix_a, 16, 16, 16, __nv_bfloat16, wmma::row_major> fa[FA];
       wmma::fragment<wmma::matrix_b, 16, 16, 16, __nv_bfloat16, wmma::col_major> fb[FB];
 #pragma unroll
-      for (int a = 0; a < FA; a++) wmma::load_matrix_sync(fa[a], As + (wm + 16 * a) * GLD + kk, GLD);
+      for (int a = 0; a < FA; a++)
+        if (rowLive(a)) wmma::load_matrix_sync(fa[a], As + (wm + 16 * a) * GLD + kk, GLD);
 #pragma unroll
-      for (int b = 0; b < FB; b++) wmma::load_matrix_sync(fb[b], Ws + (wn + 16 * b) * GLD + kk, GLD);
+      for (int b = 0; b < FB; b++)
+        if (colLive(b)) wmma::load_matrix_sync(fb[b], Ws + (wn + 16 * b) * GLD + kk, GLD);
 #pragma unroll
       for (int a = 0; a < FA; a++)
 #pragma unroll
-        for (int b = 0; b < FB; b++) wmma::mma_sync(acc[a][b], fa[a], fb[b], acc[a][b]);
+        for (int b = 0; b < FB; b++)
+          if (rowLive(a) && colLive(b)) wmma::mma_sync(acc[a][b], fa[a], fb[b], acc[a][b]);
     }
     if constexpr (SERIAL) {
       if ((t + 1) % perSplit == 0 || t + 1 == t1) {  // end of a split: total += its sums, in split order
@@ -223,6 +232,7 @@ __global__ void __launch_bounds__(GTHREADS) gemm_bf16_k(const __nv_bfloat16* A, 
   for (int a = 0; a < FA; a++)
 #pragma unroll
     for (int b = 0; b < FB; b++) {
+      if (!rowLive(a) || !colLive(b)) continue;  // the whole warp skips it: its __syncwarp()s too
       if constexpr (SERIAL) wmma::store_matrix_sync(Cw, total[a][b], GCLD, wmma::mem_row_major);
       else wmma::store_matrix_sync(Cw, acc[a][b], GCLD, wmma::mem_row_major);
       __syncwarp();
@@ -312,70 +322,116 @@ cudaError_t to_bf16(const float* x, __nv_bfloat16* y, size_t count, cudaStream_t
   return cudaGetLastError();
 }
 
-// ---- GEMM f32 (strict mode): 16x16 tiles through shared memory ----
-__global__ void gemm_f32_k(const float* A, const float* W, const float* bias, float* C, int m, int n, int k, bool accumulate) {
-  __shared__ float As[16][17], Ws[16][17];  // (16, 16) tiles, padded against bank conflicts
-  const int r = blockIdx.y * 16 + threadIdx.y, c = blockIdx.x * 16 + threadIdx.x;
-  float acc = 0.f;
-  for (int k0 = 0; k0 < k; k0 += 16) {
-    const int ka = k0 + threadIdx.x;
-    As[threadIdx.y][threadIdx.x] = r < m && ka < k ? A[(size_t)r * k + ka] : 0.f;
-    const int wrow = blockIdx.x * 16 + threadIdx.y;
-    Ws[threadIdx.y][threadIdx.x] = wrow < n && ka < k ? W[(size_t)wrow * k + ka] : 0.f;
+// ---- GEMM f32 (strict mode): 64 x 64 output tiles through shared memory, 4 x 4 outputs per thread ----
+// Each output is one f32 sum over k ascending (16 k per stage), then + C (accumulate) and + bias, as in any tile size.
+constexpr int FT = 64, FK = 16;
+__global__ void __launch_bounds__(256) gemm_f32_k(const float* A, const float* W, const float* bias, float* C, int m, int n,
+                                                  int k, bool accumulate) {
+  __shared__ float As[FT][FK + 1], Ws[FT][FK + 1];  // (64, 16) tiles of A and W rows, padded against bank conflicts
+  const int tx = threadIdx.x % 16, ty = threadIdx.x / 16;  // outputs (ty + 16 a, tx + 16 b)
+  const int row0 = blockIdx.y * FT, col0 = blockIdx.x * FT;
+  float acc[4][4];
+#pragma unroll
+  for (int a = 0; a < 4; a++)
+#pragma unroll
+    for (int b = 0; b < 4; b++) acc[a][b] = 0.f;
+  for (int k0 = 0; k0 < k; k0 += FK) {
+    for (int i = threadIdx.x; i < FT * FK; i += 256) {
+      const int r = i / FK, kk = k0 + i % FK;
+      As[r][i % FK] = row0 + r < m && kk < k ? A[(size_t)(row0 + r) * k + kk] : 0.f;
+      Ws[r][i % FK] = col0 + r < n && kk < k ? W[(size_t)(col0 + r) * k + kk] : 0.f;
+    }
     __syncthreads();
-    for (int i = 0; i < 16; i++) acc += As[threadIdx.y][i] * Ws[threadIdx.x][i];
+    for (int i = 0; i < FK; i++)
+#pragma unroll
+      for (int a = 0; a < 4; a++)
+#pragma unroll
+        for (int b = 0; b < 4; b++) acc[a][b] += As[ty + 16 * a][i] * Ws[tx + 16 * b][i];
     __syncthreads();
   }
-  if (r < m && c < n) C[(size_t)r * n + c] = (accumulate ? C[(size_t)r * n + c] : 0.f) + acc + (bias ? bias[c] : 0.f);
+#pragma unroll
+  for (int a = 0; a < 4; a++)
+#pragma unroll
+    for (int b = 0; b < 4; b++) {
+      const int r = row0 + ty + 16 * a, c = col0 + tx + 16 * b;
+      if (r < m && c < n) C[(size_t)r * n + c] = (accumulate ? C[(size_t)r * n + c] : 0.f) + acc[a][b] + (bias ? bias[c] : 0.f);
+    }
 }
 cudaError_t gemm_f32(const float* A, const float* W, const float* bias, float* C, int m, int n, int k, bool accumulate,
                      cudaStream_t s) {
-  dim3 grid((n + 15) / 16, (m + 15) / 16), block(16, 16);
-  FDL_LAUNCH(gemm_f32_k, grid, block, 0, s)(A, W, bias, C, m, n, k, accumulate);
+  if (m <= 0 || n <= 0) return cudaSuccess;
+  dim3 grid((n + FT - 1) / FT, (m + FT - 1) / FT);
+  FDL_LAUNCH(gemm_f32_k, grid, 256, 0, s)(A, W, bias, C, m, n, k, accumulate);
   return cudaGetLastError();
 }
 
-// ---- QKV split + NeoX RoPE: pairs (i, i + hd/2) rotate by pos * theta^(-2i/hd) ----
-// qkv (n, H*hd + 2*KV*hd) is the fused projection's output, rows at absolute positions pos0 + r. Writes q (n, H, hd)
-// f32 and k (n, KV, hd) rotated and v (n, KV, hd) as is, in the cache's type T; k and v may point into the cache.
+// ---- QKV split, per-head q/k RMSNorm (Qwen3) and NeoX RoPE: pairs (i, i + hd/2) rotate by pos * theta^(-2i/hd) ----
+// One warp per (row, head) of the fused projection's output qkv (n, H*hd + 2*KV*hd): q heads go to q (n, H, hd) f32,
+// k and v heads to wherever attention reads the row's key (kernels.h), in the cache's type T.
 template <typename T>
-__global__ void qkv_rope_k(const float* qkv, float* q, T* k, T* v, int n, int H, int KV, int hd, int pos0, float theta) {
-  const int half = hd / 2, heads = H + 2 * KV, width = heads * hd;
-  const size_t total = (size_t)n * heads * half;  // one thread per (row, head, pair)
-  for (size_t idx = blockIdx.x * (size_t)blockDim.x + threadIdx.x; idx < total; idx += (size_t)gridDim.x * blockDim.x) {
-    const int i = idx % half;
-    const int head = (idx / half) % heads;
-    const int row = idx / ((size_t)half * heads);
+__global__ void qkv_rope_k(const float* qkv, float* q, const AttnSeq* seqs, const int32_t* rowSeq, int layer,
+                           const float* qNorm, const float* kNorm, float eps, int n, int H, int KV, int hd, float theta) {
+  const int half = hd / 2, heads = H + 2 * KV, width = heads * hd, lane = threadIdx.x & 31;
+  const size_t items = (size_t)n * heads, warps = (size_t)gridDim.x * (blockDim.x / 32);
+  for (size_t item = blockIdx.x * (size_t)(blockDim.x / 32) + threadIdx.x / 32; item < items; item += warps) {
+    const int head = (int)(item % heads), row = (int)(item / heads);
+    const AttnSeq& S = seqs[rowSeq[row]];
+    const int pos = S.pos0 + row - S.q0;
     const float* src = qkv + (size_t)row * width + (size_t)head * hd;
-    float a = src[i], b = src[i + half];
-    if (head < H + KV) {
-      // Angles in double: the reference computes inv_freq and pos*inv_freq before rounding to f32.
-      const double inv = pow((double)theta, -2.0 * i / hd);
-      const double ang = (double)(pos0 + row) * inv;
-      const float cs = (float)cos(ang), sn = (float)sin(ang);
-      const float ra = a * cs - b * sn, rb = b * cs + a * sn;
-      a = ra;
-      b = rb;
+    const float* norm = head < H ? qNorm : head < H + KV ? kNorm : nullptr;
+    float r = 1.f;
+    if (norm) {  // the same warp-wide sum for every lane: lanes own dims lane, lane + 32, ...
+      float ss = 0.f;
+      for (int t = lane; t < hd; t += 32) ss += src[t] * src[t];
+      for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
+      r = rsqrtf(ss / (float)hd + eps);
     }
-    if (head < H) {
-      float* dst = q + ((size_t)row * H + head) * hd;
-      dst[i] = a;
-      dst[i + half] = b;
-    } else {
-      T* dst = head < H + KV ? k + ((size_t)row * KV + head - H) * hd : v + ((size_t)row * KV + head - H - KV) * hd;
-      dst[i] = from_f32<T>(a);
-      dst[i + half] = from_f32<T>(b);
+    T* dst = nullptr;  // this row's k or v head in the cache or the fresh rows
+    if (head >= H) {
+      const bool isV = head >= H + KV;
+      const int kvh = head - H - (isV ? KV : 0);
+      const size_t at = pos < S.n0 ? (size_t)pos : (size_t)(pos - S.n0);
+      const void* base = pos < S.n0 ? (isV ? S.v0 : S.k0) : (isV ? S.v1 : S.k1);
+      const size_t stride = pos < S.n0 ? S.stride0 : S.stride1;
+      dst = static_cast<T*>(const_cast<void*>(base)) + stride * (size_t)layer + (at * KV + kvh) * hd;
+    }
+    for (int i = lane; i < half; i += 32) {
+      float a = src[i], b = src[i + half];
+      if (norm) {
+        a = a * r * norm[i];
+        b = b * r * norm[i + half];
+      }
+      if (head < H + KV) {
+        // Angles in double: the reference computes inv_freq and pos*inv_freq before rounding to f32.
+        const double inv = pow((double)theta, -2.0 * i / hd);
+        const double ang = (double)pos * inv;
+        const float cs = (float)cos(ang), sn = (float)sin(ang);
+        const float ra = a * cs - b * sn, rb = b * cs + a * sn;
+        a = ra;
+        b = rb;
+      }
+      if (head < H) {
+        float* qd = q + ((size_t)row * H + head) * hd;
+        qd[i] = a;
+        qd[i + half] = b;
+      } else {
+        dst[i] = from_f32<T>(a);
+        dst[i + half] = from_f32<T>(b);
+      }
     }
   }
 }
-cudaError_t qkv_rope(const float* qkv, float* q, void* k, void* v, bool kvBf16, int n, int H, int KV, int hd, int pos0,
-                     float theta, cudaStream_t s) {
-  const size_t total = (size_t)n * (H + 2 * KV) * (hd / 2);
-  if (total == 0) return cudaSuccess;
+cudaError_t qkv_rope(const float* qkv, float* q, const AttnSeq* seqs, const int32_t* rowSeq, int layer, bool kvBf16,
+                     const float* qNorm, const float* kNorm, float eps, int n, int H, int KV, int hd, float theta,
+                     cudaStream_t s) {
+  const size_t items = (size_t)n * (H + 2 * KV);
+  if (items == 0) return cudaSuccess;
+  const size_t blocks = (items + 7) / 8;  // 8 warps of 256 threads
+  const int grid = blocks > 8192 ? 8192 : (int)blocks;
   if (kvBf16) {
-    FDL_LAUNCH(qkv_rope_k<__nv_bfloat16>, grid_for(total), 256, 0, s)(qkv, q, (__nv_bfloat16*)k, (__nv_bfloat16*)v, n, H, KV, hd, pos0, theta);
+    FDL_LAUNCH(qkv_rope_k<__nv_bfloat16>, grid, 256, 0, s)(qkv, q, seqs, rowSeq, layer, qNorm, kNorm, eps, n, H, KV, hd, theta);
   } else {
-    FDL_LAUNCH(qkv_rope_k<float>, grid_for(total), 256, 0, s)(qkv, q, (float*)k, (float*)v, n, H, KV, hd, pos0, theta);
+    FDL_LAUNCH(qkv_rope_k<float>, grid, 256, 0, s)(qkv, q, seqs, rowSeq, layer, qNorm, kNorm, eps, n, H, KV, hd, theta);
   }
   return cudaGetLastError();
 }
@@ -509,6 +565,7 @@ __global__ void __launch_bounds__(ATHREADS) attention_k(const float* q, const At
   // Pad columns [hd, hdp) are never copied into: zero them once (Q's are zero, but 0 * NaN is NaN).
   for (int i = tid; i < ASTAGES * 2 * AK * (hdp - hd); i += ATHREADS)
     KVs[(size_t)(i / (hdp - hd)) * pitch + hd + i % (hdp - hd)] = from_f32<T>(0.f);
+  const bool warpActive = qBase + warp * AQW < S.nq;  // uniform in the warp
   int lim[AQW];  // keys each of this warp's queries sees (0: no query there)
 #pragma unroll
   for (int a = 0; a < AQW; a++) {
@@ -551,50 +608,53 @@ __global__ void __launch_bounds__(ATHREADS) attention_k(const float* q, const At
       __pipeline_commit();
       __pipeline_wait_prior(1);  // this thread's copies of tile t have landed (tile t+1's may still fly)
       __syncthreads();           // everyone's have (and Qs is written, the first time)
-      const T* Kt = stage(t & 1, 0);
-      const T* Vt = stage(t & 1, 1);
-      float sc[AQW];
+      // A warp with no query of the block's tile only helps load and waits at the barriers (uniform in the warp).
+      if (warpActive) {
+        const T* Kt = stage(t & 1, 0);
+        const T* Vt = stage(t & 1, 1);
+        float sc[AQW];
 #pragma unroll
-      for (int a = 0; a < AQW; a++) sc[a] = 0.f;
-      for (int g = 0; g < hdp; g += 8) {  // q . k over dims ascending, 8 at a time (16-byte reads)
-        float kf[8];
-        load8f(Kt + lane * pitch + g, kf);
+        for (int a = 0; a < AQW; a++) sc[a] = 0.f;
+        for (int g = 0; g < hdp; g += 8) {  // q . k over dims ascending, 8 at a time (16-byte reads)
+          float kf[8];
+          load8f(Kt + lane * pitch + g, kf);
 #pragma unroll
-        for (int a = 0; a < AQW; a++) {
-          const float* qa = Qs + (warp * AQW + a) * hdp + g;
-          const float4 x = *reinterpret_cast<const float4*>(qa), y = *reinterpret_cast<const float4*>(qa + 4);
-          sc[a] += x.x * kf[0]; sc[a] += x.y * kf[1]; sc[a] += x.z * kf[2]; sc[a] += x.w * kf[3];
-          sc[a] += y.x * kf[4]; sc[a] += y.y * kf[5]; sc[a] += y.z * kf[6]; sc[a] += y.w * kf[7];
+          for (int a = 0; a < AQW; a++) {
+            const float* qa = Qs + (warp * AQW + a) * hdp + g;
+            const float4 x = *reinterpret_cast<const float4*>(qa), y = *reinterpret_cast<const float4*>(qa + 4);
+            sc[a] += x.x * kf[0]; sc[a] += x.y * kf[1]; sc[a] += x.z * kf[2]; sc[a] += x.w * kf[3];
+            sc[a] += y.x * kf[4]; sc[a] += y.y * kf[5]; sc[a] += y.z * kf[6]; sc[a] += y.w * kf[7];
+          }
         }
-      }
-      const int j = j0 + lane;  // this lane's key
-#pragma unroll
-      for (int a = 0; a < AQW; a++) {
-        const bool valid = j < splitEnd && j < lim[a];
-        const float s = valid ? sc[a] : -FLT_MAX;
-        float tileMax = s;
-        for (int o = 16; o > 0; o >>= 1) tileMax = fmaxf(tileMax, __shfl_xor_sync(0xffffffffu, tileMax, o));
-        const float newMax = fmaxf(m[a], tileMax);
-        const float rescale = expf(m[a] - newMax);  // 0 on the first visible tile
-        const float p = valid ? expf(s - newMax) : 0.f;
-        float tileSum = p;
-        for (int o = 16; o > 0; o >>= 1) tileSum += __shfl_xor_sync(0xffffffffu, tileSum, o);
-        l[a] = l[a] * rescale + tileSum;
-        m[a] = newMax;
-#pragma unroll
-        for (int d = 0; d < AD; d++) acc[a][d] *= rescale;
-        Ps[(warp * AQW + a) * AK + lane] = p;
-      }
-      __syncwarp();  // the warp's probabilities are visible to all its lanes
-      for (int jj = 0; jj < AK; jj++) {  // acc[t] += p_j v_j[t], keys ascending
-        float v[AD];
-#pragma unroll
-        for (int d = 0; d < AD; d++) v[d] = lane + 32 * d < hd ? to_f32(Vt[jj * pitch + lane + 32 * d]) : 0.f;
+        const int j = j0 + lane;  // this lane's key
 #pragma unroll
         for (int a = 0; a < AQW; a++) {
-          const float pj = Ps[(warp * AQW + a) * AK + jj];
+          const bool valid = j < splitEnd && j < lim[a];
+          const float s = valid ? sc[a] : -FLT_MAX;
+          float tileMax = s;
+          for (int o = 16; o > 0; o >>= 1) tileMax = fmaxf(tileMax, __shfl_xor_sync(0xffffffffu, tileMax, o));
+          const float newMax = fmaxf(m[a], tileMax);
+          const float rescale = expf(m[a] - newMax);  // 0 on the first visible tile
+          const float p = valid ? expf(s - newMax) : 0.f;
+          float tileSum = p;
+          for (int o = 16; o > 0; o >>= 1) tileSum += __shfl_xor_sync(0xffffffffu, tileSum, o);
+          l[a] = l[a] * rescale + tileSum;
+          m[a] = newMax;
 #pragma unroll
-          for (int d = 0; d < AD; d++) acc[a][d] += pj * v[d];
+          for (int d = 0; d < AD; d++) acc[a][d] *= rescale;
+          Ps[(warp * AQW + a) * AK + lane] = p;
+        }
+        __syncwarp();  // the warp's probabilities are visible to all its lanes
+        for (int jj = 0; jj < AK; jj++) {  // acc[t] += p_j v_j[t], keys ascending
+          float v[AD];
+#pragma unroll
+          for (int d = 0; d < AD; d++) v[d] = lane + 32 * d < hd ? to_f32(Vt[jj * pitch + lane + 32 * d]) : 0.f;
+#pragma unroll
+          for (int a = 0; a < AQW; a++) {
+            const float pj = Ps[(warp * AQW + a) * AK + jj];
+#pragma unroll
+            for (int d = 0; d < AD; d++) acc[a][d] += pj * v[d];
+          }
         }
       }
       __syncthreads();  // tile t's stage and Ps are no longer read before they are refilled
@@ -733,8 +793,8 @@ __device__ static inline Top2 merge2(Top2 x, Top2 y) {
   return r;
 }
 // Token `exclude` (the mask, DESIGN §3) is never proposed and is left out of top-1/top-2; it counts in the softmax.
-__global__ void lm_head_k(const float* logits, int V, const int32_t* positions, int sample, double temperature,
-                          uint32_t seed, uint32_t fi, int exclude, HeadOut out) {
+__global__ void lm_head_k(const float* logits, int V, const int32_t* positions, const double* temperatures,
+                          const uint32_t* seeds, const uint32_t* fis, int exclude, HeadOut out) {
   __shared__ Top2 st[256];
   __shared__ double sbest[256];
   __shared__ int sidx[256];
@@ -742,7 +802,9 @@ __global__ void lm_head_k(const float* logits, int V, const int32_t* positions, 
   __shared__ float sall[256];
   const int row = blockIdx.x, tid = threadIdx.x;
   const float* l = logits + (size_t)row * V;
-  const uint32_t pos = (uint32_t)positions[row];
+  const uint32_t pos = (uint32_t)positions[row], seed = seeds[row], fi = fis[row];
+  const double temperature = temperatures[row];
+  const bool sample = temperature > 0.0;  // 0: greedy
   Top2 t{-FLT_MAX, -FLT_MAX};  // best two proposable logits
   float all = -FLT_MAX;          // max over every logit: the softmax's shift
   double best = -DBL_MAX;
@@ -792,10 +854,10 @@ __global__ void lm_head_k(const float* logits, int V, const int32_t* positions, 
     if (out.entropy) out.entropy[row] = log(Z) - sent[0] / Z;
   }
 }
-cudaError_t lm_head_reduce(const float* logits, int n, int V, const int32_t* positions, int sample, double temperature,
-                           uint32_t seed, uint32_t forward_index, int exclude, HeadOut out, cudaStream_t s) {
+cudaError_t lm_head_reduce(const float* logits, int n, int V, const int32_t* positions, const double* temperature,
+                           const uint32_t* seed, const uint32_t* forward_index, int exclude, HeadOut out, cudaStream_t s) {
   if (n == 0) return cudaSuccess;
-  FDL_LAUNCH(lm_head_k, n, 256, 0, s)(logits, V, positions, sample, temperature, seed, forward_index, exclude, out);
+  FDL_LAUNCH(lm_head_k, n, 256, 0, s)(logits, V, positions, temperature, seed, forward_index, exclude, out);
   return cudaGetLastError();
 }
 

@@ -40,11 +40,16 @@ cudaError_t gemm_bf16(const __nv_bfloat16* A, const __nv_bfloat16* W, const floa
 cudaError_t gemm_f32(const float* A, const float* W, const float* bias, float* C, int m, int n, int k, bool accumulate,
                      cudaStream_t s);
 
-// Splits the fused projection qkv (n, H*hd + 2*KV*hd) into q (n, H, hd) f32 and k, v (n, KV, hd) of the K/V cache's
-// type (bf16 when kvBf16, else f32), NeoX RoPE on q and k for absolute positions pos0 + i. k and v may point into
-// the K/V cache.
-cudaError_t qkv_rope(const float* qkv, float* q, void* k, void* v, bool kvBf16, int n, int H, int KV, int hd, int pos0,
-                     float theta, cudaStream_t s);
+struct AttnSeq;
+// Splits the fused projection qkv (n, H*hd + 2*KV*hd) of a pass into q (n, H, hd) f32 and each row's k and v (KV, hd)
+// in the K/V cache's type (bf16 when kvBf16, else f32), written where attention reads that key: row r belongs to
+// sequence rowSeq[r] (seqs, in device memory) and sits at absolute position p = pos0 + r - q0 of its canvas; its
+// key goes to row p of segment 0 when p < n0 (the sequence's cache), else to row p - n0 of segment 1 (a prefix
+// step's fresh rows), layer `layer`. Per head: RMSNorm over hd with qNorm / kNorm (hd,) when given (Qwen3, SDAR;
+// null: none), then NeoX RoPE on q and k at position p.
+cudaError_t qkv_rope(const float* qkv, float* q, const AttnSeq* seqs, const int32_t* rowSeq, int layer, bool kvBf16,
+                     const float* qNorm, const float* kNorm, float eps, int n, int H, int KV, int hd, float theta,
+                     cudaStream_t s);
 
 // h (n, ff) = silu(gate) * up with gu (n, 2 ff) = [gate | up] (the fused projection). h16 (n, ff), when not null,
 // gets the result in bf16; h may be null when only h16 is wanted.
@@ -88,11 +93,12 @@ cudaError_t attention(const float* q, const AttnSeq* seqs, int nseq, const AttnP
                       float* out, __nv_bfloat16* out16, float* partial, int H, int KV, int hd, cudaStream_t s);
 
 // Per row of logits (n, V): argmax (ties to lowest id) or Gumbel-max sample, clean softmax prob of the token,
-// top-1/top-2 probs, entropy (nats). Outputs are (n,). positions (n,) are absolute, for the RNG counter.
+// top-1/top-2 probs, entropy (nats). Each row has its own sampling key (DESIGN §3): positions (n,) absolute,
+// temperature (n,) f64 (0: greedy), seed and forwardIndex (n,) u32. Outputs are (n,).
 // Token `exclude` (the mask id; -1 none) is never proposed nor ranked in top-1/top-2, but counts in the softmax.
 struct HeadOut { int32_t* tokens; double* probs; double* top1; double* top2; double* entropy; };
-cudaError_t lm_head_reduce(const float* logits, int n, int V, const int32_t* positions, int sample, double temperature,
-                           uint32_t seed, uint32_t forward_index, int exclude, HeadOut out, cudaStream_t s);
+cudaError_t lm_head_reduce(const float* logits, int n, int V, const int32_t* positions, const double* temperature,
+                           const uint32_t* seed, const uint32_t* forward_index, int exclude, HeadOut out, cudaStream_t s);
 
 // y (n, d) f32 = table[ids[i]] (vocab, d), bf16 or f32 table.
 cudaError_t embed_bf16(const __nv_bfloat16* table, const int32_t* ids, float* y, int n, int d, cudaStream_t s);

@@ -9,7 +9,6 @@ import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { dirname, join } from 'node:path';
 import type { ModelDescription } from '@fast-dllm/model';
-import type { ForwardResult } from '@fast-dllm/scheduler';
 
 /** Versions as "13.0", or "none" (no driver; the emulator reports "none" for both). */
 interface CudaVersions {
@@ -35,20 +34,52 @@ export type NativeConfig = Pick<
   kvBf16: boolean;
   /** The mask token: never proposed by the LM-head reduction (DESIGN §3). */
   maskId: number;
+  /** Qwen3 (SDAR): per-head RMSNorm of q and k (slots qNorm, kNorm) before RoPE. Default false. */
+  qkNorm?: boolean;
+  /** Block-causal attention with blocks of this many positions (DESIGN §8); 0 or absent: bidirectional. */
+  blockSize?: number;
+  /** Reported rows per LM-head GEMM (plan.ts reportChunk); default 256. */
+  reportChunk?: number;
 };
 
-export interface NativeForwardOptions {
-  sample: boolean;
-  temperature: number;
-  seed: number;
-  forwardIndex: number;
+/**
+ * One forward pass over several sequences (DESIGN §7), as src/marshal.ts lays it out from the ForwardRequests.
+ * Rows are the computed spans of the sequences concatenated in order; reports are every reported position.
+ */
+export interface NativePass {
+  /** (rows,) int32 token of each computed row. */
+  ids: Int32Array;
+  /**
+   * (batch, 8) float64 per sequence: arena, byte offset of its cache block in the arena, positions the block holds
+   * (its maxLength), mode (0 full, 1 prefix, 2 dual, 3 extend), start, rows (end - start), canvas length L, first row
+   * in the pass. The block is K (layers, cap, KV, hd) then V (layers, cap, KV, hd) in the cache dtype.
+   */
+  seqs: Float64Array;
+  /** (reports,) int32 pass row whose hidden state predicts each report (Dream's shift applied). */
+  reportRow: Int32Array;
+  /** (reports,) int32 absolute position of each report (the sampling counter's `position`). */
+  position: Int32Array;
+  /** (reports,) float64 sampling temperature; 0 = greedy. */
+  temperature: Float64Array;
+  /** (reports,) uint32 seed and forward index of the report's sequence. */
+  seed: Uint32Array;
+  forwardIndex: Uint32Array;
+  /** Reports wanted by any sequence of the pass (computed for all reports). */
   top2: boolean;
   entropy: boolean;
   logits: boolean;
 }
 
-/** The addon fills the contract's result fields directly. */
-export type NativeForwardResult = ForwardResult;
+/** The reductions of every report of a pass, in report order (engine-kit assembleResults splits them). */
+export interface NativeForwardResult {
+  tokens: Int32Array;
+  probs: Float64Array;
+  top1Probs?: Float64Array;
+  top2Probs?: Float64Array;
+  entropy?: Float64Array;
+  /** (reports, vocab) f32 with pass.logits. */
+  logits?: Float32Array;
+}
 
 export interface NativeModel {
   /**
@@ -64,15 +95,18 @@ export interface NativeModel {
    */
   randomize(seed: number, scale: number): Promise<void>;
   /**
-   * async forward(canvas, mode, start, end, srcRows, positions, opts): one NFE over [start, end);
-   * mode 0 full, 1 prefix, 2 dual. srcRows (n,) are the computed-span rows whose hidden state predicts
-   * positions (n,) (the Dream shift is applied by the caller, see marshal.ts).
-   * @throws rejects naming the failing CUDA call, or when prefix/dual comes without a full of the same length.
+   * allocArena(bytes): synchronously allocates a device arena for sequence caches (src/cache-pool.ts places each
+   * sequence's block in one) and returns its index. Arenas are freed with the model.
+   * @throws "cudaMalloc(<bytes> bytes): out of memory" and the like; RangeError on a bad size.
    */
-  forward(
-    canvas: Int32Array, mode: number, start: number, end: number,
-    srcRows: Int32Array, positions: Int32Array, opts: NativeForwardOptions,
-  ): Promise<NativeForwardResult>;
+  allocArena(bytes: number): number;
+  /**
+   * async forward(pass): one pass over the rows of every sequence in `pass`; each sequence's fresh K/V go into its
+   * cache block (full, dual, extend) or only serve this pass (prefix). Resolves with the reductions of every report.
+   * @throws RangeError on an inconsistent pass (bad span, row offsets, a row or token out of range); rejects naming
+   * the failing CUDA call, or a cache block outside its arena.
+   */
+  forward(pass: NativePass): Promise<NativeForwardResult>;
   /** free(): releases device memory (after in-flight calls finish). Synchronous; never throws. */
   free(): void;
 }

@@ -1,13 +1,18 @@
-/** CudaEngine: the Engine contract on top of the native addon. */
+/**
+ * CudaEngine: the Engine contract (DESIGN §4, §7, §8) on top of the native addon. Many sequences per engine, each
+ * with its K/V cache block in device arenas (cache-pool.ts); a forward is one native pass over the concatenated rows
+ * of every request (marshal.ts), checked as a whole by engine-kit's SequenceTable before any kernel runs.
+ */
 import {
-  ENGINE_CONTRACT_VERSION, EngineCapacityError, SequenceTable, checkModelSupported,
+  ENGINE_CONTRACT_VERSION, EngineCapacityError, SequenceTable, assembleResults, checkModelSupported, layoutPass,
   type Engine, type EngineCapabilities, type EngineOptions, type EngineProvider, type ForwardRequest, type ForwardResult, type ModelInfo,
   type SequenceHandle,
 } from '@fast-dllm/scheduler';
 import { openModel, schedulerModelInfo, type ModelDescription } from '@fast-dllm/model';
 import { ADDON_PATH, EMULATOR_ADDON_PATH, loadBinding, type NativeBinding, type NativeModel } from './binding.js';
-import { checkFits, planWeights, toBf16 } from './plan.js';
-import { MODE_CODE, sourceRows } from './marshal.js';
+import { BLOCK_ALIGN, CachePool, type CacheBlock } from './cache-pool.js';
+import { PASS_ROWS, cacheBlockBytes, checkFits, passScratchBytes, planWeights, reportChunk, toBf16 } from './plan.js';
+import { nativePass } from './marshal.js';
 
 /** The kernels use cp.async and bf16 tensor cores: compute capability 8.0 (Ampere) or newer. */
 const MIN_COMPUTE_MAJOR = 8;
@@ -18,6 +23,9 @@ export const MAX_HEAD_DIM = 128;
 /** Canvas length (tokens) the load-time memory check plans for. */
 export const FIT_CHECK_CANVAS = 2048;
 
+/** Device memory left unclaimed beside weights, caches and scratch (the CUDA context's growth, fragmentation). */
+const MEMORY_MARGIN_BYTES = 256 * 2 ** 20;
+
 export interface CudaEngineOptions extends EngineOptions {
   /**
    * K/V cache storage: 'bf16' halves the bytes every attention step reads (default with bf16 weights); 'f32' for
@@ -27,19 +35,27 @@ export interface CudaEngineOptions extends EngineOptions {
 }
 
 /**
- * One sequence at a time for now: the native model holds one K/V cache, so an engine opens one sequence and
- * passes carry one request (contract version 2 with maxBatch 1). Many sequences per pass come with the
- * batched kernels.
+ * Sequences per pass: the scratch holds PASS_ROWS rows (64 DualCache steps of 32 rows); a pass over more rows is
+ * refused with EngineCapacityError, so a driver retries it with fewer sequences.
  */
 export const CUDA_CAPABILITIES: EngineCapabilities = {
   contractVersion: ENGINE_CONTRACT_VERSION,
-  modes: ['full', 'prefix', 'dual'],
+  modes: ['full', 'prefix', 'dual', 'extend'],
   reports: { top2: true, entropy: true, logits: true },
   sampling: true,
-  maxBatch: 1,
-  blockCausal: false,
+  maxBatch: 64,
+  blockCausal: true,
 };
 
+/** Device memory the engine may use beside its weights, measured when it was loaded. */
+export interface DeviceBudget {
+  /** Bytes for sequence caches and pass scratch together (free memory after the weights, less a margin). */
+  memoryBytes: number;
+  /** EngineOptions.cacheBudgetBytes: a further cap on the caches alone. */
+  cacheBudgetBytes?: number;
+  /** Multiprocessors (bounds attention's split partial sums, plan.ts passScratchBytes). */
+  sms: number;
+}
 
 /** Probe result: the addon (at `addonPath`) and a device, or the reason there is none. Never throws. */
 export function probeCuda(addonPath = ADDON_PATH): { available: true; binding: NativeBinding } | { available: false; reason: string } {
@@ -57,83 +73,96 @@ export class CudaEngine implements Engine {
   readonly capabilities = CUDA_CAPABILITIES;
   private native: NativeModel | undefined;
   private queue: Promise<unknown> = Promise.resolve();
-  /** The one sequence whose cache the device holds; checked in queue order, as the device runs them. */
-  private readonly sequences: SequenceTable<null>;
+  /** Open sequences and their cache blocks; a pass is checked in queue order, as the device runs them. */
+  private readonly sequences: SequenceTable<CacheBlock>;
+  private readonly pool: CachePool;
+  /** Rows of pass scratch reserved: PASS_ROWS, or the longest canvas opened when longer (its full forward). */
+  private passRows = PASS_ROWS;
 
   /**
    * `name` is 'cuda', or 'cuda-emulator' for the CPU build of the same addon; `kvDType` is the cache's storage on
-   * the device.
+   * the device, `weightDType` the matrices'; `budget` what the device had free after the weights.
    */
   constructor(
-    readonly model: ModelInfo, native: NativeModel, private readonly desc: ModelDescription, readonly name = 'cuda',
-    readonly kvDType: 'bf16' | 'f32' = 'f32',
+    readonly model: ModelInfo, native: NativeModel, private readonly desc: ModelDescription, readonly name: string,
+    readonly kvDType: 'bf16' | 'f32', readonly weightDType: 'bf16' | 'f32', private readonly budget: DeviceBudget,
   ) {
     this.native = native;
     checkModelSupported(name, model, this.capabilities);
     this.sequences = new SequenceTable(name, model.maxPositions);
+    this.pool = new CachePool((bytes) => native.allocArena(bytes));
   }
 
   sequenceBytes(maxLength: number): number {
-    return 2 * this.desc.numLayers * maxLength * this.desc.numKvHeads * this.desc.headDim * (this.kvDType === 'bf16' ? 2 : 4);
+    return Math.ceil(cacheBlockBytes(this.desc, maxLength, this.kvDType) / BLOCK_ALIGN) * BLOCK_ALIGN;
   }
 
-  sequenceCapacity(): number {
-    return this.native && this.sequences.size === 0 ? 1 : 0;
+  /**
+   * Bytes the caches may take in all once a sequence of `maxLength` is open: the budget less the pass scratch for
+   * max(passRows, maxLength) rows, within cacheBudgetBytes when set.
+   */
+  private cacheLimit(maxLength: number): number {
+    const rows = Math.max(this.passRows, maxLength);
+    const scratch = passScratchBytes(this.desc, rows, rows, this.weightDType, this.kvDType, this.budget.sms);
+    return Math.min(this.budget.memoryBytes - scratch, this.budget.cacheBudgetBytes ?? Infinity);
+  }
+
+  sequenceCapacity(maxLength: number): number {
+    if (!this.native || !(Number.isInteger(maxLength) && maxLength > 0 && maxLength <= this.model.maxPositions)) return 0;
+    return this.pool.capacity(this.sequenceBytes(maxLength), this.cacheLimit(maxLength));
   }
 
   openSequence(maxLength: number): SequenceHandle {
     if (!this.native) throw new Error('openSequence: the engine was disposed');
     return this.sequences.open(maxLength, () => {
-      if (this.sequences.size > 0) throw new EngineCapacityError(`${this.name} engine: holds one sequence at a time; close the open one first`);
-      return null;
+      const block = this.pool.reserve(this.sequenceBytes(maxLength), this.cacheLimit(maxLength), () => `${this.name} engine: a sequence of ${maxLength} tokens`);
+      this.passRows = Math.max(this.passRows, maxLength);
+      return block;
     });
   }
 
   closeSequence(sequence: SequenceHandle): void {
-    this.sequences.close(sequence);
+    const block = this.sequences.close(sequence);
+    // Back to the pool at once: a pass still queued for it runs before any later pass on the block's next owner.
+    if (block && this.native) this.pool.release(block);
   }
 
   async forward(batch: readonly ForwardRequest[], signal?: AbortSignal): Promise<ForwardResult[]> {
     const native = this.native;
     if (!native) throw new Error('forward: the engine was disposed');
     signal?.throwIfAborted();
-    // One stream, one cache: calls run in order even if a caller does not await.
+    // One stream: passes run in order even if a caller does not await, and each is checked against the caches as
+    // the passes before it left them.
     const run = this.queue.then(async () => {
-      this.sequences.check(this.model, this.capabilities, batch); // the same rejections, in the same words, as the other engines
-      const req = batch[0];
-      const rows = sourceRows(req.positions, req.start, this.model.shiftLogits);
-      const s = req.sampling;
-      const opts = {
-        sample: s !== undefined,
-        temperature: s?.temperature ?? 1,
-        seed: s?.seed ?? 0,
-        forwardIndex: s?.forwardIndex ?? 0,
-        top2: req.want?.top2 ?? false,
-        entropy: req.want?.entropy ?? false,
-        logits: req.want?.logits ?? false,
-      };
+      const blocks = this.sequences.check(this.model, this.capabilities, batch); // the other engines' rejections, in their words
+      signal?.throwIfAborted();
+      const layout = layoutPass(this.model, batch);
+      if (layout.rows > this.passRows) {
+        throw new EngineCapacityError(
+          `${this.name} engine: a pass of ${layout.rows} rows is more than the ${this.passRows} rows of scratch it reserves; run fewer sequences per pass`);
+      }
+      let r;
       try {
-        const r = await native.forward(req.canvas, MODE_CODE[req.mode as keyof typeof MODE_CODE] /* capabilities exclude 'extend' */, req.start, req.end, rows, req.positions, opts);
-        this.sequences.commit(batch);
-        return r;
+        r = await native.forward(nativePass(batch, layout, blocks));
       } catch (e) {
-        this.sequences.invalidate(batch); // a forward that failed part-way left the cache half written
+        this.sequences.invalidate(batch); // a pass that failed part-way left its caches half written
         throw e;
       }
+      this.sequences.commit(batch);
+      const none = new Float64Array(0);
+      return assembleResults(batch, layout, {
+        token: r.tokens, prob: r.probs, top1: r.top1Probs ?? none, top2: r.top2Probs ?? none, entropy: r.entropy ?? none, logits: r.logits,
+      }, this.model.vocabSize);
     });
     this.queue = run.catch(() => undefined);
-    const r = await run;
-    const out: ForwardResult = { tokens: r.tokens, probs: r.probs };
-    if (r.top1Probs && r.top2Probs) { out.top1Probs = r.top1Probs; out.top2Probs = r.top2Probs; }
-    if (r.entropy) out.entropy = r.entropy;
-    if (r.logits) out.logits = r.logits;
-    return [out];
+    return run;
   }
 
   async dispose(): Promise<void> {
+    const native = this.native;
+    this.native = undefined; // later calls are refused at once; queued passes still finish
     await this.queue;
-    this.native?.free();
-    this.native = undefined;
+    native?.free();
   }
 }
 
@@ -161,21 +190,21 @@ async function createOn(addonPath: string, name: string, modelDir: string, optio
   const loaded = await openModel(modelDir);
   try {
     const d = loaded.description;
-    // Refused before any weight is read or uploaded: block-diffusion models need block-causal attention (and SDAR
-    // the q/k norms), which these kernels do not implement yet.
     checkModelSupported(name, schedulerModelInfo(d), CUDA_CAPABILITIES);
     if (d.headDim > MAX_HEAD_DIM) {
       throw new Error(`${name} engine: head_dim ${d.headDim} is over the attention kernel's ${MAX_HEAD_DIM}; use the wasm engine for this model`);
     }
     const shapes = new Map([...loaded.archive.tensors].map(([k, t]) => [k, t.shape]));
-    // The cache is sized per canvas at the first full forward; check the fit for a typical canvas, not maxPositions
-    // (131072 for Dream would demand ~100 GiB of cache and logits that no run uses).
-    const plan = planWeights(d, loaded.names, shapes, dtype, Math.min(d.maxPositions, FIT_CHECK_CANVAS), kvDType);
+    const sms = info.available ? info.multiprocessors : 1;
+    // Caches are reserved per sequence when it opens; check the fit of one sequence of a typical canvas, not of
+    // maxPositions (131072 for Dream would demand ~100 GiB of cache that no run uses), with the pass scratch.
+    const plan = planWeights(d, loaded.names, shapes, dtype, Math.min(d.maxPositions, FIT_CHECK_CANVAS), kvDType, sms);
     if (info.available) checkFits(plan, info.freeBytes, info.name);
     const native = new probe.binding.CudaModel({
       hiddenSize: d.hiddenSize, numLayers: d.numLayers, numHeads: d.numHeads, numKvHeads: d.numKvHeads, headDim: d.headDim,
       intermediateSize: d.intermediateSize, vocabSize: d.vocabSize, maxPositions: d.maxPositions, rmsNormEps: d.rmsNormEps,
       ropeTheta: d.ropeTheta, qkvBias: d.qkvBias, bf16: dtype === 'bf16', kvBf16: kvDType === 'bf16', maskId: d.special.mask,
+      qkNorm: d.qkNorm, blockSize: d.blockSize ?? 0, reportChunk: reportChunk(d.vocabSize),
     });
     try {
       let done = 0;
@@ -196,7 +225,12 @@ async function createOn(addonPath: string, name: string, modelDir: string, optio
       native.free();
       throw e;
     }
-    return new CudaEngine(schedulerModelInfo(d), native, d, name, kvDType);
+    // What the device has for caches and scratch now that the weights are on it.
+    const after = probe.binding.deviceInfo();
+    const free = after.available ? after.freeBytes : 0;
+    const budget: DeviceBudget = { memoryBytes: Math.max(0, free - MEMORY_MARGIN_BYTES), sms };
+    if (options.cacheBudgetBytes !== undefined) budget.cacheBudgetBytes = options.cacheBudgetBytes;
+    return new CudaEngine(schedulerModelInfo(d), native, d, name, kvDType, dtype, budget);
   } finally {
     await loaded.archive.close();
   }

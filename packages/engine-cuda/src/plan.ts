@@ -6,11 +6,13 @@ import type { ModelDescription, ModelTensorNames } from '@fast-dllm/model';
 import { f32ToBf16 } from '@fast-dllm/model';
 
 /** Per-layer roles in slot order; must match `enum Role` in native/addon.cc. */
-export const LAYER_ROLES = ['attnNorm', 'q', 'k', 'v', 'qBias', 'kBias', 'vBias', 'o', 'ffnNorm', 'gate', 'up', 'down'] as const;
+export const LAYER_ROLES = [
+  'attnNorm', 'q', 'k', 'v', 'qBias', 'kBias', 'vBias', 'qNorm', 'kNorm', 'o', 'ffnNorm', 'gate', 'up', 'down',
+] as const;
 export type LayerRole = (typeof LAYER_ROLES)[number];
 const MATRIX_ROLES = new Set<LayerRole>(['q', 'k', 'v', 'o', 'gate', 'up', 'down']);
 
-/** Slots 0 embed, 1 final norm, 2 LM head (left empty when tied), then 12 per layer. */
+/** Slots 0 embed, 1 final norm, 2 LM head (left empty when tied), then LAYER_ROLES.length per layer. */
 export function slotOf(layer: number, role: LayerRole): number {
   return 3 + layer * LAYER_ROLES.length + LAYER_ROLES.indexOf(role);
 }
@@ -30,13 +32,11 @@ export interface WeightPlan {
   weightBytes: number;
   /** K/V cache dtype on the device. */
   kvDType: 'bf16' | 'f32';
-  /** K/V cache for a canvas of `canvasLength` in kvDType, both halves, all layers. */
+  /** K/V cache of one sequence of `canvasLength` positions in kvDType, both halves, all layers. */
   cacheBytes: number;
-  /**
-   * Largest per-forward scratch (activations, their bf16 copy, logits of every position, a prefix step's fresh K/V,
-   * the GEMM and attention split partial sums).
-   */
+  /** Pass scratch reserved for passes of `passRows` rows over canvases of up to `canvasLength` (passScratchBytes). */
   scratchBytes: number;
+  passRows: number;
   totalBytes: number;
 }
 
@@ -57,18 +57,61 @@ export function attentionChunk(L: number): number {
 
 /** The GEMM's parallel schedule is only chosen while its partial sums stay within this (native gemm_bf16_parallel). */
 const GEMM_PARTIAL_BYTES = 32 * 2 ** 20;
-/** Attention runs key splits in parallel only for sequences of at most this many query rows (attention_plan). */
-const ATTENTION_PARALLEL_ROWS = 64;
+/** Multiprocessors assumed when the device's count is not known (H100/H200): more SMs bound more partial sums. */
+export const DEFAULT_SMS = 132;
+
+/** Rows of pass scratch an engine reserves unless a sequence needs more: 64 DualCache steps of 32 rows. */
+export const PASS_ROWS = 2048;
+/** Bytes of logits one LM-head GEMM may produce: reported rows are reduced in chunks of this many bytes. */
+const LOGITS_CHUNK_BYTES = 512 * 2 ** 20;
+
+/** Reported rows per LM-head GEMM (native Config.reportChunk): the (chunk, V) f32 logits stay under 512 MiB. */
+export function reportChunk(vocabSize: number): number {
+  return Math.max(1, Math.min(PASS_ROWS, Math.floor(LOGITS_CHUNK_BYTES / (4 * vocabSize))));
+}
+
+/** Bytes of one sequence's K/V cache block (K then V, every layer) of `maxLength` positions in `kvDType`. */
+export function cacheBlockBytes(desc: Pick<ModelDescription, 'numLayers' | 'numKvHeads' | 'headDim'>, maxLength: number, kvDType: 'bf16' | 'f32'): number {
+  return 2 * desc.numLayers * maxLength * desc.numKvHeads * desc.headDim * (kvDType === 'bf16' ? 2 : 4);
+}
+
+/**
+ * Device scratch of a pass of `rows` computed rows over canvases of at most `keys` positions: the buffers of
+ * native/addon.cc RunForward, each at its largest. Per row: token and sequence index; f32 residual (d), fused qkv
+ * (qd + 2 kvd), rotated q (qd), gate|up (2 ff); f32 weights only: normed input (d), attention output (qd), swiglu
+ * (ff); bf16 weights only: the bf16 GEMM input (widest of d, qd, ff); a prefix step's fresh K/V (2 kvd) in the cache
+ * dtype. Reports (at most rows + one per sequence, bounded by 2 rows): keys and results (60 bytes each); per LM-head
+ * chunk: gathered and normed rows (2 d) and logits (V). Split sums: the GEMM's stay under GEMM_PARTIAL_BYTES;
+ * attention's are (splits, rows, H, hd + 2) for the sequences that run splits in parallel, which attention_plan only
+ * does while the pass's query tiles times H stay under 2 sms (so fewer than 64 sms / H rows).
+ */
+export function passScratchBytes(
+  desc: ModelDescription, rows: number, keys: number, weightDType: 'bf16' | 'f32', kvDType: 'bf16' | 'f32', sms = DEFAULT_SMS,
+): number {
+  const { hiddenSize: d, intermediateSize: ff, vocabSize: V, headDim: hd, numHeads: H } = desc;
+  const qd = H * hd;
+  const kvd = desc.numKvHeads * hd;
+  const bf16 = weightDType === 'bf16';
+  const chunk = reportChunk(V);
+  const perRow = 8 + 4 * (d + qd + 2 * kvd + qd + 2 * ff) + (bf16 ? 0 : 4 * (d + qd + ff)) + 2 * kvd * (kvDType === 'bf16' ? 2 : 4);
+  const a16 = bf16 ? Math.max(rows, chunk) * Math.max(d, qd, ff) * 2 : 0;
+  const reports = 2 * rows * 60 + Math.min(chunk, 2 * rows) * (2 * d + V) * 4;
+  const splits = Math.min(32, Math.ceil(keys / 128)); // at least attention_chunk's count for every canvas up to keys
+  const parallelRows = Math.min(rows, Math.ceil((32 * 2 * sms) / H)); // 32 query rows per tile, under 2 sms tiles x H
+  const attentionPartial = splits > 1 ? splits * parallelRows * H * (hd + 2) * 4 : 0;
+  return rows * perRow + a16 + reports + (bf16 ? GEMM_PARTIAL_BYTES : 0) + attentionPartial + 64 * 256;
+}
 
 const numel = (shape: number[]) => shape.reduce((a, b) => a * b, 1);
 
 /**
  * Plans the upload of a model in `weightDType` ('bf16' or 'f32') for canvases up to `canvasLength`, with the K/V
- * cache in `kvDType` (default: bf16 with bf16 weights, f32 with f32 weights).
+ * cache in `kvDType` (default: bf16 with bf16 weights, f32 with f32 weights), and the pass scratch for
+ * max(PASS_ROWS, canvasLength) rows (a full forward of one such canvas, or 64 DualCache steps).
  */
 export function planWeights(
   desc: ModelDescription, names: ModelTensorNames, shapes: Map<string, number[]>, weightDType: 'bf16' | 'f32', canvasLength: number,
-  kvDType: 'bf16' | 'f32' = weightDType,
+  kvDType: 'bf16' | 'f32' = weightDType, sms = DEFAULT_SMS,
 ): WeightPlan {
   const tensors: PlannedTensor[] = [];
   const add = (slot: number, name: string, matrix: boolean) => {
@@ -84,26 +127,15 @@ export function planWeights(
   names.layers.forEach((layer, l) => {
     for (const role of LAYER_ROLES) {
       const name = layer[role];
-      if (name === undefined) continue; // biases only exist for Dream
+      if (name === undefined) continue; // biases only exist for Dream and Qwen2, q/k norms for Qwen3
       add(slotOf(l, role), name, MATRIX_ROLES.has(role));
     }
   });
   const weightBytes = tensors.reduce((a, t) => a + t.bytes, 0);
-  const L = canvasLength;
-  const { hiddenSize: d, intermediateSize: ff, vocabSize: V, headDim: hd, numHeads: H } = desc;
-  const kvd = desc.numKvHeads * hd;
-  const kvBytes = kvDType === 'bf16' ? 2 : 4;
-  const cacheBytes = 2 * desc.numLayers * L * kvd * kvBytes;
-  const qd = H * hd;
-  // A full forward of L rows, every row reported (native/addon.cc RunForward): f32 x, h, final rows (L, d); fused
-  // qkv (L, qd + 2 kvd); q (L, qd); gate|up (L, 2 ff); logits (L, V); f32 weights only: attention output (L, qd)
-  // and silu(gate) * up (L, ff). bf16 GEMM input (L, max(d, qd, ff)); a prefix step's fresh K/V (L, kvd) x 2 in the
-  // cache dtype. Partial sums: the GEMM's stay under GEMM_PARTIAL_BYTES; attention's are (splits, rows, H, hd + 2).
-  const widest = Math.max(d, qd, ff);
-  const f32Floats = L * (3 * d + qd + 2 * kvd + qd + 2 * ff + V + (weightDType === 'f32' ? qd + ff : 0));
-  const attentionPartial = Math.ceil(L / attentionChunk(L)) * Math.min(L, ATTENTION_PARALLEL_ROWS) * H * (hd + 2) * 4;
-  const scratchBytes = f32Floats * 4 + L * widest * 2 + 2 * L * kvd * kvBytes + GEMM_PARTIAL_BYTES + attentionPartial;
-  return { tensors, weightBytes, kvDType, cacheBytes, scratchBytes, totalBytes: weightBytes + cacheBytes + scratchBytes };
+  const cacheBytes = cacheBlockBytes(desc, canvasLength, kvDType);
+  const passRows = Math.max(PASS_ROWS, canvasLength);
+  const scratchBytes = passScratchBytes(desc, passRows, canvasLength, weightDType, kvDType, sms);
+  return { tensors, weightBytes, kvDType, cacheBytes, scratchBytes, passRows, totalBytes: weightBytes + cacheBytes + scratchBytes };
 }
 
 const GiB = 1024 ** 3;

@@ -7,12 +7,11 @@ import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { counterHash } from '@fast-dllm/scheduler';
+import { EngineCapacityError, counterHash, layoutPass, type ForwardRequest, type ModelInfo, type SequenceHandle } from '@fast-dllm/scheduler';
 import { expectedShapes, normaliseConfig, tensorNames, writeSafetensors, type ModelDescription } from '@fast-dllm/model';
 import {
   ADDON_PATH, BUILT_ADDON_PATH, checkFits, createCudaEmulatorEngine, createCudaEngine, cudaProvider, EMULATOR_ADDON_PATH, loadBinding,
-  planWeights, PREBUILT_ADDON_PATH,
-  slotOf, sourceRows, toBf16,
+  MODE_CODE, nativePass, PASS_ROWS, planWeights, PREBUILT_ADDON_PATH, slotOf, toBf16,
 } from '../src/index.js';
 
 const hasNvcc = (process.env.PATH ?? '').split(delimiter).some((d) => d && existsSync(join(d, 'nvcc')));
@@ -143,11 +142,29 @@ describe('weight plan', () => {
 });
 
 describe('request marshalling', () => {
-  it('maps reported positions to span rows, with the Dream shift inside the span only', () => {
-    const pos = Int32Array.from([8, 9, 12]);
-    expect([...sourceRows(pos, 8, false)]).toEqual([0, 1, 4]);
-    expect([...sourceRows(pos, 8, true)]).toEqual([0, 0, 3]);
-    expect([...sourceRows(Int32Array.from([0, 1]), 0, true)]).toEqual([0, 0]);
+  it('concatenates the spans, names each sequence\'s block and mode, and keys each report (Dream shift inside the span)', () => {
+    const model = { shiftLogits: true } as ModelInfo;
+    const seq = (id: number, maxLength: number): SequenceHandle => ({ id, maxLength });
+    const canvas = Int32Array.from({ length: 20 }, (_, i) => 100 + i);
+    const batch: ForwardRequest[] = [
+      { sequence: seq(1, 24), canvas, mode: 'dual', start: 8, end: 12, positions: Int32Array.of(8, 9, 12), sampling: { temperature: 0.5, seed: 7, forwardIndex: 3 } },
+      { sequence: seq(2, 20), canvas: canvas.slice(0, 16), mode: 'extend', start: 12, end: 16, positions: new Int32Array(0), want: { top2: true } },
+      { sequence: seq(3, 32), canvas, mode: 'full', start: 0, end: 20, positions: Int32Array.of(0, 1) },
+    ];
+    const blocks = [{ arena: 0, offset: 0, bytes: 256 }, { arena: 0, offset: 256, bytes: 512 }, { arena: 1, offset: 1024, bytes: 256 }];
+    const layout = layoutPass(model, batch);
+    const p = nativePass(batch, layout, blocks);
+    expect([...p.ids]).toEqual([108, 109, 110, 111, 112, 113, 114, 115, ...Array.from(canvas)]);
+    expect([...p.seqs]).toEqual([0, 0, 24, 2, 8, 4, 20, 0, /**/ 0, 256, 20, 3, 12, 4, 16, 4, /**/ 1, 1024, 32, 0, 0, 20, 20, 8]);
+    // position 8 reads its own row (the first of the span), 9 row 8, 12 (= end) the last row; row 0 and 1 of the
+    // full forward: its own row, then row 0.
+    expect([...p.reportRow]).toEqual([0, 0, 3, 8, 8]);
+    expect([...p.position]).toEqual([8, 9, 12, 0, 1]);
+    expect([...p.temperature]).toEqual([0.5, 0.5, 0.5, 0, 0]);
+    expect([...p.seed]).toEqual([7, 7, 7, 0, 0]);
+    expect([...p.forwardIndex]).toEqual([3, 3, 3, 0, 0]);
+    expect([p.top2, p.entropy, p.logits]).toEqual([true, false, false]);
+    expect(MODE_CODE).toEqual({ full: 0, prefix: 1, dual: 2, extend: 3 });
   });
 });
 
@@ -184,15 +201,66 @@ describe('model checks at load (emulator build)', () => {
     }
   });
 
-  it('holds one sequence at a time, refuses a cached step before any full forward, and any forward after dispose', async (ctx) => {
+  const fixture = (name: string) => join(import.meta.dirname, '..', '..', '..', 'test', 'fixtures', 'models', name);
+
+  it('holds many sequences within its cache budget, refuses one more with EngineCapacityError, and frees on close', async (ctx) => {
     if (!emulator.ok) return ctx.skip(`not supported: ${emulator.reason}`);
-    const engine = await createCudaEmulatorEngine(join(import.meta.dirname, '..', '..', '..', 'test', 'fixtures', 'models', 'llada-tiny-f32'));
+    const probe = await createCudaEmulatorEngine(fixture('llada-tiny-f32'));
+    const bytes = probe.sequenceBytes(48);
+    // layers x (K, V) x positions x kv width x bf16 (the default with bf16 weights), in the pool's 256-byte blocks
+    expect(bytes).toBe(Math.ceil((2 * 2 * 48 * 64 * 2) / 256) * 256);
+    expect(probe.sequenceCapacity(48)).toBeGreaterThan(1000); // the emulator's "device" is this machine's memory
+    await probe.dispose();
+    expect(probe.sequenceCapacity(48)).toBe(0);
+
+    const engine = await createCudaEmulatorEngine(fixture('llada-tiny-f32'), { cacheBudgetBytes: 3 * bytes });
+    try {
+      expect(engine.capabilities.maxBatch).toBe(64);
+      expect(engine.sequenceCapacity(48)).toBe(3);
+      expect(engine.sequenceCapacity(96)).toBe(1);
+      const seqs = [engine.openSequence(48), engine.openSequence(48), engine.openSequence(48)];
+      expect(engine.sequenceCapacity(48)).toBe(0);
+      expect(() => engine.openSequence(48)).toThrow(EngineCapacityError);
+      expect(() => engine.openSequence(48)).toThrow(/a sequence of 48 tokens needs \d+ bytes of K\/V cache/);
+      engine.closeSequence(seqs[1]);
+      engine.closeSequence(seqs[1]); // closing twice does nothing
+      expect(engine.sequenceCapacity(48)).toBe(1);
+      engine.closeSequence(seqs[0]);
+      expect(engine.sequenceCapacity(96)).toBe(1); // the two freed blocks merged
+      const big = engine.openSequence(96);
+      const canvas = Int32Array.from({ length: 96 }, (_, i) => (i * 5) % 300);
+      const positions = Int32Array.of(90, 95);
+      const [r] = await engine.forward([{ sequence: big, canvas, mode: 'full', start: 0, end: 96, positions }]);
+      expect(r.tokens).toHaveLength(2);
+    } finally {
+      await engine.dispose();
+    }
+  });
+
+  it('refuses a pass over more rows than its scratch holds with EngineCapacityError, before any device work', async (ctx) => {
+    if (!emulator.ok) return ctx.skip(`not supported: ${emulator.reason}`);
+    const engine = await createCudaEmulatorEngine(fixture('llada-tiny-f32'));
+    try {
+      // The scratch holds PASS_ROWS rows (or the longest canvas opened): three full forwards of 500 tokens (1500
+      // rows) fit; five (2500) do not, and nothing is computed or cached.
+      const seqs = Array.from({ length: 5 }, () => engine.openSequence(500));
+      const canvas = Int32Array.from({ length: 500 }, (_, i) => (i * 7) % 300);
+      const req = (sequence: SequenceHandle): ForwardRequest => ({ sequence, canvas, mode: 'full', start: 0, end: 500, positions: Int32Array.of(499) });
+      expect(PASS_ROWS).toBe(2048);
+      await expect(engine.forward(seqs.map(req))).rejects.toThrow(EngineCapacityError);
+      await expect(engine.forward(seqs.map(req))).rejects.toThrow(/a pass of 2500 rows is more than the 2048 rows of scratch it reserves; run fewer sequences per pass/);
+      await expect(engine.forward([{ ...req(seqs[0]), mode: 'dual', start: 0, end: 8, positions: Int32Array.of(0) }])).rejects.toThrow(/needs a prior 'full' forward/);
+    } finally {
+      await engine.dispose();
+    }
+  });
+
+  it('refuses a cached step before any full forward, and any forward after dispose', async (ctx) => {
+    if (!emulator.ok) return ctx.skip(`not supported: ${emulator.reason}`);
+    const engine = await createCudaEmulatorEngine(fixture('llada-tiny-f32'));
     const canvas = Int32Array.from({ length: 16 }, (_, i) => i);
     const positions = Int32Array.of(8, 9);
-    expect(engine.sequenceCapacity(16)).toBe(1);
     const sequence = engine.openSequence(16);
-    expect(engine.sequenceCapacity(16)).toBe(0);
-    expect(() => engine.openSequence(16)).toThrow(/holds one sequence at a time/);
     await expect(engine.forward([{ sequence, canvas, mode: 'dual', start: 8, end: 12, positions }])).rejects.toThrow(
       /^forward: a 'dual' step needs a prior 'full' forward to build the cache$/,
     );
@@ -200,5 +268,6 @@ describe('model checks at load (emulator build)', () => {
     expect(full.tokens).toHaveLength(2);
     await engine.dispose();
     await expect(engine.forward([{ sequence, canvas, mode: 'full', start: 0, end: 16, positions }])).rejects.toThrow(/^forward: the engine was disposed$/);
+    expect(() => engine.openSequence(16)).toThrow(/^openSequence: the engine was disposed$/);
   });
 });

@@ -7,6 +7,8 @@
 #endif
 
 #include <chrono>
+#include <cstdio>
+#include <dlfcn.h>
 #include <map>
 #include <cstdlib>
 #include <memory>
@@ -63,6 +65,7 @@ struct Context { ucontext_t uc; };
 #endif
 
 constexpr size_t kStackBytes = 128 * 1024;  // per fiber; kernels keep at most a few KiB of locals
+constexpr int kMmaRing = 64;  // mma calls a lane may run ahead of the next lane of its warp and still be served
 constexpr int kMaxThreads = 1024;           // per block, as on every GPU since sm_20
 constexpr size_t kDefaultDynamicShared = 48 * 1024;  // without the opt-in attribute
 constexpr size_t kMaxDynamicShared = 227 * 1024;     // sm_90's opt-in limit per block
@@ -94,6 +97,8 @@ struct BlockRun {
   cudaError_t fault = cudaSuccess;        // set by a thread (misaligned cp.async); fails the launch
   unsigned blockLinear = 0;               // the running block's linear index
   const std::function<void()>* body = nullptr;
+  std::vector<uint32_t> mmaCalls;         // (threads,) mma_sync calls of each thread in this block
+  std::vector<fdl_emu::MmaSlot> mmaMemo;  // (warps, kMmaRing) results of the warp's recent mma calls
   int current = 0;                        // linear thread index of the running fiber
   int threads = 0;
 };
@@ -163,7 +168,9 @@ bool runBlock(bool descendingFirst) {
     run.state[t] = State::Ready;
     run.async[t].pending.clear();  // copies a thread never waited for are lost with its block
     run.async[t].committed = 0;
+    run.mmaCalls[t] = 0;
   }
+  for (size_t i = 0; i < (size_t)(n + 31) / 32 * kMmaRing; i++) run.mmaMemo[i].valid = false;
   for (int round = 0;; round++) {
     const bool descending = descendingFirst != (round & 1);
     for (int wi = 0; wi < warps; wi++) {
@@ -258,6 +265,24 @@ size_t meminfo(const char* key) {
   return kb * 1024;
 }
 
+// FDL_EMU_PROFILE=1: seconds and blocks per kernel, printed to stderr at exit (where emulator time goes).
+struct KernelProfile {
+  double seconds = 0;
+  unsigned long long launches = 0, blocks = 0;
+};
+struct Profile {
+  const bool on = std::getenv("FDL_EMU_PROFILE") != nullptr;
+  std::map<const void*, KernelProfile> kernels;
+  ~Profile() {
+    if (!on) return;
+    for (const auto& [k, p] : kernels) {
+      Dl_info info{};
+      const char* name = dladdr(k, &info) && info.dli_sname ? info.dli_sname : "?";
+      std::fprintf(stderr, "fdl-emu profile: %9.3f s %8llu launches %10llu blocks  %s\n", p.seconds, p.launches, p.blocks, name);
+    }
+  }
+} profile;  // guarded by launchMutex
+
 }  // namespace
 
 namespace fdl_emu {
@@ -284,6 +309,8 @@ cudaError_t launch(const void* kernel, dim3 grid, dim3 block, size_t dynamicShar
   run.state.resize(threads);
   run.warpSlots.assign(threads, 0);
   run.async.resize(threads);
+  if (run.mmaCalls.size() < threads) run.mmaCalls.resize(threads);  // grown only: a slot is 4 KiB
+  if (run.mmaMemo.size() < (threads + 31) / 32 * kMmaRing) run.mmaMemo.resize((threads + 31) / 32 * kMmaRing);
   run.fault = cudaSuccess;
   const size_t capacity = (dynamicShared + 127) / 128 * 128 + 128;
   if (run.dynamicCapacity < capacity) {
@@ -294,6 +321,19 @@ cudaError_t launch(const void* kernel, dim3 grid, dim3 block, size_t dynamicShar
   run.body = &body;
   blockDim = block;
   gridDim = grid;
+  const auto started = std::chrono::steady_clock::now();
+  struct Record {
+    const void* kernel;
+    unsigned long long blocks;
+    std::chrono::steady_clock::time_point t0;
+    ~Record() {
+      if (!profile.on) return;
+      KernelProfile& p = profile.kernels[kernel];
+      p.seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      p.launches++;
+      p.blocks += blocks;
+    }
+  } record{kernel, (unsigned long long)grid.x * grid.y * grid.z, started};
   for (unsigned z = 0; z < grid.z; z++)
     for (unsigned y = 0; y < grid.y; y++)
       for (unsigned x = 0; x < grid.x; x++) {
@@ -306,6 +346,11 @@ cudaError_t launch(const void* kernel, dim3 grid, dim3 block, size_t dynamicShar
 }
 
 void* dynamic_shared() { return run.dynamicShared.get(); }
+
+MmaSlot& next_mma_slot() {
+  const int t = run.current;
+  return run.mmaMemo[(size_t)(t / 32) * kMmaRing + run.mmaCalls[t]++ % kMmaRing];
+}
 
 }  // namespace fdl_emu
 
