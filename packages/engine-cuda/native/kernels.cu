@@ -480,6 +480,20 @@ static inline size_t attention_smem(int hd, int kvBytes) {
          (size_t)AWARPS * AQW * AK * 4;
 }
 
+// Butterfly reduction across the warp of each of a warp's AQW (4) query values, two queries per 64-bit shuffle: each
+// value meets the same partners in the same order as in four 32-bit reductions, so the bits are the same.
+template <typename Op> __device__ static inline void warp_reduce4(float (&v)[AQW], Op op) {
+  for (int o = 16; o > 0; o >>= 1) {
+#pragma unroll
+    for (int a = 0; a < AQW; a += 2) {
+      unsigned long long pair = (unsigned long long)__float_as_uint(v[a + 1]) << 32 | __float_as_uint(v[a]);
+      pair = __shfl_xor_sync(0xffffffffu, pair, o);
+      v[a] = op(v[a], __uint_as_float((unsigned)pair));
+      v[a + 1] = op(v[a + 1], __uint_as_float((unsigned)(pair >> 32)));
+    }
+  }
+}
+
 // Keys a query at absolute position `pos` sees: all L, or through the end of its block (SPEC §8).
 __device__ static inline int attn_visible(const AttnSeq& S, int pos) {
   if (S.causalBlock <= 0) return S.L;
@@ -627,23 +641,29 @@ __global__ void __launch_bounds__(ATHREADS) attention_k(const float* q, const At
           }
         }
         const int j = j0 + lane;  // this lane's key
+        bool valid[AQW];
+        float s[AQW], tileMax[AQW], rescale[AQW], tileSum[AQW];
 #pragma unroll
         for (int a = 0; a < AQW; a++) {
-          const bool valid = j < splitEnd && j < lim[a];
-          const float s = valid ? sc[a] : -FLT_MAX;
-          float tileMax = s;
-          for (int o = 16; o > 0; o >>= 1) tileMax = fmaxf(tileMax, __shfl_xor_sync(0xffffffffu, tileMax, o));
-          const float newMax = fmaxf(m[a], tileMax);
-          const float rescale = expf(m[a] - newMax);  // 0 on the first visible tile
-          const float p = valid ? expf(s - newMax) : 0.f;
-          float tileSum = p;
-          for (int o = 16; o > 0; o >>= 1) tileSum += __shfl_xor_sync(0xffffffffu, tileSum, o);
-          l[a] = l[a] * rescale + tileSum;
+          valid[a] = j < splitEnd && j < lim[a];
+          s[a] = valid[a] ? sc[a] : -FLT_MAX;
+          tileMax[a] = s[a];
+        }
+        warp_reduce4(tileMax, [](float x, float y) { return fmaxf(x, y); });
+#pragma unroll
+        for (int a = 0; a < AQW; a++) {
+          const float newMax = fmaxf(m[a], tileMax[a]);
+          rescale[a] = expf(m[a] - newMax);  // 0 on the first visible tile
+          const float p = valid[a] ? expf(s[a] - newMax) : 0.f;
+          tileSum[a] = p;
           m[a] = newMax;
 #pragma unroll
-          for (int d = 0; d < AD; d++) acc[a][d] *= rescale;
+          for (int d = 0; d < AD; d++) acc[a][d] *= rescale[a];
           Ps[(warp * AQW + a) * AK + lane] = p;
         }
+        warp_reduce4(tileSum, [](float x, float y) { return x + y; });
+#pragma unroll
+        for (int a = 0; a < AQW; a++) l[a] = l[a] * rescale[a] + tileSum[a];
         __syncwarp();  // the warp's probabilities are visible to all its lanes
         for (int jj = 0; jj < AK; jj++) {  // acc[t] += p_j v_j[t], keys ascending
           float v[AD];

@@ -88,7 +88,8 @@ struct BlockRun {
   Context scheduler;
   std::vector<Context> ctx;               // (threads,)
   std::vector<State> state;               // (threads,)
-  std::vector<uint64_t> warpSlots;        // (warps, 32) exchange slots of __shfl_xor_sync
+  std::vector<uint64_t> warpSlots;        // (2, threads) exchange slots of the shuffles, used alternately
+  std::vector<uint8_t> shuffles;          // (threads,) shuffles each thread has done, mod 2: its slot set
   std::unique_ptr<char[]> stacks;         // (threads, kStackBytes), reused across blocks and launches
   size_t stackCount = 0;
   std::unique_ptr<unsigned char[], void (*)(void*)> dynamicShared{nullptr, std::free};  // (capacity,) bytes, 128-aligned
@@ -168,6 +169,7 @@ bool runBlock(bool descendingFirst) {
     run.state[t] = State::Ready;
     run.async[t].pending.clear();  // copies a thread never waited for are lost with its block
     run.async[t].committed = 0;
+    run.shuffles[t] = 0;
     run.mmaCalls[t] = 0;
   }
   for (size_t i = 0; i < (size_t)(n + 31) / 32 * kMmaRing; i++) run.mmaMemo[i].valid = false;
@@ -206,18 +208,21 @@ bool runBlock(bool descendingFirst) {
   }
 }
 
-// Every lane publishes v, then reads lane `srcOf(lane)`'s value (its own when that lane does not exist).
+// Every lane publishes v, then reads lane `srcOf(lane)`'s value (its own when that lane does not exist). Lanes
+// alternate between two slot sets, so one warp barrier per shuffle suffices: a lane that writes its slot of set p
+// again (two shuffles on) has passed the barrier of the shuffle in between, which every lane reaches only after
+// reading set p.
 template <typename T, typename Src> T shuffle(T v, Src srcOf) {
   static_assert(sizeof(T) <= 8, "shuffle of at most 64 bits");
   const int t = run.current, lane = t & 31, base = t - lane;
+  uint64_t* slots = run.warpSlots.data() + (size_t)(run.shuffles[t]++ & 1) * run.threads;
   uint64_t bits = 0;
   std::memcpy(&bits, &v, sizeof(T));
-  run.warpSlots[t] = bits;
+  slots[t] = bits;
   yieldTo(State::AtWarpBarrier);  // every lane has written its value
   const int src = base + (srcOf(lane) & 31);
   T r = v;
-  if (src < run.threads) std::memcpy(&r, &run.warpSlots[src], sizeof(T));
-  yieldTo(State::AtWarpBarrier);  // every lane has read before anyone writes again
+  if (src < run.threads) std::memcpy(&r, &slots[src], sizeof(T));
   return r;
 }
 
@@ -307,7 +312,8 @@ cudaError_t launch(const void* kernel, dim3 grid, dim3 block, size_t dynamicShar
   }
   run.ctx.resize(threads);
   run.state.resize(threads);
-  run.warpSlots.assign(threads, 0);
+  run.warpSlots.assign(2 * threads, 0);
+  run.shuffles.assign(threads, 0);
   run.async.resize(threads);
   if (run.mmaCalls.size() < threads) run.mmaCalls.resize(threads);  // grown only: a slot is 4 KiB
   if (run.mmaMemo.size() < (threads + 31) / 32 * kMmaRing) run.mmaMemo.resize((threads + 31) / 32 * kMmaRing);
@@ -396,6 +402,9 @@ void __syncwarp(unsigned) { yieldTo(State::AtWarpBarrier); }
 float __shfl_xor_sync(unsigned, float v, int m, int) { return shuffle(v, [m](int lane) { return lane ^ m; }); }
 int __shfl_xor_sync(unsigned, int v, int m, int) { return shuffle(v, [m](int lane) { return lane ^ m; }); }
 double __shfl_xor_sync(unsigned, double v, int m, int) { return shuffle(v, [m](int lane) { return lane ^ m; }); }
+unsigned long long __shfl_xor_sync(unsigned, unsigned long long v, int m, int) {
+  return shuffle(v, [m](int lane) { return lane ^ m; });
+}
 float __shfl_sync(unsigned, float v, int src, int) { return shuffle(v, [src](int) { return src; }); }
 int __shfl_sync(unsigned, int v, int src, int) { return shuffle(v, [src](int) { return src; }); }
 

@@ -113,9 +113,20 @@ void __syncwarp(unsigned mask = 0xffffffffu);
 float __shfl_xor_sync(unsigned mask, float v, int laneMask, int width = 32);
 int __shfl_xor_sync(unsigned mask, int v, int laneMask, int width = 32);
 double __shfl_xor_sync(unsigned mask, double v, int laneMask, int width = 32);
+unsigned long long __shfl_xor_sync(unsigned mask, unsigned long long v, int laneMask, int width = 32);
 float __shfl_sync(unsigned mask, float v, int srcLane, int width = 32);
 int __shfl_sync(unsigned mask, int v, int srcLane, int width = 32);
 inline float rsqrtf(float x) { return 1.f / std::sqrt(x); }
+inline unsigned __float_as_uint(float x) {
+  unsigned u;
+  std::memcpy(&u, &x, 4);
+  return u;
+}
+inline float __uint_as_float(unsigned u) {
+  float x;
+  std::memcpy(&x, &u, 4);
+  return x;
+}
 inline float __expf(float x) { return std::exp(x); }
 inline float __fdividef(float a, float b) { return a / b; }
 // Rounded product and sum that nvcc never fuses into an FMA (host code here has no FMA contraction either).
