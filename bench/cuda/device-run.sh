@@ -4,9 +4,11 @@
 # Unpacks node and the workspace, prints the machine (GPU, driver, nvcc, torch) and what the addon sees (driver and
 # CUDA runtime versions), rebuilds the addon with this machine's nvcc when the carried one does not load, or loads
 # but finds no device while nvidia-smi lists one (e.g. a driver older than the addon's CUDA runtime), then runs:
-# the GPU rows of the conformance harness and the kernel tests (FAST_DLLM_REQUIRE_GPU=1: a GPU case that cannot
-# run fails instead of skipping), the engine benchmark (full, prefix, dual at canvases 512 and 2048 against the
-# floor), the GEMM sweep (32 and 512 rows), the same steps in PyTorch, and a summary against issue #19's targets.
+# the GPU rows of the conformance harness, the kernel tests and the engine's bit-for-bit batch invariance test
+# (FAST_DLLM_REQUIRE_GPU=1: a GPU case that cannot run fails instead of skipping), the engine benchmark at LLaDA-8B's
+# shape (full, prefix, dual at canvases 512 and 2048 against the floor; batched dual steps at batch 1, 4, 16), the
+# same at Fast-dLLM v2 7B's shape (plan and fit, prefill, block step, block end, sub-block step), the GEMM sweep (32
+# and 512 rows), the same LLaDA steps in PyTorch, and a summary against issue #19's targets.
 # Logs and JSON records go to $OUT. It exits 1, listing what failed, unless everything ran on the GPU.
 # `--rehearse` runs the same sequence where there is no GPU: the emulator and a CPU miniature stand in for the
 # benchmarks, GPU rows skip; the run still ends FAILED (no GPU), as it must.
@@ -62,15 +64,18 @@ fi
 [ "$GPUS" -gt 0 ] || failed "nvidia-smi lists no GPU"
 echo "$P" | grep -q '"available":true' || failed "the CUDA addon sees no GPU: $P"
 
-# GPU rows only (the emulator rows run on every CI machine): the harness's entries 'cuda f32' and 'cuda bf16', and
-# the kernel tests on the GPU addon. In a rehearsal they skip.
+# GPU rows only (the emulator rows run on every CI machine): the harness's entries 'cuda f32' and 'cuda bf16', the
+# kernel tests and the batch invariance test on the GPU addon. In a rehearsal they skip.
 PRINT_ERRORS=1 node node_modules/vitest/vitest.mjs run test/conformance packages/engine-cuda/test/kernels.test.ts \
-  --testNamePattern '^cuda (f32|bf16):|^cuda kernels on gpu' --reporter=verbose > "$OUT/conformance.log" 2>&1 \
-  || failed "GPU conformance and kernel tests (see conformance.log)"
+  packages/engine-cuda/test/batching.test.ts \
+  --testNamePattern '^cuda (f32|bf16):|^cuda kernels on gpu|^cuda engine on gpu' --reporter=verbose > "$OUT/conformance.log" 2>&1 \
+  || failed "GPU conformance, kernel and batch invariance tests (see conformance.log)"
 
 EMU=(); TORCH=(--iters 10)
 [ $REHEARSE = 1 ] && EMU=(--emulator) && TORCH=(--miniature --device cpu --iters 2)
 node bench/cuda/bench.mjs "${EMU[@]}" --iters 10 --out "$OUT/bench-cuda.json" > "$OUT/bench-cuda.log" 2>&1 || failed "bench.mjs (see bench-cuda.log)"
+node bench/cuda/bench.mjs "${EMU[@]}" --shape v2-7b --iters 10 --out "$OUT/bench-cuda-v2-7b.json" > "$OUT/bench-cuda-v2-7b.log" 2>&1 \
+  || failed "bench.mjs --shape v2-7b (see bench-cuda-v2-7b.log)"
 for rows in 32 512; do
   node bench/cuda/gemm-sweep.mjs "${EMU[@]}" --rows $rows --iters 20 || failed "gemm-sweep.mjs --rows $rows (see gemm-sweep.log)"
 done > "$OUT/gemm-sweep.log" 2>&1
@@ -85,7 +90,8 @@ grep -E "relative error [0-9.e+-]+" "$OUT/conformance.log" | sed -E 's/^ *//' | 
   split($0, e, "relative error "); split(e[1], parts, " / "); key = parts[1]; v = e[2] + 0;
   if (!(key in lo) || v < lo[key]) lo[key] = v; if (v > hi[key]) hi[key] = v }
   END { for (key in lo) printf "%s: relative error %.2e .. %.2e\n", key, lo[key], hi[key] }'
-[ -f "$OUT/bench-cuda.json" ] && node bench/cuda/summary.mjs --cuda "$OUT/bench-cuda.json" --torch "$OUT/bench-torch.json" | tee "$OUT/summary.txt"
+[ -f "$OUT/bench-cuda.json" ] && node bench/cuda/summary.mjs --cuda "$OUT/bench-cuda.json" --torch "$OUT/bench-torch.json" \
+  --v2 "$OUT/bench-cuda-v2-7b.json" | tee "$OUT/summary.txt"
 grep -E "^device|auto=" "$OUT/gemm-sweep.log"
 if [ ${#FAILED[@]} -gt 0 ]; then
   echo "device run FAILED ($([ $REHEARSE = 1 ] && echo "rehearsal, no GPU expected"; true)):"

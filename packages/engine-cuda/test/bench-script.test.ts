@@ -1,7 +1,7 @@
 /**
- * bench/cuda/bench.mjs and gemm-sweep.mjs run end to end on the emulator build (a 2-layer miniature of the LLaDA-8B
- * layout, small GEMM shapes), so the GPU scripts cannot rot between the rare sessions that have a GPU. Their times
- * mean nothing here.
+ * bench/cuda/bench.mjs (both shapes) and gemm-sweep.mjs run end to end on the emulator build (2-layer miniatures of
+ * the LLaDA-8B and Fast-dLLM v2 7B layouts, small GEMM shapes), so the GPU scripts cannot rot between the rare
+ * sessions that have a GPU. Their times mean nothing here.
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync } from 'node:fs';
@@ -34,7 +34,7 @@ const PYTHON = '/usr/bin/python3';
 const hasTorch = spawnSync(PYTHON, ['-c', 'import torch'], { encoding: 'utf8' }).status === 0;
 
 describe('bench/cuda/bench.mjs', () => {
-  it('measures full, prefix and dual steps at two canvases and writes its record (emulator)', async (ctx) => {
+  it('measures full, prefix and dual steps at two canvases, then batched dual steps, and writes its record (emulator)', async (ctx) => {
     if (!emulator.ok) return ctx.skip(`not supported: ${emulator.reason}`);
     const out = join(mkdtempSync(join(tmpdir(), 'fdl-bench-')), 'bench.json');
     const r = await run(process.execPath, [BENCH, '--emulator', '--iters', '1', '--out', out]);
@@ -52,7 +52,31 @@ describe('bench/cuda/bench.mjs', () => {
       expect(x.medianMs).toBeGreaterThan(0);
       expect(x.floorMs).toBeGreaterThanOrEqual(x.weightFloorMs); // cached steps also read K/V
     }
-    expect(rec.batched).toEqual({ measured: false, reason: 'the native model runs one sequence per pass (engine maxBatch 1)' });
+    expect(rec.batched.measured).toBe(true);
+    expect(rec.batched.results.map((x: { batch: number }) => x.batch)).toEqual([1, 4, 16]);
+    for (const x of rec.batched.results) expect(x.tokensPerSecond).toBeCloseTo((x.batch * 16) / (x.msPerPass / 1e3), 6);
+    expect(r.stdout).toMatch(/batch 16 dual steps \(canvas 64\): [\d.]+ ms per pass, \d+ tokens\/s/);
+    expect(r.stdout).toMatch(/plan: weights [\d.]+ GiB bf16, .* fits in [\d.]+ GiB free/);
+  });
+
+  it('--shape v2-7b: the plan, then prefill, block step, block end and sub-block step (emulator)', async (ctx) => {
+    if (!emulator.ok) return ctx.skip(`not supported: ${emulator.reason}`);
+    const out = join(mkdtempSync(join(tmpdir(), 'fdl-bench-')), 'bench.json');
+    const r = await run(process.execPath, [BENCH, '--emulator', '--shape', 'v2-7b', '--iters', '1', '--out', out]);
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(0);
+    expect(r.stdout).toMatch(/shape v2-7b \(2-layer miniature\): d 128, 2 layers, 4 heads \/ 2 KV of 32, ff 256, vocab 512, blocks of 32/);
+    const rec = JSON.parse(readFileSync(out, 'utf8'));
+    expect(rec.shape).toBe('v2-7b');
+    expect(rec.results.map((x: { canvas: number; step: string }) => `${x.canvas} ${x.step}`)).toEqual(['64 prefill', '96 block', '96 block-end', '96 sub-block']);
+    expect(rec.batched.measured).toBe(false);
+    expect(rec.plan.totalBytes).toBeLessThanOrEqual(rec.plan.freeBytes);
+  });
+
+  it('refuses an unknown --shape with a message', async () => {
+    const r = await run(process.execPath, [BENCH, '--shape', 'gpt-9']);
+    expect(r.status).toBe(1);
+    expect(r.stderr).toMatch(/--shape must be one of llada-8b, v2-7b, got gpt-9/);
   });
 
   it('refuses a bad --iters with a message', async () => {
@@ -87,10 +111,14 @@ describe('bench/cuda/bench.mjs', () => {
     ]);
     const b = await run(process.execPath, [BENCH, '--emulator', '--iters', '1', '--canvas', '64', '--out', join(dir, 'cuda.json')]);
     expect(b.status, b.stderr).toBe(0);
-    const s = await run(process.execPath, [SUMMARY, '--cuda', join(dir, 'cuda.json'), '--torch', join(dir, 'torch.json')]);
+    const v = await run(process.execPath, [BENCH, '--emulator', '--shape', 'v2-7b', '--iters', '1', '--out', join(dir, 'v2.json')]);
+    expect(v.status, v.stderr).toBe(0);
+    const s = await run(process.execPath, [SUMMARY, '--cuda', join(dir, 'cuda.json'), '--torch', join(dir, 'torch.json'), '--v2', join(dir, 'v2.json')]);
     expect(s.status, s.stderr).toBe(0);
     expect(s.stdout).toMatch(/^ +64 dual +[\d.]+ +[\d.]+ +[\d.]+/m);
     expect(s.stdout).toMatch(/(met|missed) +canvas 64: dual step faster than PyTorch/);
-    expect(s.stdout).toMatch(/not measured +batch 16 at least 8x the tokens\/s of batch 1/);
+    expect(s.stdout).toMatch(/^ +16 +[\d.]+ +\d+ +[\d.]+ +[\d.]+x$/m);
+    expect(s.stdout).toMatch(/(met|missed) +batch 16 at least 8x the tokens\/s of batch 1 \([\d.]+x\)/);
+    expect(s.stdout).toMatch(/^ +96 sub-block +[\d.]+ +[\d.]+ +[\d.]+$/m);
   });
 });
