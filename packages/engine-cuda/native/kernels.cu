@@ -480,17 +480,21 @@ static inline size_t attention_smem(int hd, int kvBytes) {
          (size_t)AWARPS * AQW * AK * 4;
 }
 
-// Butterfly reduction across the warp of each of a warp's AQW (4) query values, two queries per 64-bit shuffle: each
-// value meets the same partners in the same order as in four 32-bit reductions, so the bits are the same.
-template <typename Op> __device__ static inline void warp_reduce4(float (&v)[AQW], Op op) {
+// Butterfly reduction across the warp of two values at once: each value meets the same partners in the same order as
+// in its own reduction, so the bits are those of two separate reductions. On a GPU two 32-bit shuffles per step (a
+// 64-bit one costs registers: ptxas then spills in the attention kernel); the emulator moves both in one 64-bit
+// shuffle, so its fibers switch once per step instead of twice. The values exchanged are the same either way.
+template <typename Op> __device__ static inline void warp_reduce2(float& x, float& y, Op op) {
   for (int o = 16; o > 0; o >>= 1) {
-#pragma unroll
-    for (int a = 0; a < AQW; a += 2) {
-      unsigned long long pair = (unsigned long long)__float_as_uint(v[a + 1]) << 32 | __float_as_uint(v[a]);
-      pair = __shfl_xor_sync(0xffffffffu, pair, o);
-      v[a] = op(v[a], __uint_as_float((unsigned)pair));
-      v[a + 1] = op(v[a + 1], __uint_as_float((unsigned)(pair >> 32)));
-    }
+#if defined(FDL_CUDA_EMULATOR)
+    unsigned long long pair = (unsigned long long)__float_as_uint(y) << 32 | __float_as_uint(x);
+    pair = __shfl_xor_sync(0xffffffffu, pair, o);
+    const float px = __uint_as_float((unsigned)pair), py = __uint_as_float((unsigned)(pair >> 32));
+#else
+    const float px = __shfl_xor_sync(0xffffffffu, x, o), py = __shfl_xor_sync(0xffffffffu, y, o);
+#endif
+    x = op(x, px);
+    y = op(y, py);
   }
 }
 
@@ -641,29 +645,29 @@ __global__ void __launch_bounds__(ATHREADS) attention_k(const float* q, const At
           }
         }
         const int j = j0 + lane;  // this lane's key
-        bool valid[AQW];
-        float s[AQW], tileMax[AQW], rescale[AQW], tileSum[AQW];
 #pragma unroll
-        for (int a = 0; a < AQW; a++) {
-          valid[a] = j < splitEnd && j < lim[a];
-          s[a] = valid[a] ? sc[a] : -FLT_MAX;
-          tileMax[a] = s[a];
+        for (int a = 0; a < AQW; a += 2) {  // two queries at a time: one 64-bit shuffle carries both
+          const bool v0 = j < splitEnd && j < lim[a], v1 = j < splitEnd && j < lim[a + 1];
+          const float s0 = v0 ? sc[a] : -FLT_MAX, s1 = v1 ? sc[a + 1] : -FLT_MAX;
+          float x0 = s0, x1 = s1;
+          warp_reduce2(x0, x1, [](float x, float y) { return fmaxf(x, y); });  // tile maxima
+          const float n0 = fmaxf(m[a], x0), n1 = fmaxf(m[a + 1], x1);
+          const float r0 = expf(m[a] - n0), r1 = expf(m[a + 1] - n1);  // 0 on the first visible tile
+          const float p0 = v0 ? expf(s0 - n0) : 0.f, p1 = v1 ? expf(s1 - n1) : 0.f;
+          Ps[(warp * AQW + a) * AK + lane] = p0;
+          Ps[(warp * AQW + a + 1) * AK + lane] = p1;
+          float t0 = p0, t1 = p1;
+          warp_reduce2(t0, t1, [](float x, float y) { return x + y; });  // tile sums
+          l[a] = l[a] * r0 + t0;
+          l[a + 1] = l[a + 1] * r1 + t1;
+          m[a] = n0;
+          m[a + 1] = n1;
+#pragma unroll
+          for (int d = 0; d < AD; d++) {
+            acc[a][d] *= r0;
+            acc[a + 1][d] *= r1;
+          }
         }
-        warp_reduce4(tileMax, [](float x, float y) { return fmaxf(x, y); });
-#pragma unroll
-        for (int a = 0; a < AQW; a++) {
-          const float newMax = fmaxf(m[a], tileMax[a]);
-          rescale[a] = expf(m[a] - newMax);  // 0 on the first visible tile
-          const float p = valid[a] ? expf(s[a] - newMax) : 0.f;
-          tileSum[a] = p;
-          m[a] = newMax;
-#pragma unroll
-          for (int d = 0; d < AD; d++) acc[a][d] *= rescale[a];
-          Ps[(warp * AQW + a) * AK + lane] = p;
-        }
-        warp_reduce4(tileSum, [](float x, float y) { return x + y; });
-#pragma unroll
-        for (int a = 0; a < AQW; a++) l[a] = l[a] * rescale[a] + tileSum[a];
         __syncwarp();  // the warp's probabilities are visible to all its lanes
         for (int jj = 0; jj < AK; jj++) {  // acc[t] += p_j v_j[t], keys ascending
           float v[AD];
