@@ -268,7 +268,7 @@ Napi::Value ModelWrap::Upload(const Napi::CallbackInfo& info) {
   Napi::TypedArray ta = info[1].As<Napi::TypedArray>();
   if (slot < 0 || slot >= (int)mm->w.size()) throw Napi::RangeError::New(info.Env(), "upload: slot out of range");
   auto bytes = std::make_shared<std::vector<uint8_t>>(ta.ByteLength());
-  std::memcpy(bytes->data(), (uint8_t*)ta.ArrayBuffer().Data() + ta.ByteOffset(), ta.ByteLength());
+  if (!bytes->empty()) std::memcpy(bytes->data(), (uint8_t*)ta.ArrayBuffer().Data() + ta.ByteOffset(), ta.ByteLength());
   auto* job = new Job(info.Env(), [mm, slot, bytes]() {
     void* dst = mm->slotDest(slot, bytes->size());
     CK(cudaMemcpy(dst, bytes->data(), bytes->size(), cudaMemcpyHostToDevice));
@@ -464,7 +464,7 @@ static void RunForward(Model& M, const PassIn& in, PassOut& out) {
 template <typename T> static std::vector<T> copyTyped(const Napi::Value& v) {
   Napi::TypedArray ta = v.As<Napi::TypedArray>();
   std::vector<T> r(ta.ByteLength() / sizeof(T));
-  std::memcpy(r.data(), (uint8_t*)ta.ArrayBuffer().Data() + ta.ByteOffset(), ta.ByteLength());
+  if (!r.empty()) std::memcpy(r.data(), (uint8_t*)ta.ArrayBuffer().Data() + ta.ByteOffset(), ta.ByteLength());  // empty: no pointer
   return r;
 }
 template <typename TA, typename T> static Napi::Value toTyped(Napi::Env env, const std::vector<T>& v) {

@@ -20,7 +20,7 @@ using fdl_napi::Job;
 template <typename T> std::shared_ptr<std::vector<T>> hostCopy(const Napi::Value& v) {
   Napi::TypedArray ta = v.As<Napi::TypedArray>();
   auto r = std::make_shared<std::vector<T>>(ta.ByteLength() / sizeof(T));
-  std::memcpy(r->data(), (uint8_t*)ta.ArrayBuffer().Data() + ta.ByteOffset(), ta.ByteLength());
+  if (!r->empty()) std::memcpy(r->data(), (uint8_t*)ta.ArrayBuffer().Data() + ta.ByteOffset(), ta.ByteLength());
   return r;
 }
 template <typename T> void upload(DevBuf<T>& d, const std::vector<T>& h) {
