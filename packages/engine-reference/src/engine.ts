@@ -181,12 +181,13 @@ function gatherRows(x: Float64Array, rows: Int32Array, d: number): Float64Array 
 }
 
 /**
- * Loads a Hugging Face model directory (LLaDA or Dream). Weights are kept as float32 whatever their dtype
- * (options.weightDType and threads are ignored: the oracle is single-threaded f32 by design).
+ * Loads a Hugging Face model directory (LLaDA or Dream). Weights are kept as float32 whatever their dtype, except
+ * with weightDType 'int8': then the linear weights are quantized into the CPU engines' int8 format (quant.ts), the
+ * oracle of the WASM engine's int8 mode. 'bf16'/'f16' and threads are ignored: the oracle is single-threaded f32.
  */
 export async function createReferenceEngine(modelDir: string, options: EngineOptions = {}): Promise<ReferenceEngine> {
   const { description, weights } = await loadReferenceModel(modelDir, (done, total) =>
-    options.onProgress?.({ phase: 'loading weights', done, total, unit: 'tensors' }));
+    options.onProgress?.({ phase: 'loading weights', done, total, unit: 'tensors' }), options.weightDType === 'int8' ? 'int8' : 'f32');
   return new ReferenceEngine(description, weights);
 }
 
