@@ -17,8 +17,8 @@ export function heapBase(): usize {
 // widens to two f32x4 with one shift and one mask. Columns past `out` in the last panel are zero.
 // The microkernel is an outer product: 4 x-rows (broadcast) × 8 W columns = 8 f32x4 accumulators.
 
-/** Output columns per packed panel. */
-export const NR: i32 = 8;
+import { NR, storeTile } from './panel';
+export { NR };
 /** K-block length: an x block of (MC, KC) f32 (64 KiB) stays in L2 while a (KC, 8) W slice (8 KiB) sits in L1. */
 const KC: i32 = 256;
 /** Rows of x per cache block. */
@@ -116,37 +116,6 @@ export function matmulBF16(x: usize, wp: usize, b: usize, y: usize, n: i32, inDi
     a0 = madd(v, loadW0<T>(wk, k), a0); a1 = madd(v, loadW1<T>(wk, k), a1);
   }
   storeTile(y + ((<usize>i * <usize>out + <usize>j) << 2), b, j, cols, first, a0, a1);
-}
-
-/** Writes (first K block: + bias) or adds (later blocks) 8 results at yr; only `cols` of them when the panel is partial. */
-// @ts-ignore: decorator
-@inline function storeTile(yr: usize, b: usize, j: i32, cols: i32, first: bool, a0: v128, a1: v128): void {
-  if (cols == NR) {
-    if (!first) {
-      a0 = f32x4.add(a0, v128.load(yr)); a1 = f32x4.add(a1, v128.load(yr, 16));
-    } else if (b != 0) {
-      const bj = b + (<usize>j << 2);
-      a0 = f32x4.add(a0, v128.load(bj)); a1 = f32x4.add(a1, v128.load(bj, 16));
-    }
-    v128.store(yr, a0); v128.store(yr, a1, 16);
-    return;
-  }
-  storeLane(yr, b, j, 0, cols, first, f32x4.extract_lane(a0, 0));
-  storeLane(yr, b, j, 1, cols, first, f32x4.extract_lane(a0, 1));
-  storeLane(yr, b, j, 2, cols, first, f32x4.extract_lane(a0, 2));
-  storeLane(yr, b, j, 3, cols, first, f32x4.extract_lane(a0, 3));
-  storeLane(yr, b, j, 4, cols, first, f32x4.extract_lane(a1, 0));
-  storeLane(yr, b, j, 5, cols, first, f32x4.extract_lane(a1, 1));
-  storeLane(yr, b, j, 6, cols, first, f32x4.extract_lane(a1, 2));
-}
-
-// @ts-ignore: decorator
-@inline function storeLane(yr: usize, b: usize, j: i32, c: i32, cols: i32, first: bool, v: f32): void {
-  if (c >= cols) return;
-  const yp = yr + (<usize>c << 2);
-  if (!first) v += load<f32>(yp);
-  else if (b != 0) v += load<f32>(b + (<usize>(j + c) << 2));
-  store<f32>(yp, v);
 }
 
 // @ts-ignore: decorator
@@ -499,3 +468,7 @@ export function reduceRows(
   }
 }
 
+
+// ---------------------------------------------------------------- int8 matmul (int8.ts)
+
+export { matmulI8, matmulI8Scalar, quantizeRowsI8, quantizeRowsI8Scalar, i8RowBytes } from './int8';

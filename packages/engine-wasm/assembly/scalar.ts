@@ -3,3 +3,4 @@
 export {
   heapBase, matmulF32Scalar, matmulBF16Scalar, rmsnormScalar, ropeNeox, swiglu, attentionScalar, counterHash, counterGumbel, reduceRow, reduceRows,
 } from './kernels';
+export { matmulI8Scalar, quantizeRowsI8Scalar, i8RowBytes } from './int8';

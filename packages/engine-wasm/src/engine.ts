@@ -1,18 +1,19 @@
 /**
  * The WASM engine: the forward pass of SPEC §1 with the cache modes of SPEC §4, every heavy step in the
- * AssemblyScript kernels (f32 activations, f32 weights). No Node API here: the caller supplies the kernels
+ * AssemblyScript kernels (f32 activations; f32, bf16 or int8 linear weights). No Node API here: the caller supplies the kernels
  * (src/node.ts loads them in Node) and the opened model.
  *
  * Linear memory layout (bump allocator of WasmKernels; d = hiddenSize, H/KV heads, hd = headDim,
  * ff = intermediateSize, V = vocabSize, L = canvas length of the last `full` forward):
  *
  *   heapBase ┬──────────────────────────────────────────────────────────────────────┐
- *            │ WEIGHTS (loaded once; norms, biases, embedding f32; linear W f32/bf16) │
+ *            │ WEIGHTS (loaded once; norms, biases, embed f32; linear W f32/bf16/int8)│
  *            │   embed (V, d) · per layer: attnNorm (d), q (H*hd, d), k/v (KV*hd, d), │
  *            │   q/k/v bias (H*hd / KV*hd, Dream only), o (d, H*hd), ffnNorm (d),     │
  *            │   gate/up (ff, d), down (d, ff) · finalNorm (d) · lmHead (V, d)        │
  *            │   linear W (out, in) packed in panels (ceil(out/8), in, 8): packWeight │
- *            │   (tied f32: no embed copy; its rows are read from the packed lmHead)  │
+ *            │   (int8: 288 bytes per panel and block of 32 in; src/kernels.ts)       │
+ *            │   (tied f32/int8: no embed copy; its rows are read from the lmHead)    │
  *   weightsEnd ├────────────────────────────────────────────────────────────────────┤  ← released and rebuilt
  *            │ KV CACHE, per layer l: K_l (L, KV*hd) f32, V_l (L, KV*hd) f32,         │    when a `full` forward
  *            │   K after RoPE at absolute positions; row p = canvas position p       │    needs a bigger L
@@ -22,6 +23,9 @@
  *            │   tmp (L, d) · gate (L, ff) · up (L, ff) · kTmp/vTmp (L, KV*hd) prefix  │
  *            │   copies · scores (threads, L) · pos (L) i32 · sel (L, d) gathered rows │
  *            │   · logits (L, V) · res (L, 5) f64 per-row reductions                 │
+ *            ├──────────────────────────────────────────────────────────────────────┤
+ *            │ int8 weights: each matmul's quantized rows (n, 40 B per block of 32), │
+ *            │   taken above the top for the call (WasmKernels.matmul)               │
  *            └──────────────────────────────────────────────────────────────────────┘
  */
 import {
@@ -29,7 +33,7 @@ import {
   type Engine, type EngineCapabilities, type ForwardRequest, type ForwardResult, type ModelInfo,
 } from '@fast-dllm/scheduler';
 import { schedulerModelInfo, type ModelDescription, type ModelTensorNames } from '@fast-dllm/model';
-import { WASM32_MAX_BYTES, packedLength, type PackedWeight, type Region, type WasmKernels, type WeightDType } from './kernels.js';
+import { WASM32_MAX_BYTES, int8ScratchBytes, packedBytes, type PackedWeight, type Region, type WasmKernels, type WeightDType } from './kernels.js';
 
 /** Reads one tensor as f32, whatever its stored dtype (the archive of @fast-dllm/model does). */
 export type TensorReader = (name: string) => Promise<Float32Array>;
@@ -48,22 +52,29 @@ interface Workspace {
   kTmp: Region; vTmp: Region; scores: Region; pos: Region; sel: Region; logits: Region; res: Region;
 }
 
-/** Bytes of the weights of a model as loaded: checked against wasm32's 4 GiB before anything is read. */
+/**
+ * Bytes of the weights of a model as loaded: checked against wasm32's 4 GiB before anything is read. Linear
+ * weights and the LM head in `dtype`; norms, biases and the embedding in f32, except that a tied embedding is
+ * not stored again for f32 and int8 (its rows are read from the LM head: exact for f32, dequantized for int8).
+ */
 export function weightBytes(m: ModelDescription, dtype: WeightDType = 'f32'): number {
   const { hiddenSize: d, numHeads: H, numKvHeads: KV, headDim: hd, intermediateSize: ff, vocabSize: V } = m;
-  const lin = dtype === 'bf16' ? 2 : 4; // bytes per linear weight
-  const P = packedLength; // packed panels round `out` up to a multiple of 8
+  const P = (out: number, inDim: number) => packedBytes(out, inDim, dtype); // panels round `out` up to a multiple of 8
   const linear = m.numLayers * (P(H * hd, d) + 2 * P(KV * hd, d) + P(d, H * hd) + 2 * P(ff, d) + P(d, ff)) + P(V, d);
   const f32 = m.numLayers * (2 * d + (m.qkvBias ? H * hd + 2 * KV * hd : 0)) + d;
-  const embedF32 = dtype === 'f32' && m.tiedEmbeddings ? 0 : V * d; // tied f32: embedding rows come from the LM head
-  return lin * linear + 4 * (f32 + embedF32);
+  const embedF32 = dtype !== 'bf16' && m.tiedEmbeddings ? 0 : V * d;
+  return linear + 4 * (f32 + embedF32);
 }
 
-/** Bytes of cache + scratch for a canvas of L tokens with `threads` kernel threads (one scores row each). */
-export function workspaceBytes(m: ModelDescription, L: number, threads = 1): number {
+/**
+ * Bytes of cache + scratch for a canvas of L tokens with `threads` kernel threads (one scores row each); int8
+ * weights add the quantized activations of the widest matmul, taken above the workspace during each matmul.
+ */
+export function workspaceBytes(m: ModelDescription, L: number, threads = 1, dtype: WeightDType = 'f32'): number {
   const { hiddenSize: d, numHeads: H, numKvHeads: KV, headDim: hd, intermediateSize: ff, vocabSize: V } = m;
   const kw = KV * hd;
-  return 4 * (2 * m.numLayers * L * kw + L * (4 * d + 2 * H * hd + 2 * ff + 2 * kw + threads + 1 + V)) + 40 * L + 16 * 32;
+  const int8 = dtype === 'int8' ? int8ScratchBytes(L, Math.max(d, ff, H * hd)) + 16 : 0;
+  return 4 * (2 * m.numLayers * L * kw + L * (4 * d + 2 * H * hd + 2 * ff + 2 * kw + threads + 1 + V)) + 40 * L + 16 * 32 + int8;
 }
 
 export class WasmEngine implements Engine {
@@ -82,7 +93,7 @@ export class WasmEngine implements Engine {
   private constructor(
     readonly desc: ModelDescription,
     private readonly K: WasmKernels,
-    /** (V, d) f32 row-major, or null when the rows are read from the tied f32 LM head. */
+    /** (V, d) f32 row-major, or null when the rows are read from the tied (f32 or int8) LM head. */
     private readonly embed: Region | null,
     private readonly layers: LayerRegions[],
     private readonly finalNorm: Region,
@@ -97,11 +108,11 @@ export class WasmEngine implements Engine {
   static async load(
     desc: ModelDescription, names: ModelTensorNames, read: TensorReader, K: WasmKernels, weightDType: WeightDType = 'f32',
   ): Promise<WasmEngine> {
-    const need = K.usedBytes + weightBytes(desc, weightDType) + workspaceBytes(desc, Math.min(desc.maxPositions, 64), K.threads);
+    const need = K.usedBytes + weightBytes(desc, weightDType) + workspaceBytes(desc, Math.min(desc.maxPositions, 64), K.threads, weightDType);
     if (need > WASM32_MAX_BYTES) {
       throw new Error(
-        `wasm engine: this model needs ${(need / 2 ** 30).toFixed(2)} GiB of linear memory (f32 weights + a 64-token workspace) ` +
-          `but wasm32 addresses at most 4 GiB; use the cuda engine or a smaller model`,
+        `wasm engine: this model needs ${(need / 2 ** 30).toFixed(2)} GiB of linear memory (${weightDType} weights + a 64-token workspace) ` +
+          `but wasm32 addresses at most 4 GiB; ${weightDType === 'int8' ? '' : "use weightDType 'int8' (--dtype int8), "}the cuda engine or a smaller model`,
       );
     }
     const put = async (name: string): Promise<Region> => {
@@ -115,8 +126,9 @@ export class WasmEngine implements Engine {
       if (data.length !== out * inDim) throw new Error(`wasm engine: tensor ${name} has ${data.length} values; expected ${out}×${inDim}`);
       return K.allocWeight(data, out, inDim, weightDType);
     };
-    const tiedF32 = weightDType === 'f32' && names.lmHead === names.embed;
-    const embed = tiedF32 ? null : await put(names.embed);
+    // A tied embedding is read back from the LM head's rows (exact for f32, dequantized for int8); bf16 keeps an f32 copy.
+    const tiedRows = weightDType !== 'bf16' && names.lmHead === names.embed;
+    const embed = tiedRows ? null : await put(names.embed);
     const layers: LayerRegions[] = [];
     for (const n of names.layers) {
       layers.push({
@@ -158,7 +170,7 @@ export class WasmEngine implements Engine {
     const m = this.desc;
     K.release(this.weightsEnd);
     this.ws = null;
-    const need = this.weightsEnd + workspaceBytes(m, L, K.threads);
+    const need = this.weightsEnd + workspaceBytes(m, L, K.threads, this.weightDType);
     if (need > WASM32_MAX_BYTES) {
       throw new Error(`wasm engine: a canvas of ${L} tokens needs ${(need / 2 ** 30).toFixed(2)} GiB of linear memory; wasm32 allows 4 GiB. Use a shorter canvas`);
     }

@@ -11,6 +11,8 @@
  * Everything a kernel reads or writes is a (ptr, length) region of this memory; no copies inside kernels.
  */
 
+import { INT8_BLOCK, int8Blocks, quantizeInt8Weight } from '@fast-dllm/model';
+
 /** wasm32 addresses 4 GiB at most; 65536 pages of 64 KiB. */
 export const WASM32_MAX_BYTES = 4 * 1024 * 1024 * 1024;
 const PAGE = 65536;
@@ -23,6 +25,11 @@ export interface KernelExports {
   matmulF32Scalar(x: number, w: number, b: number, y: number, n: number, inDim: number, out: number): void;
   matmulBF16?(x: number, w: number, b: number, y: number, n: number, inDim: number, out: number): void;
   matmulBF16Scalar(x: number, w: number, b: number, y: number, n: number, inDim: number, out: number): void;
+  /** int8 W; xq: scratch of n · i8RowBytes(inDim) bytes for the quantized rows (assembly/int8.ts). */
+  matmulI8?(x: number, xq: number, w: number, b: number, y: number, n: number, inDim: number, out: number): void;
+  matmulI8Scalar(x: number, xq: number, w: number, b: number, y: number, n: number, inDim: number, out: number): void;
+  quantizeRowsI8?(x: number, xq: number, n: number, inDim: number): void;
+  quantizeRowsI8Scalar(x: number, xq: number, n: number, inDim: number): void;
   rmsnorm?(x: number, g: number, y: number, n: number, d: number, eps: number): void;
   rmsnormScalar(x: number, g: number, y: number, n: number, d: number, eps: number): void;
   ropeNeox(x: number, pos: number, n: number, heads: number, hd: number, theta: number): void;
@@ -41,12 +48,15 @@ export interface Region {
   length: number;
 }
 
-/** Storage of a linear weight: f32, or bf16 with f32 arithmetic (half the bytes). */
-export type WeightDType = 'f32' | 'bf16';
+/**
+ * Storage of a linear weight: f32, bf16 with f32 arithmetic (half the bytes), or int8 (@fast-dllm/model int8.ts:
+ * 7-bit blocks of 32 with an f32 scale, integer dot products; 1.125 bytes per weight).
+ */
+export type WeightDType = 'f32' | 'bf16' | 'int8';
 
 /**
- * A linear weight W (out, inDim) packed for the matmul kernels: ceil(out/8) panels of (inDim, 8), `length`
- * elements of `dtype` (see packWeight); columns past `out` in the last panel are zero.
+ * A linear weight W (out, inDim) packed for the matmul kernels: ceil(out/8) panels, `length` elements of `dtype`
+ * (int8: bytes; see packWeight); columns past `out` in the last panel are zero.
  */
 export interface PackedWeight extends Region {
   out: number;
@@ -65,16 +75,63 @@ function panelLane(c: number, dtype: WeightDType): number {
   return dtype === 'bf16' ? (c < 4 ? 2 * c : 2 * (c - 4) + 1) : c;
 }
 
-/** Elements of a packed (out, inDim) weight. */
+/** Elements of a packed (out, inDim) f32 or bf16 weight. */
 export function packedLength(out: number, inDim: number): number {
   return Math.ceil(out / NR) * NR * inDim;
+}
+
+/** Bytes of one int8 panel block (8 k-quads of 32 bytes, 8 f32 scales): the layout of assembly/int8.ts. */
+const I8_W_BLOCK_BYTES = 288;
+/** Bytes per block of 32 values of one quantized activation row (32 values, f32 scale, i32 correction). */
+const I8_X_BLOCK_BYTES = 40;
+
+/** Bytes of a packed (out, inDim) weight of `dtype`. */
+export function packedBytes(out: number, inDim: number, dtype: WeightDType): number {
+  if (dtype === 'int8') return Math.ceil(out / NR) * int8Blocks(inDim) * I8_W_BLOCK_BYTES;
+  return packedLength(out, inDim) * (dtype === 'bf16' ? 2 : 4);
+}
+
+/** Scratch bytes an int8 matmul of n rows of inDim takes for its quantized activations (above the allocator's top). */
+export function int8ScratchBytes(n: number, inDim: number): number {
+  return n * int8Blocks(inDim) * I8_X_BLOCK_BYTES;
+}
+
+/**
+ * W (out, inDim) → @fast-dllm/model's int8 format → the panels of assembly/int8.ts: per panel of 8 columns and
+ * block of 32 k, 8 k-quads t of [cols 0-3 × 4 k][cols 4-7 × 4 k] bytes q + 64, then the 8 columns' f32 scales.
+ */
+export function packInt8(w: Float32Array, out: number, inDim: number): Uint8Array {
+  const m = quantizeInt8Weight(w, out, inDim);
+  const blocks = int8Blocks(inDim);
+  const row = blocks * INT8_BLOCK; // padded row of m.q
+  const panels = Math.ceil(out / NR);
+  const bytes = new Uint8Array(panels * blocks * I8_W_BLOCK_BYTES).fill(64); // (panels, blocks, 288): q = 0 is byte 64
+  const scales = new Float32Array(bytes.buffer); // the same bytes as f32, for the scale slots
+  for (let p = 0; p < panels; p++) {
+    for (let b = 0; b < blocks; b++) {
+      const base = (p * blocks + b) * I8_W_BLOCK_BYTES;
+      for (let c = 0; c < NR; c++) {
+        const r = p * NR + c;
+        if (r >= out) {
+          scales[(base + 256) / 4 + c] = 0;
+          continue;
+        }
+        for (let t = 0; t < INT8_BLOCK; t++) {
+          bytes[base + (t >> 2) * 32 + (c >> 2) * 16 + (c & 3) * 4 + (t & 3)] = m.q[r * row + b * INT8_BLOCK + t] + 64;
+        }
+        scales[(base + 256) / 4 + c] = m.scale[r * blocks + b];
+      }
+    }
+  }
+  return bytes;
 }
 
 /**
  * W (out, inDim) row-major → panels: f32 Wp[p][k][c] = W[8p + c][k]; bf16 Wp[p][k][2l] = W[8p + l][k],
  * Wp[p][k][2l + 1] = W[8p + 4 + l][k] (so the kernel widens 8 bf16 to two f32x4 with one shift and one mask).
  */
-export function packWeight(w: Float32Array, out: number, inDim: number, dtype: WeightDType): Float32Array | Uint16Array {
+export function packWeight(w: Float32Array, out: number, inDim: number, dtype: WeightDType): Float32Array | Uint16Array | Uint8Array {
+  if (dtype === 'int8') return packInt8(w, out, inDim);
   const panels = Math.ceil(out / NR);
   if (dtype === 'f32') {
     const p = new Float32Array(panels * inDim * NR); // (panels, inDim, 8)
@@ -102,7 +159,9 @@ export function checkLoadOptions(o: { threads?: number; simd?: boolean; weightDT
   if (!Number.isInteger(threads) || threads < 1) throw new Error(`engine-wasm: threads must be a positive integer; got ${threads}`);
   if (threads > 1 && o.simd === false) throw new Error('engine-wasm: threads > 1 needs the SIMD threads build; use simd: true or threads: 1');
   const dtype = o.weightDType ?? 'f32';
-  if (dtype !== 'f32' && dtype !== 'bf16') throw new Error(`engine-wasm: weightDType '${dtype}' is not supported yet; use 'f32' or 'bf16'`);
+  if (dtype !== 'f32' && dtype !== 'bf16' && dtype !== 'int8') {
+    throw new Error(`engine-wasm: weightDType '${dtype}' is not supported yet; use 'f32', 'bf16' or 'int8'`);
+  }
   return { threads, dtype };
 }
 
@@ -113,7 +172,7 @@ export function chooseFma(requested: boolean | undefined, available: boolean): b
 }
 
 /** Kernels that split by rows over the worker threads; the argument order of each is in parallelJob. */
-export const ParallelOp = { MatmulF32: 0, MatmulBF16: 1, Attention: 2, ReduceRows: 3 } as const;
+export const ParallelOp = { MatmulF32: 0, MatmulBF16: 1, Attention: 2, ReduceRows: 3, MatmulI8: 4 } as const;
 export type ParallelOp = (typeof ParallelOp)[keyof typeof ParallelOp];
 
 /** Runs a row-split kernel over threads (src/pool.ts implements it in Node); absent: single thread. */
@@ -128,6 +187,7 @@ export interface ParallelKernels {
  * One row-split job: its row count, split grain, and how thread `index` runs rows [lo, hi). Shared by the
  * caller (index 0) and the workers, so both cut the same slices.
  *   MatmulF32/BF16: [x, w, b, y, n, inDim, out]
+ *   MatmulI8:       [x, xq, w, b, y, n, inDim, out]; xq holds n quantized rows, each thread quantizes its own
  *   Attention:      [q, k, v, out, scores, nq, nk, H, KVH, hd, scale]; thread i uses scores + i·nk f32
  *   ReduceRows:     [logits, vocab, res, positions, n, temperature, seed, forwardIndex]
  */
@@ -138,6 +198,11 @@ export function parallelJob(ex: KernelExports, op: ParallelOp, a: ArrayLike<numb
       const f = op === ParallelOp.MatmulF32 ? ex.matmulF32! : ex.matmulBF16!;
       const [x, w, b, y, n, inDim, out] = Array.from(a);
       return { n, grain: 4, run: (lo, hi) => f(x + lo * inDim * 4, w, b, y + lo * out * 4, hi - lo, inDim, out) };
+    }
+    case ParallelOp.MatmulI8: {
+      const [x, xq, w, b, y, n, inDim, out] = Array.from(a);
+      const xqRow = int8ScratchBytes(1, inDim);
+      return { n, grain: 4, run: (lo, hi) => ex.matmulI8!(x + lo * inDim * 4, xq + lo * xqRow, w, b, y + lo * out * 4, hi - lo, inDim, out) };
     }
     case ParallelOp.Attention: {
       const [q, k, v, out, scores, nq, nk, H, KVH, hd, scale] = Array.from(a);
@@ -271,8 +336,7 @@ export class WasmKernels {
     if (w.length !== out * inDim) throw new Error(`allocWeight: ${w.length} values is not ${out}×${inDim}`);
     const packed = packWeight(w, out, inDim, dtype);
     const ptr = this.alloc(packed.byteLength);
-    if (dtype === 'bf16') new Uint16Array(this.memory.buffer, ptr, packed.length).set(packed);
-    else new Float32Array(this.memory.buffer, ptr, packed.length).set(packed);
+    new Uint8Array(this.memory.buffer, ptr, packed.byteLength).set(new Uint8Array(packed.buffer, packed.byteOffset, packed.byteLength));
     return { ptr, length: packed.length, out, inDim, dtype };
   }
 
@@ -281,7 +345,17 @@ export class WasmKernels {
     if (!(row >= 0 && row < w.out)) throw new Error(`weightRow: row ${row} outside 0..${w.out - 1}`);
     const { inDim } = w;
     const p = Math.floor(row / NR), c = row % NR;
-    if (w.dtype === 'bf16') {
+    if (w.dtype === 'int8') {
+      const blocks = int8Blocks(inDim);
+      const panel = w.ptr + p * blocks * I8_W_BLOCK_BYTES;
+      const bytes = new Uint8Array(this.memory.buffer, panel, blocks * I8_W_BLOCK_BYTES); // (blocks, 288)
+      const f = new Float32Array(this.memory.buffer, panel, blocks * I8_W_BLOCK_BYTES / 4);
+      for (let k = 0; k < inDim; k++) {
+        const b = Math.floor(k / INT8_BLOCK), t = k % INT8_BLOCK;
+        const q = bytes[b * I8_W_BLOCK_BYTES + (t >> 2) * 32 + (c >> 2) * 16 + (c & 3) * 4 + (t & 3)] - 64;
+        dst[offset + k] = Math.fround(q * f[(b * I8_W_BLOCK_BYTES + 256) / 4 + c]); // the reference's dequantizeInt8Row
+      }
+    } else if (w.dtype === 'bf16') {
       const src = new Uint16Array(this.memory.buffer, w.ptr + p * inDim * NR * 2, inDim * NR); // (inDim, 8) bf16
       const lane = panelLane(c, 'bf16');
       const bits = new Uint32Array(1);
@@ -297,9 +371,13 @@ export class WasmKernels {
   matmul(x: Region, w: PackedWeight, b: Region | null, y: Region, n: number): void {
     const { inDim, out } = w;
     checkLen('matmul x', x, n * inDim);
-    checkLen('matmul W', w, packedLength(out, inDim));
+    checkLen('matmul W', w, w.dtype === 'int8' ? packedBytes(out, inDim, 'int8') : packedLength(out, inDim));
     checkLen('matmul y', y, n * out);
     if (b) checkLen('matmul b', b, out);
+    if (w.dtype === 'int8') {
+      this.matmulI8(x, w, b, y, n);
+      return;
+    }
     const kernel = w.dtype === 'bf16' ? 1 : 0;
     const f = kernel === 0
       ? (this.simd ? this.ex.matmulF32! : this.ex.matmulF32Scalar)
@@ -308,6 +386,49 @@ export class WasmKernels {
     // Below ~1 MFLOP the wake-up of the workers costs more than the split saves.
     if (this.parallel && n >= 8 && n * inDim * out >= PARALLEL_MIN_MACS) this.split(kernel, [x.ptr, w.ptr, bp, y.ptr, n, inDim, out]);
     else f(x.ptr, w.ptr, bp, y.ptr, n, inDim, out);
+  }
+
+  /**
+   * The int8 matmul: x's rows are quantized (each thread its own) into a scratch taken above the allocator's top
+   * for the call and released after it, then multiplied by the int8 panels. The result of a row does not depend
+   * on n or on the thread split (assembly/int8.ts).
+   */
+  private matmulI8(x: Region, w: PackedWeight, b: Region | null, y: Region, n: number): void {
+    const { inDim, out } = w;
+    const mark = this.mark();
+    const xq = this.alloc(int8ScratchBytes(n, inDim)); // (n, i8RowBytes) quantized rows
+    try {
+      const args = [x.ptr, xq, w.ptr, b ? b.ptr : 0, y.ptr, n, inDim, out];
+      if (this.parallel && n >= 8 && n * inDim * out >= PARALLEL_MIN_MACS) this.split(ParallelOp.MatmulI8, args);
+      else (this.simd ? this.ex.matmulI8! : this.ex.matmulI8Scalar)(x.ptr, xq, w.ptr, args[3], y.ptr, n, inDim, out);
+    } finally {
+      this.release(mark);
+    }
+  }
+
+  /**
+   * The int8 activation quantization of the kernels, read back as @fast-dllm/model's Int8Activations (q (n, blocks·32),
+   * scale (n, blocks)) plus each block's correction word (n, blocks) = −64·Σq: for tests against the reference.
+   */
+  quantizeActivations(x: Region, n: number, inDim: number): { q: Int8Array; scale: Float32Array; correction: Int32Array } {
+    checkLen('quantizeActivations x', x, n * inDim);
+    const blocks = int8Blocks(inDim);
+    const mark = this.mark();
+    const xq = this.alloc(int8ScratchBytes(n, inDim));
+    try {
+      (this.simd ? this.ex.quantizeRowsI8! : this.ex.quantizeRowsI8Scalar)(x.ptr, xq, n, inDim);
+      const bytes = new Uint8Array(this.memory.buffer.slice(xq, xq + int8ScratchBytes(n, inDim))); // (n, blocks, 40)
+      const dv = new DataView(bytes.buffer);
+      const q = new Int8Array(n * blocks * INT8_BLOCK), scale = new Float32Array(n * blocks), correction = new Int32Array(n * blocks);
+      for (let i = 0; i < n * blocks; i++) {
+        q.set(new Int8Array(bytes.buffer, i * I8_X_BLOCK_BYTES, INT8_BLOCK), i * INT8_BLOCK);
+        scale[i] = dv.getFloat32(i * I8_X_BLOCK_BYTES + 32, true);
+        correction[i] = dv.getInt32(i * I8_X_BLOCK_BYTES + 36, true);
+      }
+      return { q, scale, correction };
+    } finally {
+      this.release(mark);
+    }
   }
 
   /** Threads that run the row-split kernels (1 without a pool): scratch regions are sized by it. */
