@@ -3,7 +3,12 @@
 // tolerance stated next to the case with the measured spread that justified it. Seeds are fixed and printed.
 import { describe, expect, it } from 'vitest';
 import { counterGumbel, counterHash } from '@fast-dllm/scheduler';
-import { checkLoadOptions, chooseFma, f32ToBF16, loadKernels as loadBuild, loadThreadedKernels, relaxedSimdAvailable, type WasmKernels, type Region } from '../src/index.js';
+import { dequantizeInt8Row, quantizeInt8Activations, quantizeInt8Weight } from '@fast-dllm/model';
+import { referenceInt8Matmul } from '@fast-dllm/engine-reference';
+import {
+  checkLoadOptions, chooseFma, f32ToBF16, loadKernels as loadBuild, loadThreadedKernels, relaxedSimdAvailable,
+  type WasmKernels, type Region, type WeightDType,
+} from '../src/index.js';
 
 /** Small deterministic generator for test inputs (mulberry32); not the engine RNG. */
 function rand(seed: number): () => number {
@@ -154,6 +159,54 @@ for (const { label, simd, fma } of builds) {
         });
       }
     }
+
+    // int8 (@fast-dllm/model int8.ts) against the reference's op: the same quantized activations bit for bit, the
+    // same integer block sums; only the float epilogue differs (f32 here, f64 there). Shapes as for f32, plus
+    // in = 32 exactly and in < 32.
+    for (const c of [...mmCases, { n: 4, k: 32, m: 8, seed: 107 }, { n: 3, k: 20, m: 11, seed: 108 }]) {
+      it(`int8 matmul n=${c.n} in=${c.k} out=${c.m} seed=${c.seed}`, async () => {
+        const K = await loadKernels();
+        const x = randn(c.n * c.k, c.seed, 3), w = randn(c.m * c.k, c.seed + 1), b = randn(c.m, c.seed + 2);
+        const rx = K.allocF32(x.length, x);
+        const got = K.quantizeActivations(rx, c.n, c.k);
+        const want = quantizeInt8Activations(x, c.n, c.k);
+        expect(Array.from(got.q), `int8 activations seed=${c.seed}`).toEqual(Array.from(want.q));
+        expect(Array.from(got.scale), `int8 scales seed=${c.seed}`).toEqual(Array.from(want.scale));
+        got.correction.forEach((v, i) => expect(v).toBe(-64 * want.q.subarray(i * 32, i * 32 + 32).reduce((a, q) => a + q, 0) || 0));
+        const ry = allocGuarded(K, c.n * c.m);
+        K.matmul(rx, K.allocWeight(w, c.m, c.k, 'int8'), K.allocF32(c.m, b), ry, c.n);
+        expect(guardsIntact(K, ry), `int8 matmul guards seed=${c.seed}`).toBe(true);
+        // f32 epilogue vs f64: measured NMSE 3.9e-16..9.9e-15 over the three builds; 1e-12 leaves ~100× headroom.
+        check('int8 matmul', c.seed, K.f32(ry), referenceInt8Matmul(x, quantizeInt8Weight(w, c.m, c.k), c.n, c.k, c.m, b), 1e-12);
+        // And the quantization is real: against the float product the error is int8-sized, not f32-sized.
+        expect(nmse(K.f32(ry), refMatmul(x, w, b, c.n, c.k, c.m))).toBeGreaterThan(1e-7);
+      });
+    }
+
+    it('int8 weightRow returns the reference\'s dequantized rows, seed=122', async () => {
+      const K = await loadKernels();
+      const out = 13, inDim = 45;
+      const w = randn(out * inDim, 122);
+      const rw = K.allocWeight(w, out, inDim, 'int8');
+      const m = quantizeInt8Weight(w, out, inDim);
+      const row = new Float32Array(inDim), want = new Float32Array(inDim);
+      for (let r = 0; r < out; r++) {
+        K.weightRow(rw, r, row);
+        dequantizeInt8Row(m, r, want);
+        expect(Array.from(row), `row ${r}`).toEqual(Array.from(want));
+      }
+    });
+
+    it('int8 matmul: a NaN in a row poisons that row only, seed=123', async () => {
+      const K = await loadKernels();
+      const n = 6, k = 64, m = 16;
+      const x = randn(n * k, 123);
+      x[2 * k + 40] = NaN;
+      const ry = K.allocF32(n * m);
+      K.matmul(K.allocF32(x.length, x), K.allocWeight(randn(m * k, 124), m, k, 'int8'), null, ry, n);
+      const y = K.f32(ry);
+      for (let i = 0; i < n; i++) expect(y.subarray(i * m, i * m + m).every((v) => (i === 2 ? Number.isNaN(v) : Number.isFinite(v))), `row ${i}`).toBe(true);
+    });
 
     for (const dtype of ['f32', 'bf16'] as const) {
       it(`weightRow reads rows back from the packed ${dtype} layout, seed=121`, async () => {
@@ -339,6 +392,47 @@ describe('wasm kernels (threads build, 2 threads, rows split)', () => {
   });
 });
 
+describe('int8 matmul: one result whatever the build, the batch or the thread split', () => {
+  const n = 70, k = 300, m = 40; // above the split threshold (n·k·m ≥ 2^19), ragged everywhere
+  const x = randn(n * k, 901, 2), w = randn(m * k, 902), b = randn(m, 903);
+  const run = (K: WasmKernels, dtype: WeightDType, rows: number[][]): Float32Array => {
+    const rw = K.allocWeight(w, m, k, dtype), rb = K.allocF32(m, b);
+    const y = new Float32Array(n * m); // (n, m)
+    for (const [lo, hi] of rows) {
+      const ry = K.allocF32((hi - lo) * m);
+      K.matmul(K.allocF32((hi - lo) * k, x.subarray(lo * k, hi * k)), rw, rb, ry, hi - lo);
+      y.set(K.f32(ry), lo * m);
+    }
+    return y;
+  };
+  const bitwise = (a: Float32Array, c: Float32Array) => a.every((v, i) => Object.is(v, c[i]));
+
+  it('SIMD, relaxed-SIMD and scalar builds give identical int8 results (exact integer sums, one epilogue order), seed=901', async () => {
+    const all = [[0, n]];
+    const want = run(await loadBuild({ simd: false }), 'int8', all);
+    expect(bitwise(run(await loadBuild({ simd: true, fma: false }), 'int8', all), want)).toBe(true);
+    if (haveFma) expect(bitwise(run(await loadBuild({ simd: true, fma: true }), 'int8', all), want)).toBe(true);
+  });
+
+  // SPEC §7: a row's result must not depend on the other rows of the call, on the tile it lands in (4-row tiles,
+  // leftover rows) or on the thread that computes it.
+  for (const dtype of ['int8', 'f32', 'bf16'] as const) {
+    it(`${dtype}: each row alone, in uneven batches and split over 2 threads gives the same bits as one call, seed=901`, async () => {
+      const K = await loadBuild();
+      const whole = run(K, dtype, [[0, n]]);
+      expect(bitwise(run(K, dtype, Array.from({ length: n }, (_, i) => [i, i + 1])), whole), 'rows one at a time').toBe(true);
+      expect(bitwise(run(K, dtype, [[0, 3], [3, 13], [13, 70]]), whole), 'batches of 3, 10, 57').toBe(true);
+      const T = await loadThreadedKernels(2);
+      try {
+        expect(bitwise(run(T, dtype, [[0, n]]), whole), '2 threads').toBe(true);
+        expect(bitwise(run(T, dtype, [[0, 1], [1, 70]]), whole), '2 threads, 1 + 69 rows').toBe(true);
+      } finally {
+        await T.parallel?.dispose();
+      }
+    });
+  }
+});
+
 describe('f32ToBF16', () => {
   it('rounds to nearest even and keeps NaN/Inf', () => {
     const src = new Float32Array(new Uint32Array([0x3f808000, 0x3f818000, 0x3f808001, 0x7f800000, 0x7fc00001, 0xff800000]).buffer);
@@ -350,6 +444,7 @@ describe('loader options shared by Node and browsers', () => {
   it('checks threads, simd and dtype, and picks FMA only where it runs', () => {
     expect(checkLoadOptions({})).toEqual({ threads: 1, dtype: 'f32' });
     expect(checkLoadOptions({ threads: 2, weightDType: 'bf16' })).toEqual({ threads: 2, dtype: 'bf16' });
+    expect(checkLoadOptions({ weightDType: 'int8' })).toEqual({ threads: 1, dtype: 'int8' });
     expect(() => checkLoadOptions({ threads: 1.5 })).toThrow(/threads must be a positive integer; got 1.5/);
     expect(() => checkLoadOptions({ threads: 2, simd: false })).toThrow(/threads > 1 needs the SIMD threads build/);
     expect(() => checkLoadOptions({ weightDType: 'f16' })).toThrow(/'f16' is not supported yet/);
