@@ -47,18 +47,34 @@ interface EvalLike {
   answer: string;
 }
 
-function rowsFor(tau: number, factor: number, sweep: readonly number[] | null, sweepOnly: boolean): Array<{ name: string; cache: CacheMode; strategy: Strategy }> {
+/** Keys of the table's rows for --rows, in table order. */
+export const TABLE_ROWS = ['baseline', 'prefix', 'dual', 'parallel', 'dual-parallel', 'dual-factor'] as const;
+
+/** --rows: comma-separated keys of TABLE_ROWS, kept in table order. */
+function rowList(v: string): Array<(typeof TABLE_ROWS)[number]> {
+  const keys = v.split(',').map((k) => k.trim()).filter((k) => k.length > 0);
+  for (const k of keys) {
+    if (!(TABLE_ROWS as readonly string[]).includes(k)) throw new UsageError(`--rows: '${k}' is not a row; expected some of ${TABLE_ROWS.join(', ')}`);
+  }
+  if (keys.length === 0) throw new UsageError(`--rows: expected some of ${TABLE_ROWS.join(', ')}`);
+  return TABLE_ROWS.filter((k) => keys.includes(k));
+}
+
+function rowsFor(
+  tau: number, factor: number, sweep: readonly number[] | null, sweepOnly: boolean, only?: readonly string[],
+): Array<{ name: string; cache: CacheMode; strategy: Strategy }> {
   const fixed: Strategy = { kind: 'fixed', remasking: 'low_confidence' };
-  const rows: Array<{ name: string; cache: CacheMode; strategy: Strategy }> = [
-    { name: 'baseline', cache: 'none', strategy: fixed },
-    { name: '+ prefix cache', cache: 'prefix', strategy: fixed },
-    { name: '+ dual cache', cache: 'dual', strategy: fixed },
-    { name: `+ parallel (threshold ${tau})`, cache: 'none', strategy: { kind: 'threshold', threshold: tau } },
-    { name: `+ dual cache + parallel (threshold ${tau})`, cache: 'dual', strategy: { kind: 'threshold', threshold: tau } },
-    { name: `+ dual cache + parallel (factor ${factor})`, cache: 'dual', strategy: { kind: 'factor', factor } },
+  const rows: Array<{ key: (typeof TABLE_ROWS)[number]; name: string; cache: CacheMode; strategy: Strategy }> = [
+    { key: 'baseline', name: 'baseline', cache: 'none', strategy: fixed },
+    { key: 'prefix', name: '+ prefix cache', cache: 'prefix', strategy: fixed },
+    { key: 'dual', name: '+ dual cache', cache: 'dual', strategy: fixed },
+    { key: 'parallel', name: `+ parallel (threshold ${tau})`, cache: 'none', strategy: { kind: 'threshold', threshold: tau } },
+    { key: 'dual-parallel', name: `+ dual cache + parallel (threshold ${tau})`, cache: 'dual', strategy: { kind: 'threshold', threshold: tau } },
+    { key: 'dual-factor', name: `+ dual cache + parallel (factor ${factor})`, cache: 'dual', strategy: { kind: 'factor', factor } },
   ];
   const sweepRows = (sweep ?? []).map((t) => ({ name: `sweep: dual cache, threshold ${t}`, cache: 'dual' as const, strategy: { kind: 'threshold' as const, threshold: t } }));
-  return sweepOnly ? sweepRows : [...rows, ...sweepRows];
+  const table = rows.filter((r) => !only || only.includes(r.key)).map(({ name, cache, strategy }) => ({ name, cache, strategy }));
+  return sweepOnly ? sweepRows : [...table, ...sweepRows];
 }
 
 export function markdownTable(rows: BenchRow[]): string {
@@ -79,11 +95,15 @@ export function registerBench(program: Command, io: Io, signal: AbortSignal): vo
     .option('--sweep', 'add rows for threshold in {0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0}')
     .addOption(new Option('--sweep-taus <list>', 'comma-separated thresholds in [0, 1] for the sweep rows (implies --sweep)').argParser(tauList))
     .option('--sweep-only', 'run only the sweep rows (no baseline: speedup columns stay empty)')
+    .addOption(new Option('--rows <list>', `only these rows of the table: some of ${TABLE_ROWS.join(', ')} (without baseline the speedup columns stay empty)`).argParser(rowList))
     .option('--out <file>', 'also write the rows as JSON');
-  addDecodeOptions(cmd).action(async (opts: DecodeFlags & { eval?: string; limit?: number; sweep?: boolean; sweepTaus?: number[]; sweepOnly?: boolean; out?: string }) => {
+  addDecodeOptions(cmd).action(async (opts: DecodeFlags & {
+    eval?: string; limit?: number; sweep?: boolean; sweepTaus?: number[]; sweepOnly?: boolean; rows?: string[]; out?: string;
+  }) => {
     if (opts.remasking || opts.alg) throw new UsageError('bench runs its own strategies; drop --remasking / --alg');
     const sweep = opts.sweepTaus ?? (opts.sweep ? SWEEP_TAUS : null);
     if (opts.sweepOnly && !sweep) throw new UsageError('--sweep-only needs --sweep or --sweep-taus');
+    if (opts.sweepOnly && opts.rows) throw new UsageError('--rows picks rows of the table, which --sweep-only leaves out; pass one');
     if (opts.genLength % opts.blockLength !== 0) throw new UsageError(`--gen-length ${opts.genLength} is not a multiple of --block-length ${opts.blockLength}`);
     const blocks = opts.genLength / opts.blockLength;
     if ((opts.steps ?? opts.genLength) % blocks !== 0) throw new UsageError(`--steps is not a multiple of the number of blocks (${blocks})`);
@@ -106,7 +126,7 @@ export function registerBench(program: Command, io: Io, signal: AbortSignal): vo
       checkPrompt(p, md, opts.genLength);
       return p;
     });
-    const plan = rowsFor(opts.threshold ?? 0.9, opts.factor ?? 1, sweep, opts.sweepOnly ?? false);
+    const plan = rowsFor(opts.threshold ?? 0.9, opts.factor ?? 1, sweep, opts.sweepOnly ?? false, opts.rows);
     const hasBaseline = plan[0].name === 'baseline';
     const bar = process.stderr.isTTY
       ? new cliProgress.SingleBar({ stream: process.stderr, format: ' {bar} {value}/{total} runs | {row}' }, cliProgress.Presets.shades_classic)
@@ -143,7 +163,7 @@ export function registerBench(program: Command, io: Io, signal: AbortSignal): vo
       if (opts.out) {
         const settings = {
           model: md.dir, engine: engine.name, genLength: opts.genLength, blockLength: opts.blockLength, steps: opts.steps ?? opts.genLength,
-          problems: items.length, threads: opts.threads ?? 1, date: new Date().toISOString(),
+          problems: items.length, threads: opts.threads ?? 1, dtype: opts.dtype ?? null, date: new Date().toISOString(),
           machine: { cpu: os.cpus()[0]?.model ?? 'unknown', cores: os.cpus().length, node: process.version, platform: `${os.platform()} ${os.arch()}` },
         };
         await writeFile(opts.out, `${JSON.stringify({ settings, rows }, null, 2)}\n`);

@@ -28,7 +28,11 @@ export interface DecodeFlags {
   earlyStop?: boolean;
   refreshEvery?: number;
   threads?: number;
+  dtype?: (typeof DTYPE_CHOICES)[number];
 }
+
+/** Weight storage choices of --dtype (EngineOptions.weightDType); unset: each engine's default. */
+export const DTYPE_CHOICES = ['f32', 'bf16', 'int8'] as const;
 
 /** The decoding flags shared by generate and chat. */
 export function addDecodeOptions(cmd: Command): Command {
@@ -47,7 +51,9 @@ export function addDecodeOptions(cmd: Command): Command {
     .addOption(new Option('--seed <n>', 'u32 seed for sampling and random remasking').argParser(intArg('--seed', 0, 0xffffffff)).default(0))
     .option('--early-stop', 'stop once everything after the first EOS is EOS')
     .addOption(new Option('--refresh-every <n>', 'with --cache: an extra full forward every n steps inside a block').argParser(intArg('--refresh-every', 1)))
-    .addOption(new Option('--threads <n>', 'worker threads for CPU engines').argParser(intArg('--threads', 1, 1024)));
+    .addOption(new Option('--threads <n>', 'worker threads for CPU engines').argParser(intArg('--threads', 1, 1024)))
+    .addOption(new Option('--dtype <type>', "weight storage: f32, bf16, or int8 (CPU engines: a quarter of f32's memory, integer dot products); default: the engine's")
+      .argParser(choiceArg('--dtype', DTYPE_CHOICES)));
 }
 
 /** Checks flag combinations that need no model; returns the strategy. */
@@ -89,7 +95,7 @@ export function settingsOf(f: DecodeFlags, strategy: Strategy): Record<string, u
   return {
     genLength: f.genLength, blockLength: f.blockLength, steps: f.steps ?? f.genLength, cache: f.cache, strategy,
     temperature: f.temperature, seed: f.seed, earlyStop: f.earlyStop ?? false, refreshEvery: f.refreshEvery ?? null,
-    threads: f.threads ?? null,
+    threads: f.threads ?? null, dtype: f.dtype ?? null,
   };
 }
 
@@ -175,7 +181,7 @@ export async function withEngine<T>(f: DecodeFlags, md: ModelDir, io: Io, fn: (e
     : undefined;
   let engine: Engine;
   try {
-    engine = await openEngine(f.engine, md.dir, { threads: f.threads, onProgress }, (l) => io.stderr(`${l}\n`));
+    engine = await openEngine(f.engine, md.dir, { threads: f.threads, weightDType: f.dtype, onProgress }, (l) => io.stderr(`${l}\n`));
   } finally {
     bar?.stop();
   }

@@ -24,13 +24,32 @@ export interface Inspection extends Pick<
   dtypes: Record<string, number>;
   /** Bytes of weights on disk. */
   weightBytes: number;
-  /** Bytes each engine needs for weights plus a full-length K/V cache (f32 K/V for CPU, bf16 on CUDA). */
-  memory: Record<'reference' | 'wasm' | 'cuda', { weights: number; kvCache: number; total: number }>;
+  /**
+   * Bytes each engine (and weight storage) needs for weights plus a full-length K/V cache (f32 K/V for CPU, bf16
+   * on CUDA); `storage` says which tensors are kept how; `fitsWasm32` (wasm only) whether the weights and a
+   * 64-token workspace fit wasm32's 4 GiB, the check the WASM engine makes before loading.
+   */
+  memory: Record<'reference' | 'wasm' | 'wasm-bf16' | 'wasm-int8' | 'cuda', MemoryEstimate>;
   special: Record<string, number | undefined>;
   /** Text of each special token id, from the tokenizer files when present. */
   specialText: Record<string, string | undefined>;
   files: string[];
 }
+
+export interface MemoryEstimate {
+  weights: number;
+  kvCache: number;
+  total: number;
+  storage: string;
+  fitsWasm32?: boolean;
+}
+
+/** What each WASM weight dtype stores how (engine-wasm weightBytes). */
+const WASM_STORAGE = {
+  f32: 'f32 (a tied embedding is read from the LM head)',
+  bf16: 'linear weights and LM head bf16; embedding, norms, biases f32',
+  int8: 'linear weights and LM head int8 (7-bit values, one f32 scale per 32); embedding (tied: read from the int8 LM head), norms, biases f32',
+} as const;
 
 const DTYPE_BYTES: Record<string, number> = { F32: 4, F16: 2, BF16: 2, F64: 8, I64: 8, I32: 4, I16: 2, I8: 1, U8: 1, BOOL: 1 };
 
@@ -107,10 +126,17 @@ export async function inspectModel(dir: string): Promise<Inspection> {
   }
   // K and V for every layer and position of a full-length canvas.
   const kvElems = 2 * numLayers * numKvHeads * headDim * maxPositions;
-  const mem = (wBytesPerParam: number, kvBytes: number) => {
-    const weights = parameters * wBytesPerParam;
+  const mem = (weights: number, kvBytes: number, storage: string, fitsWasm32?: boolean): MemoryEstimate => {
     const kvCache = kvElems * kvBytes;
-    return { weights, kvCache, total: weights + kvCache };
+    return { weights, kvCache, total: weights + kvCache, storage, ...(fitsWasm32 === undefined ? {} : { fitsWasm32 }) };
+  };
+  // The WASM engine's own accounting (packed panels, int8 blocks, what stays f32), imported lazily like the
+  // engines themselves so that an unbuilt engine package does not stop inspect.
+  const wasm = await import('@fast-dllm/engine-wasm/core').catch(() => null);
+  const wasmMem = (dtype: keyof typeof WASM_STORAGE, perParam: number): MemoryEstimate => {
+    if (!wasm) return mem(parameters * perParam, 4, `${WASM_STORAGE[dtype]} (estimate: @fast-dllm/engine-wasm is not built)`);
+    const weights = wasm.weightBytes(d, dtype);
+    return mem(weights, 4, WASM_STORAGE[dtype], weights + wasm.workspaceBytes(d, Math.min(maxPositions, 64), 1, dtype) <= wasm.WASM32_MAX_BYTES);
   };
 
   const special: Record<string, number | undefined> = {
@@ -130,7 +156,11 @@ export async function inspectModel(dir: string): Promise<Inspection> {
   return {
     dir, architecture, modelType, hiddenSize, numLayers, numHeads, numKvHeads, headDim, intermediateSize, vocabSize,
     maxPositions, parameters, dtypes, weightBytes,
-    memory: { reference: mem(4, 4), wasm: mem(4, 4), cuda: mem(2, 2) },
+    memory: {
+      reference: mem(parameters * 4, 4, 'f32'),
+      wasm: wasmMem('f32', 4), 'wasm-bf16': wasmMem('bf16', 2), 'wasm-int8': wasmMem('int8', 1.125),
+      cuda: mem(parameters * 2, 2, 'bf16 (its default; norms and biases f32, counted here at 2 bytes)'),
+    },
     special, specialText, files: names.sort(),
   };
 }
@@ -157,7 +187,8 @@ export function formatInspection(r: Inspection): string {
     'memory (weights + K/V cache at max positions):',
   ];
   for (const [e, m] of Object.entries(r.memory)) {
-    lines.push(`  ${e.padEnd(10)} ${formatBytes(m.total)} (${formatBytes(m.weights)} + ${formatBytes(m.kvCache)})`);
+    const fit = m.fitsWasm32 === false ? '; does not fit wasm32 (4 GiB)' : '';
+    lines.push(`  ${e.padEnd(10)} ${formatBytes(m.total)} (${formatBytes(m.weights)} + ${formatBytes(m.kvCache)}): ${m.storage}${fit}`);
   }
   lines.push('special tokens:');
   for (const [k, id] of Object.entries(r.special)) {

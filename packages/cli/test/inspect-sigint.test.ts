@@ -20,6 +20,13 @@ describe('fast-dllm inspect', () => {
     expect(j.memory.reference.weights).toBe(j.parameters * 4);
     expect(j.memory.cuda.weights).toBe(j.parameters * 2);
     expect(j.memory.reference.kvCache).toBe(2 * j.numLayers * j.numKvHeads * j.headDim * j.maxPositions * 4);
+    // The WASM engine's own accounting: int8 is 1.125 bytes per linear weight (a 4-byte scale per 32) in panels of
+    // 8 rows, plus the f32 embedding, norms and biases; each fits wasm32.
+    const P = (out: number, inDim: number) => Math.ceil(out / 8) * Math.ceil(inDim / 32) * 288;
+    const ff = j.intermediateSize, V = j.vocabSize;
+    const int8 = j.numLayers * (4 * P(d, d) + 2 * P(ff, d) + P(d, ff)) + P(V, d) + 4 * (j.numLayers * 2 * d + d + V * d);
+    expect(j.memory['wasm-int8']).toMatchObject({ weights: int8, fitsWasm32: true });
+    expect(j.memory['wasm-int8'].storage).toMatch(/int8 \(7-bit values, one f32 scale per 32\)/);
     expect(j.special.mask).toBeTypeOf('number');
     expect(j.special.eos).toBeTypeOf('number');
   });
@@ -29,6 +36,7 @@ describe('fast-dllm inspect', () => {
     expect(r.code).toBe(0);
     expect(r.stdout).toMatch(/architecture:\s+dream/);
     expect(r.stdout).toMatch(/BF16 x\d+/);
+    expect(r.stdout).toMatch(/wasm-int8 .*: linear weights and LM head int8/);
     expect(r.stdout).toMatch(/special tokens:\n\s+mask\s+\d+/);
   });
 });
