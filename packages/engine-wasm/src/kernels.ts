@@ -128,7 +128,8 @@ export function packInt8(w: Float32Array, out: number, inDim: number): Uint8Arra
 
 /**
  * W (out, inDim) row-major → panels: f32 Wp[p][k][c] = W[8p + c][k]; bf16 Wp[p][k][2l] = W[8p + l][k],
- * Wp[p][k][2l + 1] = W[8p + 4 + l][k] (so the kernel widens 8 bf16 to two f32x4 with one shift and one mask).
+ * Wp[p][k][2l + 1] = W[8p + 4 + l][k] (so the kernel widens 8 bf16 to two f32x4 with one shift and one mask);
+ * int8: packInt8's bytes.
  */
 export function packWeight(w: Float32Array, out: number, inDim: number, dtype: WeightDType): Float32Array | Uint16Array | Uint8Array {
   if (dtype === 'int8') return packInt8(w, out, inDim);
@@ -330,7 +331,8 @@ export class WasmKernels {
 
   /**
    * Packs a linear weight W (out, inDim) row-major into the kernels' panel layout (see packWeight) and copies
-   * it into linear memory; `dtype` 'bf16' rounds to bf16 (nearest, ties to even) and halves the bytes.
+   * it into linear memory; `dtype` 'bf16' rounds to bf16 (nearest, ties to even) and halves the bytes, 'int8'
+   * quantizes into @fast-dllm/model's int8 format (1.125 bytes per weight).
    */
   allocWeight(w: Float32Array, out: number, inDim: number, dtype: WeightDType = 'f32'): PackedWeight {
     if (w.length !== out * inDim) throw new Error(`allocWeight: ${w.length} values is not ${out}×${inDim}`);
