@@ -113,15 +113,23 @@ function quantizeBlockScalar(src: usize, len: i32, dst: usize): void {
 // ---------------------------------------------------------------- block dot products
 
 /**
+ * The two instruction forms of the relaxed build's dot, as a compile-time type parameter D. Both give the same
+ * exact integers; which is faster depends on the runtime, so the host times both once and keeps the faster
+ * (src/kernels.ts). Measured on this project's Xeon: Node 20's V8 lowers the fused form to five instructions
+ * (pmaddubsw, pmaddwd, paddd, and two to rebuild a ones vector each time) and runs the split form 1.6× faster;
+ * Chromium 156 runs the fused form 1.4–1.7× faster than the split one.
+ */
+type SplitDot = u8; // i16x8.relaxed_dot_i8x16_i7x16_s, then i32x4.dot_i16x8_s with ones, then i32x4.add
+type FusedDot = u16; // i32x4.relaxed_dot_i8x16_i7x16_add_s
+
+/**
  * acc + Σ of 4 products per i32 lane: x (4 bytes of one row, splat, signed) times w (one quad: 4 columns × 4 k,
- * bytes in [1, 127]). Relaxed build: i16x8.relaxed_dot_i8x16_i7x16_s is exact for every lowering because w's top
- * bit is clear (a byte with it set may be read as signed or unsigned) and a pair sum is at most 2·127·127 < 2^15
- * (no saturation); its i16 pairs are widened by i32x4.dot_i16x8_s with ones. (The fused
- * i32x4.relaxed_dot_i8x16_i7x16_add_s gives the same integers, but Node 20's V8 lowers it to five instructions,
- * rebuilding the ones vector each time, against three here: 95 against 55 GOP/s measured on 320×768×2048.)
+ * bytes in [1, 127]). Exact for every lowering of either form: w's top bit is clear (a byte with it set may be
+ * read as signed or unsigned) and a pair sum is at most 2·127·127 < 2^15 (an i16 intermediate cannot saturate).
  */
 // @ts-ignore: decorator
-@inline function dotQuad(acc: v128, x: v128, w: v128): v128 {
+@inline function dotQuad<D>(acc: v128, x: v128, w: v128): v128 {
+  if (sizeof<D>() == sizeof<FusedDot>()) return i32x4.relaxed_dot_i8x16_i7x16_add_s(x, w, acc);
   return i32x4.add(acc, i32x4.dot_i16x8_s(i16x8.relaxed_dot_i8x16_i7x16_s(x, w), i16x8.splat(1)));
 }
 
@@ -156,6 +164,19 @@ function quantizeBlockScalar(src: usize, len: i32, dst: usize): void {
  * tiles (relaxed build: 4 rows × 8 columns; SIMD128: 2 × 8) with f32 accumulators held over all of K.
  */
 export function matmulI8(x: usize, xq: usize, wp: usize, b: usize, y: usize, n: i32, inDim: i32, out: i32): void {
+  matmulI8With<SplitDot>(x, xq, wp, b, y, n, inDim, out);
+}
+
+/** matmulI8 with the fused form of the relaxed dot (the same results; the SIMD128 build has one form only). */
+export function matmulI8Fused(x: usize, xq: usize, wp: usize, b: usize, y: usize, n: i32, inDim: i32, out: i32): void {
+  matmulI8With<FusedDot>(x, xq, wp, b, y, n, inDim, out);
+}
+
+/** 1 where this build has relaxed SIMD (the i8×i7 dot, both forms), 0 in the SIMD128 and scalar builds. */
+export const relaxedSimd: i32 = ASC_FEATURE_RELAXED_SIMD ? 1 : 0;
+
+// @ts-ignore: decorator
+@inline function matmulI8With<D>(x: usize, xq: usize, wp: usize, b: usize, y: usize, n: i32, inDim: i32, out: i32): void {
   quantizeRowsI8(x, xq, n, inDim);
   const blocks = (inDim + 31) >> 5;
   const rowBytes = i8RowBytes(inDim);
@@ -166,17 +187,17 @@ export function matmulI8(x: usize, xq: usize, wp: usize, b: usize, y: usize, n: 
     const cols = min(NR, out - j);
     let i = 0;
     if (ASC_FEATURE_RELAXED_SIMD) {
-      for (; i + 4 <= n; i += 4) tile4Relaxed(xq + <usize>i * rowBytes, rowBytes, wpan, blocks, b, y + ((<usize>i * <usize>out + <usize>j) << 2), out, j, cols);
+      for (; i + 4 <= n; i += 4) tile4Relaxed<D>(xq + <usize>i * rowBytes, rowBytes, wpan, blocks, b, y + ((<usize>i * <usize>out + <usize>j) << 2), out, j, cols);
     } else {
       for (; i + 2 <= n; i += 2) tile2Simd(xq + <usize>i * rowBytes, rowBytes, wpan, blocks, b, y + ((<usize>i * <usize>out + <usize>j) << 2), out, j, cols);
     }
-    for (; i < n; i++) tile1(xq + <usize>i * rowBytes, wpan, blocks, b, y + ((<usize>i * <usize>out + <usize>j) << 2), j, cols);
+    for (; i < n; i++) tile1<D>(xq + <usize>i * rowBytes, wpan, blocks, b, y + ((<usize>i * <usize>out + <usize>j) << 2), j, cols);
   }
 }
 
 /** 4 quantized rows (xr, rs bytes apart) × one panel over all blocks; relaxed build. */
 // @ts-ignore: decorator
-@inline function tile4Relaxed(xr: usize, rs: usize, wb: usize, blocks: i32, b: usize, yr: usize, out: i32, j: i32, cols: i32): void {
+@inline function tile4Relaxed<D>(xr: usize, rs: usize, wb: usize, blocks: i32, b: usize, yr: usize, out: i32, j: i32, cols: i32): void {
   let f00 = f32x4.splat(0), f01 = f32x4.splat(0), f10 = f32x4.splat(0), f11 = f32x4.splat(0);
   let f20 = f32x4.splat(0), f21 = f32x4.splat(0), f30 = f32x4.splat(0), f31 = f32x4.splat(0);
   let x0 = xr;
@@ -194,13 +215,13 @@ export function matmulI8(x: usize, xq: usize, wp: usize, b: usize, y: usize, n: 
       const wq = wb + (t << 3); // quad t/4: 32 bytes
       const w0 = v128.load(wq), w1 = v128.load(wq, 16);
       let v = v128.load32_splat(x0 + t);
-      a00 = dotQuad(a00, v, w0); a01 = dotQuad(a01, v, w1);
+      a00 = dotQuad<D>(a00, v, w0); a01 = dotQuad<D>(a01, v, w1);
       v = v128.load32_splat(x1 + t);
-      a10 = dotQuad(a10, v, w0); a11 = dotQuad(a11, v, w1);
+      a10 = dotQuad<D>(a10, v, w0); a11 = dotQuad<D>(a11, v, w1);
       v = v128.load32_splat(x2 + t);
-      a20 = dotQuad(a20, v, w0); a21 = dotQuad(a21, v, w1);
+      a20 = dotQuad<D>(a20, v, w0); a21 = dotQuad<D>(a21, v, w1);
       v = v128.load32_splat(x3 + t);
-      a30 = dotQuad(a30, v, w0); a31 = dotQuad(a31, v, w1);
+      a30 = dotQuad<D>(a30, v, w0); a31 = dotQuad<D>(a31, v, w1);
     }
     const s0 = v128.load(wb, 256), s1 = v128.load(wb, 272);
     let d = v128.load32_splat(x0, 32);
@@ -255,7 +276,7 @@ export function matmulI8(x: usize, xq: usize, wp: usize, b: usize, y: usize, n: 
 
 /** 1 quantized row × one panel (rows left over from the tiles), in the build's dot instruction. */
 // @ts-ignore: decorator
-@inline function tile1(x0: usize, wb: usize, blocks: i32, b: usize, yr: usize, j: i32, cols: i32): void {
+@inline function tile1<D>(x0: usize, wb: usize, blocks: i32, b: usize, yr: usize, j: i32, cols: i32): void {
   let f0 = f32x4.splat(0), f1 = f32x4.splat(0);
   for (let blk = 0; blk < blocks; blk++) {
     const c = v128.load32_splat(x0, 36);
@@ -263,8 +284,8 @@ export function matmulI8(x: usize, xq: usize, wp: usize, b: usize, y: usize, n: 
     if (ASC_FEATURE_RELAXED_SIMD) {
       for (let t: usize = 0; t < 32; t += 4) {
         const v = v128.load32_splat(x0 + t);
-        a0 = dotQuad(a0, v, v128.load(wb + (t << 3)));
-        a1 = dotQuad(a1, v, v128.load(wb + (t << 3), 16));
+        a0 = dotQuad<D>(a0, v, v128.load(wb + (t << 3)));
+        a1 = dotQuad<D>(a1, v, v128.load(wb + (t << 3), 16));
       }
     } else {
       let h0 = i32x4.splat(0), h1 = i32x4.splat(0), h2 = i32x4.splat(0), h3 = i32x4.splat(0);

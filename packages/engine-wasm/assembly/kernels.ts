@@ -471,4 +471,4 @@ export function reduceRows(
 
 // ---------------------------------------------------------------- int8 matmul (int8.ts)
 
-export { matmulI8, matmulI8Scalar, quantizeRowsI8, quantizeRowsI8Scalar, i8RowBytes } from './int8';
+export { matmulI8, matmulI8Fused, matmulI8Scalar, quantizeRowsI8, quantizeRowsI8Scalar, i8RowBytes, relaxedSimd } from './int8';

@@ -27,6 +27,10 @@ export interface KernelExports {
   matmulBF16Scalar(x: number, w: number, b: number, y: number, n: number, inDim: number, out: number): void;
   /** int8 W; xq: scratch of n · i8RowBytes(inDim) bytes for the quantized rows (assembly/int8.ts). */
   matmulI8?(x: number, xq: number, w: number, b: number, y: number, n: number, inDim: number, out: number): void;
+  /** matmulI8 with the fused form of the relaxed dot: the same results, faster on some runtimes. */
+  matmulI8Fused?(x: number, xq: number, w: number, b: number, y: number, n: number, inDim: number, out: number): void;
+  /** 1 in the builds with relaxed SIMD (the i8×i7 dot), else 0; absent from the scalar build. */
+  relaxedSimd?: WebAssembly.Global;
   matmulI8Scalar(x: number, xq: number, w: number, b: number, y: number, n: number, inDim: number, out: number): void;
   quantizeRowsI8?(x: number, xq: number, n: number, inDim: number): void;
   quantizeRowsI8Scalar(x: number, xq: number, n: number, inDim: number): void;
@@ -188,7 +192,8 @@ export interface ParallelKernels {
  * One row-split job: its row count, split grain, and how thread `index` runs rows [lo, hi). Shared by the
  * caller (index 0) and the workers, so both cut the same slices.
  *   MatmulF32/BF16: [x, w, b, y, n, inDim, out]
- *   MatmulI8:       [x, xq, w, b, y, n, inDim, out]; xq holds n quantized rows, each thread quantizes its own
+ *   MatmulI8:       [x, xq, w, b, y, n, inDim, out, fused]; xq holds n quantized rows, each thread quantizes its
+ *                   own; fused 1 runs matmulI8Fused (the same results)
  *   Attention:      [q, k, v, out, scores, nq, nk, H, KVH, hd, scale]; thread i uses scores + i·nk f32
  *   ReduceRows:     [logits, vocab, res, positions, n, temperature, seed, forwardIndex]
  */
@@ -201,9 +206,10 @@ export function parallelJob(ex: KernelExports, op: ParallelOp, a: ArrayLike<numb
       return { n, grain: 4, run: (lo, hi) => f(x + lo * inDim * 4, w, b, y + lo * out * 4, hi - lo, inDim, out) };
     }
     case ParallelOp.MatmulI8: {
-      const [x, xq, w, b, y, n, inDim, out] = Array.from(a);
+      const [x, xq, w, b, y, n, inDim, out, fused] = Array.from(a);
+      const f = fused ? ex.matmulI8Fused! : ex.matmulI8!;
       const xqRow = int8ScratchBytes(1, inDim);
-      return { n, grain: 4, run: (lo, hi) => ex.matmulI8!(x + lo * inDim * 4, xq + lo * xqRow, w, b, y + lo * out * 4, hi - lo, inDim, out) };
+      return { n, grain: 4, run: (lo, hi) => f(x + lo * inDim * 4, xq + lo * xqRow, w, b, y + lo * out * 4, hi - lo, inDim, out) };
     }
     case ParallelOp.Attention: {
       const [q, k, v, out, scores, nq, nk, H, KVH, hd, scale] = Array.from(a);
@@ -244,6 +250,8 @@ export class WasmKernels {
   private top: number;
   /** Set by the loader when threads > 1. */
   parallel: ParallelKernels | null = null;
+  /** The relaxed dot's form for int8 matmuls (relaxed builds): null until chosen by timing, or set by useInt8Dot. */
+  private int8Fused: boolean | null = null;
 
   private constructor(ex: KernelExports, simd: boolean, memory: WebAssembly.Memory, build: string) {
     this.ex = ex;
@@ -397,12 +405,62 @@ export class WasmKernels {
    */
   private matmulI8(x: Region, w: PackedWeight, b: Region | null, y: Region, n: number): void {
     const { inDim, out } = w;
+    if (this.simd && this.relaxed && this.int8Fused === null) this.int8Fused = this.fasterInt8Dot();
+    const fused = this.int8Fused ? 1 : 0;
     const mark = this.mark();
     const xq = this.alloc(int8ScratchBytes(n, inDim)); // (n, i8RowBytes) quantized rows
     try {
-      const args = [x.ptr, xq, w.ptr, b ? b.ptr : 0, y.ptr, n, inDim, out];
+      const args = [x.ptr, xq, w.ptr, b ? b.ptr : 0, y.ptr, n, inDim, out, fused];
       if (this.parallel && n >= 8 && n * inDim * out >= PARALLEL_MIN_MACS) this.split(ParallelOp.MatmulI8, args);
-      else (this.simd ? this.ex.matmulI8! : this.ex.matmulI8Scalar)(x.ptr, xq, w.ptr, args[3], y.ptr, n, inDim, out);
+      else if (this.simd) parallelJob(this.ex, ParallelOp.MatmulI8, args, 0).run(0, n);
+      else this.ex.matmulI8Scalar(x.ptr, xq, w.ptr, args[3], y.ptr, n, inDim, out);
+    } finally {
+      this.release(mark);
+    }
+  }
+
+  /** Whether this build has relaxed SIMD (the int8 kernels' i8×i7 dot). */
+  private get relaxed(): boolean {
+    return this.ex.relaxedSimd?.value === 1;
+  }
+
+  /**
+   * Which instruction form the int8 matmuls use: 'relaxed-split' or 'relaxed-fused' (relaxed builds; chosen by
+   * timing at the first int8 matmul unless set with useInt8Dot), 'simd128' or 'scalar'. All give the same bits.
+   */
+  get int8Dot(): 'relaxed-split' | 'relaxed-fused' | 'relaxed (not chosen yet)' | 'simd128' | 'scalar' {
+    if (!this.simd) return 'scalar';
+    if (!this.relaxed) return 'simd128';
+    return this.int8Fused === null ? 'relaxed (not chosen yet)' : this.int8Fused ? 'relaxed-fused' : 'relaxed-split';
+  }
+
+  /** Sets the relaxed dot's form instead of timing both (tests, benchmarks); a no-op outside the relaxed builds. */
+  useInt8Dot(form: 'split' | 'fused'): void {
+    if (this.simd && this.relaxed) this.int8Fused = form === 'fused';
+  }
+
+  /**
+   * Times both forms of the relaxed dot on a 32×768×256 int8 matmul (alternating, best of 8 each, a few ms in
+   * all, on the calling thread) and returns whether the fused one is faster. Either choice gives the same bits.
+   */
+  private fasterInt8Dot(): boolean {
+    const n = 32, inDim = 768, out = 256;
+    const mark = this.mark();
+    try {
+      const x = this.allocF32(n * inDim); // (n, inDim) f32 zeros: the dot's speed does not depend on the values
+      const w = this.alloc(packedBytes(out, inDim, 'int8'));
+      new Uint8Array(this.memory.buffer, w, packedBytes(out, inDim, 'int8')).fill(64);
+      const xq = this.alloc(int8ScratchBytes(n, inDim));
+      const y = this.allocF32(n * out);
+      const best = [Infinity, Infinity]; // split, fused
+      for (let r = 0; r < 9; r++) {
+        for (const fused of [0, 1]) {
+          const t = performance.now();
+          (fused ? this.ex.matmulI8Fused! : this.ex.matmulI8!)(x.ptr, xq, w, 0, y.ptr, n, inDim, out);
+          if (r > 0) best[fused] = Math.min(best[fused], performance.now() - t); // r = 0 warms up
+        }
+      }
+      return best[1] < best[0];
     } finally {
       this.release(mark);
     }

@@ -109,7 +109,8 @@ describe.skipIf(!haveChromium)(`engine-wasm in Chromium (${CHROMIUM})`, () => {
       expect(num / den, `${r.threads} thread(s) logits NMSE vs Node`).toBeLessThan(1e-10);
       expect(r.generated, `${r.threads} thread(s) generated tokens`).toEqual(Array.from(g.tokens));
       expect(r.nfe).toBe(g.stats.nfe);
-      // int8: exact integer block sums and one epilogue order in every build and runtime, so the same bits.
+      // int8: exact integer block sums and one epilogue order in every build, dot form and runtime, so the same bits.
+      console.log(`Chromium, ${r.threads} thread(s): int8 dot ${r.int8Dot}; Node: ${K.int8Dot}`);
       expect(r.int8Matmul.every((v, i) => Object.is(v, int8[i])), `${r.threads} thread(s) int8 matmul bits vs Node`).toBe(true);
     }
   }, 120_000);

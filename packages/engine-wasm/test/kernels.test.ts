@@ -407,11 +407,32 @@ describe('int8 matmul: one result whatever the build, the batch or the thread sp
   };
   const bitwise = (a: Float32Array, c: Float32Array) => a.every((v, i) => Object.is(v, c[i]));
 
-  it('SIMD, relaxed-SIMD and scalar builds give identical int8 results (exact integer sums, one epilogue order), seed=901', async () => {
+  it('SIMD, relaxed-SIMD (both dot forms) and scalar builds give identical int8 results (exact integer sums, one epilogue order), seed=901', async () => {
     const all = [[0, n]];
-    const want = run(await loadBuild({ simd: false }), 'int8', all);
-    expect(bitwise(run(await loadBuild({ simd: true, fma: false }), 'int8', all), want)).toBe(true);
-    if (haveFma) expect(bitwise(run(await loadBuild({ simd: true, fma: true }), 'int8', all), want)).toBe(true);
+    const scalar = await loadBuild({ simd: false });
+    const want = run(scalar, 'int8', all);
+    expect(scalar.int8Dot).toBe('scalar');
+    const simd = await loadBuild({ simd: true, fma: false });
+    expect(bitwise(run(simd, 'int8', all), want)).toBe(true);
+    expect(simd.int8Dot).toBe('simd128');
+    if (haveFma) {
+      for (const form of ['split', 'fused'] as const) {
+        const K = await loadBuild({ simd: true, fma: true });
+        K.useInt8Dot(form);
+        expect(bitwise(run(K, 'int8', all), want), form).toBe(true);
+        expect(K.int8Dot).toBe(`relaxed-${form}`);
+      }
+      const timed = await loadBuild({ simd: true, fma: true });
+      run(timed, 'int8', all);
+      expect(timed.int8Dot).toMatch(/^relaxed-(split|fused)$/); // chosen by timing at the first int8 matmul
+      const T = await loadThreadedKernels(2);
+      try {
+        T.useInt8Dot('fused');
+        expect(bitwise(run(T, 'int8', all), want), 'fused, 2 threads').toBe(true);
+      } finally {
+        await T.parallel?.dispose();
+      }
+    }
   });
 
   // SPEC §7: a row's result must not depend on the other rows of the call, on the tile it lands in (4-row tiles,

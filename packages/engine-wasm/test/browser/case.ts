@@ -23,4 +23,6 @@ export interface BrowserRun {
   splitMatmulNmse?: number;
   /** y of the INT8_CASE matmul with int8 weights on this run's kernels (split over 2 threads when threads = 2). */
   int8Matmul: number[];
+  /** The int8 dot form the kernels chose in this browser (WasmKernels.int8Dot). */
+  int8Dot: string;
 }
