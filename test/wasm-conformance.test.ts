@@ -3,8 +3,12 @@
 // NMSE; greedy tokens must be equal wherever the reference's top1-top2 logit margin exceeds DELTA (the test
 // prints the ambiguous positions it let through). int8 weights are compared with the reference in int8 (the same
 // quantized weights; activations quantized by the same rule from f32 here and f64 there).
+import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { SafetensorsArchive, writeSafetensors } from '@fast-dllm/model';
 import { createReferenceEngine, type ReferenceEngine } from '@fast-dllm/engine-reference';
 import { createWasmEngine, type WasmEngine } from '@fast-dllm/engine-wasm';
 import type { ForwardRequest, ForwardResult } from '@fast-dllm/scheduler';
@@ -134,6 +138,43 @@ for (const { model, simd, dtype, threads } of CASES) {
     });
   }
 }
+
+// Tied embeddings (no fixture has them): dream-tiny-f32 re-saved with tie_word_embeddings and no lm_head. f32 reads
+// the embedding rows from the LM head exactly; int8 reads them from the int8 head, dequantized, in both engines.
+describe('wasm vs reference: tied embeddings (dream-tiny-f32 re-saved tied), f32 and int8', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'fast-dllm-tied-'));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  beforeAll(async () => {
+    const src = modelDir('dream-tiny-f32');
+    const config = JSON.parse(readFileSync(join(src, 'config.json'), 'utf8'));
+    writeFileSync(join(dir, 'config.json'), JSON.stringify({ ...config, tie_word_embeddings: true }));
+    for (const f of ['generation_config.json', 'tokenizer.json', 'tokenizer_config.json']) copyFileSync(join(src, f), join(dir, f));
+    const archive = await SafetensorsArchive.open(join(src, 'model.safetensors'));
+    const tensors = [];
+    for (const [name, t] of archive.tensors) if (name !== 'lm_head.weight') tensors.push({ name, dtype: t.dtype, shape: t.shape, data: await archive.readBytes(name) });
+    await archive.close();
+    await writeSafetensors(join(dir, 'model.safetensors'), tensors);
+  });
+
+  for (const dtype of ['f32', 'int8'] as const) {
+    it(`${dtype}: full and dual forwards`, async () => {
+      const ref = await createReferenceEngine(dir, { weightDType: dtype });
+      const wasm = await createWasmEngine(dir, { weightDType: dtype });
+      try {
+        const V = ref.model.vocabSize, L = 40, P = 12;
+        const c = canvas(L, P, V, ref.model.maskId, SEED);
+        const want = { top2: true, entropy: true, logits: true };
+        for (const req of [
+          { canvas: c, mode: 'full' as const, start: 0, end: L, positions: range(0, L), want },
+          { canvas: c, mode: 'dual' as const, start: P, end: P + 8, positions: range(P, P + 8), want },
+        ]) compare(`tied dream ${dtype} ${req.mode}`, await wasm.forward(req), await ref.forward(req), req, V, TOLERANCE[dtype]);
+      } finally {
+        await ref.dispose();
+        await wasm.dispose();
+      }
+    });
+  }
+});
 
 describe('wasm engine options', () => {
   it('refuses what it does not implement, by name', async () => {
