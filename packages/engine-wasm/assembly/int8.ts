@@ -116,8 +116,8 @@ function quantizeBlockScalar(src: usize, len: i32, dst: usize): void {
  * The two instruction forms of the relaxed build's dot, as a compile-time type parameter D. Both give the same
  * exact integers; which is faster depends on the runtime, so the host times both once and keeps the faster
  * (src/kernels.ts). Measured on this project's Xeon: Node 20's V8 lowers the fused form to five instructions
- * (pmaddubsw, pmaddwd, paddd, and two to rebuild a ones vector each time) and runs the split form 1.6× faster;
- * Chromium 156 runs the fused form 1.4–1.7× faster than the split one.
+ * (pmaddubsw, pmaddwd, paddd, and two to rebuild a ones vector each time) and runs the split form 1.4–1.8×
+ * faster; Chromium 156 runs the fused form 1.4–1.7× faster than the split one.
  */
 type SplitDot = u8; // i16x8.relaxed_dot_i8x16_i7x16_s, then i32x4.dot_i16x8_s with ones, then i32x4.add
 type FusedDot = u16; // i32x4.relaxed_dot_i8x16_i7x16_add_s
