@@ -377,7 +377,11 @@ export class WasmKernels {
     }
   }
 
-  /** y (n, w.out) = x (n, w.inDim) · Wᵀ + b; b (w.out,) or null; the kernel follows the weight's dtype. */
+  /**
+   * y (n, w.out) = x (n, w.inDim) · Wᵀ + b; b (w.out,) or null; the kernel follows the weight's dtype. An int8
+   * matmul takes its scratch with `alloc` (released after), which may grow memory: like any alloc, it makes typed
+   * array views taken before it stale.
+   */
   matmul(x: Region, w: PackedWeight, b: Region | null, y: Region, n: number): void {
     const { inDim, out } = w;
     checkLen('matmul x', x, n * inDim);
