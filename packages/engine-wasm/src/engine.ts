@@ -189,6 +189,7 @@ export class WasmEngine implements Engine {
       kTmp: K.allocF32(L * kw), vTmp: K.allocF32(L * kw), scores: K.allocF32(L * K.threads), pos: K.allocI32(L),
       sel: K.allocF32(L * d), logits: K.allocF32(L * V), res: { ptr: K.alloc(L * 40), length: L * 5 },
     };
+    if (this.weightDType === 'int8') K.reserve(int8ScratchBytes(L, Math.max(d, ff, H * hd))); // int8 matmuls' scratch
   }
 
 

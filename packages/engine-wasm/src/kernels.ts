@@ -314,6 +314,16 @@ export class WasmKernels {
     return ptr;
   }
 
+  /**
+   * Makes `bytes` past the top addressable (growing memory now) without allocating them: scratch that calls take
+   * above the top later (int8 matmuls) then never grows memory in the middle of a forward.
+   */
+  reserve(bytes: number): void {
+    const mark = this.mark();
+    this.alloc(bytes);
+    this.release(mark);
+  }
+
   /** Allocates a (length,) f32 region, optionally filled from `src`. */
   allocF32(length: number, src?: ArrayLike<number>): Region {
     const r = { ptr: this.alloc(length * 4), length };
@@ -379,8 +389,8 @@ export class WasmKernels {
 
   /**
    * y (n, w.out) = x (n, w.inDim) · Wᵀ + b; b (w.out,) or null; the kernel follows the weight's dtype. An int8
-   * matmul takes its scratch with `alloc` (released after), which may grow memory: like any alloc, it makes typed
-   * array views taken before it stale.
+   * matmul takes its scratch with `alloc` (released after), which grows memory unless `reserve` made room: like
+   * any alloc, a growth makes typed-array views taken before it stale.
    */
   matmul(x: Region, w: PackedWeight, b: Region | null, y: Region, n: number): void {
     const { inDim, out } = w;
