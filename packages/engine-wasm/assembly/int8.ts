@@ -3,8 +3,8 @@
 // kernels.ts (SIMD builds) and scalar.ts (scalar build).
 //
 // Every block's dot product is an exact integer in every build (no lowering of the relaxed instruction can round
-// or saturate, see dotI8); only the epilogue acc += f32(block sum) · (dx · dw) rounds, in block order, the same
-// in every build and for every tile. So the SIMD, relaxed-SIMD and scalar kernels give bit-identical y, and a row's
+// or saturate, see dotQuad); only the epilogue acc += f32(block sum) · (dx · dw) rounds, in block order, the same
+// in every build and for every tile. So the SIMD, relaxed-SIMD (either dot form) and scalar kernels give bit-identical y, and a row's
 // result does not depend on which rows share the call or the thread (SPEC §7).
 //
 // Packed W (src/kernels.ts packInt8), panels of NR = 8 output columns; per panel, per block of 32 k, 288 bytes:
@@ -13,7 +13,7 @@
 // so one quad of 4 columns is one v128 whose i32 lanes are the 4 columns, as the dot instructions reduce them.
 // Columns past `out` and k past inDim hold q = 0 (byte 64) and scale 0.
 //
-// Quantized x (quantizeRowsI8), per row, per block of 32, 40 bytes (I8_ROW_BLOCK_BYTES):
+// Quantized x (quantizeRowsI8), per row, per block of 32, 40 bytes (X_BLOCK_BYTES):
 //   bytes 0..31 q ∈ [-127, 127] (zero past inDim) · 32..35 f32 scale dx · 36..39 i32 −64·Σq
 // The last word turns Σ (q_w + 64)·q_x into the true Σ q_w·q_x: it is where each block's accumulator starts.
 
