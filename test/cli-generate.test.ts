@@ -24,7 +24,8 @@ const small = ['--engine', 'reference', '--gen-length', '16', '--block-length', 
 describe('fast-dllm generate', () => {
   it('--json: stable fields, every generated position committed exactly once, nfe = number of steps', async () => {
     const r = await run(['generate', '--model', model('llada-tiny-f32'), '--prompt-ids', '5,6,7,8', ...small, '--cache', 'dual', '--threshold', '0.5', '--json']);
-    expect(r.stderr).toMatch(/^engine: reference/);
+    expect(r.stderr).toMatch(/^decoding: dual cache, threshold 0\.5$/m);
+    expect(r.stderr).toMatch(/^engine: reference$/m);
     expect(r.code).toBe(0);
     const j = JSON.parse(r.stdout);
     expect(Object.keys(j).sort()).toEqual(['answerIds', 'engine', 'forwardsByMode', 'model', 'nfe', 'outputIds', 'promptIds', 'settings', 'stats', 'steps', 'stoppedEarly', 'text', 'timings'].sort());
@@ -41,7 +42,7 @@ describe('fast-dllm generate', () => {
   });
 
   it('--refresh-every n adds a full forward every n steps inside a block', async () => {
-    const args = ['generate', '--model', model('llada-tiny-f32'), '--prompt-ids', '5,6,7,8', ...small, '--cache', 'dual', '--json'];
+    const args = ['generate', '--model', model('llada-tiny-f32'), '--prompt-ids', '5,6,7,8', ...small, '--strategy', 'fixed', '--cache', 'dual', '--json'];
     const plain = JSON.parse((await run(args)).stdout);
     const r = await run([...args, '--refresh-every', '2']);
     expect(r.code).toBe(0);
@@ -55,7 +56,7 @@ describe('fast-dllm generate', () => {
   });
 
   it('same settings give the same tokens on repeat (greedy is deterministic)', async () => {
-    const args = ['generate', '--model', model('dream-tiny-f32'), '--prompt-ids', '1,2,3', ...small, '--json'];
+    const args = ['generate', '--model', model('dream-tiny-f32'), '--prompt-ids', '1,2,3', ...small, '--strategy', 'fixed', '--cache', 'none', '--json'];
     const [a, b] = await Promise.all([run(args), run(args)]);
     expect(a.code).toBe(0);
     expect(JSON.parse(a.stdout).outputIds).toEqual(JSON.parse(b.stdout).outputIds);
@@ -63,15 +64,38 @@ describe('fast-dllm generate', () => {
   });
 
   it('--prompt through the chat template streams text; --visual draws one line per step', async () => {
-    const text = await run(['generate', '--model', model('llada-tiny-f32'), '--prompt', 'hello', ...small]);
+    const text = await run(['generate', '--model', model('llada-tiny-f32'), '--prompt', 'hello', ...small, '--strategy', 'fixed', '--cache', 'none']);
     expect(text.code).toBe(0);
     expect(text.stderr).toMatch(/nfe 16, 1\.00 tokens\/forward/);
-    const vis = await run(['generate', '--model', model('llada-tiny-f32'), '--prompt', 'hello', ...small, '--visual']);
+    const vis = await run(['generate', '--model', model('llada-tiny-f32'), '--prompt', 'hello', ...small, '--strategy', 'fixed', '--cache', 'none', '--visual']);
     expect(vis.code).toBe(0);
     const lines = vis.stdout.split('\n').filter((l) => l.startsWith('nfe'));
     expect(lines).toHaveLength(16);
     expect(lines[0]).toMatch(/\|[.^]{16}\| \+1 /);
     expect(lines[15]).toMatch(/\|[#^]{16}\|/);
+  });
+});
+
+describe('decoding defaults: each family\'s Fast-dLLM recipe, every setting reachable by flags', () => {
+  it.each([
+    ['llada-tiny-f32', [], 'Fast-dLLM (dual cache, threshold 0.9)', { cache: 'dual', strategy: { kind: 'threshold', threshold: 0.9 } }],
+    ['dream-tiny-f32', [], 'Fast-dLLM for Dream (dual cache, maskgit_plus threshold 0.9)', { cache: 'dual', strategy: { kind: 'dream', alg: 'maskgit_plus', threshold: 0.9 } }],
+    ['llada-tiny-f32', ['--strategy', 'fixed', '--cache', 'none'], 'no cache, fixed schedule', { cache: 'none', strategy: { kind: 'fixed', remasking: 'low_confidence' } }],
+    ['llada-tiny-f32', ['--strategy', 'fixed'], 'dual cache, fixed schedule', { cache: 'dual', strategy: { kind: 'fixed' } }],
+    ['llada-tiny-f32', ['--cache', 'prefix'], 'prefix cache, threshold 0.9', { cache: 'prefix', strategy: { kind: 'threshold', threshold: 0.9 } }],
+    ['llada-tiny-f32', ['--factor', '2'], 'dual cache, factor 2', { cache: 'dual', strategy: { kind: 'factor', factor: 2 } }],
+    ['llada-tiny-f32', ['--strategy', 'factor'], 'dual cache, factor 1', { cache: 'dual', strategy: { kind: 'factor', factor: 1 } }],
+  ] as const)('%s %j: %s', async (m, flags, line, settings) => {
+    const r = await run(['generate', '--model', model(m), '--prompt-ids', '1,2,3', ...small, ...flags, '--json']);
+    expect(r.code).toBe(0);
+    expect(r.stderr.split('\n')[0]).toBe(`decoding: ${line}`);
+    expect(JSON.parse(r.stdout).settings).toMatchObject({ ...settings, decoding: line });
+  });
+
+  it('refuses flags that contradict --strategy', async () => {
+    const r = await run(['generate', '--model', model('llada-tiny-f32'), '--prompt-ids', '1,2,3', ...small, '--strategy', 'fixed', '--threshold', '0.5']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/--threshold implies --strategy threshold; it does not combine with --strategy fixed/);
   });
 });
 

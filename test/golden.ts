@@ -41,13 +41,26 @@ export function relError(a: Float32Array, b: Float32Array): number {
   return diff / scale;
 }
 
-/** Runs the case's set-up forwards, then the checked forward over every position of its span, with logits. */
+/** One forward of one sequence: the single-request form of engine.forward. */
+export async function forward1(engine: Engine, req: ForwardRequest): Promise<ForwardResult> {
+  return (await engine.forward([req]))[0];
+}
+
+/**
+ * Runs the case's set-up forwards, then the checked forward over every position of its span, with logits, on a
+ * fresh sequence of the engine (closed afterwards).
+ */
 export async function replayGoldenCase(engine: Engine, c: GoldenCase, want: ForwardRequest['want'] = {}): Promise<ForwardResult> {
-  for (const s of c.setup) {
-    const canvas = Int32Array.from(s.canvas);
-    await engine.forward({ canvas, mode: s.mode, start: s.start, end: s.end, positions: new Int32Array([s.start]) });
+  const sequence = engine.openSequence(c.canvas.length);
+  try {
+    for (const s of c.setup) {
+      const canvas = Int32Array.from(s.canvas);
+      await forward1(engine, { sequence, canvas, mode: s.mode, start: s.start, end: s.end, positions: new Int32Array([s.start]) });
+    }
+    const canvas = Int32Array.from(c.canvas);
+    const positions = Int32Array.from({ length: c.end - c.start }, (_, i) => c.start + i);
+    return await forward1(engine, { sequence, canvas, mode: c.mode, start: c.start, end: c.end, positions, want: { ...want, logits: true } });
+  } finally {
+    engine.closeSequence(sequence);
   }
-  const canvas = Int32Array.from(c.canvas);
-  const positions = Int32Array.from({ length: c.end - c.start }, (_, i) => c.start + i);
-  return engine.forward({ canvas, mode: c.mode, start: c.start, end: c.end, positions, want: { ...want, logits: true } });
 }

@@ -34,7 +34,7 @@ const plan = planWeights(desc, names, expectedShapes(desc, names), 'bf16', L);
 const streamedBytes = plan.weightBytes - plan.tensors.find((t) => t.slot === 0).bytes;
 
 console.log(`device: ${info.name} (sm ${info.computeCapability}), ${(info.freeBytes / 2 ** 30).toFixed(1)} GiB free`);
-const model = new b.binding.CudaModel({ ...desc, bf16: true });
+const model = new b.binding.CudaModel({ ...desc, bf16: true, maskId: desc.special.mask });
 await model.randomize(1234, 0.02);
 const bw = await b.binding.copyBandwidth(args.emulator ? 1 << 24 : 1 << 30, 20);
 const floorMs = (streamedBytes / bw) * 1e3;

@@ -125,7 +125,9 @@ if (!quick) {
   const L = BIG.L;
   const canvas = bigCanvas();
   const s = BIG.P + BIG.block; // second block
-  const t = async (req, reps) => { await engine.forward(req); let b = Infinity; for (let r = 0; r < reps; r++) { const t0 = performance.now(); await engine.forward(req); b = Math.min(b, performance.now() - t0); } return b; };
+  const sequence = engine.openSequence(L);
+  const fwd = (req) => engine.forward([{ ...req, sequence }]);
+  const t = async (req, reps) => { await fwd(req); let b = Infinity; for (let r = 0; r < reps; r++) { const t0 = performance.now(); await fwd(req); b = Math.min(b, performance.now() - t0); } return b; };
   const full = await t({ canvas, mode: 'full', start: 0, end: L, positions: range(BIG.P, L) }, 4);
   const prefix = await t({ canvas, mode: 'prefix', start: s, end: L, positions: range(s, s + BIG.block) }, 4);
   const dual = await t({ canvas, mode: 'dual', start: s, end: s + BIG.block, positions: range(s, s + BIG.block) }, 8);
@@ -136,7 +138,7 @@ if (!quick) {
     K[op] = (...a) => { const t0 = performance.now(); const r = orig(...a); prof[op] = (prof[op] ?? 0) + performance.now() - t0; return r; };
   }
   const t0 = performance.now();
-  await engine.forward({ canvas, mode: 'full', start: 0, end: L, positions: range(BIG.P, L) });
+  await fwd({ canvas, mode: 'full', start: 0, end: L, positions: range(BIG.P, L) });
   const profiledMs = performance.now() - t0;
   for (const op of Object.keys(prof)) delete K[op];
   results.forward[key] = { build: K.build, dtype, threads: c.threads, fullMs: full, prefixMs: prefix, dualMs: dual, dualOverFull: dual / full,

@@ -25,10 +25,20 @@ function compare(a, b, V) {
 }
 function add(t, c) { t.num += c.num; t.den += c.den; t.same += c.same; t.rows += c.rows; }
 
+/** One forward on a fresh sequence of the engine (closed after). */
+async function forward1(engine, req) {
+  const sequence = engine.openSequence(req.canvas.length);
+  try {
+    return (await engine.forward([{ ...req, sequence }]))[0];
+  } finally {
+    engine.closeSequence(sequence);
+  }
+}
+
 /** Runs `reqs` on two engines and accumulates the comparison. */
 async function pair(engA, engB, reqs, V) {
   const t = { num: 0, den: 0, same: 0, rows: 0 };
-  for (const req of reqs) add(t, compare(await engA.forward(req), await engB.forward(req), V));
+  for (const req of reqs) add(t, compare(await forward1(engA, req), await forward1(engB, req), V));
   return { nmse: t.num / t.den, argmaxAgreement: t.same / t.rows, rows: t.rows, forwards: reqs.length };
 }
 

@@ -1,4 +1,4 @@
-"""Golden token sequences for the scheduler, from an independent PyTorch driver written from SPEC §2-4.
+"""Golden token sequences for the scheduler, from an independent PyTorch driver written from DESIGN §2-4.
 
 Reuses tools/golden/torch_model.py's float64 forward (with its own pre-RoPE K/V cache) and re-implements the
 block loop, the cache plan and the greedy selection rules here, so that the TS scheduler on the TS reference
@@ -105,9 +105,12 @@ def run(model, cfg_ids, case):
                 pos = [s]
             rows = logits[[p - a for p in pos]]  # (n, V)
             ex = np.exp(rows - rows.max(-1, keepdims=True))
-            probs = ex / ex.sum(-1, keepdims=True)  # (n, V) clean softmax
-            tok = rows.argmax(-1)  # ties to the lowest id
-            top2 = np.sort(probs, -1)[:, -2:]
+            probs = ex / ex.sum(-1, keepdims=True)  # (n, V) clean softmax, the mask token included
+            # DESIGN 3: the mask token is never proposed (out of the argmax), but its probability counts above.
+            proposable = probs.copy()
+            proposable[:, mask] = -1.0
+            tok = proposable.argmax(-1)  # ties to the lowest id
+            top2 = np.sort(proposable, -1)[:, -2:]
             for g in top2[:, 1] - top2[:, 0]:
                 gap.see(g)
             conf = [float(probs[i, tok[i]]) for i in range(len(pos))]
@@ -126,6 +129,9 @@ def main():
                            {'kind': 'factor', 'factor': 2.5}],
         'dream-tiny-f32': [{'kind': 'dream', 'alg': 'maskgit_plus'},
                            {'kind': 'dream', 'alg': 'maskgit_plus', 'threshold': 0.3}],
+        # The mask token's raw logit is the largest at ~40% of positions here: the runs hold only if it is never
+        # proposed (DESIGN 3).
+        'llada-tiny-maskpref': [{'kind': 'fixed'}, {'kind': 'threshold', 'threshold': 0.3}],
     }
     for name, strategies in plans.items():
         model = TorchModel(os.path.join(MODELS, name))

@@ -1,5 +1,5 @@
-"""An independent float64 PyTorch implementation of the LLaDA / Dream forward pass (SPEC §1) with the
-approximate K/V cache modes of SPEC §4, written from the spec to produce golden logits for the TS engines.
+"""An independent float64 PyTorch implementation of the LLaDA / Dream forward pass (DESIGN §1) with the
+approximate K/V cache modes of DESIGN §4, written from the spec to produce golden logits for the TS engines.
 
 Keys are cached *before* RoPE here (as in the published reference code) and RoPE is re-applied with absolute
 positions on every step; the TS reference caches after RoPE, so agreement checks that the two are the same.
@@ -92,7 +92,7 @@ class TorchModel:
         return torch.cat([a * cos - b * sin, b * cos + a * sin], dim=-1)
 
     def forward(self, canvas, mode, start, end):
-        """Returns logits (end-start, V) of the computed rows (unshifted) and updates the cache like SPEC §4."""
+        """Returns logits (end-start, V) of the computed rows (unshifted) and updates the cache like DESIGN §4."""
         L = len(canvas)
         ids = torch.tensor(canvas[start:end], dtype=torch.long)
         x = self.embed[ids]

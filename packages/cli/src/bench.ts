@@ -1,16 +1,18 @@
 /**
- * `fast-dllm bench`: the paper's ablation table (SPEC §6) on a model and an eval set: accuracy, NFE, tokens per
+ * `fast-dllm bench`: the paper's ablation table (DESIGN §6) on a model and an eval set: accuracy, NFE, tokens per
  * forward, tokens/s and speedup for the baseline, each cache mode, parallel decoding, and their combination.
  */
 import { writeFile } from 'node:fs/promises';
 import os from 'node:os';
+import { performance } from 'node:perf_hooks';
 import type { Command } from 'commander';
 import { Option } from 'commander';
 import cliProgress from 'cli-progress';
 import type { CacheMode, Strategy } from '@fast-dllm/scheduler';
 import { UsageError } from './errors.js';
-import { addDecodeOptions, answerIds, checkPrompt, requestFrom, withEngine, type DecodeFlags } from './generate.js';
-import type { Io } from './main.js';
+import { addDecodeOptions, checkRequest, requestFrom, type DecodeFlags } from './decode.js';
+import { answerIds, withEngine } from './generate.js';
+import type { Io } from './io.js';
 import { openModelDir } from './modeldir.js';
 import { floatArg, intArg } from './parse.js';
 
@@ -32,11 +34,11 @@ export interface BenchRow {
   nfe: number;
   /** Generated positions committed per forward pass, over all problems. */
   tokensPerForward: number;
-  /** Non-EOS generated tokens per second of generation time, over all problems (SPEC §5). */
+  /** Non-EOS generated tokens per second of generation time, over all problems (DESIGN §5). */
   tokensPerSecond: number;
   /** tokensPerSecond / the baseline's (null with --sweep-only: no baseline row). */
   speedup: number | null;
-  /** Generation wall time over all problems (engine load excluded), ms. */
+  /** Wall time to decode all problems of the row (engine load excluded; batched rows overlap problems), ms. */
   wallTimeMs: number;
   /** The baseline's wallTimeMs / this row's: the same prompts, end to end (null with --sweep-only). */
   wallSpeedup: number | null;
@@ -45,6 +47,13 @@ export interface BenchRow {
 interface EvalLike {
   prompt: string;
   answer: string;
+}
+
+/** One row of the table: a name, a cache mode and a strategy. */
+export interface RowPlan {
+  name: string;
+  cache: CacheMode;
+  strategy: Strategy;
 }
 
 /** Keys of the table's rows for --rows, in table order. */
@@ -60,11 +69,10 @@ function rowList(v: string): Array<(typeof TABLE_ROWS)[number]> {
   return TABLE_ROWS.filter((k) => keys.includes(k));
 }
 
-function rowsFor(
-  tau: number, factor: number, sweep: readonly number[] | null, sweepOnly: boolean, only?: readonly string[],
-): Array<{ name: string; cache: CacheMode; strategy: Strategy }> {
+/** The paper's rows (DESIGN §6; `only`: those of TABLE_ROWS named), then one dual-cache row per sweep threshold. */
+export function rowsFor(tau: number, factor: number, sweep: readonly number[] | null, sweepOnly: boolean, only?: readonly string[]): RowPlan[] {
   const fixed: Strategy = { kind: 'fixed', remasking: 'low_confidence' };
-  const rows: Array<{ key: (typeof TABLE_ROWS)[number]; name: string; cache: CacheMode; strategy: Strategy }> = [
+  const rows: Array<RowPlan & { key: (typeof TABLE_ROWS)[number] }> = [
     { key: 'baseline', name: 'baseline', cache: 'none', strategy: fixed },
     { key: 'prefix', name: '+ prefix cache', cache: 'prefix', strategy: fixed },
     { key: 'dual', name: '+ dual cache', cache: 'dual', strategy: fixed },
@@ -77,11 +85,53 @@ function rowsFor(
   return sweepOnly ? sweepRows : [...table, ...sweepRows];
 }
 
-export function markdownTable(rows: BenchRow[]): string {
-  const out = ['| setting | accuracy % | NFE | tokens/forward | tokens/s | speedup | wall s | wall speedup |', '|---|---|---|---|---|---|---|---|'];
+/** Sums over one row's generations. */
+export interface RowTotals {
+  problems: number;
+  correct: number;
+  nfe: number;
+  /** Generated positions committed, over all forwards. */
+  committed: number;
+  /** Non-EOS generated tokens (DESIGN §5). */
+  content: number;
+  /** Generation wall time of the row, ms. */
+  wallMs: number;
+}
+
+/**
+ * A table row from its totals. Speedups are against `baseline`: 'self' for the baseline row itself (1x), null
+ * when the run has no baseline row.
+ */
+export function benchRow(plan: RowPlan, t: RowTotals, baseline: BenchRow | 'self' | null): BenchRow {
+  const tps = t.wallMs > 0 ? t.content / (t.wallMs / 1000) : 0;
+  const ratio = (f: (b: BenchRow) => number) => (baseline === null ? null : baseline === 'self' ? 1 : f(baseline));
+  return {
+    name: plan.name, cache: plan.cache, strategy: plan.strategy, problems: t.problems, accuracy: t.correct / t.problems,
+    nfe: t.nfe / t.problems, tokensPerForward: t.committed / t.nfe, tokensPerSecond: tps,
+    speedup: ratio((b) => tps / b.tokensPerSecond),
+    wallTimeMs: t.wallMs, wallSpeedup: ratio((b) => b.wallTimeMs / t.wallMs),
+  };
+}
+
+/** The machine a result was measured on, for --out files. */
+export function machineInfo(): { cpu: string; cores: number; node: string; platform: string } {
+  return { cpu: os.cpus()[0]?.model ?? 'unknown', cores: os.cpus().length, node: process.version, platform: `${os.platform()} ${os.arch()}` };
+}
+
+/** An extra column after "accuracy %" (eval: the task's other metrics). */
+export interface ExtraColumn<R> {
+  header: string;
+  cell: (row: R) => string;
+}
+
+export function markdownTable<R extends BenchRow>(rows: R[], extra: ReadonlyArray<ExtraColumn<R>> = []): string {
+  const headers = ['setting', 'accuracy %', ...extra.map((c) => c.header), 'NFE', 'tokens/forward', 'tokens/s', 'speedup', 'wall s', 'wall speedup'];
+  const out = [`| ${headers.join(' | ')} |`, `|${headers.map(() => '---|').join('')}`];
   for (const r of rows) {
-    out.push(`| ${r.name} | ${(100 * r.accuracy).toFixed(1)} | ${r.nfe.toFixed(1)} | ${r.tokensPerForward.toFixed(2)} | ${r.tokensPerSecond.toFixed(1)} | ` +
-      `${r.speedup === null ? '—' : `${r.speedup.toFixed(2)}x`} | ${(r.wallTimeMs / 1000).toFixed(2)} | ${r.wallSpeedup === null ? '—' : `${r.wallSpeedup.toFixed(2)}x`} |`);
+    const cells = [r.name, (100 * r.accuracy).toFixed(1), ...extra.map((c) => c.cell(r)), r.nfe.toFixed(1), r.tokensPerForward.toFixed(2),
+      r.tokensPerSecond.toFixed(1), r.speedup === null ? '—' : `${r.speedup.toFixed(2)}x`, (r.wallTimeMs / 1000).toFixed(2),
+      r.wallSpeedup === null ? '—' : `${r.wallSpeedup.toFixed(2)}x`];
+    out.push(`| ${cells.join(' | ')} |`);
   }
   return out.join('\n');
 }
@@ -96,17 +146,17 @@ export function registerBench(program: Command, io: Io, signal: AbortSignal): vo
     .addOption(new Option('--sweep-taus <list>', 'comma-separated thresholds in [0, 1] for the sweep rows (implies --sweep)').argParser(tauList))
     .option('--sweep-only', 'run only the sweep rows (no baseline: speedup columns stay empty)')
     .addOption(new Option('--rows <list>', `only these rows of the table: some of ${TABLE_ROWS.join(', ')} (without baseline the speedup columns stay empty)`).argParser(rowList))
+    .addOption(new Option('--batch <n>', 'problems decoded together in each forward pass (1: the paper\'s batch-1 setting)').argParser(intArg('--batch', 1, 64)).default(1))
     .option('--out <file>', 'also write the rows as JSON');
   addDecodeOptions(cmd).action(async (opts: DecodeFlags & {
-    eval?: string; limit?: number; sweep?: boolean; sweepTaus?: number[]; sweepOnly?: boolean; rows?: string[]; out?: string;
+    eval?: string; limit?: number; sweep?: boolean; sweepTaus?: number[]; sweepOnly?: boolean; rows?: string[]; out?: string; batch: number;
   }) => {
-    if (opts.remasking || opts.alg) throw new UsageError('bench runs its own strategies; drop --remasking / --alg');
+    if (opts.remasking || opts.alg || opts.strategy || opts.cache) throw new UsageError('bench runs its own rows (strategies and caches); drop --strategy / --cache / --remasking / --alg');
     const sweep = opts.sweepTaus ?? (opts.sweep ? SWEEP_TAUS : null);
     if (opts.sweepOnly && !sweep) throw new UsageError('--sweep-only needs --sweep or --sweep-taus');
     if (opts.sweepOnly && opts.rows) throw new UsageError('--rows picks rows of the table, which --sweep-only leaves out; pass one');
-    if (opts.genLength % opts.blockLength !== 0) throw new UsageError(`--gen-length ${opts.genLength} is not a multiple of --block-length ${opts.blockLength}`);
-    const blocks = opts.genLength / opts.blockLength;
-    if ((opts.steps ?? opts.genLength) % blocks !== 0) throw new UsageError(`--steps is not a multiple of the number of blocks (${blocks})`);
+    // --threshold and --factor set the rows' tau and f (both may be given); lengths and steps are checked here.
+    checkRequest(requestFrom(opts, Int32Array.of(0), { strategy: { kind: 'fixed' }, cache: 'none', description: '' }));
     const dm = (await import('@fast-dllm/default-model')) as {
       loadEvalSet?: (p?: string) => EvalLike[];
       scoreExactMatch?: (text: string, item: EvalLike) => 0 | 1;
@@ -121,11 +171,7 @@ export function registerBench(program: Command, io: Io, signal: AbortSignal): vo
     if (opts.limit !== undefined) items = items.slice(0, opts.limit);
     if (items.length === 0) throw new UsageError('the eval set is empty');
     const md = await openModelDir(opts.model, { needTokenizer: true });
-    const prompts = items.map((it) => {
-      const p = md.encodePrompt(it.prompt, true);
-      checkPrompt(p, md, opts.genLength);
-      return p;
-    });
+    const prompts = items.map((it) => md.encodePrompt(it.prompt, true));
     const plan = rowsFor(opts.threshold ?? 0.9, opts.factor ?? 1, sweep, opts.sweepOnly ?? false, opts.rows);
     const hasBaseline = plan[0].name === 'baseline';
     const bar = process.stderr.isTTY
@@ -136,25 +182,23 @@ export function registerBench(program: Command, io: Io, signal: AbortSignal): vo
       bar?.start(plan.length * items.length, 0, { row: plan[0].name });
       try {
         for (const p of plan) {
-          let correct = 0, nfe = 0, committed = 0, content = 0, ms = 0;
-          for (let i = 0; i < items.length; i++) {
-            const req = requestFrom({ ...opts, cache: p.cache }, prompts[i], p.strategy);
-            const r = await md.run(engine, req, { signal });
-            const text = md.tokenizer!.decode(answerIds(r.tokens, md.description.special.eos, md.description.special.endOfTurn), { skipSpecial: true });
+          let correct = 0, nfe = 0, committed = 0, content = 0;
+          const reqs = prompts.map((prompt) => {
+            const req = requestFrom(opts, prompt, { strategy: p.strategy, cache: p.cache, description: p.name });
+            checkRequest(req, md.description);
+            return req;
+          });
+          const t0 = performance.now();
+          const results = await md.runMany(engine, reqs, { batch: opts.batch, signal, onResult: () => bar?.increment(1, { row: p.name }) });
+          const ms = performance.now() - t0;
+          results.forEach((r, i) => {
+            const text = md.tokenizer!.decode(answerIds(r.tokens, md.description.stopIds), { skipSpecial: true });
             correct += dm.scoreExactMatch!(text, items[i]);
             nfe += r.stats.nfe;
             committed += r.stats.tokensPerForward * r.stats.nfe;
             content += r.stats.contentTokens;
-            ms += r.stats.wallTimeMs;
-            bar?.increment(1, { row: p.name });
-          }
-          const tps = ms > 0 ? content / (ms / 1000) : 0;
-          rows.push({
-            name: p.name, cache: p.cache, strategy: p.strategy, problems: items.length, accuracy: correct / items.length,
-            nfe: nfe / items.length, tokensPerForward: committed / nfe, tokensPerSecond: tps,
-            speedup: !hasBaseline ? null : rows.length === 0 ? 1 : tps / rows[0].tokensPerSecond,
-            wallTimeMs: ms, wallSpeedup: !hasBaseline ? null : rows.length === 0 ? 1 : rows[0].wallTimeMs / ms,
           });
+          rows.push(benchRow(p, { problems: items.length, correct, nfe, committed, content, wallMs: ms }, !hasBaseline ? null : rows[0] ?? 'self'));
         }
       } finally {
         bar?.stop();
@@ -163,8 +207,8 @@ export function registerBench(program: Command, io: Io, signal: AbortSignal): vo
       if (opts.out) {
         const settings = {
           model: md.dir, engine: engine.name, genLength: opts.genLength, blockLength: opts.blockLength, steps: opts.steps ?? opts.genLength,
-          problems: items.length, threads: opts.threads ?? 1, dtype: opts.dtype ?? null, date: new Date().toISOString(),
-          machine: { cpu: os.cpus()[0]?.model ?? 'unknown', cores: os.cpus().length, node: process.version, platform: `${os.platform()} ${os.arch()}` },
+          problems: items.length, threads: opts.threads ?? 1, dtype: opts.dtype ?? null, batch: opts.batch, date: new Date().toISOString(),
+          machine: machineInfo(),
         };
         await writeFile(opts.out, `${JSON.stringify({ settings, rows }, null, 2)}\n`);
       }

@@ -6,8 +6,9 @@ import { createInterface } from 'node:readline';
 import type { Command } from 'commander';
 import type { ChatMessage } from '@fast-dllm/model';
 import { UsageError } from './errors.js';
-import { addDecodeOptions, answerIds, blockStreamer, requestFrom, strategyFrom, withEngine, type DecodeFlags } from './generate.js';
-import type { Io } from './main.js';
+import { addDecodeOptions, checkFlags, decodingFrom, requestFrom, type DecodeFlags } from './decode.js';
+import { answerIds, textStreamer, withEngine } from './generate.js';
+import type { Io } from './io.js';
 import { openModelDir } from './modeldir.js';
 
 export function registerChat(program: Command, io: Io, signal: AbortSignal): void {
@@ -16,9 +17,10 @@ export function registerChat(program: Command, io: Io, signal: AbortSignal): voi
     .description('multi-turn chat on stdin (one message per line; /exit to quit)')
     .option('--system <text>', 'system message for the conversation');
   addDecodeOptions(cmd).action(async (opts: DecodeFlags & { system?: string }) => {
-    strategyFrom(opts);
+    checkFlags(opts);
     const md = await openModelDir(opts.model, { needTokenizer: true });
-    const strategy = strategyFrom(opts, md);
+    const decoding = decodingFrom(opts, md.description);
+    io.stderr(`decoding: ${decoding.description}\n`);
     const tok = md.tokenizer!;
     const messages: ChatMessage[] = opts.system ? [{ role: 'system', content: opts.system }] : [];
     const interactive = process.stdin.isTTY === true;
@@ -43,10 +45,8 @@ export function registerChat(program: Command, io: Io, signal: AbortSignal): voi
           if (ids.length + opts.genLength > md.description.maxPositions) {
             throw new UsageError(`the conversation (${ids.length} tokens) plus --gen-length ${opts.genLength} exceeds the model's ${md.description.maxPositions} positions`);
           }
-          const result = await md.run(engine, requestFrom(opts, ids, strategy), {
-            signal, onEvent: blockStreamer(md, ids.length, opts.genLength, io.stdout),
-          });
-          const answer = tok.decode(answerIds(result.tokens, md.description.special.eos, md.description.special.endOfTurn), { skipSpecial: true });
+          const result = await md.run(engine, requestFrom(opts, ids, decoding), { signal, onEvent: textStreamer(md, io.stdout) });
+          const answer = tok.decode(answerIds(result.tokens, md.description.stopIds), { skipSpecial: true });
           io.stdout('\n');
           messages.push({ role: 'assistant', content: answer });
           if (interactive) io.stderr('> ');

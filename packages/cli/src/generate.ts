@@ -1,128 +1,40 @@
 /**
- * `fast-dllm generate`: one generation on a model directory, streamed as blocks complete, as one JSON object
- * (--json), or as a step-by-step view of the canvas being unmasked (--visual).
+ * `fast-dllm generate`: one generation on a model directory, streamed as its committed text grows, as one JSON
+ * object (--json), or as a step-by-step view of the canvas being unmasked (--visual); or many prompts from a JSONL
+ * file (--prompts-file), decoded batched, one JSON object per line in input order.
  */
+import { readFile } from 'node:fs/promises';
 import { Command, Option } from 'commander';
 import { performance } from 'node:perf_hooks';
 import cliProgress from 'cli-progress';
-import type { Engine, GenerationEvent, LoadProgress, GenerationRequest, GenerationResult, Strategy } from '@fast-dllm/scheduler';
-import { ENGINE_CHOICES, openEngine } from './engines.js';
+import { type Engine, type Generation, type GenerationEvent, type LoadProgress, type GenerationResult } from '@fast-dllm/scheduler';
+import { openEngine } from './engines.js';
 import { UsageError } from './errors.js';
-import { choiceArg, floatArg, idsArg, intArg } from './parse.js';
+import { idsArg, intArg } from './parse.js';
 import { openModelDir, type ModelDir } from './modeldir.js';
-import type { Io } from './main.js';
+import { addDecodeOptions, checkFlags, checkRequest, decodingFrom, requestFrom, settingsOf, type DecodeFlags, type Decoding } from './decode.js';
+import type { Io } from './io.js';
 
-export interface DecodeFlags {
-  model?: string;
-  engine: (typeof ENGINE_CHOICES)[number];
-  genLength: number;
-  blockLength: number;
-  steps?: number;
-  threshold?: number;
-  factor?: number;
-  cache: 'none' | 'prefix' | 'dual';
-  remasking?: 'low_confidence' | 'random';
-  alg?: 'entropy' | 'topk_margin' | 'maskgit_plus' | 'origin';
-  temperature: number;
-  seed: number;
-  earlyStop?: boolean;
-  refreshEvery?: number;
-  threads?: number;
-  dtype?: (typeof DTYPE_CHOICES)[number];
-}
-
-/** Weight storage choices of --dtype (EngineOptions.weightDType); unset: each engine's default. */
-export const DTYPE_CHOICES = ['f32', 'bf16', 'int8'] as const;
-
-/** The decoding flags shared by generate and chat. */
-export function addDecodeOptions(cmd: Command): Command {
-  return cmd
-    .option('--model <dir>', 'Hugging Face model directory (default: the bundled model)')
-    .addOption(new Option('--engine <name>', 'engine: auto tries cuda, wasm, reference').argParser(choiceArg('--engine', ENGINE_CHOICES)).default('auto'))
-    .addOption(new Option('--gen-length <n>', 'tokens to generate').argParser(intArg('--gen-length', 1)).default(128))
-    .addOption(new Option('--block-length <n>', 'semi-autoregressive block length; divides --gen-length').argParser(intArg('--block-length', 1)).default(32))
-    .addOption(new Option('--steps <n>', 'total steps (default: --gen-length); a multiple of the block count').argParser(intArg('--steps', 1)))
-    .addOption(new Option('--threshold <tau>', 'confidence-aware parallel decoding with threshold tau').argParser(floatArg('--threshold', 0, 1)))
-    .addOption(new Option('--factor <f>', 'factor rule with f > 0').argParser(floatArg('--factor', 0, 1e9, true)))
-    .addOption(new Option('--cache <mode>', 'approximate KV cache').argParser(choiceArg('--cache', ['none', 'prefix', 'dual'] as const)).default('none'))
-    .addOption(new Option('--remasking <rule>', 'fixed-schedule ranking').argParser(choiceArg('--remasking', ['low_confidence', 'random'] as const)))
-    .addOption(new Option('--alg <alg>', "Dream's confidence rule").argParser(choiceArg('--alg', ['entropy', 'topk_margin', 'maskgit_plus', 'origin'] as const)))
-    .addOption(new Option('--temperature <t>', '0: greedy; > 0: Gumbel-max sampling').argParser(floatArg('--temperature', 0, 1e6)).default(0))
-    .addOption(new Option('--seed <n>', 'u32 seed for sampling and random remasking').argParser(intArg('--seed', 0, 0xffffffff)).default(0))
-    .option('--early-stop', 'stop once everything after the first EOS is EOS')
-    .addOption(new Option('--refresh-every <n>', 'with --cache: an extra full forward every n steps inside a block').argParser(intArg('--refresh-every', 1)))
-    .addOption(new Option('--threads <n>', 'worker threads for CPU engines').argParser(intArg('--threads', 1, 1024)))
-    .addOption(new Option('--dtype <type>', "weight storage: f32, bf16, or int8 (CPU engines: a quarter of f32's memory, integer dot products); default: the engine's")
-      .argParser(choiceArg('--dtype', DTYPE_CHOICES)));
-}
-
-/** Checks flag combinations that need no model; returns the strategy. */
-export function strategyFrom(f: DecodeFlags, model?: ModelDir): Strategy {
-  if (f.threshold !== undefined && f.factor !== undefined) throw new UsageError('--threshold and --factor are two different rules; pass one');
-  if (f.remasking && (f.threshold !== undefined || f.factor !== undefined || f.alg)) {
-    throw new UsageError('--remasking applies to the fixed schedule only; drop it with --threshold, --factor or --alg');
-  }
-  if (f.refreshEvery !== undefined && f.cache === 'none') {
-    throw new UsageError('--refresh-every refreshes a cache; add --cache prefix or --cache dual (without a cache every step is already a full forward)');
-  }
-  if (f.genLength % f.blockLength !== 0) throw new UsageError(`--gen-length ${f.genLength} is not a multiple of --block-length ${f.blockLength}`);
-  const blocks = f.genLength / f.blockLength;
-  const steps = f.steps ?? f.genLength;
-  if (steps % blocks !== 0) throw new UsageError(`--steps ${steps} is not a multiple of the number of blocks (${blocks} = gen-length / block-length)`);
-  if (f.alg) {
-    if (f.factor !== undefined) throw new UsageError('--alg (Dream) does not combine with --factor; use --threshold or the schedule');
-    if (f.alg === 'origin' && f.threshold !== undefined) throw new UsageError("--alg origin takes no --threshold");
-    if (f.alg === 'entropy' && f.threshold !== undefined) {
-      throw new UsageError("--alg entropy scores -entropy (<= 0), which no --threshold in (0, 1] reaches; Fast-dLLM's Dream threshold rule is --alg maskgit_plus --threshold tau");
-    }
-    if (model && model.description.architecture !== 'dream') throw new UsageError(`--alg is Dream's rule; ${model.dir} is a ${model.description.architecture} model`);
-    return { kind: 'dream', alg: f.alg, threshold: f.threshold };
-  }
-  if (f.threshold !== undefined) return { kind: 'threshold', threshold: f.threshold };
-  if (f.factor !== undefined) return { kind: 'factor', factor: f.factor };
-  return { kind: 'fixed', remasking: f.remasking ?? 'low_confidence' };
-}
-
-export function requestFrom(f: DecodeFlags, prompt: Int32Array, strategy: Strategy): GenerationRequest {
-  return {
-    prompt, genLength: f.genLength, blockLength: f.blockLength, steps: f.steps ?? f.genLength, strategy,
-    cache: f.cache, temperature: f.temperature, seed: f.seed, earlyStop: f.earlyStop ?? false,
-    ...(f.refreshEvery !== undefined ? { refreshEvery: f.refreshEvery } : {}),
-  };
-}
-
-export function settingsOf(f: DecodeFlags, strategy: Strategy): Record<string, unknown> {
-  return {
-    genLength: f.genLength, blockLength: f.blockLength, steps: f.steps ?? f.genLength, cache: f.cache, strategy,
-    temperature: f.temperature, seed: f.seed, earlyStop: f.earlyStop ?? false, refreshEvery: f.refreshEvery ?? null,
-    threads: f.threads ?? null, dtype: f.dtype ?? null,
-  };
-}
-
-/** Generated ids up to (not including) the first EOS / end-of-turn. */
-export function answerIds(tokens: Int32Array, eos: number, eot?: number): Int32Array {
+/** Generated ids up to (not including) the first stop token (the model's stopIds: EOS, end of turn; DESIGN §8–9). */
+export function answerIds(tokens: Int32Array, stopIds: readonly number[]): Int32Array {
   let n = 0;
-  while (n < tokens.length && tokens[n] !== eos && tokens[n] !== eot) n++;
+  while (n < tokens.length && !stopIds.includes(tokens[n])) n++;
   return tokens.subarray(0, n);
 }
 
 /**
- * Prints text as blocks complete: after each block, the decoded answer so far minus what was printed.
- * Stops at the first EOS / end-of-turn.
+ * Prints the committed text as it grows (DESIGN §9: the longest mask-free prefix of the answer, cut at the first
+ * stop token); never retracts what it printed.
  */
-export function blockStreamer(md: ModelDir, promptLength: number, genLength: number, write: (s: string) => void) {
-  const gen = new Int32Array(genLength).fill(md.description.special.mask); // (genLength,) committed ids, mask elsewhere
+export function textStreamer(md: ModelDir, write: (s: string) => void) {
   let printed = '';
-  return (ev: GenerationEvent) => {
-    if (ev.type === 'step') {
-      ev.positions.forEach((p, i) => (gen[p - promptLength] = ev.tokens[i]));
-    } else if (ev.type === 'block' && md.tokenizer) {
-      const done = answerIds(gen.subarray(0, ev.end - promptLength), md.description.special.eos, md.description.special.endOfTurn);
-      const text = md.tokenizer.decode(done, { skipSpecial: true });
-      if (text.startsWith(printed) && text.length > printed.length) {
-        write(text.slice(printed.length));
-        printed = text;
-      }
+  return (_ev: GenerationEvent, g: Generation) => {
+    if (!md.tokenizer) return;
+    const text = md.tokenizer.decode(g.committed().ids, { skipSpecial: true });
+    // A token's text may change once the next one is decoded beside it; print only what extends the printed text.
+    if (text.startsWith(printed) && text.length > printed.length) {
+      write(text.slice(printed.length));
+      printed = text;
     }
   };
 }
@@ -156,10 +68,14 @@ function yielding(engine: Engine): Engine {
     name: engine.name,
     model: engine.model,
     capabilities: engine.capabilities,
-    forward: async (req, signal) => {
+    sequenceBytes: (n) => engine.sequenceBytes(n),
+    sequenceCapacity: (n) => engine.sequenceCapacity(n),
+    openSequence: (n) => engine.openSequence(n),
+    closeSequence: (s) => engine.closeSequence(s),
+    forward: async (batch, signal) => {
       await new Promise<void>((r) => setImmediate(r));
       signal?.throwIfAborted();
-      return engine.forward(req, signal);
+      return engine.forward(batch, signal);
     },
     dispose: () => engine.dispose(),
   };
@@ -193,65 +109,129 @@ export async function withEngine<T>(f: DecodeFlags, md: ModelDir, io: Io, fn: (e
   }
 }
 
-/** Prompt ids the model cannot take: out of vocabulary, the mask token, or too long with the generation. */
-export function checkPrompt(prompt: Int32Array, md: ModelDir, genLength: number): void {
-  const d = md.description;
-  for (const t of prompt) {
-    if (t >= d.vocabSize) throw new UsageError(`prompt token ${t} is outside the model's vocabulary (${d.vocabSize})`);
-    if (t === d.special.mask) throw new UsageError(`the prompt contains the mask token ${t}`);
-  }
-  if (prompt.length + genLength > d.maxPositions) {
-    throw new UsageError(`prompt (${prompt.length} tokens) + --gen-length ${genLength} exceeds the model's ${d.maxPositions} positions`);
-  }
+/** The JSON object `generate --json` prints for one result (fields in packages/cli/README.md). */
+export function resultJson(md: ModelDir, engine: Engine, f: DecodeFlags, d: Decoding, prompt: Int32Array, result: GenerationResult, loadMs: number): Record<string, unknown> {
+  const answer = answerIds(result.tokens, md.description.stopIds);
+  return {
+    engine: engine.name,
+    model: md.dir,
+    settings: settingsOf(f, d),
+    promptIds: Array.from(prompt),
+    outputIds: Array.from(result.tokens),
+    answerIds: Array.from(answer),
+    text: md.tokenizer ? md.tokenizer.decode(answer, { skipSpecial: true }) : null,
+    nfe: result.stats.nfe,
+    forwardsByMode: result.stats.forwardsByMode,
+    steps: result.steps.map((s) => ({ block: s.block, step: s.step, mode: s.mode, nfe: s.nfe, positions: Array.from(s.positions), tokens: Array.from(s.tokens) })),
+    stoppedEarly: result.stoppedEarly,
+    timings: { loadMs, generateMs: result.stats.wallTimeMs },
+    stats: { tokensPerForward: result.stats.tokensPerForward, contentTokens: result.stats.contentTokens, tokensPerSecond: result.stats.tokensPerSecond },
+  };
 }
+
+/** One prompt of a --prompts-file: text (through the chat template unless --no-chat-template) or token ids. */
+export type PromptLine = { prompt: string } | { prompt_ids: number[] };
+
+/** Reads a JSONL prompts file; a bad line is a UsageError naming the file and line. */
+export async function readPromptsFile(path: string): Promise<PromptLine[]> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (e) {
+    throw new UsageError(`--prompts-file: cannot read ${path} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+  }
+  const out: PromptLine[] = [];
+  text.split('\n').forEach((line, i) => {
+    if (line.trim() === '') return;
+    const where = `${path}:${i + 1}`;
+    let v: unknown;
+    try {
+      v = JSON.parse(line);
+    } catch {
+      throw new UsageError(`--prompts-file ${where}: not a JSON object`);
+    }
+    const o = v as Record<string, unknown>;
+    if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new UsageError(`--prompts-file ${where}: expected an object with "prompt" or "prompt_ids"`);
+    const hasText = 'prompt' in o, hasIds = 'prompt_ids' in o;
+    if (hasText === hasIds) throw new UsageError(`--prompts-file ${where}: give exactly one of "prompt" (text) or "prompt_ids" (token ids)`);
+    if (hasText) {
+      if (typeof o.prompt !== 'string') throw new UsageError(`--prompts-file ${where}: "prompt" must be a string`);
+      out.push({ prompt: o.prompt });
+    } else {
+      const ids = o.prompt_ids;
+      if (!Array.isArray(ids) || ids.length === 0 || !ids.every((x) => Number.isInteger(x) && x >= 0 && x <= 0x7fffffff)) {
+        throw new UsageError(`--prompts-file ${where}: "prompt_ids" must be a non-empty array of non-negative integer token ids`);
+      }
+      out.push({ prompt_ids: ids as number[] });
+    }
+  });
+  if (out.length === 0) throw new UsageError(`--prompts-file ${path}: no prompts in the file`);
+  return out;
+}
+
+type GenerateOpts = DecodeFlags & {
+  prompt?: string; promptIds?: Int32Array; promptsFile?: string; batch: number; chatTemplate: boolean; json?: boolean; visual?: boolean;
+};
 
 export function registerGenerate(program: Command, io: Io, signal: AbortSignal): void {
   const cmd = program
     .command('generate')
-    .description('generate a completion for one prompt')
+    .description('generate a completion for one prompt, or for every prompt of a JSONL file (batched)')
     .option('--prompt <text>', 'prompt text (wrapped in the chat template unless --no-chat-template)')
     .addOption(new Option('--prompt-ids <ids>', 'comma-separated prompt token ids, used as they are').argParser(idsArg('--prompt-ids')))
+    .option('--prompts-file <file>', 'JSONL, one {"prompt": TEXT} or {"prompt_ids": [IDS]} per line; prints one JSON object per line')
+    .addOption(new Option('--batch <n>', 'with --prompts-file: sequences decoded together in each forward pass').argParser(intArg('--batch', 1, 64)).default(8))
     .option('--no-chat-template', 'encode --prompt as plain text')
     .option('--json', 'print one JSON object (fields in packages/cli/README.md)')
     .option('--visual', 'show the canvas being unmasked step by step');
-  addDecodeOptions(cmd).action(async (opts: DecodeFlags & { prompt?: string; promptIds?: Int32Array; chatTemplate: boolean; json?: boolean; visual?: boolean }) => {
-    if ((opts.prompt === undefined) === (opts.promptIds === undefined)) throw new UsageError('pass exactly one of --prompt TEXT or --prompt-ids 12,34,...');
+  addDecodeOptions(cmd).action(async (opts: GenerateOpts) => {
+    const sources = [opts.prompt !== undefined, opts.promptIds !== undefined, opts.promptsFile !== undefined].filter(Boolean).length;
+    if (sources !== 1) throw new UsageError('pass exactly one of --prompt TEXT, --prompt-ids 12,34,... or --prompts-file FILE');
     if (opts.json && opts.visual) throw new UsageError('--json and --visual are two output formats; pass one');
-    strategyFrom(opts); // flag-only checks before touching the model
-    const md = await openModelDir(opts.model, { needTokenizer: opts.prompt !== undefined });
-    const strategy = strategyFrom(opts, md);
-    const prompt = opts.promptIds ?? md.encodePrompt(opts.prompt!, opts.chatTemplate);
-    checkPrompt(prompt, md, opts.genLength);
-    const request = requestFrom(opts, prompt, strategy);
+    if (opts.promptsFile && opts.visual) throw new UsageError('--visual shows one generation; it does not combine with --prompts-file');
+    checkFlags(opts); // flag-only checks before touching the model
+    const lines = opts.promptsFile ? await readPromptsFile(opts.promptsFile) : null;
+    const needTokenizer = opts.prompt !== undefined || (lines?.some((l) => 'prompt' in l) ?? false);
+    const md = await openModelDir(opts.model, { needTokenizer });
+    const decoding = decodingFrom(opts, md.description);
+    const encode = (l: PromptLine): Int32Array => ('prompt' in l ? md.encodePrompt(l.prompt, opts.chatTemplate) : Int32Array.from(l.prompt_ids));
+    const prompts = lines ? lines.map(encode) : [opts.promptIds ?? md.encodePrompt(opts.prompt!, opts.chatTemplate)];
+    const requests = prompts.map((p, i) => {
+      const req = requestFrom(opts, p, decoding);
+      try {
+        checkRequest(req, md.description);
+      } catch (e) {
+        throw lines ? new UsageError(`--prompts-file line ${i + 1}: ${(e as Error).message}`) : e;
+      }
+      return req;
+    });
+    io.stderr(`decoding: ${decoding.description}\n`);
     await withEngine(opts, md, io, async (engine, loadMs) => {
-      const onEvent = opts.json ? undefined : opts.visual
-        ? visualizer(md, prompt.length, opts.genLength, io.stdout)
-        : blockStreamer(md, prompt.length, opts.genLength, io.stdout);
-      const result: GenerationResult = await md.run(engine, request, { signal, onEvent });
-      const answer = answerIds(result.tokens, md.description.special.eos, md.description.special.endOfTurn);
-      const text = md.tokenizer ? md.tokenizer.decode(answer, { skipSpecial: true }) : null;
+      if (lines) {
+        // Results print in input order as soon as every earlier one is done.
+        const done: (GenerationResult | undefined)[] = [];
+        let next = 0;
+        await md.runMany(engine, requests, {
+          batch: opts.batch, signal,
+          onResult: (i, r) => {
+            done[i] = r;
+            for (; next < done.length && done[next]; next++) io.stdout(`${JSON.stringify(resultJson(md, engine, opts, decoding, prompts[next], done[next]!, loadMs))}\n`);
+          },
+        });
+        return;
+      }
+      const prompt = prompts[0];
+      const onEvent = opts.json ? undefined : opts.visual ? visualizer(md, prompt.length, opts.genLength, io.stdout) : textStreamer(md, io.stdout);
+      const result = await md.run(engine, requests[0], { signal, onEvent });
+      const json = resultJson(md, engine, opts, decoding, prompt, result, loadMs);
       if (opts.json) {
-        io.stdout(`${JSON.stringify({
-          engine: engine.name,
-          model: md.dir,
-          settings: settingsOf(opts, strategy),
-          promptIds: Array.from(prompt),
-          outputIds: Array.from(result.tokens),
-          answerIds: Array.from(answer),
-          text,
-          nfe: result.stats.nfe,
-          forwardsByMode: result.stats.forwardsByMode,
-          steps: result.steps.map((s) => ({ block: s.block, step: s.step, mode: s.mode, nfe: s.nfe, positions: Array.from(s.positions), tokens: Array.from(s.tokens) })),
-          stoppedEarly: result.stoppedEarly,
-          timings: { loadMs, generateMs: result.stats.wallTimeMs },
-          stats: { tokensPerForward: result.stats.tokensPerForward, contentTokens: result.stats.contentTokens, tokensPerSecond: result.stats.tokensPerSecond },
-        })}\n`);
+        io.stdout(`${JSON.stringify(json)}\n`);
       } else {
-        if (opts.visual && text !== null) io.stdout(`${text}`);
+        if (opts.visual && json.text !== null) io.stdout(`${json.text}`);
         io.stdout('\n');
+        if (json.text === '') io.stderr('(empty answer: the model ended its answer at once)\n');
         io.stderr(`nfe ${result.stats.nfe}, ${result.stats.tokensPerForward.toFixed(2)} tokens/forward, ${result.stats.tokensPerSecond.toFixed(1)} tokens/s\n`);
       }
     });
   });
 }
-

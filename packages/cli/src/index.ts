@@ -1,5 +1,5 @@
 export { main, buildProgram } from './main.js';
-export type { Io } from './main.js';
+export type { Io } from './io.js';
 export { UsageError, RunError, EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED } from './errors.js';
 export { pull, listFiles, defaultCacheDir, wantedFile } from './pull.js';
 export type { PullOptions, RemoteFile } from './pull.js';

@@ -6,6 +6,8 @@ import { open, readFile, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { readModelConfig, type ModelDescription } from '@fast-dllm/model';
 import { UsageError } from './errors.js';
+import type { MemoryEstimate } from '@fast-dllm/scheduler';
+import { AUTO_ORDER, loadProvider } from './engines.js';
 
 export interface TensorSummary {
   name: string;
@@ -25,31 +27,22 @@ export interface Inspection extends Pick<
   /** Bytes of weights on disk. */
   weightBytes: number;
   /**
-   * Bytes each engine (and weight storage) needs for weights plus a full-length K/V cache (f32 K/V for CPU, bf16
-   * on CUDA); `storage` says which tensors are kept how; `fitsWasm32` (wasm only) whether the weights and a
-   * 64-token workspace fit wasm32's 4 GiB, the check the WASM engine makes before loading.
+   * Bytes each engine needs for its weights and the K/V cache of one sequence of `canvas` tokens, in the engine's
+   * own storage, answered by the engine package itself (or why it cannot say); `<engine> int8` rows for the engines
+   * that take int8 weights. `note`: what the storage keeps wider, whether it fits (when the engine says).
    */
-  memory: Record<'reference' | 'wasm' | 'wasm-bf16' | 'wasm-int8' | 'cuda', MemoryEstimate>;
+  memory: Record<string, { weights: number; kvCache: number; total: number; weightDType: string; cacheDType: string; note?: string } | { error: string }>;
+  /** Canvas length the memory is given for. */
+  canvas: number;
   special: Record<string, number | undefined>;
+  /** Block-diffusion models (DESIGN §8): the block size of their block-causal attention; null: bidirectional. */
+  blockSize: number | null;
+  /** Generated ids that end an answer. */
+  stopIds: number[];
   /** Text of each special token id, from the tokenizer files when present. */
   specialText: Record<string, string | undefined>;
   files: string[];
 }
-
-export interface MemoryEstimate {
-  weights: number;
-  kvCache: number;
-  total: number;
-  storage: string;
-  fitsWasm32?: boolean;
-}
-
-/** What each WASM weight dtype stores how (engine-wasm weightBytes). */
-const WASM_STORAGE = {
-  f32: 'f32 (a tied embedding is read from the LM head)',
-  bf16: 'linear weights and LM head bf16; embedding, norms, biases f32',
-  int8: 'linear weights and LM head int8 (7-bit values, one f32 scale per 32); embedding (tied: read from the int8 LM head), norms, biases f32',
-} as const;
 
 const DTYPE_BYTES: Record<string, number> = { F32: 4, F16: 2, BF16: 2, F64: 8, I64: 8, I32: 4, I16: 2, I8: 1, U8: 1, BOOL: 1 };
 
@@ -92,7 +85,7 @@ export async function readSafetensorsHeader(path: string): Promise<TensorSummary
   }
 }
 
-export async function inspectModel(dir: string): Promise<Inspection> {
+export async function inspectModel(dir: string, opts: { canvas?: number } = {}): Promise<Inspection> {
   const cfgPath = join(dir, 'config.json');
   const cfg = await readJson(cfgPath, 'config.json');
   // The model package's normalisation, so inspect reports exactly what the engines will use.
@@ -124,20 +117,28 @@ export async function inspectModel(dir: string): Promise<Inspection> {
       dtypes[t.dtype] = (dtypes[t.dtype] ?? 0) + 1;
     }
   }
-  // K and V for every layer and position of a full-length canvas.
-  const kvElems = 2 * numLayers * numKvHeads * headDim * maxPositions;
-  const mem = (weights: number, kvBytes: number, storage: string, fitsWasm32?: boolean): MemoryEstimate => {
-    const kvCache = kvElems * kvBytes;
-    return { weights, kvCache, total: weights + kvCache, storage, ...(fitsWasm32 === undefined ? {} : { fitsWasm32 }) };
-  };
-  // The WASM engine's own accounting (packed panels, int8 blocks, what stays f32), imported lazily like the
-  // engines themselves so that an unbuilt engine package does not stop inspect.
-  const wasm = await import('@fast-dllm/engine-wasm/core').catch(() => null);
-  const wasmMem = (dtype: keyof typeof WASM_STORAGE, perParam: number): MemoryEstimate => {
-    if (!wasm) return mem(parameters * perParam, 4, `${WASM_STORAGE[dtype]} (estimate: @fast-dllm/engine-wasm is not built)`);
-    const weights = wasm.weightBytes(d, dtype);
-    return mem(weights, 4, WASM_STORAGE[dtype], weights + wasm.workspaceBytes(d, Math.min(maxPositions, 64), 1, dtype) <= wasm.WASM32_MAX_BYTES);
-  };
+  const canvas = opts.canvas ?? Math.min(maxPositions, 4096);
+  if (canvas > maxPositions) throw new UsageError(`--canvas ${canvas} exceeds the model's ${maxPositions} positions`);
+  const memory: Inspection['memory'] = {};
+  for (const name of AUTO_ORDER.slice().reverse()) {
+    const p = await loadProvider(name);
+    if (typeof p === 'string') {
+      memory[name] = { error: p };
+      continue;
+    }
+    const entry = (m: MemoryEstimate) => ({
+      weights: m.weightBytes, kvCache: m.sequenceBytes, total: m.weightBytes + m.sequenceBytes, weightDType: m.weightDType, cacheDType: m.cacheDType,
+      ...(m.note ? { note: m.note } : {}),
+    });
+    try {
+      memory[name] = entry(await p.estimateMemory(dir, { maxLength: canvas }));
+    } catch (e) {
+      memory[name] = { error: (e as Error).message.split('\n')[0] };
+    }
+    // int8 weights (CPU engines): listed for the engines that take them; an engine that refuses int8 is left out.
+    const int8 = await p.estimateMemory(dir, { maxLength: canvas, weightDType: 'int8' }).catch(() => null);
+    if (int8 && int8.weightDType === 'int8') memory[`${name} int8`] = entry(int8);
+  }
 
   const special: Record<string, number | undefined> = {
     mask: d.special.mask, eos: d.special.eos, endOfTurn: d.special.endOfTurn, bos: d.special.bos, pad: d.special.pad,
@@ -156,12 +157,8 @@ export async function inspectModel(dir: string): Promise<Inspection> {
   return {
     dir, architecture, modelType, hiddenSize, numLayers, numHeads, numKvHeads, headDim, intermediateSize, vocabSize,
     maxPositions, parameters, dtypes, weightBytes,
-    memory: {
-      reference: mem(parameters * 4, 4, 'f32'),
-      wasm: wasmMem('f32', 4), 'wasm-bf16': wasmMem('bf16', 2), 'wasm-int8': wasmMem('int8', 1.125),
-      cuda: mem(parameters * 2, 2, 'bf16 (its default; norms and biases f32, counted here at 2 bytes)'),
-    },
-    special, specialText, files: names.sort(),
+    memory, canvas,
+    special, blockSize: d.blockSize ?? null, stopIds: d.stopIds, specialText, files: names.sort(),
   };
 }
 
@@ -182,13 +179,14 @@ export function formatInspection(r: Inspection): string {
     `architecture:  ${r.architecture} (model_type ${r.modelType})`,
     `layers:        ${r.numLayers}, d_model ${r.hiddenSize}, heads ${r.numHeads} (kv ${r.numKvHeads}, head dim ${r.headDim}), ffn ${r.intermediateSize}`,
     `vocab:         ${r.vocabSize}, max positions ${r.maxPositions}`,
+    `attention:     ${r.blockSize === null ? 'bidirectional (masked diffusion)' : `block-causal, blocks of ${r.blockSize} (block diffusion)`}; stop ids ${r.stopIds.join(', ')}`,
     `parameters:    ${params} (${r.parameters})`,
     `dtypes:        ${Object.entries(r.dtypes).map(([d, c]) => `${d} x${c}`).join(', ')}; ${formatBytes(r.weightBytes)} on disk`,
-    'memory (weights + K/V cache at max positions):',
+    `memory (weights + K/V cache of one ${r.canvas}-token sequence, as each engine stores them):`,
   ];
   for (const [e, m] of Object.entries(r.memory)) {
-    const fit = m.fitsWasm32 === false ? '; does not fit wasm32 (4 GiB)' : '';
-    lines.push(`  ${e.padEnd(10)} ${formatBytes(m.total)} (${formatBytes(m.weights)} + ${formatBytes(m.kvCache)}): ${m.storage}${fit}`);
+    if ('error' in m) lines.push(`  ${e.padEnd(14)} (cannot say: ${m.error})`);
+    else lines.push(`  ${e.padEnd(14)} ${formatBytes(m.total)} (${m.weightDType} weights ${formatBytes(m.weights)} + ${m.cacheDType} K/V ${formatBytes(m.kvCache)})${m.note ? `: ${m.note}` : ''}`);
   }
   lines.push('special tokens:');
   for (const [k, id] of Object.entries(r.special)) {

@@ -5,21 +5,15 @@
 import { Command, CommanderError, Option } from 'commander';
 import { EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, RunError, UsageError } from './errors.js';
 import { formatInspection, inspectModel } from './inspect.js';
-import { repoIdArg } from './parse.js';
+import { intArg, repoIdArg } from './parse.js';
 import { defaultCacheDir, pull } from './pull.js';
 import { registerGenerate } from './generate.js';
 import { registerChat } from './chat.js';
 import { registerBench } from './bench.js';
+import { registerEval } from './eval/command.js';
+import { registerWeb } from './web.js';
+import { processIo, type Io } from './io.js';
 
-export interface Io {
-  stdout: (s: string) => void;
-  stderr: (s: string) => void;
-}
-
-const defaultIo: Io = {
-  stdout: (s) => process.stdout.write(s),
-  stderr: (s) => process.stderr.write(s),
-};
 
 export function buildProgram(io: Io, signal: AbortSignal): Command {
   const program = new Command('fast-dllm')
@@ -34,8 +28,9 @@ export function buildProgram(io: Io, signal: AbortSignal): Command {
     .description('architecture, parameter count, dtypes, memory per engine and special tokens of a model directory')
     .argument('<dir>', 'Hugging Face model directory')
     .option('--json', 'print one JSON object')
-    .action(async (dir: string, opts: { json?: boolean }) => {
-      const r = await inspectModel(dir);
+    .addOption(new Option('--canvas <n>', 'tokens of the sequence whose K/V cache the memory line counts (default: max positions, at most 4096)').argParser(intArg('--canvas', 1)))
+    .action(async (dir: string, opts: { json?: boolean; canvas?: number }) => {
+      const r = await inspectModel(dir, { canvas: opts.canvas });
       io.stdout(opts.json ? `${JSON.stringify(r)}\n` : `${formatInspection(r)}\n`);
     });
 
@@ -66,12 +61,14 @@ export function buildProgram(io: Io, signal: AbortSignal): Command {
   registerGenerate(program, io, signal);
   registerChat(program, io, signal);
   registerBench(program, io, signal);
+  registerEval(program, io, signal);
+  registerWeb(program, io, signal);
 
   return program;
 }
 
 /** Runs the CLI; returns the exit code. */
-export async function main(argv: string[], io: Io = defaultIo): Promise<number> {
+export async function main(argv: string[], io: Io = processIo): Promise<number> {
   const controller = new AbortController();
   const onSigint = () => {
     if (controller.signal.aborted) process.exit(EXIT_INTERRUPTED); // second Ctrl-C: leave at once

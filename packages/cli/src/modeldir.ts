@@ -1,6 +1,6 @@
 /** Opens a model directory for the CLI: normalised config, tokenizer, and the scheduler's generate(). */
 import type { ModelDescription, TextTokenizer } from '@fast-dllm/model';
-import type { Engine, GenerateOptions, GenerationRequest, GenerationResult } from '@fast-dllm/scheduler';
+import type { DecodeManyOptions, Engine, GenerateOptions, GenerationRequest, GenerationResult } from '@fast-dllm/scheduler';
 import { UsageError } from './errors.js';
 
 export interface ModelDir {
@@ -10,6 +10,8 @@ export interface ModelDir {
   /** Prompt ids for text: through the chat template (one user turn) unless `chat` is false. */
   encodePrompt(text: string, chat: boolean): Int32Array;
   run(engine: Engine, req: GenerationRequest, opts: GenerateOptions): Promise<GenerationResult>;
+  /** Many requests, batched (the scheduler's decodeMany); results in input order. */
+  runMany(engine: Engine, reqs: readonly GenerationRequest[], opts: DecodeManyOptions): Promise<GenerationResult[]>;
 }
 
 async function defaultModelDir(): Promise<string> {
@@ -27,7 +29,8 @@ async function defaultModelDir(): Promise<string> {
 export async function openModelDir(dir: string | undefined, o: { needTokenizer: boolean }): Promise<ModelDir> {
   const path = dir ?? (await defaultModelDir());
   const model = await import('@fast-dllm/model');
-  const { generate, SchedulerConfigError } = await import('@fast-dllm/scheduler');
+  const { generate, decodeMany, SchedulerConfigError } = await import('@fast-dllm/scheduler');
+  const asUsage = (e: unknown) => (e instanceof SchedulerConfigError ? new UsageError(e.message) : e);
   let description: ModelDescription;
   try {
     description = await model.readModelConfig(path);
@@ -62,8 +65,14 @@ export async function openModelDir(dir: string | undefined, o: { needTokenizer: 
       try {
         return await generate(engine, req, opts);
       } catch (e) {
-        if (e instanceof SchedulerConfigError) throw new UsageError(e.message);
-        throw e;
+        throw asUsage(e);
+      }
+    },
+    async runMany(engine, reqs, opts) {
+      try {
+        return await decodeMany(engine, reqs, opts);
+      } catch (e) {
+        throw asUsage(e);
       }
     },
   };

@@ -24,7 +24,7 @@ const cases: Array<[string, string[], RegExp]> = [
   ['entropy + threshold', ['generate', '--model', DREAM, '--engine', 'reference', '--gen-length', '16', '--block-length', '8', '--prompt-ids', '1', '--alg', 'entropy', '--threshold', '0.9'], /--alg entropy scores -entropy .* is --alg maskgit_plus --threshold tau/],
   ['alg on llada', [...base, '--prompt-ids', '1', '--alg', 'entropy'], /--alg is Dream's rule; .* is a llada model/],
   ['json + visual', [...base, '--prompt-ids', '1', '--json', '--visual'], /--json and --visual/],
-  ['refresh without cache', [...base, '--prompt-ids', '1', '--refresh-every', '2'], /--refresh-every refreshes a cache; add --cache prefix or --cache dual/],
+  ['refresh without cache', [...base, '--prompt-ids', '1', '--cache', 'none', '--refresh-every', '2'], /--refresh-every refreshes a cache; add --cache prefix or --cache dual/],
   ['bad refresh', [...base, '--prompt-ids', '1', '--cache', 'dual', '--refresh-every', '0'], /--refresh-every: expected an integer >= 1/],
   ['negative temperature', [...base, '--prompt-ids', '1', '--temperature', '-1'], /--temperature/],
   ['missing model dir', ['generate', '--model', '/nonexistent/model', '--prompt-ids', '1'], /unusable model directory \/nonexistent\/model/],

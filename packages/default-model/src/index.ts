@@ -45,13 +45,13 @@ export function loadEvalSet(path: string = defaultEvalPath): EvalItem[] {
 }
 
 /**
- * The final answer in a generated text: the digits after the last "answer :" (spaces between digits are
- * allowed, since the word-level tokenizer decodes "168" as "1 6 8"). Returns null when there is none.
+ * The final answer in a generated text: the number after the last "answer:" (the bundled tokenizer decodes
+ * "answer : 1 6 8" as "answer: 168", so a number is one run of digits). Returns null when there is none.
  */
 export function extractAnswer(text: string): string | null {
-  const matches = [...text.matchAll(/answer\s*:?\s*(-?\d(?:\s*\d)*)/gi)];
+  const matches = [...text.matchAll(/answer\s*:?\s*(-?\d+)/gi)];
   if (matches.length === 0) return null;
-  return matches[matches.length - 1][1].replace(/\s+/g, '');
+  return matches[matches.length - 1][1];
 }
 
 /** 1 when the generated text's final answer equals the item's answer, else 0. */

@@ -5,17 +5,18 @@ import { describe, expect, it } from 'vitest';
 import { defaultModelDir, extractAnswer, isEvalPair, loadEvalSet, scoreExactMatch } from '../src/index.js';
 
 describe('scorer', () => {
-  it('extracts the last answer, joining digits the tokenizer decoded with spaces', () => {
-    expect(extractAnswer('8 + 0 = 8 , 9 + 7 = 1 6 carry 1 , answer : 1 6 8')).toBe('168');
-    expect(extractAnswer('answer : 12 , answer : 99')).toBe('99');
-    expect(extractAnswer('answer: 42')).toBe('42');
+  it('extracts the number after the last "answer:"', () => {
+    expect(extractAnswer('8 + 0 = 8, 9 + 7 = 16 carry 1, answer: 168')).toBe('168');
+    expect(extractAnswer('answer: 12, answer: 99')).toBe('99');
+    expect(extractAnswer('answer : 42')).toBe('42');
     expect(extractAnswer('9 + 9 = 18')).toBeNull();
   });
   it('scores exact match only', () => {
     const item = { answer: '168' };
-    expect(scoreExactMatch('... answer : 1 6 8', item)).toBe(1);
-    expect(scoreExactMatch('... answer : 1 6 7', item)).toBe(0);
-    expect(scoreExactMatch('... answer : 1 6 8 9', item)).toBe(0);
+    expect(scoreExactMatch('... answer: 168', item)).toBe(1);
+    expect(scoreExactMatch('... answer: 167', item)).toBe(0);
+    expect(scoreExactMatch('... answer: 1689', item)).toBe(0);
+    expect(scoreExactMatch('... answer: 16 8', item)).toBe(0); // two numbers, as a person reads them
     expect(scoreExactMatch('no answer here', item)).toBe(0);
   });
 });

@@ -6,6 +6,7 @@ Reports two numbers: final-answer exact match (what the TS scorer measures) and 
 import argparse
 import json
 import os
+import re
 import sys
 import time
 
@@ -20,8 +21,9 @@ from model import LLaDA  # noqa: E402
 
 
 def final_answer(text):
-    parts = text.split("answer :")
-    return "".join(parts[-1].split()) if len(parts) > 1 else None
+    """The number after the last "answer:" (src/index.ts `extractAnswer`)."""
+    found = re.findall(r"answer\s*:?\s*(-?\d+)", text, flags=re.IGNORECASE)
+    return found[-1] if found else None
 
 
 def main():

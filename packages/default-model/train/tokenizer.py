@@ -1,7 +1,13 @@
 """Word-level tokenizer (digits are single tokens) written as an HF tokenizers tokenizer.json.
 
-Pre-tokenization = WhitespaceSplit then Digits(individual_digits); special tokens are split out first.
-`encode` below re-implements exactly that for training.
+Pre-tokenization = WhitespaceSplit, then the vocabulary's punctuation isolated, then Digits(individual_digits);
+special tokens are split out first. `encode` below re-implements exactly that for training. The training texts
+put a space between every token ("answer : 8 2"), so isolating punctuation changes none of their ids; it lets
+natural text ("answer: 82", "1, 2") encode to the same ids as well.
+
+Decoding writes text as people do: digits of one number join ("82"), no space before ",", ":" or "?", one space
+elsewhere. `decode` below re-implements the decoder chain of tokenizer.json (WordPiece joins with spaces, Fuse,
+then two Replace rules), which @huggingface/tokenizers (JS) and the Rust tokenizers both implement.
 """
 import json
 import re
@@ -20,6 +26,11 @@ CHAT_TEMPLATE = (
 )
 
 _special_re = re.compile("(" + "|".join(re.escape(s) for s in SPECIALS) + ")")
+# The vocabulary's punctuation: each is a token of its own even when written against a word ("answer:").
+PUNCT_RE = "[+=?,:]"
+# Decoder rules applied to the space-joined text: no space inside a number, none before , : ?
+DIGIT_GAP_RE = "(?<=[0-9]) (?=[0-9])"
+PUNCT_GAP_RE = " (?=[,:?])"
 
 
 def chat_prompt(content: str) -> str:
@@ -35,13 +46,16 @@ def encode(text: str):
             ids.append(TOK2ID[piece])
             continue
         for word in piece.split():
-            for sub in re.findall(r"\d|\D+", word):
-                ids.append(TOK2ID.get(sub, UNK))
+            for part in re.split("(" + PUNCT_RE + ")", word):
+                for sub in re.findall(r"\d|\D+", part):
+                    ids.append(TOK2ID.get(sub, UNK))
     return ids
 
 
 def decode(ids):
-    return " ".join(VOCAB[i] for i in ids if VOCAB[i] not in SPECIALS)
+    """Text of `ids` without special tokens, e.g. "7 + 5 = 12 carry 1, 4 + 3 + 1 = 8, answer: 82"."""
+    text = " ".join(VOCAB[i] for i in ids if VOCAB[i] not in SPECIALS)
+    return re.sub(PUNCT_GAP_RE, "", re.sub(DIGIT_GAP_RE, "", text))
 
 
 def tokenizer_json():
@@ -54,9 +68,20 @@ def tokenizer_json():
             for s in SPECIALS
         ],
         "normalizer": None,
-        "pre_tokenizer": {"type": "Sequence", "pretokenizers": [{"type": "WhitespaceSplit"}, {"type": "Digits", "individual_digits": True}]},
+        "pre_tokenizer": {"type": "Sequence", "pretokenizers": [
+            {"type": "WhitespaceSplit"},
+            {"type": "Split", "pattern": {"Regex": PUNCT_RE}, "behavior": "Isolated", "invert": False},
+            {"type": "Digits", "individual_digits": True},
+        ]},
         "post_processor": None,
-        "decoder": None,
+        # WordPiece (no "##" token exists) puts one space before every token but the first; Fuse makes one string
+        # so the Replace rules see neighbouring tokens.
+        "decoder": {"type": "Sequence", "decoders": [
+            {"type": "WordPiece", "prefix": "##", "cleanup": False},
+            {"type": "Fuse"},
+            {"type": "Replace", "pattern": {"Regex": DIGIT_GAP_RE}, "content": ""},
+            {"type": "Replace", "pattern": {"Regex": PUNCT_GAP_RE}, "content": ""},
+        ]},
         "model": {"type": "WordLevel", "vocab": TOK2ID, "unk_token": "<unk>"},
     }
 
@@ -69,6 +94,7 @@ def tokenizer_config():
         "mask_token": "<|mdm_mask|>",
         "unk_token": "<unk>",
         "model_max_length": 256,
+        "clean_up_tokenization_spaces": False,  # the decoder already writes the spacing
         "tokenizer_class": "PreTrainedTokenizerFast",
         "chat_template": CHAT_TEMPLATE,
         "added_tokens_decoder": {str(TOK2ID[s]): {"content": s, "special": True, "lstrip": False, "rstrip": False, "normalized": False, "single_word": False} for s in SPECIALS},

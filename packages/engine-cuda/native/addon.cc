@@ -53,6 +53,7 @@ struct Config {
   int d, layers, H, KV, hd, ff, V, maxPos;
   float eps, theta;
   bool qkvBias, bf16;
+  int maskId;  // never proposed (DESIGN §3)
 };
 
 // Slot numbering shared with src/plan.ts: 0 embed, 1 final norm, 2 lm head, then 12 per layer.
@@ -220,7 +221,7 @@ ModelWrap::ModelWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ModelWra
   Config c{i("hiddenSize"), i("numLayers"), i("numHeads"), i("numKvHeads"), i("headDim"), i("intermediateSize"),
            i("vocabSize"), i("maxPositions"), o.Get("rmsNormEps").As<Napi::Number>().FloatValue(),
            o.Get("ropeTheta").As<Napi::Number>().FloatValue(), o.Get("qkvBias").As<Napi::Boolean>().Value(),
-           o.Get("bf16").As<Napi::Boolean>().Value()};
+           o.Get("bf16").As<Napi::Boolean>().Value(), i("maskId")};
   try {
     m = std::make_shared<Model>(c);
   } catch (const std::exception& e) {
@@ -355,7 +356,7 @@ static void RunForward(Model& M, const FwdIn& in, FwdOut& out) {
   double* t2 = M.buf<double>(kTop2, n);
   double* en = M.buf<double>(kEnt, n);
   fdl::HeadOut ho{tok, pr, in.wantTop2 ? t1 : nullptr, in.wantTop2 ? t2 : nullptr, in.wantEntropy ? en : nullptr};
-  CK(fdl::lm_head_reduce(logits, n, c.V, pos, in.sample ? 1 : 0, in.temperature, in.seed, in.forwardIndex, ho, s));
+  CK(fdl::lm_head_reduce(logits, n, c.V, pos, in.sample ? 1 : 0, in.temperature, in.seed, in.forwardIndex, c.maskId, ho, s));
   out.tokens.resize(n);
   out.probs.resize(n);
   CK(cudaMemcpyAsync(out.tokens.data(), tok, n * sizeof(int32_t), cudaMemcpyDeviceToHost, s));

@@ -398,36 +398,42 @@ __device__ static inline Top2 merge2(Top2 x, Top2 y) {
   r.b = x.a >= y.a ? fmaxf(x.b, y.a) : fmaxf(y.b, x.a);
   return r;
 }
+// Token `exclude` (the mask, DESIGN §3) is never proposed and is left out of top-1/top-2; it counts in the softmax.
 __global__ void lm_head_k(const float* logits, int V, const int32_t* positions, int sample, double temperature,
-                          uint32_t seed, uint32_t fi, HeadOut out) {
+                          uint32_t seed, uint32_t fi, int exclude, HeadOut out) {
   __shared__ Top2 st[256];
   __shared__ double sbest[256];
   __shared__ int sidx[256];
   __shared__ double ssum[256], sent[256];
+  __shared__ float sall[256];
   const int row = blockIdx.x, tid = threadIdx.x;
   const float* l = logits + (size_t)row * V;
   const uint32_t pos = (uint32_t)positions[row];
-  Top2 t{-FLT_MAX, -FLT_MAX};
+  Top2 t{-FLT_MAX, -FLT_MAX};  // best two proposable logits
+  float all = -FLT_MAX;          // max over every logit: the softmax's shift
   double best = -DBL_MAX;
   int bi = 0x7fffffff;
   for (int v = tid; v < V; v += blockDim.x) {
     const float x = l[v];
+    all = fmaxf(all, x);
+    if (v == exclude) continue;
     t = merge2(t, Top2{x, -FLT_MAX});
     const double score = sample ? (double)x / temperature + counter_gumbel(seed, fi, pos, (uint32_t)v) : (double)x;
     if (score > best) { best = score; bi = v; }  // strided ascending v: first max is the lowest id
   }
-  st[tid] = t; sbest[tid] = best; sidx[tid] = bi;
+  st[tid] = t; sbest[tid] = best; sidx[tid] = bi; sall[tid] = all;
   __syncthreads();
   for (int o = blockDim.x / 2; o > 0; o >>= 1) {
     if (tid < o) {
       st[tid] = merge2(st[tid], st[tid + o]);
+      sall[tid] = fmaxf(sall[tid], sall[tid + o]);
       const double ob = sbest[tid + o];
       const int oi = sidx[tid + o];
       if (ob > sbest[tid] || (ob == sbest[tid] && oi < sidx[tid])) { sbest[tid] = ob; sidx[tid] = oi; }
     }
     __syncthreads();
   }
-  const double mx = st[0].a;
+  const double mx = sall[0];
   double sum = 0.0, ent = 0.0;
   for (int v = tid; v < V; v += blockDim.x) {
     const double z = (double)l[v] - mx;
@@ -446,16 +452,16 @@ __global__ void lm_head_k(const float* logits, int V, const int32_t* positions, 
     const int tok = sidx[0];
     out.tokens[row] = tok;
     out.probs[row] = exp((double)l[tok] - mx) / Z;
-    if (out.top1) out.top1[row] = 1.0 / Z;
+    if (out.top1) out.top1[row] = exp((double)st[0].a - mx) / Z;
     if (out.top2) out.top2[row] = exp((double)st[0].b - mx) / Z;
     // H = ln Z - sum p (l - max)
     if (out.entropy) out.entropy[row] = log(Z) - sent[0] / Z;
   }
 }
 cudaError_t lm_head_reduce(const float* logits, int n, int V, const int32_t* positions, int sample, double temperature,
-                           uint32_t seed, uint32_t forward_index, HeadOut out, cudaStream_t s) {
+                           uint32_t seed, uint32_t forward_index, int exclude, HeadOut out, cudaStream_t s) {
   if (n == 0) return cudaSuccess;
-  FDL_LAUNCH(lm_head_k, n, 256, 0, s)(logits, V, positions, sample, temperature, seed, forward_index, out);
+  FDL_LAUNCH(lm_head_k, n, 256, 0, s)(logits, V, positions, sample, temperature, seed, forward_index, exclude, out);
   return cudaGetLastError();
 }
 

@@ -45,9 +45,10 @@ cudaError_t attention(const float* q, const float* k0, const float* v0, int n0, 
 
 // Per row of logits (n, V): argmax (ties to lowest id) or Gumbel-max sample, clean softmax prob of the token,
 // top-1/top-2 probs, entropy (nats). Outputs are (n,). positions (n,) are absolute, for the RNG counter.
+// Token `exclude` (the mask id; -1 none) is never proposed nor ranked in top-1/top-2, but counts in the softmax.
 struct HeadOut { int32_t* tokens; double* probs; double* top1; double* top2; double* entropy; };
 cudaError_t lm_head_reduce(const float* logits, int n, int V, const int32_t* positions, int sample, double temperature,
-                           uint32_t seed, uint32_t forward_index, HeadOut out, cudaStream_t s);
+                           uint32_t seed, uint32_t forward_index, int exclude, HeadOut out, cudaStream_t s);
 
 // y (n, d) f32 = table[ids[i]] (vocab, d), bf16 or f32 table.
 cudaError_t embed_bf16(const __nv_bfloat16* table, const int32_t* ids, float* y, int n, int d, cudaStream_t s);

@@ -21,6 +21,8 @@ export type NativeConfig = Pick<
 > & {
   /** true: matrices (and the embedding) in bf16 on tensor cores; false: everything f32. */
   bf16: boolean;
+  /** The mask token: never proposed by the LM-head reduction (DESIGN §3). */
+  maskId: number;
 };
 
 export interface NativeForwardOptions {

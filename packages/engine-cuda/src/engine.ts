@@ -1,7 +1,8 @@
 /** CudaEngine: the Engine contract on top of the native addon. */
 import {
-  ENGINE_CONTRACT_VERSION, validateForwardRequest,
+  ENGINE_CONTRACT_VERSION, EngineCapacityError, SequenceTable, checkModelSupported,
   type Engine, type EngineCapabilities, type EngineOptions, type EngineProvider, type ForwardRequest, type ForwardResult, type ModelInfo,
+  type SequenceHandle,
 } from '@fast-dllm/scheduler';
 import { openModel, schedulerModelInfo, type ModelDescription } from '@fast-dllm/model';
 import { ADDON_PATH, EMULATOR_ADDON_PATH, loadBinding, type NativeBinding, type NativeModel } from './binding.js';
@@ -14,11 +15,18 @@ export const MAX_HEAD_DIM = 128;
 /** Canvas length (tokens) the load-time memory check plans for. */
 export const FIT_CHECK_CANVAS = 2048;
 
+/**
+ * One sequence at a time for now: the native model holds one K/V cache, so an engine opens one sequence and
+ * passes carry one request (contract version 2 with maxBatch 1). Many sequences per pass come with the
+ * batched kernels.
+ */
 export const CUDA_CAPABILITIES: EngineCapabilities = {
   contractVersion: ENGINE_CONTRACT_VERSION,
   modes: ['full', 'prefix', 'dual'],
   reports: { top2: true, entropy: true, logits: true },
   sampling: true,
+  maxBatch: 1,
+  blockCausal: false,
 };
 
 
@@ -35,46 +43,61 @@ export class CudaEngine implements Engine {
   readonly capabilities = CUDA_CAPABILITIES;
   private native: NativeModel | undefined;
   private queue: Promise<unknown> = Promise.resolve();
-  /** Canvas length of the K/V cache on the device (0: none); checked in queue order, as the device runs them. */
-  private cacheLength = 0;
+  /** The one sequence whose cache the device holds; checked in queue order, as the device runs them. */
+  private readonly sequences: SequenceTable<null>;
 
   /** `name` is 'cuda', or 'cuda-emulator' for the CPU build of the same addon. */
-  constructor(readonly model: ModelInfo, native: NativeModel, readonly name = 'cuda') {
+  constructor(readonly model: ModelInfo, native: NativeModel, private readonly desc: ModelDescription, readonly name = 'cuda') {
     this.native = native;
+    checkModelSupported(name, model, this.capabilities);
+    this.sequences = new SequenceTable(name, model.maxPositions);
   }
 
-  async forward(req: ForwardRequest, signal?: AbortSignal): Promise<ForwardResult> {
-    validateForwardRequest(this.model, this.capabilities, req);
-    signal?.throwIfAborted();
+  sequenceBytes(maxLength: number): number {
+    return 2 * this.desc.numLayers * maxLength * this.desc.numKvHeads * this.desc.headDim * 4;
+  }
+
+  sequenceCapacity(): number {
+    return this.native && this.sequences.size === 0 ? 1 : 0;
+  }
+
+  openSequence(maxLength: number): SequenceHandle {
+    if (!this.native) throw new Error('openSequence: the engine was disposed');
+    return this.sequences.open(maxLength, () => {
+      if (this.sequences.size > 0) throw new EngineCapacityError(`${this.name} engine: holds one sequence at a time; close the open one first`);
+      return null;
+    });
+  }
+
+  closeSequence(sequence: SequenceHandle): void {
+    this.sequences.close(sequence);
+  }
+
+  async forward(batch: readonly ForwardRequest[], signal?: AbortSignal): Promise<ForwardResult[]> {
     const native = this.native;
     if (!native) throw new Error('forward: the engine was disposed');
-    const rows = sourceRows(req.positions, req.start, this.model.shiftLogits);
-    const s = req.sampling;
-    const opts = {
-      sample: s !== undefined,
-      temperature: s?.temperature ?? 1,
-      seed: s?.seed ?? 0,
-      forwardIndex: s?.forwardIndex ?? 0,
-      top2: req.want?.top2 ?? false,
-      entropy: req.want?.entropy ?? false,
-      logits: req.want?.logits ?? false,
-    };
+    signal?.throwIfAborted();
     // One stream, one cache: calls run in order even if a caller does not await.
-    const L = req.canvas.length;
     const run = this.queue.then(async () => {
-      if (req.mode !== 'full') {
-        // The same rejections, in the same words, as the reference and wasm engines.
-        if (this.cacheLength === 0) throw new Error(`forward: a '${req.mode}' step needs a prior 'full' forward to build the cache`);
-        if (this.cacheLength !== L) {
-          throw new Error(`forward: the cache holds a canvas of ${this.cacheLength} tokens, this '${req.mode}' step has ${L}; run a 'full' forward first`);
-        }
-      }
+      this.sequences.check(this.model, this.capabilities, batch); // the same rejections, in the same words, as the other engines
+      const req = batch[0];
+      const rows = sourceRows(req.positions, req.start, this.model.shiftLogits);
+      const s = req.sampling;
+      const opts = {
+        sample: s !== undefined,
+        temperature: s?.temperature ?? 1,
+        seed: s?.seed ?? 0,
+        forwardIndex: s?.forwardIndex ?? 0,
+        top2: req.want?.top2 ?? false,
+        entropy: req.want?.entropy ?? false,
+        logits: req.want?.logits ?? false,
+      };
       try {
-        const r = await native.forward(req.canvas, MODE_CODE[req.mode], req.start, req.end, rows, req.positions, opts);
-        if (req.mode === 'full') this.cacheLength = L;
+        const r = await native.forward(req.canvas, MODE_CODE[req.mode as keyof typeof MODE_CODE] /* capabilities exclude 'extend' */, req.start, req.end, rows, req.positions, opts);
+        this.sequences.commit(batch);
         return r;
       } catch (e) {
-        if (req.mode === 'full') this.cacheLength = 0; // a full forward that failed part-way left the cache half written
+        this.sequences.invalidate(batch); // a forward that failed part-way left the cache half written
         throw e;
       }
     });
@@ -84,7 +107,7 @@ export class CudaEngine implements Engine {
     if (r.top1Probs && r.top2Probs) { out.top1Probs = r.top1Probs; out.top2Probs = r.top2Probs; }
     if (r.entropy) out.entropy = r.entropy;
     if (r.logits) out.logits = r.logits;
-    return out;
+    return [out];
   }
 
   async dispose(): Promise<void> {
@@ -117,6 +140,9 @@ async function createOn(addonPath: string, name: string, modelDir: string, optio
   const loaded = await openModel(modelDir);
   try {
     const d = loaded.description;
+    // Refused before any weight is read or uploaded: block-diffusion models need block-causal attention (and SDAR
+    // the q/k norms), which these kernels do not implement yet.
+    checkModelSupported(name, schedulerModelInfo(d), CUDA_CAPABILITIES);
     if (d.headDim > MAX_HEAD_DIM) {
       throw new Error(`${name} engine: head_dim ${d.headDim} is over the attention kernel's ${MAX_HEAD_DIM}; use the wasm engine for this model`);
     }
@@ -128,7 +154,7 @@ async function createOn(addonPath: string, name: string, modelDir: string, optio
     const native = new probe.binding.CudaModel({
       hiddenSize: d.hiddenSize, numLayers: d.numLayers, numHeads: d.numHeads, numKvHeads: d.numKvHeads, headDim: d.headDim,
       intermediateSize: d.intermediateSize, vocabSize: d.vocabSize, maxPositions: d.maxPositions, rmsNormEps: d.rmsNormEps,
-      ropeTheta: d.ropeTheta, qkvBias: d.qkvBias, bf16: dtype === 'bf16',
+      ropeTheta: d.ropeTheta, qkvBias: d.qkvBias, bf16: dtype === 'bf16', maskId: d.special.mask,
     });
     try {
       let done = 0;
@@ -149,7 +175,7 @@ async function createOn(addonPath: string, name: string, modelDir: string, optio
       native.free();
       throw e;
     }
-    return new CudaEngine(schedulerModelInfo(d), native, name);
+    return new CudaEngine(schedulerModelInfo(d), native, d, name);
   } finally {
     await loaded.archive.close();
   }
@@ -164,6 +190,19 @@ function providerOn(addonPath: string, name: string): EngineProvider {
       return p.available ? { available: true } : { available: false, reason: p.reason };
     },
     create: (modelDir, options) => createOn(addonPath, name, modelDir, options ?? {}),
+    async estimateMemory(modelDir, { maxLength, weightDType }) {
+      if (weightDType === 'f16') throw new Error("cuda engine: weightDType 'f16' is not supported; use 'bf16' or 'f32'");
+      if (weightDType === 'int8') throw new Error("cuda engine: weightDType 'int8' is the CPU engines' format; use 'bf16' or 'f32' on the GPU, or the wasm engine for int8");
+      const dtype = weightDType ?? 'bf16';
+      const loaded = await openModel(modelDir);
+      try {
+        const shapes = new Map([...loaded.archive.tensors].map(([k, t]) => [k, t.shape]));
+        const plan = planWeights(loaded.description, loaded.names, shapes, dtype, maxLength);
+        return { weightBytes: plan.weightBytes, sequenceBytes: plan.cacheBytes, weightDType: dtype, cacheDType: 'f32' };
+      } finally {
+        await loaded.archive.close();
+      }
+    },
   };
 }
 

@@ -1,7 +1,7 @@
 /** Request marshalling between the Engine contract and the native forward. Pure TS. */
 import type { ForwardMode } from '@fast-dllm/scheduler';
 
-export const MODE_CODE: Record<ForwardMode, number> = { full: 0, prefix: 1, dual: 2 };
+export const MODE_CODE: Record<Exclude<ForwardMode, 'extend'>, number> = { full: 0, prefix: 1, dual: 2 };
 
 /**
  * (n,) rows of the computed span [start, end) whose hidden state predicts each reported position. With

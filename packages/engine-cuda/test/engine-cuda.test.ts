@@ -151,7 +151,7 @@ describe('model checks at load (emulator build)', () => {
   it('rejects a grouped weight of the wrong size, naming the slot and both sizes', async (ctx) => {
     if (!emulator.ok) return ctx.skip(`not supported: ${emulator.reason}`);
     const d = desc();
-    const model = new emulator.binding.CudaModel({ ...d, bf16: false });
+    const model = new emulator.binding.CudaModel({ ...d, bf16: false, maskId: d.special.mask });
     try {
       // q is 64 x 64 f32 = 16384 bytes, stored inside the layer's fused [Wq; Wk; Wv]
       await expect(model.upload(slotOf(0, 'q'), new Float32Array(10))).rejects.toThrow(
@@ -163,22 +163,21 @@ describe('model checks at load (emulator build)', () => {
     }
   });
 
-  it('refuses a cached step before any full forward, and any forward after dispose, in the other engines\' words', async (ctx) => {
+  it('holds one sequence at a time, refuses a cached step before any full forward, and any forward after dispose', async (ctx) => {
     if (!emulator.ok) return ctx.skip(`not supported: ${emulator.reason}`);
     const engine = await createCudaEmulatorEngine(join(import.meta.dirname, '..', '..', '..', 'test', 'fixtures', 'models', 'llada-tiny-f32'));
     const canvas = Int32Array.from({ length: 16 }, (_, i) => i);
     const positions = Int32Array.of(8, 9);
-    await expect(engine.forward({ canvas, mode: 'dual', start: 8, end: 12, positions })).rejects.toThrow(
+    expect(engine.sequenceCapacity(16)).toBe(1);
+    const sequence = engine.openSequence(16);
+    expect(engine.sequenceCapacity(16)).toBe(0);
+    expect(() => engine.openSequence(16)).toThrow(/holds one sequence at a time/);
+    await expect(engine.forward([{ sequence, canvas, mode: 'dual', start: 8, end: 12, positions }])).rejects.toThrow(
       /^forward: a 'dual' step needs a prior 'full' forward to build the cache$/,
     );
-    const full = await engine.forward({ canvas, mode: 'full', start: 0, end: 16, positions });
+    const [full] = await engine.forward([{ sequence, canvas, mode: 'full', start: 0, end: 16, positions }]);
     expect(full.tokens).toHaveLength(2);
-    // A longer canvas has no cache either: the cache belongs to the last full forward's length.
-    const longer = Int32Array.from({ length: 20 }, (_, i) => i);
-    await expect(engine.forward({ canvas: longer, mode: 'prefix', start: 8, end: 20, positions })).rejects.toThrow(
-      /^forward: the cache holds a canvas of 16 tokens, this 'prefix' step has 20; run a 'full' forward first$/,
-    );
     await engine.dispose();
-    await expect(engine.forward({ canvas, mode: 'full', start: 0, end: 16, positions })).rejects.toThrow(/^forward: the engine was disposed$/);
+    await expect(engine.forward([{ sequence, canvas, mode: 'full', start: 0, end: 16, positions }])).rejects.toThrow(/^forward: the engine was disposed$/);
   });
 });

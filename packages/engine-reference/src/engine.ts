@@ -1,152 +1,189 @@
 /**
- * The reference engine: the forward pass of SPEC §1 and the cache modes of SPEC §4 in plain TypeScript,
- * float64 activations over float32 weights. Clarity first; fast enough for the tiny fixtures.
+ * The reference engine: the forward pass of DESIGN §1 with the cache modes of DESIGN §4 and the batched passes
+ * of DESIGN §7 in plain TypeScript, float64 activations over float32 weights. Clarity first; fast enough for
+ * the tiny fixtures. A pass runs every matrix product over the concatenated rows of all its sequences and
+ * attention per sequence over that sequence's own cache, as the fast engines do.
  */
 import {
-  ENGINE_CONTRACT_VERSION, counterGumbel, validateForwardRequest,
+  ENGINE_CONTRACT_VERSION, EngineCapacityError, SequenceTable, assembleResults, checkModelSupported, counterGumbel,
+  layoutPass,
   type Engine, type EngineCapabilities, type EngineOptions, type EngineProvider, type ForwardRequest,
-  type ForwardResult, type ModelInfo,
+  type ForwardResult, type ModelInfo, type PassLayout, type SequenceHandle,
 } from '@fast-dllm/scheduler';
-import { schedulerModelInfo, type ModelDescription } from '@fast-dllm/model';
+import { INT8_BLOCK, int8Blocks, openModel, schedulerModelInfo, type ModelDescription } from '@fast-dllm/model';
 import { loadReferenceModel, type ReferenceWeights } from './load.js';
 import { referenceAttention, referenceMatmul, referenceRmsNorm, referenceRope, referenceSwiglu } from './ops.js';
 
-/** K/V of every layer for one canvas, after RoPE at absolute positions (equivalent to caching before RoPE). */
-interface KvCache {
-  length: number;
-  k: Float64Array[]; // per layer (L, KV*hd)
-  v: Float64Array[]; // per layer (L, KV*hd)
+/** One sequence's K/V: every layer's keys after RoPE at absolute positions (equivalent to caching before RoPE). */
+interface SequenceCache {
+  k: Float64Array[]; // per layer (maxLength, KV*hd)
+  v: Float64Array[]; // per layer (maxLength, KV*hd)
 }
+
+/** Default budget for sequence caches when the caller sets none. */
+const DEFAULT_CACHE_BUDGET = 4 * 2 ** 30;
 
 export class ReferenceEngine implements Engine {
   readonly name = 'reference';
   readonly model: ModelInfo;
   readonly capabilities: EngineCapabilities = {
     contractVersion: ENGINE_CONTRACT_VERSION,
-    modes: ['full', 'prefix', 'dual'],
+    modes: ['full', 'prefix', 'dual', 'extend'],
     reports: { top2: true, entropy: true, logits: true },
     sampling: true,
+    maxBatch: 64,
+    blockCausal: true,
   };
-  private cache: KvCache | null = null;
+  private readonly sequences: SequenceTable<SequenceCache>;
+  private cacheBytes = 0; // reserved by open sequences
   private disposed = false;
 
-  constructor(readonly config: ModelDescription, private weights: ReferenceWeights | null) {
+  constructor(readonly config: ModelDescription, private weights: ReferenceWeights | null, private readonly cacheBudget = DEFAULT_CACHE_BUDGET) {
     this.model = schedulerModelInfo(config);
+    checkModelSupported(this.name, this.model, this.capabilities);
+    this.sequences = new SequenceTable(this.name, this.model.maxPositions);
   }
 
-  async forward(req: ForwardRequest, signal?: AbortSignal): Promise<ForwardResult> {
-    if (this.disposed || !this.weights) throw new Error('forward: the engine was disposed');
-    validateForwardRequest(this.model, this.capabilities, req);
-    const L = req.canvas.length;
-    if (req.mode !== 'full') {
-      if (!this.cache) throw new Error(`forward: a '${req.mode}' step needs a prior 'full' forward to build the cache`);
-      if (this.cache.length !== L) {
-        throw new Error(`forward: the cache holds a canvas of ${this.cache.length} tokens, this '${req.mode}' step has ${L}; run a 'full' forward first`);
+  sequenceBytes(maxLength: number): number {
+    return referenceCacheBytes(this.config, maxLength);
+  }
+
+  sequenceCapacity(maxLength: number): number {
+    return Math.max(0, Math.floor((this.cacheBudget - this.cacheBytes) / this.sequenceBytes(maxLength)));
+  }
+
+  openSequence(maxLength: number): SequenceHandle {
+    if (this.disposed) throw new Error('openSequence: the engine was disposed');
+    return this.sequences.open(maxLength, () => {
+      const bytes = this.sequenceBytes(maxLength);
+      if (this.cacheBytes + bytes > this.cacheBudget) {
+        throw new EngineCapacityError(
+          `reference engine: a sequence of ${maxLength} tokens needs ${bytes} bytes of K/V cache; ${this.cacheBudget - this.cacheBytes} of the ${this.cacheBudget}-byte budget are free`);
       }
-    }
+      this.cacheBytes += bytes;
+      const kw = this.config.numKvHeads * this.config.headDim;
+      const layers = Array.from({ length: this.config.numLayers });
+      return { k: layers.map(() => new Float64Array(maxLength * kw)), v: layers.map(() => new Float64Array(maxLength * kw)) };
+    });
+  }
+
+  closeSequence(sequence: SequenceHandle): void {
+    if (this.sequences.close(sequence)) this.cacheBytes -= this.sequenceBytes(sequence.maxLength);
+  }
+
+  async forward(batch: readonly ForwardRequest[], signal?: AbortSignal): Promise<ForwardResult[]> {
+    if (this.disposed || !this.weights) throw new Error('forward: the engine was disposed');
+    const caches = this.sequences.check(this.model, this.capabilities, batch);
     signal?.throwIfAborted();
-    const hidden = this.hiddenStates(req, signal); // (end-start, d) after the final norm
-    const rows = this.predictionRows(req);
-    const logits = referenceMatmul(gatherRows(hidden, rows, this.config.hiddenSize), this.weights.lmHead,
-      rows.length, this.config.hiddenSize, this.config.vocabSize); // (n, V)
-    return this.report(req, logits);
+    const layout = layoutPass(this.model, batch);
+    let hidden: Float64Array;
+    try {
+      hidden = this.hiddenStates(batch, caches, layout, signal); // (rows, d) after the final norm
+    } catch (e) {
+      this.sequences.invalidate(batch);
+      throw e;
+    }
+    this.sequences.commit(batch);
+    const d = this.config.hiddenSize;
+    const selected = new Float64Array(layout.reports * d); // (reports, d) the rows that predict each report
+    for (let r = 0; r < layout.reports; r++) selected.set(hidden.subarray(layout.reportRow[r] * d, (layout.reportRow[r] + 1) * d), r * d);
+    const logits = referenceMatmul(selected, this.weights.lmHead, layout.reports, d, this.config.vocabSize); // (reports, V)
+    return this.report(batch, layout, logits);
   }
 
   /**
-   * Runs the layers over the computed span and updates the cache as the mode says.
-   * Returns (end-start, d) float64: final-normed hidden states of [start, end).
+   * Runs the layers over every request's span and updates the caches as the modes say.
+   * Returns (rows, d) float64: final-normed hidden states of the concatenated spans.
    */
-  private hiddenStates(req: ForwardRequest, signal?: AbortSignal): Float64Array {
+  private hiddenStates(batch: readonly ForwardRequest[], caches: SequenceCache[], layout: PassLayout, signal?: AbortSignal): Float64Array {
     const w = this.weights!;
     const c = this.config;
     const { hiddenSize: d, numHeads: H, numKvHeads: KV, headDim: hd, intermediateSize: ff } = c;
-    const L = req.canvas.length;
-    const { start, end } = req;
-    const n = end - start;
-    const positions = new Int32Array(n); // (n) absolute positions of the computed rows
-    for (let i = 0; i < n; i++) positions[i] = start + i;
-
+    const n = layout.rows;
+    const positions = new Int32Array(n); // (n,) absolute position of each row in its own canvas
     const x = new Float64Array(n * d); // (n, d) residual stream
-    for (let i = 0; i < n; i++) {
-      const t = req.canvas[start + i];
-      for (let j = 0; j < d; j++) x[i * d + j] = w.embed[t * d + j];
-    }
-    const full = req.mode === 'full';
-    const cache: KvCache = full ? { length: L, k: [], v: [] } : this.cache!;
+    batch.forEach((req, b) => {
+      for (let i = req.start; i < req.end; i++) {
+        const row = layout.rowOffset[b] + i - req.start;
+        positions[row] = i;
+        const t = req.canvas[i];
+        for (let j = 0; j < d; j++) x[row * d + j] = w.embed[t * d + j];
+      }
+    });
     const kw = KV * hd;
+    const qw = H * hd;
     for (let l = 0; l < c.numLayers; l++) {
       signal?.throwIfAborted();
       const layer = w.layers[l];
       const h = referenceRmsNorm(x, layer.attnNorm, n, d, c.rmsNormEps);
-      const q = referenceRope(referenceMatmul(h, layer.q, n, d, H * hd, layer.qBias), positions, n, H, hd, c.ropeTheta);
-      const k = referenceRope(referenceMatmul(h, layer.k, n, d, kw, layer.kBias), positions, n, KV, hd, c.ropeTheta);
+      // Qwen3 (SDAR): each head's q and k are RMS-normed over hd before RoPE; the rows (n, H, hd) are (n·H, hd).
+      const headNorm = (y: Float64Array, w: Float32Array | undefined, heads: number) => (w ? referenceRmsNorm(y, w, n * heads, hd, c.rmsNormEps) : y);
+      const q = referenceRope(headNorm(referenceMatmul(h, layer.q, n, d, qw, layer.qBias), layer.qNorm, H), positions, n, H, hd, c.ropeTheta);
+      const k = referenceRope(headNorm(referenceMatmul(h, layer.k, n, d, kw, layer.kBias), layer.kNorm, KV), positions, n, KV, hd, c.ropeTheta);
       const v = referenceMatmul(h, layer.v, n, d, kw, layer.vBias);
-      // Keys/values the queries see, (L, KV*hd): attention has no mask, so the order of keys does not matter and
-      // the fresh rows can simply take their own slots. `prefix` works on a copy (the cache is left unchanged);
-      // `dual` writes its fresh rows into the cache itself.
-      let keys: Float64Array;
-      let values: Float64Array;
-      if (full) {
-        keys = k;
-        values = v;
-        cache.k.push(k);
-        cache.v.push(v);
-      } else {
-        keys = req.mode === 'prefix' ? cache.k[l].slice() : cache.k[l];
-        values = req.mode === 'prefix' ? cache.v[l].slice() : cache.v[l];
-        keys.set(k, start * kw);
-        values.set(v, start * kw);
-      }
-      const attn = referenceAttention(q, keys, values, n, L, H, KV, hd);
-      const o = referenceMatmul(attn, layer.o, n, H * hd, d);
-      for (let i = 0; i < x.length; i++) x[i] += o[i];
+      const attn = new Float64Array(n * qw); // (n, H*hd)
+      batch.forEach((req, b) => {
+        const o = layout.rowOffset[b];
+        const m = req.end - req.start;
+        const L = req.canvas.length;
+        // Keys/values this sequence's queries see, (L, KV*hd), by absolute position: the fresh rows take their
+        // own slots. `prefix` works on a copy (its cache is left unchanged); the other modes write into the cache.
+        const write = req.mode !== 'prefix';
+        const keys = write ? caches[b].k[l] : caches[b].k[l].slice(0, L * kw);
+        const values = write ? caches[b].v[l] : caches[b].v[l].slice(0, L * kw);
+        keys.set(k.subarray(o * kw, (o + m) * kw), req.start * kw);
+        values.set(v.subarray(o * kw, (o + m) * kw), req.start * kw);
+        const limit = this.keyLimits(req);
+        const out = referenceAttention(q.subarray(o * qw, (o + m) * qw), keys.subarray(0, L * kw), values.subarray(0, L * kw), m, L, H, KV, hd, limit);
+        attn.set(out, o * qw);
+      });
+      const proj = referenceMatmul(attn, layer.o, n, qw, d);
+      for (let i = 0; i < x.length; i++) x[i] += proj[i];
       const h2 = referenceRmsNorm(x, layer.ffnNorm, n, d, c.rmsNormEps);
       const gate = referenceMatmul(h2, layer.gate, n, d, ff);
       const up = referenceMatmul(h2, layer.up, n, d, ff);
       const down = referenceMatmul(referenceSwiglu(gate, up), layer.down, n, ff, d);
       for (let i = 0; i < x.length; i++) x[i] += down[i];
     }
-    if (full) this.cache = cache;
     return referenceRmsNorm(x, w.finalNorm, n, d, c.rmsNormEps);
   }
 
-  /** Row (relative to start) whose hidden state predicts each reported position (ModelInfo.shiftLogits). */
-  private predictionRows(req: ForwardRequest): Int32Array {
-    const rows = new Int32Array(req.positions.length); // (n)
-    for (let i = 0; i < rows.length; i++) {
-      const p = req.positions[i];
-      rows[i] = this.model.shiftLogits && p - 1 >= req.start ? p - 1 - req.start : p - req.start;
-    }
-    return rows;
+  /** Keys each computed row sees: all L, or up to the end of its own block when attention is block-causal. */
+  private keyLimits(req: ForwardRequest): Int32Array | undefined {
+    const B = this.model.blockSize;
+    if (B === undefined) return undefined;
+    const L = req.canvas.length;
+    return Int32Array.from({ length: req.end - req.start }, (_, i) => Math.min(L, (Math.floor((req.start + i) / B) + 1) * B));
   }
 
-  private report(req: ForwardRequest, logits: Float64Array): ForwardResult {
+  /** Reduces each reported logits row (DESIGN §3): the mask token is never proposed but counts in the softmax. */
+  private report(batch: readonly ForwardRequest[], layout: PassLayout, logits: Float64Array): ForwardResult[] {
     const V = this.config.vocabSize;
-    const n = req.positions.length;
-    const tokens = new Int32Array(n); // (n)
-    const probs = new Float64Array(n); // (n)
-    const top1 = new Float64Array(n); // (n)
-    const top2 = new Float64Array(n); // (n)
-    const entropy = new Float64Array(n); // (n) nats
+    const mask = this.model.maskId;
+    const n = layout.reports;
+    const token = new Int32Array(n); // (n,)
+    const prob = new Float64Array(n); // (n,)
+    const top1 = new Float64Array(n); // (n,)
+    const top2 = new Float64Array(n); // (n,)
+    const entropy = new Float64Array(n); // (n,) nats
     for (let i = 0; i < n; i++) {
       const o = i * V;
-      let max = -Infinity;
-      let arg = 0;
-      for (let v = 0; v < V; v++) if (logits[o + v] > max) { max = logits[o + v]; arg = v; } // strict >: ties to lowest id
+      let max = -Infinity; // over all tokens: the softmax's shift
+      for (let v = 0; v < V; v++) if (logits[o + v] > max) max = logits[o + v];
       let sum = 0;
       for (let v = 0; v < V; v++) sum += Math.exp(logits[o + v] - max);
       const logSum = Math.log(sum);
-      let token = arg;
-      if (req.sampling) {
-        const { temperature, seed, forwardIndex } = req.sampling;
-        let best = -Infinity;
-        for (let v = 0; v < V; v++) {
-          const s = logits[o + v] / temperature + counterGumbel(seed, forwardIndex, req.positions[i], v);
-          if (s > best) { best = s; token = v; }
-        }
+      let arg = -1;
+      let best = -Infinity;
+      const T = layout.temperature[i];
+      for (let v = 0; v < V; v++) {
+        if (v === mask) continue;
+        // strict >: ties to the lowest id
+        const s = T > 0 ? logits[o + v] / T + counterGumbel(layout.seed[i], layout.forwardIndex[i], layout.position[i], v) : logits[o + v];
+        if (s > best || arg < 0) { best = s; arg = v; }
       }
-      tokens[i] = token;
-      probs[i] = Math.exp(logits[o + token] - max - logSum);
+      token[i] = arg;
+      prob[i] = Math.exp(logits[o + arg] - max - logSum);
       let p1 = -1;
       let p2 = -1;
       let ent = 0;
@@ -154,41 +191,40 @@ export class ReferenceEngine implements Engine {
         const lp = logits[o + v] - max - logSum;
         const p = Math.exp(lp);
         if (p > 0) ent -= p * lp;
+        if (v === mask) continue;
         if (p > p1) { p2 = p1; p1 = p; } else if (p > p2) p2 = p;
       }
       top1[i] = p1;
       top2[i] = p2;
       entropy[i] = ent;
     }
-    const result: ForwardResult = { tokens, probs };
-    if (req.want?.top2) { result.top1Probs = top1; result.top2Probs = top2; }
-    if (req.want?.entropy) result.entropy = entropy;
-    if (req.want?.logits) result.logits = Float32Array.from(logits);
-    return result;
+    const wantLogits = batch.some((r) => r.want?.logits);
+    return assembleResults(batch, layout, { token, prob, top1, top2, entropy, ...(wantLogits ? { logits: Float32Array.from(logits) } : {}) }, V);
   }
 
   async dispose(): Promise<void> {
     this.disposed = true;
     this.weights = null;
-    this.cache = null;
+    for (const s of this.sequences.states()) { s.k.length = 0; s.v.length = 0; }
+    this.cacheBytes = 0;
   }
 }
 
-function gatherRows(x: Float64Array, rows: Int32Array, d: number): Float64Array {
-  const out = new Float64Array(rows.length * d); // (rows, d)
-  for (let i = 0; i < rows.length; i++) out.set(x.subarray(rows[i] * d, rows[i] * d + d), i * d);
-  return out;
+/** Bytes of float64 K/V one sequence of `maxLength` positions holds in the reference engine. */
+export function referenceCacheBytes(m: Pick<ModelDescription, 'numLayers' | 'numKvHeads' | 'headDim'>, maxLength: number): number {
+  return 2 * m.numLayers * maxLength * m.numKvHeads * m.headDim * 8;
 }
 
 /**
- * Loads a Hugging Face model directory (LLaDA or Dream). Weights are kept as float32 whatever their dtype, except
- * with weightDType 'int8': then the linear weights are quantized into the CPU engines' int8 format (quant.ts), the
- * oracle of the WASM engine's int8 mode. 'bf16'/'f16' and threads are ignored: the oracle is single-threaded f32.
+ * Loads a Hugging Face model directory (LLaDA, Dream, Fast-dLLM v2 or SDAR). Weights are kept as float32 whatever
+ * their dtype, except with weightDType 'int8': then the linear weights are quantized into the CPU engines' int8
+ * format (quant.ts), the oracle of the WASM engine's int8 mode. 'bf16'/'f16' and threads are ignored: the oracle is
+ * single-threaded f32.
  */
 export async function createReferenceEngine(modelDir: string, options: EngineOptions = {}): Promise<ReferenceEngine> {
   const { description, weights } = await loadReferenceModel(modelDir, (done, total) =>
     options.onProgress?.({ phase: 'loading weights', done, total, unit: 'tensors' }), options.weightDType === 'int8' ? 'int8' : 'f32');
-  return new ReferenceEngine(description, weights);
+  return new ReferenceEngine(description, weights, options.cacheBudgetBytes);
 }
 
 export const referenceProvider: EngineProvider = {
@@ -197,4 +233,25 @@ export const referenceProvider: EngineProvider = {
     return { available: true };
   },
   create: createReferenceEngine,
+  async estimateMemory(modelDir, { maxLength, weightDType }) {
+    const { description, archive, names } = await openModel(modelDir);
+    try {
+      // Every tensor widened to f32 (a tied LM head is the embedding itself). int8: the linear weights and the LM head
+      // as int8 values (blocks of 32 along the input) plus an f32 scale per block; a tied embedding stays f32 beside it.
+      const int8 = weightDType === 'int8';
+      const linear = new Set(int8 ? [names.lmHead, ...names.layers.flatMap((n) => [n.q, n.k, n.v, n.o, n.gate, n.up, n.down])] : []);
+      let bytes = 0;
+      for (const [name, t] of archive.tensors) {
+        const [out, inDim] = t.shape;
+        bytes += linear.has(name) ? out * int8Blocks(inDim) * (INT8_BLOCK + 4) : 4 * t.shape.reduce((a, b) => a * b, 1);
+      }
+      if (int8 && names.lmHead === names.embed) bytes += 4 * description.vocabSize * description.hiddenSize;
+      return {
+        weightBytes: bytes, sequenceBytes: referenceCacheBytes(description, maxLength), weightDType: int8 ? 'int8' : 'f32', cacheDType: 'f64',
+        ...(int8 ? { note: 'linear weights and LM head int8 (7-bit values, one f32 scale per 32); embedding, norms, biases f32' } : {}),
+      };
+    } finally {
+      await archive.close();
+    }
+  },
 };

@@ -1,4 +1,4 @@
-export { ReferenceEngine, createReferenceEngine, referenceProvider } from './engine.js';
+export { ReferenceEngine, createReferenceEngine, referenceCacheBytes, referenceProvider } from './engine.js';
 export {
   referenceAttention, referenceMatmul, referenceRmsNorm, referenceRope, referenceSwiglu, type FloatArray,
 } from './ops.js';

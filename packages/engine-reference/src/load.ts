@@ -14,6 +14,8 @@ export interface ReferenceLayer {
   qBias?: Float32Array; // (H*hd)
   kBias?: Float32Array; // (KV*hd)
   vBias?: Float32Array; // (KV*hd)
+  qNorm?: Float32Array; // (hd) Qwen3: per-head RMSNorm of q before RoPE
+  kNorm?: Float32Array; // (hd) … and of k
   o: LinearWeight; // (d, H*hd)
   ffnNorm: Float32Array; // (d)
   gate: LinearWeight; // (ff, d)
@@ -55,11 +57,12 @@ export async function loadReferenceModel(
     };
     const layers: ReferenceLayer[] = [];
     for (const n of names.layers) {
-      const [qBias, kBias, vBias] = await Promise.all([opt(n.qBias), opt(n.kBias), opt(n.vBias)]);
+      const [qBias, kBias, vBias, qNorm, kNorm] = await Promise.all([opt(n.qBias), opt(n.kBias), opt(n.vBias), opt(n.qNorm), opt(n.kNorm)]);
       layers.push({
         attnNorm: await read(n.attnNorm), q: await linear(n.q, H * hd, d), k: await linear(n.k, KV * hd, d),
         v: await linear(n.v, KV * hd, d),
         ...(qBias ? { qBias } : {}), ...(kBias ? { kBias } : {}), ...(vBias ? { vBias } : {}),
+        ...(qNorm ? { qNorm } : {}), ...(kNorm ? { kNorm } : {}),
         o: await linear(n.o, d, H * hd), ffnNorm: await read(n.ffnNorm), gate: await linear(n.gate, ff, d),
         up: await linear(n.up, ff, d), down: await linear(n.down, d, ff),
       });

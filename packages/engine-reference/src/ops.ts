@@ -70,12 +70,13 @@ export function referenceRope(
 }
 
 /**
- * Bidirectional (unmasked) softmax attention with grouped K/V heads: query head h reads kv head
- * floor(h / (heads / kvHeads)). q (n, heads*headDim), k and v (m, kvHeads*headDim) → (n, heads*headDim) float64.
- * Scores are scaled by 1/sqrt(headDim).
+ * Softmax attention with grouped K/V heads: query head h reads kv head floor(h / (heads / kvHeads)).
+ * q (n, heads*headDim), k and v (m, kvHeads*headDim) → (n, heads*headDim) float64. Scores are scaled by
+ * 1/sqrt(headDim). Query i sees keys [0, keyLimit[i]) (block-causal attention, DESIGN §8); all m without it.
  */
 export function referenceAttention(
   q: FloatArray, k: FloatArray, v: FloatArray, n: number, m: number, heads: number, kvHeads: number, headDim: number,
+  keyLimit?: ArrayLike<number>,
 ): Float64Array {
   if (heads % kvHeads !== 0) throw new Error(`referenceAttention: ${heads} heads is not a multiple of ${kvHeads} kv heads`);
   const group = heads / kvHeads;
@@ -88,8 +89,9 @@ export function referenceAttention(
     const kh = Math.floor(h / group) * headDim;
     for (let i = 0; i < n; i++) {
       const qo = i * qw + h * headDim;
+      const mi = keyLimit ? keyLimit[i] : m; // keys this query sees
       let max = -Infinity;
-      for (let j = 0; j < m; j++) {
+      for (let j = 0; j < mi; j++) {
         let s = 0;
         for (let t = 0; t < headDim; t++) s += q[qo + t] * k[j * kw + kh + t];
         s *= scale;
@@ -97,11 +99,11 @@ export function referenceAttention(
         if (s > max) max = s;
       }
       let sum = 0;
-      for (let j = 0; j < m; j++) {
+      for (let j = 0; j < mi; j++) {
         scores[j] = Math.exp(scores[j] - max);
         sum += scores[j];
       }
-      for (let j = 0; j < m; j++) {
+      for (let j = 0; j < mi; j++) {
         const p = scores[j] / sum;
         for (let t = 0; t < headDim; t++) out[qo + t] += p * v[j * kw + kh + t];
       }

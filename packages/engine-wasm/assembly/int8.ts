@@ -5,7 +5,7 @@
 // Every block's dot product is an exact integer in every build (no lowering of the relaxed instruction can round
 // or saturate, see dotQuad); only the epilogue acc += f32(block sum) · (dx · dw) rounds, in block order, the same
 // in every build and for every tile. So the SIMD, relaxed-SIMD (either dot form) and scalar kernels give
-// bit-identical y, and a row's result does not depend on which rows share the call or the thread (SPEC §7).
+// bit-identical y, and a row's result does not depend on which rows share the call or the thread (DESIGN §7).
 //
 // Packed W (src/kernels.ts packInt8), panels of NR = 8 output columns; per panel, per block of 32 k, 288 bytes:
 //   bytes   0..255  8 k-quads t of 32 bytes: [cols 0-3 × k 4t..4t+3][cols 4-7 × k 4t..4t+3], byte = q + 64 ∈ [1, 127]

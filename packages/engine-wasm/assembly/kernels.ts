@@ -417,24 +417,28 @@ export function counterGumbel(seed: u32, forwardIndex: u32, position: u32, lane:
 // ---------------------------------------------------------------- per-position reduction of a logits row
 
 /**
- * Reduces one logits row (vocab,) f32 into res (5,) f64:
+ * Reduces one logits row (vocab,) f32 into res (5,) f64 (DESIGN §3):
  *   [0] token: argmax (ties to the lowest id) or, when temperature > 0, argmax_v(l_v / T + gumbel) in f64
  *   [1] clean softmax prob of the token   [2] top-1 prob   [3] top-2 prob   [4] entropy (nats)
- * Softmax in f64 with max subtraction.
+ * Token `exclude` (the mask) is never proposed and is left out of top-1/top-2, but counts in the softmax and the
+ * entropy. Softmax in f64 with max subtraction.
  */
 export function reduceRow(
-  logits: usize, vocab: i32, res: usize, temperature: f64, seed: u32, forwardIndex: u32, position: u32,
+  logits: usize, vocab: i32, res: usize, temperature: f64, seed: u32, forwardIndex: u32, position: u32, exclude: i32,
 ): void {
-  let m1: f64 = -Infinity, m2: f64 = -Infinity;
-  let arg = 0;
+  let mx: f64 = -Infinity; // over every token: the softmax's shift
+  let a1: f64 = -Infinity, a2: f64 = -Infinity; // best two logits among proposable tokens
+  let arg = -1;
   for (let v = 0; v < vocab; v++) {
     const l = <f64>load<f32>(logits + (<usize>v << 2));
-    if (l > m1) { m2 = m1; m1 = l; arg = v; } else if (l > m2) m2 = l;
+    if (l > mx) mx = l;
+    if (v == exclude) continue;
+    if (l > a1 || arg < 0) { a2 = a1; a1 = l; arg = v; } else if (l > a2) a2 = l;
   }
-  // One exp per entry: z = Σ e_v and S = Σ e_v (l_v - m1), e_v = exp(l_v - m1); entropy = log z - S / z.
+  // One exp per entry: z = Σ e_v and S = Σ e_v (l_v - mx), e_v = exp(l_v - mx); entropy = log z - S / z.
   let z: f64 = 0, sl: f64 = 0;
   for (let v = 0; v < vocab; v++) {
-    const dl = <f64>load<f32>(logits + (<usize>v << 2)) - m1;
+    const dl = <f64>load<f32>(logits + (<usize>v << 2)) - mx;
     const e = Math.exp(dl);
     z += e;
     sl += e * dl;
@@ -443,31 +447,34 @@ export function reduceRow(
   let tok = arg;
   if (temperature > 0) {
     let best: f64 = -Infinity;
+    tok = -1;
     for (let v = 0; v < vocab; v++) {
+      if (v == exclude) continue;
       const s = <f64>load<f32>(logits + (<usize>v << 2)) / temperature + counterGumbel(seed, forwardIndex, position, <u32>v);
-      if (s > best) { best = s; tok = v; }
+      if (s > best || tok < 0) { best = s; tok = v; }
     }
   }
   store<f64>(res, <f64>tok);
-  store<f64>(res, Math.exp(<f64>load<f32>(logits + (<usize>tok << 2)) - m1) / z, 8);
-  store<f64>(res, 1.0 / z, 16);
-  store<f64>(res, Math.exp(m2 - m1) / z, 24);
+  store<f64>(res, Math.exp(<f64>load<f32>(logits + (<usize>tok << 2)) - mx) / z, 8);
+  store<f64>(res, Math.exp(a1 - mx) / z, 16);
+  store<f64>(res, Math.exp(a2 - mx) / z, 24);
   store<f64>(res, ent, 32);
 }
 
 /**
- * reduceRow over n rows: logits (n, vocab) f32, res (n, 5) f64, positions (n,) i32 (each row's canvas
- * position, the Gumbel counter's `position`).
+ * reduceRow over n rows, each with its own sampling key (rows of different sequences share a pass):
+ * logits (n, vocab) f32, res (n, 5) f64, keys (n, 3) u32 [canvas position, seed, forward index],
+ * temps (n,) f64 temperature (0 = greedy).
  */
 export function reduceRows(
-  logits: usize, vocab: i32, res: usize, positions: usize, n: i32, temperature: f64, seed: u32, forwardIndex: u32,
+  logits: usize, vocab: i32, res: usize, keys: usize, temps: usize, n: i32, exclude: i32,
 ): void {
   for (let r = 0; r < n; r++) {
-    reduceRow(logits + (<usize>r * <usize>vocab << 2), vocab, res + <usize>r * 40, temperature, seed, forwardIndex,
-      load<u32>(positions + (<usize>r << 2)));
+    const key = keys + <usize>r * 12;
+    reduceRow(logits + (<usize>r * <usize>vocab << 2), vocab, res + <usize>r * 40, load<f64>(temps + (<usize>r << 3)),
+      load<u32>(key, 4), load<u32>(key, 8), load<u32>(key), exclude);
   }
 }
-
 
 // ---------------------------------------------------------------- int8 matmul (int8.ts)
 

@@ -8,7 +8,7 @@
  * and the engine must itself run in a Web Worker: a forward blocks on Atomics.wait while the workers compute,
  * and browsers do not let the main thread block. One thread works anywhere, the main thread included.
  */
-import { SafetensorsArchive, bufferSource, checkTensors, normaliseConfig, tensorNames } from '@fast-dllm/model';
+import { SafetensorsArchive, blobSource, bufferSource, checkTensors, normaliseConfig, tensorNames, type ByteSource } from '@fast-dllm/model';
 import type { EngineOptions } from '@fast-dllm/scheduler';
 import { WasmEngine } from './engine.js';
 import { WasmKernels, checkLoadOptions, chooseFma, type WeightDType } from './kernels.js';
@@ -89,12 +89,26 @@ export async function loadBrowserKernels(options: BrowserKernelOptions = {}): Pr
   return kernels;
 }
 
-/** A model already in memory: config.json parsed, the safetensors file's bytes (one file, no shards). */
+/** One safetensors file: its bytes, a Blob (a picked File, a downloaded body) or any ByteSource; read tensor by tensor. */
+export type WeightFile = Uint8Array | ArrayBuffer | Blob | ByteSource;
+
+/** A model in the browser: config.json parsed, and its safetensors file or shards. */
 export interface BrowserModelFiles {
   config: unknown;
-  weights: Uint8Array | ArrayBuffer;
+  /**
+   * model.safetensors, or the shards of a sharded checkpoint by file name (every file that
+   * model.safetensors.index.json names); tensor names must be unique across the shards.
+   */
+  weights: WeightFile | ReadonlyMap<string, WeightFile>;
   generationConfig?: unknown;
   tokenizerConfig?: unknown;
+}
+
+function byteSource(w: WeightFile, label: string): ByteSource {
+  if (w instanceof Uint8Array) return bufferSource(w);
+  if (w instanceof ArrayBuffer) return bufferSource(new Uint8Array(w));
+  if (typeof Blob !== 'undefined' && w instanceof Blob) return blobSource(w, label);
+  return w as ByteSource;
 }
 
 export interface BrowserEngineOptions extends BrowserKernelOptions, Pick<EngineOptions, 'onProgress'> {
@@ -108,11 +122,13 @@ export async function createBrowserWasmEngine(files: BrowserModelFiles, options:
   const desc = normaliseConfig(files.config as Json, {
     file: 'config.json', generationConfig: files.generationConfig as Json | undefined, tokenizerConfig: files.tokenizerConfig as Json | undefined,
   });
-  const bytes = files.weights instanceof Uint8Array ? files.weights : new Uint8Array(files.weights);
-  const archive = await SafetensorsArchive.openFiles(['model.safetensors'], async () => bufferSource(bytes));
+  const w = files.weights;
+  const weightFiles = w instanceof Map ? w as ReadonlyMap<string, WeightFile> : new Map([['model.safetensors', w as WeightFile]]);
+  if (weightFiles.size === 0) throw new Error('engine-wasm: no safetensors file given; pass model.safetensors or every shard');
+  const archive = await SafetensorsArchive.openFiles([...weightFiles.keys()], async (f) => byteSource(weightFiles.get(f)!, f));
   const names = tensorNames(desc);
   try {
-    checkTensors(desc, archive, names, 'model.safetensors');
+    checkTensors(desc, archive, names, [...weightFiles.keys()].join(', '));
     const kernels = await loadBrowserKernels(options);
     const total = archive.tensors.size;
     let done = 0;

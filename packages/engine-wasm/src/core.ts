@@ -5,4 +5,4 @@ export {
   checkLoadOptions, chooseFma,
   type Region, type PackedWeight, type WeightDType, type KernelOptions, type RowReduction,
 } from './kernels.js';
-export { WasmEngine, weightBytes, workspaceBytes, type TensorReader } from './engine.js';
+export { WasmEngine, weightBytes, sequenceCacheBytes, scratchBytes, type TensorReader } from './engine.js';

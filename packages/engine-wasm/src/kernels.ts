@@ -2,16 +2,20 @@
  * Host side of the AssemblyScript kernels: instantiates a compiled module (bytes supplied by a loader, so
  * this file runs in Node and in browsers alike) and exposes typed views and the kernels with f32 arrays.
  *
- * Linear memory is laid out by a bump allocator above the module's static data:
+ * Linear memory is laid out above the module's static data:
  *
  *   0 ............ heapBase   AssemblyScript static data (constants of the kernels)
- *   heapBase ..... top        host regions, 16-byte aligned, in allocation order
- *                             (weights, K/V cache, activations, scratch: shapes are stated by each caller)
+ *   heapBase ..... top        host regions, 16-byte aligned: `alloc` bumps `top` (weights, loaded once);
+ *                             `allocBlock` / `freeBlock` reuse freed blocks first-fit (sequence caches and
+ *                             pass scratch, which come and go), bumping `top` only when none fits
  *
  * Everything a kernel reads or writes is a (ptr, length) region of this memory; no copies inside kernels.
  */
 
 import { INT8_BLOCK, int8Blocks, quantizeInt8Weight } from '@fast-dllm/model';
+import { EngineCapacityError, f32ToBF16 } from '@fast-dllm/scheduler';
+
+export { f32ToBF16 };
 
 /** wasm32 addresses 4 GiB at most; 65536 pages of 64 KiB. */
 export const WASM32_MAX_BYTES = 4 * 1024 * 1024 * 1024;
@@ -42,8 +46,8 @@ export interface KernelExports {
   attentionScalar(q: number, k: number, v: number, out: number, scores: number, nq: number, nk: number, H: number, KVH: number, hd: number, scale: number): void;
   counterHash(seed: number, forwardIndex: number, position: number, lane: number): number;
   counterGumbel(seed: number, forwardIndex: number, position: number, lane: number): number;
-  reduceRow(logits: number, vocab: number, res: number, temperature: number, seed: number, forwardIndex: number, position: number): void;
-  reduceRows(logits: number, vocab: number, res: number, positions: number, n: number, temperature: number, seed: number, forwardIndex: number): void;
+  reduceRow(logits: number, vocab: number, res: number, temperature: number, seed: number, forwardIndex: number, position: number, exclude: number): void;
+  reduceRows(logits: number, vocab: number, res: number, keys: number, temps: number, n: number, exclude: number): void;
 }
 
 /** One region of linear memory: byte offset and length in f32 (or i32) elements. */
@@ -195,7 +199,7 @@ export interface ParallelKernels {
  *   MatmulI8:       [x, xq, w, b, y, n, inDim, out, fused]; xq holds n quantized rows, each thread quantizes its
  *                   own; fused 1 runs matmulI8Fused (the same results)
  *   Attention:      [q, k, v, out, scores, nq, nk, H, KVH, hd, scale]; thread i uses scores + i·nk f32
- *   ReduceRows:     [logits, vocab, res, positions, n, temperature, seed, forwardIndex]
+ *   ReduceRows:     [logits, vocab, res, keys, temps, n, exclude]; keys (n, 3) u32, temps (n,) f64
  */
 export function parallelJob(ex: KernelExports, op: ParallelOp, a: ArrayLike<number>, index: number): { n: number; grain: number; run(lo: number, hi: number): void } {
   switch (op) {
@@ -217,8 +221,8 @@ export function parallelJob(ex: KernelExports, op: ParallelOp, a: ArrayLike<numb
       return { n: nq, grain: 1, run: (lo, hi) => ex.attention!(q + lo * row, k, v, out + lo * row, scores + index * nk * 4, hi - lo, nk, H, KVH, hd, scale) };
     }
     case ParallelOp.ReduceRows: {
-      const [logits, vocab, res, positions, n, temperature, seed, forwardIndex] = Array.from(a);
-      return { n, grain: 1, run: (lo, hi) => ex.reduceRows(logits + lo * vocab * 4, vocab, res + lo * 40, positions + lo * 4, hi - lo, temperature, seed, forwardIndex) };
+      const [logits, vocab, res, keys, temps, n, exclude] = Array.from(a);
+      return { n, grain: 1, run: (lo, hi) => ex.reduceRows(logits + lo * vocab * 4, vocab, res + lo * 40, keys + lo * 12, temps + lo * 8, hi - lo, exclude) };
     }
     default:
       throw new Error(`parallelJob: unknown op ${op as number}`);
@@ -248,10 +252,19 @@ export class WasmKernels {
   readonly build: string;
   private readonly ex: KernelExports;
   private top: number;
+  /** Freed blocks, ascending by ptr (never adjacent: they merge), and the size of every live block. */
+  private freeList: { ptr: number; size: number }[] = [];
+  private readonly blocks = new Map<number, number>();
   /** Set by the loader when threads > 1. */
   parallel: ParallelKernels | null = null;
   /** The relaxed dot's form for int8 matmuls (relaxed builds): null until chosen by timing, or set by useInt8Dot. */
   private int8Fused: boolean | null = null;
+  /**
+   * Where int8 matmuls quantize their input rows (length in bytes): the engine points it into its pass scratch, so
+   * the space is counted with the pass. When it is null or too small (kernels used on their own) a call uses the
+   * memory just above the allocator's top, growing memory if needed, without allocating it.
+   */
+  int8Scratch: Region | null = null;
 
   private constructor(ex: KernelExports, simd: boolean, memory: WebAssembly.Memory, build: string) {
     this.ex = ex;
@@ -292,6 +305,7 @@ export class WasmKernels {
   /** Frees every region allocated after `mark` (memory is not shrunk; the space is reused). */
   release(mark: number): void {
     if (mark < align16(this.ex.heapBase()) || mark > this.top) throw new Error(`release: bad mark ${mark}`);
+    if (this.blocks.size > 0 || this.freeList.length > 0) throw new Error('release: blocks are allocated; free them instead');
     this.top = mark;
   }
 
@@ -315,13 +329,18 @@ export class WasmKernels {
   }
 
   /**
-   * Makes `bytes` past the top addressable (growing memory now) without allocating them: scratch that calls take
-   * above the top later (int8 matmuls) then never grows memory in the middle of a forward.
+   * `bytes` of memory just above the top for the duration of one call, not allocated (nothing else allocates
+   * while a kernel runs): grows memory if needed, which, like alloc, makes typed-array views taken before stale.
    */
-  reserve(bytes: number): void {
-    const mark = this.mark();
-    this.alloc(bytes);
-    this.release(mark);
+  private aboveTop(bytes: number): number {
+    const ptr = align16(this.top);
+    const end = ptr + bytes;
+    if (end > WASM32_MAX_BYTES) {
+      throw new EngineCapacityError(`wasm engine: an int8 matmul's ${(bytes / 2 ** 20).toFixed(1)} MiB of scratch does not fit below wasm32's 4 GiB; use fewer or shorter sequences`);
+    }
+    const have = this.memory.buffer.byteLength;
+    if (end > have) this.memory.grow(Math.ceil((end - have) / PAGE));
+    return ptr;
   }
 
   /** Allocates a (length,) f32 region, optionally filled from `src`. */
@@ -354,6 +373,8 @@ export class WasmKernels {
    */
   allocWeight(w: Float32Array, out: number, inDim: number, dtype: WeightDType = 'f32'): PackedWeight {
     if (w.length !== out * inDim) throw new Error(`allocWeight: ${w.length} values is not ${out}×${inDim}`);
+    // The relaxed dot's form is timed now, at load, rather than at the first int8 matmul inside a forward.
+    if (dtype === 'int8' && this.simd && this.relaxed && this.int8Fused === null) this.int8Fused = this.fasterInt8Dot();
     const packed = packWeight(w, out, inDim, dtype);
     const ptr = this.alloc(packed.byteLength);
     new Uint8Array(this.memory.buffer, ptr, packed.byteLength).set(new Uint8Array(packed.buffer, packed.byteOffset, packed.byteLength));
@@ -389,8 +410,7 @@ export class WasmKernels {
 
   /**
    * y (n, w.out) = x (n, w.inDim) · Wᵀ + b; b (w.out,) or null; the kernel follows the weight's dtype. An int8
-   * matmul takes its scratch with `alloc` (released after), which grows memory unless `reserve` made room: like
-   * any alloc, a growth makes typed-array views taken before it stale.
+   * matmul quantizes x into `int8Scratch`, or just above the top when that is unset or too small (see there).
    */
   matmul(x: Region, w: PackedWeight, b: Region | null, y: Region, n: number): void {
     const { inDim, out } = w;
@@ -413,24 +433,18 @@ export class WasmKernels {
   }
 
   /**
-   * The int8 matmul: x's rows are quantized (each thread its own) into a scratch taken above the allocator's top
-   * for the call and released after it, then multiplied by the int8 panels. The result of a row does not depend
-   * on n or on the thread split (assembly/int8.ts).
+   * The int8 matmul: x's rows are quantized (each thread its own) into the int8 scratch, then multiplied by the
+   * int8 panels. The result of a row does not depend on n or on the thread split (assembly/int8.ts).
    */
   private matmulI8(x: Region, w: PackedWeight, b: Region | null, y: Region, n: number): void {
     const { inDim, out } = w;
-    if (this.simd && this.relaxed && this.int8Fused === null) this.int8Fused = this.fasterInt8Dot();
-    const fused = this.int8Fused ? 1 : 0;
-    const mark = this.mark();
-    const xq = this.alloc(int8ScratchBytes(n, inDim)); // (n, i8RowBytes) quantized rows
-    try {
-      const args = [x.ptr, xq, w.ptr, b ? b.ptr : 0, y.ptr, n, inDim, out, fused];
-      if (this.parallel && n >= 8 && n * inDim * out >= PARALLEL_MIN_MACS) this.split(ParallelOp.MatmulI8, args);
-      else if (this.simd) parallelJob(this.ex, ParallelOp.MatmulI8, args, 0).run(0, n);
-      else this.ex.matmulI8Scalar(x.ptr, xq, w.ptr, args[3], y.ptr, n, inDim, out);
-    } finally {
-      this.release(mark);
-    }
+    const fused = this.int8Fused ? 1 : 0; // chosen when the first int8 weight was allocated
+    const bytes = int8ScratchBytes(n, inDim);
+    const xq = this.int8Scratch && this.int8Scratch.length >= bytes ? this.int8Scratch.ptr : this.aboveTop(bytes); // (n, i8RowBytes) quantized rows
+    const args = [x.ptr, xq, w.ptr, b ? b.ptr : 0, y.ptr, n, inDim, out, fused];
+    if (this.parallel && n >= 8 && n * inDim * out >= PARALLEL_MIN_MACS) this.split(ParallelOp.MatmulI8, args);
+    else if (this.simd) parallelJob(this.ex, ParallelOp.MatmulI8, args, 0).run(0, n);
+    else this.ex.matmulI8Scalar(x.ptr, xq, w.ptr, args[3], y.ptr, n, inDim, out);
   }
 
   /** Whether this build has relaxed SIMD (the int8 kernels' i8×i7 dot). */
@@ -440,7 +454,8 @@ export class WasmKernels {
 
   /**
    * Which instruction form the int8 matmuls use: 'relaxed-split' or 'relaxed-fused' (relaxed builds; chosen by
-   * timing at the first int8 matmul unless set with useInt8Dot), 'simd128' or 'scalar'. All give the same bits.
+   * timing when the first int8 weight is allocated, unless set with useInt8Dot), 'simd128' or 'scalar'. All give
+   * the same bits.
    */
   get int8Dot(): 'relaxed-split' | 'relaxed-fused' | 'relaxed (not chosen yet)' | 'simd128' | 'scalar' {
     if (!this.simd) return 'scalar';
@@ -459,25 +474,21 @@ export class WasmKernels {
    */
   private fasterInt8Dot(): boolean {
     const n = 32, inDim = 768, out = 256;
-    const mark = this.mark();
-    try {
-      const x = this.allocF32(n * inDim); // (n, inDim) f32 zeros: the dot's speed does not depend on the values
-      const w = this.alloc(packedBytes(out, inDim, 'int8'));
-      new Uint8Array(this.memory.buffer, w, packedBytes(out, inDim, 'int8')).fill(64);
-      const xq = this.alloc(int8ScratchBytes(n, inDim));
-      const y = this.allocF32(n * out);
-      const best = [Infinity, Infinity]; // split, fused
-      for (let r = 0; r < 9; r++) {
-        for (const fused of [0, 1]) {
-          const t = performance.now();
-          (fused ? this.ex.matmulI8Fused! : this.ex.matmulI8!)(x.ptr, xq, w, 0, y.ptr, n, inDim, out);
-          if (r > 0) best[fused] = Math.min(best[fused], performance.now() - t); // r = 0 warms up
-        }
+    // Operands just above the top for the timing only (nothing is allocated): x (n, inDim) f32, W, xq, y (n, out).
+    const wBytes = packedBytes(out, inDim, 'int8'), xBytes = n * inDim * 4, xqBytes = int8ScratchBytes(n, inDim);
+    const x = this.aboveTop(xBytes + wBytes + xqBytes + n * out * 4);
+    const w = x + xBytes, xq = w + wBytes, y = xq + xqBytes;
+    new Float32Array(this.memory.buffer, x, n * inDim).fill(0); // the dot's speed does not depend on the values
+    new Uint8Array(this.memory.buffer, w, wBytes).fill(64);
+    const best = [Infinity, Infinity]; // split, fused
+    for (let r = 0; r < 9; r++) {
+      for (const fused of [0, 1]) {
+        const t = performance.now();
+        (fused ? this.ex.matmulI8Fused! : this.ex.matmulI8!)(x, xq, w, 0, y, n, inDim, out);
+        if (r > 0) best[fused] = Math.min(best[fused], performance.now() - t); // r = 0 warms up
       }
-      return best[1] < best[0];
-    } finally {
-      this.release(mark);
     }
+    return best[1] < best[0];
   }
 
   /**
@@ -487,22 +498,17 @@ export class WasmKernels {
   quantizeActivations(x: Region, n: number, inDim: number): { q: Int8Array; scale: Float32Array; correction: Int32Array } {
     checkLen('quantizeActivations x', x, n * inDim);
     const blocks = int8Blocks(inDim);
-    const mark = this.mark();
-    const xq = this.alloc(int8ScratchBytes(n, inDim));
-    try {
-      (this.simd ? this.ex.quantizeRowsI8! : this.ex.quantizeRowsI8Scalar)(x.ptr, xq, n, inDim);
-      const bytes = new Uint8Array(this.memory.buffer.slice(xq, xq + int8ScratchBytes(n, inDim))); // (n, blocks, 40)
-      const dv = new DataView(bytes.buffer);
-      const q = new Int8Array(n * blocks * INT8_BLOCK), scale = new Float32Array(n * blocks), correction = new Int32Array(n * blocks);
-      for (let i = 0; i < n * blocks; i++) {
-        q.set(new Int8Array(bytes.buffer, i * I8_X_BLOCK_BYTES, INT8_BLOCK), i * INT8_BLOCK);
-        scale[i] = dv.getFloat32(i * I8_X_BLOCK_BYTES + 32, true);
-        correction[i] = dv.getInt32(i * I8_X_BLOCK_BYTES + 36, true);
-      }
-      return { q, scale, correction };
-    } finally {
-      this.release(mark);
+    const xq = this.aboveTop(int8ScratchBytes(n, inDim));
+    (this.simd ? this.ex.quantizeRowsI8! : this.ex.quantizeRowsI8Scalar)(x.ptr, xq, n, inDim);
+    const bytes = new Uint8Array(this.memory.buffer.slice(xq, xq + int8ScratchBytes(n, inDim))); // (n, blocks, 40)
+    const dv = new DataView(bytes.buffer);
+    const q = new Int8Array(n * blocks * INT8_BLOCK), scale = new Float32Array(n * blocks), correction = new Int32Array(n * blocks);
+    for (let i = 0; i < n * blocks; i++) {
+      q.set(new Int8Array(bytes.buffer, i * I8_X_BLOCK_BYTES, INT8_BLOCK), i * INT8_BLOCK);
+      scale[i] = dv.getFloat32(i * I8_X_BLOCK_BYTES + 32, true);
+      correction[i] = dv.getInt32(i * I8_X_BLOCK_BYTES + 36, true);
     }
+    return { q, scale, correction };
   }
 
   /** Threads that run the row-split kernels (1 without a pool): scratch regions are sized by it. */
@@ -566,41 +572,85 @@ export class WasmKernels {
   }
 
   /**
-   * Reduces one logits row (vocab,) at `logits.ptr + offset*4`; res is a (5,) f64 scratch region
-   * (length counted in f64). temperature 0 = greedy.
+   * Reduces one logits row (vocab,); res is a (5,) f64 scratch region (length counted in f64). temperature 0 =
+   * greedy. Token `exclude` (the mask id; -1: none) is never proposed but counts in the softmax (DESIGN §3).
    */
-  reduceRow(logits: Region, vocab: number, res: Region, temperature = 0, seed = 0, forwardIndex = 0, position = 0): RowReduction {
+  reduceRow(logits: Region, vocab: number, res: Region, temperature = 0, seed = 0, forwardIndex = 0, position = 0, exclude = -1): RowReduction {
     checkLen('reduceRow logits', logits, vocab);
-    this.ex.reduceRow(logits.ptr, vocab, res.ptr, temperature, seed >>> 0, forwardIndex >>> 0, position >>> 0);
+    this.ex.reduceRow(logits.ptr, vocab, res.ptr, temperature, seed >>> 0, forwardIndex >>> 0, position >>> 0, exclude);
     const r = new Float64Array(this.memory.buffer, res.ptr, 5);
     return { token: r[0], prob: r[1], top1: r[2], top2: r[3], entropy: r[4] };
   }
+
   /**
-   * Reduces n logits rows (n, vocab) at `logits`; row i is canvas position positions[i] (its Gumbel counter).
-   * res: (n·5,) f64 scratch (length counted in f64). Rows are split over the worker threads when there are any.
+   * Reduces n logits rows (n, vocab), each with its own sampling key: keys (n·3,) u32 [position, seed,
+   * forwardIndex] and temps (n,) f64 (0 = greedy), as regions whose length counts u32 and f64 elements.
+   * res: (n·5,) f64 scratch. Rows are split over the worker threads when there are any.
    */
-  reduceRows(logits: Region, vocab: number, n: number, positions: Region, res: Region, temperature = 0, seed = 0, forwardIndex = 0): RowReduction[] {
+  reduceRows(logits: Region, vocab: number, n: number, keys: Region, temps: Region, res: Region, exclude = -1): RowReduction[] {
     checkLen('reduceRows logits', logits, n * vocab);
-    checkLen('reduceRows positions', positions, n);
+    checkLen('reduceRows keys', keys, n * 3);
+    checkLen('reduceRows temps', temps, n);
     checkLen('reduceRows res', res, n * 5);
-    const args = [logits.ptr, vocab, res.ptr, positions.ptr, n, temperature, seed >>> 0, forwardIndex >>> 0];
+    const args = [logits.ptr, vocab, res.ptr, keys.ptr, temps.ptr, n, exclude];
     if (this.parallel && n >= 2 && n * vocab >= 1 << 16) this.split(ParallelOp.ReduceRows, args);
     else parallelJob(this.ex, ParallelOp.ReduceRows, args, 0).run(0, n); // all rows here
     const r = new Float64Array(this.memory.buffer, res.ptr, n * 5); // (n, 5) token, prob, top1, top2, entropy
     return Array.from({ length: n }, (_, i) => ({ token: r[i * 5], prob: r[i * 5 + 1], top1: r[i * 5 + 2], top2: r[i * 5 + 3], entropy: r[i * 5 + 4] }));
   }
 
-}
-
-/** f32 → bf16 bits, round to nearest even; NaN stays NaN. */
-export function f32ToBF16(src: Float32Array): Uint16Array {
-  const u = new Uint32Array(src.buffer, src.byteOffset, src.length);
-  const out = new Uint16Array(src.length); // (length,) bf16 bits
-  for (let i = 0; i < u.length; i++) {
-    const b = u[i];
-    out[i] = (b & 0x7fffffff) > 0x7f800000 ? (b >>> 16) | 0x40 : ((b + 0x7fff + ((b >>> 16) & 1)) >>> 16) & 0xffff;
+  /**
+   * A block of `bytes` (16-byte aligned) that can be freed: the first freed block that fits, else fresh memory
+   * at the top. Throws EngineCapacityError when wasm32's 4 GiB would be exceeded (nothing is allocated then).
+   */
+  allocBlock(bytes: number): number {
+    const size = align16(Math.max(16, bytes));
+    for (let i = 0; i < this.freeList.length; i++) {
+      const f = this.freeList[i];
+      if (f.size < size) continue;
+      if (f.size === size) this.freeList.splice(i, 1);
+      else this.freeList[i] = { ptr: f.ptr + size, size: f.size - size };
+      this.blocks.set(f.ptr, size);
+      return f.ptr;
+    }
+    if (this.top + size > WASM32_MAX_BYTES) {
+      throw new EngineCapacityError(
+        `wasm engine: needs ${((this.top + size) / 2 ** 30).toFixed(2)} GiB of linear memory but wasm32 addresses at most 4 GiB; ` +
+          'use fewer or shorter sequences, a smaller model, or bf16 weights');
+    }
+    const ptr = this.alloc(size);
+    this.blocks.set(ptr, size);
+    return ptr;
   }
-  return out;
+
+  /** Returns a block from allocBlock; adjacent free blocks merge, and a free block at the top lowers it. */
+  freeBlock(ptr: number): void {
+    const size = this.blocks.get(ptr);
+    if (size === undefined) throw new Error(`freeBlock: ${ptr} is not an allocated block`);
+    this.blocks.delete(ptr);
+    let i = 0;
+    while (i < this.freeList.length && this.freeList[i].ptr < ptr) i++;
+    this.freeList.splice(i, 0, { ptr, size });
+    const merge = (a: number) => {
+      const x = this.freeList[a], y = this.freeList[a + 1];
+      if (x && y && x.ptr + x.size === y.ptr) { x.size += y.size; this.freeList.splice(a + 1, 1); }
+    };
+    merge(i);
+    merge(i - 1);
+    const last = this.freeList[this.freeList.length - 1];
+    if (last && last.ptr + last.size === this.top) {
+      this.top = last.ptr;
+      this.freeList.pop();
+    }
+  }
+
+  /** How many blocks of `bytes` could be allocated now (free blocks, then the room left below 4 GiB). */
+  blocksThatFit(bytes: number): number {
+    const size = align16(Math.max(16, bytes));
+    let n = Math.floor((WASM32_MAX_BYTES - this.top) / size);
+    for (const f of this.freeList) n += Math.floor(f.size / size);
+    return n;
+  }
 }
 
 function align16(n: number): number {

@@ -79,10 +79,12 @@ describe.skipIf(!haveChromium)(`engine-wasm in Chromium (${CHROMIUM})`, () => {
 
     // The same work in Node, 1 thread.
     const engine = await createWasmEngine(modelDir);
-    const mask = engine.model.maskTokenId;
+    const mask = engine.model.maskId;
     const canvas = Int32Array.from([...PROMPT, ...Array(GEN).fill(mask)]);
     const positions = Int32Array.from({ length: GEN }, (_, i) => PROMPT.length + i);
-    const full = await engine.forward({ canvas, mode: 'full', start: 0, end: canvas.length, positions, want: { logits: true } });
+    const sequence = engine.openSequence(canvas.length);
+    const [full] = await engine.forward([{ sequence, canvas, mode: 'full', start: 0, end: canvas.length, positions, want: { logits: true } }]);
+    engine.closeSequence(sequence);
     const g = await generate(engine, {
       prompt: Int32Array.from(PROMPT), genLength: GEN, blockLength: 8, steps: GEN, strategy: { kind: 'threshold', threshold: 0.3 }, cache: 'dual',
     });

@@ -328,6 +328,17 @@ for (const { label, simd, fma } of builds) {
         expect(s.token).toBe(arg);
         expect(s.prob).toBeCloseTo(p[arg], 12);
       }
+      // The mask token (here id 10, a top logit) is never proposed, greedy or sampled, and not ranked in top-1/2;
+      // it still counts in the softmax (DESIGN §3).
+      const m = K.reduceRow(rl, V, res, 0, 0, 0, 0, 10);
+      expect(m.token).toBe(500);
+      expect(m.prob).toBeCloseTo(p[500], 12);
+      expect(m.top1).toBeCloseTo(p[500], 12);
+      expect(m.top2).toBeCloseTo(sorted[2], 12);
+      expect(m.entropy).toBeCloseTo(g.entropy, 12);
+      const hot = Float32Array.from(l); hot[7] = 50; // a mask that dominates: the draw still never picks it
+      const rh = K.allocF32(V, hot);
+      for (const T of [0.5, 1.3]) expect(K.reduceRow(rh, V, res, T, 42, 3, 77, 7).token).not.toBe(7);
     });
   });
 }
@@ -377,13 +388,16 @@ describe('wasm kernels (threads build, 2 threads, rows split)', () => {
       const n = 9, V = 10000;
       const l = randn(n * V, 821, 6);
       const rl = K.allocF32(l.length, l), res = { ptr: K.alloc(n * 40), length: n * 5 }, one = { ptr: K.alloc(40), length: 5 };
-      const positions = Int32Array.from({ length: n }, (_, i) => 100 + 3 * i);
-      const rp = K.allocI32(n, positions);
-      for (const T of [0, 0.8]) {
-        const rows = K.reduceRows(rl, V, n, rp, res, T, 7, 11);
+      // Every row its own key (rows of different sequences share a pass): position, seed, forward index, temperature.
+      const keys = Uint32Array.from({ length: 3 * n }, (_, j) => (j % 3 === 0 ? 100 + j : j % 3 === 1 ? 7 + j : 11 * j));
+      const temps = Float64Array.from({ length: n }, (_, i) => (i % 3 === 0 ? 0 : 0.4 + 0.1 * i));
+      const rk = K.allocI32(3 * n, new Int32Array(keys.buffer)), rt = { ptr: K.alloc(8 * n), length: n };
+      new Float64Array(K.memory.buffer, rt.ptr, n).set(temps);
+      for (const mask of [-1, 3]) {
+        const rows = K.reduceRows(rl, V, n, rk, rt, res, mask);
         for (let i = 0; i < n; i++) {
-          const want = K.reduceRow({ ptr: rl.ptr + i * V * 4, length: V }, V, one, T, 7, 11, positions[i]);
-          expect(rows[i], `row ${i} T=${T}`).toEqual(want);
+          const want = K.reduceRow({ ptr: rl.ptr + i * V * 4, length: V }, V, one, temps[i], keys[3 * i + 1], keys[3 * i + 2], keys[3 * i], mask);
+          expect(rows[i], `row ${i} mask=${mask}`).toEqual(want);
         }
       }
     } finally {
@@ -424,7 +438,7 @@ describe('int8 matmul: one result whatever the build, the batch or the thread sp
       }
       const timed = await loadBuild({ simd: true, fma: true });
       run(timed, 'int8', all);
-      expect(timed.int8Dot).toMatch(/^relaxed-(split|fused)$/); // chosen by timing at the first int8 matmul
+      expect(timed.int8Dot).toMatch(/^relaxed-(split|fused)$/); // chosen by timing when the first int8 weight was allocated
       const T = await loadThreadedKernels(2);
       try {
         T.useInt8Dot('fused');
@@ -435,7 +449,7 @@ describe('int8 matmul: one result whatever the build, the batch or the thread sp
     }
   });
 
-  // SPEC §7: a row's result must not depend on the other rows of the call, on the tile it lands in (4-row tiles,
+  // DESIGN §7: a row's result must not depend on the other rows of the call, on the tile it lands in (4-row tiles,
   // leftover rows) or on the thread that computes it.
   for (const dtype of ['int8', 'f32', 'bf16'] as const) {
     it(`${dtype}: each row alone, in uneven batches and split over 2 threads gives the same bits as one call, seed=901`, async () => {
@@ -483,5 +497,54 @@ describe('wasm memory limits', () => {
   });
   it('scalar build refuses simd: true', async () => {
     await expect(loadBuild({ build: 'scalar', simd: true })).rejects.toThrow(/scalar build/);
+  });
+});
+
+describe('batch invariance of the row kernels (DESIGN §7)', () => {
+  // A row's bits must not depend on how many rows share the call or how the rows are split between threads:
+  // the same rows computed inside calls of 1, 5 and 37 rows, on 1 and 2 threads, must be bit-identical.
+  for (const dtype of ['f32', 'bf16'] as const) {
+    it(`matmul ${dtype}: rows alone = rows inside bigger calls, 1 and 2 threads, seed=901`, async () => {
+      const inDim = 300, out = 70, n = 37;
+      const x = randn(n * inDim, 901), w = randn(out * inDim, 902), b = randn(out, 903);
+      const run = (K: WasmKernels, rows: number, from: number) => {
+        const ry = K.allocF32(rows * out);
+        K.matmul(K.allocF32(rows * inDim, x.subarray(from * inDim, (from + rows) * inDim)), K.allocWeight(w, out, inDim, dtype), K.allocF32(out, b), ry, rows);
+        return K.f32(ry).slice();
+      };
+      const one = await loadBuild();
+      const two = await loadThreadedKernels(2);
+      try {
+        const all1 = run(one, n, 0), all2 = run(two, n, 0), five = run(one, 5, 10);
+        for (const r of [0, 3, 12, 36]) {
+          const alone = run(one, 1, r);
+          expect(Array.from(all1.subarray(r * out, (r + 1) * out)), `row ${r} in 37 rows`).toEqual(Array.from(alone));
+          expect(Array.from(all2.subarray(r * out, (r + 1) * out)), `row ${r} in 37 rows, 2 threads`).toEqual(Array.from(alone));
+        }
+        expect(Array.from(five.subarray(2 * out, 3 * out))).toEqual(Array.from(all1.subarray(12 * out, 13 * out)));
+      } finally {
+        await two.parallel?.dispose();
+      }
+    });
+  }
+});
+
+describe('block allocator (sequence caches and pass scratch)', () => {
+  it('reuses freed blocks first-fit, merges neighbours, lowers the top, and counts what fits', async () => {
+    const K = await loadBuild();
+    const base = K.usedBytes;
+    const a = K.allocBlock(1000), b = K.allocBlock(2000), c = K.allocBlock(1000);
+    expect(K.usedBytes).toBe(base + 1008 + 2000 + 1008);
+    K.freeBlock(b);
+    expect(K.allocBlock(500)).toBe(b); // first fit inside the freed block
+    const d = K.allocBlock(1400); // the 1504 bytes left behind it
+    expect(d).toBe(b + 512);
+    K.freeBlock(a); K.freeBlock(b); K.freeBlock(d); // merge into one 3024-byte hole
+    expect(K.allocBlock(3000)).toBe(a);
+    K.freeBlock(a); K.freeBlock(c);
+    expect(K.usedBytes).toBe(base); // everything free: the top comes back down
+    expect(K.blocksThatFit(2 ** 30)).toBe(Math.floor((4 * 2 ** 30 - base) / 2 ** 30));
+    expect(() => K.allocBlock(5 * 2 ** 30)).toThrow(/wasm32 addresses at most 4 GiB/);
+    expect(() => K.freeBlock(a)).toThrow(/not an allocated block/);
   });
 });

@@ -21,6 +21,20 @@ export function bufferSource(bytes: Uint8Array): ByteSource {
   };
 }
 
+/**
+ * A ByteSource over a Blob (a File picked in a browser, a downloaded body): each read slices out and reads only
+ * its range, so a large file is never held in memory whole.
+ */
+export function blobSource(blob: Blob, label = 'blob'): ByteSource {
+  return {
+    size: blob.size,
+    async read(offset, length) {
+      if (offset < 0 || offset + length > blob.size) throw new RangeError(`read [${offset}, ${offset + length}) past end ${blob.size} of ${label}`);
+      return new Uint8Array(await blob.slice(offset, offset + length).arrayBuffer());
+    },
+  };
+}
+
 /** A ByteSource over a file, read with positioned reads (never the whole file at once). */
 export async function fileSource(path: string): Promise<ByteSource> {
   const fh: FileHandle = await (await nodeFs()).open(path, 'r');

@@ -3,7 +3,7 @@ import { readModelConfig } from './config.js';
 import { SafetensorsArchive } from './safetensors.js';
 import type { LayerTensorNames, ModelDescription, ModelTensorNames } from './types.js';
 
-/** Canonical roles → checkpoint tensor names for a description (SPEC §1 naming). */
+/** Canonical roles → checkpoint tensor names for a description (DESIGN §1 naming; Dream, Fast-dLLM v2 and SDAR share Qwen's). */
 export function tensorNames(desc: ModelDescription): ModelTensorNames {
   const layers: LayerTensorNames[] = [];
   if (desc.architecture === 'llada') {
@@ -42,6 +42,7 @@ export function tensorNames(desc: ModelDescription): ModelTensorNames {
     };
     if (desc.qkvBias)
       Object.assign(l, { qBias: `${b}.self_attn.q_proj.bias`, kBias: `${b}.self_attn.k_proj.bias`, vBias: `${b}.self_attn.v_proj.bias` });
+    if (desc.qkNorm) Object.assign(l, { qNorm: `${b}.self_attn.q_norm.weight`, kNorm: `${b}.self_attn.k_norm.weight` });
     layers.push(l);
   }
   const embed = 'model.embed_tokens.weight';
@@ -66,6 +67,8 @@ export function expectedShapes(desc: ModelDescription, names = tensorNames(desc)
     if (l.qBias) m.set(l.qBias, [qd]);
     if (l.kBias) m.set(l.kBias, [kvd]);
     if (l.vBias) m.set(l.vBias, [kvd]);
+    if (l.qNorm) m.set(l.qNorm, [desc.headDim]);
+    if (l.kNorm) m.set(l.kNorm, [desc.headDim]);
     m.set(l.o, [d, qd]);
     m.set(l.ffnNorm, [d]);
     m.set(l.gate, [ff, d]);

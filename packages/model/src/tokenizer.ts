@@ -93,6 +93,8 @@ export function createTokenizer(src: TokenizerSources): TextTokenizer {
       return ids;
     },
     decode(ids, opts = {}) {
+      // An empty answer (the model wrote EOS at once) is empty text; the library refuses an empty id list.
+      if (ids.length === 0) return '';
       return tok.decode(Array.from(ids), { skip_special_tokens: opts.skipSpecial ?? false, clean_up_tokenization_spaces: false });
     },
     applyChatTemplate(messages, opts = {}) {

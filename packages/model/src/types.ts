@@ -1,9 +1,10 @@
 /**
- * One description of a diffusion LM, whatever config.json it came from (LLaDA or Dream/Qwen2).
- * Every engine builds from this and from the canonical tensor roles below, never from raw config keys.
+ * One description of a diffusion LM, whatever config.json it came from (LLaDA, Dream/Qwen2, Fast-dLLM v2/Qwen2.5,
+ * SDAR/Qwen3). Every engine builds from this and from the canonical tensor roles below, never from raw config keys.
  */
 
-export type Architecture = 'llada' | 'dream';
+/** Masked diffusion (llada, dream: bidirectional) and block diffusion (fast_dllm_v2, sdar: block-causal, DESIGN §8). */
+export type Architecture = 'llada' | 'dream' | 'fast_dllm_v2' | 'sdar';
 
 export interface SpecialTokens {
   /** The [MASK] token the canvas starts with. */
@@ -25,7 +26,7 @@ export interface ModelDescription {
   numHeads: number;
   /** GQA: numHeads % numKvHeads === 0. Equal to numHeads for LLaDA. */
   numKvHeads: number;
-  /** hiddenSize / numHeads. */
+  /** Width of one attention head: config `head_dim` where given (Qwen3), else hiddenSize / numHeads. */
   headDim: number;
   /** SwiGLU inner width. */
   intermediateSize: number;
@@ -38,9 +39,18 @@ export interface ModelDescription {
   qkvBias: boolean;
   /** LM head shares the embedding matrix. */
   tiedEmbeddings: boolean;
-  /** Dream: logits for position i come from the hidden state at i-1 (SPEC §1). */
+  /** Dream, Fast-dLLM v2: logits for position i come from the hidden state at i-1 (DESIGN §1). */
   shiftLogits: boolean;
+  /** Qwen3 (SDAR): per-head RMSNorm of q and k (weights of size headDim) before RoPE. */
+  qkNorm: boolean;
+  /** Block-diffusion models: block-causal attention with blocks of this size (DESIGN §8); absent: bidirectional. */
+  blockSize?: number;
   special: SpecialTokens;
+  /**
+   * Generated ids that end an answer, ascending: EOS and end of turn; for block-diffusion models every EOS /
+   * end-of-turn id that config.json, generation_config.json and tokenizer_config.json name (DESIGN §8).
+   */
+  stopIds: number[];
 }
 
 export type DType = 'F32' | 'F16' | 'BF16';
@@ -62,7 +72,8 @@ export interface TensorInfo {
  * Canonical roles of a model's tensors, mapped to their names in the checkpoint. Shapes (row-major):
  *   embed      (vocab, d)            finalNorm (d)            lmHead (vocab, d) — the embedding when tied
  *   per layer: attnNorm (d), q (H*hd, d), k (KV*hd, d), v (KV*hd, d), qBias (H*hd)?, kBias (KV*hd)?,
- *              vBias (KV*hd)?, o (d, H*hd), ffnNorm (d), gate (ff, d), up (ff, d), down (d, ff)
+ *              vBias (KV*hd)?, qNorm (hd)?, kNorm (hd)? (Qwen3: per-head RMSNorm of q and k before RoPE),
+ *              o (d, H*hd), ffnNorm (d), gate (ff, d), up (ff, d), down (d, ff)
  * The MLP is down(silu(gate(x)) * up(x)); LLaDA calls them ff_proj, up_proj, ff_out.
  */
 export interface LayerTensorNames {
@@ -73,6 +84,8 @@ export interface LayerTensorNames {
   qBias?: string;
   kBias?: string;
   vBias?: string;
+  qNorm?: string;
+  kNorm?: string;
   o: string;
   ffnNorm: string;
   gate: string;
@@ -99,4 +112,6 @@ export interface SchedulerModelInfo {
   eosId: number;
   endOfTurnId?: number;
   shiftLogits: boolean;
+  blockSize?: number;
+  stopIds: readonly number[];
 }

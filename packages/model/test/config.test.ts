@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import { ModelFormatError, normaliseConfig } from '../src/index.js';
+import { ModelFormatError, expectedShapes, normaliseConfig, tensorNames } from '../src/index.js';
 import { tinyDreamConfig, tinyLladaConfig } from './helpers.js';
 
-/** LLaDA-8B-Instruct's config.json, the keys that matter (values from its model card / SPEC §1). */
+/** LLaDA-8B-Instruct's config.json, the keys that matter (values from its model card / DESIGN §1). */
 const LLADA_8B = {
   architectures: ['LLaDAModelLM'], model_type: 'llada', d_model: 4096, n_layers: 32, n_heads: 32, n_kv_heads: 32,
   mlp_hidden_size: 12288, mlp_ratio: 4, vocab_size: 126464, embedding_size: 126464, max_sequence_length: 4096,
@@ -21,7 +21,7 @@ describe('normaliseConfig', () => {
     expect(d.special).toEqual({ mask: 126336, eos: 126081, endOfTurn: 126348, bos: 126080, pad: 126081 });
   });
 
-  it('LLaDA special ids fall back to SPEC defaults when missing and the vocab holds them', () => {
+  it('LLaDA special ids fall back to the DESIGN §1 defaults when missing and the vocab holds them', () => {
     const { mask_token_id: _m, eos_token_id: _e, pad_token_id: _p, ...rest } = LLADA_8B;
     expect(normaliseConfig(rest).special).toEqual({ mask: 126336, eos: 126081, endOfTurn: 126348, bos: 126080 });
   });
@@ -82,5 +82,79 @@ describe('normaliseConfig', () => {
 
   it('missing mask id with a vocab too small for the default', () => {
     expect(() => normaliseConfig(tinyLladaConfig({ mask_token_id: undefined }))).toThrow(/"mask_token_id" is missing and the default 126336 does not fit/);
+  });
+});
+
+/** Fast-dLLM v2 1.5B's config.json (Qwen2.5-1.5B-Instruct's shape with bd_size; DESIGN §8). */
+const FAST_DLLM_V2_1_5B = {
+  architectures: ['Fast_dLLM_QwenForCausalLM'], model_type: 'Fast_dLLM_Qwen', bd_size: 32, hidden_size: 1536, intermediate_size: 8960,
+  num_hidden_layers: 28, num_attention_heads: 12, num_key_value_heads: 2, vocab_size: 151936, max_position_embeddings: 32768,
+  rope_theta: 1000000.0, rms_norm_eps: 1e-6, tie_word_embeddings: true, bos_token_id: 151643, eos_token_id: 151645,
+  use_sliding_window: false, sliding_window: 32768, max_window_layers: 21, rope_scaling: null, hidden_act: 'silu',
+};
+
+/** SDAR-4B-Chat's config.json (Qwen3-4B's shape with block_size; DESIGN §8). */
+const SDAR_4B = {
+  architectures: ['SDARForCausalLM'], model_type: 'sdar', block_size: 4, attention_bias: false, bos_token_id: 151643, eos_token_id: 151643,
+  mask_token_id: 151669, head_dim: 128, hidden_size: 2560, intermediate_size: 9728, max_position_embeddings: 32768, num_attention_heads: 32,
+  num_hidden_layers: 36, num_key_value_heads: 8, rms_norm_eps: 1e-6, rope_scaling: null, rope_theta: 1000000, sliding_window: null,
+  tie_word_embeddings: false, use_sliding_window: false, vocab_size: 151936,
+};
+
+describe('normaliseConfig: block-diffusion models', () => {
+  it('Fast-dLLM v2 1.5B: Qwen2.5 layers, tied, blocks from bd_size, shifted logits, mask 151665, stops from config and generation_config', () => {
+    const d = normaliseConfig(FAST_DLLM_V2_1_5B, { generationConfig: { eos_token_id: [151645, 151643] } });
+    expect(d).toMatchObject({
+      architecture: 'fast_dllm_v2', hiddenSize: 1536, numLayers: 28, numHeads: 12, numKvHeads: 2, headDim: 128, intermediateSize: 8960,
+      vocabSize: 151936, ropeTheta: 1e6, qkvBias: true, qkNorm: false, tiedEmbeddings: true, shiftLogits: true, blockSize: 32,
+    });
+    expect(d.special).toMatchObject({ mask: 151665, eos: 151645, endOfTurn: 151645 });
+    expect(d.stopIds).toEqual([151643, 151645]);
+    const names = tensorNames(d);
+    expect(names.lmHead).toBe('model.embed_tokens.weight');
+    expect(names.layers[0].qBias).toBe('model.layers.0.self_attn.q_proj.bias');
+    expect(names.layers[0].qNorm).toBeUndefined();
+  });
+
+  it('SDAR 4B: Qwen3 layers (head_dim from config, q/k norms, no biases), untied, unshifted, block_size', () => {
+    const d = normaliseConfig(SDAR_4B, { generationConfig: { eos_token_id: [151645, 151643] } });
+    expect(d).toMatchObject({
+      architecture: 'sdar', hiddenSize: 2560, numHeads: 32, numKvHeads: 8, headDim: 128, qkvBias: false, qkNorm: true,
+      tiedEmbeddings: false, shiftLogits: false, blockSize: 4,
+    });
+    expect(d.special).toMatchObject({ mask: 151669, eos: 151643, endOfTurn: 151645 });
+    expect(d.stopIds).toEqual([151643, 151645]);
+    const names = tensorNames(d);
+    expect(names.layers[3]).toMatchObject({ qNorm: 'model.layers.3.self_attn.q_norm.weight', kNorm: 'model.layers.3.self_attn.k_norm.weight' });
+    expect(names.layers[3].qBias).toBeUndefined();
+    const shapes = expectedShapes(d, names);
+    expect(shapes.get('model.layers.3.self_attn.q_proj.weight')).toEqual([32 * 128, 2560]);
+    expect(shapes.get('model.layers.3.self_attn.o_proj.weight')).toEqual([2560, 32 * 128]);
+    expect(shapes.get('model.layers.3.self_attn.k_norm.weight')).toEqual([128]);
+  });
+
+  it('the mask id comes from tokenizer_config.json when config.json has none (mask_token, or the family\'s mask text)', () => {
+    const { mask_token_id: _m, ...rest } = SDAR_4B;
+    const tokenizerConfig = { mask_token: '<|MASK|>', added_tokens_decoder: { '151669': { content: '<|MASK|>' }, '151645': { content: '<|im_end|>' } } };
+    expect(normaliseConfig({ ...rest, vocab_size: 151936 }, { tokenizerConfig }).special.mask).toBe(151669);
+    const v2 = normaliseConfig({ ...FAST_DLLM_V2_1_5B, vocab_size: 151680 }, { tokenizerConfig: { added_tokens_decoder: { '151665': { content: '|<MASK>|' } } } });
+    expect(v2.special.mask).toBe(151665);
+  });
+
+  it('refuses variants it does not implement, naming the field', () => {
+    expect(() => normaliseConfig({ ...FAST_DLLM_V2_1_5B, use_sliding_window: true })).toThrow(/"use_sliding_window": true \(sliding-window attention\) is not supported/);
+    expect(() => normaliseConfig({ ...SDAR_4B, rope_scaling: { rope_type: 'yarn', factor: 4 } })).toThrow(/"rope_scaling": \{"rope_type":"yarn","factor":4\} is not supported/);
+    expect(() => normaliseConfig({ ...SDAR_4B, num_experts: 128, num_experts_per_tok: 8 })).toThrow(/"num_experts": 128 describes a mixture-of-experts model/);
+    expect(() => normaliseConfig({ ...SDAR_4B, model_type: 'sdar_moe' })).toThrow(/model_type "sdar_moe" \(mixture-of-experts models are not supported\)/);
+    expect(() => normaliseConfig({ ...SDAR_4B, attention_bias: true })).toThrow(/"attention_bias": true/);
+    const { bd_size: _b, ...noBlock } = FAST_DLLM_V2_1_5B;
+    expect(() => normaliseConfig(noBlock)).toThrow(/missing field "bd_size"/);
+    expect(() => normaliseConfig({ ...SDAR_4B, head_dim: 127 })).toThrow(/head_dim 127 must be even/);
+  });
+
+  it('LLaDA and Dream keep their stop ids (EOS, end of turn) and stay bidirectional', () => {
+    const d = normaliseConfig(LLADA_8B);
+    expect(d.stopIds).toEqual([126081, 126348]);
+    expect(d.blockSize).toBeUndefined();
   });
 });

@@ -5,6 +5,7 @@ import {
   ModelFormatError,
   SafetensorsArchive,
   bf16ToF32,
+  blobSource,
   bufferSource,
   bytesToF32,
   encodeSafetensors,
@@ -214,3 +215,14 @@ describe('sharded checkpoints', () => {
   });
 });
 
+describe('blobSource', () => {
+  it('reads ranges of a Blob and parses a header from it like the buffer source', async () => {
+    const bytes = encodeSafetensors([{ name: 'w', dtype: 'F32', shape: [2], data: new Uint8Array(new Float32Array([1.5, -2]).buffer) }]);
+    const src = blobSource(new Blob([bytes]), 'w.safetensors');
+    expect(src.size).toBe(bytes.length);
+    expect(Array.from(await src.read(3, 5))).toEqual(Array.from(bytes.subarray(3, 8)));
+    const h = await parseSafetensorsHeader(src, 'w.safetensors');
+    expect(h.tensors.map((t) => [t.name, t.byteLength])).toEqual([['w', 8]]);
+    await expect(src.read(bytes.length - 2, 4)).rejects.toThrow(/past end .* of w\.safetensors/);
+  });
+});

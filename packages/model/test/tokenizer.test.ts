@@ -49,6 +49,8 @@ describe('tokenizer', () => {
     // No decoder in this tokenizer.json: the library joins WordLevel tokens with spaces.
     expect(tok.decode([1, 13, 2], { skipSpecial: true })).toBe('hello world');
     expect(tok.decode([1, 13, 2])).toBe('hello <|eot_id|> world');
+    expect(tok.decode([])).toBe(''); // an empty answer is empty text
+    expect(tok.decode(new Int32Array(0), { skipSpecial: true })).toBe('');
   });
 
   it('renders the chat template with bos_token and a generation prompt, and tokenizes it', async () => {

@@ -1,78 +1,111 @@
 /**
  * The engine contract: the one boundary between policy (this package: which span to compute, when the cache
  * is rebuilt, which tokens to commit) and mechanism (an engine: weights, K/V layout, kernels).
+ * docs/DESIGN.md §4 (cache modes) and §7 (many sequences) explain the rules stated here.
  *
- * An engine holds the weights of one model and the K/V cache of one sequence (batch 1). The scheduler asks
- * it for forward passes; each call is one NFE, whatever its length.
+ * An engine holds the weights of one model and the K/V caches of many sequences. A sequence is opened with the
+ * longest canvas it will ever have (its cache is reserved then, or refused with EngineCapacityError) and closed
+ * when it is done. One `forward` call is one pass over the weights that computes rows of one or more sequences;
+ * it is one NFE for each of them.
  *
  * Versioned: an engine states the contract version it implements; the scheduler refuses a mismatch.
+ * Helpers that every engine needs (cache bookkeeping, Dream's row shift, laying a pass out, assembling results)
+ * live beside this file in engine-kit.ts.
  */
 
-/** Bumped on any change that an existing engine would get wrong. */
-export const ENGINE_CONTRACT_VERSION = 1;
+/** Bumped on any change that an existing engine would get wrong. 2: many sequences per engine, `extend`. */
+export const ENGINE_CONTRACT_VERSION = 2;
 
 /**
- * What one forward pass computes, and what it does to the cache (SPEC §4). With L = canvas.length:
- * - `full`:   compute every position [0, L) with full bidirectional attention; (re)build the cache: K/V of
- *             all L positions are stored. `start` must be 0 and `end` must be L.
- * - `prefix`: compute [start, L) (the block and everything after it); queries attend to cached K/V of
- *             [0, start) plus the fresh K/V of [start, L). The cache is not modified. `end` must be L.
- * - `dual`:   compute [start, end) (the block only); queries attend to cached K/V of [0, start) and
- *             [end, L) plus the fresh K/V of [start, end), which then overwrite the cache slots [start, end).
- * `prefix` and `dual` require that the last `full` call was over a canvas of the same length L; an engine
- * throws otherwise. Whether the cached K/V is stale is the scheduler's business (that is the approximation).
+ * What one forward pass computes for one sequence, and what it does to that sequence's cache (DESIGN §4, §8).
+ * L = canvas.length; the cache holds valid K/V for positions [0, C) (C = 0 after opening).
+ * - `full`:   compute [0, L); store K/V of all L positions: C := L. `start` 0, `end` L.
+ * - `prefix`: compute [start, L) attending to cached [0, start) and the fresh [start, L); the cache is not
+ *             modified. `end` L, and start <= C.
+ * - `dual`:   compute [start, end) attending to cached [0, start) and [end, L) and the fresh [start, end),
+ *             which then overwrite the cache slots [start, end). Needs C = L.
+ * - `extend`: as `prefix`, but the fresh K/V of [start, L) are written: C := L. How block-diffusion models grow
+ *             their exact cache one block at a time. `end` L, and start <= C.
+ * Whether cached K/V is stale is the scheduler's business (that is the approximation).
+ * Attention is bidirectional, or block-causal when `ModelInfo.blockSize` is set: position i sees key j only
+ * when floor(j / B) <= floor(i / B).
  */
-export type ForwardMode = 'full' | 'prefix' | 'dual';
+export type ForwardMode = 'full' | 'prefix' | 'dual' | 'extend';
+
+export type Architecture = 'llada' | 'dream' | 'fast_dllm_v2' | 'sdar';
 
 /** What the scheduler needs to know of a model. Engines fill it from the model's config. */
 export interface ModelInfo {
-  architecture: 'llada' | 'dream';
+  architecture: Architecture;
   vocabSize: number;
   /** Longest canvas (prompt + generation) the model's positions allow. */
   maxPositions: number;
+  /** Never proposed as a token (DESIGN §3): engines leave it out of the argmax and of the Gumbel-max draw. */
   maskId: number;
   /** End of sequence; also the padding the model writes after its answer. */
   eosId: number;
   /** End of turn (`<|eot_id|>`, `<|im_end|>`), when the model has one. */
   endOfTurnId?: number;
   /**
-   * Dream predicts position i from the hidden state at i-1. When true, the prediction reported for absolute
-   * position p is read from the hidden row of p-1 if p-1 lies inside the computed span [start, end), and from
-   * p's own row otherwise (position 0, or the first position of a cached window: the reference's quirk,
-   * which the scheduler's Dream rule makes harmless by committing that position at the full forward).
+   * The prediction for absolute position p is read from the hidden row of p-1 when p-1 lies inside the
+   * computed span [start, end), and from p's own row otherwise (Dream, Fast-dLLM v2; DESIGN §1). Such a model
+   * may also ask for p = end: the row end-1 predicts the position just past the span.
    */
   shiftLogits: boolean;
+  /** Block-causal attention with blocks of this many positions (block-diffusion models, DESIGN §8). */
+  blockSize?: number;
+  /**
+   * Generated ids that end an answer (DESIGN §8–9): EOS, end of turn, and for block-diffusion models every stop id
+   * the model's config, generation config and tokenizer name. Absent: [eosId, endOfTurnId].
+   */
+  stopIds?: readonly number[];
 }
 
 export interface EngineCapabilities {
   /** ENGINE_CONTRACT_VERSION the engine implements. */
   contractVersion: number;
-  /** Forward modes the engine implements; a scheduler run that needs a missing one fails with "not supported". */
+  /** Forward modes the engine implements; a run that needs a missing one fails with "not supported". */
   modes: readonly ForwardMode[];
   /** Optional reports; `tokens` and `probs` are always supported. */
   reports: { top2: boolean; entropy: boolean; logits: boolean };
   /** Gumbel-max sampling with the shared counter RNG (see rng.ts). */
   sampling: boolean;
+  /** Most sequences one forward pass may carry. */
+  maxBatch: number;
+  /** Block-causal attention (ModelInfo.blockSize); false: only bidirectional models load. */
+  blockCausal: boolean;
 }
 
-/** Temperature sampling (Gumbel-max) keyed so that every engine draws the same noise. */
+/** Temperature sampling (Gumbel-max) keyed so that every engine draws the same noise, alone or in a batch. */
 export interface SamplingSpec {
   /** T > 0. The proposal is argmax_v(logits[v] / T + g(seed, forwardIndex, position, v)), in float64. */
   temperature: number;
-  /** u32 seed. */
+  /** u32 seed of the sequence's request. */
   seed: number;
-  /** 0-based index of this forward pass within the generation (its NFE number minus one). */
+  /** 0-based index of this forward pass within the sequence's own generation (its NFE number minus one). */
   forwardIndex: number;
 }
 
+/** A sequence whose K/V cache the engine holds; from `openSequence`, valid until `closeSequence`. */
+export interface SequenceHandle {
+  readonly id: number;
+  /** Longest canvas this sequence may send (its cache was reserved for it). */
+  readonly maxLength: number;
+}
+
+/** One sequence's part of a forward pass. */
 export interface ForwardRequest {
-  /** (L,) int32 token ids: the whole canvas, prompt ++ generated (masks included). */
+  sequence: SequenceHandle;
+  /** (L,) int32 token ids: the whole canvas, prompt ++ generated (masks included); L <= sequence.maxLength. */
   canvas: Int32Array;
   mode: ForwardMode;
   /** Computed span [start, end), absolute positions; see ForwardMode for what each mode allows. */
   start: number;
   end: number;
-  /** (n,) int32 absolute positions whose predictions are reported, each inside [start, end), ascending. */
+  /**
+   * (n,) int32 absolute positions whose predictions are reported, ascending, each inside [start, end)
+   * (or equal to `end` for a model with shifted logits).
+   */
   positions: Int32Array;
   /** Extra reports; each must be in the engine's capabilities. */
   want?: { top2?: boolean; entropy?: boolean; logits?: boolean };
@@ -100,9 +133,21 @@ export interface Engine {
   readonly name: string;
   readonly model: ModelInfo;
   readonly capabilities: EngineCapabilities;
-  /** One forward pass (one NFE). Rejects with an Error naming the problem on a bad request. */
-  forward(request: ForwardRequest, signal?: AbortSignal): Promise<ForwardResult>;
-  /** Frees weights, cache and threads. The engine is unusable afterwards. */
+  /** Bytes of engine memory one sequence of this longest canvas reserves (its K/V cache). */
+  sequenceBytes(maxLength: number): number;
+  /** How many more sequences of this longest canvas fit now, beside those already open. */
+  sequenceCapacity(maxLength: number): number;
+  /** Reserves the cache of one sequence; throws EngineCapacityError when it does not fit (nothing else changes). */
+  openSequence(maxLength: number): SequenceHandle;
+  /** Frees the sequence's cache at once. Closing a closed sequence does nothing. */
+  closeSequence(sequence: SequenceHandle): void;
+  /**
+   * One forward pass (one NFE for each sequence in it) over the rows of every request, each sequence at most
+   * once; results in request order. A row's arithmetic never depends on the other rows of the pass (DESIGN §7).
+   * Rejects, before changing any cache, with an Error naming the problem when a request is bad.
+   */
+  forward(batch: readonly ForwardRequest[], signal?: AbortSignal): Promise<ForwardResult[]>;
+  /** Frees weights, caches and threads. The engine is unusable afterwards. */
   dispose(): Promise<void>;
 }
 
@@ -123,7 +168,22 @@ export interface EngineOptions {
    * Engine default otherwise.
    */
   weightDType?: 'f32' | 'bf16' | 'f16' | 'int8';
+  /** Bytes the engine may use for sequence caches; the engine's own limit otherwise. */
+  cacheBudgetBytes?: number;
   onProgress?: (p: LoadProgress) => void;
+}
+
+/** The memory an engine would hold for a model, answered without loading any weight. */
+export interface MemoryEstimate {
+  /** Bytes of the weights as this engine stores them. */
+  weightBytes: number;
+  /** Bytes of K/V cache of one sequence of the given longest canvas. */
+  sequenceBytes: number;
+  /** How it stores them, e.g. 'f32', 'bf16'. */
+  weightDType: string;
+  cacheDType: string;
+  /** What the storage keeps wider (e.g. int8's f32 norms and embedding), and whether it fits the engine's limits. */
+  note?: string;
 }
 
 /**
@@ -135,37 +195,6 @@ export interface EngineProvider {
   probe(): Promise<{ available: true } | { available: false; reason: string }>;
   /** Loads a Hugging Face model directory. */
   create(modelDir: string, options?: EngineOptions): Promise<Engine>;
-}
-
-/** Validates a request against the contract; engines call it first so every engine rejects the same things. */
-export function validateForwardRequest(model: ModelInfo, caps: EngineCapabilities, req: ForwardRequest): void {
-  const L = req.canvas.length;
-  if (L === 0) throw new Error('forward: empty canvas');
-  if (L > model.maxPositions) {
-    throw new Error(`forward: canvas of ${L} tokens exceeds the model's ${model.maxPositions} positions`);
-  }
-  if (!caps.modes.includes(req.mode)) throw new Error(`forward: mode '${req.mode}' not supported by this engine`);
-  if (!(Number.isInteger(req.start) && Number.isInteger(req.end) && 0 <= req.start && req.start < req.end && req.end <= L)) {
-    throw new Error(`forward: bad span [${req.start}, ${req.end}) for a canvas of ${L}`);
-  }
-  if (req.mode === 'full' && (req.start !== 0 || req.end !== L)) throw new Error('forward: a full forward computes [0, L)');
-  if (req.mode === 'prefix' && req.end !== L) throw new Error('forward: a prefix step computes [start, L)');
-  for (let i = 0; i < L; i++) {
-    const t = req.canvas[i];
-    if (t < 0 || t >= model.vocabSize) throw new Error(`forward: token ${t} at position ${i} is outside the vocabulary (${model.vocabSize})`);
-  }
-  let prev = -1;
-  for (const p of req.positions) {
-    if (p < req.start || p >= req.end || p <= prev) {
-      throw new Error(`forward: reported positions must be ascending and inside [${req.start}, ${req.end}); got ${p}`);
-    }
-    prev = p;
-  }
-  if (req.want?.top2 && !caps.reports.top2) throw new Error('forward: top-2 report not supported by this engine');
-  if (req.want?.entropy && !caps.reports.entropy) throw new Error('forward: entropy report not supported by this engine');
-  if (req.want?.logits && !caps.reports.logits) throw new Error('forward: logits report not supported by this engine');
-  if (req.sampling) {
-    if (!caps.sampling) throw new Error('forward: sampling not supported by this engine');
-    if (!(req.sampling.temperature > 0)) throw new Error('forward: sampling temperature must be > 0');
-  }
+  /** What `create` would hold for this model directory (its config and safetensors headers only). */
+  estimateMemory(modelDir: string, options: { maxLength: number; weightDType?: EngineOptions['weightDType'] }): Promise<MemoryEstimate>;
 }

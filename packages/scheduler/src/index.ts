@@ -1,6 +1,14 @@
 export * from './engine.js';
+export * from './engine-kit.js';
 export * from './rng.js';
 export * from './errors.js';
 export * from './select.js';
 export * from './plan.js';
+export * from './request.js';
+export * from './generation.js';
+export * from './decoders/decoder.js';
+export { MaskedDiffusionDecoder } from './decoders/masked.js';
+export { BlockDiffusionDecoder } from './decoders/block.js';
 export * from './generate.js';
+export * from './batch.js';
+export * from './recipe.js';

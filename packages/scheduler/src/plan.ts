@@ -10,7 +10,7 @@ export interface ForwardSpan {
 }
 
 /**
- * SPEC §4: which forward pass step `stepInBlock` (0-based) of block [start, end) runs on a canvas of length L.
+ * DESIGN §4: which forward pass step `stepInBlock` (0-based) of block [start, end) runs on a canvas of length L.
  * The first step of a block is always a full forward (it rebuilds the cache); with refreshEvery = r, every
  * r-th step inside the block is a full forward too (an extra refresh, still one NFE).
  */

@@ -1,5 +1,5 @@
 /**
- * The pure pieces of SPEC §2–3: block partitioning, the fixed schedule and the token-selection rules.
+ * The pure pieces of DESIGN §2–3: block partitioning, the fixed schedule and the token-selection rules.
  * Every rule takes candidates as parallel arrays (absolute positions ascending, one confidence each) and
  * returns the chosen positions ascending. Ranking is by confidence descending, ties to the lower position.
  */
@@ -21,7 +21,7 @@ export function partitionBlocks(promptLength: number, genLength: number, blockLe
   return blocks;
 }
 
-/** SPEC §2: with m masks and n steps, step j unmasks floor(m/n) plus one for the first m mod n steps. (n,) counts. */
+/** DESIGN §2: with m masks and n steps, step j unmasks floor(m/n) plus one for the first m mod n steps. (n,) counts. */
 export function fixedScheduleCounts(masks: number, steps: number): Int32Array {
   const counts = new Int32Array(steps); // (steps,) tokens to unmask at each step
   const base = Math.floor(masks / steps);
@@ -65,7 +65,7 @@ export function selectThreshold(positions: Int32Array, confidences: ArrayLike<nu
 export interface FactorOptions {
   /**
    * The reference implementation's quirk: when every rank passes except the very last one, the last is
-   * taken too. Off by default (SPEC §3); offered only to reproduce reference runs.
+   * taken too. Off by default (DESIGN §3); offered only to reproduce reference runs.
    */
   factorLastRankQuirk?: boolean;
 }
@@ -115,4 +115,30 @@ export function selectDreamOrigin(positions: Int32Array, uniforms: ArrayLike<num
   const out: number[] = [];
   for (let i = 0; i < positions.length; i++) if (uniforms[i] < p) out.push(positions[i]);
   return Int32Array.from(out);
+}
+
+/**
+ * Fast-dLLM v2's rule (DESIGN §8): every candidate with confidence strictly > tau, and always the single most
+ * confident one (so tau = 1 commits one token per step).
+ */
+export function selectAboveThreshold(positions: Int32Array, confidences: ArrayLike<number>, tau: number): Int32Array {
+  if (positions.length === 0) return new Int32Array(0);
+  const ranked = rankCandidates(confidences);
+  let count = 1; // the always-one rule
+  while (count < ranked.length && confidences[ranked[count]] > tau) count++;
+  return pick(positions, ranked, count);
+}
+
+/**
+ * SDAR's rules (DESIGN §8) at a step that must commit k tokens: `dynamic` commits every candidate with confidence
+ * strictly > tau when there are at least k of them, else (and always for static) the k most confident.
+ */
+export function selectSdar(positions: Int32Array, confidences: ArrayLike<number>, k: number, dynamic: boolean, tau: number): Int32Array {
+  if (dynamic) {
+    const ranked = rankCandidates(confidences);
+    let above = 0;
+    while (above < ranked.length && confidences[ranked[above]] > tau) above++;
+    if (above >= k) return pick(positions, ranked, above);
+  }
+  return selectFixed(positions, confidences, k);
 }

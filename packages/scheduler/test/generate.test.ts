@@ -82,7 +82,7 @@ describe('generate: cache modes', () => {
     const e = new MockEngine(byPos((p) => p / 100));
     const r = await generate(e, { ...req, cache: 'prefix' });
     expect(spans(e)).toEqual(['full[0,11)', 'prefix[3,11)', 'full[0,11)', 'prefix[7,11)']);
-    expect(r.stats.forwardsByMode).toEqual({ full: 2, prefix: 2, dual: 0 });
+    expect(r.stats.forwardsByMode).toEqual({ full: 2, prefix: 2, dual: 0, extend: 0 });
   });
   it('dual: one full forward per block, then block-only forwards until the block is full', async () => {
     const e = new MockEngine(byPos((p) => p / 100));

@@ -1,12 +1,13 @@
 import {
   ENGINE_CONTRACT_VERSION,
-  validateForwardRequest,
   type Engine,
   type EngineCapabilities,
   type ForwardRequest,
   type ForwardResult,
   type ModelInfo,
+  type SequenceHandle,
 } from '../src/engine.js';
+import { EngineCapacityError, SequenceTable } from '../src/engine-kit.js';
 
 export const MASK = 99;
 export const EOS = 2;
@@ -21,39 +22,84 @@ export interface Proposal {
 
 export type Script = (position: number, forwardIndex: number, req: ForwardRequest) => Proposal;
 
-/** A scripted engine: no weights, it records every request and answers from the script. */
+/**
+ * A scripted engine: no weights, it records every request and answers from the script. `forwardIndex` given
+ * to the script is the sequence's own forward count; `passes` records each pass's batch.
+ */
 export class MockEngine implements Engine {
   readonly name = 'mock';
   readonly model: ModelInfo;
   readonly capabilities: EngineCapabilities;
   readonly requests: ForwardRequest[] = [];
-  private calls = 0;
+  readonly passes: ForwardRequest[][] = [];
+  private readonly calls = new Map<number, number>();
+  private readonly table: SequenceTable<null>;
+  /** Sequences that may be open at once (capacity tests). */
+  maxSequences = Infinity;
 
   constructor(
     private readonly script: Script,
-    opts: { architecture?: 'llada' | 'dream'; caps?: Partial<EngineCapabilities>; maxPositions?: number } = {},
+    opts: { architecture?: ModelInfo['architecture']; caps?: Partial<EngineCapabilities>; maxPositions?: number; model?: Partial<ModelInfo> } = {},
   ) {
+    const arch = opts.architecture ?? 'llada';
+    const block = arch === 'fast_dllm_v2' || arch === 'sdar';
     this.model = {
-      architecture: opts.architecture ?? 'llada',
+      architecture: arch,
       vocabSize: 128,
       maxPositions: opts.maxPositions ?? 64,
       maskId: MASK,
       eosId: EOS,
-      shiftLogits: opts.architecture === 'dream',
+      shiftLogits: arch === 'dream' || arch === 'fast_dllm_v2',
+      ...(block ? { blockSize: 8, stopIds: [EOS, 3] } : {}),
+      ...opts.model,
     };
     this.capabilities = {
       contractVersion: ENGINE_CONTRACT_VERSION,
-      modes: ['full', 'prefix', 'dual'],
+      modes: block ? ['full', 'prefix', 'dual', 'extend'] : ['full', 'prefix', 'dual'],
       reports: { top2: true, entropy: true, logits: false },
       sampling: true,
+      maxBatch: 16,
+      blockCausal: block,
       ...opts.caps,
     };
+    this.table = new SequenceTable(this.name, this.model.maxPositions);
   }
 
-  async forward(req: ForwardRequest, signal?: AbortSignal): Promise<ForwardResult> {
-    validateForwardRequest(this.model, this.capabilities, req);
+  get openSequences(): number {
+    return this.table.size;
+  }
+
+  sequenceBytes(maxLength: number): number {
+    return maxLength;
+  }
+
+  sequenceCapacity(): number {
+    return Math.max(0, this.maxSequences - this.table.size);
+  }
+
+  openSequence(maxLength: number): SequenceHandle {
+    return this.table.open(maxLength, () => {
+      if (this.table.size >= this.maxSequences) throw new EngineCapacityError(`mock: ${this.maxSequences} sequences at most`);
+      return null;
+    });
+  }
+
+  closeSequence(sequence: SequenceHandle): void {
+    this.table.close(sequence);
+  }
+
+  async forward(batch: readonly ForwardRequest[], signal?: AbortSignal): Promise<ForwardResult[]> {
+    this.table.check(this.model, this.capabilities, batch);
     if (signal?.aborted) throw Object.assign(new Error('aborted'), { name: 'AbortError' });
-    const fi = this.calls++;
+    this.passes.push([...batch]);
+    const out = batch.map((req) => this.one(req));
+    this.table.commit(batch);
+    return out;
+  }
+
+  private one(req: ForwardRequest): ForwardResult {
+    const fi = this.calls.get(req.sequence.id) ?? 0;
+    this.calls.set(req.sequence.id, fi + 1);
     this.requests.push(req);
     const n = req.positions.length;
     const out: ForwardResult = { tokens: new Int32Array(n), probs: new Float64Array(n) };

@@ -15,7 +15,7 @@ import { planForward } from '../src/plan.js';
 const pos = (...p: number[]) => Int32Array.from(p);
 const arr = (a: Int32Array) => Array.from(a);
 
-describe('blocks and the fixed schedule (SPEC §2)', () => {
+describe('blocks and the fixed schedule (DESIGN §2)', () => {
   it('partitions the generation into left-to-right blocks', () => {
     expect(partitionBlocks(3, 8, 4)).toEqual([
       { index: 0, start: 3, end: 7 },
@@ -30,7 +30,7 @@ describe('blocks and the fixed schedule (SPEC §2)', () => {
   });
 });
 
-describe('selection rules (SPEC §3)', () => {
+describe('selection rules (DESIGN §3)', () => {
   it('ranks by confidence descending, ties to the lower position', () => {
     expect(arr(rankCandidates([0.5, 0.9, 0.5, 0.9]))).toEqual([1, 3, 0, 2]);
   });
@@ -72,7 +72,7 @@ describe('selection rules (SPEC §3)', () => {
   });
 });
 
-describe('forward plan per cache mode (SPEC §4)', () => {
+describe('forward plan per cache mode (DESIGN §4)', () => {
   const b = { start: 4, end: 8 };
   it('none: always full; prefix: full then [s, L); dual: full then [s, e)', () => {
     expect(planForward('none', 2, b, 12)).toEqual({ mode: 'full', start: 0, end: 12 });

@@ -53,10 +53,12 @@ async function run(threads: number): Promise<BrowserRun> {
   const engine = await createBrowserWasmEngine({ config, generationConfig, weights },
     { threads, buildUrl: new URL('/build/', location.href), workerUrl: new URL('/kernel-worker.js', location.href) });
   try {
-    const mask = engine.model.maskTokenId;
+    const mask = engine.model.maskId;
     const canvas = Int32Array.from([...PROMPT, ...Array(GEN).fill(mask)]);
     const positions = Int32Array.from({ length: GEN }, (_, i) => PROMPT.length + i);
-    const full = await engine.forward({ canvas, mode: 'full', start: 0, end: canvas.length, positions, want: { logits: true } });
+    const sequence = engine.openSequence(canvas.length);
+    const [full] = await engine.forward([{ sequence, canvas, mode: 'full', start: 0, end: canvas.length, positions, want: { logits: true } }]);
+    engine.closeSequence(sequence);
     const g = await generate(engine, {
       prompt: Int32Array.from(PROMPT), genLength: GEN, blockLength: 8, steps: GEN,
       strategy: { kind: 'threshold', threshold: 0.3 }, cache: 'dual',

@@ -1,0 +1,164 @@
+/**
+ * Masked diffusion (LLaDA, Dream; DESIGN §2–4): the canvas prompt ++ [MASK] * genLength is decoded in
+ * semi-autoregressive blocks; each step is a full, prefix or dual forward (the approximate cache plan, plan.ts) and
+ * commits the masked in-block positions the strategy picks.
+ */
+import type { ForwardResult, ModelInfo } from '../engine.js';
+import { planForward } from '../plan.js';
+import type { GenerationRequest, ResolvedRequest, Strategy } from '../request.js';
+import { LANE_DREAM_ORIGIN, LANE_REMASK_RANDOM, counterUniform } from '../rng.js';
+import {
+  dreamOriginProbability, dreamTransferCount, fixedScheduleCounts, partitionBlocks, selectDreamOrigin, selectFactor,
+  selectFixed, selectThreshold, type Block,
+} from '../select.js';
+import { commit, maskedIn, type Decoder, type DecoderOutcome, type PlannedForward } from './decoder.js';
+
+/** The strategies of masked diffusion. */
+export type MaskedStrategy = Extract<Strategy, { kind: 'fixed' | 'threshold' | 'factor' | 'dream' }>;
+
+interface MaskedPlan extends PlannedForward {
+  /** Dream under a cache: the block's full forward commits only its first position (DESIGN §4). */
+  dreamFirst: boolean;
+}
+
+export class MaskedDiffusionDecoder implements Decoder {
+  private readonly strategy: MaskedStrategy;
+  private readonly blocks: Block[];
+  private readonly want: PlannedForward['want'];
+  private blockIndex = 0;
+  private step = 0;
+  private masks = 0; // masks left in the current block
+  private schedule: Int32Array = new Int32Array(0); // (stepsPerBlock,) fixed-schedule k per step
+
+  constructor(
+    private readonly model: ModelInfo,
+    private readonly request: GenerationRequest,
+    private readonly resolved: ResolvedRequest,
+    /** (P + genLength,) token ids, shared with the generation: prompt ++ generated, masks where not yet decoded. */
+    private readonly canvas: Int32Array,
+  ) {
+    this.strategy = request.strategy as MaskedStrategy;
+    this.blocks = partitionBlocks(request.prompt.length, request.genLength, resolved.blockLength);
+    const s = this.strategy;
+    this.want = s.kind === 'dream' && s.alg === 'topk_margin' ? { top2: true } : s.kind === 'dream' && s.alg === 'entropy' ? { entropy: true } : undefined;
+    this.enterBlock();
+  }
+
+  outputLength(): number {
+    return this.request.genLength;
+  }
+
+  plan(): MaskedPlan {
+    const block = this.blocks[this.blockIndex];
+    const L = this.canvas.length;
+    const { cache, refreshEvery } = this.resolved;
+    const span = planForward(cache, this.step, block, L, refreshEvery);
+    // Keyed on the model's shifted logits, not on the strategy: the cached window would give the block's
+    // first position its own, unshifted row.
+    const dreamFirst = this.model.shiftLogits && cache !== 'none' && this.step === 0 && this.canvas[block.start] === this.model.maskId;
+    const positions = dreamFirst ? Int32Array.of(block.start) : maskedIn(this.canvas, block.start, block.end, this.model.maskId); // (n,) ascending
+    return {
+      length: L, mode: span.mode, start: span.start, end: span.end, positions,
+      ...(this.want && !dreamFirst ? { want: this.want } : {}),
+      block: block.index, step: this.step, dreamFirst,
+    };
+  }
+
+  apply(plan: PlannedForward, res: ForwardResult, forwardIndex: number): DecoderOutcome {
+    const { dreamFirst } = plan as MaskedPlan;
+    const block = this.blocks[this.blockIndex];
+    const { stepsPerBlock } = this.resolved;
+    let chosen: Int32Array; // (k,) absolute positions to commit, ascending
+    if (dreamFirst) {
+      chosen = plan.positions;
+      // The fixed schedule then spreads the remaining masks over the remaining steps (step j uses index j).
+      if (stepsPerBlock > 1) this.schedule = Int32Array.of(0, ...fixedScheduleCounts(this.masks - 1, stepsPerBlock - 1));
+    } else {
+      const conf = confidences(this.strategy, res, plan.positions, this.resolved.seed, forwardIndex);
+      chosen = choose(this.strategy, plan.positions, conf, this.step, this.resolved, this.schedule, this.masks, forwardIndex);
+    }
+    const tokens = commit(this.canvas, plan.positions, res, chosen);
+    this.masks -= chosen.length;
+    this.step++;
+    const out: DecoderOutcome = { positions: chosen, tokens, done: false, stoppedEarly: false };
+    if (this.masks > 0) return out;
+
+    out.blockDone = { index: block.index, start: block.start, end: block.end };
+    const L = this.canvas.length;
+    const P = this.request.prompt.length;
+    if (this.request.earlyStop && block.end < L && onlyEosAfterFirstEos(this.canvas, P, block.end, this.model.eosId)) {
+      this.canvas.fill(this.model.eosId, block.end);
+      out.stoppedEarly = true;
+      out.done = true;
+    } else if (this.blockIndex + 1 < this.blocks.length) {
+      this.blockIndex++;
+      this.enterBlock();
+    } else {
+      out.done = true;
+    }
+    return out;
+  }
+
+  private enterBlock(): void {
+    const block = this.blocks[this.blockIndex];
+    let masks = 0;
+    for (let p = block.start; p < block.end; p++) if (this.canvas[p] === this.model.maskId) masks++;
+    this.masks = masks;
+    this.step = 0;
+    this.schedule = fixedScheduleCounts(masks, this.resolved.stepsPerBlock);
+  }
+}
+
+/** Confidence of each reported position under the strategy (DESIGN §3); (n,) float64. */
+function confidences(strategy: MaskedStrategy, res: ForwardResult, positions: Int32Array, seed: number, forwardIndex: number): Float64Array {
+  const n = positions.length;
+  if (strategy.kind === 'fixed' && strategy.remasking === 'random') {
+    return Float64Array.from(positions, (p) => counterUniform(seed, forwardIndex, p, LANE_REMASK_RANDOM));
+  }
+  if (strategy.kind === 'dream') {
+    if (strategy.alg === 'entropy') return Float64Array.from(res.entropy!.subarray(0, n), (h) => -h);
+    if (strategy.alg === 'topk_margin') return Float64Array.from({ length: n }, (_, i) => res.top1Probs![i] - res.top2Probs![i]);
+  }
+  return res.probs;
+}
+
+/** True when [from, to) holds an EOS and every position after the first EOS in it is EOS. */
+function onlyEosAfterFirstEos(canvas: Int32Array, from: number, to: number, eosId: number): boolean {
+  let p = from;
+  while (p < to && canvas[p] !== eosId) p++;
+  if (p === to) return false;
+  for (; p < to; p++) if (canvas[p] !== eosId) return false;
+  return true;
+}
+
+function choose(
+  strategy: MaskedStrategy,
+  positions: Int32Array,
+  conf: Float64Array,
+  step: number,
+  cfg: ResolvedRequest,
+  schedule: Int32Array,
+  masks: number,
+  forwardIndex: number,
+): Int32Array {
+  switch (strategy.kind) {
+    case 'fixed':
+      // Steps past the budget cannot happen (the counts sum to the block's masks); guard with "all".
+      return selectFixed(positions, conf, step < schedule.length ? schedule[step] : masks);
+    case 'threshold':
+      return selectThreshold(positions, conf, strategy.threshold ?? 0.9);
+    case 'factor':
+      return selectFactor(positions, conf, strategy.factor ?? 1, { factorLastRankQuirk: strategy.factorLastRankQuirk });
+    case 'dream': {
+      if (strategy.threshold !== undefined) return selectThreshold(positions, conf, strategy.threshold);
+      // Under a cache, step 0 was the first-position commit; the schedule continues at step 1 of n, and a
+      // block whose budget is spent finishes in one last step.
+      const n = cfg.stepsPerBlock;
+      if (strategy.alg === 'origin') {
+        const u = Float64Array.from(positions, (p) => counterUniform(cfg.seed, forwardIndex, p, LANE_DREAM_ORIGIN)); // (n,) uniforms
+        return selectDreamOrigin(positions, u, dreamOriginProbability(step, n));
+      }
+      return selectFixed(positions, conf, dreamTransferCount(masks, step, n));
+    }
+  }
+}

@@ -1,0 +1,308 @@
+/**
+ * A generation request and its validation (DESIGN §2–4, §8). Validation needs no engine: with only the request it
+ * checks everything the request says about itself; given a model and an engine's capabilities it also checks
+ * what depends on them. The CLI, the server and the batch driver all call this one function.
+ */
+import { ENGINE_CONTRACT_VERSION, type EngineCapabilities, type ForwardMode, type ModelInfo } from './engine.js';
+import { SchedulerConfigError } from './errors.js';
+import type { CacheMode } from './plan.js';
+import { normaliseSeed } from './rng.js';
+
+export type DreamAlg = 'entropy' | 'topk_margin' | 'maskgit_plus' | 'origin';
+
+/** SDAR's rules (DESIGN §8): `low_confidence_dynamic` commits every confidence > threshold when there are k_j of them. */
+export type SdarRemasking = 'low_confidence_dynamic' | 'low_confidence_static';
+
+export type Strategy =
+  /** Fixed schedule (DESIGN §2): k tokens per step; `random` remasking ranks by a seeded uniform instead. */
+  | { kind: 'fixed'; remasking?: 'low_confidence' | 'random' }
+  /** Confidence-aware parallel decoding: every confidence >= threshold (default 0.9), and always the best one. */
+  | { kind: 'threshold'; threshold?: number }
+  /** Factor rule with f (default 1); `factorLastRankQuirk` reproduces the reference's last-rank quirk. */
+  | { kind: 'factor'; factor?: number; factorLastRankQuirk?: boolean }
+  /**
+   * Dream's sampler: confidence by `alg`, k per step from Dream's timestep schedule (number_transfer_tokens).
+   * With `threshold`, the threshold rule replaces the schedule, applied to the alg's confidence
+   * (topk_margin: top1 - top2; maskgit_plus: top1 probability, Fast-dLLM's Dream rule). `entropy` (-entropy <= 0)
+   * and `origin` take no threshold.
+   */
+  | { kind: 'dream'; alg: DreamAlg; threshold?: number }
+  /**
+   * Fast-dLLM v2's block decoding (DESIGN §8), for `fast_dllm_v2` models: sub-blocks of `subBlockLength` (default
+   * 8, or the block size when 8 does not divide it) decoded left to right; each step commits every masked sub-block
+   * position with confidence > threshold (strict; default 0.9) and always the most confident one. `blockCache`
+   * (default false, the published default): DualCache inside the block.
+   */
+  | { kind: 'fast_dllm_v2'; subBlockLength?: number; threshold?: number; blockCache?: boolean }
+  /**
+   * SDAR's block decoding (DESIGN §8), for `sdar` models: `stepsPerBlock` denoising steps per block (default the
+   * block size B, at most B); step j commits k_j (the fixed schedule of B over the steps) tokens, or with
+   * `low_confidence_dynamic` (default) every confidence > threshold (default 0.85) when there are at least k_j.
+   */
+  | { kind: 'sdar'; stepsPerBlock?: number; remasking?: SdarRemasking; threshold?: number };
+
+/** Strategies of block-diffusion models, each for its own architecture. */
+export const BLOCK_STRATEGY_KINDS = ['fast_dllm_v2', 'sdar'] as const;
+
+/** Whether a strategy is one of the block-diffusion procedures (the others are masked diffusion's). */
+export function isBlockStrategy(s: Strategy): s is Extract<Strategy, { kind: 'fast_dllm_v2' | 'sdar' }> {
+  return s?.kind === 'fast_dllm_v2' || s?.kind === 'sdar';
+}
+
+/** Fast-dLLM v2's published sub-block length, where it divides the block (DESIGN §8). */
+export const DEFAULT_SUB_BLOCK = 8;
+
+/** The sub-block length a fast_dllm_v2 strategy uses in blocks of B: its own, else 8 where 8 divides B, else B. */
+export function subBlockLengthFor(s: { subBlockLength?: number }, blockSize: number): number {
+  return s.subBlockLength ?? (blockSize % DEFAULT_SUB_BLOCK === 0 ? DEFAULT_SUB_BLOCK : blockSize);
+}
+
+export interface GenerationRequest {
+  /** (P,) int32 prompt token ids, P >= 1, no mask token. */
+  prompt: Int32Array;
+  /**
+   * Masked diffusion: tokens to generate. Block diffusion: the cap on new tokens (the canvas ends at P + genLength,
+   * the last block may be shorter; a stop token ends the answer earlier).
+   */
+  genLength: number;
+  /** Masked diffusion only (required there). Block-diffusion models take B from the model; a different value is refused. */
+  blockLength?: number;
+  /** Masked diffusion only (required there): total steps over all blocks; steps / numBlocks per block. */
+  steps?: number;
+  strategy: Strategy;
+  /** Masked diffusion's approximate cache (default none). Block diffusion's exact cache is always on: none or absent. */
+  cache?: CacheMode;
+  /** Extra full forward every r steps inside a block (masked diffusion, cached modes only). */
+  refreshEvery?: number;
+  /** 0 (default): greedy. > 0: Gumbel-max sampling in the engine with forwardIndex = NFE - 1. */
+  temperature?: number;
+  /** u32; keys the sampling noise, `random` remasking and Dream `origin`. Default 0. */
+  seed?: number;
+  /**
+   * Masked diffusion: stop once a completed block leaves only EOS after the first EOS; the rest is filled with EOS.
+   * Off by default. Block-diffusion models always stop at a stop token (DESIGN §8); this option is refused there.
+   */
+  earlyStop?: boolean;
+}
+
+/** A request with its defaults filled in. */
+export interface ResolvedRequest {
+  /** Which decoding procedure runs: masked diffusion (LLaDA, Dream) or block diffusion (Fast-dLLM v2, SDAR). */
+  family: 'masked' | 'block';
+  cache: CacheMode;
+  temperature: number;
+  seed: number;
+  /** Positions per block: blockLength (masked), the model's block size B (block; 0 when checked without a model). */
+  blockLength: number;
+  /** Masked: steps / numBlocks. SDAR: denoising steps per block. Fast-dLLM v2: 0 (its steps follow the threshold). */
+  stepsPerBlock: number;
+  /** Fast-dLLM v2: the sub-block length b. */
+  subBlockLength?: number;
+  refreshEvery?: number;
+  /** Longest canvas the generation will use (prompt + genLength): what its sequence reserves. */
+  maxLength: number;
+}
+
+/** The engine a request will run on: what validation needs of it (without capabilities: the model only). */
+export interface EngineTarget {
+  name: string;
+  model: ModelInfo;
+  capabilities?: EngineCapabilities;
+}
+
+function positiveInt(name: string, v: unknown): number {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v <= 0) {
+    throw new SchedulerConfigError(`${name} must be a positive integer; got ${String(v)}`);
+  }
+  return v;
+}
+
+function checkTau(tau: unknown): void {
+  if (typeof tau !== 'number' || !(tau > 0 && tau <= 1)) throw new SchedulerConfigError(`threshold must be in (0, 1]; got ${String(tau)}`);
+}
+
+/** The forward modes a request's cache setting needs. */
+export function modesFor(cache: CacheMode): ForwardMode[] {
+  return cache === 'none' ? ['full'] : ['full', cache];
+}
+
+/**
+ * Checks a request (DESIGN §2–4, §8); throws SchedulerConfigError naming the problem. Without `target`, only what
+ * the request says about itself (the prompt is checked for emptiness only: its ids need the model).
+ */
+export function checkGenerationRequest(req: GenerationRequest, target?: EngineTarget): ResolvedRequest {
+  if (target?.capabilities && target.capabilities.contractVersion !== ENGINE_CONTRACT_VERSION) {
+    throw new SchedulerConfigError(
+      `engine '${target.name}' implements contract version ${target.capabilities.contractVersion}, the scheduler needs ${ENGINE_CONTRACT_VERSION}; rebuild the engine against this scheduler`,
+    );
+  }
+  if (!(req.prompt instanceof Int32Array)) throw new SchedulerConfigError('prompt must be an Int32Array of token ids');
+  if (req.prompt.length === 0) throw new SchedulerConfigError('empty prompt: generation needs at least one prompt token (e.g. BOS)');
+  const gen = positiveInt('genLength', req.genLength);
+  const temperature = req.temperature ?? 0;
+  if (typeof temperature !== 'number' || !Number.isFinite(temperature) || temperature < 0) {
+    throw new SchedulerConfigError(`temperature must be a finite number >= 0; got ${String(temperature)}`);
+  }
+  let seed: number;
+  try {
+    seed = normaliseSeed(req.seed ?? 0);
+  } catch (e) {
+    throw new SchedulerConfigError((e as Error).message);
+  }
+  checkStrategy(req.strategy);
+  const maxLength = req.prompt.length + gen;
+  if (target) checkFamily(req.strategy, target.model);
+  const resolved = isBlockStrategy(req.strategy)
+    ? resolveBlock(req, req.strategy, target?.model, temperature, seed, maxLength)
+    : resolveMasked(req, gen, temperature, seed, maxLength);
+  if (target) checkAgainstEngine(req, target, resolved);
+  return resolved;
+}
+
+function resolveMasked(req: GenerationRequest, gen: number, temperature: number, seed: number, maxLength: number): ResolvedRequest {
+  const bl = positiveInt('blockLength', req.blockLength);
+  const steps = positiveInt('steps', req.steps);
+  if (gen % bl !== 0) throw new SchedulerConfigError(`genLength ${gen} must be a multiple of blockLength ${bl}`);
+  const numBlocks = gen / bl;
+  if (steps % numBlocks !== 0) throw new SchedulerConfigError(`steps ${steps} must be a multiple of the number of blocks ${numBlocks} (genLength / blockLength)`);
+  const cache = req.cache ?? 'none';
+  if (cache !== 'none' && cache !== 'prefix' && cache !== 'dual') throw new SchedulerConfigError(`unknown cache mode '${String(cache)}' (none | prefix | dual)`);
+  let refreshEvery: number | undefined;
+  if (req.refreshEvery !== undefined) {
+    refreshEvery = positiveInt('refreshEvery', req.refreshEvery);
+    if (cache === 'none') throw new SchedulerConfigError('refreshEvery needs a cache mode (prefix or dual); without a cache every step is already full');
+  }
+  return { family: 'masked', cache, temperature, seed, blockLength: bl, stepsPerBlock: steps / numBlocks, refreshEvery, maxLength };
+}
+
+/** Block diffusion (DESIGN §8): the masked-diffusion options are refused by name; B comes from the model. */
+function resolveBlock(
+  req: GenerationRequest, s: Extract<Strategy, { kind: 'fast_dllm_v2' | 'sdar' }>, model: ModelInfo | undefined,
+  temperature: number, seed: number, maxLength: number,
+): ResolvedRequest {
+  const who = `strategy '${s.kind}' (block diffusion)`;
+  if (req.steps !== undefined) {
+    throw new SchedulerConfigError(`steps is a masked-diffusion (LLaDA/Dream) option; ${who} ${s.kind === 'sdar' ? 'takes stepsPerBlock' : 'steps by its threshold'}: drop steps`);
+  }
+  if (req.cache !== undefined && req.cache !== 'none') {
+    throw new SchedulerConfigError(`cache '${req.cache}' is masked diffusion's approximate cache; ${who} keeps an exact cache of finished blocks` +
+      (s.kind === 'fast_dllm_v2' ? ' (DualCache inside the block is the strategy\'s blockCache option)' : '') + ': drop cache');
+  }
+  if (req.refreshEvery !== undefined) throw new SchedulerConfigError(`refreshEvery is a masked-diffusion (LLaDA/Dream) option; ${who} never refreshes its exact cache: drop it`);
+  if (req.earlyStop) throw new SchedulerConfigError(`earlyStop is a masked-diffusion (LLaDA/Dream) option; ${who} always stops at a stop token: drop it`);
+  if (req.blockLength !== undefined) positiveInt('blockLength', req.blockLength);
+  const B = model?.blockSize;
+  if (B !== undefined && req.blockLength !== undefined && req.blockLength !== B) {
+    throw new SchedulerConfigError(`blockLength ${req.blockLength} differs from the ${model!.architecture} model's block size ${B} (block-diffusion models decode in the blocks they were trained with); drop blockLength`);
+  }
+  const base = { family: 'block' as const, cache: 'none' as const, temperature, seed, blockLength: B ?? req.blockLength ?? 0, maxLength };
+  if (s.kind === 'fast_dllm_v2') {
+    if (B === undefined) return { ...base, stepsPerBlock: 0, ...(s.subBlockLength !== undefined ? { subBlockLength: s.subBlockLength } : {}) };
+    const b = subBlockLengthFor(s, B);
+    if (B % b !== 0) throw new SchedulerConfigError(`subBlockLength ${b} must divide the model's block size ${B}`);
+    return { ...base, stepsPerBlock: 0, subBlockLength: b };
+  }
+  if (B === undefined) return { ...base, stepsPerBlock: s.stepsPerBlock ?? 0 };
+  const n = s.stepsPerBlock ?? B;
+  if (n > B) throw new SchedulerConfigError(`stepsPerBlock ${n} exceeds the model's block size ${B}: a step past B would commit nothing (use at most ${B})`);
+  return { ...base, stepsPerBlock: n };
+}
+
+function checkStrategy(s: Strategy): void {
+  switch (s?.kind) {
+    case 'fixed':
+      if (s.remasking !== undefined && s.remasking !== 'low_confidence' && s.remasking !== 'random') {
+        throw new SchedulerConfigError(`unknown remasking '${String(s.remasking)}' (low_confidence | random)`);
+      }
+      return;
+    case 'threshold':
+      checkTau(s.threshold ?? 0.9);
+      return;
+    case 'factor': {
+      const f = s.factor ?? 1;
+      if (typeof f !== 'number' || !Number.isFinite(f) || !(f > 0)) throw new SchedulerConfigError(`factor f must be > 0; got ${String(f)}`);
+      return;
+    }
+    case 'dream':
+      if (!['entropy', 'topk_margin', 'maskgit_plus', 'origin'].includes(s.alg)) {
+        throw new SchedulerConfigError(`unknown Dream alg '${String(s.alg)}' (entropy | topk_margin | maskgit_plus | origin)`);
+      }
+      if (s.threshold !== undefined) {
+        if (s.alg === 'origin') throw new SchedulerConfigError("Dream alg 'origin' has no confidence to threshold; drop the threshold or pick another alg");
+        // -entropy <= 0 never reaches a tau in (0, 1]: every step would silently commit one token.
+        if (s.alg === 'entropy') {
+          throw new SchedulerConfigError("Dream alg 'entropy' scores confidence as -entropy (<= 0), which no threshold in (0, 1] reaches; " +
+            "Fast-dLLM's Dream threshold rule thresholds the top-1 probability: use alg 'maskgit_plus' with the threshold");
+        }
+        checkTau(s.threshold);
+      }
+      return;
+    case 'fast_dllm_v2':
+      if (s.subBlockLength !== undefined) positiveInt('subBlockLength', s.subBlockLength);
+      // tau = 1: no confidence is > 1, so one token per step (DESIGN §8).
+      if (s.threshold !== undefined) checkTau(s.threshold);
+      if (s.blockCache !== undefined && typeof s.blockCache !== 'boolean') throw new SchedulerConfigError(`blockCache must be true or false; got ${String(s.blockCache)}`);
+      return;
+    case 'sdar':
+      if (s.stepsPerBlock !== undefined) positiveInt('stepsPerBlock', s.stepsPerBlock);
+      if (s.remasking !== undefined && s.remasking !== 'low_confidence_dynamic' && s.remasking !== 'low_confidence_static') {
+        throw new SchedulerConfigError(`unknown SDAR remasking '${String(s.remasking)}' (low_confidence_dynamic | low_confidence_static)`);
+      }
+      if (s.threshold !== undefined) {
+        if (s.remasking === 'low_confidence_static') throw new SchedulerConfigError("SDAR remasking 'low_confidence_static' takes no threshold; drop it or use 'low_confidence_dynamic'");
+        checkTau(s.threshold);
+      }
+      return;
+    default:
+      throw new SchedulerConfigError(`unknown strategy ${JSON.stringify(s)} (fixed | threshold | factor | dream | fast_dllm_v2 | sdar)`);
+  }
+}
+
+/** Each decoding procedure runs on its own model family (DESIGN §8): refuse the others with what to use instead. */
+function checkFamily(s: Strategy, model: ModelInfo): void {
+  const block = model.blockSize !== undefined;
+  if (isBlockStrategy(s)) {
+    if (!block) {
+      throw new SchedulerConfigError(`strategy '${s.kind}' is a block-diffusion procedure; the ${model.architecture} model is a masked-diffusion model ` +
+        '(use fixed, threshold, factor or dream)');
+    }
+    if (s.kind !== model.architecture) {
+      throw new SchedulerConfigError(`strategy '${s.kind}' decodes ${s.kind === 'sdar' ? 'SDAR' : 'Fast-dLLM v2'} models; this is a ${model.architecture} model (use strategy '${model.architecture}')`);
+    }
+  } else if (block) {
+    throw new SchedulerConfigError(`strategy '${s?.kind}' is masked diffusion (LLaDA/Dream); ${model.architecture} is a block-diffusion model: ` +
+      `use strategy '${model.architecture}'`);
+  }
+}
+
+/** The forward modes a request needs. */
+export function modesForRequest(req: GenerationRequest, resolved: ResolvedRequest): ForwardMode[] {
+  const s = req.strategy;
+  if (resolved.family === 'masked') return modesFor(resolved.cache);
+  return s.kind === 'fast_dllm_v2' && s.blockCache ? ['full', 'prefix', 'extend', 'dual'] : ['full', 'prefix', 'extend'];
+}
+
+function checkAgainstEngine(req: GenerationRequest, target: EngineTarget, resolved: ResolvedRequest): void {
+  const { model, capabilities: caps, name } = target;
+  for (let i = 0; i < req.prompt.length; i++) {
+    const t = req.prompt[i];
+    if (t === model.maskId) throw new SchedulerConfigError(`the prompt holds the mask token ${t} at position ${i}; remove it`);
+    if (!(t >= 0 && t < model.vocabSize)) throw new SchedulerConfigError(`prompt token ${t} at position ${i} is outside the vocabulary (${model.vocabSize})`);
+  }
+  if (resolved.maxLength > model.maxPositions) {
+    throw new SchedulerConfigError(`prompt (${req.prompt.length}) + genLength (${req.genLength}) exceeds the model's ${model.maxPositions} positions; shorten one`);
+  }
+  if (!caps) return;
+  if (model.blockSize !== undefined && !caps.blockCausal) {
+    throw new SchedulerConfigError(`engine '${name}' has no block-causal attention, which ${model.architecture} models need`);
+  }
+  for (const m of modesForRequest(req, resolved)) {
+    if (!caps.modes.includes(m)) throw new SchedulerConfigError(`forward mode '${m}' not supported by engine '${name}'`);
+  }
+  if (resolved.temperature > 0 && !caps.sampling) throw new SchedulerConfigError(`temperature sampling not supported by engine '${name}'`);
+  const s = req.strategy;
+  if (s.kind === 'dream') {
+    if (s.alg === 'topk_margin' && !caps.reports.top2) throw new SchedulerConfigError(`top-2 report (Dream topk_margin) not supported by engine '${name}'`);
+    if (s.alg === 'entropy' && !caps.reports.entropy) throw new SchedulerConfigError(`entropy report (Dream entropy) not supported by engine '${name}'`);
+  }
+}

