@@ -248,7 +248,7 @@ export const referenceProvider: EngineProvider = {
       if (int8 && names.lmHead === names.embed) bytes += 4 * description.vocabSize * description.hiddenSize;
       return {
         weightBytes: bytes, sequenceBytes: referenceCacheBytes(description, maxLength), weightDType: int8 ? 'int8' : 'f32', cacheDType: 'f64',
-        ...(int8 ? { note: 'linear weights and LM head int8 (7-bit values, one f32 scale per 32); embedding, norms, biases f32' } : {}),
+        ...(int8 ? { note: 'linear weights and LM head int8 (7-bit values, one f32 scale per 32); embedding (tied: a dequantized f32 copy of the int8 head), norms, biases f32' } : {}),
       };
     } finally {
       await archive.close();
