@@ -18,13 +18,13 @@ describe('fast-dllm inspect', () => {
     expect(tied || j.parameters === 2 * j.vocabSize * d + d + j.numLayers * perLayer).toBe(true);
     expect(Object.keys(j.dtypes)).toEqual(['F32']);
     // Each engine package answers for itself: the reference widens to f32 and keeps f64 K/V, wasm f32 weights and
-    // K/V, cuda bf16 matrices (norms stay f32) and f32 K/V; the K/V is one sequence of --canvas tokens.
+    // K/V, cuda bf16 matrices (norms stay f32) and bf16 K/V; the K/V is one sequence of --canvas tokens.
     const kv = 2 * j.numLayers * j.numKvHeads * j.headDim * j.canvas;
     expect(j.canvas).toBe(j.maxPositions);
     expect(j.memory.reference).toMatchObject({ weights: j.parameters * 4, kvCache: kv * 8, weightDType: 'f32', cacheDType: 'f64' });
     expect(j.memory.wasm).toMatchObject({ weights: j.parameters * 4, kvCache: kv * 4, weightDType: 'f32', cacheDType: 'f32' });
     const norms = j.numLayers * 2 * d + d;
-    expect(j.memory.cuda).toMatchObject({ weights: (j.parameters - norms) * 2 + norms * 4, kvCache: kv * 4, weightDType: 'bf16' });
+    expect(j.memory.cuda).toMatchObject({ weights: (j.parameters - norms) * 2 + norms * 4, kvCache: kv * 2, weightDType: 'bf16', cacheDType: 'bf16' });
     const short = JSON.parse((await runCli(['inspect', fixture('llada-tiny-sharded'), '--json', '--canvas', '100'])).stdout);
     expect(short.memory.wasm.kvCache).toBe(2 * j.numLayers * j.numKvHeads * j.headDim * 100 * 4);
     const tooLong = await runCli(['inspect', fixture('llada-tiny-sharded'), '--canvas', '9999']);
