@@ -1,12 +1,12 @@
-"""Golden data for the block-diffusion models (SPEC §8) from the independent PyTorch model in blockdiff_model.py.
+"""Golden data for the block-diffusion models (DESIGN §8) from the independent PyTorch model in blockdiff_model.py.
 
 1. Golden logits (test/fixtures/golden/<model>.json, the format of make_golden.py): block-causal full forwards,
    prefill + extend, block steps against a cache of finished blocks, sub-block dual steps over a kept block cache.
    A small emulation of the engine contract's cache (full / prefix / extend / dual) replays each case's set-up.
 2. Golden token sequences (test/fixtures/golden/scheduler/<model>.json): the two decoding procedures written here
-   from SPEC §8 and the published code (Fast-dLLM v2's sub-block loop with its optional block cache; SDAR's
+   from DESIGN §8 and the published code (Fast-dLLM v2's sub-block loop with its optional block cache; SDAR's
    denoising loop), with their own cache of finished blocks, greedy, for prompts shorter than a block, a multiple
-   of it (P == B included: the published v2 code skips the prefill there, SPEC §8 does not), and neither. Each case
+   of it (P == B included: the published v2 code skips the prefill there, DESIGN §8 does not), and neither. Each case
    records the tokens (cut after the stop token), the NFE and `minGap`, the smallest decision margin met (top-1/top-2
    probability margin of a reported row, a confidence's distance to the threshold, the gap at a top-k cut or
    between the two most confident): a case whose margin is below a test's delta is ambiguous, not wrong.
@@ -118,7 +118,7 @@ def mask_id(name):
 
 
 def stop_ids(name):
-    """SPEC §8: EOS and end of turn from config, generation_config and tokenizer (the fixtures name 280 and 282)."""
+    """DESIGN §8: EOS and end of turn from config, generation_config and tokenizer (the fixtures name 280 and 282)."""
     d = os.path.join(MODELS, name)
     ids = set()
     for f in ('config.json', 'generation_config.json'):
@@ -164,7 +164,7 @@ def schedule(m, n):
 
 
 def decode_v2(m, prompt, gen, mask, stops, sub, tau, block_cache):
-    """Fast-dLLM v2 (SPEC §8). Returns (generated tokens cut after the stop token, nfe, min gap)."""
+    """Fast-dLLM v2 (DESIGN §8). Returns (generated tokens cut after the stop token, nfe, min gap)."""
     B, P = m.B, len(prompt)
     cap = P + gen
     x = list(prompt) + [mask] * gen
@@ -237,7 +237,7 @@ def decode_v2(m, prompt, gen, mask, stops, sub, tau, block_cache):
 
 
 def decode_sdar(m, prompt, gen, mask, stops, steps, dynamic, tau):
-    """SDAR (SPEC §8). Returns (generated tokens cut after the first stop token, nfe, min gap)."""
+    """SDAR (DESIGN §8). Returns (generated tokens cut after the first stop token, nfe, min gap)."""
     B, P = m.B, len(prompt)
     cap = P + gen
     x = list(prompt) + [mask] * gen

@@ -1,4 +1,4 @@
-"""An independent float64 PyTorch implementation of the block-diffusion models of SPEC §8, written from the spec and
+"""An independent float64 PyTorch implementation of the block-diffusion models of DESIGN §8, written from the spec and
 the published generation code (read, not copied), to produce golden data for the TS engines and scheduler.
 
 Fast-dLLM v2 (config model_type "Fast_dLLM_Qwen"): Qwen2.5 layers (q/k/v biases, GQA), shifted logits.

@@ -10,6 +10,7 @@ import { defaultCacheDir, pull } from './pull.js';
 import { registerGenerate } from './generate.js';
 import { registerChat } from './chat.js';
 import { registerBench } from './bench.js';
+import { registerServe } from './serve.js';
 import { registerEval } from './eval/command.js';
 import { registerWeb } from './web.js';
 import { processIo, type Io } from './io.js';
@@ -63,6 +64,7 @@ export function buildProgram(io: Io, signal: AbortSignal): Command {
   registerBench(program, io, signal);
   registerEval(program, io, signal);
   registerWeb(program, io, signal);
+  registerServe(program, io, signal);
 
   return program;
 }

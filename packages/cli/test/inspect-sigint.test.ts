@@ -18,13 +18,13 @@ describe('fast-dllm inspect', () => {
     expect(tied || j.parameters === 2 * j.vocabSize * d + d + j.numLayers * perLayer).toBe(true);
     expect(Object.keys(j.dtypes)).toEqual(['F32']);
     // Each engine package answers for itself: the reference widens to f32 and keeps f64 K/V, wasm f32 weights and
-    // K/V, cuda bf16 matrices (norms stay f32) and f32 K/V; the K/V is one sequence of --canvas tokens.
+    // K/V, cuda bf16 matrices (norms stay f32) and bf16 K/V; the K/V is one sequence of --canvas tokens.
     const kv = 2 * j.numLayers * j.numKvHeads * j.headDim * j.canvas;
     expect(j.canvas).toBe(j.maxPositions);
     expect(j.memory.reference).toMatchObject({ weights: j.parameters * 4, kvCache: kv * 8, weightDType: 'f32', cacheDType: 'f64' });
     expect(j.memory.wasm).toMatchObject({ weights: j.parameters * 4, kvCache: kv * 4, weightDType: 'f32', cacheDType: 'f32' });
     const norms = j.numLayers * 2 * d + d;
-    expect(j.memory.cuda).toMatchObject({ weights: (j.parameters - norms) * 2 + norms * 4, kvCache: kv * 4, weightDType: 'bf16' });
+    expect(j.memory.cuda).toMatchObject({ weights: (j.parameters - norms) * 2 + norms * 4, kvCache: kv * 2, weightDType: 'bf16', cacheDType: 'bf16' });
     // int8 (CPU engines): 1.125 bytes per linear weight and LM-head weight (a 4-byte scale per block of 32; the WASM
     // engine packs 8 rows per panel), the embedding, norms and biases f32; cuda refuses int8 and has no such row.
     const P = (out: number, inDim: number) => Math.ceil(out / 8) * Math.ceil(inDim / 32) * 288;

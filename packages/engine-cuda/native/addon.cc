@@ -17,15 +17,29 @@ namespace {
 using fdl_napi::DevBuf;
 using fdl_napi::Job;
 
+// "13.0" from CUDA's 13000 (0: none, e.g. no driver; the emulator reports 0 for both).
+std::string cudaVersionString(int v) { return v > 0 ? std::to_string(v / 1000) + "." + std::to_string(v % 1000 / 10) : "none"; }
+
 // deviceInfo(): never throws; with no driver (static cudart, libcuda missing) cudaGetDeviceCount returns an error.
+// Always says which driver the machine has and which runtime the addon was built with.
 Napi::Value DeviceInfo(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Napi::Object o = Napi::Object::New(env);
+  int driver = 0, runtime = 0;
+  if (cudaDriverGetVersion(&driver) != cudaSuccess) driver = 0;
+  if (cudaRuntimeGetVersion(&runtime) != cudaSuccess) runtime = 0;
+  o.Set("driverVersion", cudaVersionString(driver));
+  o.Set("runtimeVersion", cudaVersionString(runtime));
   int count = 0;
   cudaError_t e = cudaGetDeviceCount(&count);
   if (e != cudaSuccess || count == 0) {
     o.Set("available", false);
     std::string why = e != cudaSuccess ? std::string(cudaGetErrorName(e)) + ": " + cudaGetErrorString(e) : "0 devices";
+    // The runtime reports a missing driver and an old one alike (cudaErrorInsufficientDriver): say which.
+    if (e != cudaSuccess && driver == 0) why += "; no NVIDIA driver: libcuda.so.1 was not found";
+    else if (e != cudaSuccess && driver < runtime)
+      why += "; the driver supports CUDA " + cudaVersionString(driver) + ", this addon's runtime is CUDA " +
+             cudaVersionString(runtime) + ": update the driver, or build the addon from source with the matching nvcc";
     o.Set("reason", "no CUDA device (" + why + ")");
     return o;
   }
@@ -46,6 +60,7 @@ Napi::Value DeviceInfo(const Napi::CallbackInfo& info) {
   o.Set("computeCapability", std::to_string(p.major) + "." + std::to_string(p.minor));
   o.Set("totalBytes", (double)totalB);
   o.Set("freeBytes", (double)freeB);
+  o.Set("multiprocessors", p.multiProcessorCount);
   return o;
 }
 
@@ -53,6 +68,7 @@ struct Config {
   int d, layers, H, KV, hd, ff, V, maxPos;
   float eps, theta;
   bool qkvBias, bf16;
+  bool kvBf16;  // K/V cache (and a prefix step's fresh rows) in bf16; else f32
   int maskId;  // never proposed (DESIGN §3)
 };
 
@@ -62,16 +78,16 @@ enum Role { kAttnNorm, kQ, kK, kV, kQB, kKB, kVB, kO, kFfnNorm, kGate, kUp, kDow
 // Per-forward working buffers, kept between forwards (a cudaMalloc/cudaFree pair per buffer per step would cost
 // more than a DualCache step's kernels, and cudaFree synchronises the device). Grown, never shrunk.
 enum Scratch { kIds, kRows, kPos, kX, kH, kQKV, kQ_, kK_, kV_, kAtt, kGU, kG, kA16, kHn, kLogits, kPartial,
-               kTok, kProb, kTop1, kTop2, kEnt, kScratchCount };
+               kSeqs, kAttnPartial, kTok, kProb, kTop1, kTop2, kEnt, kScratchCount };
 
 class Model {
  public:
   Config c;
   std::vector<void*> w;  // device pointers by slot
-  float* kcache = nullptr;  // (layers, L, KV, hd) f32
-  float* vcache = nullptr;  // (layers, L, KV, hd) f32
+  void* kcache = nullptr;   // (layers, L, KV, hd) bf16 or f32 (c.kvBf16)
+  void* vcache = nullptr;   // (layers, L, KV, hd) bf16 or f32
   int cacheL = 0;
-  int sms = 1;              // multiprocessors of device 0: sizes the GEMM k splits
+  int sms = 1;              // multiprocessors of device 0: picks schedules (never a result's arithmetic)
   cudaStream_t s = nullptr;
   std::vector<void*> scratch = std::vector<void*>(kScratchCount, nullptr);
   std::vector<size_t> scratchBytes = std::vector<size_t>(kScratchCount, 0);
@@ -175,14 +191,18 @@ class Model {
     return r == kQ || r == kK || r == kV || r == kO || r == kGate || r == kUp || r == kDown;
   }
   void* L(int l, int r) const { return w[3 + l * kRoles + r]; }
+  size_t kvBytes() const { return c.kvBf16 ? 2 : 4; }
   // y (m, n) = x (m, k) @ W^T (+ bias) (+ y itself when `accumulate`: the residual add). The GEMM reads x16, x in
-  // bf16, in bf16 mode and x in f32 mode; the caller passes whichever it has (the other may be null).
+  // bf16, in bf16 mode and x in f32 mode; the caller passes whichever it has (the other may be null). The k split
+  // comes from the weight's shape (batch invariance, SPEC §7); m and the SM count only pick the schedule.
   void linear(const float* x, const __nv_bfloat16* x16, const void* W, const float* bias, float* y, int m, int n, int k,
               bool accumulate = false) {
     if (c.bf16) {
-      const int splits = fdl::gemm_bf16_splits(m, n, k, sms);
-      float* partial = splits > 1 ? buf<float>(kPartial, (size_t)splits * m * n) : nullptr;
-      CK(fdl::gemm_bf16(x16, (const __nv_bfloat16*)W, bias, y, m, n, k, splits, partial, accumulate, s));
+      const int splits = fdl::gemm_bf16_splits(n, k);
+      const bool parallel = fdl::gemm_bf16_parallel(m, n, splits, fdl::kScheduleAuto, sms);
+      float* partial = parallel ? buf<float>(kPartial, (size_t)splits * m * n) : nullptr;
+      CK(fdl::gemm_bf16(x16, (const __nv_bfloat16*)W, bias, y, m, n, k, splits, partial, accumulate, fdl::kScheduleAuto,
+                        sms, s));
     } else {
       CK(fdl::gemm_f32(x, (const float*)W, bias, y, m, n, k, accumulate, s));
     }
@@ -221,7 +241,8 @@ ModelWrap::ModelWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ModelWra
   Config c{i("hiddenSize"), i("numLayers"), i("numHeads"), i("numKvHeads"), i("headDim"), i("intermediateSize"),
            i("vocabSize"), i("maxPositions"), o.Get("rmsNormEps").As<Napi::Number>().FloatValue(),
            o.Get("ropeTheta").As<Napi::Number>().FloatValue(), o.Get("qkvBias").As<Napi::Boolean>().Value(),
-           o.Get("bf16").As<Napi::Boolean>().Value(), i("maskId")};
+           o.Get("bf16").As<Napi::Boolean>().Value(), o.Get("kvBf16").ToBoolean().Value(),
+           i("maskId")};
   try {
     m = std::make_shared<Model>(c);
   } catch (const std::exception& e) {
@@ -287,14 +308,15 @@ static void RunForward(Model& M, const FwdIn& in, FwdOut& out) {
   const Config& c = M.c;
   const int L = (int)in.canvas.size(), s0 = in.start, m = in.end - in.start, n = (int)in.srcRows.size();
   const int qd = c.H * c.hd, kvd = c.KV * c.hd;
-  const size_t layerKV = (size_t)L * kvd;  // floats per layer of the cache: (L, KV, hd)
+  const size_t layerKV = (size_t)L * kvd;  // elements per layer of the cache: (L, KV, hd)
+  const size_t kvB = M.kvBytes();
   if (in.mode == 0 && M.cacheL != L) {
     if (M.kcache) CK(cudaFree(M.kcache));
     if (M.vcache) CK(cudaFree(M.vcache));
     M.kcache = M.vcache = nullptr;
     M.cacheL = 0;
-    CK(cudaMalloc(&M.kcache, layerKV * c.layers * sizeof(float)));
-    CK(cudaMalloc(&M.vcache, layerKV * c.layers * sizeof(float)));
+    CK(cudaMalloc(&M.kcache, layerKV * c.layers * kvB));
+    CK(cudaMalloc(&M.vcache, layerKV * c.layers * kvB));
     M.cacheL = L;
   }
   if (in.mode != 0 && M.cacheL != L) throw std::runtime_error("forward: no cache for a canvas of this length; run a full forward first");
@@ -306,9 +328,10 @@ static void RunForward(Model& M, const FwdIn& in, FwdOut& out) {
   float* h = M.buf<float>(kH, (size_t)m * c.d);          // (m, d) normed input (f32 mode), final-normed rows
   float* qkv = M.buf<float>(kQKV, (size_t)m * (qd + 2 * kvd));  // (m, qd + 2 kvd) fused projection
   float* q = M.buf<float>(kQ_, (size_t)m * qd);          // (m, H, hd) rotated
-  // (m, KV, hd) each: a prefix step's fresh rows; full and dual steps write theirs straight into the cache.
-  float* k = in.mode == 1 ? M.buf<float>(kK_, (size_t)m * kvd) : nullptr;
-  float* v = in.mode == 1 ? M.buf<float>(kV_, (size_t)m * kvd) : nullptr;
+  // (m, KV, hd) each in the cache's dtype: a prefix step's fresh rows; full and dual steps write theirs straight
+  // into the cache.
+  void* k = in.mode == 1 ? M.buf<uint8_t>(kK_, (size_t)m * kvd * kvB) : nullptr;
+  void* v = in.mode == 1 ? M.buf<uint8_t>(kV_, (size_t)m * kvd * kvB) : nullptr;
   float* att = c.bf16 ? nullptr : M.buf<float>(kAtt, (size_t)m * qd);  // (m, H, hd), f32 mode
   float* hf = c.bf16 ? nullptr : h;  // bf16 mode: the layer's GEMM inputs exist only as a16
   float* gu = M.buf<float>(kGU, (size_t)m * 2 * c.ff);   // (m, 2 ff) fused gate | up
@@ -323,20 +346,40 @@ static void RunForward(Model& M, const FwdIn& in, FwdOut& out) {
   // bf16 mode: the kernel that produces a GEMM input also writes its bf16 copy into a16, (m, max(d, qd, ff)); each
   // copy is consumed before the next is written (one stream). f32 mode: a16 is null and the GEMMs read f32.
   __nv_bfloat16* a16 = c.bf16 ? M.buf<__nv_bfloat16>(kA16, (size_t)(m > n ? m : n) * std::max({c.d, qd, c.ff})) : nullptr;
+  // Attention reads the cache through one sequence descriptor (layer l at l * layerKV): prefix steps attend to
+  // cached [0, start) and their fresh rows; full and dual steps write their rows into the cache and read it whole.
+  fdl::AttnSeq seq{};
+  seq.k0 = M.kcache;
+  seq.v0 = M.vcache;
+  seq.stride0 = layerKV;
+  seq.n0 = in.mode == 1 ? s0 : L;
+  if (in.mode == 1) {
+    seq.k1 = k;
+    seq.v1 = v;
+    seq.stride1 = 0;  // the fresh rows' buffer is refilled by every layer
+  }
+  seq.L = L;
+  seq.q0 = 0;
+  seq.nq = m;
+  seq.pos0 = s0;
+  seq.causalBlock = 0;
+  const fdl::AttnPlan plan = fdl::attention_plan(&seq, 1, c.H, c.hd, M.sms, fdl::kScheduleAuto);
+  fdl::AttnSeq* dseq = M.buf<fdl::AttnSeq>(kSeqs, 1);
+  CK(cudaMemcpyAsync(dseq, &seq, sizeof seq, cudaMemcpyHostToDevice, s));  // pageable source: staged before return
+  float* attnPartial = plan.combine ? M.buf<float>(kAttnPartial, plan.partialFloats) : nullptr;
   for (int l = 0; l < c.layers; l++) {
     CK(fdl::rmsnorm(x, (const float*)M.L(l, kAttnNorm), hf, a16, m, c.d, c.eps, s));
     M.linear(hf, a16, l, kQ, c.qkvBias ? kQB : -1, qkv, m, qd + 2 * kvd, c.d);  // slot kQ is the fused [Wq; Wk; Wv]
-    float* kl = M.kcache + layerKV * l;  // (L, KV, hd) this layer's cache
-    float* vl = M.vcache + layerKV * l;
     if (in.mode == 1) {
-      // prefix: cached [0, start) then the fresh rows; the cache itself keeps the full forward's K/V.
-      CK(fdl::qkv_rope(qkv, q, k, v, m, c.H, c.KV, c.hd, s0, c.theta, s));
-      CK(fdl::attention(q, kl, vl, s0, k, v, att, a16, m, L, c.H, c.KV, c.hd, s));
+      // prefix: the fresh rows go to their own buffer; the cache keeps the full forward's K/V.
+      CK(fdl::qkv_rope(qkv, q, k, v, c.kvBf16, m, c.H, c.KV, c.hd, s0, c.theta, s));
     } else {
-      // full and dual write the fresh rows into the cache (dual refreshes its block each step), then attend to it.
-      CK(fdl::qkv_rope(qkv, q, kl + (size_t)s0 * kvd, vl + (size_t)s0 * kvd, m, c.H, c.KV, c.hd, s0, c.theta, s));
-      CK(fdl::attention(q, kl, vl, L, nullptr, nullptr, att, a16, m, L, c.H, c.KV, c.hd, s));
+      // full and dual write the fresh rows into the cache (dual refreshes its block each step).
+      const size_t at = (layerKV * l + (size_t)s0 * kvd) * kvB;  // bytes to row s0 of layer l
+      CK(fdl::qkv_rope(qkv, q, static_cast<char*>(M.kcache) + at, static_cast<char*>(M.vcache) + at, c.kvBf16, m, c.H,
+                       c.KV, c.hd, s0, c.theta, s));
     }
+    CK(fdl::attention(q, dseq, 1, plan, l, c.kvBf16, att, a16, attnPartial, c.H, c.KV, c.hd, s));
     M.linear(att, a16, l, kO, -1, x, m, c.d, qd, /*accumulate=*/true);  // x += att @ Wo^T
     CK(fdl::rmsnorm(x, (const float*)M.L(l, kFfnNorm), hf, a16, m, c.d, c.eps, s));
     M.linear(hf, a16, l, kGate, -1, gu, m, 2 * c.ff, c.d);  // slot kGate is the fused [Wgate; Wup]

@@ -1,6 +1,7 @@
 // The one place that decides whether the kernels and the addon build against the CUDA toolkit or against the
 // CPU emulator (emu/cuda_emu.h, chosen by -DFDL_CUDA_EMULATOR). Kernel launches and dynamic shared memory are
-// written through the two macros below so that the same source compiles both ways.
+// written through the two macros below so that the same source compiles both ways; asynchronous copies use the
+// toolkit's pipeline primitives (cp.async on sm_80+), which the emulator implements.
 #pragma once
 #ifdef FDL_CUDA_EMULATOR
 #include "emu/cuda_emu.h"
@@ -13,7 +14,8 @@
 #include <cuda_bf16.h>
 #ifdef __CUDACC__
 #include <mma.h>
+#include <cuda_pipeline.h>
 #endif
 #define FDL_LAUNCH(kernel, grid, block, shared, stream) kernel<<<(grid), (block), (shared), (stream)>>>
-#define FDL_DYNAMIC_SHARED(type, name) extern __shared__ type name[]
+#define FDL_DYNAMIC_SHARED(type, name) extern __shared__ __align__(128) type name[]
 #endif

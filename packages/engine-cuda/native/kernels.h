@@ -15,33 +15,77 @@ cudaError_t rmsnorm(const float* x, const float* w, float* y, __nv_bfloat16* y16
 
 // y (count,) bf16 = x (count,) f32, round to nearest even: the A operand of gemm_bf16.
 cudaError_t to_bf16(const float* x, __nv_bfloat16* y, size_t count, cudaStream_t s);
-// How many k splits gemm_bf16 should use for (m, n, k) on a device with `sms` multiprocessors (about two blocks
-// per SM when the output alone has too few tiles, e.g. a 32-row DualCache step).
-int gemm_bf16_splits(int m, int n, int k, int sms);
-// C (m, n) f32 = A (m, k) bf16 @ W^T, W (n, k) bf16 row-major (PyTorch linear), optional bias (n), plus C's own
-// values when `accumulate` (a residual add); tensor cores with f32 accumulation. splits > 1 needs `partial`,
-// (splits, m, n) f32 of scratch.
+
+// How split sums are scheduled (GEMM k splits, attention key splits); never changes a bit of the result.
+enum Schedule { kScheduleAuto = 0, kScheduleParallel = 1, kScheduleSerial = 2 };
+
+// ---- bf16 GEMM (tensor cores, f32 accumulate) ----
+// C (m, n) = A (m, k) bf16 @ W^T, W (n, k) bf16 row-major (PyTorch linear), optional bias (n), plus C's own values
+// when `accumulate` (a residual add). Batch invariance (SPEC §7): a row's result depends on its own A row, W, bias
+// and C only, never on m. k is cut into `splits` contiguous ranges of kChunk = a multiple of 64; each range is
+// summed on its own (k ascending) and the ranges are added in order: C = ((0 + p0 + p1 + ...) + bias) + C.
+// How those sums are scheduled, which changes no bit:
+//   parallel: one block per (row tile, column tile, split), partial sums to `partial` (splits, m, n) f32, then a
+//             second kernel adds them in split order; for short spans (a DualCache step streams the weights);
+//   serial:   one block per (row tile, column tile) walks every split and adds them in registers; no scratch.
+// The k splits of a (n, k) weight: from the weight's shape only, never from the rows of a pass, about 256
+// blocks for a one-row-tile pass, each split at least 4 k steps of 64.
+int gemm_bf16_splits(int n, int k);
+// Whether gemm_bf16 runs `splits` in parallel for an (m, n) output (kScheduleAuto resolved from m, n and the device's
+// multiprocessor count `sms`: a choice of schedule, not of arithmetic). When true the call needs `partial`.
+bool gemm_bf16_parallel(int m, int n, int splits, Schedule schedule, int sms);
 cudaError_t gemm_bf16(const __nv_bfloat16* A, const __nv_bfloat16* W, const float* bias, float* C, int m, int n, int k,
-                      int splits, float* partial, bool accumulate, cudaStream_t s);
+                      int splits, float* partial, bool accumulate, Schedule schedule, int sms, cudaStream_t s);
 // Same with f32 weights (strict conformance mode), CUDA cores.
 cudaError_t gemm_f32(const float* A, const float* W, const float* bias, float* C, int m, int n, int k, bool accumulate,
                      cudaStream_t s);
 
-// Splits the fused projection qkv (n, H*hd + 2*KV*hd) into q (n, H, hd), k, v (n, KV, hd), NeoX RoPE on q and k
-// for absolute positions pos0 + i. k and v may point into the K/V cache.
-cudaError_t qkv_rope(const float* qkv, float* q, float* k, float* v, int n, int H, int KV, int hd, int pos0, float theta,
-                     cudaStream_t s);
+// Splits the fused projection qkv (n, H*hd + 2*KV*hd) into q (n, H, hd) f32 and k, v (n, KV, hd) of the K/V cache's
+// type (bf16 when kvBf16, else f32), NeoX RoPE on q and k for absolute positions pos0 + i. k and v may point into
+// the K/V cache.
+cudaError_t qkv_rope(const float* qkv, float* q, void* k, void* v, bool kvBf16, int n, int H, int KV, int hd, int pos0,
+                     float theta, cudaStream_t s);
 
 // h (n, ff) = silu(gate) * up with gu (n, 2 ff) = [gate | up] (the fused projection). h16 (n, ff), when not null,
 // gets the result in bf16; h may be null when only h16 is wanted.
 cudaError_t swiglu(const float* gu, float* h, __nv_bfloat16* h16, int n, int ff, cudaStream_t s);
 
-// Bidirectional attention of queries q (nq, H, hd) over L keys/values: rows [0, n0) from segment 0 (k0, v0) and
-// rows [n0, L) from segment 1 (k1, v1), each (rows, KV, hd); GQA head h reads KV head h / (H / KV). out (nq, H, hd).
-// hd <= 128 (cudaErrorInvalidValue otherwise); any L.
-// out16, when not null, gets out in bf16; out may be null when only out16 is wanted.
-cudaError_t attention(const float* q, const float* k0, const float* v0, int n0, const float* k1, const float* v1,
-                      float* out, __nv_bfloat16* out16, int nq, int L, int H, int KV, int hd, cudaStream_t s);
+// ---- attention ----
+// One sequence's part of an attention pass: its query rows [q0, q0 + nq) of the pass's q (rows, H, hd) f32, and its
+// L keys/values in two segments of the K/V dtype, each (rows, KV, hd): rows [0, n0) from segment 0 (k0, v0) and
+// [n0, L) from segment 1 (k1, v1). Layer `l` of a segment starts `stride` elements after layer 0's (0: the same
+// buffer for every layer, e.g. a prefix step's fresh rows). Keys are at absolute positions 0..L-1; query row
+// q0 + i is at position pos0 + i. causalBlock B > 0: block-causal (SPEC §8), position i sees key j iff
+// j / B <= i / B; 0: every key. The fields after the first group are filled by attention_plan.
+struct AttnSeq {
+  const void* k0; const void* v0; size_t stride0;
+  const void* k1; const void* v1; size_t stride1;
+  int n0, L, q0, nq, pos0, causalBlock;
+  // filled by attention_plan:
+  int chunk, splits;  // keys [s chunk, (s + 1) chunk) form split s: from L only (attention_chunk)
+  int parallel;       // 1: one block per (query tile, split) and a combine pass; 0: each block walks every split
+  int blockBase;      // first blockIdx.x of this sequence's blocks
+  int partBase;       // first partial row of its splits (parallel only): (splits, nq) rows
+};
+// Keys per split for L keys: 128 up to L = 4096, then L/32 rounded up to 32-key tiles (at most 32 splits).
+// Batch invariance (SPEC §7): each query's softmax is summed per split (keys ascending, 32-key tiles) and the
+// splits merged in order, whichever blocks run them.
+int attention_chunk(int L);
+struct AttnPlan {
+  int blocks;            // grid x of the main kernel
+  int rows;              // query rows of the pass (grid x of the combine kernel)
+  bool combine;          // some sequence runs its splits in parallel
+  size_t partialFloats;  // scratch the parallel splits need: rows * H * (hd + 2)
+};
+// Fills chunk, splits, parallel, blockBase and partBase of seqs[0, nseq). strategy: kScheduleAuto lets the sequence's
+// query count and the device's `sms` choose; kScheduleParallel / kScheduleSerial force one schedule (tests: same bits).
+AttnPlan attention_plan(AttnSeq* seqs, int nseq, int H, int hd, int sms, Schedule schedule);
+// out (rows, H, hd) f32 and/or out16 (bf16) = softmax(q k^T / sqrt(hd)) v per sequence and head, GQA head h reading
+// KV head h / (H / KV), over layer `layer` of each sequence's segments. seqs: `nseq` descriptors in device memory,
+// planned by attention_plan (`plan`). partial: plan.partialFloats of scratch when plan.combine. hd <= 128
+// (cudaErrorInvalidValue otherwise).
+cudaError_t attention(const float* q, const AttnSeq* seqs, int nseq, const AttnPlan& plan, int layer, bool kvBf16,
+                      float* out, __nv_bfloat16* out16, float* partial, int H, int KV, int hd, cudaStream_t s);
 
 // Per row of logits (n, V): argmax (ties to lowest id) or Gumbel-max sample, clean softmax prob of the token,
 // top-1/top-2 probs, entropy (nats). Outputs are (n,). positions (n,) are absolute, for the RNG counter.

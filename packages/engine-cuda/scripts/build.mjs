@@ -1,55 +1,59 @@
-// Build of @fast-dllm/engine-cuda: the CPU emulator addon (any C++ compiler), the CUDA addon when nvcc is on
-// PATH (both through cmake-js), then the TypeScript.
-// A machine without CUDA still gets a working package whose provider reports why the engine is unavailable;
-// this script never fails for lack of CUDA (the root `npm install` runs it through `prepare`).
+// Build of @fast-dllm/engine-cuda in the repository (the root `npm install` runs it through `prepare`, and
+// `npm run build -w @fast-dllm/engine-cuda`): the CPU emulator addon (any C++ compiler), the CUDA addon when nvcc
+// is found (scripts/native.mjs findNvcc), copied to prebuilds/<platform>-<arch>/ so that `npm pack` ships it,
+// then the TypeScript. A machine without CUDA still gets a working package whose provider says why the engine is
+// unavailable: this script never fails for lack of CUDA; FAST_DLLM_CUDA_STRICT=1 makes a missing or failed CUDA
+// build fatal (CI that publishes the package).
 import { spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
-import { delimiter, join, dirname } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { existsSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
 import { createRequire } from 'node:module';
+import {
+  PKG_DIR, PLATFORM, PREBUILD_PLATFORMS, PREBUILT_DIR, buildCudaAddon, cmakeCompile, findNvcc, hasHostToolchain,
+  nvccVersion, writePrebuild, writeStatus,
+} from './native.mjs';
 
-const pkgDir = join(dirname(fileURLToPath(import.meta.url)), '..');
 const require = createRequire(import.meta.url);
-
-function findOnPath(exe) {
-  for (const dir of (process.env.PATH ?? '').split(delimiter)) {
-    if (dir && existsSync(join(dir, exe))) return join(dir, exe);
+const strict = process.env.FAST_DLLM_CUDA_STRICT === '1';
+const fail = (msg) => {
+  if (strict) {
+    console.error(`${msg} (FAST_DLLM_CUDA_STRICT=1)`);
+    process.exit(1);
   }
-  return undefined;
-}
-
-function run(cmd, args) {
-  const r = spawnSync(cmd, args, { cwd: pkgDir, stdio: 'inherit' });
-  return r.status === 0;
-}
-
-const cmakeJs = require.resolve('cmake-js/bin/cmake-js');
-const compile = (out, extra = []) =>
-  run(process.execPath, [cmakeJs, 'compile', '--out', out, '--config', 'Release', '--parallel', '2', ...extra]);
+  console.warn(msg);
+};
 
 // The emulator build (host compiler only) lets the conformance suite run the CUDA engine's code without a GPU.
-if (!findOnPath('cmake') || !(findOnPath('c++') || findOnPath('g++') || findOnPath('clang++'))) {
+if (!hasHostToolchain()) {
   console.log('engine-cuda: skipped emulator build: no cmake or C++ compiler on PATH');
-} else if (!compile('build-emu', ['--CDFDL_CUDA_EMULATOR=ON'])) {
+} else if (!cmakeCompile('build-emu', { FDL_CUDA_EMULATOR: 'ON' }).ok) {
   console.warn('engine-cuda: emulator build FAILED (see the cmake output above); its conformance tests will be skipped');
 }
 
-const nvcc = findOnPath('nvcc');
-if (!nvcc) {
-  console.log('engine-cuda: skipped native build: no nvcc on PATH');
+const nvcc = findNvcc();
+if (!nvcc.path) {
+  const detail = `no nvcc found (looked in ${nvcc.searched})`;
+  writeStatus('build', 'no-nvcc', detail);
+  // A prebuilt addon left from an earlier build with nvcc would be packed as if it matched these sources.
+  rmSync(PREBUILT_DIR, { recursive: true, force: true });
+  fail(`engine-cuda: skipped the CUDA build: ${detail}`);
 } else {
-  // CUDACXX tells CMake which nvcc to use when the CUDA root is not on its default search path.
-  process.env.CUDACXX ??= nvcc;
-  if (!compile('build')) {
-    // Strict mode is for CI on GPU machines; elsewhere a broken native build must not break the install.
-    const msg = 'engine-cuda: native build FAILED (see the cmake output above); the cuda engine will report "native addon not built"';
-    if (process.env.FAST_DLLM_CUDA_STRICT === '1') {
-      console.error(msg);
-      process.exit(1);
+  const version = nvccVersion(nvcc.path) ?? 'unknown version';
+  console.log(`engine-cuda: building the CUDA addon with nvcc ${version} (${nvcc.path}, found via ${nvcc.via})`);
+  const r = buildCudaAddon(nvcc.path);
+  if (!r.ok) {
+    writeStatus('build', 'failed', `the CUDA build with nvcc ${version} (${nvcc.path}) failed; log: ${r.logFile}`);
+    rmSync(PREBUILT_DIR, { recursive: true, force: true });
+    fail(`engine-cuda: CUDA build FAILED (log ${r.logFile}); the cuda engine will report "native addon not built"`);
+  } else {
+    writeStatus('build', 'built', `built with nvcc ${version} (${nvcc.path}) for ${r.archs}`);
+    if (PREBUILD_PLATFORMS.includes(PLATFORM)) {
+      const info = writePrebuild(nvcc.path, r.archs);
+      console.log(`engine-cuda: prebuilt addon ${join('prebuilds', PLATFORM)}: CUDA ${info.cuda}, ${info.archs.join(', ')}, glibc ${info.glibc}`);
     }
-    console.warn(msg);
   }
 }
 
 const tsc = require.resolve('typescript/bin/tsc');
-if (!run(process.execPath, [tsc, '--build'])) process.exit(1);
+if (spawnSync(process.execPath, [tsc, '--build'], { cwd: PKG_DIR, stdio: 'inherit' }).status !== 0) process.exit(1);
+if (!existsSync(join(PKG_DIR, 'dist', 'index.js'))) process.exit(1);

@@ -1,7 +1,7 @@
 // The CUDA engine's kernels and forward pass under AddressSanitizer + UBSan, on the CPU emulator: builds the
-// emulator addon with -DFDL_SANITIZE=ON into build-asan/, then runs the kernel tests and the conformance suite
-// with libasan preloaded into node. Out-of-bounds reads and writes in any kernel, and undefined behaviour, stop
-// the run with a report. Slow (minutes); a developer's check, not part of `npm test`:
+// emulator addon with -DFDL_SANITIZE=ON into build-asan/, then runs the package's tests and the cuda entries of the
+// conformance harness with libasan preloaded into node. Out-of-bounds reads and writes in any kernel, and
+// undefined behaviour, stop the run with a report. Slow (minutes); a developer's check, not part of `npm test`:
 //   npm run test:asan -w @fast-dllm/engine-cuda
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -30,4 +30,7 @@ const env = {
   FAST_DLLM_CUDA_EMULATOR_ADDON: join(pkgDir, 'build-asan', 'Release', 'fast_dllm_cuda_emu.node'),
 };
 const vitest = join(root, 'node_modules', 'vitest', 'vitest.mjs');
-process.exit(run(process.execPath, [vitest, 'run', 'packages/engine-cuda/test', 'test/cuda-conformance.test.ts'], { cwd: root, env }));
+const unit = run(process.execPath, [vitest, 'run', 'packages/engine-cuda/test'], { cwd: root, env });
+if (unit !== 0) process.exit(unit);
+// The conformance harness, its cuda entries only (the emulator's; the GPU's report "not supported" here).
+process.exit(run(process.execPath, [vitest, 'run', 'test/conformance', '--testNamePattern', 'cuda'], { cwd: root, env }));

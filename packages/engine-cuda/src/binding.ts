@@ -1,17 +1,27 @@
 /**
- * The native addon's surface (native/addon.cc), declared once, and its loader. The .node file exists only
- * when `npm run build` found nvcc; `loadBinding` says why it is missing instead of throwing.
+ * The native addon's surface (native/addon.cc), declared once, and its loader. The addon is either built here
+ * (build/Release: `npm run build` with nvcc, or the install step building from source) or the prebuilt one this
+ * package ships (prebuilds/<platform>-<arch>/), in that order, as node-gyp-build picks them; `loadBinding` says
+ * why neither loads instead of throwing.
  */
 import { createRequire } from 'node:module';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { dirname, join } from 'node:path';
 import type { ModelDescription } from '@fast-dllm/model';
 import type { ForwardResult } from '@fast-dllm/scheduler';
 
-export type DeviceInfo =
-  | { available: true; name: string; computeCapability: string; totalBytes: number; freeBytes: number }
-  | { available: false; reason: string };
+/** Versions as "13.0", or "none" (no driver; the emulator reports "none" for both). */
+interface CudaVersions {
+  /** The installed driver's CUDA version (cudaDriverGetVersion). */
+  driverVersion: string;
+  /** The CUDA runtime the addon was built with (cudaRuntimeGetVersion; linked statically). */
+  runtimeVersion: string;
+}
+export type DeviceInfo = CudaVersions & (
+  | { available: true; name: string; computeCapability: string; totalBytes: number; freeBytes: number; multiprocessors: number }
+  | { available: false; reason: string }
+);
 
 /** Shapes the native model is built for (a subset of ModelDescription plus the weight mode). */
 export type NativeConfig = Pick<
@@ -21,6 +31,8 @@ export type NativeConfig = Pick<
 > & {
   /** true: matrices (and the embedding) in bf16 on tensor cores; false: everything f32. */
   bf16: boolean;
+  /** true: the K/V cache (and a prefix step's fresh K/V rows) in bf16; false: f32. */
+  kvBf16: boolean;
   /** The mask token: never proposed by the LM-head reduction (DESIGN §3). */
   maskId: number;
 };
@@ -65,28 +77,64 @@ export interface NativeModel {
   free(): void;
 }
 
+/**
+ * How split sums are scheduled (native/kernels.h `Schedule`): 0 the engine's choice, 1 parallel (one block per
+ * split, a merge pass), 2 serial (one block walks every split). Never changes a bit of the result.
+ */
+export type Schedule = 0 | 1 | 2;
+
+/** One sequence of an attention probe: its keys/values and query rows (see KernelProbes.attention). */
+export interface AttentionProbeSequence {
+  /** (L, KV, hd) f32 keys; rows [0, n0) go to segment 0 and [n0, L) to segment 1. */
+  k: Float32Array;
+  /** (L, KV, hd) f32 values. */
+  v: Float32Array;
+  n0: number;
+  /** Query rows of this sequence: the next nq rows of q. */
+  nq: number;
+  /** Absolute position of the sequence's first query row (block-causal masks); default 0. */
+  pos0?: number;
+  /** Block-causal attention with this block size (SPEC §8); 0 or absent: bidirectional. */
+  causalBlock?: number;
+}
+
 /** Single-kernel entry points for tests (native/kernel_probe.cc); the engine does not use them. */
 export interface KernelProbes {
   /**
-   * async gemmBf16(A, W, bias, m, n, k, splits, C0?): C (m, n) f32 = bf16(A (m, k) f32) @ W^T (+ C0), W (n, k) bf16
-   * bits, optional bias (n); `splits` k splits (clamped to what k allows); C0 (m, n) exercises the residual-add mode.
-   * @throws RangeError on mismatched sizes; rejects naming the failing CUDA call.
+   * async gemmBf16(A, W, bias, m, n, k, splits, C0?, schedule?): C (m, n) f32 = bf16(A (m, k) f32) @ W^T (+ C0),
+   * W (n, k) bf16 bits, optional bias (n); `splits` k splits (clamped to what k allows; 0: the engine's choice for
+   * this weight shape); C0 (m, n) exercises the residual-add mode.
+   * @throws RangeError on mismatched sizes or a bad schedule; rejects naming the failing CUDA call.
    */
-  gemmBf16(A: Float32Array, W: Uint16Array, bias: Float32Array | null, m: number, n: number, k: number, splits: number, C0?: Float32Array | null): Promise<Float32Array>;
+  gemmBf16(
+    A: Float32Array, W: Uint16Array, bias: Float32Array | null, m: number, n: number, k: number, splits: number,
+    C0?: Float32Array | null, schedule?: Schedule,
+  ): Promise<Float32Array>;
   /** async gemmF32(A, W, bias, m, n, k, C0?): the strict-mode GEMM, all f32. @throws as gemmBf16. */
   gemmF32(A: Float32Array, W: Float32Array, bias: Float32Array | null, m: number, n: number, k: number, C0?: Float32Array | null): Promise<Float32Array>;
   /**
-   * async attention(q, k, v, nq, L, H, KV, hd, n0): out (nq, H, hd) of queries q (nq, H, hd) over k, v (L, KV, hd),
-   * no mask, GQA head h reads KV head h / (H / KV). Rows [0, n0) and [n0, L) go to the device as two segments, as
-   * in a prefix step. @throws RangeError on mismatched sizes; rejects naming the CUDA call (e.g. hd > 128).
+   * async attention(q, sequences, shape): one attention pass of the engine's kernel over several sequences, out
+   * (rows, H, hd) f32 for q (rows, H, hd), rows = the sum of the sequences' nq in order. GQA: head h reads KV head
+   * h / (H / KV). K/V go to the device in bf16 (rounded to nearest even) when shape.kvBf16, else f32.
+   * @throws RangeError on mismatched sizes; rejects naming the CUDA call (e.g. hd > 128 or odd).
    */
-  attention(q: Float32Array, k: Float32Array, v: Float32Array, nq: number, L: number, H: number, KV: number, hd: number, n0: number): Promise<Float32Array>;
+  attention(
+    q: Float32Array, sequences: AttentionProbeSequence[],
+    shape: { H: number; KV: number; hd: number; kvBf16?: boolean; schedule?: Schedule },
+  ): Promise<Float32Array>;
   /**
-   * async timeGemmBf16(m, n, k, splits, iters): milliseconds per launch of the bf16 GEMM on device-resident random
-   * data (CUDA events, after one warm-up); splits 0 = the engine's own choice for this device, reported back with
-   * the SM count. For bench/cuda/gemm-sweep.mjs. @throws RangeError on a bad shape; rejects naming the CUDA call.
+   * async timeGemmBf16(m, n, k, splits, iters, schedule?): milliseconds per launch of the bf16 GEMM on
+   * device-resident random data (CUDA events, after one warm-up); splits 0 = the engine's choice for the weight
+   * shape, schedule 0 = the engine's choice for this device, both reported back with the SM count. For
+   * bench/cuda/gemm-sweep.mjs. @throws RangeError on a bad shape; rejects naming the CUDA call.
    */
-  timeGemmBf16(m: number, n: number, k: number, splits: number, iters: number): Promise<{ msPerLaunch: number; splits: number; sms: number }>;
+  timeGemmBf16(
+    m: number, n: number, k: number, splits: number, iters: number, schedule?: Schedule,
+  ): Promise<{ msPerLaunch: number; splits: number; parallel: boolean; sms: number }>;
+  /** gemmSplits(n, k): the k splits the engine uses for an (n, k) weight (native gemm_bf16_splits). Never throws. */
+  gemmSplits(n: number, k: number): number;
+  /** attentionChunk(L): keys per attention split for L keys (native attention_chunk). Never throws. */
+  attentionChunk(L: number): number;
 }
 
 export interface NativeBinding {
@@ -104,8 +152,15 @@ export interface NativeBinding {
   kernels: KernelProbes;
 }
 
-/** Where the build puts the addon. */
-export const ADDON_PATH = join(dirname(fileURLToPath(import.meta.url)), '..', 'build', 'Release', 'fast_dllm_cuda.node');
+const PKG_DIR = join(dirname(fileURLToPath(import.meta.url)), '..');
+/** Where a build in this package puts the addon (scripts/build.mjs, or scripts/install.mjs from source). */
+export const BUILT_ADDON_PATH = join(PKG_DIR, 'build', 'Release', 'fast_dllm_cuda.node');
+/** The prebuilt addon of this platform, when the package ships one (scripts/native.mjs writePrebuild). */
+export const PREBUILT_ADDON_PATH = join(PKG_DIR, 'prebuilds', `${process.platform}-${process.arch}`, 'fast_dllm_cuda.node');
+/** The addon the cuda engine loads: the built one when it exists, else the prebuilt one (else the built path). */
+export const ADDON_PATH = existsSync(BUILT_ADDON_PATH) || !existsSync(PREBUILT_ADDON_PATH) ? BUILT_ADDON_PATH : PREBUILT_ADDON_PATH;
+/** What the last build or install step recorded (scripts/native.mjs writeStatus). */
+const STATUS_PATH = join(PKG_DIR, 'build', 'status.json');
 /**
  * The same kernels and addon compiled for the CPU against native/emu (built on every machine with a C++
  * compiler): conformance tests run the CUDA engine's logic on it where there is no GPU. Far too slow for use.
@@ -118,6 +173,21 @@ export type BindingLoad = { ok: true; binding: NativeBinding } | { ok: false; re
 
 const cache = new Map<string, BindingLoad>();
 
+/** Why there is no CUDA addon, from what the last build or install step recorded. */
+function missingAddonReason(): string {
+  const none = `no prebuilt addon for ${process.platform}-${process.arch} in this package and no build here`;
+  let status: { step?: string; result?: string; detail?: string; at?: string } | undefined;
+  try {
+    status = JSON.parse(readFileSync(STATUS_PATH, 'utf8')) as typeof status;
+  } catch {
+    status = undefined;
+  }
+  const when = status?.step === 'install' ? 'when the package was installed' : 'at the last `npm run build`';
+  const fix = 'put nvcc (the CUDA toolkit) on PATH and rebuild: `npm rebuild @fast-dllm/engine-cuda`, or in the repository `npm run build -w @fast-dllm/engine-cuda`';
+  if (!status?.detail) return `native addon not built: ${none} (expected ${BUILT_ADDON_PATH}); ${fix}`;
+  return `native addon not built: ${when} (${status.at}): ${status.detail}; ${fix}`;
+}
+
 /** Loads an addon once per path; never throws. */
 export function loadBinding(path = ADDON_PATH): BindingLoad {
   const hit = cache.get(path);
@@ -125,14 +195,21 @@ export function loadBinding(path = ADDON_PATH): BindingLoad {
   const what = path === EMULATOR_ADDON_PATH ? 'emulator addon' : 'native addon';
   let r: BindingLoad;
   if (!existsSync(path)) {
-    r = path === EMULATOR_ADDON_PATH
-      ? { ok: false, reason: `${what} not built: no C++ compiler or cmake at install time (expected ${path}; run \`npm run build -w @fast-dllm/engine-cuda\`)` }
-      : { ok: false, reason: `${what} not built: no nvcc at install time (expected ${path}; install the CUDA toolkit and run \`npm run build -w @fast-dllm/engine-cuda\`)` };
+    if (path === EMULATOR_ADDON_PATH) {
+      r = { ok: false, reason: `${what} not built: it is built by \`npm run build -w @fast-dllm/engine-cuda\` in the repository, with cmake and a C++ compiler (expected ${path})` };
+    } else if (path === ADDON_PATH) {
+      r = { ok: false, reason: missingAddonReason() };
+    } else {
+      r = { ok: false, reason: `${what} not built: ${path} does not exist` };
+    }
   } else {
     try {
       r = { ok: true, binding: createRequire(import.meta.url)(path) as NativeBinding };
     } catch (e) {
-      r = { ok: false, reason: `${what} failed to load (${(e as Error).message}); rebuild it with \`npm run build -w @fast-dllm/engine-cuda\`` };
+      const rebuild = path === EMULATOR_ADDON_PATH
+        ? '`npm run build -w @fast-dllm/engine-cuda`'
+        : 'with nvcc on PATH: `FAST_DLLM_CUDA_BUILD_FROM_SOURCE=1 npm rebuild @fast-dllm/engine-cuda` (in the repository: `npm run build -w @fast-dllm/engine-cuda`)';
+      r = { ok: false, reason: `${what} ${path} failed to load (${(e as Error).message}); build it from source ${rebuild}` };
     }
   }
   cache.set(path, r);

@@ -9,11 +9,22 @@ import { ADDON_PATH, EMULATOR_ADDON_PATH, loadBinding, type NativeBinding, type 
 import { checkFits, planWeights, toBf16 } from './plan.js';
 import { MODE_CODE, sourceRows } from './marshal.js';
 
+/** The kernels use cp.async and bf16 tensor cores: compute capability 8.0 (Ampere) or newer. */
+const MIN_COMPUTE_MAJOR = 8;
+
 /** Largest head dimension the attention kernel handles (AHD in native/kernels.cu). */
 export const MAX_HEAD_DIM = 128;
 
 /** Canvas length (tokens) the load-time memory check plans for. */
 export const FIT_CHECK_CANVAS = 2048;
+
+export interface CudaEngineOptions extends EngineOptions {
+  /**
+   * K/V cache storage: 'bf16' halves the bytes every attention step reads (default with bf16 weights); 'f32' for
+   * strict conformance (default with f32 weights).
+   */
+  kvDType?: 'bf16' | 'f32';
+}
 
 /**
  * One sequence at a time for now: the native model holds one K/V cache, so an engine opens one sequence and
@@ -36,6 +47,9 @@ export function probeCuda(addonPath = ADDON_PATH): { available: true; binding: N
   if (!b.ok) return { available: false, reason: b.reason };
   const info = b.binding.deviceInfo();
   if (!info.available) return { available: false, reason: info.reason };
+  if (Number(info.computeCapability.split('.')[0]) < MIN_COMPUTE_MAJOR) {
+    return { available: false, reason: `${info.name} has compute capability ${info.computeCapability}; the kernels need 8.0 or newer (cp.async, bf16 tensor cores)` };
+  }
   return { available: true, binding: b.binding };
 }
 
@@ -46,15 +60,21 @@ export class CudaEngine implements Engine {
   /** The one sequence whose cache the device holds; checked in queue order, as the device runs them. */
   private readonly sequences: SequenceTable<null>;
 
-  /** `name` is 'cuda', or 'cuda-emulator' for the CPU build of the same addon. */
-  constructor(readonly model: ModelInfo, native: NativeModel, private readonly desc: ModelDescription, readonly name = 'cuda') {
+  /**
+   * `name` is 'cuda', or 'cuda-emulator' for the CPU build of the same addon; `kvDType` is the cache's storage on
+   * the device.
+   */
+  constructor(
+    readonly model: ModelInfo, native: NativeModel, private readonly desc: ModelDescription, readonly name = 'cuda',
+    readonly kvDType: 'bf16' | 'f32' = 'f32',
+  ) {
     this.native = native;
     checkModelSupported(name, model, this.capabilities);
     this.sequences = new SequenceTable(name, model.maxPositions);
   }
 
   sequenceBytes(maxLength: number): number {
-    return 2 * this.desc.numLayers * maxLength * this.desc.numKvHeads * this.desc.headDim * 4;
+    return 2 * this.desc.numLayers * maxLength * this.desc.numKvHeads * this.desc.headDim * (this.kvDType === 'bf16' ? 2 : 4);
   }
 
   sequenceCapacity(): number {
@@ -118,7 +138,7 @@ export class CudaEngine implements Engine {
 }
 
 /** Loads a Hugging Face model directory onto the GPU (weights streamed tensor by tensor). */
-export async function createCudaEngine(modelDir: string, options: EngineOptions = {}): Promise<CudaEngine> {
+export async function createCudaEngine(modelDir: string, options: CudaEngineOptions = {}): Promise<CudaEngine> {
   return createOn(ADDON_PATH, 'cuda', modelDir, options);
 }
 
@@ -126,17 +146,19 @@ export async function createCudaEngine(modelDir: string, options: EngineOptions 
  * The same engine on the CPU emulator build of the addon (native/emu): identical host code and kernel source,
  * run by fibers on the CPU. For conformance tests where there is no GPU; thousands of times slower than WASM.
  */
-export async function createCudaEmulatorEngine(modelDir: string, options: EngineOptions = {}): Promise<CudaEngine> {
+export async function createCudaEmulatorEngine(modelDir: string, options: CudaEngineOptions = {}): Promise<CudaEngine> {
   return createOn(EMULATOR_ADDON_PATH, 'cuda-emulator', modelDir, options);
 }
 
-async function createOn(addonPath: string, name: string, modelDir: string, options: EngineOptions): Promise<CudaEngine> {
+async function createOn(addonPath: string, name: string, modelDir: string, options: CudaEngineOptions): Promise<CudaEngine> {
   const probe = probeCuda(addonPath);
   if (!probe.available) throw new Error(`${name} engine unavailable: ${probe.reason}`);
   const info = probe.binding.deviceInfo();
   if (options.weightDType === 'f16') throw new Error("cuda engine: weightDType 'f16' is not supported; use 'bf16' or 'f32'");
   if (options.weightDType === 'int8') throw new Error("cuda engine: weightDType 'int8' is the CPU engines' format; use 'bf16' or 'f32' on the GPU, or the wasm engine for int8");
   const dtype = options.weightDType ?? 'bf16';
+  const kvDType = options.kvDType ?? dtype;
+  if (kvDType !== 'bf16' && kvDType !== 'f32') throw new Error(`cuda engine: kvDType '${String(kvDType)}' is not supported; use 'bf16' or 'f32'`);
   const loaded = await openModel(modelDir);
   try {
     const d = loaded.description;
@@ -149,12 +171,12 @@ async function createOn(addonPath: string, name: string, modelDir: string, optio
     const shapes = new Map([...loaded.archive.tensors].map(([k, t]) => [k, t.shape]));
     // The cache is sized per canvas at the first full forward; check the fit for a typical canvas, not maxPositions
     // (131072 for Dream would demand ~100 GiB of cache and logits that no run uses).
-    const plan = planWeights(d, loaded.names, shapes, dtype, Math.min(d.maxPositions, FIT_CHECK_CANVAS));
+    const plan = planWeights(d, loaded.names, shapes, dtype, Math.min(d.maxPositions, FIT_CHECK_CANVAS), kvDType);
     if (info.available) checkFits(plan, info.freeBytes, info.name);
     const native = new probe.binding.CudaModel({
       hiddenSize: d.hiddenSize, numLayers: d.numLayers, numHeads: d.numHeads, numKvHeads: d.numKvHeads, headDim: d.headDim,
       intermediateSize: d.intermediateSize, vocabSize: d.vocabSize, maxPositions: d.maxPositions, rmsNormEps: d.rmsNormEps,
-      ropeTheta: d.ropeTheta, qkvBias: d.qkvBias, bf16: dtype === 'bf16', maskId: d.special.mask,
+      ropeTheta: d.ropeTheta, qkvBias: d.qkvBias, bf16: dtype === 'bf16', kvBf16: kvDType === 'bf16', maskId: d.special.mask,
     });
     try {
       let done = 0;
@@ -175,7 +197,7 @@ async function createOn(addonPath: string, name: string, modelDir: string, optio
       native.free();
       throw e;
     }
-    return new CudaEngine(schedulerModelInfo(d), native, d, name);
+    return new CudaEngine(schedulerModelInfo(d), native, d, name, kvDType);
   } finally {
     await loaded.archive.close();
   }
@@ -189,7 +211,7 @@ function providerOn(addonPath: string, name: string): EngineProvider {
       const p = probeCuda(addonPath);
       return p.available ? { available: true } : { available: false, reason: p.reason };
     },
-    create: (modelDir, options) => createOn(addonPath, name, modelDir, options ?? {}),
+    create: (modelDir, options) => createOn(addonPath, name, modelDir, (options ?? {}) as CudaEngineOptions),
     async estimateMemory(modelDir, { maxLength, weightDType }) {
       if (weightDType === 'f16') throw new Error("cuda engine: weightDType 'f16' is not supported; use 'bf16' or 'f32'");
       if (weightDType === 'int8') throw new Error("cuda engine: weightDType 'int8' is the CPU engines' format; use 'bf16' or 'f32' on the GPU, or the wasm engine for int8");
@@ -197,8 +219,8 @@ function providerOn(addonPath: string, name: string): EngineProvider {
       const loaded = await openModel(modelDir);
       try {
         const shapes = new Map([...loaded.archive.tensors].map(([k, t]) => [k, t.shape]));
-        const plan = planWeights(loaded.description, loaded.names, shapes, dtype, maxLength);
-        return { weightBytes: plan.weightBytes, sequenceBytes: plan.cacheBytes, weightDType: dtype, cacheDType: 'f32' };
+        const plan = planWeights(loaded.description, loaded.names, shapes, dtype, maxLength, dtype);
+        return { weightBytes: plan.weightBytes, sequenceBytes: plan.cacheBytes, weightDType: dtype, cacheDType: dtype };
       } finally {
         await loaded.archive.close();
       }

@@ -1,4 +1,7 @@
 export * from './engine.js';
 export * from './plan.js';
 export * from './marshal.js';
-export { loadBinding, ADDON_PATH, EMULATOR_ADDON_PATH, type DeviceInfo, type KernelProbes, type NativeBinding, type NativeConfig, type NativeModel } from './binding.js';
+export {
+  loadBinding, ADDON_PATH, BUILT_ADDON_PATH, EMULATOR_ADDON_PATH, PREBUILT_ADDON_PATH,
+  type AttentionProbeSequence, type DeviceInfo, type KernelProbes, type NativeBinding, type NativeConfig, type NativeModel, type Schedule,
+} from './binding.js';

@@ -28,18 +28,47 @@ export interface PlannedTensor {
 export interface WeightPlan {
   tensors: PlannedTensor[];
   weightBytes: number;
-  /** K/V cache (f32) for a canvas of `canvasLength`, both halves, all layers. */
+  /** K/V cache dtype on the device. */
+  kvDType: 'bf16' | 'f32';
+  /** K/V cache for a canvas of `canvasLength` in kvDType, both halves, all layers. */
   cacheBytes: number;
-  /** Largest per-forward scratch (activations, their bf16 copy, logits of every position, split-k partial sums). */
+  /**
+   * Largest per-forward scratch (activations, their bf16 copy, logits of every position, a prefix step's fresh K/V,
+   * the GEMM and attention split partial sums).
+   */
   scratchBytes: number;
   totalBytes: number;
 }
 
+/**
+ * The k splits of the bf16 GEMM for an (n, k) weight: native/kernels.cu gemm_bf16_splits, copied here to size the
+ * scratch (a kernel test checks the two agree). From the weight's shape only: batch invariance, SPEC §7.
+ */
+export function gemmSplits(n: number, k: number): number {
+  const want = Math.ceil(256 / Math.ceil(n / 128)); // about 256 blocks for a one-row-tile pass
+  const most = Math.floor(k / 256); // at least 4 k steps of 64 per split
+  return want < most ? want : Math.max(most, 1);
+}
+
+/** Keys per attention split for L keys: native/kernels.cu attention_chunk (same check). */
+export function attentionChunk(L: number): number {
+  return Math.max(128, Math.ceil(Math.ceil(L / 32) / 32) * 32);
+}
+
+/** The GEMM's parallel schedule is only chosen while its partial sums stay within this (native gemm_bf16_parallel). */
+const GEMM_PARTIAL_BYTES = 32 * 2 ** 20;
+/** Attention runs key splits in parallel only for sequences of at most this many query rows (attention_plan). */
+const ATTENTION_PARALLEL_ROWS = 64;
+
 const numel = (shape: number[]) => shape.reduce((a, b) => a * b, 1);
 
-/** Plans the upload of a model in `weightDType` ('bf16' or 'f32') for canvases up to `canvasLength`. */
+/**
+ * Plans the upload of a model in `weightDType` ('bf16' or 'f32') for canvases up to `canvasLength`, with the K/V
+ * cache in `kvDType` (default: bf16 with bf16 weights, f32 with f32 weights).
+ */
 export function planWeights(
   desc: ModelDescription, names: ModelTensorNames, shapes: Map<string, number[]>, weightDType: 'bf16' | 'f32', canvasLength: number,
+  kvDType: 'bf16' | 'f32' = weightDType,
 ): WeightPlan {
   const tensors: PlannedTensor[] = [];
   const add = (slot: number, name: string, matrix: boolean) => {
@@ -61,16 +90,20 @@ export function planWeights(
   });
   const weightBytes = tensors.reduce((a, t) => a + t.bytes, 0);
   const L = canvasLength;
-  const kvd = desc.numKvHeads * desc.headDim;
-  const cacheBytes = 2 * desc.numLayers * L * kvd * 4;
-  const qd = desc.numHeads * desc.headDim;
-  // f32: x, h (L, d); q, att (L, qd); k, v (L, kvd); gate, up (L, ff); final rows (L, d); logits (L, V);
-  // bf16 GEMM input (L, max(d, qd, ff)) = half as many floats. Split-k partial sums: splits * rows * cols stays near
-  // two 32 x 128 tiles per SM (native/kernels.cu gemm_bf16_splits), under 16 MiB on any current GPU.
-  const widest = Math.max(desc.hiddenSize, qd, desc.intermediateSize);
-  const scratchFloats = L * (3 * desc.hiddenSize + 2 * qd + 2 * kvd + 2 * desc.intermediateSize + desc.vocabSize + widest / 2);
-  const scratchBytes = scratchFloats * 4 + 16 * 2 ** 20;
-  return { tensors, weightBytes, cacheBytes, scratchBytes, totalBytes: weightBytes + cacheBytes + scratchBytes };
+  const { hiddenSize: d, intermediateSize: ff, vocabSize: V, headDim: hd, numHeads: H } = desc;
+  const kvd = desc.numKvHeads * hd;
+  const kvBytes = kvDType === 'bf16' ? 2 : 4;
+  const cacheBytes = 2 * desc.numLayers * L * kvd * kvBytes;
+  const qd = H * hd;
+  // A full forward of L rows, every row reported (native/addon.cc RunForward): f32 x, h, final rows (L, d); fused
+  // qkv (L, qd + 2 kvd); q (L, qd); gate|up (L, 2 ff); logits (L, V); f32 weights only: attention output (L, qd)
+  // and silu(gate) * up (L, ff). bf16 GEMM input (L, max(d, qd, ff)); a prefix step's fresh K/V (L, kvd) x 2 in the
+  // cache dtype. Partial sums: the GEMM's stay under GEMM_PARTIAL_BYTES; attention's are (splits, rows, H, hd + 2).
+  const widest = Math.max(d, qd, ff);
+  const f32Floats = L * (3 * d + qd + 2 * kvd + qd + 2 * ff + V + (weightDType === 'f32' ? qd + ff : 0));
+  const attentionPartial = Math.ceil(L / attentionChunk(L)) * Math.min(L, ATTENTION_PARALLEL_ROWS) * H * (hd + 2) * 4;
+  const scratchBytes = f32Floats * 4 + L * widest * 2 + 2 * L * kvd * kvBytes + GEMM_PARTIAL_BYTES + attentionPartial;
+  return { tensors, weightBytes, kvDType, cacheBytes, scratchBytes, totalBytes: weightBytes + cacheBytes + scratchBytes };
 }
 
 const GiB = 1024 ** 3;
@@ -81,8 +114,8 @@ export function checkFits(plan: WeightPlan, freeBytes: number, deviceName = 'the
   if (plan.totalBytes > freeBytes) {
     throw new Error(
       `cuda engine: model does not fit on ${deviceName}: needs ${fmt(plan.totalBytes)} (weights ${fmt(plan.weightBytes)}, ` +
-        `K/V cache ${fmt(plan.cacheBytes)}, scratch ${fmt(plan.scratchBytes)}) but only ${fmt(freeBytes)} is free; ` +
-        `use weightDType 'bf16', a shorter canvas, or a larger GPU`,
+        `K/V cache ${fmt(plan.cacheBytes)} in ${plan.kvDType}, scratch ${fmt(plan.scratchBytes)}) but only ${fmt(freeBytes)} is free; ` +
+        `use weightDType 'bf16' (and kvDType 'bf16'), a shorter canvas, or a larger GPU`,
     );
   }
 }

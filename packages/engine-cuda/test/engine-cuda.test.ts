@@ -1,6 +1,7 @@
 /**
  * CPU-side tests of the cuda engine: the addon builds and loads where nvcc exists, the probe explains a missing
- * device, and the planning / marshalling logic. GPU behaviour is covered by test/cuda-conformance.test.ts.
+ * device, and the planning / marshalling logic. GPU behaviour is covered by the conformance harness (test/conformance)
+ * and test/kernels.test.ts.
  */
 import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -9,7 +10,8 @@ import { describe, expect, it } from 'vitest';
 import { counterHash } from '@fast-dllm/scheduler';
 import { expectedShapes, normaliseConfig, tensorNames, writeSafetensors, type ModelDescription } from '@fast-dllm/model';
 import {
-  ADDON_PATH, checkFits, createCudaEmulatorEngine, createCudaEngine, cudaProvider, EMULATOR_ADDON_PATH, loadBinding, planWeights,
+  ADDON_PATH, BUILT_ADDON_PATH, checkFits, createCudaEmulatorEngine, createCudaEngine, cudaProvider, EMULATOR_ADDON_PATH, loadBinding,
+  planWeights, PREBUILT_ADDON_PATH,
   slotOf, sourceRows, toBf16,
 } from '../src/index.js';
 
@@ -42,7 +44,20 @@ describe('native addon', () => {
   it('reports a missing addon as "native addon not built"', () => {
     const r = loadBinding('/nonexistent/fast_dllm_cuda.node');
     expect(r.ok).toBe(false);
-    if (!r.ok) expect(r.reason).toMatch(/native addon not built: no nvcc at install time/);
+    if (!r.ok) expect(r.reason).toBe('native addon not built: /nonexistent/fast_dllm_cuda.node does not exist');
+  });
+
+  it.runIf(hasNvcc)('the build made the prebuilt addon npm pack ships, and the loader prefers the built one', () => {
+    expect(existsSync(PREBUILT_ADDON_PATH)).toBe(true);
+    expect(ADDON_PATH).toBe(BUILT_ADDON_PATH);
+  });
+
+  it.runIf(binding.ok)('says which driver and CUDA runtime it sees', () => {
+    if (!binding.ok) return;
+    const info = binding.binding.deviceInfo();
+    expect(info.runtimeVersion).toMatch(/^\d+\.\d+$/);
+    expect(info.driverVersion).toMatch(/^(\d+\.\d+|none)$/);
+    if (info.driverVersion === 'none') expect(!info.available && info.reason).toMatch(/no NVIDIA driver: libcuda\.so\.1 was not found/);
   });
 });
 
@@ -83,7 +98,13 @@ describe('weight plan', () => {
     // 3 globals + 9 per layer (no biases)
     expect(plan.tensors).toHaveLength(3 + 2 * 9);
     expect(plan.weightBytes).toBe(plan.tensors.reduce((a, t) => a + t.bytes, 0));
-    expect(plan.cacheBytes).toBe(2 * 2 * 128 * 64 * 4);
+    // K/V in bf16 by default with bf16 weights; f32 on request (strict conformance) doubles the cache.
+    expect(plan.kvDType).toBe('bf16');
+    expect(plan.cacheBytes).toBe(2 * 2 * 128 * 64 * 2);
+    const f32Cache = planWeights(d, names, expectedShapes(d, names), 'bf16', 128, 'f32');
+    expect(f32Cache.cacheBytes).toBe(2 * 2 * 128 * 64 * 4);
+    expect(f32Cache.totalBytes - plan.totalBytes).toBeGreaterThanOrEqual(2 * 2 * 128 * 64 * 2);
+    expect(planWeights(d, names, expectedShapes(d, names), 'f32', 128).kvDType).toBe('f32');
   });
 
   it('f32 mode doubles matrix bytes; tied embeddings skip the LM head; Dream biases get slots', () => {

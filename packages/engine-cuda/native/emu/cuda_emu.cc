@@ -64,7 +64,21 @@ struct Context { ucontext_t uc; };
 
 constexpr size_t kStackBytes = 128 * 1024;  // per fiber; kernels keep at most a few KiB of locals
 constexpr int kMaxThreads = 1024;           // per block, as on every GPU since sm_20
-constexpr size_t kMaxDynamicShared = 48 * 1024;  // without the opt-in attribute
+constexpr size_t kDefaultDynamicShared = 48 * 1024;  // without the opt-in attribute
+constexpr size_t kMaxDynamicShared = 227 * 1024;     // sm_90's opt-in limit per block
+
+// One cp.async in flight: its source bytes (read at issue), where they land, and its group number.
+struct AsyncCopy {
+  unsigned char* dst;
+  unsigned char bytes[16];
+  uint32_t size;
+  uint64_t group;
+};
+// A thread's cp.async state: copies not yet landed, and how many groups it has committed.
+struct AsyncState {
+  std::vector<AsyncCopy> pending;
+  uint64_t committed = 0;
+};
 
 // One block in flight on this OS thread.
 struct BlockRun {
@@ -74,7 +88,11 @@ struct BlockRun {
   std::vector<uint64_t> warpSlots;        // (warps, 32) exchange slots of __shfl_xor_sync
   std::unique_ptr<char[]> stacks;         // (threads, kStackBytes), reused across blocks and launches
   size_t stackCount = 0;
-  std::vector<unsigned char> dynamicShared;  // (dynamicShared,) bytes
+  std::unique_ptr<unsigned char[], void (*)(void*)> dynamicShared{nullptr, std::free};  // (capacity,) bytes, 128-aligned
+  size_t dynamicCapacity = 0;
+  std::vector<AsyncState> async;          // (threads,) cp.async groups per thread
+  cudaError_t fault = cudaSuccess;        // set by a thread (misaligned cp.async); fails the launch
+  unsigned blockLinear = 0;               // the running block's linear index
   const std::function<void()>* body = nullptr;
   int current = 0;                        // linear thread index of the running fiber
   int threads = 0;
@@ -143,6 +161,8 @@ bool runBlock(bool descendingFirst) {
   for (int t = 0; t < n; t++) {
     initFiber(t);
     run.state[t] = State::Ready;
+    run.async[t].pending.clear();  // copies a thread never waited for are lost with its block
+    run.async[t].committed = 0;
   }
   for (int round = 0;; round++) {
     const bool descending = descendingFirst != (round & 1);
@@ -201,6 +221,7 @@ const char* errorName(cudaError_t e) {
     case cudaErrorMemoryAllocation: return "cudaErrorMemoryAllocation";
     case cudaErrorInvalidConfiguration: return "cudaErrorInvalidConfiguration";
     case cudaErrorIllegalAddress: return "cudaErrorIllegalAddress";
+    case cudaErrorMisalignedAddress: return "cudaErrorMisalignedAddress";
     case cudaErrorLaunchFailure: return "cudaErrorLaunchFailure";
   }
   return "cudaErrorUnknown";
@@ -211,6 +232,8 @@ constexpr size_t kGuard = 256;  // also keeps the user pointer 256-byte aligned,
 constexpr unsigned char kGuardByte = 0xA5;
 std::mutex allocMutex;
 std::map<void*, size_t> allocations;  // user pointer -> user bytes
+std::mutex attrMutex;
+std::map<const void*, size_t> sharedLimits;  // kernel -> dynamic shared memory limit set by cudaFuncSetAttribute
 
 bool guardsIntact() {
   std::lock_guard<std::mutex> lock(allocMutex);
@@ -239,12 +262,18 @@ size_t meminfo(const char* key) {
 
 namespace fdl_emu {
 
-cudaError_t launch(dim3 grid, dim3 block, size_t dynamicShared, const std::function<void()>& body) {
+cudaError_t launch(const void* kernel, dim3 grid, dim3 block, size_t dynamicShared, const std::function<void()>& body) {
   const unsigned long long threads = (unsigned long long)block.x * block.y * block.z;
   if (threads == 0 || threads > kMaxThreads || block.x > 1024 || block.y > 1024 || block.z > 64 || grid.x == 0 ||
       grid.y == 0 || grid.z == 0 || grid.x > 0x7fffffffu || grid.y > 65535 || grid.z > 65535)
     return fail(cudaErrorInvalidConfiguration);
-  if (dynamicShared > kMaxDynamicShared) return fail(cudaErrorInvalidValue);
+  size_t limit = kDefaultDynamicShared;
+  {
+    std::lock_guard<std::mutex> lock(attrMutex);
+    auto it = sharedLimits.find(kernel);
+    if (it != sharedLimits.end()) limit = it->second;
+  }
+  if (dynamicShared > limit) return fail(cudaErrorInvalidValue);
   std::lock_guard<std::mutex> lock(launchMutex);
   run.threads = (int)threads;
   if (run.stackCount < threads) {
@@ -254,7 +283,14 @@ cudaError_t launch(dim3 grid, dim3 block, size_t dynamicShared, const std::funct
   run.ctx.resize(threads);
   run.state.resize(threads);
   run.warpSlots.assign(threads, 0);
-  run.dynamicShared.assign(dynamicShared ? dynamicShared : 1, 0);
+  run.async.resize(threads);
+  run.fault = cudaSuccess;
+  const size_t capacity = (dynamicShared + 127) / 128 * 128 + 128;
+  if (run.dynamicCapacity < capacity) {
+    run.dynamicShared.reset(static_cast<unsigned char*>(std::aligned_alloc(128, capacity)));
+    run.dynamicCapacity = capacity;
+  }
+  std::memset(run.dynamicShared.get(), 0xFF, capacity);  // NaN in f32 and bf16: unwritten shared memory shows
   run.body = &body;
   blockDim = block;
   gridDim = grid;
@@ -262,16 +298,55 @@ cudaError_t launch(dim3 grid, dim3 block, size_t dynamicShared, const std::funct
     for (unsigned y = 0; y < grid.y; y++)
       for (unsigned x = 0; x < grid.x; x++) {
         blockIdx = dim3(x, y, z);
+        run.blockLinear = (z * grid.y + y) * grid.x + x;
         if (!runBlock(((x + y + z) & 1) != 0)) return fail(cudaErrorLaunchFailure);  // deadlock at a barrier: a kernel bug
+        if (run.fault != cudaSuccess) return fail(run.fault);
       }
   return guardsIntact() ? cudaSuccess : fail(cudaErrorIllegalAddress);
 }
 
-void* dynamic_shared() { return run.dynamicShared.data(); }
+void* dynamic_shared() { return run.dynamicShared.get(); }
 
 }  // namespace fdl_emu
 
 void __syncthreads() { yieldTo(State::AtBlockBarrier); }
+
+void __pipeline_memcpy_async(void* dst, const void* src, size_t size, size_t zfill) {
+  if ((size != 4 && size != 8 && size != 16) || zfill > size || (uintptr_t)dst % size != 0 ||
+      (zfill < size && (uintptr_t)src % size != 0)) {
+    run.fault = cudaErrorMisalignedAddress;
+    return;
+  }
+  AsyncState& st = run.async[run.current];
+  // A copy lands at some point between its issue and the wait for its group. Half of them (alternating by
+  // thread, group and block) land at once, half only at the wait: a missing wait reads stale data, and a stage
+  // refilled while other threads still read it (a missing barrier) is overwritten under them.
+  const bool early = ((unsigned)run.current ^ (unsigned)st.committed ^ run.blockLinear) & 1u;
+  if (early) {
+    if (zfill < size) std::memcpy(dst, src, size - zfill);
+    std::memset(static_cast<unsigned char*>(dst) + (size - zfill), 0, zfill);
+    return;
+  }
+  AsyncCopy c;
+  c.dst = static_cast<unsigned char*>(dst);
+  c.size = (uint32_t)size;
+  c.group = st.committed;  // the group it joins: the next one committed
+  std::memset(c.bytes, 0, sizeof c.bytes);
+  if (zfill < size) std::memcpy(c.bytes, src, size - zfill);
+  st.pending.push_back(c);
+}
+void __pipeline_commit() { run.async[run.current].committed++; }
+void __pipeline_wait_prior(size_t prior) {
+  AsyncState& st = run.async[run.current];
+  const uint64_t done = st.committed > prior ? st.committed - prior : 0;  // groups [0, done) must have landed
+  size_t kept = 0;
+  for (size_t i = 0; i < st.pending.size(); i++) {
+    const AsyncCopy& c = st.pending[i];
+    if (c.group < done) std::memcpy(c.dst, c.bytes, c.size);
+    else st.pending[kept++] = c;
+  }
+  st.pending.resize(kept);
+}
 void __syncwarp(unsigned) { yieldTo(State::AtWarpBarrier); }
 float __shfl_xor_sync(unsigned, float v, int m, int) { return shuffle(v, [m](int lane) { return lane ^ m; }); }
 int __shfl_xor_sync(unsigned, int v, int m, int) { return shuffle(v, [m](int lane) { return lane ^ m; }); }
@@ -287,6 +362,7 @@ const char* cudaGetErrorString(cudaError_t e) {
     case cudaErrorMemoryAllocation: return "out of memory";
     case cudaErrorInvalidConfiguration: return "invalid configuration argument";
     case cudaErrorIllegalAddress: return "an illegal memory access was encountered (emulator: a kernel wrote outside a cudaMalloc block)";
+    case cudaErrorMisalignedAddress: return "misaligned address (emulator: a cp.async whose size or addresses break its alignment)";
     case cudaErrorLaunchFailure: return "unspecified launch failure (emulator: threads deadlocked at a barrier)";
   }
   return "unknown error";
@@ -307,8 +383,9 @@ cudaError_t cudaGetDeviceProperties(cudaDeviceProp* p, int device) {
   p->major = 9;
   p->minor = 0;
   p->totalGlobalMem = meminfo("MemTotal:");
-  p->sharedMemPerBlock = kMaxDynamicShared;
-  p->multiProcessorCount = 1;
+  p->sharedMemPerBlock = kDefaultDynamicShared;
+  // An H100/H200's count, so the execution strategies chosen from it (never the arithmetic) are a GPU's.
+  p->multiProcessorCount = 132;
   p->maxThreadsPerBlock = kMaxThreads;
   return cudaSuccess;
 }
@@ -356,6 +433,10 @@ cudaError_t cudaMemcpy(void* dst, const void* src, size_t bytes, cudaMemcpyKind)
 cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind, cudaStream_t) {
   return cudaMemcpy(dst, src, bytes, kind);
 }
+cudaError_t cudaMemset(void* dst, int value, size_t bytes) {
+  std::memset(dst, value, bytes);
+  return cudaSuccess;
+}
 cudaError_t cudaMemsetAsync(void* dst, int value, size_t bytes, cudaStream_t) {
   std::memset(dst, value, bytes);
   return cudaSuccess;
@@ -386,6 +467,21 @@ cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t) {
   return cudaSuccess;
 }
 cudaError_t cudaEventSynchronize(cudaEvent_t) { return cudaSuccess; }
+cudaError_t cudaDriverGetVersion(int* v) {
+  *v = 0;
+  return cudaSuccess;
+}
+cudaError_t cudaRuntimeGetVersion(int* v) {
+  *v = 0;
+  return cudaSuccess;
+}
+cudaError_t cudaFuncSetAttribute(const void* kernel, cudaFuncAttribute attr, int value) {
+  if (attr != cudaFuncAttributeMaxDynamicSharedMemorySize || value < 0 || (size_t)value > kMaxDynamicShared)
+    return fail(cudaErrorInvalidValue);
+  std::lock_guard<std::mutex> lock(attrMutex);
+  sharedLimits[kernel] = (size_t)value;
+  return cudaSuccess;
+}
 cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t start, cudaEvent_t end) {
   *ms = std::chrono::duration<float, std::milli>(end->t - start->t).count();
   return cudaSuccess;

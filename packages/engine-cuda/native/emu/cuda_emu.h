@@ -9,6 +9,14 @@
 // a warp-collective (__shfl_xor_sync, __syncwarp), and a barrier opens when every live thread of its scope has
 // arrived. `__shared__` variables are function statics: one copy, used by one block at a time. Launches are
 // serialised process-wide, and "device" memory is host memory, so streams and events are synchronous.
+// Dynamic shared memory is filled with 0xFF bytes (NaN as f32 and bf16) at each launch, so a read of a shared
+// word that nothing wrote shows up in the results; a kernel gets more than 48 KiB of it only after
+// cudaFuncSetAttribute raised its limit (at most 227 KiB, as on sm_90).
+// Asynchronous copies (cp.async through __pipeline_memcpy_async, __pipeline_commit, __pipeline_wait_prior) read
+// their source when issued; half of them (alternating by thread, group and block) land in shared memory at once,
+// the other half only when the issuing thread waits for their group. So a missing wait reads stale contents (the
+// previous tile, or the 0xFF fill), and a missing barrier before a stage is refilled lets the refill overwrite
+// data other threads still read; a misaligned copy fails the launch with cudaErrorMisalignedAddress.
 // Every cudaMalloc block sits between 256-byte guard zones, checked after each launch: a kernel that wrote just
 // past (or before) a buffer fails with cudaErrorIllegalAddress, as on a GPU. A write far outside lands elsewhere
 // in the heap and may crash the process instead; out-of-bounds reads are not caught.
@@ -50,6 +58,7 @@ enum cudaError_t {
   cudaErrorMemoryAllocation = 2,
   cudaErrorInvalidConfiguration = 9,
   cudaErrorIllegalAddress = 700,
+  cudaErrorMisalignedAddress = 716,
   cudaErrorLaunchFailure = 719,
 };
 enum cudaMemcpyKind { cudaMemcpyHostToHost, cudaMemcpyHostToDevice, cudaMemcpyDeviceToHost, cudaMemcpyDeviceToDevice, cudaMemcpyDefault };
@@ -76,6 +85,7 @@ template <typename T> cudaError_t cudaMalloc(T** p, size_t bytes) { return cudaM
 cudaError_t cudaFree(void* p);
 cudaError_t cudaMemcpy(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind);
 cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind, cudaStream_t s = nullptr);
+cudaError_t cudaMemset(void* dst, int value, size_t bytes);
 cudaError_t cudaMemsetAsync(void* dst, int value, size_t bytes, cudaStream_t s = nullptr);
 cudaError_t cudaStreamCreate(cudaStream_t* s);
 cudaError_t cudaStreamDestroy(cudaStream_t s);
@@ -86,6 +96,15 @@ cudaError_t cudaEventDestroy(cudaEvent_t e);
 cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t s = nullptr);
 cudaError_t cudaEventSynchronize(cudaEvent_t e);
 cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t start, cudaEvent_t end);
+// The emulator is no driver and no runtime: both versions are 0.
+cudaError_t cudaDriverGetVersion(int* v);
+cudaError_t cudaRuntimeGetVersion(int* v);
+enum cudaFuncAttribute { cudaFuncAttributeMaxDynamicSharedMemorySize = 8 };
+// Only the dynamic shared memory limit (value in bytes, at most 227 KiB); launches above a kernel's limit fail.
+cudaError_t cudaFuncSetAttribute(const void* kernel, cudaFuncAttribute attr, int value);
+template <typename... P> cudaError_t cudaFuncSetAttribute(void (*kernel)(P...), cudaFuncAttribute attr, int value) {
+  return cudaFuncSetAttribute(reinterpret_cast<const void*>(kernel), attr, value);
+}
 
 // ---- device intrinsics ----
 void __syncthreads();
@@ -99,6 +118,18 @@ int __shfl_sync(unsigned mask, int v, int srcLane, int width = 32);
 inline float rsqrtf(float x) { return 1.f / std::sqrt(x); }
 inline float __expf(float x) { return std::exp(x); }
 inline float __fdividef(float a, float b) { return a / b; }
+// Rounded product and sum that nvcc never fuses into an FMA (host code here has no FMA contraction either).
+inline float __fmul_rn(float a, float b) { return a * b; }
+inline float __fadd_rn(float a, float b) { return a + b; }
+
+// ---- asynchronous global -> shared copies (cuda_pipeline_primitives.h; cp.async on sm_80+) ----
+// Copies size_and_align (4, 8 or 16) bytes, the last zfill of them zeros (src is not read when zfill == size);
+// dst and src aligned to the size. The copy joins the thread's open group.
+void __pipeline_memcpy_async(void* dst, const void* src, size_t size_and_align, size_t zfill = 0);
+// Closes the thread's open group (possibly empty).
+void __pipeline_commit();
+// Completes every committed group of this thread except the `prior` most recent ones.
+void __pipeline_wait_prior(size_t prior);
 template <typename T> inline T __ldg(const T* p) { return *p; }
 
 // ---- bf16 (bit pattern as cuda_bf16.h; conversions round to nearest even) ----
@@ -189,8 +220,9 @@ inline void mma_sync(fragment<accumulator, M, N, K, float>& d, const fragment<ma
 
 // ---- kernel launch ----
 namespace fdl_emu {
-// Runs `body` once per thread of every block; validates the configuration as the driver would.
-cudaError_t launch(dim3 grid, dim3 block, size_t dynamicShared, const std::function<void()>& body);
+// Runs `body` once per thread of every block; validates the configuration as the driver would (dynamic shared
+// memory against `kernel`'s limit).
+cudaError_t launch(const void* kernel, dim3 grid, dim3 block, size_t dynamicShared, const std::function<void()>& body);
 // Dynamic shared memory of the running block (`extern __shared__` on a GPU).
 void* dynamic_shared();
 
@@ -201,7 +233,7 @@ template <typename... P> struct Launch {
   template <typename... A> void operator()(A&&... args) const {
     auto bound = std::make_tuple(static_cast<P>(std::forward<A>(args))...);  // by value, as a launch copies them
     auto k = kernel;
-    launch(grid, block, shared, [k, &bound]() { std::apply(k, bound); });
+    launch(reinterpret_cast<const void*>(k), grid, block, shared, [k, &bound]() { std::apply(k, bound); });
   }
 };
 template <typename... P> Launch<P...> launcher(void (*k)(P...), dim3 grid, dim3 block, size_t shared) {

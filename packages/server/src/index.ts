@@ -1,0 +1,11 @@
+export { createServer } from './server.js';
+export type { FastDllmServer, ServerControl, ServerOptions, ServerState, ServedModel } from './server.js';
+export { ApiError, toApiError } from './errors.js';
+export type { ErrorBody, ErrorType } from './errors.js';
+export { AnswerText } from './answer.js';
+export type { AnswerEnd, AnswerUpdate, FinishReason } from './answer.js';
+export type { CanvasView, JobResult, Usage } from './job.js';
+export type { RequestDefaults } from './request.js';
+export { ServerMetrics } from './metrics.js';
+export { chatSchema, completionSchema } from './schema.js';
+export type { ChatBody, CompletionBody, ChatMessageBody } from './schema.js';
