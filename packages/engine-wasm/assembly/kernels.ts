@@ -229,8 +229,24 @@ export function ropeNeox(x: usize, pos: usize, n: i32, heads: i32, hd: i32, thet
 
 // ---------------------------------------------------------------- SwiGLU
 
-/** out (count,) = silu(gate) * up; silu(g) = g / (1 + exp(-g)). In-place allowed (out == gate). */
+/** out (count,) = silu(gate) * up; silu(g) = g / (1 + exp(-g)). In-place allowed (out == gate). Four at a time. */
 export function swiglu(gate: usize, up: usize, out: usize, count: i32): void {
+  const one = f32x4.splat(1.0);
+  let k = 0;
+  for (; k + 4 <= count; k += 4) {
+    const o = <usize>k << 2;
+    const g = v128.load(gate + o);
+    v128.store(out + o, f32x4.mul(f32x4.div(g, f32x4.add(one, expf4(f32x4.neg(g)))), v128.load(up + o)));
+  }
+  for (; k < count; k++) {
+    const o = <usize>k << 2;
+    const g = load<f32>(gate + o);
+    store<f32>(out + o, g / (<f32>1.0 + Mathf.exp(-g)) * load<f32>(up + o));
+  }
+}
+
+/** Scalar twin of swiglu. */
+export function swigluScalar(gate: usize, up: usize, out: usize, count: i32): void {
   for (let k = 0; k < count; k++) {
     const o = <usize>k << 2;
     const g = load<f32>(gate + o);
@@ -241,9 +257,52 @@ export function swiglu(gate: usize, up: usize, out: usize, count: i32): void {
 // ---------------------------------------------------------------- attention over cache segments
 
 /**
- * scores (nk,) f32 ← softmax: exp(scores - mx) / Σ, in place. Shared by both twins (scalar code), so the
- * twins differ only in their dot products and weighted sums.
+ * exp of four f32 at once: Cody–Waite reduction x = n·ln2 + r (|r| <= ln2/2), a degree-6 polynomial for e^r
+ * (the classic single-precision minimax coefficients, ~1 ulp), then 2^n put into the exponent bits. Inputs are
+ * clamped to [-87, 88] so 2^n stays a normal number (softmax and SiLU only need that range: e^-87 ≈ 1.6e-38).
  */
+// @ts-ignore: decorator
+@inline function expf4(x: v128): v128 {
+  x = f32x4.min(f32x4.max(x, f32x4.splat(-87.0)), f32x4.splat(88.0));
+  const n = f32x4.nearest(f32x4.mul(x, f32x4.splat(1.44269504088896341))); // round(x / ln2)
+  let r = f32x4.sub(x, f32x4.mul(n, f32x4.splat(0.693359375))); // ln2 split in a part exact in f32 and a rest
+  r = f32x4.sub(r, f32x4.mul(n, f32x4.splat(-2.12194440e-4)));
+  let p = f32x4.splat(1.9875691500e-4);
+  p = f32x4.add(f32x4.mul(p, r), f32x4.splat(1.3981999507e-3));
+  p = f32x4.add(f32x4.mul(p, r), f32x4.splat(8.3334519073e-3));
+  p = f32x4.add(f32x4.mul(p, r), f32x4.splat(4.1665795894e-2));
+  p = f32x4.add(f32x4.mul(p, r), f32x4.splat(1.6666665459e-1));
+  p = f32x4.add(f32x4.mul(p, r), f32x4.splat(5.0000001201e-1));
+  p = f32x4.add(f32x4.add(f32x4.mul(p, f32x4.mul(r, r)), r), f32x4.splat(1.0)); // e^r
+  const pow2n = i32x4.shl(i32x4.add(i32x4.trunc_sat_f32x4_s(n), i32x4.splat(127)), 23); // bits of 2^n
+  return f32x4.mul(p, pow2n);
+}
+
+/** scores (nk,) f32 ← softmax: exp(scores - mx) / Σ, in place, four at a time (the SIMD attention's). */
+function softmaxInPlaceSimd(scores: usize, nk: i32, mx: f32): void {
+  const vmx = f32x4.splat(mx);
+  let vsum = f32x4.splat(0);
+  let t = 0;
+  for (; t + 4 <= nk; t += 4) {
+    const o = <usize>t << 2;
+    const e = expf4(f32x4.sub(v128.load(scores + o), vmx));
+    v128.store(scores + o, e);
+    vsum = f32x4.add(vsum, e);
+  }
+  let sum = hsum(vsum);
+  for (; t < nk; t++) {
+    const e = Mathf.exp(load<f32>(scores + (<usize>t << 2)) - mx);
+    store<f32>(scores + (<usize>t << 2), e);
+    sum += e;
+  }
+  const inv = f32x4.splat(<f32>1.0 / sum);
+  t = 0;
+  for (; t + 4 <= nk; t += 4) v128.store(scores + (<usize>t << 2), f32x4.mul(v128.load(scores + (<usize>t << 2)), inv));
+  const s1 = <f32>1.0 / sum;
+  for (; t < nk; t++) store<f32>(scores + (<usize>t << 2), load<f32>(scores + (<usize>t << 2)) * s1);
+}
+
+/** scores (nk,) f32 ← softmax: exp(scores - mx) / Σ, in place (the scalar twin's). */
 function softmaxInPlace(scores: usize, nk: i32, mx: f32): void {
   let sum: f32 = 0;
   for (let t = 0; t < nk; t++) {
@@ -310,7 +369,7 @@ export function attention(
         if (s > mx) mx = s;
       }
       mx = max(mx, max(max(f32x4.extract_lane(vmx, 0), f32x4.extract_lane(vmx, 1)), max(f32x4.extract_lane(vmx, 2), f32x4.extract_lane(vmx, 3))));
-      softmaxInPlace(scores, nk, mx);
+      softmaxInPlaceSimd(scores, nk, mx);
       const orow = out + (((<usize>i * <usize>H + <usize>h) * <usize>hd) << 2);
       const vh = v + kvOff;
       let c = 0;

@@ -41,7 +41,8 @@ export interface KernelExports {
   rmsnorm?(x: number, g: number, y: number, n: number, d: number, eps: number): void;
   rmsnormScalar(x: number, g: number, y: number, n: number, d: number, eps: number): void;
   ropeNeox(x: number, pos: number, n: number, heads: number, hd: number, theta: number): void;
-  swiglu(gate: number, up: number, out: number, count: number): void;
+  swiglu?(gate: number, up: number, out: number, count: number): void;
+  swigluScalar(gate: number, up: number, out: number, count: number): void;
   attention?(q: number, k: number, v: number, out: number, scores: number, nq: number, nk: number, H: number, KVH: number, hd: number, scale: number): void;
   attentionScalar(q: number, k: number, v: number, out: number, scores: number, nq: number, nk: number, H: number, KVH: number, hd: number, scale: number): void;
   counterHash(seed: number, forwardIndex: number, position: number, lane: number): number;
@@ -542,7 +543,7 @@ export class WasmKernels {
     checkLen('swiglu gate', gate, count);
     checkLen('swiglu up', up, count);
     checkLen('swiglu out', out, count);
-    this.ex.swiglu(gate.ptr, up.ptr, out.ptr, count);
+    (this.simd ? this.ex.swiglu! : this.ex.swigluScalar)(gate.ptr, up.ptr, out.ptr, count);
   }
 
   /**
