@@ -5,7 +5,7 @@
  * attention per sequence over that sequence's own cache, as the fast engines do.
  */
 import {
-  ENGINE_CONTRACT_VERSION, EngineCapacityError, SequenceTable, assembleResults, checkModelSupported, counterGumbel,
+  ENGINE_CONTRACT_VERSION, EngineCapacityError, SequenceTable, assembleResults, newPassReductions, checkModelSupported, counterGumbel,
   layoutPass,
   type Engine, type EngineCapabilities, type EngineOptions, type EngineProvider, type ForwardRequest,
   type ForwardResult, type ModelInfo, type PassLayout, type SequenceHandle,
@@ -161,11 +161,7 @@ export class ReferenceEngine implements Engine {
     const V = this.config.vocabSize;
     const mask = this.model.maskId;
     const n = layout.reports;
-    const token = new Int32Array(n); // (n,)
-    const prob = new Float64Array(n); // (n,)
-    const top1 = new Float64Array(n); // (n,)
-    const top2 = new Float64Array(n); // (n,)
-    const entropy = new Float64Array(n); // (n,) nats
+    const { token, prob, top1, top2, entropy } = newPassReductions(n); // (n,) each; entropy in nats
     for (let i = 0; i < n; i++) {
       const o = i * V;
       let max = -Infinity; // over all tokens: the softmax's shift

@@ -24,7 +24,7 @@
  *            └──────────────────────────────────────────────────────────────────────┘
  */
 import {
-  ENGINE_CONTRACT_VERSION, EngineCapacityError, SequenceTable, assembleResults, checkModelSupported, layoutPass,
+  ENGINE_CONTRACT_VERSION, EngineCapacityError, SequenceTable, assembleResults, checkModelSupported, layoutPass, newPassReductions,
   type Engine, type EngineCapabilities, type ForwardRequest, type ForwardResult, type ModelInfo, type PassLayout,
   type SequenceHandle,
 } from '@fast-dllm/scheduler';
@@ -350,11 +350,7 @@ export class WasmEngine implements Engine {
     const d = this.desc.hiddenSize;
     const V = this.desc.vocabSize;
     const n = layout.reports;
-    const token = new Int32Array(n); // (n,)
-    const prob = new Float64Array(n); // (n,)
-    const top1 = new Float64Array(n); // (n,)
-    const top2 = new Float64Array(n); // (n,)
-    const entropy = new Float64Array(n); // (n,) nats
+    const { token, prob, top1, top2, entropy } = newPassReductions(n); // (n,) each; entropy in nats
     const wantLogits = batch.some((r) => r.want?.logits);
     const logits = wantLogits ? new Float32Array(n * V) : undefined; // (n, V)
     for (let c0 = 0; c0 < n; c0 += ws.reports) {
