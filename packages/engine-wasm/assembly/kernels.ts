@@ -227,6 +227,63 @@ export function ropeNeox(x: usize, pos: usize, n: i32, heads: i32, hd: i32, thet
   }
 }
 
+/**
+ * The rotation of every position in [from, to): cos (positions, hd/2) f32 and sin likewise, row p at p·hd/2,
+ * computed exactly as ropeNeox does (so a rotation through the table gives ropeNeox's bits).
+ */
+export function ropeTable(cos: usize, sin: usize, from: i32, to: i32, hd: i32, theta: f64): void {
+  const half = hd >> 1;
+  for (let p = from; p < to; p++) {
+    for (let c = 0; c < half; c++) {
+      const ang = <f64>p * Math.pow(theta, -2.0 * <f64>c / <f64>hd);
+      const o = (<usize>p * <usize>half + <usize>c) << 2;
+      store<f32>(cos + o, <f32>Math.cos(ang));
+      store<f32>(sin + o, <f32>Math.sin(ang));
+    }
+  }
+}
+
+/** ropeNeox with the angles read from a ropeTable (no transcendental per call), four pairs at a time. */
+export function ropeNeoxTable(x: usize, pos: usize, n: i32, heads: i32, hd: i32, cos: usize, sin: usize): void {
+  const half = hd >> 1;
+  const half4 = half & ~3;
+  for (let i = 0; i < n; i++) {
+    const row = <usize>load<i32>(pos + (<usize>i << 2)) * <usize>half;
+    for (let h = 0; h < heads; h++) {
+      const base = x + (((<usize>i * <usize>heads + <usize>h) * <usize>hd) << 2);
+      let c = 0;
+      for (; c < half4; c += 4) {
+        const o = <usize>c << 2;
+        const cs = v128.load(cos + (row << 2) + o), sn = v128.load(sin + (row << 2) + o);
+        const a = v128.load(base + o), b = v128.load(base + o + (<usize>half << 2));
+        v128.store(base + o, f32x4.sub(f32x4.mul(a, cs), f32x4.mul(b, sn)));
+        v128.store(base + o + (<usize>half << 2), f32x4.add(f32x4.mul(b, cs), f32x4.mul(a, sn)));
+      }
+      for (; c < half; c++) rotatePair(base, c, half, load<f32>(cos + ((row + <usize>c) << 2)), load<f32>(sin + ((row + <usize>c) << 2)));
+    }
+  }
+}
+
+/** Scalar twin of ropeNeoxTable. */
+export function ropeNeoxTableScalar(x: usize, pos: usize, n: i32, heads: i32, hd: i32, cos: usize, sin: usize): void {
+  const half = hd >> 1;
+  for (let i = 0; i < n; i++) {
+    const row = <usize>load<i32>(pos + (<usize>i << 2)) * <usize>half;
+    for (let h = 0; h < heads; h++) {
+      const base = x + (((<usize>i * <usize>heads + <usize>h) * <usize>hd) << 2);
+      for (let c = 0; c < half; c++) rotatePair(base, c, half, load<f32>(cos + ((row + <usize>c) << 2)), load<f32>(sin + ((row + <usize>c) << 2)));
+    }
+  }
+}
+
+// @ts-ignore: decorator
+@inline function rotatePair(base: usize, c: i32, half: i32, cs: f32, sn: f32): void {
+  const a = load<f32>(base + (<usize>c << 2));
+  const b = load<f32>(base + (<usize>(c + half) << 2));
+  store<f32>(base + (<usize>c << 2), a * cs - b * sn);
+  store<f32>(base + (<usize>(c + half) << 2), b * cs + a * sn);
+}
+
 // ---------------------------------------------------------------- SwiGLU
 
 /** out (count,) = silu(gate) * up; silu(g) = g / (1 + exp(-g)). In-place allowed (out == gate). Four at a time. */

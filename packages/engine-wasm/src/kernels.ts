@@ -41,6 +41,9 @@ export interface KernelExports {
   rmsnorm?(x: number, g: number, y: number, n: number, d: number, eps: number): void;
   rmsnormScalar(x: number, g: number, y: number, n: number, d: number, eps: number): void;
   ropeNeox(x: number, pos: number, n: number, heads: number, hd: number, theta: number): void;
+  ropeTable(cos: number, sin: number, from: number, to: number, hd: number, theta: number): void;
+  ropeNeoxTable?(x: number, pos: number, n: number, heads: number, hd: number, cos: number, sin: number): void;
+  ropeNeoxTableScalar(x: number, pos: number, n: number, heads: number, hd: number, cos: number, sin: number): void;
   swiglu?(gate: number, up: number, out: number, count: number): void;
   swigluScalar(gate: number, up: number, out: number, count: number): void;
   attention?(q: number, k: number, v: number, out: number, scores: number, nq: number, nk: number, H: number, KVH: number, hd: number, scale: number): void;
@@ -256,6 +259,8 @@ export class WasmKernels {
   /** Freed blocks, ascending by ptr (never adjacent: they merge), and the size of every live block. */
   private freeList: { ptr: number; size: number }[] = [];
   private readonly blocks = new Map<number, number>();
+  /** RoPE cos/sin tables by `${hd}:${theta}` (see ropeAngles). */
+  private readonly ropeTables = new Map<string, { block: number; cap: number; cos: number; sin: number }>();
   /** Set by the loader when threads > 1. */
   parallel: ParallelKernels | null = null;
   /** The relaxed dot's form for int8 matmuls (relaxed builds): null until chosen by timing, or set by useInt8Dot. */
@@ -535,7 +540,35 @@ export class WasmKernels {
     checkLen('rope x', x, n * heads * hd);
     checkLen('rope pos', pos, n);
     if (hd % 2 !== 0) throw new Error(`rope: head dim ${hd} must be even`);
-    this.ex.ropeNeox(x.ptr, pos.ptr, n, heads, hd, theta);
+    let maxPos = 0;
+    const p = this.i32({ ptr: pos.ptr, length: n });
+    for (let i = 0; i < n; i++) {
+      if (!(p[i] >= 0)) throw new Error(`rope: position ${p[i]} at row ${i} is negative`);
+      if (p[i] > maxPos) maxPos = p[i];
+    }
+    const t = this.ropeAngles(hd, theta, maxPos + 1);
+    (this.simd ? this.ex.ropeNeoxTable! : this.ex.ropeNeoxTableScalar)(x.ptr, pos.ptr, n, heads, hd, t.cos, t.sin);
+  }
+
+  /**
+   * The cos/sin table of a head dim and theta, covering positions [0, positions): (cap, hd/2) f32 each in one
+   * block, kept until the kernels go; grown (doubling) when a later call reaches further. The table replaces a
+   * pow, a cos and a sin per row and pair on every call with a load, and gives the same bits.
+   */
+  private ropeAngles(hd: number, theta: number, positions: number): { cos: number; sin: number } {
+    const key = `${hd}:${theta}`;
+    let t = this.ropeTables.get(key);
+    if (!t || t.cap < positions) {
+      const cap = Math.max(positions, 2 * (t?.cap ?? 0), 256);
+      const half = hd / 2;
+      const block = this.allocBlock(2 * cap * half * 4);
+      const cos = block, sin = block + cap * half * 4;
+      this.ex.ropeTable(cos, sin, 0, cap, hd, theta);
+      if (t) this.freeBlock(t.block);
+      t = { block, cap, cos, sin };
+      this.ropeTables.set(key, t);
+    }
+    return t;
   }
 
   /** out = silu(gate) * up, elementwise over `count`; out may be gate. */

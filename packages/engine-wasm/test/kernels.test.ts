@@ -263,6 +263,23 @@ for (const { label, simd, fma } of builds) {
       check('rope', 301, K.f32(rx), refRope(x, pos, n, H, hd, 10000), 1e-12);
     });
 
+    it('rope through the cached cos/sin table gives the direct kernel\'s bits, as the table grows, seed=311', async () => {
+      const K = await loadKernels();
+      const ex = (K as unknown as { ex: { ropeNeox(x: number, p: number, n: number, h: number, hd: number, t: number): void } }).ex;
+      for (const [hd, theta] of [[16, 10000], [20, 1e6], [24, 500000]] as const) {
+        for (const positions of [[0, 1, 2, 3], [5, 200, 9, 64], [1000, 3, 4000, 250]]) {
+          const n = positions.length, H = 3;
+          const x = randn(n * H * hd, 311 + hd);
+          const rp = K.allocI32(n, Int32Array.from(positions));
+          const viaTable = K.allocF32(x.length, x), direct = K.allocF32(x.length, x);
+          K.rope(viaTable, rp, n, H, hd, theta);
+          ex.ropeNeox(direct.ptr, rp.ptr, n, H, hd, theta);
+          expect(Array.from(K.f32(viaTable)), `hd ${hd} positions ${positions}`).toEqual(Array.from(K.f32(direct)));
+        }
+      }
+      expect(() => K.rope(K.allocF32(16), K.allocI32(1, [-1]), 1, 1, 16, 10000)).toThrow(/position -1 at row 0 is negative/);
+    });
+
     it('swiglu seed=401', async () => {
       const K = await loadKernels();
       const g = randn(97, 401, 8), u = randn(97, 402);
