@@ -44,6 +44,13 @@ const ENTRIES: EngineEntry[] = [
   { label: 'wasm scalar f32', provider: wasmProvider, options: { weightDType: 'f32', simd: false }, tolerance: 1e-4, measured: 'f32 activations', delta: 1e-5 },
   { label: 'wasm simd f32, 2 threads', provider: wasmProvider, options: { weightDType: 'f32', threads: 2 }, tolerance: 1e-4, measured: 'f32 activations', delta: 1e-5 },
   { label: 'wasm simd bf16', provider: wasmProvider, options: { weightDType: 'bf16' }, tolerance: 5e-2, measured: 'bf16 weights, f32 activations', delta: Infinity },
+  // int8 weights are a different model (quantized): against the float64 golden only loosely, tokens not compared
+  // with it (delta Infinity); batching and the cache checks hold exactly, and int8.test.ts compares wasm with the
+  // reference's int8 mode.
+  { label: 'reference int8', provider: referenceProvider, options: { weightDType: 'int8' }, tolerance: 1.5e-1, measured: 'int8 weights and activations: 1.5e-2..6.3e-2 over the golden cases', delta: Infinity },
+  { label: 'wasm simd int8', provider: wasmProvider, options: { weightDType: 'int8' }, tolerance: 1.5e-1, measured: 'int8 weights and activations: 1.5e-2..6.3e-2 over the golden cases', delta: Infinity },
+  { label: 'wasm scalar int8', provider: wasmProvider, options: { weightDType: 'int8', simd: false }, tolerance: 1.5e-1, measured: 'int8 weights and activations: 1.5e-2..6.3e-2 over the golden cases', delta: Infinity },
+  { label: 'wasm simd int8, 2 threads', provider: wasmProvider, options: { weightDType: 'int8', threads: 2 }, tolerance: 1.5e-1, measured: 'int8 weights and activations: 1.5e-2..6.3e-2 over the golden cases', delta: Infinity },
   { label: 'cuda-emulator f32', provider: cudaEmulatorProvider, options: { weightDType: 'f32' }, tolerance: 1e-4, measured: 'emulator 3.6e-7..1.32e-6 on LLaDA/Dream, 2.0e-7..7.3e-7 on block diffusion (f32 K/V)', delta: 1e-5 },
   { label: 'cuda-emulator bf16', provider: cudaEmulatorProvider, options: { weightDType: 'bf16' }, tolerance: 5e-2, measured: 'emulator 3.45e-3..1.28e-2 on LLaDA/Dream, 2.2e-3..1.06e-2 on block diffusion (bf16 activations and K/V)', delta: Infinity },
   { label: 'cuda f32', provider: cudaProvider, options: { weightDType: 'f32' }, tolerance: 1e-4, measured: 'not yet measured on a GPU', delta: 1e-5 },

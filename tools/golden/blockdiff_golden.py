@@ -24,6 +24,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from blockdiff_model import BlockDiffModel, Context, config_of  # noqa: E402
+from make_golden import canvases  # noqa: E402  (the same two canvases as the LLaDA/Dream golden cases)
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..'))
 MODELS = os.path.join(ROOT, 'test', 'fixtures', 'models')
@@ -61,18 +62,6 @@ class ContractSequence:
         else:
             raise ValueError(mode)
         return self.m.reported(rows, start)
-
-
-def canvases(mask, seed):
-    rng = np.random.Generator(np.random.PCG64(seed))
-    a = [int(t) for t in rng.integers(0, 96, L)]
-    b = [int(t) for t in rng.integers(0, 96, L)]
-    for i in range(12, L):
-        if rng.random() < 0.7:
-            a[i] = mask
-        if rng.random() < 0.5:
-            b[i] = mask
-    return a, b
 
 
 def golden_logits(name):

@@ -56,19 +56,33 @@ export interface RowPlan {
   strategy: Strategy;
 }
 
-/** The paper's rows (DESIGN §6), then one dual-cache row per sweep threshold. */
-export function rowsFor(tau: number, factor: number, sweep: readonly number[] | null, sweepOnly: boolean): RowPlan[] {
+/** Keys of the table's rows for --rows, in table order. */
+export const TABLE_ROWS = ['baseline', 'prefix', 'dual', 'parallel', 'dual-parallel', 'dual-factor'] as const;
+
+/** --rows: comma-separated keys of TABLE_ROWS, kept in table order. */
+function rowList(v: string): Array<(typeof TABLE_ROWS)[number]> {
+  const keys = v.split(',').map((k) => k.trim()).filter((k) => k.length > 0);
+  for (const k of keys) {
+    if (!(TABLE_ROWS as readonly string[]).includes(k)) throw new UsageError(`--rows: '${k}' is not a row; expected some of ${TABLE_ROWS.join(', ')}`);
+  }
+  if (keys.length === 0) throw new UsageError(`--rows: expected some of ${TABLE_ROWS.join(', ')}`);
+  return TABLE_ROWS.filter((k) => keys.includes(k));
+}
+
+/** The paper's rows (DESIGN §6; `only`: those of TABLE_ROWS named), then one dual-cache row per sweep threshold. */
+export function rowsFor(tau: number, factor: number, sweep: readonly number[] | null, sweepOnly: boolean, only?: readonly string[]): RowPlan[] {
   const fixed: Strategy = { kind: 'fixed', remasking: 'low_confidence' };
-  const rows: RowPlan[] = [
-    { name: 'baseline', cache: 'none', strategy: fixed },
-    { name: '+ prefix cache', cache: 'prefix', strategy: fixed },
-    { name: '+ dual cache', cache: 'dual', strategy: fixed },
-    { name: `+ parallel (threshold ${tau})`, cache: 'none', strategy: { kind: 'threshold', threshold: tau } },
-    { name: `+ dual cache + parallel (threshold ${tau})`, cache: 'dual', strategy: { kind: 'threshold', threshold: tau } },
-    { name: `+ dual cache + parallel (factor ${factor})`, cache: 'dual', strategy: { kind: 'factor', factor } },
+  const rows: Array<RowPlan & { key: (typeof TABLE_ROWS)[number] }> = [
+    { key: 'baseline', name: 'baseline', cache: 'none', strategy: fixed },
+    { key: 'prefix', name: '+ prefix cache', cache: 'prefix', strategy: fixed },
+    { key: 'dual', name: '+ dual cache', cache: 'dual', strategy: fixed },
+    { key: 'parallel', name: `+ parallel (threshold ${tau})`, cache: 'none', strategy: { kind: 'threshold', threshold: tau } },
+    { key: 'dual-parallel', name: `+ dual cache + parallel (threshold ${tau})`, cache: 'dual', strategy: { kind: 'threshold', threshold: tau } },
+    { key: 'dual-factor', name: `+ dual cache + parallel (factor ${factor})`, cache: 'dual', strategy: { kind: 'factor', factor } },
   ];
   const sweepRows = (sweep ?? []).map((t) => ({ name: `sweep: dual cache, threshold ${t}`, cache: 'dual' as const, strategy: { kind: 'threshold' as const, threshold: t } }));
-  return sweepOnly ? sweepRows : [...rows, ...sweepRows];
+  const table = rows.filter((r) => !only || only.includes(r.key)).map(({ name, cache, strategy }) => ({ name, cache, strategy }));
+  return sweepOnly ? sweepRows : [...table, ...sweepRows];
 }
 
 /** Sums over one row's generations. */
@@ -131,12 +145,16 @@ export function registerBench(program: Command, io: Io, signal: AbortSignal): vo
     .option('--sweep', 'add rows for threshold in {0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0}')
     .addOption(new Option('--sweep-taus <list>', 'comma-separated thresholds in [0, 1] for the sweep rows (implies --sweep)').argParser(tauList))
     .option('--sweep-only', 'run only the sweep rows (no baseline: speedup columns stay empty)')
+    .addOption(new Option('--rows <list>', `only these rows of the table: some of ${TABLE_ROWS.join(', ')} (without baseline the speedup columns stay empty)`).argParser(rowList))
     .addOption(new Option('--batch <n>', 'problems decoded together in each forward pass (1: the paper\'s batch-1 setting)').argParser(intArg('--batch', 1, 64)).default(1))
     .option('--out <file>', 'also write the rows as JSON');
-  addDecodeOptions(cmd).action(async (opts: DecodeFlags & { eval?: string; limit?: number; sweep?: boolean; sweepTaus?: number[]; sweepOnly?: boolean; out?: string; batch: number }) => {
+  addDecodeOptions(cmd).action(async (opts: DecodeFlags & {
+    eval?: string; limit?: number; sweep?: boolean; sweepTaus?: number[]; sweepOnly?: boolean; rows?: string[]; out?: string; batch: number;
+  }) => {
     if (opts.remasking || opts.alg || opts.strategy || opts.cache) throw new UsageError('bench runs its own rows (strategies and caches); drop --strategy / --cache / --remasking / --alg');
     const sweep = opts.sweepTaus ?? (opts.sweep ? SWEEP_TAUS : null);
     if (opts.sweepOnly && !sweep) throw new UsageError('--sweep-only needs --sweep or --sweep-taus');
+    if (opts.sweepOnly && opts.rows) throw new UsageError('--rows picks rows of the table, which --sweep-only leaves out; pass one');
     // --threshold and --factor set the rows' tau and f (both may be given); lengths and steps are checked here.
     checkRequest(requestFrom(opts, Int32Array.of(0), { strategy: { kind: 'fixed' }, cache: 'none', description: '' }));
     const dm = (await import('@fast-dllm/default-model')) as {
@@ -154,7 +172,7 @@ export function registerBench(program: Command, io: Io, signal: AbortSignal): vo
     if (items.length === 0) throw new UsageError('the eval set is empty');
     const md = await openModelDir(opts.model, { needTokenizer: true });
     const prompts = items.map((it) => md.encodePrompt(it.prompt, true));
-    const plan = rowsFor(opts.threshold ?? 0.9, opts.factor ?? 1, sweep, opts.sweepOnly ?? false);
+    const plan = rowsFor(opts.threshold ?? 0.9, opts.factor ?? 1, sweep, opts.sweepOnly ?? false, opts.rows);
     const hasBaseline = plan[0].name === 'baseline';
     const bar = process.stderr.isTTY
       ? new cliProgress.SingleBar({ stream: process.stderr, format: ' {bar} {value}/{total} runs | {row}' }, cliProgress.Presets.shades_classic)
@@ -189,7 +207,7 @@ export function registerBench(program: Command, io: Io, signal: AbortSignal): vo
       if (opts.out) {
         const settings = {
           model: md.dir, engine: engine.name, genLength: opts.genLength, blockLength: opts.blockLength, steps: opts.steps ?? opts.genLength,
-          problems: items.length, threads: opts.threads ?? 1, batch: opts.batch, date: new Date().toISOString(),
+          problems: items.length, threads: opts.threads ?? 1, dtype: opts.dtype ?? null, batch: opts.batch, date: new Date().toISOString(),
           machine: machineInfo(),
         };
         await writeFile(opts.out, `${JSON.stringify({ settings, rows }, null, 2)}\n`);

@@ -44,7 +44,11 @@ export interface DecodeFlags {
   earlyStop?: boolean;
   refreshEvery?: number;
   threads?: number;
+  dtype?: (typeof DTYPE_CHOICES)[number];
 }
+
+/** Weight storage choices of --dtype (EngineOptions.weightDType); unset: each engine's default. */
+export const DTYPE_CHOICES = ['f32', 'bf16', 'int8'] as const;
 
 /** The decoding flags shared by generate, chat, bench and eval. */
 export function addDecodeOptions(cmd: Command): Command {
@@ -66,7 +70,9 @@ export function addDecodeOptions(cmd: Command): Command {
     .addOption(new Option('--seed <n>', 'u32 seed for sampling and random remasking').argParser(intArg('--seed', 0, 0xffffffff)).default(0))
     .option('--early-stop', 'LLaDA/Dream: stop once everything after the first EOS is EOS (block-diffusion models always stop at a stop token)')
     .addOption(new Option('--refresh-every <n>', 'LLaDA/Dream with a cache: an extra full forward every n steps inside a block').argParser(intArg('--refresh-every', 1)))
-    .addOption(new Option('--threads <n>', 'worker threads for CPU engines').argParser(intArg('--threads', 1, 1024)));
+    .addOption(new Option('--threads <n>', 'worker threads for CPU engines').argParser(intArg('--threads', 1, 1024)))
+    .addOption(new Option('--dtype <type>', "weight storage: f32, bf16, or int8 (CPU engines: a quarter of f32's memory, integer dot products); default: the engine's")
+      .argParser(choiceArg('--dtype', DTYPE_CHOICES)));
 }
 
 const SDAR_REMASKING: readonly string[] = ['low_confidence_dynamic', 'low_confidence_static'];
@@ -251,6 +257,6 @@ export function settingsOf(f: DecodeFlags, d: Decoding): Record<string, unknown>
     genLength: f.genLength, blockLength: block ? d.blockSize ?? null : f.blockLength ?? DEFAULT_BLOCK_LENGTH, steps: block ? null : f.steps ?? f.genLength,
     cache: block ? (f.cache === 'block' ? 'block' : 'none') : d.cache, strategy: d.strategy,
     decoding: d.description, temperature: f.temperature, seed: f.seed, earlyStop: block ? null : f.earlyStop ?? false,
-    refreshEvery: f.refreshEvery ?? null, threads: f.threads ?? null,
+    refreshEvery: f.refreshEvery ?? null, threads: f.threads ?? null, dtype: f.dtype ?? null,
   };
 }

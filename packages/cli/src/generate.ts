@@ -97,7 +97,7 @@ export async function withEngine<T>(f: DecodeFlags, md: ModelDir, io: Io, fn: (e
     : undefined;
   let engine: Engine;
   try {
-    engine = await openEngine(f.engine, md.dir, { threads: f.threads, onProgress }, (l) => io.stderr(`${l}\n`));
+    engine = await openEngine(f.engine, md.dir, { threads: f.threads, weightDType: f.dtype, onProgress }, (l) => io.stderr(`${l}\n`));
   } finally {
     bar?.stop();
   }

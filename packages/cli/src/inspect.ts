@@ -6,6 +6,7 @@ import { open, readFile, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { readModelConfig, type ModelDescription } from '@fast-dllm/model';
 import { UsageError } from './errors.js';
+import type { MemoryEstimate } from '@fast-dllm/scheduler';
 import { AUTO_ORDER, loadProvider } from './engines.js';
 
 export interface TensorSummary {
@@ -27,9 +28,10 @@ export interface Inspection extends Pick<
   weightBytes: number;
   /**
    * Bytes each engine needs for its weights and the K/V cache of one sequence of `canvas` tokens, in the engine's
-   * own storage, answered by the engine package itself (or why it cannot say).
+   * own storage, answered by the engine package itself (or why it cannot say); `<engine> int8` rows for the engines
+   * that take int8 weights. `note`: what the storage keeps wider, whether it fits (when the engine says).
    */
-  memory: Record<string, { weights: number; kvCache: number; total: number; weightDType: string; cacheDType: string } | { error: string }>;
+  memory: Record<string, { weights: number; kvCache: number; total: number; weightDType: string; cacheDType: string; note?: string } | { error: string }>;
   /** Canvas length the memory is given for. */
   canvas: number;
   special: Record<string, number | undefined>;
@@ -124,12 +126,18 @@ export async function inspectModel(dir: string, opts: { canvas?: number } = {}):
       memory[name] = { error: p };
       continue;
     }
+    const entry = (m: MemoryEstimate) => ({
+      weights: m.weightBytes, kvCache: m.sequenceBytes, total: m.weightBytes + m.sequenceBytes, weightDType: m.weightDType, cacheDType: m.cacheDType,
+      ...(m.note ? { note: m.note } : {}),
+    });
     try {
-      const m = await p.estimateMemory(dir, { maxLength: canvas });
-      memory[name] = { weights: m.weightBytes, kvCache: m.sequenceBytes, total: m.weightBytes + m.sequenceBytes, weightDType: m.weightDType, cacheDType: m.cacheDType };
+      memory[name] = entry(await p.estimateMemory(dir, { maxLength: canvas }));
     } catch (e) {
       memory[name] = { error: (e as Error).message.split('\n')[0] };
     }
+    // int8 weights (CPU engines): listed for the engines that take them; an engine that refuses int8 is left out.
+    const int8 = await p.estimateMemory(dir, { maxLength: canvas, weightDType: 'int8' }).catch(() => null);
+    if (int8 && int8.weightDType === 'int8') memory[`${name} int8`] = entry(int8);
   }
 
   const special: Record<string, number | undefined> = {
@@ -177,8 +185,8 @@ export function formatInspection(r: Inspection): string {
     `memory (weights + K/V cache of one ${r.canvas}-token sequence, as each engine stores them):`,
   ];
   for (const [e, m] of Object.entries(r.memory)) {
-    if ('error' in m) lines.push(`  ${e.padEnd(10)} (cannot say: ${m.error})`);
-    else lines.push(`  ${e.padEnd(10)} ${formatBytes(m.total)} (${m.weightDType} weights ${formatBytes(m.weights)} + ${m.cacheDType} K/V ${formatBytes(m.kvCache)})`);
+    if ('error' in m) lines.push(`  ${e.padEnd(14)} (cannot say: ${m.error})`);
+    else lines.push(`  ${e.padEnd(14)} ${formatBytes(m.total)} (${m.weightDType} weights ${formatBytes(m.weights)} + ${m.cacheDType} K/V ${formatBytes(m.kvCache)})${m.note ? `: ${m.note}` : ''}`);
   }
   lines.push('special tokens:');
   for (const [k, id] of Object.entries(r.special)) {

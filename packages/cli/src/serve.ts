@@ -10,6 +10,7 @@ import { ENGINE_CHOICES, openEngine } from './engines.js';
 import { RunError, UsageError } from './errors.js';
 import type { Io } from './io.js';
 import { openModelDir } from './modeldir.js';
+import { DTYPE_CHOICES } from './decode.js';
 import { choiceArg, intArg } from './parse.js';
 
 interface ServeFlags {
@@ -20,6 +21,7 @@ interface ServeFlags {
   engine: (typeof ENGINE_CHOICES)[number];
   batch?: number;
   threads?: number;
+  dtype?: (typeof DTYPE_CHOICES)[number];
   maxQueue: number;
   apiKey?: string;
   timeout: number;
@@ -45,6 +47,7 @@ export function registerServe(program: Command, io: Io, signal: AbortSignal): vo
     .addOption(new Option('--engine <name>', 'engine: auto tries cuda, wasm, reference').argParser(choiceArg('--engine', ENGINE_CHOICES)).default('auto'))
     .addOption(new Option('--batch <n>', 'most sequences per forward pass (default: min(engine maximum, 8))').argParser(intArg('--batch', 1, 4096)))
     .addOption(new Option('--threads <n>', 'worker threads for CPU engines').argParser(intArg('--threads', 1, 1024)))
+    .addOption(new Option('--dtype <type>', "weight storage: f32, bf16, or int8 (CPU engines: a quarter of f32's memory); default: the engine's").argParser(choiceArg('--dtype', DTYPE_CHOICES)))
     .addOption(new Option('--max-queue <n>', 'most requests waiting for a place; more get 429').argParser(intArg('--max-queue', 0, 1_000_000)).default(256))
     .addOption(new Option('--api-key <key>', 'require Authorization: Bearer <key> on /v1/* (or set FAST_DLLM_API_KEY)').env('FAST_DLLM_API_KEY'))
     .addOption(new Option('--timeout <seconds>', 'deadline of each request from its arrival (0: none)').argParser(intArg('--timeout', 0, 10_000_000)).default(600))
@@ -60,7 +63,7 @@ export function registerServe(program: Command, io: Io, signal: AbortSignal): vo
       const id = opts.name ?? (opts.model === undefined ? 'default' : basename(md.dir));
       const log = (l: string) => io.stderr(`${l}\n`);
 
-      const enginePromise = openEngine(opts.engine, md.dir, { threads: opts.threads }, log);
+      const enginePromise = openEngine(opts.engine, md.dir, { threads: opts.threads, ...(opts.dtype ? { weightDType: opts.dtype } : {}) }, log);
       let server;
       try {
         server = await createServer({

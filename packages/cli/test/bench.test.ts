@@ -60,6 +60,19 @@ describe('fast-dllm bench', () => {
     expect(rows.map((x) => [x.speedup, x.wallSpeedup])).toEqual([[null, null], [null, null]]);
   });
 
+  it('--rows runs only the named rows in table order (no baseline: no speedup); --dtype reaches the engine and the JSON', async () => {
+    const evalPath = join(dir, 'eval3.jsonl');
+    writeFileSync(evalPath, JSON.stringify({ id: 'a', prompt: 'hi', answer: '2' }));
+    const out = join(dir, 'rows.json');
+    const r = await runCli(['bench', '--model', LLADA, '--engine', 'wasm', '--dtype', 'int8', '--eval', evalPath, '--gen-length', '8',
+      '--block-length', '8', '--rows', 'dual-factor,prefix', '--out', out]);
+    expect(r.code).toBe(0);
+    const j = JSON.parse(readFileSync(out, 'utf8'));
+    expect(j.settings).toMatchObject({ engine: 'wasm', dtype: 'int8' });
+    const rows = j.rows as Array<{ name: string; speedup: null }>;
+    expect(rows.map((x) => [x.name, x.speedup])).toEqual([['+ prefix cache', null], ['+ dual cache + parallel (factor 1)', null]]);
+  });
+
   it('--sweep adds one row per threshold; bad flags exit 2', async () => {
     const evalPath = join(dir, 'eval1.jsonl');
     writeFileSync(evalPath, JSON.stringify({ id: 'a', prompt: 'hi', answer: '2' }));

@@ -128,11 +128,24 @@ describe('fast-dllm serve', () => {
     }
   });
 
+  it('--dtype int8 serves the int8 engine, which answers like f32', async () => {
+    const s = await serve(['--dtype', 'int8']);
+    try {
+      const r = await ask(s.url, 23, 48, false);
+      expect(r.status).toBe(200);
+      expect(r.text).toMatch(/answer: 71$/);
+    } finally {
+      s.child.kill('SIGTERM');
+      expect(await s.exited).toBe(0);
+    }
+  });
+
   it('refuses bad flags with exit 2 and one line', async () => {
     for (const [args, msg] of [
       [['--port', '70000'], /--port: expected an integer in \[0, 65535\]/],
       [['--batch', '1000', '--engine', 'wasm', '--port', '0'], /maxBatch 1000 is more than engine 'wasm' takes/],
       [['--api-key', ' '], /--api-key .* is empty/],
+      [['--dtype', 'int4'], /--dtype: expected one of f32, bf16, int8/],
     ] as const) {
       const r = await runCli(['serve', ...args], { timeoutMs: 60_000 });
       expect(r.code, r.stderr).toBe(2);

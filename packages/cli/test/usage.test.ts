@@ -29,6 +29,9 @@ const cases: Array<[string, string[], RegExp]> = [
   ['negative temperature', [...base, '--prompt-ids', '1', '--temperature', '-1'], /--temperature/],
   ['missing model dir', ['generate', '--model', '/nonexistent/model', '--prompt-ids', '1'], /unusable model directory \/nonexistent\/model/],
   ['token outside vocab', [...base, '--prompt-ids', '99999'], /vocab|outside/i],
+  ['bad dtype', [...base, '--prompt-ids', '1', '--dtype', 'int4'], /--dtype: expected one of f32, bf16, int8, got 'int4'/],
+  ['bench bad row', ['bench', '--rows', 'baseline,warp'], /--rows: 'warp' is not a row; expected some of baseline, prefix, dual, parallel, dual-parallel, dual-factor/],
+  ['bench rows + sweep-only', ['bench', '--rows', 'dual', '--sweep-only', '--sweep'], /--rows picks rows of the table, which --sweep-only leaves out/],
   ['inspect missing dir', ['inspect', '/nonexistent/model'], /config.json not found/],
   ['inspect without dir', ['inspect'], /missing required argument 'dir'/],
 ];

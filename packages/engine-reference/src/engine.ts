@@ -5,12 +5,12 @@
  * attention per sequence over that sequence's own cache, as the fast engines do.
  */
 import {
-  ENGINE_CONTRACT_VERSION, EngineCapacityError, SequenceTable, assembleResults, checkModelSupported, counterGumbel,
+  ENGINE_CONTRACT_VERSION, EngineCapacityError, SequenceTable, assembleResults, newPassReductions, checkModelSupported, counterGumbel,
   layoutPass,
   type Engine, type EngineCapabilities, type EngineOptions, type EngineProvider, type ForwardRequest,
   type ForwardResult, type ModelInfo, type PassLayout, type SequenceHandle,
 } from '@fast-dllm/scheduler';
-import { openModel, schedulerModelInfo, type ModelDescription } from '@fast-dllm/model';
+import { INT8_BLOCK, int8Blocks, openModel, schedulerModelInfo, type ModelDescription } from '@fast-dllm/model';
 import { loadReferenceModel, type ReferenceWeights } from './load.js';
 import { referenceAttention, referenceMatmul, referenceRmsNorm, referenceRope, referenceSwiglu } from './ops.js';
 
@@ -161,11 +161,7 @@ export class ReferenceEngine implements Engine {
     const V = this.config.vocabSize;
     const mask = this.model.maskId;
     const n = layout.reports;
-    const token = new Int32Array(n); // (n,)
-    const prob = new Float64Array(n); // (n,)
-    const top1 = new Float64Array(n); // (n,)
-    const top2 = new Float64Array(n); // (n,)
-    const entropy = new Float64Array(n); // (n,) nats
+    const { token, prob, top1, top2, entropy } = newPassReductions(n); // (n,) each; entropy in nats
     for (let i = 0; i < n; i++) {
       const o = i * V;
       let max = -Infinity; // over all tokens: the softmax's shift
@@ -216,12 +212,14 @@ export function referenceCacheBytes(m: Pick<ModelDescription, 'numLayers' | 'num
 }
 
 /**
- * Loads a Hugging Face model directory (LLaDA, Dream, Fast-dLLM v2 or SDAR). Weights are kept as float32 whatever their dtype
- * (options.weightDType and threads are ignored: the oracle is single-threaded f32 by design).
+ * Loads a Hugging Face model directory (LLaDA, Dream, Fast-dLLM v2 or SDAR). Weights are kept as float32 whatever
+ * their dtype, except with weightDType 'int8': then the linear weights are quantized into the CPU engines' int8
+ * format (quant.ts), the oracle of the WASM engine's int8 mode. 'bf16'/'f16' and threads are ignored: the oracle is
+ * single-threaded f32.
  */
 export async function createReferenceEngine(modelDir: string, options: EngineOptions = {}): Promise<ReferenceEngine> {
   const { description, weights } = await loadReferenceModel(modelDir, (done, total) =>
-    options.onProgress?.({ phase: 'loading weights', done, total, unit: 'tensors' }));
+    options.onProgress?.({ phase: 'loading weights', done, total, unit: 'tensors' }), options.weightDType === 'int8' ? 'int8' : 'f32');
   return new ReferenceEngine(description, weights, options.cacheBudgetBytes);
 }
 
@@ -231,13 +229,23 @@ export const referenceProvider: EngineProvider = {
     return { available: true };
   },
   create: createReferenceEngine,
-  async estimateMemory(modelDir, { maxLength }) {
-    const { description, archive } = await openModel(modelDir);
+  async estimateMemory(modelDir, { maxLength, weightDType }) {
+    const { description, archive, names } = await openModel(modelDir);
     try {
-      // Every tensor widened to f32 (a tied LM head is the embedding itself).
-      let elements = 0;
-      for (const t of archive.tensors.values()) elements += t.shape.reduce((a, b) => a * b, 1);
-      return { weightBytes: 4 * elements, sequenceBytes: referenceCacheBytes(description, maxLength), weightDType: 'f32', cacheDType: 'f64' };
+      // Every tensor widened to f32 (a tied LM head is the embedding itself). int8: the linear weights and the LM head
+      // as int8 values (blocks of 32 along the input) plus an f32 scale per block; a tied embedding stays f32 beside it.
+      const int8 = weightDType === 'int8';
+      const linear = new Set(int8 ? [names.lmHead, ...names.layers.flatMap((n) => [n.q, n.k, n.v, n.o, n.gate, n.up, n.down])] : []);
+      let bytes = 0;
+      for (const [name, t] of archive.tensors) {
+        const [out, inDim] = t.shape;
+        bytes += linear.has(name) ? out * int8Blocks(inDim) * (INT8_BLOCK + 4) : 4 * t.shape.reduce((a, b) => a * b, 1);
+      }
+      if (int8 && names.lmHead === names.embed) bytes += 4 * description.vocabSize * description.hiddenSize;
+      return {
+        weightBytes: bytes, sequenceBytes: referenceCacheBytes(description, maxLength), weightDType: int8 ? 'int8' : 'f32', cacheDType: 'f64',
+        ...(int8 ? { note: 'linear weights and LM head int8 (7-bit values, one f32 scale per 32); embedding (tied: a dequantized f32 copy of the int8 head), norms, biases f32' } : {}),
+      };
     } finally {
       await archive.close();
     }

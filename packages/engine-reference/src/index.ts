@@ -2,4 +2,5 @@ export { ReferenceEngine, createReferenceEngine, referenceCacheBytes, referenceP
 export {
   referenceAttention, referenceMatmul, referenceRmsNorm, referenceRope, referenceSwiglu, type FloatArray,
 } from './ops.js';
-export { loadReferenceModel, type ReferenceLayer, type ReferenceWeights } from './load.js';
+export { loadReferenceModel, type ReferenceDType, type ReferenceLayer, type ReferenceWeights } from './load.js';
+export { referenceInt8Matmul, referenceQuantize, isInt8, type LinearWeight } from './quant.js';

@@ -1,38 +1,44 @@
 /**
  * Loads a Hugging Face model directory through @fast-dllm/model (config normalisation, safetensors, canonical
- * tensor roles) into float32 arrays the reference forward pass reads directly.
+ * tensor roles) into float32 arrays the reference forward pass reads directly; with `dtype: 'int8'` the linear
+ * weights (and the LM head) are quantized into @fast-dllm/model's int8 format as they are read.
  */
-import { openModel, type ModelDescription } from '@fast-dllm/model';
+import { dequantizeInt8Row, openModel, type ModelDescription } from '@fast-dllm/model';
+import { isInt8, referenceQuantize, type LinearWeight } from './quant.js';
 
 export interface ReferenceLayer {
   attnNorm: Float32Array; // (d)
-  q: Float32Array; // (H*hd, d)
-  k: Float32Array; // (KV*hd, d)
-  v: Float32Array; // (KV*hd, d)
+  q: LinearWeight; // (H*hd, d)
+  k: LinearWeight; // (KV*hd, d)
+  v: LinearWeight; // (KV*hd, d)
   qBias?: Float32Array; // (H*hd)
   kBias?: Float32Array; // (KV*hd)
   vBias?: Float32Array; // (KV*hd)
   qNorm?: Float32Array; // (hd) Qwen3: per-head RMSNorm of q before RoPE
   kNorm?: Float32Array; // (hd) … and of k
-  o: Float32Array; // (d, H*hd)
+  o: LinearWeight; // (d, H*hd)
   ffnNorm: Float32Array; // (d)
-  gate: Float32Array; // (ff, d)
-  up: Float32Array; // (ff, d)
-  down: Float32Array; // (d, ff)
+  gate: LinearWeight; // (ff, d)
+  up: LinearWeight; // (ff, d)
+  down: LinearWeight; // (d, ff)
 }
 
 export interface ReferenceWeights {
-  embed: Float32Array; // (vocab, d)
+  embed: Float32Array; // (vocab, d); int8 with tied embeddings: the quantized LM head's rows, dequantized
   layers: ReferenceLayer[];
   finalNorm: Float32Array; // (d)
-  lmHead: Float32Array; // (vocab, d); the embedding itself when tied
+  lmHead: LinearWeight; // (vocab, d); the embedding itself when tied (float32)
 }
+
+/** How the reference stores linear weights: 'f32' (any checkpoint dtype widened exactly) or the int8 format. */
+export type ReferenceDType = 'f32' | 'int8';
 
 /** Opens the directory (names and shapes are checked by openModel) and widens every tensor to float32. */
 export async function loadReferenceModel(
-  dir: string, onTensor?: (done: number, total: number) => void,
+  dir: string, onTensor?: (done: number, total: number) => void, dtype: ReferenceDType = 'f32',
 ): Promise<{ description: ModelDescription; weights: ReferenceWeights }> {
   const { description, archive, names } = await openModel(dir);
+  const { hiddenSize: d, numHeads: H, numKvHeads: KV, headDim: hd, intermediateSize: ff, vocabSize: V } = description;
   try {
     // Distinct tensors to read: a tied LM head is the embedding, LLaDA has no q/k/v biases.
     const total = new Set([names.embed, names.finalNorm, names.lmHead,
@@ -44,19 +50,32 @@ export async function loadReferenceModel(
       return t;
     };
     const opt = (name: string | undefined) => (name === undefined ? undefined : read(name));
+    // A linear weight W (out, inDim), quantized when the dtype says so.
+    const linear = async (name: string, out: number, inDim: number): Promise<LinearWeight> => {
+      const w = await read(name);
+      return dtype === 'int8' ? referenceQuantize(w, out, inDim) : w;
+    };
     const layers: ReferenceLayer[] = [];
     for (const n of names.layers) {
       const [qBias, kBias, vBias, qNorm, kNorm] = await Promise.all([opt(n.qBias), opt(n.kBias), opt(n.vBias), opt(n.qNorm), opt(n.kNorm)]);
       layers.push({
-        attnNorm: await read(n.attnNorm), q: await read(n.q), k: await read(n.k), v: await read(n.v),
+        attnNorm: await read(n.attnNorm), q: await linear(n.q, H * hd, d), k: await linear(n.k, KV * hd, d),
+        v: await linear(n.v, KV * hd, d),
         ...(qBias ? { qBias } : {}), ...(kBias ? { kBias } : {}), ...(vBias ? { vBias } : {}),
         ...(qNorm ? { qNorm } : {}), ...(kNorm ? { kNorm } : {}),
-        o: await read(n.o), ffnNorm: await read(n.ffnNorm), gate: await read(n.gate), up: await read(n.up),
-        down: await read(n.down),
+        o: await linear(n.o, d, H * hd), ffnNorm: await read(n.ffnNorm), gate: await linear(n.gate, ff, d),
+        up: await linear(n.up, ff, d), down: await linear(n.down, d, ff),
       });
     }
-    const embed = await read(names.embed);
-    const lmHead = names.lmHead === names.embed ? embed : await read(names.lmHead);
+    const stored = await read(names.embed);
+    const tied = names.lmHead === names.embed;
+    const lmHead = tied ? (dtype === 'int8' ? referenceQuantize(stored, V, d) : stored) : await linear(names.lmHead, V, d);
+    // Tied and quantized: the embedding is the int8 head's rows, as the WASM engine stores the tensor once.
+    let embed = stored;
+    if (tied && isInt8(lmHead)) {
+      embed = new Float32Array(V * d); // (V, d)
+      for (let t = 0; t < V; t++) dequantizeInt8Row(lmHead, t, embed, t * d);
+    }
     return { description, weights: { embed, layers, finalNorm: await read(names.finalNorm), lmHead } };
   } finally {
     await archive.close();

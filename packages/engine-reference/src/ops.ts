@@ -3,10 +3,17 @@
  * kernels with these on random inputs, so every function states its shapes and never mutates its inputs.
  */
 
+import type { Int8Matrix } from '@fast-dllm/model';
+import { isInt8, referenceInt8Matmul } from './quant.js';
+
 export type FloatArray = Float32Array | Float64Array;
 
-/** y = x · wᵀ (+ bias). x (n, k), w (m, k) as PyTorch stores linear weights, bias (m)? → y (n, m) float64. */
-export function referenceMatmul(x: FloatArray, w: FloatArray, n: number, k: number, m: number, bias?: FloatArray): Float64Array {
+/**
+ * y = x · wᵀ (+ bias). x (n, k), w (m, k) as PyTorch stores linear weights, bias (m)? → y (n, m) float64.
+ * A weight in the int8 format runs the int8 op (quant.ts), so the forward pass is the same for every dtype.
+ */
+export function referenceMatmul(x: FloatArray, w: FloatArray | Int8Matrix, n: number, k: number, m: number, bias?: FloatArray): Float64Array {
+  if (isInt8(w)) return referenceInt8Matmul(x, w, n, k, m, bias);
   if (x.length !== n * k) throw new Error(`referenceMatmul: x has ${x.length} values, expected n*k = ${n * k}`);
   if (w.length !== m * k) throw new Error(`referenceMatmul: w has ${w.length} values, expected m*k = ${m * k}`);
   const y = new Float64Array(n * m); // (n, m)

@@ -17,8 +17,8 @@ export function heapBase(): usize {
 // widens to two f32x4 with one shift and one mask. Columns past `out` in the last panel are zero.
 // The microkernel is an outer product: 4 x-rows (broadcast) × 8 W columns = 8 f32x4 accumulators.
 
-/** Output columns per packed panel. */
-export const NR: i32 = 8;
+import { NR, storeTile } from './panel';
+export { NR };
 /** K-block length: an x block of (MC, KC) f32 (64 KiB) stays in L2 while a (KC, 8) W slice (8 KiB) sits in L1. */
 const KC: i32 = 256;
 /** Rows of x per cache block. */
@@ -116,37 +116,6 @@ export function matmulBF16(x: usize, wp: usize, b: usize, y: usize, n: i32, inDi
     a0 = madd(v, loadW0<T>(wk, k), a0); a1 = madd(v, loadW1<T>(wk, k), a1);
   }
   storeTile(y + ((<usize>i * <usize>out + <usize>j) << 2), b, j, cols, first, a0, a1);
-}
-
-/** Writes (first K block: + bias) or adds (later blocks) 8 results at yr; only `cols` of them when the panel is partial. */
-// @ts-ignore: decorator
-@inline function storeTile(yr: usize, b: usize, j: i32, cols: i32, first: bool, a0: v128, a1: v128): void {
-  if (cols == NR) {
-    if (!first) {
-      a0 = f32x4.add(a0, v128.load(yr)); a1 = f32x4.add(a1, v128.load(yr, 16));
-    } else if (b != 0) {
-      const bj = b + (<usize>j << 2);
-      a0 = f32x4.add(a0, v128.load(bj)); a1 = f32x4.add(a1, v128.load(bj, 16));
-    }
-    v128.store(yr, a0); v128.store(yr, a1, 16);
-    return;
-  }
-  storeLane(yr, b, j, 0, cols, first, f32x4.extract_lane(a0, 0));
-  storeLane(yr, b, j, 1, cols, first, f32x4.extract_lane(a0, 1));
-  storeLane(yr, b, j, 2, cols, first, f32x4.extract_lane(a0, 2));
-  storeLane(yr, b, j, 3, cols, first, f32x4.extract_lane(a0, 3));
-  storeLane(yr, b, j, 4, cols, first, f32x4.extract_lane(a1, 0));
-  storeLane(yr, b, j, 5, cols, first, f32x4.extract_lane(a1, 1));
-  storeLane(yr, b, j, 6, cols, first, f32x4.extract_lane(a1, 2));
-}
-
-// @ts-ignore: decorator
-@inline function storeLane(yr: usize, b: usize, j: i32, c: i32, cols: i32, first: bool, v: f32): void {
-  if (c >= cols) return;
-  const yp = yr + (<usize>c << 2);
-  if (!first) v += load<f32>(yp);
-  else if (b != 0) v += load<f32>(b + (<usize>(j + c) << 2));
-  store<f32>(yp, v);
 }
 
 // @ts-ignore: decorator
@@ -258,10 +227,83 @@ export function ropeNeox(x: usize, pos: usize, n: i32, heads: i32, hd: i32, thet
   }
 }
 
+/**
+ * The rotation of every position in [from, to): cos (positions, hd/2) f32 and sin likewise, row p at p·hd/2,
+ * computed exactly as ropeNeox does (so a rotation through the table gives ropeNeox's bits).
+ */
+export function ropeTable(cos: usize, sin: usize, from: i32, to: i32, hd: i32, theta: f64): void {
+  const half = hd >> 1;
+  for (let p = from; p < to; p++) {
+    for (let c = 0; c < half; c++) {
+      const ang = <f64>p * Math.pow(theta, -2.0 * <f64>c / <f64>hd);
+      const o = (<usize>p * <usize>half + <usize>c) << 2;
+      store<f32>(cos + o, <f32>Math.cos(ang));
+      store<f32>(sin + o, <f32>Math.sin(ang));
+    }
+  }
+}
+
+/** ropeNeox with the angles read from a ropeTable (no transcendental per call), four pairs at a time. */
+export function ropeNeoxTable(x: usize, pos: usize, n: i32, heads: i32, hd: i32, cos: usize, sin: usize): void {
+  const half = hd >> 1;
+  const half4 = half & ~3;
+  for (let i = 0; i < n; i++) {
+    const row = <usize>load<i32>(pos + (<usize>i << 2)) * <usize>half;
+    for (let h = 0; h < heads; h++) {
+      const base = x + (((<usize>i * <usize>heads + <usize>h) * <usize>hd) << 2);
+      let c = 0;
+      for (; c < half4; c += 4) {
+        const o = <usize>c << 2;
+        const cs = v128.load(cos + (row << 2) + o), sn = v128.load(sin + (row << 2) + o);
+        const a = v128.load(base + o), b = v128.load(base + o + (<usize>half << 2));
+        v128.store(base + o, f32x4.sub(f32x4.mul(a, cs), f32x4.mul(b, sn)));
+        v128.store(base + o + (<usize>half << 2), f32x4.add(f32x4.mul(b, cs), f32x4.mul(a, sn)));
+      }
+      for (; c < half; c++) rotatePair(base, c, half, load<f32>(cos + ((row + <usize>c) << 2)), load<f32>(sin + ((row + <usize>c) << 2)));
+    }
+  }
+}
+
+/** Scalar twin of ropeNeoxTable. */
+export function ropeNeoxTableScalar(x: usize, pos: usize, n: i32, heads: i32, hd: i32, cos: usize, sin: usize): void {
+  const half = hd >> 1;
+  for (let i = 0; i < n; i++) {
+    const row = <usize>load<i32>(pos + (<usize>i << 2)) * <usize>half;
+    for (let h = 0; h < heads; h++) {
+      const base = x + (((<usize>i * <usize>heads + <usize>h) * <usize>hd) << 2);
+      for (let c = 0; c < half; c++) rotatePair(base, c, half, load<f32>(cos + ((row + <usize>c) << 2)), load<f32>(sin + ((row + <usize>c) << 2)));
+    }
+  }
+}
+
+// @ts-ignore: decorator
+@inline function rotatePair(base: usize, c: i32, half: i32, cs: f32, sn: f32): void {
+  const a = load<f32>(base + (<usize>c << 2));
+  const b = load<f32>(base + (<usize>(c + half) << 2));
+  store<f32>(base + (<usize>c << 2), a * cs - b * sn);
+  store<f32>(base + (<usize>(c + half) << 2), b * cs + a * sn);
+}
+
 // ---------------------------------------------------------------- SwiGLU
 
-/** out (count,) = silu(gate) * up; silu(g) = g / (1 + exp(-g)). In-place allowed (out == gate). */
+/** out (count,) = silu(gate) * up; silu(g) = g / (1 + exp(-g)). In-place allowed (out == gate). Four at a time. */
 export function swiglu(gate: usize, up: usize, out: usize, count: i32): void {
+  const one = f32x4.splat(1.0);
+  let k = 0;
+  for (; k + 4 <= count; k += 4) {
+    const o = <usize>k << 2;
+    const g = v128.load(gate + o);
+    v128.store(out + o, f32x4.mul(f32x4.div(g, f32x4.add(one, expf4(f32x4.neg(g)))), v128.load(up + o)));
+  }
+  for (; k < count; k++) {
+    const o = <usize>k << 2;
+    const g = load<f32>(gate + o);
+    store<f32>(out + o, g / (<f32>1.0 + Mathf.exp(-g)) * load<f32>(up + o));
+  }
+}
+
+/** Scalar twin of swiglu. */
+export function swigluScalar(gate: usize, up: usize, out: usize, count: i32): void {
   for (let k = 0; k < count; k++) {
     const o = <usize>k << 2;
     const g = load<f32>(gate + o);
@@ -272,9 +314,52 @@ export function swiglu(gate: usize, up: usize, out: usize, count: i32): void {
 // ---------------------------------------------------------------- attention over cache segments
 
 /**
- * scores (nk,) f32 ← softmax: exp(scores - mx) / Σ, in place. Shared by both twins (scalar code), so the
- * twins differ only in their dot products and weighted sums.
+ * exp of four f32 at once: Cody–Waite reduction x = n·ln2 + r (|r| <= ln2/2), a degree-6 polynomial for e^r
+ * (the classic single-precision minimax coefficients, ~1 ulp), then 2^n put into the exponent bits. Inputs are
+ * clamped to [-87, 88] so 2^n stays a normal number (softmax and SiLU only need that range: e^-87 ≈ 1.6e-38).
  */
+// @ts-ignore: decorator
+@inline function expf4(x: v128): v128 {
+  x = f32x4.min(f32x4.max(x, f32x4.splat(-87.0)), f32x4.splat(88.0));
+  const n = f32x4.nearest(f32x4.mul(x, f32x4.splat(1.44269504088896341))); // round(x / ln2)
+  let r = f32x4.sub(x, f32x4.mul(n, f32x4.splat(0.693359375))); // ln2 split in a part exact in f32 and a rest
+  r = f32x4.sub(r, f32x4.mul(n, f32x4.splat(-2.12194440e-4)));
+  let p = f32x4.splat(1.9875691500e-4);
+  p = f32x4.add(f32x4.mul(p, r), f32x4.splat(1.3981999507e-3));
+  p = f32x4.add(f32x4.mul(p, r), f32x4.splat(8.3334519073e-3));
+  p = f32x4.add(f32x4.mul(p, r), f32x4.splat(4.1665795894e-2));
+  p = f32x4.add(f32x4.mul(p, r), f32x4.splat(1.6666665459e-1));
+  p = f32x4.add(f32x4.mul(p, r), f32x4.splat(5.0000001201e-1));
+  p = f32x4.add(f32x4.add(f32x4.mul(p, f32x4.mul(r, r)), r), f32x4.splat(1.0)); // e^r
+  const pow2n = i32x4.shl(i32x4.add(i32x4.trunc_sat_f32x4_s(n), i32x4.splat(127)), 23); // bits of 2^n
+  return f32x4.mul(p, pow2n);
+}
+
+/** scores (nk,) f32 ← softmax: exp(scores - mx) / Σ, in place, four at a time (the SIMD attention's). */
+function softmaxInPlaceSimd(scores: usize, nk: i32, mx: f32): void {
+  const vmx = f32x4.splat(mx);
+  let vsum = f32x4.splat(0);
+  let t = 0;
+  for (; t + 4 <= nk; t += 4) {
+    const o = <usize>t << 2;
+    const e = expf4(f32x4.sub(v128.load(scores + o), vmx));
+    v128.store(scores + o, e);
+    vsum = f32x4.add(vsum, e);
+  }
+  let sum = hsum(vsum);
+  for (; t < nk; t++) {
+    const e = Mathf.exp(load<f32>(scores + (<usize>t << 2)) - mx);
+    store<f32>(scores + (<usize>t << 2), e);
+    sum += e;
+  }
+  const inv = f32x4.splat(<f32>1.0 / sum);
+  t = 0;
+  for (; t + 4 <= nk; t += 4) v128.store(scores + (<usize>t << 2), f32x4.mul(v128.load(scores + (<usize>t << 2)), inv));
+  const s1 = <f32>1.0 / sum;
+  for (; t < nk; t++) store<f32>(scores + (<usize>t << 2), load<f32>(scores + (<usize>t << 2)) * s1);
+}
+
+/** scores (nk,) f32 ← softmax: exp(scores - mx) / Σ, in place (the scalar twin's). */
 function softmaxInPlace(scores: usize, nk: i32, mx: f32): void {
   let sum: f32 = 0;
   for (let t = 0; t < nk; t++) {
@@ -341,7 +426,7 @@ export function attention(
         if (s > mx) mx = s;
       }
       mx = max(mx, max(max(f32x4.extract_lane(vmx, 0), f32x4.extract_lane(vmx, 1)), max(f32x4.extract_lane(vmx, 2), f32x4.extract_lane(vmx, 3))));
-      softmaxInPlace(scores, nk, mx);
+      softmaxInPlaceSimd(scores, nk, mx);
       const orow = out + (((<usize>i * <usize>H + <usize>h) * <usize>hd) << 2);
       const vh = v + kvOff;
       let c = 0;
@@ -506,3 +591,7 @@ export function reduceRows(
       load<u32>(key, 4), load<u32>(key, 8), load<u32>(key), exclude);
   }
 }
+
+// ---------------------------------------------------------------- int8 matmul (int8.ts)
+
+export { matmulI8, matmulI8Fused, matmulI8Scalar, quantizeRowsI8, quantizeRowsI8Scalar, i8RowBytes, relaxedSimd } from './int8';

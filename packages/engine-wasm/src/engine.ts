@@ -1,33 +1,35 @@
 /**
  * The WASM engine: the forward pass of DESIGN §1 with the cache modes of DESIGN §4, many sequences per pass
- * (DESIGN §7), every heavy step in the AssemblyScript kernels (f32 activations, f32 or bf16 weights). No Node API
+ * (DESIGN §7), every heavy step in the AssemblyScript kernels (f32 activations; f32, bf16 or int8 weights). No Node API
  * here: the caller supplies the kernels (src/node.ts loads them in Node) and the opened model.
  *
  * Linear memory layout (d = hiddenSize, H/KV heads, hd = headDim, kw = KV*hd, ff = intermediateSize,
  * V = vocabSize):
  *
  *   heapBase ┬──────────────────────────────────────────────────────────────────────┐
- *            │ WEIGHTS (loaded once; norms, biases, embedding f32; linear W f32/bf16) │
+ *            │ WEIGHTS (loaded once; norms, biases, embed f32; linear W f32/bf16/int8)│
  *            │   embed (V, d) · per layer: attnNorm (d), q (H*hd, d), k/v (kw, d),    │
  *            │   q/k/v bias (H*hd / kw, Qwen2), q/k norm (hd, Qwen3), o (d, H*hd),    │
  *            │   ffnNorm (d), gate/up (ff, d), down (d, ff) · finalNorm (d) · lmHead  │
  *            │   (V, d); linear W (out, in) packed in panels (ceil(out/8), in, 8)     │
- *            │   (tied: no embed copy; its rows are read from the packed lmHead, f32  │
- *            │   or bf16 — 0.9 GiB saved for a 151936 × 1536 vocabulary)             │
+ *            │   (int8: 288 bytes per panel and block of 32 in; src/kernels.ts)       │
+ *            │   (tied: no embed copy; its rows are read from the packed lmHead, f32, │
+ *            │   bf16 or int8 dequantized — 0.9 GiB saved for 151936 × 1536)          │
  *   weightsEnd├─────────────────────────────────────────────────────────────────────┤  ← blocks, first-fit
  *            │ SEQUENCE CACHES, one block per open sequence of longest canvas M:     │    (allocBlock/freeBlock)
  *            │   per layer l: K_l (M, kw) f32 then V_l (M, kw) f32; row p = position p │
  *            │   (K after RoPE at absolute positions)                                 │
- *            │ PASS SCRATCH, one block sized for the largest pass so far (Scratch)    │
+ *            │ PASS SCRATCH, one block sized for the largest pass so far (Scratch;    │
+ *            │   int8: it holds the matmuls' quantized rows too, WasmKernels.int8Scratch)│
  *            └──────────────────────────────────────────────────────────────────────┘
  */
 import {
-  ENGINE_CONTRACT_VERSION, EngineCapacityError, SequenceTable, assembleResults, checkModelSupported, layoutPass,
+  ENGINE_CONTRACT_VERSION, EngineCapacityError, SequenceTable, assembleResults, checkModelSupported, layoutPass, newPassReductions,
   type Engine, type EngineCapabilities, type ForwardRequest, type ForwardResult, type ModelInfo, type PassLayout,
   type SequenceHandle,
 } from '@fast-dllm/scheduler';
 import { schedulerModelInfo, type ModelDescription, type ModelTensorNames } from '@fast-dllm/model';
-import { WASM32_MAX_BYTES, packedLength, type PackedWeight, type Region, type WasmKernels, type WeightDType } from './kernels.js';
+import { WASM32_MAX_BYTES, int8ScratchBytes, packedBytes, type PackedWeight, type Region, type WasmKernels, type WeightDType } from './kernels.js';
 
 /** Reads one tensor as f32, whatever its stored dtype (the archive of @fast-dllm/model does). */
 export type TensorReader = (name: string) => Promise<Float32Array>;
@@ -64,17 +66,21 @@ interface Scratch extends ScratchShape {
   res: Region; // (reports, 5) f64 per-row reductions
   keysU32: Region; // (reports, 3) u32 [position, seed, forwardIndex]
   temps: Region; // (reports,) f64 temperature
+  xq: Region; // int8 weights: (max(rows, reports), 40 bytes per block of 32 of the widest input) quantized rows; length in bytes
 }
 
-/** Bytes of the weights of a model as loaded: checked against wasm32's 4 GiB before anything is read. */
+/**
+ * Bytes of the weights of a model as loaded: checked against wasm32's 4 GiB before anything is read. Linear
+ * weights and the LM head in `dtype`; norms, biases and an untied embedding in f32 (a tied one is read from the
+ * LM head: exact for f32/bf16, dequantized for int8).
+ */
 export function weightBytes(m: ModelDescription, dtype: WeightDType = 'f32'): number {
   const { hiddenSize: d, numHeads: H, numKvHeads: KV, headDim: hd, intermediateSize: ff, vocabSize: V } = m;
-  const lin = dtype === 'bf16' ? 2 : 4; // bytes per linear weight
-  const P = packedLength; // packed panels round `out` up to a multiple of 8
+  const P = (out: number, inDim: number) => packedBytes(out, inDim, dtype); // panels round `out` up to a multiple of 8
   const linear = m.numLayers * (P(H * hd, d) + 2 * P(KV * hd, d) + P(d, H * hd) + 2 * P(ff, d) + P(d, ff)) + P(V, d);
   const f32 = m.numLayers * (2 * d + (m.qkvBias ? H * hd + 2 * KV * hd : 0) + (m.qkNorm ? 2 * hd : 0)) + d;
   const embedF32 = m.tiedEmbeddings ? 0 : V * d; // tied: embedding rows come from the packed LM head
-  return lin * linear + 4 * (f32 + embedF32);
+  return linear + 4 * (f32 + embedF32);
 }
 
 /** Bytes of f32 K/V one sequence of longest canvas `maxLength` reserves. */
@@ -83,22 +89,24 @@ export function sequenceCacheBytes(m: Pick<ModelDescription, 'numLayers' | 'numK
 }
 
 /** Element counts of every scratch region, in layout order (f32 / i32 / u32 elements; f64 regions count 2). */
-function scratchParts(m: ModelDescription, s: ScratchShape, threads: number): Array<[keyof Scratch, number, number]> {
+function scratchParts(m: ModelDescription, s: ScratchShape, threads: number, dtype: WeightDType): Array<[keyof Scratch, number, number]> {
   const { hiddenSize: d, numHeads: H, numKvHeads: KV, headDim: hd, intermediateSize: ff, vocabSize: V } = m;
   const kw = KV * hd;
   const R = s.rows, Lk = s.keys, C = s.reports;
+  const xq = dtype === 'int8' ? int8ScratchBytes(Math.max(R, C), Math.max(d, ff, H * hd)) : 0; // bytes
   // [name, 4-byte words, elements reported as the region's length]
   return [
     ['x', R * d, R * d], ['h', R * d, R * d], ['tmp', R * d, R * d], ['q', R * H * hd, R * H * hd], ['att', R * H * hd, R * H * hd],
     ['kNew', R * kw, R * kw], ['vNew', R * kw, R * kw], ['kTmp', Lk * kw, Lk * kw], ['vTmp', Lk * kw, Lk * kw],
     ['gate', R * ff, R * ff], ['up', R * ff, R * ff], ['scores', threads * Lk, threads * Lk], ['pos', R, R],
     ['sel', C * d, C * d], ['logits', C * V, C * V], ['res', 2 * C * 5, C * 5], ['keysU32', C * 3, C * 3], ['temps', 2 * C, C],
+    ['xq', Math.ceil(xq / 4), xq],
   ];
 }
 
 /** Bytes of the scratch of one pass of `rows` computed rows over canvases of at most `keys` positions. */
-export function scratchBytes(m: ModelDescription, rows: number, keys: number, threads = 1): number {
-  return scratchParts(m, { rows, keys, reports: Math.min(rows + 1, REPORT_CHUNK) }, threads)
+export function scratchBytes(m: ModelDescription, rows: number, keys: number, threads = 1, dtype: WeightDType = 'f32'): number {
+  return scratchParts(m, { rows, keys, reports: Math.min(rows + 1, REPORT_CHUNK) }, threads, dtype)
     .reduce((a, [, words]) => a + 16 * Math.ceil((4 * words) / 16), 0);
 }
 
@@ -124,7 +132,7 @@ export class WasmEngine implements Engine {
   private constructor(
     readonly desc: ModelDescription,
     private readonly K: WasmKernels,
-    /** (V, d) f32 row-major, or null when the rows are read from the tied LM head (f32 or bf16). */
+    /** (V, d) f32 row-major, or null when the rows are read from the tied LM head (f32, bf16 or int8). */
     private readonly embed: Region | null,
     private readonly layers: LayerRegions[],
     private readonly finalNorm: Region,
@@ -141,11 +149,11 @@ export class WasmEngine implements Engine {
     desc: ModelDescription, names: ModelTensorNames, read: TensorReader, K: WasmKernels, weightDType: WeightDType = 'f32',
   ): Promise<WasmEngine> {
     const L = Math.min(desc.maxPositions, LOAD_CHECK_LENGTH);
-    const need = K.usedBytes + weightBytes(desc, weightDType) + sequenceCacheBytes(desc, L) + scratchBytes(desc, L, L, K.threads);
+    const need = K.usedBytes + weightBytes(desc, weightDType) + sequenceCacheBytes(desc, L) + scratchBytes(desc, L, L, K.threads, weightDType);
     if (need > WASM32_MAX_BYTES) {
       throw new Error(
         `wasm engine: this model needs ${(need / 2 ** 30).toFixed(2)} GiB of linear memory (${weightDType} weights + one ${L}-token sequence) ` +
-          `but wasm32 addresses at most 4 GiB; use bf16 weights, the cuda engine or a smaller model`,
+          `but wasm32 addresses at most 4 GiB; ${weightDType === 'int8' ? '' : "use int8 weights (weightDType 'int8', --dtype int8), "}the cuda engine or a smaller model`,
       );
     }
     const put = async (name: string): Promise<Region> => {
@@ -159,7 +167,7 @@ export class WasmEngine implements Engine {
       if (data.length !== out * inDim) throw new Error(`wasm engine: tensor ${name} has ${data.length} values; expected ${out}×${inDim}`);
       return K.allocWeight(data, out, inDim, weightDType);
     };
-    // Tied: the embedding is the LM head, whose packed rows weightRow reads back (bf16 ones widened exactly).
+    // Tied: the embedding is the LM head, whose packed rows weightRow reads back (bf16 widened exactly, int8 dequantized).
     const tied = names.lmHead === names.embed;
     const embed = tied ? null : await put(names.embed);
     const layers: LayerRegions[] = [];
@@ -229,10 +237,11 @@ export class WasmEngine implements Engine {
     const shape: ScratchShape = {
       rows: Math.max(need.rows, s?.rows ?? 0), keys: Math.max(need.keys, s?.keys ?? 0), reports: Math.max(need.reports, s?.reports ?? 0),
     };
-    const parts = scratchParts(this.desc, shape, this.K.threads);
+    const parts = scratchParts(this.desc, shape, this.K.threads, this.weightDType);
     const bytes = parts.reduce((a, [, words]) => a + 16 * Math.ceil((4 * words) / 16), 0);
     if (s) this.K.freeBlock(s.block);
     this.scratch = null;
+    this.K.int8Scratch = null;
     let block: number;
     try {
       block = this.K.allocBlock(bytes);
@@ -248,6 +257,7 @@ export class WasmEngine implements Engine {
       ptr += 16 * Math.ceil((4 * words) / 16);
     }
     this.scratch = out;
+    if (this.weightDType === 'int8') this.K.int8Scratch = out.xq; // the int8 matmuls' quantized rows
   }
 
   /** Cache region of layer l's keys (v: values) for a sequence's cache block, rows [0, rows). */
@@ -340,11 +350,7 @@ export class WasmEngine implements Engine {
     const d = this.desc.hiddenSize;
     const V = this.desc.vocabSize;
     const n = layout.reports;
-    const token = new Int32Array(n); // (n,)
-    const prob = new Float64Array(n); // (n,)
-    const top1 = new Float64Array(n); // (n,)
-    const top2 = new Float64Array(n); // (n,)
-    const entropy = new Float64Array(n); // (n,) nats
+    const { token, prob, top1, top2, entropy } = newPassReductions(n); // (n,) each; entropy in nats
     const wantLogits = batch.some((r) => r.want?.logits);
     const logits = wantLogits ? new Float32Array(n * V) : undefined; // (n, V)
     for (let c0 = 0; c0 < n; c0 += ws.reports) {

@@ -12,6 +12,7 @@
  * Everything a kernel reads or writes is a (ptr, length) region of this memory; no copies inside kernels.
  */
 
+import { INT8_BLOCK, int8Blocks, quantizeInt8Weight } from '@fast-dllm/model';
 import { EngineCapacityError, f32ToBF16 } from '@fast-dllm/scheduler';
 
 export { f32ToBF16 };
@@ -28,10 +29,23 @@ export interface KernelExports {
   matmulF32Scalar(x: number, w: number, b: number, y: number, n: number, inDim: number, out: number): void;
   matmulBF16?(x: number, w: number, b: number, y: number, n: number, inDim: number, out: number): void;
   matmulBF16Scalar(x: number, w: number, b: number, y: number, n: number, inDim: number, out: number): void;
+  /** int8 W; xq: scratch of n · i8RowBytes(inDim) bytes for the quantized rows (assembly/int8.ts). */
+  matmulI8?(x: number, xq: number, w: number, b: number, y: number, n: number, inDim: number, out: number): void;
+  /** matmulI8 with the fused form of the relaxed dot: the same results, faster on some runtimes. */
+  matmulI8Fused?(x: number, xq: number, w: number, b: number, y: number, n: number, inDim: number, out: number): void;
+  /** 1 in the builds with relaxed SIMD (the i8×i7 dot), else 0; absent from the scalar build. */
+  relaxedSimd?: WebAssembly.Global;
+  matmulI8Scalar(x: number, xq: number, w: number, b: number, y: number, n: number, inDim: number, out: number): void;
+  quantizeRowsI8?(x: number, xq: number, n: number, inDim: number): void;
+  quantizeRowsI8Scalar(x: number, xq: number, n: number, inDim: number): void;
   rmsnorm?(x: number, g: number, y: number, n: number, d: number, eps: number): void;
   rmsnormScalar(x: number, g: number, y: number, n: number, d: number, eps: number): void;
   ropeNeox(x: number, pos: number, n: number, heads: number, hd: number, theta: number): void;
-  swiglu(gate: number, up: number, out: number, count: number): void;
+  ropeTable(cos: number, sin: number, from: number, to: number, hd: number, theta: number): void;
+  ropeNeoxTable?(x: number, pos: number, n: number, heads: number, hd: number, cos: number, sin: number): void;
+  ropeNeoxTableScalar(x: number, pos: number, n: number, heads: number, hd: number, cos: number, sin: number): void;
+  swiglu?(gate: number, up: number, out: number, count: number): void;
+  swigluScalar(gate: number, up: number, out: number, count: number): void;
   attention?(q: number, k: number, v: number, out: number, scores: number, nq: number, nk: number, H: number, KVH: number, hd: number, scale: number): void;
   attentionScalar(q: number, k: number, v: number, out: number, scores: number, nq: number, nk: number, H: number, KVH: number, hd: number, scale: number): void;
   counterHash(seed: number, forwardIndex: number, position: number, lane: number): number;
@@ -46,12 +60,15 @@ export interface Region {
   length: number;
 }
 
-/** Storage of a linear weight: f32, or bf16 with f32 arithmetic (half the bytes). */
-export type WeightDType = 'f32' | 'bf16';
+/**
+ * Storage of a linear weight: f32, bf16 with f32 arithmetic (half the bytes), or int8 (@fast-dllm/model int8.ts:
+ * 7-bit blocks of 32 with an f32 scale, integer dot products; 1.125 bytes per weight).
+ */
+export type WeightDType = 'f32' | 'bf16' | 'int8';
 
 /**
- * A linear weight W (out, inDim) packed for the matmul kernels: ceil(out/8) panels of (inDim, 8), `length`
- * elements of `dtype` (see packWeight); columns past `out` in the last panel are zero.
+ * A linear weight W (out, inDim) packed for the matmul kernels: ceil(out/8) panels, `length` elements of `dtype`
+ * (int8: bytes; see packWeight); columns past `out` in the last panel are zero.
  */
 export interface PackedWeight extends Region {
   out: number;
@@ -70,16 +87,64 @@ function panelLane(c: number, dtype: WeightDType): number {
   return dtype === 'bf16' ? (c < 4 ? 2 * c : 2 * (c - 4) + 1) : c;
 }
 
-/** Elements of a packed (out, inDim) weight. */
+/** Elements of a packed (out, inDim) f32 or bf16 weight. */
 export function packedLength(out: number, inDim: number): number {
   return Math.ceil(out / NR) * NR * inDim;
 }
 
+/** Bytes of one int8 panel block (8 k-quads of 32 bytes, 8 f32 scales): the layout of assembly/int8.ts. */
+const I8_W_BLOCK_BYTES = 288;
+/** Bytes per block of 32 values of one quantized activation row (32 values, f32 scale, i32 correction). */
+const I8_X_BLOCK_BYTES = 40;
+
+/** Bytes of a packed (out, inDim) weight of `dtype`. */
+export function packedBytes(out: number, inDim: number, dtype: WeightDType): number {
+  if (dtype === 'int8') return Math.ceil(out / NR) * int8Blocks(inDim) * I8_W_BLOCK_BYTES;
+  return packedLength(out, inDim) * (dtype === 'bf16' ? 2 : 4);
+}
+
+/** Scratch bytes an int8 matmul of n rows of inDim takes for its quantized activations (above the allocator's top). */
+export function int8ScratchBytes(n: number, inDim: number): number {
+  return n * int8Blocks(inDim) * I8_X_BLOCK_BYTES;
+}
+
+/**
+ * W (out, inDim) → @fast-dllm/model's int8 format → the panels of assembly/int8.ts: per panel of 8 columns and
+ * block of 32 k, 8 k-quads t of [cols 0-3 × 4 k][cols 4-7 × 4 k] bytes q + 64, then the 8 columns' f32 scales.
+ */
+export function packInt8(w: Float32Array, out: number, inDim: number): Uint8Array {
+  const m = quantizeInt8Weight(w, out, inDim);
+  const blocks = int8Blocks(inDim);
+  const row = blocks * INT8_BLOCK; // padded row of m.q
+  const panels = Math.ceil(out / NR);
+  const bytes = new Uint8Array(panels * blocks * I8_W_BLOCK_BYTES).fill(64); // (panels, blocks, 288): q = 0 is byte 64
+  const scales = new Float32Array(bytes.buffer); // the same bytes as f32, for the scale slots
+  for (let p = 0; p < panels; p++) {
+    for (let b = 0; b < blocks; b++) {
+      const base = (p * blocks + b) * I8_W_BLOCK_BYTES;
+      for (let c = 0; c < NR; c++) {
+        const r = p * NR + c;
+        if (r >= out) {
+          scales[(base + 256) / 4 + c] = 0;
+          continue;
+        }
+        for (let t = 0; t < INT8_BLOCK; t++) {
+          bytes[base + (t >> 2) * 32 + (c >> 2) * 16 + (c & 3) * 4 + (t & 3)] = m.q[r * row + b * INT8_BLOCK + t] + 64;
+        }
+        scales[(base + 256) / 4 + c] = m.scale[r * blocks + b];
+      }
+    }
+  }
+  return bytes;
+}
+
 /**
  * W (out, inDim) row-major → panels: f32 Wp[p][k][c] = W[8p + c][k]; bf16 Wp[p][k][2l] = W[8p + l][k],
- * Wp[p][k][2l + 1] = W[8p + 4 + l][k] (so the kernel widens 8 bf16 to two f32x4 with one shift and one mask).
+ * Wp[p][k][2l + 1] = W[8p + 4 + l][k] (so the kernel widens 8 bf16 to two f32x4 with one shift and one mask);
+ * int8: packInt8's bytes.
  */
-export function packWeight(w: Float32Array, out: number, inDim: number, dtype: WeightDType): Float32Array | Uint16Array {
+export function packWeight(w: Float32Array, out: number, inDim: number, dtype: WeightDType): Float32Array | Uint16Array | Uint8Array {
+  if (dtype === 'int8') return packInt8(w, out, inDim);
   const panels = Math.ceil(out / NR);
   if (dtype === 'f32') {
     const p = new Float32Array(panels * inDim * NR); // (panels, inDim, 8)
@@ -107,7 +172,9 @@ export function checkLoadOptions(o: { threads?: number; simd?: boolean; weightDT
   if (!Number.isInteger(threads) || threads < 1) throw new Error(`engine-wasm: threads must be a positive integer; got ${threads}`);
   if (threads > 1 && o.simd === false) throw new Error('engine-wasm: threads > 1 needs the SIMD threads build; use simd: true or threads: 1');
   const dtype = o.weightDType ?? 'f32';
-  if (dtype !== 'f32' && dtype !== 'bf16') throw new Error(`engine-wasm: weightDType '${dtype}' is not supported yet; use 'f32' or 'bf16'`);
+  if (dtype !== 'f32' && dtype !== 'bf16' && dtype !== 'int8') {
+    throw new Error(`engine-wasm: weightDType '${dtype}' is not supported yet; use 'f32', 'bf16' or 'int8'`);
+  }
   return { threads, dtype };
 }
 
@@ -118,7 +185,7 @@ export function chooseFma(requested: boolean | undefined, available: boolean): b
 }
 
 /** Kernels that split by rows over the worker threads; the argument order of each is in parallelJob. */
-export const ParallelOp = { MatmulF32: 0, MatmulBF16: 1, Attention: 2, ReduceRows: 3 } as const;
+export const ParallelOp = { MatmulF32: 0, MatmulBF16: 1, Attention: 2, ReduceRows: 3, MatmulI8: 4 } as const;
 export type ParallelOp = (typeof ParallelOp)[keyof typeof ParallelOp];
 
 /** Runs a row-split kernel over threads (src/pool.ts implements it in Node); absent: single thread. */
@@ -133,6 +200,8 @@ export interface ParallelKernels {
  * One row-split job: its row count, split grain, and how thread `index` runs rows [lo, hi). Shared by the
  * caller (index 0) and the workers, so both cut the same slices.
  *   MatmulF32/BF16: [x, w, b, y, n, inDim, out]
+ *   MatmulI8:       [x, xq, w, b, y, n, inDim, out, fused]; xq holds n quantized rows, each thread quantizes its
+ *                   own; fused 1 runs matmulI8Fused (the same results)
  *   Attention:      [q, k, v, out, scores, nq, nk, H, KVH, hd, scale]; thread i uses scores + i·nk f32
  *   ReduceRows:     [logits, vocab, res, keys, temps, n, exclude]; keys (n, 3) u32, temps (n,) f64
  */
@@ -143,6 +212,12 @@ export function parallelJob(ex: KernelExports, op: ParallelOp, a: ArrayLike<numb
       const f = op === ParallelOp.MatmulF32 ? ex.matmulF32! : ex.matmulBF16!;
       const [x, w, b, y, n, inDim, out] = Array.from(a);
       return { n, grain: 4, run: (lo, hi) => f(x + lo * inDim * 4, w, b, y + lo * out * 4, hi - lo, inDim, out) };
+    }
+    case ParallelOp.MatmulI8: {
+      const [x, xq, w, b, y, n, inDim, out, fused] = Array.from(a);
+      const f = fused ? ex.matmulI8Fused! : ex.matmulI8!;
+      const xqRow = int8ScratchBytes(1, inDim);
+      return { n, grain: 4, run: (lo, hi) => f(x + lo * inDim * 4, xq + lo * xqRow, w, b, y + lo * out * 4, hi - lo, inDim, out) };
     }
     case ParallelOp.Attention: {
       const [q, k, v, out, scores, nq, nk, H, KVH, hd, scale] = Array.from(a);
@@ -184,8 +259,18 @@ export class WasmKernels {
   /** Freed blocks, ascending by ptr (never adjacent: they merge), and the size of every live block. */
   private freeList: { ptr: number; size: number }[] = [];
   private readonly blocks = new Map<number, number>();
+  /** RoPE cos/sin tables by `${hd}:${theta}` (see ropeAngles). */
+  private readonly ropeTables = new Map<string, { block: number; cap: number; cos: number; sin: number }>();
   /** Set by the loader when threads > 1. */
   parallel: ParallelKernels | null = null;
+  /** The relaxed dot's form for int8 matmuls (relaxed builds): null until chosen by timing, or set by useInt8Dot. */
+  private int8Fused: boolean | null = null;
+  /**
+   * Where int8 matmuls quantize their input rows (length in bytes): the engine points it into its pass scratch, so
+   * the space is counted with the pass. When it is null or too small (kernels used on their own) a call uses the
+   * memory just above the allocator's top, growing memory if needed, without allocating it.
+   */
+  int8Scratch: Region | null = null;
 
   private constructor(ex: KernelExports, simd: boolean, memory: WebAssembly.Memory, build: string) {
     this.ex = ex;
@@ -249,6 +334,21 @@ export class WasmKernels {
     return ptr;
   }
 
+  /**
+   * `bytes` of memory just above the top for the duration of one call, not allocated (nothing else allocates
+   * while a kernel runs): grows memory if needed, which, like alloc, makes typed-array views taken before stale.
+   */
+  private aboveTop(bytes: number): number {
+    const ptr = align16(this.top);
+    const end = ptr + bytes;
+    if (end > WASM32_MAX_BYTES) {
+      throw new EngineCapacityError(`wasm engine: an int8 matmul's ${(bytes / 2 ** 20).toFixed(1)} MiB of scratch does not fit below wasm32's 4 GiB; use fewer or shorter sequences`);
+    }
+    const have = this.memory.buffer.byteLength;
+    if (end > have) this.memory.grow(Math.ceil((end - have) / PAGE));
+    return ptr;
+  }
+
   /** Allocates a (length,) f32 region, optionally filled from `src`. */
   allocF32(length: number, src?: ArrayLike<number>): Region {
     const r = { ptr: this.alloc(length * 4), length };
@@ -274,14 +374,16 @@ export class WasmKernels {
 
   /**
    * Packs a linear weight W (out, inDim) row-major into the kernels' panel layout (see packWeight) and copies
-   * it into linear memory; `dtype` 'bf16' rounds to bf16 (nearest, ties to even) and halves the bytes.
+   * it into linear memory; `dtype` 'bf16' rounds to bf16 (nearest, ties to even) and halves the bytes, 'int8'
+   * quantizes into @fast-dllm/model's int8 format (1.125 bytes per weight).
    */
   allocWeight(w: Float32Array, out: number, inDim: number, dtype: WeightDType = 'f32'): PackedWeight {
     if (w.length !== out * inDim) throw new Error(`allocWeight: ${w.length} values is not ${out}×${inDim}`);
+    // The relaxed dot's form is timed now, at load, rather than at the first int8 matmul inside a forward.
+    if (dtype === 'int8' && this.simd && this.relaxed && this.int8Fused === null) this.int8Fused = this.fasterInt8Dot();
     const packed = packWeight(w, out, inDim, dtype);
     const ptr = this.alloc(packed.byteLength);
-    if (dtype === 'bf16') new Uint16Array(this.memory.buffer, ptr, packed.length).set(packed);
-    else new Float32Array(this.memory.buffer, ptr, packed.length).set(packed);
+    new Uint8Array(this.memory.buffer, ptr, packed.byteLength).set(new Uint8Array(packed.buffer, packed.byteOffset, packed.byteLength));
     return { ptr, length: packed.length, out, inDim, dtype };
   }
 
@@ -290,7 +392,17 @@ export class WasmKernels {
     if (!(row >= 0 && row < w.out)) throw new Error(`weightRow: row ${row} outside 0..${w.out - 1}`);
     const { inDim } = w;
     const p = Math.floor(row / NR), c = row % NR;
-    if (w.dtype === 'bf16') {
+    if (w.dtype === 'int8') {
+      const blocks = int8Blocks(inDim);
+      const panel = w.ptr + p * blocks * I8_W_BLOCK_BYTES;
+      const bytes = new Uint8Array(this.memory.buffer, panel, blocks * I8_W_BLOCK_BYTES); // (blocks, 288)
+      const f = new Float32Array(this.memory.buffer, panel, blocks * I8_W_BLOCK_BYTES / 4);
+      for (let k = 0; k < inDim; k++) {
+        const b = Math.floor(k / INT8_BLOCK), t = k % INT8_BLOCK;
+        const q = bytes[b * I8_W_BLOCK_BYTES + (t >> 2) * 32 + (c >> 2) * 16 + (c & 3) * 4 + (t & 3)] - 64;
+        dst[offset + k] = Math.fround(q * f[(b * I8_W_BLOCK_BYTES + 256) / 4 + c]); // the reference's dequantizeInt8Row
+      }
+    } else if (w.dtype === 'bf16') {
       const src = new Uint16Array(this.memory.buffer, w.ptr + p * inDim * NR * 2, inDim * NR); // (inDim, 8) bf16
       const lane = panelLane(c, 'bf16');
       const bits = new Uint32Array(1);
@@ -302,13 +414,20 @@ export class WasmKernels {
     }
   }
 
-  /** y (n, w.out) = x (n, w.inDim) · Wᵀ + b; b (w.out,) or null; the kernel follows the weight's dtype. */
+  /**
+   * y (n, w.out) = x (n, w.inDim) · Wᵀ + b; b (w.out,) or null; the kernel follows the weight's dtype. An int8
+   * matmul quantizes x into `int8Scratch`, or just above the top when that is unset or too small (see there).
+   */
   matmul(x: Region, w: PackedWeight, b: Region | null, y: Region, n: number): void {
     const { inDim, out } = w;
     checkLen('matmul x', x, n * inDim);
-    checkLen('matmul W', w, packedLength(out, inDim));
+    checkLen('matmul W', w, w.dtype === 'int8' ? packedBytes(out, inDim, 'int8') : packedLength(out, inDim));
     checkLen('matmul y', y, n * out);
     if (b) checkLen('matmul b', b, out);
+    if (w.dtype === 'int8') {
+      this.matmulI8(x, w, b, y, n);
+      return;
+    }
     const kernel = w.dtype === 'bf16' ? 1 : 0;
     const f = kernel === 0
       ? (this.simd ? this.ex.matmulF32! : this.ex.matmulF32Scalar)
@@ -317,6 +436,85 @@ export class WasmKernels {
     // Below ~1 MFLOP the wake-up of the workers costs more than the split saves.
     if (this.parallel && n >= 8 && n * inDim * out >= PARALLEL_MIN_MACS) this.split(kernel, [x.ptr, w.ptr, bp, y.ptr, n, inDim, out]);
     else f(x.ptr, w.ptr, bp, y.ptr, n, inDim, out);
+  }
+
+  /**
+   * The int8 matmul: x's rows are quantized (each thread its own) into the int8 scratch, then multiplied by the
+   * int8 panels. The result of a row does not depend on n or on the thread split (assembly/int8.ts).
+   */
+  private matmulI8(x: Region, w: PackedWeight, b: Region | null, y: Region, n: number): void {
+    const { inDim, out } = w;
+    const fused = this.int8Fused ? 1 : 0; // chosen when the first int8 weight was allocated
+    const bytes = int8ScratchBytes(n, inDim);
+    const xq = this.int8Scratch && this.int8Scratch.length >= bytes ? this.int8Scratch.ptr : this.aboveTop(bytes); // (n, i8RowBytes) quantized rows
+    const args = [x.ptr, xq, w.ptr, b ? b.ptr : 0, y.ptr, n, inDim, out, fused];
+    if (this.parallel && n >= 8 && n * inDim * out >= PARALLEL_MIN_MACS) this.split(ParallelOp.MatmulI8, args);
+    else if (this.simd) parallelJob(this.ex, ParallelOp.MatmulI8, args, 0).run(0, n);
+    else this.ex.matmulI8Scalar(x.ptr, xq, w.ptr, args[3], y.ptr, n, inDim, out);
+  }
+
+  /** Whether this build has relaxed SIMD (the int8 kernels' i8×i7 dot). */
+  private get relaxed(): boolean {
+    return this.ex.relaxedSimd?.value === 1;
+  }
+
+  /**
+   * Which instruction form the int8 matmuls use: 'relaxed-split' or 'relaxed-fused' (relaxed builds; chosen by
+   * timing when the first int8 weight is allocated, unless set with useInt8Dot), 'simd128' or 'scalar'. All give
+   * the same bits.
+   */
+  get int8Dot(): 'relaxed-split' | 'relaxed-fused' | 'relaxed (not chosen yet)' | 'simd128' | 'scalar' {
+    if (!this.simd) return 'scalar';
+    if (!this.relaxed) return 'simd128';
+    return this.int8Fused === null ? 'relaxed (not chosen yet)' : this.int8Fused ? 'relaxed-fused' : 'relaxed-split';
+  }
+
+  /** Sets the relaxed dot's form instead of timing both (tests, benchmarks); a no-op outside the relaxed builds. */
+  useInt8Dot(form: 'split' | 'fused'): void {
+    if (this.simd && this.relaxed) this.int8Fused = form === 'fused';
+  }
+
+  /**
+   * Times both forms of the relaxed dot on a 32×768×256 int8 matmul (alternating, best of 8 each, a few ms in
+   * all, on the calling thread) and returns whether the fused one is faster. Either choice gives the same bits.
+   */
+  private fasterInt8Dot(): boolean {
+    const n = 32, inDim = 768, out = 256;
+    // Operands just above the top for the timing only (nothing is allocated): x (n, inDim) f32, W, xq, y (n, out).
+    const wBytes = packedBytes(out, inDim, 'int8'), xBytes = n * inDim * 4, xqBytes = int8ScratchBytes(n, inDim);
+    const x = this.aboveTop(xBytes + wBytes + xqBytes + n * out * 4);
+    const w = x + xBytes, xq = w + wBytes, y = xq + xqBytes;
+    new Float32Array(this.memory.buffer, x, n * inDim).fill(0); // the dot's speed does not depend on the values
+    new Uint8Array(this.memory.buffer, w, wBytes).fill(64);
+    const best = [Infinity, Infinity]; // split, fused
+    for (let r = 0; r < 9; r++) {
+      for (const fused of [0, 1]) {
+        const t = performance.now();
+        (fused ? this.ex.matmulI8Fused! : this.ex.matmulI8!)(x, xq, w, 0, y, n, inDim, out);
+        if (r > 0) best[fused] = Math.min(best[fused], performance.now() - t); // r = 0 warms up
+      }
+    }
+    return best[1] < best[0];
+  }
+
+  /**
+   * The int8 activation quantization of the kernels, read back as @fast-dllm/model's Int8Activations (q (n, blocks·32),
+   * scale (n, blocks)) plus each block's correction word (n, blocks) = −64·Σq: for tests against the reference.
+   */
+  quantizeActivations(x: Region, n: number, inDim: number): { q: Int8Array; scale: Float32Array; correction: Int32Array } {
+    checkLen('quantizeActivations x', x, n * inDim);
+    const blocks = int8Blocks(inDim);
+    const xq = this.aboveTop(int8ScratchBytes(n, inDim));
+    (this.simd ? this.ex.quantizeRowsI8! : this.ex.quantizeRowsI8Scalar)(x.ptr, xq, n, inDim);
+    const bytes = new Uint8Array(this.memory.buffer.slice(xq, xq + int8ScratchBytes(n, inDim))); // (n, blocks, 40)
+    const dv = new DataView(bytes.buffer);
+    const q = new Int8Array(n * blocks * INT8_BLOCK), scale = new Float32Array(n * blocks), correction = new Int32Array(n * blocks);
+    for (let i = 0; i < n * blocks; i++) {
+      q.set(new Int8Array(bytes.buffer, i * I8_X_BLOCK_BYTES, INT8_BLOCK), i * INT8_BLOCK);
+      scale[i] = dv.getFloat32(i * I8_X_BLOCK_BYTES + 32, true);
+      correction[i] = dv.getInt32(i * I8_X_BLOCK_BYTES + 36, true);
+    }
+    return { q, scale, correction };
   }
 
   /** Threads that run the row-split kernels (1 without a pool): scratch regions are sized by it. */
@@ -342,7 +540,35 @@ export class WasmKernels {
     checkLen('rope x', x, n * heads * hd);
     checkLen('rope pos', pos, n);
     if (hd % 2 !== 0) throw new Error(`rope: head dim ${hd} must be even`);
-    this.ex.ropeNeox(x.ptr, pos.ptr, n, heads, hd, theta);
+    let maxPos = 0;
+    const p = this.i32({ ptr: pos.ptr, length: n });
+    for (let i = 0; i < n; i++) {
+      if (!(p[i] >= 0)) throw new Error(`rope: position ${p[i]} at row ${i} is negative`);
+      if (p[i] > maxPos) maxPos = p[i];
+    }
+    const t = this.ropeAngles(hd, theta, maxPos + 1);
+    (this.simd ? this.ex.ropeNeoxTable! : this.ex.ropeNeoxTableScalar)(x.ptr, pos.ptr, n, heads, hd, t.cos, t.sin);
+  }
+
+  /**
+   * The cos/sin table of a head dim and theta, covering positions [0, positions): (cap, hd/2) f32 each in one
+   * block, kept until the kernels go; grown (doubling) when a later call reaches further. The table replaces a
+   * pow, a cos and a sin per row and pair on every call with a load, and gives the same bits.
+   */
+  private ropeAngles(hd: number, theta: number, positions: number): { cos: number; sin: number } {
+    const key = `${hd}:${theta}`;
+    let t = this.ropeTables.get(key);
+    if (!t || t.cap < positions) {
+      const cap = Math.max(positions, 2 * (t?.cap ?? 0), 256);
+      const half = hd / 2;
+      const block = this.allocBlock(2 * cap * half * 4);
+      const cos = block, sin = block + cap * half * 4;
+      this.ex.ropeTable(cos, sin, 0, cap, hd, theta);
+      if (t) this.freeBlock(t.block);
+      t = { block, cap, cos, sin };
+      this.ropeTables.set(key, t);
+    }
+    return t;
   }
 
   /** out = silu(gate) * up, elementwise over `count`; out may be gate. */
@@ -350,7 +576,7 @@ export class WasmKernels {
     checkLen('swiglu gate', gate, count);
     checkLen('swiglu up', up, count);
     checkLen('swiglu out', out, count);
-    this.ex.swiglu(gate.ptr, up.ptr, out.ptr, count);
+    (this.simd ? this.ex.swiglu! : this.ex.swigluScalar)(gate.ptr, up.ptr, out.ptr, count);
   }
 
   /**

@@ -4,10 +4,10 @@ import v8 from 'node:v8';
 import { fileURLToPath } from 'node:url';
 import { openModel } from '@fast-dllm/model';
 import type { EngineOptions, EngineProvider } from '@fast-dllm/scheduler';
-import { WasmEngine, sequenceCacheBytes, weightBytes } from './engine.js';
+import { WasmEngine, scratchBytes, sequenceCacheBytes, weightBytes } from './engine.js';
 import { Worker } from 'node:worker_threads';
 import { WorkerPool, type SpawnWorker } from './pool.js';
-import { WasmKernels, checkLoadOptions, chooseFma, type KernelOptions } from './kernels.js';
+import { WASM32_MAX_BYTES, WasmKernels, checkLoadOptions, chooseFma, type KernelOptions, type WeightDType } from './kernels.js';
 
 /**
  * Which compiled module: 'release' (SIMD128), 'release-fma' (SIMD128 + relaxed-SIMD fused multiply-add),
@@ -145,6 +145,13 @@ export async function createWasmEngine(modelDir: string, options: WasmEngineOpti
 }
 
 /** Engine provider for the CLI: needs WebAssembly with SIMD128 (Node 20 has it). */
+/** What each weight storage keeps how (weightBytes counts the same). */
+const WEIGHT_STORAGE: Record<WeightDType, string> = {
+  f32: 'all f32 (a tied embedding is read from the LM head)',
+  bf16: 'linear weights and LM head bf16; embedding, norms, biases f32 (a tied embedding is read from the head)',
+  int8: 'linear weights and LM head int8 (7-bit values, one f32 scale per 32); embedding, norms, biases f32 (a tied embedding is read from the int8 head, dequantized)',
+};
+
 export const wasmProvider: EngineProvider = {
   name: 'wasm',
   async probe() {
@@ -160,6 +167,10 @@ export const wasmProvider: EngineProvider = {
     const { dtype } = checkLoadOptions({ weightDType });
     const { description, archive } = await openModel(modelDir);
     await archive.close();
-    return { weightBytes: weightBytes(description, dtype), sequenceBytes: sequenceCacheBytes(description, maxLength), weightDType: dtype, cacheDType: 'f32' };
+    const w = weightBytes(description, dtype), seq = sequenceCacheBytes(description, maxLength);
+    // What load and the first pass need: weights, one sequence, the scratch of a pass of up to 64 rows.
+    const fits = w + seq + scratchBytes(description, Math.min(maxLength, 64), maxLength, 1, dtype) <= WASM32_MAX_BYTES;
+    const note = [WEIGHT_STORAGE[dtype], ...(fits ? [] : ["does not fit wasm32's 4 GiB"])].join('; ');
+    return { weightBytes: w, sequenceBytes: seq, weightDType: dtype, cacheDType: 'f32', note };
   },
 };

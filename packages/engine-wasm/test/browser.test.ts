@@ -1,6 +1,7 @@
 // The engine in a real browser (Debian's Chromium, driven by playwright-core): the same tiny model, the same
 // forward and the same dual-cache generation must give the tokens the Node engine gives, with 1 kernel thread
-// on the page's main thread and 2 threads (module Web Workers over shared memory) inside a worker.
+// on the page's main thread and 2 threads (module Web Workers over shared memory) inside a worker; an int8 matmul
+// must give Node's bits.
 // The page bundle is built with esbuild; `node:*` stays external and must never be loaded (the model package
 // imports Node's fs lazily, only in its file readers), so a Node API reached in the browser fails the test.
 import { existsSync, readFileSync } from 'node:fs';
@@ -10,8 +11,8 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { build } from 'esbuild';
 import { generate } from '@fast-dllm/scheduler';
-import { createWasmEngine } from '../src/index.js';
-import { GEN, PROMPT, type BrowserRun } from './browser/case.js';
+import { createWasmEngine, loadKernels } from '../src/index.js';
+import { GEN, INT8_CASE, PROMPT, int8CaseInputs, type BrowserRun } from './browser/case.js';
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const haveChromium = existsSync(CHROMIUM);
@@ -88,6 +89,12 @@ describe.skipIf(!haveChromium)(`engine-wasm in Chromium (${CHROMIUM})`, () => {
       prompt: Int32Array.from(PROMPT), genLength: GEN, blockLength: 8, steps: GEN, strategy: { kind: 'threshold', threshold: 0.3 }, cache: 'dual',
     });
     await engine.dispose();
+    const K = await loadKernels();
+    const { n, k, m } = INT8_CASE;
+    const { x, w } = int8CaseInputs();
+    const y = K.allocF32(n * m);
+    K.matmul(K.allocF32(x.length, x), K.allocWeight(w, m, k, 'int8'), null, y, n);
+    const int8 = Array.from(K.f32(y));
 
     const [one, two] = results.runs!;
     expect(one.threads).toBe(1);
@@ -104,6 +111,9 @@ describe.skipIf(!haveChromium)(`engine-wasm in Chromium (${CHROMIUM})`, () => {
       expect(num / den, `${r.threads} thread(s) logits NMSE vs Node`).toBeLessThan(1e-10);
       expect(r.generated, `${r.threads} thread(s) generated tokens`).toEqual(Array.from(g.tokens));
       expect(r.nfe).toBe(g.stats.nfe);
+      // int8: exact integer block sums and one epilogue order in every build, dot form and runtime, so the same bits.
+      console.log(`Chromium, ${r.threads} thread(s): int8 dot ${r.int8Dot}; Node: ${K.int8Dot}`);
+      expect(r.int8Matmul.every((v, i) => Object.is(v, int8[i])), `${r.threads} thread(s) int8 matmul bits vs Node`).toBe(true);
     }
   }, 120_000);
 });

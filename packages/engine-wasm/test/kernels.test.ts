@@ -3,7 +3,12 @@
 // tolerance stated next to the case with the measured spread that justified it. Seeds are fixed and printed.
 import { describe, expect, it } from 'vitest';
 import { counterGumbel, counterHash } from '@fast-dllm/scheduler';
-import { checkLoadOptions, chooseFma, f32ToBF16, loadKernels as loadBuild, loadThreadedKernels, relaxedSimdAvailable, type WasmKernels, type Region } from '../src/index.js';
+import { dequantizeInt8Row, quantizeInt8Activations, quantizeInt8Weight } from '@fast-dllm/model';
+import { referenceInt8Matmul } from '@fast-dllm/engine-reference';
+import {
+  checkLoadOptions, chooseFma, f32ToBF16, loadKernels as loadBuild, loadThreadedKernels, relaxedSimdAvailable,
+  type WasmKernels, type Region, type WeightDType,
+} from '../src/index.js';
 
 /** Small deterministic generator for test inputs (mulberry32); not the engine RNG. */
 function rand(seed: number): () => number {
@@ -155,6 +160,54 @@ for (const { label, simd, fma } of builds) {
       }
     }
 
+    // int8 (@fast-dllm/model int8.ts) against the reference's op: the same quantized activations bit for bit, the
+    // same integer block sums; only the float epilogue differs (f32 here, f64 there). Shapes as for f32, plus
+    // in = 32 exactly and in < 32.
+    for (const c of [...mmCases, { n: 4, k: 32, m: 8, seed: 107 }, { n: 3, k: 20, m: 11, seed: 108 }]) {
+      it(`int8 matmul n=${c.n} in=${c.k} out=${c.m} seed=${c.seed}`, async () => {
+        const K = await loadKernels();
+        const x = randn(c.n * c.k, c.seed, 3), w = randn(c.m * c.k, c.seed + 1), b = randn(c.m, c.seed + 2);
+        const rx = K.allocF32(x.length, x);
+        const got = K.quantizeActivations(rx, c.n, c.k);
+        const want = quantizeInt8Activations(x, c.n, c.k);
+        expect(Array.from(got.q), `int8 activations seed=${c.seed}`).toEqual(Array.from(want.q));
+        expect(Array.from(got.scale), `int8 scales seed=${c.seed}`).toEqual(Array.from(want.scale));
+        got.correction.forEach((v, i) => expect(v).toBe(-64 * want.q.subarray(i * 32, i * 32 + 32).reduce((a, q) => a + q, 0) || 0));
+        const ry = allocGuarded(K, c.n * c.m);
+        K.matmul(rx, K.allocWeight(w, c.m, c.k, 'int8'), K.allocF32(c.m, b), ry, c.n);
+        expect(guardsIntact(K, ry), `int8 matmul guards seed=${c.seed}`).toBe(true);
+        // f32 epilogue vs f64: measured NMSE 3.9e-16..9.9e-15 over the three builds; 1e-12 leaves ~100× headroom.
+        check('int8 matmul', c.seed, K.f32(ry), referenceInt8Matmul(x, quantizeInt8Weight(w, c.m, c.k), c.n, c.k, c.m, b), 1e-12);
+        // And the quantization is real: against the float product the error is int8-sized, not f32-sized.
+        expect(nmse(K.f32(ry), refMatmul(x, w, b, c.n, c.k, c.m))).toBeGreaterThan(1e-7);
+      });
+    }
+
+    it('int8 weightRow returns the reference\'s dequantized rows, seed=122', async () => {
+      const K = await loadKernels();
+      const out = 13, inDim = 45;
+      const w = randn(out * inDim, 122);
+      const rw = K.allocWeight(w, out, inDim, 'int8');
+      const m = quantizeInt8Weight(w, out, inDim);
+      const row = new Float32Array(inDim), want = new Float32Array(inDim);
+      for (let r = 0; r < out; r++) {
+        K.weightRow(rw, r, row);
+        dequantizeInt8Row(m, r, want);
+        expect(Array.from(row), `row ${r}`).toEqual(Array.from(want));
+      }
+    });
+
+    it('int8 matmul: a NaN in a row poisons that row only, seed=123', async () => {
+      const K = await loadKernels();
+      const n = 6, k = 64, m = 16;
+      const x = randn(n * k, 123);
+      x[2 * k + 40] = NaN;
+      const ry = K.allocF32(n * m);
+      K.matmul(K.allocF32(x.length, x), K.allocWeight(randn(m * k, 124), m, k, 'int8'), null, ry, n);
+      const y = K.f32(ry);
+      for (let i = 0; i < n; i++) expect(y.subarray(i * m, i * m + m).every((v) => (i === 2 ? Number.isNaN(v) : Number.isFinite(v))), `row ${i}`).toBe(true);
+    });
+
     for (const dtype of ['f32', 'bf16'] as const) {
       it(`weightRow reads rows back from the packed ${dtype} layout, seed=121`, async () => {
         const K = await loadKernels();
@@ -210,6 +263,23 @@ for (const { label, simd, fma } of builds) {
       check('rope', 301, K.f32(rx), refRope(x, pos, n, H, hd, 10000), 1e-12);
     });
 
+    it('rope through the cached cos/sin table gives the direct kernel\'s bits, as the table grows, seed=311', async () => {
+      const K = await loadKernels();
+      const ex = (K as unknown as { ex: { ropeNeox(x: number, p: number, n: number, h: number, hd: number, t: number): void } }).ex;
+      for (const [hd, theta] of [[16, 10000], [20, 1e6], [24, 500000]] as const) {
+        for (const positions of [[0, 1, 2, 3], [5, 200, 9, 64], [1000, 3, 4000, 250]]) {
+          const n = positions.length, H = 3;
+          const x = randn(n * H * hd, 311 + hd);
+          const rp = K.allocI32(n, Int32Array.from(positions));
+          const viaTable = K.allocF32(x.length, x), direct = K.allocF32(x.length, x);
+          K.rope(viaTable, rp, n, H, hd, theta);
+          ex.ropeNeox(direct.ptr, rp.ptr, n, H, hd, theta);
+          expect(Array.from(K.f32(viaTable)), `hd ${hd} positions ${positions}`).toEqual(Array.from(K.f32(direct)));
+        }
+      }
+      expect(() => K.rope(K.allocF32(16), K.allocI32(1, [-1]), 1, 1, 16, 10000)).toThrow(/position -1 at row 0 is negative/);
+    });
+
     it('swiglu seed=401', async () => {
       const K = await loadKernels();
       const g = randn(97, 401, 8), u = randn(97, 402);
@@ -217,8 +287,21 @@ for (const { label, simd, fma } of builds) {
       K.swiglu(rg, ru, ro, 97);
       expect(guardsIntact(K, ro)).toBe(true);
       const want = Array.from(g, (v, i) => (v / (1 + Math.exp(-v))) * u[i]);
-      // Mathf.exp in f32: measured NMSE 2.1e-15.
+      // SIMD builds: exp by the f32x4 polynomial; scalar build: Mathf.exp. Measured NMSE 2.1e-15 on every build.
       check('swiglu', 401, K.f32(ro), want, 1e-12);
+      // The polynomial exp over the whole range SiLU meets, clamps included: relative error of silu(g) vs float64.
+      const n = 4001;
+      const wide = Float32Array.from({ length: n }, (_, i) => -100 + (200 * i) / (n - 1));
+      const rw = K.allocF32(n, wide), ones = K.allocF32(n, new Float32Array(n).fill(1)), rs = K.allocF32(n);
+      K.swiglu(rw, ones, rs, n);
+      const out = K.f32(rs);
+      let worst = 0;
+      for (let i = 0; i < n; i++) {
+        const x = wide[i], exact = x / (1 + Math.exp(-x));
+        worst = Math.max(worst, Math.abs(out[i] - exact) / Math.max(Math.abs(exact), 1e-30));
+      }
+      // f32 output: a few ulp (2^-23 ≈ 1.2e-7) of relative error at most, over [-100, 100].
+      expect(worst, 'silu relative error').toBeLessThan(1e-6);
     });
 
     // hd 72: two 32-dim register blocks + two 4-dim ones; hd 66: plus a scalar tail; nk % 4 != 0 for the 4-key scores.
@@ -353,6 +436,68 @@ describe('wasm kernels (threads build, 2 threads, rows split)', () => {
   });
 });
 
+describe('int8 matmul: one result whatever the build, the batch or the thread split', () => {
+  const n = 70, k = 300, m = 40; // above the split threshold (n·k·m ≥ 2^19), ragged everywhere
+  const x = randn(n * k, 901, 2), w = randn(m * k, 902), b = randn(m, 903);
+  const run = (K: WasmKernels, dtype: WeightDType, rows: number[][]): Float32Array => {
+    const rw = K.allocWeight(w, m, k, dtype), rb = K.allocF32(m, b);
+    const y = new Float32Array(n * m); // (n, m)
+    for (const [lo, hi] of rows) {
+      const ry = K.allocF32((hi - lo) * m);
+      K.matmul(K.allocF32((hi - lo) * k, x.subarray(lo * k, hi * k)), rw, rb, ry, hi - lo);
+      y.set(K.f32(ry), lo * m);
+    }
+    return y;
+  };
+  const bitwise = (a: Float32Array, c: Float32Array) => a.every((v, i) => Object.is(v, c[i]));
+
+  it('SIMD, relaxed-SIMD (both dot forms) and scalar builds give identical int8 results (exact integer sums, one epilogue order), seed=901', async () => {
+    const all = [[0, n]];
+    const scalar = await loadBuild({ simd: false });
+    const want = run(scalar, 'int8', all);
+    expect(scalar.int8Dot).toBe('scalar');
+    const simd = await loadBuild({ simd: true, fma: false });
+    expect(bitwise(run(simd, 'int8', all), want)).toBe(true);
+    expect(simd.int8Dot).toBe('simd128');
+    if (haveFma) {
+      for (const form of ['split', 'fused'] as const) {
+        const K = await loadBuild({ simd: true, fma: true });
+        K.useInt8Dot(form);
+        expect(bitwise(run(K, 'int8', all), want), form).toBe(true);
+        expect(K.int8Dot).toBe(`relaxed-${form}`);
+      }
+      const timed = await loadBuild({ simd: true, fma: true });
+      run(timed, 'int8', all);
+      expect(timed.int8Dot).toMatch(/^relaxed-(split|fused)$/); // chosen by timing when the first int8 weight was allocated
+      const T = await loadThreadedKernels(2);
+      try {
+        T.useInt8Dot('fused');
+        expect(bitwise(run(T, 'int8', all), want), 'fused, 2 threads').toBe(true);
+      } finally {
+        await T.parallel?.dispose();
+      }
+    }
+  });
+
+  // DESIGN §7: a row's result must not depend on the other rows of the call, on the tile it lands in (4-row tiles,
+  // leftover rows) or on the thread that computes it.
+  for (const dtype of ['int8', 'f32', 'bf16'] as const) {
+    it(`${dtype}: each row alone, in uneven batches and split over 2 threads gives the same bits as one call, seed=901`, async () => {
+      const K = await loadBuild();
+      const whole = run(K, dtype, [[0, n]]);
+      expect(bitwise(run(K, dtype, Array.from({ length: n }, (_, i) => [i, i + 1])), whole), 'rows one at a time').toBe(true);
+      expect(bitwise(run(K, dtype, [[0, 3], [3, 13], [13, 70]]), whole), 'batches of 3, 10, 57').toBe(true);
+      const T = await loadThreadedKernels(2);
+      try {
+        expect(bitwise(run(T, dtype, [[0, n]]), whole), '2 threads').toBe(true);
+        expect(bitwise(run(T, dtype, [[0, 1], [1, 70]]), whole), '2 threads, 1 + 69 rows').toBe(true);
+      } finally {
+        await T.parallel?.dispose();
+      }
+    });
+  }
+});
+
 describe('f32ToBF16', () => {
   it('rounds to nearest even and keeps NaN/Inf', () => {
     const src = new Float32Array(new Uint32Array([0x3f808000, 0x3f818000, 0x3f808001, 0x7f800000, 0x7fc00001, 0xff800000]).buffer);
@@ -364,6 +509,7 @@ describe('loader options shared by Node and browsers', () => {
   it('checks threads, simd and dtype, and picks FMA only where it runs', () => {
     expect(checkLoadOptions({})).toEqual({ threads: 1, dtype: 'f32' });
     expect(checkLoadOptions({ threads: 2, weightDType: 'bf16' })).toEqual({ threads: 2, dtype: 'bf16' });
+    expect(checkLoadOptions({ weightDType: 'int8' })).toEqual({ threads: 1, dtype: 'int8' });
     expect(() => checkLoadOptions({ threads: 1.5 })).toThrow(/threads must be a positive integer; got 1.5/);
     expect(() => checkLoadOptions({ threads: 2, simd: false })).toThrow(/threads > 1 needs the SIMD threads build/);
     expect(() => checkLoadOptions({ weightDType: 'f16' })).toThrow(/'f16' is not supported yet/);

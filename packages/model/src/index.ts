@@ -2,6 +2,7 @@ export * from './types.js';
 export * from './errors.js';
 export * from './bytesource.js';
 export * from './dtype.js';
+export * from './int8.js';
 export * from './safetensors.js';
 export * from './config.js';
 export * from './load.js';

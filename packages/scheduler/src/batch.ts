@@ -191,9 +191,11 @@ export class BatchDriver {
     for (;;) {
       this.admit();
       if (this.running.length === 0) return;
-      // Between passes: let I/O, timers and aborts land (a CPU engine's pass blocks the event loop).
-      await new Promise<void>((r) => setImmediate(r));
+      // Between passes: let I/O, timers and aborts land (a CPU engine's pass blocks the event loop), then take in
+      // what arrived meanwhile, so a burst of requests shares its first pass.
+      await yieldToEventLoop();
       this.dropCancelled();
+      this.admit();
       if (this.running.length === 0) continue;
       await this.pass();
     }
@@ -309,6 +311,12 @@ export class BatchDriver {
     e.unlisten = undefined;
     e.reject(err);
   }
+}
+
+/** Lets pending I/O run: setImmediate in Node, a macrotask elsewhere (browsers have no setImmediate). */
+function yieldToEventLoop(): Promise<void> {
+  const g = globalThis as { setImmediate?: (f: () => void) => unknown };
+  return new Promise((resolve) => (g.setImmediate ? g.setImmediate(resolve) : setTimeout(resolve, 0)));
 }
 
 export interface DecodeManyOptions {

@@ -208,6 +208,11 @@ export interface PassReductions {
   logits?: Float32Array;
 }
 
+/** Empty per-report arrays for an engine's reduction to fill: token (n,) i32, prob/top1/top2/entropy (n,) f64. */
+export function newPassReductions(n: number): { token: Int32Array; prob: Float64Array; top1: Float64Array; top2: Float64Array; entropy: Float64Array } {
+  return { token: new Int32Array(n), prob: new Float64Array(n), top1: new Float64Array(n), top2: new Float64Array(n), entropy: new Float64Array(n) };
+}
+
 /** Splits a pass's reductions back into one ForwardResult per request, with only the reports each asked for. */
 export function assembleResults(batch: readonly ForwardRequest[], layout: PassLayout, red: PassReductions, vocab: number): ForwardResult[] {
   return batch.map((req, i) => {

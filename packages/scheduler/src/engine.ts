@@ -162,8 +162,12 @@ export interface LoadProgress {
 export interface EngineOptions {
   /** Worker threads for CPU engines; defaults to the engine's choice. */
   threads?: number;
-  /** Weight storage: 'f32' for strict conformance, 'bf16'/'f16' to halve memory. Engine default otherwise. */
-  weightDType?: 'f32' | 'bf16' | 'f16';
+  /**
+   * Weight storage: 'f32' for strict conformance, 'bf16'/'f16' to halve memory, 'int8' (CPU engines: linear weights
+   * in 32-value blocks with one scale each, integer dot products; @fast-dllm/model int8.ts) for a quarter of it.
+   * Engine default otherwise.
+   */
+  weightDType?: 'f32' | 'bf16' | 'f16' | 'int8';
   /** Bytes the engine may use for sequence caches; the engine's own limit otherwise. */
   cacheBudgetBytes?: number;
   onProgress?: (p: LoadProgress) => void;
@@ -178,6 +182,8 @@ export interface MemoryEstimate {
   /** How it stores them, e.g. 'f32', 'bf16'. */
   weightDType: string;
   cacheDType: string;
+  /** What the storage keeps wider (e.g. int8's f32 norms and embedding), and whether it fits the engine's limits. */
+  note?: string;
 }
 
 /**

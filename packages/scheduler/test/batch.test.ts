@@ -65,6 +65,12 @@ describe('batch driver: batch invariance', () => {
     expect(engine.openSequences).toBe(0);
   });
 
+  it('a burst of requests submitted together shares its first pass', async () => {
+    const engine = new MockEngine(contentScript, { maxPositions: 64 });
+    await decodeMany(engine, mixedRequests(6), { batch: 8 });
+    expect(engine.passes[0]).toHaveLength(6);
+  });
+
   it('mixes modes in one pass (a full forward beside dual steps)', async () => {
     const engine = new MockEngine(contentScript, { maxPositions: 64 });
     await decodeMany(engine, mixedRequests(6), { batch: 6 });

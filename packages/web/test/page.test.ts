@@ -281,9 +281,49 @@ describe.skipIf(!haveChromium)(`the page in Chromium (${CHROMIUM})`, () => {
       expect(await page.inputValue('#threads')).toBe('1');
       expect(await page.locator('#threads option[value="2"]').isDisabled()).toBe(true);
       expect(await page.locator('#load-text').textContent()).toMatch(/ · 1 thread · /);
-      expect(answerOf(await ask(page, 'What is 23 + 48 ?'))).toBe('71');
+      const answer = await ask(page, 'What is 23 + 48 ?');
+      expect(answerOf(answer), answer).toBe('71');
     } finally {
       await context.close();
+    }
+  });
+
+  it('talks to the real fast-dllm serve (the server package, bundled model, CORS for the page): answers and unmasks', async () => {
+    const { createServer: createApi } = await import('@fast-dllm/server');
+    const { createWasmEngine } = await import('@fast-dllm/engine-wasm');
+    const { defaultModelDir } = await import('@fast-dllm/default-model');
+    const { loadTokenizer, readModelConfig } = await import('@fast-dllm/model');
+    const engine = await createWasmEngine(defaultModelDir);
+    const api = await createApi({
+      engine, model: { id: 'default', description: await readModelConfig(defaultModelDir), tokenizer: await loadTokenizer(defaultModelDir) },
+      corsOrigins: [new URL(web.url).origin],
+    });
+    const url = await api.listen({ host: '127.0.0.1', port: 0 });
+    const { page, errors } = await open('?autoload=0', { wait: false });
+    try {
+      await page.click('label:has(#backend-remote)');
+      await page.fill('#server-url', url);
+      await page.click('#server-form button[type=submit]');
+      await page.waitForFunction(() => /^Connected: default\./.test(document.getElementById('server-status')!.textContent ?? ''), null, { timeout: 10_000 });
+      // The page's decoding settings go with the request: a fixed schedule of 8 steps commits 16 positions a step.
+      await page.selectOption('#setting-rule', 'fixed');
+      await page.fill('#setting-steps', '8');
+      await recordCanvas(page);
+      const answer = await ask(page, 'What is 23 + 48 ?');
+      expect(answerOf(answer), answer).toBe('71');
+      expect(await page.textContent('#stats')).toMatch(/NFE 2 /);
+      // The server's canvas frames: fully masked first, then states with more and more positions committed. (The
+      // server ends a request once its answer is final, so the blocks after the answer may stay masked.)
+      const snaps = (await page.evaluate(() => window.__snaps!)).filter((x) => x.length > 0);
+      expect(snaps[0]).toMatch(/^\.+$/);
+      const committed = snaps.map((x) => x.replace(/\./g, '').length);
+      expect(committed.filter((c) => c > 0).length).toBeGreaterThanOrEqual(2);
+      for (let i = 1; i < committed.length; i++) expect(committed[i]).toBeGreaterThanOrEqual(committed[i - 1]);
+      expect(errors).toEqual([]);
+    } finally {
+      await page.close();
+      await api.fastDllm.shutdown();
+      await engine.dispose();
     }
   });
 
@@ -323,12 +363,13 @@ describe.skipIf(!haveChromium)(`the page in Chromium (${CHROMIUM})`, () => {
       await page.fill('#server-url', `http://127.0.0.1:${port}`);
       await page.click('#server-form button[type=submit]');
       await page.waitForFunction(() => /^Connected: llada-test\./.test(document.getElementById('server-status')!.textContent ?? ''), null, { timeout: 10_000 });
-      expect(await page.locator('#setting-cache').isDisabled()).toBe(true);
+      expect(await page.locator('#setting-cache').isDisabled()).toBe(false);
+      expect(await page.locator('#setting-slowMotionMs').isDisabled()).toBe(true);
       expect(await page.locator('#setting-genLength').isDisabled()).toBe(false);
       await recordCanvas(page);
       expect(await ask(page, 'Say hello')).toBe('Hello there!');
       expect(requests).toHaveLength(1);
-      expect(requests[0]).toMatchObject({ stream: true, max_tokens: 128, temperature: 0, seed: 0, fast_dllm: { canvas: true }, messages: [{ role: 'user', content: 'Say hello' }] });
+      expect(requests[0]).toMatchObject({ model: 'llada-test', strategy: 'threshold', threshold: 0.9, cache: 'dual', block_length: 32, stream: true, max_tokens: 128, temperature: 0, seed: 0, fast_dllm: { canvas: true }, messages: [{ role: 'user', content: 'Say hello' }] });
       // 128 masked cells (max_tokens) until the server's first frame says how long its canvas is.
       expect(await page.evaluate(() => window.__snaps)).toEqual(['.'.repeat(128), '^.....', '#^.^..', '##^#^^']);
       expect(await page.locator('#canvas .cell').allTextContents()).toEqual(['Hel', 'lo', ' there', '!', '⏎', '·']);

@@ -3,7 +3,7 @@
 // threshold generation, and reports tokens and logits for the Node side to compare.
 import { generate } from '@fast-dllm/scheduler';
 import { createBrowserWasmEngine, loadBrowserKernels } from '../../src/browser.js';
-import { GEN, PROMPT, type BrowserRun } from './case.js';
+import { GEN, INT8_CASE, PROMPT, int8CaseInputs, type BrowserRun } from './case.js';
 
 
 /** A 70×300×40 matmul (above the split threshold) on 2 threads: its NMSE against an f64 reference. */
@@ -32,6 +32,20 @@ async function splitMatmulNmse(): Promise<number> {
   }
 }
 
+/** The INT8_CASE matmul with int8 weights on `threads` kernel threads: exact integer sums, so Node's bits are expected. */
+async function int8Matmul(threads: number): Promise<{ int8Matmul: number[]; int8Dot: string }> {
+  const K = await loadBrowserKernels({ threads, buildUrl: new URL('/build/', location.href), workerUrl: new URL('/kernel-worker.js', location.href) });
+  try {
+    const { n, k, m } = INT8_CASE;
+    const { x, w } = int8CaseInputs();
+    const y = K.allocF32(n * m);
+    K.matmul(K.allocF32(x.length, x), K.allocWeight(w, m, k, 'int8'), null, y, n);
+    return { int8Matmul: Array.from(K.f32(y)), int8Dot: K.int8Dot };
+  } finally {
+    await K.parallel?.dispose();
+  }
+}
+
 async function run(threads: number): Promise<BrowserRun> {
   const config = await (await fetch('/model/config.json')).json();
   const generationConfig = await (await fetch('/model/generation_config.json')).json();
@@ -52,7 +66,7 @@ async function run(threads: number): Promise<BrowserRun> {
     return {
       threads, build: (engine as unknown as { K: { build: string } }).K.build,
       fullTokens: Array.from(full.tokens), fullLogits: Array.from(full.logits!),
-      generated: Array.from(g.tokens), nfe: g.stats.nfe,
+      generated: Array.from(g.tokens), nfe: g.stats.nfe, ...(await int8Matmul(threads)),
       ...(threads > 1 ? { splitMatmulNmse: await splitMatmulNmse() } : {}),
     };
   } finally {

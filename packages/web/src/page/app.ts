@@ -193,7 +193,7 @@ export function startApp(): void {
     try {
       const models = await listModels(serverUrl.value);
       serverStatus.className = 'status-text ok';
-      serverStatus.textContent = `Connected${models.length ? `: ${models.join(', ')}` : ''}. Generation length, temperature and seed are sent; the server decides the rest.`;
+      serverStatus.textContent = `Connected${models.length ? `: ${models.join(', ')}` : ''}. The decoding settings are sent with each message (the server checks them).`;
     } catch (err) {
       serverStatus.className = 'status-text error';
       serverStatus.textContent = (err as Error).message;

@@ -6,7 +6,7 @@ import type {
   CanvasFrame, ChatMessage, FromWorker, GenerationSummary, LoadOptions, LoadedModelInfo, LocalFrameInfo, ModelSource, ToWorker,
 } from '../shared/protocol.js';
 import type { DecodeSettings } from '../shared/settings.js';
-import { streamChat } from './openai-client.js';
+import { listModels, streamChat } from './openai-client.js';
 
 export interface TurnCallbacks {
   onFrame(frame: CanvasFrame, info?: LocalFrameInfo): void;
@@ -96,13 +96,20 @@ export class LocalBackend implements Backend {
 /** A `fast-dllm serve` process (or any OpenAI-compatible server; the canvas then stays empty). */
 export class RemoteBackend implements Backend {
   readonly kind = 'remote';
+  /** The model the requests name (OpenAI's `model` is required): the server's first, asked once. */
+  private model: string | undefined;
   constructor(readonly server: string) {}
 
   async chat(messages: ChatMessage[], settings: DecodeSettings, cb: TurnCallbacks, signal: AbortSignal): Promise<TurnResult> {
+    this.model ??= (await listModels(this.server))[0];
     const t0 = performance.now();
     let text = '';
     let last: CanvasFrame | null = null;
-    const r = await streamChat(this.server, { messages, maxTokens: settings.genLength, temperature: settings.temperature, seed: settings.seed }, {
+    const decoding = {
+      strategy: settings.rule, cache: settings.cache, block_length: settings.blockLength,
+      ...(settings.rule === 'threshold' ? { threshold: settings.threshold } : settings.rule === 'factor' ? { factor: settings.factor } : { steps: settings.steps }),
+    };
+    const r = await streamChat(this.server, { model: this.model, messages, maxTokens: settings.genLength, temperature: settings.temperature, seed: settings.seed, decoding }, {
       onDelta: (d) => {
         text += d;
         cb.onText(text);

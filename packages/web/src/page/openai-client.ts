@@ -14,8 +14,13 @@ export interface RemoteRequest {
   maxTokens: number;
   temperature: number;
   seed: number;
-  /** Model name for servers that want one. */
+  /** Model name (OpenAI requires one; `fast-dllm serve` lists its own at /v1/models). */
   model?: string;
+  /**
+   * The page's decoding settings, as `fast-dllm serve`'s extension fields (a server that does not know them
+   * may refuse or ignore them).
+   */
+  decoding?: { strategy: 'fixed' | 'threshold' | 'factor'; threshold?: number; factor?: number; cache: 'none' | 'prefix' | 'dual'; block_length: number; steps?: number };
 }
 
 export interface RemoteHandlers {
@@ -116,6 +121,7 @@ export async function streamChat(server: string, req: RemoteRequest, handlers: R
     body: JSON.stringify({
       ...(req.model ? { model: req.model } : {}),
       messages: req.messages, stream: true, max_tokens: req.maxTokens, temperature: req.temperature, seed: req.seed,
+      ...(req.decoding ?? {}),
       fast_dllm: { canvas: true },
     }),
     signal,

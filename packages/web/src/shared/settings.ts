@@ -74,25 +74,25 @@ export const SECTIONS: readonly SectionSpec[] = [
     fields: [
       {
         key: 'cache', label: 'KV cache', help: 'DESIGN §4: none = every step a full forward; prefix = cache the prompt and earlier blocks; dual = also the later blocks (DualCache)',
-        input: { kind: 'select', options: [{ value: 'dual', label: 'dual' }, { value: 'prefix', label: 'prefix' }, { value: 'none', label: 'none' }] },
+        input: { kind: 'select', options: [{ value: 'dual', label: 'dual' }, { value: 'prefix', label: 'prefix' }, { value: 'none', label: 'none' }] }, remote: true,
       },
       {
         key: 'rule', label: 'Unmasking rule', help: 'DESIGN §3: threshold / factor = confidence-aware parallel decoding; fixed = k tokens per step',
-        input: { kind: 'select', options: [{ value: 'threshold', label: 'threshold τ' }, { value: 'factor', label: 'factor f' }, { value: 'fixed', label: 'fixed schedule' }] },
+        input: { kind: 'select', options: [{ value: 'threshold', label: 'threshold τ' }, { value: 'factor', label: 'factor f' }, { value: 'fixed', label: 'fixed schedule' }] }, remote: true,
       },
       {
         key: 'threshold', label: 'τ', help: 'commit every masked position of the block with confidence ≥ τ, and always the most confident one',
-        input: { kind: 'number', min: 0.01, max: 1, step: 0.05, integer: false }, visible: (s) => s.rule === 'threshold',
+        input: { kind: 'number', min: 0.01, max: 1, step: 0.05, integer: false }, visible: (s) => s.rule === 'threshold', remote: true,
       },
       {
         key: 'factor', label: 'f', help: 'factor rule: the largest prefix of ranks r with confidence ≥ 1 − f/(r+2)',
-        input: { kind: 'number', min: 0.01, max: 100, step: 0.1, integer: false }, visible: (s) => s.rule === 'factor',
+        input: { kind: 'number', min: 0.01, max: 100, step: 0.1, integer: false }, visible: (s) => s.rule === 'factor', remote: true,
       },
       {
         key: 'steps', label: 'Steps', help: 'total steps over all blocks; a multiple of the number of blocks',
-        input: int(1), visible: (s) => s.rule === 'fixed',
+        input: int(1), visible: (s) => s.rule === 'fixed', remote: true,
       },
-      { key: 'blockLength', label: 'Block length', help: 'semi-autoregressive block length (DESIGN §2); divides the generation length', input: int(1) },
+      { key: 'blockLength', label: 'Block length', help: 'semi-autoregressive block length (DESIGN §2); divides the generation length', input: int(1), remote: true },
       { key: 'genLength', label: 'Generation length', help: 'positions generated (the canvas after the prompt)', input: int(1), remote: true },
     ],
   },
