@@ -8,6 +8,7 @@ import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
+import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Browser, Page } from 'playwright-core';
@@ -227,6 +228,27 @@ describe.skipIf(!haveChromium)(`the page in Chromium (${CHROMIUM})`, () => {
       expect(await status.getAttribute('class')).toContain('error');
       expect(await status.textContent()).toMatch(message);
       expect(await page.locator('#send').isDisabled()).toBe(true);
+    } finally {
+      await page.close();
+    }
+  });
+
+  it.each([
+    ['fast-dllm-v2-tiny-f32', 'fast_dllm_v2', ['#setting-subBlockLength', '#setting-v2Threshold', '#setting-blockCache']],
+    ['sdar-tiny-f32', 'sdar', ['#setting-stepsPerBlock', '#setting-sdarRemasking', '#setting-sdarThreshold']],
+  ])('a block-diffusion model (%s): its own settings, LLaDA\'s hidden, and it decodes', async (name, arch, fields) => {
+    const { page, errors } = await open('?autoload=0', { wait: false });
+    try {
+      await page.setInputFiles('#folder-input', fileURLToPath(new URL(`../../../test/fixtures/models/${name}`, import.meta.url)));
+      await modelSettled(page);
+      expect(await page.locator('#load-text').textContent()).toMatch(new RegExp(`^Ready: ${name} · ${arch} · `));
+      for (const f of fields) expect(await page.locator(f).isVisible(), f).toBe(true);
+      for (const f of ['#setting-cache', '#setting-rule', '#setting-blockLength', '#setting-earlyStop']) expect(await page.locator(f).isVisible(), f).toBe(false);
+      await page.fill('#setting-genLength', '24');
+      await ask(page, 'hi');
+      // The random fixture writes nonsense, but the run completes through the block-diffusion decoder.
+      expect(await page.textContent('#stats')).toMatch(new RegExp(`^step \\d+ · NFE \\d+ · .*${arch === 'sdar' ? 'SDAR' : 'Fast-dLLM v2'}: `));
+      expect(errors).toEqual([]);
     } finally {
       await page.close();
     }

@@ -124,7 +124,7 @@ export function startApp(): void {
       }, (p) => mine === loading && onProgress(p));
       if (mine !== loading) return;
       model = info;
-      caps = { architecture: info.architecture, maxPositions: info.maxPositions };
+      caps = { architecture: info.architecture, maxPositions: info.maxPositions, ...(info.blockSize !== undefined ? { blockSize: info.blockSize } : {}) };
       settings.setModel(caps);
       if (!reload && Object.keys(info.defaults).length) settings.set(info.defaults);
       progressBox.hidden = true;
@@ -227,8 +227,9 @@ export function startApp(): void {
     chat.addUser(text.trim());
     const where = backend.kind === 'local' ? `${model?.label ?? 'model'} · ${threads} thread${threads > 1 ? 's' : ''}` : (backend as RemoteBackend).server;
     const bubble = chat.addAssistant(where);
-    const note = backend.kind === 'local' ? `${describeSettings(s)} · ${threads} thread${threads > 1 ? 's' : ''}` : `server ${where}`;
-    canvas.reset(s.genLength, backend.kind === 'local' ? s.blockLength : undefined, note);
+    const note = backend.kind === 'local' ? `${describeSettings(s, caps)} · ${threads} thread${threads > 1 ? 's' : ''}` : `server ${where}`;
+    canvas.reset(s.genLength, backend.kind === 'local' ? caps?.blockSize ?? s.blockLength : undefined, note);
+    // (a block-diffusion model's first group is set by the worker's first frame, once the prompt length is known)
     try {
       const r = await backend.chat(s.multiTurn ? history.slice() : history.slice(-1), s, {
         onFrame: (f, info) => canvas.push(f, info),

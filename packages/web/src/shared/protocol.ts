@@ -24,6 +24,8 @@ export interface LocalFrameInfo {
   /** Tokens before the generated region (the conversation through the chat template). */
   promptLength: number;
   blockLength: number;
+  /** Block-diffusion models (blocks aligned to absolute positions): generated positions in the first block. */
+  firstGroup?: number;
   /** Index of the block being decoded (the last one once the generation is done). */
   block: number;
   /** Positions holding the EOS token (the padding after an answer), drawn faint. */
@@ -79,6 +81,8 @@ export interface LoadedModelInfo {
   parameters: number;
   vocabSize: number;
   maxPositions: number;
+  /** Block-diffusion models' block size (block-causal attention); absent for LLaDA/Dream. */
+  blockSize?: number;
   /** Bytes of the safetensors files. */
   fileBytes: number;
   /** Bytes of WebAssembly memory the weights take, as stored. */

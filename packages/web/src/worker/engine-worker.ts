@@ -86,7 +86,7 @@ async function load(source: ModelSource, options: LoadOptions): Promise<void> {
     type: 'loaded',
     model: {
       label: source.label ?? dir.label, architecture: d.architecture, parameters: plan.parameters, vocabSize: d.vocabSize,
-      maxPositions: d.maxPositions, fileBytes: plan.fileBytes, engineBytes: plan.engineBytes, weightDType: options.weightDType,
+      maxPositions: d.maxPositions, ...(d.blockSize !== undefined ? { blockSize: d.blockSize } : {}), fileBytes: plan.fileBytes, engineBytes: plan.engineBytes, weightDType: options.weightDType,
       threads: options.threads, defaults, loadMs: performance.now() - t0,
     },
   });
@@ -107,7 +107,8 @@ async function run(id: number, messages: ChatMessage[], s: DecodeSettings): Prom
   if (!m) throw new Error('no model is loaded yet');
   const text = m.tokenizer.applyChatTemplate(messages, { addGenerationPrompt: true });
   const prompt = Int32Array.from(m.tokenizer.encode(text, { addSpecial: false }));
-  const problems = settingsProblems(s, { architecture: '', maxPositions: m.maxPositions }, prompt.length);
+  const caps = { architecture: m.engine.model.architecture, maxPositions: m.maxPositions, ...(m.engine.model.blockSize !== undefined ? { blockSize: m.engine.model.blockSize } : {}) };
+  const problems = settingsProblems(s, caps, prompt.length);
   if (problems.length) throw new Error(problems.join(' '));
   const controller = running.get(id)!; // registered when the message arrived
   const signal = controller.signal;
@@ -123,7 +124,8 @@ async function run(id: number, messages: ChatMessage[], s: DecodeSettings): Prom
   let step = 0;
   let nfe = 0;
   let block = 0;
-  const info = (): LocalFrameInfo => ({ promptLength: P, blockLength: s.blockLength, block, stops: stops.slice(), ends: ends.slice(), elapsedMs: performance.now() - t0 - paused, contentTokens });
+  const firstGroup = caps.blockSize !== undefined ? caps.blockSize - (P % caps.blockSize) : undefined;
+  const info = (): LocalFrameInfo => ({ promptLength: P, blockLength: caps.blockSize ?? s.blockLength, ...(firstGroup !== undefined ? { firstGroup } : {}), block, stops: stops.slice(), ends: ends.slice(), elapsedMs: performance.now() - t0 - paused, contentTokens });
   /** DESIGN §9: committed ids (the scheduler's Generation.committed() / committedPrefix), decoded. */
   const decoded = (ids: Int32Array) => (ids.length === 0 ? '' : m.tokenizer.decode(ids, { skipSpecial: true })); // the tokenizer refuses []
   post({ type: 'frame', id, frame: { step: 0, nfe: 0, tokens: tokens.slice(), committed: [] }, info: info(), text: '' });
@@ -152,7 +154,7 @@ async function run(id: number, messages: ChatMessage[], s: DecodeSettings): Prom
     },
   });
   try {
-    const result = await generate(engine, toRequest(s, prompt), {
+    const result = await generate(engine, toRequest(s, prompt, caps), {
       signal,
       onEvent: (ev, g: Generation) => {
         if (ev.type !== 'step') return;

@@ -64,16 +64,27 @@ export class CanvasView {
     this.stats.textContent = '';
   }
 
-  /** A new generation of `genLength` positions; `blockLength` groups them (absent: one group, as from a server). */
-  reset(genLength: number, blockLength: number | undefined, note: string): void {
+  /** The first group's length of the current grid (see reset). */
+  private firstGroup: number | undefined;
+
+  /**
+   * A new generation of `genLength` positions; `blockLength` groups them (absent: one group, as from a server).
+   * `firstGroup`: positions in the first group when blocks are aligned to absolute positions and the prompt ends
+   * inside one (block-diffusion models); the first group then holds the rest of that block.
+   */
+  reset(genLength: number, blockLength: number | undefined, note: string, firstGroup?: number): void {
+    this.firstGroup = firstGroup;
     this.stopReplay();
     this.empty('');
     this.note = note;
     this.grid.replaceChildren();
     const bl = blockLength && blockLength > 0 ? blockLength : genLength;
-    for (let b = 0; b * bl < genLength; b++) {
+    const bounds: number[] = [0]; // group starts, then genLength
+    for (let g = firstGroup && firstGroup > 0 ? firstGroup : bl; g < genLength; g += bl) bounds.push(g);
+    bounds.push(genLength);
+    for (let b = 0; b + 1 < bounds.length; b++) {
       const cells = h('div', { class: 'cells' });
-      for (let g = b * bl; g < Math.min(genLength, (b + 1) * bl); g++) {
+      for (let g = bounds[b]; g < bounds[b + 1]; g++) {
         const c = h('span', { class: 'cell masked', 'data-pos': g, title: `position ${g}: masked` });
         this.cells.push(c);
         cells.append(c);
@@ -87,7 +98,9 @@ export class CanvasView {
 
   /** A frame of the running generation: drawn at once and kept for the slider. */
   push(frame: CanvasFrame, info?: LocalFrameInfo): void {
-    if (this.cells.length !== frame.tokens.length) this.reset(frame.tokens.length, info?.blockLength, this.note);
+    if (this.cells.length !== frame.tokens.length || info?.firstGroup !== this.firstGroup) {
+      this.reset(frame.tokens.length, info?.blockLength, this.note, info?.firstGroup);
+    }
     this.history.push({ frame, info });
     this.slider.max = String(this.history.length - 1);
     this.slider.value = this.slider.max;
