@@ -7,6 +7,10 @@
  *   default, lowered to what the model's positions leave after the prompt.
  * - Decoding defaults are the model family's Fast-dLLM recipe (scheduler `defaultRecipe`); `strategy`,
  *   `threshold`, `factor`, `cache`, `block_length` and `steps` override them.
+ * - Block-diffusion models (Fast-dLLM v2, SDAR; DESIGN §8) decode in their own blocks: `max_tokens` is the cap on new
+ *   tokens (no rounding), the recipe is the family's, and their own fields override it: `threshold` (both),
+ *   `sub_block_length` and `block_cache` (v2), `steps_per_block` and `remasking` (SDAR). LLaDA/Dream's fields
+ *   (`strategy`, `factor`, `cache`, `block_length`, `steps`) are refused for them, and theirs for LLaDA/Dream.
  * - The scheduler's `checkGenerationRequest` has the last word, so the CLI and the server refuse the same things.
  */
 import { randomInt } from 'node:crypto';
@@ -127,10 +131,53 @@ function strategyOf(body: DecodingBody, target: EngineTarget): Strategy {
   }
 }
 
+/** The fields of each family that the other refuses. */
+const MASKED_ONLY = ['strategy', 'factor', 'cache', 'block_length', 'steps'] as const;
+const V2_ONLY = ['sub_block_length', 'block_cache'] as const;
+const SDAR_ONLY = ['steps_per_block', 'remasking'] as const;
+
+/** Refuses the fields that do not apply to this model's family, naming the first one. */
+function refuseOtherFamily(body: DecodingBody, arch: string): void {
+  const block = arch === 'fast_dllm_v2' || arch === 'sdar';
+  const wrong: readonly (keyof DecodingBody)[] = block ? [...MASKED_ONLY, ...(arch === 'sdar' ? V2_ONLY : SDAR_ONLY)] : [...V2_ONLY, ...SDAR_ONLY];
+  for (const f of wrong) {
+    if (!present(body[f])) continue;
+    const whose = (MASKED_ONLY as readonly string[]).includes(f) ? 'LLaDA/Dream' : (V2_ONLY as readonly string[]).includes(f) ? 'Fast-dLLM v2' : 'SDAR';
+    throw badRequest(f, `${f} is a ${whose} setting; this model is a ${arch} model`, 'unsupported_value');
+  }
+}
+
+/** A block-diffusion model's strategy: its recipe, with the request's own fields over it. */
+function blockStrategyOf(body: DecodingBody, target: EngineTarget): Strategy {
+  const recipe = defaultRecipe(target.model).strategy;
+  if (recipe.kind === 'fast_dllm_v2') {
+    return {
+      ...recipe,
+      ...(present(body.threshold) ? { threshold: body.threshold } : {}),
+      ...(present(body.sub_block_length) ? { subBlockLength: body.sub_block_length } : {}),
+      ...(present(body.block_cache) ? { blockCache: body.block_cache } : {}),
+    };
+  }
+  if (recipe.kind === 'sdar') {
+    const remasking = body.remasking ?? recipe.remasking;
+    if (present(body.threshold) && remasking !== 'low_confidence_dynamic') {
+      throw badRequest('threshold', 'threshold applies to SDAR\'s low_confidence_dynamic rule, not low_confidence_static', 'conflicting_values');
+    }
+    const { threshold: recipeThreshold, ...rest } = recipe;
+    return {
+      ...rest, remasking,
+      ...(present(body.steps_per_block) ? { stepsPerBlock: body.steps_per_block } : {}),
+      ...(remasking === 'low_confidence_dynamic' ? { threshold: body.threshold ?? recipeThreshold } : {}),
+    };
+  }
+  return recipe;
+}
+
 /** Which body field a SchedulerConfigError is about, from its message. */
 function paramOfSchedulerError(message: string, promptParam: string): string | null {
   const rules: [RegExp, string][] = [
     [/^genLength|genLength \(/, 'max_tokens'], [/^blockLength/, 'block_length'], [/^steps/, 'steps'],
+    [/subBlockLength|sub-block/, 'sub_block_length'], [/stepsPerBlock|steps per block/, 'steps_per_block'],
     [/threshold/, 'threshold'], [/^factor/, 'factor'], [/^temperature|temperature sampling/, 'temperature'],
     [/^seed/, 'seed'], [/cache mode|forward mode/, 'cache'], [/prompt/, promptParam],
   ];
@@ -158,6 +205,8 @@ export function buildJob(body: ChatBody & CompletionBody, prompt: Int32Array, ch
   if (room < 1) {
     throw badRequest(promptParam, `the prompt has ${prompt.length} tokens; the model takes at most ${target.model.maxPositions} positions, prompt and answer together`, 'context_length_exceeded');
   }
+  refuseOtherFamily(body, target.model.architecture);
+  if (target.model.blockSize !== undefined) return buildBlockJob(body, prompt, promptParam, target, limits, room, asked);
   let blockLength = body.block_length ?? limits.defaults.blockLength;
   let maxTokens: number;
   if (asked !== null) {
@@ -192,6 +241,36 @@ export function buildJob(body: ChatBody & CompletionBody, prompt: Int32Array, ch
     if (e instanceof SchedulerConfigError) throw badRequest(paramOfSchedulerError(e.message, promptParam), e.message);
     throw e;
   }
+  return finishJob(body, prompt, promptParam, request, maxTokens, limits, describeDecoding(strategy, cache));
+}
+
+/** A block-diffusion model's job: max_tokens is the cap on new tokens; the family's strategy (DESIGN §8). */
+function buildBlockJob(
+  body: ChatBody & CompletionBody, prompt: Int32Array, promptParam: 'messages' | 'prompt', target: EngineTarget, limits: JobLimits,
+  room: number, asked: number | null,
+): Job {
+  const maxTokens = asked ?? Math.min(limits.defaults.maxTokens, room);
+  if (maxTokens > room) {
+    const param = present(body.max_completion_tokens) ? 'max_completion_tokens' : 'max_tokens';
+    throw badRequest(param, `prompt (${prompt.length} tokens) + ${maxTokens} answer tokens exceed the model's ${target.model.maxPositions} positions; shorten the prompt or lower max_tokens`, 'context_length_exceeded');
+  }
+  const strategy = blockStrategyOf(body, target);
+  const temperature = body.temperature ?? 0;
+  const seed = body.seed ?? (temperature > 0 ? randomInt(0, 2 ** 32 - 1) : 0);
+  const request: GenerationRequest = { prompt, genLength: maxTokens, strategy, temperature, seed };
+  try {
+    checkGenerationRequest(request, target);
+  } catch (e) {
+    if (e instanceof SchedulerConfigError) throw badRequest(paramOfSchedulerError(e.message, promptParam), e.message);
+    throw e;
+  }
+  return finishJob(body, prompt, promptParam, request, maxTokens, limits, describeDecoding(strategy, 'none'));
+}
+
+function finishJob(
+  body: ChatBody & CompletionBody, prompt: Int32Array, promptParam: 'messages' | 'prompt', request: GenerationRequest, maxTokens: number,
+  limits: JobLimits, decoding: string,
+): Job {
   const stops = present(body.stop) ? (typeof body.stop === 'string' ? [body.stop] : body.stop) : [];
   let timeoutMs = limits.timeoutMs;
   const asks = body.fast_dllm?.timeout;
@@ -202,7 +281,7 @@ export function buildJob(body: ChatBody & CompletionBody, prompt: Int32Array, ch
     includeUsage: body.stream_options?.include_usage === true,
     canvas: body.fast_dllm?.canvas === true,
     timeoutMs,
-    decoding: describeDecoding(strategy, cache),
+    decoding,
   };
 }
 

@@ -48,6 +48,11 @@ const decodingProperties = {
   cache: nullable('string', { enum: ['none', 'prefix', 'dual', null] }),
   block_length: nullable('integer', { minimum: 1, maximum: LIMITS.blockLength }),
   steps: nullable('integer', { minimum: 1, maximum: LIMITS.steps }),
+  // Block-diffusion models' own settings (DESIGN §8): Fast-dLLM v2's sub-blocks and block cache, SDAR's steps and rule.
+  sub_block_length: nullable('integer', { minimum: 1, maximum: LIMITS.blockLength }),
+  block_cache: nullable('boolean'),
+  steps_per_block: nullable('integer', { minimum: 1, maximum: LIMITS.steps }),
+  remasking: nullable('string', { enum: ['low_confidence_dynamic', 'low_confidence_static', null] }),
   fast_dllm: nullable('object', {
     additionalProperties: false,
     properties: {
@@ -147,6 +152,10 @@ export interface DecodingBody {
   cache?: Opt<'none' | 'prefix' | 'dual'>;
   block_length?: Opt<number>;
   steps?: Opt<number>;
+  sub_block_length?: Opt<number>;
+  block_cache?: Opt<boolean>;
+  steps_per_block?: Opt<number>;
+  remasking?: Opt<'low_confidence_dynamic' | 'low_confidence_static'>;
   fast_dllm?: Opt<{ canvas?: boolean; timeout?: number }>;
 }
 

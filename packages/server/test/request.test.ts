@@ -82,3 +82,45 @@ describe('buildJob', () => {
     expect(job({ fast_dllm: { timeout: 1e6 } }).timeoutMs).toBe(600_000);
   });
 });
+
+describe('buildJob on block-diffusion models (DESIGN §8)', () => {
+  const blockTarget = (architecture: 'fast_dllm_v2' | 'sdar', blockSize: number): EngineTarget => ({
+    name: 'test',
+    model: { architecture, vocabSize: 100, maxPositions: 256, maskId: 99, eosId: 1, endOfTurnId: 2, shiftLogits: architecture === 'fast_dllm_v2', blockSize, stopIds: [1, 2] },
+    capabilities: {
+      contractVersion: ENGINE_CONTRACT_VERSION, modes: ['full', 'prefix', 'dual', 'extend'], reports: { top2: true, entropy: true, logits: true },
+      sampling: true, maxBatch: 8, blockCausal: true,
+    },
+  });
+  const bjob = (body: object, arch: 'fast_dllm_v2' | 'sdar' = 'fast_dllm_v2', B = 8) =>
+    buildJob({ model: 'm', messages: [], ...body } as unknown as ChatBody & CompletionBody, prompt(13), true, blockTarget(arch, B), limits);
+
+  it('max_tokens is the cap on new tokens (no rounding); the recipe is the family\'s; their own fields override it', () => {
+    expect(bjob({ max_tokens: 21 }).request).toMatchObject({ genLength: 21, strategy: { kind: 'fast_dllm_v2', subBlockLength: 8, threshold: 0.9, blockCache: false } });
+    expect(bjob({ max_tokens: 21 }).request.blockLength).toBeUndefined();
+    expect(bjob({ threshold: 0.5, sub_block_length: 4, block_cache: true }).request.strategy).toEqual({ kind: 'fast_dllm_v2', subBlockLength: 4, threshold: 0.5, blockCache: true });
+    expect(bjob({}, 'sdar', 4).request.strategy).toEqual({ kind: 'sdar', stepsPerBlock: 4, remasking: 'low_confidence_dynamic', threshold: 0.85 });
+    expect(bjob({ remasking: 'low_confidence_static', steps_per_block: 2 }, 'sdar', 4).request.strategy).toEqual({ kind: 'sdar', stepsPerBlock: 2, remasking: 'low_confidence_static' });
+    expect(bjob({}).request.genLength).toBe(128);
+  });
+
+  it.each([
+    [{ steps: 8 }, 'fast_dllm_v2', 'steps', /LLaDA\/Dream setting; this model is a fast_dllm_v2 model/],
+    [{ cache: 'dual' }, 'sdar', 'cache', /LLaDA\/Dream setting/],
+    [{ remasking: 'low_confidence_static' }, 'fast_dllm_v2', 'remasking', /SDAR setting; this model is a fast_dllm_v2 model/],
+    [{ block_cache: true }, 'sdar', 'block_cache', /Fast-dLLM v2 setting/],
+    [{ sub_block_length: 3 }, 'fast_dllm_v2', 'sub_block_length', /sub/i],
+    [{ remasking: 'low_confidence_static', threshold: 0.5 }, 'sdar', 'threshold', /low_confidence_dynamic/],
+    [{ max_tokens: 500 }, 'fast_dllm_v2', 'max_tokens', /exceed the model's 256 positions/],
+  ] as const)('%j on %s: 400 naming %s', (body, arch, param, msg) => {
+    const e = refusal(() => bjob(body, arch, arch === 'sdar' ? 4 : 8));
+    expect([e.status, e.param]).toEqual([400, param]);
+    expect(e.message).toMatch(msg);
+  });
+
+  it('LLaDA/Dream refuse the block-diffusion fields', () => {
+    const e = refusal(() => job({ sub_block_length: 8 }));
+    expect([e.status, e.param]).toEqual([400, 'sub_block_length']);
+    expect(e.message).toMatch(/Fast-dLLM v2 setting; this model is a llada model/);
+  });
+});
