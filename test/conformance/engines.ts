@@ -93,8 +93,13 @@ export function open(entry: EngineEntry, model: string): Promise<Engine> {
  * own refusal at load (ModelNotSupportedError: a capability the model needs, such as block-causal attention).
  */
 export async function openOrSkip(entry: EngineEntry, model: string): Promise<{ engine?: Engine; skip?: string }> {
+  return openDirOrSkip(entry, modelDir(model));
+}
+
+/** openOrSkip for a model directory outside the fixtures (the trained models of packages/). */
+export async function openDirOrSkip(entry: EngineEntry, dir: string): Promise<{ engine?: Engine; skip?: string }> {
   try {
-    return { engine: await open(entry, model) };
+    return { engine: await entry.provider.create(dir, entry.options) };
   } catch (e) {
     if (e instanceof ModelNotSupportedError) return { skip: `not supported: ${e.message}` };
     throw e;

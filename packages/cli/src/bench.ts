@@ -1,6 +1,9 @@
 /**
  * `fast-dllm bench`: the paper's ablation table (DESIGN §6) on a model and an eval set: accuracy, NFE, tokens per
  * forward, tokens/s and speedup for the baseline, each cache mode, parallel decoding, and their combination.
+ * On a block-diffusion model (DESIGN §8) it runs that family's own table instead: Fast-dLLM v2's threshold ×
+ * sub-block grid and its block cache at the published recipe; SDAR's steps per block × static / dynamic
+ * remasking. Speedups are against one token per step.
  */
 import { writeFile } from 'node:fs/promises';
 import os from 'node:os';
@@ -8,9 +11,10 @@ import { performance } from 'node:perf_hooks';
 import type { Command } from 'commander';
 import { Option } from 'commander';
 import cliProgress from 'cli-progress';
-import type { CacheMode, Strategy } from '@fast-dllm/scheduler';
+import { defaultRecipe, type CacheMode, type Strategy } from '@fast-dllm/scheduler';
+import type { ModelDescription } from '@fast-dllm/model';
 import { UsageError } from './errors.js';
-import { addDecodeOptions, checkRequest, requestFrom, type DecodeFlags } from './decode.js';
+import { addDecodeOptions, checkRequest, decodingFrom, requestFrom, type DecodeFlags } from './decode.js';
 import { answerIds, withEngine } from './generate.js';
 import type { Io } from './io.js';
 import { openModelDir } from './modeldir.js';
@@ -85,6 +89,63 @@ export function rowsFor(tau: number, factor: number, sweep: readonly number[] | 
   return sweepOnly ? sweepRows : [...table, ...sweepRows];
 }
 
+/** Fast-dLLM v2's threshold sweep (DESIGN §8: a confidence must be > tau; tau = 1 is one token per step). */
+export const BLOCK_SWEEP_TAUS: readonly number[] = [1.0, 0.95, 0.9, 0.7, 0.5];
+/** Fast-dLLM v2's sub-block lengths swept, besides the whole block (those that divide B). */
+export const BLOCK_SUB_BLOCKS: readonly number[] = [4, 8];
+
+/** A block-diffusion table: its rows and which one is the baseline (one token per step). */
+export interface BlockPlan {
+  rows: RowPlan[];
+  baseline: number;
+}
+
+/**
+ * The table of a block-diffusion model (DESIGN §8). Fast-dLLM v2: every sub-block length b in {4, 8, B} that
+ * divides B × every tau in `taus` (default {1, 0.95, 0.9, 0.7, 0.5}), then the block cache at the published recipe
+ * (sub-block 8, `threshold` default 0.9); the baseline is the recipe's sub-block at tau = 1. SDAR: steps per block
+ * n in {B, B/2, B/4, ..., 1}, each static and dynamic (threshold `threshold`, default 0.85, or each of `taus`); the
+ * baseline is static with n = B.
+ */
+export function blockRowsFor(model: Pick<ModelDescription, 'architecture' | 'blockSize'>, taus: readonly number[] | null, threshold: number | undefined): BlockPlan {
+  const B = model.blockSize;
+  if (B === undefined) throw new Error(`blockRowsFor: a ${model.architecture} model is not a block-diffusion model`);
+  const recipe = defaultRecipe({ architecture: model.architecture, blockSize: B }).strategy;
+  if (recipe.kind === 'fast_dllm_v2') {
+    const r = recipe.subBlockLength!;
+    const subs = [...new Set([...BLOCK_SUB_BLOCKS, B])].filter((b) => b <= B && B % b === 0);
+    const sweep = taus ?? BLOCK_SWEEP_TAUS;
+    const rows: RowPlan[] = [];
+    let baseline = -1;
+    const v2 = (b: number, tau: number, blockCache: boolean): Strategy => ({ kind: 'fast_dllm_v2', subBlockLength: b, threshold: tau, blockCache });
+    for (const b of subs) {
+      for (const tau of sweep) {
+        const base = b === r && tau === 1;
+        if (base) baseline = rows.length;
+        rows.push({ name: `${base ? 'baseline: ' : ''}sub-block ${b}, threshold ${tau}${base ? ' (one token per step)' : ''}`, cache: 'none', strategy: v2(b, tau, false) });
+      }
+    }
+    if (baseline < 0) {
+      rows.unshift({ name: `baseline: sub-block ${r}, threshold 1 (one token per step)`, cache: 'none', strategy: v2(r, 1, false) });
+      baseline = 0;
+    }
+    const tau = threshold ?? recipe.threshold!;
+    rows.push({ name: `sub-block ${r}, threshold ${tau}, block cache`, cache: 'none', strategy: v2(r, tau, true) });
+    return { rows, baseline };
+  }
+  const rows: RowPlan[] = [];
+  const dynamicTaus = taus ?? [threshold ?? (recipe.kind === 'sdar' ? recipe.threshold! : 0.85)];
+  for (let n = B; n >= 1; n = n % 2 === 0 ? n / 2 : 0) {
+    const steps = `${n} step${n === 1 ? '' : 's'} per block`;
+    rows.push({ name: `${n === B ? 'baseline: ' : ''}${steps}, static${n === B ? ' (one token per step)' : ''}`, cache: 'none',
+      strategy: { kind: 'sdar', stepsPerBlock: n, remasking: 'low_confidence_static' } });
+    for (const tau of dynamicTaus) {
+      rows.push({ name: `${steps}, dynamic threshold ${tau}`, cache: 'none', strategy: { kind: 'sdar', stepsPerBlock: n, remasking: 'low_confidence_dynamic', threshold: tau } });
+    }
+  }
+  return { rows, baseline: 0 };
+}
+
 /** Sums over one row's generations. */
 export interface RowTotals {
   problems: number;
@@ -155,8 +216,6 @@ export function registerBench(program: Command, io: Io, signal: AbortSignal): vo
     const sweep = opts.sweepTaus ?? (opts.sweep ? SWEEP_TAUS : null);
     if (opts.sweepOnly && !sweep) throw new UsageError('--sweep-only needs --sweep or --sweep-taus');
     if (opts.sweepOnly && opts.rows) throw new UsageError('--rows picks rows of the table, which --sweep-only leaves out; pass one');
-    // --threshold and --factor set the rows' tau and f (both may be given); lengths and steps are checked here.
-    checkRequest(requestFrom(opts, Int32Array.of(0), { strategy: { kind: 'fixed' }, cache: 'none', description: '' }));
     const dm = (await import('@fast-dllm/default-model')) as {
       loadEvalSet?: (p?: string) => EvalLike[];
       scoreExactMatch?: (text: string, item: EvalLike) => 0 | 1;
@@ -171,25 +230,47 @@ export function registerBench(program: Command, io: Io, signal: AbortSignal): vo
     if (opts.limit !== undefined) items = items.slice(0, opts.limit);
     if (items.length === 0) throw new UsageError('the eval set is empty');
     const md = await openModelDir(opts.model, { needTokenizer: true });
+    const block = md.description.blockSize !== undefined;
+    let plan: RowPlan[];
+    let baseline: number | null;
+    if (block) {
+      // The family's own flags and refusals (DESIGN §8), then what bench sweeps itself.
+      decodingFrom(opts, md.description);
+      for (const [given, flag] of [[opts.sweep && !opts.sweepTaus, '--sweep'], [opts.sweepOnly, '--sweep-only'], [opts.subBlockLength !== undefined, '--sub-block-length'], [opts.stepsPerBlock !== undefined, '--steps-per-block'], [opts.rows !== undefined, '--rows']] as const) {
+        if (given) {
+          throw new UsageError(`${flag}: on a block-diffusion model bench runs the family's own table (Fast-dLLM v2: threshold × sub-block ${BLOCK_SUB_BLOCKS.join(', ')}, B; ` +
+            'SDAR: steps per block × static/dynamic); choose its thresholds with --sweep-taus');
+        }
+      }
+      ({ rows: plan, baseline } = blockRowsFor(md.description, opts.sweepTaus ?? null, opts.threshold));
+    } else {
+      // --threshold and --factor set the rows' tau and f (both may be given); lengths and steps are checked here.
+      checkRequest(requestFrom(opts, Int32Array.of(0), { strategy: { kind: 'fixed' }, cache: 'none', description: '' }));
+      plan = rowsFor(opts.threshold ?? 0.9, opts.factor ?? 1, sweep, opts.sweepOnly ?? false, opts.rows);
+      baseline = plan[0].name === 'baseline' ? 0 : null;
+    }
     const prompts = items.map((it) => md.encodePrompt(it.prompt, true));
-    const plan = rowsFor(opts.threshold ?? 0.9, opts.factor ?? 1, sweep, opts.sweepOnly ?? false, opts.rows);
-    const hasBaseline = plan[0].name === 'baseline';
+    const requestsOf = (p: RowPlan) => prompts.map((prompt) => {
+      const req = requestFrom(opts, prompt, { strategy: p.strategy, cache: p.cache, description: p.name });
+      checkRequest(req, md.description);
+      return req;
+    });
     const bar = process.stderr.isTTY
       ? new cliProgress.SingleBar({ stream: process.stderr, format: ' {bar} {value}/{total} runs | {row}' }, cliProgress.Presets.shades_classic)
       : undefined;
-    const rows: BenchRow[] = [];
+    const totals: RowTotals[] = [];
+    let engineName = '';
     await withEngine(opts, md, io, async (engine) => {
+      engineName = engine.name;
+      const reqs = plan.map(requestsOf);
+      // One untimed problem first, so that no row also pays the engine's warm-up (compilation, first allocations).
+      await md.runMany(engine, [reqs[0][0]], { batch: 1, signal });
       bar?.start(plan.length * items.length, 0, { row: plan[0].name });
       try {
-        for (const p of plan) {
+        for (const [k, p] of plan.entries()) {
           let correct = 0, nfe = 0, committed = 0, content = 0;
-          const reqs = prompts.map((prompt) => {
-            const req = requestFrom(opts, prompt, { strategy: p.strategy, cache: p.cache, description: p.name });
-            checkRequest(req, md.description);
-            return req;
-          });
           const t0 = performance.now();
-          const results = await md.runMany(engine, reqs, { batch: opts.batch, signal, onResult: () => bar?.increment(1, { row: p.name }) });
+          const results = await md.runMany(engine, reqs[k], { batch: opts.batch, signal, onResult: () => bar?.increment(1, { row: p.name }) });
           const ms = performance.now() - t0;
           results.forEach((r, i) => {
             const text = md.tokenizer!.decode(answerIds(r.tokens, md.description.stopIds), { skipSpecial: true });
@@ -198,21 +279,28 @@ export function registerBench(program: Command, io: Io, signal: AbortSignal): vo
             committed += r.stats.tokensPerForward * r.stats.nfe;
             content += r.stats.contentTokens;
           });
-          rows.push(benchRow(p, { problems: items.length, correct, nfe, committed, content, wallMs: ms }, !hasBaseline ? null : rows[0] ?? 'self'));
+          totals.push({ problems: items.length, correct, nfe, committed, content, wallMs: ms });
         }
       } finally {
         bar?.stop();
       }
-      io.stdout(`${markdownTable(rows)}\n`);
-      if (opts.out) {
-        const settings = {
-          model: md.dir, engine: engine.name, genLength: opts.genLength, blockLength: opts.blockLength, steps: opts.steps ?? opts.genLength,
-          problems: items.length, threads: opts.threads ?? 1, dtype: opts.dtype ?? null, batch: opts.batch, date: new Date().toISOString(),
-          machine: machineInfo(),
-        };
-        await writeFile(opts.out, `${JSON.stringify({ settings, rows }, null, 2)}\n`);
-      }
     });
+    const rows = rowsWithSpeedups(plan, totals, baseline);
+    io.stdout(`${markdownTable(rows)}\n`);
+    if (opts.out) {
+      const common = { model: md.dir, engine: engineName, problems: items.length, threads: opts.threads ?? 1, dtype: opts.dtype ?? null, batch: opts.batch };
+      const settings = block
+        ? { ...common, architecture: md.description.architecture, blockSize: md.description.blockSize, genLength: opts.genLength,
+          genLengthMeaning: 'cap on new tokens (a stop token ends the answer earlier)', baselineRow: plan[baseline!].name }
+        : { ...common, genLength: opts.genLength, blockLength: opts.blockLength, steps: opts.steps ?? opts.genLength };
+      const run = { warmup: 'one untimed problem (the first row\'s first request) before the rows', date: new Date().toISOString(), machine: machineInfo() };
+      await writeFile(opts.out, `${JSON.stringify({ settings: { ...settings, ...run }, rows }, null, 2)}\n`);
+    }
   });
 }
 
+/** The table's rows from their totals: speedups against the baseline row (none when `baseline` is null). */
+export function rowsWithSpeedups(plan: readonly RowPlan[], totals: readonly RowTotals[], baseline: number | null): BenchRow[] {
+  const base = baseline === null ? null : benchRow(plan[baseline], totals[baseline], 'self');
+  return plan.map((p, i) => (i === baseline ? base! : benchRow(p, totals[i], base)));
+}

@@ -93,3 +93,77 @@ describe('fast-dllm bench', () => {
     expect(only.stderr).toMatch(/--sweep-only needs --sweep or --sweep-taus/);
   });
 });
+
+describe('fast-dllm bench on block-diffusion models', () => {
+  const V2 = fileURLToPath(new URL('../../../test/fixtures/models/fast-dllm-v2-tiny-f32', import.meta.url));
+  const SDAR = fileURLToPath(new URL('../../../test/fixtures/models/sdar-tiny-f32', import.meta.url));
+  const evalFile = () => {
+    const p = join(dir, 'block-eval.jsonl');
+    writeFileSync(p, ['hello there', 'what is up'].map((q, i) => JSON.stringify({ id: `b${i}`, prompt: q, answer: '1' })).join('\n'));
+    return p;
+  };
+  type Row = { name: string; nfe: number; tokensPerForward: number; speedup: number; wallSpeedup: number; tokensPerSecond: number; wallTimeMs: number; strategy: Record<string, unknown> };
+
+  it('Fast-dLLM v2: the threshold × sub-block grid and the block cache at the recipe, against one token per step', async () => {
+    const out = join(dir, 'v2.json');
+    const r = await runCli(['bench', '--model', V2, '--engine', 'reference', '--eval', evalFile(), '--gen-length', '16', '--out', out]);
+    expect(r.code).toBe(0);
+    const j = JSON.parse(readFileSync(out, 'utf8'));
+    expect(j.settings).toMatchObject({ architecture: 'fast_dllm_v2', blockSize: 8, genLength: 16, problems: 2, engine: 'reference',
+      baselineRow: 'baseline: sub-block 8, threshold 1 (one token per step)' });
+    const rows = j.rows as Row[];
+    // B = 8: sub-blocks 4 and 8 (= B), five thresholds each, then the block cache row.
+    expect(rows.map((x) => x.name)).toEqual([
+      ...[1, 0.95, 0.9, 0.7, 0.5].map((t) => `sub-block 4, threshold ${t}`),
+      'baseline: sub-block 8, threshold 1 (one token per step)', ...[0.95, 0.9, 0.7, 0.5].map((t) => `sub-block 8, threshold ${t}`),
+      'sub-block 8, threshold 0.9, block cache',
+    ]);
+    expect(rows[10].strategy).toEqual({ kind: 'fast_dllm_v2', subBlockLength: 8, threshold: 0.9, blockCache: true });
+    const base = rows[5];
+    expect([base.speedup, base.wallSpeedup]).toEqual([1, 1]);
+    for (const row of rows) {
+      expect(row.speedup).toBeCloseTo(row.tokensPerSecond / base.tokensPerSecond, 9);
+      expect(row.wallSpeedup).toBeCloseTo(base.wallTimeMs / row.wallTimeMs, 9);
+    }
+    // tau = 1: every denoising step commits one token, the prefill and block-end passes at most one each, so a
+    // problem commits at most one token per pass and at least one less than its passes (the prefill may commit none).
+    for (const row of rows.filter((x) => x.strategy.threshold === 1)) {
+      expect(row.tokensPerForward).toBeLessThanOrEqual(1);
+      expect(row.tokensPerForward * row.nfe).toBeGreaterThanOrEqual(row.nfe - 1 - 1e-9);
+    }
+    expect(Math.min(...rows.map((x) => x.nfe))).toBeLessThan(base.nfe);
+  });
+
+  it('SDAR: steps per block × static / dynamic remasking; the static rule with n = B is the baseline', async () => {
+    const out = join(dir, 'sdar.json');
+    const r = await runCli(['bench', '--model', SDAR, '--engine', 'reference', '--eval', evalFile(), '--gen-length', '12', '--sweep-taus', '0.5,0.85', '--out', out]);
+    expect(r.code).toBe(0);
+    const rows = JSON.parse(readFileSync(out, 'utf8')).rows as Row[];
+    expect(rows.map((x) => x.name)).toEqual([
+      'baseline: 4 steps per block, static (one token per step)', '4 steps per block, dynamic threshold 0.5', '4 steps per block, dynamic threshold 0.85',
+      '2 steps per block, static', '2 steps per block, dynamic threshold 0.5', '2 steps per block, dynamic threshold 0.85',
+      '1 step per block, static', '1 step per block, dynamic threshold 0.5', '1 step per block, dynamic threshold 0.85',
+    ]);
+    expect(rows[0].speedup).toBe(1);
+    expect(rows[0].tokensPerForward).toBeLessThanOrEqual(1);
+    // One step per block commits the whole block at once: more than one token per pass, fewer passes.
+    expect(rows[6].tokensPerForward).toBeGreaterThan(1);
+    expect(rows[6].nfe).toBeLessThan(rows[0].nfe);
+  });
+
+  it('refuses what the table sweeps itself and the other family\'s flags, by name', async () => {
+    const ev = evalFile();
+    const cases: Array<[string[], RegExp]> = [
+      [[V2, '--sub-block-length', '4'], /--sub-block-length: on a block-diffusion model bench runs the family's own table/],
+      [[V2, '--sweep'], /--sweep: on a block-diffusion model bench runs the family's own table .*--sweep-taus/],
+      [[SDAR, '--steps-per-block', '2'], /--steps-per-block: on a block-diffusion model bench runs the family's own table/],
+      [[V2, '--steps', '4'], /--steps applies to LLaDA\/Dream \(masked diffusion\)/],
+      [[SDAR, '--factor', '1'], /--factor applies to LLaDA\/Dream/],
+    ];
+    for (const [args, msg] of cases) {
+      const r = await runCli(['bench', '--model', args[0], '--engine', 'reference', '--eval', ev, '--gen-length', '8', ...args.slice(1)]);
+      expect(r.code, args.join(' ')).toBe(2);
+      expect(r.stderr).toMatch(msg);
+    }
+  });
+});
