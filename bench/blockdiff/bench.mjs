@@ -157,7 +157,9 @@ try {
 } finally {
   if (!KEEP) rmSync(dir, { recursive: true, force: true });
 }
-results.notes.push('The machine is shared with other jobs (2 cores): timings are noisy; re-run on a quiet machine.');
+// A loaded machine makes the timings noisy: say so when the 1-minute load at the start exceeds the cores.
+const quiet = results.machine.load1 <= results.machine.cores;
+results.notes.push(quiet ? 'Load at the start was within the core count: no other heavy job was running.' : 'The machine was loaded (other jobs running): timings are noisy; re-run on a quiet machine.');
 
 const day = results.date.slice(0, 10);
 mkdirSync('bench/results', { recursive: true });
@@ -165,7 +167,7 @@ writeFileSync(`bench/results/blockdiff-wasm-${day}.json`, JSON.stringify(results
 const md = [
   `# Fast-dLLM v2 1.5B shape on the WASM engine, ${day}`, '',
   `Machine: ${results.machine.cpu}, ${results.machine.cores} cores, ${results.machine.memGiB} GiB, node ${results.machine.node}, load ${results.machine.load1.toFixed(2)} at start.`,
-  'Shared machine (other jobs running): numbers are noisy; re-run `node bench/blockdiff/bench.mjs` on a quiet one.', '',
+  quiet ? 'No other heavy job was running.' : 'Loaded machine (other jobs running): numbers are noisy; re-run `node bench/blockdiff/bench.mjs` on a quiet one.', '',
   `Model: ${results.model.config}; ${(results.model.parameters / 1e9).toFixed(2)} B parameters, ${(results.model.safetensorsBytes / GiB).toFixed(2)} GiB of bf16 safetensors; blocks of ${results.model.blockSize}.`, '',
   '## Memory (wasm32 addresses 4 GiB)', '',
   `- weights as loaded (bf16 linear weights, tied embedding read from the packed LM head): ${(results.memory.weightBytesBf16 / GiB).toFixed(3)} GiB`,

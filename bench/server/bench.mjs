@@ -169,7 +169,7 @@ if (models.includes('100m')) {
 results.notes = [
   'Each level sends the same requests; c = 1 is the same requests run one at a time. "same texts" checks every answer equals its one-at-a-time answer (batch invariance).',
   'answer tok/s counts usage.completion_tokens (the server ends a request as soon as its answer is final); committed/s counts every decoded position.',
-  'The client runs in this process, the server in another, on the same machine; timings on a shared machine are noisy: re-run on a quiet one.',
+  'The client runs in this process, the server in another, on the same machine; the work of the client is part of every timing.',
 ];
 mkdirSync(OUT, { recursive: true });
 const day = results.date.slice(0, 10);

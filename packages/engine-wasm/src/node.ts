@@ -1,4 +1,5 @@
 /** Node-only loader: reads the compiled kernel modules from this package's build/ folder. */
+import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import v8 from 'node:v8';
 import { fileURLToPath } from 'node:url';
@@ -47,15 +48,27 @@ let relaxed: Promise<boolean> | null = null;
  *   Liftoff's baseline code until it has run "enough", which made the small matmuls of a short generation
  *   3–4× slower (measured: 40×64×64 at 11 GFLOP/s under Liftoff vs 47 optimised).
  * - --experimental-wasm-relaxed-simd: Node 20's V8 has relaxed SIMD behind this flag (on by default since
- *   Chrome 114), needed by the -fma builds.
+ *   Chrome 114), needed by the -fma builds. Set only where the -fma build does not validate without it: later
+ *   V8s (Node 24) no longer know the flag and print an error for it.
  */
 function configureV8(): void {
-  for (const flag of ['--no-liftoff', '--experimental-wasm-relaxed-simd']) {
-    try {
-      v8.setFlagsFromString(flag);
-    } catch {
-      // not a V8 that knows the flag: the defaults stay
-    }
+  setFlag('--no-liftoff');
+  if (!validatesSync('release-fma')) setFlag('--experimental-wasm-relaxed-simd');
+}
+
+function setFlag(flag: string): void {
+  try {
+    v8.setFlagsFromString(flag);
+  } catch {
+    // not a V8 that knows the flag: the defaults stay
+  }
+}
+
+function validatesSync(build: KernelBuild): boolean {
+  try {
+    return WebAssembly.validate(readFileSync(kernelModulePath(build)));
+  } catch {
+    return false; // missing build: compiled() reports it
   }
 }
 configureV8();
