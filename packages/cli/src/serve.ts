@@ -3,7 +3,7 @@
  * once (liveness answers, readiness is false while the engine loads), and on SIGTERM or Ctrl-C stops taking
  * requests, lets in-flight ones finish within --grace seconds, cancels the rest and exits 0.
  */
-import { basename } from 'node:path';
+import { basename, dirname } from 'node:path';
 import { Option, type Command } from 'commander';
 import type { Engine } from '@fast-dllm/scheduler';
 import { ENGINE_CHOICES, openEngine } from './engines.js';
@@ -41,7 +41,7 @@ export function registerServe(program: Command, io: Io, signal: AbortSignal): vo
     .command('serve')
     .description('OpenAI-compatible HTTP server with continuous batching (POST /v1/chat/completions, /v1/completions)')
     .option('--model <dir>', 'Hugging Face model directory (default: the bundled model)')
-    .option('--name <id>', 'model name clients send as "model" (default: the directory name; "default" for the bundled model)')
+    .option('--name <id>', 'model name clients send as "model" (default: "default" for the bundled model, org/name for a Hugging Face cache snapshot, else the directory name)')
     .option('--host <host>', 'address to bind; anything but loopback exposes the server to the network', '127.0.0.1')
     .addOption(new Option('--port <n>', 'port (0: any free port)').argParser(intArg('--port', 0, 65535)).default(8000))
     .addOption(new Option('--engine <name>', 'engine: auto tries cuda, wasm, reference').argParser(choiceArg('--engine', ENGINE_CHOICES)).default('auto'))
@@ -60,7 +60,7 @@ export function registerServe(program: Command, io: Io, signal: AbortSignal): vo
       if (opts.apiKey !== undefined && opts.apiKey.trim() === '') throw new UsageError('--api-key / FAST_DLLM_API_KEY is empty; set a key or unset it');
       const { createServer } = await import('@fast-dllm/server');
       const md = await openModelDir(opts.model, { needTokenizer: true });
-      const id = opts.name ?? (opts.model === undefined ? 'default' : basename(md.dir));
+      const id = opts.name ?? (opts.model === undefined ? 'default' : modelIdFor(md.dir));
       const log = (l: string) => io.stderr(`${l}\n`);
 
       const enginePromise = openEngine(opts.engine, md.dir, { threads: opts.threads, ...(opts.dtype ? { weightDType: opts.dtype } : {}) }, log);
@@ -119,4 +119,24 @@ export function registerServe(program: Command, io: Io, signal: AbortSignal): vo
       const e = engine ?? (await enginePromise.catch(() => undefined));
       await e?.dispose();
     });
+}
+
+/** Folder names that say nothing about the model: the id comes from the folder above them. */
+const GENERIC_DIRS = new Set(['model', 'models', 'checkpoint', 'weights', 'hf', 'main']);
+
+/**
+ * The id `serve` gives a model directory when --name is not given: `org/name` for a Hugging Face cache snapshot
+ * (`…/models--org--name/snapshots/<commit>`, whose own name is a commit hash), the folder above a generic folder
+ * name (`packages/bd-model/model` → `bd-model`), else the directory's name.
+ */
+export function modelIdFor(dir: string): string {
+  const norm = dir.replace(/[\\/]+$/, '');
+  const hub = /(?:^|[\\/])models--([^\\/]+?)--([^\\/]+)[\\/]snapshots[\\/][^\\/]+$/.exec(norm);
+  if (hub) return `${hub[1]}/${hub[2]}`;
+  const name = basename(norm);
+  if (GENERIC_DIRS.has(name.toLowerCase())) {
+    const parent = basename(dirname(norm));
+    if (parent && parent !== '.' && parent !== '/') return parent;
+  }
+  return name;
 }
