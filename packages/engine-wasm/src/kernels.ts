@@ -202,7 +202,7 @@ export interface ParallelKernels {
  *   MatmulF32/BF16: [x, w, b, y, n, inDim, out]
  *   MatmulI8:       [x, xq, w, b, y, n, inDim, out, fused]; xq holds n quantized rows, each thread quantizes its
  *                   own; fused 1 runs matmulI8Fused (the same results)
- *   Attention:      [q, k, v, out, scores, nq, nk, H, KVH, hd, scale]; thread i uses scores + i·nk f32
+ *   Attention:      [q, k, v, out, scores, nq, nk, H, KVH, hd, scale]; thread i uses scores + 2·i·nk f32
  *   ReduceRows:     [logits, vocab, res, keys, temps, n, exclude]; keys (n, 3) u32, temps (n,) f64
  */
 export function parallelJob(ex: KernelExports, op: ParallelOp, a: ArrayLike<number>, index: number): { n: number; grain: number; run(lo: number, hi: number): void } {
@@ -222,7 +222,7 @@ export function parallelJob(ex: KernelExports, op: ParallelOp, a: ArrayLike<numb
     case ParallelOp.Attention: {
       const [q, k, v, out, scores, nq, nk, H, KVH, hd, scale] = Array.from(a);
       const row = H * hd * 4; // bytes per query/output row
-      return { n: nq, grain: 1, run: (lo, hi) => ex.attention!(q + lo * row, k, v, out + lo * row, scores + index * nk * 4, hi - lo, nk, H, KVH, hd, scale) };
+      return { n: nq, grain: 1, run: (lo, hi) => ex.attention!(q + lo * row, k, v, out + lo * row, scores + index * 2 * nk * 4, hi - lo, nk, H, KVH, hd, scale) };
     }
     case ParallelOp.ReduceRows: {
       const [logits, vocab, res, keys, temps, n, exclude] = Array.from(a);
@@ -581,14 +581,14 @@ export class WasmKernels {
 
   /**
    * out (nq, H, hd) = softmax(q kᵀ · scale) v; q (nq, H, hd); k, v (nk, KVH, hd) contiguous visible keys;
-   * scores (threads · nk,) f32 scratch, one nk slice per thread.
+   * scores (threads · 2 · nk,) f32 scratch, two nk rows per thread (the SIMD kernel takes query rows in pairs).
    */
   attention(q: Region, k: Region, v: Region, out: Region, scores: Region, nq: number, nk: number, H: number, KVH: number, hd: number, scale: number): void {
     checkLen('attention q', q, nq * H * hd);
     checkLen('attention k', k, nk * KVH * hd);
     checkLen('attention v', v, nk * KVH * hd);
     checkLen('attention out', out, nq * H * hd);
-    checkLen('attention scores', scores, nk * this.threads);
+    checkLen('attention scores', scores, 2 * nk * this.threads);
     if (H % KVH !== 0) throw new Error(`attention: ${H} heads is not a multiple of ${KVH} KV heads`);
     if (this.parallel && nq >= 2 && nq * nk * H * hd >= PARALLEL_MIN_MACS) {
       this.split(ParallelOp.Attention, [q.ptr, k.ptr, v.ptr, out.ptr, scores.ptr, nq, nk, H, KVH, hd, scale]);

@@ -313,7 +313,7 @@ for (const { label, simd, fma } of builds) {
         const K = await loadKernels();
         const q = randn(c.nq * c.H * c.hd, c.seed, 2), k = randn(c.nk * c.KVH * c.hd, c.seed + 1, 2), v = randn(c.nk * c.KVH * c.hd, c.seed + 2);
         const rq = K.allocF32(q.length, q), rk = K.allocF32(k.length, k), rv = K.allocF32(v.length, v);
-        const ro = allocGuarded(K, q.length), rs = K.allocF32(c.nk);
+        const ro = allocGuarded(K, q.length), rs = K.allocF32(2 * c.nk);
         const scale = 1 / Math.sqrt(c.hd);
         K.attention(rq, rk, rv, ro, rs, c.nq, c.nk, c.H, c.KVH, c.hd, scale);
         expect(guardsIntact(K, ro)).toBe(true);
@@ -399,14 +399,14 @@ describe('wasm kernels (threads build, 2 threads, rows split)', () => {
     try {
       const c = { nq: 21, nk: 64, H: 4, KVH: 2, hd: 128 };
       const q = randn(c.nq * c.H * c.hd, 811, 2), k = randn(c.nk * c.KVH * c.hd, 812, 2), v = randn(c.nk * c.KVH * c.hd, 813);
-      const ro = allocGuarded(K, q.length), rs = K.allocF32(c.nk * 2);
+      const ro = allocGuarded(K, q.length), rs = K.allocF32(c.nk * 2 * 2);
       const scale = 1 / Math.sqrt(c.hd);
       K.attention(K.allocF32(q.length, q), K.allocF32(k.length, k), K.allocF32(v.length, v), ro, rs, c.nq, c.nk, c.H, c.KVH, c.hd, scale);
       expect(guardsIntact(K, ro)).toBe(true);
       check('threaded attention', 811, K.f32(ro), refAttention(q, k, v, c.nq, c.nk, c.H, c.KVH, c.hd, scale), 1e-12);
-      // One scores row per thread is required, and a short scratch is refused rather than shared.
+      // Two scores rows per thread are required, and a short scratch is refused rather than shared.
       expect(() => K.attention(K.allocF32(q.length, q), K.allocF32(k.length, k), K.allocF32(v.length, v), ro, K.allocF32(c.nk), c.nq, c.nk, c.H, c.KVH, c.hd, scale))
-        .toThrow(/attention scores: region holds 64 elements, the call needs 128/);
+        .toThrow(/attention scores: region holds 64 elements, the call needs 256/);
     } finally {
       await K.parallel?.dispose();
     }
