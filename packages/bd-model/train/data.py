@@ -10,16 +10,17 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_MODEL_TRAIN = os.path.join(HERE, "..", "..", "default-model", "train")
 
 
-def _load(name, file):
-    # By path: default-model/train also has model.py, decode.py, export.py, which must not shadow these.
-    spec = importlib.util.spec_from_file_location(name, os.path.join(DEFAULT_MODEL_TRAIN, file))
+def load_default_model_module(file):
+    """A module of packages/default-model/train shared with this package, loaded by path: that folder also has
+    model.py, decode.py and export.py, which must not shadow these (so the module must import no sibling module)."""
+    spec = importlib.util.spec_from_file_location("default_model_" + file[:-3], os.path.join(DEFAULT_MODEL_TRAIN, file))
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
 
 
-task = _load("default_model_task", "task.py")  # the generator and its held-out split
-tok = _load("default_model_tokenizer", "tokenizer.py")  # vocabulary, chat prompt, encode/decode, tokenizer files
+task = load_default_model_module("task.py")  # the generator, its held-out split and answer extraction
+tok = load_default_model_module("tokenizer.py")  # vocabulary, chat prompt, encode/decode, tokenizer files
 
 BLOCK = 16  # bd_size
 GEN = 32  # cap on new tokens: two blocks after the prompt's block

@@ -8,7 +8,6 @@ exact match (every token up to and including <|eot_id|>), mean NFE and answer to
 import argparse
 import json
 import os
-import re
 import sys
 import time
 
@@ -19,17 +18,11 @@ import torch  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from data import BLOCK, GEN, answer_ids, prompt_ids, tok  # noqa: E402
+from data import BLOCK, GEN, answer_ids, prompt_ids, task, tok  # noqa: E402
 from decode import generate  # noqa: E402
 from export import load_model_dir  # noqa: E402
 
 DEFAULT_EVAL = os.path.join(HERE, "..", "..", "default-model", "eval", "eval.jsonl")
-
-
-def final_answer(text):
-    """The number after the last "answer:" (default-model's `extractAnswer`)."""
-    found = re.findall(r"answer\s*:?\s*(-?\d+)", text, flags=re.IGNORECASE)
-    return found[-1] if found else None
 
 
 def main():
@@ -51,7 +44,7 @@ def main():
         for tau in (float(x) for x in a.taus.split(",")):
             t0 = time.time()
             out = generate(model, prompts, GEN, BLOCK, sub_block=b, tau=tau)
-            ans_ok = sum(final_answer(tok.decode(ids)) == it["answer"] for it, (ids, _) in zip(items, out))
+            ans_ok = sum(task.final_answer(tok.decode(ids)) == it["answer"] for it, (ids, _) in zip(items, out))
             full_ok = sum(ids == answer_ids(*it["operands"]) for it, (ids, _) in zip(items, out))
             nfe = sum(n for _, n in out)
             r = {"subBlock": b, "tau": tau, "n": len(items), "answer_exact_match": ans_ok / len(items),

@@ -2,51 +2,15 @@
 bd_size, model.safetensors in F32 under Qwen2 tensor names, the bundled model's tokenizer files), and read one back."""
 import json
 import os
-import struct
 import sys
 
 import torch
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from data import BLOCK, GEN, tok  # noqa: E402
+from data import BLOCK, GEN, load_default_model_module, tok  # noqa: E402
 
-
-def write_safetensors(path, tensors):
-    """safetensors: 8-byte little-endian header length, JSON header, then raw little-endian F32 data."""
-    header, blobs, off = {}, [], 0
-    for name in sorted(tensors):
-        data = tensors[name].float().contiguous().numpy().astype("<f4").tobytes()
-        header[name] = {"dtype": "F32", "shape": list(tensors[name].shape), "data_offsets": [off, off + len(data)]}
-        blobs.append(data)
-        off += len(data)
-    header["__metadata__"] = {"format": "pt"}
-    hb = json.dumps(header, separators=(",", ":")).encode()
-    hb += b" " * ((8 - len(hb) % 8) % 8)  # keep the data 8-byte aligned
-    with open(path + ".tmp", "wb") as f:
-        f.write(struct.pack("<Q", len(hb)))
-        f.write(hb)
-        for b in blobs:
-            f.write(b)
-    os.replace(path + ".tmp", path)
-
-
-def read_safetensors(path):
-    """name -> float32 tensor, for the F32 files write_safetensors writes."""
-    import numpy as np
-    with open(path, "rb") as f:
-        n = struct.unpack("<Q", f.read(8))[0]
-        header = json.loads(f.read(n))
-        data = f.read()
-    out = {}
-    for name, h in header.items():
-        if name == "__metadata__":
-            continue
-        if h["dtype"] != "F32":
-            raise ValueError(f"{path}: {name} is {h['dtype']}; this reader takes the F32 files export.py writes")
-        a, b = h["data_offsets"]
-        out[name] = torch.from_numpy(np.frombuffer(data[a:b], dtype="<f4").copy()).view(h["shape"])
-    return out
+checkpoint = load_default_model_module("checkpoint.py")  # F32 safetensors and the directory's files, shared
 
 
 def load_model_dir(model_dir, dtype=torch.float32):
@@ -57,7 +21,7 @@ def load_model_dir(model_dir, dtype=torch.float32):
                              "intermediate_size", "vocab_size", "max_position_embeddings", "rope_theta", "rms_norm_eps", "bd_size")}
     m = BlockDiffLM(cfg)
     params = dict(m.hf_params())
-    w = read_safetensors(os.path.join(model_dir, "model.safetensors"))
+    w = checkpoint.read_safetensors(os.path.join(model_dir, "model.safetensors"))
     if set(w) != set(params):
         raise ValueError(f"{model_dir}: tensors {sorted(set(w) ^ set(params))} differ from the model's")
     with torch.no_grad():
@@ -98,26 +62,16 @@ def hf_config(cfg):
 
 
 def export(model, out_dir, extra=None, log_path=None):
-    os.makedirs(out_dir, exist_ok=True)
-    write_safetensors(os.path.join(out_dir, "model.safetensors"), model.hf_state_dict())
-
-    def dump(name, obj):
-        with open(os.path.join(out_dir, name), "w") as f:
-            json.dump(obj, f, indent=2, ensure_ascii=False)
-            f.write("\n")
-
-    dump("config.json", hf_config(model.cfg))
-    dump("tokenizer.json", tok.tokenizer_json())
-    dump("tokenizer_config.json", tok.tokenizer_config())
-    # Stop tokens: <|eot_id|> ends the answer; <|endoftext|> is EOS.
-    dump("generation_config.json", {"bos_token_id": tok.BOS, "eos_token_id": [tok.EOS, tok.EOT], "pad_token_id": tok.EOS,
-                                    "mask_token_id": tok.MASK, "max_new_tokens": GEN, "bd_size": BLOCK})
-    if extra:
-        dump("training_summary.json", extra)
-    log = log_path or os.path.join(HERE, "log.tsv")
-    if os.path.exists(log):  # ship the loss / exact-match curve with the weights
-        with open(log) as src, open(os.path.join(out_dir, "training_log.tsv"), "w") as dst:
-            dst.write(src.read())
+    """The model as a Fast-dLLM v2 checkpoint directory; `extra`: training_summary.json; the log (default
+    train/log.tsv) ships as training_log.tsv."""
+    checkpoint.write_model_dir(out_dir, model.hf_state_dict(), {
+        "config.json": hf_config(model.cfg),
+        "tokenizer.json": tok.tokenizer_json(),
+        "tokenizer_config.json": tok.tokenizer_config(),
+        # Stop tokens: <|eot_id|> ends the answer; <|endoftext|> is EOS.
+        "generation_config.json": {"bos_token_id": tok.BOS, "eos_token_id": [tok.EOS, tok.EOT], "pad_token_id": tok.EOS,
+                                   "mask_token_id": tok.MASK, "max_new_tokens": GEN, "bd_size": BLOCK},
+    }, extra, log_path or os.path.join(HERE, "log.tsv"))
 
 
 if __name__ == "__main__":

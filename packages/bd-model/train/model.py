@@ -1,7 +1,7 @@
 """Fast-dLLM v2-architecture block-diffusion LM in plain PyTorch 1.13 (float32 for training; float64 works too):
 Qwen2.5 layers (pre-norm RMSNorm, q/k/v projections with biases, grouped-query attention, NeoX RoPE, SwiGLU),
 tied embeddings (the LM head is the embedding, as in Fast_dLLM_v2_1.5B). Torch 1.13 has neither nn.RMSNorm nor
-scaled_dot_product_attention: both are written out.
+scaled_dot_product_attention: both are written out (RMSNorm is the bundled model's).
 
 The forward takes explicit absolute positions and a boolean attention mask, because the training canvas holds
 two copies of the sequence (noised and clean) with the same positions, and decoding uses block-causal masks.
@@ -12,15 +12,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from data import load_default_model_module
 
-class RMSNorm(nn.Module):
-    def __init__(self, d, eps):
-        super().__init__()
-        self.eps = eps
-        self.weight = nn.Parameter(torch.ones(d))  # (d)
 
-    def forward(self, x):
-        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * self.weight
+RMSNorm = load_default_model_module("model.py").RMSNorm  # the same layer as the bundled model's (weight init 1)
 
 
 def rope(x, pos, theta):

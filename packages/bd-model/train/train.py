@@ -24,7 +24,6 @@ problems with the model's own Fast-dLLM v2 decoding (decode.py) at tau = 1 (one 
 sub-block 8, logged to train/log.tsv.
 """
 import argparse
-import math
 import os
 import random
 import sys
@@ -39,10 +38,13 @@ import torch.nn.functional as F  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from data import BLOCK, GEN, answer_ids, prompt_ids, task, tok, training_sequence  # noqa: E402
+from data import BLOCK, GEN, answer_ids, load_default_model_module, prompt_ids, task, tok, training_sequence  # noqa: E402
 from decode import generate  # noqa: E402
 from export import export  # noqa: E402
 from model import BlockDiffLM  # noqa: E402
+
+loop = load_default_model_module("loop.py")  # the bundled model's schedule, optimiser step and loss log
+LossLog, optimizer_step, set_lr = loop.LossLog, loop.optimizer_step, loop.set_lr
 
 
 def canvas_layout(P, L, B):
@@ -161,13 +163,13 @@ def main():
     next_ck = elapsed0 + a.ckpt_min * 60
     total = a.minutes * 60
     warm = 100
-    run_loss, n_loss, last_loss = 0.0, 0, float("nan")
+    losses = LossLog(log, t0, 4)
     while True:
         el = time.time() - t0
         done = el >= total or (a.max_steps and step >= a.max_steps)
         if el >= next_ck or done:
             ev = eval_exact(model, eval_items, (1.0, 0.9))
-            summary = {"step": step, "minutes": round(el / 60, 2), "loss": last_loss, "seed": a.seed,
+            summary = {"step": step, "minutes": round(el / 60, 2), "loss": losses.last, "seed": a.seed,
                        "exact_match_eval50_tau1": ev[1.0][0], "exact_match_eval50_tau0.9": ev[0.9][0]}
             log.write(f"{step}\t{el / 60:.2f}\t\t{ev[1.0][0]:.3f}\t{ev[1.0][1]:.2f}\t{ev[0.9][0]:.3f}\t{ev[0.9][1]:.2f}\n"); log.flush()
             print(f"EVAL step {step} min {el / 60:.1f} exact tau1 {ev[1.0][0]:.3f} (nfe {ev[1.0][1]:.1f}) "
@@ -180,27 +182,16 @@ def main():
             next_ck = (time.time() - t0) + a.ckpt_min * 60
             if done or time.time() - t0 >= total:  # the eval itself may use up the budget
                 break
-        frac = min(1.0, el / total)
-        lr = a.lr * min(1.0, (step + 1) / warm) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
-        for g in opt.param_groups:
-            g["lr"] = lr
+        lr = set_lr(opt, a.lr, step, el, total, warm)  # cosine over the wall-clock budget after a linear warm-up
         ids, targets, bP = make_batch(rng, gen, train_pairs, a.batch, BLOCK)
         assert bP == P
         logits = model(ids, pos, allowed)  # (2bs, L + n, V)
         sel = targets[:, P:] != -100  # (2bs, L - P)
         pred = logits[:, rows[P:]][sel]  # (m, V): the predicting row of every masked position
         loss = F.cross_entropy(pred, targets[:, P:][sel])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
+        optimizer_step(model, opt, loss)
         step += 1
-        run_loss += loss.item(); n_loss += 1
-        if step % 20 == 0:
-            last_loss = run_loss / n_loss
-            log.write(f"{step}\t{(time.time() - t0) / 60:.2f}\t{last_loss:.4f}\t\t\t\t\n"); log.flush()
-            print(f"step {step} min {(time.time() - t0) / 60:.2f} loss {last_loss:.4f} lr {lr:.2e}", flush=True)
-            run_loss, n_loss = 0.0, 0
+        losses.add(step, loss.item(), lr)
     log.close()
 
 

@@ -6,7 +6,6 @@ Reports two numbers: final-answer exact match (what the TS scorer measures) and 
 import argparse
 import json
 import os
-import re
 import sys
 import time
 
@@ -15,15 +14,10 @@ import torch  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
+import task  # noqa: E402
 import tokenizer as tok  # noqa: E402
 from decode import generate  # noqa: E402
 from model import LLaDA  # noqa: E402
-
-
-def final_answer(text):
-    """The number after the last "answer:" (src/index.ts `extractAnswer`)."""
-    found = re.findall(r"answer\s*:?\s*(-?\d+)", text, flags=re.IGNORECASE)
-    return found[-1] if found else None
 
 
 def main():
@@ -48,7 +42,7 @@ def main():
         out = generate(model, prompts).tolist()
         for it, row in zip(chunk, out):
             text = tok.decode(row)
-            ans_ok += final_answer(text) == it["answer"]
+            ans_ok += task.final_answer(text) == it["answer"]
             full_ok += "".join(text.split()) == "".join(it["answer_text"].split())
         print(f"{i + len(chunk)} done, answer EM {ans_ok / (i + len(chunk)):.3f}", flush=True)
     res = {"step": ck["step"], "n": len(items), "answer_exact_match": ans_ok / len(items),

@@ -1,33 +1,12 @@
 """Write a trained model as a LLaDA-format checkpoint directory (config.json, model.safetensors, tokenizer files)."""
-import json
 import os
-import struct
 import sys
 
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import tokenizer as tok  # noqa: E402
-
-
-def write_safetensors(path, tensors):
-    """safetensors: 8-byte little-endian header length, JSON header, then raw little-endian F32 data."""
-    header, blobs, off = {}, [], 0
-    for name in sorted(tensors):
-        t = tensors[name].float().contiguous()
-        data = t.numpy().astype("<f4").tobytes()
-        header[name] = {"dtype": "F32", "shape": list(t.shape), "data_offsets": [off, off + len(data)]}
-        blobs.append(data)
-        off += len(data)
-    header["__metadata__"] = {"format": "pt"}
-    hb = json.dumps(header, separators=(",", ":")).encode()
-    hb += b" " * ((8 - len(hb) % 8) % 8)  # keep the data 8-byte aligned
-    with open(path + ".tmp", "wb") as f:
-        f.write(struct.pack("<Q", len(hb)))
-        f.write(hb)
-        for b in blobs:
-            f.write(b)
-    os.replace(path + ".tmp", path)
+from checkpoint import write_model_dir  # noqa: E402
 
 
 def llada_config(cfg):
@@ -67,25 +46,15 @@ def llada_config(cfg):
 
 
 def export(model, out_dir, extra=None, log_path=None):
-    os.makedirs(out_dir, exist_ok=True)
-    write_safetensors(os.path.join(out_dir, "model.safetensors"), model.llada_state_dict())
-
-    def dump(name, obj):
-        with open(os.path.join(out_dir, name), "w") as f:
-            json.dump(obj, f, indent=2, ensure_ascii=False)
-            f.write("\n")
-
-    dump("config.json", llada_config(model.cfg))
-    dump("tokenizer.json", tok.tokenizer_json())
-    dump("tokenizer_config.json", tok.tokenizer_config())
-    dump("generation_config.json", {"bos_token_id": tok.BOS, "eos_token_id": [tok.EOS, tok.EOT], "pad_token_id": tok.EOS,
-                                    "mask_token_id": tok.MASK, "gen_length": 128, "block_length": 32, "steps": 128})
-    if extra:
-        dump("training_summary.json", extra)
-    log = log_path or os.path.join(os.path.dirname(os.path.abspath(__file__)), "log.tsv")
-    if os.path.exists(log):  # ship the loss / exact-match curve with the weights
-        with open(log) as src, open(os.path.join(out_dir, "training_log.tsv"), "w") as dst:
-            dst.write(src.read())
+    """The model as a LLaDA checkpoint directory; `extra`: training_summary.json; the log (default train/log.tsv)
+    ships as training_log.tsv."""
+    write_model_dir(out_dir, model.llada_state_dict(), {
+        "config.json": llada_config(model.cfg),
+        "tokenizer.json": tok.tokenizer_json(),
+        "tokenizer_config.json": tok.tokenizer_config(),
+        "generation_config.json": {"bos_token_id": tok.BOS, "eos_token_id": [tok.EOS, tok.EOT], "pad_token_id": tok.EOS,
+                                   "mask_token_id": tok.MASK, "gen_length": 128, "block_length": 32, "steps": 128},
+    }, extra, log_path or os.path.join(os.path.dirname(os.path.abspath(__file__)), "log.tsv"))
 
 
 if __name__ == "__main__":

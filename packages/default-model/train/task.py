@@ -4,6 +4,7 @@ Train and eval are disjoint by construction: an operand pair (a, b) belongs to t
 its 32-bit multiplicative hash is divisible by 10 (see `is_eval_pair`, re-implemented in src/index.ts).
 """
 import random
+import re
 
 LO, HI = 10, 99  # both operands are two-digit numbers
 
@@ -45,3 +46,9 @@ def all_pairs(split: str):
 
 def sample_train(rng: random.Random, pairs):
     return pairs[rng.randrange(len(pairs))]
+
+
+def final_answer(text):
+    """The number after the last "answer:" in a decoded answer (src/index.ts `extractAnswer`), or None."""
+    found = re.findall(r"answer\s*:?\s*(-?\d+)", text, flags=re.IGNORECASE)
+    return found[-1] if found else None

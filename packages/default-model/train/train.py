@@ -7,7 +7,6 @@ train/log.tsv gets the loss every 20 steps and a greedy exact-match eval (one to
 """
 import argparse
 import json
-import math
 import os
 import random
 import sys
@@ -25,6 +24,7 @@ import task  # noqa: E402
 import tokenizer as tok  # noqa: E402
 from decode import generate  # noqa: E402
 from export import export  # noqa: E402
+from loop import LossLog, optimizer_step, set_lr  # noqa: E402
 from model import LLaDA  # noqa: E402
 
 GEN = 128  # eval generation length
@@ -115,13 +115,13 @@ def main():
     next_ck = elapsed0 + a.ckpt_min * 60
     total = a.minutes * 60
     warm = 100
-    run_loss, n_loss, last_loss = 0.0, 0, float("nan")
+    losses = LossLog(log, t0, 1)
     while True:
         el = time.time() - t0
         done = el >= total
         if el >= next_ck or done:
             em = eval_exact(model, eval_items, a.device)
-            summary = {"step": step, "minutes": round(el / 60, 2), "loss": last_loss, "exact_match_eval50": em, "seed": a.seed}
+            summary = {"step": step, "minutes": round(el / 60, 2), "loss": losses.last, "exact_match_eval50": em, "seed": a.seed}
             log.write(f"{step}\t{el / 60:.2f}\t\t{em:.3f}\n"); log.flush()
             print(f"EVAL step {step} min {el / 60:.1f} exact {em:.3f}", flush=True)
             torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "cfg": cfg, "step": step,
@@ -132,11 +132,7 @@ def main():
             next_ck = (time.time() - t0) + a.ckpt_min * 60
             if done or time.time() - t0 >= total:  # the eval itself may use up the budget: don't evaluate twice
                 break
-        # Cosine schedule over the wall-clock budget with a short linear warmup.
-        frac = min(1.0, el / total)
-        lr = a.lr * min(1.0, (step + 1) / warm) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
-        for g in opt.param_groups:
-            g["lr"] = lr
+        lr = set_lr(opt, a.lr, step, el, total, warm)  # cosine over the wall-clock budget after a linear warm-up
         prompts, ans = make_batch(rng, train_pairs, a.batch)
         B, L = ans.shape
         # Noise drawn on the CPU generator (the same stream on every device), then moved.
@@ -148,17 +144,9 @@ def main():
         ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), ans.reshape(-1), reduction="none").view(B, L)
         # LLaDA SFT: CE on masked answer tokens / t, normalised by answer length (L incl. EOS padding) and batch.
         loss = ((ce / t) * mask).sum() / (L * B)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
+        optimizer_step(model, opt, loss)
         step += 1
-        run_loss += loss.item(); n_loss += 1
-        if step % 20 == 0:
-            last_loss = run_loss / n_loss
-            log.write(f"{step}\t{(time.time() - t0) / 60:.2f}\t{last_loss:.4f}\t\n"); log.flush()
-            print(f"step {step} min {(time.time() - t0) / 60:.2f} loss {last_loss:.4f} lr {lr:.2e}", flush=True)
-            run_loss, n_loss = 0.0, 0
+        losses.add(step, loss.item(), lr)
     log.close()
 
 
