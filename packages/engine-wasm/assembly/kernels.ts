@@ -379,50 +379,41 @@ function softmaxInPlace(scores: usize, nk: i32, mx: f32): void {
   return f32x4.add(v128.shuffle<f32>(s01, s23, 0, 1, 4, 5), v128.shuffle<f32>(s01, s23, 2, 3, 6, 7));
 }
 
+/** Query rows per attention block: the scores scratch holds this many rows of nk per thread (src/kernels.ts). */
+const ATTENTION_ROWS = 16;
+export const attentionRows: i32 = ATTENTION_ROWS;
+
 /**
  * out (nq, H, hd) = softmax(q·kᵀ · scale) · v for each query row and head, over nk key rows.
  * q: (nq, H, hd); k, v: (nk, KVH, hd) — the caller lays the visible keys (cached segments and fresh K/V)
- * contiguously; head h reads KV head h / (H / KVH) (GQA). scores: (2, nk) f32 scratch.
- * Softmax in f32 with max subtraction. Query rows go two at a time, so that each key and value vector loaded
- * serves both rows (an odd last row goes alone); scores are computed 4 keys at a time, and the weighted sum of V
- * keeps 16 output dims of both rows (or 32 of a lone row) in registers across all keys. Every output lane is the
- * same chain of operations whichever way its row is grouped (a dot product in 4-lane steps then the 4×4
- * transpose sum; exp; a madd per key in key order), so a row's result does not depend on its neighbours: batch
- * invariance (DESIGN §7) holds across any split of the rows.
+ * contiguously; head h reads KV head h / (H / KVH) (GQA). scores: (ATTENTION_ROWS, nk) f32 scratch.
+ * Softmax in f32 with max subtraction. Query rows go in blocks of ATTENTION_ROWS, so that each group of 4 keys,
+ * and each 16-dim column of the values, is read from memory once per block and then from L1 for every row of it;
+ * inside a block rows go two at a time (each vector loaded serves both). Every output lane is the same chain of
+ * operations whichever block and pair its row falls in (a dot product in 4-lane steps then the 4×4 transpose
+ * sum; exp; a madd per key in key order), so a row's result does not depend on the other rows of the call:
+ * batch invariance (DESIGN §7) holds across any split of the rows.
  */
 export function attention(
   q: usize, k: usize, v: usize, out: usize, scores: usize, nq: i32, nk: i32, H: i32, KVH: i32, hd: i32, scale: f32,
 ): void {
   const group = H / KVH;
   const rowBytes = (<usize>H * <usize>hd) << 2; // bytes between query (and output) rows
-  const scores2 = scores + (<usize>nk << 2);
-  let i = 0;
-  for (; i + 2 <= nq; i += 2) {
+  const scoreBytes = <usize>nk << 2; // bytes between score rows
+  for (let i0 = 0; i0 < nq; i0 += ATTENTION_ROWS) {
+    const nb = min(ATTENTION_ROWS, nq - i0);
     for (let h = 0; h < H; h++) {
-      const qa = q + <usize>i * rowBytes + ((<usize>h * <usize>hd) << 2), qb = qa + rowBytes;
+      const q0 = q + <usize>i0 * rowBytes + ((<usize>h * <usize>hd) << 2);
+      const o0 = out + <usize>i0 * rowBytes + ((<usize>h * <usize>hd) << 2);
       const kvOff = (<usize>(h / group) * <usize>hd) << 2;
-      scoresPair(qa, qb, k + kvOff, scores, scores2, nk, KVH, hd, scale);
-      const oa = out + <usize>i * rowBytes + ((<usize>h * <usize>hd) << 2);
-      weightedSumPair(scores, scores2, v + kvOff, oa, oa + rowBytes, nk, KVH, hd);
-    }
-  }
-  for (; i < nq; i++) {
-    for (let h = 0; h < H; h++) {
-      const qr = q + <usize>i * rowBytes + ((<usize>h * <usize>hd) << 2);
-      const kvOff = (<usize>(h / group) * <usize>hd) << 2;
-      scoresRow(qr, k + kvOff, scores, nk, KVH, hd, scale);
-      weightedSumRow(scores, v + kvOff, out + <usize>i * rowBytes + ((<usize>h * <usize>hd) << 2), nk, KVH, hd);
+      scoresBlock(q0, rowBytes, k + kvOff, scores, scoreBytes, nb, nk, KVH, hd, scale);
+      for (let r = 0; r < nb; r++) softmaxRowSimd(scores + <usize>r * scoreBytes, nk);
+      weightedSumBlock(scores, scoreBytes, v + kvOff, o0, rowBytes, nb, nk, KVH, hd);
     }
   }
 }
 
-/** The largest of a score vector's lanes and a scalar. */
-// @ts-ignore: decorator
-@inline function maxLanes(vmx: v128, mx: f32): f32 {
-  return max(mx, max(max(f32x4.extract_lane(vmx, 0), f32x4.extract_lane(vmx, 1)), max(f32x4.extract_lane(vmx, 2), f32x4.extract_lane(vmx, 3))));
-}
-
-/** One key's score for query row qr (kr: the key row at its KV head), scaled; the tail of the 4-key loop. */
+/** One key's score for query row qr (kr: the key row at its KV head), scaled; the tail of the 4-key groups. */
 // @ts-ignore: decorator
 @inline function scoreOne(qr: usize, kr: usize, D4: i32, hd: i32, scale: f32): f32 {
   let acc = f32x4.splat(0);
@@ -430,141 +421,129 @@ export function attention(
   return (hsum(acc) + dotTail(qr, kr, D4, hd)) * scale;
 }
 
-/** scores (nk,) ← softmax(q·kᵀ · scale) for one query row at one head; kh: key 0 at the head's KV head. */
+/** [q·k0, q·k1, q·k2, q·k3] · scale for one query row: four dot products in 4-lane steps, then the transpose sum. */
 // @ts-ignore: decorator
-@inline function scoresRow(qr: usize, kh: usize, scores: usize, nk: i32, KVH: i32, hd: i32, scale: f32): void {
+@inline function scores4(qr: usize, k0: usize, kvStride: usize, D4: i32, hd: i32, vscale: v128): v128 {
+  const k1 = k0 + kvStride, k2 = k1 + kvStride, k3 = k2 + kvStride;
+  let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
+  for (let c = 0; c < D4; c += 4) {
+    const o = <usize>c << 2;
+    const qv = v128.load(qr + o);
+    a0 = madd(qv, v128.load(k0 + o), a0); a1 = madd(qv, v128.load(k1 + o), a1);
+    a2 = madd(qv, v128.load(k2 + o), a2); a3 = madd(qv, v128.load(k3 + o), a3);
+  }
+  let s = hsum4(a0, a1, a2, a3);
+  if (D4 < hd) {
+    s = f32x4.add(s, f32x4(dotTail(qr, k0, D4, hd), dotTail(qr, k1, D4, hd), dotTail(qr, k2, D4, hd), dotTail(qr, k3, D4, hd)));
+  }
+  return f32x4.mul(s, vscale);
+}
+
+/**
+ * scores (nb, nk) rows sb bytes apart ← q·kᵀ · scale for nb query rows (rs bytes apart) at one head; kh: key 0 at
+ * the head's KV head. Key groups outer, rows inner (in pairs): a group's 4 key rows stay in L1 for the block.
+ */
+// @ts-ignore: decorator
+@inline function scoresBlock(q0: usize, rs: usize, kh: usize, scores: usize, sb: usize, nb: i32, nk: i32, KVH: i32, hd: i32, scale: f32): void {
   const D4 = hd & ~3;
   const kvStride = <usize>(KVH * hd) << 2; // bytes between key rows
   const vscale = f32x4.splat(scale);
-  let vmx = f32x4.splat(-Infinity);
-  let mx: f32 = -Infinity;
   let t = 0;
   for (; t + 4 <= nk; t += 4) {
     const k0 = kh + <usize>t * kvStride, k1 = k0 + kvStride, k2 = k1 + kvStride, k3 = k2 + kvStride;
-    let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
-    for (let c = 0; c < D4; c += 4) {
-      const o = <usize>c << 2;
-      const qv = v128.load(qr + o);
-      a0 = madd(qv, v128.load(k0 + o), a0); a1 = madd(qv, v128.load(k1 + o), a1);
-      a2 = madd(qv, v128.load(k2 + o), a2); a3 = madd(qv, v128.load(k3 + o), a3);
+    const st = <usize>t << 2;
+    let r = 0;
+    for (; r + 2 <= nb; r += 2) {
+      const qa = q0 + <usize>r * rs, qb = qa + rs;
+      let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
+      let b0 = f32x4.splat(0), b1 = f32x4.splat(0), b2 = f32x4.splat(0), b3 = f32x4.splat(0);
+      for (let c = 0; c < D4; c += 4) {
+        const o = <usize>c << 2;
+        const qva = v128.load(qa + o), qvb = v128.load(qb + o);
+        let kv = v128.load(k0 + o);
+        a0 = madd(qva, kv, a0); b0 = madd(qvb, kv, b0);
+        kv = v128.load(k1 + o);
+        a1 = madd(qva, kv, a1); b1 = madd(qvb, kv, b1);
+        kv = v128.load(k2 + o);
+        a2 = madd(qva, kv, a2); b2 = madd(qvb, kv, b2);
+        kv = v128.load(k3 + o);
+        a3 = madd(qva, kv, a3); b3 = madd(qvb, kv, b3);
+      }
+      let s = hsum4(a0, a1, a2, a3);
+      let u = hsum4(b0, b1, b2, b3);
+      if (D4 < hd) {
+        s = f32x4.add(s, f32x4(dotTail(qa, k0, D4, hd), dotTail(qa, k1, D4, hd), dotTail(qa, k2, D4, hd), dotTail(qa, k3, D4, hd)));
+        u = f32x4.add(u, f32x4(dotTail(qb, k0, D4, hd), dotTail(qb, k1, D4, hd), dotTail(qb, k2, D4, hd), dotTail(qb, k3, D4, hd)));
+      }
+      v128.store(scores + <usize>r * sb + st, f32x4.mul(s, vscale));
+      v128.store(scores + <usize>(r + 1) * sb + st, f32x4.mul(u, vscale));
     }
-    let s = hsum4(a0, a1, a2, a3);
-    if (D4 < hd) {
-      s = f32x4.add(s, f32x4(dotTail(qr, k0, D4, hd), dotTail(qr, k1, D4, hd), dotTail(qr, k2, D4, hd), dotTail(qr, k3, D4, hd)));
-    }
-    s = f32x4.mul(s, vscale);
-    v128.store(scores + (<usize>t << 2), s);
-    vmx = f32x4.max(vmx, s);
-  }
-  for (; t < nk; t++) {
-    const s = scoreOne(qr, kh + <usize>t * kvStride, D4, hd, scale);
-    store<f32>(scores + (<usize>t << 2), s);
-    if (s > mx) mx = s;
-  }
-  softmaxInPlaceSimd(scores, nk, maxLanes(vmx, mx));
-}
-
-/** scoresRow for two query rows (qa → sa, qb → sb) at one head, each key vector loaded once for both. */
-// @ts-ignore: decorator
-@inline function scoresPair(qa: usize, qb: usize, kh: usize, sa: usize, sb: usize, nk: i32, KVH: i32, hd: i32, scale: f32): void {
-  const D4 = hd & ~3;
-  const kvStride = <usize>(KVH * hd) << 2;
-  const vscale = f32x4.splat(scale);
-  let vmxA = f32x4.splat(-Infinity), vmxB = f32x4.splat(-Infinity);
-  let mxA: f32 = -Infinity, mxB: f32 = -Infinity;
-  let t = 0;
-  for (; t + 4 <= nk; t += 4) {
-    const k0 = kh + <usize>t * kvStride, k1 = k0 + kvStride, k2 = k1 + kvStride, k3 = k2 + kvStride;
-    let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
-    let b0 = f32x4.splat(0), b1 = f32x4.splat(0), b2 = f32x4.splat(0), b3 = f32x4.splat(0);
-    for (let c = 0; c < D4; c += 4) {
-      const o = <usize>c << 2;
-      const qva = v128.load(qa + o), qvb = v128.load(qb + o);
-      let kv = v128.load(k0 + o);
-      a0 = madd(qva, kv, a0); b0 = madd(qvb, kv, b0);
-      kv = v128.load(k1 + o);
-      a1 = madd(qva, kv, a1); b1 = madd(qvb, kv, b1);
-      kv = v128.load(k2 + o);
-      a2 = madd(qva, kv, a2); b2 = madd(qvb, kv, b2);
-      kv = v128.load(k3 + o);
-      a3 = madd(qva, kv, a3); b3 = madd(qvb, kv, b3);
-    }
-    let s = hsum4(a0, a1, a2, a3);
-    let r = hsum4(b0, b1, b2, b3);
-    if (D4 < hd) {
-      s = f32x4.add(s, f32x4(dotTail(qa, k0, D4, hd), dotTail(qa, k1, D4, hd), dotTail(qa, k2, D4, hd), dotTail(qa, k3, D4, hd)));
-      r = f32x4.add(r, f32x4(dotTail(qb, k0, D4, hd), dotTail(qb, k1, D4, hd), dotTail(qb, k2, D4, hd), dotTail(qb, k3, D4, hd)));
-    }
-    s = f32x4.mul(s, vscale);
-    r = f32x4.mul(r, vscale);
-    v128.store(sa + (<usize>t << 2), s);
-    v128.store(sb + (<usize>t << 2), r);
-    vmxA = f32x4.max(vmxA, s);
-    vmxB = f32x4.max(vmxB, r);
+    if (r < nb) v128.store(scores + <usize>r * sb + st, scores4(q0 + <usize>r * rs, k0, kvStride, D4, hd, vscale));
   }
   for (; t < nk; t++) {
     const kr = kh + <usize>t * kvStride;
-    const s = scoreOne(qa, kr, D4, hd, scale), r = scoreOne(qb, kr, D4, hd, scale);
-    store<f32>(sa + (<usize>t << 2), s);
-    store<f32>(sb + (<usize>t << 2), r);
-    if (s > mxA) mxA = s;
-    if (r > mxB) mxB = r;
+    for (let r = 0; r < nb; r++) store<f32>(scores + <usize>r * sb + (<usize>t << 2), scoreOne(q0 + <usize>r * rs, kr, D4, hd, scale));
   }
-  softmaxInPlaceSimd(sa, nk, maxLanes(vmxA, mxA));
-  softmaxInPlaceSimd(sb, nk, maxLanes(vmxB, mxB));
 }
 
-/** orow (hd,) = Σ_t p_t · v_t for one row (p: its softmaxed scores; vh: value 0 at the head's KV head). */
+/** scores (nk,) ← softmax in place: the row's max (4 lanes at a time, then the tail), then softmaxInPlaceSimd. */
 // @ts-ignore: decorator
-@inline function weightedSumRow(p: usize, vh: usize, orow: usize, nk: i32, KVH: i32, hd: i32): void {
-  const D4 = hd & ~3;
-  const kvStride = <usize>(KVH * hd) << 2;
-  let c = 0;
-  for (; c + 32 <= D4; c += 32) {
-    const o = <usize>c << 2;
-    let o0 = f32x4.splat(0), o1 = f32x4.splat(0), o2 = f32x4.splat(0), o3 = f32x4.splat(0);
-    let o4 = f32x4.splat(0), o5 = f32x4.splat(0), o6 = f32x4.splat(0), o7 = f32x4.splat(0);
-    for (let t = 0; t < nk; t++) {
-      const w = v128.load32_splat(p + (<usize>t << 2));
-      const vr = vh + <usize>t * kvStride + o;
-      o0 = madd(w, v128.load(vr), o0); o1 = madd(w, v128.load(vr, 16), o1);
-      o2 = madd(w, v128.load(vr, 32), o2); o3 = madd(w, v128.load(vr, 48), o3);
-      o4 = madd(w, v128.load(vr, 64), o4); o5 = madd(w, v128.load(vr, 80), o5);
-      o6 = madd(w, v128.load(vr, 96), o6); o7 = madd(w, v128.load(vr, 112), o7);
-    }
-    v128.store(orow + o, o0); v128.store(orow + o, o1, 16); v128.store(orow + o, o2, 32); v128.store(orow + o, o3, 48);
-    v128.store(orow + o, o4, 64); v128.store(orow + o, o5, 80); v128.store(orow + o, o6, 96); v128.store(orow + o, o7, 112);
-  }
-  weightedSumTail(p, vh, orow, nk, kvStride, c, D4, hd);
+@inline function softmaxRowSimd(scores: usize, nk: i32): void {
+  let vmx = f32x4.splat(-Infinity);
+  let mx: f32 = -Infinity;
+  let t = 0;
+  for (; t + 4 <= nk; t += 4) vmx = f32x4.max(vmx, v128.load(scores + (<usize>t << 2)));
+  for (; t < nk; t++) mx = max(mx, load<f32>(scores + (<usize>t << 2)));
+  softmaxInPlaceSimd(scores, nk, max(mx, max(max(f32x4.extract_lane(vmx, 0), f32x4.extract_lane(vmx, 1)), max(f32x4.extract_lane(vmx, 2), f32x4.extract_lane(vmx, 3)))));
 }
 
-/** weightedSumRow for two rows (pa → oa, pb → ob), 16 dims of both at a time, each value vector loaded once. */
+/**
+ * out rows (nb, hd), rs bytes apart, = Σ_t p_t · v_t for nb rows of softmaxed scores (sb bytes apart); vh: value 0
+ * at the head's KV head. 16-dim columns outer, rows inner (in pairs), keys innermost: a column of the values (one
+ * 64-byte line per key) stays in L1 while every row of the block runs down it.
+ */
 // @ts-ignore: decorator
-@inline function weightedSumPair(pa: usize, pb: usize, vh: usize, oa: usize, ob: usize, nk: i32, KVH: i32, hd: i32): void {
+@inline function weightedSumBlock(scores: usize, sb: usize, vh: usize, o0: usize, rs: usize, nb: i32, nk: i32, KVH: i32, hd: i32): void {
   const D4 = hd & ~3;
   const kvStride = <usize>(KVH * hd) << 2;
   let c = 0;
   for (; c + 16 <= D4; c += 16) {
     const o = <usize>c << 2;
-    let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
-    let b0 = f32x4.splat(0), b1 = f32x4.splat(0), b2 = f32x4.splat(0), b3 = f32x4.splat(0);
-    for (let t = 0; t < nk; t++) {
-      const wa = v128.load32_splat(pa + (<usize>t << 2)), wb = v128.load32_splat(pb + (<usize>t << 2));
-      const vr = vh + <usize>t * kvStride + o;
-      let x = v128.load(vr);
-      a0 = madd(wa, x, a0); b0 = madd(wb, x, b0);
-      x = v128.load(vr, 16);
-      a1 = madd(wa, x, a1); b1 = madd(wb, x, b1);
-      x = v128.load(vr, 32);
-      a2 = madd(wa, x, a2); b2 = madd(wb, x, b2);
-      x = v128.load(vr, 48);
-      a3 = madd(wa, x, a3); b3 = madd(wb, x, b3);
+    let r = 0;
+    for (; r + 2 <= nb; r += 2) {
+      const pa = scores + <usize>r * sb, pb = pa + sb;
+      let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
+      let b0 = f32x4.splat(0), b1 = f32x4.splat(0), b2 = f32x4.splat(0), b3 = f32x4.splat(0);
+      for (let t = 0; t < nk; t++) {
+        const wa = v128.load32_splat(pa + (<usize>t << 2)), wb = v128.load32_splat(pb + (<usize>t << 2));
+        const vr = vh + <usize>t * kvStride + o;
+        let x = v128.load(vr);
+        a0 = madd(wa, x, a0); b0 = madd(wb, x, b0);
+        x = v128.load(vr, 16);
+        a1 = madd(wa, x, a1); b1 = madd(wb, x, b1);
+        x = v128.load(vr, 32);
+        a2 = madd(wa, x, a2); b2 = madd(wb, x, b2);
+        x = v128.load(vr, 48);
+        a3 = madd(wa, x, a3); b3 = madd(wb, x, b3);
+      }
+      const oa = o0 + <usize>r * rs + o, ob = oa + rs;
+      v128.store(oa, a0); v128.store(oa, a1, 16); v128.store(oa, a2, 32); v128.store(oa, a3, 48);
+      v128.store(ob, b0); v128.store(ob, b1, 16); v128.store(ob, b2, 32); v128.store(ob, b3, 48);
     }
-    v128.store(oa + o, a0); v128.store(oa + o, a1, 16); v128.store(oa + o, a2, 32); v128.store(oa + o, a3, 48);
-    v128.store(ob + o, b0); v128.store(ob + o, b1, 16); v128.store(ob + o, b2, 32); v128.store(ob + o, b3, 48);
+    if (r < nb) {
+      const pa = scores + <usize>r * sb;
+      let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
+      for (let t = 0; t < nk; t++) {
+        const wa = v128.load32_splat(pa + (<usize>t << 2));
+        const vr = vh + <usize>t * kvStride + o;
+        a0 = madd(wa, v128.load(vr), a0); a1 = madd(wa, v128.load(vr, 16), a1);
+        a2 = madd(wa, v128.load(vr, 32), a2); a3 = madd(wa, v128.load(vr, 48), a3);
+      }
+      const oa = o0 + <usize>r * rs + o;
+      v128.store(oa, a0); v128.store(oa, a1, 16); v128.store(oa, a2, 32); v128.store(oa, a3, 48);
+    }
   }
-  weightedSumTail(pa, vh, oa, nk, kvStride, c, D4, hd);
-  weightedSumTail(pb, vh, ob, nk, kvStride, c, D4, hd);
+  for (let r = 0; r < nb; r++) weightedSumTail(scores + <usize>r * sb, vh, o0 + <usize>r * rs, nk, kvStride, c, D4, hd);
 }
 
 /** Dims [c, hd) of one weighted sum: 4 at a time up to D4, then one at a time. */

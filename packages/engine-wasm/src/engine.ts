@@ -29,7 +29,7 @@ import {
   type SequenceHandle,
 } from '@fast-dllm/scheduler';
 import { schedulerModelInfo, type ModelDescription, type ModelTensorNames } from '@fast-dllm/model';
-import { WASM32_MAX_BYTES, int8ScratchBytes, packedBytes, type PackedWeight, type Region, type WasmKernels, type WeightDType } from './kernels.js';
+import { ATTENTION_SCORE_ROWS, WASM32_MAX_BYTES, int8ScratchBytes, packedBytes, type PackedWeight, type Region, type WasmKernels, type WeightDType } from './kernels.js';
 
 /** Reads one tensor as f32, whatever its stored dtype (the archive of @fast-dllm/model does). */
 export type TensorReader = (name: string) => Promise<Float32Array>;
@@ -59,7 +59,7 @@ interface Scratch extends ScratchShape {
   kNew: Region; vNew: Region; // (rows, kw) fresh K/V of every row
   kTmp: Region; vTmp: Region; // (keys, kw) a prefix step's keys: the cache with its fresh rows written in
   gate: Region; up: Region; // (rows, ff)
-  scores: Region; // (threads, 2, keys) two attention score rows per kernel thread (query rows go in pairs)
+  scores: Region; // (threads, ATTENTION_SCORE_ROWS, keys) attention score rows per kernel thread (query rows go in blocks)
   pos: Region; // (rows,) i32 absolute position of each row
   sel: Region; // (reports, d) rows whose hidden states predict the reports
   logits: Region; // (reports, V)
@@ -98,7 +98,7 @@ function scratchParts(m: ModelDescription, s: ScratchShape, threads: number, dty
   return [
     ['x', R * d, R * d], ['h', R * d, R * d], ['tmp', R * d, R * d], ['q', R * H * hd, R * H * hd], ['att', R * H * hd, R * H * hd],
     ['kNew', R * kw, R * kw], ['vNew', R * kw, R * kw], ['kTmp', Lk * kw, Lk * kw], ['vTmp', Lk * kw, Lk * kw],
-    ['gate', R * ff, R * ff], ['up', R * ff, R * ff], ['scores', 2 * threads * Lk, 2 * threads * Lk], ['pos', R, R],
+    ['gate', R * ff, R * ff], ['up', R * ff, R * ff], ['scores', ATTENTION_SCORE_ROWS * threads * Lk, ATTENTION_SCORE_ROWS * threads * Lk], ['pos', R, R],
     ['sel', C * d, C * d], ['logits', C * V, C * V], ['res', 2 * C * 5, C * 5], ['keysU32', C * 3, C * 3], ['temps', 2 * C, C],
     ['xq', Math.ceil(xq / 4), xq],
   ];
@@ -327,7 +327,7 @@ export class WasmEngine implements Engine {
           const limit = B === undefined ? L : Math.min(L, (Math.floor(p / B) + 1) * B);
           const count = B === undefined ? span : Math.min(span - i, (Math.floor(p / B) + 1) * B - p);
           K.attention(sub(ws.q, (o + i) * H * hd, count * H * hd), sub(keys, 0, limit * kw), sub(values, 0, limit * kw),
-            sub(ws.att, (o + i) * H * hd, count * H * hd), sub(ws.scores, 0, 2 * limit * K.threads), count, limit, H, KV, hd, scale);
+            sub(ws.att, (o + i) * H * hd, count * H * hd), sub(ws.scores, 0, ATTENTION_SCORE_ROWS * limit * K.threads), count, limit, H, KV, hd, scale);
           i += count;
         }
       });

@@ -35,6 +35,8 @@ export interface KernelExports {
   matmulI8Fused?(x: number, xq: number, w: number, b: number, y: number, n: number, inDim: number, out: number): void;
   /** 1 in the builds with relaxed SIMD (the i8×i7 dot), else 0; absent from the scalar build. */
   relaxedSimd?: WebAssembly.Global;
+  /** Query rows per block of the SIMD attention kernel (ATTENTION_SCORE_ROWS); absent from the scalar build. */
+  attentionRows?: WebAssembly.Global;
   matmulI8Scalar(x: number, xq: number, w: number, b: number, y: number, n: number, inDim: number, out: number): void;
   quantizeRowsI8?(x: number, xq: number, n: number, inDim: number): void;
   quantizeRowsI8Scalar(x: number, xq: number, n: number, inDim: number): void;
@@ -81,6 +83,9 @@ const PARALLEL_MIN_MACS = 1 << 19;
 
 /** Output columns per panel of a packed weight (NR of assembly/kernels.ts). */
 export const NR = 8;
+
+/** Query rows per block of the SIMD attention kernel (assembly/kernels.ts ATTENTION_ROWS): score rows per thread. */
+export const ATTENTION_SCORE_ROWS = 16;
 
 /** Lane of column c (0..7) inside a panel's k step: bf16 interleaves columns l and 4 + l. */
 function panelLane(c: number, dtype: WeightDType): number {
@@ -202,7 +207,7 @@ export interface ParallelKernels {
  *   MatmulF32/BF16: [x, w, b, y, n, inDim, out]
  *   MatmulI8:       [x, xq, w, b, y, n, inDim, out, fused]; xq holds n quantized rows, each thread quantizes its
  *                   own; fused 1 runs matmulI8Fused (the same results)
- *   Attention:      [q, k, v, out, scores, nq, nk, H, KVH, hd, scale]; thread i uses scores + 2·i·nk f32
+ *   Attention:      [q, k, v, out, scores, nq, nk, H, KVH, hd, scale]; thread i uses scores + ATTENTION_SCORE_ROWS·i·nk f32
  *   ReduceRows:     [logits, vocab, res, keys, temps, n, exclude]; keys (n, 3) u32, temps (n,) f64
  */
 export function parallelJob(ex: KernelExports, op: ParallelOp, a: ArrayLike<number>, index: number): { n: number; grain: number; run(lo: number, hi: number): void } {
@@ -222,7 +227,7 @@ export function parallelJob(ex: KernelExports, op: ParallelOp, a: ArrayLike<numb
     case ParallelOp.Attention: {
       const [q, k, v, out, scores, nq, nk, H, KVH, hd, scale] = Array.from(a);
       const row = H * hd * 4; // bytes per query/output row
-      return { n: nq, grain: 1, run: (lo, hi) => ex.attention!(q + lo * row, k, v, out + lo * row, scores + index * 2 * nk * 4, hi - lo, nk, H, KVH, hd, scale) };
+      return { n: nq, grain: 1, run: (lo, hi) => ex.attention!(q + lo * row, k, v, out + lo * row, scores + index * ATTENTION_SCORE_ROWS * nk * 4, hi - lo, nk, H, KVH, hd, scale) };
     }
     case ParallelOp.ReduceRows: {
       const [logits, vocab, res, keys, temps, n, exclude] = Array.from(a);
@@ -581,14 +586,14 @@ export class WasmKernels {
 
   /**
    * out (nq, H, hd) = softmax(q kᵀ · scale) v; q (nq, H, hd); k, v (nk, KVH, hd) contiguous visible keys;
-   * scores (threads · 2 · nk,) f32 scratch, two nk rows per thread (the SIMD kernel takes query rows in pairs).
+   * scores (threads · ATTENTION_SCORE_ROWS · nk,) f32 scratch, a block of score rows per thread (the SIMD kernel takes query rows in blocks).
    */
   attention(q: Region, k: Region, v: Region, out: Region, scores: Region, nq: number, nk: number, H: number, KVH: number, hd: number, scale: number): void {
     checkLen('attention q', q, nq * H * hd);
     checkLen('attention k', k, nk * KVH * hd);
     checkLen('attention v', v, nk * KVH * hd);
     checkLen('attention out', out, nq * H * hd);
-    checkLen('attention scores', scores, 2 * nk * this.threads);
+    checkLen('attention scores', scores, ATTENTION_SCORE_ROWS * nk * this.threads);
     if (H % KVH !== 0) throw new Error(`attention: ${H} heads is not a multiple of ${KVH} KV heads`);
     if (this.parallel && nq >= 2 && nq * nk * H * hd >= PARALLEL_MIN_MACS) {
       this.split(ParallelOp.Attention, [q.ptr, k.ptr, v.ptr, out.ptr, scores.ptr, nq, nk, H, KVH, hd, scale]);

@@ -6,7 +6,7 @@ import { counterGumbel, counterHash } from '@fast-dllm/scheduler';
 import { dequantizeInt8Row, quantizeInt8Activations, quantizeInt8Weight } from '@fast-dllm/model';
 import { referenceInt8Matmul } from '@fast-dllm/engine-reference';
 import {
-  checkLoadOptions, chooseFma, f32ToBF16, loadKernels as loadBuild, loadThreadedKernels, relaxedSimdAvailable,
+  ATTENTION_SCORE_ROWS, checkLoadOptions, chooseFma, f32ToBF16, loadKernels as loadBuild, loadThreadedKernels, relaxedSimdAvailable,
   type WasmKernels, type Region, type WeightDType,
 } from '../src/index.js';
 
@@ -313,7 +313,7 @@ for (const { label, simd, fma } of builds) {
         const K = await loadKernels();
         const q = randn(c.nq * c.H * c.hd, c.seed, 2), k = randn(c.nk * c.KVH * c.hd, c.seed + 1, 2), v = randn(c.nk * c.KVH * c.hd, c.seed + 2);
         const rq = K.allocF32(q.length, q), rk = K.allocF32(k.length, k), rv = K.allocF32(v.length, v);
-        const ro = allocGuarded(K, q.length), rs = K.allocF32(2 * c.nk);
+        const ro = allocGuarded(K, q.length), rs = K.allocF32(ATTENTION_SCORE_ROWS * c.nk);
         const scale = 1 / Math.sqrt(c.hd);
         K.attention(rq, rk, rv, ro, rs, c.nq, c.nk, c.H, c.KVH, c.hd, scale);
         expect(guardsIntact(K, ro)).toBe(true);
@@ -394,19 +394,26 @@ describe('wasm kernels (threads build, 2 threads, rows split)', () => {
     });
   }
 
+  it('the scores scratch the host allocates matches the attention kernel\'s block of query rows', async () => {
+    for (const fma of [false, ...(await relaxedSimdAvailable() ? [true] : [])]) {
+      const K = await loadBuild({ fma });
+      expect((K as unknown as { ex: { attentionRows: WebAssembly.Global } }).ex.attentionRows.value).toBe(ATTENTION_SCORE_ROWS);
+    }
+  });
+
   it('attention nq=21 nk=64 H=4 KVH=2 hd=128 seed=811', async () => {
     const K = await loadThreadedKernels(2);
     try {
       const c = { nq: 21, nk: 64, H: 4, KVH: 2, hd: 128 };
       const q = randn(c.nq * c.H * c.hd, 811, 2), k = randn(c.nk * c.KVH * c.hd, 812, 2), v = randn(c.nk * c.KVH * c.hd, 813);
-      const ro = allocGuarded(K, q.length), rs = K.allocF32(c.nk * 2 * 2);
+      const ro = allocGuarded(K, q.length), rs = K.allocF32(c.nk * ATTENTION_SCORE_ROWS * 2);
       const scale = 1 / Math.sqrt(c.hd);
       K.attention(K.allocF32(q.length, q), K.allocF32(k.length, k), K.allocF32(v.length, v), ro, rs, c.nq, c.nk, c.H, c.KVH, c.hd, scale);
       expect(guardsIntact(K, ro)).toBe(true);
       check('threaded attention', 811, K.f32(ro), refAttention(q, k, v, c.nq, c.nk, c.H, c.KVH, c.hd, scale), 1e-12);
-      // Two scores rows per thread are required, and a short scratch is refused rather than shared.
+      // A block of score rows per thread is required, and a short scratch is refused rather than shared.
       expect(() => K.attention(K.allocF32(q.length, q), K.allocF32(k.length, k), K.allocF32(v.length, v), ro, K.allocF32(c.nk), c.nq, c.nk, c.H, c.KVH, c.hd, scale))
-        .toThrow(/attention scores: region holds 64 elements, the call needs 256/);
+        .toThrow(new RegExp(`attention scores: region holds 64 elements, the call needs ${ATTENTION_SCORE_ROWS * 64 * 2}`));
     } finally {
       await K.parallel?.dispose();
     }
