@@ -1,9 +1,9 @@
 // Fast-dLLM v2 1.5B's shape on the WASM engine (not a test). Run after `npm run build -w @fast-dllm/engine-wasm`:
-//   nice -n 10 node bench/blockdiff/bench.mjs [--threads 1,2] [--reps 2] [--keep DIR]
+//   nice -n 10 node bench/blockdiff/bench.mjs [--threads 1,2] [--dtypes bf16,int8] [--reps 2] [--keep DIR]
 // Writes a Hugging Face directory with Fast-dLLM v2 1.5B's configuration (Qwen2.5-1.5B: hidden 1536, 28 layers,
 // 12 heads, 2 KV heads, head_dim 128, intermediate 8960, vocab 151936, tied embeddings, rope_theta 1e6, bd_size 32)
-// and random bf16 weights (about 3.1 GB) into a temporary directory, loads it with createWasmEngine (bf16 weights),
-// and times the forward passes of DESIGN §8 on a prompt of 64 tokens (two whole blocks):
+// and random bf16 weights (about 3.1 GB) into a temporary directory, loads it with createWasmEngine (bf16 weights,
+// and int8 quantized at load), and times the forward passes of DESIGN §8 on a prompt of 64 tokens (two whole blocks):
 //   prefill         full    [0, 64)   the prompt's blocks; row 63 predicts position 64 (v2's next-token step)
 //   block step      prefix  [64, 96)  the active block against the cached prompt; 31 masked positions reported
 //   sub-block step  dual    [72, 80)  with the block cache: 8 rows against the cache and the kept block
@@ -21,6 +21,7 @@ const arg = (name, fallback) => {
   return i >= 0 ? process.argv[i + 1] : fallback;
 };
 const THREADS = arg('--threads', '1,2').split(',').map(Number);
+const DTYPES = arg('--dtypes', 'bf16,int8').split(',');
 const REPS = Number(arg('--reps', '2'));
 const KEEP = arg('--keep', undefined);
 
@@ -117,15 +118,15 @@ try {
     blockSize: desc.blockSize, tiedEmbeddings: desc.tiedEmbeddings, headDim: desc.headDim,
   };
   const P = 64, B = desc.blockSize, L = P + B;
-  results.memory.weightBytesBf16 = weightBytes(desc, 'bf16');
+  results.memory.weightBytes = Object.fromEntries(DTYPES.map((dt) => [dt, weightBytes(desc, dt)]));
   results.memory.sequenceBytes = sequenceCacheBytes(desc, L);
   results.memory.untiedEmbeddingCopyAvoided = 4 * desc.vocabSize * desc.hiddenSize;
-  for (const threads of THREADS) {
+  for (const dtype of DTYPES) for (const threads of THREADS) {
     t = performance.now();
-    const e = await createWasmEngine(dir, { weightDType: 'bf16', threads });
+    const e = await createWasmEngine(dir, { weightDType: dtype, threads });
     const loadS = (performance.now() - t) / 1000;
     const afterLoad = e.memoryUsage();
-    console.log(`threads ${threads}: loaded in ${loadS.toFixed(1)} s; linear memory ${(afterLoad.linearBytes / GiB).toFixed(3)} GiB`);
+    console.log(`${dtype}, threads ${threads}: loaded in ${loadS.toFixed(1)} s; linear memory ${(afterLoad.linearBytes / GiB).toFixed(3)} GiB`);
     const seq = e.openSequence(L);
     const canvas = new Int32Array(L).fill(MASK);
     for (let i = 0; i < P; i++) canvas[i] = 1000 + 37 * i;
@@ -136,7 +137,7 @@ try {
       ['block end', { canvas, mode: 'extend', start: P, end: L, positions: Int32Array.of(L) }],
       ['sub-block step', { canvas, mode: 'dual', start: P + 8, end: P + 16, positions: span(P + 9, P + 16) }],
     ];
-    const run = { threads, loadSeconds: +loadS.toFixed(1), steps: {} };
+    const run = { dtype, threads, loadSeconds: +loadS.toFixed(1), steps: {} };
     for (const [label, req] of steps) {
       const ms = [];
       for (let r = 0; r <= REPS; r++) {
@@ -170,18 +171,18 @@ const md = [
   quiet ? 'No other heavy job was running.' : 'Loaded machine (other jobs running): numbers are noisy; re-run `node bench/blockdiff/bench.mjs` on a quiet one.', '',
   `Model: ${results.model.config}; ${(results.model.parameters / 1e9).toFixed(2)} B parameters, ${(results.model.safetensorsBytes / GiB).toFixed(2)} GiB of bf16 safetensors; blocks of ${results.model.blockSize}.`, '',
   '## Memory (wasm32 addresses 4 GiB)', '',
-  `- weights as loaded (bf16 linear weights, tied embedding read from the packed LM head): ${(results.memory.weightBytesBf16 / GiB).toFixed(3)} GiB`,
+  ...Object.entries(results.memory.weightBytes).map(([dt, b]) => `- weights as loaded at ${dt} (linear weights and the LM head; the tied embedding is read from the packed LM head): ${(b / GiB).toFixed(3)} GiB`),
   `- one sequence of ${64 + results.model.blockSize} positions (f32 K/V): ${(results.memory.sequenceBytes / 2 ** 20).toFixed(1)} MiB`,
   `- an f32 embedding copy beside the bf16 LM head would add ${(results.memory.untiedEmbeddingCopyAvoided / GiB).toFixed(3)} GiB`,
-  ...results.runs.map((r) => `- linear memory held, ${r.threads} thread(s), after the run: ${(r.memory.linearBytes / GiB).toFixed(3)} GiB (${r.memory.linearBytes} bytes)`), '',
+  ...results.runs.map((r) => `- linear memory held, ${r.dtype}, ${r.threads} thread(s), after the run: ${(r.memory.linearBytes / GiB).toFixed(3)} GiB (${r.memory.linearBytes} bytes)`), '',
   '## Forward passes (prompt of 64 = two whole blocks), ms per pass', '',
-  `| step | mode | rows | reported | ${results.runs.map((r) => `${r.threads} thread(s)`).join(' | ')} |`,
+  `| step | mode | rows | reported | ${results.runs.map((r) => `${r.dtype}, ${r.threads} thread(s)`).join(' | ')} |`,
   `|---|---|---|---|${results.runs.map(() => '---').join('|')}|`,
   ...Object.keys(results.runs[0]?.steps ?? {}).map((k) => {
     const s = results.runs[0].steps[k];
     return `| ${k} | ${s.mode} | ${s.rows} | ${s.reported} | ${results.runs.map((r) => `${r.steps[k].medianMs} (${r.steps[k].ms.join(', ')})`).join(' | ')} |`;
   }), '',
-  `Load (read, widen, pack to bf16): ${results.runs.map((r) => `${r.loadSeconds} s at ${r.threads} thread(s)`).join(', ')}. Upper median of ${REPS} runs after one warm-up (of two: the slower); all runs in parentheses.`, '',
+  `Load (read, widen, pack to the weight type): ${results.runs.map((r) => `${r.loadSeconds} s at ${r.dtype}, ${r.threads} thread(s)`).join(', ')}. Upper median of ${REPS} runs after one warm-up (of two: the slower); all runs in parentheses.`, '',
 ];
 writeFileSync(`bench/results/blockdiff-wasm-${day}.md`, md.join('\n'));
 console.log(`wrote bench/results/blockdiff-wasm-${day}.md and .json`);
