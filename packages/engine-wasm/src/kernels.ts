@@ -80,6 +80,9 @@ export interface PackedWeight extends Region {
 
 /** Smallest matmul (n·inDim·out multiply-adds) that is split over the worker threads. */
 const PARALLEL_MIN_MACS = 1 << 19;
+/** SwiGLU splits over the threads from this many elements, in slices of SWIGLU_GRAIN (a multiple of 4). */
+const SWIGLU_PARALLEL_MIN = 1 << 16;
+const SWIGLU_GRAIN = 4096;
 
 /** Output columns per panel of a packed weight (NR of assembly/kernels.ts). */
 export const NR = 8;
@@ -190,7 +193,7 @@ export function chooseFma(requested: boolean | undefined, available: boolean): b
 }
 
 /** Kernels that split by rows over the worker threads; the argument order of each is in parallelJob. */
-export const ParallelOp = { MatmulF32: 0, MatmulBF16: 1, Attention: 2, ReduceRows: 3, MatmulI8: 4 } as const;
+export const ParallelOp = { MatmulF32: 0, MatmulBF16: 1, Attention: 2, ReduceRows: 3, MatmulI8: 4, SwiGLU: 5 } as const;
 export type ParallelOp = (typeof ParallelOp)[keyof typeof ParallelOp];
 
 /** Runs a row-split kernel over threads (src/pool.ts implements it in Node); absent: single thread. */
@@ -209,6 +212,8 @@ export interface ParallelKernels {
  *                   own; fused 1 runs matmulI8Fused (the same results)
  *   Attention:      [q, k, v, out, scores, nq, nk, H, KVH, hd, scale]; thread i uses scores + ATTENTION_SCORE_ROWS·i·nk f32
  *   ReduceRows:     [logits, vocab, res, keys, temps, n, exclude]; keys (n, 3) u32, temps (n,) f64
+ *   SwiGLU:         [gate, up, out, count]; split in multiples of SWIGLU_GRAIN elements (a multiple of 4), so every
+ *                   element takes the SIMD path it takes in one call (only the call's last count % 4 go scalar)
  */
 export function parallelJob(ex: KernelExports, op: ParallelOp, a: ArrayLike<number>, index: number): { n: number; grain: number; run(lo: number, hi: number): void } {
   switch (op) {
@@ -232,6 +237,10 @@ export function parallelJob(ex: KernelExports, op: ParallelOp, a: ArrayLike<numb
     case ParallelOp.ReduceRows: {
       const [logits, vocab, res, keys, temps, n, exclude] = Array.from(a);
       return { n, grain: 1, run: (lo, hi) => ex.reduceRows(logits + lo * vocab * 4, vocab, res + lo * 40, keys + lo * 12, temps + lo * 8, hi - lo, exclude) };
+    }
+    case ParallelOp.SwiGLU: {
+      const [gate, up, out, count] = Array.from(a);
+      return { n: count, grain: SWIGLU_GRAIN, run: (lo, hi) => ex.swiglu!(gate + lo * 4, up + lo * 4, out + lo * 4, hi - lo) };
     }
     default:
       throw new Error(`parallelJob: unknown op ${op as number}`);
@@ -581,7 +590,8 @@ export class WasmKernels {
     checkLen('swiglu gate', gate, count);
     checkLen('swiglu up', up, count);
     checkLen('swiglu out', out, count);
-    (this.simd ? this.ex.swiglu! : this.ex.swigluScalar)(gate.ptr, up.ptr, out.ptr, count);
+    if (this.simd && this.parallel && count >= SWIGLU_PARALLEL_MIN) this.split(ParallelOp.SwiGLU, [gate.ptr, up.ptr, out.ptr, count]);
+    else (this.simd ? this.ex.swiglu! : this.ex.swigluScalar)(gate.ptr, up.ptr, out.ptr, count);
   }
 
   /**

@@ -9,6 +9,8 @@ import {
   ATTENTION_SCORE_ROWS, checkLoadOptions, chooseFma, f32ToBF16, loadKernels as loadBuild, loadThreadedKernels, relaxedSimdAvailable,
   type WasmKernels, type Region, type WeightDType,
 } from '../src/index.js';
+import { ParallelOp, parallelJob } from '../src/kernels.js';
+import { rowSlice } from '../src/pool.js';
 
 /** Small deterministic generator for test inputs (mulberry32); not the engine RNG. */
 function rand(seed: number): () => number {
@@ -398,6 +400,29 @@ describe('wasm kernels (threads build, 2 threads, rows split)', () => {
     for (const fma of [false, ...(await relaxedSimdAvailable() ? [true] : [])]) {
       const K = await loadBuild({ fma });
       expect((K as unknown as { ex: { attentionRows: WebAssembly.Global } }).ex.attentionRows.value).toBe(ATTENTION_SCORE_ROWS);
+    }
+  });
+
+  it('swiglu split over 2 threads gives the one-thread SIMD kernel\'s values bit for bit (count % 4 != 0)', async () => {
+    const count = (1 << 17) + 4099; // several 4096-element slices per thread, and a scalar tail of 3
+    const g = randn(count, 821, 4), u = randn(count, 822);
+    const one = await loadBuild({ fma: false });
+    const ro1 = one.allocF32(count);
+    one.swiglu(one.allocF32(count, g), one.allocF32(count, u), ro1, count);
+    const K = await loadThreadedKernels(2, { fma: false });
+    try {
+      const ro2 = allocGuarded(K, count);
+      K.swiglu(K.allocF32(count, g), K.allocF32(count, u), ro2, count);
+      expect(guardsIntact(K, ro2)).toBe(true);
+      expect(Buffer.from(K.f32(ro2).slice().buffer).equals(Buffer.from(one.f32(ro1).slice().buffer))).toBe(true);
+      // Equal values alone could hide a slice that ends mid-vector (exp of a few values may agree by chance):
+      // every thread's slice must start at a multiple of 4.
+      const job = parallelJob({} as never, ParallelOp.SwiGLU, [0, 0, 0, count], 0);
+      for (const threads of [2, 3, 4, 7]) {
+        for (let i = 0; i < threads; i++) expect(rowSlice(job.n, threads, i, job.grain)[0] % 4).toBe(0);
+      }
+    } finally {
+      await K.parallel?.dispose();
     }
   });
 
