@@ -40,8 +40,6 @@ function compiled(build: KernelBuild): Promise<WebAssembly.Module> {
   return m;
 }
 
-let relaxed: Promise<boolean> | null = null;
-
 /**
  * V8 settings for the kernels, set once before the first compile (they apply to modules compiled after):
  * - --no-liftoff: compile with the optimising tier up front. With the default dynamic tiering a kernel runs
@@ -51,9 +49,11 @@ let relaxed: Promise<boolean> | null = null;
  *   Chrome 114), needed by the -fma builds. Set only where the -fma build does not validate without it: later
  *   V8s (Node 24) no longer know the flag and print an error for it.
  */
-function configureV8(): void {
+function configureV8(): boolean {
   setFlag('--no-liftoff');
-  if (!validatesSync('release-fma')) setFlag('--experimental-wasm-relaxed-simd');
+  if (validatesSync('release-fma')) return true;
+  setFlag('--experimental-wasm-relaxed-simd');
+  return validatesSync('release-fma');
 }
 
 function setFlag(flag: string): void {
@@ -71,21 +71,16 @@ function validatesSync(build: KernelBuild): boolean {
     return false; // missing build: compiled() reports it
   }
 }
-configureV8();
+
+/** Whether the -fma build validates here, once the flags are set: decided once, at load. */
+const relaxedOk = configureV8();
 
 /**
  * Whether this runtime runs relaxed SIMD (f32x4.relaxed_madd → one FMA instruction), decided by validating
  * the -fma build itself.
  */
 export function relaxedSimdAvailable(): Promise<boolean> {
-  relaxed ??= (async () => {
-    try {
-      return WebAssembly.validate(await readBuild('release-fma'));
-    } catch {
-      return false;
-    }
-  })();
-  return relaxed;
+  return Promise.resolve(relaxedOk);
 }
 
 /** Kernel choice: `fma` true demands the relaxed-SIMD build, false refuses it, unset takes it where it runs. */
