@@ -9,6 +9,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { dirname, join } from 'node:path';
 import type { ModelDescription } from '@fast-dllm/model';
+import type { ForwardResult } from '@fast-dllm/scheduler';
 
 /** Versions as "13.0", or "none" (no driver; the emulator reports "none" for both). */
 interface CudaVersions {
@@ -70,16 +71,11 @@ export interface NativePass {
   logits: boolean;
 }
 
-/** The reductions of every report of a pass, in report order (engine-kit assembleResults splits them). */
-export interface NativeForwardResult {
-  tokens: Int32Array;
-  probs: Float64Array;
-  top1Probs?: Float64Array;
-  top2Probs?: Float64Array;
-  entropy?: Float64Array;
-  /** (reports, vocab) f32 with pass.logits. */
-  logits?: Float32Array;
-}
+/**
+ * The reductions of every report of a pass, in report order (engine-kit assembleResults splits them): the
+ * contract's ForwardResult fields, each over all the pass's reports rather than one request's.
+ */
+export type NativeForwardResult = ForwardResult;
 
 export interface NativeModel {
   /**
