@@ -7,7 +7,7 @@ import { readFile } from 'node:fs/promises';
 import { Command, Option } from 'commander';
 import { performance } from 'node:perf_hooks';
 import cliProgress from 'cli-progress';
-import { type Engine, type Generation, type GenerationEvent, type LoadProgress, type GenerationResult } from '@fast-dllm/scheduler';
+import { committedPrefix, type Engine, type Generation, type GenerationEvent, type LoadProgress, type GenerationResult } from '@fast-dllm/scheduler';
 import { openEngine } from './engines.js';
 import { UsageError } from './errors.js';
 import { idsArg, intArg } from './parse.js';
@@ -17,10 +17,11 @@ import type { Io } from './io.js';
 
 /** Generated ids up to (not including) the first stop token (the model's stopIds: EOS, end of turn; DESIGN §8–9). */
 export function answerIds(tokens: Int32Array, stopIds: readonly number[]): Int32Array {
-  let n = 0;
-  while (n < tokens.length && !stopIds.includes(tokens[n])) n++;
-  return tokens.subarray(0, n);
+  return committedPrefix(tokens, NO_MASK, stopIds).ids; // a finished answer holds no mask
 }
+
+/** No token id: a finished generation has no mask left to stop the committed prefix at. */
+const NO_MASK = -1;
 
 /**
  * Prints the committed text as it grows (DESIGN §9: the longest mask-free prefix of the answer, cut at the first
