@@ -306,10 +306,12 @@ for (const { label, simd, fma } of builds) {
       expect(worst, 'silu relative error').toBeLessThan(1e-6);
     });
 
-    // hd 72: two 32-dim register blocks + two 4-dim ones; hd 66: plus a scalar tail; nk % 4 != 0 for the 4-key scores.
+    // hd 72: four 16-dim register blocks + two 4-dim ones; hd 66: plus a scalar tail; nk % 4 != 0 for the 4-key scores.
     for (const c of [
       { nq: 5, nk: 19, H: 4, KVH: 4, hd: 16, seed: 501 }, { nq: 3, nk: 40, H: 6, KVH: 2, hd: 10, seed: 502 },
       { nq: 4, nk: 37, H: 2, KVH: 1, hd: 72, seed: 503 }, { nq: 2, nk: 9, H: 2, KVH: 2, hd: 66, seed: 504 },
+      // Three blocks of query rows (16, 16, 5: an odd row left after the pairs); hd 24: one 16-dim block, two 4-dim.
+      { nq: 37, nk: 45, H: 3, KVH: 1, hd: 24, seed: 505 },
     ]) {
       it(`attention nq=${c.nq} nk=${c.nk} H=${c.H} KVH=${c.KVH} hd=${c.hd} seed=${c.seed}`, async () => {
         const K = await loadKernels();
