@@ -94,11 +94,14 @@ export const BLOCK_SWEEP_TAUS: readonly number[] = [1.0, 0.95, 0.9, 0.7, 0.5];
 /** Fast-dLLM v2's sub-block lengths swept, besides the whole block (those that divide B). */
 export const BLOCK_SUB_BLOCKS: readonly number[] = [4, 8];
 
-/** A block-diffusion table: its rows and which one is the baseline (one token per step). */
-export interface BlockPlan {
+/** A table's rows and the index of its baseline row (null when the rows leave the baseline out). */
+export interface TablePlan {
   rows: RowPlan[];
-  baseline: number;
+  baseline: number | null;
 }
+
+/** A block-diffusion table: its rows and which one is the baseline (one token per step). */
+export type BlockPlan = TablePlan & { baseline: number };
 
 /**
  * The table of a block-diffusion model (DESIGN §8). Fast-dLLM v2: every sub-block length b in {4, 8, B} that
@@ -144,6 +147,35 @@ export function blockRowsFor(model: Pick<ModelDescription, 'architecture' | 'blo
     }
   }
   return { rows, baseline: 0 };
+}
+
+/**
+ * The table bench (and `eval --rows paper`) runs on a model: a block-diffusion family's own grid (blockRowsFor;
+ * `sweep` sets its thresholds), else the paper's rows (rowsFor) with tau `threshold` (0.9) and f `factor` (1),
+ * then one row per `sweep` threshold (only those with `sweepOnly`); `only` picks rows of TABLE_ROWS.
+ */
+export function tablePlan(
+  model: Pick<ModelDescription, 'architecture' | 'blockSize'>,
+  o: { threshold?: number; factor?: number; sweep?: readonly number[] | null; sweepOnly?: boolean; only?: readonly string[] } = {},
+): TablePlan {
+  if (model.blockSize !== undefined) return blockRowsFor(model, o.sweep ?? null, o.threshold);
+  const rows = rowsFor(o.threshold ?? 0.9, o.factor ?? 1, o.sweep ?? null, o.sweepOnly ?? false, o.only);
+  return { rows, baseline: rows[0]?.name === 'baseline' ? 0 : null };
+}
+
+/**
+ * A block-diffusion model's table (blockRowsFor) on `command`: the family's own flags and refusals (DESIGN §8), then
+ * a refusal of what the table sweeps itself (sub-block lengths, steps per block) and of the command's `more` flags.
+ */
+export function checkBlockTableFlags(f: DecodeFlags, model: ModelDescription, command: string, hint: string, more: ReadonlyArray<readonly [unknown, string]> = []): void {
+  decodingFrom(f, model);
+  const swept: ReadonlyArray<readonly [unknown, string]> = [[f.subBlockLength !== undefined, '--sub-block-length'], [f.stepsPerBlock !== undefined, '--steps-per-block']];
+  for (const [given, flag] of [...more, ...swept]) {
+    if (given) {
+      throw new UsageError(`${flag}: on a block-diffusion model ${command} runs the family's own table (Fast-dLLM v2: threshold × sub-block ${BLOCK_SUB_BLOCKS.join(', ')}, B; ` +
+        `SDAR: steps per block × static/dynamic); ${hint}`);
+    }
+  }
 }
 
 /** Sums over one row's generations. */
@@ -234,21 +266,13 @@ export function registerBench(program: Command, io: Io, signal: AbortSignal): vo
     let plan: RowPlan[];
     let baseline: number | null;
     if (block) {
-      // The family's own flags and refusals (DESIGN §8), then what bench sweeps itself.
-      decodingFrom(opts, md.description);
-      for (const [given, flag] of [[opts.sweep && !opts.sweepTaus, '--sweep'], [opts.sweepOnly, '--sweep-only'], [opts.subBlockLength !== undefined, '--sub-block-length'], [opts.stepsPerBlock !== undefined, '--steps-per-block'], [opts.rows !== undefined, '--rows']] as const) {
-        if (given) {
-          throw new UsageError(`${flag}: on a block-diffusion model bench runs the family's own table (Fast-dLLM v2: threshold × sub-block ${BLOCK_SUB_BLOCKS.join(', ')}, B; ` +
-            'SDAR: steps per block × static/dynamic); choose its thresholds with --sweep-taus');
-        }
-      }
-      ({ rows: plan, baseline } = blockRowsFor(md.description, opts.sweepTaus ?? null, opts.threshold));
+      checkBlockTableFlags(opts, md.description, 'bench', 'choose its thresholds with --sweep-taus',
+        [[opts.sweep && !opts.sweepTaus, '--sweep'], [opts.sweepOnly, '--sweep-only'], [opts.rows !== undefined, '--rows']]);
     } else {
       // --threshold and --factor set the rows' tau and f (both may be given); lengths and steps are checked here.
       checkRequest(requestFrom(opts, Int32Array.of(0), { strategy: { kind: 'fixed' }, cache: 'none', description: '' }));
-      plan = rowsFor(opts.threshold ?? 0.9, opts.factor ?? 1, sweep, opts.sweepOnly ?? false, opts.rows);
-      baseline = plan[0].name === 'baseline' ? 0 : null;
     }
+    ({ rows: plan, baseline } = tablePlan(md.description, { threshold: opts.threshold, factor: opts.factor, sweep, sweepOnly: opts.sweepOnly, only: opts.rows }));
     const prompts = items.map((it) => md.encodePrompt(it.prompt, true));
     const requestsOf = (p: RowPlan) => prompts.map((prompt) => {
       const req = requestFrom(opts, prompt, { strategy: p.strategy, cache: p.cache, description: p.name });

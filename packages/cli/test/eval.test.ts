@@ -7,6 +7,8 @@ import { PYTHON } from './python.js';
 import { runCli } from './run.js';
 
 const LLADA = fileURLToPath(new URL('../../../test/fixtures/models/llada-tiny-f32', import.meta.url));
+/** The trained Fast-dLLM v2 model (packages/bd-model): its task is the bundled one. */
+const BD_MODEL = fileURLToPath(new URL('../../bd-model/model', import.meta.url));
 const FIXTURES = fileURLToPath(new URL('./fixtures/eval/', import.meta.url));
 const fx = (f: string) => join(FIXTURES, f);
 const dir = mkdtempSync(join(tmpdir(), 'fast-dllm-eval-'));
@@ -15,6 +17,33 @@ const python = PYTHON ? ['--python', PYTHON] : [];
 
 interface Row { name: string; accuracy: number; nfe: number; tokensPerForward: number; speedup: number | null; problems: number; metrics: Record<string, number>;
   records: Array<{ id: string; correct: boolean; extracted: string | null; nfe: number; output: string; detail?: Record<string, unknown> }> }
+
+describe('fast-dllm eval --rows paper on a block-diffusion model', () => {
+  it("runs bench's grid for the family, with speedups against its baseline row (not the first)", async () => {
+    const out = join(dir, 'v2-paper.json');
+    const r = await runCli(['eval', '--task', 'gsm8k', '--data', fx('default-model-gsm8k.jsonl'), '--shots', '0', '--chat-template', '--prompt-style', 'bare',
+      '--model', BD_MODEL, '--engine', 'wasm', '--gen-length', '32', '--limit', '4', '--rows', 'paper', '--out', out], { timeoutMs: 120_000 });
+    expect(r.code, r.stderr).toBe(0);
+    const rows = JSON.parse(readFileSync(out, 'utf8')).rows as Row[];
+    // B = 16: sub-blocks 4, 8 and 16 at five thresholds each, then the block cache at the recipe.
+    expect(rows.map((x) => x.name)).toEqual([
+      ...[4, 8, 16].flatMap((b) => [1, 0.95, 0.9, 0.7, 0.5].map((t) => (b === 8 && t === 1 ? 'baseline: sub-block 8, threshold 1 (one token per step)' : `sub-block ${b}, threshold ${t}`))),
+      'sub-block 8, threshold 0.9, block cache',
+    ]);
+    expect(rows[5].speedup).toBe(1);
+    expect(rows[0].speedup).not.toBe(1);
+    for (const row of rows) expect(row.records).toHaveLength(4);
+    // The trained model answers its own task in every row.
+    expect(rows.every((x) => x.accuracy === 1)).toBe(true);
+  });
+
+  it('refuses what the grid sweeps itself, by name', async () => {
+    const r = await runCli(['eval', '--task', 'gsm8k', '--data', fx('default-model-gsm8k.jsonl'), '--shots', '0', '--prompt-style', 'bare',
+      '--model', BD_MODEL, '--engine', 'wasm', '--limit', '2', '--rows', 'paper', '--sub-block-length', '4']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/--sub-block-length: on a block-diffusion model eval --rows paper runs the family's own table/);
+  });
+});
 
 describe('fast-dllm eval', () => {
   it("the bundled model on its task in GSM8K format, 0-shot with the chat template: the accuracy and mean NFE of bench on the same problems", async () => {

@@ -10,7 +10,7 @@ import type { Command } from 'commander';
 import { Option } from 'commander';
 import cliProgress from 'cli-progress';
 import type { GenerationResult } from '@fast-dllm/scheduler';
-import { benchRow, machineInfo, markdownTable, rowsFor, type BenchRow, type ExtraColumn, type RowPlan } from '../bench.js';
+import { checkBlockTableFlags, machineInfo, markdownTable, rowsWithSpeedups, tablePlan, type BenchRow, type ExtraColumn, type RowPlan, type RowTotals } from '../bench.js';
 import { DEFAULT_BLOCK_LENGTH, addDecodeOptions, checkFlags, checkRequest, decodingFrom, requestFrom, type DecodeFlags } from '../decode.js';
 import { UsageError } from '../errors.js';
 import { answerIds, withEngine } from '../generate.js';
@@ -116,7 +116,7 @@ export function registerEval(program: Command, io: Io, signal: AbortSignal): voi
     .addOption(new Option('--limit <n>', 'first N problems').argParser(intArg('--limit', 1)))
     .addOption(new Option('--chat-template', "wrap each prompt in the model's chat template as one user turn").default(true))
     .option('--no-chat-template', 'feed the prompt text as it is (base models)')
-    .addOption(new Option('--rows <which>', "single: the decode flags' setting (default: the model's Fast-dLLM recipe); paper: bench's rows (baseline, caches, parallel, both)").argParser(choiceArg('--rows', ['single', 'paper'] as const)).default('single'))
+    .addOption(new Option('--rows <which>', "single: the decode flags' setting (default: the model's Fast-dLLM recipe); paper: bench's table (baseline, caches, parallel, both; a block-diffusion model's own grid)").argParser(choiceArg('--rows', ['single', 'paper'] as const)).default('single'))
     .addOption(new Option('--batch <n>', "problems decoded together in each forward pass (1: the paper's batch-1 setting)").argParser(intArg('--batch', 1, 64)).default(1))
     .option('--out <file>', 'also write settings, machine, date, rows and per-problem records as JSON')
     .option('--allow-code-execution', 'humaneval/mbpp: run the generated programs and their tests (untrusted code)')
@@ -139,8 +139,11 @@ export function registerEval(program: Command, io: Io, signal: AbortSignal): voi
     }
     const md = await openModelDir(opts.model, { needTokenizer: true });
     let plan: RowPlan[];
+    let baseline: number | null = null;
     if (opts.rows === 'paper') {
-      plan = rowsFor(opts.threshold ?? 0.9, opts.factor ?? 1, null, false);
+      // bench's table for this model: the paper's rows, or a block-diffusion family's own grid.
+      if (md.description.blockSize !== undefined) checkBlockTableFlags(opts, md.description, 'eval --rows paper', 'its thresholds are bench\'s defaults');
+      ({ rows: plan, baseline } = tablePlan(md.description, { threshold: opts.threshold, factor: opts.factor }));
     } else {
       const d = decodingFrom(opts, md.description);
       plan = [{ name: d.description, cache: d.cache, strategy: d.strategy }];
@@ -156,7 +159,8 @@ export function registerEval(program: Command, io: Io, signal: AbortSignal): voi
     });
     if (opts.rows === 'single') io.stderr(`decoding: ${plan[0].name}\n`);
     const decode = textDecoder(md);
-    const rows: EvalRow[] = [];
+    const totals: RowTotals[] = [];
+    const scored: Array<Pick<EvalRow, 'metrics' | 'records'>> = [];
     const bar = process.stderr.isTTY
       ? new cliProgress.SingleBar({ stream: process.stderr, format: ' {bar} {value}/{total} | {row} | {phase}' }, cliProgress.Presets.shades_classic)
       : undefined;
@@ -179,12 +183,15 @@ export function registerEval(program: Command, io: Io, signal: AbortSignal): voi
           const results = await decodeAll(md, engine, requests, { batch: opts.batch, signal, onResult: () => bar?.increment() });
           const wallMs = performance.now() - t0;
           const records = await scoreRow(task, results, decode, sandbox, signal, (done) => bar?.update({ phase: task.info.code ? `tests ${done}/${n}` : 'scoring' }));
-          rows.push(evalRow(p, task, results, records, wallMs, opts.rows === 'paper' ? rows[0] ?? 'self' : null));
+          totals.push(rowTotals(results, records, wallMs));
+          scored.push({ metrics: rowMetrics(task, records), records });
         }
       } finally {
         bar?.stop();
       }
     });
+    // Speedups against the baseline row once every row is in (a block-diffusion grid's baseline is not its first row).
+    const rows: EvalRow[] = rowsWithSpeedups(plan, totals, baseline).map((r, i) => ({ ...r, ...scored[i] }));
     const extra: Array<ExtraColumn<EvalRow>> = task.info.metrics.slice(1).map((m) => ({ header: `${m} %`, cell: (r) => (100 * r.metrics[m]).toFixed(1) }));
     io.stdout(`${markdownTable(rows, extra)}\n`);
     if (opts.out) {
@@ -219,14 +226,18 @@ async function scoreRow(
   return records;
 }
 
-function evalRow(p: RowPlan, task: EvalTask, results: GenerationResult[], records: ProblemRecord[], wallMs: number, baseline: BenchRow | 'self' | null): EvalRow {
+/** A row's sums over its generations and scored records (bench's RowTotals). */
+function rowTotals(results: GenerationResult[], records: ProblemRecord[], wallMs: number): RowTotals {
   let nfe = 0, committed = 0, content = 0;
   for (const r of results) {
     nfe += r.stats.nfe;
     committed += r.stats.tokensPerForward * r.stats.nfe;
     content += r.stats.contentTokens;
   }
-  const metrics = Object.fromEntries(task.info.metrics.map((m) => [m, records.filter((r) => r.metrics[m]).length / records.length]));
-  const correct = records.filter((r) => r.correct).length;
-  return { ...benchRow(p, { problems: records.length, correct, nfe, committed, content, wallMs }, baseline), metrics, records };
+  return { problems: records.length, correct: records.filter((r) => r.correct).length, nfe, committed, content, wallMs };
+}
+
+/** Every metric of the task over a row's records, as a fraction. */
+function rowMetrics(task: EvalTask, records: ProblemRecord[]): Record<string, number> {
+  return Object.fromEntries(task.info.metrics.map((m) => [m, records.filter((r) => r.metrics[m]).length / records.length]));
 }
