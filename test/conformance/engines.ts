@@ -33,8 +33,12 @@ export interface EngineEntry {
 export const FIXTURES = fileURLToPath(new URL('../fixtures', import.meta.url));
 export const modelDir = (name: string) => `${FIXTURES}/models/${name}`;
 
-/** The golden fixtures: tiny random LLaDA and Dream models, f32 and bf16, one sharded. */
-export const MODELS = ['llada-tiny-f32', 'llada-tiny-bf16', 'llada-tiny-sharded', 'dream-tiny-f32', 'dream-tiny-bf16', 'llada-tiny-maskpref'];
+/**
+ * The golden fixtures: tiny random LLaDA and Dream models, f32 and bf16, one sharded; LLaDA-MoE (DESIGN §10) with a
+ * dense layer, shared expert and expert bias, and with partial rotary and clip_qkv.
+ */
+export const MODELS = ['llada-tiny-f32', 'llada-tiny-bf16', 'llada-tiny-sharded', 'dream-tiny-f32', 'dream-tiny-bf16', 'llada-tiny-maskpref',
+  'llada-moe-tiny-f32', 'llada-moe-tiny-partial'];
 /** Tiny random block-diffusion models (DESIGN §8): Fast-dLLM v2 (Qwen2.5, tied, blocks of 8), SDAR (Qwen3, blocks of 4). */
 export const BLOCK_MODELS = ['fast-dllm-v2-tiny-f32', 'fast-dllm-v2-tiny-bf16', 'sdar-tiny-f32', 'sdar-tiny-bf16'];
 

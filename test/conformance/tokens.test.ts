@@ -26,11 +26,13 @@ interface GoldenRun {
   minGap: number;
 }
 
-const MODELS = ['llada-tiny-f32', 'dream-tiny-f32', 'llada-tiny-maskpref'];
+const MODELS = ['llada-tiny-f32', 'dream-tiny-f32', 'llada-tiny-maskpref', 'llada-moe-tiny-f32', 'llada-moe-tiny-partial'];
 const SAMPLED: Record<string, Strategy[]> = {
   'llada-tiny-f32': [{ kind: 'fixed' }, { kind: 'threshold', threshold: 0.9 }],
   'dream-tiny-f32': [{ kind: 'dream', alg: 'entropy' }, { kind: 'dream', alg: 'maskgit_plus' }],
   'llada-tiny-maskpref': [{ kind: 'fixed' }, { kind: 'threshold', threshold: 0.9 }],
+  'llada-moe-tiny-f32': [{ kind: 'fixed' }, { kind: 'threshold', threshold: 0.9 }],
+  'llada-moe-tiny-partial': [{ kind: 'fixed' }, { kind: 'threshold', threshold: 0.9 }],
 };
 
 for (const entry of await engineEntries()) {
@@ -40,8 +42,8 @@ for (const entry of await engineEntries()) {
     let skip = entry.unavailable ?? (entry.delta === Infinity ? 'not compared: lossy arithmetic (bf16 activations) is checked against itself only' : undefined);
     beforeAll(async () => {
       if (skip) return;
-      e = await open(entry, model);
-      skip = lacks(e.capabilities, { modes: ['full', 'prefix', 'dual'] });
+      ({ engine: e, skip } = await openOrSkip(entry, model));
+      if (e) skip = lacks(e.capabilities, { modes: ['full', 'prefix', 'dual'] });
     });
     afterAll(async () => e?.dispose());
 

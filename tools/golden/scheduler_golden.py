@@ -19,7 +19,7 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(__file__))
-from torch_model import TorchModel  # noqa: E402
+from torch_model import open_model  # noqa: E402
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..'))
 MODELS = os.path.join(ROOT, 'test', 'fixtures', 'models')
@@ -132,9 +132,12 @@ def main():
         # The mask token's raw logit is the largest at ~40% of positions here: the runs hold only if it is never
         # proposed (DESIGN 3).
         'llada-tiny-maskpref': [{'kind': 'fixed'}, {'kind': 'threshold', 'threshold': 0.3}],
+        # LLaDA-MoE (DESIGN §10) decodes as LLaDA; its mixture layers are moe_model.py's.
+        'llada-moe-tiny-f32': [{'kind': 'fixed'}, {'kind': 'threshold', 'threshold': 0.3}],
+        'llada-moe-tiny-partial': [{'kind': 'fixed'}, {'kind': 'threshold', 'threshold': 0.3}],
     }
     for name, strategies in plans.items():
-        model = TorchModel(os.path.join(MODELS, name))
+        model = open_model(os.path.join(MODELS, name))
         cfg = json.load(open(os.path.join(MODELS, name, 'config.json')))
         cases = []
         for strategy in strategies:

@@ -77,19 +77,31 @@ class TorchModel:
                     n2=w[p + 'post_attention_layernorm.weight'], gate=w[p + 'mlp.gate_proj.weight'],
                     up=w[p + 'mlp.up_proj.weight'], down=w[p + 'mlp.down_proj.weight']))
         self.hd = self.d // self.h
+        self.rot = self.hd  # dims of each head that RoPE turns (all of them here; LLaDA-MoE may turn fewer)
         self.cache = None  # per layer (k_pre_rope (L, kv, hd), v (L, kv, hd)) of the last full forward
 
     def rms(self, x, w):
         return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * w
 
     def rope(self, x, pos):
-        """x (n, heads, hd); NeoX halves."""
-        half = self.hd // 2
-        inv = self.theta ** (-torch.arange(0, half, dtype=DT) * 2 / self.hd)
+        """x (n, heads, hd); NeoX halves over the first self.rot dims, the rest unchanged."""
+        half = self.rot // 2
+        inv = self.theta ** (-torch.arange(0, half, dtype=DT) * 2 / self.rot)
         ang = pos.to(DT)[:, None] * inv[None, :]  # (n, half)
         cos, sin = torch.cos(ang)[:, None, :], torch.sin(ang)[:, None, :]
-        a, b = x[..., :half], x[..., half:]
-        return torch.cat([a * cos - b * sin, b * cos + a * sin], dim=-1)
+        a, b, rest = x[..., :half], x[..., half:self.rot], x[..., self.rot:]
+        return torch.cat([a * cos - b * sin, b * cos + a * sin, rest], dim=-1)
+
+    def qkv(self, ly, hN):
+        """q (n, h*hd), k and v (n, kv*hd) of the normed rows, before RoPE."""
+        q = hN @ ly['q'].T + (ly['qb'] if 'qb' in ly else 0)
+        k = hN @ ly['k'].T + (ly['kb'] if 'kb' in ly else 0)
+        v = hN @ ly['v'].T + (ly['vb'] if 'vb' in ly else 0)
+        return q, k, v
+
+    def ffn(self, ly, h2):
+        """The SwiGLU FFN of the post-attention-normed rows (n, d)."""
+        return (torch.nn.functional.silu(h2 @ ly['gate'].T) * (h2 @ ly['up'].T)) @ ly['down'].T
 
     def forward(self, canvas, mode, start, end):
         """Returns logits (end-start, V) of the computed rows (unshifted) and updates the cache like DESIGN §4."""
@@ -102,9 +114,7 @@ class TorchModel:
         new_cache = []
         for li, ly in enumerate(self.layers):
             hN = self.rms(x, ly['n1'])
-            q = hN @ ly['q'].T + (ly['qb'] if 'qb' in ly else 0)
-            k = hN @ ly['k'].T + (ly['kb'] if 'kb' in ly else 0)
-            v = hN @ ly['v'].T + (ly['vb'] if 'vb' in ly else 0)
+            q, k, v = self.qkv(ly, hN)
             q, k, v = q.view(n, self.h, self.hd), k.view(n, self.kv, self.hd), v.view(n, self.kv, self.hd)
             if mode == 'full':
                 K, Vv = k, v
@@ -124,9 +134,7 @@ class TorchModel:
             s = torch.einsum('nhd,mhd->hnm', qr, kr) / (self.hd ** 0.5)
             att = torch.einsum('hnm,mhd->nhd', torch.softmax(s, dim=-1), vr).reshape(n, self.h * self.hd)
             x = x + att @ ly['o'].T
-            h2 = self.rms(x, ly['n2'])
-            g = h2 @ ly['gate'].T
-            x = x + (torch.nn.functional.silu(g) * (h2 @ ly['up'].T)) @ ly['down'].T
+            x = x + self.ffn(ly, self.rms(x, ly['n2']))
         if mode != 'prefix':
             self.cache = new_cache
         return self.rms(x, self.norm_f) @ self.head.T
@@ -139,3 +147,12 @@ class TorchModel:
             shifted[1:] = rows[:-1]  # position p reads row p-1 inside the span; the first keeps its own row
             return shifted
         return rows
+
+
+def open_model(model_dir):
+    """The golden model of a fixture directory: LLaDA-MoE's (moe_model.py) for lladamoe configs, else TorchModel."""
+    cfg = json.load(open(os.path.join(model_dir, 'config.json')))
+    if cfg['model_type'] == 'lladamoe' or 'num_experts' in cfg:
+        from moe_model import MoeTorchModel
+        return MoeTorchModel(model_dir)
+    return TorchModel(model_dir)

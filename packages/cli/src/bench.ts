@@ -112,8 +112,9 @@ export type BlockPlan = TablePlan & { baseline: number };
  */
 export function blockRowsFor(model: Pick<ModelDescription, 'architecture' | 'blockSize'>, taus: readonly number[] | null, threshold: number | undefined): BlockPlan {
   const B = model.blockSize;
-  if (B === undefined) throw new Error(`blockRowsFor: a ${model.architecture} model is not a block-diffusion model`);
-  const recipe = defaultRecipe({ architecture: model.architecture, blockSize: B }).strategy;
+  const arch = model.architecture;
+  if (B === undefined || arch === 'llada_moe') throw new Error(`blockRowsFor: a ${arch} model is not a block-diffusion model`);
+  const recipe = defaultRecipe({ architecture: arch, blockSize: B }).strategy;
   if (recipe.kind === 'fast_dllm_v2') {
     const r = recipe.subBlockLength!;
     const subs = [...new Set([...BLOCK_SUB_BLOCKS, B])].filter((b) => b <= B && B % b === 0);

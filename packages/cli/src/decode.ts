@@ -172,7 +172,7 @@ export function decodingFrom(f: DecodeFlags, model?: ModelDescription): Decoding
   if (family !== 'masked') return blockDecodingFrom(f, family, model);
   const kind = explicitStrategy(f);
   if (f.alg && model && model.architecture !== 'dream') throw new UsageError(`--alg is Dream's rule; ${model.architecture === 'llada' ? 'this' : 'the'} model is a ${model.architecture} model`);
-  const recipe = defaultRecipe({ architecture: model?.architecture ?? 'llada' });
+  const recipe = defaultRecipe({ architecture: model ? schedulerModelInfo(model).architecture : 'llada' });
   const cache = (f.cache as CacheMode | undefined) ?? recipe.cache;
   let strategy: Strategy;
   if (f.alg) {

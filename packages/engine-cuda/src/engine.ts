@@ -4,11 +4,11 @@
  * of every request (marshal.ts), checked as a whole by engine-kit's SequenceTable before any kernel runs.
  */
 import {
-  ENGINE_CONTRACT_VERSION, EngineCapacityError, SequenceTable, assembleResults, checkModelSupported, layoutPass,
+  ENGINE_CONTRACT_VERSION, EngineCapacityError, SequenceTable, assembleResults, checkModelSupported, layoutPass, ModelNotSupportedError,
   type Engine, type EngineCapabilities, type EngineOptions, type EngineProvider, type ForwardRequest, type ForwardResult, type ModelInfo,
   type SequenceHandle,
 } from '@fast-dllm/scheduler';
-import { openModel, schedulerModelInfo, type ModelDescription } from '@fast-dllm/model';
+import { missingLayerFeatures, openModel, schedulerModelInfo, type ModelDescription } from '@fast-dllm/model';
 import { ADDON_PATH, EMULATOR_ADDON_PATH, loadBinding, type NativeBinding, type NativeModel } from './binding.js';
 import { BLOCK_ALIGN, CachePool, type CacheBlock } from './cache-pool.js';
 import { PASS_ROWS, cacheBlockBytes, checkFits, passScratchBytes, planWeights, reportChunk, toBf16 } from './plan.js';
@@ -192,6 +192,8 @@ async function createOn(addonPath: string, name: string, modelDir: string, optio
   try {
     const d = loaded.description;
     checkModelSupported(name, schedulerModelInfo(d), CUDA_CAPABILITIES);
+    const missing = missingLayerFeatures(d, {});
+    if (missing) throw new ModelNotSupportedError(`${name} engine: ${missing}; use the reference engine`);
     if (d.headDim > MAX_HEAD_DIM) {
       throw new Error(`${name} engine: head_dim ${d.headDim} is over the attention kernel's ${MAX_HEAD_DIM}; use the wasm engine for this model`);
     }

@@ -3,7 +3,7 @@
  * bytes the whole model plus its working set needs on the device. Pure TS, testable without a GPU.
  */
 import type { ModelDescription, ModelTensorNames } from '@fast-dllm/model';
-import { f32ToBf16 } from '@fast-dllm/model';
+import { denseLayerNames, f32ToBf16 } from '@fast-dllm/model';
 
 /** Per-layer roles in slot order; must match `enum Role` in native/addon.cc. */
 export const LAYER_ROLES = [
@@ -124,7 +124,8 @@ export function planWeights(
   add(0, names.embed, true);
   add(1, names.finalNorm, false);
   if (!desc.tiedEmbeddings && names.lmHead !== names.embed) add(2, names.lmHead, true);
-  names.layers.forEach((layer, l) => {
+  // The kernels have dense FFNs only; engine.ts refuses a MoE model before planning it.
+  denseLayerNames(names, () => new Error('cuda engine: mixture-of-experts layers are not implemented')).forEach((layer, l) => {
     for (const role of LAYER_ROLES) {
       const name = layer[role];
       if (name === undefined) continue; // biases only exist for Dream and Qwen2, q/k norms for Qwen3

@@ -10,9 +10,9 @@ import {
   type Engine, type EngineCapabilities, type EngineOptions, type EngineProvider, type ForwardRequest,
   type ForwardResult, type ModelInfo, type PassLayout, type SequenceHandle,
 } from '@fast-dllm/scheduler';
-import { INT8_BLOCK, int8Blocks, openModel, schedulerModelInfo, type ModelDescription } from '@fast-dllm/model';
+import { INT8_BLOCK, int8Blocks, isMoeLayer, openModel, schedulerModelInfo, type ModelDescription } from '@fast-dllm/model';
 import { loadReferenceModel, type ReferenceWeights } from './load.js';
-import { referenceAttention, referenceMatmul, referenceRmsNorm, referenceRope, referenceSwiglu } from './ops.js';
+import { referenceAttention, referenceMatmul, referenceMoe, referenceRmsNorm, referenceRope, referenceSwigluFfn } from './ops.js';
 
 /** One sequence's K/V: every layer's keys after RoPE at absolute positions (equivalent to caching before RoPE). */
 interface SequenceCache {
@@ -99,6 +99,7 @@ export class ReferenceEngine implements Engine {
     const w = this.weights!;
     const c = this.config;
     const { hiddenSize: d, numHeads: H, numKvHeads: KV, headDim: hd, intermediateSize: ff } = c;
+    const rot = c.rotaryDim ?? hd;
     const n = layout.rows;
     const positions = new Int32Array(n); // (n,) absolute position of each row in its own canvas
     const x = new Float64Array(n * d); // (n, d) residual stream
@@ -118,9 +119,11 @@ export class ReferenceEngine implements Engine {
       const h = referenceRmsNorm(x, layer.attnNorm, n, d, c.rmsNormEps);
       // Qwen3 (SDAR): each head's q and k are RMS-normed over hd before RoPE; the rows (n, H, hd) are (n·H, hd).
       const headNorm = (y: Float64Array, w: Float32Array | undefined, heads: number) => (w ? referenceRmsNorm(y, w, n * heads, hd, c.rmsNormEps) : y);
-      const q = referenceRope(headNorm(referenceMatmul(h, layer.q, n, d, qw, layer.qBias), layer.qNorm, H), positions, n, H, hd, c.ropeTheta);
-      const k = referenceRope(headNorm(referenceMatmul(h, layer.k, n, d, kw, layer.kBias), layer.kNorm, KV), positions, n, KV, hd, c.ropeTheta);
-      const v = referenceMatmul(h, layer.v, n, d, kw, layer.vBias);
+      // LLaDA-MoE's clip_qkv clamps q, k (after their head norms) and v before RoPE.
+      const clip = (y: Float64Array) => (c.clipQkv === undefined ? y : y.map((t) => Math.min(c.clipQkv!, Math.max(-c.clipQkv!, t))));
+      const q = referenceRope(clip(headNorm(referenceMatmul(h, layer.q, n, d, qw, layer.qBias), layer.qNorm, H)), positions, n, H, hd, c.ropeTheta, rot);
+      const k = referenceRope(clip(headNorm(referenceMatmul(h, layer.k, n, d, kw, layer.kBias), layer.kNorm, KV)), positions, n, KV, hd, c.ropeTheta, rot);
+      const v = clip(referenceMatmul(h, layer.v, n, d, kw, layer.vBias));
       const attn = new Float64Array(n * qw); // (n, H*hd)
       batch.forEach((req, b) => {
         const o = layout.rowOffset[b];
@@ -140,9 +143,7 @@ export class ReferenceEngine implements Engine {
       const proj = referenceMatmul(attn, layer.o, n, qw, d);
       for (let i = 0; i < x.length; i++) x[i] += proj[i];
       const h2 = referenceRmsNorm(x, layer.ffnNorm, n, d, c.rmsNormEps);
-      const gate = referenceMatmul(h2, layer.gate, n, d, ff);
-      const up = referenceMatmul(h2, layer.up, n, d, ff);
-      const down = referenceMatmul(referenceSwiglu(gate, up), layer.down, n, ff, d);
+      const down = layer.ffn.kind === 'moe' ? referenceMoe(h2, layer.ffn.w, n, d) : referenceSwigluFfn(h2, layer.ffn.w, n, d, ff);
       for (let i = 0; i < x.length; i++) x[i] += down[i];
     }
     return referenceRmsNorm(x, w.finalNorm, n, d, c.rmsNormEps);
@@ -235,7 +236,9 @@ export const referenceProvider: EngineProvider = {
       // Every tensor widened to f32 (a tied LM head is the embedding itself). int8: the linear weights and the LM head
       // as int8 values (blocks of 32 along the input) plus an f32 scale per block; a tied embedding stays f32 beside it.
       const int8 = weightDType === 'int8';
-      const linear = new Set(int8 ? [names.lmHead, ...names.layers.flatMap((n) => [n.q, n.k, n.v, n.o, n.gate, n.up, n.down])] : []);
+      const ffnLinears = (n: (typeof names.layers)[number]) => (isMoeLayer(n)
+        ? [...n.experts, ...(n.shared ? [n.shared] : [])].flatMap((e) => [e.gate, e.up, e.down]) : [n.gate, n.up, n.down]);
+      const linear = new Set(int8 ? [names.lmHead, ...names.layers.flatMap((n) => [n.q, n.k, n.v, n.o, ...ffnLinears(n)])] : []);
       let bytes = 0;
       for (const [name, t] of archive.tensors) {
         const [out, inDim] = t.shape;

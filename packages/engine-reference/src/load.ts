@@ -3,7 +3,8 @@
  * tensor roles) into float32 arrays the reference forward pass reads directly; with `dtype: 'int8'` the linear
  * weights (and the LM head) are quantized into @fast-dllm/model's int8 format as they are read.
  */
-import { dequantizeInt8Row, openModel, type ModelDescription } from '@fast-dllm/model';
+import { dequantizeInt8Row, isMoeLayer, openModel, type ModelDescription, type SwigluTensorNames } from '@fast-dllm/model';
+import type { MoeWeights, SwigluWeights } from './ops.js';
 import { isInt8, referenceQuantize, type LinearWeight } from './quant.js';
 
 export interface ReferenceLayer {
@@ -18,9 +19,8 @@ export interface ReferenceLayer {
   kNorm?: Float32Array; // (hd) … and of k
   o: LinearWeight; // (d, H*hd)
   ffnNorm: Float32Array; // (d)
-  gate: LinearWeight; // (ff, d)
-  up: LinearWeight; // (ff, d)
-  down: LinearWeight; // (d, ff)
+  /** The FFN: a dense SwiGLU (gate (ff, d), up (ff, d), down (d, ff)) or a mixture of experts (DESIGN §10). */
+  ffn: { kind: 'dense'; w: SwigluWeights } | { kind: 'moe'; w: MoeWeights };
 }
 
 export interface ReferenceWeights {
@@ -42,7 +42,10 @@ export async function loadReferenceModel(
   try {
     // Distinct tensors to read: a tied LM head is the embedding, LLaDA has no q/k/v biases.
     const total = new Set([names.embed, names.finalNorm, names.lmHead,
-      ...names.layers.flatMap((n) => Object.values(n).filter((x): x is string => typeof x === 'string'))]).size;
+      ...names.layers.flatMap((n) => [
+        ...Object.values(n).filter((x): x is string => typeof x === 'string'),
+        ...(isMoeLayer(n) ? [...n.experts, ...(n.shared ? [n.shared] : [])].flatMap((e) => [e.gate, e.up, e.down]) : []),
+      ])]).size;
     let done = 0;
     const read = async (name: string): Promise<Float32Array> => {
       const t = await archive.readF32(name);
@@ -55,16 +58,30 @@ export async function loadReferenceModel(
       const w = await read(name);
       return dtype === 'int8' ? referenceQuantize(w, out, inDim) : w;
     };
+    const swiglu = async (s: SwigluTensorNames, width: number): Promise<SwigluWeights> =>
+      ({ gate: await linear(s.gate, width, d), up: await linear(s.up, width, d), down: await linear(s.down, d, width) });
     const layers: ReferenceLayer[] = [];
     for (const n of names.layers) {
+      const moe = description.moe;
+      // The router stays f32 under int8: its top-k is a discrete choice that quantization error could flip.
+      const ffn: ReferenceLayer['ffn'] = isMoeLayer(n) && moe
+        ? {
+          kind: 'moe', w: {
+            router: await read(n.router), experts: await Promise.all(n.experts.map((e) => swiglu(e, moe.expertSize))),
+            ...(n.shared ? { shared: await swiglu(n.shared, moe.sharedExpertSize!), sharedSize: moe.sharedExpertSize! } : {}),
+            ...(n.expertBias ? { expertBias: await read(n.expertBias) } : {}),
+            topK: moe.topK, expertSize: moe.expertSize, normTopK: moe.normTopK,
+          },
+        }
+        : isMoeLayer(n) ? (() => { throw new Error('reference engine: a mixture layer without a MoE description'); })()
+        : { kind: 'dense', w: await swiglu(n, ff) };
       const [qBias, kBias, vBias, qNorm, kNorm] = await Promise.all([opt(n.qBias), opt(n.kBias), opt(n.vBias), opt(n.qNorm), opt(n.kNorm)]);
       layers.push({
         attnNorm: await read(n.attnNorm), q: await linear(n.q, H * hd, d), k: await linear(n.k, KV * hd, d),
         v: await linear(n.v, KV * hd, d),
         ...(qBias ? { qBias } : {}), ...(kBias ? { kBias } : {}), ...(vBias ? { vBias } : {}),
         ...(qNorm ? { qNorm } : {}), ...(kNorm ? { kNorm } : {}),
-        o: await linear(n.o, d, H * hd), ffnNorm: await read(n.ffnNorm), gate: await linear(n.gate, ff, d),
-        up: await linear(n.up, ff, d), down: await linear(n.down, d, ff),
+        o: await linear(n.o, d, H * hd), ffnNorm: await read(n.ffnNorm), ffn,
       });
     }
     const stored = await read(names.embed);

@@ -43,18 +43,19 @@ export function referenceRmsNorm(x: FloatArray, weight: FloatArray, n: number, d
 
 /**
  * NeoX-style rotary embedding (rotate halves, not interleaved). x (n, heads*headDim), positions (n) absolute;
- * pair (j, j + headDim/2) of each head rotates by angle pos · theta^(-2j/headDim). Returns a new (n, heads*headDim).
+ * the first `rotaryDim` dims of each head rotate (all of them by default; fewer is LLaDA-MoE's partial rotary):
+ * pair (j, j + rotaryDim/2) by angle pos · theta^(-2j/rotaryDim); the rest pass through. Returns a new array.
  */
 export function referenceRope(
-  x: FloatArray, positions: ArrayLike<number>, n: number, heads: number, headDim: number, theta: number,
+  x: FloatArray, positions: ArrayLike<number>, n: number, heads: number, headDim: number, theta: number, rotaryDim = headDim,
 ): Float64Array {
-  const half = headDim / 2;
+  const half = rotaryDim / 2;
   const width = heads * headDim;
-  const y = new Float64Array(n * width); // (n, heads*headDim)
+  const y = Float64Array.from(x); // (n, heads*headDim); dims past rotaryDim keep their values
   for (let i = 0; i < n; i++) {
     const pos = positions[i];
     for (let j = 0; j < half; j++) {
-      const angle = pos * Math.pow(theta, (-2 * j) / headDim);
+      const angle = pos * Math.pow(theta, (-2 * j) / rotaryDim);
       const c = Math.cos(angle);
       const s = Math.sin(angle);
       for (let h = 0; h < heads; h++) {
@@ -119,6 +120,94 @@ export function referenceSwiglu(gate: FloatArray, up: FloatArray): Float64Array 
   for (let i = 0; i < gate.length; i++) {
     const g = gate[i];
     y[i] = (g / (1 + Math.exp(-g))) * up[i];
+  }
+  return y;
+}
+
+/** One SwiGLU FFN's weights: gate (ff, d), up (ff, d), down (d, ff). */
+export interface SwigluWeights {
+  gate: FloatArray | Int8Matrix;
+  up: FloatArray | Int8Matrix;
+  down: FloatArray | Int8Matrix;
+}
+
+/** down(silu(gate x) · up x). x (n, d) → (n, d) float64; ff the inner width. */
+export function referenceSwigluFfn(x: FloatArray, w: SwigluWeights, n: number, d: number, ff: number): Float64Array {
+  return referenceMatmul(referenceSwiglu(referenceMatmul(x, w.gate, n, d, ff), referenceMatmul(x, w.up, n, d, ff)), w.down, n, ff, d);
+}
+
+/** A mixture-of-experts FFN (DESIGN §10). */
+export interface MoeWeights {
+  router: FloatArray | Int8Matrix; // (E, d)
+  experts: SwigluWeights[]; // E, each of inner width expertSize
+  shared?: SwigluWeights; // inner width sharedSize
+  expertBias?: FloatArray; // (E)
+  topK: number;
+  expertSize: number;
+  sharedSize?: number;
+  normTopK: boolean;
+}
+
+/**
+ * Which experts each row goes to, and with what weight (DESIGN §10): p = softmax(router · x) (+ expert bias), the
+ * top k of p (ties to the lower expert), weights p of the chosen (renormalised to sum 1 when normTopK). A row's
+ * choice depends on that row alone. x (n, d) → experts (n, k) ascending by expert id, weights (n, k) float64.
+ */
+export function referenceRoute(x: FloatArray, w: MoeWeights, n: number, d: number): { experts: Int32Array; weights: Float64Array } {
+  const E = w.experts.length;
+  const k = w.topK;
+  const logits = referenceMatmul(x, w.router, n, d, E); // (n, E)
+  const experts = new Int32Array(n * k); // (n, k)
+  const weights = new Float64Array(n * k); // (n, k)
+  const p = new Float64Array(E); // (E) one row's scores
+  for (let i = 0; i < n; i++) {
+    let max = -Infinity;
+    for (let e = 0; e < E; e++) max = Math.max(max, logits[i * E + e]);
+    let sum = 0;
+    for (let e = 0; e < E; e++) sum += (p[e] = Math.exp(logits[i * E + e] - max));
+    for (let e = 0; e < E; e++) p[e] = p[e] / sum + (w.expertBias ? w.expertBias[e] : 0);
+    const chosen: number[] = [];
+    for (let r = 0; r < k; r++) {
+      let best = -1;
+      for (let e = 0; e < E; e++) if (!chosen.includes(e) && (best < 0 || p[e] > p[best])) best = e; // strict >: ties to the lower id
+      chosen.push(best);
+    }
+    chosen.sort((a, b) => a - b);
+    let total = 0;
+    for (const e of chosen) total += p[e];
+    chosen.forEach((e, r) => {
+      experts[i * k + r] = e;
+      weights[i * k + r] = w.normTopK ? p[e] / total : p[e];
+    });
+  }
+  return { experts, weights };
+}
+
+/**
+ * The mixture's output: Σ over a row's chosen experts, in ascending expert order, of weight · expert(x), then
+ * + shared(x). Each expert runs once over all the rows routed to it (its weights read once per pass), and a row's
+ * sum never depends on the other rows. x (n, d) → (n, d) float64.
+ */
+export function referenceMoe(x: FloatArray, w: MoeWeights, n: number, d: number): Float64Array {
+  const { experts, weights } = referenceRoute(x, w, n, d);
+  const k = w.topK;
+  const parts = new Float64Array(n * k * d); // (n, k, d) each row's weighted expert outputs, in its rank order
+  for (let e = 0; e < w.experts.length; e++) {
+    const slots: number[] = []; // (row·k + rank) of the rows routed to e
+    for (let s = 0; s < n * k; s++) if (experts[s] === e) slots.push(s);
+    if (slots.length === 0) continue;
+    const xs = new Float64Array(slots.length * d); // (rows routed to e, d)
+    slots.forEach((s, j) => xs.set(x.subarray(Math.floor(s / k) * d, (Math.floor(s / k) + 1) * d), j * d));
+    const ys = referenceSwigluFfn(xs, w.experts[e], slots.length, d, w.expertSize);
+    slots.forEach((s, j) => {
+      for (let t = 0; t < d; t++) parts[s * d + t] = weights[s] * ys[j * d + t];
+    });
+  }
+  const y = new Float64Array(n * d); // (n, d)
+  for (let i = 0; i < n; i++) for (let r = 0; r < k; r++) for (let t = 0; t < d; t++) y[i * d + t] += parts[(i * k + r) * d + t];
+  if (w.shared) {
+    const sh = referenceSwigluFfn(x, w.shared, n, d, w.sharedSize!);
+    for (let i = 0; i < y.length; i++) y[i] += sh[i];
   }
   return y;
 }

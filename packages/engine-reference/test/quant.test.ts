@@ -97,7 +97,7 @@ describe('reference engine with weightDType int8', () => {
 
   it('quantizes the linear weights and the LM head; norms and embeddings stay float32', async () => {
     const { weights } = await loadReferenceModel(dir, undefined, 'int8');
-    expect(isInt8(weights.layers[0].q) && isInt8(weights.layers[0].down) && isInt8(weights.lmHead)).toBe(true);
+    expect(isInt8(weights.layers[0].q) && weights.layers[0].ffn.kind === 'dense' && isInt8(weights.layers[0].ffn.w.down) && isInt8(weights.lmHead)).toBe(true);
     expect(weights.layers[0].attnNorm).toBeInstanceOf(Float32Array);
     expect(weights.embed).toBeInstanceOf(Float32Array);
   });

@@ -24,11 +24,11 @@
  *            └──────────────────────────────────────────────────────────────────────┘
  */
 import {
-  ENGINE_CONTRACT_VERSION, EngineCapacityError, SequenceTable, assembleResults, checkModelSupported, layoutPass, newPassReductions,
+  ENGINE_CONTRACT_VERSION, EngineCapacityError, SequenceTable, assembleResults, checkModelSupported, layoutPass, ModelNotSupportedError, newPassReductions,
   type Engine, type EngineCapabilities, type ForwardRequest, type ForwardResult, type ModelInfo, type PassLayout,
   type SequenceHandle,
 } from '@fast-dllm/scheduler';
-import { schedulerModelInfo, type ModelDescription, type ModelTensorNames } from '@fast-dllm/model';
+import { denseLayerNames, missingLayerFeatures, schedulerModelInfo, type ModelDescription, type ModelTensorNames } from '@fast-dllm/model';
 import { ATTENTION_SCORE_ROWS, WASM32_MAX_BYTES, int8ScratchBytes, packedBytes, type PackedWeight, type Region, type WasmKernels, type WeightDType } from './kernels.js';
 
 /** Reads one tensor as f32, whatever its stored dtype (the archive of @fast-dllm/model does). */
@@ -148,6 +148,9 @@ export class WasmEngine implements Engine {
   static async load(
     desc: ModelDescription, names: ModelTensorNames, read: TensorReader, K: WasmKernels, weightDType: WeightDType = 'f32',
   ): Promise<WasmEngine> {
+    const missing = missingLayerFeatures(desc, {});
+    if (missing) throw new ModelNotSupportedError(`wasm engine: ${missing}; use --engine reference`);
+    const layerNames = denseLayerNames(names, () => new ModelNotSupportedError('wasm engine: mixture-of-experts layers are not implemented'));
     const L = Math.min(desc.maxPositions, LOAD_CHECK_LENGTH);
     const need = K.usedBytes + weightBytes(desc, weightDType) + sequenceCacheBytes(desc, L) + scratchBytes(desc, L, L, K.threads, weightDType);
     if (need > WASM32_MAX_BYTES) {
@@ -171,7 +174,7 @@ export class WasmEngine implements Engine {
     const tied = names.lmHead === names.embed;
     const embed = tied ? null : await put(names.embed);
     const layers: LayerRegions[] = [];
-    for (const n of names.layers) {
+    for (const n of layerNames) {
       layers.push({
         attnNorm: await put(n.attnNorm), q: await putLinear(n.q, H * hd, d), k: await putLinear(n.k, KV * hd, d),
         v: await putLinear(n.v, KV * hd, d),

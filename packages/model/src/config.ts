@@ -14,8 +14,10 @@ export interface ConfigExtras {
 }
 
 /** DESIGN §1/§8 defaults, used only when no file gives the id and the vocab is big enough to hold it. */
-const DEFAULT_IDS: Record<Architecture, { mask: number; eos: number; endOfTurn: number; bos?: number }> = {
+const DEFAULT_IDS: Record<Architecture, { mask: number; eos: number; endOfTurn?: number; bos?: number }> = {
   llada: { mask: 126336, eos: 126081, endOfTurn: 126348, bos: 126080 },
+  // LLaDA-MoE's tokenizer (shared with LLaDA2): ids from its published generate() defaults.
+  llada_moe: { mask: 156895, eos: 156892 },
   dream: { mask: 151666, eos: 151643, endOfTurn: 151645 },
   fast_dllm_v2: { mask: 151665, eos: 151643, endOfTurn: 151645 },
   sdar: { mask: 151669, eos: 151643, endOfTurn: 151645 },
@@ -23,6 +25,7 @@ const DEFAULT_IDS: Record<Architecture, { mask: number; eos: number; endOfTurn: 
 /** Special token strings looked up in tokenizer_config.json's added_tokens_decoder. */
 const TOKEN_TEXT: Record<Architecture, Partial<Record<keyof SpecialTokens, string>>> = {
   llada: { mask: '<|mdm_mask|>', eos: '<|endoftext|>', endOfTurn: '<|eot_id|>', bos: '<|startoftext|>' },
+  llada_moe: { mask: '<|mask|>', eos: '<|endoftext|>', endOfTurn: '<|role_end|>' },
   dream: { mask: '<|mask|>', eos: '<|endoftext|>', endOfTurn: '<|im_end|>' },
   fast_dllm_v2: { mask: '|<MASK>|', eos: '<|endoftext|>', endOfTurn: '<|im_end|>' },
   sdar: { mask: '<|MASK|>', eos: '<|endoftext|>', endOfTurn: '<|im_end|>' },
@@ -31,7 +34,10 @@ const TOKEN_TEXT: Record<Architecture, Partial<Record<keyof SpecialTokens, strin
 const QWEN_STOP_TEXT = ['<|endoftext|>', '<|im_end|>'];
 
 /** config.json model_type (lower-cased) of each architecture. */
-const MODEL_TYPES: Record<string, Architecture> = { llada: 'llada', dream: 'dream', fast_dllm_qwen: 'fast_dllm_v2', sdar: 'sdar' };
+const MODEL_TYPES: Record<string, Architecture> = { llada: 'llada', lladamoe: 'llada_moe', dream: 'dream', fast_dllm_qwen: 'fast_dllm_v2', sdar: 'sdar' };
+
+/** Config keys that mark LLaDA-MoE: its published remote code says model_type "llada", some tools "lladamoe". */
+const LLADA_MOE_KEYS = ['num_experts', 'num_experts_per_tok', 'expert_intermediate_size'];
 
 /**
  * Turns a LLaDA, Dream, Fast-dLLM v2 or SDAR config.json (+ optional generation/tokenizer configs) into a
@@ -42,11 +48,13 @@ export function normaliseConfig(config: Json, extras: ConfigExtras = {}): ModelD
   const file = extras.file ?? 'config.json';
   const fail = (msg: string) => new ModelFormatError(msg, { file });
   const modelType = config.model_type;
-  const arch = typeof modelType === 'string' ? MODEL_TYPES[modelType.toLowerCase()] : undefined;
+  let arch = typeof modelType === 'string' ? MODEL_TYPES[modelType.toLowerCase()] : undefined;
+  // DESIGN §10: MoE is told from dense by the config's expert fields, not by the name alone.
+  if (arch === 'llada' && LLADA_MOE_KEYS.some((k) => config[k] !== undefined && config[k] !== null)) arch = 'llada_moe';
   if (!arch) {
-    const hint = typeof modelType === 'string' && /moe/i.test(modelType) ? ' (mixture-of-experts models are not supported)' : '';
-    throw fail(`unknown architecture: model_type ${JSON.stringify(modelType)}${hint}; supported are "llada" (LLaDA), "Dream" (Dream/Qwen2), ` +
-      '"Fast_dLLM_Qwen" (Fast-dLLM v2/Qwen2.5) and "sdar" (SDAR/Qwen3)');
+    const hint = typeof modelType === 'string' && /moe/i.test(modelType) ? ' (of the mixture-of-experts models only LLaDA-MoE, "lladamoe", is supported)' : '';
+    throw fail(`unknown architecture: model_type ${JSON.stringify(modelType)}${hint}; supported are "llada" (LLaDA), "lladamoe" (LLaDA-MoE), ` +
+      '"Dream" (Dream/Qwen2), "Fast_dLLM_Qwen" (Fast-dLLM v2/Qwen2.5) and "sdar" (SDAR/Qwen3)');
   }
 
   const posInt = (key: string, fallback?: unknown): number => {
@@ -85,6 +93,8 @@ export function normaliseConfig(config: Json, extras: ConfigExtras = {}): ModelD
     };
     if (typeof config.vocab_size === 'number' && config.vocab_size > d.vocabSize)
       throw fail(`vocab_size ${config.vocab_size} is larger than embedding_size ${d.vocabSize}; fix one of them`);
+  } else if (arch === 'llada_moe') {
+    d = lladaMoeDescription(config, posInt, posNum, fail);
   } else {
     refuseQwenVariants(arch, config, fail);
     d = {
@@ -110,7 +120,7 @@ export function normaliseConfig(config: Json, extras: ConfigExtras = {}): ModelD
   const [hk, nh, nkv] = arch === 'llada' ? ['d_model', 'n_heads', 'n_kv_heads'] : ['hidden_size', 'num_attention_heads', 'num_key_value_heads'];
   if (d.numHeads % d.numKvHeads !== 0) throw fail(`contradictory config: ${nkv} ${d.numKvHeads} does not divide ${nh} ${d.numHeads}`);
   let headDim: number;
-  if (arch !== 'llada' && config.head_dim !== undefined && config.head_dim !== null) {
+  if (arch !== 'llada' && arch !== 'llada_moe' && config.head_dim !== undefined && config.head_dim !== null) {
     // Qwen3 states head_dim, which need not be hidden_size / num_attention_heads (q/o map d to H*hd).
     headDim = posInt('head_dim');
     if (headDim % 2 !== 0) throw fail(`contradictory config: head_dim ${headDim} must be even for RoPE`);
@@ -120,11 +130,83 @@ export function normaliseConfig(config: Json, extras: ConfigExtras = {}): ModelD
     if (headDim % 2 !== 0) throw fail(`contradictory config: head dim ${headDim} (${hk} / ${nh}) must be even for RoPE`);
   }
 
+  if (arch === 'llada_moe') {
+    // partial_rotary_factor: RoPE turns the first headDim · factor dims of each head (rounded down to even, as the
+    // published rotary table's arange(0, dim, 2) does).
+    const factor = config.partial_rotary_factor ?? 1;
+    if (typeof factor !== 'number' || !(factor > 0 && factor <= 1)) throw fail(`field "partial_rotary_factor" must be in (0, 1], got ${JSON.stringify(factor)}`);
+    const rotary = 2 * Math.floor((headDim * factor) / 2);
+    if (rotary === 0) throw fail(`field "partial_rotary_factor" ${factor} leaves no rotary dimension of head dim ${headDim}`);
+    if (rotary !== headDim) d = { ...d, rotaryDim: rotary };
+  }
+
   const special = resolveSpecial(arch, d.vocabSize, config, extras, file);
   const stopIds = d.blockSize === undefined
     ? [special.eos, ...(special.endOfTurn !== undefined ? [special.endOfTurn] : [])]
     : qwenStopIds(special, d.vocabSize, config, extras);
   return { ...d, headDim, special, stopIds: [...new Set(stopIds)].sort((a, b) => a - b) };
+}
+
+/**
+ * LLaDA-MoE (DESIGN §10): OLMoE-style layers (per-head q/k RMSNorm, optional clip_qkv and partial rotary), a dense
+ * SwiGLU FFN where moe_layer_freq[l] is 0 and a routed mixture (softmax router, top-k, optional shared expert and
+ * expert bias) elsewhere; full attention, unshifted logits: it decodes as LLaDA.
+ */
+function lladaMoeDescription(
+  config: Json, posInt: (key: string, fallback?: unknown) => number, posNum: (key: string, fallback?: number) => number,
+  fail: (msg: string) => ModelFormatError,
+): Omit<ModelDescription, 'special' | 'headDim' | 'stopIds'> {
+  if (config.rope_scaling !== undefined && config.rope_scaling !== null) {
+    throw fail(`"rope_scaling": ${JSON.stringify(config.rope_scaling)} is not supported; only plain RoPE (rope_scaling null) is implemented`);
+  }
+  if (config.attention_bias === true) throw fail('"attention_bias": true is not supported; LLaDA-MoE checkpoints have no attention biases');
+  if (config.hidden_act !== undefined && config.hidden_act !== 'silu') throw fail(`"hidden_act": ${JSON.stringify(config.hidden_act)} is not supported; only "silu" (SwiGLU) is`);
+  const score = config.moe_router_score_function;
+  // The published code always takes the softmax, whatever this field says; a different scorer would be a different model.
+  if (score !== undefined && score !== null && score !== 'softmax') throw fail(`"moe_router_score_function": ${JSON.stringify(score)} is not supported; LLaDA-MoE routes by softmax`);
+  for (const key of ['router_num_group', 'router_topk_group']) {
+    const v = config[key];
+    if (typeof v === 'number' && v > 1) throw fail(`"${key}": ${v} (group-limited routing) is not supported; LLaDA-MoE routes over all experts`);
+  }
+  const numLayers = posInt('num_hidden_layers');
+  const numExperts = posInt('num_experts');
+  const topK = posInt('num_experts_per_tok');
+  if (topK > numExperts) throw fail(`contradictory config: num_experts_per_tok ${topK} exceeds num_experts ${numExperts}`);
+  const freq = config.moe_layer_freq;
+  let moeLayers: boolean[];
+  if (freq === undefined || freq === null) moeLayers = Array.from({ length: numLayers }, () => true);
+  else if (Array.isArray(freq) && freq.length === numLayers && freq.every((f) => f === 0 || f === 1)) moeLayers = freq.map((f) => f === 1);
+  else throw fail(`field "moe_layer_freq" must list 0 (dense) or 1 (mixture) for each of the ${numLayers} layers, got ${JSON.stringify(freq)}`);
+  const shared = config.shared_expert_intermediate_size;
+  const sharedExpertSize = shared === undefined || shared === null ? undefined : posInt('shared_expert_intermediate_size');
+  const clip = config.clip_qkv;
+  if (clip !== undefined && clip !== null && !(typeof clip === 'number' && clip > 0)) throw fail(`field "clip_qkv" must be a positive number or null, got ${JSON.stringify(clip)}`);
+  const numHeads = posInt('num_attention_heads');
+  return {
+    architecture: 'llada_moe',
+    hiddenSize: posInt('hidden_size'),
+    numLayers,
+    numHeads,
+    numKvHeads: posInt('num_key_value_heads', numHeads),
+    // Dense layers' SwiGLU width; a config whose layers are all mixtures may leave it unset.
+    intermediateSize: moeLayers.every((m) => m) && (config.dense_intermediate_size ?? -1) === -1 ? 0 : posInt('dense_intermediate_size'),
+    vocabSize: posInt('vocab_size'),
+    maxPositions: posInt('max_position_embeddings'),
+    rmsNormEps: posNum('rms_norm_eps', 1e-5),
+    ropeTheta: posNum('rope_theta'),
+    qkvBias: false,
+    tiedEmbeddings: config.tie_word_embeddings === true,
+    shiftLogits: false,
+    qkNorm: config.qk_layernorm === true,
+    ...(typeof clip === 'number' ? { clipQkv: clip } : {}),
+    moe: {
+      numExperts, topK, expertSize: posInt('expert_intermediate_size'),
+      ...(sharedExpertSize !== undefined ? { sharedExpertSize } : {}),
+      normTopK: false,
+      expertBias: config.moe_router_enable_expert_bias === true,
+      moeLayers,
+    },
+  };
 }
 
 /** Refuses the Qwen config variants no engine here implements, naming the field (sliding window, RoPE scaling, MoE). */
@@ -194,7 +276,7 @@ function resolveSpecial(arch: Architecture, vocab: number, config: Json, extras:
   const bos = explicit('bos_token_id') ?? fromTok.bos ?? DEFAULT_IDS[arch].bos;
   const pad = explicit('pad_token_id');
   // Defaults that do not fit the vocab (a tiny test model) are dropped; explicit ids that do not fit are errors.
-  if (eot < vocab) out.endOfTurn = eot;
+  if (eot !== undefined && eot < vocab) out.endOfTurn = eot;
   if (bos !== undefined && bos < vocab) out.bos = bos;
   if (pad !== undefined) out.pad = pad;
   for (const [role, key] of [['mask', 'mask_token_id'], ['eos', 'eos_token_id']] as const) {
@@ -241,7 +323,8 @@ export async function readModelConfig(dir: string): Promise<ModelDescription> {
 /** What every engine reports as its `model`: one place that maps a description to the scheduler's view. */
 export function schedulerModelInfo(d: ModelDescription): SchedulerModelInfo {
   return {
-    architecture: d.architecture,
+    // LLaDA-MoE differs from LLaDA in its layers only; the scheduler decodes it as LLaDA (DESIGN §10).
+    architecture: d.architecture === 'llada_moe' ? 'llada' : d.architecture,
     vocabSize: d.vocabSize,
     maxPositions: d.maxPositions,
     maskId: d.special.mask,

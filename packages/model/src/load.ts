@@ -1,7 +1,7 @@
 import { ModelFormatError } from './errors.js';
 import { readModelConfig } from './config.js';
 import { SafetensorsArchive } from './safetensors.js';
-import type { LayerTensorNames, ModelDescription, ModelTensorNames } from './types.js';
+import { isMoeLayer, type DenseLayerTensorNames, type LayerTensorNames, type ModelDescription, type ModelTensorNames, type SwigluTensorNames } from './types.js';
 
 /** Canonical roles → checkpoint tensor names for a description (DESIGN §1 naming; Dream, Fast-dLLM v2 and SDAR share Qwen's). */
 export function tensorNames(desc: ModelDescription): ModelTensorNames {
@@ -27,19 +27,27 @@ export function tensorNames(desc: ModelDescription): ModelTensorNames {
     const embed = `${p}.wte.weight`;
     return { embed, layers, finalNorm: `${p}.ln_f.weight`, lmHead: desc.tiedEmbeddings ? embed : `${p}.ff_out.weight` };
   }
+  const swiglu = (p: string): SwigluTensorNames => ({ gate: `${p}.gate_proj.weight`, up: `${p}.up_proj.weight`, down: `${p}.down_proj.weight` });
   for (let i = 0; i < desc.numLayers; i++) {
     const b = `model.layers.${i}`;
-    const l: LayerTensorNames = {
+    const attention = {
       attnNorm: `${b}.input_layernorm.weight`,
       q: `${b}.self_attn.q_proj.weight`,
       k: `${b}.self_attn.k_proj.weight`,
       v: `${b}.self_attn.v_proj.weight`,
       o: `${b}.self_attn.o_proj.weight`,
       ffnNorm: `${b}.post_attention_layernorm.weight`,
-      gate: `${b}.mlp.gate_proj.weight`,
-      up: `${b}.mlp.up_proj.weight`,
-      down: `${b}.mlp.down_proj.weight`,
     };
+    const moe = desc.moe;
+    // LLaDA-MoE (DESIGN §10): mlp.gate is the router, mlp.experts.e the routed experts, shared_expert beside mlp.
+    const l: LayerTensorNames = moe?.moeLayers[i]
+      ? {
+        ...attention, router: `${b}.mlp.gate.weight`,
+        experts: Array.from({ length: moe.numExperts }, (_, e) => swiglu(`${b}.mlp.experts.${e}`)),
+        ...(moe.sharedExpertSize !== undefined ? { shared: swiglu(`${b}.shared_expert`) } : {}),
+        ...(moe.expertBias ? { expertBias: `${b}.mlp.expert_bias` } : {}),
+      }
+      : { ...attention, ...swiglu(`${b}.mlp`) };
     if (desc.qkvBias)
       Object.assign(l, { qBias: `${b}.self_attn.q_proj.bias`, kBias: `${b}.self_attn.k_proj.bias`, vBias: `${b}.self_attn.v_proj.bias` });
     if (desc.qkNorm) Object.assign(l, { qNorm: `${b}.self_attn.q_norm.weight`, kNorm: `${b}.self_attn.k_norm.weight` });
@@ -71,11 +79,33 @@ export function expectedShapes(desc: ModelDescription, names = tensorNames(desc)
     if (l.kNorm) m.set(l.kNorm, [desc.headDim]);
     m.set(l.o, [d, qd]);
     m.set(l.ffnNorm, [d]);
-    m.set(l.gate, [ff, d]);
-    m.set(l.up, [ff, d]);
-    m.set(l.down, [d, ff]);
+    const swiglu = (s: SwigluTensorNames, width: number) => {
+      m.set(s.gate, [width, d]);
+      m.set(s.up, [width, d]);
+      m.set(s.down, [d, width]);
+    };
+    if (isMoeLayer(l)) {
+      const moe = desc.moe!;
+      m.set(l.router, [moe.numExperts, d]);
+      for (const e of l.experts) swiglu(e, moe.expertSize);
+      if (l.shared) swiglu(l.shared, moe.sharedExpertSize!);
+      if (l.expertBias) m.set(l.expertBias, [moe.numExperts]);
+    } else {
+      swiglu(l, ff);
+    }
   }
   return m;
+}
+
+/**
+ * The layers of a model whose FFNs are all dense, for engines without mixture-of-experts layers; `refuse` builds
+ * the error they throw for a MoE model (the scheduler's ModelNotSupportedError, which this package cannot import).
+ */
+export function denseLayerNames(names: ModelTensorNames, refuse: () => Error): DenseLayerTensorNames[] {
+  return names.layers.map((l) => {
+    if (isMoeLayer(l)) throw refuse();
+    return l;
+  });
 }
 
 export interface LoadedModel {
@@ -164,4 +194,20 @@ export function modelSummary(loaded: LoadedModel, canvasLength = loaded.descript
     kvCacheBytes16: kvElems * 2,
     canvasLength,
   };
+}
+
+/** Layer features beyond the dense Llama/Qwen layer that not every engine implements (DESIGN §10). */
+export interface LayerFeatures {
+  moe?: boolean;
+  partialRotary?: boolean;
+  clipQkv?: boolean;
+}
+
+/** What in this model's layers an engine with `supported` lacks, as one sentence; undefined when it has all. */
+export function missingLayerFeatures(desc: ModelDescription, supported: LayerFeatures): string | undefined {
+  const missing: string[] = [];
+  if (desc.moe && !supported.moe) missing.push(`mixture-of-experts FFNs (${desc.moe.numExperts} experts, top ${desc.moe.topK})`);
+  if (desc.rotaryDim !== undefined && !supported.partialRotary) missing.push(`partial rotary embeddings (${desc.rotaryDim} of ${desc.headDim} dims)`);
+  if (desc.clipQkv !== undefined && !supported.clipQkv) missing.push(`clip_qkv ${desc.clipQkv}`);
+  return missing.length ? `${desc.architecture} models with ${missing.join(', ')} are not implemented by this engine` : undefined;
 }

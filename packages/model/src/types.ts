@@ -3,8 +3,31 @@
  * SDAR/Qwen3). Every engine builds from this and from the canonical tensor roles below, never from raw config keys.
  */
 
-/** Masked diffusion (llada, dream: bidirectional) and block diffusion (fast_dllm_v2, sdar: block-causal, DESIGN §8). */
-export type Architecture = 'llada' | 'dream' | 'fast_dllm_v2' | 'sdar';
+/**
+ * Masked diffusion (llada, llada_moe, dream: bidirectional) and block diffusion (fast_dllm_v2, sdar: block-causal,
+ * DESIGN §8). llada_moe is LLaDA-MoE's checkpoint layout (OLMoE-style layers, DESIGN §10); it decodes as LLaDA.
+ */
+export type Architecture = 'llada' | 'llada_moe' | 'dream' | 'fast_dllm_v2' | 'sdar';
+
+/**
+ * A mixture-of-experts FFN (DESIGN §10): a router picks `topK` of `numExperts` SwiGLU experts per row; their
+ * outputs, weighted by the router's softmax probabilities, are summed, plus a shared expert where there is one.
+ */
+export interface MoeDescription {
+  numExperts: number;
+  /** Experts each row is routed to. */
+  topK: number;
+  /** SwiGLU inner width of one routed expert. */
+  expertSize: number;
+  /** Inner width of the shared expert every row also runs; absent: none. */
+  sharedExpertSize?: number;
+  /** Renormalise the k chosen probabilities to sum to 1 (off in LLaDA-MoE's published code, whatever the config says). */
+  normTopK: boolean;
+  /** A per-expert bias added to the probabilities before top-k (and kept in the weights, as the published code does). */
+  expertBias: boolean;
+  /** Per layer: true where the FFN is the mixture, false where it is a dense SwiGLU of `intermediateSize`. */
+  moeLayers: boolean[];
+}
 
 export interface SpecialTokens {
   /** The [MASK] token the canvas starts with. */
@@ -43,6 +66,12 @@ export interface ModelDescription {
   shiftLogits: boolean;
   /** Qwen3 (SDAR): per-head RMSNorm of q and k (weights of size headDim) before RoPE. */
   qkNorm: boolean;
+  /** RoPE rotates the first `rotaryDim` of each head's dims (partial rotary, LLaDA-MoE); absent: all headDim. */
+  rotaryDim?: number;
+  /** q, k and v are clamped to [-clipQkv, clipQkv] after their projections (LLaDA-MoE's clip_qkv); absent: no clamp. */
+  clipQkv?: number;
+  /** Mixture-of-experts FFNs (DESIGN §10); absent: every layer's FFN is dense. */
+  moe?: MoeDescription;
   /** Block-diffusion models: block-causal attention with blocks of this size (DESIGN §8); absent: bidirectional. */
   blockSize?: number;
   special: SpecialTokens;
@@ -76,7 +105,7 @@ export interface TensorInfo {
  *              o (d, H*hd), ffnNorm (d), gate (ff, d), up (ff, d), down (d, ff)
  * The MLP is down(silu(gate(x)) * up(x)); LLaDA calls them ff_proj, up_proj, ff_out.
  */
-export interface LayerTensorNames {
+export interface AttentionTensorNames {
   attnNorm: string;
   q: string;
   k: string;
@@ -88,9 +117,33 @@ export interface LayerTensorNames {
   kNorm?: string;
   o: string;
   ffnNorm: string;
+}
+
+/** One SwiGLU FFN: gate (ff, d), up (ff, d), down (d, ff). */
+export interface SwigluTensorNames {
   gate: string;
   up: string;
   down: string;
+}
+
+/** A layer with a dense FFN (every family but LLaDA-MoE's mixture layers). */
+export interface DenseLayerTensorNames extends AttentionTensorNames, SwigluTensorNames {}
+
+/**
+ * A mixture-of-experts layer (DESIGN §10): router (E, d), experts[e] each a SwiGLU of the expert size, shared a
+ * SwiGLU of the shared size, expertBias (E).
+ */
+export interface MoeLayerTensorNames extends AttentionTensorNames {
+  router: string;
+  experts: SwigluTensorNames[];
+  shared?: SwigluTensorNames;
+  expertBias?: string;
+}
+
+export type LayerTensorNames = DenseLayerTensorNames | MoeLayerTensorNames;
+
+export function isMoeLayer(l: LayerTensorNames): l is MoeLayerTensorNames {
+  return 'router' in l;
 }
 
 export interface ModelTensorNames {
@@ -105,7 +158,8 @@ export interface ModelTensorNames {
  * depends on no scheduler, so the type is restated here and kept in step by the engines' type checks).
  */
 export interface SchedulerModelInfo {
-  architecture: Architecture;
+  /** The decoding family: LLaDA-MoE decodes as 'llada'. */
+  architecture: Exclude<Architecture, 'llada_moe'>;
   vocabSize: number;
   maxPositions: number;
   maskId: number;
