@@ -10,7 +10,9 @@
  *            │ WEIGHTS (loaded once; norms, biases, embed f32; linear W f32/bf16/int8)│
  *            │   embed (V, d) · per layer: attnNorm (d), q (H*hd, d), k/v (kw, d),    │
  *            │   q/k/v bias (H*hd / kw, Qwen2), q/k norm (hd, Qwen3), o (d, H*hd),    │
- *            │   ffnNorm (d), gate/up (ff, d), down (d, ff) · finalNorm (d) · lmHead  │
+ *            │   ffnNorm (d), gate/up (ff, d), down (d, ff) — a MoE layer: router     │
+ *            │   (E, d) f32 and per expert gate/up (es, d), down (d, es), shared too  │
+ *            │   · finalNorm (d) · lmHead                                             │
  *            │   (V, d); linear W (out, in) packed in panels (ceil(out/8), in, 8)     │
  *            │   (int8: 288 bytes per panel and block of 32 in; src/kernels.ts)       │
  *            │   (tied: no embed copy; its rows are read from the packed lmHead, f32, │
@@ -28,17 +30,29 @@ import {
   type Engine, type EngineCapabilities, type ForwardRequest, type ForwardResult, type ModelInfo, type PassLayout,
   type SequenceHandle,
 } from '@fast-dllm/scheduler';
-import { denseLayerNames, missingLayerFeatures, schedulerModelInfo, type ModelDescription, type ModelTensorNames } from '@fast-dllm/model';
+import { isMoeLayer, missingLayerFeatures, schedulerModelInfo, type ModelDescription, type ModelTensorNames, type SwigluTensorNames } from '@fast-dllm/model';
 import { ATTENTION_SCORE_ROWS, WASM32_MAX_BYTES, int8ScratchBytes, packedBytes, type PackedWeight, type Region, type WasmKernels, type WeightDType } from './kernels.js';
 
 /** Reads one tensor as f32, whatever its stored dtype (the archive of @fast-dllm/model does). */
 export type TensorReader = (name: string) => Promise<Float32Array>;
 
+/** One SwiGLU FFN: gate (w, d), up (w, d), down (d, w) packed, w its inner width. */
+interface SwigluRegions { gate: PackedWeight; up: PackedWeight; down: PackedWeight }
+
+/** A mixture-of-experts FFN (DESIGN §10). */
+interface MoeRegions {
+  router: PackedWeight; // (E, d) f32 whatever the weight dtype: top-k is a discrete choice
+  experts: SwigluRegions[]; // E, inner width expertSize
+  shared: SwigluRegions | null; // inner width sharedExpertSize
+  bias: Float32Array | null; // (E) expert bias, read on the host where routing happens
+}
+
 interface LayerRegions {
   attnNorm: Region; q: PackedWeight; k: PackedWeight; v: PackedWeight;
   qBias: Region | null; kBias: Region | null; vBias: Region | null;
   qNorm: Region | null; kNorm: Region | null; // (hd) Qwen3 per-head q/k RMSNorm weights
-  o: PackedWeight; ffnNorm: Region; gate: PackedWeight; up: PackedWeight; down: PackedWeight;
+  o: PackedWeight; ffnNorm: Region;
+  ffn: { kind: 'dense'; w: SwigluRegions } | { kind: 'moe'; w: MoeRegions };
 }
 
 /** Reported rows reduced at once: bounds the logits scratch (chunk, V) for big vocabularies. */
@@ -58,7 +72,9 @@ interface Scratch extends ScratchShape {
   q: Region; att: Region; // (rows, H*hd)
   kNew: Region; vNew: Region; // (rows, kw) fresh K/V of every row
   kTmp: Region; vTmp: Region; // (keys, kw) a prefix step's keys: the cache with its fresh rows written in
-  gate: Region; up: Region; // (rows, ff)
+  gate: Region; up: Region; // (rows, widest FFN: ff, expert or shared expert width)
+  moeX: Region; moeY: Region; // (rows, d) MoE: the rows routed to one expert, gathered; that expert's output
+  router: Region; // (rows, E) MoE router logits
   scores: Region; // (threads, ATTENTION_SCORE_ROWS, keys) attention score rows per kernel thread (query rows go in blocks)
   pos: Region; // (rows,) i32 absolute position of each row
   sel: Region; // (reports, d) rows whose hidden states predict the reports
@@ -77,7 +93,14 @@ interface Scratch extends ScratchShape {
 export function weightBytes(m: ModelDescription, dtype: WeightDType = 'f32'): number {
   const { hiddenSize: d, numHeads: H, numKvHeads: KV, headDim: hd, intermediateSize: ff, vocabSize: V } = m;
   const P = (out: number, inDim: number) => packedBytes(out, inDim, dtype); // panels round `out` up to a multiple of 8
-  const linear = m.numLayers * (P(H * hd, d) + 2 * P(KV * hd, d) + P(d, H * hd) + 2 * P(ff, d) + P(d, ff)) + P(V, d);
+  const swiglu = (w: number) => 2 * P(w, d) + P(d, w);
+  let ffns = 0;
+  for (let l = 0; l < m.numLayers; l++) {
+    const moe = m.moe?.moeLayers[l] ? m.moe : undefined;
+    // A mixture: the f32 router, every expert, the shared expert; its expert bias lives on the host.
+    ffns += moe ? packedBytes(moe.numExperts, d, 'f32') + moe.numExperts * swiglu(moe.expertSize) + (moe.sharedExpertSize ? swiglu(moe.sharedExpertSize) : 0) : swiglu(ff);
+  }
+  const linear = m.numLayers * (P(H * hd, d) + 2 * P(KV * hd, d) + P(d, H * hd)) + ffns + P(V, d);
   const f32 = m.numLayers * (2 * d + (m.qkvBias ? H * hd + 2 * KV * hd : 0) + (m.qkNorm ? 2 * hd : 0)) + d;
   const embedF32 = m.tiedEmbeddings ? 0 : V * d; // tied: embedding rows come from the packed LM head
   return linear + 4 * (f32 + embedF32);
@@ -90,7 +113,10 @@ export function sequenceCacheBytes(m: Pick<ModelDescription, 'numLayers' | 'numK
 
 /** Element counts of every scratch region, in layout order (f32 / i32 / u32 elements; f64 regions count 2). */
 function scratchParts(m: ModelDescription, s: ScratchShape, threads: number, dtype: WeightDType): Array<[keyof Scratch, number, number]> {
-  const { hiddenSize: d, numHeads: H, numKvHeads: KV, headDim: hd, intermediateSize: ff, vocabSize: V } = m;
+  const { hiddenSize: d, numHeads: H, numKvHeads: KV, headDim: hd, vocabSize: V } = m;
+  const ff = Math.max(m.intermediateSize, m.moe?.expertSize ?? 0, m.moe?.sharedExpertSize ?? 0); // widest FFN
+  const E = m.moe ? m.moe.numExperts : 0;
+  const RM = m.moe ? s.rows : 0; // MoE gather/scatter rows
   const kw = KV * hd;
   const R = s.rows, Lk = s.keys, C = s.reports;
   const xq = dtype === 'int8' ? int8ScratchBytes(Math.max(R, C), Math.max(d, ff, H * hd)) : 0; // bytes
@@ -98,7 +124,8 @@ function scratchParts(m: ModelDescription, s: ScratchShape, threads: number, dty
   return [
     ['x', R * d, R * d], ['h', R * d, R * d], ['tmp', R * d, R * d], ['q', R * H * hd, R * H * hd], ['att', R * H * hd, R * H * hd],
     ['kNew', R * kw, R * kw], ['vNew', R * kw, R * kw], ['kTmp', Lk * kw, Lk * kw], ['vTmp', Lk * kw, Lk * kw],
-    ['gate', R * ff, R * ff], ['up', R * ff, R * ff], ['scores', ATTENTION_SCORE_ROWS * threads * Lk, ATTENTION_SCORE_ROWS * threads * Lk], ['pos', R, R],
+    ['gate', R * ff, R * ff], ['up', R * ff, R * ff], ['moeX', RM * d, RM * d], ['moeY', RM * d, RM * d], ['router', R * E, R * E],
+    ['scores', ATTENTION_SCORE_ROWS * threads * Lk, ATTENTION_SCORE_ROWS * threads * Lk], ['pos', R, R],
     ['sel', C * d, C * d], ['logits', C * V, C * V], ['res', 2 * C * 5, C * 5], ['keysU32', C * 3, C * 3], ['temps', 2 * C, C],
     ['xq', Math.ceil(xq / 4), xq],
   ];
@@ -148,9 +175,8 @@ export class WasmEngine implements Engine {
   static async load(
     desc: ModelDescription, names: ModelTensorNames, read: TensorReader, K: WasmKernels, weightDType: WeightDType = 'f32',
   ): Promise<WasmEngine> {
-    const missing = missingLayerFeatures(desc, {});
+    const missing = missingLayerFeatures(desc, { moe: true });
     if (missing) throw new ModelNotSupportedError(`wasm engine: ${missing}; use --engine reference`);
-    const layerNames = denseLayerNames(names, () => new ModelNotSupportedError('wasm engine: mixture-of-experts layers are not implemented'));
     const L = Math.min(desc.maxPositions, LOAD_CHECK_LENGTH);
     const need = K.usedBytes + weightBytes(desc, weightDType) + sequenceCacheBytes(desc, L) + scratchBytes(desc, L, L, K.threads, weightDType);
     if (need > WASM32_MAX_BYTES) {
@@ -174,15 +200,29 @@ export class WasmEngine implements Engine {
     const tied = names.lmHead === names.embed;
     const embed = tied ? null : await put(names.embed);
     const layers: LayerRegions[] = [];
-    for (const n of layerNames) {
+    const swiglu = async (s: SwigluTensorNames, width: number): Promise<SwigluRegions> =>
+      ({ gate: await putLinear(s.gate, width, d), up: await putLinear(s.up, width, d), down: await putLinear(s.down, d, width) });
+    for (const n of names.layers) {
+      let ffn: LayerRegions['ffn'];
+      if (isMoeLayer(n)) {
+        const moe = desc.moe!;
+        const routerData = await read(n.router);
+        const experts: SwigluRegions[] = [];
+        for (const e of n.experts) experts.push(await swiglu(e, moe.expertSize));
+        ffn = {
+          kind: 'moe', w: {
+            router: K.allocWeight(routerData, moe.numExperts, d, 'f32'), experts,
+            shared: n.shared ? await swiglu(n.shared, moe.sharedExpertSize!) : null, bias: n.expertBias ? await read(n.expertBias) : null,
+          },
+        };
+      } else ffn = { kind: 'dense', w: await swiglu(n, ff) };
       layers.push({
         attnNorm: await put(n.attnNorm), q: await putLinear(n.q, H * hd, d), k: await putLinear(n.k, KV * hd, d),
         v: await putLinear(n.v, KV * hd, d),
         qBias: n.qBias ? await put(n.qBias) : null, kBias: n.kBias ? await put(n.kBias) : null,
         vBias: n.vBias ? await put(n.vBias) : null,
         qNorm: n.qNorm ? await put(n.qNorm) : null, kNorm: n.kNorm ? await put(n.kNorm) : null,
-        o: await putLinear(n.o, d, H * hd), ffnNorm: await put(n.ffnNorm), gate: await putLinear(n.gate, ff, d),
-        up: await putLinear(n.up, ff, d), down: await putLinear(n.down, d, ff),
+        o: await putLinear(n.o, d, H * hd), ffnNorm: await put(n.ffnNorm), ffn,
       });
     }
     const finalNorm = await put(names.finalNorm);
@@ -337,13 +377,84 @@ export class WasmEngine implements Engine {
       K.matmul(rows(ws.att, H * hd), w.o, null, rows(ws.tmp, d), n);
       addInto(K.f32(ws.x), K.f32(ws.tmp), n * d);
       K.rmsnorm(rows(ws.x, d), w.ffnNorm, rows(ws.h, d), n, d, m.rmsNormEps);
-      K.matmul(rows(ws.h, d), w.gate, null, rows(ws.gate, ff), n);
-      K.matmul(rows(ws.h, d), w.up, null, rows(ws.up, ff), n);
-      K.swiglu(rows(ws.gate, ff), rows(ws.up, ff), rows(ws.gate, ff), n * ff);
-      K.matmul(rows(ws.gate, ff), w.down, null, rows(ws.tmp, d), n);
+      if (w.ffn.kind === 'moe') this.moe(w.ffn.w, n);
+      else this.swigluFfn(w.ffn.w, ws.h, ws.tmp, n, ff);
       addInto(K.f32(ws.x), K.f32(ws.tmp), n * d);
     }
     K.rmsnorm(rows(ws.x, d), this.finalNorm, rows(ws.h, d), n, d, m.rmsNormEps);
+  }
+
+  /** y (n, d) = down(silu(gate x) · up x) for x (n, d), through scratch.gate/up (n, width). */
+  private swigluFfn(w: SwigluRegions, x: Region, y: Region, n: number, width: number): void {
+    const K = this.K;
+    const ws = this.scratch!;
+    const d = this.desc.hiddenSize;
+    const gate = { ptr: ws.gate.ptr, length: n * width };
+    const up = { ptr: ws.up.ptr, length: n * width };
+    K.matmul({ ptr: x.ptr, length: n * d }, w.gate, null, gate, n);
+    K.matmul({ ptr: x.ptr, length: n * d }, w.up, null, up, n);
+    K.swiglu(gate, up, gate, n * width);
+    K.matmul(gate, w.down, null, { ptr: y.ptr, length: n * d }, n);
+  }
+
+  /**
+   * The mixture (DESIGN §10) of the normed rows scratch.h (n, d) into scratch.tmp (n, d): route every row on the
+   * host (softmax of the f32 router logits in f64, + expert bias, top k, ties to the lower expert), then run each
+   * expert once over the rows routed to it, gathered into scratch.moeX, and add its weighted output to each of
+   * those rows in ascending expert order, then the shared expert. A row's sum never depends on the other rows.
+   */
+  private moe(w: MoeRegions, n: number): void {
+    const K = this.K;
+    const ws = this.scratch!;
+    const moe = this.desc.moe!;
+    const d = this.desc.hiddenSize;
+    const E = moe.numExperts;
+    const k = moe.topK;
+    K.matmul({ ptr: ws.h.ptr, length: n * d }, w.router, null, { ptr: ws.router.ptr, length: n * E }, n);
+    const logits = K.f32(ws.router); // (n, E)
+    const chosen = new Int32Array(n * k); // (n, k) ascending expert ids
+    const weight = new Float64Array(n * k); // (n, k)
+    const p = new Float64Array(E); // (E) one row's scores
+    for (let i = 0; i < n; i++) {
+      let max = -Infinity;
+      for (let e = 0; e < E; e++) max = Math.max(max, logits[i * E + e]);
+      let sum = 0;
+      for (let e = 0; e < E; e++) sum += (p[e] = Math.exp(logits[i * E + e] - max));
+      for (let e = 0; e < E; e++) p[e] = p[e] / sum + (w.bias ? w.bias[e] : 0);
+      const picked = topK(p, k);
+      let total = 0;
+      for (const e of picked) total += p[e];
+      picked.forEach((e, r) => {
+        chosen[i * k + r] = e;
+        weight[i * k + r] = moe.normTopK ? p[e] / total : p[e];
+      });
+    }
+    K.f32(ws.tmp).fill(0, 0, n * d); // (n, d) the mixture's output, summed in f32
+    const members = new Int32Array(n); // slots (row·k + rank) routed to the current expert
+    for (let e = 0; e < E; e++) {
+      let count = 0;
+      for (let s = 0; s < n * k; s++) if (chosen[s] === e) members[count++] = s;
+      if (count === 0) continue;
+      const h = K.f32(ws.h);
+      const xs = K.f32(ws.moeX);
+      for (let j = 0; j < count; j++) {
+        const row = Math.floor(members[j] / k);
+        xs.set(h.subarray(row * d, row * d + d), j * d);
+      }
+      this.swigluFfn(w.experts[e], ws.moeX, ws.moeY, count, moe.expertSize);
+      const ys = K.f32(ws.moeY); // views taken after the kernels ran: memory may have grown
+      const acc = K.f32(ws.tmp);
+      for (let j = 0; j < count; j++) {
+        const s = members[j];
+        const o = Math.floor(s / k) * d;
+        const g = weight[s];
+        for (let t = 0; t < d; t++) acc[o + t] += g * ys[j * d + t];
+      }
+    }
+    if (w.shared) {
+      this.swigluFfn(w.shared, ws.h, ws.moeY, n, moe.sharedExpertSize!);
+      addInto(K.f32(ws.tmp), K.f32(ws.moeY), n * d);
+    }
   }
 
   /** Runs the LM head over the rows that predict each report, REPORT_CHUNK at a time, and reduces each row in wasm. */
@@ -392,6 +503,17 @@ export class WasmEngine implements Engine {
     this.K.parallel = null;
     this.scratch = null;
   }
+}
+
+/** The k largest of p, ties to the lower index, returned in ascending index order. */
+function topK(p: Float64Array, k: number): number[] {
+  const picked: number[] = [];
+  for (let r = 0; r < k; r++) {
+    let best = -1;
+    for (let e = 0; e < p.length; e++) if (!picked.includes(e) && (best < 0 || p[e] > p[best])) best = e;
+    picked.push(best);
+  }
+  return picked.sort((a, b) => a - b);
 }
 
 function addInto(x: Float32Array, y: Float32Array, count: number): void {
