@@ -13,7 +13,7 @@ import { ModelNotSupportedError, type Engine, type EngineCapabilities, type Engi
 export interface EngineEntry {
   label: string;
   provider: EngineProvider;
-  options: EngineOptions & { simd?: boolean };
+  options: EngineOptions & { simd?: boolean; layersPerShard?: number };
   /**
    * Largest error of reported logits against float64 (max |a - b| / max |b|) that the entry may show; the
    * measured spread that justified it is in `measured`.
@@ -34,7 +34,7 @@ export const FIXTURES = fileURLToPath(new URL('../fixtures', import.meta.url));
 export const modelDir = (name: string) => `${FIXTURES}/models/${name}`;
 
 /**
- * The golden fixtures: tiny random LLaDA and Dream models, f32 and bf16, one sharded; LLaDA-MoE (DESIGN §10) with a
+ * The golden fixtures: tiny random LLaDA and Dream models, f32 and bf16, one sharded; LLaDA-MoE (DESIGN §11) with a
  * dense layer, shared expert and expert bias, and with partial rotary and clip_qkv.
  */
 export const MODELS = ['llada-tiny-f32', 'llada-tiny-bf16', 'llada-tiny-sharded', 'dream-tiny-f32', 'dream-tiny-bf16', 'llada-tiny-maskpref',
@@ -47,6 +47,8 @@ const ENTRIES: EngineEntry[] = [
   { label: 'wasm simd f32', provider: wasmProvider, options: { weightDType: 'f32' }, tolerance: 1e-4, measured: 'f32 activations', delta: 1e-5 },
   { label: 'wasm scalar f32', provider: wasmProvider, options: { weightDType: 'f32', simd: false }, tolerance: 1e-4, measured: 'f32 activations', delta: 1e-5 },
   { label: 'wasm simd f32, 2 threads', provider: wasmProvider, options: { weightDType: 'f32', threads: 2 }, tolerance: 1e-4, measured: 'f32 activations', delta: 1e-5 },
+  // DESIGN §12: the layers split over several wasm memories, one layer each, as models over 4 GiB are in Node.
+  { label: 'wasm simd f32, a memory per layer', provider: wasmProvider, options: { weightDType: 'f32', layersPerShard: 1 }, tolerance: 1e-4, measured: 'f32 activations', delta: 1e-5 },
   { label: 'wasm simd bf16', provider: wasmProvider, options: { weightDType: 'bf16' }, tolerance: 5e-2, measured: 'bf16 weights, f32 activations', delta: Infinity },
   // int8 weights are a different model (quantized): against the float64 golden only loosely, tokens not compared
   // with it (delta Infinity); batching and the cache checks hold exactly, and int8.test.ts compares wasm with the
@@ -54,6 +56,7 @@ const ENTRIES: EngineEntry[] = [
   { label: 'reference int8', provider: referenceProvider, options: { weightDType: 'int8' }, tolerance: 1.5e-1, measured: 'int8 weights and activations: 1.5e-2..6.3e-2 over the golden cases', delta: Infinity },
   { label: 'wasm simd int8', provider: wasmProvider, options: { weightDType: 'int8' }, tolerance: 1.5e-1, measured: 'int8 weights and activations: 1.5e-2..6.3e-2 over the golden cases', delta: Infinity },
   { label: 'wasm scalar int8', provider: wasmProvider, options: { weightDType: 'int8', simd: false }, tolerance: 1.5e-1, measured: 'int8 weights and activations: 1.5e-2..6.3e-2 over the golden cases', delta: Infinity },
+  { label: 'wasm simd int8, 2 threads, a memory per layer', provider: wasmProvider, options: { weightDType: 'int8', threads: 2, layersPerShard: 1 }, tolerance: 1.5e-1, measured: 'int8 weights and activations: 1.5e-2..6.3e-2 over the golden cases', delta: Infinity },
   { label: 'wasm simd int8, 2 threads', provider: wasmProvider, options: { weightDType: 'int8', threads: 2 }, tolerance: 1.5e-1, measured: 'int8 weights and activations: 1.5e-2..6.3e-2 over the golden cases', delta: Infinity },
   { label: 'cuda-emulator f32', provider: cudaEmulatorProvider, options: { weightDType: 'f32' }, tolerance: 1e-4, measured: 'emulator 3.6e-7..1.32e-6 on LLaDA/Dream, 2.0e-7..7.3e-7 on block diffusion (f32 K/V)', delta: 1e-5 },
   { label: 'cuda-emulator bf16', provider: cudaEmulatorProvider, options: { weightDType: 'bf16' }, tolerance: 5e-2, measured: 'emulator 3.45e-3..1.28e-2 on LLaDA/Dream, 2.2e-3..1.06e-2 on block diffusion (bf16 activations and K/V)', delta: Infinity },

@@ -39,7 +39,7 @@ export type TensorReader = (name: string) => Promise<Float32Array>;
 /** One SwiGLU FFN: gate (w, d), up (w, d), down (d, w) packed, w its inner width. */
 interface SwigluRegions { gate: PackedWeight; up: PackedWeight; down: PackedWeight }
 
-/** A mixture-of-experts FFN (DESIGN §10). */
+/** A mixture-of-experts FFN (DESIGN §11). */
 interface MoeRegions {
   router: PackedWeight; // (E, d) f32 whatever the weight dtype: top-k is a discrete choice
   experts: SwigluRegions[]; // E, inner width expertSize
@@ -91,24 +91,32 @@ interface Scratch extends ScratchShape {
  * LM head: exact for f32/bf16, dequantized for int8).
  */
 export function weightBytes(m: ModelDescription, dtype: WeightDType = 'f32'): number {
-  const { hiddenSize: d, numHeads: H, numKvHeads: KV, headDim: hd, intermediateSize: ff, vocabSize: V } = m;
-  const P = (out: number, inDim: number) => packedBytes(out, inDim, dtype); // panels round `out` up to a multiple of 8
-  const swiglu = (w: number) => 2 * P(w, d) + P(d, w);
-  let ffns = 0;
-  for (let l = 0; l < m.numLayers; l++) {
-    const moe = m.moe?.moeLayers[l] ? m.moe : undefined;
-    // A mixture: the f32 router, every expert, the shared expert; its expert bias lives on the host.
-    ffns += moe ? packedBytes(moe.numExperts, d, 'f32') + moe.numExperts * swiglu(moe.expertSize) + (moe.sharedExpertSize ? swiglu(moe.sharedExpertSize) : 0) : swiglu(ff);
-  }
-  const linear = m.numLayers * (P(H * hd, d) + 2 * P(KV * hd, d) + P(d, H * hd)) + ffns + P(V, d);
-  const f32 = m.numLayers * (2 * d + (m.qkvBias ? H * hd + 2 * KV * hd : 0) + (m.qkNorm ? 2 * hd : 0)) + d;
-  const embedF32 = m.tiedEmbeddings ? 0 : V * d; // tied: embedding rows come from the packed LM head
-  return linear + 4 * (f32 + embedF32);
+  let bytes = globalWeightBytes(m, dtype);
+  for (let l = 0; l < m.numLayers; l++) bytes += layerWeightBytes(m, l, dtype);
+  return bytes;
 }
 
-/** Bytes of f32 K/V one sequence of longest canvas `maxLength` reserves. */
-export function sequenceCacheBytes(m: Pick<ModelDescription, 'numLayers' | 'numKvHeads' | 'headDim'>, maxLength: number): number {
-  return 2 * m.numLayers * maxLength * m.numKvHeads * m.headDim * 4;
+/** Bytes of layer l's weights: attention, norms, biases and its FFN (dense, or the mixture of DESIGN §11). */
+export function layerWeightBytes(m: ModelDescription, l: number, dtype: WeightDType = 'f32'): number {
+  const { hiddenSize: d, numHeads: H, numKvHeads: KV, headDim: hd, intermediateSize: ff } = m;
+  const P = (out: number, inDim: number) => packedBytes(out, inDim, dtype); // panels round `out` up to a multiple of 8
+  const swiglu = (w: number) => 2 * P(w, d) + P(d, w);
+  const moe = m.moe?.moeLayers[l] ? m.moe : undefined;
+  // A mixture: the f32 router, every expert, the shared expert; its expert bias lives on the host.
+  const ffn = moe ? packedBytes(moe.numExperts, d, 'f32') + moe.numExperts * swiglu(moe.expertSize) + (moe.sharedExpertSize ? swiglu(moe.sharedExpertSize) : 0) : swiglu(ff);
+  const f32 = 2 * d + (m.qkvBias ? H * hd + 2 * KV * hd : 0) + (m.qkNorm ? 2 * hd : 0);
+  return P(H * hd, d) + 2 * P(KV * hd, d) + P(d, H * hd) + ffn + 4 * f32;
+}
+
+/** Bytes of the weights outside the layers: LM head, final norm, and an untied embedding in f32. */
+function globalWeightBytes(m: ModelDescription, dtype: WeightDType): number {
+  const embedF32 = m.tiedEmbeddings ? 0 : m.vocabSize * m.hiddenSize; // tied: embedding rows come from the packed LM head
+  return packedBytes(m.vocabSize, m.hiddenSize, dtype) + 4 * (m.hiddenSize + embedF32);
+}
+
+/** Bytes of f32 K/V one sequence of longest canvas `maxLength` reserves (over `layers` layers: a shard's). */
+export function sequenceCacheBytes(m: Pick<ModelDescription, 'numLayers' | 'numKvHeads' | 'headDim'>, maxLength: number, layers = m.numLayers): number {
+  return 2 * layers * maxLength * m.numKvHeads * m.headDim * 4;
 }
 
 /** Element counts of every scratch region, in layout order (f32 / i32 / u32 elements; f64 regions count 2). */
@@ -140,6 +148,56 @@ export function scratchBytes(m: ModelDescription, rows: number, keys: number, th
 /** Longest canvas (and rows of a pass) the load-time check makes sure fit beside the weights. */
 const LOAD_CHECK_LENGTH = 64;
 
+/**
+ * Weight bytes one shard may hold when a model is split over several memories (DESIGN §12): the rest of its 4 GiB
+ * is left for the sequences' caches and the pass scratch.
+ */
+export const SHARD_WEIGHT_BYTES = 3 * 2 ** 30;
+
+/**
+ * One wasm32 memory's share of a model (DESIGN §12): its kernels (instance, memory and worker pool), a run of
+ * consecutive layers with their part of every sequence's cache, and a pass scratch. The last shard also holds
+ * the LM head, the final norm and an untied embedding.
+ */
+interface Shard {
+  K: WasmKernels;
+  first: number; // index of its first layer
+  layers: LayerRegions[];
+  scratch: Scratch | null;
+}
+
+/**
+ * The layer runs [first, end) of each shard: layers packed in order while a shard's weights stay under `budget`,
+ * the head's weights counted in the last shard (a shard of its own when they do not fit beside the last layers).
+ */
+export function planShards(m: ModelDescription, dtype: WeightDType, budget = SHARD_WEIGHT_BYTES, maxLayers = Infinity): Array<[number, number]> {
+  const plan: Array<[number, number]> = [];
+  let first = 0, bytes = 0;
+  for (let l = 0; l < m.numLayers; l++) {
+    const b = layerWeightBytes(m, l, dtype);
+    if (b > budget) throw new Error(`wasm engine: layer ${l} alone holds ${(b / 2 ** 30).toFixed(2)} GiB of ${dtype} weights, over a shard's ${(budget / 2 ** 30).toFixed(2)} GiB; use int8 weights or the cuda engine`);
+    if ((bytes + b > budget || l - first >= maxLayers) && l > first) {
+      plan.push([first, l]);
+      first = l;
+      bytes = 0;
+    }
+    bytes += b;
+  }
+  const head = globalWeightBytes(m, dtype);
+  if (head > budget) throw new Error(`wasm engine: the embedding and LM head hold ${(head / 2 ** 30).toFixed(2)} GiB, over a shard's ${(budget / 2 ** 30).toFixed(2)} GiB`);
+  plan.push([first, m.numLayers]);
+  if (bytes + head > budget && m.numLayers > first) plan.push([m.numLayers, m.numLayers]);
+  return plan;
+}
+
+/** How WasmEngine.load may split a model over several memories (DESIGN §12). */
+export interface ShardingOptions {
+  /** Makes the kernels of one more memory (Node); without it a model over 4 GiB is refused. */
+  moreKernels?: () => Promise<WasmKernels>;
+  /** At most this many layers per memory, whatever the model's size: splits small models too (tests, and a user's choice). */
+  layersPerShard?: number;
+}
+
 export class WasmEngine implements Engine {
   readonly name = 'wasm';
   readonly model: ModelInfo;
@@ -151,17 +209,17 @@ export class WasmEngine implements Engine {
     maxBatch: 64,
     blockCausal: true,
   };
-  /** Each open sequence's cache block (byte offset). */
-  private readonly sequences: SequenceTable<number>;
-  private scratch: Scratch | null = null;
+  /** Each open sequence's cache block (byte offset) in each shard; -1 in a shard without layers. */
+  private readonly sequences: SequenceTable<number[]>;
+  /** The shard that holds the embedding, LM head and final norm: the last. */
+  private readonly head: Shard;
   private disposed = false;
 
   private constructor(
     readonly desc: ModelDescription,
-    private readonly K: WasmKernels,
-    /** (V, d) f32 row-major, or null when the rows are read from the tied LM head (f32, bf16 or int8). */
+    private readonly shards: Shard[],
+    /** (V, d) f32 row-major in the head shard, or null when the rows are read from the tied LM head (f32, bf16 or int8). */
     private readonly embed: Region | null,
-    private readonly layers: LayerRegions[],
     private readonly finalNorm: Region,
     private readonly lmHead: PackedWeight,
     readonly weightDType: WeightDType,
@@ -169,40 +227,74 @@ export class WasmEngine implements Engine {
     this.model = schedulerModelInfo(desc);
     checkModelSupported(this.name, this.model, this.capabilities);
     this.sequences = new SequenceTable(this.name, this.model.maxPositions);
+    this.head = shards[shards.length - 1];
   }
 
-  /** Copies the weights into linear memory. Fails before reading anything when the model cannot fit in 4 GiB. */
+  /**
+   * Copies the weights into linear memory. A model that fits one wasm32 memory (4 GiB) goes into `K`; a larger one is
+   * split by layers over several memories (DESIGN §12), each from `moreKernels`, when the caller can make them
+   * (Node); without it (the browser) it is refused before anything is read.
+   */
   static async load(
     desc: ModelDescription, names: ModelTensorNames, read: TensorReader, K: WasmKernels, weightDType: WeightDType = 'f32',
+    sharding?: ShardingOptions,
   ): Promise<WasmEngine> {
+    const moreKernels = sharding?.moreKernels;
     const missing = missingLayerFeatures(desc, { moe: true });
     if (missing) throw new ModelNotSupportedError(`wasm engine: ${missing}; use --engine reference`);
     const L = Math.min(desc.maxPositions, LOAD_CHECK_LENGTH);
-    const need = K.usedBytes + weightBytes(desc, weightDType) + sequenceCacheBytes(desc, L) + scratchBytes(desc, L, L, K.threads, weightDType);
-    if (need > WASM32_MAX_BYTES) {
-      throw new Error(
-        `wasm engine: this model needs ${(need / 2 ** 30).toFixed(2)} GiB of linear memory (${weightDType} weights + one ${L}-token sequence) ` +
-          `but wasm32 addresses at most 4 GiB; ${weightDType === 'int8' ? '' : "use int8 weights (weightDType 'int8', --dtype int8), "}the cuda engine or a smaller model`,
-      );
+    const scratch = scratchBytes(desc, L, L, K.threads, weightDType);
+    const need = K.usedBytes + weightBytes(desc, weightDType) + sequenceCacheBytes(desc, L) + scratch;
+    let plan: Array<[number, number]> = [[0, desc.numLayers]];
+    if (sharding?.layersPerShard !== undefined) {
+      if (!moreKernels) throw new Error('wasm engine: layersPerShard needs moreKernels to make the other memories');
+      plan = planShards(desc, weightDType, SHARD_WEIGHT_BYTES, sharding.layersPerShard);
+    } else if (need > WASM32_MAX_BYTES) {
+      if (!moreKernels) {
+        throw new Error(
+          `wasm engine: this model needs ${(need / 2 ** 30).toFixed(2)} GiB of linear memory (${weightDType} weights + one ${L}-token sequence) ` +
+            `but wasm32 addresses at most 4 GiB (in Node the engine splits larger models over several memories; a browser cannot); ` +
+            `${weightDType === 'int8' ? '' : "use int8 weights (weightDType 'int8', --dtype int8), "}the cuda engine or a smaller model`,
+        );
+      }
+      plan = planShards(desc, weightDType);
     }
+    const shards: Shard[] = [];
+    try {
+      for (const [first, end] of plan) {
+        const SK = shards.length === 0 ? K : await moreKernels!();
+        shards.push({ K: SK, first, layers: await WasmEngine.loadLayers(desc, names, read, SK, weightDType, first, end), scratch: null });
+      }
+      const HK = shards[shards.length - 1].K;
+      const put = async (name: string): Promise<Region> => {
+        const data = await read(name);
+        return HK.allocF32(data.length, data);
+      };
+      // Tied: the embedding is the LM head, whose packed rows weightRow reads back (bf16 widened exactly, int8 dequantized).
+      const embed = names.lmHead === names.embed ? null : await put(names.embed);
+      const finalNorm = await put(names.finalNorm);
+      const lmHead = await packLinear(HK, read, names.lmHead, desc.vocabSize, desc.hiddenSize, weightDType);
+      return new WasmEngine(desc, shards, embed, finalNorm, lmHead, weightDType);
+    } catch (e) {
+      for (const sh of shards.slice(1)) await sh.K.parallel?.dispose(); // the caller owns K
+      throw e;
+    }
+  }
+
+  /** Layers [first, end) into K's memory. */
+  private static async loadLayers(
+    desc: ModelDescription, names: ModelTensorNames, read: TensorReader, K: WasmKernels, weightDType: WeightDType, first: number, end: number,
+  ): Promise<LayerRegions[]> {
     const put = async (name: string): Promise<Region> => {
       const data = await read(name);
       return K.allocF32(data.length, data);
     };
-    const { hiddenSize: d, numHeads: H, numKvHeads: KV, headDim: hd, intermediateSize: ff, vocabSize: V } = desc;
-    // Linear weights W (out, inDim) are packed into the matmul kernels' panel layout as they are copied in.
-    const putLinear = async (name: string, out: number, inDim: number): Promise<PackedWeight> => {
-      const data = await read(name);
-      if (data.length !== out * inDim) throw new Error(`wasm engine: tensor ${name} has ${data.length} values; expected ${out}×${inDim}`);
-      return K.allocWeight(data, out, inDim, weightDType);
-    };
-    // Tied: the embedding is the LM head, whose packed rows weightRow reads back (bf16 widened exactly, int8 dequantized).
-    const tied = names.lmHead === names.embed;
-    const embed = tied ? null : await put(names.embed);
-    const layers: LayerRegions[] = [];
+    const { hiddenSize: d, numHeads: H, numKvHeads: KV, headDim: hd, intermediateSize: ff } = desc;
+    const putLinear = (name: string, out: number, inDim: number) => packLinear(K, read, name, out, inDim, weightDType);
     const swiglu = async (s: SwigluTensorNames, width: number): Promise<SwigluRegions> =>
       ({ gate: await putLinear(s.gate, width, d), up: await putLinear(s.up, width, d), down: await putLinear(s.down, d, width) });
-    for (const n of names.layers) {
+    const layers: LayerRegions[] = [];
+    for (const n of names.layers.slice(first, end)) {
       let ffn: LayerRegions['ffn'];
       if (isMoeLayer(n)) {
         const moe = desc.moe!;
@@ -225,35 +317,54 @@ export class WasmEngine implements Engine {
         o: await putLinear(n.o, d, H * hd), ffnNorm: await put(n.ffnNorm), ffn,
       });
     }
-    const finalNorm = await put(names.finalNorm);
-    const lmHead = await putLinear(names.lmHead, V, d);
-    return new WasmEngine(desc, K, embed, layers, finalNorm, lmHead, weightDType);
+    return layers;
   }
 
   /**
-   * Linear memory as it stands: `linearBytes` the WebAssembly.Memory's size (what the process holds, at most 4 GiB),
-   * `usedBytes` the allocator's top (weights, open sequences' caches, pass scratch), `weightBytes` the weights' share.
+   * Linear memory as it stands, over every shard: `linearBytes` the WebAssembly.Memories' sizes (what the process
+   * holds, at most 4 GiB each), `usedBytes` the allocators' tops (weights, open sequences' caches, pass scratch),
+   * `weightBytes` the weights' share, `shards` how many memories hold the model.
    */
-  memoryUsage(): { linearBytes: number; usedBytes: number; weightBytes: number } {
-    return { linearBytes: this.K.memory.buffer.byteLength, usedBytes: this.K.usedBytes, weightBytes: weightBytes(this.desc, this.weightDType) };
+  memoryUsage(): { linearBytes: number; usedBytes: number; weightBytes: number; shards: number } {
+    return {
+      linearBytes: this.shards.reduce((a, sh) => a + sh.K.memory.buffer.byteLength, 0),
+      usedBytes: this.shards.reduce((a, sh) => a + sh.K.usedBytes, 0),
+      weightBytes: weightBytes(this.desc, this.weightDType), shards: this.shards.length,
+    };
   }
 
   sequenceBytes(maxLength: number): number {
     return sequenceCacheBytes(this.desc, maxLength);
   }
 
+  /** A shard's part of one sequence's cache: K/V of its own layers. */
+  private shardSequenceBytes(sh: Shard, maxLength: number): number {
+    return sequenceCacheBytes(this.desc, maxLength, sh.layers.length);
+  }
+
   sequenceCapacity(maxLength: number): number {
-    return this.disposed ? 0 : this.K.blocksThatFit(this.sequenceBytes(maxLength));
+    if (this.disposed) return 0;
+    const fits = this.shards.filter((sh) => sh.layers.length > 0).map((sh) => sh.K.blocksThatFit(this.shardSequenceBytes(sh, maxLength)));
+    return Math.min(...fits);
   }
 
   openSequence(maxLength: number): SequenceHandle {
     if (this.disposed) throw new Error('openSequence: the engine was disposed');
-    return this.sequences.open(maxLength, () => this.K.allocBlock(this.sequenceBytes(maxLength)));
+    return this.sequences.open(maxLength, () => {
+      const blocks: number[] = [];
+      try {
+        for (const sh of this.shards) blocks.push(sh.layers.length ? sh.K.allocBlock(this.shardSequenceBytes(sh, maxLength)) : -1);
+      } catch (e) {
+        blocks.forEach((b, i) => { if (b >= 0) this.shards[i].K.freeBlock(b); });
+        throw e;
+      }
+      return blocks;
+    });
   }
 
   closeSequence(sequence: SequenceHandle): void {
-    const block = this.sequences.close(sequence);
-    if (block !== undefined && !this.disposed) this.K.freeBlock(block);
+    const blocks = this.sequences.close(sequence);
+    if (blocks !== undefined && !this.disposed) blocks.forEach((b, i) => { if (b >= 0) this.shards[i].K.freeBlock(b); });
   }
 
   async forward(batch: readonly ForwardRequest[], signal?: AbortSignal): Promise<ForwardResult[]> {
@@ -261,7 +372,7 @@ export class WasmEngine implements Engine {
     const caches = this.sequences.check(this.model, this.capabilities, batch);
     const layout = layoutPass(this.model, batch);
     const keys = batch.reduce((a, r) => Math.max(a, r.canvas.length), 0);
-    this.ensureScratch({ rows: layout.rows, keys, reports: Math.min(Math.max(layout.reports, 1), REPORT_CHUNK) });
+    for (const sh of this.shards) this.ensureScratch(sh, { rows: layout.rows, keys, reports: Math.min(Math.max(layout.reports, 1), REPORT_CHUNK) });
     signal?.throwIfAborted();
     try {
       this.layersForward(batch, caches, layout, signal);
@@ -273,21 +384,21 @@ export class WasmEngine implements Engine {
     return this.report(batch, layout);
   }
 
-  /** Grows the scratch block to hold a pass of this shape; throws EngineCapacityError (nothing changed) when it cannot. */
-  private ensureScratch(need: ScratchShape): void {
-    const s = this.scratch;
+  /** Grows a shard's scratch block to hold a pass of this shape; throws EngineCapacityError (nothing changed) when it cannot. */
+  private ensureScratch(sh: Shard, need: ScratchShape): void {
+    const s = sh.scratch;
     if (s && s.rows >= need.rows && s.keys >= need.keys && s.reports >= need.reports) return;
     const shape: ScratchShape = {
       rows: Math.max(need.rows, s?.rows ?? 0), keys: Math.max(need.keys, s?.keys ?? 0), reports: Math.max(need.reports, s?.reports ?? 0),
     };
-    const parts = scratchParts(this.desc, shape, this.K.threads, this.weightDType);
+    const parts = scratchParts(this.desc, shape, sh.K.threads, this.weightDType);
     const bytes = parts.reduce((a, [, words]) => a + 16 * Math.ceil((4 * words) / 16), 0);
-    if (s) this.K.freeBlock(s.block);
-    this.scratch = null;
-    this.K.int8Scratch = null;
+    if (s) sh.K.freeBlock(s.block);
+    sh.scratch = null;
+    sh.K.int8Scratch = null;
     let block: number;
     try {
-      block = this.K.allocBlock(bytes);
+      block = sh.K.allocBlock(bytes);
     } catch (e) {
       throw e instanceof EngineCapacityError
         ? new EngineCapacityError(`wasm engine: a pass of ${need.rows} rows over canvases of up to ${need.keys} tokens needs ${(bytes / 2 ** 20).toFixed(1)} MiB of scratch that wasm32's 4 GiB cannot hold beside the open sequences; run fewer sequences per pass`)
@@ -299,95 +410,107 @@ export class WasmEngine implements Engine {
       (out as unknown as Record<string, Region>)[name] = { ptr, length };
       ptr += 16 * Math.ceil((4 * words) / 16);
     }
-    this.scratch = out;
-    if (this.weightDType === 'int8') this.K.int8Scratch = out.xq; // the int8 matmuls' quantized rows
+    sh.scratch = out;
+    if (this.weightDType === 'int8') sh.K.int8Scratch = out.xq; // the int8 matmuls' quantized rows
   }
 
-  /** Cache region of layer l's keys (v: values) for a sequence's cache block, rows [0, rows). */
+  /** Cache region of a shard's local layer l's keys (v: values) for a sequence's cache block there, rows [0, rows). */
   private cacheRegion(block: number, maxLength: number, l: number, v: boolean, rows: number): Region {
     const kw = this.desc.numKvHeads * this.desc.headDim;
     return { ptr: block + ((2 * l + (v ? 1 : 0)) * maxLength * kw) * 4, length: rows * kw };
   }
 
-  /** Runs the layers over every request's span, updating caches as the modes say; leaves final-normed rows in scratch.h. */
-  private layersForward(batch: readonly ForwardRequest[], caches: number[], layout: PassLayout, signal?: AbortSignal): void {
-    const K = this.K;
-    const ws = this.scratch!;
+  /**
+   * Runs the layers over every request's span, shard after shard (the residual rows (n, d) copied from one memory to
+   * the next), updating caches as the modes say; leaves final-normed rows in the head shard's scratch.h.
+   */
+  private layersForward(batch: readonly ForwardRequest[], caches: number[][], layout: PassLayout, signal?: AbortSignal): void {
     const m = this.desc;
     const { hiddenSize: d, numHeads: H, numKvHeads: KV, headDim: hd, intermediateSize: ff } = m;
     const kw = KV * hd;
     const n = layout.rows;
     const sub = (r: Region, offset: number, length: number): Region => ({ ptr: r.ptr + offset * 4, length });
     const rows = (r: Region, width: number) => sub(r, 0, n * width);
-
-    const pos = K.i32(ws.pos);
-    const x = K.f32(ws.x);
-    const emb = this.embed ? K.f32(this.embed) : null;
-    batch.forEach((req, b) => {
-      for (let p = req.start; p < req.end; p++) {
-        const row = layout.rowOffset[b] + p - req.start;
-        pos[row] = p;
-        const t = req.canvas[p];
-        if (emb) x.set(emb.subarray(t * d, t * d + d), row * d);
-        else K.weightRow(this.lmHead, t, x, row * d);
-      }
-    });
     const scale = 1 / Math.sqrt(hd);
     const B = this.model.blockSize;
-    for (let l = 0; l < m.numLayers; l++) {
-      signal?.throwIfAborted();
-      const w = this.layers[l];
-      // Every matrix product runs over the concatenated rows of all sequences: one read of the weights.
-      K.rmsnorm(rows(ws.x, d), w.attnNorm, rows(ws.h, d), n, d, m.rmsNormEps);
-      K.matmul(rows(ws.h, d), w.q, w.qBias, rows(ws.q, H * hd), n);
-      // Qwen3: per-head RMSNorm before RoPE, in place over the (n·H, hd) rows of q (and (n·KV, hd) of k).
-      if (w.qNorm) K.rmsnorm(rows(ws.q, H * hd), w.qNorm, rows(ws.q, H * hd), n * H, hd, m.rmsNormEps);
-      K.rope(rows(ws.q, H * hd), rows(ws.pos, 1), n, H, hd, m.ropeTheta);
-      K.matmul(rows(ws.h, d), w.k, w.kBias, rows(ws.kNew, kw), n);
-      if (w.kNorm) K.rmsnorm(rows(ws.kNew, kw), w.kNorm, rows(ws.kNew, kw), n * KV, hd, m.rmsNormEps);
-      K.rope(rows(ws.kNew, kw), rows(ws.pos, 1), n, KV, hd, m.ropeTheta);
-      K.matmul(rows(ws.h, d), w.v, w.vBias, rows(ws.vNew, kw), n);
-      // Attention per sequence, over its own keys by absolute position (L, kw); the fresh rows take their own
-      // slots: written into the cache, except for prefix steps, which write into a copy so the cache stays.
+    this.shards.forEach((sh, si) => {
+      const K = sh.K;
+      const ws = sh.scratch!;
+      const pos = K.i32(ws.pos);
+      const x = K.f32(ws.x);
       batch.forEach((req, b) => {
-        const o = layout.rowOffset[b];
-        const span = req.end - req.start;
-        const L = req.canvas.length;
-        const maxLen = req.sequence.maxLength;
-        let keys = this.cacheRegion(caches[b], maxLen, l, false, L);
-        let values = this.cacheRegion(caches[b], maxLen, l, true, L);
-        if (req.mode === 'prefix') {
-          K.f32(sub(ws.kTmp, 0, L * kw)).set(K.f32(keys));
-          K.f32(sub(ws.vTmp, 0, L * kw)).set(K.f32(values));
-          keys = sub(ws.kTmp, 0, L * kw);
-          values = sub(ws.vTmp, 0, L * kw);
-        }
-        K.f32(sub(keys, req.start * kw, span * kw)).set(K.f32(sub(ws.kNew, o * kw, span * kw)));
-        K.f32(sub(values, req.start * kw, span * kw)).set(K.f32(sub(ws.vNew, o * kw, span * kw)));
-        // Rows of one attention call share their visible keys: all L, or (block-causal) up to their block's end.
-        for (let i = 0; i < span;) {
-          const p = req.start + i;
-          const limit = B === undefined ? L : Math.min(L, (Math.floor(p / B) + 1) * B);
-          const count = B === undefined ? span : Math.min(span - i, (Math.floor(p / B) + 1) * B - p);
-          K.attention(sub(ws.q, (o + i) * H * hd, count * H * hd), sub(keys, 0, limit * kw), sub(values, 0, limit * kw),
-            sub(ws.att, (o + i) * H * hd, count * H * hd), sub(ws.scores, 0, ATTENTION_SCORE_ROWS * limit * K.threads), count, limit, H, KV, hd, scale);
-          i += count;
-        }
+        for (let p = req.start; p < req.end; p++) pos[layout.rowOffset[b] + p - req.start] = p;
       });
-      K.matmul(rows(ws.att, H * hd), w.o, null, rows(ws.tmp, d), n);
-      addInto(K.f32(ws.x), K.f32(ws.tmp), n * d);
-      K.rmsnorm(rows(ws.x, d), w.ffnNorm, rows(ws.h, d), n, d, m.rmsNormEps);
-      if (w.ffn.kind === 'moe') this.moe(w.ffn.w, n);
-      else this.swigluFfn(w.ffn.w, ws.h, ws.tmp, n, ff);
-      addInto(K.f32(ws.x), K.f32(ws.tmp), n * d);
-    }
-    K.rmsnorm(rows(ws.x, d), this.finalNorm, rows(ws.h, d), n, d, m.rmsNormEps);
+      if (si === 0) {
+        const emb = this.embed ? this.head.K.f32(this.embed) : null;
+        batch.forEach((req, b) => {
+          for (let p = req.start; p < req.end; p++) {
+            const row = layout.rowOffset[b] + p - req.start;
+            const t = req.canvas[p];
+            if (emb) x.set(emb.subarray(t * d, t * d + d), row * d);
+            else this.head.K.weightRow(this.lmHead, t, x, row * d);
+          }
+        });
+      } else {
+        const prev = this.shards[si - 1];
+        x.set(prev.K.f32(prev.scratch!.x).subarray(0, n * d)); // the residual stream moves to this shard's memory
+      }
+      for (let ll = 0; ll < sh.layers.length; ll++) {
+        signal?.throwIfAborted();
+        const w = sh.layers[ll];
+        // Every matrix product runs over the concatenated rows of all sequences: one read of the weights.
+        K.rmsnorm(rows(ws.x, d), w.attnNorm, rows(ws.h, d), n, d, m.rmsNormEps);
+        K.matmul(rows(ws.h, d), w.q, w.qBias, rows(ws.q, H * hd), n);
+        // Qwen3: per-head RMSNorm before RoPE, in place over the (n·H, hd) rows of q (and (n·KV, hd) of k).
+        if (w.qNorm) K.rmsnorm(rows(ws.q, H * hd), w.qNorm, rows(ws.q, H * hd), n * H, hd, m.rmsNormEps);
+        K.rope(rows(ws.q, H * hd), rows(ws.pos, 1), n, H, hd, m.ropeTheta);
+        K.matmul(rows(ws.h, d), w.k, w.kBias, rows(ws.kNew, kw), n);
+        if (w.kNorm) K.rmsnorm(rows(ws.kNew, kw), w.kNorm, rows(ws.kNew, kw), n * KV, hd, m.rmsNormEps);
+        K.rope(rows(ws.kNew, kw), rows(ws.pos, 1), n, KV, hd, m.ropeTheta);
+        K.matmul(rows(ws.h, d), w.v, w.vBias, rows(ws.vNew, kw), n);
+        // Attention per sequence, over its own keys by absolute position (L, kw); the fresh rows take their own
+        // slots: written into the cache, except for prefix steps, which write into a copy so the cache stays.
+        batch.forEach((req, b) => {
+          const o = layout.rowOffset[b];
+          const span = req.end - req.start;
+          const L = req.canvas.length;
+          const maxLen = req.sequence.maxLength;
+          let keys = this.cacheRegion(caches[b][si], maxLen, ll, false, L);
+          let values = this.cacheRegion(caches[b][si], maxLen, ll, true, L);
+          if (req.mode === 'prefix') {
+            K.f32(sub(ws.kTmp, 0, L * kw)).set(K.f32(keys));
+            K.f32(sub(ws.vTmp, 0, L * kw)).set(K.f32(values));
+            keys = sub(ws.kTmp, 0, L * kw);
+            values = sub(ws.vTmp, 0, L * kw);
+          }
+          K.f32(sub(keys, req.start * kw, span * kw)).set(K.f32(sub(ws.kNew, o * kw, span * kw)));
+          K.f32(sub(values, req.start * kw, span * kw)).set(K.f32(sub(ws.vNew, o * kw, span * kw)));
+          // Rows of one attention call share their visible keys: all L, or (block-causal) up to their block's end.
+          for (let i = 0; i < span;) {
+            const p = req.start + i;
+            const limit = B === undefined ? L : Math.min(L, (Math.floor(p / B) + 1) * B);
+            const count = B === undefined ? span : Math.min(span - i, (Math.floor(p / B) + 1) * B - p);
+            K.attention(sub(ws.q, (o + i) * H * hd, count * H * hd), sub(keys, 0, limit * kw), sub(values, 0, limit * kw),
+              sub(ws.att, (o + i) * H * hd, count * H * hd), sub(ws.scores, 0, ATTENTION_SCORE_ROWS * limit * K.threads), count, limit, H, KV, hd, scale);
+            i += count;
+          }
+        });
+        K.matmul(rows(ws.att, H * hd), w.o, null, rows(ws.tmp, d), n);
+        addInto(K.f32(ws.x), K.f32(ws.tmp), n * d);
+        K.rmsnorm(rows(ws.x, d), w.ffnNorm, rows(ws.h, d), n, d, m.rmsNormEps);
+        if (w.ffn.kind === 'moe') this.moe(sh, w.ffn.w, n);
+        else this.swigluFfn(sh, w.ffn.w, ws.h, ws.tmp, n, ff);
+        addInto(K.f32(ws.x), K.f32(ws.tmp), n * d);
+      }
+    });
+    const hs = this.head.scratch!;
+    this.head.K.rmsnorm(rows(hs.x, d), this.finalNorm, rows(hs.h, d), n, d, m.rmsNormEps);
   }
 
-  /** y (n, d) = down(silu(gate x) · up x) for x (n, d), through scratch.gate/up (n, width). */
-  private swigluFfn(w: SwigluRegions, x: Region, y: Region, n: number, width: number): void {
-    const K = this.K;
-    const ws = this.scratch!;
+  /** y (n, d) = down(silu(gate x) · up x) for x (n, d), through the shard's scratch.gate/up (n, width). */
+  private swigluFfn(sh: Shard, w: SwigluRegions, x: Region, y: Region, n: number, width: number): void {
+    const K = sh.K;
+    const ws = sh.scratch!;
     const d = this.desc.hiddenSize;
     const gate = { ptr: ws.gate.ptr, length: n * width };
     const up = { ptr: ws.up.ptr, length: n * width };
@@ -398,14 +521,14 @@ export class WasmEngine implements Engine {
   }
 
   /**
-   * The mixture (DESIGN §10) of the normed rows scratch.h (n, d) into scratch.tmp (n, d): route every row on the
+   * The mixture (DESIGN §11) of the normed rows scratch.h (n, d) into scratch.tmp (n, d): route every row on the
    * host (softmax of the f32 router logits in f64, + expert bias, top k, ties to the lower expert), then run each
    * expert once over the rows routed to it, gathered into scratch.moeX, and add its weighted output to each of
    * those rows in ascending expert order, then the shared expert. A row's sum never depends on the other rows.
    */
-  private moe(w: MoeRegions, n: number): void {
-    const K = this.K;
-    const ws = this.scratch!;
+  private moe(sh: Shard, w: MoeRegions, n: number): void {
+    const K = sh.K;
+    const ws = sh.scratch!;
     const moe = this.desc.moe!;
     const d = this.desc.hiddenSize;
     const E = moe.numExperts;
@@ -441,7 +564,7 @@ export class WasmEngine implements Engine {
         const row = Math.floor(members[j] / k);
         xs.set(h.subarray(row * d, row * d + d), j * d);
       }
-      this.swigluFfn(w.experts[e], ws.moeX, ws.moeY, count, moe.expertSize);
+      this.swigluFfn(sh, w.experts[e], ws.moeX, ws.moeY, count, moe.expertSize);
       const ys = K.f32(ws.moeY); // views taken after the kernels ran: memory may have grown
       const acc = K.f32(ws.tmp);
       for (let j = 0; j < count; j++) {
@@ -452,15 +575,15 @@ export class WasmEngine implements Engine {
       }
     }
     if (w.shared) {
-      this.swigluFfn(w.shared, ws.h, ws.moeY, n, moe.sharedExpertSize!);
+      this.swigluFfn(sh, w.shared, ws.h, ws.moeY, n, moe.sharedExpertSize!);
       addInto(K.f32(ws.tmp), K.f32(ws.moeY), n * d);
     }
   }
 
   /** Runs the LM head over the rows that predict each report, REPORT_CHUNK at a time, and reduces each row in wasm. */
   private report(batch: readonly ForwardRequest[], layout: PassLayout): ForwardResult[] {
-    const K = this.K;
-    const ws = this.scratch!;
+    const K = this.head.K;
+    const ws = this.head.scratch!;
     const d = this.desc.hiddenSize;
     const V = this.desc.vocabSize;
     const n = layout.reports;
@@ -499,10 +622,19 @@ export class WasmEngine implements Engine {
 
   async dispose(): Promise<void> {
     this.disposed = true;
-    await this.K.parallel?.dispose();
-    this.K.parallel = null;
-    this.scratch = null;
+    for (const sh of this.shards) {
+      await sh.K.parallel?.dispose();
+      sh.K.parallel = null;
+      sh.scratch = null;
+    }
   }
+}
+
+/** Packs a linear weight W (out, inDim) into the matmul kernels' panel layout as it is copied into K's memory. */
+async function packLinear(K: WasmKernels, read: TensorReader, name: string, out: number, inDim: number, dtype: WeightDType): Promise<PackedWeight> {
+  const data = await read(name);
+  if (data.length !== out * inDim) throw new Error(`wasm engine: tensor ${name} has ${data.length} values; expected ${out}×${inDim}`);
+  return K.allocWeight(data, out, inDim, dtype);
 }
 
 /** The k largest of p, ties to the lower index, returned in ascending index order. */

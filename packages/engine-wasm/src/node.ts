@@ -5,7 +5,7 @@ import v8 from 'node:v8';
 import { fileURLToPath } from 'node:url';
 import { openModel } from '@fast-dllm/model';
 import type { EngineOptions, EngineProvider } from '@fast-dllm/scheduler';
-import { WasmEngine, scratchBytes, sequenceCacheBytes, weightBytes } from './engine.js';
+import { WasmEngine, planShards, scratchBytes, sequenceCacheBytes, weightBytes } from './engine.js';
 import { Worker } from 'node:worker_threads';
 import { WorkerPool, type SpawnWorker } from './pool.js';
 import { WASM32_MAX_BYTES, WasmKernels, checkLoadOptions, chooseFma, type KernelOptions, type WeightDType } from './kernels.js';
@@ -127,6 +127,11 @@ export interface WasmEngineOptions extends EngineOptions {
   simd?: boolean;
   /** Relaxed-SIMD fused multiply-add kernels: default where the runtime has them; false for the plain SIMD build. */
   fma?: boolean;
+  /**
+   * Split the layers over several wasm memories of at most this many layers each (DESIGN §12). Unset: one memory
+   * when the model fits 4 GiB, else as many as its weights need.
+   */
+  layersPerShard?: number;
 }
 
 /**
@@ -135,9 +140,13 @@ export interface WasmEngineOptions extends EngineOptions {
  */
 export async function createWasmEngine(modelDir: string, options: WasmEngineOptions = {}): Promise<WasmEngine> {
   const { threads, dtype } = checkLoadOptions(options);
-  const kernels = threads > 1
-    ? await loadThreadedKernels(threads, { fma: options.fma })
-    : await loadKernels({ simd: options.simd ?? true, fma: options.simd === false ? undefined : options.fma });
+  const per = options.layersPerShard;
+  if (per !== undefined && !(Number.isInteger(per) && per > 0)) throw new Error(`engine-wasm: layersPerShard must be a positive integer, got ${per}`);
+  // One kernel instance per wasm32 memory: a model over 4 GiB takes several (DESIGN §12), each with its own workers.
+  const makeKernels = () => threads > 1
+    ? loadThreadedKernels(threads, { fma: options.fma })
+    : loadKernels({ simd: options.simd ?? true, fma: options.simd === false ? undefined : options.fma });
+  const kernels = await makeKernels();
   const loaded = await openModel(modelDir);
   try {
     const total = loaded.archive.tensors.size;
@@ -146,7 +155,7 @@ export async function createWasmEngine(modelDir: string, options: WasmEngineOpti
       const t = await loaded.archive.readF32(name);
       options.onProgress?.({ phase: 'loading weights', done: ++done, total, unit: 'tensors' });
       return t;
-    }, kernels, dtype);
+    }, kernels, dtype, { moreKernels: makeKernels, ...(options.layersPerShard !== undefined ? { layersPerShard: options.layersPerShard } : {}) });
   } finally {
     await loaded.archive.close();
   }
@@ -178,7 +187,15 @@ export const wasmProvider: EngineProvider = {
     const w = weightBytes(description, dtype), seq = sequenceCacheBytes(description, maxLength);
     // What load and the first pass need: weights, one sequence, the scratch of a pass of up to 64 rows.
     const fits = w + seq + scratchBytes(description, Math.min(maxLength, 64), maxLength, 1, dtype) <= WASM32_MAX_BYTES;
-    const note = [WEIGHT_STORAGE[dtype], ...(fits ? [] : ["does not fit wasm32's 4 GiB"])].join('; ');
+    let split = '';
+    if (!fits) {
+      try {
+        split = `over wasm32's 4 GiB: split by layers over ${planShards(description, dtype).length} memories in Node (DESIGN §12); a browser cannot load it`;
+      } catch (e) {
+        split = (e as Error).message;
+      }
+    }
+    const note = [WEIGHT_STORAGE[dtype], ...(split ? [split] : [])].join('; ');
     return { weightBytes: w, sequenceBytes: seq, weightDType: dtype, cacheDType: 'f32', note };
   },
 };
