@@ -333,6 +333,11 @@ export class WasmEngine implements Engine {
     };
   }
 
+  /** The kernel build every shard runs ('release', 'threads-fma', …). */
+  get build(): string {
+    return this.head.K.build;
+  }
+
   sequenceBytes(maxLength: number): number {
     return sequenceCacheBytes(this.desc, maxLength);
   }

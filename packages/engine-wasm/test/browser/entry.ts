@@ -64,7 +64,7 @@ async function run(threads: number): Promise<BrowserRun> {
       strategy: { kind: 'threshold', threshold: 0.3 }, cache: 'dual',
     });
     return {
-      threads, build: (engine as unknown as { K: { build: string } }).K.build,
+      threads, build: (engine as unknown as { build: string }).build,
       fullTokens: Array.from(full.tokens), fullLogits: Array.from(full.logits!),
       generated: Array.from(g.tokens), nfe: g.stats.nfe, ...(await int8Matmul(threads)),
       ...(threads > 1 ? { splitMatmulNmse: await splitMatmulNmse() } : {}),
