@@ -64,16 +64,15 @@ print(sorted(os.listdir('.')))
 try:
     open(${JSON.stringify(target)}, 'w').write('escaped')
     print('outside: written')
-except PermissionError as e:
+except OSError as e:
     print('outside: refused')
 `);
     expect(r.status).toBe('passed');
     const [cwd, listing, verdict] = r.stdout.trim().split('\n');
-    expect(cwd).toMatch(/fast-dllm-exec-/);
+    expect(cwd).toBe('/sandbox');
     expect(listing).toBe("['inside.txt', 'program.py', 'sub']");
     expect(verdict).toBe('outside: refused');
     expect(existsSync(target)).toBe(false);
-    expect(existsSync(cwd)).toBe(false);
     expect(leftovers()).toEqual(before);
   });
 
@@ -88,13 +87,11 @@ print(s.recv(16).decode().strip())
     const r = await sandbox.run(program);
     expect(r.status).toBe('failed');
     expect(r.stdout).toBe('');
-    const shell = await sandbox.run(`import os\nassert os.system('echo escaped') != 0\n`);
-    expect(shell.status).toBe('failed');
-    expect(shell.stdout).not.toContain('escaped');
   });
 
-  it('where a network namespace is available, it alone cuts the network (Python guard off)', async () => {
-    const bare = await openSandbox({ python: PYTHON, timeoutMs: 3000, memoryBytes: 512 * 1024 * 1024, pythonGuards: false });
+  it('without isolation (accepted by the user), a network namespace alone cuts the network where available (Python guard off)', async () => {
+    const bare = await openSandbox({ python: PYTHON, timeoutMs: 3000, memoryBytes: 512 * 1024 * 1024, isolation: 'none', pythonGuards: false });
+    expect(bare.isolation).toBe('none');
     const program = `import socket\nsocket.create_connection(('127.0.0.1', ${port}), timeout=2)\n`;
     const r = await bare.run(program);
     if (bare.network === 'namespace') {
@@ -110,7 +107,7 @@ print(s.recv(16).decode().strip())
     process.env.FAST_DLLM_SANDBOX_PROBE = 'secret';
     try {
       const env = await sandbox.run('import os\nprint(sorted(k for k in os.environ if k != "LC_CTYPE"))\n');
-      expect(env.stdout.trim()).toBe(process.env.LANG ? "['LANG', 'PATH', 'TMPDIR']" : "['PATH', 'TMPDIR']");
+      expect(env.stdout.trim()).toBe(process.env.LANG ? "['HOME', 'LANG', 'PATH', 'PWD', 'TMPDIR']" : "['HOME', 'PATH', 'PWD', 'TMPDIR']");
     } finally {
       delete process.env.FAST_DLLM_SANDBOX_PROBE;
     }

@@ -96,7 +96,7 @@ describe('fast-dllm eval', () => {
     const r = await runCli(['eval', '--task', 'mbpp', '--data', fx('mbpp-sample.parquet'), '--shots', '0', '--allow-code-execution', ...python,
       '--model', LLADA, '--engine', 'wasm', '--gen-length', '8', '--block-length', '8', '--no-chat-template', '--rows', 'paper', '--limit', '2', '--out', out]);
     expect(r.code).toBe(0);
-    expect(r.stderr).toMatch(/sandbox: .*python.* \(Python 3\.\d+\.\d+\), network (cut off by a network namespace|refused by the Python guard only)/);
+    expect(r.stderr).toMatch(/sandbox: .*python.* \(Python 3\.\d+\.\d+\), isolated by bubblewrap/);
     expect(r.stdout.trim().split('\n')).toHaveLength(2 + 6);
     const j = JSON.parse(readFileSync(out, 'utf8'));
     expect(j.settings).toMatchObject({ task: 'mbpp', shots: 0, fewshot: 'none', chatTemplate: false });
