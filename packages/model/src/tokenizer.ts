@@ -105,6 +105,75 @@ function utf8Length(s: string): number {
   return n;
 }
 
+/**
+ * The first place where `pattern` repeats a group that itself repeats without bound — `(a+)+`, `(\s*x)*`,
+ * `(?:a+){2,}` — the shape that backtracks exponentially on a near-miss input; null when there is none. A
+ * heuristic: overlapping alternatives such as `(a|a)+` are not caught (the server bounds tokenizing time anyway).
+ */
+export function nestedRepetition(pattern: string): string | null {
+  const open: Array<{ start: number; unbounded: boolean }> = [];
+  let top = { start: 0, unbounded: false };
+  let lastGroup: { start: number; unbounded: boolean } | null = null;
+  for (let i = 0; i < pattern.length; i++) {
+    const c = pattern[i];
+    let quantified: 'unbounded' | 'bounded' | null = null;
+    let end = i;
+    if (c === '\\') {
+      i++;
+      lastGroup = null;
+      continue;
+    }
+    if (c === '[') {
+      for (i++; i < pattern.length && pattern[i] !== ']'; i++) if (pattern[i] === '\\') i++;
+      lastGroup = null;
+      continue;
+    }
+    if (c === '(') {
+      open.push(top);
+      top = { start: i, unbounded: false };
+      lastGroup = null;
+      continue;
+    }
+    if (c === ')') {
+      lastGroup = top;
+      const inner = top.unbounded;
+      top = open.pop() ?? { start: 0, unbounded: false };
+      if (inner) top.unbounded = true;
+      continue;
+    }
+    if (c === '+' || c === '*') quantified = 'unbounded';
+    else if (c === '{') {
+      const m = /^\{(\d*),?(\d*)\}/.exec(pattern.slice(i));
+      if (m) {
+        quantified = m[0].includes(',') && m[2] === '' ? 'unbounded' : 'bounded';
+        end = i + m[0].length - 1;
+      }
+    }
+    if (quantified === null) {
+      lastGroup = null;
+      continue;
+    }
+    if (quantified === 'unbounded') {
+      if (lastGroup?.unbounded) return pattern.slice(lastGroup.start, end + 1);
+      top.unbounded = true;
+    }
+    i = end;
+    lastGroup = null;
+  }
+  return null;
+}
+
+/** Every `pattern.Regex` under a tokenizer.json section (Split pre-tokenizers, Replace normalizers). */
+function regexesIn(node: unknown, out: string[] = []): string[] {
+  if (Array.isArray(node)) for (const x of node) regexesIn(x, out);
+  else if (node && typeof node === 'object') {
+    const p = (node as { pattern?: { Regex?: unknown } }).pattern;
+    if (p && typeof p.Regex === 'string') out.push(p.Regex);
+    for (const v of Object.values(node)) regexesIn(v, out);
+  }
+  return out;
+}
+
 /** Builds a TextTokenizer from already-parsed files (no fs, so a browser loader can reuse it). */
 export function createTokenizer(src: TokenizerSources): TextTokenizer {
   const file = src.dir ? join(src.dir, 'tokenizer.json') : 'tokenizer.json';
@@ -112,6 +181,12 @@ export function createTokenizer(src: TokenizerSources): TextTokenizer {
   const tj = src.tokenizer as { model?: { type?: unknown } } | null;
   if (typeof tj !== 'object' || tj === null || typeof tj.model !== 'object' || tj.model === null)
     throw new ModelFormatError('tokenizer.json has no "model" object; it is not a Hugging Face tokenizer file, re-download it', { file });
+  for (const section of ['normalizer', 'pre_tokenizer'] as const) {
+    for (const re of regexesIn((tj as Record<string, unknown>)[section])) {
+      const bad = nestedRepetition(re);
+      if (bad) throw new ModelFormatError(`the ${section} expression ${JSON.stringify(re)} repeats a repeated group (${bad}), which can take exponential time on some text; fix the expression`, { file });
+    }
+  }
   let tok: Tokenizer;
   try {
     tok = new Tokenizer(src.tokenizer as object, src.tokenizerConfig);
