@@ -58,6 +58,9 @@ suite('adversarial programs in the eval sandbox', () => {
     expect(pid).toBeLessThan(10);
     expect(procs).toBeLessThan(5);
     expect(uid).toBe(process.getuid!() === 0 ? 65534 : process.getuid!());
+    // Its children are in the sandbox too: /usr/bin/id through _posixsubprocess (subprocess) runs as that user.
+    const id = await sandbox.run('import subprocess\nprint(subprocess.check_output(["/usr/bin/id", "-u"]).decode().strip())\n');
+    expect(id.stdout.trim()).toBe(String(uid));
   });
 
   it('a forked child that calls setsid (os, ctypes, _posixsubprocess) dies with the program', async () => {

@@ -55,12 +55,16 @@ export const TEMPLATE_LIMITS = { maxRange: 100_000, maxSteps: 1_000_000, maxMs: 
 /** A chat template went over TEMPLATE_LIMITS. */
 export class TemplateLimitError extends Error {}
 
-function cappedRange(start: number, stop?: number, step = 1): number[] {
-  if (stop === undefined) [start, stop] = [0, start];
-  if (step === 0) throw new Error('range() step must not be zero');
-  const n = Math.max(0, Math.ceil((stop - start) / step));
-  if (n > TEMPLATE_LIMITS.maxRange) throw new TemplateLimitError(`the chat template asked for range() of ${n} items; at most ${TEMPLATE_LIMITS.maxRange}`);
-  return Array.from({ length: n }, (_, i) => start + i * step);
+/** range() capped at maxRange items, each item charged to the render's step budget. */
+function cappedRange(charge: (steps: number) => void) {
+  return (start: number, stop?: number, step = 1): number[] => {
+    if (stop === undefined) [start, stop] = [0, start];
+    if (step === 0) throw new Error('range() step must not be zero');
+    const n = Math.max(0, Math.ceil((stop - start) / step));
+    if (n > TEMPLATE_LIMITS.maxRange) throw new TemplateLimitError(`the chat template asked for range() of ${n} items; at most ${TEMPLATE_LIMITS.maxRange}`);
+    charge(n);
+    return Array.from({ length: n }, (_, i) => start + i * step);
+  };
 }
 
 /**
@@ -72,12 +76,20 @@ function boundedRender(template: Template, items: Record<string, unknown>): stri
   const evaluate = proto.evaluate;
   const deadline = performance.now() + TEMPLATE_LIMITS.maxMs;
   let steps = 0;
+  let checked = 0;
+  const charge = (n: number) => {
+    steps += n;
+    if (steps > TEMPLATE_LIMITS.maxSteps) throw new TemplateLimitError(`the chat template took more than ${TEMPLATE_LIMITS.maxSteps} evaluation steps`);
+    if (steps - checked >= 256) {
+      checked = steps;
+      if (performance.now() > deadline) throw new TemplateLimitError(`the chat template ran longer than ${TEMPLATE_LIMITS.maxMs} ms`);
+    }
+  };
   // The built-in range() is declared by render() itself; the capped one replaces it in the interpreter's globals.
-  const range = new Environment().set('range', cappedRange);
+  const range = new Environment().set('range', cappedRange(charge));
   proto.evaluate = function (this: { global?: { variables?: Map<string, unknown> } }, statement: unknown, env: unknown) {
     if (steps === 0) this.global?.variables?.set('range', range);
-    if (++steps > TEMPLATE_LIMITS.maxSteps) throw new TemplateLimitError(`the chat template took more than ${TEMPLATE_LIMITS.maxSteps} evaluation steps`);
-    if ((steps & 1023) === 0 && performance.now() > deadline) throw new TemplateLimitError(`the chat template ran longer than ${TEMPLATE_LIMITS.maxMs} ms`);
+    charge(1);
     const r = evaluate.call(this, statement, env);
     const v = r?.value;
     if ((typeof v === 'string' || Array.isArray(v)) && v.length > TEMPLATE_LIMITS.maxChars) {

@@ -36,7 +36,7 @@ describe('chat templates are bounded', () => {
       }
       expect(err).toBeInstanceOf(TemplateLimitError);
       expect((err as Error).message).toMatch(message);
-      expect(performance.now() - t0).toBeLessThan(TEMPLATE_LIMITS.maxMs + 1500);
+      expect(performance.now() - t0).toBeLessThan(TEMPLATE_LIMITS.maxMs + 3000);
     });
   }
 
@@ -44,7 +44,7 @@ describe('chat templates are bounded', () => {
     const tok = await withTemplate('{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}');
     const t0 = performance.now();
     expect(() => tok.applyChatTemplate(hello)).toThrow();
-    expect(performance.now() - t0).toBeLessThan(TEMPLATE_LIMITS.maxMs + 1500);
+    expect(performance.now() - t0).toBeLessThan(TEMPLATE_LIMITS.maxMs + 3000);
   });
 
   it('the limits do not touch an ordinary template, and the evaluator is restored after a failure', async () => {
