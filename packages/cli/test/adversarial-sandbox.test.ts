@@ -10,18 +10,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openSandbox, type Sandbox } from '../src/eval/sandbox.js';
-import { PYTHON } from './python.js';
+import { PYTHON, RUN_CODE_TESTS } from './python.js';
 
-const HAVE_BWRAP = (() => {
-  try {
-    execFileSync('bwrap', ['--version'], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-})();
-// CI installs bubblewrap (.ci/run); elsewhere these tests need it and say so rather than pass vacuously.
-const suite = HAVE_BWRAP || process.env.CI === 'true' ? describe : describe.skip;
+// CI installs bubblewrap (.ci/run); elsewhere these tests need it and are skipped rather than pass vacuously.
+const suite = RUN_CODE_TESTS ? describe : describe.skip;
 
 const outside = mkdtempSync(join(tmpdir(), 'fast-dllm-adversarial-'));
 const sentinel = join(outside, 'sentinel.txt');
@@ -34,7 +26,7 @@ let accepted = 0;
 const processes = () => execFileSync('ps', ['-eo', 'args'], { encoding: 'utf8' });
 
 beforeAll(async () => {
-  if (!HAVE_BWRAP && process.env.CI !== 'true') return;
+  if (!RUN_CODE_TESTS) return;
   sandbox = await openSandbox({ python: PYTHON, timeoutMs: 2500, memoryBytes: 512 * 1024 * 1024, processes: 16 });
   server = createServer((s) => {
     accepted++;

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
-import { PYTHON } from './python.js';
+import { PYTHON, RUN_CODE_TESTS } from './python.js';
 import { runCli } from './run.js';
 
 const FIXTURES = fileURLToPath(new URL('./fixtures/eval/', import.meta.url));
@@ -14,7 +14,7 @@ const jsonl = (rows: object[]) => rows.map((r) => JSON.stringify(r)).join('\n') 
 const he = readFileSync(join(FIXTURES, 'humaneval-sample.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { task_id: string; canonical_solution: string });
 const mbpp = readFileSync(join(FIXTURES, 'mbpp-sample.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { task_id: number; code: string });
 
-describe('fast-dllm eval --samples (scoring existing completions, no model)', () => {
+describe.skipIf(!RUN_CODE_TESTS)('fast-dllm eval --samples (scoring existing completions, no model)', () => {
   it('HumanEval: one record per sample with task_id and passed; early exits and wrong code fail', async () => {
     const samples = join(dir, 'he.jsonl');
     writeFileSync(samples, jsonl([

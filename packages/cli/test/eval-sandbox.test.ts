@@ -10,7 +10,7 @@ import { humanevalProgram, mbppProgram } from '../src/eval/score/code.js';
 import { MBPP_SHOTS } from '../src/eval/exemplars.js';
 import { parseProblems } from '../src/eval/tasks.js';
 import { readRecords } from '../src/eval/datasets.js';
-import { PYTHON } from './python.js';
+import { PYTHON, RUN_CODE_TESTS } from './python.js';
 
 const FIXTURES = new URL('./fixtures/eval/', import.meta.url).pathname;
 const outside = mkdtempSync(join(tmpdir(), 'fast-dllm-sandbox-test-'));
@@ -19,6 +19,7 @@ let server: Server;
 let port = 0;
 
 beforeAll(async () => {
+  if (!RUN_CODE_TESTS) return;
   sandbox = await openSandbox({ python: PYTHON, timeoutMs: 3000, memoryBytes: 512 * 1024 * 1024 });
   server = createServer((s) => s.end('hello\n'));
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
@@ -26,12 +27,12 @@ beforeAll(async () => {
 });
 afterAll(async () => {
   rmSync(outside, { recursive: true, force: true });
-  await new Promise((r) => server.close(r));
+  if (server) await new Promise((r) => server.close(r));
 });
 
 const leftovers = () => readdirSync(tmpdir()).filter((f) => f.startsWith('fast-dllm-exec-'));
 
-describe('sandbox', () => {
+describe.skipIf(!RUN_CODE_TESTS)('sandbox (bubblewrap)', () => {
   it('a correct program passes and a wrong one fails', async () => {
     expect((await sandbox.run('def f(x):\n    return x + 1\nassert f(1) == 2\n')).status).toBe('passed');
     const wrong = await sandbox.run('def f(x):\n    return x\nassert f(1) == 2\n');

@@ -61,7 +61,10 @@ export class TokenizerThread implements PromptEncoder {
   }
 
   private spawn(): void {
-    const w = new Worker(new URL('../dist/tokenize-worker.js', import.meta.url), { workerData: { dir: this.dir, vocabSize: this.vocabSize } });
+    // A heap cap of its own: a task that allocates without end fails this thread, not the server's process.
+    const w = new Worker(new URL('../dist/tokenize-worker.js', import.meta.url), {
+      workerData: { dir: this.dir, vocabSize: this.vocabSize }, resourceLimits: { maxOldGenerationSizeMb: 2048 },
+    });
     w.unref();
     this.worker = w;
     this.ready = new Promise<void>((resolve, reject) => {

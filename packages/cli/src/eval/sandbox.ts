@@ -44,7 +44,7 @@ export interface SandboxOptions {
   fileBytes?: number;
   /** Size of the program's writable directory (a tmpfs), bytes. Default 64 MiB. */
   diskBytes?: number;
-  /** Processes a program may hold at once (RLIMIT_NPROC inside its namespace). Default 32. */
+  /** Processes a program may hold at once (RLIMIT_NPROC inside its namespace). Default 16. */
   processes?: number;
   /** bubblewrap's path (default `bwrap` on PATH). */
   bwrap?: string;
@@ -303,7 +303,7 @@ export async function openSandbox(o: SandboxOptions): Promise<Sandbox> {
   }
   const limits = {
     timeoutMs: o.timeoutMs, memoryBytes: o.memoryBytes, outputBytes: o.outputBytes ?? 64 * 1024,
-    fileBytes: o.fileBytes ?? 16 * 1024 * 1024, diskBytes: o.diskBytes ?? 64 * 1024 * 1024, processes: o.processes ?? 32,
+    fileBytes: o.fileBytes ?? 16 * 1024 * 1024, diskBytes: o.diskBytes ?? 64 * 1024 * 1024, processes: o.processes ?? 16,
   };
   const bwrap = o.bwrap ?? 'bwrap';
   const binds = prefixDirs([dirname(exe), dirname(real), ...prefixes]);
