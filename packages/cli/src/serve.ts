@@ -5,6 +5,7 @@
  * during that drain ends the grace at once: what is still in flight is cancelled (its clients get a 503) and the
  * connections close within 5 s; a third one kills the process.
  */
+import { hostname } from 'node:os';
 import { basename, dirname } from 'node:path';
 import { Option, type Command } from 'commander';
 import type { Engine } from '@fast-dllm/scheduler';
@@ -86,8 +87,9 @@ export function registerServe(program: Command, io: Io, signal: AbortSignal): vo
           requestTimeoutMs: opts.timeout * 1000,
           defaults: { maxTokens: opts.maxTokens, blockLength: opts.blockLength },
           maxTokensLimit: opts.maxTokensLimit,
-          // The name the server was started under is always accepted (e.g. --host my-box.lan).
-          allowedHosts: [opts.host, ...(opts.allowedHosts ?? [])],
+          // The name the server was started under is always accepted (e.g. --host my-box.lan), and on a network
+          // address this machine's own name; a rebinding page can send neither.
+          allowedHosts: [opts.host, ...(isLoopback(opts.host) ? [] : [hostname()]), ...(opts.allowedHosts ?? [])],
           headersTimeoutMs: opts.headersTimeout * 1000,
           bodyTimeoutMs: opts.bodyTimeout * 1000,
           corsOrigins: opts.cors,
