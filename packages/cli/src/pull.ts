@@ -5,13 +5,15 @@
  * GET {endpoint}/api/models/{repo}/revision/{rev}?blobs=true (its `siblings`). Files: GET {endpoint}/{repo}/resolve/{rev}/{file}.
  * Each file is written to `<file>.part`, resumed with `Range: bytes=N-` after an interruption (within one run,
  * with retries, and across runs), checked against the expected size and sha256 where the hub gives them
- * (tree `lfs.oid`, or the `x-linked-etag` header), and renamed into place only when it checks out.
+ * (tree `lfs.oid`, or the `x-linked-etag` header), and renamed into place only when it checks out. File names
+ * from the listing are untrusted: only plain names land in the cache (no `\`, `..`, drive or absolute paths), and
+ * a download never grows past its expected size, or past `unlistedMaxBytes` when nothing says its size.
  */
 import { createHash } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { mkdir, rename, rm, stat } from 'node:fs/promises';
 import { homedir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { dirname, isAbsolute, join, relative } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import cliProgress from 'cli-progress';
@@ -29,7 +31,14 @@ export interface PullOptions {
   progress?: boolean;
   signal?: AbortSignal;
   log?: (line: string) => void;
+  /** Most bytes taken for a file whose size neither the listing nor the response gives (default 64 MiB). */
+  unlistedMaxBytes?: number;
 }
+
+const UNLISTED_MAX_BYTES = 64 * 2 ** 20;
+
+/** A file refused outright (its name, or more bytes than it may have): nothing is kept to resume. */
+class RefusedFile extends RunError {}
 
 export interface RemoteFile {
   path: string;
@@ -43,8 +52,17 @@ export function defaultCacheDir(): string {
   return process.env.FAST_DLLM_CACHE ?? join(homedir(), '.cache', 'fast-dllm', 'models');
 }
 
+/**
+ * A listed path that stays a plain relative file name on every platform: no backslash (a separator on Windows:
+ * `tokenizer\..\..\evil.bat`), no drive or absolute path, no '.', '..' or empty segment, no control characters.
+ */
+export function safeRemotePath(path: string): boolean {
+  return path !== '' && !/[\\:\x00-\x1f\x7f]/.test(path) && !path.startsWith('/') && path.split('/').every((s) => s !== '' && s !== '.' && s !== '..');
+}
+
 /** Files a model directory needs: configs, tokenizer, weights (safetensors only; .bin pickles are never fetched). */
 export function wantedFile(path: string): boolean {
+  if (!safeRemotePath(path)) return false;
   const base = path.split('/').pop() ?? path;
   if (path.includes('/')) return false; // sub-folders hold other formats (onnx/, original/, …)
   return (
@@ -202,16 +220,27 @@ async function downloadOnce(
   if (!append) have = 0; // the server ignored the Range: start over
   const length = Number(res.headers.get('content-length') ?? NaN);
   const total = file.size ?? (Number.isFinite(linkedSize) ? linkedSize : Number.isFinite(length) ? have + length : undefined);
+  // A server that sends more than the file's size (or, with no size anywhere, more than the cap) is cut off.
+  const limit = total ?? o.unlistedMaxBytes ?? UNLISTED_MAX_BYTES;
   progress.start(total ?? 0, file.path);
   let done = have;
   progress.update(done);
   const body = Readable.fromWeb(res.body as import('node:stream/web').ReadableStream<Uint8Array>);
+  let over = false;
   body.on('data', (c: Buffer) => {
     done += c.length;
     progress.update(done);
+    if (done > limit && !over) {
+      over = true;
+      body.destroy(new Error('over the limit'));
+    }
   });
   try {
     await pipeline(body, createWriteStream(part, { flags: append ? 'a' : 'w' }));
+  } catch (e) {
+    if (!over) throw e;
+    await rm(part, { force: true });
+    throw new RefusedFile(`pull: ${file.path}: the server sent more than ${limit} bytes (${total !== undefined ? 'its expected size' : 'the cap for a file whose size is not listed'}); refusing it`);
   } finally {
     progress.stop();
   }
@@ -221,6 +250,9 @@ async function downloadOnce(
 /** Downloads one file to <dir>/<path>, resuming and verifying; skips it when a verified copy is there. */
 async function pullFile(dir: string, file: RemoteFile, o: PullOptions, bars: cliProgress.MultiBar | undefined): Promise<'fetched' | 'present'> {
   const dest = join(dir, file.path);
+  if (!safeRemotePath(file.path) || relative(dir, dest).startsWith('..') || isAbsolute(relative(dir, dest))) {
+    throw new RefusedFile(`pull: the repository lists '${file.path}', which is not a plain file name inside the model directory; refusing it`);
+  }
   const part = `${dest}.part`;
   await mkdir(dirname(dest), { recursive: true });
   const existing = await fileSize(dest);
@@ -236,7 +268,7 @@ async function pullFile(dir: string, file: RemoteFile, o: PullOptions, bars: cli
       announced = await downloadOnce(url, part, file, o, progress);
       break;
     } catch (e) {
-      if (o.signal?.aborted) throw e;
+      if (o.signal?.aborted || e instanceof RefusedFile) throw e;
       if (e instanceof RunError || attempt >= attempts) {
         const why = e instanceof RunError ? e.message : `pull: ${file.path}: ${(e as Error).message}`;
         throw new RunError(`${why} (partial download kept in ${part}; run pull again to resume)`);

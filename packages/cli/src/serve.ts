@@ -1,8 +1,11 @@
 /**
  * `fast-dllm serve`: the OpenAI-compatible server of @fast-dllm/server on one model and engine. It listens at
  * once (liveness answers, readiness is false while the engine loads), and on SIGTERM or Ctrl-C stops taking
- * requests, lets in-flight ones finish within --grace seconds, cancels the rest and exits 0.
+ * requests, lets in-flight ones finish within --grace seconds, cancels the rest and exits 0. A second SIGTERM
+ * during that drain ends the grace at once: what is still in flight is cancelled (its clients get a 503) and the
+ * connections close within 5 s; a third one kills the process.
  */
+import { hostname } from 'node:os';
 import { basename, dirname } from 'node:path';
 import { Option, type Command } from 'commander';
 import type { Engine } from '@fast-dllm/scheduler';
@@ -27,6 +30,10 @@ interface ServeFlags {
   timeout: number;
   grace: number;
   maxTokens: number;
+  maxTokensLimit: number;
+  allowedHosts?: string[];
+  headersTimeout: number;
+  bodyTimeout: number;
   blockLength: number;
   cors?: string[];
   logLevel: string;
@@ -53,11 +60,16 @@ export function registerServe(program: Command, io: Io, signal: AbortSignal): vo
     .addOption(new Option('--timeout <seconds>', 'deadline of each request from its arrival (0: none)').argParser(intArg('--timeout', 0, 10_000_000)).default(600))
     .addOption(new Option('--grace <seconds>', 'on SIGTERM / Ctrl-C: time in-flight requests get to finish').argParser(intArg('--grace', 0, 86_400)).default(30))
     .addOption(new Option('--max-tokens <n>', 'answer tokens when a request names no max_tokens').argParser(intArg('--max-tokens', 1)).default(128))
+    .addOption(new Option('--max-tokens-limit <n>', 'most answer tokens one request may ask for (max_tokens above it is a 400)').argParser(intArg('--max-tokens-limit', 1)).default(2048))
+    .addOption(new Option('--allowed-hosts <names>', 'comma-separated Host-header names accepted besides IP addresses, localhost and --host (DNS-rebinding defence), or *').argParser((v: string) => v.split(',').map((s) => s.trim()).filter(Boolean)))
+    .addOption(new Option('--headers-timeout <seconds>', 'a client must send its request headers within this time').argParser(intArg('--headers-timeout', 1, 3600)).default(10))
+    .addOption(new Option('--body-timeout <seconds>', 'a client must send its whole request within this time').argParser(intArg('--body-timeout', 1, 3600)).default(30))
     .addOption(new Option('--block-length <n>', 'block length when a request names none').argParser(intArg('--block-length', 1)).default(32))
     .addOption(new Option('--cors <origins>', 'comma-separated origins allowed to call from a browser, or *').argParser((v: string) => v.split(',').map((s) => s.trim()).filter(Boolean)))
     .addOption(new Option('--log-level <level>', 'request log (JSON lines on stdout)').argParser(choiceArg('--log-level', LOG_LEVELS)).default('warn'))
     .action(async (opts: ServeFlags) => {
       if (opts.apiKey !== undefined && opts.apiKey.trim() === '') throw new UsageError('--api-key / FAST_DLLM_API_KEY is empty; set a key or unset it');
+      if (opts.maxTokens > opts.maxTokensLimit) throw new UsageError(`--max-tokens ${opts.maxTokens} is above --max-tokens-limit ${opts.maxTokensLimit}; lower it or raise the limit`);
       const { createServer } = await import('@fast-dllm/server');
       const md = await openModelDir(opts.model, { needTokenizer: true });
       const id = opts.name ?? (opts.model === undefined ? 'default' : modelIdFor(md.dir));
@@ -74,6 +86,12 @@ export function registerServe(program: Command, io: Io, signal: AbortSignal): vo
           apiKey: opts.apiKey,
           requestTimeoutMs: opts.timeout * 1000,
           defaults: { maxTokens: opts.maxTokens, blockLength: opts.blockLength },
+          maxTokensLimit: opts.maxTokensLimit,
+          // The name the server was started under is always accepted (e.g. --host my-box.lan), and on a network
+          // address this machine's own name; a rebinding page can send neither.
+          allowedHosts: [opts.host, ...(isLoopback(opts.host) ? [] : [hostname()]), ...(opts.allowedHosts ?? [])],
+          headersTimeoutMs: opts.headersTimeout * 1000,
+          bodyTimeoutMs: opts.bodyTimeout * 1000,
           corsOrigins: opts.cors,
           logger: opts.logLevel === 'silent' ? false : { level: opts.logLevel },
         });
@@ -113,7 +131,11 @@ export function registerServe(program: Command, io: Io, signal: AbortSignal): vo
         log(`fast-dllm serve: ready: engine ${engine.name}, batch ${server.fastDllm.driver()!.maxBatch}, queue ${opts.maxQueue}, timeout ${opts.timeout || 'none'}${opts.timeout ? ' s' : ''}`);
       }
       const why = first === 'loaded' ? await stop : first;
-      log(`fast-dllm serve: ${why}: draining (grace ${opts.grace} s)`);
+      log(`fast-dllm serve: ${why}: draining (grace ${opts.grace} s); a second SIGTERM cancels what is left now`);
+      process.once('SIGTERM', () => {
+        log('fast-dllm serve: second SIGTERM: cancelling the requests still in flight');
+        void server.fastDllm.shutdown({ graceMs: 0 });
+      });
       const { cancelled } = await server.fastDllm.shutdown({ graceMs: opts.grace * 1000 });
       log(`fast-dllm serve: stopped${cancelled ? ` (${cancelled} requests cancelled after the grace period)` : ''}`);
       const e = engine ?? (await enginePromise.catch(() => undefined));

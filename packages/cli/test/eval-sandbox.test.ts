@@ -10,7 +10,7 @@ import { humanevalProgram, mbppProgram } from '../src/eval/score/code.js';
 import { MBPP_SHOTS } from '../src/eval/exemplars.js';
 import { parseProblems } from '../src/eval/tasks.js';
 import { readRecords } from '../src/eval/datasets.js';
-import { PYTHON } from './python.js';
+import { PYTHON, RUN_CODE_TESTS } from './python.js';
 
 const FIXTURES = new URL('./fixtures/eval/', import.meta.url).pathname;
 const outside = mkdtempSync(join(tmpdir(), 'fast-dllm-sandbox-test-'));
@@ -19,6 +19,7 @@ let server: Server;
 let port = 0;
 
 beforeAll(async () => {
+  if (!RUN_CODE_TESTS) return;
   sandbox = await openSandbox({ python: PYTHON, timeoutMs: 3000, memoryBytes: 512 * 1024 * 1024 });
   server = createServer((s) => s.end('hello\n'));
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
@@ -26,12 +27,12 @@ beforeAll(async () => {
 });
 afterAll(async () => {
   rmSync(outside, { recursive: true, force: true });
-  await new Promise((r) => server.close(r));
+  if (server) await new Promise((r) => server.close(r));
 });
 
 const leftovers = () => readdirSync(tmpdir()).filter((f) => f.startsWith('fast-dllm-exec-'));
 
-describe('sandbox', () => {
+describe.skipIf(!RUN_CODE_TESTS)('sandbox (bubblewrap)', () => {
   it('a correct program passes and a wrong one fails', async () => {
     expect((await sandbox.run('def f(x):\n    return x + 1\nassert f(1) == 2\n')).status).toBe('passed');
     const wrong = await sandbox.run('def f(x):\n    return x\nassert f(1) == 2\n');
@@ -64,16 +65,15 @@ print(sorted(os.listdir('.')))
 try:
     open(${JSON.stringify(target)}, 'w').write('escaped')
     print('outside: written')
-except PermissionError as e:
+except OSError as e:
     print('outside: refused')
 `);
     expect(r.status).toBe('passed');
     const [cwd, listing, verdict] = r.stdout.trim().split('\n');
-    expect(cwd).toMatch(/fast-dllm-exec-/);
+    expect(cwd).toBe('/sandbox');
     expect(listing).toBe("['inside.txt', 'program.py', 'sub']");
     expect(verdict).toBe('outside: refused');
     expect(existsSync(target)).toBe(false);
-    expect(existsSync(cwd)).toBe(false);
     expect(leftovers()).toEqual(before);
   });
 
@@ -88,13 +88,11 @@ print(s.recv(16).decode().strip())
     const r = await sandbox.run(program);
     expect(r.status).toBe('failed');
     expect(r.stdout).toBe('');
-    const shell = await sandbox.run(`import os\nassert os.system('echo escaped') != 0\n`);
-    expect(shell.status).toBe('failed');
-    expect(shell.stdout).not.toContain('escaped');
   });
 
-  it('where a network namespace is available, it alone cuts the network (Python guard off)', async () => {
-    const bare = await openSandbox({ python: PYTHON, timeoutMs: 3000, memoryBytes: 512 * 1024 * 1024, pythonGuards: false });
+  it('without isolation (accepted by the user), a network namespace alone cuts the network where available (Python guard off)', async () => {
+    const bare = await openSandbox({ python: PYTHON, timeoutMs: 3000, memoryBytes: 512 * 1024 * 1024, isolation: 'none', pythonGuards: false });
+    expect(bare.isolation).toBe('none');
     const program = `import socket\nsocket.create_connection(('127.0.0.1', ${port}), timeout=2)\n`;
     const r = await bare.run(program);
     if (bare.network === 'namespace') {
@@ -110,7 +108,7 @@ print(s.recv(16).decode().strip())
     process.env.FAST_DLLM_SANDBOX_PROBE = 'secret';
     try {
       const env = await sandbox.run('import os\nprint(sorted(k for k in os.environ if k != "LC_CTYPE"))\n');
-      expect(env.stdout.trim()).toBe(process.env.LANG ? "['LANG', 'PATH', 'TMPDIR']" : "['PATH', 'TMPDIR']");
+      expect(env.stdout.trim()).toBe(process.env.LANG ? "['HOME', 'LANG', 'PATH', 'PWD', 'TMPDIR']" : "['HOME', 'PATH', 'PWD', 'TMPDIR']");
     } finally {
       delete process.env.FAST_DLLM_SANDBOX_PROBE;
     }

@@ -29,6 +29,8 @@ export interface HubOptions {
   token?: string;
   /** Tree API pages of this many entries, linked by `Link: <…&cursor=N>; rel="next"` like the hub's. */
   treePageSize?: number;
+  /** Paths served without a length and without end (64 KiB chunks until the client hangs up, at most 64 MiB). */
+  endless?: Set<string>;
 }
 
 export interface Hub {
@@ -78,6 +80,21 @@ export async function startHub(o: HubOptions): Promise<Hub> {
     const file = url.startsWith(prefix) ? o.files.find((f) => f.path === url.slice(prefix.length)) : undefined;
     if (!file) {
       res.writeHead(404).end('not found');
+      return;
+    }
+    if (o.endless?.has(file.path)) {
+      res.writeHead(200, { 'content-type': 'application/octet-stream' });
+      const chunk = Buffer.alloc(64 * 1024, 0x61);
+      let sent = 0;
+      const more = () => {
+        while (sent < 64 * 2 ** 20 && !res.destroyed) {
+          sent += chunk.length;
+          if (!res.write(chunk)) return void res.once('drain', more);
+        }
+        res.end();
+      };
+      res.on('close', () => (sent = Infinity));
+      more();
       return;
     }
     let data = file.data;

@@ -96,6 +96,22 @@ describe('fast-dllm serve', () => {
     expect(s.stderr()).not.toMatch(/\n\s+at /);
   });
 
+  it('a second SIGTERM during the drain cancels what is left at once (a clean 503), exit 0', async () => {
+    const s = await serve(['--batch', '1', '--grace', '600']);
+    const inflight = Array.from({ length: 12 }, (_, i) => ask(s.url, ...problems[i % problems.length].slice(0, 2) as [number, number], i % 2 === 0));
+    await untilActive(s.url, 1, 4);
+    s.child.kill('SIGTERM');
+    while (!/draining/.test(s.stderr())) await new Promise((r) => setTimeout(r, 5));
+    const t0 = Date.now();
+    s.child.kill('SIGTERM');
+    expect(await s.exited).toBe(0);
+    expect(Date.now() - t0).toBeLessThan(8000);
+    expect(s.stderr()).toMatch(/second SIGTERM: cancelling the requests still in flight/);
+    expect(s.stderr()).toMatch(/stopped \(\d+ requests cancelled after the grace period\)/);
+    const answers = await Promise.all(inflight);
+    expect(answers.some((r) => r.status === 503 || (r.error ?? '').includes('shutting down'))).toBe(true);
+  });
+
   it('Ctrl-C with --grace 0: what is in flight ends with a clean 503 error (an error event mid-stream), exit 0', async () => {
     const s = await serve(['--batch', '1', '--grace', '0']);
     const inflight = problems.slice(0, 4).map(([a, b], i) => ask(s.url, a, b, i % 2 === 1));

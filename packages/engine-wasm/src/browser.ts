@@ -8,7 +8,7 @@
  * and the engine must itself run in a Web Worker: a forward blocks on Atomics.wait while the workers compute,
  * and browsers do not let the main thread block. One thread works anywhere, the main thread included.
  */
-import { SafetensorsArchive, blobSource, bufferSource, checkTensors, normaliseConfig, tensorNames, type ByteSource } from '@fast-dllm/model';
+import { SafetensorsArchive, blobSource, bufferSource, checkLayerCount, checkTensors, normaliseConfig, tensorNames, type ByteSource } from '@fast-dllm/model';
 import type { EngineOptions } from '@fast-dllm/scheduler';
 import { WasmEngine } from './engine.js';
 import { WasmKernels, checkLoadOptions, chooseFma, type WeightDType } from './kernels.js';
@@ -126,6 +126,8 @@ export async function createBrowserWasmEngine(files: BrowserModelFiles, options:
   const weightFiles = w instanceof Map ? w as ReadonlyMap<string, WeightFile> : new Map([['model.safetensors', w as WeightFile]]);
   if (weightFiles.size === 0) throw new Error('engine-wasm: no safetensors file given; pass model.safetensors or every shard');
   const archive = await SafetensorsArchive.openFiles([...weightFiles.keys()], async (f) => byteSource(weightFiles.get(f)!, f));
+  // A config with more layers than the weights hold is refused before its names are built (DESIGN §10).
+  checkLayerCount(desc, archive, [...weightFiles.keys()].join(', '));
   const names = tensorNames(desc);
   try {
     checkTensors(desc, archive, names, [...weightFiles.keys()].join(', '));

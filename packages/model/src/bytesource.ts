@@ -1,4 +1,5 @@
 import type { FileHandle } from 'node:fs/promises';
+import { ModelFormatError } from './errors.js';
 import { nodeFs } from './nodefs.js';
 
 /** Random-access bytes: a file on disk, a Blob in a browser, a buffer in a test. */
@@ -37,6 +38,9 @@ export function blobSource(blob: Blob, label = 'blob'): ByteSource {
 
 /** A ByteSource over a file, read with positioned reads (never the whole file at once). */
 export async function fileSource(path: string): Promise<ByteSource> {
+  // Opening a FIFO for reading waits for a writer forever; a device reads without end. Only regular files.
+  const st = await (await nodeFs()).stat(path);
+  if (!st.isFile()) throw new ModelFormatError('not a regular file (a FIFO, device or directory); weights must be files', { file: path });
   const fh: FileHandle = await (await nodeFs()).open(path, 'r');
   const size = (await fh.stat()).size;
   return {

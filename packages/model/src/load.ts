@@ -141,12 +141,27 @@ export function checkTensors(desc: ModelDescription, archive: SafetensorsArchive
     throw new ModelFormatError(`weights do not match config.json: ${parts.join('; ')}. Check that config.json belongs to these weights`, { file });
 }
 
+/**
+ * The config's layer count against the weights, before anything per layer is built: every layer has its own
+ * tensors, so a config that asks for more than the checkpoint holds (n_layers: 1e6 on a 4-layer file) is refused
+ * at once instead of after building millions of names.
+ */
+export function checkLayerCount(desc: ModelDescription, archive: { tensors: { size: number } }, file: string): void {
+  if (!Number.isSafeInteger(desc.numLayers) || desc.numLayers < 1) throw new ModelFormatError(`config.json has ${desc.numLayers} layers; it needs a positive whole number`, { file });
+  const perLayer = Object.keys(tensorNames({ ...desc, numLayers: 1 }).layers[0]).length;
+  if (perLayer * desc.numLayers > archive.tensors.size) {
+    throw new ModelFormatError(`config.json has ${desc.numLayers} layers (${perLayer} tensors each), but the weights hold only ${archive.tensors.size} tensors; check that config.json belongs to these weights`, { file });
+  }
+}
+
 /** Reads config, opens the weights, and checks every expected tensor (names + shapes) before returning. */
 export async function openModel(dir: string): Promise<LoadedModel> {
   const description = await readModelConfig(dir);
   const archive = await SafetensorsArchive.open(dir);
-  const names = tensorNames(description);
+  let names: ModelTensorNames;
   try {
+    checkLayerCount(description, archive, dir);
+    names = tensorNames(description);
     checkTensors(description, archive, names, dir);
   } catch (e) {
     await archive.close();

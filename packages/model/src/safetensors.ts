@@ -79,6 +79,11 @@ export function parseShardIndex(index: unknown, file: string): Map<string, strin
   const out = new Map<string, string>();
   for (const [name, shard] of Object.entries(weightMap as Record<string, unknown>)) {
     if (typeof shard !== 'string' || shard === '') throw new ModelFormatError('weight_map entry is not a file name', { file, tensor: name });
+    // A shard lives next to the index (or in a folder below it): an absolute path, '..', '\\' or NUL would reach
+    // files outside the model directory.
+    if (/^[\\/]|^[A-Za-z]:|\\|\0/.test(shard) || shard.split('/').some((s) => s === '..' || s === '.' || s === '')) {
+      throw new ModelFormatError(`weight_map names the shard '${shard}', which is not a file inside the model directory; re-download the index`, { file, tensor: name });
+    }
     out.set(name, shard);
   }
   if (out.size === 0) throw new ModelFormatError('shard index has an empty "weight_map"; re-download it', { file });

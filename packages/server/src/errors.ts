@@ -8,6 +8,7 @@ import type { FastifyError } from 'fastify';
 export type ErrorType =
   | 'invalid_request_error'
   | 'authentication_error'
+  | 'permission_error'
   | 'not_found_error'
   | 'rate_limit_error'
   | 'timeout_error'

@@ -18,9 +18,10 @@ import {
   SchedulerConfigError, checkGenerationRequest, defaultRecipe, describeDecoding,
   type EngineTarget, type GenerationRequest, type Strategy,
 } from '@fast-dllm/scheduler';
-import type { ChatMessage, TextTokenizer } from '@fast-dllm/model';
+import type { ChatMessage } from '@fast-dllm/model';
 import { badRequest } from './errors.js';
 import type { ChatBody, CompletionBody, DecodingBody } from './schema.js';
+import { TokenizeError, type PromptEncoder } from './tokenize.js';
 
 export interface RequestDefaults {
   /** Answer tokens when the request names none (default 128). */
@@ -48,40 +49,94 @@ export interface Job {
 
 const present = <T>(v: T | null | undefined): v is T => v !== null && v !== undefined;
 
-/** Chat messages → prompt ids through the model's chat template (one assistant turn to be generated). */
-export function chatPrompt(tokenizer: TextTokenizer, body: ChatBody): Int32Array {
+/** What the prompt checks need of the model: its positions, its vocabulary and its longest token. */
+export interface PromptLimits {
+  maxPositions: number;
+  vocabSize: number;
+  /** The most UTF-8 bytes one token stands for (TextTokenizer.maxTokenBytes). */
+  maxTokenBytes: number;
+}
+
+/**
+ * Refuses text that cannot fit before it is tokenized (DESIGN §10): no token stands for more than maxTokenBytes
+ * bytes, so a text of B bytes is at least B / maxTokenBytes tokens.
+ */
+function checkTextSize(param: 'messages' | 'prompt', bytes: number, limits: PromptLimits): void {
+  const least = Math.floor(bytes / limits.maxTokenBytes);
+  if (least >= limits.maxPositions) {
+    throw badRequest(param, `the ${param === 'messages' ? 'messages are' : 'prompt is'} ${bytes} bytes, at least ${least} tokens (no token of this model is longer than ${limits.maxTokenBytes} bytes); the model takes at most ${limits.maxPositions} positions, prompt and answer together`, 'context_length_exceeded');
+  }
+}
+
+/**
+ * Chat messages → prompt ids through the model's chat template (one assistant turn to be generated), with
+ * special-token text inside the messages encoded as text (encodeChat: no role spoofing).
+ */
+export async function chatPrompt(encoder: PromptEncoder, body: ChatBody, limits: PromptLimits): Promise<Int32Array> {
   const messages: ChatMessage[] = body.messages.map((m) => ({
     // Templates know 'system'; OpenAI's newer 'developer' role is the same instruction channel.
     role: m.role === 'developer' ? 'system' : m.role,
     content: typeof m.content === 'string' ? m.content : m.content.map((p) => p.text).join('\n'),
   }));
-  let text: string;
+  checkTextSize('messages', messages.reduce((n, m) => n + Buffer.byteLength(m.content) + Buffer.byteLength(m.role), 0), limits);
+  let ids;
   try {
-    text = tokenizer.applyChatTemplate(messages, { addGenerationPrompt: true });
+    ids = await encoder.encodeChat(messages);
   } catch (e) {
-    throw badRequest('messages', `the model's chat template refused these messages: ${(e as Error).message.split('\n')[0]}`);
+    if (e instanceof TokenizeError && (e.template || e.timedOut)) {
+      throw badRequest('messages', e.timedOut ? e.message : `the model's chat template refused these messages: ${e.message.split('\n')[0]}`);
+    }
+    throw e;
   }
-  const ids = tokenizer.encode(text, { addSpecial: false });
   if (ids.length === 0) throw badRequest('messages', 'the messages encode to no tokens');
   return Int32Array.from(ids);
 }
 
-/** A completion prompt → ids: text is encoded with the tokenizer's special tokens (BOS), ids are taken as they are. */
-export function completionPrompt(tokenizer: TextTokenizer, body: CompletionBody): Int32Array {
+/** Token ids as sent: each an integer id of the vocabulary (a larger one would wrap in an Int32Array). */
+function checkedIds(ids: number[], limits: PromptLimits): Int32Array {
+  if (ids.length >= limits.maxPositions) {
+    throw badRequest('prompt', `the prompt has ${ids.length} tokens; the model takes at most ${limits.maxPositions} positions, prompt and answer together`, 'context_length_exceeded');
+  }
+  const bad = ids.findIndex((x) => !Number.isInteger(x) || x < 0 || x >= limits.vocabSize);
+  if (bad >= 0) throw badRequest('prompt', `token id ${ids[bad]} at position ${bad} is not in the model's vocabulary (ids 0 to ${limits.vocabSize - 1})`, 'invalid_value');
+  return Int32Array.from(ids);
+}
+
+/** A completion prompt → ids: text is encoded with the tokenizer's special tokens (BOS), ids are checked and taken as they are. */
+export async function completionPrompt(encoder: PromptEncoder, body: CompletionBody, limits: PromptLimits): Promise<Int32Array> {
   let p: CompletionBody['prompt'] | string | number[] = body.prompt;
   if (Array.isArray(p)) {
     if (p.every((x) => typeof x === 'number')) {
-      return Int32Array.from(p as number[]);
+      return checkedIds(p as number[], limits);
     }
     if (p.length !== 1) throw badRequest('prompt', `only one prompt per request is supported; got ${p.length} (send one request per prompt: the server batches them)`, 'unsupported_value');
     p = p[0] as string | number[];
-    if (Array.isArray(p)) return Int32Array.from(p);
+    if (Array.isArray(p)) return checkedIds(p as number[], limits);
     if (typeof p !== 'string') throw badRequest('prompt', 'prompt must be a string, an array of token ids, or a one-element array of either');
   }
   if (p.length === 0) throw badRequest('prompt', 'prompt is empty');
-  const ids = tokenizer.encode(p, { addSpecial: true });
+  checkTextSize('prompt', Buffer.byteLength(p), limits);
+  let ids;
+  try {
+    ids = await encoder.encode(p, true);
+  } catch (e) {
+    if (e instanceof TokenizeError && e.timedOut) throw badRequest('prompt', e.message);
+    throw e;
+  }
   if (ids.length === 0) throw badRequest('prompt', 'the prompt encodes to no tokens');
   return Int32Array.from(ids);
+}
+
+/**
+ * The server's cap on one request's answer tokens (--max-tokens-limit): a generation's passes grow with its
+ * canvas, and a pass is the work done between two deadline checks.
+ */
+export function checkMaxTokens(body: ChatBody & CompletionBody, cap: number): void {
+  const asked = body.max_completion_tokens ?? body.max_tokens;
+  if (present(asked) && asked > cap) {
+    const param = present(body.max_completion_tokens) ? 'max_completion_tokens' : 'max_tokens';
+    throw badRequest(param, `${param} ${asked} is more than this server allows per request (${cap}; its --max-tokens-limit); ask for at most ${cap}`, 'invalid_value');
+  }
 }
 
 /** OpenAI settings this server cannot honour: refused unless neutral. */

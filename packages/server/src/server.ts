@@ -9,6 +9,8 @@
  * The server holds no state between requests. It owns the driver, not the engine: the caller disposes the engine
  * after `fastDllm.shutdown()`.
  */
+import { createServer as createHttpServer } from 'node:http';
+import { isIP } from 'node:net';
 import { basename } from 'node:path';
 import { createHash, randomUUID, timingSafeEqual } from 'node:crypto';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyServerOptions } from 'fastify';
@@ -18,7 +20,8 @@ import { BatchDriver, type Engine } from '@fast-dllm/scheduler';
 import type { ModelDescription, TextTokenizer } from '@fast-dllm/model';
 import { ApiError, toApiError } from './errors.js';
 import { ServerMetrics, type Endpoint, type Outcome } from './metrics.js';
-import { buildJob, chatPrompt, completionPrompt, type Job, type RequestDefaults } from './request.js';
+import { buildJob, chatPrompt, checkMaxTokens, completionPrompt, type Job, type PromptLimits, type RequestDefaults } from './request.js';
+import { TokenizerThread, inThread, type PromptEncoder } from './tokenize.js';
 import { JobError, runJob, shutdownError, type JobContext, type JobResult, type JobUpdate } from './job.js';
 import { chatSchema, completionSchema, type ChatBody, type CompletionBody } from './schema.js';
 
@@ -49,6 +52,20 @@ export interface ServerOptions {
   bodyLimit?: number;
   /** Origins allowed to call from a browser (CORS), e.g. ['http://localhost:5173'] or ['*']; none by default. */
   corsOrigins?: string[];
+  /** Most answer tokens one request may ask for; more is a 400 (default 2048). */
+  maxTokensLimit?: number;
+  /**
+   * Host-header names accepted besides IP literals and localhost (DNS-rebinding defence: a web page that rebinds
+   * its own name to this address still sends that name). ['*'] accepts any. Default: none.
+   */
+  allowedHosts?: string[];
+  /** A client must send its headers within this many ms, and the whole request within bodyTimeoutMs (defaults 10 000 and 30 000). */
+  headersTimeoutMs?: number;
+  bodyTimeoutMs?: number;
+  /** Tokenize prompts in a worker thread (default: when the model has a directory to load the tokenizer from). */
+  tokenizerThread?: boolean;
+  /** A prompt still tokenizing after this many ms is refused and the thread replaced (default 30 000). */
+  tokenizeTimeoutMs?: number;
   /** Fastify's logger option (default: off). */
   logger?: FastifyServerOptions['logger'];
   /** Export process metrics (memory, heap, event-loop lag) on /metrics (default true). */
@@ -75,7 +92,7 @@ export interface ServerControl {
 
 export type FastDllmServer = FastifyInstance & { fastDllm: ServerControl };
 
-const DEFAULTS = { maxQueue: 256, requestTimeoutMs: 600_000, maxTokens: 128, blockLength: 32, bodyLimit: 1 << 20 };
+const DEFAULTS = { maxQueue: 256, requestTimeoutMs: 600_000, maxTokens: 128, blockLength: 32, bodyLimit: 1 << 20, maxTokensLimit: 2048, headersTimeoutMs: 10_000, bodyTimeoutMs: 30_000 };
 
 /** sha256 of a key: equal-length digests for timingSafeEqual, whatever the lengths of the keys. */
 const digest = (s: string) => createHash('sha256').update(s).digest();
@@ -84,11 +101,21 @@ export async function createServer(opts: ServerOptions): Promise<FastDllmServer>
   const maxQueue = opts.maxQueue ?? DEFAULTS.maxQueue;
   const timeoutMs = opts.requestTimeoutMs ?? DEFAULTS.requestTimeoutMs;
   const defaults: RequestDefaults = { maxTokens: opts.defaults?.maxTokens ?? DEFAULTS.maxTokens, blockLength: opts.defaults?.blockLength ?? DEFAULTS.blockLength };
-  for (const [name, v, min] of [['maxQueue', maxQueue, 0], ['requestTimeoutMs', timeoutMs, 0], ['defaults.maxTokens', defaults.maxTokens, 1], ['defaults.blockLength', defaults.blockLength, 1]] as const) {
+  const maxTokensLimit = opts.maxTokensLimit ?? DEFAULTS.maxTokensLimit;
+  const headersTimeoutMs = opts.headersTimeoutMs ?? DEFAULTS.headersTimeoutMs;
+  const bodyTimeoutMs = opts.bodyTimeoutMs ?? DEFAULTS.bodyTimeoutMs;
+  for (const [name, v, min] of [['maxQueue', maxQueue, 0], ['requestTimeoutMs', timeoutMs, 0], ['defaults.maxTokens', defaults.maxTokens, 1], ['defaults.blockLength', defaults.blockLength, 1],
+    ['maxTokensLimit', maxTokensLimit, 1], ['headersTimeoutMs', headersTimeoutMs, 1], ['bodyTimeoutMs', bodyTimeoutMs, 1]] as const) {
     if (!Number.isInteger(v) || v < min) throw new Error(`createServer: ${name} must be an integer >= ${min}; got ${v}`);
   }
+  if (defaults.maxTokens > maxTokensLimit) throw new Error(`createServer: defaults.maxTokens (${defaults.maxTokens}) is above maxTokensLimit (${maxTokensLimit})`);
+  const hostAllowed = hostCheck(opts.allowedHosts ?? []);
   if (opts.apiKey !== undefined && opts.apiKey.length === 0) throw new Error('createServer: apiKey is empty; omit it to serve without a key');
   const tokenizer = opts.model.tokenizer;
+  const promptLimits: PromptLimits = { maxPositions: opts.model.description.maxPositions, vocabSize: opts.model.description.vocabSize, maxTokenBytes: tokenizer.maxTokenBytes };
+  const thread = opts.model.dir !== undefined && opts.tokenizerThread !== false ? new TokenizerThread(opts.model.dir, opts.model.description.vocabSize, opts.tokenizeTimeoutMs ?? 30_000) : undefined;
+  if (thread) await thread.start();
+  const encoder: PromptEncoder = thread ?? inThread(tokenizer);
   const modelId = opts.model.id ?? (opts.model.dir ? basename(opts.model.dir) : 'model');
   const created = Math.floor(Date.now() / 1000);
 
@@ -133,6 +160,8 @@ export async function createServer(opts: ServerOptions): Promise<FastDllmServer>
 
   const app = Fastify({
     logger: opts.logger ?? false,
+    // A client that stalls its headers or its body is dropped (checked every second) instead of holding a socket.
+    serverFactory: (handler) => createHttpServer({ headersTimeout: headersTimeoutMs, requestTimeout: Math.max(bodyTimeoutMs, headersTimeoutMs), connectionsCheckingInterval: 1000 }, handler),
     bodyLimit: opts.bodyLimit ?? DEFAULTS.bodyLimit,
     // Validate as written: no type coercion, no silently dropped fields, no defaults filled in.
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false, useDefaults: false, allErrors: false, allowUnionTypes: true } },
@@ -161,6 +190,12 @@ export async function createServer(opts: ServerOptions): Promise<FastDllmServer>
     return reply.code(404).send(api.body());
   });
 
+  app.addHook('onRequest', async (req) => {
+    const host = req.headers.host;
+    if (host !== undefined && !hostAllowed(host)) {
+      throw new ApiError(403, `Host '${host}' is not allowed here (DNS-rebinding protection); start the server with --allowed-hosts ${hostName(host)} to accept it`, 'permission_error', null, 'host_not_allowed');
+    }
+  });
   if (opts.apiKey !== undefined) {
     const want = digest(opts.apiKey);
     app.addHook('onRequest', async (req) => {
@@ -192,10 +227,11 @@ export async function createServer(opts: ServerOptions): Promise<FastDllmServer>
   });
 
   /** Checks a body into a Job; throws ApiError. */
-  const admit = (endpoint: Endpoint, body: ChatBody & CompletionBody): Job => {
+  const admit = async (endpoint: Endpoint, body: ChatBody & CompletionBody): Promise<Job> => {
     if (state !== 'ready') throw unavailable(state);
     if (body.model !== modelId) throw unknownModel(body.model, modelId, 'model');
-    const prompt = endpoint === 'chat' ? chatPrompt(tokenizer, body) : completionPrompt(tokenizer, body);
+    checkMaxTokens(body, maxTokensLimit);
+    const prompt = endpoint === 'chat' ? await chatPrompt(encoder, body, promptLimits) : await completionPrompt(encoder, body, promptLimits);
     const job = buildJob(body, prompt, endpoint === 'chat', engine!, { defaults, timeoutMs });
     if (driver!.queued >= maxQueue) {
       throw new ApiError(429, `the queue is full (${maxQueue} requests waiting); retry after a moment`, 'rate_limit_error', null, 'queue_full',
@@ -206,7 +242,15 @@ export async function createServer(opts: ServerOptions): Promise<FastDllmServer>
 
   const complete = async (endpoint: Endpoint, req: FastifyRequest, reply: FastifyReply) => {
     const arrival = performance.now();
-    const job = admit(endpoint, req.body as ChatBody & CompletionBody);
+    // Requests being tokenized when a shutdown starts are still let in: the shutdown waits for them (admitting).
+    const admission = admit(endpoint, req.body as ChatBody & CompletionBody);
+    admitting.add(admission);
+    let job: Job;
+    try {
+      job = await admission;
+    } finally {
+      admitting.delete(admission);
+    }
     const gone = new AbortController();
     reply.raw.on('close', () => {
       if (!reply.raw.writableFinished) gone.abort();
@@ -251,7 +295,10 @@ export async function createServer(opts: ServerOptions): Promise<FastDllmServer>
   app.post('/v1/chat/completions', { schema: { body: chatSchema }, sse: 'manual' }, (req, reply) => complete('chat', req, reply));
   app.post('/v1/completions', { schema: { body: completionSchema }, sse: 'manual' }, (req, reply) => complete('completions', req, reply));
 
+  const admitting = new Set<Promise<Job>>();
   let stopping: Promise<{ cancelled: number }> | null = null;
+  /** Shortens the grace period of a shutdown under way (a second SIGTERM). */
+  let hurry: ((ms: number) => void) | undefined;
   const control: ServerControl = {
     get state() {
       return state;
@@ -261,13 +308,23 @@ export async function createServer(opts: ServerOptions): Promise<FastDllmServer>
     engineReady,
     driver: () => driver,
     shutdown({ graceMs = 30_000 } = {}) {
+      if (stopping) hurry?.(graceMs);
       stopping ??= (async () => {
         state = 'draining';
         let cancelled = 0;
+        if (admitting.size) await Promise.allSettled([...admitting]);
         if (driver) {
           const d = driver;
           const finished = d.close().then(() => true);
-          const inTime = await Promise.race([finished, new Promise<boolean>((r) => setTimeout(() => r(false), graceMs).unref())]);
+          const inTime = await Promise.race([finished, new Promise<boolean>((r) => {
+            const at = performance.now() + graceMs;
+            let t = setTimeout(() => r(false), graceMs).unref();
+            hurry = (ms) => {
+              if (performance.now() + ms >= at) return;
+              clearTimeout(t);
+              t = setTimeout(() => r(false), ms).unref();
+            };
+          })]);
           if (!inTime) {
             cancelled = d.queued + d.active;
             await d.close({ cancel: true });
@@ -277,6 +334,7 @@ export async function createServer(opts: ServerOptions): Promise<FastDllmServer>
         const force = setTimeout(() => app.server.closeAllConnections(), 5_000);
         await app.close();
         clearTimeout(force);
+        await thread?.close();
         state = 'closed';
         return { cancelled };
       })();
@@ -285,6 +343,28 @@ export async function createServer(opts: ServerOptions): Promise<FastDllmServer>
   };
   app.decorate('fastDllm', control);
   return app as unknown as FastDllmServer;
+}
+
+/** The name part of a Host header: without the port, IPv6 brackets kept. */
+function hostName(host: string): string {
+  const h = host.trim().toLowerCase();
+  if (h.startsWith('[')) return h.slice(0, h.indexOf(']') + 1);
+  const colon = h.lastIndexOf(':');
+  return colon >= 0 && h.indexOf(':') === colon ? h.slice(0, colon) : h;
+}
+
+/**
+ * Which Host headers are accepted: IP literals (a rebinding page cannot make a browser send one for its own
+ * origin), localhost and *.localhost, and the names given; '*' accepts any.
+ */
+function hostCheck(allowed: string[]): (host: string) => boolean {
+  const names = new Set(allowed.map((n) => hostName(n)));
+  if (names.has('*')) return () => true;
+  return (host) => {
+    const name = hostName(host);
+    const bare = name.startsWith('[') ? name.slice(1, -1) : name;
+    return isIP(bare) !== 0 || name === 'localhost' || name.endsWith('.localhost') || names.has(name);
+  };
 }
 
 function unavailable(state: ServerState): ApiError {

@@ -13,6 +13,7 @@ import { createServer } from '../src/index.js';
 import { buildJob } from '../src/request.js';
 import type { ChatBody, CompletionBody } from '../src/schema.js';
 import { chatPrompt } from '../src/request.js';
+import { inThread } from '../src/tokenize.js';
 
 const fixture = (name: string) => fileURLToPath(new URL(`../../../test/fixtures/models/${name}`, import.meta.url));
 
@@ -31,7 +32,7 @@ describe.each(['fast-dllm-v2-tiny-f32', 'sdar-tiny-f32'])('fast-dllm serve on %s
       expect(streamed).toBe(plain.choices[0].message.content);
       expect(plain.choices[0].message.content!.length, 'a non-empty answer (the fixtures write nonsense, not nothing)').toBeGreaterThan(0);
       // The same request alone: the job the server built, decoded by generate().
-      const prompt = chatPrompt(tokenizer, body as unknown as ChatBody);
+      const prompt = await chatPrompt(inThread(tokenizer), body as unknown as ChatBody, { maxPositions: description.maxPositions, vocabSize: description.vocabSize, maxTokenBytes: tokenizer.maxTokenBytes });
       const job = buildJob(body as unknown as ChatBody & CompletionBody, prompt, true, engine, { defaults: { maxTokens: 128, blockLength: 32 }, timeoutMs: 0 });
       expect(job.request.strategy.kind).toBe(description.architecture);
       const alone = await generate(engine, job.request);

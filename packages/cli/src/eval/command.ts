@@ -17,11 +17,12 @@ import { answerIds, withEngine } from '../generate.js';
 import type { Io } from '../io.js';
 import { openModelDir, type ModelDir } from '../modeldir.js';
 import { choiceArg, intArg } from '../parse.js';
-import { TASKS, readRecords, type TaskName } from './datasets.js';
+import { TASKS, readRecords, type Located, type TaskName } from './datasets.js';
 import { decodeAll } from './decode.js';
 import type { PromptStyle } from './prompts.js';
 import { openSandbox, type Sandbox } from './sandbox.js';
-import { TASK_INFO, buildTask, type EvalTask, type ProblemScore } from './tasks.js';
+import { humanevalSampleProgram, mbppSampleProgram, parseSamples, passAt1, scoreSamples } from './samples.js';
+import { TASK_INFO, buildTask, parseProblems, type EvalTask, type ProblemScore } from './tasks.js';
 
 interface EvalFlags extends DecodeFlags {
   task?: TaskName;
@@ -35,6 +36,8 @@ interface EvalFlags extends DecodeFlags {
   batch: number;
   out?: string;
   allowCodeExecution?: boolean;
+  allowUnisolatedExecution?: boolean;
+  samples?: string;
   python?: string;
   execTimeout: number;
   execMemory: number;
@@ -86,8 +89,9 @@ function checkEvalFlags(o: EvalFlags): { task: TaskName; shots: number } {
   if (!o.data) throw new UsageError(`eval needs --data FILE: the ${o.task} test file (JSONL, .jsonl.gz, Parquet or JSON)`);
   const info = TASK_INFO[o.task];
   if (info.code && !o.allowCodeExecution) {
-    throw new UsageError(`--task ${o.task} runs the code the model writes, with its tests, on this machine; pass --allow-code-execution to accept that (each program runs in python3 with a time and memory limit, no network where the platform allows it, in a temporary directory)`);
+    throw new UsageError(`--task ${o.task} runs the code the model writes, with its tests, on this machine; pass --allow-code-execution to accept that (each program runs in python3 isolated by bubblewrap: its own PID, mount and network namespaces, a time, memory and process limit, nothing writable but its own directory)`);
   }
+  if (o.samples !== undefined && !info.code) throw new UsageError(`--samples scores code completions (--task humaneval or mbpp); --task ${o.task} is scored from a model's generations`);
   if (o.promptStyle === 'bare') {
     if (!info.bare) throw new UsageError(`--prompt-style bare applies to gsm8k and math; ${o.task}'s prompt is fixed`);
     if (o.shots !== undefined && o.shots > 0) throw new UsageError('--prompt-style bare is zero-shot (the question alone); drop --shots or use --prompt-style labeled');
@@ -120,6 +124,8 @@ export function registerEval(program: Command, io: Io, signal: AbortSignal): voi
     .addOption(new Option('--batch <n>', "problems decoded together in each forward pass (1: the paper's batch-1 setting)").argParser(intArg('--batch', 1, 64)).default(1))
     .option('--out <file>', 'also write settings, machine, date, rows and per-problem records as JSON')
     .option('--allow-code-execution', 'humaneval/mbpp: run the generated programs and their tests (untrusted code)')
+    .option('--allow-unisolated-execution', 'code tasks: run the programs even where bubblewrap cannot isolate them (they can then read your files and reach the network)')
+    .option('--samples <file>', 'humaneval/mbpp: score these completions ({"task_id", "completion"} lines) instead of a model\'s; no model is loaded')
     .option('--python <path>', 'interpreter for code tasks (default: python3 on PATH)')
     .addOption(new Option('--exec-timeout <s>', 'wall-time limit per program, seconds').argParser(intArg('--exec-timeout', 1, 3600)).default(10))
     .addOption(new Option('--exec-memory <MB>', 'address-space limit per program, MiB').argParser(intArg('--exec-memory', 64, 1 << 20)).default(2048));
@@ -132,10 +138,16 @@ export function registerEval(program: Command, io: Io, signal: AbortSignal): voi
     if (n === 0) throw new UsageError(`${opts.data}: no problems`);
     // The sandbox is checked before the model loads: a missing python3 should not cost a model load.
     const sandbox = task.info.code
-      ? await openSandbox({ python: opts.python, timeoutMs: opts.execTimeout * 1000, memoryBytes: opts.execMemory * 1024 * 1024 })
+      ? await openSandbox({ python: opts.python, timeoutMs: opts.execTimeout * 1000, memoryBytes: opts.execMemory * 1024 * 1024, allowUnisolated: opts.allowUnisolatedExecution })
       : undefined;
     if (sandbox) {
-      io.stderr(`sandbox: ${sandbox.python} (Python ${sandbox.pythonVersion}), network ${sandbox.network === 'namespace' ? 'cut off by a network namespace' : 'refused by the Python guard only (unshare -rn is not available here)'}, user ${sandbox.user}\n`);
+      const how = sandbox.isolation === 'bubblewrap' ? 'isolated by bubblewrap (PID, mount and network namespaces)'
+        : `NOT isolated (--allow-unisolated-execution), network ${sandbox.network === 'namespace' ? 'cut off by a network namespace' : 'refused by the Python guard only'}`;
+      io.stderr(`sandbox: ${sandbox.python} (Python ${sandbox.pythonVersion}), ${how}, user ${sandbox.user}\n`);
+    }
+    if (opts.samples !== undefined) {
+      await runSamples(opts, taskName, records, sandbox!, io, signal);
+      return;
     }
     const md = await openModelDir(opts.model, { needTokenizer: true });
     let plan: RowPlan[];
@@ -200,12 +212,38 @@ export function registerEval(program: Command, io: Io, signal: AbortSignal): voi
         accuracyMetric: task.info.metrics[0], model: md.dir, engine: engineName, genLength: opts.genLength, blockLength: opts.blockLength,
         steps: opts.steps ?? opts.genLength, temperature: opts.temperature, seed: opts.seed, batch: Math.min(opts.batch, maxBatch),
         threads: opts.threads ?? 1, warmup: 'one untimed block of the first problem before the rows',
-        sandbox: sandbox ? { python: sandbox.python, pythonVersion: sandbox.pythonVersion, network: sandbox.network, user: sandbox.user, ...sandbox.limits } : null,
+        sandbox: sandbox ? { python: sandbox.python, pythonVersion: sandbox.pythonVersion, isolation: sandbox.isolation, network: sandbox.network, user: sandbox.user, ...sandbox.limits } : null,
         date: new Date().toISOString(), machine: { ...machineInfo(), memoryBytes: os.totalmem() },
       };
       await writeFile(opts.out, `${JSON.stringify({ settings, rows }, null, 2)}\n`);
     }
   });
+}
+
+/** --samples: scores existing completions against --data's problems; no model is loaded. */
+async function runSamples(opts: EvalFlags, taskName: TaskName, problems: Located[], sandbox: Sandbox, io: Io, signal: AbortSignal): Promise<void> {
+  const samples = parseSamples(await readRecords(opts.samples!));
+  if (samples.length === 0) throw new UsageError(`${opts.samples}: no samples`);
+  let programOf: (id: string, completion: string) => string | undefined;
+  if (taskName === 'humaneval') {
+    const byId = new Map(parseProblems('humaneval', problems).map((p) => [p.id, p]));
+    programOf = (id, c) => { const p = byId.get(id); return p && humanevalSampleProgram(p, c); };
+  } else {
+    const byId = new Map(parseProblems('mbpp', problems).map((p) => [p.id, p]));
+    programOf = (id, c) => { const p = byId.get(id); return p && mbppSampleProgram(p, c); };
+  }
+  const jobs = Math.max(1, Math.min(4, os.availableParallelism()));
+  const records = await scoreSamples(samples, programOf, sandbox, { jobs, signal });
+  const passed = records.filter((r) => r.passed).length;
+  const p1 = passAt1(records);
+  io.stdout(`${taskName}: ${passed}/${records.length} samples passed, pass@1 ${(100 * p1).toFixed(1)}% over ${new Set(records.map((r) => r.task_id)).size} tasks\n`);
+  if (opts.out) {
+    const settings = {
+      task: taskName, data: opts.data, samples: opts.samples, date: new Date().toISOString(),
+      sandbox: { python: sandbox.python, pythonVersion: sandbox.pythonVersion, isolation: sandbox.isolation, network: sandbox.network, user: sandbox.user, ...sandbox.limits },
+    };
+    await writeFile(opts.out, `${JSON.stringify({ settings, passAt1: p1, records }, null, 2)}\n`);
+  }
 }
 
 async function scoreRow(

@@ -4,12 +4,13 @@
  *   Cross-Origin-Opener-Policy: same-origin, Cross-Origin-Embedder-Policy: require-corp on every response, and
  *   Cross-Origin-Resource-Policy: same-origin on every asset (scripts, workers, .wasm, model files).
  * Model files answer Range requests (the page reads safetensors headers before it downloads anything).
- * GET and HEAD only; nothing outside the two folders is reachable.
+ * GET and HEAD only; nothing outside the two folders is reachable: an encoded separator (`%2F`, `%5C`) in a path
+ * segment is refused, and a file is served only when its real path (symlinks resolved) lies inside its folder.
  */
 import { createReadStream } from 'node:fs';
-import { readdir, stat } from 'node:fs/promises';
+import { readdir, realpath, stat } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { extname, join, resolve, sep } from 'node:path';
+import { basename, dirname, extname, join, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 export interface WebServerOptions {
@@ -53,13 +54,19 @@ async function bundledModelDir(): Promise<string> {
 
 /** A path under `root` for a URL path, or null when it would leave the root (or names a hidden file). */
 export function safeJoin(root: string, urlPath: string): string | null {
-  let decoded: string;
-  try {
-    decoded = decodeURIComponent(urlPath);
-  } catch {
-    return null;
+  // Segment by segment: a %2F inside a segment must not become a separator (`etc-link%2Fpasswd`).
+  const segments: string[] = [];
+  for (const raw of urlPath.split('/')) {
+    let s: string;
+    try {
+      s = decodeURIComponent(raw);
+    } catch {
+      return null;
+    }
+    if (s.includes('\0') || s.includes('/') || s.includes('\\') || s === '..' || s.startsWith('.')) return null;
+    segments.push(s);
   }
-  if (decoded.includes('\0') || decoded.split('/').some((s) => s === '..' || s.startsWith('.'))) return null;
+  const decoded = segments.join('/');
   const full = resolve(root, `.${decoded.startsWith('/') ? '' : '/'}${decoded}`);
   const base = resolve(root);
   return full === base || full.startsWith(base + sep) ? full : null;
@@ -97,7 +104,28 @@ function sendText(res: ServerResponse, status: number, text: string): void {
   res.end(text);
 }
 
-async function sendFile(req: IncomingMessage, res: ServerResponse, path: string, ranges: boolean): Promise<void> {
+/**
+ * The real path of `file` when it (symlinks resolved) lies inside the real `root` — or, for a Hugging Face cache
+ * snapshot (`…/snapshots/<rev>`, whose files link to `../../blobs/`), inside that repository's blobs folder; null
+ * otherwise.
+ */
+export async function realInside(root: string, file: string): Promise<string | null> {
+  try {
+    const real = await realpath(file);
+    const roots = [root, ...(basename(dirname(resolve(root))) === 'snapshots' ? [join(root, '..', '..', 'blobs')] : [])];
+    for (const r of roots) {
+      const base = await realpath(r).catch(() => null);
+      if (base && (real === base || real.startsWith(base + sep))) return real;
+    }
+    return null;
+  } catch {
+    return null;
+  }
+}
+
+async function sendFile(req: IncomingMessage, res: ServerResponse, root: string, file: string, ranges: boolean): Promise<void> {
+  const path = await realInside(root, file);
+  if (!path) return sendText(res, 404, 'not found\n');
   let st;
   try {
     st = await stat(path);
@@ -170,14 +198,15 @@ export async function startWebServer(options: WebServerOptions = {}): Promise<We
     const path = new URL(req.url ?? '/', 'http://x').pathname;
     const modelPrefix = '/models/default/';
     let file: string | null;
-    if (path.startsWith(modelPrefix)) {
+    const isModel = path.startsWith(modelPrefix);
+    if (isModel) {
       const rest = path.slice(modelPrefix.length);
       file = rest === '' || rest.includes('/') ? null : safeJoin(modelDir, rest);
     } else {
       file = safeJoin(siteDir, path.endsWith('/') ? `${path}index.html` : path);
     }
     if (!file) return sendText(res, 404, 'not found\n');
-    void sendFile(req, res, file, path.startsWith(modelPrefix)).catch(() => res.destroy());
+    void sendFile(req, res, isModel ? modelDir : siteDir, file, isModel).catch(() => res.destroy());
   });
   await new Promise<void>((ok, fail) => {
     server.once('error', (e: NodeJS.ErrnoException) => {

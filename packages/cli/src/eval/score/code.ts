@@ -1,6 +1,6 @@
 /**
  * Code tasks: from a generation to the program that runs with its tests, and pass@1 (one greedy sample per
- * problem: the fraction of problems whose program exits 0).
+ * problem: the fraction of problems whose program runs to its end and exits 0; see sandbox.ts).
  *
  * A generation in a Markdown fence (what chat models write) gives the fence's code, as Fast-dLLM's
  * post-processing of instruct models does; otherwise it is a completion cut at the harness's stop sequences.
