@@ -37,6 +37,11 @@ export interface Inspection extends Pick<
   special: Record<string, number | undefined>;
   /** Block-diffusion models (DESIGN §8): the block size of their block-causal attention; null: bidirectional. */
   blockSize: number | null;
+  /**
+   * Mixture-of-experts models (DESIGN §11): experts per mixture layer, experts per token, their widths, how many
+   * layers are mixtures, and the parameters one token's forward reads (the others' experts left out); null: dense.
+   */
+  moe: { experts: number; perToken: number; expertSize: number; sharedExpertSize: number | null; moeLayers: number; activeParameters: number } | null;
   /** Generated ids that end an answer. */
   stopIds: number[];
   /** Text of each special token id, from the tokenizer files when present. */
@@ -159,6 +164,18 @@ export async function inspectModel(dir: string, opts: { canvas?: number } = {}):
     maxPositions, parameters, dtypes, weightBytes,
     memory, canvas,
     special, blockSize: d.blockSize ?? null, stopIds: d.stopIds, specialText, files: names.sort(),
+    moe: d.moe ? moeSummary(d, parameters) : null,
+  };
+}
+
+function moeSummary(d: ModelDescription, parameters: number): NonNullable<Inspection['moe']> {
+  const m = d.moe!;
+  const moeLayers = m.moeLayers.filter(Boolean).length;
+  // A token runs topK of the numExperts experts of each mixture layer: the rest of them is not read for it.
+  const idle = moeLayers * (m.numExperts - m.topK) * 3 * d.hiddenSize * m.expertSize;
+  return {
+    experts: m.numExperts, perToken: m.topK, expertSize: m.expertSize, sharedExpertSize: m.sharedExpertSize ?? null, moeLayers,
+    activeParameters: parameters - idle,
   };
 }
 
@@ -179,6 +196,9 @@ export function formatInspection(r: Inspection): string {
     `architecture:  ${r.architecture} (model_type ${r.modelType})`,
     `layers:        ${r.numLayers}, d_model ${r.hiddenSize}, heads ${r.numHeads} (kv ${r.numKvHeads}, head dim ${r.headDim}), ffn ${r.intermediateSize}`,
     `vocab:         ${r.vocabSize}, max positions ${r.maxPositions}`,
+    ...(r.moe ? [`experts:       ${r.moe.experts} per mixture layer, ${r.moe.perToken} per token (expert ffn ${r.moe.expertSize}` +
+      `${r.moe.sharedExpertSize ? `, shared expert ${r.moe.sharedExpertSize}` : ''}); ${r.moe.moeLayers} of ${r.numLayers} layers are mixtures; ` +
+      `${r.moe.activeParameters >= 1e9 ? `${(r.moe.activeParameters / 1e9).toFixed(2)}B` : `${(r.moe.activeParameters / 1e6).toFixed(2)}M`} parameters read per token`] : []),
     `attention:     ${r.blockSize === null ? 'bidirectional (masked diffusion)' : `block-causal, blocks of ${r.blockSize} (block diffusion)`}; stop ids ${r.stopIds.join(', ')}`,
     `parameters:    ${params} (${r.parameters})`,
     `dtypes:        ${Object.entries(r.dtypes).map(([d, c]) => `${d} x${c}`).join(', ')}; ${formatBytes(r.weightBytes)} on disk`,
