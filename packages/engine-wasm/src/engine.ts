@@ -75,6 +75,7 @@ interface Scratch extends ScratchShape {
   gate: Region; up: Region; // (rows, widest FFN: ff, expert or shared expert width)
   moeX: Region; moeY: Region; // (rows, d) MoE: the rows routed to one expert, gathered; that expert's output
   router: Region; // (rows, E) MoE router logits
+  rot: Region; // (rows, max(H, KV), rotaryDim) partial rotary: the rotated dims of every head, gathered
   scores: Region; // (threads, ATTENTION_SCORE_ROWS, keys) attention score rows per kernel thread (query rows go in blocks)
   pos: Region; // (rows,) i32 absolute position of each row
   sel: Region; // (reports, d) rows whose hidden states predict the reports
@@ -125,6 +126,7 @@ function scratchParts(m: ModelDescription, s: ScratchShape, threads: number, dty
   const ff = Math.max(m.intermediateSize, m.moe?.expertSize ?? 0, m.moe?.sharedExpertSize ?? 0); // widest FFN
   const E = m.moe ? m.moe.numExperts : 0;
   const RM = m.moe ? s.rows : 0; // MoE gather/scatter rows
+  const rot = m.rotaryDim ?? 0, RH = Math.max(H, KV); // partial rotary's gathered dims
   const kw = KV * hd;
   const R = s.rows, Lk = s.keys, C = s.reports;
   const xq = dtype === 'int8' ? int8ScratchBytes(Math.max(R, C), Math.max(d, ff, H * hd)) : 0; // bytes
@@ -133,6 +135,7 @@ function scratchParts(m: ModelDescription, s: ScratchShape, threads: number, dty
     ['x', R * d, R * d], ['h', R * d, R * d], ['tmp', R * d, R * d], ['q', R * H * hd, R * H * hd], ['att', R * H * hd, R * H * hd],
     ['kNew', R * kw, R * kw], ['vNew', R * kw, R * kw], ['kTmp', Lk * kw, Lk * kw], ['vTmp', Lk * kw, Lk * kw],
     ['gate', R * ff, R * ff], ['up', R * ff, R * ff], ['moeX', RM * d, RM * d], ['moeY', RM * d, RM * d], ['router', R * E, R * E],
+    ['rot', R * RH * rot, R * RH * rot],
     ['scores', ATTENTION_SCORE_ROWS * threads * Lk, ATTENTION_SCORE_ROWS * threads * Lk], ['pos', R, R],
     ['sel', C * d, C * d], ['logits', C * V, C * V], ['res', 2 * C * 5, C * 5], ['keysU32', C * 3, C * 3], ['temps', 2 * C, C],
     ['xq', Math.ceil(xq / 4), xq],
@@ -240,7 +243,7 @@ export class WasmEngine implements Engine {
     sharding?: ShardingOptions,
   ): Promise<WasmEngine> {
     const moreKernels = sharding?.moreKernels;
-    const missing = missingLayerFeatures(desc, { moe: true });
+    const missing = missingLayerFeatures(desc, { moe: true, partialRotary: true, clipQkv: true });
     if (missing) throw new ModelNotSupportedError(`wasm engine: ${missing}; use --engine reference`);
     const L = Math.min(desc.maxPositions, LOAD_CHECK_LENGTH);
     const scratch = scratchBytes(desc, L, L, K.threads, weightDType);
@@ -468,11 +471,14 @@ export class WasmEngine implements Engine {
         K.matmul(rows(ws.h, d), w.q, w.qBias, rows(ws.q, H * hd), n);
         // Qwen3: per-head RMSNorm before RoPE, in place over the (n·H, hd) rows of q (and (n·KV, hd) of k).
         if (w.qNorm) K.rmsnorm(rows(ws.q, H * hd), w.qNorm, rows(ws.q, H * hd), n * H, hd, m.rmsNormEps);
-        K.rope(rows(ws.q, H * hd), rows(ws.pos, 1), n, H, hd, m.ropeTheta);
+        this.clip(K, rows(ws.q, H * hd));
+        this.rope(sh, rows(ws.q, H * hd), n, H);
         K.matmul(rows(ws.h, d), w.k, w.kBias, rows(ws.kNew, kw), n);
         if (w.kNorm) K.rmsnorm(rows(ws.kNew, kw), w.kNorm, rows(ws.kNew, kw), n * KV, hd, m.rmsNormEps);
-        K.rope(rows(ws.kNew, kw), rows(ws.pos, 1), n, KV, hd, m.ropeTheta);
+        this.clip(K, rows(ws.kNew, kw));
+        this.rope(sh, rows(ws.kNew, kw), n, KV);
         K.matmul(rows(ws.h, d), w.v, w.vBias, rows(ws.vNew, kw), n);
+        this.clip(K, rows(ws.vNew, kw));
         // Attention per sequence, over its own keys by absolute position (L, kw); the fresh rows take their own
         // slots: written into the cache, except for prefix steps, which write into a copy so the cache stays.
         batch.forEach((req, b) => {
@@ -510,6 +516,36 @@ export class WasmEngine implements Engine {
     });
     const hs = this.head.scratch!;
     this.head.K.rmsnorm(rows(hs.x, d), this.finalNorm, rows(hs.h, d), n, d, m.rmsNormEps);
+  }
+
+  /** LLaDA-MoE's clip_qkv (DESIGN §11): x clamped to ±clipQkv in place (exact in f32); nothing without it. */
+  private clip(K: WasmKernels, x: Region): void {
+    const c = this.desc.clipQkv;
+    if (c === undefined) return;
+    const v = K.f32(x);
+    for (let i = 0; i < v.length; i++) v[i] = Math.min(c, Math.max(-c, v[i]));
+  }
+
+  /**
+   * RoPE in place on x (n, heads, hd) at the rows' positions in scratch.pos. Partial rotary (DESIGN §11) turns only
+   * the first rotaryDim dims of each head: they are gathered into scratch.rot as (n, heads, rotaryDim), rotated by the
+   * same kernel as a head of that width (angles pos · theta^(-2j/rotaryDim), as partial rotary defines), and put back.
+   */
+  private rope(sh: Shard, x: Region, n: number, heads: number): void {
+    const K = sh.K;
+    const ws = sh.scratch!;
+    const { headDim: hd, ropeTheta: theta, rotaryDim: rot } = this.desc;
+    const pos = { ptr: ws.pos.ptr, length: n };
+    if (rot === undefined) {
+      K.rope(x, pos, n, heads, hd, theta);
+      return;
+    }
+    const part = { ptr: ws.rot.ptr, length: n * heads * rot };
+    const src = K.f32(x), dst = K.f32(part);
+    for (let r = 0; r < n * heads; r++) dst.set(src.subarray(r * hd, r * hd + rot), r * rot);
+    K.rope(part, pos, n, heads, rot, theta);
+    const back = K.f32(part), out = K.f32(x);
+    for (let r = 0; r < n * heads; r++) out.set(back.subarray(r * rot, r * rot + rot), r * hd);
   }
 
   /** y (n, d) = down(silu(gate x) · up x) for x (n, d), through the shard's scratch.gate/up (n, width). */
