@@ -18,6 +18,8 @@ export interface TextTokenizer {
   applyChatTemplate(messages: ChatMessage[], opts?: { addGenerationPrompt?: boolean }): string;
   /** Id of a token string (special tokens included), when it exists. */
   tokenToId(token: string): number | undefined;
+  /** The id text outside the vocabulary becomes (tokenizer.json's model.unk_token), when the tokenizer has one. */
+  readonly unkId?: number;
 }
 
 export interface TokenizerSources {
@@ -81,6 +83,7 @@ export function createTokenizer(src: TokenizerSources): TextTokenizer {
 
   return {
     vocabSize,
+    unkId,
     encode(text, opts = {}) {
       const ids = tok.encode(text, { add_special_tokens: opts.addSpecial ?? false }).ids;
       // @huggingface/tokenizers 0.2 leaves unknown words as undefined ids for WordLevel; an engine must never see one.
