@@ -207,6 +207,11 @@ export function registerGenerate(program: Command, io: Io, signal: AbortSignal):
       return req;
     });
     io.stderr(`decoding: ${decoding.description}\n`);
+    const texts = lines ? lines.map((l, i) => ['prompt' in l ? l.prompt : undefined, `--prompts-file line ${i + 1}: `] as const) : [[opts.prompt, ''] as const];
+    for (const [text, where] of texts) {
+      const w = text === undefined ? null : md.warnFor(text);
+      if (w) io.stderr(`${where}${w}\n`);
+    }
     await withEngine(opts, md, io, async (engine, loadMs) => {
       if (lines) {
         // Results print in input order as soon as every earlier one is done.

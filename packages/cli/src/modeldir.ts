@@ -2,11 +2,16 @@
 import type { ModelDescription, TextTokenizer } from '@fast-dllm/model';
 import type { DecodeManyOptions, Engine, GenerateOptions, GenerationRequest, GenerationResult } from '@fast-dllm/scheduler';
 import { UsageError } from './errors.js';
+import { readModelScope, scopeWarning, type ModelScope } from './scope.js';
 
 export interface ModelDir {
   dir: string;
   description: ModelDescription;
   tokenizer?: TextTokenizer;
+  /** What the model was trained to answer (fast_dllm.json; a general model when absent). */
+  scope: ModelScope;
+  /** One stderr line when a user's text lies outside what the model knows, else null. */
+  warnFor(text: string): string | null;
   /** Prompt ids for text: through the chat template (one user turn) unless `chat` is false. */
   encodePrompt(text: string, chat: boolean): Int32Array;
   run(engine: Engine, req: GenerationRequest, opts: GenerateOptions): Promise<GenerationResult>;
@@ -43,10 +48,13 @@ export async function openModelDir(dir: string | undefined, o: { needTokenizer: 
   } catch (e) {
     if (o.needTokenizer) throw new UsageError(`cannot load the tokenizer of ${path}: ${(e as Error).message.split('\n')[0]} (use --prompt-ids to skip it)`);
   }
+  const scope = await readModelScope(path);
   return {
     dir: path,
     description,
     tokenizer,
+    scope,
+    warnFor: (text) => scopeWarning(text, scope, tokenizer),
     encodePrompt(text, chat) {
       if (!tokenizer) throw new UsageError(`${path} has no usable tokenizer; use --prompt-ids`);
       let s = text;

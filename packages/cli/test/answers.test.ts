@@ -32,7 +32,8 @@ describe('an empty answer is an answer: text "", exit 0, on every command', () =
     expect(r.code).toBe(0);
     const lines = r.stdout.split('\n');
     expect(lines[0]).toBe(''); // the empty answer, then the conversation goes on
-    expect(lines).toHaveLength(3); // two answer lines (the model was trained on one turn: the second is not checked)
+    expect(lines).toHaveLength(3);
+    expect(lines[1]).toBe('3 + 8 = 11 carry 1, 2 + 4 + 1 = 7, answer: 71'); // the second turn is sent alone (scope.test.ts)
   });
 
   it('bench', async () => {
