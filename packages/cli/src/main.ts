@@ -14,6 +14,7 @@ import { registerServe } from './serve.js';
 import { registerEval } from './eval/command.js';
 import { registerWeb } from './web.js';
 import { processIo, type Io } from './io.js';
+import { followLauncher } from './launcher.js';
 
 
 export function buildProgram(io: Io, signal: AbortSignal): Command {
@@ -78,6 +79,7 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
     controller.abort();
   };
   process.on('SIGINT', onSigint);
+  const unfollow = followLauncher();
   try {
     await buildProgram(io, controller.signal).parseAsync(argv, { from: 'user' });
     return EXIT_OK;
@@ -96,6 +98,7 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
     io.stderr(`error: ${msg.split('\n')[0]}\n`);
     return EXIT_FAILURE;
   } finally {
+    unfollow();
     process.off('SIGINT', onSigint);
   }
 }
