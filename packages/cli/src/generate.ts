@@ -84,12 +84,23 @@ function yielding(engine: Engine): Engine {
 
 export async function withEngine<T>(f: DecodeFlags, md: ModelDir, io: Io, fn: (e: Engine, loadMs: number) => Promise<T>): Promise<T> {
   const t0 = performance.now();
-  // Loading a large checkpoint takes a while: show the engine's progress on a terminal.
+  // Loading a large checkpoint takes a while: show the engine's progress on a terminal only (nothing of it reaches
+  // a pipe). The bar is erased before anything else is written, so the engine line stands whole on its own line.
   let bar: cliProgress.SingleBar | undefined;
+  let loaded = false;
+  const endBar = () => {
+    loaded = true;
+    bar?.stop(); // clearOnComplete: erases the bar's line
+    bar = undefined;
+  };
   const onProgress = process.stderr.isTTY
     ? (p: LoadProgress) => {
+        if (loaded) return;
         if (!bar) {
-          bar = new cliProgress.SingleBar({ stream: process.stderr, format: ' loading {bar} {value}/{total} {unit} | {phase}' }, cliProgress.Presets.shades_classic);
+          bar = new cliProgress.SingleBar(
+            { stream: process.stderr, format: ' loading {bar} {value}/{total} {unit} | {phase}', clearOnComplete: true, hideCursor: true },
+            cliProgress.Presets.shades_classic,
+          );
           bar.start(p.total, p.done, { phase: p.phase, unit: p.unit });
         }
         bar.setTotal(p.total);
@@ -98,9 +109,12 @@ export async function withEngine<T>(f: DecodeFlags, md: ModelDir, io: Io, fn: (e
     : undefined;
   let engine: Engine;
   try {
-    engine = await openEngine(f.engine, md.dir, { threads: f.threads, weightDType: f.dtype, onProgress }, (l) => io.stderr(`${l}\n`));
+    engine = await openEngine(f.engine, md.dir, { threads: f.threads, weightDType: f.dtype, onProgress }, (l) => {
+      endBar();
+      io.stderr(`${l}\n`);
+    });
   } finally {
-    bar?.stop();
+    endBar();
   }
   const loadMs = performance.now() - t0;
   try {

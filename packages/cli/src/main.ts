@@ -15,6 +15,7 @@ import { registerEval } from './eval/command.js';
 import { registerWeb } from './web.js';
 import { processIo, type Io } from './io.js';
 import { followLauncher } from './launcher.js';
+import { setVerbose } from './engines.js';
 
 
 export function buildProgram(io: Io, signal: AbortSignal): Command {
@@ -24,6 +25,9 @@ export function buildProgram(io: Io, signal: AbortSignal): Command {
     .exitOverride()
     .showSuggestionAfterError(true)
     .configureOutput({ writeOut: io.stdout, writeErr: io.stderr, outputError: (s, write) => write(`${s.trimEnd().replace(/\s*\n\s*/g, ' ')}\n`) });
+  program
+    .option('--verbose', 'say in full why an engine was skipped (any command, before or after its name)')
+    .hook('preAction', (_program, action) => setVerbose(action.optsWithGlobals().verbose === true));
 
   program
     .command('inspect')
