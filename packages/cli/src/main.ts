@@ -20,7 +20,7 @@ import { setVerbose } from './engines.js';
 
 export function buildProgram(io: Io, signal: AbortSignal): Command {
   const program = new Command('fast-dllm')
-    .description('Fast-dLLM: cached, parallel decoding for diffusion LLMs (LLaDA, Dream).')
+    .description('Fast-dLLM: cached, parallel decoding for diffusion LLMs: LLaDA and Dream (masked diffusion), Fast-dLLM v2 and SDAR (block diffusion).')
     .version('0.1.0')
     .exitOverride()
     .showSuggestionAfterError(true)
