@@ -24,7 +24,7 @@ export interface ModelScope {
 export const GENERAL_SCOPE: ModelScope = { singleQuestion: false };
 
 /** Where a person gets a general model; said with every out-of-scope warning. */
-export const REAL_MODEL_HINT = 'for a real model: fast-dllm pull Efficient-Large-Model/Fast_dLLM_v2_1.5B, then --model with the folder it prints';
+export const REAL_MODEL_HINT = 'For a real model (LLaDA, Dream, Fast-dLLM v2 or SDAR, from the Hugging Face hub): fast-dllm pull ORG/NAME, then --model with the folder it prints.';
 
 export async function readModelScope(dir: string): Promise<ModelScope> {
   const file = join(dir, 'fast_dllm.json');
@@ -84,7 +84,7 @@ export function scopeWarning(text: string, scope: ModelScope, tok: TextTokenizer
     const m = d.pattern.exec(text.trim());
     const inRange = m !== null && m.slice(1).every((g) => g === undefined || !/^-?\d+$/.test(g) || (Number(g) >= d.numberRange[0] && Number(g) <= d.numberRange[1]));
     if (!inRange || unknown.length) {
-      return `warning: this model knows only ${d.summary}${unknown.length ? `, and its tokenizer does not know ${listed}` : ''}; its answer to anything else is noise (${REAL_MODEL_HINT})`;
+      return `warning: this model knows only ${d.summary}${unknown.length ? `, and its tokenizer does not know ${listed}` : ''}; its answer to anything else is noise. ${REAL_MODEL_HINT}`;
     }
     return null;
   }
