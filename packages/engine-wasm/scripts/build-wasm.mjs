@@ -7,6 +7,7 @@
 // Here asc loads once per worker and the variants compile on up to FAST_DLLM_BUILD_JOBS (default 2) workers; the
 // arguments, and so the .wasm bytes, are those of the old scripts.
 import { availableParallelism } from 'node:os';
+import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
 
@@ -23,7 +24,10 @@ export const VARIANTS = {
   'build/scalar.wasm': ['assembly/scalar.ts', '--disable', 'simd', '--debug', ...STUB],
 };
 
-if (isMainThread) {
+// Run as a script (the package's build), it builds; imported (test/pack-install.test.ts reads VARIANTS), it does not.
+const asScript = isMainThread && process.argv[1] !== undefined && resolve(process.argv[1]) === fileURLToPath(import.meta.url);
+
+if (asScript) {
   const outputs = Object.keys(VARIANTS);
   const jobs = Math.max(1, Math.min(outputs.length, Number(process.env.FAST_DLLM_BUILD_JOBS ?? 2) || 1, availableParallelism()));
   const t0 = performance.now();
@@ -55,7 +59,7 @@ if (isMainThread) {
   await Promise.all(Array.from({ length: jobs }, worker));
   if (failed) process.exit(1);
   console.log(`engine-wasm: WebAssembly built in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
-} else {
+} else if (!isMainThread) {
   void workerData;
   const { default: asc } = await import('assemblyscript/asc');
   parentPort.on('message', async (out) => {
