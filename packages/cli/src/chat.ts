@@ -31,14 +31,16 @@ export function registerChat(program: Command, io: Io, signal: AbortSignal): voi
     const interactive = process.stdin.isTTY === true;
     let toldSingle = false;
     await withEngine(opts, md, io, async (engine) => {
-      // On a terminal readline echoes what is typed to its output (stderr, beside the prompt, so that stdout holds
-      // only answers); it reads in raw mode, where Ctrl-C is a key, so the key is passed on as the process's SIGINT.
-      const rl = createInterface({ input: process.stdin, output: interactive ? process.stderr : undefined, terminal: interactive, prompt: '> ' });
+      // On a terminal readline echoes what is typed to its output: stderr, beside the prompt, so that stdout holds only
+      // answers (stdout when stderr is redirected). It reads in raw mode, where Ctrl-C is a key, so the key is passed on
+      // as the process's SIGINT.
+      const echo = !interactive ? undefined : process.stderr.isTTY ? process.stderr : process.stdout.isTTY ? process.stdout : undefined;
+      const rl = createInterface({ input: process.stdin, output: echo, terminal: echo !== undefined, prompt: '> ' });
       rl.on('SIGINT', () => process.kill(process.pid, 'SIGINT'));
       const onAbort = () => rl.close();
       signal.addEventListener('abort', onAbort);
       try {
-        if (interactive) rl.prompt();
+        if (echo) rl.prompt();
         for await (const line of rl) {
           const text = line.trim();
           if (text === '/exit') break;
@@ -67,7 +69,7 @@ export function registerChat(program: Command, io: Io, signal: AbortSignal): voi
           const answer = tok.decode(answerIds(result.tokens, md.description.stopIds), { skipSpecial: true });
           io.stdout('\n');
           messages.push({ role: 'assistant', content: answer });
-          if (interactive) rl.prompt();
+          if (echo) rl.prompt();
         }
       } finally {
         signal.removeEventListener('abort', onAbort);
