@@ -65,12 +65,15 @@ describe('generate --prompts-file: batched, one JSON line per prompt in input or
     const alone = await Promise.all(lines.map((l) => runCli(['generate', ...wasm, '--json',
       ...('prompt' in l ? ['--prompt', l.prompt] : ['--prompt-ids', l.prompt_ids.join(',')])], { timeoutMs: 120_000 })));
     alone.forEach((r, i) => {
+      const l = lines[i];
       expect(r.code).toBe(0);
       const j = JSON.parse(r.stdout);
       expect(got[i].outputIds, `line ${i + 1}`).toEqual(j.outputIds);
       expect(got[i].nfe, `line ${i + 1}`).toBe(j.nfe);
       expect(got[i].steps).toEqual(j.steps);
-      expect(Object.keys(got[i]).sort()).toEqual(Object.keys(j).sort());
+      // The fields of generate --json, after which input line it answers (`line`, and `prompt` for text prompts).
+      expect(Object.keys(got[i]).sort()).toEqual([...Object.keys(j), 'line', ...('prompt' in l ? ['prompt'] : [])].sort());
+      expect(got[i].line).toBe(i + 1);
     });
     expect(got[0].text).toMatch(/answer: 71$/);
   });
