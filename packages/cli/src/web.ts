@@ -5,6 +5,7 @@
 import { Command, Option } from 'commander';
 import { RunError, UsageError } from './errors.js';
 import { intArg } from './parse.js';
+import { checkModelDir } from './modeldir.js';
 import type { Io } from './io.js';
 
 const LOOPBACK = /^(127\.\d+\.\d+\.\d+|::1|localhost)$/;
@@ -18,6 +19,7 @@ export function registerWeb(program: Command, io: Io, signal: AbortSignal): void
     .option('--model <dir>', 'model folder the page loads by default (default: the bundled model)')
     .action(async (opts: { port: number; host: string; model?: string }) => {
       if (opts.host.trim() === '') throw new UsageError('--host: empty address');
+      if (opts.model !== undefined) await checkModelDir(opts.model, '--model');
       let web: typeof import('@fast-dllm/web');
       try {
         web = await import('@fast-dllm/web');
