@@ -14,7 +14,7 @@ import type { Io } from './io.js';
 import { openModelDir } from './modeldir.js';
 
 /** Said once on stderr when a single-question model is given a system message or a second turn. */
-export const SINGLE_QUESTION_NOTE = 'this model was trained on single questions: each message is sent alone, without the conversation before it or --system';
+export const SINGLE_QUESTION_NOTE = 'this model was trained on single questions: it gets each message alone (no earlier turns, no --system)';
 
 export function registerChat(program: Command, io: Io, signal: AbortSignal): void {
   const cmd = program
