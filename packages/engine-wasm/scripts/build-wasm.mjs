@@ -7,7 +7,7 @@
 // Here asc loads once per worker and the variants compile on up to FAST_DLLM_BUILD_JOBS (default 2) workers; the
 // arguments, and so the .wasm bytes, are those of the old scripts.
 import { availableParallelism } from 'node:os';
-import { resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
 
@@ -28,11 +28,24 @@ export const VARIANTS = {
 const asScript = isMainThread && process.argv[1] !== undefined && resolve(process.argv[1]) === fileURLToPath(import.meta.url);
 
 if (asScript) {
-  const outputs = Object.keys(VARIANTS);
+  // `build-wasm.mjs [--out DIR] [build/x.wasm ...]`: some variants, or into another folder (test/build-wasm.test.ts).
+  const args = process.argv.slice(2);
+  let outDir = PKG_DIR;
+  const picked = [];
+  for (let i = 0; i < args.length; i++) {
+    if (args[i] === '--out' && args[i + 1]) outDir = resolve(args[++i]);
+    else picked.push(args[i]);
+  }
+  const unknown = picked.filter((o) => !(o in VARIANTS));
+  if (unknown.length) {
+    console.error(`engine-wasm: no variant ${unknown.join(', ')}; the variants are ${Object.keys(VARIANTS).join(', ')}`);
+    process.exit(2);
+  }
+  const outputs = picked.length ? picked : Object.keys(VARIANTS);
   const jobs = Math.max(1, Math.min(outputs.length, Number(process.env.FAST_DLLM_BUILD_JOBS ?? 2) || 1, availableParallelism()));
   const t0 = performance.now();
   process.chdir(PKG_DIR); // the workers' paths are the package's (workers share this process's directory)
-  console.log(`engine-wasm: compiling ${outputs.length} WebAssembly variants with AssemblyScript, ${jobs} at a time`);
+  console.log(`engine-wasm: compiling ${outputs.length} WebAssembly variant${outputs.length === 1 ? "" : "s"} with AssemblyScript, ${jobs} at a time`);
   let next = 0;
   let failed = false;
   const worker = () =>
@@ -41,7 +54,7 @@ if (asScript) {
       const feed = () => {
         if (next >= outputs.length || failed) return void w.postMessage(null);
         const out = outputs[next++];
-        w.postMessage(out);
+        w.postMessage({ out, file: join(outDir, out) });
       };
       w.on('message', (m) => {
         if (m.error) {
@@ -62,12 +75,13 @@ if (asScript) {
 } else if (!isMainThread) {
   void workerData;
   const { default: asc } = await import('assemblyscript/asc');
-  parentPort.on('message', async (out) => {
-    if (out === null) return void parentPort.close();
+  parentPort.on('message', async (job) => {
+    if (job === null) return void parentPort.close();
+    const { out, file } = job;
     const t = performance.now();
     let stderr = '';
     const sink = { write: (s) => ((stderr += s), true) };
-    const r = await asc.main([...VARIANTS[out], '-o', out], { stdout: sink, stderr: sink });
+    const r = await asc.main([...VARIANTS[out], '-o', file], { stdout: sink, stderr: sink });
     parentPort.postMessage({ out, ms: performance.now() - t, error: r.error ? String(r.error.message ?? r.error) : null, stderr });
   });
 }
