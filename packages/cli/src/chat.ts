@@ -19,7 +19,7 @@ export const SINGLE_QUESTION_NOTE = 'this model was trained on single questions:
 export function registerChat(program: Command, io: Io, signal: AbortSignal): void {
   const cmd = program
     .command('chat')
-    .description('multi-turn chat on stdin (one message per line; /exit to quit)')
+    .description('multi-turn chat in a terminal or on stdin (one message per line; /exit to quit)')
     .option('--system <text>', 'system message for the conversation');
   addDecodeOptions(cmd).action(async (opts: DecodeFlags & { system?: string }) => {
     checkFlags(opts);
