@@ -8,7 +8,7 @@ import torch
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from data import BLOCK, GEN, load_default_model_module, tok  # noqa: E402
+from data import BLOCK, GEN, load_default_model_module, task, tok  # noqa: E402
 
 checkpoint = load_default_model_module("checkpoint.py")  # F32 safetensors and the directory's files, shared
 
@@ -68,6 +68,7 @@ def export(model, out_dir, extra=None, log_path=None):
         "config.json": hf_config(model.cfg),
         "tokenizer.json": tok.tokenizer_json(),
         "tokenizer_config.json": tok.tokenizer_config(),
+        "fast_dllm.json": task.model_scope(),
         # Stop tokens: <|eot_id|> ends the answer; <|endoftext|> is EOS.
         "generation_config.json": {"bos_token_id": tok.BOS, "eos_token_id": [tok.EOS, tok.EOT], "pad_token_id": tok.EOS,
                                    "mask_token_id": tok.MASK, "max_new_tokens": GEN, "bd_size": BLOCK},

@@ -1,6 +1,8 @@
 /**
  * `fast-dllm chat`: multi-turn chat through the model's chat template. Reads one user turn per line from stdin
  * (a terminal or a pipe); `/exit` or end of input quits. The engine is loaded once for the whole conversation.
+ * A model that declares it was trained on single questions (fast_dllm.json, src/scope.ts) gets each question
+ * alone.
  */
 import { createInterface } from 'node:readline';
 import type { Command } from 'commander';
@@ -11,10 +13,13 @@ import { answerIds, textStreamer, withEngine } from './generate.js';
 import type { Io } from './io.js';
 import { openModelDir } from './modeldir.js';
 
+/** Said once on stderr when a single-question model is given a system message or a second turn. */
+export const SINGLE_QUESTION_NOTE = 'this model was trained on single questions: it gets each message alone (no earlier turns, no --system)';
+
 export function registerChat(program: Command, io: Io, signal: AbortSignal): void {
   const cmd = program
     .command('chat')
-    .description('multi-turn chat on stdin (one message per line; /exit to quit)')
+    .description('multi-turn chat in a terminal or on stdin (one message per line; /exit to quit)')
     .option('--system <text>', 'system message for the conversation');
   addDecodeOptions(cmd).action(async (opts: DecodeFlags & { system?: string }) => {
     checkFlags(opts);
@@ -24,20 +29,35 @@ export function registerChat(program: Command, io: Io, signal: AbortSignal): voi
     const tok = md.tokenizer!;
     const messages: ChatMessage[] = opts.system ? [{ role: 'system', content: opts.system }] : [];
     const interactive = process.stdin.isTTY === true;
+    let toldSingle = false;
     await withEngine(opts, md, io, async (engine) => {
-      const rl = createInterface({ input: process.stdin, terminal: interactive });
+      // On a terminal readline echoes what is typed to its output: stderr, beside the prompt, so that stdout holds only
+      // answers (stdout when stderr is redirected). It reads in raw mode, where Ctrl-C is a key, so the key is passed on
+      // as the process's SIGINT.
+      const echo = !interactive ? undefined : process.stderr.isTTY ? process.stderr : process.stdout.isTTY ? process.stdout : undefined;
+      const rl = createInterface({ input: process.stdin, output: echo, terminal: echo !== undefined, prompt: '> ' });
+      rl.on('SIGINT', () => process.kill(process.pid, 'SIGINT'));
       const onAbort = () => rl.close();
       signal.addEventListener('abort', onAbort);
       try {
-        if (interactive) io.stderr('> ');
+        if (echo) rl.prompt();
         for await (const line of rl) {
           const text = line.trim();
           if (text === '/exit') break;
           if (text === '') continue;
+          const warning = md.warnFor(text);
+          if (warning) io.stderr(`${warning}\n`);
           messages.push({ role: 'user', content: text });
+          if (md.scope.singleQuestion && messages.length > 1 && !toldSingle) {
+            io.stderr(`note: ${SINGLE_QUESTION_NOTE}\n`);
+            toldSingle = true;
+          }
+          // A model trained on single questions answers a conversation or a system message with noise: it gets
+          // the latest question alone, as in training.
+          const sent = md.scope.singleQuestion ? messages.slice(-1) : messages;
           let prompt: string;
           try {
-            prompt = tok.applyChatTemplate(messages, { addGenerationPrompt: true });
+            prompt = tok.applyChatTemplate(sent, { addGenerationPrompt: true });
           } catch (e) {
             throw new UsageError(`chat template of ${md.dir} failed: ${(e as Error).message.split('\n')[0]}`);
           }
@@ -49,7 +69,7 @@ export function registerChat(program: Command, io: Io, signal: AbortSignal): voi
           const answer = tok.decode(answerIds(result.tokens, md.description.stopIds), { skipSpecial: true });
           io.stdout('\n');
           messages.push({ role: 'assistant', content: answer });
-          if (interactive) io.stderr('> ');
+          if (echo) rl.prompt();
         }
       } finally {
         signal.removeEventListener('abort', onAbort);

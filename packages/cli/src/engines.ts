@@ -30,6 +30,22 @@ export async function loadProvider(name: EngineName): Promise<EngineProvider | s
   return p;
 }
 
+/** Set once by main from the global --verbose flag: the engine line gives each skip reason in full. */
+let verbose = false;
+export function setVerbose(v: boolean): void {
+  verbose = v;
+}
+
+/**
+ * A skip reason for the engine line: without --verbose, its lead (the cause; providers put it first) without the
+ * detail in a trailing parenthesis, so the line stays short enough to read on a terminal.
+ */
+export function conciseReason(reason: string): string {
+  if (verbose) return reason;
+  const m = /^(.+?) \(.*\)$/.exec(reason);
+  return m ? m[1] : reason;
+}
+
 export async function openEngine(
   choice: (typeof ENGINE_CHOICES)[number], modelDir: string, options: EngineOptions, log: (line: string) => void,
 ): Promise<Engine> {
@@ -45,7 +61,9 @@ export async function openEngine(
       if (probe.available) {
         try {
           const engine = await p.create(modelDir, options);
-          log(`engine: ${name}${reasons.length ? ` (skipped ${reasons.join('; ')})` : ''}`);
+          const skipped = reasons.map((r) => ({ full: r, shown: conciseReason(r) }));
+          const more = skipped.some((r) => r.shown !== r.full) ? '; --verbose for details' : '';
+          log(`engine: ${name}${skipped.length ? ` (skipped ${skipped.map((r) => r.shown).join('; ')}${more})` : ''}`);
           return engine;
         } catch (e) {
           why = `failed to load the model: ${(e as Error).message.split('\n')[0]}`;

@@ -40,21 +40,43 @@ export function textStreamer(md: ModelDir, write: (s: string) => void) {
   };
 }
 
-/** One line per step: a map of the generation (`.` masked, `#` committed before, `^` committed now) and the new tokens. */
+/**
+ * One line per step: a map of the generation (`.` masked, `#` committed before, `^` committed now, `_` a stop
+ * token committed before: EOS padding after the answer) and the new tokens. A run of 8 or more masked or padding
+ * cells is written once with its length (`_{96}`, `.{64}`), as is a run of the same stop token in the token list
+ * (`32-63:"<|endoftext|>"`): at the default 128 positions most of the canvas is padding, which was a wall of
+ * cells wider than a terminal.
+ */
 export function visualizer(md: ModelDir, promptLength: number, genLength: number, write: (s: string) => void) {
-  const state = new Uint8Array(genLength); // (genLength,) 0 masked, 1 committed
+  const state = new Uint8Array(genLength); // (genLength,) 0 masked, 1 committed, 2 committed stop token
+  const stops = new Set(md.description.stopIds);
+  const text = (t: number) => (md.tokenizer ? JSON.stringify(md.tokenizer.decode([t])) : String(t));
   return (ev: GenerationEvent) => {
     if (ev.type !== 'step') return;
-    const now = new Set<number>();
-    ev.positions.forEach((p) => now.add(p - promptLength));
+    const now = new Map<number, number>(); // position in the answer -> token committed now
+    ev.positions.forEach((p, i) => now.set(p - promptLength, ev.tokens[i]));
     let map = '';
-    for (let i = 0; i < genLength; i++) map += now.has(i) ? '^' : state[i] ? '#' : '.';
-    now.forEach((i) => (state[i] = 1));
-    const words = Array.from(ev.positions, (p, i) => {
-      const t = ev.tokens[i];
-      const s = md.tokenizer ? JSON.stringify(md.tokenizer.decode([t])) : String(t);
-      return `${p - promptLength}:${s}`;
-    });
+    for (let i = 0; i < genLength;) {
+      const cell = (k: number): [string, boolean] => {
+        const t = now.get(k);
+        if (t !== undefined) return ['^', stops.has(t)];
+        return state[k] === 2 ? ['_', true] : state[k] === 1 ? ['#', false] : ['.', true];
+      };
+      const [ch, collapsible] = cell(i);
+      let j = i + 1;
+      while (j < genLength && cell(j)[0] === ch && cell(j)[1] === collapsible) j++;
+      map += collapsible && j - i >= 8 ? `${ch}{${j - i}}` : ch.repeat(j - i);
+      i = j;
+    }
+    now.forEach((t, i) => (state[i] = stops.has(t) ? 2 : 1));
+    const order = [...now.entries()].sort((a, b) => a[0] - b[0]);
+    const words: string[] = [];
+    for (let k = 0; k < order.length;) {
+      let e = k + 1;
+      if (stops.has(order[k][1])) while (e < order.length && order[e][1] === order[k][1] && order[e][0] === order[e - 1][0] + 1) e++;
+      words.push(e - k >= 3 ? `${order[k][0]}-${order[e - 1][0]}:${text(order[k][1])}` : order.slice(k, e).map(([p, t]) => `${p}:${text(t)}`).join(' '));
+      k = e;
+    }
     write(`nfe ${String(ev.nfe).padStart(4)} block ${ev.block} step ${ev.step} ${ev.mode.padEnd(6)} |${map}| +${ev.positions.length} ${words.join(' ')}\n`);
   };
 }
@@ -84,12 +106,23 @@ function yielding(engine: Engine): Engine {
 
 export async function withEngine<T>(f: DecodeFlags, md: ModelDir, io: Io, fn: (e: Engine, loadMs: number) => Promise<T>): Promise<T> {
   const t0 = performance.now();
-  // Loading a large checkpoint takes a while: show the engine's progress on a terminal.
+  // Loading a large checkpoint takes a while: show the engine's progress on a terminal only (nothing of it reaches
+  // a pipe). The bar is erased before anything else is written, so the engine line stands whole on its own line.
   let bar: cliProgress.SingleBar | undefined;
+  let loaded = false;
+  const endBar = () => {
+    loaded = true;
+    bar?.stop(); // clearOnComplete: erases the bar's line
+    bar = undefined;
+  };
   const onProgress = process.stderr.isTTY
     ? (p: LoadProgress) => {
+        if (loaded) return;
         if (!bar) {
-          bar = new cliProgress.SingleBar({ stream: process.stderr, format: ' loading {bar} {value}/{total} {unit} | {phase}' }, cliProgress.Presets.shades_classic);
+          bar = new cliProgress.SingleBar(
+            { stream: process.stderr, format: ' loading {bar} {value}/{total} {unit} | {phase}', clearOnComplete: true, hideCursor: true },
+            cliProgress.Presets.shades_classic,
+          );
           bar.start(p.total, p.done, { phase: p.phase, unit: p.unit });
         }
         bar.setTotal(p.total);
@@ -98,9 +131,12 @@ export async function withEngine<T>(f: DecodeFlags, md: ModelDir, io: Io, fn: (e
     : undefined;
   let engine: Engine;
   try {
-    engine = await openEngine(f.engine, md.dir, { threads: f.threads, weightDType: f.dtype, onProgress }, (l) => io.stderr(`${l}\n`));
+    engine = await openEngine(f.engine, md.dir, { threads: f.threads, weightDType: f.dtype, onProgress }, (l) => {
+      endBar();
+      io.stderr(`${l}\n`);
+    });
   } finally {
-    bar?.stop();
+    endBar();
   }
   const loadMs = performance.now() - t0;
   try {
@@ -130,8 +166,11 @@ export function resultJson(md: ModelDir, engine: Engine, f: DecodeFlags, d: Deco
   };
 }
 
-/** One prompt of a --prompts-file: text (through the chat template unless --no-chat-template) or token ids. */
-export type PromptLine = { prompt: string } | { prompt_ids: number[] };
+/**
+ * One prompt of a --prompts-file: text (through the chat template unless --no-chat-template) or token ids; its
+ * line number in the file and the line's own "id", when it has one, go into its output line.
+ */
+export type PromptLine = ({ prompt: string } | { prompt_ids: number[] }) & { line: number; id?: string | number };
 
 /** Reads a JSONL prompts file; a bad line is a UsageError naming the file and line. */
 export async function readPromptsFile(path: string): Promise<PromptLine[]> {
@@ -154,16 +193,18 @@ export async function readPromptsFile(path: string): Promise<PromptLine[]> {
     const o = v as Record<string, unknown>;
     if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new UsageError(`--prompts-file ${where}: expected an object with "prompt" or "prompt_ids"`);
     const hasText = 'prompt' in o, hasIds = 'prompt_ids' in o;
+    if ('id' in o && typeof o.id !== 'string' && typeof o.id !== 'number') throw new UsageError(`--prompts-file ${where}: "id" must be a string or a number`);
+    const tag = { line: i + 1, ...(o.id !== undefined ? { id: o.id as string | number } : {}) };
     if (hasText === hasIds) throw new UsageError(`--prompts-file ${where}: give exactly one of "prompt" (text) or "prompt_ids" (token ids)`);
     if (hasText) {
       if (typeof o.prompt !== 'string') throw new UsageError(`--prompts-file ${where}: "prompt" must be a string`);
-      out.push({ prompt: o.prompt });
+      out.push({ prompt: o.prompt, ...tag });
     } else {
       const ids = o.prompt_ids;
       if (!Array.isArray(ids) || ids.length === 0 || !ids.every((x) => Number.isInteger(x) && x >= 0 && x <= 0x7fffffff)) {
         throw new UsageError(`--prompts-file ${where}: "prompt_ids" must be a non-empty array of non-negative integer token ids`);
       }
-      out.push({ prompt_ids: ids as number[] });
+      out.push({ prompt_ids: ids as number[], ...tag });
     }
   });
   if (out.length === 0) throw new UsageError(`--prompts-file ${path}: no prompts in the file`);
@@ -185,7 +226,10 @@ export function registerGenerate(program: Command, io: Io, signal: AbortSignal):
     .option('--no-chat-template', 'encode --prompt as plain text')
     .option('--json', 'print one JSON object (fields in packages/cli/README.md)')
     .option('--visual', 'show the canvas being unmasked step by step');
-  addDecodeOptions(cmd).action(async (opts: GenerateOpts) => {
+  addDecodeOptions(cmd).action(async (opts: GenerateOpts, command: Command) => {
+    if (command.getOptionValueSource('batch') === 'cli' && opts.promptsFile === undefined) {
+      throw new UsageError('--batch N decodes the prompts of a --prompts-file together; one --prompt is one sequence, so drop --batch or pass --prompts-file FILE');
+    }
     const sources = [opts.prompt !== undefined, opts.promptIds !== undefined, opts.promptsFile !== undefined].filter(Boolean).length;
     if (sources !== 1) throw new UsageError('pass exactly one of --prompt TEXT, --prompt-ids 12,34,... or --prompts-file FILE');
     if (opts.json && opts.visual) throw new UsageError('--json and --visual are two output formats; pass one');
@@ -202,11 +246,16 @@ export function registerGenerate(program: Command, io: Io, signal: AbortSignal):
       try {
         checkRequest(req, md.description);
       } catch (e) {
-        throw lines ? new UsageError(`--prompts-file line ${i + 1}: ${(e as Error).message}`) : e;
+        throw lines ? new UsageError(`--prompts-file line ${lines[i].line}: ${(e as Error).message}`) : e;
       }
       return req;
     });
     io.stderr(`decoding: ${decoding.description}\n`);
+    const texts = lines ? lines.map((l) => ['prompt' in l ? l.prompt : undefined, `--prompts-file line ${l.line}: `] as const) : [[opts.prompt, ''] as const];
+    for (const [text, where] of texts) {
+      const w = text === undefined ? null : md.warnFor(text);
+      if (w) io.stderr(`${where}${w}\n`);
+    }
     await withEngine(opts, md, io, async (engine, loadMs) => {
       if (lines) {
         // Results print in input order as soon as every earlier one is done.
@@ -216,7 +265,12 @@ export function registerGenerate(program: Command, io: Io, signal: AbortSignal):
           batch: opts.batch, signal,
           onResult: (i, r) => {
             done[i] = r;
-            for (; next < done.length && done[next]; next++) io.stdout(`${JSON.stringify(resultJson(md, engine, opts, decoding, prompts[next], done[next]!, loadMs))}\n`);
+            for (; next < done.length && done[next]; next++) {
+              const l = lines[next];
+              // Which input line this is, by its line number, its "id" and its text, not only by order.
+              const tag = { line: l.line, ...(l.id !== undefined ? { id: l.id } : {}), ...('prompt' in l ? { prompt: l.prompt } : {}) };
+              io.stdout(`${JSON.stringify({ ...tag, ...resultJson(md, engine, opts, decoding, prompts[next], done[next]!, loadMs) })}\n`);
+            }
           },
         });
         return;

@@ -6,6 +6,7 @@ import { open, readFile, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { readModelConfig, type ModelDescription } from '@fast-dllm/model';
 import { UsageError } from './errors.js';
+import { checkModelDir } from './modeldir.js';
 import type { MemoryEstimate } from '@fast-dllm/scheduler';
 import { AUTO_ORDER, loadProvider } from './engines.js';
 
@@ -91,6 +92,7 @@ export async function readSafetensorsHeader(path: string): Promise<TensorSummary
 }
 
 export async function inspectModel(dir: string, opts: { canvas?: number } = {}): Promise<Inspection> {
+  await checkModelDir(dir, 'inspect');
   const cfgPath = join(dir, 'config.json');
   const cfg = await readJson(cfgPath, 'config.json');
   // The model package's normalisation, so inspect reports exactly what the engines will use.
@@ -190,7 +192,8 @@ export function formatBytes(n: number): string {
 }
 
 export function formatInspection(r: Inspection): string {
-  const params = r.parameters >= 1e9 ? `${(r.parameters / 1e9).toFixed(2)}B` : r.parameters >= 1e6 ? `${(r.parameters / 1e6).toFixed(2)}M` : `${r.parameters}`;
+  // Rounded for reading, then the exact count and what was counted (it printed "860544 (860544)").
+  const rounded = r.parameters >= 1e9 ? `${(r.parameters / 1e9).toFixed(2)} B` : r.parameters >= 1e5 ? `${(r.parameters / 1e6).toFixed(2)} M` : `${r.parameters}`;
   const lines = [
     `model:         ${r.dir}`,
     `architecture:  ${r.architecture} (model_type ${r.modelType})`,
@@ -200,7 +203,7 @@ export function formatInspection(r: Inspection): string {
       `${r.moe.sharedExpertSize ? `, shared expert ${r.moe.sharedExpertSize}` : ''}); ${r.moe.moeLayers} of ${r.numLayers} layers are mixtures; ` +
       `${r.moe.activeParameters >= 1e9 ? `${(r.moe.activeParameters / 1e9).toFixed(2)}B` : `${(r.moe.activeParameters / 1e6).toFixed(2)}M`} parameters read per token`] : []),
     `attention:     ${r.blockSize === null ? 'bidirectional (masked diffusion)' : `block-causal, blocks of ${r.blockSize} (block diffusion)`}; stop ids ${r.stopIds.join(', ')}`,
-    `parameters:    ${params} (${r.parameters})`,
+    `parameters:    ${rounded} (${r.parameters} values in the checkpoint's tensors)`,
     `dtypes:        ${Object.entries(r.dtypes).map(([d, c]) => `${d} x${c}`).join(', ')}; ${formatBytes(r.weightBytes)} on disk`,
     `memory (weights + K/V cache of one ${r.canvas}-token sequence, as each engine stores them):`,
   ];

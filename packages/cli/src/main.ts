@@ -14,15 +14,20 @@ import { registerServe } from './serve.js';
 import { registerEval } from './eval/command.js';
 import { registerWeb } from './web.js';
 import { processIo, type Io } from './io.js';
+import { followLauncher } from './launcher.js';
+import { setVerbose } from './engines.js';
 
 
 export function buildProgram(io: Io, signal: AbortSignal): Command {
   const program = new Command('fast-dllm')
-    .description('Fast-dLLM: cached, parallel decoding for diffusion LLMs (LLaDA, Dream).')
+    .description('Fast-dLLM: cached, parallel decoding for diffusion LLMs: LLaDA and Dream (masked diffusion), Fast-dLLM v2 and SDAR (block diffusion).')
     .version('0.1.0')
     .exitOverride()
     .showSuggestionAfterError(true)
     .configureOutput({ writeOut: io.stdout, writeErr: io.stderr, outputError: (s, write) => write(`${s.trimEnd().replace(/\s*\n\s*/g, ' ')}\n`) });
+  program
+    .option('--verbose', 'say in full why an engine was skipped (any command, before or after its name)')
+    .hook('preAction', (_program, action) => setVerbose(action.optsWithGlobals().verbose === true));
 
   program
     .command('inspect')
@@ -78,6 +83,7 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
     controller.abort();
   };
   process.on('SIGINT', onSigint);
+  const unfollow = followLauncher();
   try {
     await buildProgram(io, controller.signal).parseAsync(argv, { from: 'user' });
     return EXIT_OK;
@@ -96,6 +102,7 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
     io.stderr(`error: ${msg.split('\n')[0]}\n`);
     return EXIT_FAILURE;
   } finally {
+    unfollow();
     process.off('SIGINT', onSigint);
   }
 }

@@ -1,12 +1,18 @@
 /** Opens a model directory for the CLI: normalised config, tokenizer, and the scheduler's generate(). */
+import { stat } from 'node:fs/promises';
 import type { ModelDescription, TextTokenizer } from '@fast-dllm/model';
 import type { DecodeManyOptions, Engine, GenerateOptions, GenerationRequest, GenerationResult } from '@fast-dllm/scheduler';
 import { UsageError } from './errors.js';
+import { readModelScope, scopeWarning, type ModelScope } from './scope.js';
 
 export interface ModelDir {
   dir: string;
   description: ModelDescription;
   tokenizer?: TextTokenizer;
+  /** What the model was trained to answer (fast_dllm.json; a general model when absent). */
+  scope: ModelScope;
+  /** One stderr line when a user's text lies outside what the model knows, else null. */
+  warnFor(text: string): string | null;
   /** Prompt ids for text: through the chat template (one user turn) unless `chat` is false. */
   encodePrompt(text: string, chat: boolean): Int32Array;
   run(engine: Engine, req: GenerationRequest, opts: GenerateOptions): Promise<GenerationResult>;
@@ -26,8 +32,25 @@ async function defaultModelDir(): Promise<string> {
   throw new UsageError('no --model given and the bundled model (@fast-dllm/default-model) is not available; pass --model DIR');
 }
 
+/**
+ * A model path that is not there, or not a folder, says so (a missing folder read as "config.json is missing",
+ * which sent people looking for a file). `label` names where the path came from, e.g. `--model DIR`.
+ */
+export async function checkModelDir(path: string, label: string): Promise<void> {
+  let isDir: boolean;
+  try {
+    isDir = (await stat(path)).isDirectory();
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ENOTDIR') throw new UsageError(`${label}: the directory ${path} does not exist; pass a model directory (config.json, weights, tokenizer), e.g. the one 'fast-dllm pull ORG/NAME' prints`);
+    throw new UsageError(`${label}: cannot open ${path} (${code ?? (e as Error).message})`);
+  }
+  if (!isDir) throw new UsageError(`${label}: ${path} is a file, not a directory; pass the model directory that holds config.json`);
+}
+
 export async function openModelDir(dir: string | undefined, o: { needTokenizer: boolean }): Promise<ModelDir> {
   const path = dir ?? (await defaultModelDir());
+  if (dir !== undefined) await checkModelDir(dir, '--model');
   const model = await import('@fast-dllm/model');
   const { generate, decodeMany, SchedulerConfigError } = await import('@fast-dllm/scheduler');
   const asUsage = (e: unknown) => (e instanceof SchedulerConfigError ? new UsageError(e.message) : e);
@@ -43,10 +66,13 @@ export async function openModelDir(dir: string | undefined, o: { needTokenizer: 
   } catch (e) {
     if (o.needTokenizer) throw new UsageError(`cannot load the tokenizer of ${path}: ${(e as Error).message.split('\n')[0]} (use --prompt-ids to skip it)`);
   }
+  const scope = await readModelScope(path);
   return {
     dir: path,
     description,
     tokenizer,
+    scope,
+    warnFor: (text) => scopeWarning(text, scope, tokenizer),
     encodePrompt(text, chat) {
       if (!tokenizer) throw new UsageError(`${path} has no usable tokenizer; use --prompt-ids`);
       let s = text;

@@ -32,7 +32,8 @@ describe('an empty answer is an answer: text "", exit 0, on every command', () =
     expect(r.code).toBe(0);
     const lines = r.stdout.split('\n');
     expect(lines[0]).toBe(''); // the empty answer, then the conversation goes on
-    expect(lines).toHaveLength(3); // two answer lines (the model was trained on one turn: the second is not checked)
+    expect(lines).toHaveLength(3);
+    expect(lines[1]).toBe('3 + 8 = 11 carry 1, 2 + 4 + 1 = 7, answer: 71'); // the second turn is sent alone (scope.test.ts)
   });
 
   it('bench', async () => {
@@ -64,12 +65,15 @@ describe('generate --prompts-file: batched, one JSON line per prompt in input or
     const alone = await Promise.all(lines.map((l) => runCli(['generate', ...wasm, '--json',
       ...('prompt' in l ? ['--prompt', l.prompt] : ['--prompt-ids', l.prompt_ids.join(',')])], { timeoutMs: 120_000 })));
     alone.forEach((r, i) => {
+      const l = lines[i];
       expect(r.code).toBe(0);
       const j = JSON.parse(r.stdout);
       expect(got[i].outputIds, `line ${i + 1}`).toEqual(j.outputIds);
       expect(got[i].nfe, `line ${i + 1}`).toBe(j.nfe);
       expect(got[i].steps).toEqual(j.steps);
-      expect(Object.keys(got[i]).sort()).toEqual(Object.keys(j).sort());
+      // The fields of generate --json, after which input line it answers (`line`, and `prompt` for text prompts).
+      expect(Object.keys(got[i]).sort()).toEqual([...Object.keys(j), 'line', ...('prompt' in l ? ['prompt'] : [])].sort());
+      expect(got[i].line).toBe(i + 1);
     });
     expect(got[0].text).toMatch(/answer: 71$/);
   });

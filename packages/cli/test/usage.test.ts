@@ -27,12 +27,14 @@ const cases: Array<[string, string[], RegExp]> = [
   ['refresh without cache', [...base, '--prompt-ids', '1', '--cache', 'none', '--refresh-every', '2'], /--refresh-every refreshes a cache; add --cache prefix or --cache dual/],
   ['bad refresh', [...base, '--prompt-ids', '1', '--cache', 'dual', '--refresh-every', '0'], /--refresh-every: expected an integer >= 1/],
   ['negative temperature', [...base, '--prompt-ids', '1', '--temperature', '-1'], /--temperature/],
-  ['missing model dir', ['generate', '--model', '/nonexistent/model', '--prompt-ids', '1'], /unusable model directory \/nonexistent\/model/],
+  ['missing model dir', ['generate', '--model', '/nonexistent/model', '--prompt-ids', '1'], /--model: the directory \/nonexistent\/model does not exist; pass a model directory/],
+  ['model dir is a file', ['chat', '--model', fileURLToPath(import.meta.url)], /--model: .*usage\.test\.ts is a file, not a directory/],
+  ['batch without prompts file', [...base, '--prompt-ids', '1', '--batch', '4'], /--batch N decodes the prompts of a --prompts-file together; .* drop --batch or pass --prompts-file FILE/],
   ['token outside vocab', [...base, '--prompt-ids', '99999'], /vocab|outside/i],
   ['bad dtype', [...base, '--prompt-ids', '1', '--dtype', 'int4'], /--dtype: expected one of f32, bf16, int8, got 'int4'/],
   ['bench bad row', ['bench', '--rows', 'baseline,warp'], /--rows: 'warp' is not a row; expected some of baseline, prefix, dual, parallel, dual-parallel, dual-factor/],
   ['bench rows + sweep-only', ['bench', '--rows', 'dual', '--sweep-only', '--sweep'], /--rows picks rows of the table, which --sweep-only leaves out/],
-  ['inspect missing dir', ['inspect', '/nonexistent/model'], /config.json not found/],
+  ['inspect missing dir', ['inspect', '/nonexistent/model'], /inspect: the directory \/nonexistent\/model does not exist/],
   ['inspect without dir', ['inspect'], /missing required argument 'dir'/],
 ];
 
@@ -46,9 +48,10 @@ describe('usage errors', () => {
     expect(r.stdout).toBe('');
   });
 
-  it('--help exits 0 and lists the commands', async () => {
+  it('--help exits 0 and lists the commands and every model family', async () => {
     const r = await runCli(['--help']);
     expect(r.code).toBe(0);
     for (const c of ['generate', 'chat', 'inspect', 'pull']) expect(r.stdout).toContain(c);
+    for (const family of ['LLaDA', 'Dream', 'Fast-dLLM v2', 'SDAR']) expect(r.stdout).toContain(family);
   });
 });

@@ -73,7 +73,7 @@ describe('fast-dllm web', () => {
 
   it.each([
     ['a port out of range', ['--port', '70000'], /--port: expected an integer in \[0, 65535\], got '70000'/],
-    ['a model folder that does not exist', ['--port', '0', '--model', '/nonexistent/model'], /model directory \/nonexistent\/model cannot be read; pass a Hugging Face model folder/],
+    ['a model folder that does not exist', ['--port', '0', '--model', '/nonexistent/model'], /--model: the directory \/nonexistent\/model does not exist; pass a model directory/],
   ])('refuses %s with one line', async (_what, args, pattern) => {
     const r = await runCli(['web', ...args]);
     expect(r.code).toBe(2);

@@ -9,6 +9,20 @@ import re
 LO, HI = 10, 99  # both operands are two-digit numbers
 
 
+def model_scope():
+    """fast_dllm.json: what the model was trained on, for fast-dllm to tell a user who asks something else
+    (packages/cli/src/scope.ts reads it). The model saw one question per conversation, never a system message or
+    an earlier turn, and only prompts of `prompt_text`'s form with operands LO..HI."""
+    return {
+        "conversation": "single_question",
+        "domain": {
+            "summary": f"two-digit addition asked as \"What is 23 + 48 ?\" (both numbers from {LO} to {HI})",
+            "prompt_pattern": r"^What is (\d+) \+ (\d+) \?$",
+            "number_range": [LO, HI],
+        },
+    }
+
+
 def pair_hash(a: int, b: int) -> int:
     # Knuth multiplicative hash of a*1000+b, mod 2^32 (same as Math.imul(x, 2654435761) >>> 0 in JS).
     return ((a * 1000 + b) * 2654435761) & 0xFFFFFFFF

@@ -23,11 +23,19 @@ const fail = (msg) => {
   console.warn(msg);
 };
 
+// Each step says what it builds before it starts (they take minutes on a small machine) and how long it took; the
+// compiler's output is printed only when a step fails, and the CUDA build's is kept in build/cuda-build.log.
+const seconds = (t0) => `${((performance.now() - t0) / 1000).toFixed(0)} s`;
+
 // The emulator build (host compiler only) lets the conformance suite run the CUDA engine's code without a GPU.
 if (!hasHostToolchain()) {
   console.log('engine-cuda: skipped emulator build: no cmake or C++ compiler on PATH');
-} else if (!cmakeCompile('build-emu', { FDL_CUDA_EMULATOR: 'ON' }).ok) {
-  console.warn('engine-cuda: emulator build FAILED (see the cmake output above); its conformance tests will be skipped');
+} else {
+  console.log('engine-cuda: building the CPU emulator addon (build-emu/, for the tests)');
+  const t0 = performance.now();
+  const r = cmakeCompile('build-emu', { FDL_CUDA_EMULATOR: 'ON' }, { echo: false });
+  if (r.ok) console.log(`engine-cuda: emulator addon built in ${seconds(t0)}`);
+  else console.warn(`${r.log}\nengine-cuda: emulator build FAILED (the cmake output is above); its conformance tests will be skipped`);
 }
 
 const nvcc = findNvcc();
@@ -39,9 +47,12 @@ if (!nvcc.path) {
   fail(`engine-cuda: skipped the CUDA build: ${detail}`);
 } else {
   const version = nvccVersion(nvcc.path) ?? 'unknown version';
-  console.log(`engine-cuda: building the CUDA addon with nvcc ${version} (${nvcc.path}, found via ${nvcc.via})`);
-  const r = buildCudaAddon(nvcc.path);
+  console.log(`engine-cuda: building the CUDA addon with nvcc ${version} (${nvcc.path}, found via ${nvcc.via}); FAST_DLLM_CUDA_NVCC=none skips it`);
+  const t0 = performance.now();
+  const r = buildCudaAddon(nvcc.path, { echo: false });
+  if (r.ok) console.log(`engine-cuda: CUDA addon built in ${seconds(t0)} (log: ${r.logFile})`);
   if (!r.ok) {
+    console.warn(r.log);
     writeStatus('build', 'failed', `the CUDA build with nvcc ${version} (${nvcc.path}) failed; log: ${r.logFile}`);
     rmSync(PREBUILT_DIR, { recursive: true, force: true });
     fail(`engine-cuda: CUDA build FAILED (log ${r.logFile}); the cuda engine will report "native addon not built"`);

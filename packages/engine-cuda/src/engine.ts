@@ -57,12 +57,22 @@ export interface DeviceBudget {
   sms: number;
 }
 
+/**
+ * The addon says `no CUDA device (<cudaError>: <its text>; <cause>)` when it knows the cause (no driver, or a
+ * driver older than its runtime). The cause is what a person can act on, so it leads and the CUDA error follows in
+ * parentheses: `no NVIDIA driver: libcuda.so.1 was not found (cudaErrorInsufficientDriver: …)`.
+ */
+export function causeFirst(reason: string): string {
+  const m = /^no CUDA device \((cuda\w+: [^;]*); (.+)\)$/.exec(reason);
+  return m ? `${m[2]} (${m[1]})` : reason;
+}
+
 /** Probe result: the addon (at `addonPath`) and a device, or the reason there is none. Never throws. */
 export function probeCuda(addonPath = ADDON_PATH): { available: true; binding: NativeBinding } | { available: false; reason: string } {
   const b = loadBinding(addonPath);
   if (!b.ok) return { available: false, reason: b.reason };
   const info = b.binding.deviceInfo();
-  if (!info.available) return { available: false, reason: info.reason };
+  if (!info.available) return { available: false, reason: causeFirst(info.reason) };
   if (Number(info.computeCapability.split('.')[0]) < MIN_COMPUTE_MAJOR) {
     return { available: false, reason: `${info.name} has compute capability ${info.computeCapability}; the kernels need 8.0 or newer (cp.async, bf16 tensor cores)` };
   }

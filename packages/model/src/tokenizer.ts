@@ -25,6 +25,8 @@ export interface TextTokenizer {
   readonly maxTokenBytes: number;
   /** Id of a token string (special tokens included), when it exists. */
   tokenToId(token: string): number | undefined;
+  /** The id text outside the vocabulary becomes (tokenizer.json's model.unk_token), when the tokenizer has one. */
+  readonly unkId?: number;
 }
 
 export interface TokenizerSources {
@@ -260,6 +262,7 @@ export function createTokenizer(src: TokenizerSources): TextTokenizer {
   const self: TextTokenizer = {
     vocabSize,
     maxTokenBytes,
+    unkId,
     encode(text, opts = {}) {
       return encodeWith(tok, text, opts.addSpecial ?? false);
     },

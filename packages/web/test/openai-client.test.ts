@@ -89,6 +89,6 @@ describe('openai-client', () => {
   it('listModels names the models; an unreachable server is named in the error', async () => {
     const url = await serve((_req, res) => res.end(JSON.stringify({ data: [{ id: 'a' }, { id: 'b' }] })));
     expect(await listModels(url)).toEqual(['a', 'b']);
-    await expect(listModels('http://127.0.0.1:1')).rejects.toThrow(/cannot reach http:\/\/127\.0\.0\.1:1\/v1\/models: .*is `fast-dllm serve` running there/);
+    await expect(listModels('http://127.0.0.1:1')).rejects.toThrow(/cannot reach http:\/\/127\.0\.0\.1:1\/v1\/models: .*Is `fast-dllm serve` running there/);
   });
 });

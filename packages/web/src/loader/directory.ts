@@ -83,6 +83,11 @@ export class UrlDirectory implements ModelDirectory {
   private readonly base: URL;
   /** Bodies that had to be read whole while probing (a server that ignores Range and sends no length). */
   private readonly fetched = new Map<string, Blob>();
+  /**
+   * The folder's file names when its server lists them on config.json (`fast-dllm web` does: X-Model-Files):
+   * an optional file that is not listed is absent without a request, so no 404 lands in the console.
+   */
+  private listing: Set<string> | undefined;
 
   /** `url`: absolute (the page resolves what the user typed against its own address). */
   constructor(url: string) {
@@ -109,6 +114,7 @@ export class UrlDirectory implements ModelDirectory {
 
   private async get(name: string, init?: RequestInit): Promise<Response | undefined> {
     const url = this.url(name);
+    if (this.listing && !this.listing.has(name)) return undefined;
     let res: Response;
     try {
       res = await fetch(url, init);
@@ -123,6 +129,8 @@ export class UrlDirectory implements ModelDirectory {
       await res.body?.cancel();
       throw new Error(`fetching ${url} failed: ${res.status} ${res.statusText}`.trim());
     }
+    const files = res.headers.get('X-Model-Files');
+    if (name === 'config.json' && files !== null) this.listing = new Set(files.split(',').filter(Boolean));
     return res;
   }
 

@@ -29,6 +29,8 @@ export interface ModelPlan {
   parameters: number;
   /** Bytes of engine memory the weights take as stored (weightBytes). */
   engineBytes: number;
+  /** What the model knows, when its fast_dllm.json declares a domain (the bundled models: two-digit addition). */
+  knows?: string;
 }
 
 export type Progress = (p: { phase: 'reading config' | 'checking weights' | 'downloading' | 'copying weights into the engine'; done: number; total: number; unit: 'bytes' | 'files'; file?: string }) => void;
@@ -118,7 +120,11 @@ export async function planModel(dir: ModelDirectory, opts: { weightDType: 'f32' 
   let parameters = 0;
   for (const t of archive.tensors.values()) parameters += t.shape.reduce((a, b) => a * b, 1);
   const weightFiles = shardNames.map((name) => ({ name, bytes: probes.get(name)!.size }));
+  // fast_dllm.json (packages/cli/src/scope.ts): a model trained on one task says which; optional, and only a hint.
+  const scope = await json(dir, 'fast_dllm.json', false).catch(() => undefined);
+  const summary = (scope?.domain as Json | undefined)?.summary;
   return {
+    ...(typeof summary === 'string' && summary.trim() ? { knows: summary.trim() } : {}),
     description, config, generationConfig, tokenizerConfig, tokenizer, weightFiles,
     fileBytes: weightFiles.reduce((a, f) => a + f.bytes, 0), parameters, engineBytes: weightBytes(description, opts.weightDType),
   };

@@ -78,6 +78,21 @@ export function startApp(): void {
   const progressBar = byId('progress-bar');
   const loadText = byId('load-text');
   const modelPill = byId('model-pill');
+  // The header names what answers: the model in the page, or the server when connected to one (it said "bundled
+  // model" while a server answered). The page's own model state is kept to show again on switching back.
+  let localPill = { text: 'no model', cls: 'pill warn' };
+  let remotePill: { text: string; cls: string } | null = null;
+  const showPill = () => {
+    const p = remotePill ?? localPill;
+    modelPill.textContent = p.text;
+    modelPill.className = p.cls;
+  };
+  const setLocalPill = (text: string, cls: string) => {
+    localPill = { text, cls };
+    showPill();
+  };
+  const chatHint = byId('chat-hint');
+  let localHint = chatHint.textContent ?? '';
   let source: ModelSource | null = null;
   let loading = 0; // generation of the load in flight; a newer load makes an older one's result moot
 
@@ -112,8 +127,7 @@ export function startApp(): void {
     caps = null;
     settings.setModel(null);
     body.dataset.model = 'loading';
-    modelPill.textContent = 'loading…';
-    modelPill.className = 'pill';
+    setLocalPill('loading…', 'pill');
     progressBar.style.width = '0';
     setStatus('Starting the engine…');
     updateSend();
@@ -130,21 +144,20 @@ export function startApp(): void {
       progressBox.hidden = true;
       setStatus(`Ready: ${info.label} · ${info.architecture} · ${formatCount(info.parameters)} parameters · ${formatBytes(info.fileBytes)} of weights · ` +
         `${info.weightDType} · ${info.threads} thread${info.threads > 1 ? 's' : ''} · loaded in ${(info.loadMs / 1000).toFixed(1)} s`, 'ok');
-      modelPill.textContent = `${info.label.length > 40 ? `…${info.label.slice(-38)}` : info.label} · ${formatCount(info.parameters)} params`;
-      modelPill.className = 'pill ok';
+      setLocalPill(`${info.label.length > 40 ? `…${info.label.slice(-38)}` : info.label} · ${formatCount(info.parameters)} params`, 'pill ok');
       body.dataset.model = 'ready';
-      // The example questions are the bundled model's task; another model gets a plain hint.
-      const bundled = src.kind === 'url' && src.label === 'bundled model';
-      byId('examples').hidden = !bundled;
-      byId('chat-hint').textContent = bundled
-        ? 'The bundled model is tiny (0.86 M parameters) and knows one thing: adding two-digit numbers, column by column.'
+      // A model trained on one task says which (its fast_dllm.json): the hint names it, with the loaded model's
+      // own parameter count, and the example questions (the bundled models' task) show; another model gets a plain hint.
+      byId('examples').hidden = info.knows === undefined;
+      localHint = info.knows !== undefined
+        ? `This model is tiny (${formatCount(info.parameters)} parameters) and knows one thing: ${info.knows}.`
         : `${info.label} is loaded (${formatCount(info.parameters)} parameters). Ask it something.`;
+      if (backend.kind === 'local') chatHint.textContent = localHint;
     } catch (e) {
       if (mine !== loading) return;
       progressBox.hidden = true;
       setStatus(`Could not load the model: ${(e as Error).message}`, 'error');
-      modelPill.textContent = 'no model';
-      modelPill.className = 'pill warn';
+      setLocalPill('no model', 'pill warn');
       body.dataset.model = 'error';
     }
     updateSend();
@@ -178,6 +191,9 @@ export function startApp(): void {
     remotePanel.hidden = kind !== 'remote';
     remote = kind === 'remote' ? new RemoteBackend(serverUrl.value.trim()) : null;
     backend = remote ?? local;
+    remotePill = remote ? { text: `server ${remote.server}`, cls: 'pill' } : null;
+    showPill();
+    chatHint.textContent = remote ? `Messages go to the server at ${remote.server}; the model runs there.` : localHint;
     settings.setRemote(kind === 'remote');
     body.dataset.backend = kind;
     showProblems(settings.settings);
@@ -194,6 +210,10 @@ export function startApp(): void {
       const models = await listModels(serverUrl.value);
       serverStatus.className = 'status-text ok';
       serverStatus.textContent = `Connected${models.length ? `: ${models.join(', ')}` : ''}. The decoding settings are sent with each message (the server checks them).`;
+      if (remote) {
+        remotePill = { text: `${models.length ? `${models.join(', ')} · ` : ''}server ${remote.server}`, cls: 'pill ok' };
+        showPill();
+      }
     } catch (err) {
       serverStatus.className = 'status-text error';
       serverStatus.textContent = (err as Error).message;

@@ -63,7 +63,10 @@ async function send(url: string, init: RequestInit): Promise<Response> {
     res = await fetch(url, init);
   } catch (e) {
     if ((e as Error)?.name === 'AbortError') throw e;
-    throw new Error(`cannot reach ${url}: ${(e as Error)?.message ?? e} (is \`fast-dllm serve\` running there, and does it allow this page's origin through CORS?)`);
+    // A browser hides why a cross-origin request failed; the usual cause with a running server is its CORS list.
+    const origin = globalThis.location?.origin;
+    throw new Error(`cannot reach ${url}: ${(e as Error)?.message ?? e}. Is \`fast-dllm serve\` running there? If it is, it does not allow ` +
+      `this page's origin: start it with \`fast-dllm serve --cors ${origin && origin !== 'null' ? origin : 'ORIGIN'}\``);
   }
   if (!res.ok) {
     const text = await res.text().catch(() => '');

@@ -33,6 +33,9 @@ export interface WebServer {
 
 export const DEFAULT_PORT = 8090;
 
+/** Header on /models/default/config.json: the model folder's file names, comma-separated (loader/directory.ts). */
+export const MODEL_FILES_HEADER = 'X-Model-Files';
+
 const TYPES: Record<string, string> = {
   '.html': 'text/html; charset=utf-8',
   '.js': 'text/javascript; charset=utf-8',
@@ -206,6 +209,15 @@ export async function startWebServer(options: WebServerOptions = {}): Promise<We
       file = safeJoin(siteDir, path.endsWith('/') ? `${path}index.html` : path);
     }
     if (!file) return sendText(res, 404, 'not found\n');
+    if (path === `${modelPrefix}config.json`) {
+      // The folder's files, so that the page asks only for optional files that exist (each missing one was a 404
+      // in the browser's console on every load). UrlDirectory reads this header.
+      void readdir(modelDir).then((names) => {
+        res.setHeader(MODEL_FILES_HEADER, names.filter((n) => /^[\w.-]+$/.test(n)).join(','));
+        return sendFile(req, res, modelDir, file, true);
+      }).catch(() => res.destroy());
+      return;
+    }
     void sendFile(req, res, isModel ? modelDir : siteDir, file, isModel).catch(() => res.destroy());
   });
   await new Promise<void>((ok, fail) => {

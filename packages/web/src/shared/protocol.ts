@@ -79,6 +79,8 @@ export interface LoadedModelInfo {
   label: string;
   architecture: string;
   parameters: number;
+  /** What the model knows, when it declares one task (its fast_dllm.json); absent for a general model. */
+  knows?: string;
   vocabSize: number;
   maxPositions: number;
   /** Block-diffusion models' block size (block-causal attention); absent for LLaDA/Dream. */

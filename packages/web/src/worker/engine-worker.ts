@@ -86,6 +86,7 @@ async function load(source: ModelSource, options: LoadOptions): Promise<void> {
     type: 'loaded',
     model: {
       label: source.label ?? dir.label, architecture: d.architecture, parameters: plan.parameters, vocabSize: d.vocabSize,
+      ...(plan.knows !== undefined ? { knows: plan.knows } : {}),
       maxPositions: d.maxPositions, ...(d.blockSize !== undefined ? { blockSize: d.blockSize } : {}), fileBytes: plan.fileBytes, engineBytes: plan.engineBytes, weightDType: options.weightDType,
       threads: options.threads, defaults, loadMs: performance.now() - t0,
     },
