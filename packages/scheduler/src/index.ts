@@ -12,3 +12,4 @@ export { BlockDiffusionDecoder } from './decoders/block.js';
 export * from './generate.js';
 export * from './batch.js';
 export * from './recipe.js';
+export * from './resolve.js';
