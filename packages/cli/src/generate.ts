@@ -198,7 +198,7 @@ export function registerGenerate(program: Command, io: Io, signal: AbortSignal):
     const encode = (l: PromptLine): Int32Array => ('prompt' in l ? md.encodePrompt(l.prompt, opts.chatTemplate) : Int32Array.from(l.prompt_ids));
     const prompts = lines ? lines.map(encode) : [opts.promptIds ?? md.encodePrompt(opts.prompt!, opts.chatTemplate)];
     const requests = prompts.map((p, i) => {
-      const req = requestFrom(opts, p, decoding);
+      const req = requestFrom(decoding, p);
       try {
         checkRequest(req, md.description);
       } catch (e) {
@@ -222,7 +222,7 @@ export function registerGenerate(program: Command, io: Io, signal: AbortSignal):
         return;
       }
       const prompt = prompts[0];
-      const onEvent = opts.json ? undefined : opts.visual ? visualizer(md, prompt.length, opts.genLength, io.stdout) : textStreamer(md, io.stdout);
+      const onEvent = opts.json ? undefined : opts.visual ? visualizer(md, prompt.length, decoding.genLength, io.stdout) : textStreamer(md, io.stdout);
       const result = await md.run(engine, requests[0], { signal, onEvent });
       const json = resultJson(md, engine, opts, decoding, prompt, result, loadMs);
       if (opts.json) {

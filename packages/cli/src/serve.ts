@@ -5,7 +5,7 @@
  */
 import { basename, dirname } from 'node:path';
 import { Option, type Command } from 'commander';
-import type { Engine } from '@fast-dllm/scheduler';
+import { DEFAULT_BLOCK_LENGTH, DEFAULT_GEN_LENGTH, type Engine } from '@fast-dllm/scheduler';
 import { ENGINE_CHOICES, openEngine } from './engines.js';
 import { RunError, UsageError } from './errors.js';
 import type { Io } from './io.js';
@@ -52,8 +52,8 @@ export function registerServe(program: Command, io: Io, signal: AbortSignal): vo
     .addOption(new Option('--api-key <key>', 'require Authorization: Bearer <key> on /v1/* (or set FAST_DLLM_API_KEY)').env('FAST_DLLM_API_KEY'))
     .addOption(new Option('--timeout <seconds>', 'deadline of each request from its arrival (0: none)').argParser(intArg('--timeout', 0, 10_000_000)).default(600))
     .addOption(new Option('--grace <seconds>', 'on SIGTERM / Ctrl-C: time in-flight requests get to finish').argParser(intArg('--grace', 0, 86_400)).default(30))
-    .addOption(new Option('--max-tokens <n>', 'answer tokens when a request names no max_tokens').argParser(intArg('--max-tokens', 1)).default(128))
-    .addOption(new Option('--block-length <n>', 'block length when a request names none').argParser(intArg('--block-length', 1)).default(32))
+    .addOption(new Option('--max-tokens <n>', 'answer tokens when a request names no max_tokens').argParser(intArg('--max-tokens', 1)).default(DEFAULT_GEN_LENGTH))
+    .addOption(new Option('--block-length <n>', 'block length when a request names none').argParser(intArg('--block-length', 1)).default(DEFAULT_BLOCK_LENGTH))
     .addOption(new Option('--cors <origins>', 'comma-separated origins allowed to call from a browser, or *').argParser((v: string) => v.split(',').map((s) => s.trim()).filter(Boolean)))
     .addOption(new Option('--log-level <level>', 'request log (JSON lines on stdout)').argParser(choiceArg('--log-level', LOG_LEVELS)).default('warn'))
     .action(async (opts: ServeFlags) => {

@@ -158,7 +158,7 @@ function maskedRule(c: DecodingChoices): Rule | undefined {
   }
   if (c.rule && implied && c.rule !== implied) {
     const f: ChoiceField = c.threshold !== undefined ? 'threshold' : c.factor !== undefined ? 'factor' : 'remasking';
-    throw bad(f, (n) => `${n(f)} applies to ${n('rule')} ${implied}; it does not combine with ${n('rule')} ${c.rule}`);
+    throw bad(f, (n) => `${n(f)} implies ${n('rule')} ${implied}; it does not combine with ${n('rule')} ${c.rule}`);
   }
   if (c.alg) {
     if (c.factor !== undefined || c.rule === 'factor') throw bad('alg', (n) => `${n('alg')} (Dream's confidence) does not combine with the factor rule; use the threshold rule or the schedule`);
@@ -214,13 +214,33 @@ function blockStrategy(c: DecodingChoices, architecture: 'fast_dllm_v2' | 'sdar'
 }
 
 /**
- * The plan for a model (DESIGN §6, §8): the family's recipe with the choices over it, checked with the scheduler's
- * own request rules (checkGenerationRequest) on a stand-in prompt. Without a model (a front-end's checks before
- * loading one), the family comes from the choices (LLaDA when they name none) and what needs the block size waits.
- * Throws SchedulerConfigError naming the choice.
+ * The plan for a model (DESIGN §6, §8, §10): the family's recipe with the choices over it, checked with the
+ * scheduler's own request rules (checkGenerationRequest) on a stand-in prompt. Throws SchedulerConfigError naming
+ * the choice.
  */
-export function resolveDecoding(model: DecodingModel | undefined, choices: DecodingChoices): DecodingPlan {
-  const m = familyOf(choices, model);
+export function resolveDecoding(model: DecodingModel, choices: DecodingChoices): DecodingPlan {
+  return planFor(familyOf(choices, model), choices);
+}
+
+/**
+ * What can be checked before the model is known (a front-end's checks before it loads one): choices of two
+ * families together, rules that contradict each other, and, once a family-only choice or a block length says which
+ * family the model is, everything that family's plan needs no block size for. A bare length is left alone: it may
+ * be a block-diffusion model's cap, which no block length has to divide.
+ */
+export function checkChoices(choices: DecodingChoices): void {
+  const m = familyOf(choices, undefined);
+  if (m.architecture !== 'llada') {
+    planFor(m, choices);
+  } else if (maskedOnly(choices).length > 0 || choices.blockLength !== undefined) {
+    planFor({ architecture: choices.alg ? 'dream' : 'llada' }, choices);
+  } else {
+    maskedRule(choices);
+  }
+}
+
+/** The plan for a family; a block-diffusion family without its block size (checkChoices) checks what it can. */
+function planFor(m: DecodingModel, choices: DecodingChoices): DecodingPlan {
   const block = m.architecture === 'fast_dllm_v2' || m.architecture === 'sdar';
   const B = m.blockSize;
   const recipe = !block || B !== undefined ? defaultRecipe({ architecture: m.architecture, blockSize: B }) : undefined;
