@@ -11,18 +11,26 @@ export type ChoiceField =
 export type FieldNames = Partial<Record<ChoiceField, string>>;
 
 /**
+ * Why a choice is refused: a value out of its range or rule (`invalid`), two choices that contradict each other
+ * (`conflict`), or a choice the model's family does not take (`unsupported`).
+ */
+export type ChoiceProblem = 'invalid' | 'conflict' | 'unsupported';
+
+/**
  * A generation request or a set of decoding choices the scheduler refuses before spending any forward pass.
- * `field` is the choice it is about (null: the request as a whole); the message names fields through `render`, so
- * `messageWith(names)` says the same thing in a front-end's own names.
+ * `field` is the choice it is about (null: the request as a whole) and `problem` what is wrong with it; the
+ * message names fields through `render`, so `messageWith(names)` says the same thing in a front-end's own names.
  */
 export class SchedulerConfigError extends Error {
   readonly field: ChoiceField | null;
+  readonly problem: ChoiceProblem;
   private readonly render: ((name: (f: ChoiceField) => string) => string) | null;
 
-  constructor(message: string | ((name: (f: ChoiceField) => string) => string), field: ChoiceField | null = null) {
+  constructor(message: string | ((name: (f: ChoiceField) => string) => string), field: ChoiceField | null = null, problem: ChoiceProblem = 'invalid') {
     super(typeof message === 'string' ? message : message((f) => f));
     this.name = 'SchedulerConfigError';
     this.field = field;
+    this.problem = problem;
     this.render = typeof message === 'string' ? null : message;
   }
 

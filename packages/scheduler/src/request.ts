@@ -4,7 +4,7 @@
  * what depends on them. The CLI, the server and the batch driver all call this one function.
  */
 import { ENGINE_CONTRACT_VERSION, type EngineCapabilities, type ForwardMode, type ModelInfo } from './engine.js';
-import { SchedulerConfigError, type ChoiceField } from './errors.js';
+import { SchedulerConfigError, type ChoiceField, type ChoiceProblem } from './errors.js';
 import type { CacheMode } from './plan.js';
 import { normaliseSeed } from './rng.js';
 
@@ -111,7 +111,8 @@ export interface EngineTarget {
 }
 
 /** A refusal about one field; `say` names fields through `n` so each front-end reads them in its own names. */
-const bad = (field: ChoiceField | null, say: (n: (f: ChoiceField) => string) => string) => new SchedulerConfigError(say, field);
+const bad = (field: ChoiceField | null, say: (n: (f: ChoiceField) => string) => string, problem: ChoiceProblem = 'invalid') =>
+  new SchedulerConfigError(say, field, problem);
 
 function positiveInt(name: ChoiceField, v: unknown): number {
   if (typeof v !== 'number' || !Number.isInteger(v) || v <= 0) throw bad(name, (n) => `${n(name)} must be a positive integer; got ${String(v)}`);
@@ -187,14 +188,14 @@ function resolveBlock(
 ): ResolvedRequest {
   const who = `strategy '${s.kind}' (block diffusion)`;
   if (req.steps !== undefined) {
-    throw bad('steps', (n) => `${n('steps')} is a masked-diffusion (LLaDA/Dream) option; ${who} ${s.kind === 'sdar' ? `takes ${n('stepsPerBlock')}` : 'steps by its threshold'}: drop ${n('steps')}`);
+    throw bad('steps', (n) => `${n('steps')} is a masked-diffusion (LLaDA/Dream) option; ${who} ${s.kind === 'sdar' ? `takes ${n('stepsPerBlock')}` : 'steps by its threshold'}: drop ${n('steps')}`, 'unsupported');
   }
   if (req.cache !== undefined && req.cache !== 'none') {
     throw bad('cache', (n) => `${n('cache')} '${req.cache}' is masked diffusion's approximate cache; ${who} keeps an exact cache of finished blocks` +
-      (s.kind === 'fast_dllm_v2' ? ` (DualCache inside the block is the strategy's ${n('blockCache')} option)` : '') + `: drop ${n('cache')}`);
+      (s.kind === 'fast_dllm_v2' ? ` (DualCache inside the block is the strategy's ${n('blockCache')} option)` : '') + `: drop ${n('cache')}`, 'unsupported');
   }
-  if (req.refreshEvery !== undefined) throw bad('refreshEvery', (n) => `${n('refreshEvery')} is a masked-diffusion (LLaDA/Dream) option; ${who} never refreshes its exact cache: drop it`);
-  if (req.earlyStop) throw bad('earlyStop', (n) => `${n('earlyStop')} is a masked-diffusion (LLaDA/Dream) option; ${who} always stops at a stop token: drop it`);
+  if (req.refreshEvery !== undefined) throw bad('refreshEvery', (n) => `${n('refreshEvery')} is a masked-diffusion (LLaDA/Dream) option; ${who} never refreshes its exact cache: drop it`, 'unsupported');
+  if (req.earlyStop) throw bad('earlyStop', (n) => `${n('earlyStop')} is a masked-diffusion (LLaDA/Dream) option; ${who} always stops at a stop token: drop it`, 'unsupported');
   if (req.blockLength !== undefined) positiveInt('blockLength', req.blockLength);
   const B = model?.blockSize;
   if (B !== undefined && req.blockLength !== undefined && req.blockLength !== B) {
@@ -275,14 +276,14 @@ function checkFamily(s: Strategy, model: BlockModel): void {
   if (isBlockStrategy(s)) {
     if (!block) {
       throw bad('rule', () => `strategy '${s.kind}' is a block-diffusion procedure; the ${model.architecture} model is a masked-diffusion model ` +
-        '(use fixed, threshold, factor or dream)');
+        '(use fixed, threshold, factor or dream)', 'unsupported');
     }
     if (s.kind !== model.architecture) {
-      throw bad('rule', () => `strategy '${s.kind}' decodes ${s.kind === 'sdar' ? 'SDAR' : 'Fast-dLLM v2'} models; this is a ${model.architecture} model (use strategy '${model.architecture}')`);
+      throw bad('rule', () => `strategy '${s.kind}' decodes ${s.kind === 'sdar' ? 'SDAR' : 'Fast-dLLM v2'} models; this is a ${model.architecture} model (use strategy '${model.architecture}')`, 'unsupported');
     }
   } else if (block) {
     throw bad('rule', () => `strategy '${s?.kind}' is masked diffusion (LLaDA/Dream); ${model.architecture} is a block-diffusion model: ` +
-      `use strategy '${model.architecture}'`);
+      `use strategy '${model.architecture}'`, 'unsupported');
   }
 }
 

@@ -4,7 +4,7 @@
  * CLI, the server, the web page, bench and eval only map their own syntax (flags, JSON fields, form fields) to
  * DecodingChoices and the error's field back; none fills a default of its own.
  */
-import { SchedulerConfigError, type ChoiceField } from './errors.js';
+import { SchedulerConfigError, type ChoiceField, type ChoiceProblem } from './errors.js';
 import type { CacheMode } from './plan.js';
 import { DEFAULT_THRESHOLD, SDAR_THRESHOLD, defaultRecipe, describeDecoding } from './recipe.js';
 import {
@@ -88,7 +88,9 @@ const FAMILY_NAME: Record<string, string> = { llada: 'LLaDA', dream: 'Dream', fa
 /** A family's name for people ("Fast-dLLM v2"), else its architecture string. */
 export const familyName = (architecture: string): string => FAMILY_NAME[architecture] ?? architecture;
 
-const bad = (field: ChoiceField, say: (n: (f: ChoiceField) => string) => string) => new SchedulerConfigError(say, field);
+const bad = (field: ChoiceField, say: (n: (f: ChoiceField) => string) => string, problem: ChoiceProblem = 'invalid') => new SchedulerConfigError(say, field, problem);
+const conflict = (field: ChoiceField, say: (n: (f: ChoiceField) => string) => string) => bad(field, say, 'conflict');
+const unsupported = (field: ChoiceField, say: (n: (f: ChoiceField) => string) => string) => bad(field, say, 'unsupported');
 const given = (v: unknown) => v !== undefined;
 
 /** The choices that only LLaDA/Dream take, only Fast-dLLM v2 and only SDAR, in the order they are reported. */
@@ -119,7 +121,7 @@ function familyOf(c: DecodingChoices, model: DecodingModel | undefined): Decodin
   if (!model) {
     const firsts = [masked[0], v2[0], sdar[0]].filter((f): f is ChoiceField => f !== undefined);
     if (firsts.length > 1) {
-      throw bad(firsts[1], (n) => `${shown(c, firsts[0], n)} and ${shown(c, firsts[1], n)} belong to different model families; choose the settings of one`);
+      throw conflict(firsts[1], (n) => `${shown(c, firsts[0], n)} and ${shown(c, firsts[1], n)} belong to different model families; choose the settings of one`);
     }
     return { architecture: v2.length ? 'fast_dllm_v2' : sdar.length ? 'sdar' : 'llada' };
   }
@@ -127,17 +129,17 @@ function familyOf(c: DecodingChoices, model: DecodingModel | undefined): Decodin
   const name = familyName(arch);
   if (model.blockSize === undefined) {
     const wrong = [...v2, ...sdar];
-    if (wrong.length) throw bad(wrong[0], (n) => `${shown(c, wrong[0], n)} applies to block-diffusion models (Fast-dLLM v2 / SDAR); this is a ${name} model`);
+    if (wrong.length) throw unsupported(wrong[0], (n) => `${shown(c, wrong[0], n)} applies to block-diffusion models (Fast-dLLM v2 / SDAR); this is a ${name} model`);
     return model;
   }
   if (masked.length) {
     const own: ChoiceField[] = arch === 'sdar' ? ['stepsPerBlock', 'remasking'] : ['subBlockLength', 'blockCache'];
-    throw bad(masked[0], (n) => `${shown(c, masked[0], n)} applies to LLaDA/Dream (masked diffusion); this ${name} model decodes block by block ` +
+    throw unsupported(masked[0], (n) => `${shown(c, masked[0], n)} applies to LLaDA/Dream (masked diffusion); this ${name} model decodes block by block ` +
       `(its settings: ${[...own, 'threshold' as const].map((f) => n(f)).join(', ')}, and ${n('genLength')} as the cap on new tokens)` +
       (masked[0] === 'earlyStop' ? '; it always stops at a stop token' : ''));
   }
   const other = arch === 'sdar' ? v2 : sdar;
-  if (other.length) throw bad(other[0], (n) => `${shown(c, other[0], n)} applies to ${arch === 'sdar' ? 'Fast-dLLM v2' : 'SDAR'} models; this is a ${name} model`);
+  if (other.length) throw unsupported(other[0], (n) => `${shown(c, other[0], n)} applies to ${arch === 'sdar' ? 'Fast-dLLM v2' : 'SDAR'} models; this is a ${name} model`);
   if (c.blockLength !== undefined && c.blockLength !== model.blockSize) {
     throw bad('blockLength', (n) => `${n('blockLength')} ${c.blockLength}: this ${name} model decodes in the blocks of ${model.blockSize} it was trained with; drop ${n('blockLength')}`);
   }
@@ -147,10 +149,10 @@ function familyOf(c: DecodingChoices, model: DecodingModel | undefined): Decodin
 /** LLaDA/Dream's rule from the choices: the one they name or imply, else the recipe's. */
 function maskedRule(c: DecodingChoices): Rule | undefined {
   const ranking = c.remasking !== undefined && (MASKED_REMASKING as readonly string[]).includes(c.remasking) ? c.remasking : undefined;
-  if (c.threshold !== undefined && c.factor !== undefined) throw bad('factor', (n) => `${n('threshold')} and ${n('factor')} are two different rules; choose one`);
+  if (c.threshold !== undefined && c.factor !== undefined) throw conflict('factor', (n) => `${n('threshold')} and ${n('factor')} are two different rules; choose one`);
   if (ranking && (c.threshold !== undefined || c.factor !== undefined || c.alg)) {
     const with_ = c.threshold !== undefined ? 'threshold' : c.factor !== undefined ? 'factor' : 'alg';
-    throw bad('remasking', (n) => `${n('remasking')} applies to the fixed schedule only; it does not combine with ${n(with_)}`);
+    throw conflict('remasking', (n) => `${n('remasking')} applies to the fixed schedule only; it does not combine with ${n(with_)}`);
   }
   const implied: Rule | undefined = c.threshold !== undefined ? 'threshold' : c.factor !== undefined ? 'factor' : ranking ? 'fixed' : undefined;
   if (c.rule !== undefined && !(RULES as readonly string[]).includes(c.rule)) {
@@ -158,12 +160,12 @@ function maskedRule(c: DecodingChoices): Rule | undefined {
   }
   if (c.rule && implied && c.rule !== implied) {
     const f: ChoiceField = c.threshold !== undefined ? 'threshold' : c.factor !== undefined ? 'factor' : 'remasking';
-    throw bad(f, (n) => `${n(f)} implies ${n('rule')} ${implied}; it does not combine with ${n('rule')} ${c.rule}`);
+    throw conflict(f, (n) => `${n(f)} implies ${n('rule')} ${implied}; it does not combine with ${n('rule')} ${c.rule}`);
   }
   if (c.alg) {
-    if (c.factor !== undefined || c.rule === 'factor') throw bad('alg', (n) => `${n('alg')} (Dream's confidence) does not combine with the factor rule; use the threshold rule or the schedule`);
+    if (c.factor !== undefined || c.rule === 'factor') throw conflict('alg', (n) => `${n('alg')} (Dream's confidence) does not combine with the factor rule; use the threshold rule or the schedule`);
     if ((c.alg === 'origin' || c.alg === 'entropy') && (implied === 'threshold' || c.rule === 'threshold')) {
-      throw bad('threshold', (n) => c.alg === 'origin'
+      throw conflict('threshold', (n) => c.alg === 'origin'
         ? `${n('alg')} origin has no confidence to threshold; drop ${n('threshold')} or choose another ${n('alg')}`
         : `${n('alg')} entropy scores -entropy (<= 0), which no ${n('threshold')} in (0, 1] reaches; Fast-dLLM's Dream threshold rule is ${n('alg')} maskgit_plus with a ${n('threshold')}`);
     }
@@ -173,7 +175,7 @@ function maskedRule(c: DecodingChoices): Rule | undefined {
 
 function maskedStrategy(c: DecodingChoices, architecture: string, recipe: Strategy): Strategy {
   const dream = architecture === 'dream';
-  if (c.alg && !dream) throw bad('alg', (n) => `${n('alg')} is Dream's confidence; this is a ${familyName(architecture)} model`);
+  if (c.alg && !dream) throw unsupported('alg', (n) => `${n('alg')} is Dream's confidence; this is a ${familyName(architecture)} model`);
   let rule = maskedRule(c);
   // Dream's entropy and origin have no threshold rule: named alone they run Dream's schedule.
   if (rule === undefined && (c.alg === 'entropy' || c.alg === 'origin')) rule = 'fixed';
@@ -204,7 +206,7 @@ function blockStrategy(c: DecodingChoices, architecture: 'fast_dllm_v2' | 'sdar'
   const base = recipe?.kind === 'sdar' ? recipe : undefined;
   const remasking = (c.remasking as SdarRemasking | undefined) ?? base?.remasking ?? 'low_confidence_dynamic';
   if (remasking === 'low_confidence_static' && c.threshold !== undefined) {
-    throw bad('threshold', (n) => `${n('remasking')} low_confidence_static takes no ${n('threshold')} (only the dynamic rule thresholds)`);
+    throw conflict('threshold', (n) => `${n('remasking')} low_confidence_static takes no ${n('threshold')} (only the dynamic rule, low_confidence_dynamic, thresholds)`);
   }
   const steps = c.stepsPerBlock ?? base?.stepsPerBlock;
   return {
