@@ -268,7 +268,11 @@ function checkStrategy(s: Strategy): void {
 }
 
 /** What the family and block checks need of a model (a ModelInfo, or what a front-end knows before loading one). */
-export type BlockModel = Pick<ModelInfo, 'architecture' | 'blockSize'>;
+export interface BlockModel {
+  /** ModelInfo's architecture, or what a front-end knows of it (a string: families it does not know are masked). */
+  architecture: string;
+  blockSize?: number;
+}
 
 /** Each decoding procedure runs on its own model family (DESIGN §8): refuse the others with what to use instead. */
 function checkFamily(s: Strategy, model: BlockModel): void {

@@ -4,6 +4,7 @@
  * CLI, the server, the web page, bench and eval only map their own syntax (flags, JSON fields, form fields) to
  * DecodingChoices and the error's field back; none fills a default of its own.
  */
+import type { ModelInfo } from './engine.js';
 import { SchedulerConfigError, type ChoiceField, type ChoiceProblem } from './errors.js';
 import type { CacheMode } from './plan.js';
 import { DEFAULT_THRESHOLD, SDAR_THRESHOLD, defaultRecipe, describeDecoding } from './recipe.js';
@@ -245,7 +246,8 @@ export function checkChoices(choices: DecodingChoices): void {
 function planFor(m: DecodingModel, choices: DecodingChoices): DecodingPlan {
   const block = m.architecture === 'fast_dllm_v2' || m.architecture === 'sdar';
   const B = m.blockSize;
-  const recipe = !block || B !== undefined ? defaultRecipe({ architecture: m.architecture, blockSize: B }) : undefined;
+  // defaultRecipe gives a family it does not name LLaDA's recipe, as masked diffusion.
+  const recipe = !block || B !== undefined ? defaultRecipe({ architecture: m.architecture as ModelInfo['architecture'], blockSize: B }) : undefined;
   const strategy = block ? blockStrategy(choices, m.architecture as 'fast_dllm_v2' | 'sdar', recipe?.strategy) : maskedStrategy(choices, m.architecture, recipe!.strategy);
   const genLength = choices.genLength ?? DEFAULT_GEN_LENGTH;
   const cache: CacheMode = block ? 'none' : choices.cache ?? recipe!.cache;
