@@ -12,7 +12,7 @@ import type { Command } from 'commander';
 import { Option } from 'commander';
 import cliProgress from 'cli-progress';
 import {
-  defaultRecipe, requestOf, resolveDecoding, type CacheMode, type DecodingChoices, type DecodingModel, type DecodingPlan, type Strategy,
+  requestOf, resolveDecoding, type CacheMode, type DecodingChoices, type DecodingModel, type DecodingPlan, type Strategy,
 } from '@fast-dllm/scheduler';
 import type { ModelDescription } from '@fast-dllm/model';
 import { UsageError } from './errors.js';
@@ -124,10 +124,10 @@ export interface BlockPlan {
  * n in {B, B/2, B/4, ..., 1}, each static and dynamic (threshold `threshold`, default 0.85, or each of `taus`); the
  * baseline is static with n = B.
  */
-export function blockRowsFor(model: Pick<ModelDescription, 'architecture' | 'blockSize'>, taus: readonly number[] | null, threshold: number | undefined): BlockPlan {
+export function blockRowsFor(model: DecodingModel, taus: readonly number[] | null, threshold: number | undefined): BlockPlan {
   const B = model.blockSize;
   if (B === undefined) throw new Error(`blockRowsFor: a ${model.architecture} model is not a block-diffusion model`);
-  const recipe = defaultRecipe({ architecture: model.architecture, blockSize: B }).strategy;
+  const recipe = resolveDecoding(model, {}).strategy; // the family's recipe
   if (recipe.kind === 'fast_dllm_v2') {
     const r = recipe.subBlockLength!;
     const subs = [...new Set([...BLOCK_SUB_BLOCKS, B])].filter((b) => b <= B && B % b === 0);

@@ -115,6 +115,9 @@ describe.skipIf(!haveChromium)(`the page in Chromium (${CHROMIUM})`, () => {
       expect(await page.inputValue('#setting-cache')).toBe('dual');
       expect(await page.inputValue('#setting-rule')).toBe('threshold');
       expect(await page.inputValue('#setting-genLength')).toBe('128');
+      expect(await page.isChecked('#setting-earlyStop')).toBe(true); // the default: it cannot change the answer
+      // Every block decoded (the paper's NFE), to watch the canvas fill block by block.
+      await page.uncheck('#setting-earlyStop');
       await recordCanvas(page);
       const text = await ask(page, 'What is 23 + 48 ?');
       expect(answerOf(text), text).toBe('71');
@@ -141,6 +144,7 @@ describe.skipIf(!haveChromium)(`the page in Chromium (${CHROMIUM})`, () => {
       await page.selectOption('#setting-rule', 'fixed');
       await page.fill('#setting-steps', '8');
       await page.fill('#setting-slowMotionMs', '800');
+      await page.uncheck('#setting-earlyStop'); // every block decoded: 8 steps
       await page.fill('#prompt', 'What is 23 + 48 ?');
       await page.click('#send');
       await page.waitForFunction(() => document.querySelectorAll('#canvas .cell.masked').length === 112, null, { timeout: 30_000 });
@@ -185,6 +189,7 @@ describe.skipIf(!haveChromium)(`the page in Chromium (${CHROMIUM})`, () => {
     const { page, errors } = await open('?threads=1');
     try {
       await page.fill('#setting-slowMotionMs', '1500');
+      await page.uncheck('#setting-earlyStop'); // a second block to stop in
       await page.fill('#prompt', 'What is 23 + 48 ?');
       await page.click('#send');
       await page.waitForFunction(() => document.querySelectorAll('#canvas .cell.masked').length === 96, null, { timeout: 30_000 });
@@ -243,11 +248,14 @@ describe.skipIf(!haveChromium)(`the page in Chromium (${CHROMIUM})`, () => {
       await modelSettled(page);
       expect(await page.locator('#load-text').textContent()).toMatch(new RegExp(`^Ready: ${name} · ${arch} · `));
       for (const f of fields) expect(await page.locator(f).isVisible(), f).toBe(true);
+      // The family's recipe (the scheduler's): v2 sub-blocks of 8 at τ 0.9; SDAR B steps (0), dynamic, τ 0.85.
+      expect(await page.inputValue(fields[0]), fields[0]).toBe(arch === 'sdar' ? '0' : '8');
+      expect(await page.inputValue(arch === 'sdar' ? '#setting-sdarThreshold' : '#setting-v2Threshold')).toBe(arch === 'sdar' ? '0.85' : '0.9');
       for (const f of ['#setting-cache', '#setting-rule', '#setting-blockLength', '#setting-earlyStop']) expect(await page.locator(f).isVisible(), f).toBe(false);
       await page.fill('#setting-genLength', '24');
       await ask(page, 'hi');
       // The random fixture writes nonsense, but the run completes through the block-diffusion decoder.
-      expect(await page.textContent('#stats')).toMatch(new RegExp(`^step \\d+ · NFE \\d+ · .*${arch === 'sdar' ? 'SDAR' : 'Fast-dLLM v2'}: `));
+      expect(await page.textContent('#stats')).toMatch(new RegExp(`^step \\d+ · NFE \\d+ · .*${arch === 'sdar' ? 'SDAR' : 'Fast-dLLM v2'} \\(`));
       expect(errors).toEqual([]);
     } finally {
       await page.close();
