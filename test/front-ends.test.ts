@@ -8,9 +8,11 @@ import { Command } from 'commander';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FLAG_NAMES, UsageError, addDecodeOptions, decodingFrom, flagChoices, type DecodeFlags } from '@fast-dllm/cli';
 import { createReferenceEngine } from '@fast-dllm/engine-reference';
-import { readModelConfig, schedulerModelInfo, type ModelDescription } from '@fast-dllm/model';
+import { defaultModelDir, loadEvalSet } from '@fast-dllm/default-model';
+import { createWasmEngine } from '@fast-dllm/engine-wasm';
+import { loadTokenizer, readModelConfig, schedulerModelInfo, type ModelDescription } from '@fast-dllm/model';
 import {
-  SchedulerConfigError, generate, requestOf, resolveDecoding, type ChoiceField, type Engine, type EngineTarget, type GenerationRequest,
+  SchedulerConfigError, committedPrefix, generate, requestOf, resolveDecoding, type ChoiceField, type Engine, type EngineTarget, type GenerationRequest,
 } from '@fast-dllm/scheduler';
 import { ApiError, BODY_FIELDS, buildJob, type ChatBody, type CompletionBody } from '@fast-dllm/server';
 import { SERVER_FIELDS, serverFields } from '@fast-dllm/web/openai-client';
@@ -188,4 +190,35 @@ describe('one front door: every front-end maps its syntax to the same plan', () 
       }
     });
   }
+});
+
+describe('early stop (DESIGN §5), on by default, never changes the answer', () => {
+  it('the bundled model: the same answer ids with and without it, in fewer or as many forwards, for every rule and cache', async () => {
+    const description = await readModelConfig(defaultModelDir);
+    const tokenizer = await loadTokenizer(defaultModelDir);
+    const engine = await createWasmEngine(defaultModelDir, { threads: 1 });
+    try {
+      const info = schedulerModelInfo(description);
+      const stops = info.stopIds ?? [info.eosId];
+      let stoppedEarly = 0;
+      for (const item of loadEvalSet().slice(0, 2)) {
+        const text = tokenizer.applyChatTemplate([{ role: 'user', content: item.prompt }], { addGenerationPrompt: true });
+        const prompt = Int32Array.from(tokenizer.encode(text, { addSpecial: false }));
+        for (const choices of [{}, { rule: 'fixed', remasking: 'random', cache: 'none' }, { factor: 1, cache: 'prefix' }] as const) {
+          const on = resolveDecoding(description, { ...choices, genLength: 64, blockLength: 16 });
+          expect(on.earlyStop).toBe(true); // the default
+          const off = resolveDecoding(description, { ...choices, genLength: 64, blockLength: 16, earlyStop: false });
+          const a = await generate(engine, requestOf(on, prompt));
+          const b = await generate(engine, requestOf(off, prompt));
+          const answer = (t: Int32Array) => Array.from(committedPrefix(t, -1, stops).ids);
+          expect(answer(a.tokens), `${item.prompt} ${JSON.stringify(choices)}`).toEqual(answer(b.tokens));
+          expect(a.stats.nfe).toBeLessThanOrEqual(b.stats.nfe);
+          if (a.stoppedEarly) stoppedEarly++;
+        }
+      }
+      expect(stoppedEarly, 'the rule must have stopped some runs, or this test shows nothing').toBeGreaterThan(0);
+    } finally {
+      await engine.dispose();
+    }
+  });
 });
