@@ -7,7 +7,7 @@ import { readFile } from 'node:fs/promises';
 import { Command, Option } from 'commander';
 import { performance } from 'node:perf_hooks';
 import cliProgress from 'cli-progress';
-import { committedPrefix, type Engine, type Generation, type GenerationEvent, type LoadProgress, type GenerationResult } from '@fast-dllm/scheduler';
+import { CommittedTextStream, committedPrefix, type Engine, type Generation, type GenerationEvent, type LoadProgress, type GenerationResult } from '@fast-dllm/scheduler';
 import { openEngine } from './engines.js';
 import { UsageError } from './errors.js';
 import { idsArg, intArg } from './parse.js';
@@ -28,15 +28,14 @@ const NO_MASK = -1;
  * stop token); never retracts what it printed.
  */
 export function textStreamer(md: ModelDir, write: (s: string) => void) {
-  let printed = '';
+  const tokenizer = md.tokenizer;
+  if (!tokenizer) return () => undefined;
+  // The scheduler's committed-text stream: a character split across tokens is printed once it is whole.
+  const stream = new CommittedTextStream((ids) => tokenizer.decode(ids, { skipSpecial: true }));
   return (_ev: GenerationEvent, g: Generation) => {
-    if (!md.tokenizer) return;
-    const text = md.tokenizer.decode(g.committed().ids, { skipSpecial: true });
-    // A token's text may change once the next one is decoded beside it; print only what extends the printed text.
-    if (text.startsWith(printed) && text.length > printed.length) {
-      write(text.slice(printed.length));
-      printed = text;
-    }
+    const c = g.committed();
+    const delta = stream.update(c.ids, c.stopped || g.done);
+    if (delta) write(delta);
   };
 }
 

@@ -7,3 +7,4 @@ export { inspectModel, formatInspection, readSafetensorsHeader } from './inspect
 export type { Inspection } from './inspect.js';
 export { openEngine, ENGINE_CHOICES } from './engines.js';
 export { FLAG_NAMES, addDecodeOptions, choicesOf as flagChoices, decodingFrom, type DecodeFlags } from './decode.js';
+export { textStreamer } from './generate.js';

@@ -13,3 +13,4 @@ export * from './generate.js';
 export * from './batch.js';
 export * from './recipe.js';
 export * from './resolve.js';
+export * from './text.js';

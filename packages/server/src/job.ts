@@ -6,7 +6,7 @@
  * deadline and a client that goes away.
  */
 import {
-  DriverClosedError, EngineCapacityError, QueueFullError, SchedulerConfigError,
+  DriverClosedError, EngineCapacityError, QueueFullError, SchedulerConfigError, provisionalTokens,
   type BatchDriver, type Engine, type Generation, type GenerationEvent,
 } from '@fast-dllm/scheduler';
 import { AnswerText, type AnswerEnd, type FinishReason } from './answer.js';
@@ -170,12 +170,11 @@ function fromDriver(err: unknown, job: Job): ApiError {
 }
 
 function canvasView(ctx: JobContext, gen: Generation, P: number, step: number, nfe: number, positions: Int32Array): CanvasView {
-  const maskId = ctx.engine.model.maskId;
   const generated = gen.snapshot().subarray(P); // (genLength,) ids, mask where undecided
   return {
     step,
     nfe,
-    tokens: Array.from(generated, (id) => (id === maskId ? null : ctx.tokenText(id))),
+    tokens: provisionalTokens(generated, ctx.engine.model.maskId, ctx.tokenText),
     committed: Array.from(positions, (p) => p - P),
   };
 }
