@@ -10,7 +10,7 @@ import {
   resolveDecoding, type DecodingChoices, type DecodingPlan, type FieldNames, type GenerationRequest,
 } from '@fast-dllm/scheduler';
 import { schedulerModelInfo, type ModelDescription } from '@fast-dllm/model';
-import { ENGINE_CHOICES } from './engines.js';
+import { AUTO_ORDER, ENGINE_CHOICES } from './engines.js';
 import { UsageError } from './errors.js';
 import { choiceArg, floatArg, intArg } from './parse.js';
 
@@ -53,7 +53,7 @@ export const DTYPE_CHOICES = ['f32', 'bf16', 'int8'] as const;
 export function addDecodeOptions(cmd: Command): Command {
   return cmd
     .option('--model <dir>', 'Hugging Face model directory (default: the bundled model)')
-    .addOption(new Option('--engine <name>', 'engine: auto tries cuda, wasm, reference').argParser(choiceArg('--engine', ENGINE_CHOICES)).default('auto'))
+    .addOption(new Option('--engine <name>', `engine: auto tries ${AUTO_ORDER.join(', ')}`).argParser(choiceArg('--engine', ENGINE_CHOICES)).default('auto'))
     .addOption(new Option('--gen-length <n>', 'tokens to generate (Fast-dLLM v2 / SDAR: the cap on new tokens; a stop token ends the answer earlier)').argParser(intArg('--gen-length', 1)).default(DEFAULT_GEN_LENGTH))
     .addOption(new Option('--block-length <n>', `LLaDA/Dream: semi-autoregressive block length, divides --gen-length (default ${DEFAULT_BLOCK_LENGTH}); Fast-dLLM v2 / SDAR use the model's`).argParser(intArg('--block-length', 1)))
     .addOption(new Option('--steps <n>', 'LLaDA/Dream: total steps (default: --gen-length); a multiple of the block count').argParser(intArg('--steps', 1)))

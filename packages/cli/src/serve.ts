@@ -6,7 +6,7 @@
 import { basename, dirname } from 'node:path';
 import { Option, type Command } from 'commander';
 import { DEFAULT_BLOCK_LENGTH, DEFAULT_GEN_LENGTH, type Engine } from '@fast-dllm/scheduler';
-import { ENGINE_CHOICES, openEngine } from './engines.js';
+import { AUTO_ORDER, ENGINE_CHOICES, openEngine } from './engines.js';
 import { RunError, UsageError } from './errors.js';
 import type { Io } from './io.js';
 import { openModelDir } from './modeldir.js';
@@ -44,7 +44,7 @@ export function registerServe(program: Command, io: Io, signal: AbortSignal): vo
     .option('--name <id>', 'model name clients send as "model" (default: "default" for the bundled model, org/name for a Hugging Face cache snapshot, else the directory name)')
     .option('--host <host>', 'address to bind; anything but loopback exposes the server to the network', '127.0.0.1')
     .addOption(new Option('--port <n>', 'port (0: any free port)').argParser(intArg('--port', 0, 65535)).default(8000))
-    .addOption(new Option('--engine <name>', 'engine: auto tries cuda, wasm, reference').argParser(choiceArg('--engine', ENGINE_CHOICES)).default('auto'))
+    .addOption(new Option('--engine <name>', `engine: auto tries ${AUTO_ORDER.join(', ')}`).argParser(choiceArg('--engine', ENGINE_CHOICES)).default('auto'))
     .addOption(new Option('--batch <n>', 'most sequences per forward pass (default: min(engine maximum, 8))').argParser(intArg('--batch', 1, 4096)))
     .addOption(new Option('--threads <n>', 'worker threads for CPU engines').argParser(intArg('--threads', 1, 1024)))
     .addOption(new Option('--dtype <type>', "weight storage: f32, bf16, or int8 (CPU engines: a quarter of f32's memory); default: the engine's").argParser(choiceArg('--dtype', DTYPE_CHOICES)))
