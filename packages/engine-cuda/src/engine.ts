@@ -183,7 +183,6 @@ async function createOn(addonPath: string, name: string, modelDir: string, optio
   const probe = probeCuda(addonPath);
   if (!probe.available) throw new Error(`${name} engine unavailable: ${probe.reason}`);
   const info = probe.binding.deviceInfo();
-  if (options.weightDType === 'f16') throw new Error("cuda engine: weightDType 'f16' is not supported; use 'bf16' or 'f32'");
   if (options.weightDType === 'int8') throw new Error("cuda engine: weightDType 'int8' is the CPU engines' format; use 'bf16' or 'f32' on the GPU, or the wasm engine for int8");
   const dtype = options.weightDType ?? 'bf16';
   const kvDType = options.kvDType ?? dtype;
@@ -247,7 +246,6 @@ function providerOn(addonPath: string, name: string): EngineProvider {
     },
     create: (modelDir, options) => createOn(addonPath, name, modelDir, (options ?? {}) as CudaEngineOptions),
     async estimateMemory(modelDir, { maxLength, weightDType }) {
-      if (weightDType === 'f16') throw new Error("cuda engine: weightDType 'f16' is not supported; use 'bf16' or 'f32'");
       if (weightDType === 'int8') throw new Error("cuda engine: weightDType 'int8' is the CPU engines' format; use 'bf16' or 'f32' on the GPU, or the wasm engine for int8");
       const dtype = weightDType ?? 'bf16';
       const loaded = await openModel(modelDir);

@@ -214,7 +214,7 @@ export function referenceCacheBytes(m: Pick<ModelDescription, 'numLayers' | 'num
 /**
  * Loads a Hugging Face model directory (LLaDA, Dream, Fast-dLLM v2 or SDAR). Weights are kept as float32 whatever
  * their dtype, except with weightDType 'int8': then the linear weights are quantized into the CPU engines' int8
- * format (quant.ts), the oracle of the WASM engine's int8 mode. 'bf16'/'f16' and threads are ignored: the oracle is
+ * format (quant.ts), the oracle of the WASM engine's int8 mode. 'bf16' and threads are ignored: the oracle is
  * single-threaded f32.
  */
 export async function createReferenceEngine(modelDir: string, options: EngineOptions = {}): Promise<ReferenceEngine> {
