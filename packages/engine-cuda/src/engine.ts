@@ -7,7 +7,7 @@ import {
   ENGINE_CONTRACT_VERSION, EngineCapacityError, SequenceTable, assembleResults, checkModelSupported, layoutPass,
   type Engine, type EngineCapabilities, type EngineOptions, type EngineProvider, type ForwardRequest, type ForwardResult, type ModelInfo,
   type SequenceHandle,
-} from '@fast-dllm/scheduler';
+} from '@fast-dllm/engine-contract';
 import { openModel, schedulerModelInfo, type ModelDescription } from '@fast-dllm/model';
 import { ADDON_PATH, EMULATOR_ADDON_PATH, loadBinding, type NativeBinding, type NativeModel } from './binding.js';
 import { BLOCK_ALIGN, CachePool, type CacheBlock } from './cache-pool.js';

@@ -9,7 +9,7 @@ import {
   layoutPass,
   type Engine, type EngineCapabilities, type EngineOptions, type EngineProvider, type ForwardRequest,
   type ForwardResult, type ModelInfo, type PassLayout, type SequenceHandle,
-} from '@fast-dllm/scheduler';
+} from '@fast-dllm/engine-contract';
 import { INT8_BLOCK, int8Blocks, openModel, schedulerModelInfo, type ModelDescription } from '@fast-dllm/model';
 import { loadReferenceModel, type ReferenceWeights } from './load.js';
 import { referenceAttention, referenceMatmul, referenceRmsNorm, referenceRope, referenceSwiglu } from './ops.js';

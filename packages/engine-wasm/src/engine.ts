@@ -27,7 +27,7 @@ import {
   ENGINE_CONTRACT_VERSION, EngineCapacityError, SequenceTable, assembleResults, checkModelSupported, layoutPass, newPassReductions,
   type Engine, type EngineCapabilities, type ForwardRequest, type ForwardResult, type ModelInfo, type PassLayout,
   type SequenceHandle,
-} from '@fast-dllm/scheduler';
+} from '@fast-dllm/engine-contract';
 import { schedulerModelInfo, type ModelDescription, type ModelTensorNames } from '@fast-dllm/model';
 import { ATTENTION_SCORE_ROWS, WASM32_MAX_BYTES, int8ScratchBytes, packedBytes, type PackedWeight, type Region, type WasmKernels, type WeightDType } from './kernels.js';
 

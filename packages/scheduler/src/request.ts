@@ -3,10 +3,10 @@
  * checks everything the request says about itself; given a model and an engine's capabilities it also checks
  * what depends on them. The CLI, the server and the batch driver all call this one function.
  */
-import { ENGINE_CONTRACT_VERSION, type EngineCapabilities, type ForwardMode, type ModelInfo } from './engine.js';
+import { ENGINE_CONTRACT_VERSION, type EngineCapabilities, type ForwardMode, type ModelInfo } from '@fast-dllm/engine-contract';
 import { SchedulerConfigError, type ChoiceField, type ChoiceProblem } from './errors.js';
 import type { CacheMode } from './plan.js';
-import { normaliseSeed } from './rng.js';
+import { normaliseSeed } from '@fast-dllm/engine-contract';
 
 export type DreamAlg = 'entropy' | 'topk_margin' | 'maskgit_plus' | 'origin';
 

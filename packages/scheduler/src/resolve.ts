@@ -4,7 +4,7 @@
  * CLI, the server, the web page, bench and eval only map their own syntax (flags, JSON fields, form fields) to
  * DecodingChoices and the error's field back; none fills a default of its own.
  */
-import type { ModelInfo } from './engine.js';
+import type { ModelInfo } from '@fast-dllm/engine-contract';
 import { SchedulerConfigError, type ChoiceField, type ChoiceProblem } from './errors.js';
 import type { CacheMode } from './plan.js';
 import { DEFAULT_THRESHOLD, SDAR_THRESHOLD, defaultRecipe, describeDecoding } from './recipe.js';
