@@ -187,9 +187,10 @@ export function tablePlan(
   if (model.blockSize !== undefined) {
     ({ rows: specs, baseline } = blockRowsFor(model, o.sweep ?? null, o.threshold));
   } else {
-    // The threshold rows' tau: the flag's, else the family's threshold rule's.
+    // The rows' tau and f: the flags', else the family's own rules' (the scheduler's defaults).
     const recipeTau = (resolveDecoding(model, { rule: 'threshold' }).strategy as { threshold?: number }).threshold!;
-    specs = rowsFor(o.threshold ?? recipeTau, o.factor ?? 1, o.sweep ?? null, o.sweepOnly ?? false, o.only);
+    const ruleFactor = (resolveDecoding(model, { rule: 'factor' }).strategy as { factor?: number }).factor!;
+    specs = rowsFor(o.threshold ?? recipeTau, o.factor ?? ruleFactor, o.sweep ?? null, o.sweepOnly ?? false, o.only);
     baseline = specs[0]?.name === 'baseline' ? 0 : null;
   }
   const rows = specs.map(({ name, choices }) => {

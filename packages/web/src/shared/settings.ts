@@ -225,7 +225,7 @@ export function recipeSettings(m: ModelCaps): Partial<DecodeSettings> {
       const rule: RuleChoice = tau !== undefined ? 'threshold' : st.kind === 'factor' ? 'factor' : 'fixed';
       return {
         ...common, rule, cache: plan.cache as CacheChoice, blockLength: plan.blockLength, steps: plan.steps!, earlyStop: plan.earlyStop,
-        ...(tau !== undefined ? { threshold: tau } : {}), ...(st.kind === 'factor' ? { factor: st.factor ?? 1 } : {}),
+        ...(tau !== undefined ? { threshold: tau } : {}), ...(st.kind === 'factor' ? { factor: st.factor! } : {}),
       };
     }
   }
