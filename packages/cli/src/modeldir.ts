@@ -1,6 +1,7 @@
 /** Opens a model directory for the CLI: normalised config, tokenizer, and the scheduler's generate(). */
 import type { ModelDescription, TextTokenizer } from '@fast-dllm/model';
 import type { DecodeManyOptions, Engine, GenerateOptions, GenerationRequest, GenerationResult } from '@fast-dllm/scheduler';
+import { asUsage } from './decode.js';
 import { UsageError } from './errors.js';
 
 export interface ModelDir {
@@ -29,8 +30,7 @@ async function defaultModelDir(): Promise<string> {
 export async function openModelDir(dir: string | undefined, o: { needTokenizer: boolean }): Promise<ModelDir> {
   const path = dir ?? (await defaultModelDir());
   const model = await import('@fast-dllm/model');
-  const { generate, decodeMany, SchedulerConfigError } = await import('@fast-dllm/scheduler');
-  const asUsage = (e: unknown) => (e instanceof SchedulerConfigError ? new UsageError(e.message) : e);
+  const { generate, decodeMany } = await import('@fast-dllm/scheduler');
   let description: ModelDescription;
   try {
     description = await model.readModelConfig(path);

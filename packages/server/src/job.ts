@@ -12,7 +12,7 @@ import {
 import { AnswerText, type AnswerEnd, type FinishReason } from './answer.js';
 import { ApiError, badRequest } from './errors.js';
 import type { ServerMetrics } from './metrics.js';
-import type { Job } from './request.js';
+import { fromScheduler, type Job } from './request.js';
 
 export interface Usage {
   prompt_tokens: number;
@@ -162,7 +162,7 @@ function fromDriver(err: unknown, job: Job): ApiError {
   if (err instanceof ApiError) return err;
   if (err instanceof QueueFullError) return new ApiError(429, err.message, 'rate_limit_error', null, 'queue_full');
   if (err instanceof DriverClosedError) return shutdownError();
-  if (err instanceof SchedulerConfigError) return badRequest(null, err.message);
+  if (err instanceof SchedulerConfigError) return fromScheduler(err, job.promptParam) as ApiError;
   if (err instanceof EngineCapacityError) {
     return badRequest(job.promptParam, `this request's cache does not fit in the engine's memory even alone (${err.message}); shorten the prompt or lower max_tokens`, 'context_length_exceeded');
   }

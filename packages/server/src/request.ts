@@ -130,7 +130,7 @@ export function choicesOf(body: DecodingBody): DecodingChoices {
 }
 
 /** The scheduler's refusal as a 400 naming the body field (the prompt's field for prompt errors). */
-function fromScheduler(e: unknown, promptParam: string): unknown {
+export function fromScheduler(e: unknown, promptParam: string): unknown {
   if (!(e instanceof SchedulerConfigError)) return e;
   const param = e.field === 'prompt' ? promptParam : e.field ? BODY_FIELDS[e.field] ?? e.field : null;
   const code = e.problem === 'conflict' ? 'conflicting_values' : e.problem === 'unsupported' ? 'unsupported_value' : 'invalid_value';
