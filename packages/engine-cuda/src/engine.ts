@@ -4,7 +4,7 @@
  * of every request (marshal.ts), checked as a whole by engine-kit's SequenceTable before any kernel runs.
  */
 import {
-  ENGINE_CONTRACT_VERSION, EngineCapacityError, SequenceTable, assembleResults, checkModelSupported, layoutPass,
+  ENGINE_CONTRACT_VERSION, EngineCapacityError, SequenceTable, assembleResults, checkModelSupported,
   type Engine, type EngineCapabilities, type EngineOptions, type EngineProvider, type ForwardRequest, type ForwardResult, type ModelInfo,
   type SequenceHandle,
 } from '@fast-dllm/engine-contract';
@@ -133,27 +133,21 @@ export class CudaEngine implements Engine {
     signal?.throwIfAborted();
     // One stream: passes run in order even if a caller does not await, and each is checked against the caches as
     // the passes before it left them.
-    const run = this.queue.then(async () => {
-      const blocks = this.sequences.check(this.model, this.capabilities, batch); // the other engines' rejections, in their words
-      signal?.throwIfAborted();
-      const layout = layoutPass(this.model, batch);
-      if (layout.rows > this.passRows) {
-        throw new EngineCapacityError(
-          `${this.name} engine: a pass of ${layout.rows} rows is more than the ${this.passRows} rows of scratch it reserves; run fewer sequences per pass`);
-      }
-      let r;
-      try {
-        r = await native.forward(nativePass(batch, layout, blocks));
-      } catch (e) {
-        this.sequences.invalidate(batch); // a pass that failed part-way left its caches half written
-        throw e;
-      }
-      this.sequences.commit(batch);
-      const none = new Float64Array(0);
-      return assembleResults(batch, layout, {
-        token: r.tokens, prob: r.probs, top1: r.top1Probs ?? none, top2: r.top2Probs ?? none, entropy: r.entropy ?? none, logits: r.logits,
-      }, this.model.vocabSize);
-    });
+    const run = this.queue.then(() => this.sequences.pass(this.model, this.capabilities, batch, signal, {
+      reserve: (layout) => {
+        if (layout.rows > this.passRows) {
+          throw new EngineCapacityError(
+            `${this.name} engine: a pass of ${layout.rows} rows is more than the ${this.passRows} rows of scratch it reserves; run fewer sequences per pass`);
+        }
+      },
+      compute: (blocks, layout) => native.forward(nativePass(batch, layout, blocks)),
+      results: (r, layout) => {
+        const none = new Float64Array(0);
+        return assembleResults(batch, layout, {
+          token: r.tokens, prob: r.probs, top1: r.top1Probs ?? none, top2: r.top2Probs ?? none, entropy: r.entropy ?? none, logits: r.logits,
+        }, this.model.vocabSize);
+      },
+    }));
     this.queue = run.catch(() => undefined);
     return run;
   }

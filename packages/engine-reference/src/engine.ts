@@ -6,7 +6,6 @@
  */
 import {
   ENGINE_CONTRACT_VERSION, EngineCapacityError, SequenceTable, assembleResults, newPassReductions, checkModelSupported, counterGumbel,
-  layoutPass,
   type Engine, type EngineCapabilities, type EngineOptions, type EngineProvider, type ForwardRequest,
   type ForwardResult, type ModelInfo, type PassLayout, type SequenceHandle,
 } from '@fast-dllm/engine-contract';
@@ -73,22 +72,17 @@ export class ReferenceEngine implements Engine {
 
   async forward(batch: readonly ForwardRequest[], signal?: AbortSignal): Promise<ForwardResult[]> {
     if (this.disposed || !this.weights) throw new Error('forward: the engine was disposed');
-    const caches = this.sequences.check(this.model, this.capabilities, batch);
-    signal?.throwIfAborted();
-    const layout = layoutPass(this.model, batch);
-    let hidden: Float64Array;
-    try {
-      hidden = this.hiddenStates(batch, caches, layout, signal); // (rows, d) after the final norm
-    } catch (e) {
-      this.sequences.invalidate(batch);
-      throw e;
-    }
-    this.sequences.commit(batch);
-    const d = this.config.hiddenSize;
-    const selected = new Float64Array(layout.reports * d); // (reports, d) the rows that predict each report
-    for (let r = 0; r < layout.reports; r++) selected.set(hidden.subarray(layout.reportRow[r] * d, (layout.reportRow[r] + 1) * d), r * d);
-    const logits = referenceMatmul(selected, this.weights.lmHead, layout.reports, d, this.config.vocabSize); // (reports, V)
-    return this.report(batch, layout, logits);
+    const lmHead = this.weights.lmHead;
+    return this.sequences.pass(this.model, this.capabilities, batch, signal, {
+      compute: (caches, layout) => this.hiddenStates(batch, caches, layout, signal), // (rows, d) after the final norm
+      results: (hidden, layout) => {
+        const d = this.config.hiddenSize;
+        const selected = new Float64Array(layout.reports * d); // (reports, d) the rows that predict each report
+        for (let r = 0; r < layout.reports; r++) selected.set(hidden.subarray(layout.reportRow[r] * d, (layout.reportRow[r] + 1) * d), r * d);
+        const logits = referenceMatmul(selected, lmHead, layout.reports, d, this.config.vocabSize); // (reports, V)
+        return this.report(batch, layout, logits);
+      },
+    });
   }
 
   /**
