@@ -6,3 +6,4 @@
 export * from './engine.js';
 export * from './engine-kit.js';
 export * from './rng.js';
+export * from './conformance.js';
