@@ -80,7 +80,7 @@ export function addDecodeOptions(cmd: Command): Command {
 export const FLAG_NAMES: FieldNames = {
   prompt: '--prompt', genLength: '--gen-length', blockLength: '--block-length', steps: '--steps', rule: '--strategy', threshold: '--threshold',
   factor: '--factor', remasking: '--remasking', alg: '--alg', cache: '--cache', blockCache: '--cache block', subBlockLength: '--sub-block-length',
-  stepsPerBlock: '--steps-per-block', refreshEvery: '--refresh-every', earlyStop: '--early-stop', temperature: '--temperature', seed: '--seed', engine: '--engine',
+  stepsPerBlock: '--steps-per-block', refreshEvery: '--refresh-every', earlyStop: '--no-early-stop', temperature: '--temperature', seed: '--seed', engine: '--engine',
 };
 
 /** The scheduler's refusal in flag names. */

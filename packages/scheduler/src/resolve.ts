@@ -111,7 +111,7 @@ const sdarOnly = (c: DecodingChoices): ChoiceField[] => [
 
 /** What a choice means to say in an error: the field, with its value where that tells the families apart. */
 const shown = (c: DecodingChoices, f: ChoiceField, n: (f: ChoiceField) => string) =>
-  f === 'remasking' ? `${n(f)} ${c.remasking}` : f === 'cache' ? `${n(f)} ${c.cache}` : f === 'earlyStop' ? `${n(f)} off` : n(f);
+  f === 'remasking' ? `${n(f)} ${c.remasking}` : f === 'cache' ? `${n(f)} ${c.cache}` : n(f);
 
 /**
  * The family the choices are for: the model's, or without a model (checks before loading one) the one their
@@ -227,19 +227,15 @@ export function resolveDecoding(model: DecodingModel, choices: DecodingChoices):
 
 /**
  * What can be checked before the model is known (a front-end's checks before it loads one): choices of two
- * families together, rules that contradict each other, and, once a family-only choice or a block length says which
- * family the model is, everything that family's plan needs no block size for. A bare length is left alone: it may
- * be a block-diffusion model's cap, which no block length has to divide.
+ * families together and rules that contradict each other, and for a block-diffusion family's choices what its plan
+ * needs no block size for. Lengths wait for the model: whether a length must divide by a block length of 32, or is
+ * a block-diffusion model's cap, is the model's family's to say (a LLaDA/Dream-only choice on such a model is
+ * refused as that, not as a length).
  */
 export function checkChoices(choices: DecodingChoices): void {
   const m = familyOf(choices, undefined);
-  if (m.architecture !== 'llada') {
-    planFor(m, choices);
-  } else if (maskedOnly(choices).length > 0 || choices.blockLength !== undefined) {
-    planFor({ architecture: choices.alg ? 'dream' : 'llada' }, choices);
-  } else {
-    maskedRule(choices);
-  }
+  if (m.architecture !== 'llada') planFor(m, choices);
+  else maskedRule(choices);
 }
 
 /** The plan for a family; a block-diffusion family without its block size (checkChoices) checks what it can. */
