@@ -1,13 +1,12 @@
 /**
  * One front door (DESIGN §10): the same decoding choices, written in each front-end's own syntax — CLI flags,
  * `fast-dllm serve` JSON fields, the web page's form (run in the page, or sent to a server) — give the same
- * scheduler request for every model family and option, and the same tokens on the reference engine; a choice the
+ * scheduler request for every model family and option, and the same tokens on the WASM engine; a choice the
  * scheduler refuses is refused by every front-end, naming its own field for it.
  */
 import { Command } from 'commander';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FLAG_NAMES, UsageError, addDecodeOptions, decodingFrom, flagChoices, type DecodeFlags } from '@fast-dllm/cli';
-import { createReferenceEngine } from '@fast-dllm/engine-reference';
 import { defaultModelDir, loadEvalSet } from '@fast-dllm/default-model';
 import { createWasmEngine } from '@fast-dllm/engine-wasm';
 import { loadTokenizer, readModelConfig, schedulerModelInfo, type ModelDescription } from '@fast-dllm/model';
@@ -90,7 +89,7 @@ const models = new Map<string, Loaded>();
 beforeAll(async () => {
   for (const [arch, f] of Object.entries(FAMILIES)) {
     const description = await readModelConfig(modelDir(f.fixture));
-    const engine = await createReferenceEngine(modelDir(f.fixture));
+    const engine = await createWasmEngine(modelDir(f.fixture), { threads: 1 });
     const caps: ModelCaps = { architecture: description.architecture, maxPositions: description.maxPositions, ...(description.blockSize !== undefined ? { blockSize: description.blockSize } : {}) };
     models.set(arch, { description, target: { name: engine.name, model: schedulerModelInfo(description), capabilities: engine.capabilities }, caps, engine });
   }
