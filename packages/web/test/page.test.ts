@@ -357,6 +357,46 @@ describe.skipIf(!haveChromium)(`the page in Chromium (${CHROMIUM})`, () => {
     }
   });
 
+  it.each([
+    ['fast-dllm-v2-tiny-f32', ['#setting-subBlockLength', '#setting-v2Threshold', '#setting-blockCache'], { sub_block_length: 8, threshold: 0.9, block_cache: false }],
+    ['sdar-tiny-f32', ['#setting-stepsPerBlock', '#setting-sdarRemasking', '#setting-sdarThreshold'], { remasking: 'low_confidence_dynamic', threshold: 0.85 }],
+  ] as const)('talks to the real fast-dllm serve running %s: its family\'s settings, sent in its fields, answered', async (name, fields, sent) => {
+    const { createServer: createApi } = await import('@fast-dllm/server');
+    const { createWasmEngine } = await import('@fast-dllm/engine-wasm');
+    const { loadTokenizer, readModelConfig } = await import('@fast-dllm/model');
+    const dir = fileURLToPath(new URL(`../../../test/fixtures/models/${name}`, import.meta.url));
+    const engine = await createWasmEngine(dir);
+    const api = await createApi({
+      engine, model: { id: name, description: await readModelConfig(dir), tokenizer: await loadTokenizer(dir) }, corsOrigins: [new URL(web.url).origin],
+    });
+    const url = await api.listen({ host: '127.0.0.1', port: 0 });
+    const { page, errors } = await open('?autoload=0', { wait: false });
+    const bodies: Record<string, unknown>[] = [];
+    page.on('request', (r) => {
+      if (r.url().endsWith('/chat/completions') && r.method() === 'POST') bodies.push(JSON.parse(r.postData() ?? '{}'));
+    });
+    try {
+      await page.click('label:has(#backend-remote)');
+      await page.fill('#server-url', url);
+      await page.click('#server-form button[type=submit]');
+      await page.waitForFunction((n) => (document.getElementById('server-status')!.textContent ?? '').startsWith(`Connected: ${n}.`), name, { timeout: 10_000 });
+      // The served model's family: its own settings shown, LLaDA's hidden.
+      await page.waitForFunction((f) => !(document.querySelector(f) as HTMLElement).closest('label')!.hidden, fields[0], { timeout: 10_000 });
+      for (const f of ['#setting-cache', '#setting-rule', '#setting-blockLength']) expect(await page.locator(f).isVisible(), f).toBe(false);
+      await page.fill('#setting-genLength', '16');
+      await ask(page, 'hi');
+      expect(await page.locator('.msg.assistant .error-text').count()).toBe(0);
+      expect(bodies).toHaveLength(1);
+      expect(bodies[0]).toMatchObject({ max_tokens: 16, ...sent });
+      for (const k of ['strategy', 'cache', 'block_length', 'steps', 'early_stop']) expect(bodies[0], k).not.toHaveProperty(k);
+      expect(errors).toEqual([]);
+    } finally {
+      await page.close();
+      await api.fastDllm.shutdown();
+      await engine.dispose();
+    }
+  });
+
   it('talks to a fast-dllm serve endpoint: streams its text and draws its canvas frames', async () => {
     const requests: Record<string, unknown>[] = [];
     // Three steps of a 6-position generation, as the server sends them (DESIGN §9 deltas + provisional canvas).
