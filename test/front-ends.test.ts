@@ -1,5 +1,5 @@
 /**
- * One front door (DESIGN §10): the same decoding choices, written in each front-end's own syntax — CLI flags,
+ * One front door (DESIGN §11): the same decoding choices, written in each front-end's own syntax — CLI flags,
  * `fast-dllm serve` JSON fields, the web page's form (run in the page, or sent to a server) — give the same
  * scheduler request for every model family and option, and the same tokens on the WASM engine; a choice the
  * scheduler refuses is refused by every front-end, naming its own field for it.

@@ -1,6 +1,6 @@
 /**
  * The decoding flags shared by generate, chat, bench and eval: only their syntax. What they mean is the
- * scheduler's resolver (resolveDecoding: the model family's recipe with the user's choices over it, DESIGN §10); a
+ * scheduler's resolver (resolveDecoding: the model family's recipe with the user's choices over it, DESIGN §11); a
  * refusal comes back naming the field, which is shown as its flag (FLAG_NAMES). The server and the web page map
  * their own fields to the same choices, so all three decode and refuse alike.
  */

@@ -1,5 +1,5 @@
 /**
- * The engine registry (DESIGN §0, §11): every engine provider in one ranked list, built here and nowhere else. The
+ * The engine registry (DESIGN §0, §12): every engine provider in one ranked list, built here and nowhere else. The
  * CLI (generate, chat, bench, eval, serve) opens engines through it and the conformance harness runs every entry,
  * so adding an engine is one registration here plus the harness. Importing this module imports no engine: each
  * registration loads its package only when asked, so a broken or unbuilt engine never stops the others.

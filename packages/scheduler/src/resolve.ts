@@ -1,5 +1,5 @@
 /**
- * The one front door for decoding settings (DESIGN §6, §8, §10): a model's family recipe plus the user's choices, in
+ * The one front door for decoding settings (DESIGN §6, §8, §11): a model's family recipe plus the user's choices, in
  * neutral names, give one validated DecodingPlan, or a SchedulerConfigError whose `field` names the choice. The
  * CLI, the server, the web page, bench and eval only map their own syntax (flags, JSON fields, form fields) to
  * DecodingChoices and the error's field back; none fills a default of its own.
@@ -217,7 +217,7 @@ function blockStrategy(c: DecodingChoices, architecture: 'fast_dllm_v2' | 'sdar'
 }
 
 /**
- * The plan for a model (DESIGN §6, §8, §10): the family's recipe with the choices over it, checked with the
+ * The plan for a model (DESIGN §6, §8, §11): the family's recipe with the choices over it, checked with the
  * scheduler's own request rules (checkGenerationRequest) on a stand-in prompt. Throws SchedulerConfigError naming
  * the choice.
  */

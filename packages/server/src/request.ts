@@ -6,7 +6,7 @@
  *   and at the first stop token or stop string, so the rounding never shows in the text. Absent: the server's
  *   default, lowered to what the model's positions leave after the prompt.
  * - Every decoding field maps to the scheduler's neutral choices (choicesOf), which its resolver (resolveDecoding)
- *   turns into the model family's recipe with the request's fields over it, and refuses by field (DESIGN §10): a
+ *   turns into the model family's recipe with the request's fields over it, and refuses by field (DESIGN §11): a
  *   field of another family (LLaDA/Dream's `strategy`, `factor`, `alg`, `cache`, `block_length`, `steps`,
  *   `refresh_every`, `early_stop`: false; Fast-dLLM v2's `sub_block_length`, `block_cache`; SDAR's
  *   `steps_per_block`, `remasking`) is refused naming it, as the CLI refuses its flag.

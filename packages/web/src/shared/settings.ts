@@ -1,7 +1,7 @@
 /**
  * The decoding settings of the page: their values, the panel that edits them (declared here as sections of
  * fields, drawn by page/ui/settings-panel.ts), and their mapping to the scheduler's neutral choices (choicesOf).
- * What the choices mean — the family's recipe, the rules, the checks — is the scheduler's resolver (DESIGN §10),
+ * What the choices mean — the family's recipe, the rules, the checks — is the scheduler's resolver (DESIGN §11),
  * as for the CLI and the server; a model's first values are its recipe (recipeSettings).
  *
  * A new family of settings is one more section whose `visible` looks at the model, plus its keys in
