@@ -9,7 +9,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { dirname, join } from 'node:path';
 import type { ModelDescription } from '@fast-dllm/model';
-import type { ForwardResult } from '@fast-dllm/scheduler';
+import type { ForwardResult } from '@fast-dllm/engine-contract';
 
 /** Versions as "13.0", or "none" (no driver; the emulator reports "none" for both). */
 interface CudaVersions {

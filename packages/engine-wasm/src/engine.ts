@@ -24,10 +24,10 @@
  *            └──────────────────────────────────────────────────────────────────────┘
  */
 import {
-  ENGINE_CONTRACT_VERSION, EngineCapacityError, SequenceTable, assembleResults, checkModelSupported, layoutPass, newPassReductions,
+  ENGINE_CONTRACT_VERSION, EngineCapacityError, SequenceTable, assembleResults, checkModelSupported, newPassReductions,
   type Engine, type EngineCapabilities, type ForwardRequest, type ForwardResult, type ModelInfo, type PassLayout,
   type SequenceHandle,
-} from '@fast-dllm/scheduler';
+} from '@fast-dllm/engine-contract';
 import { schedulerModelInfo, type ModelDescription, type ModelTensorNames } from '@fast-dllm/model';
 import { ATTENTION_SCORE_ROWS, WASM32_MAX_BYTES, int8ScratchBytes, packedBytes, type PackedWeight, type Region, type WasmKernels, type WeightDType } from './kernels.js';
 
@@ -215,19 +215,14 @@ export class WasmEngine implements Engine {
 
   async forward(batch: readonly ForwardRequest[], signal?: AbortSignal): Promise<ForwardResult[]> {
     if (this.disposed) throw new Error('forward: the engine was disposed');
-    const caches = this.sequences.check(this.model, this.capabilities, batch);
-    const layout = layoutPass(this.model, batch);
-    const keys = batch.reduce((a, r) => Math.max(a, r.canvas.length), 0);
-    this.ensureScratch({ rows: layout.rows, keys, reports: Math.min(Math.max(layout.reports, 1), REPORT_CHUNK) });
-    signal?.throwIfAborted();
-    try {
-      this.layersForward(batch, caches, layout, signal);
-    } catch (e) {
-      this.sequences.invalidate(batch);
-      throw e;
-    }
-    this.sequences.commit(batch);
-    return this.report(batch, layout);
+    return this.sequences.pass(this.model, this.capabilities, batch, signal, {
+      reserve: (layout) => {
+        const keys = batch.reduce((a, r) => Math.max(a, r.canvas.length), 0);
+        this.ensureScratch({ rows: layout.rows, keys, reports: Math.min(Math.max(layout.reports, 1), REPORT_CHUNK) });
+      },
+      compute: (caches, layout) => this.layersForward(batch, caches, layout, signal),
+      results: (_, layout) => this.report(batch, layout),
+    });
   }
 
   /** Grows the scratch block to hold a pass of this shape; throws EngineCapacityError (nothing changed) when it cannot. */

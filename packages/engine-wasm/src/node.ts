@@ -4,7 +4,7 @@ import { readFile } from 'node:fs/promises';
 import v8 from 'node:v8';
 import { fileURLToPath } from 'node:url';
 import { openModel } from '@fast-dllm/model';
-import type { EngineOptions, EngineProvider } from '@fast-dllm/scheduler';
+import type { EngineOptions, EngineProvider } from '@fast-dllm/engine-contract';
 import { WasmEngine, scratchBytes, sequenceCacheBytes, weightBytes } from './engine.js';
 import { Worker } from 'node:worker_threads';
 import { WorkerPool, type SpawnWorker } from './pool.js';
