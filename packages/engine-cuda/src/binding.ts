@@ -124,7 +124,7 @@ export interface AttentionProbeSequence {
   nq: number;
   /** Absolute position of the sequence's first query row (block-causal masks); default 0. */
   pos0?: number;
-  /** Block-causal attention with this block size (SPEC §8); 0 or absent: bidirectional. */
+  /** Block-causal attention with this block size (DESIGN §8); 0 or absent: bidirectional. */
   causalBlock?: number;
 }
 
