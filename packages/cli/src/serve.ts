@@ -131,11 +131,13 @@ export function registerServe(program: Command, io: Io, signal: AbortSignal): vo
         log(`fast-dllm serve: ready: engine ${engine.name}, batch ${server.fastDllm.driver()!.maxBatch}, queue ${opts.maxQueue}, timeout ${opts.timeout || 'none'}${opts.timeout ? ' s' : ''}`);
       }
       const why = first === 'loaded' ? await stop : first;
-      log(`fast-dllm serve: ${why}: draining (grace ${opts.grace} s); a second SIGTERM cancels what is left now`);
+      // The handler goes in before the line that announces it: a SIGTERM sent on reading that line must find it
+      // (between the first SIGTERM's listener and this one, the signal has its default action: exit).
       process.once('SIGTERM', () => {
         log('fast-dllm serve: second SIGTERM: cancelling the requests still in flight');
         void server.fastDllm.shutdown({ graceMs: 0 });
       });
+      log(`fast-dllm serve: ${why}: draining (grace ${opts.grace} s); a second SIGTERM cancels what is left now`);
       const { cancelled } = await server.fastDllm.shutdown({ graceMs: opts.grace * 1000 });
       log(`fast-dllm serve: stopped${cancelled ? ` (${cancelled} requests cancelled after the grace period)` : ''}`);
       const e = engine ?? (await enginePromise.catch(() => undefined));
