@@ -11,6 +11,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadTokenizer, readModelConfig, schedulerModelInfo, type TextTokenizer } from '@fast-dllm/model';
+import { textStreamer } from '@fast-dllm/cli';
+import { AnswerText } from '@fast-dllm/server';
+import { CommittedTextStream, committedPrefix, counterUniform, type Generation, type GenerationEvent } from '@fast-dllm/scheduler';
 
 const require = createRequire(import.meta.url);
 const MASK = 151669;
@@ -106,5 +109,68 @@ describe('Qwen3 tokenizer (SDAR model directory)', () => {
     expect(d.special.mask).toBe(MASK);
     expect(d.stopIds).toEqual([151643, 151645]);
     expect(schedulerModelInfo(d)).toMatchObject({ maskId: MASK, eosId: 151643, endOfTurnId: 151645, blockSize: 4, stopIds: [151643, 151645] });
+  });
+});
+
+describe('the committed-text stream over split multi-byte characters (DESIGN §9), on every front-end', () => {
+  // Common emoji and accents are single tokens in Qwen3; rarer characters (🫠 🪿 🦩, 𝔘𝔫𝔦𝔠𝔬𝔡𝔢, 𓂀, ꙮ, Tamil) are split
+  // into byte tokens, which is what the stream must get right.
+  const ANSWERS = [
+    'Réponse : 71 🙂 🫠 — naïve café, Übermäßig!',
+    '你好，世界。块扩散语言模型。🤖🚀 👩‍💻 🪿🦩 done.',
+    'Émile a 23 + 48 = 71 pommes 🍎; 𝔘𝔫𝔦𝔠𝔬𝔡𝔢 ꙮ 𓂀 — très bien.',
+    'தமிழ் 🫠',
+  ];
+  const EOT = 151645;
+  const MASK_ID = MASK;
+
+  /**
+   * A diffusion-like run over `answer` followed by the end-of-turn token: each step commits a few positions in a
+   * seeded random order, so the mask-free prefix grows by uneven amounts and often stops inside a character's bytes.
+   */
+  function* steps(answer: Int32Array, seed: number): Generator<{ canvas: Int32Array; done: boolean }> {
+    const target = Int32Array.from([...answer, EOT]);
+    const canvas = new Int32Array(target.length).fill(MASK_ID);
+    const order = Array.from(target.keys()).sort((a, b) => counterUniform(seed, 0, a, 0) - counterUniform(seed, 0, b, 0));
+    for (let i = 0; i < order.length;) {
+      const k = 1 + Math.floor(counterUniform(seed, 1, i, 0) * 3);
+      for (const p of order.slice(i, i + k)) canvas[p] = target[p];
+      i += k;
+      yield { canvas: canvas.slice(), done: i >= order.length };
+    }
+  }
+
+  const generation = (canvas: Int32Array, done: boolean) =>
+    ({ committed: () => committedPrefix(canvas, MASK_ID, [151643, EOT]), done }) as unknown as Generation;
+
+  it.each(ANSWERS)('streamed text equals the final text on the CLI, the server and the page: %s', (text) => {
+    const decode = (ids: Int32Array) => tok.decode(ids, { skipSpecial: true });
+    const answer = Int32Array.from(tok.encode(text));
+    // The answer must split characters across tokens, or this test shows nothing.
+    expect(Array.from(answer).some((_, n) => decode(answer.subarray(0, n)).endsWith('\uFFFD'))).toBe(true);
+    for (const seed of [1, 2, 3]) {
+      let cli = '';
+      const onCli = textStreamer({ tokenizer: tok } as Parameters<typeof textStreamer>[0], (d) => (cli += d));
+      const server = new AnswerText(decode, [], 1000);
+      let served = '';
+      const page = new CommittedTextStream(decode); // as the page's engine worker streams it
+      let paged = '';
+      let last = new Int32Array(0);
+      for (const { canvas, done } of steps(answer, seed)) {
+        const g = generation(canvas, done);
+        onCli({ type: 'step' } as GenerationEvent, g);
+        const c = g.committed();
+        served += server.update(c.ids, c.stopped, done).delta;
+        paged += page.update(c.ids, c.stopped || done);
+        last = canvas;
+      }
+      const final = decode(committedPrefix(last, MASK_ID, [151643, EOT]).ids);
+      expect(final).toBe(text);
+      expect(cli, `CLI, seed ${seed}`).toBe(final);
+      expect(served, `server, seed ${seed}`).toBe(final);
+      expect(server.end?.text).toBe(final);
+      expect(paged, `page, seed ${seed}`).toBe(final);
+      expect(page.text).toBe(final);
+    }
   });
 });

@@ -1,4 +1,4 @@
-// Models over 4 GiB on the WASM engine (DESIGN §12), and LLaDA-MoE's mixture (DESIGN §11) against a dense model of
+// Models over 4 GiB on the WASM engine (DESIGN §14), and LLaDA-MoE's mixture (DESIGN §13) against a dense model of
 // about its total size (not a test). Run after `npm run build`, on a quiet machine:
 //   node bench/large/bench.mjs [--models llada-8b,llada-moe-7b] [--threads 2] [--reps 3]
 // For each shape: the published config.json (LLaDA-8B-Instruct; LLaDA-MoE-7B-A1B: 64 experts, 8 per token),

@@ -17,7 +17,7 @@ const STRATEGIES: Record<string, Strategy[]> = {
     { kind: 'dream', alg: 'maskgit_plus' }, { kind: 'dream', alg: 'entropy' }, { kind: 'dream', alg: 'topk_margin' },
     { kind: 'dream', alg: 'maskgit_plus', threshold: 0.3 }, { kind: 'dream', alg: 'origin' },
   ],
-  // LLaDA-MoE (DESIGN §11): a row's experts must not depend on the other rows of the pass.
+  // LLaDA-MoE (DESIGN §13): a row's experts must not depend on the other rows of the pass.
   'llada-moe-tiny-f32': [{ kind: 'fixed' }, { kind: 'threshold', threshold: 0.9 }, { kind: 'threshold', threshold: 0.3 }, { kind: 'factor', factor: 1 }],
   // Block diffusion (DESIGN §8): prompts shorter than a block, a multiple and neither; caps with a short last block.
   'fast-dllm-v2-tiny-f32': [

@@ -1,13 +1,13 @@
 /**
  * The engines the conformance harness runs, in the spirit of ggml's test-backend-ops: every check in
- * test/conformance/*.test.ts runs for every entry here. An entry whose provider cannot run on this machine (no GPU,
- * addon not built) or lacks a capability a check needs is reported as "not supported: <reason>", never filtered
- * by its name.
+ * test/conformance/*.test.ts runs for every entry here, and the entries are every registration of the engine
+ * registry (@fast-dllm/engines), not a list of their own. An engine with measured variants (weight storage, threads,
+ * kernels) runs each (VARIANTS); a newly registered one runs its default settings at f32 tolerances. An entry whose
+ * provider cannot run on this machine (no GPU, addon not built) or lacks a capability a check needs is reported as
+ * "not supported: <reason>", never filtered by its name.
  */
 import { fileURLToPath } from 'node:url';
-import { referenceProvider } from '@fast-dllm/engine-reference';
-import { wasmProvider } from '@fast-dllm/engine-wasm';
-import { cudaEmulatorProvider, cudaProvider } from '@fast-dllm/engine-cuda';
+import { ENGINES, loadProvider } from '@fast-dllm/engines';
 import { ModelNotSupportedError, type Engine, type EngineCapabilities, type EngineOptions, type EngineProvider } from '@fast-dllm/scheduler';
 
 export interface EngineEntry {
@@ -34,7 +34,7 @@ export const FIXTURES = fileURLToPath(new URL('../fixtures', import.meta.url));
 export const modelDir = (name: string) => `${FIXTURES}/models/${name}`;
 
 /**
- * The golden fixtures: tiny random LLaDA and Dream models, f32 and bf16, one sharded; LLaDA-MoE (DESIGN §11) with a
+ * The golden fixtures: tiny random LLaDA and Dream models, f32 and bf16, one sharded; LLaDA-MoE (DESIGN §13) with a
  * dense layer, shared expert and expert bias, and with partial rotary and clip_qkv.
  */
 export const MODELS = ['llada-tiny-f32', 'llada-tiny-bf16', 'llada-tiny-sharded', 'dream-tiny-f32', 'dream-tiny-bf16', 'llada-tiny-maskpref',
@@ -42,27 +42,40 @@ export const MODELS = ['llada-tiny-f32', 'llada-tiny-bf16', 'llada-tiny-sharded'
 /** Tiny random block-diffusion models (DESIGN §8): Fast-dLLM v2 (Qwen2.5, tied, blocks of 8), SDAR (Qwen3, blocks of 4). */
 export const BLOCK_MODELS = ['fast-dllm-v2-tiny-f32', 'fast-dllm-v2-tiny-bf16', 'sdar-tiny-f32', 'sdar-tiny-bf16'];
 
-const ENTRIES: EngineEntry[] = [
-  { label: 'reference', provider: referenceProvider, options: {}, tolerance: 1e-5, measured: 'measured 0: float64 on both sides, same float32 rounding', delta: 1e-9 },
-  { label: 'wasm simd f32', provider: wasmProvider, options: { weightDType: 'f32' }, tolerance: 1e-4, measured: 'f32 activations', delta: 1e-5 },
-  { label: 'wasm scalar f32', provider: wasmProvider, options: { weightDType: 'f32', simd: false }, tolerance: 1e-4, measured: 'f32 activations', delta: 1e-5 },
-  { label: 'wasm simd f32, 2 threads', provider: wasmProvider, options: { weightDType: 'f32', threads: 2 }, tolerance: 1e-4, measured: 'f32 activations', delta: 1e-5 },
-  // DESIGN §12: the layers split over several wasm memories, one layer each, as models over 4 GiB are in Node.
-  { label: 'wasm simd f32, a memory per layer', provider: wasmProvider, options: { weightDType: 'f32', layersPerShard: 1 }, tolerance: 1e-4, measured: 'f32 activations', delta: 1e-5 },
-  { label: 'wasm simd bf16', provider: wasmProvider, options: { weightDType: 'bf16' }, tolerance: 5e-2, measured: 'bf16 weights, f32 activations', delta: Infinity },
-  // int8 weights are a different model (quantized): against the float64 golden only loosely, tokens not compared
-  // with it (delta Infinity); batching and the cache checks hold exactly, and int8.test.ts compares wasm with the
-  // reference's int8 mode.
-  { label: 'reference int8', provider: referenceProvider, options: { weightDType: 'int8' }, tolerance: 1.5e-1, measured: 'int8 weights and activations: 1.5e-2..6.3e-2 over the golden cases', delta: Infinity },
-  { label: 'wasm simd int8', provider: wasmProvider, options: { weightDType: 'int8' }, tolerance: 1.5e-1, measured: 'int8 weights and activations: 1.5e-2..6.3e-2 over the golden cases', delta: Infinity },
-  { label: 'wasm scalar int8', provider: wasmProvider, options: { weightDType: 'int8', simd: false }, tolerance: 1.5e-1, measured: 'int8 weights and activations: 1.5e-2..6.3e-2 over the golden cases', delta: Infinity },
-  { label: 'wasm simd int8, 2 threads, a memory per layer', provider: wasmProvider, options: { weightDType: 'int8', threads: 2, layersPerShard: 1 }, tolerance: 1.5e-1, measured: 'int8 weights and activations: 1.5e-2..6.3e-2 over the golden cases', delta: Infinity },
-  { label: 'wasm simd int8, 2 threads', provider: wasmProvider, options: { weightDType: 'int8', threads: 2 }, tolerance: 1.5e-1, measured: 'int8 weights and activations: 1.5e-2..6.3e-2 over the golden cases', delta: Infinity },
-  { label: 'cuda-emulator f32', provider: cudaEmulatorProvider, options: { weightDType: 'f32' }, tolerance: 1e-4, measured: 'emulator 3.6e-7..1.32e-6 on LLaDA/Dream, 2.0e-7..7.3e-7 on block diffusion (f32 K/V)', delta: 1e-5 },
-  { label: 'cuda-emulator bf16', provider: cudaEmulatorProvider, options: { weightDType: 'bf16' }, tolerance: 5e-2, measured: 'emulator 3.45e-3..1.28e-2 on LLaDA/Dream, 2.2e-3..1.06e-2 on block diffusion (bf16 activations and K/V)', delta: Infinity },
-  { label: 'cuda f32', provider: cudaProvider, options: { weightDType: 'f32' }, tolerance: 1e-4, measured: 'not yet measured on a GPU', delta: 1e-5 },
-  { label: 'cuda bf16', provider: cudaProvider, options: { weightDType: 'bf16' }, tolerance: 5e-2, measured: 'not yet measured on a GPU', delta: Infinity },
-];
+/** Measured variants of the registered engines, by registration name (the provider comes from the registry). */
+type Variant = Omit<EngineEntry, 'provider' | 'unavailable'>;
+const VARIANTS: Record<string, Variant[]> = {
+  reference: [
+    { label: 'reference', options: {}, tolerance: 1e-5, measured: 'measured 0: float64 on both sides, same float32 rounding', delta: 1e-9 },
+    // int8 weights are a different model (quantized): against the float64 golden only loosely, tokens not compared
+    // with it (delta Infinity); batching and the cache checks hold exactly, and int8.test.ts compares wasm with the
+    // reference's int8 mode.
+    { label: 'reference int8', options: { weightDType: 'int8' }, tolerance: 1.5e-1, measured: 'int8 weights and activations: 1.5e-2..6.3e-2 over the golden cases', delta: Infinity },
+  ],
+  wasm: [
+    { label: 'wasm simd f32', options: { weightDType: 'f32' }, tolerance: 1e-4, measured: 'f32 activations', delta: 1e-5 },
+    { label: 'wasm scalar f32', options: { weightDType: 'f32', simd: false }, tolerance: 1e-4, measured: 'f32 activations', delta: 1e-5 },
+    { label: 'wasm simd f32, 2 threads', options: { weightDType: 'f32', threads: 2 }, tolerance: 1e-4, measured: 'f32 activations', delta: 1e-5 },
+    // DESIGN §14: the layers split over several wasm memories, one layer each, as models over 4 GiB are in Node.
+    { label: 'wasm simd f32, a memory per layer', options: { weightDType: 'f32', layersPerShard: 1 }, tolerance: 1e-4, measured: 'f32 activations', delta: 1e-5 },
+    { label: 'wasm simd bf16', options: { weightDType: 'bf16' }, tolerance: 5e-2, measured: 'bf16 weights, f32 activations', delta: Infinity },
+    { label: 'wasm simd int8', options: { weightDType: 'int8' }, tolerance: 1.5e-1, measured: 'int8 weights and activations: 1.5e-2..6.3e-2 over the golden cases', delta: Infinity },
+    { label: 'wasm scalar int8', options: { weightDType: 'int8', simd: false }, tolerance: 1.5e-1, measured: 'int8 weights and activations: 1.5e-2..6.3e-2 over the golden cases', delta: Infinity },
+    { label: 'wasm simd int8, 2 threads, a memory per layer', options: { weightDType: 'int8', threads: 2, layersPerShard: 1 }, tolerance: 1.5e-1, measured: 'int8 weights and activations: 1.5e-2..6.3e-2 over the golden cases', delta: Infinity },
+    { label: 'wasm simd int8, 2 threads', options: { weightDType: 'int8', threads: 2 }, tolerance: 1.5e-1, measured: 'int8 weights and activations: 1.5e-2..6.3e-2 over the golden cases', delta: Infinity },
+  ],
+  'cuda-emulator': [
+    { label: 'cuda-emulator f32', options: { weightDType: 'f32' }, tolerance: 1e-4, measured: 'emulator 3.6e-7..1.32e-6 on LLaDA/Dream, 2.0e-7..7.3e-7 on block diffusion (f32 K/V)', delta: 1e-5 },
+    { label: 'cuda-emulator bf16', options: { weightDType: 'bf16' }, tolerance: 5e-2, measured: 'emulator 3.45e-3..1.28e-2 on LLaDA/Dream, 2.2e-3..1.06e-2 on block diffusion (bf16 activations and K/V)', delta: Infinity },
+  ],
+  cuda: [
+    { label: 'cuda f32', options: { weightDType: 'f32' }, tolerance: 1e-4, measured: 'not yet measured on a GPU', delta: 1e-5 },
+    { label: 'cuda bf16', options: { weightDType: 'bf16' }, tolerance: 5e-2, measured: 'not yet measured on a GPU', delta: Infinity },
+  ],
+};
+
+/** A registered engine no variant was measured for: its default settings, held to f32 tolerances. */
+const defaultVariant = (name: string): Variant => ({ label: name, options: {}, tolerance: 1e-4, measured: 'a new engine: f32 tolerances until measured', delta: 1e-5 });
 
 /**
  * The entries with their availability probed once. FAST_DLLM_REQUIRE_GPU=1 (the GPU run's script) turns an
@@ -70,10 +83,17 @@ const ENTRIES: EngineEntry[] = [
  */
 export async function engineEntries(): Promise<EngineEntry[]> {
   const out: EngineEntry[] = [];
-  for (const e of ENTRIES) {
-    const probe = await e.provider.probe();
-    out.push(probe.available ? { ...e } : { ...e, unavailable: `not supported: ${e.provider.name} unavailable (${probe.reason})` });
+  for (const reg of ENGINES) {
+    const provider = await loadProvider(reg);
+    if (typeof provider === 'string') throw new Error(`engine '${reg.name}' is registered but ${provider}`);
+    const probe = await provider.probe();
+    for (const v of VARIANTS[reg.name] ?? [defaultVariant(reg.name)]) {
+      const e: EngineEntry = { ...v, provider };
+      out.push(probe.available ? e : { ...e, unavailable: `not supported: ${provider.name} unavailable (${probe.reason})` });
+    }
   }
+  const unknown = Object.keys(VARIANTS).filter((n) => !ENGINES.some((r) => r.name === n));
+  if (unknown.length) throw new Error(`variants for engines the registry does not list: ${unknown.join(', ')}`);
   if (process.env.FAST_DLLM_REQUIRE_GPU === '1') {
     const gpu = out.filter((e) => e.provider.name === 'cuda' && e.unavailable);
     if (gpu.length) throw new Error(`FAST_DLLM_REQUIRE_GPU=1 but the GPU engine cannot run: ${gpu[0].unavailable}`);

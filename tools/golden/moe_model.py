@@ -1,4 +1,4 @@
-"""LLaDA-MoE's forward pass in float64 PyTorch (DESIGN §11), for golden logits: written from the published modeling
+"""LLaDA-MoE's forward pass in float64 PyTorch (DESIGN §13), for golden logits: written from the published modeling
 code's semantics (OLMoE-style layers), not from the TypeScript engines.
 
 Per layer: RMSNorm; q, k, v projections without bias; per-head RMSNorm of q and k (qk_layernorm); clamp of q, k, v to

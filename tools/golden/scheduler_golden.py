@@ -132,7 +132,7 @@ def main():
         # The mask token's raw logit is the largest at ~40% of positions here: the runs hold only if it is never
         # proposed (DESIGN 3).
         'llada-tiny-maskpref': [{'kind': 'fixed'}, {'kind': 'threshold', 'threshold': 0.3}],
-        # LLaDA-MoE (DESIGN §11) decodes as LLaDA; its mixture layers are moe_model.py's.
+        # LLaDA-MoE (DESIGN §13) decodes as LLaDA; its mixture layers are moe_model.py's.
         'llada-moe-tiny-f32': [{'kind': 'fixed'}, {'kind': 'threshold', 'threshold': 0.3}],
         'llada-moe-tiny-partial': [{'kind': 'fixed'}, {'kind': 'threshold', 'threshold': 0.3}],
     }

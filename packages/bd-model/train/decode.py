@@ -1,4 +1,4 @@
-"""Fast-dLLM v2 decoding (SPEC §8) with the model's own PyTorch forward, greedy, for a batch of prompts.
+"""Fast-dLLM v2 decoding (DESIGN §8) with the model's own PyTorch forward, greedy, for a batch of prompts.
 
 Per sequence: when P >= B, a prefill pass over the prompt's whole blocks (when P is a multiple of B its last row
 predicts position P, committed at once); then block by block, sub-blocks of b left to right: every step is one
@@ -9,13 +9,13 @@ first position from its last row, committed at once. Generation ends when a stop
 before it (the answer ends there) or at the cap P + G. The mask token is never proposed.
 
 Attention is block-causal, so rows of the active block never see later positions: one forward of the whole canvas
-gives exactly the rows that the cached passes of SPEC §8 compute (the cache of finished blocks is exact). That is
+gives exactly the rows that the cached passes of DESIGN §8 compute (the cache of finished blocks is exact). That is
 what this decoder runs, several sequences per forward. With the block cache (DualCache inside the block): a step at
 which the sub-block's first position is still masked (or nothing is kept yet) is such a forward, and it keeps the
 K/V of [0, e); the other steps compute only the sub-block's rows, attending to the kept K/V with the sub-block's
 slots replaced by its fresh K/V (written back); those run one sequence at a time.
 
-NFE per sequence is counted as SPEC §8 states: prefill (P >= B), every denoising step, every block-end pass.
+NFE per sequence is counted as DESIGN §8 states: prefill (P >= B), every denoising step, every block-end pass.
 Each sequence also records the smallest margin of its decisions in logit units (`margin`: top-1/top-2 logit gap of
 a proposal; log-odds gap between the two most confident candidates; log-odds distance of a confidence to tau) and
 the largest |logit| of a reported row (`max_abs_logit`), so that a test can tell which runs a float32 engine must

@@ -110,6 +110,6 @@ class BlockDiffLM(nn.Module):
 
 
 def block_causal(pos, B):
-    """(T, T) bool: query i attends key j iff floor(pos[j]/B) <= floor(pos[i]/B) (SPEC §8)."""
+    """(T, T) bool: query i attends key j iff floor(pos[j]/B) <= floor(pos[i]/B) (DESIGN §8)."""
     blk = pos // B
     return blk[None, :] <= blk[:, None]

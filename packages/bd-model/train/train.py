@@ -15,7 +15,7 @@ The objective, as Fast-dLLM v2 trains (written from the paper's description and 
   inference: the exact cache of finished blocks plus itself.
 - Shifted prediction: a masked position p is predicted by the row of p - 1. Inside a block that row is in the
   noised stream; for the first position of a block (p % B == 0) it is the clean stream's last row of the previous
-  block, which is exactly the row that predicts it at inference (the prefill or the block-end pass, SPEC §8).
+  block, which is exactly the row that predicts it at inference (the prefill or the block-end pass, DESIGN §8).
   (The published forward reads that one from the noised stream; the clean row is what decoding uses.)
 - Loss: mean cross-entropy over the masked positions of both views (no 1/t weight, as the published loss).
 

@@ -11,10 +11,12 @@ import { performance } from 'node:perf_hooks';
 import type { Command } from 'commander';
 import { Option } from 'commander';
 import cliProgress from 'cli-progress';
-import { defaultRecipe, type CacheMode, type Strategy } from '@fast-dllm/scheduler';
+import {
+  requestOf, resolveDecoding, type CacheMode, type DecodingChoices, type DecodingModel, type DecodingPlan, type Strategy,
+} from '@fast-dllm/scheduler';
 import type { ModelDescription } from '@fast-dllm/model';
 import { UsageError } from './errors.js';
-import { addDecodeOptions, checkRequest, decodingFrom, requestFrom, type DecodeFlags } from './decode.js';
+import { addDecodeOptions, asUsage, checkRequest, choicesOf, decodingFrom, type DecodeFlags } from './decode.js';
 import { answerIds, withEngine } from './generate.js';
 import type { Io } from './io.js';
 import { openModelDir } from './modeldir.js';
@@ -53,11 +55,18 @@ interface EvalLike {
   answer: string;
 }
 
-/** One row of the table: a name, a cache mode and a strategy. */
+/** One row of the table before the model is known: a name and the decoding choices that make the row. */
+export interface RowSpec {
+  name: string;
+  choices: DecodingChoices;
+}
+
+/** A row on the model: the scheduler's plan for its choices (a Dream model gets Dream's rules), its cache and strategy. */
 export interface RowPlan {
   name: string;
   cache: CacheMode;
   strategy: Strategy;
+  decoding: DecodingPlan;
 }
 
 /** Keys of the table's rows for --rows, in table order. */
@@ -73,19 +82,21 @@ function rowList(v: string): Array<(typeof TABLE_ROWS)[number]> {
   return TABLE_ROWS.filter((k) => keys.includes(k));
 }
 
-/** The paper's rows (DESIGN §6; `only`: those of TABLE_ROWS named), then one dual-cache row per sweep threshold. */
-export function rowsFor(tau: number, factor: number, sweep: readonly number[] | null, sweepOnly: boolean, only?: readonly string[]): RowPlan[] {
-  const fixed: Strategy = { kind: 'fixed', remasking: 'low_confidence' };
-  const rows: Array<RowPlan & { key: (typeof TABLE_ROWS)[number] }> = [
-    { key: 'baseline', name: 'baseline', cache: 'none', strategy: fixed },
-    { key: 'prefix', name: '+ prefix cache', cache: 'prefix', strategy: fixed },
-    { key: 'dual', name: '+ dual cache', cache: 'dual', strategy: fixed },
-    { key: 'parallel', name: `+ parallel (threshold ${tau})`, cache: 'none', strategy: { kind: 'threshold', threshold: tau } },
-    { key: 'dual-parallel', name: `+ dual cache + parallel (threshold ${tau})`, cache: 'dual', strategy: { kind: 'threshold', threshold: tau } },
-    { key: 'dual-factor', name: `+ dual cache + parallel (factor ${factor})`, cache: 'dual', strategy: { kind: 'factor', factor } },
+/**
+ * The paper's rows (DESIGN §6; `only`: those of TABLE_ROWS named), then one dual-cache row per sweep threshold, as
+ * choices: on a Dream model the resolver makes them Dream's schedule and Dream's threshold rule.
+ */
+export function rowsFor(tau: number, factor: number, sweep: readonly number[] | null, sweepOnly: boolean, only?: readonly string[]): RowSpec[] {
+  const rows: Array<RowSpec & { key: (typeof TABLE_ROWS)[number] }> = [
+    { key: 'baseline', name: 'baseline', choices: { rule: 'fixed', cache: 'none' } },
+    { key: 'prefix', name: '+ prefix cache', choices: { rule: 'fixed', cache: 'prefix' } },
+    { key: 'dual', name: '+ dual cache', choices: { rule: 'fixed', cache: 'dual' } },
+    { key: 'parallel', name: `+ parallel (threshold ${tau})`, choices: { threshold: tau, cache: 'none' } },
+    { key: 'dual-parallel', name: `+ dual cache + parallel (threshold ${tau})`, choices: { threshold: tau, cache: 'dual' } },
+    { key: 'dual-factor', name: `+ dual cache + parallel (factor ${factor})`, choices: { factor, cache: 'dual' } },
   ];
-  const sweepRows = (sweep ?? []).map((t) => ({ name: `sweep: dual cache, threshold ${t}`, cache: 'dual' as const, strategy: { kind: 'threshold' as const, threshold: t } }));
-  const table = rows.filter((r) => !only || only.includes(r.key)).map(({ name, cache, strategy }) => ({ name, cache, strategy }));
+  const sweepRows: RowSpec[] = (sweep ?? []).map((t) => ({ name: `sweep: dual cache, threshold ${t}`, choices: { threshold: t, cache: 'dual' } }));
+  const table = rows.filter((r) => !only || only.includes(r.key)).map(({ name, choices }) => ({ name, choices }));
   return sweepOnly ? sweepRows : [...table, ...sweepRows];
 }
 
@@ -101,7 +112,10 @@ export interface TablePlan {
 }
 
 /** A block-diffusion table: its rows and which one is the baseline (one token per step). */
-export type BlockPlan = TablePlan & { baseline: number };
+export interface BlockPlan {
+  rows: RowSpec[];
+  baseline: number;
+}
 
 /**
  * The table of a block-diffusion model (DESIGN §8). Fast-dLLM v2: every sub-block length b in {4, 8, B} that
@@ -110,58 +124,80 @@ export type BlockPlan = TablePlan & { baseline: number };
  * n in {B, B/2, B/4, ..., 1}, each static and dynamic (threshold `threshold`, default 0.85, or each of `taus`); the
  * baseline is static with n = B.
  */
-export function blockRowsFor(model: Pick<ModelDescription, 'architecture' | 'blockSize'>, taus: readonly number[] | null, threshold: number | undefined): BlockPlan {
+export function blockRowsFor(model: DecodingModel, taus: readonly number[] | null, threshold: number | undefined): BlockPlan {
   const B = model.blockSize;
-  const arch = model.architecture;
-  if (B === undefined || arch === 'llada_moe') throw new Error(`blockRowsFor: a ${arch} model is not a block-diffusion model`);
-  const recipe = defaultRecipe({ architecture: arch, blockSize: B }).strategy;
+  if (B === undefined) throw new Error(`blockRowsFor: a ${model.architecture} model is not a block-diffusion model`);
+  const recipe = resolveDecoding(model, {}).strategy; // the family's recipe
   if (recipe.kind === 'fast_dllm_v2') {
     const r = recipe.subBlockLength!;
     const subs = [...new Set([...BLOCK_SUB_BLOCKS, B])].filter((b) => b <= B && B % b === 0);
     const sweep = taus ?? BLOCK_SWEEP_TAUS;
-    const rows: RowPlan[] = [];
+    const rows: RowSpec[] = [];
     let baseline = -1;
-    const v2 = (b: number, tau: number, blockCache: boolean): Strategy => ({ kind: 'fast_dllm_v2', subBlockLength: b, threshold: tau, blockCache });
+    const v2 = (b: number, tau: number, blockCache: boolean): DecodingChoices => ({ subBlockLength: b, threshold: tau, blockCache });
     for (const b of subs) {
       for (const tau of sweep) {
         const base = b === r && tau === 1;
         if (base) baseline = rows.length;
-        rows.push({ name: `${base ? 'baseline: ' : ''}sub-block ${b}, threshold ${tau}${base ? ' (one token per step)' : ''}`, cache: 'none', strategy: v2(b, tau, false) });
+        rows.push({ name: `${base ? 'baseline: ' : ''}sub-block ${b}, threshold ${tau}${base ? ' (one token per step)' : ''}`, choices: v2(b, tau, false) });
       }
     }
     if (baseline < 0) {
-      rows.unshift({ name: `baseline: sub-block ${r}, threshold 1 (one token per step)`, cache: 'none', strategy: v2(r, 1, false) });
+      rows.unshift({ name: `baseline: sub-block ${r}, threshold 1 (one token per step)`, choices: v2(r, 1, false) });
       baseline = 0;
     }
     const tau = threshold ?? recipe.threshold!;
-    rows.push({ name: `sub-block ${r}, threshold ${tau}, block cache`, cache: 'none', strategy: v2(r, tau, true) });
+    rows.push({ name: `sub-block ${r}, threshold ${tau}, block cache`, choices: v2(r, tau, true) });
     return { rows, baseline };
   }
-  const rows: RowPlan[] = [];
-  const dynamicTaus = taus ?? [threshold ?? (recipe.kind === 'sdar' ? recipe.threshold! : 0.85)];
+  if (recipe.kind !== 'sdar') throw new Error(`blockRowsFor: no table for the ${model.architecture} family`);
+  const rows: RowSpec[] = [];
+  const dynamicTaus = taus ?? [threshold ?? recipe.threshold!];
   for (let n = B; n >= 1; n = n % 2 === 0 ? n / 2 : 0) {
     const steps = `${n} step${n === 1 ? '' : 's'} per block`;
-    rows.push({ name: `${n === B ? 'baseline: ' : ''}${steps}, static${n === B ? ' (one token per step)' : ''}`, cache: 'none',
-      strategy: { kind: 'sdar', stepsPerBlock: n, remasking: 'low_confidence_static' } });
+    rows.push({ name: `${n === B ? 'baseline: ' : ''}${steps}, static${n === B ? ' (one token per step)' : ''}`, choices: { stepsPerBlock: n, remasking: 'low_confidence_static' } });
     for (const tau of dynamicTaus) {
-      rows.push({ name: `${steps}, dynamic threshold ${tau}`, cache: 'none', strategy: { kind: 'sdar', stepsPerBlock: n, remasking: 'low_confidence_dynamic', threshold: tau } });
+      rows.push({ name: `${steps}, dynamic threshold ${tau}`, choices: { stepsPerBlock: n, remasking: 'low_confidence_dynamic', threshold: tau } });
     }
   }
   return { rows, baseline: 0 };
 }
 
+/** The choices of the decode flags that every row shares (lengths, sampling, early stop); the rows make the rest. */
+export function rowBase(f: DecodeFlags): DecodingChoices {
+  const { genLength, blockLength, steps, refreshEvery, earlyStop, temperature, seed } = choicesOf(f);
+  const c: DecodingChoices = { genLength, blockLength, steps, refreshEvery, earlyStop, temperature, seed };
+  for (const k of Object.keys(c) as (keyof DecodingChoices)[]) if (c[k] === undefined) delete c[k];
+  return c;
+}
+
 /**
  * The table bench (and `eval --rows paper`) runs on a model: a block-diffusion family's own grid (blockRowsFor;
- * `sweep` sets its thresholds), else the paper's rows (rowsFor) with tau `threshold` (0.9) and f `factor` (1),
- * then one row per `sweep` threshold (only those with `sweepOnly`); `only` picks rows of TABLE_ROWS.
+ * `sweep` sets its thresholds), else the paper's rows (rowsFor) with tau `threshold` (the recipe's) and f `factor`
+ * (1), then one row per `sweep` threshold (only those with `sweepOnly`); `only` picks rows of TABLE_ROWS. Each row
+ * is `base` with its own choices over it, resolved by the scheduler for this model (SchedulerConfigError if refused).
  */
 export function tablePlan(
-  model: Pick<ModelDescription, 'architecture' | 'blockSize'>,
+  model: DecodingModel,
   o: { threshold?: number; factor?: number; sweep?: readonly number[] | null; sweepOnly?: boolean; only?: readonly string[] } = {},
+  base: DecodingChoices = {},
 ): TablePlan {
-  if (model.blockSize !== undefined) return blockRowsFor(model, o.sweep ?? null, o.threshold);
-  const rows = rowsFor(o.threshold ?? 0.9, o.factor ?? 1, o.sweep ?? null, o.sweepOnly ?? false, o.only);
-  return { rows, baseline: rows[0]?.name === 'baseline' ? 0 : null };
+  let specs: RowSpec[];
+  let baseline: number | null;
+  if (model.blockSize !== undefined) {
+    ({ rows: specs, baseline } = blockRowsFor(model, o.sweep ?? null, o.threshold));
+  } else {
+    // The rows' tau and f: the flags', else the family's own rules' (the scheduler's defaults).
+    const recipeTau = (resolveDecoding(model, { rule: 'threshold' }).strategy as { threshold?: number }).threshold!;
+    const ruleFactor = (resolveDecoding(model, { rule: 'factor' }).strategy as { factor?: number }).factor!;
+    specs = rowsFor(o.threshold ?? recipeTau, o.factor ?? ruleFactor, o.sweep ?? null, o.sweepOnly ?? false, o.only);
+    baseline = specs[0]?.name === 'baseline' ? 0 : null;
+  }
+  const rows = specs.map(({ name, choices }) => {
+    const decoding = resolveDecoding(model, { ...base, ...choices });
+    return { name, cache: decoding.cache, strategy: decoding.strategy, decoding };
+  });
+  return { rows, baseline };
 }
 
 /**
@@ -270,13 +306,16 @@ export function registerBench(program: Command, io: Io, signal: AbortSignal): vo
       checkBlockTableFlags(opts, md.description, 'bench', 'choose its thresholds with --sweep-taus',
         [[opts.sweep && !opts.sweepTaus, '--sweep'], [opts.sweepOnly, '--sweep-only'], [opts.rows !== undefined, '--rows']]);
     } else {
-      // --threshold and --factor set the rows' tau and f (both may be given); lengths and steps are checked here.
-      checkRequest(requestFrom(opts, Int32Array.of(0), { strategy: { kind: 'fixed' }, cache: 'none', description: '' }));
+        }
+    // --threshold and --factor set the rows' tau and f (both may be given); the rows share the lengths and steps.
+    try {
+      ({ rows: plan, baseline } = tablePlan(md.description, { threshold: opts.threshold, factor: opts.factor, sweep, sweepOnly: opts.sweepOnly, only: opts.rows }, rowBase(opts)));
+    } catch (e) {
+      throw asUsage(e);
     }
-    ({ rows: plan, baseline } = tablePlan(md.description, { threshold: opts.threshold, factor: opts.factor, sweep, sweepOnly: opts.sweepOnly, only: opts.rows }));
     const prompts = items.map((it) => md.encodePrompt(it.prompt, true));
     const requestsOf = (p: RowPlan) => prompts.map((prompt) => {
-      const req = requestFrom(opts, prompt, { strategy: p.strategy, cache: p.cache, description: p.name });
+      const req = requestOf(p.decoding, prompt);
       checkRequest(req, md.description);
       return req;
     });
@@ -314,10 +353,11 @@ export function registerBench(program: Command, io: Io, signal: AbortSignal): vo
     io.stdout(`${markdownTable(rows)}\n`);
     if (opts.out) {
       const common = { model: md.dir, engine: engineName, problems: items.length, threads: opts.threads ?? 1, dtype: opts.dtype ?? null, batch: opts.batch };
+      const d = plan[0].decoding;
       const settings = block
-        ? { ...common, architecture: md.description.architecture, blockSize: md.description.blockSize, genLength: opts.genLength,
+        ? { ...common, architecture: md.description.architecture, blockSize: md.description.blockSize, genLength: d.genLength,
           genLengthMeaning: 'cap on new tokens (a stop token ends the answer earlier)', baselineRow: plan[baseline!].name }
-        : { ...common, genLength: opts.genLength, blockLength: opts.blockLength, steps: opts.steps ?? opts.genLength };
+        : { ...common, genLength: d.genLength, blockLength: d.blockLength, steps: d.steps, earlyStop: d.earlyStop };
       const run = { warmup: 'one untimed problem (the first row\'s first request) before the rows', date: new Date().toISOString(), machine: machineInfo() };
       await writeFile(opts.out, `${JSON.stringify({ settings: { ...settings, ...run }, rows }, null, 2)}\n`);
     }

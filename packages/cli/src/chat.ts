@@ -62,10 +62,10 @@ export function registerChat(program: Command, io: Io, signal: AbortSignal): voi
             throw new UsageError(`chat template of ${md.dir} failed: ${(e as Error).message.split('\n')[0]}`);
           }
           const ids = Int32Array.from(tok.encode(prompt, { addSpecial: false }));
-          if (ids.length + opts.genLength > md.description.maxPositions) {
-            throw new UsageError(`the conversation (${ids.length} tokens) plus --gen-length ${opts.genLength} exceeds the model's ${md.description.maxPositions} positions`);
+          if (ids.length + decoding.genLength > md.description.maxPositions) {
+            throw new UsageError(`the conversation (${ids.length} tokens) plus --gen-length ${decoding.genLength} exceeds the model's ${md.description.maxPositions} positions`);
           }
-          const result = await md.run(engine, requestFrom(opts, ids, decoding), { signal, onEvent: textStreamer(md, io.stdout) });
+          const result = await md.run(engine, requestFrom(decoding, ids), { signal, onEvent: textStreamer(md, io.stdout) });
           const answer = tok.decode(answerIds(result.tokens, md.description.stopIds), { skipSpecial: true });
           io.stdout('\n');
           messages.push({ role: 'assistant', content: answer });

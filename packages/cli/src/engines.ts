@@ -1,33 +1,21 @@
 /**
- * Engine choice with graceful fallback: `auto` tries cuda, then wasm, then reference; each provider is probed,
- * a failed probe or load falls through to the next, and stderr says which engine ran and why others did not.
+ * Engine choice for the CLI: the registry's ranked list (@fast-dllm/engines) with its graceful fallback; this
+ * module only maps `--engine` to it and its refusals to the CLI's errors, and says on stderr which engine ran and why
+ * the ones before it did not.
  */
 import type { Engine, EngineOptions, EngineProvider } from '@fast-dllm/scheduler';
+import { ENGINE_NAMES, NoEngineError, loadProvider as loadRegistered, openEngine as openRegistered, registration } from '@fast-dllm/engines';
 import { RunError, UsageError } from './errors.js';
 
-export type EngineName = 'cuda' | 'wasm' | 'reference';
-export const ENGINE_CHOICES = ['auto', 'cuda', 'wasm', 'reference'] as const;
-export const AUTO_ORDER: readonly EngineName[] = ['cuda', 'wasm', 'reference'];
+export type EngineName = string;
+export const ENGINE_CHOICES = ['auto', ...ENGINE_NAMES] as const;
+/** The order `auto` tries: the registry's rank. */
+export const AUTO_ORDER: readonly EngineName[] = ENGINE_NAMES;
 
-/** Package and export name of each engine's provider. */
-const PROVIDERS: Record<EngineName, { pkg: string; exportName: string }> = {
-  cuda: { pkg: '@fast-dllm/engine-cuda', exportName: 'cudaProvider' },
-  wasm: { pkg: '@fast-dllm/engine-wasm', exportName: 'wasmProvider' },
-  reference: { pkg: '@fast-dllm/engine-reference', exportName: 'referenceProvider' },
-};
-
-/** Imported lazily so that a broken or unbuilt engine package never stops the others (or `pull`). */
+/** An offered engine's provider, or why it cannot be had. */
 export async function loadProvider(name: EngineName): Promise<EngineProvider | string> {
-  const { pkg, exportName } = PROVIDERS[name];
-  let mod: Record<string, unknown>;
-  try {
-    mod = (await import(pkg)) as Record<string, unknown>;
-  } catch (e) {
-    return `cannot load ${pkg}: ${(e as Error).message.split('\n')[0]}`;
-  }
-  const p = mod[exportName] as EngineProvider | undefined;
-  if (!p || typeof p.probe !== 'function' || typeof p.create !== 'function') return `${pkg} does not export ${exportName}`;
-  return p;
+  const reg = registration(name);
+  return reg ? loadRegistered(reg) : `no engine named '${name}'`;
 }
 
 /** Set once by main from the global --verbose flag: the engine line gives each skip reason in full. */
@@ -49,31 +37,15 @@ export function conciseReason(reason: string): string {
 export async function openEngine(
   choice: (typeof ENGINE_CHOICES)[number], modelDir: string, options: EngineOptions, log: (line: string) => void,
 ): Promise<Engine> {
-  const order = choice === 'auto' ? AUTO_ORDER : [choice];
-  const reasons: string[] = [];
-  for (const name of order) {
-    const p = await loadProvider(name);
-    let why: string;
-    if (typeof p === 'string') {
-      why = p;
-    } else {
-      const probe = await p.probe();
-      if (probe.available) {
-        try {
-          const engine = await p.create(modelDir, options);
-          const skipped = reasons.map((r) => ({ full: r, shown: conciseReason(r) }));
-          const more = skipped.some((r) => r.shown !== r.full) ? '; --verbose for details' : '';
-          log(`engine: ${name}${skipped.length ? ` (skipped ${skipped.map((r) => r.shown).join('; ')}${more})` : ''}`);
-          return engine;
-        } catch (e) {
-          why = `failed to load the model: ${(e as Error).message.split('\n')[0]}`;
-        }
-      } else {
-        why = probe.reason;
-      }
-    }
-    if (choice !== 'auto') throw new UsageError(`--engine ${name} is not usable: ${why}`);
-    reasons.push(`${name}: ${why}`);
+  try {
+    const { engine, skipped } = await openRegistered(choice, modelDir, options);
+    const shown = skipped.map((s) => ({ full: s.reason, shown: conciseReason(s.reason), name: s.name }));
+    const more = shown.some((r) => r.shown !== r.full) ? '; --verbose for details' : '';
+    log(`engine: ${engine.name}${shown.length ? ` (skipped ${shown.map((s) => `${s.name}: ${s.shown}`).join('; ')}${more})` : ''}`);
+    return engine;
+  } catch (e) {
+    if (!(e instanceof NoEngineError)) throw e;
+    if (e.requested !== null) throw new UsageError(`--engine ${e.requested} is not usable: ${e.refusals.map((r) => r.reason).join('; ')}`);
+    throw new RunError(e.message);
   }
-  throw new RunError(`no engine could run this model: ${reasons.join('; ')}`);
 }

@@ -7,7 +7,7 @@ import { readFile } from 'node:fs/promises';
 import { Command, Option } from 'commander';
 import { performance } from 'node:perf_hooks';
 import cliProgress from 'cli-progress';
-import { committedPrefix, type Engine, type Generation, type GenerationEvent, type LoadProgress, type GenerationResult } from '@fast-dllm/scheduler';
+import { CommittedTextStream, committedPrefix, type Engine, type Generation, type GenerationEvent, type LoadProgress, type GenerationResult } from '@fast-dllm/scheduler';
 import { openEngine } from './engines.js';
 import { UsageError } from './errors.js';
 import { idsArg, intArg } from './parse.js';
@@ -28,15 +28,14 @@ const NO_MASK = -1;
  * stop token); never retracts what it printed.
  */
 export function textStreamer(md: ModelDir, write: (s: string) => void) {
-  let printed = '';
+  const tokenizer = md.tokenizer;
+  if (!tokenizer) return () => undefined;
+  // The scheduler's committed-text stream: a character split across tokens is printed once it is whole.
+  const stream = new CommittedTextStream((ids) => tokenizer.decode(ids, { skipSpecial: true }));
   return (_ev: GenerationEvent, g: Generation) => {
-    if (!md.tokenizer) return;
-    const text = md.tokenizer.decode(g.committed().ids, { skipSpecial: true });
-    // A token's text may change once the next one is decoded beside it; print only what extends the printed text.
-    if (text.startsWith(printed) && text.length > printed.length) {
-      write(text.slice(printed.length));
-      printed = text;
-    }
+    const c = g.committed();
+    const delta = stream.update(c.ids, c.stopped || g.done);
+    if (delta) write(delta);
   };
 }
 
@@ -242,7 +241,7 @@ export function registerGenerate(program: Command, io: Io, signal: AbortSignal):
     const encode = (l: PromptLine): Int32Array => ('prompt' in l ? md.encodePrompt(l.prompt, opts.chatTemplate) : Int32Array.from(l.prompt_ids));
     const prompts = lines ? lines.map(encode) : [opts.promptIds ?? md.encodePrompt(opts.prompt!, opts.chatTemplate)];
     const requests = prompts.map((p, i) => {
-      const req = requestFrom(opts, p, decoding);
+      const req = requestFrom(decoding, p);
       try {
         checkRequest(req, md.description);
       } catch (e) {
@@ -276,7 +275,7 @@ export function registerGenerate(program: Command, io: Io, signal: AbortSignal):
         return;
       }
       const prompt = prompts[0];
-      const onEvent = opts.json ? undefined : opts.visual ? visualizer(md, prompt.length, opts.genLength, io.stdout) : textStreamer(md, io.stdout);
+      const onEvent = opts.json ? undefined : opts.visual ? visualizer(md, prompt.length, decoding.genLength, io.stdout) : textStreamer(md, io.stdout);
       const result = await md.run(engine, requests[0], { signal, onEvent });
       const json = resultJson(md, engine, opts, decoding, prompt, result, loadMs);
       if (opts.json) {

@@ -6,3 +6,5 @@ export type { PullOptions, RemoteFile } from './pull.js';
 export { inspectModel, formatInspection, readSafetensorsHeader } from './inspect.js';
 export type { Inspection } from './inspect.js';
 export { openEngine, ENGINE_CHOICES } from './engines.js';
+export { FLAG_NAMES, addDecodeOptions, choicesOf as flagChoices, decodingFrom, type DecodeFlags } from './decode.js';
+export { textStreamer } from './generate.js';

@@ -39,7 +39,7 @@ export interface Inspection extends Pick<
   /** Block-diffusion models (DESIGN §8): the block size of their block-causal attention; null: bidirectional. */
   blockSize: number | null;
   /**
-   * Mixture-of-experts models (DESIGN §11): experts per mixture layer, experts per token, their widths, how many
+   * Mixture-of-experts models (DESIGN §13): experts per mixture layer, experts per token, their widths, how many
    * layers are mixtures, and the parameters one token's forward reads (the others' experts left out); null: dense.
    */
   moe: { experts: number; perToken: number; expertSize: number; sharedExpertSize: number | null; moeLayers: number; activeParameters: number } | null;

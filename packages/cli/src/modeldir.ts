@@ -2,6 +2,7 @@
 import { stat } from 'node:fs/promises';
 import type { ModelDescription, TextTokenizer } from '@fast-dllm/model';
 import type { DecodeManyOptions, Engine, GenerateOptions, GenerationRequest, GenerationResult } from '@fast-dllm/scheduler';
+import { asUsage } from './decode.js';
 import { UsageError } from './errors.js';
 import { readModelScope, scopeWarning, type ModelScope } from './scope.js';
 
@@ -52,8 +53,7 @@ export async function openModelDir(dir: string | undefined, o: { needTokenizer: 
   const path = dir ?? (await defaultModelDir());
   if (dir !== undefined) await checkModelDir(dir, '--model');
   const model = await import('@fast-dllm/model');
-  const { generate, decodeMany, SchedulerConfigError } = await import('@fast-dllm/scheduler');
-  const asUsage = (e: unknown) => (e instanceof SchedulerConfigError ? new UsageError(e.message) : e);
+  const { generate, decodeMany } = await import('@fast-dllm/scheduler');
   let description: ModelDescription;
   try {
     description = await model.readModelConfig(path);

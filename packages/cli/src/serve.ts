@@ -8,8 +8,8 @@
 import { hostname } from 'node:os';
 import { basename, dirname } from 'node:path';
 import { Option, type Command } from 'commander';
-import type { Engine } from '@fast-dllm/scheduler';
-import { ENGINE_CHOICES, openEngine } from './engines.js';
+import { DEFAULT_BLOCK_LENGTH, DEFAULT_GEN_LENGTH, type Engine } from '@fast-dllm/scheduler';
+import { AUTO_ORDER, ENGINE_CHOICES, openEngine } from './engines.js';
 import { RunError, UsageError } from './errors.js';
 import type { Io } from './io.js';
 import { openModelDir } from './modeldir.js';
@@ -51,7 +51,7 @@ export function registerServe(program: Command, io: Io, signal: AbortSignal): vo
     .option('--name <id>', 'model name clients send as "model" (default: "default" for the bundled model, org/name for a Hugging Face cache snapshot, else the directory name)')
     .option('--host <host>', 'address to bind; anything but loopback exposes the server to the network', '127.0.0.1')
     .addOption(new Option('--port <n>', 'port (0: any free port)').argParser(intArg('--port', 0, 65535)).default(8000))
-    .addOption(new Option('--engine <name>', 'engine: auto tries cuda, wasm, reference').argParser(choiceArg('--engine', ENGINE_CHOICES)).default('auto'))
+    .addOption(new Option('--engine <name>', `engine: auto tries ${AUTO_ORDER.join(', ')}`).argParser(choiceArg('--engine', ENGINE_CHOICES)).default('auto'))
     .addOption(new Option('--batch <n>', 'most sequences per forward pass (default: min(engine maximum, 8))').argParser(intArg('--batch', 1, 4096)))
     .addOption(new Option('--threads <n>', 'worker threads for CPU engines').argParser(intArg('--threads', 1, 1024)))
     .addOption(new Option('--dtype <type>', "weight storage: f32, bf16, or int8 (CPU engines: a quarter of f32's memory); default: the engine's").argParser(choiceArg('--dtype', DTYPE_CHOICES)))
@@ -59,12 +59,12 @@ export function registerServe(program: Command, io: Io, signal: AbortSignal): vo
     .addOption(new Option('--api-key <key>', 'require Authorization: Bearer <key> on /v1/* (or set FAST_DLLM_API_KEY)').env('FAST_DLLM_API_KEY'))
     .addOption(new Option('--timeout <seconds>', 'deadline of each request from its arrival (0: none)').argParser(intArg('--timeout', 0, 10_000_000)).default(600))
     .addOption(new Option('--grace <seconds>', 'on SIGTERM / Ctrl-C: time in-flight requests get to finish').argParser(intArg('--grace', 0, 86_400)).default(30))
-    .addOption(new Option('--max-tokens <n>', 'answer tokens when a request names no max_tokens').argParser(intArg('--max-tokens', 1)).default(128))
+    .addOption(new Option('--max-tokens <n>', 'answer tokens when a request names no max_tokens').argParser(intArg('--max-tokens', 1)).default(DEFAULT_GEN_LENGTH))
     .addOption(new Option('--max-tokens-limit <n>', 'most answer tokens one request may ask for (max_tokens above it is a 400)').argParser(intArg('--max-tokens-limit', 1)).default(2048))
     .addOption(new Option('--allowed-hosts <names>', 'comma-separated Host-header names accepted besides IP addresses, localhost and --host (DNS-rebinding defence), or *').argParser((v: string) => v.split(',').map((s) => s.trim()).filter(Boolean)))
     .addOption(new Option('--headers-timeout <seconds>', 'a client must send its request headers within this time').argParser(intArg('--headers-timeout', 1, 3600)).default(10))
     .addOption(new Option('--body-timeout <seconds>', 'a client must send its whole request within this time').argParser(intArg('--body-timeout', 1, 3600)).default(30))
-    .addOption(new Option('--block-length <n>', 'block length when a request names none').argParser(intArg('--block-length', 1)).default(32))
+    .addOption(new Option('--block-length <n>', 'block length when a request names none').argParser(intArg('--block-length', 1)).default(DEFAULT_BLOCK_LENGTH))
     .addOption(new Option('--cors <origins>', 'comma-separated origins allowed to call from a browser, or *').argParser((v: string) => v.split(',').map((s) => s.trim()).filter(Boolean)))
     .addOption(new Option('--log-level <level>', 'request log (JSON lines on stdout)').argParser(choiceArg('--log-level', LOG_LEVELS)).default('warn'))
     .action(async (opts: ServeFlags) => {
@@ -131,11 +131,13 @@ export function registerServe(program: Command, io: Io, signal: AbortSignal): vo
         log(`fast-dllm serve: ready: engine ${engine.name}, batch ${server.fastDllm.driver()!.maxBatch}, queue ${opts.maxQueue}, timeout ${opts.timeout || 'none'}${opts.timeout ? ' s' : ''}`);
       }
       const why = first === 'loaded' ? await stop : first;
-      log(`fast-dllm serve: ${why}: draining (grace ${opts.grace} s); a second SIGTERM cancels what is left now`);
+      // The handler goes in before the line that announces it: a SIGTERM sent on reading that line must find it
+      // (between the first SIGTERM's listener and this one, the signal has its default action: exit).
       process.once('SIGTERM', () => {
         log('fast-dllm serve: second SIGTERM: cancelling the requests still in flight');
         void server.fastDllm.shutdown({ graceMs: 0 });
       });
+      log(`fast-dllm serve: ${why}: draining (grace ${opts.grace} s); a second SIGTERM cancels what is left now`);
       const { cancelled } = await server.fastDllm.shutdown({ graceMs: opts.grace * 1000 });
       log(`fast-dllm serve: stopped${cancelled ? ` (${cancelled} requests cancelled after the grace period)` : ''}`);
       const e = engine ?? (await enginePromise.catch(() => undefined));

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { runCli } from './run.js';
+import { tablePlan } from '../src/bench.js';
 
 const LLADA = fileURLToPath(new URL('../../../test/fixtures/models/llada-tiny-f32', import.meta.url));
 const dir = mkdtempSync(join(tmpdir(), 'fast-dllm-bench-'));
@@ -165,5 +166,25 @@ describe('fast-dllm bench on block-diffusion models', () => {
       expect(r.code, args.join(' ')).toBe(2);
       expect(r.stderr).toMatch(msg);
     }
+  });
+});
+
+describe("bench's table is the family's rules (the scheduler's resolver)", () => {
+  it('on a Dream model the fixed rows run Dream\'s schedule and the threshold rows its maskgit_plus rule; LLaDA keeps its own', () => {
+    const dream = tablePlan({ architecture: 'dream' }, {}, { genLength: 32, blockLength: 8 });
+    expect(dream.rows.map((r) => [r.name, r.strategy, r.cache])).toEqual([
+      ['baseline', { kind: 'dream', alg: 'maskgit_plus' }, 'none'],
+      ['+ prefix cache', { kind: 'dream', alg: 'maskgit_plus' }, 'prefix'],
+      ['+ dual cache', { kind: 'dream', alg: 'maskgit_plus' }, 'dual'],
+      ['+ parallel (threshold 0.9)', { kind: 'dream', alg: 'maskgit_plus', threshold: 0.9 }, 'none'],
+      ['+ dual cache + parallel (threshold 0.9)', { kind: 'dream', alg: 'maskgit_plus', threshold: 0.9 }, 'dual'],
+      ['+ dual cache + parallel (factor 1)', { kind: 'factor', factor: 1 }, 'dual'],
+    ]);
+    const llada = tablePlan({ architecture: 'llada' }, { threshold: 0.7 }, { genLength: 32, blockLength: 8 });
+    expect(llada.rows.map((r) => r.strategy)).toEqual([
+      { kind: 'fixed', remasking: 'low_confidence' }, { kind: 'fixed', remasking: 'low_confidence' }, { kind: 'fixed', remasking: 'low_confidence' },
+      { kind: 'threshold', threshold: 0.7 }, { kind: 'threshold', threshold: 0.7 }, { kind: 'factor', factor: 1 },
+    ]);
+    expect(dream.rows.every((r) => r.decoding.earlyStop && r.decoding.blockLength === 8 && r.decoding.steps === 32)).toBe(true);
   });
 });

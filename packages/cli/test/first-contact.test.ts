@@ -14,8 +14,8 @@ const dir = mkdtempSync(join(tmpdir(), 'fast-dllm-first-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 describe('first contact', () => {
-  it('--visual at default settings: each map fits 80 columns, padding runs collapsed', async () => {
-    const r = await runCli(['generate', '--engine', 'wasm', '--prompt', 'What is 23 + 48 ?', '--visual']);
+  it('--visual over the whole canvas (--no-early-stop): each map fits 80 columns, padding runs collapsed', async () => {
+    const r = await runCli(['generate', '--engine', 'wasm', '--prompt', 'What is 23 + 48 ?', '--visual', '--no-early-stop']);
     expect(r.code).toBe(0);
     const steps = r.stdout.split('\n').filter((l) => l.startsWith('nfe'));
     expect(steps).toHaveLength(4);

@@ -1,5 +1,5 @@
 /**
- * `fast-dllm inspect` at full size (DESIGN §11, §12): LLaDA-8B's and LLaDA-MoE-7B-A1B's published configs over sparse
+ * `fast-dllm inspect` at full size (DESIGN §13, §14): LLaDA-8B's and LLaDA-MoE-7B-A1B's published configs over sparse
  * safetensors files (the header, then a hole as long as the weights: no disk used), so inspect and every engine's
  * estimate read the real shapes.
  */
@@ -58,7 +58,7 @@ describe('inspect at full size', () => {
     expect(j.moe).toMatchObject({ experts: 64, perToken: 8, expertSize: 1024, sharedExpertSize: null, moeLayers: 16 });
     // 56 idle experts × 3 matrices of 2048 × 1024 in each of 16 layers are not read for a token.
     expect(j.moe.activeParameters).toBe(j.parameters - 16 * 56 * 3 * 2048 * 1024);
-    expect(j.memory['wasm int8'].note).toMatch(/over wasm32's 4 GiB: split by layers over [3-9] memories in Node \(DESIGN §12\); a browser cannot load it/);
+    expect(j.memory['wasm int8'].note).toMatch(/over wasm32's 4 GiB: split by layers over [3-9] memories in Node \(DESIGN §14\); a browser cannot load it/);
     expect(j.memory['wasm int8'].weights / 2 ** 30).toBeGreaterThan(4);
     const text = await runCli(['inspect', dirs[dirs.length - 1], '--canvas', '1024']);
     expect(text.stdout).toMatch(/experts:\s+64 per mixture layer, 8 per token \(expert ffn 1024\); 16 of 16 layers are mixtures; 1\.\d\dB parameters read per token/);

@@ -201,7 +201,7 @@ class Model {
   size_t kvBytes() const { return c.kvBf16 ? 2 : 4; }
   // y (m, n) = x (m, k) @ W^T (+ bias) (+ y itself when `accumulate`: the residual add). The GEMM reads x16, x in
   // bf16, in bf16 mode and x in f32 mode; the caller passes whichever it has (the other may be null). The k split
-  // comes from the weight's shape (batch invariance, SPEC §7); m and the SM count only pick the schedule.
+  // comes from the weight's shape (batch invariance, DESIGN §7); m and the SM count only pick the schedule.
   void linear(const float* x, const __nv_bfloat16* x16, const void* W, const float* bias, float* y, int m, int n, int k,
               bool accumulate = false) {
     if (c.bf16) {

@@ -72,7 +72,7 @@ __global__ void rmsnorm_k(const float* x, const float* w, float* y, __nv_bfloat1
 }
 cudaError_t rmsnorm(const float* x, const float* w, float* y, __nv_bfloat16* y16, int n, int d, float eps, cudaStream_t s) {
   if (n <= 0) return cudaSuccess;
-  // About 4 elements per thread, 32 to 256 threads: from the width d only (batch invariance, SPEC §7).
+  // About 4 elements per thread, 32 to 256 threads: from the width d only (batch invariance, DESIGN §7).
   const int threads = d >= 1024 ? 256 : ((d + 3) / 4 + 31) / 32 * 32;
   FDL_LAUNCH(rmsnorm_k, n, threads, 0, s)(x, w, y, y16, d, eps);
   return cudaGetLastError();
@@ -464,7 +464,7 @@ cudaError_t swiglu(const float* gu, float* h, __nv_bfloat16* h16, int n, int ff,
 // and the next tile's copies (cp.async) are in flight while the current one is used. Lane j of a warp scores key
 // j of the tile for the warp's 4 queries; its probabilities go through shared memory to the lanes that own the
 // output dims (t = lane + 32 d). Nothing in a query's arithmetic depends on the other queries of its block or
-// pass (SPEC §7). Keys come from two segments (cache and fresh rows), so nothing is copied.
+// pass (DESIGN §7). Keys come from two segments (cache and fresh rows), so nothing is copied.
 constexpr int ATHREADS = 256, AQ = 32, AK = 32, AHD = 128, ASTAGES = 2;
 constexpr int AWARPS = ATHREADS / 32, AQW = AQ / AWARPS;  // 8 warps of 4 queries
 constexpr int AD = AHD / 32;                              // output dims per lane
@@ -498,7 +498,7 @@ template <typename Op> __device__ static inline void warp_reduce2(float& x, floa
   }
 }
 
-// Keys a query at absolute position `pos` sees: all L, or through the end of its block (SPEC §8).
+// Keys a query at absolute position `pos` sees: all L, or through the end of its block (DESIGN §8).
 __device__ static inline int attn_visible(const AttnSeq& S, int pos) {
   if (S.causalBlock <= 0) return S.L;
   const int end = (pos / S.causalBlock + 1) * S.causalBlock;

@@ -21,7 +21,7 @@ enum Schedule { kScheduleAuto = 0, kScheduleParallel = 1, kScheduleSerial = 2 };
 
 // ---- bf16 GEMM (tensor cores, f32 accumulate) ----
 // C (m, n) = A (m, k) bf16 @ W^T, W (n, k) bf16 row-major (PyTorch linear), optional bias (n), plus C's own values
-// when `accumulate` (a residual add). Batch invariance (SPEC §7): a row's result depends on its own A row, W, bias
+// when `accumulate` (a residual add). Batch invariance (DESIGN §7): a row's result depends on its own A row, W, bias
 // and C only, never on m. k is cut into `splits` contiguous ranges of kChunk = a multiple of 64; each range is
 // summed on its own (k ascending) and the ranges are added in order: C = ((0 + p0 + p1 + ...) + bias) + C.
 // How those sums are scheduled, which changes no bit:
@@ -60,7 +60,7 @@ cudaError_t swiglu(const float* gu, float* h, __nv_bfloat16* h16, int n, int ff,
 // L keys/values in two segments of the K/V dtype, each (rows, KV, hd): rows [0, n0) from segment 0 (k0, v0) and
 // [n0, L) from segment 1 (k1, v1). Layer `l` of a segment starts `stride` elements after layer 0's (0: the same
 // buffer for every layer, e.g. a prefix step's fresh rows). Keys are at absolute positions 0..L-1; query row
-// q0 + i is at position pos0 + i. causalBlock B > 0: block-causal (SPEC §8), position i sees key j iff
+// q0 + i is at position pos0 + i. causalBlock B > 0: block-causal (DESIGN §8), position i sees key j iff
 // j / B <= i / B; 0: every key. The fields after the first group are filled by attention_plan.
 struct AttnSeq {
   const void* k0; const void* v0; size_t stride0;
@@ -73,7 +73,7 @@ struct AttnSeq {
   int partBase;       // first partial row of its splits (parallel only): (splits, nq) rows
 };
 // Keys per split for L keys: 128 up to L = 4096, then L/32 rounded up to 32-key tiles (at most 32 splits).
-// Batch invariance (SPEC §7): each query's softmax is summed per split (keys ascending, 32-key tiles) and the
+// Batch invariance (DESIGN §7): each query's softmax is summed per split (keys ascending, 32-key tiles) and the
 // splits merged in order, whichever blocks run them.
 int attention_chunk(int L);
 struct AttnPlan {

@@ -9,7 +9,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { dirname, join } from 'node:path';
 import type { ModelDescription } from '@fast-dllm/model';
-import type { ForwardResult } from '@fast-dllm/scheduler';
+import type { ForwardResult } from '@fast-dllm/engine-contract';
 
 /** Versions as "13.0", or "none" (no driver; the emulator reports "none" for both). */
 interface CudaVersions {
@@ -124,7 +124,7 @@ export interface AttentionProbeSequence {
   nq: number;
   /** Absolute position of the sequence's first query row (block-causal masks); default 0. */
   pos0?: number;
-  /** Block-causal attention with this block size (SPEC §8); 0 or absent: bidirectional. */
+  /** Block-causal attention with this block size (DESIGN §8); 0 or absent: bidirectional. */
   causalBlock?: number;
 }
 

@@ -6,7 +6,7 @@
  * to its working size, and never cudaFree (which would wait for the device). Pure bookkeeping; the arenas' bytes
  * are the native side's. DESIGN §7.
  */
-import { EngineCapacityError } from '@fast-dllm/scheduler';
+import { EngineCapacityError } from '@fast-dllm/engine-contract';
 
 /** Blocks start at multiples of this (cudaMalloc's own alignment, and 16-byte cp.async sources). */
 export const BLOCK_ALIGN = 256;

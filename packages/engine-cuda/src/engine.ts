@@ -4,10 +4,10 @@
  * of every request (marshal.ts), checked as a whole by engine-kit's SequenceTable before any kernel runs.
  */
 import {
-  ENGINE_CONTRACT_VERSION, EngineCapacityError, SequenceTable, assembleResults, checkModelSupported, layoutPass, ModelNotSupportedError,
+  ENGINE_CONTRACT_VERSION, EngineCapacityError, SequenceTable, assembleResults, checkModelSupported, ModelNotSupportedError,
   type Engine, type EngineCapabilities, type EngineOptions, type EngineProvider, type ForwardRequest, type ForwardResult, type ModelInfo,
   type SequenceHandle,
-} from '@fast-dllm/scheduler';
+} from '@fast-dllm/engine-contract';
 import { missingLayerFeatures, openModel, schedulerModelInfo, type ModelDescription } from '@fast-dllm/model';
 import { ADDON_PATH, EMULATOR_ADDON_PATH, loadBinding, type NativeBinding, type NativeModel } from './binding.js';
 import { BLOCK_ALIGN, CachePool, type CacheBlock } from './cache-pool.js';
@@ -143,27 +143,21 @@ export class CudaEngine implements Engine {
     signal?.throwIfAborted();
     // One stream: passes run in order even if a caller does not await, and each is checked against the caches as
     // the passes before it left them.
-    const run = this.queue.then(async () => {
-      const blocks = this.sequences.check(this.model, this.capabilities, batch); // the other engines' rejections, in their words
-      signal?.throwIfAborted();
-      const layout = layoutPass(this.model, batch);
-      if (layout.rows > this.passRows) {
-        throw new EngineCapacityError(
-          `${this.name} engine: a pass of ${layout.rows} rows is more than the ${this.passRows} rows of scratch it reserves; run fewer sequences per pass`);
-      }
-      let r;
-      try {
-        r = await native.forward(nativePass(batch, layout, blocks));
-      } catch (e) {
-        this.sequences.invalidate(batch); // a pass that failed part-way left its caches half written
-        throw e;
-      }
-      this.sequences.commit(batch);
-      const none = new Float64Array(0);
-      return assembleResults(batch, layout, {
-        token: r.tokens, prob: r.probs, top1: r.top1Probs ?? none, top2: r.top2Probs ?? none, entropy: r.entropy ?? none, logits: r.logits,
-      }, this.model.vocabSize);
-    });
+    const run = this.queue.then(() => this.sequences.pass(this.model, this.capabilities, batch, signal, {
+      reserve: (layout) => {
+        if (layout.rows > this.passRows) {
+          throw new EngineCapacityError(
+            `${this.name} engine: a pass of ${layout.rows} rows is more than the ${this.passRows} rows of scratch it reserves; run fewer sequences per pass`);
+        }
+      },
+      compute: (blocks, layout) => native.forward(nativePass(batch, layout, blocks)),
+      results: (r, layout) => {
+        const none = new Float64Array(0);
+        return assembleResults(batch, layout, {
+          token: r.tokens, prob: r.probs, top1: r.top1Probs ?? none, top2: r.top2Probs ?? none, entropy: r.entropy ?? none, logits: r.logits,
+        }, this.model.vocabSize);
+      },
+    }));
     this.queue = run.catch(() => undefined);
     return run;
   }
@@ -193,7 +187,6 @@ async function createOn(addonPath: string, name: string, modelDir: string, optio
   const probe = probeCuda(addonPath);
   if (!probe.available) throw new Error(`${name} engine unavailable: ${probe.reason}`);
   const info = probe.binding.deviceInfo();
-  if (options.weightDType === 'f16') throw new Error("cuda engine: weightDType 'f16' is not supported; use 'bf16' or 'f32'");
   if (options.weightDType === 'int8') throw new Error("cuda engine: weightDType 'int8' is the CPU engines' format; use 'bf16' or 'f32' on the GPU, or the wasm engine for int8");
   const dtype = options.weightDType ?? 'bf16';
   const kvDType = options.kvDType ?? dtype;
@@ -259,7 +252,6 @@ function providerOn(addonPath: string, name: string): EngineProvider {
     },
     create: (modelDir, options) => createOn(addonPath, name, modelDir, (options ?? {}) as CudaEngineOptions),
     async estimateMemory(modelDir, { maxLength, weightDType }) {
-      if (weightDType === 'f16') throw new Error("cuda engine: weightDType 'f16' is not supported; use 'bf16' or 'f32'");
       if (weightDType === 'int8') throw new Error("cuda engine: weightDType 'int8' is the CPU engines' format; use 'bf16' or 'f32' on the GPU, or the wasm engine for int8");
       const dtype = weightDType ?? 'bf16';
       const loaded = await openModel(modelDir);

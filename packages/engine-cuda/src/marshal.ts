@@ -1,5 +1,5 @@
 /** Request marshalling between the Engine contract and the native pass (binding.ts NativePass). Pure TS. */
-import type { ForwardMode, ForwardRequest, PassLayout } from '@fast-dllm/scheduler';
+import type { ForwardMode, ForwardRequest, PassLayout } from '@fast-dllm/engine-contract';
 import type { NativePass } from './binding.js';
 import type { CacheBlock } from './cache-pool.js';
 

@@ -42,7 +42,7 @@ export interface WeightPlan {
 
 /**
  * The k splits of the bf16 GEMM for an (n, k) weight: native/kernels.cu gemm_bf16_splits, copied here to size the
- * scratch (a kernel test checks the two agree). From the weight's shape only: batch invariance, SPEC §7.
+ * scratch (a kernel test checks the two agree). From the weight's shape only: batch invariance, DESIGN §7.
  */
 export function gemmSplits(n: number, k: number): number {
   const want = Math.ceil(256 / Math.ceil(n / 128)); // about 256 blocks for a one-row-tile pass

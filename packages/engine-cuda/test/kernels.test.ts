@@ -1,7 +1,7 @@
 /**
  * Kernel-level conformance of the cuda engine: the GEMMs and attention against a float64 reference on fresh
  * random inputs, at shapes the model fixtures never reach (split k, k not a multiple of 8, many k steps, partial
- * tiles, GQA, long canvases, block-causal masks, several sequences in one pass), and batch invariance (SPEC §7):
+ * tiles, GQA, long canvases, block-causal masks, several sequences in one pass), and batch invariance (DESIGN §7):
  * a row computed in a pass of 32 rows and in a pass of 512 rows, or alone and beside other sequences, and under
  * either schedule of the split sums, has the same bits. Runs on the GPU addon where there is a device and on the
  * CPU emulator build everywhere; a backend that is missing reports "not supported" with its reason, except that
@@ -160,7 +160,7 @@ describe.each(BACKENDS)('cuda kernels on %s', (name, kernels, skip) => {
     expectSameBits(`gemmBf16 seed ${seed}: serial vs parallel schedule`, serial, parallel);
   });
 
-  it('gemmBf16: a row has the same bits in a pass of 512 rows and of 32, under either schedule (SPEC §7)', async (ctx) => {
+  it('gemmBf16: a row has the same bits in a pass of 512 rows and of 32, under either schedule (DESIGN §7)', async (ctx) => {
     if (!kernels) return unavailable(ctx);
     // (n, k) = (128, 576): the engine splits k in 2 for this weight, whatever the rows.
     const n = 128, k = 576, big = 512, r0 = 200;
@@ -240,7 +240,7 @@ describe.each(BACKENDS)('cuda kernels on %s', (name, kernels, skip) => {
     expectSameBits(`attention L=${L}: the engine's schedule`, auto, parallel);
   });
 
-  it('attention: a query row has the same bits in a pass of 512 queries and of 32 (SPEC §7), bidirectional and block-causal', async (ctx) => {
+  it('attention: a query row has the same bits in a pass of 512 queries and of 32 (DESIGN §7), bidirectional and block-causal', async (ctx) => {
     if (!kernels) return unavailable(ctx);
     const L = 512, H = 4, KV = 2, hd = 32, r0 = 200;
     const q = random(L * H * hd, 5);

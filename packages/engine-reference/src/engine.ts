@@ -6,10 +6,9 @@
  */
 import {
   ENGINE_CONTRACT_VERSION, EngineCapacityError, SequenceTable, assembleResults, newPassReductions, checkModelSupported, counterGumbel,
-  layoutPass,
   type Engine, type EngineCapabilities, type EngineOptions, type EngineProvider, type ForwardRequest,
   type ForwardResult, type ModelInfo, type PassLayout, type SequenceHandle,
-} from '@fast-dllm/scheduler';
+} from '@fast-dllm/engine-contract';
 import { INT8_BLOCK, int8Blocks, isMoeLayer, openModel, schedulerModelInfo, type ModelDescription } from '@fast-dllm/model';
 import { loadReferenceModel, type ReferenceWeights } from './load.js';
 import { referenceAttention, referenceMatmul, referenceMoe, referenceRmsNorm, referenceRope, referenceSwigluFfn } from './ops.js';
@@ -73,22 +72,17 @@ export class ReferenceEngine implements Engine {
 
   async forward(batch: readonly ForwardRequest[], signal?: AbortSignal): Promise<ForwardResult[]> {
     if (this.disposed || !this.weights) throw new Error('forward: the engine was disposed');
-    const caches = this.sequences.check(this.model, this.capabilities, batch);
-    signal?.throwIfAborted();
-    const layout = layoutPass(this.model, batch);
-    let hidden: Float64Array;
-    try {
-      hidden = this.hiddenStates(batch, caches, layout, signal); // (rows, d) after the final norm
-    } catch (e) {
-      this.sequences.invalidate(batch);
-      throw e;
-    }
-    this.sequences.commit(batch);
-    const d = this.config.hiddenSize;
-    const selected = new Float64Array(layout.reports * d); // (reports, d) the rows that predict each report
-    for (let r = 0; r < layout.reports; r++) selected.set(hidden.subarray(layout.reportRow[r] * d, (layout.reportRow[r] + 1) * d), r * d);
-    const logits = referenceMatmul(selected, this.weights.lmHead, layout.reports, d, this.config.vocabSize); // (reports, V)
-    return this.report(batch, layout, logits);
+    const lmHead = this.weights.lmHead;
+    return this.sequences.pass(this.model, this.capabilities, batch, signal, {
+      compute: (caches, layout) => this.hiddenStates(batch, caches, layout, signal), // (rows, d) after the final norm
+      results: (hidden, layout) => {
+        const d = this.config.hiddenSize;
+        const selected = new Float64Array(layout.reports * d); // (reports, d) the rows that predict each report
+        for (let r = 0; r < layout.reports; r++) selected.set(hidden.subarray(layout.reportRow[r] * d, (layout.reportRow[r] + 1) * d), r * d);
+        const logits = referenceMatmul(selected, lmHead, layout.reports, d, this.config.vocabSize); // (reports, V)
+        return this.report(batch, layout, logits);
+      },
+    });
   }
 
   /**
@@ -215,7 +209,7 @@ export function referenceCacheBytes(m: Pick<ModelDescription, 'numLayers' | 'num
 /**
  * Loads a Hugging Face model directory (LLaDA, Dream, Fast-dLLM v2 or SDAR). Weights are kept as float32 whatever
  * their dtype, except with weightDType 'int8': then the linear weights are quantized into the CPU engines' int8
- * format (quant.ts), the oracle of the WASM engine's int8 mode. 'bf16'/'f16' and threads are ignored: the oracle is
+ * format (quant.ts), the oracle of the WASM engine's int8 mode. 'bf16' and threads are ignored: the oracle is
  * single-threaded f32.
  */
 export async function createReferenceEngine(modelDir: string, options: EngineOptions = {}): Promise<ReferenceEngine> {

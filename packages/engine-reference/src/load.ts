@@ -19,7 +19,7 @@ export interface ReferenceLayer {
   kNorm?: Float32Array; // (hd) … and of k
   o: LinearWeight; // (d, H*hd)
   ffnNorm: Float32Array; // (d)
-  /** The FFN: a dense SwiGLU (gate (ff, d), up (ff, d), down (d, ff)) or a mixture of experts (DESIGN §11). */
+  /** The FFN: a dense SwiGLU (gate (ff, d), up (ff, d), down (d, ff)) or a mixture of experts (DESIGN §13). */
   ffn: { kind: 'dense'; w: SwigluWeights } | { kind: 'moe'; w: MoeWeights };
 }
 

@@ -136,7 +136,7 @@ export function referenceSwigluFfn(x: FloatArray, w: SwigluWeights, n: number, d
   return referenceMatmul(referenceSwiglu(referenceMatmul(x, w.gate, n, d, ff), referenceMatmul(x, w.up, n, d, ff)), w.down, n, ff, d);
 }
 
-/** A mixture-of-experts FFN (DESIGN §11). */
+/** A mixture-of-experts FFN (DESIGN §13). */
 export interface MoeWeights {
   router: FloatArray | Int8Matrix; // (E, d)
   experts: SwigluWeights[]; // E, each of inner width expertSize
@@ -149,7 +149,7 @@ export interface MoeWeights {
 }
 
 /**
- * Which experts each row goes to, and with what weight (DESIGN §11): p = softmax(router · x) (+ expert bias), the
+ * Which experts each row goes to, and with what weight (DESIGN §13): p = softmax(router · x) (+ expert bias), the
  * top k of p (ties to the lower expert), weights p of the chosen (renormalised to sum 1 when normTopK). A row's
  * choice depends on that row alone. x (n, d) → experts (n, k) ascending by expert id, weights (n, k) float64.
  */

@@ -9,7 +9,7 @@
  * and browsers do not let the main thread block. One thread works anywhere, the main thread included.
  */
 import { SafetensorsArchive, blobSource, bufferSource, checkLayerCount, checkTensors, normaliseConfig, tensorNames, type ByteSource } from '@fast-dllm/model';
-import type { EngineOptions } from '@fast-dllm/scheduler';
+import type { EngineOptions } from '@fast-dllm/engine-contract';
 import { WasmEngine } from './engine.js';
 import { WasmKernels, checkLoadOptions, chooseFma, type WeightDType } from './kernels.js';
 import { WorkerPool, type SpawnWorker } from './pool.js';

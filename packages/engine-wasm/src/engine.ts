@@ -26,10 +26,10 @@
  *            └──────────────────────────────────────────────────────────────────────┘
  */
 import {
-  ENGINE_CONTRACT_VERSION, EngineCapacityError, SequenceTable, assembleResults, checkModelSupported, layoutPass, ModelNotSupportedError, newPassReductions,
+  ENGINE_CONTRACT_VERSION, EngineCapacityError, SequenceTable, assembleResults, checkModelSupported, ModelNotSupportedError, newPassReductions,
   type Engine, type EngineCapabilities, type ForwardRequest, type ForwardResult, type ModelInfo, type PassLayout,
   type SequenceHandle,
-} from '@fast-dllm/scheduler';
+} from '@fast-dllm/engine-contract';
 import { isMoeLayer, missingLayerFeatures, schedulerModelInfo, type ModelDescription, type ModelTensorNames, type SwigluTensorNames } from '@fast-dllm/model';
 import { ATTENTION_SCORE_ROWS, WASM32_MAX_BYTES, int8ScratchBytes, packedBytes, type PackedWeight, type Region, type WasmKernels, type WeightDType } from './kernels.js';
 
@@ -39,7 +39,7 @@ export type TensorReader = (name: string) => Promise<Float32Array>;
 /** One SwiGLU FFN: gate (w, d), up (w, d), down (d, w) packed, w its inner width. */
 interface SwigluRegions { gate: PackedWeight; up: PackedWeight; down: PackedWeight }
 
-/** A mixture-of-experts FFN (DESIGN §11). */
+/** A mixture-of-experts FFN (DESIGN §13). */
 interface MoeRegions {
   router: PackedWeight; // (E, d) f32 whatever the weight dtype: top-k is a discrete choice
   experts: SwigluRegions[]; // E, inner width expertSize
@@ -97,7 +97,7 @@ export function weightBytes(m: ModelDescription, dtype: WeightDType = 'f32'): nu
   return bytes;
 }
 
-/** Bytes of layer l's weights: attention, norms, biases and its FFN (dense, or the mixture of DESIGN §11). */
+/** Bytes of layer l's weights: attention, norms, biases and its FFN (dense, or the mixture of DESIGN §13). */
 export function layerWeightBytes(m: ModelDescription, l: number, dtype: WeightDType = 'f32'): number {
   const { hiddenSize: d, numHeads: H, numKvHeads: KV, headDim: hd, intermediateSize: ff } = m;
   const P = (out: number, inDim: number) => packedBytes(out, inDim, dtype); // panels round `out` up to a multiple of 8
@@ -152,13 +152,13 @@ export function scratchBytes(m: ModelDescription, rows: number, keys: number, th
 const LOAD_CHECK_LENGTH = 64;
 
 /**
- * Weight bytes one shard may hold when a model is split over several memories (DESIGN §12): the rest of its 4 GiB
+ * Weight bytes one shard may hold when a model is split over several memories (DESIGN §14): the rest of its 4 GiB
  * is left for the sequences' caches and the pass scratch.
  */
 export const SHARD_WEIGHT_BYTES = 3 * 2 ** 30;
 
 /**
- * One wasm32 memory's share of a model (DESIGN §12): its kernels (instance, memory and worker pool), a run of
+ * One wasm32 memory's share of a model (DESIGN §14): its kernels (instance, memory and worker pool), a run of
  * consecutive layers with their part of every sequence's cache, and a pass scratch. The last shard also holds
  * the LM head, the final norm and an untied embedding.
  */
@@ -193,7 +193,7 @@ export function planShards(m: ModelDescription, dtype: WeightDType, budget = SHA
   return plan;
 }
 
-/** How WasmEngine.load may split a model over several memories (DESIGN §12). */
+/** How WasmEngine.load may split a model over several memories (DESIGN §14). */
 export interface ShardingOptions {
   /** Makes the kernels of one more memory (Node); without it a model over 4 GiB is refused. */
   moreKernels?: () => Promise<WasmKernels>;
@@ -235,7 +235,7 @@ export class WasmEngine implements Engine {
 
   /**
    * Copies the weights into linear memory. A model that fits one wasm32 memory (4 GiB) goes into `K`; a larger one is
-   * split by layers over several memories (DESIGN §12), each from `moreKernels`, when the caller can make them
+   * split by layers over several memories (DESIGN §14), each from `moreKernels`, when the caller can make them
    * (Node); without it (the browser) it is refused before anything is read.
    */
   static async load(
@@ -377,19 +377,14 @@ export class WasmEngine implements Engine {
 
   async forward(batch: readonly ForwardRequest[], signal?: AbortSignal): Promise<ForwardResult[]> {
     if (this.disposed) throw new Error('forward: the engine was disposed');
-    const caches = this.sequences.check(this.model, this.capabilities, batch);
-    const layout = layoutPass(this.model, batch);
-    const keys = batch.reduce((a, r) => Math.max(a, r.canvas.length), 0);
-    for (const sh of this.shards) this.ensureScratch(sh, { rows: layout.rows, keys, reports: Math.min(Math.max(layout.reports, 1), REPORT_CHUNK) });
-    signal?.throwIfAborted();
-    try {
-      this.layersForward(batch, caches, layout, signal);
-    } catch (e) {
-      this.sequences.invalidate(batch);
-      throw e;
-    }
-    this.sequences.commit(batch);
-    return this.report(batch, layout);
+    return this.sequences.pass(this.model, this.capabilities, batch, signal, {
+      reserve: (layout) => {
+        const keys = batch.reduce((a, r) => Math.max(a, r.canvas.length), 0);
+        for (const sh of this.shards) this.ensureScratch(sh, { rows: layout.rows, keys, reports: Math.min(Math.max(layout.reports, 1), REPORT_CHUNK) });
+      },
+      compute: (caches, layout) => this.layersForward(batch, caches, layout, signal),
+      results: (_, layout) => this.report(batch, layout),
+    });
   }
 
   /** Grows a shard's scratch block to hold a pass of this shape; throws EngineCapacityError (nothing changed) when it cannot. */
@@ -518,7 +513,7 @@ export class WasmEngine implements Engine {
     this.head.K.rmsnorm(rows(hs.x, d), this.finalNorm, rows(hs.h, d), n, d, m.rmsNormEps);
   }
 
-  /** LLaDA-MoE's clip_qkv (DESIGN §11): x clamped to ±clipQkv in place (exact in f32); nothing without it. */
+  /** LLaDA-MoE's clip_qkv (DESIGN §13): x clamped to ±clipQkv in place (exact in f32); nothing without it. */
   private clip(K: WasmKernels, x: Region): void {
     const c = this.desc.clipQkv;
     if (c === undefined) return;
@@ -527,7 +522,7 @@ export class WasmEngine implements Engine {
   }
 
   /**
-   * RoPE in place on x (n, heads, hd) at the rows' positions in scratch.pos. Partial rotary (DESIGN §11) turns only
+   * RoPE in place on x (n, heads, hd) at the rows' positions in scratch.pos. Partial rotary (DESIGN §13) turns only
    * the first rotaryDim dims of each head: they are gathered into scratch.rot as (n, heads, rotaryDim), rotated by the
    * same kernel as a head of that width (angles pos · theta^(-2j/rotaryDim), as partial rotary defines), and put back.
    */
@@ -562,7 +557,7 @@ export class WasmEngine implements Engine {
   }
 
   /**
-   * The mixture (DESIGN §11) of the normed rows scratch.h (n, d) into scratch.tmp (n, d): route every row on the
+   * The mixture (DESIGN §13) of the normed rows scratch.h (n, d) into scratch.tmp (n, d): route every row on the
    * host (softmax of the f32 router logits in f64, + expert bias, top k, ties to the lower expert), then run each
    * expert once over the rows routed to it, gathered into scratch.moeX, and add its weighted output to each of
    * those rows in ascending expert order, then the shared expert. A row's sum never depends on the other rows.

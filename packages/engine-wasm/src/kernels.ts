@@ -13,7 +13,7 @@
  */
 
 import { INT8_BLOCK, int8Blocks, quantizeInt8Weight } from '@fast-dllm/model';
-import { EngineCapacityError, f32ToBF16 } from '@fast-dllm/scheduler';
+import { EngineCapacityError, f32ToBF16 } from '@fast-dllm/engine-contract';
 
 export { f32ToBF16 };
 

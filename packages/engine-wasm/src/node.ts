@@ -4,7 +4,7 @@ import { readFile } from 'node:fs/promises';
 import v8 from 'node:v8';
 import { fileURLToPath } from 'node:url';
 import { openModel } from '@fast-dllm/model';
-import type { EngineOptions, EngineProvider } from '@fast-dllm/scheduler';
+import type { EngineOptions, EngineProvider } from '@fast-dllm/engine-contract';
 import { WasmEngine, planShards, scratchBytes, sequenceCacheBytes, weightBytes } from './engine.js';
 import { Worker } from 'node:worker_threads';
 import { WorkerPool, type SpawnWorker } from './pool.js';
@@ -128,7 +128,7 @@ export interface WasmEngineOptions extends EngineOptions {
   /** Relaxed-SIMD fused multiply-add kernels: default where the runtime has them; false for the plain SIMD build. */
   fma?: boolean;
   /**
-   * Split the layers over several wasm memories of at most this many layers each (DESIGN §12). Unset: one memory
+   * Split the layers over several wasm memories of at most this many layers each (DESIGN §14). Unset: one memory
    * when the model fits 4 GiB, else as many as its weights need.
    */
   layersPerShard?: number;
@@ -142,7 +142,7 @@ export async function createWasmEngine(modelDir: string, options: WasmEngineOpti
   const { threads, dtype } = checkLoadOptions(options);
   const per = options.layersPerShard;
   if (per !== undefined && !(Number.isInteger(per) && per > 0)) throw new Error(`engine-wasm: layersPerShard must be a positive integer, got ${per}`);
-  // One kernel instance per wasm32 memory: a model over 4 GiB takes several (DESIGN §12), each with its own workers.
+  // One kernel instance per wasm32 memory: a model over 4 GiB takes several (DESIGN §14), each with its own workers.
   const makeKernels = () => threads > 1
     ? loadThreadedKernels(threads, { fma: options.fma })
     : loadKernels({ simd: options.simd ?? true, fma: options.simd === false ? undefined : options.fma });
@@ -190,7 +190,7 @@ export const wasmProvider: EngineProvider = {
     let split = '';
     if (!fits) {
       try {
-        split = `over wasm32's 4 GiB: split by layers over ${planShards(description, dtype).length} memories in Node (DESIGN §12); a browser cannot load it`;
+        split = `over wasm32's 4 GiB: split by layers over ${planShards(description, dtype).length} memories in Node (DESIGN §14); a browser cannot load it`;
       } catch (e) {
         split = (e as Error).message;
       }

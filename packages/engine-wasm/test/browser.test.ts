@@ -97,6 +97,8 @@ describe.skipIf(!haveChromium)(`engine-wasm in Chromium (${CHROMIUM})`, () => {
     const int8 = Array.from(K.f32(y));
 
     const [one, two] = results.runs!;
+    expect(one.contractFailures).toEqual([]);
+    expect(two.contractFailures).toEqual([]);
     expect(one.threads).toBe(1);
     expect(two.threads).toBe(2);
     expect(two.build).toMatch(/^threads/);

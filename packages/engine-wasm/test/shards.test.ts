@@ -1,5 +1,5 @@
 /**
- * DESIGN §12: a model split by layers over several wasm memories computes the same bits as in one memory, and the
+ * DESIGN §14: a model split by layers over several wasm memories computes the same bits as in one memory, and the
  * plan packs layers under the per-memory budget with the head in the last shard.
  */
 import { describe, expect, it } from 'vitest';
@@ -29,7 +29,7 @@ async function logitsOf(e: Engine, canvas: Int32Array): Promise<Float32Array[]> 
   }
 }
 
-describe('a model over several wasm memories (DESIGN §12)', () => {
+describe('a model over several wasm memories (DESIGN §14)', () => {
   it.each([
     ['llada-tiny-f32', 'f32', 1], ['dream-tiny-f32', 'int8', 2], ['llada-moe-tiny-f32', 'f32', 1], ['sdar-tiny-f32', 'bf16', 1],
   ] as const)('%s (%s, %i layer(s) per memory) gives the same bits as one memory', async (model, weightDType, per) => {

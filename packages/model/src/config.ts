@@ -49,7 +49,7 @@ export function normaliseConfig(config: Json, extras: ConfigExtras = {}): ModelD
   const fail = (msg: string) => new ModelFormatError(msg, { file });
   const modelType = config.model_type;
   let arch = typeof modelType === 'string' ? MODEL_TYPES[modelType.toLowerCase()] : undefined;
-  // DESIGN §11: MoE is told from dense by the config's expert fields, not by the name alone.
+  // DESIGN §13: MoE is told from dense by the config's expert fields, not by the name alone.
   if (arch === 'llada' && LLADA_MOE_KEYS.some((k) => config[k] !== undefined && config[k] !== null)) arch = 'llada_moe';
   if (!arch) {
     const hint = typeof modelType === 'string' && /moe/i.test(modelType) ? ' (of the mixture-of-experts models only LLaDA-MoE, "lladamoe", is supported)' : '';
@@ -148,7 +148,7 @@ export function normaliseConfig(config: Json, extras: ConfigExtras = {}): ModelD
 }
 
 /**
- * LLaDA-MoE (DESIGN §11): OLMoE-style layers (per-head q/k RMSNorm, optional clip_qkv and partial rotary), a dense
+ * LLaDA-MoE (DESIGN §13): OLMoE-style layers (per-head q/k RMSNorm, optional clip_qkv and partial rotary), a dense
  * SwiGLU FFN where moe_layer_freq[l] is 0 and a routed mixture (softmax router, top-k, optional shared expert and
  * expert bias) elsewhere; full attention, unshifted logits: it decodes as LLaDA.
  */
@@ -323,7 +323,7 @@ export async function readModelConfig(dir: string): Promise<ModelDescription> {
 /** What every engine reports as its `model`: one place that maps a description to the scheduler's view. */
 export function schedulerModelInfo(d: ModelDescription): SchedulerModelInfo {
   return {
-    // LLaDA-MoE differs from LLaDA in its layers only; the scheduler decodes it as LLaDA (DESIGN §11).
+    // LLaDA-MoE differs from LLaDA in its layers only; the scheduler decodes it as LLaDA (DESIGN §13).
     architecture: d.architecture === 'llada_moe' ? 'llada' : d.architecture,
     vocabSize: d.vocabSize,
     maxPositions: d.maxPositions,

@@ -39,7 +39,7 @@ export function tensorNames(desc: ModelDescription): ModelTensorNames {
       ffnNorm: `${b}.post_attention_layernorm.weight`,
     };
     const moe = desc.moe;
-    // LLaDA-MoE (DESIGN §11): mlp.gate is the router, mlp.experts.e the routed experts, shared_expert beside mlp.
+    // LLaDA-MoE (DESIGN §13): mlp.gate is the router, mlp.experts.e the routed experts, shared_expert beside mlp.
     const l: LayerTensorNames = moe?.moeLayers[i]
       ? {
         ...attention, router: `${b}.mlp.gate.weight`,
@@ -211,7 +211,7 @@ export function modelSummary(loaded: LoadedModel, canvasLength = loaded.descript
   };
 }
 
-/** Layer features beyond the dense Llama/Qwen layer that not every engine implements (DESIGN §11). */
+/** Layer features beyond the dense Llama/Qwen layer that not every engine implements (DESIGN §13). */
 export interface LayerFeatures {
   moe?: boolean;
   partialRotary?: boolean;

@@ -5,12 +5,12 @@
 
 /**
  * Masked diffusion (llada, llada_moe, dream: bidirectional) and block diffusion (fast_dllm_v2, sdar: block-causal,
- * DESIGN §8). llada_moe is LLaDA-MoE's checkpoint layout (OLMoE-style layers, DESIGN §11); it decodes as LLaDA.
+ * DESIGN §8). llada_moe is LLaDA-MoE's checkpoint layout (OLMoE-style layers, DESIGN §13); it decodes as LLaDA.
  */
 export type Architecture = 'llada' | 'llada_moe' | 'dream' | 'fast_dllm_v2' | 'sdar';
 
 /**
- * A mixture-of-experts FFN (DESIGN §11): a router picks `topK` of `numExperts` SwiGLU experts per row; their
+ * A mixture-of-experts FFN (DESIGN §13): a router picks `topK` of `numExperts` SwiGLU experts per row; their
  * outputs, weighted by the router's softmax probabilities, are summed, plus a shared expert where there is one.
  */
 export interface MoeDescription {
@@ -70,7 +70,7 @@ export interface ModelDescription {
   rotaryDim?: number;
   /** q, k and v are clamped to [-clipQkv, clipQkv] after their projections (LLaDA-MoE's clip_qkv); absent: no clamp. */
   clipQkv?: number;
-  /** Mixture-of-experts FFNs (DESIGN §11); absent: every layer's FFN is dense. */
+  /** Mixture-of-experts FFNs (DESIGN §13); absent: every layer's FFN is dense. */
   moe?: MoeDescription;
   /** Block-diffusion models: block-causal attention with blocks of this size (DESIGN §8); absent: bidirectional. */
   blockSize?: number;
@@ -130,7 +130,7 @@ export interface SwigluTensorNames {
 export interface DenseLayerTensorNames extends AttentionTensorNames, SwigluTensorNames {}
 
 /**
- * A mixture-of-experts layer (DESIGN §11): router (E, d), experts[e] each a SwiGLU of the expert size, shared a
+ * A mixture-of-experts layer (DESIGN §13): router (E, d), experts[e] each a SwiGLU of the expert size, shared a
  * SwiGLU of the shared size, expertBias (E).
  */
 export interface MoeLayerTensorNames extends AttentionTensorNames {

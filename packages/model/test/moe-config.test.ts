@@ -10,7 +10,7 @@ export const LLADA_MOE_7B = {
   clip_qkv: null, hidden_act: 'silu', tie_word_embeddings: false, moe_router_enable_expert_bias: false, moe_router_score_function: 'softmax',
 };
 
-describe('LLaDA-MoE configs (DESIGN §11)', () => {
+describe('LLaDA-MoE configs (DESIGN §13)', () => {
   it('model_type "llada" with expert fields is LLaDA-MoE, and so is "lladamoe"; the scheduler decodes it as LLaDA', () => {
     for (const model_type of ['llada', 'lladamoe', 'LLaDAMoE']) {
       const d = normaliseConfig({ ...LLADA_MOE_7B, model_type });

@@ -5,8 +5,8 @@
  * once. Each generation is advanced only by its own results, so its tokens, NFE and step records are those it
  * gets alone (the engine guarantees the arithmetic of a row does not depend on the other rows).
  */
-import type { Engine, ForwardMode, ForwardRequest, SequenceHandle } from './engine.js';
-import { EngineCapacityError } from './engine-kit.js';
+import type { Engine, ForwardMode, ForwardRequest, SequenceHandle } from '@fast-dllm/engine-contract';
+import { EngineCapacityError } from '@fast-dllm/engine-contract';
 import { abortError } from './errors.js';
 import { Generation, type GenerationEvent, type GenerationResult } from './generation.js';
 import type { GenerationRequest } from './request.js';

@@ -2,7 +2,7 @@
  * generate(): one generation on an engine, alone — a short loop over a Generation (generation.ts) with one
  * engine sequence. For many generations at once use the BatchDriver (batch.ts); the results are the same.
  */
-import type { Engine } from './engine.js';
+import type { Engine } from '@fast-dllm/engine-contract';
 import { abortError } from './errors.js';
 import { Generation, type GenerationEvent, type GenerationResult } from './generation.js';
 import type { GenerationRequest } from './request.js';

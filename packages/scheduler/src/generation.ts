@@ -9,7 +9,7 @@
  * diffusion for LLaDA/Dream, block diffusion for Fast-dLLM v2/SDAR — is a Decoder (decoders/) it delegates to.
  * A generation never looks at other sequences: its tokens, NFE and step records are the same alone or in a batch.
  */
-import type { ForwardMode, ForwardRequest, ForwardResult, ModelInfo } from './engine.js';
+import type { ForwardMode, ForwardRequest, ForwardResult, ModelInfo } from '@fast-dllm/engine-contract';
 import { checkGenerationRequest, type EngineTarget, type GenerationRequest, type ResolvedRequest } from './request.js';
 import { committedPrefix, stopIdsOf } from './stop.js';
 import { BlockDiffusionDecoder } from './decoders/block.js';

@@ -1,6 +1,6 @@
-export * from './engine.js';
-export * from './engine-kit.js';
-export * from './rng.js';
+// The engine contract lives in its own package (engines depend on it alone); re-exported so that imports of it
+// from the scheduler keep working.
+export * from '@fast-dllm/engine-contract';
 export * from './errors.js';
 export * from './select.js';
 export * from './plan.js';
@@ -12,3 +12,5 @@ export { BlockDiffusionDecoder } from './decoders/block.js';
 export * from './generate.js';
 export * from './batch.js';
 export * from './recipe.js';
+export * from './resolve.js';
+export * from './text.js';

@@ -1,4 +1,4 @@
-import type { ForwardMode } from './engine.js';
+import type { ForwardMode } from '@fast-dllm/engine-contract';
 
 export type CacheMode = 'none' | 'prefix' | 'dual';
 

@@ -4,7 +4,7 @@
  * top-1 probability). Fast-dLLM v2: sub-blocks of 8 with threshold 0.9, block cache off (the published default).
  * SDAR: B denoising steps per block, low_confidence_dynamic with threshold 0.85.
  */
-import type { ModelInfo } from './engine.js';
+import type { ModelInfo } from '@fast-dllm/engine-contract';
 import type { CacheMode } from './plan.js';
 import { subBlockLengthFor, type Strategy } from './request.js';
 

@@ -3,10 +3,10 @@
  * checks everything the request says about itself; given a model and an engine's capabilities it also checks
  * what depends on them. The CLI, the server and the batch driver all call this one function.
  */
-import { ENGINE_CONTRACT_VERSION, type EngineCapabilities, type ForwardMode, type ModelInfo } from './engine.js';
-import { SchedulerConfigError } from './errors.js';
+import { ENGINE_CONTRACT_VERSION, type EngineCapabilities, type ForwardMode, type ModelInfo } from '@fast-dllm/engine-contract';
+import { SchedulerConfigError, type ChoiceField, type ChoiceProblem } from './errors.js';
 import type { CacheMode } from './plan.js';
-import { normaliseSeed } from './rng.js';
+import { normaliseSeed } from '@fast-dllm/engine-contract';
 
 export type DreamAlg = 'entropy' | 'topk_margin' | 'maskgit_plus' | 'origin';
 
@@ -110,15 +110,17 @@ export interface EngineTarget {
   capabilities?: EngineCapabilities;
 }
 
-function positiveInt(name: string, v: unknown): number {
-  if (typeof v !== 'number' || !Number.isInteger(v) || v <= 0) {
-    throw new SchedulerConfigError(`${name} must be a positive integer; got ${String(v)}`);
-  }
+/** A refusal about one field; `say` names fields through `n` so each front-end reads them in its own names. */
+const bad = (field: ChoiceField | null, say: (n: (f: ChoiceField) => string) => string, problem: ChoiceProblem = 'invalid') =>
+  new SchedulerConfigError(say, field, problem);
+
+function positiveInt(name: ChoiceField, v: unknown): number {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v <= 0) throw bad(name, (n) => `${n(name)} must be a positive integer; got ${String(v)}`);
   return v;
 }
 
 function checkTau(tau: unknown): void {
-  if (typeof tau !== 'number' || !(tau > 0 && tau <= 1)) throw new SchedulerConfigError(`threshold must be in (0, 1]; got ${String(tau)}`);
+  if (typeof tau !== 'number' || !(tau > 0 && tau <= 1)) throw bad('threshold', (n) => `${n('threshold')} must be in (0, 1]; got ${String(tau)}`);
 }
 
 /** The forward modes a request's cache setting needs. */
@@ -131,23 +133,23 @@ export function modesFor(cache: CacheMode): ForwardMode[] {
  * the request says about itself (the prompt is checked for emptiness only: its ids need the model).
  */
 export function checkGenerationRequest(req: GenerationRequest, target?: EngineTarget): ResolvedRequest {
-  if (target?.capabilities && target.capabilities.contractVersion !== ENGINE_CONTRACT_VERSION) {
-    throw new SchedulerConfigError(
-      `engine '${target.name}' implements contract version ${target.capabilities.contractVersion}, the scheduler needs ${ENGINE_CONTRACT_VERSION}; rebuild the engine against this scheduler`,
-    );
+  const contract = target?.capabilities?.contractVersion;
+  if (contract !== undefined && contract !== ENGINE_CONTRACT_VERSION) {
+    throw bad('engine', () =>
+      `engine '${target!.name}' implements contract version ${contract}, the scheduler needs ${ENGINE_CONTRACT_VERSION}; rebuild the engine against this scheduler`);
   }
-  if (!(req.prompt instanceof Int32Array)) throw new SchedulerConfigError('prompt must be an Int32Array of token ids');
-  if (req.prompt.length === 0) throw new SchedulerConfigError('empty prompt: generation needs at least one prompt token (e.g. BOS)');
+  if (!(req.prompt instanceof Int32Array)) throw bad('prompt', () => 'prompt must be an Int32Array of token ids');
+  if (req.prompt.length === 0) throw bad('prompt', () => 'empty prompt: generation needs at least one prompt token (e.g. BOS)');
   const gen = positiveInt('genLength', req.genLength);
   const temperature = req.temperature ?? 0;
   if (typeof temperature !== 'number' || !Number.isFinite(temperature) || temperature < 0) {
-    throw new SchedulerConfigError(`temperature must be a finite number >= 0; got ${String(temperature)}`);
+    throw bad('temperature', (n) => `${n('temperature')} must be a finite number >= 0; got ${String(temperature)}`);
   }
   let seed: number;
   try {
     seed = normaliseSeed(req.seed ?? 0);
   } catch (e) {
-    throw new SchedulerConfigError((e as Error).message);
+    throw bad('seed', () => (e as Error).message);
   }
   checkStrategy(req.strategy);
   const maxLength = req.prompt.length + gen;
@@ -162,49 +164,54 @@ export function checkGenerationRequest(req: GenerationRequest, target?: EngineTa
 function resolveMasked(req: GenerationRequest, gen: number, temperature: number, seed: number, maxLength: number): ResolvedRequest {
   const bl = positiveInt('blockLength', req.blockLength);
   const steps = positiveInt('steps', req.steps);
-  if (gen % bl !== 0) throw new SchedulerConfigError(`genLength ${gen} must be a multiple of blockLength ${bl}`);
+  if (gen % bl !== 0) throw bad('genLength', (n) => `${n('genLength')} ${gen} must be a multiple of ${n('blockLength')} ${bl}`);
   const numBlocks = gen / bl;
-  if (steps % numBlocks !== 0) throw new SchedulerConfigError(`steps ${steps} must be a multiple of the number of blocks ${numBlocks} (genLength / blockLength)`);
+  if (steps % numBlocks !== 0) {
+    throw bad('steps', (n) => `${n('steps')} ${steps} must be a multiple of the number of blocks ${numBlocks} (${n('genLength')} / ${n('blockLength')})`);
+  }
   const cache = req.cache ?? 'none';
-  if (cache !== 'none' && cache !== 'prefix' && cache !== 'dual') throw new SchedulerConfigError(`unknown cache mode '${String(cache)}' (none | prefix | dual)`);
+  if (cache !== 'none' && cache !== 'prefix' && cache !== 'dual') throw bad('cache', (n) => `unknown ${n('cache')} mode '${String(cache)}' (none | prefix | dual)`);
   let refreshEvery: number | undefined;
   if (req.refreshEvery !== undefined) {
     refreshEvery = positiveInt('refreshEvery', req.refreshEvery);
-    if (cache === 'none') throw new SchedulerConfigError('refreshEvery needs a cache mode (prefix or dual); without a cache every step is already full');
+    if (cache === 'none') {
+      throw bad('refreshEvery', (n) => `${n('refreshEvery')} needs a ${n('cache')} mode (prefix or dual); without a cache every step is already a full forward`);
+    }
   }
   return { family: 'masked', cache, temperature, seed, blockLength: bl, stepsPerBlock: steps / numBlocks, refreshEvery, maxLength };
 }
 
 /** Block diffusion (DESIGN §8): the masked-diffusion options are refused by name; B comes from the model. */
 function resolveBlock(
-  req: GenerationRequest, s: Extract<Strategy, { kind: 'fast_dllm_v2' | 'sdar' }>, model: ModelInfo | undefined,
+  req: GenerationRequest, s: Extract<Strategy, { kind: 'fast_dllm_v2' | 'sdar' }>, model: BlockModel | undefined,
   temperature: number, seed: number, maxLength: number,
 ): ResolvedRequest {
   const who = `strategy '${s.kind}' (block diffusion)`;
   if (req.steps !== undefined) {
-    throw new SchedulerConfigError(`steps is a masked-diffusion (LLaDA/Dream) option; ${who} ${s.kind === 'sdar' ? 'takes stepsPerBlock' : 'steps by its threshold'}: drop steps`);
+    throw bad('steps', (n) => `${n('steps')} is a masked-diffusion (LLaDA/Dream) option; ${who} ${s.kind === 'sdar' ? `takes ${n('stepsPerBlock')}` : 'steps by its threshold'}: drop ${n('steps')}`, 'unsupported');
   }
   if (req.cache !== undefined && req.cache !== 'none') {
-    throw new SchedulerConfigError(`cache '${req.cache}' is masked diffusion's approximate cache; ${who} keeps an exact cache of finished blocks` +
-      (s.kind === 'fast_dllm_v2' ? ' (DualCache inside the block is the strategy\'s blockCache option)' : '') + ': drop cache');
+    throw bad('cache', (n) => `${n('cache')} '${req.cache}' is masked diffusion's approximate cache; ${who} keeps an exact cache of finished blocks` +
+      (s.kind === 'fast_dllm_v2' ? ` (DualCache inside the block is the strategy's ${n('blockCache')} option)` : '') + `: drop ${n('cache')}`, 'unsupported');
   }
-  if (req.refreshEvery !== undefined) throw new SchedulerConfigError(`refreshEvery is a masked-diffusion (LLaDA/Dream) option; ${who} never refreshes its exact cache: drop it`);
-  if (req.earlyStop) throw new SchedulerConfigError(`earlyStop is a masked-diffusion (LLaDA/Dream) option; ${who} always stops at a stop token: drop it`);
+  if (req.refreshEvery !== undefined) throw bad('refreshEvery', (n) => `${n('refreshEvery')} is a masked-diffusion (LLaDA/Dream) option; ${who} never refreshes its exact cache: drop it`, 'unsupported');
+  if (req.earlyStop) throw bad('earlyStop', (n) => `${n('earlyStop')} is a masked-diffusion (LLaDA/Dream) option; ${who} always stops at a stop token: drop it`, 'unsupported');
   if (req.blockLength !== undefined) positiveInt('blockLength', req.blockLength);
   const B = model?.blockSize;
   if (B !== undefined && req.blockLength !== undefined && req.blockLength !== B) {
-    throw new SchedulerConfigError(`blockLength ${req.blockLength} differs from the ${model!.architecture} model's block size ${B} (block-diffusion models decode in the blocks they were trained with); drop blockLength`);
+    throw bad('blockLength', (n) => `${n('blockLength')} ${req.blockLength} differs from the ${model!.architecture} model's block size ${B} ` +
+      `(block-diffusion models decode in the blocks they were trained with); drop ${n('blockLength')}`);
   }
   const base = { family: 'block' as const, cache: 'none' as const, temperature, seed, blockLength: B ?? req.blockLength ?? 0, maxLength };
   if (s.kind === 'fast_dllm_v2') {
     if (B === undefined) return { ...base, stepsPerBlock: 0, ...(s.subBlockLength !== undefined ? { subBlockLength: s.subBlockLength } : {}) };
     const b = subBlockLengthFor(s, B);
-    if (B % b !== 0) throw new SchedulerConfigError(`subBlockLength ${b} must divide the model's block size ${B}`);
+    if (B % b !== 0) throw bad('subBlockLength', (n) => `${n('subBlockLength')} ${b} must divide the model's block size ${B}`);
     return { ...base, stepsPerBlock: 0, subBlockLength: b };
   }
   if (B === undefined) return { ...base, stepsPerBlock: s.stepsPerBlock ?? 0 };
   const n = s.stepsPerBlock ?? B;
-  if (n > B) throw new SchedulerConfigError(`stepsPerBlock ${n} exceeds the model's block size ${B}: a step past B would commit nothing (use at most ${B})`);
+  if (n > B) throw bad('stepsPerBlock', (f) => `${f('stepsPerBlock')} ${n} exceeds the model's block size ${B}: a step past B would commit nothing (use at most ${B})`);
   return { ...base, stepsPerBlock: n };
 }
 
@@ -212,7 +219,7 @@ function checkStrategy(s: Strategy): void {
   switch (s?.kind) {
     case 'fixed':
       if (s.remasking !== undefined && s.remasking !== 'low_confidence' && s.remasking !== 'random') {
-        throw new SchedulerConfigError(`unknown remasking '${String(s.remasking)}' (low_confidence | random)`);
+        throw bad('remasking', (n) => `unknown ${n('remasking')} '${String(s.remasking)}' (low_confidence | random)`);
       }
       return;
     case 'threshold':
@@ -220,19 +227,19 @@ function checkStrategy(s: Strategy): void {
       return;
     case 'factor': {
       const f = s.factor ?? 1;
-      if (typeof f !== 'number' || !Number.isFinite(f) || !(f > 0)) throw new SchedulerConfigError(`factor f must be > 0; got ${String(f)}`);
+      if (typeof f !== 'number' || !Number.isFinite(f) || !(f > 0)) throw bad('factor', (n) => `${n('factor')} f must be > 0; got ${String(f)}`);
       return;
     }
     case 'dream':
       if (!['entropy', 'topk_margin', 'maskgit_plus', 'origin'].includes(s.alg)) {
-        throw new SchedulerConfigError(`unknown Dream alg '${String(s.alg)}' (entropy | topk_margin | maskgit_plus | origin)`);
+        throw bad('alg', (n) => `unknown Dream ${n('alg')} '${String(s.alg)}' (entropy | topk_margin | maskgit_plus | origin)`);
       }
       if (s.threshold !== undefined) {
-        if (s.alg === 'origin') throw new SchedulerConfigError("Dream alg 'origin' has no confidence to threshold; drop the threshold or pick another alg");
+        if (s.alg === 'origin') throw bad('threshold', (n) => `Dream ${n('alg')} 'origin' has no confidence to threshold; drop the ${n('threshold')} or pick another ${n('alg')}`);
         // -entropy <= 0 never reaches a tau in (0, 1]: every step would silently commit one token.
         if (s.alg === 'entropy') {
-          throw new SchedulerConfigError("Dream alg 'entropy' scores confidence as -entropy (<= 0), which no threshold in (0, 1] reaches; " +
-            "Fast-dLLM's Dream threshold rule thresholds the top-1 probability: use alg 'maskgit_plus' with the threshold");
+          throw bad('threshold', (n) => `Dream ${n('alg')} 'entropy' scores confidence as -entropy (<= 0), which no ${n('threshold')} in (0, 1] reaches; ` +
+            `Fast-dLLM's Dream threshold rule thresholds the top-1 probability: use ${n('alg')} 'maskgit_plus' with the ${n('threshold')}`);
         }
         checkTau(s.threshold);
       }
@@ -241,38 +248,57 @@ function checkStrategy(s: Strategy): void {
       if (s.subBlockLength !== undefined) positiveInt('subBlockLength', s.subBlockLength);
       // tau = 1: no confidence is > 1, so one token per step (DESIGN §8).
       if (s.threshold !== undefined) checkTau(s.threshold);
-      if (s.blockCache !== undefined && typeof s.blockCache !== 'boolean') throw new SchedulerConfigError(`blockCache must be true or false; got ${String(s.blockCache)}`);
+      if (s.blockCache !== undefined && typeof s.blockCache !== 'boolean') throw bad('blockCache', (n) => `${n('blockCache')} must be true or false; got ${String(s.blockCache)}`);
       return;
     case 'sdar':
       if (s.stepsPerBlock !== undefined) positiveInt('stepsPerBlock', s.stepsPerBlock);
       if (s.remasking !== undefined && s.remasking !== 'low_confidence_dynamic' && s.remasking !== 'low_confidence_static') {
-        throw new SchedulerConfigError(`unknown SDAR remasking '${String(s.remasking)}' (low_confidence_dynamic | low_confidence_static)`);
+        throw bad('remasking', (n) => `unknown SDAR ${n('remasking')} '${String(s.remasking)}' (low_confidence_dynamic | low_confidence_static)`);
       }
       if (s.threshold !== undefined) {
-        if (s.remasking === 'low_confidence_static') throw new SchedulerConfigError("SDAR remasking 'low_confidence_static' takes no threshold; drop it or use 'low_confidence_dynamic'");
+        if (s.remasking === 'low_confidence_static') {
+          throw bad('threshold', (n) => `SDAR ${n('remasking')} 'low_confidence_static' takes no ${n('threshold')}; drop it or use 'low_confidence_dynamic'`);
+        }
         checkTau(s.threshold);
       }
       return;
     default:
-      throw new SchedulerConfigError(`unknown strategy ${JSON.stringify(s)} (fixed | threshold | factor | dream | fast_dllm_v2 | sdar)`);
+      throw bad('rule', () => `unknown strategy ${JSON.stringify(s)} (fixed | threshold | factor | dream | fast_dllm_v2 | sdar)`);
   }
 }
 
+/** What the family and block checks need of a model (a ModelInfo, or what a front-end knows before loading one). */
+export interface BlockModel {
+  /** ModelInfo's architecture, or what a front-end knows of it (a string: families it does not know are masked). */
+  architecture: string;
+  blockSize?: number;
+}
+
 /** Each decoding procedure runs on its own model family (DESIGN §8): refuse the others with what to use instead. */
-function checkFamily(s: Strategy, model: ModelInfo): void {
+function checkFamily(s: Strategy, model: BlockModel): void {
   const block = model.blockSize !== undefined;
   if (isBlockStrategy(s)) {
     if (!block) {
-      throw new SchedulerConfigError(`strategy '${s.kind}' is a block-diffusion procedure; the ${model.architecture} model is a masked-diffusion model ` +
-        '(use fixed, threshold, factor or dream)');
+      throw bad('rule', () => `strategy '${s.kind}' is a block-diffusion procedure; the ${model.architecture} model is a masked-diffusion model ` +
+        '(use fixed, threshold, factor or dream)', 'unsupported');
     }
     if (s.kind !== model.architecture) {
-      throw new SchedulerConfigError(`strategy '${s.kind}' decodes ${s.kind === 'sdar' ? 'SDAR' : 'Fast-dLLM v2'} models; this is a ${model.architecture} model (use strategy '${model.architecture}')`);
+      throw bad('rule', () => `strategy '${s.kind}' decodes ${s.kind === 'sdar' ? 'SDAR' : 'Fast-dLLM v2'} models; this is a ${model.architecture} model (use strategy '${model.architecture}')`, 'unsupported');
     }
   } else if (block) {
-    throw new SchedulerConfigError(`strategy '${s?.kind}' is masked diffusion (LLaDA/Dream); ${model.architecture} is a block-diffusion model: ` +
-      `use strategy '${model.architecture}'`);
+    throw bad('rule', () => `strategy '${s?.kind}' is masked diffusion (LLaDA/Dream); ${model.architecture} is a block-diffusion model: ` +
+      `use strategy '${model.architecture}'`, 'unsupported');
   }
+}
+
+/**
+ * What checkGenerationRequest checks of a request against a model's family and block size only (no prompt ids, no
+ * positions, no engine): what a front-end can check before it loads the model.
+ */
+export function checkRequestForFamily(req: GenerationRequest, model: BlockModel): ResolvedRequest {
+  const resolved = checkGenerationRequest(req);
+  checkFamily(req.strategy, model);
+  return isBlockStrategy(req.strategy) ? resolveBlock(req, req.strategy, model, resolved.temperature, resolved.seed, resolved.maxLength) : resolved;
 }
 
 /** The forward modes a request needs. */
@@ -286,23 +312,23 @@ function checkAgainstEngine(req: GenerationRequest, target: EngineTarget, resolv
   const { model, capabilities: caps, name } = target;
   for (let i = 0; i < req.prompt.length; i++) {
     const t = req.prompt[i];
-    if (t === model.maskId) throw new SchedulerConfigError(`the prompt holds the mask token ${t} at position ${i}; remove it`);
-    if (!(t >= 0 && t < model.vocabSize)) throw new SchedulerConfigError(`prompt token ${t} at position ${i} is outside the vocabulary (${model.vocabSize})`);
+    if (t === model.maskId) throw bad('prompt', () => `the prompt holds the mask token ${t} at position ${i}; remove it`);
+    if (!(t >= 0 && t < model.vocabSize)) throw bad('prompt', () => `prompt token ${t} at position ${i} is outside the vocabulary (${model.vocabSize})`);
   }
   if (resolved.maxLength > model.maxPositions) {
-    throw new SchedulerConfigError(`prompt (${req.prompt.length}) + genLength (${req.genLength}) exceeds the model's ${model.maxPositions} positions; shorten one`);
+    throw bad('genLength', (n) => `prompt (${req.prompt.length}) + ${n('genLength')} (${req.genLength}) exceeds the model's ${model.maxPositions} positions; shorten one`);
   }
   if (!caps) return;
   if (model.blockSize !== undefined && !caps.blockCausal) {
-    throw new SchedulerConfigError(`engine '${name}' has no block-causal attention, which ${model.architecture} models need`);
+    throw bad('engine', () => `engine '${name}' has no block-causal attention, which ${model.architecture} models need`);
   }
   for (const m of modesForRequest(req, resolved)) {
-    if (!caps.modes.includes(m)) throw new SchedulerConfigError(`forward mode '${m}' not supported by engine '${name}'`);
+    if (!caps.modes.includes(m)) throw bad(m === 'full' ? 'engine' : 'cache', () => `forward mode '${m}' not supported by engine '${name}'`);
   }
-  if (resolved.temperature > 0 && !caps.sampling) throw new SchedulerConfigError(`temperature sampling not supported by engine '${name}'`);
+  if (resolved.temperature > 0 && !caps.sampling) throw bad('temperature', () => `temperature sampling not supported by engine '${name}'`);
   const s = req.strategy;
   if (s.kind === 'dream') {
-    if (s.alg === 'topk_margin' && !caps.reports.top2) throw new SchedulerConfigError(`top-2 report (Dream topk_margin) not supported by engine '${name}'`);
-    if (s.alg === 'entropy' && !caps.reports.entropy) throw new SchedulerConfigError(`entropy report (Dream entropy) not supported by engine '${name}'`);
+    if (s.alg === 'topk_margin' && !caps.reports.top2) throw bad('alg', () => `top-2 report (Dream topk_margin) not supported by engine '${name}'`);
+    if (s.alg === 'entropy' && !caps.reports.entropy) throw bad('alg', () => `entropy report (Dream entropy) not supported by engine '${name}'`);
   }
 }

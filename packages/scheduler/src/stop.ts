@@ -1,5 +1,5 @@
 /** What ends an answer and what of it is committed (DESIGN §8–9), shared by the generation and the decoders. */
-import type { ModelInfo } from './engine.js';
+import type { ModelInfo } from '@fast-dllm/engine-contract';
 
 /**
  * DESIGN §9: the committed ids of a generated region: its longest prefix without a mask, cut before the first

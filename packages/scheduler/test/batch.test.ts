@@ -5,7 +5,7 @@ import { Generation, type GenerationResult } from '../src/generation.js';
 import { generate } from '../src/generate.js';
 import { SchedulerConfigError } from '../src/errors.js';
 import type { GenerationRequest, Strategy } from '../src/request.js';
-import type { ForwardRequest } from '../src/engine.js';
+import type { ForwardRequest } from '@fast-dllm/engine-contract';
 import { EOS, MASK, MockEngine, type Script } from './mock-engine.js';
 
 /**

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { generate, type GenerationEvent, type GenerationRequest } from '../src/generate.js';
 import { SchedulerConfigError } from '../src/errors.js';
-import { counterUniform, LANE_REMASK_RANDOM } from '../src/rng.js';
+import { counterUniform, LANE_REMASK_RANDOM } from '@fast-dllm/engine-contract';
 import { EOS, MASK, MockEngine, byPos } from './mock-engine.js';
 
 const prompt = Int32Array.of(1, 5, 6); // P = 3

@@ -6,8 +6,8 @@ import {
   type ForwardResult,
   type ModelInfo,
   type SequenceHandle,
-} from '../src/engine.js';
-import { EngineCapacityError, SequenceTable } from '../src/engine-kit.js';
+} from '@fast-dllm/engine-contract';
+import { EngineCapacityError, SequenceTable } from '@fast-dllm/engine-contract';
 
 export const MASK = 99;
 export const EOS = 2;

@@ -5,11 +5,11 @@
  *
  * Streaming and non-streaming responses both run through `update`, so they end at the same step with the same
  * text. What `update` returns as `delta` only grows the text that was sent and is never retracted:
- * - the decoded text of a growing id prefix may still change at its end (a character split across byte tokens
- *   decodes as U+FFFD until its last byte arrives; a decoder may join a token with the next), so until the
- *   answer is final the text of the last committed token is held back, and trailing U+FFFD with it;
+ * - the text is the scheduler's stableText of the committed ids (the one committed-text rule of the CLI, the
+ *   server and the page: the last token's text, a split multi-byte character, held back until final);
  * - a tail that could be the start of a stop string is held back until the next text shows whether it is one.
  */
+import { stableText } from '@fast-dllm/scheduler';
 
 export type FinishReason = 'stop' | 'length';
 
@@ -80,15 +80,14 @@ export class AnswerText {
     const answer = ids.subarray(0, n); // (n,) answer ids
 
     const final = reason !== null;
-    let text = this.decode(final ? answer : answer.subarray(0, Math.max(0, n - 1)));
-    if (!final) text = text.replace(/\uFFFD+$/, '');
+    const text = stableText(this.decode, answer, final); // DESIGN §9: what no later commit can change
 
     const cut = this.firstStop(text);
     if (cut >= 0) return this.finish(text.slice(0, cut), 'stop', this.tokensCovering(answer, cut));
     if (final) return this.finish(text, reason!, n);
 
     let limit = text.length - this.stopPrefixLength(text);
-    if (limit > 0 && isHighSurrogate(text.charCodeAt(limit - 1))) limit--; // never split a surrogate pair
+    if (limit > 0 && isHighSurrogate(text.charCodeAt(limit - 1))) limit--; // a held-back stop prefix may start inside a pair
     if (limit <= this.sent.length || !text.startsWith(this.sent)) return { delta: '' };
     const delta = text.slice(this.sent.length, limit);
     this.sent += delta;

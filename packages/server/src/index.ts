@@ -9,3 +9,5 @@ export type { RequestDefaults } from './request.js';
 export { ServerMetrics } from './metrics.js';
 export { chatSchema, completionSchema } from './schema.js';
 export type { ChatBody, CompletionBody, ChatMessageBody } from './schema.js';
+export { BODY_FIELDS, buildJob, choicesOf as bodyChoices } from './request.js';
+export type { Job, JobLimits } from './request.js';

@@ -2,17 +2,17 @@
  * One request's generation on the batch driver: submits it, turns each step into answer text (answer.ts) and
  * canvas views, and ends it as soon as its answer is final — a stop token, a stop string or max_tokens reached
  * in the committed text (DESIGN §9: committed tokens never change, so the rest of the canvas cannot change the
- * answer). Ending early cancels the sequence, whose cache the driver frees at the next pass boundary; so do the
+ * answer) — unless the request asks to decode every position (`early_stop: false`). Ending early cancels the sequence, whose cache the driver frees at the next pass boundary; so do the
  * deadline and a client that goes away.
  */
 import {
-  DriverClosedError, EngineCapacityError, QueueFullError, SchedulerConfigError,
+  DriverClosedError, EngineCapacityError, QueueFullError, SchedulerConfigError, provisionalTokens,
   type BatchDriver, type Engine, type Generation, type GenerationEvent,
 } from '@fast-dllm/scheduler';
-import { AnswerText, type FinishReason } from './answer.js';
+import { AnswerText, type AnswerEnd, type FinishReason } from './answer.js';
 import { ApiError, badRequest } from './errors.js';
 import type { ServerMetrics } from './metrics.js';
-import type { Job } from './request.js';
+import { fromScheduler, type Job } from './request.js';
 
 export interface Usage {
   prompt_tokens: number;
@@ -86,6 +86,10 @@ export function runJob(ctx: JobContext, job: Job, opts: JobOptions): Promise<Job
   let started = false;
   let steps = 0;
   let firstText = true;
+  // early_stop false (LLaDA/Dream): the answer is final as soon as it is, but the run decodes every position
+  // (the paper's NFE), so the usage's nfe counts them all.
+  const runToEnd = job.request.earlyStop === false;
+  let final: AnswerEnd | undefined;
 
   return new Promise<JobResult>((resolve, reject) => {
     let settled = false;
@@ -120,12 +124,13 @@ export function runJob(ctx: JobContext, job: Job, opts: JobOptions): Promise<Job
         metrics.firstTextSeconds.observe((performance.now() - opts.arrival) / 1000);
       }
       if (u.delta !== '' || canvas) opts.onUpdate?.({ delta: u.delta, canvas });
-      if (u.end) {
+      final ??= u.end;
+      if (final && (!runToEnd || gen.done)) {
         settle();
-        const completion = u.end.completionTokens;
+        const completion = final.completionTokens;
         resolve({
-          text: u.end.text,
-          finishReason: u.end.finishReason,
+          text: final.text,
+          finishReason: final.finishReason,
           usage: { prompt_tokens: P, completion_tokens: completion, total_tokens: P + completion, nfe: gen.forwards },
         });
       }
@@ -157,7 +162,7 @@ function fromDriver(err: unknown, job: Job): ApiError {
   if (err instanceof ApiError) return err;
   if (err instanceof QueueFullError) return new ApiError(429, err.message, 'rate_limit_error', null, 'queue_full');
   if (err instanceof DriverClosedError) return shutdownError();
-  if (err instanceof SchedulerConfigError) return badRequest(null, err.message);
+  if (err instanceof SchedulerConfigError) return fromScheduler(err, job.promptParam) as ApiError;
   if (err instanceof EngineCapacityError) {
     return badRequest(job.promptParam, `this request's cache does not fit in the engine's memory even alone (${err.message}); shorten the prompt or lower max_tokens`, 'context_length_exceeded');
   }
@@ -165,12 +170,11 @@ function fromDriver(err: unknown, job: Job): ApiError {
 }
 
 function canvasView(ctx: JobContext, gen: Generation, P: number, step: number, nfe: number, positions: Int32Array): CanvasView {
-  const maskId = ctx.engine.model.maskId;
   const generated = gen.snapshot().subarray(P); // (genLength,) ids, mask where undecided
   return {
     step,
     nfe,
-    tokens: Array.from(generated, (id) => (id === maskId ? null : ctx.tokenText(id))),
+    tokens: provisionalTokens(generated, ctx.engine.model.maskId, ctx.tokenText),
     committed: Array.from(positions, (p) => p - P),
   };
 }

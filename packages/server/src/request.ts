@@ -5,18 +5,19 @@
  *   to a multiple of the block length (a dLLM decodes whole blocks); the answer is cut at `max_tokens` tokens
  *   and at the first stop token or stop string, so the rounding never shows in the text. Absent: the server's
  *   default, lowered to what the model's positions leave after the prompt.
- * - Decoding defaults are the model family's Fast-dLLM recipe (scheduler `defaultRecipe`); `strategy`,
- *   `threshold`, `factor`, `cache`, `block_length` and `steps` override them.
+ * - Every decoding field maps to the scheduler's neutral choices (choicesOf), which its resolver (resolveDecoding)
+ *   turns into the model family's recipe with the request's fields over it, and refuses by field (DESIGN §11): a
+ *   field of another family (LLaDA/Dream's `strategy`, `factor`, `alg`, `cache`, `block_length`, `steps`,
+ *   `refresh_every`, `early_stop`: false; Fast-dLLM v2's `sub_block_length`, `block_cache`; SDAR's
+ *   `steps_per_block`, `remasking`) is refused naming it, as the CLI refuses its flag.
  * - Block-diffusion models (Fast-dLLM v2, SDAR; DESIGN §8) decode in their own blocks: `max_tokens` is the cap on new
- *   tokens (no rounding), the recipe is the family's, and their own fields override it: `threshold` (both),
- *   `sub_block_length` and `block_cache` (v2), `steps_per_block` and `remasking` (SDAR). LLaDA/Dream's fields
- *   (`strategy`, `factor`, `cache`, `block_length`, `steps`) are refused for them, and theirs for LLaDA/Dream.
- * - The scheduler's `checkGenerationRequest` has the last word, so the CLI and the server refuse the same things.
+ *   tokens (no rounding).
+ * - The scheduler's `checkGenerationRequest` has the last word on the request with its prompt.
  */
 import { randomInt } from 'node:crypto';
 import {
-  SchedulerConfigError, checkGenerationRequest, defaultRecipe, describeDecoding,
-  type EngineTarget, type GenerationRequest, type Strategy,
+  SchedulerConfigError, checkGenerationRequest, requestOf, resolveDecoding,
+  type DecodingChoices, type DecodingPlan, type EngineTarget, type FieldNames, type GenerationRequest,
 } from '@fast-dllm/scheduler';
 import type { ChatMessage } from '@fast-dllm/model';
 import { badRequest } from './errors.js';
@@ -163,80 +164,41 @@ function refuseUnsupported(body: ChatBody & CompletionBody, chat: boolean): void
   }
 }
 
-/** The request's strategy: its own fields, else the recipe's. `threshold` / `factor` imply their strategy. */
-function strategyOf(body: DecodingBody, target: EngineTarget): Strategy {
-  const recipe = defaultRecipe(target.model);
-  const kind = body.strategy ?? (present(body.threshold) ? 'threshold' : present(body.factor) ? 'factor' : null);
-  if (present(body.threshold) && present(body.factor)) throw badRequest('factor', 'threshold and factor are two different rules; send one', 'conflicting_values');
-  if (present(body.threshold) && kind !== 'threshold') throw badRequest('threshold', `threshold applies to strategy 'threshold', not '${kind}'`, 'conflicting_values');
-  if (present(body.factor) && kind !== 'factor') throw badRequest('factor', `factor applies to strategy 'factor', not '${kind}'`, 'conflicting_values');
-  const dream = target.model.architecture === 'dream';
-  switch (kind) {
-    case null:
-      return recipe.strategy;
-    case 'threshold': {
-      const tau = body.threshold ?? undefined;
-      // Dream's Fast-dLLM rule thresholds its maskgit_plus confidence (the top-1 probability).
-      return dream ? { kind: 'dream', alg: 'maskgit_plus', threshold: tau ?? 0.9 } : { kind: 'threshold', ...(tau !== undefined ? { threshold: tau } : {}) };
-    }
-    case 'factor':
-      return { kind: 'factor', ...(present(body.factor) ? { factor: body.factor } : {}) };
-    case 'fixed':
-      return dream ? { kind: 'dream', alg: 'maskgit_plus' } : { kind: 'fixed', remasking: 'low_confidence' };
-  }
+/** Each decoding choice as this API spells it: the body field a scheduler error is about (`param`), named in its message. */
+export const BODY_FIELDS: FieldNames = {
+  genLength: 'max_tokens', blockLength: 'block_length', steps: 'steps', rule: 'strategy', threshold: 'threshold', factor: 'factor',
+  remasking: 'remasking', alg: 'alg', cache: 'cache', blockCache: 'block_cache', subBlockLength: 'sub_block_length',
+  stepsPerBlock: 'steps_per_block', refreshEvery: 'refresh_every', earlyStop: 'early_stop', temperature: 'temperature', seed: 'seed', engine: 'model',
+};
+
+/** A body's decoding fields as the scheduler's neutral choices (null and absent alike: not chosen). */
+export function choicesOf(body: DecodingBody): DecodingChoices {
+  const c: DecodingChoices = {};
+  const set = <K extends keyof DecodingChoices>(k: K, v: DecodingChoices[K] | null | undefined) => {
+    if (present(v)) c[k] = v;
+  };
+  set('rule', body.strategy); set('threshold', body.threshold); set('factor', body.factor); set('cache', body.cache);
+  set('blockLength', body.block_length); set('steps', body.steps); set('subBlockLength', body.sub_block_length);
+  set('blockCache', body.block_cache); set('stepsPerBlock', body.steps_per_block); set('remasking', body.remasking); set('alg', body.alg);
+  set('refreshEvery', body.refresh_every); set('earlyStop', body.early_stop); set('temperature', body.temperature); set('seed', body.seed);
+  return c;
 }
 
-/** The fields of each family that the other refuses. */
-const MASKED_ONLY = ['strategy', 'factor', 'cache', 'block_length', 'steps'] as const;
-const V2_ONLY = ['sub_block_length', 'block_cache'] as const;
-const SDAR_ONLY = ['steps_per_block', 'remasking'] as const;
-
-/** Refuses the fields that do not apply to this model's family, naming the first one. */
-function refuseOtherFamily(body: DecodingBody, arch: string): void {
-  const block = arch === 'fast_dllm_v2' || arch === 'sdar';
-  const wrong: readonly (keyof DecodingBody)[] = block ? [...MASKED_ONLY, ...(arch === 'sdar' ? V2_ONLY : SDAR_ONLY)] : [...V2_ONLY, ...SDAR_ONLY];
-  for (const f of wrong) {
-    if (!present(body[f])) continue;
-    const whose = (MASKED_ONLY as readonly string[]).includes(f) ? 'LLaDA/Dream' : (V2_ONLY as readonly string[]).includes(f) ? 'Fast-dLLM v2' : 'SDAR';
-    throw badRequest(f, `${f} is a ${whose} setting; this model is a ${arch} model`, 'unsupported_value');
-  }
+/** The scheduler's refusal as a 400 naming the body field (the prompt's field for prompt errors). */
+export function fromScheduler(e: unknown, promptParam: string): unknown {
+  if (!(e instanceof SchedulerConfigError)) return e;
+  const param = e.field === 'prompt' ? promptParam : e.field ? BODY_FIELDS[e.field] ?? e.field : null;
+  const code = e.problem === 'conflict' ? 'conflicting_values' : e.problem === 'unsupported' ? 'unsupported_value' : 'invalid_value';
+  return badRequest(param, e.messageWith({ ...BODY_FIELDS, prompt: promptParam }), code);
 }
 
-/** A block-diffusion model's strategy: its recipe, with the request's own fields over it. */
-function blockStrategyOf(body: DecodingBody, target: EngineTarget): Strategy {
-  const recipe = defaultRecipe(target.model).strategy;
-  if (recipe.kind === 'fast_dllm_v2') {
-    return {
-      ...recipe,
-      ...(present(body.threshold) ? { threshold: body.threshold } : {}),
-      ...(present(body.sub_block_length) ? { subBlockLength: body.sub_block_length } : {}),
-      ...(present(body.block_cache) ? { blockCache: body.block_cache } : {}),
-    };
+/** The scheduler's plan for this body on this model (the family's recipe with the body's fields over it). */
+function planOf(choices: DecodingChoices, target: EngineTarget, promptParam: string): DecodingPlan {
+  try {
+    return resolveDecoding(target.model, choices);
+  } catch (e) {
+    throw fromScheduler(e, promptParam);
   }
-  if (recipe.kind === 'sdar') {
-    const remasking = body.remasking ?? recipe.remasking;
-    if (present(body.threshold) && remasking !== 'low_confidence_dynamic') {
-      throw badRequest('threshold', 'threshold applies to SDAR\'s low_confidence_dynamic rule, not low_confidence_static', 'conflicting_values');
-    }
-    const { threshold: recipeThreshold, ...rest } = recipe;
-    return {
-      ...rest, remasking,
-      ...(present(body.steps_per_block) ? { stepsPerBlock: body.steps_per_block } : {}),
-      ...(remasking === 'low_confidence_dynamic' ? { threshold: body.threshold ?? recipeThreshold } : {}),
-    };
-  }
-  return recipe;
-}
-
-/** Which body field a SchedulerConfigError is about, from its message. */
-function paramOfSchedulerError(message: string, promptParam: string): string | null {
-  const rules: [RegExp, string][] = [
-    [/^genLength|genLength \(/, 'max_tokens'], [/^blockLength/, 'block_length'], [/^steps/, 'steps'],
-    [/subBlockLength|sub-block/, 'sub_block_length'], [/stepsPerBlock|steps per block/, 'steps_per_block'],
-    [/threshold/, 'threshold'], [/^factor/, 'factor'], [/^temperature|temperature sampling/, 'temperature'],
-    [/^seed/, 'seed'], [/cache mode|forward mode/, 'cache'], [/prompt/, promptParam],
-  ];
-  return rules.find(([re]) => re.test(message))?.[1] ?? null;
 }
 
 export interface JobLimits {
@@ -260,66 +222,51 @@ export function buildJob(body: ChatBody & CompletionBody, prompt: Int32Array, ch
   if (room < 1) {
     throw badRequest(promptParam, `the prompt has ${prompt.length} tokens; the model takes at most ${target.model.maxPositions} positions, prompt and answer together`, 'context_length_exceeded');
   }
-  refuseOtherFamily(body, target.model.architecture);
-  if (target.model.blockSize !== undefined) return buildBlockJob(body, prompt, promptParam, target, limits, room, asked);
-  let blockLength = body.block_length ?? limits.defaults.blockLength;
-  let maxTokens: number;
-  if (asked !== null) {
-    maxTokens = asked;
-  } else {
-    // Without a max_tokens the default shrinks to the whole blocks that fit after the prompt; when not even one
-    // default block fits, to one block of what is left.
-    maxTokens = Math.min(limits.defaults.maxTokens, Math.floor(room / blockLength) * blockLength);
-    if (maxTokens === 0 && body.block_length == null) maxTokens = blockLength = room;
-    if (maxTokens === 0) {
-      throw badRequest(promptParam, `the prompt (${prompt.length} tokens) leaves ${room} of the model's ${target.model.maxPositions} positions, less than one block of ${blockLength}; shorten the prompt or lower block_length`, 'context_length_exceeded');
-    }
-  }
-  const genLength = Math.ceil(maxTokens / blockLength) * blockLength;
-  if (genLength > room) {
-    const param = asked !== null ? (present(body.max_completion_tokens) ? 'max_completion_tokens' : 'max_tokens') : promptParam;
-    throw badRequest(param,
-      `prompt (${prompt.length} tokens) + ${maxTokens} answer tokens (${genLength} positions: whole blocks of ${blockLength}) exceed the model's ${target.model.maxPositions} positions; shorten the prompt or lower max_tokens`,
-      'context_length_exceeded');
-  }
-  const strategy = strategyOf(body, target);
-  const temperature = body.temperature ?? 0;
+  const choices = choicesOf(body);
   // Sampling without a seed draws a fresh one, as OpenAI's API samples afresh each call; greedy needs none.
-  const seed = body.seed ?? (temperature > 0 ? randomInt(0, 2 ** 32 - 1) : 0);
-  const cache = body.cache ?? defaultRecipe(target.model).cache;
-  const request: GenerationRequest = {
-    prompt, genLength, blockLength, steps: body.steps ?? genLength, strategy, cache, temperature, seed, earlyStop: false,
-  };
+  if (choices.seed === undefined && (choices.temperature ?? 0) > 0) choices.seed = randomInt(0, 2 ** 32 - 1);
+  const block = target.model.blockSize !== undefined;
+  let maxTokens: number;
+  if (block) {
+    // max_tokens is the cap on new tokens (DESIGN §8): no rounding.
+    maxTokens = asked ?? Math.min(limits.defaults.maxTokens, room);
+    if (maxTokens > room) {
+      const param = present(body.max_completion_tokens) ? 'max_completion_tokens' : 'max_tokens';
+      throw badRequest(param, `prompt (${prompt.length} tokens) + ${maxTokens} answer tokens exceed the model's ${target.model.maxPositions} positions; shorten the prompt or lower max_tokens`, 'context_length_exceeded');
+    }
+    choices.genLength = maxTokens;
+  } else {
+    let blockLength = body.block_length ?? limits.defaults.blockLength;
+    if (asked !== null) {
+      maxTokens = asked;
+    } else {
+      // Without a max_tokens the default shrinks to the whole blocks that fit after the prompt; when not even one
+      // default block fits, to one block of what is left.
+      maxTokens = Math.min(limits.defaults.maxTokens, Math.floor(room / blockLength) * blockLength);
+      if (maxTokens === 0 && body.block_length == null) maxTokens = blockLength = room;
+      if (maxTokens === 0) {
+        throw badRequest(promptParam, `the prompt (${prompt.length} tokens) leaves ${room} of the model's ${target.model.maxPositions} positions, less than one block of ${blockLength}; shorten the prompt or lower block_length`, 'context_length_exceeded');
+      }
+    }
+    // The canvas is whole blocks (a dLLM decodes whole blocks); the answer is cut at max_tokens.
+    const genLength = Math.ceil(maxTokens / blockLength) * blockLength;
+    if (genLength > room) {
+      const param = asked !== null ? (present(body.max_completion_tokens) ? 'max_completion_tokens' : 'max_tokens') : promptParam;
+      throw badRequest(param,
+        `prompt (${prompt.length} tokens) + ${maxTokens} answer tokens (${genLength} positions: whole blocks of ${blockLength}) exceed the model's ${target.model.maxPositions} positions; shorten the prompt or lower max_tokens`,
+        'context_length_exceeded');
+    }
+    choices.genLength = genLength;
+    choices.blockLength = blockLength;
+  }
+  const plan = planOf(choices, target, promptParam);
+  const request = requestOf(plan, prompt);
   try {
     checkGenerationRequest(request, target);
   } catch (e) {
-    if (e instanceof SchedulerConfigError) throw badRequest(paramOfSchedulerError(e.message, promptParam), e.message);
-    throw e;
+    throw fromScheduler(e, promptParam);
   }
-  return finishJob(body, prompt, promptParam, request, maxTokens, limits, describeDecoding(strategy, cache));
-}
-
-/** A block-diffusion model's job: max_tokens is the cap on new tokens; the family's strategy (DESIGN §8). */
-function buildBlockJob(
-  body: ChatBody & CompletionBody, prompt: Int32Array, promptParam: 'messages' | 'prompt', target: EngineTarget, limits: JobLimits,
-  room: number, asked: number | null,
-): Job {
-  const maxTokens = asked ?? Math.min(limits.defaults.maxTokens, room);
-  if (maxTokens > room) {
-    const param = present(body.max_completion_tokens) ? 'max_completion_tokens' : 'max_tokens';
-    throw badRequest(param, `prompt (${prompt.length} tokens) + ${maxTokens} answer tokens exceed the model's ${target.model.maxPositions} positions; shorten the prompt or lower max_tokens`, 'context_length_exceeded');
-  }
-  const strategy = blockStrategyOf(body, target);
-  const temperature = body.temperature ?? 0;
-  const seed = body.seed ?? (temperature > 0 ? randomInt(0, 2 ** 32 - 1) : 0);
-  const request: GenerationRequest = { prompt, genLength: maxTokens, strategy, temperature, seed };
-  try {
-    checkGenerationRequest(request, target);
-  } catch (e) {
-    if (e instanceof SchedulerConfigError) throw badRequest(paramOfSchedulerError(e.message, promptParam), e.message);
-    throw e;
-  }
-  return finishJob(body, prompt, promptParam, request, maxTokens, limits, describeDecoding(strategy, 'none'));
+  return finishJob(body, prompt, promptParam, request, maxTokens, limits, plan.description);
 }
 
 function finishJob(

@@ -52,7 +52,11 @@ const decodingProperties = {
   sub_block_length: nullable('integer', { minimum: 1, maximum: LIMITS.blockLength }),
   block_cache: nullable('boolean'),
   steps_per_block: nullable('integer', { minimum: 1, maximum: LIMITS.steps }),
-  remasking: nullable('string', { enum: ['low_confidence_dynamic', 'low_confidence_static', null] }),
+  // LLaDA's fixed-schedule ranking or SDAR's rule; Dream's confidence; LLaDA/Dream's cache refresh and early stop.
+  remasking: nullable('string', { enum: ['low_confidence', 'random', 'low_confidence_dynamic', 'low_confidence_static', null] }),
+  alg: nullable('string', { enum: ['entropy', 'topk_margin', 'maskgit_plus', 'origin', null] }),
+  refresh_every: nullable('integer', { minimum: 1, maximum: LIMITS.steps }),
+  early_stop: nullable('boolean'),
   fast_dllm: nullable('object', {
     additionalProperties: false,
     properties: {
@@ -155,7 +159,11 @@ export interface DecodingBody {
   sub_block_length?: Opt<number>;
   block_cache?: Opt<boolean>;
   steps_per_block?: Opt<number>;
-  remasking?: Opt<'low_confidence_dynamic' | 'low_confidence_static'>;
+  remasking?: Opt<'low_confidence' | 'random' | 'low_confidence_dynamic' | 'low_confidence_static'>;
+  alg?: Opt<'entropy' | 'topk_margin' | 'maskgit_plus' | 'origin'>;
+  refresh_every?: Opt<number>;
+  /** LLaDA/Dream: false decodes every position (the paper's NFE); default on (it cannot change the answer). */
+  early_stop?: Opt<boolean>;
   fast_dllm?: Opt<{ canvas?: boolean; timeout?: number }>;
 }
 

@@ -218,7 +218,11 @@ export async function createServer(opts: ServerOptions): Promise<FastDllmServer>
 
   const modelCard = () => ({
     id: modelId, object: 'model', created, owned_by: 'fast-dllm',
-    fast_dllm: { architecture: opts.model.description.architecture, max_positions: opts.model.description.maxPositions, engine: engine?.name ?? null },
+    fast_dllm: {
+      architecture: opts.model.description.architecture, max_positions: opts.model.description.maxPositions,
+      // Block-diffusion models' block size (null for LLaDA/Dream): with the architecture, which decoding fields apply.
+      block_size: opts.model.description.blockSize ?? null, engine: engine?.name ?? null,
+    },
   });
   app.get('/v1/models', async () => ({ object: 'list', data: [modelCard()] }));
   app.get<{ Params: { id: string } }>('/v1/models/:id', async (req) => {

@@ -162,6 +162,20 @@ describe('text completions', () => {
 });
 
 describe('models, health, metrics', () => {
+  it('early_stop false decodes every position (the paper\'s NFE) with the same answer; the default ends at the answer', async () => {
+    const params = { model: MODEL_ID, messages: question(23, 48), max_tokens: 128 };
+    const quick = await srv.client.chat.completions.create(ext<ChatParams>(params));
+    const every = await srv.client.chat.completions.create(ext<ChatParams>({ ...params, early_stop: false }));
+    expect(every.choices[0].message.content).toBe(quick.choices[0].message.content);
+    expect(every.choices[0].finish_reason).toBe(quick.choices[0].finish_reason);
+    const nfe = (r: { usage?: unknown }) => (r.usage as { nfe: number }).nfe;
+    // The recipe's threshold rule decodes the bundled model's answer in its first block; all four blocks then.
+    expect(nfe(quick)).toBe(1);
+    expect(nfe(every)).toBe(4);
+    const card = (await srv.client.models.retrieve(MODEL_ID)) as unknown as { fast_dllm: { architecture: string; block_size: number | null } };
+    expect(card.fast_dllm).toMatchObject({ architecture: 'llada', block_size: null });
+  });
+
   it('GET /v1/models lists the served model; /v1/models/:id finds it or answers 404', async () => {
     const list = await srv.client.models.list();
     expect(list.data.map((m) => m.id)).toEqual([MODEL_ID]);

@@ -33,7 +33,7 @@ describe('buildJob', () => {
     const j = job({});
     expect(j.request).toMatchObject({ genLength: 128, blockLength: 32, steps: 128, cache: 'dual', strategy: { kind: 'threshold', threshold: 0.9 }, temperature: 0, seed: 0 });
     expect(j.maxTokens).toBe(128);
-    expect(j.decoding).toBe('dual cache, threshold 0.9');
+    expect(j.decoding).toBe('Fast-dLLM (dual cache, threshold 0.9)'); // the plan's words, as the CLI prints them
     expect(job({}, 'dream').request.strategy).toEqual({ kind: 'dream', alg: 'maskgit_plus', threshold: 0.9 });
   });
 
@@ -57,7 +57,7 @@ describe('buildJob', () => {
   it('strategy fields: threshold and factor imply theirs; fixed; Dream thresholds its maskgit_plus confidence', () => {
     expect(job({ threshold: 0.7 }).request.strategy).toEqual({ kind: 'threshold', threshold: 0.7 });
     expect(job({ factor: 2 }).request.strategy).toEqual({ kind: 'factor', factor: 2 });
-    expect(job({ strategy: 'factor' }).request.strategy).toEqual({ kind: 'factor' });
+    expect(job({ strategy: 'factor' }).request.strategy).toEqual({ kind: 'factor', factor: 1 });
     expect(job({ strategy: 'fixed', cache: 'none' }).request).toMatchObject({ strategy: { kind: 'fixed', remasking: 'low_confidence' }, cache: 'none' });
     expect(job({ threshold: 0.8 }, 'dream').request.strategy).toEqual({ kind: 'dream', alg: 'maskgit_plus', threshold: 0.8 });
     expect(job({ strategy: 'fixed' }, 'dream').request.strategy).toEqual({ kind: 'dream', alg: 'maskgit_plus' });
@@ -105,10 +105,10 @@ describe('buildJob on block-diffusion models (DESIGN §8)', () => {
   });
 
   it.each([
-    [{ steps: 8 }, 'fast_dllm_v2', 'steps', /LLaDA\/Dream setting; this model is a fast_dllm_v2 model/],
-    [{ cache: 'dual' }, 'sdar', 'cache', /LLaDA\/Dream setting/],
-    [{ remasking: 'low_confidence_static' }, 'fast_dllm_v2', 'remasking', /SDAR setting; this model is a fast_dllm_v2 model/],
-    [{ block_cache: true }, 'sdar', 'block_cache', /Fast-dLLM v2 setting/],
+    [{ steps: 8 }, 'fast_dllm_v2', 'steps', /steps applies to LLaDA\/Dream \(masked diffusion\); this Fast-dLLM v2 model/],
+    [{ cache: 'dual' }, 'sdar', 'cache', /cache dual applies to LLaDA\/Dream/],
+    [{ remasking: 'low_confidence_static' }, 'fast_dllm_v2', 'remasking', /remasking low_confidence_static applies to SDAR models; this is a Fast-dLLM v2 model/],
+    [{ block_cache: true }, 'sdar', 'block_cache', /block_cache applies to Fast-dLLM v2 models; this is a SDAR model/],
     [{ sub_block_length: 3 }, 'fast_dllm_v2', 'sub_block_length', /sub/i],
     [{ remasking: 'low_confidence_static', threshold: 0.5 }, 'sdar', 'threshold', /low_confidence_dynamic/],
     [{ max_tokens: 500 }, 'fast_dllm_v2', 'max_tokens', /exceed the model's 256 positions/],
@@ -121,6 +121,6 @@ describe('buildJob on block-diffusion models (DESIGN §8)', () => {
   it('LLaDA/Dream refuse the block-diffusion fields', () => {
     const e = refusal(() => job({ sub_block_length: 8 }));
     expect([e.status, e.param]).toEqual([400, 'sub_block_length']);
-    expect(e.message).toMatch(/Fast-dLLM v2 setting; this model is a llada model/);
+    expect(e.message).toMatch(/sub_block_length applies to block-diffusion models \(Fast-dLLM v2 \/ SDAR\); this is a LLaDA model/);
   });
 });

@@ -115,6 +115,9 @@ describe.skipIf(!haveChromium)(`the page in Chromium (${CHROMIUM})`, () => {
       expect(await page.inputValue('#setting-cache')).toBe('dual');
       expect(await page.inputValue('#setting-rule')).toBe('threshold');
       expect(await page.inputValue('#setting-genLength')).toBe('128');
+      expect(await page.isChecked('#setting-earlyStop')).toBe(true); // the default: it cannot change the answer
+      // Every block decoded (the paper's NFE), to watch the canvas fill block by block.
+      await page.uncheck('#setting-earlyStop');
       await recordCanvas(page);
       const text = await ask(page, 'What is 23 + 48 ?');
       expect(answerOf(text), text).toBe('71');
@@ -141,6 +144,7 @@ describe.skipIf(!haveChromium)(`the page in Chromium (${CHROMIUM})`, () => {
       await page.selectOption('#setting-rule', 'fixed');
       await page.fill('#setting-steps', '8');
       await page.fill('#setting-slowMotionMs', '800');
+      await page.uncheck('#setting-earlyStop'); // every block decoded: 8 steps
       await page.fill('#prompt', 'What is 23 + 48 ?');
       await page.click('#send');
       await page.waitForFunction(() => document.querySelectorAll('#canvas .cell.masked').length === 112, null, { timeout: 30_000 });
@@ -185,6 +189,7 @@ describe.skipIf(!haveChromium)(`the page in Chromium (${CHROMIUM})`, () => {
     const { page, errors } = await open('?threads=1');
     try {
       await page.fill('#setting-slowMotionMs', '1500');
+      await page.uncheck('#setting-earlyStop'); // a second block to stop in
       await page.fill('#prompt', 'What is 23 + 48 ?');
       await page.click('#send');
       await page.waitForFunction(() => document.querySelectorAll('#canvas .cell.masked').length === 96, null, { timeout: 30_000 });
@@ -243,11 +248,14 @@ describe.skipIf(!haveChromium)(`the page in Chromium (${CHROMIUM})`, () => {
       await modelSettled(page);
       expect(await page.locator('#load-text').textContent()).toMatch(new RegExp(`^Ready: ${name} · ${arch} · `));
       for (const f of fields) expect(await page.locator(f).isVisible(), f).toBe(true);
+      // The family's recipe (the scheduler's): v2 sub-blocks of 8 at τ 0.9; SDAR B steps (0), dynamic, τ 0.85.
+      expect(await page.inputValue(fields[0]), fields[0]).toBe(arch === 'sdar' ? '0' : '8');
+      expect(await page.inputValue(arch === 'sdar' ? '#setting-sdarThreshold' : '#setting-v2Threshold')).toBe(arch === 'sdar' ? '0.85' : '0.9');
       for (const f of ['#setting-cache', '#setting-rule', '#setting-blockLength', '#setting-earlyStop']) expect(await page.locator(f).isVisible(), f).toBe(false);
       await page.fill('#setting-genLength', '24');
       await ask(page, 'hi');
       // The random fixture writes nonsense, but the run completes through the block-diffusion decoder.
-      expect(await page.textContent('#stats')).toMatch(new RegExp(`^step \\d+ · NFE \\d+ · .*${arch === 'sdar' ? 'SDAR' : 'Fast-dLLM v2'}: `));
+      expect(await page.textContent('#stats')).toMatch(new RegExp(`^step \\d+ · NFE \\d+ · .*${arch === 'sdar' ? 'SDAR' : 'Fast-dLLM v2'} \\(`));
       expect(errors).toEqual([]);
     } finally {
       await page.close();
@@ -341,6 +349,46 @@ describe.skipIf(!haveChromium)(`the page in Chromium (${CHROMIUM})`, () => {
       const committed = snaps.map((x) => x.replace(/\./g, '').length);
       expect(committed.filter((c) => c > 0).length).toBeGreaterThanOrEqual(2);
       for (let i = 1; i < committed.length; i++) expect(committed[i]).toBeGreaterThanOrEqual(committed[i - 1]);
+      expect(errors).toEqual([]);
+    } finally {
+      await page.close();
+      await api.fastDllm.shutdown();
+      await engine.dispose();
+    }
+  });
+
+  it.each([
+    ['fast-dllm-v2-tiny-f32', ['#setting-subBlockLength', '#setting-v2Threshold', '#setting-blockCache'], { sub_block_length: 8, threshold: 0.9, block_cache: false }],
+    ['sdar-tiny-f32', ['#setting-stepsPerBlock', '#setting-sdarRemasking', '#setting-sdarThreshold'], { remasking: 'low_confidence_dynamic', threshold: 0.85 }],
+  ] as const)('talks to the real fast-dllm serve running %s: its family\'s settings, sent in its fields, answered', async (name, fields, sent) => {
+    const { createServer: createApi } = await import('@fast-dllm/server');
+    const { createWasmEngine } = await import('@fast-dllm/engine-wasm');
+    const { loadTokenizer, readModelConfig } = await import('@fast-dllm/model');
+    const dir = fileURLToPath(new URL(`../../../test/fixtures/models/${name}`, import.meta.url));
+    const engine = await createWasmEngine(dir);
+    const api = await createApi({
+      engine, model: { id: name, description: await readModelConfig(dir), tokenizer: await loadTokenizer(dir) }, corsOrigins: [new URL(web.url).origin],
+    });
+    const url = await api.listen({ host: '127.0.0.1', port: 0 });
+    const { page, errors } = await open('?autoload=0', { wait: false });
+    const bodies: Record<string, unknown>[] = [];
+    page.on('request', (r) => {
+      if (r.url().endsWith('/chat/completions') && r.method() === 'POST') bodies.push(JSON.parse(r.postData() ?? '{}'));
+    });
+    try {
+      await page.click('label:has(#backend-remote)');
+      await page.fill('#server-url', url);
+      await page.click('#server-form button[type=submit]');
+      await page.waitForFunction((n) => (document.getElementById('server-status')!.textContent ?? '').startsWith(`Connected: ${n}.`), name, { timeout: 10_000 });
+      // The served model's family: its own settings shown, LLaDA's hidden.
+      await page.waitForFunction((f) => !(document.querySelector(f) as HTMLElement).closest('label')!.hidden, fields[0], { timeout: 10_000 });
+      for (const f of ['#setting-cache', '#setting-rule', '#setting-blockLength']) expect(await page.locator(f).isVisible(), f).toBe(false);
+      await page.fill('#setting-genLength', '16');
+      await ask(page, 'hi');
+      expect(await page.locator('.msg.assistant .error-text').count()).toBe(0);
+      expect(bodies).toHaveLength(1);
+      expect(bodies[0]).toMatchObject({ max_tokens: 16, ...sent });
+      for (const k of ['strategy', 'cache', 'block_length', 'steps', 'early_stop']) expect(bodies[0], k).not.toHaveProperty(k);
       expect(errors).toEqual([]);
     } finally {
       await page.close();

@@ -10,8 +10,8 @@ import type { Command } from 'commander';
 import { Option } from 'commander';
 import cliProgress from 'cli-progress';
 import type { GenerationResult } from '@fast-dllm/scheduler';
-import { checkBlockTableFlags, machineInfo, markdownTable, rowsWithSpeedups, tablePlan, type BenchRow, type ExtraColumn, type RowPlan, type RowTotals } from '../bench.js';
-import { DEFAULT_BLOCK_LENGTH, addDecodeOptions, checkFlags, checkRequest, decodingFrom, requestFrom, type DecodeFlags } from '../decode.js';
+import { checkBlockTableFlags, machineInfo, rowBase, markdownTable, rowsWithSpeedups, tablePlan, type BenchRow, type ExtraColumn, type RowPlan, type RowTotals } from '../bench.js';
+import { addDecodeOptions, asUsage, checkFlags, checkRequest, decodingFrom, requestFrom, type DecodeFlags } from '../decode.js';
 import { UsageError } from '../errors.js';
 import { answerIds, withEngine } from '../generate.js';
 import type { Io } from '../io.js';
@@ -101,7 +101,7 @@ function checkEvalFlags(o: EvalFlags): { task: TaskName; shots: number } {
   if (o.rows === 'paper') {
     // As bench: the rows bring their own strategies and caches; --threshold and --factor set the rows' tau and f.
     if (o.strategy || o.cache || o.remasking || o.alg) throw new UsageError('--rows paper runs its own rows (strategies and caches); drop --strategy / --cache / --remasking / --alg');
-    checkRequest(requestFrom(o, Int32Array.of(0), { strategy: { kind: 'fixed' }, cache: 'none', description: '' }));
+    checkFlags({ ...o, threshold: undefined, factor: undefined });
   } else {
     checkFlags(o);
   }
@@ -155,15 +155,19 @@ export function registerEval(program: Command, io: Io, signal: AbortSignal): voi
     if (opts.rows === 'paper') {
       // bench's table for this model: the paper's rows, or a block-diffusion family's own grid.
       if (md.description.blockSize !== undefined) checkBlockTableFlags(opts, md.description, 'eval --rows paper', 'its thresholds are bench\'s defaults');
-      ({ rows: plan, baseline } = tablePlan(md.description, { threshold: opts.threshold, factor: opts.factor }));
+      try {
+        ({ rows: plan, baseline } = tablePlan(md.description, { threshold: opts.threshold, factor: opts.factor }, rowBase(opts)));
+      } catch (e) {
+        throw asUsage(e);
+      }
     } else {
       const d = decodingFrom(opts, md.description);
-      plan = [{ name: d.description, cache: d.cache, strategy: d.strategy }];
+      plan = [{ name: d.description, cache: d.cache, strategy: d.strategy, decoding: d }];
     }
     const prompts = task.problems.map((p, i) => {
       const ids = md.encodePrompt(task.prompt(i), opts.chatTemplate);
       try {
-        checkRequest(requestFrom(opts, ids, { ...plan[0], description: plan[0].name }), md.description);
+        checkRequest(requestFrom(plan[0].decoding, ids), md.description);
       } catch (e) {
         throw new UsageError(`problem ${p.id}: ${(e as Error).message}${shots > 0 ? ' (fewer --shots make the prompt shorter)' : ''}`);
       }
@@ -183,14 +187,14 @@ export function registerEval(program: Command, io: Io, signal: AbortSignal): voi
       maxBatch = engine.capabilities.maxBatch;
       if (opts.batch > maxBatch) io.stderr(`note: --batch ${opts.batch}: the ${engine.name} engine takes at most ${maxBatch} sequences per pass\n`);
       // One untimed block of the first problem, so that the first row does not also pay the engine's warm-up.
-      const blockLength = opts.blockLength ?? DEFAULT_BLOCK_LENGTH;
-      const stepsPerBlock = (opts.steps ?? opts.genLength) / (opts.genLength / blockLength);
-      await decodeAll(md, engine, [requestFrom({ ...opts, genLength: blockLength, steps: stepsPerBlock }, prompts[0], { ...plan[0], description: plan[0].name })], { batch: 1, signal });
+      const d0 = plan[0].decoding;
+      const warm = { ...requestFrom(d0, prompts[0]), genLength: d0.blockLength, ...(d0.steps !== null ? { steps: d0.steps / (d0.genLength / d0.blockLength) } : {}) };
+      await decodeAll(md, engine, [warm], { batch: 1, signal });
       bar?.start(plan.length * n, 0, { row: plan[0].name, phase: 'decoding' });
       try {
         for (const p of plan) {
           bar?.update({ row: p.name, phase: 'decoding' });
-          const requests = prompts.map((ids) => requestFrom(opts, ids, { ...p, description: p.name }));
+          const requests = prompts.map((ids) => requestFrom(p.decoding, ids));
           const t0 = performance.now();
           const results = await decodeAll(md, engine, requests, { batch: opts.batch, signal, onResult: () => bar?.increment() });
           const wallMs = performance.now() - t0;
@@ -209,8 +213,8 @@ export function registerEval(program: Command, io: Io, signal: AbortSignal): voi
     if (opts.out) {
       const settings = {
         task: taskName, data: opts.data, problems: n, shots, fewshot: task.shotsSource, promptStyle: opts.promptStyle, chatTemplate: opts.chatTemplate,
-        accuracyMetric: task.info.metrics[0], model: md.dir, engine: engineName, genLength: opts.genLength, blockLength: opts.blockLength,
-        steps: opts.steps ?? opts.genLength, temperature: opts.temperature, seed: opts.seed, batch: Math.min(opts.batch, maxBatch),
+        accuracyMetric: task.info.metrics[0], model: md.dir, engine: engineName, genLength: plan[0].decoding.genLength, blockLength: plan[0].decoding.blockLength,
+        steps: plan[0].decoding.steps, earlyStop: plan[0].decoding.earlyStop, temperature: plan[0].decoding.temperature, seed: plan[0].decoding.seed, batch: Math.min(opts.batch, maxBatch),
         threads: opts.threads ?? 1, warmup: 'one untimed block of the first problem before the rows',
         sandbox: sandbox ? { python: sandbox.python, pythonVersion: sandbox.pythonVersion, isolation: sandbox.isolation, network: sandbox.network, user: sandbox.user, ...sandbox.limits } : null,
         date: new Date().toISOString(), machine: { ...machineInfo(), memoryBytes: os.totalmem() },

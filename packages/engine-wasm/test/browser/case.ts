@@ -18,6 +18,8 @@ export interface BrowserRun {
   fullLogits: number[];
   generated: number[];
   nfe: number;
+  /** checkEngineContract's failed checks on this engine in the browser (empty when it keeps the contract). */
+  contractFailures: string[];
   mainThreadThreadsError?: string;
   /** With 2 threads: NMSE of a matmul big enough to be split between the page's workers, vs an f64 reference. */
   splitMatmulNmse?: number;

@@ -1,7 +1,8 @@
 // Runs inside Chromium (bundled by ../browser.test.ts): on the page's main thread with 1 kernel thread, and in a
 // module Web Worker with 2. Loads the tiny LLaDA fixture over fetch, runs one full forward and one dual-cache
-// threshold generation, and reports tokens and logits for the Node side to compare.
-import { generate } from '@fast-dllm/scheduler';
+// threshold generation, and reports tokens and logits for the Node side to compare, and what the engine contract's
+// own checks (checkEngineContract) found.
+import { checkEngineContract, generate } from '@fast-dllm/scheduler';
 import { createBrowserWasmEngine, loadBrowserKernels } from '../../src/browser.js';
 import { GEN, INT8_CASE, PROMPT, int8CaseInputs, type BrowserRun } from './case.js';
 
@@ -63,10 +64,12 @@ async function run(threads: number): Promise<BrowserRun> {
       prompt: Int32Array.from(PROMPT), genLength: GEN, blockLength: 8, steps: GEN,
       strategy: { kind: 'threshold', threshold: 0.3 }, cache: 'dual',
     });
+    const build = (engine as unknown as { build: string }).build;
+    // The contract's own checks, run here in the browser on an engine made from bytes (they end by disposing it).
+    const contract = (await checkEngineContract(engine)).filter((c) => !c.ok).map((c) => `${c.name}: ${c.detail}`);
     return {
-      threads, build: (engine as unknown as { build: string }).build,
-      fullTokens: Array.from(full.tokens), fullLogits: Array.from(full.logits!),
-      generated: Array.from(g.tokens), nfe: g.stats.nfe, ...(await int8Matmul(threads)),
+      threads, build, fullTokens: Array.from(full.tokens), fullLogits: Array.from(full.logits!),
+      generated: Array.from(g.tokens), nfe: g.stats.nfe, contractFailures: contract, ...(await int8Matmul(threads)),
       ...(threads > 1 ? { splitMatmulNmse: await splitMatmulNmse() } : {}),
     };
   } finally {

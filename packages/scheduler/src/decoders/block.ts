@@ -20,7 +20,7 @@
  *
  * The canvas a pass sees ends at the active block's end: block-causal attention makes later positions invisible.
  */
-import type { ForwardMode, ForwardResult, ModelInfo } from '../engine.js';
+import type { ForwardMode, ForwardResult, ModelInfo } from '@fast-dllm/engine-contract';
 import { stopIdsOf } from '../stop.js';
 import { DEFAULT_THRESHOLD, SDAR_THRESHOLD } from '../recipe.js';
 import type { GenerationRequest, ResolvedRequest, Strategy } from '../request.js';

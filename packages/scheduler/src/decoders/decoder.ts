@@ -4,7 +4,7 @@
  * masked diffusion for LLaDA and Dream (masked.ts, DESIGN §2–4) and block diffusion for Fast-dLLM v2 and SDAR
  * (block.ts, DESIGN §8). A decoder only ever sees its own sequence's results, so it is batch-invariant by design.
  */
-import type { ForwardMode, ForwardRequest, ForwardResult } from '../engine.js';
+import type { ForwardMode, ForwardRequest, ForwardResult } from '@fast-dllm/engine-contract';
 
 /** One forward pass a decoder asks for; the generation adds the canvas copy, the sampling key and the sequence. */
 export interface PlannedForward {

@@ -3,10 +3,10 @@
  * semi-autoregressive blocks; each step is a full, prefix or dual forward (the approximate cache plan, plan.ts) and
  * commits the masked in-block positions the strategy picks.
  */
-import type { ForwardResult, ModelInfo } from '../engine.js';
+import type { ForwardResult, ModelInfo } from '@fast-dllm/engine-contract';
 import { planForward } from '../plan.js';
 import type { GenerationRequest, ResolvedRequest, Strategy } from '../request.js';
-import { LANE_DREAM_ORIGIN, LANE_REMASK_RANDOM, counterUniform } from '../rng.js';
+import { LANE_DREAM_ORIGIN, LANE_REMASK_RANDOM, counterUniform } from '@fast-dllm/engine-contract';
 import {
   dreamOriginProbability, dreamTransferCount, fixedScheduleCounts, partitionBlocks, selectDreamOrigin, selectFactor,
   selectFixed, selectThreshold, type Block,

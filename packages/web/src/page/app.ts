@@ -6,7 +6,7 @@
  * `autoload=0` (load nothing until asked), `server=URL` (start on the server backend at this URL).
  */
 import type { ChatMessage, LoadedModelInfo, ModelSource } from '../shared/protocol.js';
-import { DEFAULT_SETTINGS, describeSettings, settingsProblems, type DecodeSettings, type ModelCaps } from '../shared/settings.js';
+import { DEFAULT_SETTINGS, describeSettings, recipeSettings, settingsProblems, type DecodeSettings, type ModelCaps } from '../shared/settings.js';
 import { LocalBackend, RemoteBackend, type Backend, type LoadProgress } from './backends.js';
 import { listModels } from './openai-client.js';
 import { CanvasView } from './ui/canvas-view.js';
@@ -57,8 +57,11 @@ export function startApp(): void {
   const problemsEl = byId('settings-problems');
   let model: LoadedModelInfo | null = null;
   let caps: ModelCaps | null = null;
+  /** The served model's family, once the server said (null: not asked yet, or not a fast-dllm server). */
+  let remoteCaps: ModelCaps | null = null;
+  const currentCaps = () => (backend.kind === 'local' ? caps : remoteCaps);
   const showProblems = (s: DecodeSettings): string[] => {
-    const p = settingsProblems(s, backend.kind === 'local' ? caps : null);
+    const p = settingsProblems(s, currentCaps());
     problemsEl.hidden = p.length === 0;
     problemsEl.textContent = p.join(' ');
     updateSend();
@@ -125,7 +128,7 @@ export function startApp(): void {
     source = src;
     model = null;
     caps = null;
-    settings.setModel(null);
+    if (backend.kind === 'local') settings.setModel(null);
     body.dataset.model = 'loading';
     setLocalPill('loading…', 'pill');
     progressBar.style.width = '0';
@@ -139,8 +142,12 @@ export function startApp(): void {
       if (mine !== loading) return;
       model = info;
       caps = { architecture: info.architecture, maxPositions: info.maxPositions, ...(info.blockSize !== undefined ? { blockSize: info.blockSize } : {}) };
-      settings.setModel(caps);
-      if (!reload && Object.keys(info.defaults).length) settings.set(info.defaults);
+      // A new model starts at its family's recipe, with its generation_config's lengths (the panel shows the
+      // server's model while the page talks to one).
+      if (backend.kind === 'local') {
+        settings.setModel(caps);
+        if (!reload) settings.set({ ...recipeSettings(caps), ...info.defaults });
+      }
       progressBox.hidden = true;
       setStatus(`Ready: ${info.label} · ${info.architecture} · ${formatCount(info.parameters)} parameters · ${formatBytes(info.fileBytes)} of weights · ` +
         `${info.weightDType} · ${info.threads} thread${info.threads > 1 ? 's' : ''} · loaded in ${(info.loadMs / 1000).toFixed(1)} s`, 'ok');
@@ -194,9 +201,19 @@ export function startApp(): void {
     remotePill = remote ? { text: `server ${remote.server}`, cls: 'pill' } : null;
     showPill();
     chatHint.textContent = remote ? `Messages go to the server at ${remote.server}; the model runs there.` : localHint;
+    remoteCaps = null;
     settings.setRemote(kind === 'remote');
+    settings.setModel(currentCaps());
     body.dataset.backend = kind;
     showProblems(settings.settings);
+    // The served model's family decides which settings apply and what they start at (its recipe).
+    const asked = remote;
+    asked?.model().then((m) => {
+      if (backend !== asked || !m?.caps) return;
+      remoteCaps = m.caps;
+      settings.setModel(remoteCaps);
+      settings.set(recipeSettings(remoteCaps));
+    }, () => undefined); // the connect button reports an unreachable server
   };
   byId<HTMLInputElement>('backend-local').addEventListener('change', () => chooseBackend('local'));
   byId<HTMLInputElement>('backend-remote').addEventListener('change', () => chooseBackend('remote'));
@@ -229,7 +246,7 @@ export function startApp(): void {
 
   function updateSend(): void {
     const ready = backend.kind === 'remote' || model !== null;
-    const problems = settingsProblems(settings.settings, backend.kind === 'local' ? caps : null);
+    const problems = settingsProblems(settings.settings, currentCaps());
     sendBtn.disabled = turn !== null || !ready || problems.length > 0;
     sendBtn.title = !ready ? 'load a model first' : problems.join(' ');
   }

@@ -5,8 +5,8 @@
 import type {
   CanvasFrame, ChatMessage, FromWorker, GenerationSummary, LoadOptions, LoadedModelInfo, LocalFrameInfo, ModelSource, ToWorker,
 } from '../shared/protocol.js';
-import type { DecodeSettings } from '../shared/settings.js';
-import { listModels, streamChat } from './openai-client.js';
+import { choicesOf, type DecodeSettings } from '../shared/settings.js';
+import { listModelCards, serverFields, streamChat, type RemoteModel } from './openai-client.js';
 
 export interface TurnCallbacks {
   onFrame(frame: CanvasFrame, info?: LocalFrameInfo): void;
@@ -96,20 +96,25 @@ export class LocalBackend implements Backend {
 /** A `fast-dllm serve` process (or any OpenAI-compatible server; the canvas then stays empty). */
 export class RemoteBackend implements Backend {
   readonly kind = 'remote';
-  /** The model the requests name (OpenAI's `model` is required): the server's first, asked once. */
-  private model: string | undefined;
+  /** The model the requests name (OpenAI's `model` is required) and its family: the server's first, asked once. */
+  private card: Promise<RemoteModel | undefined> | undefined;
   constructor(readonly server: string) {}
 
+  /** The server's model (undefined when it lists none); its caps say which settings apply. */
+  model(): Promise<RemoteModel | undefined> {
+    this.card ??= listModelCards(this.server).then((m) => m[0]);
+    this.card.catch(() => (this.card = undefined)); // ask again next time
+    return this.card;
+  }
+
   async chat(messages: ChatMessage[], settings: DecodeSettings, cb: TurnCallbacks, signal: AbortSignal): Promise<TurnResult> {
-    this.model ??= (await listModels(this.server))[0];
+    const model = await this.model();
     const t0 = performance.now();
     let text = '';
     let last: CanvasFrame | null = null;
-    const decoding = {
-      strategy: settings.rule, cache: settings.cache, block_length: settings.blockLength,
-      ...(settings.rule === 'threshold' ? { threshold: settings.threshold } : settings.rule === 'factor' ? { factor: settings.factor } : { steps: settings.steps }),
-    };
-    const r = await streamChat(this.server, { model: this.model, messages, maxTokens: settings.genLength, temperature: settings.temperature, seed: settings.seed, decoding }, {
+    // Only the settings of the served model's family, in the server's field names (the server resolves them).
+    const { genLength, temperature, seed, ...rest } = choicesOf(settings, model?.caps ?? null);
+    const r = await streamChat(this.server, { model: model?.id, messages, maxTokens: genLength!, temperature: temperature!, seed: seed!, decoding: serverFields(rest) }, {
       onDelta: (d) => {
         text += d;
         cb.onText(text);

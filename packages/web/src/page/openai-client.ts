@@ -6,7 +6,28 @@
  * Chunks without it are plain OpenAI chunks, so any OpenAI-compatible server streams text here too.
  * No DOM: runs in the page, in a worker or in Node 20 (fetch + web streams).
  */
+import type { DecodingChoices } from '@fast-dllm/scheduler';
 import type { CanvasFrame, ChatMessage } from '../shared/protocol.js';
+import type { ModelCaps } from '../shared/settings.js';
+
+/**
+ * `fast-dllm serve`'s field for each decoding choice (its request.ts BODY_FIELDS, which a test holds equal);
+ * genLength, temperature and seed travel as OpenAI's own max_tokens, temperature and seed.
+ */
+export const SERVER_FIELDS: Readonly<Record<Exclude<keyof DecodingChoices, 'genLength' | 'temperature' | 'seed'>, string>> = {
+  rule: 'strategy', threshold: 'threshold', factor: 'factor', remasking: 'remasking', alg: 'alg', cache: 'cache', blockCache: 'block_cache',
+  blockLength: 'block_length', steps: 'steps', subBlockLength: 'sub_block_length', stepsPerBlock: 'steps_per_block', refreshEvery: 'refresh_every',
+  earlyStop: 'early_stop',
+};
+
+/** Decoding choices as the body fields of a request to `fast-dllm serve`. */
+export function serverFields(choices: DecodingChoices): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(choices)) {
+    if (v !== undefined && k in SERVER_FIELDS) out[SERVER_FIELDS[k as keyof typeof SERVER_FIELDS]] = v;
+  }
+  return out;
+}
 
 export interface RemoteRequest {
   messages: ChatMessage[];
@@ -17,10 +38,10 @@ export interface RemoteRequest {
   /** Model name (OpenAI requires one; `fast-dllm serve` lists its own at /v1/models). */
   model?: string;
   /**
-   * The page's decoding settings, as `fast-dllm serve`'s extension fields (a server that does not know them
-   * may refuse or ignore them).
+   * The page's decoding settings, as `fast-dllm serve`'s extension fields (serverFields; a server that does not
+   * know them may refuse or ignore them).
    */
-  decoding?: { strategy: 'fixed' | 'threshold' | 'factor'; threshold?: number; factor?: number; cache: 'none' | 'prefix' | 'dual'; block_length: number; steps?: number };
+  decoding?: Record<string, unknown>;
 }
 
 export interface RemoteHandlers {
@@ -49,12 +70,30 @@ export function completionsUrl(server: string): string {
   return u.href;
 }
 
-/** The server's models (GET /v1/models): checks that it answers, and names what it runs. */
-export async function listModels(server: string, signal?: AbortSignal): Promise<string[]> {
+/** A model a server runs: its id, and what `fast-dllm serve` says of it (null from another server). */
+export interface RemoteModel {
+  id: string;
+  caps: ModelCaps | null;
+}
+
+/** The server's models (GET /v1/models): checks that it answers, and names what it runs and its family. */
+export async function listModelCards(server: string, signal?: AbortSignal): Promise<RemoteModel[]> {
   const url = completionsUrl(server).replace(/\/chat\/completions$/, '/models');
   const res = await send(url, { signal });
-  const body = (await res.json().catch(() => null)) as { data?: { id?: unknown }[] } | null;
-  return (body?.data ?? []).map((m) => String(m.id ?? '')).filter(Boolean);
+  type Card = { id?: unknown; fast_dllm?: { architecture?: unknown; max_positions?: unknown; block_size?: unknown } };
+  const body = (await res.json().catch(() => null)) as { data?: Card[] } | null;
+  return (body?.data ?? []).filter((m) => m.id !== undefined && m.id !== '').map((m) => {
+    const f = m.fast_dllm;
+    const caps = f && typeof f.architecture === 'string' && typeof f.max_positions === 'number'
+      ? { architecture: f.architecture, maxPositions: f.max_positions, ...(typeof f.block_size === 'number' ? { blockSize: f.block_size } : {}) }
+      : null;
+    return { id: String(m.id), caps };
+  });
+}
+
+/** The ids of the server's models. */
+export async function listModels(server: string, signal?: AbortSignal): Promise<string[]> {
+  return (await listModelCards(server, signal)).map((m) => m.id);
 }
 
 async function send(url: string, init: RequestInit): Promise<Response> {

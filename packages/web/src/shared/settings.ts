@@ -1,11 +1,16 @@
 /**
  * The decoding settings of the page: their values, the panel that edits them (declared here as sections of
- * fields, drawn by page/ui/settings-panel.ts) and the scheduler request they make.
+ * fields, drawn by page/ui/settings-panel.ts), and their mapping to the scheduler's neutral choices (choicesOf).
+ * What the choices mean — the family's recipe, the rules, the checks — is the scheduler's resolver (DESIGN §11),
+ * as for the CLI and the server; a model's first values are its recipe (recipeSettings).
  *
- * A new family of settings (issue #15: the block-diffusion models' sub-block size and their own rules) is one
- * more section whose `visible` looks at the model, plus its keys in DecodeSettings and in toRequest.
+ * A new family of settings is one more section whose `visible` looks at the model, plus its keys in
+ * DecodeSettings and in choicesOf.
  */
-import { SDAR_THRESHOLD, describeDecoding, type GenerationRequest, type Strategy } from '@fast-dllm/scheduler';
+import {
+  DEFAULT_BLOCK_LENGTH, DEFAULT_GEN_LENGTH, DEFAULT_SUB_BLOCK, DEFAULT_THRESHOLD, SDAR_THRESHOLD, SchedulerConfigError, requestOf, resolveDecoding,
+  type DecodingChoices, type DecodingPlan, type FieldNames, type GenerationRequest,
+} from '@fast-dllm/scheduler';
 
 export type CacheChoice = 'none' | 'prefix' | 'dual';
 export type RuleChoice = 'threshold' | 'factor' | 'fixed';
@@ -24,7 +29,7 @@ export interface DecodeSettings {
   /** 0: greedy; > 0: Gumbel-max sampling (DESIGN §3). */
   temperature: number;
   seed: number;
-  /** Stop once a completed block leaves only EOS after the first EOS (DESIGN §5). */
+  /** Stop once a completed block leaves only EOS after the first EOS (DESIGN §5); off: the paper's NFE. */
   earlyStop: boolean;
   /** A pause before each forward pass, to watch the canvas; excluded from the timings. */
   slowMotionMs: number;
@@ -40,13 +45,14 @@ export interface DecodeSettings {
   sdarThreshold: number;
 }
 
-/** Fast-dLLM's recipe (dual cache, threshold 0.9) at LLaDA's usual block and generation lengths. */
+/**
+ * The page's first values: LLaDA's recipe (the scheduler's plan with no choices; a loaded model's own recipe replaces
+ * it, recipeSettings), the block-diffusion recipes' published values for their section, and the view's own.
+ */
 export const DEFAULT_SETTINGS: DecodeSettings = {
-  cache: 'dual', rule: 'threshold', threshold: 0.9, factor: 1, steps: 128, blockLength: 32, genLength: 128,
-  temperature: 0, seed: 0, earlyStop: false, slowMotionMs: 0, multiTurn: false,
-  // Block-diffusion models' published recipes (the scheduler's defaultRecipe): v2 sub-blocks of 8, τ 0.9, no block
-  // cache; SDAR B steps per block, dynamic, τ 0.85.
-  subBlockLength: 8, v2Threshold: 0.9, blockCache: false, stepsPerBlock: 0, sdarRemasking: 'low_confidence_dynamic', sdarThreshold: SDAR_THRESHOLD,
+  cache: 'dual', rule: 'threshold', threshold: DEFAULT_THRESHOLD, factor: 1, steps: DEFAULT_GEN_LENGTH, blockLength: DEFAULT_BLOCK_LENGTH, genLength: DEFAULT_GEN_LENGTH,
+  temperature: 0, seed: 0, earlyStop: true, slowMotionMs: 0, multiTurn: false,
+  subBlockLength: DEFAULT_SUB_BLOCK, v2Threshold: DEFAULT_THRESHOLD, blockCache: false, stepsPerBlock: 0, sdarRemasking: 'low_confidence_dynamic', sdarThreshold: SDAR_THRESHOLD,
 };
 
 /** What the panel knows of the model, to show only the settings that apply to it. */
@@ -121,28 +127,28 @@ export const SECTIONS: readonly SectionSpec[] = [
     fields: [
       {
         key: 'subBlockLength', label: 'Sub-block', help: 'Fast-dLLM v2: sub-blocks decoded left to right inside the block; divides the model\'s block size',
-        input: int(1), visible: (_s, m) => m?.architecture === 'fast_dllm_v2',
+        input: int(1), visible: (_s, m) => m?.architecture === 'fast_dllm_v2', remote: true,
       },
       {
         key: 'v2Threshold', label: 'τ (>)', help: 'Fast-dLLM v2: commit every masked sub-block position with confidence strictly above τ, and always the most confident one',
-        input: { kind: 'number', min: 0, max: 1, step: 0.05, integer: false }, visible: (_s, m) => m?.architecture === 'fast_dllm_v2',
+        input: { kind: 'number', min: 0, max: 1, step: 0.05, integer: false }, visible: (_s, m) => m?.architecture === 'fast_dllm_v2', remote: true,
       },
       {
         key: 'blockCache', label: 'Block cache', help: 'Fast-dLLM v2: keep the block\'s K/V and compute only the sub-block\'s rows (DualCache inside the block)',
-        input: { kind: 'checkbox' }, visible: (_s, m) => m?.architecture === 'fast_dllm_v2',
+        input: { kind: 'checkbox' }, visible: (_s, m) => m?.architecture === 'fast_dllm_v2', remote: true,
       },
       {
         key: 'stepsPerBlock', label: 'Steps per block', help: 'SDAR: denoising steps per block, at most the block size (0: the block size)',
-        input: int(0), visible: (_s, m) => m?.architecture === 'sdar',
+        input: int(0), visible: (_s, m) => m?.architecture === 'sdar', remote: true,
       },
       {
         key: 'sdarRemasking', label: 'Remasking', help: 'SDAR: dynamic commits every confidence above τ when there are enough, else the schedule\'s most confident; static always the schedule\'s',
         input: { kind: 'select', options: [{ value: 'low_confidence_dynamic', label: 'dynamic' }, { value: 'low_confidence_static', label: 'static' }] },
-        visible: (_s, m) => m?.architecture === 'sdar',
+        visible: (_s, m) => m?.architecture === 'sdar', remote: true,
       },
       {
         key: 'sdarThreshold', label: 'τ (>)', help: 'SDAR dynamic rule: positions with confidence above τ',
-        input: { kind: 'number', min: 0, max: 1, step: 0.05, integer: false }, visible: (s, m) => m?.architecture === 'sdar' && s.sdarRemasking === 'low_confidence_dynamic',
+        input: { kind: 'number', min: 0, max: 1, step: 0.05, integer: false }, visible: (s, m) => m?.architecture === 'sdar' && s.sdarRemasking === 'low_confidence_dynamic', remote: true,
       },
     ],
   },
@@ -151,7 +157,7 @@ export const SECTIONS: readonly SectionSpec[] = [
     fields: [
       { key: 'temperature', label: 'Temperature', help: '0: greedy; > 0: Gumbel-max sampling', input: { kind: 'number', min: 0, max: 10, step: 0.1, integer: false }, remote: true },
       { key: 'seed', label: 'Seed', help: 'u32 seed of the sampling noise', input: int(0, 0xffffffff), remote: true },
-      { key: 'earlyStop', label: 'Early stop', help: 'stop once a block ends with only EOS after the first EOS', input: { kind: 'checkbox' }, visible: (_s, m) => masked(m) },
+      { key: 'earlyStop', label: 'Early stop', help: 'stop once a block ends with only EOS after the first EOS (it cannot change the answer); off: decode every position, the paper\'s NFE', input: { kind: 'checkbox' }, visible: (_s, m) => masked(m), remote: true },
     ],
   },
   {
@@ -171,72 +177,91 @@ export const SECTIONS: readonly SectionSpec[] = [
   },
 ];
 
+/** Each decoding choice as the page labels it, for the scheduler's errors (SchedulerConfigError.messageWith). */
+export const FIELD_LABELS: FieldNames = {
+  genLength: 'Generation length', blockLength: 'Block length', steps: 'Steps', rule: 'Unmasking rule', threshold: 'τ', factor: 'f',
+  cache: 'KV cache', blockCache: 'Block cache', subBlockLength: 'Sub-block', stepsPerBlock: 'Steps per block', remasking: 'Remasking',
+  earlyStop: 'Early stop', temperature: 'Temperature', seed: 'Seed', prompt: 'The conversation',
+};
+
+/** LLaDA stands in for the model until one is known (the page's first settings, a server not asked yet). */
+const STAND_IN: ModelCaps = { architecture: 'llada', maxPositions: Number.MAX_SAFE_INTEGER };
+
+/**
+ * The form's values as the scheduler's neutral choices: only the fields that apply to the model's family (those
+ * the panel shows), each as the user set it; the scheduler's resolver decides what they mean.
+ */
+export function choicesOf(s: DecodeSettings, m: ModelCaps | null = null): DecodingChoices {
+  const common = { genLength: s.genLength, temperature: s.temperature, seed: s.seed };
+  if (m?.architecture === 'fast_dllm_v2') return { ...common, subBlockLength: s.subBlockLength, threshold: s.v2Threshold, blockCache: s.blockCache };
+  if (m?.architecture === 'sdar') {
+    const dynamic = s.sdarRemasking === 'low_confidence_dynamic';
+    return { ...common, ...(s.stepsPerBlock > 0 ? { stepsPerBlock: s.stepsPerBlock } : {}), remasking: s.sdarRemasking, ...(dynamic ? { threshold: s.sdarThreshold } : {}) };
+  }
+  return {
+    ...common, rule: s.rule, cache: s.cache, blockLength: s.blockLength, earlyStop: s.earlyStop,
+    ...(s.rule === 'threshold' ? { threshold: s.threshold } : s.rule === 'factor' ? { factor: s.factor } : { steps: s.steps }),
+  };
+}
+
+/** The scheduler's plan for the form's values on the model (throws SchedulerConfigError naming the field). */
+export function planOf(s: DecodeSettings, m: ModelCaps | null = null): DecodingPlan {
+  const model = m ?? STAND_IN;
+  return resolveDecoding({ architecture: model.architecture, blockSize: model.blockSize }, choicesOf(s, m));
+}
+
+/** The form's values for a model's published recipe (the scheduler's plan with no choices): what a new model starts with. */
+export function recipeSettings(m: ModelCaps): Partial<DecodeSettings> {
+  const plan = resolveDecoding({ architecture: m.architecture, blockSize: m.blockSize }, {});
+  const st = plan.strategy;
+  const common = { genLength: plan.genLength, temperature: plan.temperature, seed: plan.seed };
+  switch (st.kind) {
+    case 'fast_dllm_v2':
+      return { ...common, subBlockLength: st.subBlockLength!, v2Threshold: st.threshold!, blockCache: st.blockCache ?? false };
+    case 'sdar':
+      return { ...common, stepsPerBlock: 0, sdarRemasking: st.remasking ?? 'low_confidence_dynamic', ...(st.threshold !== undefined ? { sdarThreshold: st.threshold } : {}) };
+    default: {
+      const tau = st.kind === 'threshold' || st.kind === 'dream' ? st.threshold : undefined;
+      const rule: RuleChoice = tau !== undefined ? 'threshold' : st.kind === 'factor' ? 'factor' : 'fixed';
+      return {
+        ...common, rule, cache: plan.cache as CacheChoice, blockLength: plan.blockLength, steps: plan.steps!, earlyStop: plan.earlyStop,
+        ...(tau !== undefined ? { threshold: tau } : {}), ...(st.kind === 'factor' ? { factor: st.factor! } : {}),
+      };
+    }
+  }
+}
+
 /** What is wrong with these settings for this model (empty when they can run); one sentence each. */
 export function settingsProblems(s: DecodeSettings, m: ModelCaps | null, promptLength = 0): string[] {
   const out: string[] = [];
-  const posInt = (v: number) => Number.isInteger(v) && v > 0;
-  if (!posInt(s.genLength)) out.push('Generation length must be a positive integer.');
-  if (m?.blockSize !== undefined) {
-    const B = m.blockSize;
-    if (m.architecture === 'fast_dllm_v2') {
-      if (!posInt(s.subBlockLength) || B % s.subBlockLength !== 0) out.push(`The sub-block length must divide the model's block size ${B}.`);
-      if (!(s.v2Threshold >= 0 && s.v2Threshold <= 1)) out.push('τ must be in [0, 1].');
-    } else {
-      if (!(Number.isInteger(s.stepsPerBlock) && s.stepsPerBlock >= 0 && s.stepsPerBlock <= B)) out.push(`Steps per block must be 0 (the block size) to ${B}.`);
-      if (!(s.sdarThreshold >= 0 && s.sdarThreshold <= 1)) out.push('τ must be in [0, 1].');
-    }
-    if (!(s.temperature >= 0)) out.push('Temperature must be ≥ 0.');
-    if (!(Number.isInteger(s.seed) && s.seed >= 0 && s.seed <= 0xffffffff)) out.push('Seed must be an integer in [0, 4294967295].');
-    if (posInt(s.genLength) && promptLength + s.genLength > m.maxPositions) out.push(`The conversation plus the generation length exceeds the model's ${m.maxPositions} positions.`);
+  if (!(Number.isInteger(s.slowMotionMs) && s.slowMotionMs >= 0)) out.push('Slow motion must be a whole number of milliseconds ≥ 0.');
+  let plan: DecodingPlan;
+  try {
+    plan = planOf(s, m);
+  } catch (e) {
+    if (!(e instanceof SchedulerConfigError)) throw e;
+    out.push(sentence(e.messageWith(FIELD_LABELS)));
     return out;
   }
-  if (!posInt(s.blockLength)) out.push('Block length must be a positive integer.');
-  if (posInt(s.genLength) && posInt(s.blockLength) && s.genLength % s.blockLength !== 0) {
-    out.push(`Generation length ${s.genLength} is not a multiple of block length ${s.blockLength}.`);
-  }
-  if (s.rule === 'threshold' && !(s.threshold > 0 && s.threshold <= 1)) out.push('τ must be in (0, 1].');
-  if (s.rule === 'factor' && !(s.factor > 0)) out.push('f must be > 0.');
-  if (s.rule === 'fixed' && posInt(s.genLength) && posInt(s.blockLength) && s.genLength % s.blockLength === 0) {
-    const blocks = s.genLength / s.blockLength;
-    if (!posInt(s.steps) || s.steps % blocks !== 0) out.push(`Steps must be a positive multiple of the number of blocks (${blocks}).`);
-  }
-  if (!(s.temperature >= 0)) out.push('Temperature must be ≥ 0.');
-  if (!(Number.isInteger(s.seed) && s.seed >= 0 && s.seed <= 0xffffffff)) out.push('Seed must be an integer in [0, 4294967295].');
-  if (!(Number.isInteger(s.slowMotionMs) && s.slowMotionMs >= 0)) out.push('Slow motion must be a whole number of milliseconds ≥ 0.');
-  if (m && posInt(s.genLength) && promptLength + s.genLength > m.maxPositions) {
+  if (m && promptLength + plan.genLength > m.maxPositions) {
     out.push(promptLength > 0
-      ? `The conversation (${promptLength} tokens) plus the generation length ${s.genLength} exceeds the model's ${m.maxPositions} positions; start a new chat or shorten the generation.`
-      : `Generation length ${s.genLength} exceeds the model's ${m.maxPositions} positions.`);
+      ? `The conversation (${promptLength} tokens) plus the generation length ${plan.genLength} exceeds the model's ${m.maxPositions} positions; start a new chat or shorten the generation.`
+      : `Generation length ${plan.genLength} exceeds the model's ${m.maxPositions} positions.`);
   }
   return out;
 }
 
-export function strategyOf(s: DecodeSettings, m: ModelCaps | null = null): Strategy {
-  if (m?.architecture === 'fast_dllm_v2') return { kind: 'fast_dllm_v2', subBlockLength: s.subBlockLength, threshold: s.v2Threshold, blockCache: s.blockCache };
-  if (m?.architecture === 'sdar') {
-    const dynamic = s.sdarRemasking === 'low_confidence_dynamic';
-    return { kind: 'sdar', ...(s.stepsPerBlock > 0 ? { stepsPerBlock: s.stepsPerBlock } : {}), remasking: s.sdarRemasking, ...(dynamic ? { threshold: s.sdarThreshold } : {}) };
-  }
-  if (s.rule === 'threshold') return { kind: 'threshold', threshold: s.threshold };
-  if (s.rule === 'factor') return { kind: 'factor', factor: s.factor };
-  return { kind: 'fixed', remasking: 'low_confidence' };
-}
+const sentence = (t: string) => `${t.charAt(0).toUpperCase()}${t.slice(1)}${/[.!?]$/.test(t) ? '' : '.'}`;
 
-/**
- * The scheduler request for a prompt; steps = genLength for the parallel rules (one per position at most). For a
- * block-diffusion model: its own strategy, genLength as the cap, the model's block.
- */
+/** The scheduler request for a prompt: the plan of the form's values on the model. */
 export function toRequest(s: DecodeSettings, prompt: Int32Array, m: ModelCaps | null = null): GenerationRequest {
-  if (isBlockModel(m)) return { prompt, genLength: s.genLength, strategy: strategyOf(s, m), temperature: s.temperature, seed: s.seed };
-  return {
-    prompt, genLength: s.genLength, blockLength: s.blockLength, steps: s.rule === 'fixed' ? s.steps : s.genLength,
-    strategy: strategyOf(s), cache: s.cache, temperature: s.temperature, seed: s.seed, earlyStop: s.earlyStop,
-  };
+  return requestOf(planOf(s, m), prompt);
 }
 
-/** One line describing the decoding (the scheduler's words for cache and rule), for the stats line. */
+/** One line describing the decoding (the plan's words), for the stats line. */
 export function describeSettings(s: DecodeSettings, m: ModelCaps | null = null): string {
-  if (isBlockModel(m)) return `${m!.architecture === 'sdar' ? 'SDAR' : 'Fast-dLLM v2'}: ${describeDecoding(strategyOf(s, m), 'none')} · block ${m!.blockSize} · up to ${s.genLength} new tokens`;
-  const steps = s.rule === 'fixed' ? ` · ${s.steps} steps` : '';
-  return `${describeDecoding(strategyOf(s), s.cache)}${steps} · block ${s.blockLength} · gen ${s.genLength}`;
+  const plan = planOf(s, m);
+  if (plan.family === 'block') return `${plan.description} · block ${plan.blockLength} · up to ${plan.genLength} new tokens`;
+  const steps = s.rule === 'fixed' ? ` · ${plan.steps} steps` : '';
+  return `${plan.description}${steps} · block ${plan.blockLength} · gen ${plan.genLength}`;
 }

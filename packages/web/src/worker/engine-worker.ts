@@ -4,12 +4,11 @@
  * main thread only draws. With threads > 1 the engine's kernel workers are started from here (the engine blocks
  * on Atomics.wait while they compute, which a worker may do and the main thread may not).
  */
-import { committedPrefix, generate, stopIdsOf, type Engine, type Generation } from '@fast-dllm/scheduler';
+import { CommittedTextStream, committedPrefix, generate, provisionalTokens, stopIdsOf, type Engine, type Generation } from '@fast-dllm/scheduler';
 import type { TextTokenizer } from '@fast-dllm/model';
 import { createBrowserWasmEngine } from '@fast-dllm/engine-wasm/browser';
 import { FolderDirectory, UrlDirectory, type ModelDirectory } from '../loader/directory.js';
 import { countingSources, fetchWeights, planModel, type Progress } from '../loader/load-model.js';
-import { CommittedText } from '../shared/committed.js';
 import { settingsProblems, toRequest, type DecodeSettings } from '../shared/settings.js';
 import type { CanvasFrame, ChatMessage, FromWorker, LoadOptions, LocalFrameInfo, ModelSource, ToWorker } from '../shared/protocol.js';
 
@@ -114,9 +113,10 @@ async function run(id: number, messages: ChatMessage[], s: DecodeSettings): Prom
   const controller = running.get(id)!; // registered when the message arrived
   const signal = controller.signal;
   const P = prompt.length;
-  const tokens: (string | null)[] = new Array(s.genLength).fill(null); // (genLength,) decoded cells
+  let tokens: (string | null)[] = new Array(s.genLength).fill(null); // (genLength,) decoded cells
   const names = new Map<number, string>();
-  const committed = new CommittedText();
+  // DESIGN §9: the scheduler's committed-text stream, as the CLI and the server stream it.
+  const committed = new CommittedTextStream((ids) => m.tokenizer.decode(ids, { skipSpecial: true }));
   const stops: number[] = []; // generated positions holding EOS
   const ends: number[] = []; // … holding the end-of-turn token
   let contentTokens = 0;
@@ -127,8 +127,6 @@ async function run(id: number, messages: ChatMessage[], s: DecodeSettings): Prom
   let block = 0;
   const firstGroup = caps.blockSize !== undefined ? caps.blockSize - (P % caps.blockSize) : undefined;
   const info = (): LocalFrameInfo => ({ promptLength: P, blockLength: caps.blockSize ?? s.blockLength, ...(firstGroup !== undefined ? { firstGroup } : {}), block, stops: stops.slice(), ends: ends.slice(), elapsedMs: performance.now() - t0 - paused, contentTokens });
-  /** DESIGN §9: committed ids (the scheduler's Generation.committed() / committedPrefix), decoded. */
-  const decoded = (ids: Int32Array) => (ids.length === 0 ? '' : m.tokenizer.decode(ids, { skipSpecial: true })); // the tokenizer refuses []
   post({ type: 'frame', id, frame: { step: 0, nfe: 0, tokens: tokens.slice(), committed: [] }, info: info(), text: '' });
 
   // Each forward first yields (so 'abort' arrives) and, in slow motion, waits. Only `forward` is wrapped (a
@@ -163,17 +161,19 @@ async function run(id: number, messages: ChatMessage[], s: DecodeSettings): Prom
         nfe = ev.nfe;
         block = ev.block;
         const now: number[] = [];
+        // The provisional view (DESIGN §9), as the server draws it; this step's positions colour the stops.
+        tokens = provisionalTokens(g.snapshot().subarray(P), m.maskId, (t) => tokenText(m.tokenizer, names, t));
         ev.positions.forEach((p, i) => {
           const g = p - P;
           const t = ev.tokens[i];
-          tokens[g] = tokenText(m.tokenizer, names, t);
           if (t === m.eosId) stops.push(g);
           else if (m.stopIds.includes(t)) ends.push(g);
           if (t !== m.eosId) contentTokens++;
           now.push(g);
         });
         const frame: CanvasFrame = { step, nfe, tokens: tokens.slice(), committed: now };
-        committed.update(decoded(g.committed().ids));
+        const c = g.committed();
+        committed.update(c.ids, c.stopped || g.done);
         post({ type: 'frame', id, frame, info: info(), text: committed.text });
       },
     });
@@ -186,7 +186,7 @@ async function run(id: number, messages: ChatMessage[], s: DecodeSettings): Prom
         }
       });
     }
-    committed.finish(decoded(committedPrefix(result.tokens, m.maskId, m.stopIds).ids));
+    committed.update(committedPrefix(result.tokens, m.maskId, m.stopIds).ids, true);
     const wallTimeMs = result.stats.wallTimeMs - paused;
     post({
       type: 'done', id, text: committed.text, frame: { step, nfe, tokens: tokens.slice(), committed: [] }, info: info(),

@@ -163,11 +163,11 @@ export interface EngineOptions {
   /** Worker threads for CPU engines; defaults to the engine's choice. */
   threads?: number;
   /**
-   * Weight storage: 'f32' for strict conformance, 'bf16'/'f16' to halve memory, 'int8' (CPU engines: linear weights
+   * Weight storage: 'f32' for strict conformance, 'bf16' to halve memory, 'int8' (CPU engines: linear weights
    * in 32-value blocks with one scale each, integer dot products; @fast-dllm/model int8.ts) for a quarter of it.
    * Engine default otherwise.
    */
-  weightDType?: 'f32' | 'bf16' | 'f16' | 'int8';
+  weightDType?: 'f32' | 'bf16' | 'int8';
   /** Bytes the engine may use for sequence caches; the engine's own limit otherwise. */
   cacheBudgetBytes?: number;
   onProgress?: (p: LoadProgress) => void;

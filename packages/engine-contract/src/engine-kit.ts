@@ -144,6 +144,36 @@ export class SequenceTable<S> {
       if (e && req.mode !== 'prefix') e.cached = 0;
     }
   }
+
+  /**
+   * One forward pass, the lifecycle every engine shares: check the whole pass (check), stop if aborted, lay it out
+   * (layoutPass), let the engine reserve what the pass needs (`reserve`: an EngineCapacityError there leaves every
+   * cache as it was), compute (`compute`, which writes the caches; a failure part-way invalidates them), mark the
+   * caches the pass completed (commit), and return the engine's results (`results`).
+   */
+  async pass<T>(
+    model: ModelInfo, caps: EngineCapabilities, batch: readonly ForwardRequest[], signal: AbortSignal | undefined,
+    steps: {
+      reserve?: (layout: PassLayout) => void;
+      compute: (states: S[], layout: PassLayout) => T | Promise<T>;
+      results: (computed: T, layout: PassLayout) => ForwardResult[];
+    },
+  ): Promise<ForwardResult[]> {
+    const states = this.check(model, caps, batch);
+    signal?.throwIfAborted();
+    const layout = layoutPass(model, batch);
+    steps.reserve?.(layout);
+    signal?.throwIfAborted();
+    let computed: T;
+    try {
+      computed = await steps.compute(states, layout);
+    } catch (e) {
+      this.invalidate(batch);
+      throw e;
+    }
+    this.commit(batch);
+    return steps.results(computed, layout);
+  }
 }
 
 /** Where each request's rows sit in a pass, and the rows whose predictions are reduced. */
