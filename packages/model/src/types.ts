@@ -3,8 +3,23 @@
  * SDAR/Qwen3). Every engine builds from this and from the canonical tensor roles below, never from raw config keys.
  */
 
-/** Masked diffusion (llada, dream: bidirectional) and block diffusion (fast_dllm_v2, sdar: block-causal, DESIGN §8). */
-export type Architecture = 'llada' | 'dream' | 'fast_dllm_v2' | 'sdar';
+/**
+ * Masked diffusion (llada, dream, a2d_mdlm: bidirectional) and block diffusion (fast_dllm_v2, sdar, a2d_bd3lm:
+ * block-causal, DESIGN §8). dllm's A2D checkpoints (model_type a2d-qwen2 / a2d-qwen3, DESIGN §10) are one or the
+ * other by a setting, not by their config.json.
+ */
+export type Architecture = 'llada' | 'dream' | 'fast_dllm_v2' | 'sdar' | 'a2d_mdlm' | 'a2d_bd3lm';
+
+/** DESIGN §10: how an A2D checkpoint is decoded, and where that choice came from (for inspect and errors). */
+export interface A2dInfo {
+  /** The Qwen generation of the layers: qwen2 (q/k/v biases) or qwen3 (q/k norms, head_dim from config). */
+  base: 'qwen2' | 'qwen3';
+  variant: 'mdlm' | 'bd3lm';
+  /** e.g. "the directory name", "FAST_DLLM_A2D_VARIANT", "the default". */
+  variantSource: string;
+  /** BD3LM only: where the block size came from. */
+  blockSizeSource?: string;
+}
 
 export interface SpecialTokens {
   /** The [MASK] token the canvas starts with. */
@@ -45,6 +60,8 @@ export interface ModelDescription {
   qkNorm: boolean;
   /** Block-diffusion models: block-causal attention with blocks of this size (DESIGN §8); absent: bidirectional. */
   blockSize?: number;
+  /** dllm's A2D checkpoints only (DESIGN §10). */
+  a2d?: A2dInfo;
   special: SpecialTokens;
   /**
    * Generated ids that end an answer, ascending: EOS and end of turn; for block-diffusion models every EOS /
