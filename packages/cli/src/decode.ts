@@ -6,7 +6,7 @@
  */
 import { Command, Option } from 'commander';
 import {
-  SchedulerConfigError, checkGenerationRequest, defaultRecipe, describeDecoding, isBlockStrategy,
+  SchedulerConfigError, blockStrategyKindFor, checkGenerationRequest, defaultRecipe, describeDecoding, isBlockStrategy,
   type CacheMode, type GenerationRequest, type Strategy,
 } from '@fast-dllm/scheduler';
 import { schedulerModelInfo, type ModelDescription } from '@fast-dllm/model';
@@ -99,7 +99,7 @@ function sdarOnlyFlags(f: DecodeFlags): string[] {
   return [...(f.stepsPerBlock !== undefined ? ['--steps-per-block'] : []), ...(f.remasking !== undefined && SDAR_REMASKING.includes(f.remasking) ? [`--remasking ${f.remasking}`] : [])];
 }
 
-const FAMILY_NAME: Record<string, string> = { llada: 'LLaDA', dream: 'Dream', fast_dllm_v2: 'Fast-dLLM v2', sdar: 'SDAR' };
+const FAMILY_NAME: Record<string, string> = { llada: 'LLaDA', dream: 'Dream', fast_dllm_v2: 'Fast-dLLM v2', sdar: 'SDAR', a2d_mdlm: 'A2D MDLM', a2d_bd3lm: 'A2D BD3LM' };
 
 /** What the flags ask for, before the model is known: only the rules the flags break among themselves. */
 function explicitStrategy(f: DecodeFlags): (typeof STRATEGY_CHOICES)[number] | undefined {
@@ -139,8 +139,9 @@ export interface Decoding {
 function familyOf(f: DecodeFlags, model?: ModelDescription): 'masked' | 'fast_dllm_v2' | 'sdar' {
   const masked = maskedOnlyFlags(f), v2 = v2OnlyFlags(f), sdar = sdarOnlyFlags(f);
   if (model) {
-    const arch = model.architecture;
-    const name = FAMILY_NAME[arch] ?? arch;
+    // A2D BD3LM decodes with SDAR's procedure and flags (DESIGN §10).
+    const arch = blockStrategyKindFor(model.architecture);
+    const name = FAMILY_NAME[model.architecture] ?? model.architecture;
     if (model.blockSize === undefined) {
       const wrong = [...v2, ...sdar];
       if (wrong.length) throw new UsageError(`${wrong[0]} applies to block-diffusion models (Fast-dLLM v2 / SDAR); this is a ${name} model`);
@@ -189,7 +190,7 @@ export function decodingFrom(f: DecodeFlags, model?: ModelDescription): Decoding
 /** Fast-dLLM v2 / SDAR (DESIGN §8): the published recipe with the flags' overrides. */
 function blockDecodingFrom(f: DecodeFlags, family: 'fast_dllm_v2' | 'sdar', model?: ModelDescription): Decoding {
   const B = model?.blockSize;
-  const recipe = B !== undefined ? defaultRecipe({ architecture: family, blockSize: B }) : undefined;
+  const recipe = B !== undefined ? defaultRecipe({ architecture: model?.architecture ?? family, blockSize: B }) : undefined;
   let strategy: Strategy;
   if (family === 'fast_dllm_v2') {
     const base = recipe?.strategy as Extract<Strategy, { kind: 'fast_dllm_v2' }> | undefined;

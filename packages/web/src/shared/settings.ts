@@ -59,6 +59,8 @@ export interface ModelCaps {
 
 /** A block-diffusion model: its own settings section, and the LLaDA/Dream ones hidden. */
 export const isBlockModel = (m: ModelCaps | null): boolean => m?.blockSize !== undefined;
+/** SDAR and A2D BD3LM (DESIGN §10) decode with SDAR's procedure and settings. */
+const sdarDecoded = (m: ModelCaps | null): boolean => m?.architecture === 'sdar' || m?.architecture === 'a2d_bd3lm';
 const masked = (m: ModelCaps | null) => !isBlockModel(m);
 
 export type FieldInput =
@@ -133,16 +135,16 @@ export const SECTIONS: readonly SectionSpec[] = [
       },
       {
         key: 'stepsPerBlock', label: 'Steps per block', help: 'SDAR: denoising steps per block, at most the block size (0: the block size)',
-        input: int(0), visible: (_s, m) => m?.architecture === 'sdar',
+        input: int(0), visible: (_s, m) => sdarDecoded(m),
       },
       {
         key: 'sdarRemasking', label: 'Remasking', help: 'SDAR: dynamic commits every confidence above τ when there are enough, else the schedule\'s most confident; static always the schedule\'s',
         input: { kind: 'select', options: [{ value: 'low_confidence_dynamic', label: 'dynamic' }, { value: 'low_confidence_static', label: 'static' }] },
-        visible: (_s, m) => m?.architecture === 'sdar',
+        visible: (_s, m) => sdarDecoded(m),
       },
       {
         key: 'sdarThreshold', label: 'τ (>)', help: 'SDAR dynamic rule: positions with confidence above τ',
-        input: { kind: 'number', min: 0, max: 1, step: 0.05, integer: false }, visible: (s, m) => m?.architecture === 'sdar' && s.sdarRemasking === 'low_confidence_dynamic',
+        input: { kind: 'number', min: 0, max: 1, step: 0.05, integer: false }, visible: (s, m) => sdarDecoded(m) && s.sdarRemasking === 'low_confidence_dynamic',
       },
     ],
   },
@@ -213,7 +215,7 @@ export function settingsProblems(s: DecodeSettings, m: ModelCaps | null, promptL
 
 export function strategyOf(s: DecodeSettings, m: ModelCaps | null = null): Strategy {
   if (m?.architecture === 'fast_dllm_v2') return { kind: 'fast_dllm_v2', subBlockLength: s.subBlockLength, threshold: s.v2Threshold, blockCache: s.blockCache };
-  if (m?.architecture === 'sdar') {
+  if (sdarDecoded(m)) {
     const dynamic = s.sdarRemasking === 'low_confidence_dynamic';
     return { kind: 'sdar', ...(s.stepsPerBlock > 0 ? { stepsPerBlock: s.stepsPerBlock } : {}), remasking: s.sdarRemasking, ...(dynamic ? { threshold: s.sdarThreshold } : {}) };
   }
@@ -236,7 +238,7 @@ export function toRequest(s: DecodeSettings, prompt: Int32Array, m: ModelCaps | 
 
 /** One line describing the decoding (the scheduler's words for cache and rule), for the stats line. */
 export function describeSettings(s: DecodeSettings, m: ModelCaps | null = null): string {
-  if (isBlockModel(m)) return `${m!.architecture === 'sdar' ? 'SDAR' : 'Fast-dLLM v2'}: ${describeDecoding(strategyOf(s, m), 'none')} · block ${m!.blockSize} · up to ${s.genLength} new tokens`;
+  if (isBlockModel(m)) return `${m!.architecture === 'sdar' ? 'SDAR' : m!.architecture === 'a2d_bd3lm' ? 'A2D BD3LM' : 'Fast-dLLM v2'}: ${describeDecoding(strategyOf(s, m), 'none')} · block ${m!.blockSize} · up to ${s.genLength} new tokens`;
   const steps = s.rule === 'fixed' ? ` · ${s.steps} steps` : '';
   return `${describeDecoding(strategyOf(s), s.cache)}${steps} · block ${s.blockLength} · gen ${s.genLength}`;
 }
