@@ -22,6 +22,8 @@ export interface ModelPlan {
   config: Json;
   generationConfig?: Json;
   tokenizerConfig: Json;
+  /** What normaliseConfig needs besides the JSON files above: an A2D checkpoint's folder name and tokenizer.json (DESIGN §10). */
+  configExtras: { path: string; tokenizerJson?: Json };
   tokenizer: TextTokenizer;
   /** Safetensors files to fetch, in order, with their sizes in bytes. */
   weightFiles: { name: string; bytes: number }[];
@@ -67,7 +69,10 @@ export async function planModel(dir: ModelDirectory, opts: { weightDType: 'f32' 
   const config = (await json(dir, 'config.json', true))!;
   const generationConfig = await json(dir, 'generation_config.json', false);
   const tokenizerConfig = (await json(dir, 'tokenizer_config.json', false)) ?? {};
-  const description = normaliseConfig(config, { file: dir.where('config.json'), generationConfig, tokenizerConfig });
+  // DESIGN §10: an A2D checkpoint's variant comes from its folder name and its <|mask|> from tokenizer.json.
+  const a2d = typeof config.model_type === 'string' && config.model_type.toLowerCase().startsWith('a2d-');
+  const configExtras = { path: dir.label, ...(a2d ? { tokenizerJson: await json(dir, 'tokenizer.json', false) } : {}) };
+  const description = normaliseConfig(config, { file: dir.where('config.json'), generationConfig, tokenizerConfig, ...configExtras });
   progress({ phase: 'reading config', done: 3, total: 4, unit: 'files' });
 
   const index = await json(dir, 'model.safetensors.index.json', false);
@@ -119,7 +124,7 @@ export async function planModel(dir: ModelDirectory, opts: { weightDType: 'f32' 
   for (const t of archive.tensors.values()) parameters += t.shape.reduce((a, b) => a * b, 1);
   const weightFiles = shardNames.map((name) => ({ name, bytes: probes.get(name)!.size }));
   return {
-    description, config, generationConfig, tokenizerConfig, tokenizer, weightFiles,
+    description, config, generationConfig, tokenizerConfig, configExtras, tokenizer, weightFiles,
     fileBytes: weightFiles.reduce((a, f) => a + f.bytes, 0), parameters, engineBytes: weightBytes(description, opts.weightDType),
   };
 }
