@@ -9,7 +9,7 @@
  * Runs in the engine worker (no DOM).
  */
 import {
-  ModelFormatError, SafetensorsArchive, checkTensors, createTokenizer, normaliseConfig, parseShardIndex, tensorNames,
+  ModelFormatError, SafetensorsArchive, chatTemplateVariables, checkTensors, createTokenizer, normaliseConfig, parseShardIndex, tensorNames,
   type ByteSource, type ModelDescription, type TextTokenizer,
 } from '@fast-dllm/model';
 import { WASM32_MAX_BYTES, scratchBytes, sequenceCacheBytes, weightBytes } from '@fast-dllm/engine-wasm/core';
@@ -98,7 +98,8 @@ export async function planModel(dir: ModelDirectory, opts: { weightDType: 'f32' 
   } catch (e) {
     throw new ModelFormatError(`tokenizer.json is not valid JSON (${(e as Error).message}); re-download it`, { file: dir.where('tokenizer.json') });
   }
-  const tokenizer = createTokenizer({ tokenizer: tokJson, tokenizerConfig, modelVocabSize: description.vocabSize, dir: dir.label });
+  const templateVariables = chatTemplateVariables(config.model_type);
+  const tokenizer = createTokenizer({ tokenizer: tokJson, tokenizerConfig, modelVocabSize: description.vocabSize, dir: dir.label, ...(templateVariables ? { templateVariables } : {}) });
   progress({ phase: 'reading config', done: 4, total: 4, unit: 'files' });
 
   // Headers only (ranged reads): names, shapes and lengths checked before any weight is fetched.
