@@ -37,6 +37,8 @@ export interface Inspection extends Pick<
   special: Record<string, number | undefined>;
   /** Block-diffusion models (DESIGN §8): the block size of their block-causal attention; null: bidirectional. */
   blockSize: number | null;
+  /** dllm's A2D checkpoints (DESIGN §10): the variant and block size chosen, and where each choice came from. */
+  a2d: ModelDescription['a2d'] | null;
   /** Generated ids that end an answer. */
   stopIds: number[];
   /** Text of each special token id, from the tokenizer files when present. */
@@ -158,7 +160,7 @@ export async function inspectModel(dir: string, opts: { canvas?: number } = {}):
     dir, architecture, modelType, hiddenSize, numLayers, numHeads, numKvHeads, headDim, intermediateSize, vocabSize,
     maxPositions, parameters, dtypes, weightBytes,
     memory, canvas,
-    special, blockSize: d.blockSize ?? null, stopIds: d.stopIds, specialText, files: names.sort(),
+    special, blockSize: d.blockSize ?? null, a2d: d.a2d ?? null, stopIds: d.stopIds, specialText, files: names.sort(),
   };
 }
 
@@ -180,6 +182,8 @@ export function formatInspection(r: Inspection): string {
     `layers:        ${r.numLayers}, d_model ${r.hiddenSize}, heads ${r.numHeads} (kv ${r.numKvHeads}, head dim ${r.headDim}), ffn ${r.intermediateSize}`,
     `vocab:         ${r.vocabSize}, max positions ${r.maxPositions}`,
     `attention:     ${r.blockSize === null ? 'bidirectional (masked diffusion)' : `block-causal, blocks of ${r.blockSize} (block diffusion)`}; stop ids ${r.stopIds.join(', ')}`,
+    ...(r.a2d ? [`a2d:           ${r.a2d.base} layers, ${r.a2d.variant.toUpperCase()} (from ${r.a2d.variantSource})` +
+      `${r.a2d.blockSizeSource ? `, block size ${r.blockSize} (from ${r.a2d.blockSizeSource})` : ''}`] : []),
     `parameters:    ${params} (${r.parameters})`,
     `dtypes:        ${Object.entries(r.dtypes).map(([d, c]) => `${d} x${c}`).join(', ')}; ${formatBytes(r.weightBytes)} on disk`,
     `memory (weights + K/V cache of one ${r.canvas}-token sequence, as each engine stores them):`,
