@@ -182,7 +182,7 @@ function resolveA2d(base: A2dInfo['base'], config: Json, extras: ConfigExtras, f
       throw fail(`the directory name "${named.part}" says both mdlm and bd3lm; set ${set.source ?? 'FAST_DLLM_A2D_VARIANT'} to mdlm or bd3lm`);
     }
     variant = named?.variant ?? 'mdlm';
-    variantSource = named ? `the directory name "${named.part}"` : 'the default (no setting, and the directory name names neither mdlm nor bd3lm)';
+    variantSource = named ? `the directory name "${named.part}"` : 'the default: no setting, and the directory name names neither mdlm nor bd3lm';
   }
   const info: A2dInfo = { base, variant, variantSource };
   if (variant === 'mdlm') {
@@ -204,7 +204,7 @@ function resolveA2d(base: A2dInfo['base'], config: Json, extras: ConfigExtras, f
     info.blockSizeSource = 'config.json block_size';
   } else {
     blockSize = A2D_DEFAULT_BLOCK_SIZE;
-    info.blockSizeSource = `the default (dllm's BD3LM block size ${A2D_DEFAULT_BLOCK_SIZE})`;
+    info.blockSizeSource = `the default, dllm's BD3LM block size ${A2D_DEFAULT_BLOCK_SIZE}`;
   }
   return { info, blockSize };
 }
