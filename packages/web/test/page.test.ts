@@ -256,6 +256,24 @@ describe.skipIf(!haveChromium)(`the page in Chromium (${CHROMIUM})`, () => {
     }
   });
 
+  it('an A2D MDLM folder (DESIGN §10): masked diffusion\'s settings, and it decodes with the LLaDA recipe', async () => {
+    const { page, errors } = await open('?autoload=0', { wait: false });
+    try {
+      await page.setInputFiles('#folder-input', fileURLToPath(new URL('../../../test/fixtures/models/a2d-qwen3-mdlm-tiny-f32', import.meta.url)));
+      await modelSettled(page);
+      expect(await page.locator('#load-text').textContent()).toMatch(/^Ready: a2d-qwen3-mdlm-tiny-f32 · a2d_mdlm · /);
+      for (const f of ['#setting-cache', '#setting-rule', '#setting-blockLength']) expect(await page.locator(f).isVisible(), f).toBe(true);
+      for (const f of ['#setting-stepsPerBlock', '#setting-subBlockLength']) expect(await page.locator(f).isVisible(), f).toBe(false);
+      await page.fill('#setting-genLength', '16');
+      await page.fill('#setting-blockLength', '8');
+      await ask(page, 'hi');
+      expect(await page.textContent('#stats')).toMatch(/^step \d+ · NFE \d+ · /);
+      expect(errors).toEqual([]);
+    } finally {
+      await page.close();
+    }
+  });
+
   it('refuses a model too large for wasm32 with its size, before fetching any weights', async () => {
     const { page } = await open('?autoload=0', { wait: false });
     const weightRequests: string[] = [];
