@@ -32,6 +32,8 @@ const THREADS = arg('--threads', '2').split(',').map(Number);
 const DTYPES = arg('--dtypes', 'f32,int8').split(',');
 const REPS = Number(arg('--reps', '2'));
 const KEEP = arg('--keep', undefined);
+// --layers N keeps only the first N layers (a smoke test of this script; results say so).
+const LAYERS = arg('--layers', undefined);
 
 const COMMON = { rope_theta: 1000000, rms_norm_eps: 1e-6, tie_word_embeddings: true, use_sliding_window: false, rope_scaling: null, hidden_act: 'silu',
   bos_token_id: 151643, eos_token_id: 151645, vocab_size: 151936, torch_dtype: 'bfloat16' };
@@ -173,7 +175,8 @@ function median(xs) {
 const span = (a, b) => Int32Array.from({ length: b - a }, (_, i) => a + i);
 const results = { date, machine, model: {}, runs: [], notes: [] };
 try {
-  const shape = SHAPES['Qwen3-0.6B'];
+  const shape = LAYERS ? { ...SHAPES['Qwen3-0.6B'], config: { ...SHAPES['Qwen3-0.6B'].config, num_hidden_layers: Number(LAYERS) } } : SHAPES['Qwen3-0.6B'];
+  if (LAYERS) results.notes.push(`Smoke test: ${LAYERS} of 28 layers.`);
   let t = performance.now();
   const dirs = writeModel(root, 'Qwen3-0.6B', shape, false);
   console.log(`wrote ${(dirs.bytes / GiB).toFixed(2)} GiB of random bf16 weights in ${((performance.now() - t) / 1000).toFixed(1)} s`);
