@@ -1,5 +1,5 @@
 /**
- * dllm's A2D models (DESIGN §10) through the real `fast-dllm` binary on the tiny fixture directories: `inspect` names
+ * dllm's A2D models (DESIGN §15) through the real `fast-dllm` binary on the tiny fixture directories: `inspect` names
  * the variant and where it came from, `generate` with the family's recipe gives the tokens of the PyTorch drivers
  * (tools/golden: scheduler_golden.py for MDLM, blockdiff_golden.py for BD3LM) on the reference and WASM engines,
  * FAST_DLLM_A2D_VARIANT overrides the directory name, and `eval` and `serve` run on one.

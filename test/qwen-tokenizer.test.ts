@@ -110,7 +110,7 @@ describe('Qwen3 tokenizer (SDAR model directory)', () => {
 });
 
 /**
- * DESIGN §10: dllm-hub/Qwen3-0.6B-diffusion-bd3lm-v0.1 laid out as its name and files are: Qwen3-0.6B's config with
+ * DESIGN §15: dllm-hub/Qwen3-0.6B-diffusion-bd3lm-v0.1 laid out as its name and files are: Qwen3-0.6B's config with
  * model_type a2d-qwen3 (no mask_token_id), Qwen3's tokenizer with "<|mask|>" appended at 151669 in tokenizer.json
  * only, so that the mask can only come from there.
  */

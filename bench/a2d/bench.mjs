@@ -1,4 +1,4 @@
-// dllm's A2D shapes (DESIGN §10) on this machine (not a test). Run after `npx turbo run build`:
+// dllm's A2D shapes (DESIGN §15) on this machine (not a test). Run after `npx turbo run build`:
 //   nice -n 10 node bench/a2d/bench.mjs --inspect                     `inspect` and memory of both real shapes
 //   nice -n 10 node bench/a2d/bench.mjs [--threads 2] [--dtypes f32,int8] [--reps 2] [--keep DIR]   WASM timings, 0.6B
 // Shapes: Qwen3-0.6B (dllm-hub/Qwen3-0.6B-diffusion-{mdlm,bd3lm}-v0.1: hidden 1024, 28 layers, 16 heads, 8 KV heads,

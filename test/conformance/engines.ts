@@ -34,14 +34,14 @@ export const FIXTURES = fileURLToPath(new URL('../fixtures', import.meta.url));
 export const modelDir = (name: string) => `${FIXTURES}/models/${name}`;
 
 /**
- * The golden fixtures: tiny random LLaDA and Dream models, f32 and bf16, one sharded; dllm's A2D MDLM (DESIGN §10) on
+ * The golden fixtures: tiny random LLaDA and Dream models, f32 and bf16, one sharded; dllm's A2D MDLM (DESIGN §15) on
  * Qwen2 and Qwen3 layers (tied, unshifted, full attention).
  */
 export const MODELS = ['llada-tiny-f32', 'llada-tiny-bf16', 'llada-tiny-sharded', 'dream-tiny-f32', 'dream-tiny-bf16', 'llada-tiny-maskpref',
   'a2d-qwen2-mdlm-tiny-f32', 'a2d-qwen3-mdlm-tiny-f32'];
 /**
  * Tiny random block-diffusion models (DESIGN §8): Fast-dLLM v2 (Qwen2.5, tied, blocks of 8), SDAR (Qwen3, blocks of 4),
- * A2D BD3LM (DESIGN §10: Qwen2 blocks of 8, Qwen3 blocks of 4, tied, unshifted).
+ * A2D BD3LM (DESIGN §15: Qwen2 blocks of 8, Qwen3 blocks of 4, tied, unshifted).
  */
 export const BLOCK_MODELS = ['fast-dllm-v2-tiny-f32', 'fast-dllm-v2-tiny-bf16', 'sdar-tiny-f32', 'sdar-tiny-bf16',
   'a2d-qwen2-bd3lm-tiny-f32', 'a2d-qwen3-bd3lm-tiny-f32', 'a2d-qwen3-bd3lm-tiny-bf16'];

@@ -91,7 +91,7 @@ interface BlockGoldenRun {
 const BLOCK_SAMPLED: Record<string, Strategy[]> = {
   'fast-dllm-v2-tiny-f32': [{ kind: 'fast_dllm_v2', subBlockLength: 4, threshold: 0.3 }, { kind: 'fast_dllm_v2', subBlockLength: 4, threshold: 0.3, blockCache: true }],
   'sdar-tiny-f32': [{ kind: 'sdar', stepsPerBlock: 2, threshold: 0.3 }, { kind: 'sdar', remasking: 'low_confidence_static' }],
-  // A2D BD3LM (DESIGN §10) decodes with SDAR's procedure: the recipe's threshold 0.9 and the static rule.
+  // A2D BD3LM (DESIGN §15) decodes with SDAR's procedure: the recipe's threshold 0.9 and the static rule.
   'a2d-qwen2-bd3lm-tiny-f32': [{ kind: 'sdar', threshold: 0.9 }],
   'a2d-qwen3-bd3lm-tiny-f32': [{ kind: 'sdar', threshold: 0.9 }, { kind: 'sdar', stepsPerBlock: 2, remasking: 'low_confidence_static' }],
 };

@@ -299,7 +299,7 @@ def golden_tokens(name):
             {'kind': 'fast_dllm_v2', 'subBlockLength': 8, 'threshold': 1.0, 'blockCache': True},
         ]
     elif m.arch == 'a2d_bd3lm':
-        # DESIGN §10: SDAR's procedure; the recipe (B steps, Fast-dLLM's 0.9), a lower threshold, the static rule.
+        # DESIGN §15: SDAR's procedure; the recipe (B steps, Fast-dLLM's 0.9), a lower threshold, the static rule.
         strategies = [
             {'kind': 'sdar', 'stepsPerBlock': B, 'remasking': 'low_confidence_dynamic', 'threshold': 0.9},
             {'kind': 'sdar', 'stepsPerBlock': B // 2, 'remasking': 'low_confidence_dynamic', 'threshold': 0.3},

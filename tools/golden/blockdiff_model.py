@@ -3,7 +3,7 @@ the published generation code (read, not copied), to produce golden data for the
 
 Fast-dLLM v2 (config model_type "Fast_dLLM_Qwen"): Qwen2.5 layers (q/k/v biases, GQA), shifted logits.
 SDAR (model_type "sdar"): Qwen3 layers (no biases, per-head RMSNorm of q and k before RoPE, head_dim from config),
-unshifted logits. dllm's A2D BD3LM checkpoints (DESIGN §10, model_type "a2d-qwen2" / "a2d-qwen3" in a directory named
+unshifted logits. dllm's A2D BD3LM checkpoints (DESIGN §15, model_type "a2d-qwen2" / "a2d-qwen3" in a directory named
 "...-bd3lm-..."): Qwen2 or Qwen3 layers, tied embeddings, unshifted logits, block size from config.json's block_size
 or 32. All: block-causal attention with blocks aligned to absolute positions (query i sees key j iff
 j // B <= i // B), NeoX RoPE, SwiGLU, RMSNorm written by hand (torch 1.13 has no nn.RMSNorm and no SDPA).

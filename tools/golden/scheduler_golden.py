@@ -132,7 +132,7 @@ def main():
         # The mask token's raw logit is the largest at ~40% of positions here: the runs hold only if it is never
         # proposed (DESIGN 3).
         'llada-tiny-maskpref': [{'kind': 'fixed'}, {'kind': 'threshold', 'threshold': 0.3}],
-        # dllm's A2D MDLM (DESIGN §10): unshifted like LLaDA, so the same rules (the recipe is threshold 0.9 + dual).
+        # dllm's A2D MDLM (DESIGN §15): unshifted like LLaDA, so the same rules (the recipe is threshold 0.9 + dual).
         'a2d-qwen2-mdlm-tiny-f32': [{'kind': 'fixed'}, {'kind': 'threshold', 'threshold': 0.9}, {'kind': 'threshold', 'threshold': 0.3}],
         'a2d-qwen3-mdlm-tiny-f32': [{'kind': 'fixed'}, {'kind': 'threshold', 'threshold': 0.9}, {'kind': 'threshold', 'threshold': 0.3}],
     }

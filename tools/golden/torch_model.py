@@ -1,6 +1,6 @@
 """An independent float64 PyTorch implementation of the LLaDA / Dream forward pass (DESIGN §1) with the
 approximate K/V cache modes of DESIGN §4, written from the spec to produce golden logits for the TS engines.
-It also runs dllm's A2D MDLM checkpoints (DESIGN §10): Qwen2 or Qwen3 layers (Qwen3: per-head q/k RMSNorm before
+It also runs dllm's A2D MDLM checkpoints (DESIGN §15): Qwen2 or Qwen3 layers (Qwen3: per-head q/k RMSNorm before
 RoPE, head_dim from config), tied embeddings, full attention, logits not shifted.
 
 Keys are cached *before* RoPE here (as in the published reference code) and RoPE is re-applied with absolute
@@ -48,7 +48,7 @@ def load_dir(d):
 
 
 def a2d_variant(model_dir):
-    """DESIGN §10, restated: an A2D directory is MDLM or BD3LM by the nearest path component naming one, else MDLM."""
+    """DESIGN §15, restated: an A2D directory is MDLM or BD3LM by the nearest path component naming one, else MDLM."""
     for part in reversed([x for x in os.path.abspath(model_dir).split(os.sep) if x]):
         words = set(''.join(c if c.isalnum() else ' ' for c in part.lower()).split())
         if 'mdlm' in words or 'bd3lm' in words:
@@ -57,7 +57,7 @@ def a2d_variant(model_dir):
 
 
 def mask_id(model_dir):
-    """config.json's mask_token_id, else the "<|mask|>" of tokenizer.json's added tokens (A2D, DESIGN §10)."""
+    """config.json's mask_token_id, else the "<|mask|>" of tokenizer.json's added tokens (A2D, DESIGN §15)."""
     cfg = json.load(open(os.path.join(model_dir, 'config.json')))
     if cfg.get('mask_token_id') is not None:
         return cfg['mask_token_id']

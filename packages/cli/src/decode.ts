@@ -139,7 +139,7 @@ export interface Decoding {
 function familyOf(f: DecodeFlags, model?: ModelDescription): 'masked' | 'fast_dllm_v2' | 'sdar' {
   const masked = maskedOnlyFlags(f), v2 = v2OnlyFlags(f), sdar = sdarOnlyFlags(f);
   if (model) {
-    // A2D BD3LM decodes with SDAR's procedure and flags (DESIGN §10).
+    // A2D BD3LM decodes with SDAR's procedure and flags (DESIGN §15).
     const arch = blockStrategyKindFor(model.architecture);
     const name = FAMILY_NAME[model.architecture] ?? model.architecture;
     if (model.blockSize === undefined) {

@@ -37,7 +37,7 @@ export interface Inspection extends Pick<
   special: Record<string, number | undefined>;
   /** Block-diffusion models (DESIGN §8): the block size of their block-causal attention; null: bidirectional. */
   blockSize: number | null;
-  /** dllm's A2D checkpoints (DESIGN §10): the variant and block size chosen, and where each choice came from. */
+  /** dllm's A2D checkpoints (DESIGN §15): the variant and block size chosen, and where each choice came from. */
   a2d: ModelDescription['a2d'] | null;
   /** Generated ids that end an answer. */
   stopIds: number[];

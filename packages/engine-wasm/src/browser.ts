@@ -102,7 +102,7 @@ export interface BrowserModelFiles {
   weights: WeightFile | ReadonlyMap<string, WeightFile>;
   generationConfig?: unknown;
   tokenizerConfig?: unknown;
-  /** An A2D checkpoint's tokenizer.json (its <|mask|>) and folder name (mdlm or bd3lm), DESIGN §10. */
+  /** An A2D checkpoint's tokenizer.json (its <|mask|>) and folder name (mdlm or bd3lm), DESIGN §15. */
   tokenizerJson?: unknown;
   path?: string;
 }

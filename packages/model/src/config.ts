@@ -13,13 +13,13 @@ export interface ConfigExtras {
   tokenizerConfig?: Json;
   /** tokenizer.json; its added_tokens name the mask of an A2D checkpoint when tokenizer_config.json does not. */
   tokenizerJson?: Json;
-  /** The model directory's path or folder name: an A2D checkpoint's name says mdlm or bd3lm (DESIGN §10). */
+  /** The model directory's path or folder name: an A2D checkpoint's name says mdlm or bd3lm (DESIGN §15). */
   path?: string;
-  /** DESIGN §10: the explicit A2D setting (FAST_DLLM_A2D_VARIANT / FAST_DLLM_A2D_BLOCK_SIZE for readModelConfig). */
+  /** DESIGN §15: the explicit A2D setting (FAST_DLLM_A2D_VARIANT / FAST_DLLM_A2D_BLOCK_SIZE for readModelConfig). */
   a2d?: A2dSetting;
 }
 
-/** DESIGN §10: how to decode an A2D checkpoint, which its config.json does not say. */
+/** DESIGN §15: how to decode an A2D checkpoint, which its config.json does not say. */
 export interface A2dSetting {
   variant?: string;
   blockSize?: number;
@@ -27,7 +27,7 @@ export interface A2dSetting {
   source?: string;
 }
 
-/** DESIGN §10: dllm's BD3LM sampler and trainer default block size. */
+/** DESIGN §15: dllm's BD3LM sampler and trainer default block size. */
 export const A2D_DEFAULT_BLOCK_SIZE = 32;
 
 /** DESIGN §1/§8 defaults, used only when no file gives the id and the vocab is big enough to hold it. */
@@ -36,7 +36,7 @@ const DEFAULT_IDS: Record<Architecture, { mask?: number; eos: number; endOfTurn:
   dream: { mask: 151666, eos: 151643, endOfTurn: 151645 },
   fast_dllm_v2: { mask: 151665, eos: 151643, endOfTurn: 151645 },
   sdar: { mask: 151669, eos: 151643, endOfTurn: 151645 },
-  // DESIGN §10: <|mask|> is appended to the base tokenizer, so its id depends on it: read, never defaulted.
+  // DESIGN §15: <|mask|> is appended to the base tokenizer, so its id depends on it: read, never defaulted.
   a2d_mdlm: { eos: 151643, endOfTurn: 151645 },
   a2d_bd3lm: { eos: 151643, endOfTurn: 151645 },
 };
@@ -54,11 +54,11 @@ const QWEN_STOP_TEXT = ['<|endoftext|>', '<|im_end|>'];
 
 /** config.json model_type (lower-cased) of each architecture. */
 const MODEL_TYPES: Record<string, Architecture> = { llada: 'llada', dream: 'dream', fast_dllm_qwen: 'fast_dllm_v2', sdar: 'sdar' };
-/** DESIGN §10: dllm's A2D model types; the architecture is the variant's (a2d_mdlm / a2d_bd3lm). */
+/** DESIGN §15: dllm's A2D model types; the architecture is the variant's (a2d_mdlm / a2d_bd3lm). */
 const A2D_MODEL_TYPES: Record<string, A2dInfo['base']> = { 'a2d-qwen2': 'qwen2', 'a2d-qwen3': 'qwen3' };
 
 /**
- * Turns a LLaDA, Dream, Fast-dLLM v2, SDAR or A2D (DESIGN §10) config.json (+ optional generation/tokenizer configs) into a
+ * Turns a LLaDA, Dream, Fast-dLLM v2, SDAR or A2D (DESIGN §15) config.json (+ optional generation/tokenizer configs) into a
  * ModelDescription. Variants the engines do not implement (sliding-window attention, rope_scaling, mixtures of
  * experts, Qwen3 attention biases) are refused here, naming the field.
  */
@@ -130,10 +130,10 @@ export function normaliseConfig(config: Json, extras: ConfigExtras = {}): ModelD
       // Qwen2/Qwen2.5 always carry q/k/v biases; Qwen3 has none (attention_bias: true is refused above).
       qkvBias: !qwen3,
       tiedEmbeddings: config.tie_word_embeddings === true,
-      // Dream and Fast-dLLM v2 shift; SDAR and A2D (DESIGN §10) predict each position from its own row.
+      // Dream and Fast-dLLM v2 shift; SDAR and A2D (DESIGN §15) predict each position from its own row.
       shiftLogits: arch === 'dream' || arch === 'fast_dllm_v2',
       qkNorm: qwen3,
-      // DESIGN §8: Fast-dLLM v2 names its block size bd_size, SDAR block_size; A2D BD3LM's is a setting (§10).
+      // DESIGN §8: Fast-dLLM v2 names its block size bd_size, SDAR block_size; A2D BD3LM's is a setting (§15).
       ...(arch === 'fast_dllm_v2' ? { blockSize: posInt('bd_size') } : arch === 'sdar' ? { blockSize: posInt('block_size') }
         : a2d?.blockSize !== undefined ? { blockSize: a2d.blockSize } : {}),
       ...(a2d ? { a2d: a2d.info } : {}),
@@ -153,7 +153,7 @@ export function normaliseConfig(config: Json, extras: ConfigExtras = {}): ModelD
   }
 
   const special = resolveSpecial(arch, d.vocabSize, config, extras, file);
-  // A2D models answer in the Qwen chat format whichever way they decode (DESIGN §10).
+  // A2D models answer in the Qwen chat format whichever way they decode (DESIGN §15).
   const stopIds = d.blockSize === undefined && !a2d
     ? [special.eos, ...(special.endOfTurn !== undefined ? [special.endOfTurn] : [])]
     : qwenStopIds(special, d.vocabSize, config, extras);
@@ -161,7 +161,7 @@ export function normaliseConfig(config: Json, extras: ConfigExtras = {}): ModelD
 }
 
 /**
- * DESIGN §10: whether an A2D checkpoint is MDLM or BD3LM, and BD3LM's block size. config.json says neither, so:
+ * DESIGN §15: whether an A2D checkpoint is MDLM or BD3LM, and BD3LM's block size. config.json says neither, so:
  * the explicit setting, else the directory's name (dllm-hub names every checkpoint "...-mdlm-..." or "...-bd3lm-...";
  * the nearest path component that names one decides), else MDLM — the checkpoint's own forward, full attention. Block
  * size: the setting, else config.json's block_size (where SDAR keeps it), else 32 (dllm's BD3LM default).
@@ -223,7 +223,7 @@ function variantFromPath(path: string | undefined): { variant?: A2dInfo['variant
   return undefined;
 }
 
-/** DESIGN §10: the A2D setting from the environment (FAST_DLLM_A2D_VARIANT, FAST_DLLM_A2D_BLOCK_SIZE), if any. */
+/** DESIGN §15: the A2D setting from the environment (FAST_DLLM_A2D_VARIANT, FAST_DLLM_A2D_BLOCK_SIZE), if any. */
 export function a2dSettingFromEnv(env: Record<string, string | undefined>): A2dSetting | undefined {
   const v = env.FAST_DLLM_A2D_VARIANT;
   const b = env.FAST_DLLM_A2D_BLOCK_SIZE;
@@ -289,7 +289,7 @@ function resolveSpecial(arch: Architecture, vocab: number, config: Json, extras:
     }
   }
   if (fromTok.mask === undefined && Array.isArray(extras.tokenizerJson?.added_tokens)) {
-    // tokenizer.json's added_tokens: where an A2D checkpoint's <|mask|> always is (DESIGN §10).
+    // tokenizer.json's added_tokens: where an A2D checkpoint's <|mask|> always is (DESIGN §15).
     const maskText = tokenString(extras.tokenizerConfig?.mask_token) ?? TOKEN_TEXT[arch].mask;
     for (const t of extras.tokenizerJson.added_tokens as { id?: unknown; content?: unknown }[]) {
       if (t && t.content === maskText && typeof t.id === 'number') fromTok.mask = t.id;
@@ -355,7 +355,7 @@ export async function readModelConfig(dir: string): Promise<ModelDescription> {
     file,
     generationConfig: await readJsonIfExists(join(dir, 'generation_config.json')),
     tokenizerConfig,
-    // DESIGN §10: only an A2D checkpoint needs tokenizer.json here (its <|mask|>), and its path and setting.
+    // DESIGN §15: only an A2D checkpoint needs tokenizer.json here (its <|mask|>), and its path and setting.
     ...(a2d ? { tokenizerJson: await readJsonIfExists(join(dir, 'tokenizer.json')), path: dir, ...(env ? { a2d: env } : {}) } : {}),
   });
 }

@@ -29,11 +29,11 @@ export interface TokenizerSources {
   modelVocabSize?: number;
   /** Directory label used in errors. */
   dir?: string;
-  /** Extra chat-template variables: `enable_thinking: false` for dllm's A2D models (DESIGN §10). */
+  /** Extra chat-template variables: `enable_thinking: false` for dllm's A2D models (DESIGN §15). */
   templateVariables?: Record<string, unknown>;
 }
 
-/** DESIGN §10: dllm renders an A2D model's chat prompt with enable_thinking false (Qwen3: an empty think block). */
+/** DESIGN §15: dllm renders an A2D model's chat prompt with enable_thinking false (Qwen3: an empty think block). */
 export function chatTemplateVariables(modelType: unknown): Record<string, unknown> | undefined {
   return typeof modelType === 'string' && modelType.toLowerCase().startsWith('a2d-') ? { enable_thinking: false } : undefined;
 }

@@ -5,12 +5,12 @@
 
 /**
  * Masked diffusion (llada, dream, a2d_mdlm: bidirectional) and block diffusion (fast_dllm_v2, sdar, a2d_bd3lm:
- * block-causal, DESIGN §8). dllm's A2D checkpoints (model_type a2d-qwen2 / a2d-qwen3, DESIGN §10) are one or the
+ * block-causal, DESIGN §8). dllm's A2D checkpoints (model_type a2d-qwen2 / a2d-qwen3, DESIGN §15) are one or the
  * other by a setting, not by their config.json.
  */
 export type Architecture = 'llada' | 'dream' | 'fast_dllm_v2' | 'sdar' | 'a2d_mdlm' | 'a2d_bd3lm';
 
-/** DESIGN §10: how an A2D checkpoint is decoded, and where that choice came from (for inspect and errors). */
+/** DESIGN §15: how an A2D checkpoint is decoded, and where that choice came from (for inspect and errors). */
 export interface A2dInfo {
   /** The Qwen generation of the layers: qwen2 (q/k/v biases) or qwen3 (q/k norms, head_dim from config). */
   base: 'qwen2' | 'qwen3';
@@ -60,7 +60,7 @@ export interface ModelDescription {
   qkNorm: boolean;
   /** Block-diffusion models: block-causal attention with blocks of this size (DESIGN §8); absent: bidirectional. */
   blockSize?: number;
-  /** dllm's A2D checkpoints only (DESIGN §10). */
+  /** dllm's A2D checkpoints only (DESIGN §15). */
   a2d?: A2dInfo;
   special: SpecialTokens;
   /**

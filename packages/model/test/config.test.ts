@@ -159,7 +159,7 @@ describe('normaliseConfig: block-diffusion models', () => {
   });
 });
 
-/** dllm-hub/Qwen3-0.6B-diffusion-*-v0.1's config.json: Qwen3-0.6B's with model_type a2d-qwen3 (DESIGN §10). */
+/** dllm-hub/Qwen3-0.6B-diffusion-*-v0.1's config.json: Qwen3-0.6B's with model_type a2d-qwen3 (DESIGN §15). */
 const A2D_QWEN3_0_6B = {
   model_type: 'a2d-qwen3', hidden_size: 1024, intermediate_size: 3072, num_hidden_layers: 28, num_attention_heads: 16,
   num_key_value_heads: 8, head_dim: 128, vocab_size: 151936, max_position_embeddings: 40960, rope_theta: 1000000, rms_norm_eps: 1e-6,
@@ -176,7 +176,7 @@ const A2D_QWEN2_0_5B = {
 /** The saved tokenizer: Qwen3's added tokens end at 151668, so <|mask|> is 151669 (Qwen2.5's: 151665). */
 const maskTokenizer = (id: number) => ({ added_tokens: [{ id: 151643, content: '<|endoftext|>' }, { id: 151645, content: '<|im_end|>' }, { id, content: '<|mask|>' }] });
 
-describe('normaliseConfig: A2D (dllm) checkpoints, DESIGN §10', () => {
+describe('normaliseConfig: A2D (dllm) checkpoints, DESIGN §15', () => {
   it('a2d-qwen3 from a "-mdlm-" directory: Qwen3 layers, full attention, unshifted, <|mask|> from tokenizer.json', () => {
     const d = normaliseConfig(A2D_QWEN3_0_6B, { path: '/m/dllm-hub/Qwen3-0.6B-diffusion-mdlm-v0.1', tokenizerJson: maskTokenizer(151669) });
     expect(d).toMatchObject({ architecture: 'a2d_mdlm', headDim: 128, qkNorm: true, qkvBias: false, shiftLogits: false, tiedEmbeddings: true });

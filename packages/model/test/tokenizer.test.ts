@@ -92,7 +92,7 @@ describe('tokenizer', () => {
   });
 });
 
-describe('A2D chat prompts (DESIGN §10)', () => {
+describe('A2D chat prompts (DESIGN §15)', () => {
   const fixture = (name: string) => join(import.meta.dirname, '..', '..', '..', 'test', 'fixtures', 'models', name);
   it('a2d-qwen3 renders Qwen3\'s template with enable_thinking false (an empty think block), as dllm does', async () => {
     const tok = await loadTokenizer(fixture('a2d-qwen3-mdlm-tiny-f32'));

@@ -45,7 +45,7 @@ export type Strategy =
 export const BLOCK_STRATEGY_KINDS = ['fast_dllm_v2', 'sdar'] as const;
 
 /**
- * The block-diffusion procedure that decodes a block-diffusion architecture: its own, and for A2D BD3LM (DESIGN §10)
+ * The block-diffusion procedure that decodes a block-diffusion architecture: its own, and for A2D BD3LM (DESIGN §15)
  * SDAR's — B steps per block, the threshold rule with a per-step floor.
  */
 export function blockStrategyKindFor(architecture: string): (typeof BLOCK_STRATEGY_KINDS)[number] {

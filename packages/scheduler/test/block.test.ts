@@ -168,7 +168,7 @@ describe('block-diffusion requests', () => {
       strategy: { kind: 'sdar', stepsPerBlock: 4, remasking: 'low_confidence_dynamic', threshold: 0.85 }, cache: 'none',
     });
     expect(() => defaultRecipe({ architecture: 'sdar' })).toThrow(/needs its blockSize/);
-    // DESIGN §10: A2D BD3LM runs SDAR's procedure at Fast-dLLM's threshold; A2D MDLM takes LLaDA's recipe.
+    // DESIGN §15: A2D BD3LM runs SDAR's procedure at Fast-dLLM's threshold; A2D MDLM takes LLaDA's recipe.
     expect(defaultRecipe({ architecture: 'a2d_bd3lm', blockSize: 32 })).toMatchObject({
       strategy: { kind: 'sdar', stepsPerBlock: 32, remasking: 'low_confidence_dynamic', threshold: 0.9 }, cache: 'none',
       description: 'A2D BD3LM (32 steps per block, low_confidence_dynamic threshold 0.9)',

@@ -138,7 +138,7 @@ const SDAR_ONLY = ['steps_per_block', 'remasking'] as const;
 
 /** Refuses the fields that do not apply to this model's family, naming the first one. */
 function refuseOtherFamily(body: DecodingBody, arch: string): void {
-  // A2D BD3LM takes SDAR's fields (DESIGN §10).
+  // A2D BD3LM takes SDAR's fields (DESIGN §15).
   const block = arch === 'fast_dllm_v2' || arch === 'sdar' || arch === 'a2d_bd3lm';
   const wrong: readonly (keyof DecodingBody)[] = block ? [...MASKED_ONLY, ...(arch !== 'fast_dllm_v2' ? V2_ONLY : SDAR_ONLY)] : [...V2_ONLY, ...SDAR_ONLY];
   for (const f of wrong) {

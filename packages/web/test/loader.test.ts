@@ -92,7 +92,7 @@ describe('model loader', () => {
     expect(() => new FolderDirectory([{ path: 'photos/a.jpg', file: new File(['x'], 'a.jpg') }])).toThrow(/no config\.json in photos \(1 files\); pick the folder of a Hugging Face model/);
   });
 
-  it('an A2D folder (DESIGN §10): BD3LM from the folder name, <|mask|> from tokenizer.json, Qwen3 prompts with the empty think block', async () => {
+  it('an A2D folder (DESIGN §15): BD3LM from the folder name, <|mask|> from tokenizer.json, Qwen3 prompts with the empty think block', async () => {
     const fixture = (name: string) => join(import.meta.dirname, '..', '..', '..', 'test', 'fixtures', 'models', name);
     const pick = async (name: string) => new FolderDirectory([...(await filesOf(fixture(name)))].map(([f, bytes]) => ({ path: `${name}/${f}`, file: new File([bytes], f) })));
     const bd3lm = await planModel(await pick('a2d-qwen2-bd3lm-tiny-f32'), opts, () => {});

@@ -236,7 +236,7 @@ describe.skipIf(!haveChromium)(`the page in Chromium (${CHROMIUM})`, () => {
   it.each([
     ['fast-dllm-v2-tiny-f32', 'fast_dllm_v2', ['#setting-subBlockLength', '#setting-v2Threshold', '#setting-blockCache']],
     ['sdar-tiny-f32', 'sdar', ['#setting-stepsPerBlock', '#setting-sdarRemasking', '#setting-sdarThreshold']],
-    // dllm's A2D BD3LM (DESIGN §10): SDAR's settings; BD3LM because the folder's name says so.
+    // dllm's A2D BD3LM (DESIGN §15): SDAR's settings; BD3LM because the folder's name says so.
     ['a2d-qwen3-bd3lm-tiny-f32', 'a2d_bd3lm', ['#setting-stepsPerBlock', '#setting-sdarRemasking', '#setting-sdarThreshold']],
   ])('a block-diffusion model (%s): its own settings, LLaDA\'s hidden, and it decodes', async (name, arch, fields) => {
     const { page, errors } = await open('?autoload=0', { wait: false });
@@ -256,7 +256,7 @@ describe.skipIf(!haveChromium)(`the page in Chromium (${CHROMIUM})`, () => {
     }
   });
 
-  it('an A2D MDLM folder (DESIGN §10): masked diffusion\'s settings, and it decodes with the LLaDA recipe', async () => {
+  it('an A2D MDLM folder (DESIGN §15): masked diffusion\'s settings, and it decodes with the LLaDA recipe', async () => {
     const { page, errors } = await open('?autoload=0', { wait: false });
     try {
       await page.setInputFiles('#folder-input', fileURLToPath(new URL('../../../test/fixtures/models/a2d-qwen3-mdlm-tiny-f32', import.meta.url)));

@@ -22,7 +22,7 @@ export interface ModelPlan {
   config: Json;
   generationConfig?: Json;
   tokenizerConfig: Json;
-  /** What normaliseConfig needs besides the JSON files above: an A2D checkpoint's folder name and tokenizer.json (DESIGN §10). */
+  /** What normaliseConfig needs besides the JSON files above: an A2D checkpoint's folder name and tokenizer.json (DESIGN §15). */
   configExtras: { path: string; tokenizerJson?: Json };
   tokenizer: TextTokenizer;
   /** Safetensors files to fetch, in order, with their sizes in bytes. */
@@ -69,7 +69,7 @@ export async function planModel(dir: ModelDirectory, opts: { weightDType: 'f32' 
   const config = (await json(dir, 'config.json', true))!;
   const generationConfig = await json(dir, 'generation_config.json', false);
   const tokenizerConfig = (await json(dir, 'tokenizer_config.json', false)) ?? {};
-  // DESIGN §10: an A2D checkpoint's variant comes from its folder name and its <|mask|> from tokenizer.json.
+  // DESIGN §15: an A2D checkpoint's variant comes from its folder name and its <|mask|> from tokenizer.json.
   const a2d = typeof config.model_type === 'string' && config.model_type.toLowerCase().startsWith('a2d-');
   const configExtras = { path: dir.label, ...(a2d ? { tokenizerJson: await json(dir, 'tokenizer.json', false) } : {}) };
   const description = normaliseConfig(config, { file: dir.where('config.json'), generationConfig, tokenizerConfig, ...configExtras });

@@ -59,7 +59,7 @@ export interface ModelCaps {
 
 /** A block-diffusion model: its own settings section, and the LLaDA/Dream ones hidden. */
 export const isBlockModel = (m: ModelCaps | null): boolean => m?.blockSize !== undefined;
-/** SDAR and A2D BD3LM (DESIGN §10) decode with SDAR's procedure and settings. */
+/** SDAR and A2D BD3LM (DESIGN §15) decode with SDAR's procedure and settings. */
 const sdarDecoded = (m: ModelCaps | null): boolean => m?.architecture === 'sdar' || m?.architecture === 'a2d_bd3lm';
 const masked = (m: ModelCaps | null) => !isBlockModel(m);
 
