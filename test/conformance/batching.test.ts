@@ -28,9 +28,15 @@ const STRATEGIES: Record<string, Strategy[]> = {
     { kind: 'sdar' }, { kind: 'sdar', stepsPerBlock: 2, threshold: 0.3 }, { kind: 'sdar', stepsPerBlock: 2, remasking: 'low_confidence_static' },
     { kind: 'sdar', stepsPerBlock: 1 },
   ],
+  // dllm's A2D (DESIGN §15): MDLM under masked diffusion's rules, BD3LM under SDAR's procedure.
+  'a2d-qwen3-mdlm-tiny-f32': [{ kind: 'fixed' }, { kind: 'threshold', threshold: 0.9 }, { kind: 'threshold', threshold: 0.3 }, { kind: 'factor', factor: 1 }],
+  'a2d-qwen2-bd3lm-tiny-f32': [
+    { kind: 'sdar', threshold: 0.9 }, { kind: 'sdar', stepsPerBlock: 4, threshold: 0.3 }, { kind: 'sdar', stepsPerBlock: 2, remasking: 'low_confidence_static' },
+    { kind: 'sdar', stepsPerBlock: 1 },
+  ],
 };
 
-const isBlock = (model: string) => !model.startsWith('llada') && !model.startsWith('dream');
+const isBlock = (model: string) => model.startsWith('fast-dllm-v2') || model.startsWith('sdar') || model.includes('-bd3lm-');
 
 /** Every strategy × cache mode × (greedy, seeded), each with its own prompt and generation length. */
 function requests(model: string, vocab: number): GenerationRequest[] {

@@ -26,7 +26,7 @@ function canvasFor(e: Engine, seed: number, length = L): Int32Array {
 const want = { logits: true } as const;
 
 for (const entry of await engineEntries()) {
-  describe.each(['llada-tiny-f32', 'dream-tiny-f32'])(`${entry.label}: cache semantics on %s`, (model) => {
+  describe.each(['llada-tiny-f32', 'dream-tiny-f32', 'a2d-qwen3-mdlm-tiny-f32'])(`${entry.label}: cache semantics on %s`, (model) => {
     let e: Engine | undefined;
     let skip = entry.unavailable;
     beforeAll(async () => {

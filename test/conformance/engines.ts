@@ -35,12 +35,17 @@ export const modelDir = (name: string) => `${FIXTURES}/models/${name}`;
 
 /**
  * The golden fixtures: tiny random LLaDA and Dream models, f32 and bf16, one sharded; LLaDA-MoE (DESIGN §13) with a
- * dense layer, shared expert and expert bias, and with partial rotary and clip_qkv.
+ * dense layer, shared expert and expert bias, and with partial rotary and clip_qkv; dllm's A2D MDLM (DESIGN §15) on
+ * Qwen2 and Qwen3 layers (tied, unshifted, full attention).
  */
 export const MODELS = ['llada-tiny-f32', 'llada-tiny-bf16', 'llada-tiny-sharded', 'dream-tiny-f32', 'dream-tiny-bf16', 'llada-tiny-maskpref',
-  'llada-moe-tiny-f32', 'llada-moe-tiny-partial'];
-/** Tiny random block-diffusion models (DESIGN §8): Fast-dLLM v2 (Qwen2.5, tied, blocks of 8), SDAR (Qwen3, blocks of 4). */
-export const BLOCK_MODELS = ['fast-dllm-v2-tiny-f32', 'fast-dllm-v2-tiny-bf16', 'sdar-tiny-f32', 'sdar-tiny-bf16'];
+  'llada-moe-tiny-f32', 'llada-moe-tiny-partial', 'a2d-qwen2-mdlm-tiny-f32', 'a2d-qwen3-mdlm-tiny-f32'];
+/**
+ * Tiny random block-diffusion models (DESIGN §8): Fast-dLLM v2 (Qwen2.5, tied, blocks of 8), SDAR (Qwen3, blocks of 4),
+ * A2D BD3LM (DESIGN §15: Qwen2 blocks of 8, Qwen3 blocks of 4, tied, unshifted).
+ */
+export const BLOCK_MODELS = ['fast-dllm-v2-tiny-f32', 'fast-dllm-v2-tiny-bf16', 'sdar-tiny-f32', 'sdar-tiny-bf16',
+  'a2d-qwen2-bd3lm-tiny-f32', 'a2d-qwen3-bd3lm-tiny-f32', 'a2d-qwen3-bd3lm-tiny-bf16'];
 
 /** Measured variants of the registered engines, by registration name (the provider comes from the registry). */
 type Variant = Omit<EngineEntry, 'provider' | 'unavailable'>;

@@ -108,7 +108,7 @@ const WASM_BUILDS = [
   { label: 'SIMD, 2 threads', options: { threads: 2 } },
 ] as const;
 
-describe.each(['llada-tiny-f32', 'llada-tiny-bf16', 'dream-tiny-f32', 'dream-tiny-bf16', 'llada-moe-tiny-f32', 'llada-moe-tiny-partial'])('int8: wasm against the reference on %s', (model) => {
+describe.each(['llada-tiny-f32', 'llada-tiny-bf16', 'dream-tiny-f32', 'dream-tiny-bf16', 'llada-moe-tiny-f32', 'llada-moe-tiny-partial', 'a2d-qwen3-mdlm-tiny-f32'])('int8: wasm against the reference on %s', (model) => {
   let ref: Engine;
   beforeAll(async () => { ref = await createReferenceEngine(modelDir(model), { weightDType: 'int8' }); });
   afterAll(async () => ref?.dispose());

@@ -26,13 +26,15 @@ interface GoldenRun {
   minGap: number;
 }
 
-const MODELS = ['llada-tiny-f32', 'dream-tiny-f32', 'llada-tiny-maskpref', 'llada-moe-tiny-f32', 'llada-moe-tiny-partial'];
+const MODELS = ['llada-tiny-f32', 'dream-tiny-f32', 'llada-tiny-maskpref', 'llada-moe-tiny-f32', 'llada-moe-tiny-partial', 'a2d-qwen2-mdlm-tiny-f32', 'a2d-qwen3-mdlm-tiny-f32'];
 const SAMPLED: Record<string, Strategy[]> = {
   'llada-tiny-f32': [{ kind: 'fixed' }, { kind: 'threshold', threshold: 0.9 }],
   'dream-tiny-f32': [{ kind: 'dream', alg: 'entropy' }, { kind: 'dream', alg: 'maskgit_plus' }],
   'llada-tiny-maskpref': [{ kind: 'fixed' }, { kind: 'threshold', threshold: 0.9 }],
   'llada-moe-tiny-f32': [{ kind: 'fixed' }, { kind: 'threshold', threshold: 0.9 }],
   'llada-moe-tiny-partial': [{ kind: 'fixed' }, { kind: 'threshold', threshold: 0.9 }],
+  'a2d-qwen2-mdlm-tiny-f32': [{ kind: 'threshold', threshold: 0.9 }],
+  'a2d-qwen3-mdlm-tiny-f32': [{ kind: 'fixed' }, { kind: 'threshold', threshold: 0.9 }],
 };
 
 for (const entry of await engineEntries()) {
@@ -91,6 +93,9 @@ interface BlockGoldenRun {
 const BLOCK_SAMPLED: Record<string, Strategy[]> = {
   'fast-dllm-v2-tiny-f32': [{ kind: 'fast_dllm_v2', subBlockLength: 4, threshold: 0.3 }, { kind: 'fast_dllm_v2', subBlockLength: 4, threshold: 0.3, blockCache: true }],
   'sdar-tiny-f32': [{ kind: 'sdar', stepsPerBlock: 2, threshold: 0.3 }, { kind: 'sdar', remasking: 'low_confidence_static' }],
+  // A2D BD3LM (DESIGN §15) decodes with SDAR's procedure: the recipe's threshold 0.9 and the static rule.
+  'a2d-qwen2-bd3lm-tiny-f32': [{ kind: 'sdar', threshold: 0.9 }],
+  'a2d-qwen3-bd3lm-tiny-f32': [{ kind: 'sdar', threshold: 0.9 }, { kind: 'sdar', stepsPerBlock: 2, remasking: 'low_confidence_static' }],
 };
 
 for (const entry of await engineEntries()) {

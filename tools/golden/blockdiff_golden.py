@@ -25,11 +25,13 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from blockdiff_model import BlockDiffModel, Context, config_of  # noqa: E402
 from make_golden import canvases  # noqa: E402  (the same two canvases as the LLaDA/Dream golden cases)
+from torch_model import mask_id as mask_of  # noqa: E402
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..'))
 MODELS = os.path.join(ROOT, 'test', 'fixtures', 'models')
 GOLDEN = os.path.join(ROOT, 'test', 'fixtures', 'golden')
-NAMES = ['fast-dllm-v2-tiny-f32', 'fast-dllm-v2-tiny-bf16', 'sdar-tiny-f32', 'sdar-tiny-bf16']
+NAMES = ['fast-dllm-v2-tiny-f32', 'fast-dllm-v2-tiny-bf16', 'sdar-tiny-f32', 'sdar-tiny-bf16',
+         'a2d-qwen2-bd3lm-tiny-f32', 'a2d-qwen3-bd3lm-tiny-f32', 'a2d-qwen3-bd3lm-tiny-bf16']
 L = 40
 
 
@@ -103,7 +105,11 @@ def golden_logits(name):
 # ---------------------------------------------------------------- 2. the decoding procedures
 
 def mask_id(name):
-    return config_of(os.path.join(MODELS, name)).get('mask_token_id') or 290
+    """config.json's mask_token_id, the A2D tokenizer's <|mask|>, else v2's |<MASK>| (290, named only by its tokenizer)."""
+    d = os.path.join(MODELS, name)
+    if config_of(d)['model_type'].startswith('a2d-'):
+        return mask_of(d)
+    return config_of(d).get('mask_token_id') or 290
 
 
 def stop_ids(name):
@@ -292,6 +298,13 @@ def golden_tokens(name):
             {'kind': 'fast_dllm_v2', 'subBlockLength': 4, 'threshold': 0.3, 'blockCache': True},
             {'kind': 'fast_dllm_v2', 'subBlockLength': 8, 'threshold': 1.0, 'blockCache': True},
         ]
+    elif m.arch == 'a2d_bd3lm':
+        # DESIGN §15: SDAR's procedure; the recipe (B steps, Fast-dLLM's 0.9), a lower threshold, the static rule.
+        strategies = [
+            {'kind': 'sdar', 'stepsPerBlock': B, 'remasking': 'low_confidence_dynamic', 'threshold': 0.9},
+            {'kind': 'sdar', 'stepsPerBlock': B // 2, 'remasking': 'low_confidence_dynamic', 'threshold': 0.3},
+            {'kind': 'sdar', 'stepsPerBlock': 2, 'remasking': 'low_confidence_static'},
+        ]
     else:
         strategies = [
             {'kind': 'sdar', 'stepsPerBlock': 4, 'remasking': 'low_confidence_dynamic', 'threshold': 0.85},
@@ -324,7 +337,7 @@ def main():
     torch.set_num_threads(1)
     for name in NAMES:
         golden_logits(name)
-    for name in ('fast-dllm-v2-tiny-f32', 'sdar-tiny-f32'):
+    for name in ('fast-dllm-v2-tiny-f32', 'sdar-tiny-f32', 'a2d-qwen2-bd3lm-tiny-f32', 'a2d-qwen3-bd3lm-tiny-f32'):
         golden_tokens(name)
 
 

@@ -3,7 +3,9 @@ the published generation code (read, not copied), to produce golden data for the
 
 Fast-dLLM v2 (config model_type "Fast_dLLM_Qwen"): Qwen2.5 layers (q/k/v biases, GQA), shifted logits.
 SDAR (model_type "sdar"): Qwen3 layers (no biases, per-head RMSNorm of q and k before RoPE, head_dim from config),
-unshifted logits. Both: block-causal attention with blocks aligned to absolute positions (query i sees key j iff
+unshifted logits. dllm's A2D BD3LM checkpoints (DESIGN §15, model_type "a2d-qwen2" / "a2d-qwen3" in a directory named
+"...-bd3lm-..."): Qwen2 or Qwen3 layers, tied embeddings, unshifted logits, block size from config.json's block_size
+or 32. All: block-causal attention with blocks aligned to absolute positions (query i sees key j iff
 j // B <= i // B), NeoX RoPE, SwiGLU, RMSNorm written by hand (torch 1.13 has no nn.RMSNorm and no SDPA).
 
 The forward takes the rows to compute (token ids and absolute positions) and a *context*: per layer, the K/V (after
@@ -17,7 +19,7 @@ import sys
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from torch_model import load_dir  # noqa: E402  (safetensors reader, f32/bf16 widened to float64)
+from torch_model import a2d_variant, load_dir  # noqa: E402  (safetensors reader, f32/bf16 widened to float64)
 
 DT = torch.float64
 
@@ -61,10 +63,12 @@ class BlockDiffModel:
     def __init__(self, model_dir):
         cfg, w = load_dir(model_dir)
         mt = cfg['model_type'].lower()
-        assert mt in ('fast_dllm_qwen', 'sdar'), mt
-        self.arch = 'fast_dllm_v2' if mt == 'fast_dllm_qwen' else 'sdar'
+        assert mt in ('fast_dllm_qwen', 'sdar', 'a2d-qwen2', 'a2d-qwen3'), mt
+        self.arch = 'fast_dllm_v2' if mt == 'fast_dllm_qwen' else 'sdar' if mt == 'sdar' else 'a2d_bd3lm'
+        if self.arch == 'a2d_bd3lm':
+            assert a2d_variant(model_dir) == 'bd3lm', 'MDLM directories run in torch_model.py'
         self.shift = self.arch == 'fast_dllm_v2'
-        self.B = cfg['bd_size'] if self.arch == 'fast_dllm_v2' else cfg['block_size']
+        self.B = cfg['bd_size'] if self.arch == 'fast_dllm_v2' else cfg.get('block_size') or 32
         self.d, self.nl = cfg['hidden_size'], cfg['num_hidden_layers']
         self.h, self.kv = cfg['num_attention_heads'], cfg['num_key_value_heads']
         self.hd = cfg.get('head_dim') or self.d // self.h

@@ -13,11 +13,11 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from torch_model import open_model  # noqa: E402
+from torch_model import mask_id, open_model  # noqa: E402
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..', 'test', 'fixtures')
 MODELS = ['llada-tiny-f32', 'llada-tiny-bf16', 'llada-tiny-sharded', 'dream-tiny-f32', 'dream-tiny-bf16', 'llada-tiny-maskpref',
-          'llada-moe-tiny-f32', 'llada-moe-tiny-partial']
+          'llada-moe-tiny-f32', 'llada-moe-tiny-partial', 'a2d-qwen2-mdlm-tiny-f32', 'a2d-qwen3-mdlm-tiny-f32']
 L = 40
 
 
@@ -39,7 +39,7 @@ def main():
     os.makedirs(os.path.join(ROOT, 'golden'), exist_ok=True)
     for name in MODELS:
         m = open_model(os.path.join(ROOT, 'models', name))
-        mask = json.load(open(os.path.join(ROOT, 'models', name, 'config.json')))['mask_token_id']
+        mask = mask_id(os.path.join(ROOT, 'models', name))
         a, b = canvases(mask, 7)
         cases = []
 

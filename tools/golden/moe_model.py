@@ -37,7 +37,7 @@ class MoeTorchModel(TorchModel):
                       k=w[p + 'self_attn.k_proj.weight'], v=w[p + 'self_attn.v_proj.weight'],
                       o=w[p + 'self_attn.o_proj.weight'], n2=w[p + 'post_attention_layernorm.weight'])
             if cfg.get('qk_layernorm'):
-                ly.update(qn=w[p + 'self_attn.q_norm.weight'], kn=w[p + 'self_attn.k_norm.weight'])
+                ly.update(moe_qn=w[p + 'self_attn.q_norm.weight'], moe_kn=w[p + 'self_attn.k_norm.weight'])  # applied in qkv(), before the clamp
             mlp = lambda q: dict(gate=w[q + 'gate_proj.weight'], up=w[q + 'up_proj.weight'], down=w[q + 'down_proj.weight'])
             if freq[i]:
                 ly['router'] = w[p + 'mlp.gate.weight']
@@ -54,9 +54,9 @@ class MoeTorchModel(TorchModel):
     def qkv(self, ly, hN):
         n = hN.shape[0]
         q, k, v = hN @ ly['q'].T, hN @ ly['k'].T, hN @ ly['v'].T
-        if 'qn' in ly:
-            q = self.rms(q.reshape(n * self.h, self.hd), ly['qn']).reshape(n, -1)
-            k = self.rms(k.reshape(n * self.kv, self.hd), ly['kn']).reshape(n, -1)
+        if 'moe_qn' in ly:
+            q = self.rms(q.reshape(n * self.h, self.hd), ly['moe_qn']).reshape(n, -1)
+            k = self.rms(k.reshape(n * self.kv, self.hd), ly['moe_kn']).reshape(n, -1)
         if self.clip is not None:
             q, k, v = (t.clamp(-self.clip, self.clip) for t in (q, k, v))
         return q, k, v

@@ -19,7 +19,7 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(__file__))
-from torch_model import open_model  # noqa: E402
+from torch_model import mask_id, open_model  # noqa: E402
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..'))
 MODELS = os.path.join(ROOT, 'test', 'fixtures', 'models')
@@ -135,16 +135,21 @@ def main():
         # LLaDA-MoE (DESIGN §13) decodes as LLaDA; its mixture layers are moe_model.py's.
         'llada-moe-tiny-f32': [{'kind': 'fixed'}, {'kind': 'threshold', 'threshold': 0.3}],
         'llada-moe-tiny-partial': [{'kind': 'fixed'}, {'kind': 'threshold', 'threshold': 0.3}],
+        # dllm's A2D MDLM (DESIGN §15): unshifted like LLaDA, so the same rules (the recipe is threshold 0.9 + dual).
+        'a2d-qwen2-mdlm-tiny-f32': [{'kind': 'fixed'}, {'kind': 'threshold', 'threshold': 0.9}, {'kind': 'threshold', 'threshold': 0.3}],
+        'a2d-qwen3-mdlm-tiny-f32': [{'kind': 'fixed'}, {'kind': 'threshold', 'threshold': 0.9}, {'kind': 'threshold', 'threshold': 0.3}],
     }
+    only = sys.argv[1:]  # model names to regenerate (default: all)
     for name, strategies in plans.items():
+        if only and name not in only:
+            continue
         model = open_model(os.path.join(MODELS, name))
-        cfg = json.load(open(os.path.join(MODELS, name, 'config.json')))
         cases = []
         for strategy in strategies:
             for cache in ('none', 'prefix', 'dual'):
                 for prompt, gen, bl, steps in (([3, 17, 42, 101], 16, 8, 8), ([5, 9], 12, 6, 8)):
                     case = dict(prompt=prompt, genLength=gen, blockLength=bl, steps=steps, strategy=strategy, cache=cache)
-                    tokens, nfe, gap = run(model, (cfg['mask_token_id'],), case)
+                    tokens, nfe, gap = run(model, (mask_id(os.path.join(MODELS, name)),), case)
                     case.update(tokens=tokens, nfe=nfe, minGap=gap)
                     cases.append(case)
                     print(name, json.dumps(strategy), cache, 'nfe', nfe, 'min_gap %.3g' % gap)

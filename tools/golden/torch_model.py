@@ -1,5 +1,7 @@
 """An independent float64 PyTorch implementation of the LLaDA / Dream forward pass (DESIGN §1) with the
 approximate K/V cache modes of DESIGN §4, written from the spec to produce golden logits for the TS engines.
+It also runs dllm's A2D MDLM checkpoints (DESIGN §15): Qwen2 or Qwen3 layers (Qwen3: per-head q/k RMSNorm before
+RoPE, head_dim from config), tied embeddings, full attention, logits not shifted.
 
 Keys are cached *before* RoPE here (as in the published reference code) and RoPE is re-applied with absolute
 positions on every step; the TS reference caches after RoPE, so agreement checks that the two are the same.
@@ -45,10 +47,31 @@ def load_dir(d):
     return json.load(open(os.path.join(d, 'config.json'))), w
 
 
+def a2d_variant(model_dir):
+    """DESIGN §15, restated: an A2D directory is MDLM or BD3LM by the nearest path component naming one, else MDLM."""
+    for part in reversed([x for x in os.path.abspath(model_dir).split(os.sep) if x]):
+        words = set(''.join(c if c.isalnum() else ' ' for c in part.lower()).split())
+        if 'mdlm' in words or 'bd3lm' in words:
+            return 'bd3lm' if 'bd3lm' in words else 'mdlm'
+    return 'mdlm'
+
+
+def mask_id(model_dir):
+    """config.json's mask_token_id, else the "<|mask|>" of tokenizer.json's added tokens (A2D, DESIGN §15)."""
+    cfg = json.load(open(os.path.join(model_dir, 'config.json')))
+    if cfg.get('mask_token_id') is not None:
+        return cfg['mask_token_id']
+    tok = json.load(open(os.path.join(model_dir, 'tokenizer.json')))
+    return next(t['id'] for t in tok['added_tokens'] if t['content'] == '<|mask|>')
+
+
 class TorchModel:
     def __init__(self, model_dir):
         cfg, w = load_dir(model_dir)
-        self.arch = 'llada' if cfg['model_type'] == 'llada' else 'dream'
+        mt = cfg['model_type'].lower()
+        self.arch = 'llada' if mt == 'llada' else 'a2d' if mt.startswith('a2d-') else 'dream'
+        if self.arch == 'a2d':
+            assert a2d_variant(model_dir) == 'mdlm', 'BD3LM directories run in blockdiff_model.py'
         if self.arch == 'llada':
             self.d, self.nl, self.h = cfg['d_model'], cfg['n_layers'], cfg['n_heads']
             self.kv = cfg.get('n_kv_heads', self.h)
@@ -65,18 +88,22 @@ class TorchModel:
             self.d, self.nl, self.h = cfg['hidden_size'], cfg['num_hidden_layers'], cfg['num_attention_heads']
             self.kv = cfg['num_key_value_heads']
             self.eps, self.theta = cfg['rms_norm_eps'], cfg['rope_theta']
-            self.embed, self.norm_f, self.head = w['model.embed_tokens.weight'], w['model.norm.weight'], w['lm_head.weight']
+            self.embed, self.norm_f = w['model.embed_tokens.weight'], w['model.norm.weight']
+            self.head = self.embed if cfg.get('tie_word_embeddings') else w['lm_head.weight']
             self.layers = []
             for i in range(self.nl):
                 p = f'model.layers.{i}.'
-                self.layers.append(dict(
+                ly = dict(
                     n1=w[p + 'input_layernorm.weight'], q=w[p + 'self_attn.q_proj.weight'],
-                    qb=w[p + 'self_attn.q_proj.bias'], k=w[p + 'self_attn.k_proj.weight'],
-                    kb=w[p + 'self_attn.k_proj.bias'], v=w[p + 'self_attn.v_proj.weight'],
-                    vb=w[p + 'self_attn.v_proj.bias'], o=w[p + 'self_attn.o_proj.weight'],
+                    k=w[p + 'self_attn.k_proj.weight'], v=w[p + 'self_attn.v_proj.weight'], o=w[p + 'self_attn.o_proj.weight'],
                     n2=w[p + 'post_attention_layernorm.weight'], gate=w[p + 'mlp.gate_proj.weight'],
-                    up=w[p + 'mlp.up_proj.weight'], down=w[p + 'mlp.down_proj.weight']))
-        self.hd = self.d // self.h
+                    up=w[p + 'mlp.up_proj.weight'], down=w[p + 'mlp.down_proj.weight'])
+                # Qwen2 (Dream, a2d-qwen2): q/k/v biases; Qwen3 (a2d-qwen3): per-head q/k norms instead.
+                for k, n in (('qb', 'q_proj.bias'), ('kb', 'k_proj.bias'), ('vb', 'v_proj.bias'), ('qn', 'q_norm.weight'), ('kn', 'k_norm.weight')):
+                    if p + 'self_attn.' + n in w:
+                        ly[k] = w[p + 'self_attn.' + n]
+                self.layers.append(ly)
+        self.hd = cfg.get('head_dim') or self.d // self.h
         self.rot = self.hd  # dims of each head that RoPE turns (all of them here; LLaDA-MoE may turn fewer)
         self.cache = None  # per layer (k_pre_rope (L, kv, hd), v (L, kv, hd)) of the last full forward
 
@@ -116,6 +143,8 @@ class TorchModel:
             hN = self.rms(x, ly['n1'])
             q, k, v = self.qkv(ly, hN)
             q, k, v = q.view(n, self.h, self.hd), k.view(n, self.kv, self.hd), v.view(n, self.kv, self.hd)
+            if 'qn' in ly:  # Qwen3: normalised per head before RoPE, so the cached (pre-RoPE) keys are normalised
+                q, k = self.rms(q, ly['qn']), self.rms(k, ly['kn'])
             if mode == 'full':
                 K, Vv = k, v
                 new_cache.append((k, v))

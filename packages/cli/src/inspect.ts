@@ -43,6 +43,8 @@ export interface Inspection extends Pick<
    * layers are mixtures, and the parameters one token's forward reads (the others' experts left out); null: dense.
    */
   moe: { experts: number; perToken: number; expertSize: number; sharedExpertSize: number | null; moeLayers: number; activeParameters: number } | null;
+  /** dllm's A2D checkpoints (DESIGN §15): the variant and block size chosen, and where each choice came from. */
+  a2d: ModelDescription['a2d'] | null;
   /** Generated ids that end an answer. */
   stopIds: number[];
   /** Text of each special token id, from the tokenizer files when present. */
@@ -165,7 +167,7 @@ export async function inspectModel(dir: string, opts: { canvas?: number } = {}):
     dir, architecture, modelType, hiddenSize, numLayers, numHeads, numKvHeads, headDim, intermediateSize, vocabSize,
     maxPositions, parameters, dtypes, weightBytes,
     memory, canvas,
-    special, blockSize: d.blockSize ?? null, stopIds: d.stopIds, specialText, files: names.sort(),
+    special, blockSize: d.blockSize ?? null, a2d: d.a2d ?? null, stopIds: d.stopIds, specialText, files: names.sort(),
     moe: d.moe ? moeSummary(d, parameters) : null,
   };
 }
@@ -203,6 +205,8 @@ export function formatInspection(r: Inspection): string {
       `${r.moe.sharedExpertSize ? `, shared expert ${r.moe.sharedExpertSize}` : ''}); ${r.moe.moeLayers} of ${r.numLayers} layers are mixtures; ` +
       `${r.moe.activeParameters >= 1e9 ? `${(r.moe.activeParameters / 1e9).toFixed(2)}B` : `${(r.moe.activeParameters / 1e6).toFixed(2)}M`} parameters read per token`] : []),
     `attention:     ${r.blockSize === null ? 'bidirectional (masked diffusion)' : `block-causal, blocks of ${r.blockSize} (block diffusion)`}; stop ids ${r.stopIds.join(', ')}`,
+    ...(r.a2d ? [`a2d:           ${r.a2d.base} layers, ${r.a2d.variant.toUpperCase()} (from ${r.a2d.variantSource})` +
+      `${r.a2d.blockSizeSource ? `, block size ${r.blockSize} (from ${r.a2d.blockSizeSource})` : ''}`] : []),
     `parameters:    ${rounded} (${r.parameters} values in the checkpoint's tensors)`,
     `dtypes:        ${Object.entries(r.dtypes).map(([d, c]) => `${d} x${c}`).join(', ')}; ${formatBytes(r.weightBytes)} on disk`,
     `memory (weights + K/V cache of one ${r.canvas}-token sequence, as each engine stores them):`,

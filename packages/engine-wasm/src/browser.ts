@@ -102,6 +102,9 @@ export interface BrowserModelFiles {
   weights: WeightFile | ReadonlyMap<string, WeightFile>;
   generationConfig?: unknown;
   tokenizerConfig?: unknown;
+  /** An A2D checkpoint's tokenizer.json (its <|mask|>) and folder name (mdlm or bd3lm), DESIGN §15. */
+  tokenizerJson?: unknown;
+  path?: string;
 }
 
 function byteSource(w: WeightFile, label: string): ByteSource {
@@ -121,6 +124,7 @@ export async function createBrowserWasmEngine(files: BrowserModelFiles, options:
   type Json = Record<string, unknown>;
   const desc = normaliseConfig(files.config as Json, {
     file: 'config.json', generationConfig: files.generationConfig as Json | undefined, tokenizerConfig: files.tokenizerConfig as Json | undefined,
+    tokenizerJson: files.tokenizerJson as Json | undefined, path: files.path,
   });
   const w = files.weights;
   const weightFiles = w instanceof Map ? w as ReadonlyMap<string, WeightFile> : new Map([['model.safetensors', w as WeightFile]]);

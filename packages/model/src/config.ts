@@ -1,6 +1,6 @@
 import { joinPath as join, nodeFs } from './nodefs.js';
 import { ModelFormatError } from './errors.js';
-import type { Architecture, ModelDescription, SchedulerModelInfo, SpecialTokens } from './types.js';
+import type { A2dInfo, Architecture, ModelDescription, SchedulerModelInfo, SpecialTokens } from './types.js';
 
 type Json = Record<string, unknown>;
 
@@ -11,16 +11,36 @@ export interface ConfigExtras {
   generationConfig?: Json;
   /** tokenizer_config.json; its added_tokens_decoder may name the special tokens. */
   tokenizerConfig?: Json;
+  /** tokenizer.json; its added_tokens name the mask of an A2D checkpoint when tokenizer_config.json does not. */
+  tokenizerJson?: Json;
+  /** The model directory's path or folder name: an A2D checkpoint's name says mdlm or bd3lm (DESIGN §15). */
+  path?: string;
+  /** DESIGN §15: the explicit A2D setting (FAST_DLLM_A2D_VARIANT / FAST_DLLM_A2D_BLOCK_SIZE for readModelConfig). */
+  a2d?: A2dSetting;
 }
 
+/** DESIGN §15: how to decode an A2D checkpoint, which its config.json does not say. */
+export interface A2dSetting {
+  variant?: string;
+  blockSize?: number;
+  /** Names the setting in errors and in `A2dInfo` (defaults to "the a2d setting"). */
+  source?: string;
+}
+
+/** DESIGN §15: dllm's BD3LM sampler and trainer default block size. */
+export const A2D_DEFAULT_BLOCK_SIZE = 32;
+
 /** DESIGN §1/§8 defaults, used only when no file gives the id and the vocab is big enough to hold it. */
-const DEFAULT_IDS: Record<Architecture, { mask: number; eos: number; endOfTurn?: number; bos?: number }> = {
+const DEFAULT_IDS: Record<Architecture, { mask?: number; eos: number; endOfTurn?: number; bos?: number }> = {
   llada: { mask: 126336, eos: 126081, endOfTurn: 126348, bos: 126080 },
   // LLaDA-MoE's tokenizer (shared with LLaDA2): ids from its published generate() defaults.
   llada_moe: { mask: 156895, eos: 156892 },
   dream: { mask: 151666, eos: 151643, endOfTurn: 151645 },
   fast_dllm_v2: { mask: 151665, eos: 151643, endOfTurn: 151645 },
   sdar: { mask: 151669, eos: 151643, endOfTurn: 151645 },
+  // DESIGN §15: <|mask|> is appended to the base tokenizer, so its id depends on it: read, never defaulted.
+  a2d_mdlm: { eos: 151643, endOfTurn: 151645 },
+  a2d_bd3lm: { eos: 151643, endOfTurn: 151645 },
 };
 /** Special token strings looked up in tokenizer_config.json's added_tokens_decoder. */
 const TOKEN_TEXT: Record<Architecture, Partial<Record<keyof SpecialTokens, string>>> = {
@@ -29,6 +49,8 @@ const TOKEN_TEXT: Record<Architecture, Partial<Record<keyof SpecialTokens, strin
   dream: { mask: '<|mask|>', eos: '<|endoftext|>', endOfTurn: '<|im_end|>' },
   fast_dllm_v2: { mask: '|<MASK>|', eos: '<|endoftext|>', endOfTurn: '<|im_end|>' },
   sdar: { mask: '<|MASK|>', eos: '<|endoftext|>', endOfTurn: '<|im_end|>' },
+  a2d_mdlm: { mask: '<|mask|>', eos: '<|endoftext|>', endOfTurn: '<|im_end|>' },
+  a2d_bd3lm: { mask: '<|mask|>', eos: '<|endoftext|>', endOfTurn: '<|im_end|>' },
 };
 /** Token strings that end a turn in the Qwen chat format (DESIGN §8): stop tokens of the block-diffusion models. */
 const QWEN_STOP_TEXT = ['<|endoftext|>', '<|im_end|>'];
@@ -38,9 +60,11 @@ const MODEL_TYPES: Record<string, Architecture> = { llada: 'llada', lladamoe: 'l
 
 /** Config keys that mark LLaDA-MoE: its published remote code says model_type "llada", some tools "lladamoe". */
 const LLADA_MOE_KEYS = ['num_experts', 'num_experts_per_tok', 'expert_intermediate_size'];
+/** DESIGN §15: dllm's A2D model types; the architecture is the variant's (a2d_mdlm / a2d_bd3lm). */
+const A2D_MODEL_TYPES: Record<string, A2dInfo['base']> = { 'a2d-qwen2': 'qwen2', 'a2d-qwen3': 'qwen3' };
 
 /**
- * Turns a LLaDA, Dream, Fast-dLLM v2 or SDAR config.json (+ optional generation/tokenizer configs) into a
+ * Turns a LLaDA, Dream, Fast-dLLM v2, SDAR or A2D (DESIGN §15) config.json (+ optional generation/tokenizer configs) into a
  * ModelDescription. Variants the engines do not implement (sliding-window attention, rope_scaling, mixtures of
  * experts, Qwen3 attention biases) are refused here, naming the field.
  */
@@ -48,14 +72,19 @@ export function normaliseConfig(config: Json, extras: ConfigExtras = {}): ModelD
   const file = extras.file ?? 'config.json';
   const fail = (msg: string) => new ModelFormatError(msg, { file });
   const modelType = config.model_type;
-  let arch = typeof modelType === 'string' ? MODEL_TYPES[modelType.toLowerCase()] : undefined;
+  const a2dBase = typeof modelType === 'string' ? A2D_MODEL_TYPES[modelType.toLowerCase()] : undefined;
+  const a2d = a2dBase ? resolveA2d(a2dBase, config, extras, fail) : undefined;
+  let arch = a2d ? (a2d.info.variant === 'mdlm' ? 'a2d_mdlm' : 'a2d_bd3lm')
+    : typeof modelType === 'string' ? MODEL_TYPES[modelType.toLowerCase()] : undefined;
   // DESIGN §13: MoE is told from dense by the config's expert fields, not by the name alone.
   if (arch === 'llada' && LLADA_MOE_KEYS.some((k) => config[k] !== undefined && config[k] !== null)) arch = 'llada_moe';
   if (!arch) {
     const hint = typeof modelType === 'string' && /moe/i.test(modelType) ? ' (of the mixture-of-experts models only LLaDA-MoE, "lladamoe", is supported)' : '';
     throw fail(`unknown architecture: model_type ${JSON.stringify(modelType)}${hint}; supported are "llada" (LLaDA), "lladamoe" (LLaDA-MoE), ` +
-      '"Dream" (Dream/Qwen2), "Fast_dLLM_Qwen" (Fast-dLLM v2/Qwen2.5) and "sdar" (SDAR/Qwen3)');
+      '"Dream" (Dream/Qwen2), "Fast_dLLM_Qwen" (Fast-dLLM v2/Qwen2.5), "sdar" (SDAR/Qwen3) and "a2d-qwen2" / "a2d-qwen3" (dllm\'s A2D MDLM and BD3LM)');
   }
+  // Qwen2 layers: Dream, Fast-dLLM v2, a2d-qwen2; Qwen3 layers: SDAR, a2d-qwen3.
+  const qwen3 = arch === 'sdar' || a2dBase === 'qwen3';
 
   const posInt = (key: string, fallback?: unknown): number => {
     const v = config[key] ?? fallback;
@@ -96,7 +125,7 @@ export function normaliseConfig(config: Json, extras: ConfigExtras = {}): ModelD
   } else if (arch === 'llada_moe') {
     d = lladaMoeDescription(config, posInt, posNum, fail);
   } else {
-    refuseQwenVariants(arch, config, fail);
+    refuseQwenVariants(qwen3, config, fail);
     d = {
       architecture: arch,
       hiddenSize: posInt('hidden_size'),
@@ -109,12 +138,15 @@ export function normaliseConfig(config: Json, extras: ConfigExtras = {}): ModelD
       rmsNormEps: posNum('rms_norm_eps', 1e-6),
       ropeTheta: posNum('rope_theta'),
       // Qwen2/Qwen2.5 always carry q/k/v biases; Qwen3 has none (attention_bias: true is refused above).
-      qkvBias: arch !== 'sdar',
+      qkvBias: !qwen3,
       tiedEmbeddings: config.tie_word_embeddings === true,
-      shiftLogits: arch !== 'sdar',
-      qkNorm: arch === 'sdar',
-      // DESIGN §8: Fast-dLLM v2 names its block size bd_size, SDAR block_size.
-      ...(arch === 'fast_dllm_v2' ? { blockSize: posInt('bd_size') } : arch === 'sdar' ? { blockSize: posInt('block_size') } : {}),
+      // Dream and Fast-dLLM v2 shift; SDAR and A2D (DESIGN §15) predict each position from its own row.
+      shiftLogits: arch === 'dream' || arch === 'fast_dllm_v2',
+      qkNorm: qwen3,
+      // DESIGN §8: Fast-dLLM v2 names its block size bd_size, SDAR block_size; A2D BD3LM's is a setting (§15).
+      ...(arch === 'fast_dllm_v2' ? { blockSize: posInt('bd_size') } : arch === 'sdar' ? { blockSize: posInt('block_size') }
+        : a2d?.blockSize !== undefined ? { blockSize: a2d.blockSize } : {}),
+      ...(a2d ? { a2d: a2d.info } : {}),
     };
   }
   const [hk, nh, nkv] = arch === 'llada' ? ['d_model', 'n_heads', 'n_kv_heads'] : ['hidden_size', 'num_attention_heads', 'num_key_value_heads'];
@@ -141,7 +173,8 @@ export function normaliseConfig(config: Json, extras: ConfigExtras = {}): ModelD
   }
 
   const special = resolveSpecial(arch, d.vocabSize, config, extras, file);
-  const stopIds = d.blockSize === undefined
+  // A2D models answer in the Qwen chat format whichever way they decode (DESIGN §15).
+  const stopIds = d.blockSize === undefined && !a2d
     ? [special.eos, ...(special.endOfTurn !== undefined ? [special.endOfTurn] : [])]
     : qwenStopIds(special, d.vocabSize, config, extras);
   return { ...d, headDim, special, stopIds: [...new Set(stopIds)].sort((a, b) => a - b) };
@@ -209,8 +242,80 @@ function lladaMoeDescription(
   };
 }
 
+/**
+ * DESIGN §15: whether an A2D checkpoint is MDLM or BD3LM, and BD3LM's block size. config.json says neither, so:
+ * the explicit setting, else the directory's name (dllm-hub names every checkpoint "...-mdlm-..." or "...-bd3lm-...";
+ * the nearest path component that names one decides), else MDLM — the checkpoint's own forward, full attention. Block
+ * size: the setting, else config.json's block_size (where SDAR keeps it), else 32 (dllm's BD3LM default).
+ */
+function resolveA2d(base: A2dInfo['base'], config: Json, extras: ConfigExtras, fail: (msg: string) => ModelFormatError): { info: A2dInfo; blockSize?: number } {
+  const set = extras.a2d ?? {};
+  const setting = set.source ?? 'the a2d setting';
+  let variant: A2dInfo['variant'];
+  let variantSource: string;
+  if (set.variant !== undefined) {
+    const v = String(set.variant).toLowerCase();
+    if (v !== 'mdlm' && v !== 'bd3lm') throw fail(`${setting} is ${JSON.stringify(set.variant)}; an A2D checkpoint is "mdlm" (full attention) or "bd3lm" (block-causal)`);
+    variant = v;
+    variantSource = setting;
+  } else {
+    const named = variantFromPath(extras.path);
+    if (named?.both) {
+      throw fail(`the directory name "${named.part}" says both mdlm and bd3lm; set ${set.source ?? 'FAST_DLLM_A2D_VARIANT'} to mdlm or bd3lm`);
+    }
+    variant = named?.variant ?? 'mdlm';
+    variantSource = named ? `the directory name "${named.part}"` : 'the default: no setting, and the directory name names neither mdlm nor bd3lm';
+  }
+  const info: A2dInfo = { base, variant, variantSource };
+  if (variant === 'mdlm') {
+    if (set.blockSize !== undefined) {
+      throw fail(`${setting} gives a block size (${set.blockSize}), which only BD3LM checkpoints have; this one is MDLM (from ${variantSource}): ` +
+        'drop the block size or choose bd3lm');
+    }
+    return { info };
+  }
+  let blockSize: number;
+  if (set.blockSize !== undefined) {
+    if (!Number.isInteger(set.blockSize) || set.blockSize <= 0) throw fail(`${setting} block size must be a positive integer, got ${String(set.blockSize)}`);
+    blockSize = set.blockSize;
+    info.blockSizeSource = setting;
+  } else if (config.block_size !== undefined && config.block_size !== null) {
+    const b = config.block_size;
+    if (typeof b !== 'number' || !Number.isInteger(b) || b <= 0) throw fail(`field "block_size" must be a positive integer, got ${JSON.stringify(b)}`);
+    blockSize = b;
+    info.blockSizeSource = 'config.json block_size';
+  } else {
+    blockSize = A2D_DEFAULT_BLOCK_SIZE;
+    info.blockSizeSource = `the default, dllm's BD3LM block size ${A2D_DEFAULT_BLOCK_SIZE}`;
+  }
+  return { info, blockSize };
+}
+
+/** The nearest path component whose words (split at non-alphanumerics) name mdlm or bd3lm. */
+function variantFromPath(path: string | undefined): { variant?: A2dInfo['variant']; both?: boolean; part: string } | undefined {
+  if (!path) return undefined;
+  const parts = path.split(/[\\/]+/).filter((p) => p.length > 0);
+  for (let i = parts.length - 1; i >= 0; i--) {
+    const words = parts[i].toLowerCase().split(/[^a-z0-9]+/);
+    const m = words.includes('mdlm');
+    const b = words.includes('bd3lm');
+    if (m && b) return { both: true, part: parts[i] };
+    if (m || b) return { variant: m ? 'mdlm' : 'bd3lm', part: parts[i] };
+  }
+  return undefined;
+}
+
+/** DESIGN §15: the A2D setting from the environment (FAST_DLLM_A2D_VARIANT, FAST_DLLM_A2D_BLOCK_SIZE), if any. */
+export function a2dSettingFromEnv(env: Record<string, string | undefined>): A2dSetting | undefined {
+  const v = env.FAST_DLLM_A2D_VARIANT;
+  const b = env.FAST_DLLM_A2D_BLOCK_SIZE;
+  if (!v && !b) return undefined;
+  const names = [v ? 'FAST_DLLM_A2D_VARIANT' : '', b ? 'FAST_DLLM_A2D_BLOCK_SIZE' : ''].filter(Boolean).join(' / ');
+  return { ...(v ? { variant: v } : {}), ...(b ? { blockSize: /^\d+$/.test(b.trim()) ? Number(b) : NaN } : {}), source: names };
+}
+
 /** Refuses the Qwen config variants no engine here implements, naming the field (sliding window, RoPE scaling, MoE). */
-function refuseQwenVariants(arch: Architecture, config: Json, fail: (msg: string) => ModelFormatError): void {
+function refuseQwenVariants(qwen3: boolean, config: Json, fail: (msg: string) => ModelFormatError): void {
   if (config.use_sliding_window === true) {
     throw fail('"use_sliding_window": true (sliding-window attention) is not supported; only models with full attention in every layer load');
   }
@@ -221,8 +326,8 @@ function refuseQwenVariants(arch: Architecture, config: Json, fail: (msg: string
     const v = config[key];
     if (typeof v === 'number' && v > 0) throw fail(`"${key}": ${v} describes a mixture-of-experts model, which is not supported`);
   }
-  if (arch === 'sdar' && config.attention_bias === true) {
-    throw fail('"attention_bias": true (Qwen3 q/k/v/o biases) is not supported; SDAR checkpoints have none');
+  if (qwen3 && config.attention_bias === true) {
+    throw fail('"attention_bias": true (Qwen3 q/k/v/o biases) is not supported; SDAR and Qwen3 checkpoints have none');
   }
 }
 
@@ -265,10 +370,22 @@ function resolveSpecial(arch: Architecture, vocab: number, config: Json, extras:
       if (maskText !== undefined && tok?.content === maskText) fromTok.mask = Number(id);
     }
   }
+  if (fromTok.mask === undefined && Array.isArray(extras.tokenizerJson?.added_tokens)) {
+    // tokenizer.json's added_tokens: where an A2D checkpoint's <|mask|> always is (DESIGN §15).
+    const maskText = tokenString(extras.tokenizerConfig?.mask_token) ?? TOKEN_TEXT[arch].mask;
+    for (const t of extras.tokenizerJson.added_tokens as { id?: unknown; content?: unknown }[]) {
+      if (t && t.content === maskText && typeof t.id === 'number') fromTok.mask = t.id;
+    }
+  }
   const pick = (role: keyof SpecialTokens, key: string): number | undefined =>
     firstId(config[key]) ?? firstId(gen[key]) ?? fromTok[role] ?? (DEFAULT_IDS[arch] as Partial<SpecialTokens>)[role];
+  const mask = pick('mask', 'mask_token_id');
+  if (mask === undefined) {
+    throw new ModelFormatError(`no mask token: dllm's A2D checkpoints add "${TOKEN_TEXT[arch].mask}" to the tokenizer, and neither tokenizer_config.json ` +
+      'nor tokenizer.json names it (nor does mask_token_id); use the tokenizer files saved with the checkpoint', { file });
+  }
   const out: SpecialTokens = {
-    mask: pick('mask', 'mask_token_id')!,
+    mask,
     eos: pick('eos', 'eos_token_id')!,
   };
   const explicit = (key: string) => firstId(config[key]) ?? firstId(gen[key]);
@@ -313,10 +430,15 @@ export async function readModelConfig(dir: string): Promise<ModelDescription> {
   const file = join(dir, 'config.json');
   const config = await readJsonIfExists(file);
   if (!config) throw new ModelFormatError('config.json is missing; a model directory needs config.json next to its weights', { file });
+  const a2d = typeof config.model_type === 'string' && A2D_MODEL_TYPES[config.model_type.toLowerCase()] !== undefined;
+  const tokenizerConfig = await readJsonIfExists(join(dir, 'tokenizer_config.json'));
+  const env = typeof process !== 'undefined' ? a2dSettingFromEnv(process.env) : undefined;
   return normaliseConfig(config, {
     file,
     generationConfig: await readJsonIfExists(join(dir, 'generation_config.json')),
-    tokenizerConfig: await readJsonIfExists(join(dir, 'tokenizer_config.json')),
+    tokenizerConfig,
+    // DESIGN §15: only an A2D checkpoint needs tokenizer.json here (its <|mask|>), and its path and setting.
+    ...(a2d ? { tokenizerJson: await readJsonIfExists(join(dir, 'tokenizer.json')), path: dir, ...(env ? { a2d: env } : {}) } : {}),
   });
 }
 

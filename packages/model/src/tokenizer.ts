@@ -38,6 +38,13 @@ export interface TokenizerSources {
   modelVocabSize?: number;
   /** Directory label used in errors. */
   dir?: string;
+  /** Extra chat-template variables: `enable_thinking: false` for dllm's A2D models (DESIGN §15). */
+  templateVariables?: Record<string, unknown>;
+}
+
+/** DESIGN §15: dllm renders an A2D model's chat prompt with enable_thinking false (Qwen3: an empty think block). */
+export function chatTemplateVariables(modelType: unknown): Record<string, unknown> | undefined {
+  return typeof modelType === 'string' && modelType.toLowerCase().startsWith('a2d-') ? { enable_thinking: false } : undefined;
 }
 
 /** `bos_token` etc. in tokenizer_config.json are a string or an AddedToken object with `content`. */
@@ -302,7 +309,7 @@ export function createTokenizer(src: TokenizerSources): TextTokenizer {
           throw new ModelFormatError(`chat_template does not parse as Jinja (${(e as Error).message}); fix it`, { file: cfgFile });
         }
       }
-      return boundedRender(template, { messages, add_generation_prompt: opts.addGenerationPrompt ?? true, ...specials });
+      return boundedRender(template, { ...src.templateVariables, messages, add_generation_prompt: opts.addGenerationPrompt ?? true, ...specials });
     },
     tokenToId(token) {
       return tok.token_to_id(token);
@@ -334,7 +341,8 @@ export async function loadTokenizer(dir: string, opts: { modelVocabSize?: number
   const tokenizer = await readJson(join(dir, 'tokenizer.json'), true);
   const tokenizerConfig = ((await readJson(join(dir, 'tokenizer_config.json'), false)) ?? {}) as Record<string, unknown>;
   let modelVocabSize = opts.modelVocabSize;
-  if (modelVocabSize === undefined && (await readJson(join(dir, 'config.json'), false)) !== undefined)
-    modelVocabSize = (await readModelConfig(dir)).vocabSize;
-  return createTokenizer({ tokenizer, tokenizerConfig, modelVocabSize, dir });
+  const config = (await readJson(join(dir, 'config.json'), false)) as Record<string, unknown> | undefined;
+  if (modelVocabSize === undefined && config !== undefined) modelVocabSize = (await readModelConfig(dir)).vocabSize;
+  const templateVariables = chatTemplateVariables(config?.model_type);
+  return createTokenizer({ tokenizer, tokenizerConfig, modelVocabSize, dir, ...(templateVariables ? { templateVariables } : {}) });
 }

@@ -4,10 +4,23 @@
  */
 
 /**
- * Masked diffusion (llada, llada_moe, dream: bidirectional) and block diffusion (fast_dllm_v2, sdar: block-causal,
- * DESIGN §8). llada_moe is LLaDA-MoE's checkpoint layout (OLMoE-style layers, DESIGN §13); it decodes as LLaDA.
+ * Masked diffusion (llada, llada_moe, dream, a2d_mdlm: bidirectional) and block diffusion (fast_dllm_v2, sdar,
+ * a2d_bd3lm: block-causal, DESIGN §8). llada_moe is LLaDA-MoE's checkpoint layout (OLMoE-style layers, DESIGN §13);
+ * it decodes as LLaDA. dllm's A2D checkpoints (model_type a2d-qwen2 / a2d-qwen3, DESIGN §15) are one or the other
+ * by a setting, not by their config.json.
  */
-export type Architecture = 'llada' | 'llada_moe' | 'dream' | 'fast_dllm_v2' | 'sdar';
+export type Architecture = 'llada' | 'llada_moe' | 'dream' | 'fast_dllm_v2' | 'sdar' | 'a2d_mdlm' | 'a2d_bd3lm';
+
+/** DESIGN §15: how an A2D checkpoint is decoded, and where that choice came from (for inspect and errors). */
+export interface A2dInfo {
+  /** The Qwen generation of the layers: qwen2 (q/k/v biases) or qwen3 (q/k norms, head_dim from config). */
+  base: 'qwen2' | 'qwen3';
+  variant: 'mdlm' | 'bd3lm';
+  /** e.g. "the directory name", "FAST_DLLM_A2D_VARIANT", "the default". */
+  variantSource: string;
+  /** BD3LM only: where the block size came from. */
+  blockSizeSource?: string;
+}
 
 /**
  * A mixture-of-experts FFN (DESIGN §13): a router picks `topK` of `numExperts` SwiGLU experts per row; their
@@ -74,6 +87,8 @@ export interface ModelDescription {
   moe?: MoeDescription;
   /** Block-diffusion models: block-causal attention with blocks of this size (DESIGN §8); absent: bidirectional. */
   blockSize?: number;
+  /** dllm's A2D checkpoints only (DESIGN §15). */
+  a2d?: A2dInfo;
   special: SpecialTokens;
   /**
    * Generated ids that end an answer, ascending: EOS and end of turn; for block-diffusion models every EOS /

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { ModelFormatError, expectedShapes, normaliseConfig, tensorNames } from '../src/index.js';
+import { ModelFormatError, a2dSettingFromEnv, expectedShapes, normaliseConfig, tensorNames } from '../src/index.js';
 import { tinyDreamConfig, tinyLladaConfig } from './helpers.js';
 
 /** LLaDA-8B-Instruct's config.json, the keys that matter (values from its model card / DESIGN §1). */
@@ -156,5 +156,71 @@ describe('normaliseConfig: block-diffusion models', () => {
     const d = normaliseConfig(LLADA_8B);
     expect(d.stopIds).toEqual([126081, 126348]);
     expect(d.blockSize).toBeUndefined();
+  });
+});
+
+/** dllm-hub/Qwen3-0.6B-diffusion-*-v0.1's config.json: Qwen3-0.6B's with model_type a2d-qwen3 (DESIGN §15). */
+const A2D_QWEN3_0_6B = {
+  model_type: 'a2d-qwen3', hidden_size: 1024, intermediate_size: 3072, num_hidden_layers: 28, num_attention_heads: 16,
+  num_key_value_heads: 8, head_dim: 128, vocab_size: 151936, max_position_embeddings: 40960, rope_theta: 1000000, rms_norm_eps: 1e-6,
+  tie_word_embeddings: true, attention_bias: false, use_sliding_window: false, sliding_window: null, max_window_layers: 28,
+  rope_scaling: null, bos_token_id: 151643, eos_token_id: 151645, hidden_act: 'silu',
+};
+/** dllm-hub/Qwen2.5-Coder-0.5B-Instruct-diffusion-*-v0.1: Qwen2.5-Coder-0.5B-Instruct's with model_type a2d-qwen2. */
+const A2D_QWEN2_0_5B = {
+  model_type: 'a2d-qwen2', hidden_size: 896, intermediate_size: 4864, num_hidden_layers: 24, num_attention_heads: 14,
+  num_key_value_heads: 2, vocab_size: 151936, max_position_embeddings: 32768, rope_theta: 1000000, rms_norm_eps: 1e-6,
+  tie_word_embeddings: true, use_sliding_window: false, sliding_window: 32768, max_window_layers: 24, rope_scaling: null,
+  bos_token_id: 151643, eos_token_id: 151645, hidden_act: 'silu',
+};
+/** The saved tokenizer: Qwen3's added tokens end at 151668, so <|mask|> is 151669 (Qwen2.5's: 151665). */
+const maskTokenizer = (id: number) => ({ added_tokens: [{ id: 151643, content: '<|endoftext|>' }, { id: 151645, content: '<|im_end|>' }, { id, content: '<|mask|>' }] });
+
+describe('normaliseConfig: A2D (dllm) checkpoints, DESIGN §15', () => {
+  it('a2d-qwen3 from a "-mdlm-" directory: Qwen3 layers, full attention, unshifted, <|mask|> from tokenizer.json', () => {
+    const d = normaliseConfig(A2D_QWEN3_0_6B, { path: '/m/dllm-hub/Qwen3-0.6B-diffusion-mdlm-v0.1', tokenizerJson: maskTokenizer(151669) });
+    expect(d).toMatchObject({ architecture: 'a2d_mdlm', headDim: 128, qkNorm: true, qkvBias: false, shiftLogits: false, tiedEmbeddings: true });
+    expect(d.blockSize).toBeUndefined();
+    expect(d.a2d).toEqual({ base: 'qwen3', variant: 'mdlm', variantSource: 'the directory name "Qwen3-0.6B-diffusion-mdlm-v0.1"' });
+    expect(d.special.mask).toBe(151669);
+    expect(d.stopIds).toEqual([151645]);
+  });
+
+  it('a2d-qwen2 from a "-bd3lm-" directory (HF cache layout): Qwen2 layers, block-causal, block size 32 by default', () => {
+    const d = normaliseConfig(A2D_QWEN2_0_5B, {
+      path: '/c/models--dllm-hub--Qwen2.5-Coder-0.5B-Instruct-diffusion-bd3lm-v0.1/snapshots/0a1b', tokenizerJson: maskTokenizer(151665),
+      generationConfig: { eos_token_id: [151645, 151643] },
+    });
+    expect(d).toMatchObject({ architecture: 'a2d_bd3lm', blockSize: 32, qkNorm: false, qkvBias: true, shiftLogits: false, headDim: 64 });
+    expect(d.a2d?.blockSizeSource).toMatch(/default/);
+    expect(d.special.mask).toBe(151665);
+    expect(d.stopIds).toEqual([151643, 151645]);
+  });
+
+  it('the setting wins over the name; config.json block_size; the default is MDLM; bad settings are named', () => {
+    const tok = maskTokenizer(151669);
+    expect(normaliseConfig(A2D_QWEN3_0_6B, { tokenizerJson: tok }).a2d?.variantSource).toMatch(/^the default/);
+    const d = normaliseConfig({ ...A2D_QWEN3_0_6B, block_size: 8 }, { path: 'x-mdlm', tokenizerJson: tok, a2d: { variant: 'BD3LM', source: 'FAST_DLLM_A2D_VARIANT' } });
+    expect(d).toMatchObject({ architecture: 'a2d_bd3lm', blockSize: 8, a2d: { variantSource: 'FAST_DLLM_A2D_VARIANT', blockSizeSource: 'config.json block_size' } });
+    expect(normaliseConfig(A2D_QWEN3_0_6B, { tokenizerJson: tok, a2d: { variant: 'bd3lm', blockSize: 16 } }).blockSize).toBe(16);
+    expect(() => normaliseConfig(A2D_QWEN3_0_6B, { tokenizerJson: tok, a2d: { variant: 'ar', source: 'FAST_DLLM_A2D_VARIANT' } }))
+      .toThrow(/FAST_DLLM_A2D_VARIANT is "ar"; an A2D checkpoint is "mdlm" \(full attention\) or "bd3lm"/);
+    expect(() => normaliseConfig(A2D_QWEN3_0_6B, { tokenizerJson: tok, path: 'a/mdlm-vs-bd3lm' })).toThrow(/says both mdlm and bd3lm/);
+    expect(() => normaliseConfig(A2D_QWEN3_0_6B, { tokenizerJson: tok, path: 'q-mdlm', a2d: { blockSize: 8, source: 'FAST_DLLM_A2D_BLOCK_SIZE' } }))
+      .toThrow(/only BD3LM checkpoints have; this one is MDLM/);
+    expect(() => normaliseConfig(A2D_QWEN3_0_6B, { tokenizerJson: tok, a2d: { variant: 'bd3lm', blockSize: 0 } })).toThrow(/block size must be a positive integer/);
+  });
+
+  it('the mask id: tokenizer_config.json first, then tokenizer.json; none is an error, never a guess', () => {
+    const d = normaliseConfig(A2D_QWEN3_0_6B, { tokenizerConfig: { mask_token: '<|mask|>', added_tokens_decoder: { '151669': { content: '<|mask|>' } } } });
+    expect(d.special.mask).toBe(151669);
+    expect(() => normaliseConfig(A2D_QWEN3_0_6B, { file: 'q/config.json' })).toThrow(/no mask token: dllm's A2D checkpoints add "<\|mask\|>" to the tokenizer/);
+  });
+
+  it('a2dSettingFromEnv', () => {
+    expect(a2dSettingFromEnv({})).toBeUndefined();
+    expect(a2dSettingFromEnv({ FAST_DLLM_A2D_VARIANT: 'bd3lm', FAST_DLLM_A2D_BLOCK_SIZE: '16' }))
+      .toEqual({ variant: 'bd3lm', blockSize: 16, source: 'FAST_DLLM_A2D_VARIANT / FAST_DLLM_A2D_BLOCK_SIZE' });
+    expect(a2dSettingFromEnv({ FAST_DLLM_A2D_BLOCK_SIZE: 'x' })?.blockSize).toBeNaN();
   });
 });

@@ -91,3 +91,19 @@ describe('tokenizer', () => {
     expect((await loadTokenizer(dir, { modelVocabSize: 32 })).vocabSize).toBe(15);
   });
 });
+
+describe('A2D chat prompts (DESIGN §15)', () => {
+  const fixture = (name: string) => join(import.meta.dirname, '..', '..', '..', 'test', 'fixtures', 'models', name);
+  it('a2d-qwen3 renders Qwen3\'s template with enable_thinking false (an empty think block), as dllm does', async () => {
+    const tok = await loadTokenizer(fixture('a2d-qwen3-mdlm-tiny-f32'));
+    expect(tok.applyChatTemplate([{ role: 'user', content: 'hi' }])).toBe(
+      '<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n');
+  });
+  it('other models get no enable_thinking (SDAR\'s and Dream\'s prompts are unchanged)', async () => {
+    const t = createTokenizer({
+      tokenizer: wordLevelTokenizer(),
+      tokenizerConfig: { chat_template: "{% if enable_thinking is defined %}set{% else %}unset{% endif %}" },
+    });
+    expect(t.applyChatTemplate([])).toBe('unset');
+  });
+});

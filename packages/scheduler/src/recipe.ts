@@ -2,7 +2,8 @@
  * Each model family's published recipe (DESIGN §6, §8): what a generation uses when the caller names no strategy or
  * cache. LLaDA: DualCache + confidence threshold 0.9. Dream: the same, with Dream's maskgit_plus confidence (its
  * top-1 probability). Fast-dLLM v2: sub-blocks of 8 with threshold 0.9, block cache off (the published default).
- * SDAR: B denoising steps per block, low_confidence_dynamic with threshold 0.85.
+ * SDAR: B denoising steps per block, low_confidence_dynamic with threshold 0.85. A2D (DESIGN §15): MDLM takes LLaDA's
+ * recipe; BD3LM SDAR's procedure with B steps per block and Fast-dLLM's threshold 0.9 (one token at least per step).
  */
 import type { ModelInfo } from '@fast-dllm/engine-contract';
 import type { CacheMode } from './plan.js';
@@ -36,6 +37,11 @@ export function defaultRecipe(model: Pick<ModelInfo, 'architecture'> & { blockSi
       const B = blockSizeOf(model);
       const strategy: Strategy = { kind: 'sdar', stepsPerBlock: B, remasking: 'low_confidence_dynamic', threshold: SDAR_THRESHOLD };
       return { strategy, cache: 'none', description: `SDAR (${describeDecoding(strategy, 'none')})` };
+    }
+    case 'a2d_bd3lm': {
+      const B = blockSizeOf(model);
+      const strategy: Strategy = { kind: 'sdar', stepsPerBlock: B, remasking: 'low_confidence_dynamic', threshold: DEFAULT_THRESHOLD };
+      return { strategy, cache: 'none', description: `A2D BD3LM (${describeDecoding(strategy, 'none')})` };
     }
     default:
       return { strategy: { kind: 'threshold', threshold: DEFAULT_THRESHOLD }, cache: 'dual', description: `Fast-dLLM (dual cache, threshold ${DEFAULT_THRESHOLD})` };

@@ -44,6 +44,14 @@ export type Strategy =
 /** Strategies of block-diffusion models, each for its own architecture. */
 export const BLOCK_STRATEGY_KINDS = ['fast_dllm_v2', 'sdar'] as const;
 
+/**
+ * The block-diffusion procedure that decodes a block-diffusion architecture: its own, and for A2D BD3LM (DESIGN §15)
+ * SDAR's — B steps per block, the threshold rule with a per-step floor.
+ */
+export function blockStrategyKindFor(architecture: string): (typeof BLOCK_STRATEGY_KINDS)[number] {
+  return architecture === 'fast_dllm_v2' ? 'fast_dllm_v2' : 'sdar';
+}
+
 /** Whether a strategy is one of the block-diffusion procedures (the others are masked diffusion's). */
 export function isBlockStrategy(s: Strategy): s is Extract<Strategy, { kind: 'fast_dllm_v2' | 'sdar' }> {
   return s?.kind === 'fast_dllm_v2' || s?.kind === 'sdar';
@@ -282,12 +290,13 @@ function checkFamily(s: Strategy, model: BlockModel): void {
       throw bad('rule', () => `strategy '${s.kind}' is a block-diffusion procedure; the ${model.architecture} model is a masked-diffusion model ` +
         '(use fixed, threshold, factor or dream)', 'unsupported');
     }
-    if (s.kind !== model.architecture) {
-      throw bad('rule', () => `strategy '${s.kind}' decodes ${s.kind === 'sdar' ? 'SDAR' : 'Fast-dLLM v2'} models; this is a ${model.architecture} model (use strategy '${model.architecture}')`, 'unsupported');
+    const own = blockStrategyKindFor(model.architecture);
+    if (s.kind !== own) {
+      throw bad('rule', () => `strategy '${s.kind}' decodes ${s.kind === 'sdar' ? 'SDAR and A2D BD3LM' : 'Fast-dLLM v2'} models; this is a ${model.architecture} model (use strategy '${own}')`, 'unsupported');
     }
   } else if (block) {
     throw bad('rule', () => `strategy '${s?.kind}' is masked diffusion (LLaDA/Dream); ${model.architecture} is a block-diffusion model: ` +
-      `use strategy '${model.architecture}'`, 'unsupported');
+      `use strategy '${blockStrategyKindFor(model.architecture)}'`, 'unsupported');
   }
 }
 

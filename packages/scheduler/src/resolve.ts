@@ -9,7 +9,7 @@ import { SchedulerConfigError, type ChoiceField, type ChoiceProblem } from './er
 import type { CacheMode } from './plan.js';
 import { DEFAULT_THRESHOLD, SDAR_THRESHOLD, defaultRecipe, describeDecoding } from './recipe.js';
 import {
-  checkGenerationRequest, checkRequestForFamily, isBlockStrategy, type BlockModel, type DreamAlg, type GenerationRequest, type SdarRemasking, type Strategy,
+  blockStrategyKindFor, checkGenerationRequest, checkRequestForFamily, isBlockStrategy, type BlockModel, type DreamAlg, type GenerationRequest, type SdarRemasking, type Strategy,
 } from './request.js';
 
 /** LLaDA/Dream's published block length (DESIGN §6), when the user names none. */
@@ -84,7 +84,7 @@ export interface DecodingPlan {
   description: string;
 }
 
-const FAMILY_NAME: Record<string, string> = { llada: 'LLaDA', dream: 'Dream', fast_dllm_v2: 'Fast-dLLM v2', sdar: 'SDAR' };
+const FAMILY_NAME: Record<string, string> = { llada: 'LLaDA', dream: 'Dream', fast_dllm_v2: 'Fast-dLLM v2', sdar: 'SDAR', a2d_mdlm: 'A2D MDLM', a2d_bd3lm: 'A2D BD3LM' };
 
 /** A family's name for people ("Fast-dLLM v2"), else its architecture string. */
 export const familyName = (architecture: string): string => FAMILY_NAME[architecture] ?? architecture;
@@ -126,8 +126,9 @@ function familyOf(c: DecodingChoices, model: DecodingModel | undefined): Decodin
     }
     return { architecture: v2.length ? 'fast_dllm_v2' : sdar.length ? 'sdar' : 'llada' };
   }
-  const arch = model.architecture;
-  const name = familyName(arch);
+  const name = familyName(model.architecture);
+  // A2D BD3LM decodes with SDAR's procedure and settings (DESIGN §15).
+  const arch = model.blockSize === undefined ? model.architecture : blockStrategyKindFor(model.architecture);
   if (model.blockSize === undefined) {
     const wrong = [...v2, ...sdar];
     if (wrong.length) throw unsupported(wrong[0], (n) => `${shown(c, wrong[0], n)} applies to block-diffusion models (Fast-dLLM v2 / SDAR); this is a ${name} model`);
@@ -240,11 +241,11 @@ export function checkChoices(choices: DecodingChoices): void {
 
 /** The plan for a family; a block-diffusion family without its block size (checkChoices) checks what it can. */
 function planFor(m: DecodingModel, choices: DecodingChoices): DecodingPlan {
-  const block = m.architecture === 'fast_dllm_v2' || m.architecture === 'sdar';
+  const block = m.blockSize !== undefined || m.architecture === 'fast_dllm_v2' || m.architecture === 'sdar';
   const B = m.blockSize;
   // defaultRecipe gives a family it does not name LLaDA's recipe, as masked diffusion.
   const recipe = !block || B !== undefined ? defaultRecipe({ architecture: m.architecture as ModelInfo['architecture'], blockSize: B }) : undefined;
-  const strategy = block ? blockStrategy(choices, m.architecture as 'fast_dllm_v2' | 'sdar', recipe?.strategy) : maskedStrategy(choices, m.architecture, recipe!.strategy);
+  const strategy = block ? blockStrategy(choices, blockStrategyKindFor(m.architecture), recipe?.strategy) : maskedStrategy(choices, m.architecture, recipe!.strategy);
   const genLength = choices.genLength ?? DEFAULT_GEN_LENGTH;
   const cache: CacheMode = block ? 'none' : choices.cache ?? recipe!.cache;
   const blockLength = block ? B ?? choices.blockLength ?? 0 : choices.blockLength ?? DEFAULT_BLOCK_LENGTH;

@@ -141,7 +141,7 @@ describe('block-diffusion requests', () => {
 
   it('refuses block-diffusion strategies on other models, and bad strategy settings', () => {
     expect(check(llada, { blockLength: 10, steps: 10 })).toThrow(/strategy 'fast_dllm_v2' is a block-diffusion procedure; the llada model is a masked-diffusion model/);
-    expect(check(v2, { strategy: { kind: 'sdar' } })).toThrow(/strategy 'sdar' decodes SDAR models; this is a fast_dllm_v2 model/);
+    expect(check(v2, { strategy: { kind: 'sdar' } })).toThrow(/strategy 'sdar' decodes SDAR and A2D BD3LM models; this is a fast_dllm_v2 model \(use strategy 'fast_dllm_v2'\)/);
     expect(check(v2, { strategy: { kind: 'fast_dllm_v2', subBlockLength: 3 } })).toThrow(/subBlockLength 3 must divide the model's block size 8/);
     expect(check(v2, { strategy: { kind: 'fast_dllm_v2', threshold: 0 } })).toThrow(/threshold must be in \(0, 1\]/);
     expect(check(sdar, { strategy: { kind: 'sdar', stepsPerBlock: 5 } })).toThrow(/stepsPerBlock 5 exceeds the model's block size 4/);
@@ -168,6 +168,19 @@ describe('block-diffusion requests', () => {
       strategy: { kind: 'sdar', stepsPerBlock: 4, remasking: 'low_confidence_dynamic', threshold: 0.85 }, cache: 'none',
     });
     expect(() => defaultRecipe({ architecture: 'sdar' })).toThrow(/needs its blockSize/);
+    // DESIGN §15: A2D BD3LM runs SDAR's procedure at Fast-dLLM's threshold; A2D MDLM takes LLaDA's recipe.
+    expect(defaultRecipe({ architecture: 'a2d_bd3lm', blockSize: 32 })).toMatchObject({
+      strategy: { kind: 'sdar', stepsPerBlock: 32, remasking: 'low_confidence_dynamic', threshold: 0.9 }, cache: 'none',
+      description: 'A2D BD3LM (32 steps per block, low_confidence_dynamic threshold 0.9)',
+    });
+    expect(defaultRecipe({ architecture: 'a2d_mdlm' })).toEqual(defaultRecipe({ architecture: 'llada' }));
+  });
+
+  it('A2D BD3LM takes SDAR\'s strategy and refuses the others, naming the one to use', () => {
+    const a2d = new MockEngine(byPos(() => 1), { architecture: 'a2d_bd3lm', model: { blockSize: 4 } });
+    expect(checkGenerationRequest({ ...base, strategy: { kind: 'sdar' } }, a2d)).toMatchObject({ family: 'block', blockLength: 4, stepsPerBlock: 4 });
+    expect(check(a2d, {})).toThrow(/strategy 'fast_dllm_v2' decodes Fast-dLLM v2 models; this is a a2d_bd3lm model \(use strategy 'sdar'\)/);
+    expect(check(a2d, { strategy: { kind: 'threshold' } })).toThrow(/a2d_bd3lm is a block-diffusion model: use strategy 'sdar'/);
   });
 
   it('a block generation reserves P + cap and its passes see the canvas up to the active block', async () => {

@@ -92,6 +92,18 @@ describe('model loader', () => {
     expect(() => new FolderDirectory([{ path: 'photos/a.jpg', file: new File(['x'], 'a.jpg') }])).toThrow(/no config\.json in photos \(1 files\); pick the folder of a Hugging Face model/);
   });
 
+  it('an A2D folder (DESIGN §15): BD3LM from the folder name, <|mask|> from tokenizer.json, Qwen3 prompts with the empty think block', async () => {
+    const fixture = (name: string) => join(import.meta.dirname, '..', '..', '..', 'test', 'fixtures', 'models', name);
+    const pick = async (name: string) => new FolderDirectory([...(await filesOf(fixture(name)))].map(([f, bytes]) => ({ path: `${name}/${f}`, file: new File([bytes], f) })));
+    const bd3lm = await planModel(await pick('a2d-qwen2-bd3lm-tiny-f32'), opts, () => {});
+    expect(bd3lm.description).toMatchObject({ architecture: 'a2d_bd3lm', blockSize: 8, shiftLogits: false, special: { mask: 291 } });
+    expect(bd3lm.configExtras).toMatchObject({ path: 'a2d-qwen2-bd3lm-tiny-f32' });
+    const mdlm = await planModel(await pick('a2d-qwen3-mdlm-tiny-f32'), opts, () => {});
+    expect(mdlm.description).toMatchObject({ architecture: 'a2d_mdlm', qkNorm: true, special: { mask: 293 } });
+    expect(mdlm.description.blockSize).toBeUndefined();
+    expect(mdlm.tokenizer.applyChatTemplate([{ role: 'user', content: 'hi' }])).toMatch(/<\|im_start\|>assistant\n<think>\n\n<\/think>\n\n$/);
+  });
+
   it('refuses before any weight is fetched: too large for wasm32 (with the bf16 hint when bf16 fits), missing tokenizer, wrong tensors', async () => {
     const files = await filesOf(defaultModelDir);
     const base = JSON.parse(new TextDecoder().decode(files.get('config.json')!));

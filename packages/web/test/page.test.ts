@@ -241,6 +241,8 @@ describe.skipIf(!haveChromium)(`the page in Chromium (${CHROMIUM})`, () => {
   it.each([
     ['fast-dllm-v2-tiny-f32', 'fast_dllm_v2', ['#setting-subBlockLength', '#setting-v2Threshold', '#setting-blockCache']],
     ['sdar-tiny-f32', 'sdar', ['#setting-stepsPerBlock', '#setting-sdarRemasking', '#setting-sdarThreshold']],
+    // dllm's A2D BD3LM (DESIGN §15): SDAR's settings; BD3LM because the folder's name says so.
+    ['a2d-qwen3-bd3lm-tiny-f32', 'a2d_bd3lm', ['#setting-stepsPerBlock', '#setting-sdarRemasking', '#setting-sdarThreshold']],
   ])('a block-diffusion model (%s): its own settings, LLaDA\'s hidden, and it decodes', async (name, arch, fields) => {
     const { page, errors } = await open('?autoload=0', { wait: false });
     try {
@@ -255,7 +257,25 @@ describe.skipIf(!haveChromium)(`the page in Chromium (${CHROMIUM})`, () => {
       await page.fill('#setting-genLength', '24');
       await ask(page, 'hi');
       // The random fixture writes nonsense, but the run completes through the block-diffusion decoder.
-      expect(await page.textContent('#stats')).toMatch(new RegExp(`^step \\d+ · NFE \\d+ · .*${arch === 'sdar' ? 'SDAR' : 'Fast-dLLM v2'} \\(`));
+      expect(await page.textContent('#stats')).toMatch(new RegExp(`^step \\d+ · NFE \\d+ · .*${arch === 'sdar' ? 'SDAR' : arch === 'a2d_bd3lm' ? 'A2D BD3LM' : 'Fast-dLLM v2'} \\(`));
+      expect(errors).toEqual([]);
+    } finally {
+      await page.close();
+    }
+  });
+
+  it('an A2D MDLM folder (DESIGN §15): masked diffusion\'s settings, and it decodes with the LLaDA recipe', async () => {
+    const { page, errors } = await open('?autoload=0', { wait: false });
+    try {
+      await page.setInputFiles('#folder-input', fileURLToPath(new URL('../../../test/fixtures/models/a2d-qwen3-mdlm-tiny-f32', import.meta.url)));
+      await modelSettled(page);
+      expect(await page.locator('#load-text').textContent()).toMatch(/^Ready: a2d-qwen3-mdlm-tiny-f32 · a2d_mdlm · /);
+      for (const f of ['#setting-cache', '#setting-rule', '#setting-blockLength']) expect(await page.locator(f).isVisible(), f).toBe(true);
+      for (const f of ['#setting-stepsPerBlock', '#setting-subBlockLength']) expect(await page.locator(f).isVisible(), f).toBe(false);
+      await page.fill('#setting-genLength', '16');
+      await page.fill('#setting-blockLength', '8');
+      await ask(page, 'hi');
+      expect(await page.textContent('#stats')).toMatch(/^step \d+ · NFE \d+ · /);
       expect(errors).toEqual([]);
     } finally {
       await page.close();

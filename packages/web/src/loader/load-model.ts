@@ -9,7 +9,7 @@
  * Runs in the engine worker (no DOM).
  */
 import {
-  ModelFormatError, SafetensorsArchive, checkTensors, createTokenizer, normaliseConfig, parseShardIndex, tensorNames,
+  ModelFormatError, SafetensorsArchive, chatTemplateVariables, checkTensors, createTokenizer, normaliseConfig, parseShardIndex, tensorNames,
   type ByteSource, type ModelDescription, type TextTokenizer,
 } from '@fast-dllm/model';
 import { WASM32_MAX_BYTES, scratchBytes, sequenceCacheBytes, weightBytes } from '@fast-dllm/engine-wasm/core';
@@ -22,6 +22,8 @@ export interface ModelPlan {
   config: Json;
   generationConfig?: Json;
   tokenizerConfig: Json;
+  /** What normaliseConfig needs besides the JSON files above: an A2D checkpoint's folder name and tokenizer.json (DESIGN §15). */
+  configExtras: { path: string; tokenizerJson?: Json };
   tokenizer: TextTokenizer;
   /** Safetensors files to fetch, in order, with their sizes in bytes. */
   weightFiles: { name: string; bytes: number }[];
@@ -69,7 +71,10 @@ export async function planModel(dir: ModelDirectory, opts: { weightDType: 'f32' 
   const config = (await json(dir, 'config.json', true))!;
   const generationConfig = await json(dir, 'generation_config.json', false);
   const tokenizerConfig = (await json(dir, 'tokenizer_config.json', false)) ?? {};
-  const description = normaliseConfig(config, { file: dir.where('config.json'), generationConfig, tokenizerConfig });
+  // DESIGN §15: an A2D checkpoint's variant comes from its folder name and its <|mask|> from tokenizer.json.
+  const a2d = typeof config.model_type === 'string' && config.model_type.toLowerCase().startsWith('a2d-');
+  const configExtras = { path: dir.label, ...(a2d ? { tokenizerJson: await json(dir, 'tokenizer.json', false) } : {}) };
+  const description = normaliseConfig(config, { file: dir.where('config.json'), generationConfig, tokenizerConfig, ...configExtras });
   progress({ phase: 'reading config', done: 3, total: 4, unit: 'files' });
 
   const index = await json(dir, 'model.safetensors.index.json', false);
@@ -95,7 +100,8 @@ export async function planModel(dir: ModelDirectory, opts: { weightDType: 'f32' 
   } catch (e) {
     throw new ModelFormatError(`tokenizer.json is not valid JSON (${(e as Error).message}); re-download it`, { file: dir.where('tokenizer.json') });
   }
-  const tokenizer = createTokenizer({ tokenizer: tokJson, tokenizerConfig, modelVocabSize: description.vocabSize, dir: dir.label });
+  const templateVariables = chatTemplateVariables(config.model_type);
+  const tokenizer = createTokenizer({ tokenizer: tokJson, tokenizerConfig, modelVocabSize: description.vocabSize, dir: dir.label, ...(templateVariables ? { templateVariables } : {}) });
   progress({ phase: 'reading config', done: 4, total: 4, unit: 'files' });
 
   // Headers only (ranged reads): names, shapes and lengths checked before any weight is fetched.
@@ -125,7 +131,7 @@ export async function planModel(dir: ModelDirectory, opts: { weightDType: 'f32' 
   const summary = (scope?.domain as Json | undefined)?.summary;
   return {
     ...(typeof summary === 'string' && summary.trim() ? { knows: summary.trim() } : {}),
-    description, config, generationConfig, tokenizerConfig, tokenizer, weightFiles,
+    description, config, generationConfig, tokenizerConfig, configExtras, tokenizer, weightFiles,
     fileBytes: weightFiles.reduce((a, f) => a + f.bytes, 0), parameters, engineBytes: weightBytes(description, opts.weightDType),
   };
 }

@@ -65,6 +65,8 @@ export interface ModelCaps {
 
 /** A block-diffusion model: its own settings section, and the LLaDA/Dream ones hidden. */
 export const isBlockModel = (m: ModelCaps | null): boolean => m?.blockSize !== undefined;
+/** SDAR and A2D BD3LM (DESIGN §15) decode with SDAR's procedure and settings. */
+const sdarDecoded = (m: ModelCaps | null): boolean => m?.architecture === 'sdar' || m?.architecture === 'a2d_bd3lm';
 const masked = (m: ModelCaps | null) => !isBlockModel(m);
 
 export type FieldInput =
@@ -139,16 +141,16 @@ export const SECTIONS: readonly SectionSpec[] = [
       },
       {
         key: 'stepsPerBlock', label: 'Steps per block', help: 'SDAR: denoising steps per block, at most the block size (0: the block size)',
-        input: int(0), visible: (_s, m) => m?.architecture === 'sdar', remote: true,
+        input: int(0), visible: (_s, m) => sdarDecoded(m), remote: true,
       },
       {
         key: 'sdarRemasking', label: 'Remasking', help: 'SDAR: dynamic commits every confidence above τ when there are enough, else the schedule\'s most confident; static always the schedule\'s',
         input: { kind: 'select', options: [{ value: 'low_confidence_dynamic', label: 'dynamic' }, { value: 'low_confidence_static', label: 'static' }] },
-        visible: (_s, m) => m?.architecture === 'sdar', remote: true,
+        visible: (_s, m) => sdarDecoded(m), remote: true,
       },
       {
         key: 'sdarThreshold', label: 'τ (>)', help: 'SDAR dynamic rule: positions with confidence above τ',
-        input: { kind: 'number', min: 0, max: 1, step: 0.05, integer: false }, visible: (s, m) => m?.architecture === 'sdar' && s.sdarRemasking === 'low_confidence_dynamic', remote: true,
+        input: { kind: 'number', min: 0, max: 1, step: 0.05, integer: false }, visible: (s, m) => sdarDecoded(m) && s.sdarRemasking === 'low_confidence_dynamic', remote: true,
       },
     ],
   },
@@ -194,7 +196,7 @@ const STAND_IN: ModelCaps = { architecture: 'llada', maxPositions: Number.MAX_SA
 export function choicesOf(s: DecodeSettings, m: ModelCaps | null = null): DecodingChoices {
   const common = { genLength: s.genLength, temperature: s.temperature, seed: s.seed };
   if (m?.architecture === 'fast_dllm_v2') return { ...common, subBlockLength: s.subBlockLength, threshold: s.v2Threshold, blockCache: s.blockCache };
-  if (m?.architecture === 'sdar') {
+  if (sdarDecoded(m)) {
     const dynamic = s.sdarRemasking === 'low_confidence_dynamic';
     return { ...common, ...(s.stepsPerBlock > 0 ? { stepsPerBlock: s.stepsPerBlock } : {}), remasking: s.sdarRemasking, ...(dynamic ? { threshold: s.sdarThreshold } : {}) };
   }

@@ -71,7 +71,7 @@ async function load(source: ModelSource, options: LoadOptions): Promise<void> {
   const plan = await planModel(dir, options, progress);
   const blobs = await fetchWeights(dir, plan, progress);
   const engine = await createBrowserWasmEngine(
-    { config: plan.config, generationConfig: plan.generationConfig, tokenizerConfig: plan.tokenizerConfig, weights: countingSources(blobs, progress) },
+    { config: plan.config, generationConfig: plan.generationConfig, tokenizerConfig: plan.tokenizerConfig, ...plan.configExtras, weights: countingSources(blobs, progress) },
     { threads: options.threads, weightDType: options.weightDType, buildUrl: options.wasmUrl, workerUrl: options.kernelWorkerUrl },
   );
   const d = plan.description;
