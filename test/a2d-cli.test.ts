@@ -101,7 +101,7 @@ describe('fast-dllm generate on A2D directories: the recipe, tokens equal to the
     expect(JSON.parse(ok.stdout).settings.strategy).toMatchObject({ kind: 'sdar', stepsPerBlock: 2, remasking: 'low_confidence_static' });
     const bad = await run(['generate', '--model', model('a2d-qwen3-bd3lm-tiny-f32'), '--engine', 'reference', '--prompt-ids', '1,2,3', '--cache', 'dual']);
     expect(bad.code).toBe(2);
-    expect(bad.stderr).toMatch(/this A2D BD3LM model decodes block by block \(--steps-per-block/);
+    expect(bad.stderr).toMatch(/this A2D BD3LM model decodes block by block \(its settings: --steps-per-block/);
   });
 
   it('--prompt goes through the Qwen3 chat template with its empty think block', async () => {
@@ -156,7 +156,7 @@ describe('fast-dllm serve on an A2D directory', () => {
         body: JSON.stringify({ model: 'a2d-qwen2-bd3lm-tiny-f32', messages: [{ role: 'user', content: 'hi' }], max_tokens: 16, sub_block_length: 4 }),
       });
       expect(refused.status).toBe(400);
-      expect(JSON.stringify(await refused.json())).toMatch(/sub_block_length is a Fast-dLLM v2 setting; this model is a a2d_bd3lm model/);
+      expect(JSON.stringify(await refused.json())).toMatch(/"message":"sub_block_length applies to Fast-dLLM v2 models; this is a A2D BD3LM model".*"param":"sub_block_length"/);
     } finally {
       clearTimeout(killer);
       child.kill('SIGTERM');

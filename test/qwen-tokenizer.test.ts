@@ -172,6 +172,9 @@ describe('the committed-text stream over split multi-byte characters (DESIGN §9
       expect(paged, `page, seed ${seed}`).toBe(final);
       expect(page.text).toBe(final);
     }
+  });
+});
+
 /**
  * DESIGN §15: dllm-hub/Qwen3-0.6B-diffusion-bd3lm-v0.1 laid out as its name and files are: Qwen3-0.6B's config with
  * model_type a2d-qwen3 (no mask_token_id), Qwen3's tokenizer with "<|mask|>" appended at 151669 in tokenizer.json

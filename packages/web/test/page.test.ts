@@ -250,9 +250,11 @@ describe.skipIf(!haveChromium)(`the page in Chromium (${CHROMIUM})`, () => {
       await modelSettled(page);
       expect(await page.locator('#load-text').textContent()).toMatch(new RegExp(`^Ready: ${name} · ${arch} · `));
       for (const f of fields) expect(await page.locator(f).isVisible(), f).toBe(true);
-      // The family's recipe (the scheduler's): v2 sub-blocks of 8 at τ 0.9; SDAR B steps (0), dynamic, τ 0.85.
-      expect(await page.inputValue(fields[0]), fields[0]).toBe(arch === 'sdar' ? '0' : '8');
-      expect(await page.inputValue(arch === 'sdar' ? '#setting-sdarThreshold' : '#setting-v2Threshold')).toBe(arch === 'sdar' ? '0.85' : '0.9');
+      // The family's recipe (the scheduler's): v2 sub-blocks of 8 at τ 0.9; SDAR B steps (0), dynamic, τ 0.85; A2D
+      // BD3LM SDAR's procedure at Fast-dLLM's τ 0.9 (DESIGN §15).
+      const sdarLike = arch !== 'fast_dllm_v2';
+      expect(await page.inputValue(fields[0]), fields[0]).toBe(sdarLike ? '0' : '8');
+      expect(await page.inputValue(sdarLike ? '#setting-sdarThreshold' : '#setting-v2Threshold')).toBe(arch === 'sdar' ? '0.85' : '0.9');
       for (const f of ['#setting-cache', '#setting-rule', '#setting-blockLength', '#setting-earlyStop']) expect(await page.locator(f).isVisible(), f).toBe(false);
       await page.fill('#setting-genLength', '24');
       await ask(page, 'hi');
