@@ -102,9 +102,9 @@ const day = results.date.slice(0, 10);
 writeFileSync(`bench/results/large-wasm-${day}.json`, JSON.stringify(results, null, 1) + '\n');
 const lines = [
   `# Models over 4 GiB on the WASM engine, int8, ${THREADS} threads (${day})`, '',
-  `Machine: ${cpu}, ${results.machine.cores} cores, ${results.machine.memGiB} GiB, Node ${process.version}; load average at the end ${results.machine.load.map((x) => x.toFixed(2)).join(' ')}.`,
+  `Machine: ${cpu}, ${results.machine.cores} cores, ${results.machine.memGiB} GiB, Node ${process.version}; load average at the start ${results.machine.load.map((x) => x.toFixed(2)).join(' ')}.`,
   'Random weights synthesized in memory, int8 at load; canvas 32 + 128; full forward = 160 rows; DualCache step = 32 rows against the cache.', '',
-  '| model | parameters | active per token | int8 weights | wasm memories | load | full forward (ms) | DualCache step (ms) |',
+  '| model | parameters | read per token | int8 weights | wasm memories | load | full forward (ms) | DualCache step (ms) |',
   '|---|---|---|---|---|---|---|---|',
   ...results.rows.map((r) => `| ${r.model} | ${(r.parameters / 1e9).toFixed(2)} B | ${(r.activeParameters / 1e9).toFixed(2)} B | ${gib(r.weightBytesInt8)} GiB | ${r.memories} (${r.linearGiB} GiB) | ${r.loadSeconds} s | ${r.fullForwardMs.join(', ')} | ${r.dualStepMs.join(', ')} |`),
   '', results.moeDualSpeedup ? `The MoE shape's DualCache step is ${results.moeDualSpeedup}× faster than the dense 8B's (medians).` : '', '',

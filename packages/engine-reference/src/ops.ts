@@ -3,7 +3,7 @@
  * kernels with these on random inputs, so every function states its shapes and never mutates its inputs.
  */
 
-import type { Int8Matrix } from '@fast-dllm/model';
+import { routeRows, type Int8Matrix } from '@fast-dllm/model';
 import { isInt8, referenceInt8Matmul } from './quant.js';
 
 export type FloatArray = Float32Array | Float64Array;
@@ -155,32 +155,8 @@ export interface MoeWeights {
  */
 export function referenceRoute(x: FloatArray, w: MoeWeights, n: number, d: number): { experts: Int32Array; weights: Float64Array } {
   const E = w.experts.length;
-  const k = w.topK;
   const logits = referenceMatmul(x, w.router, n, d, E); // (n, E)
-  const experts = new Int32Array(n * k); // (n, k)
-  const weights = new Float64Array(n * k); // (n, k)
-  const p = new Float64Array(E); // (E) one row's scores
-  for (let i = 0; i < n; i++) {
-    let max = -Infinity;
-    for (let e = 0; e < E; e++) max = Math.max(max, logits[i * E + e]);
-    let sum = 0;
-    for (let e = 0; e < E; e++) sum += (p[e] = Math.exp(logits[i * E + e] - max));
-    for (let e = 0; e < E; e++) p[e] = p[e] / sum + (w.expertBias ? w.expertBias[e] : 0);
-    const chosen: number[] = [];
-    for (let r = 0; r < k; r++) {
-      let best = -1;
-      for (let e = 0; e < E; e++) if (!chosen.includes(e) && (best < 0 || p[e] > p[best])) best = e; // strict >: ties to the lower id
-      chosen.push(best);
-    }
-    chosen.sort((a, b) => a - b);
-    let total = 0;
-    for (const e of chosen) total += p[e];
-    chosen.forEach((e, r) => {
-      experts[i * k + r] = e;
-      weights[i * k + r] = w.normTopK ? p[e] / total : p[e];
-    });
-  }
-  return { experts, weights };
+  return routeRows(logits, n, E, w.topK, w.expertBias ?? null, w.normTopK);
 }
 
 /**

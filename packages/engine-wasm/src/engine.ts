@@ -30,7 +30,7 @@ import {
   type Engine, type EngineCapabilities, type ForwardRequest, type ForwardResult, type ModelInfo, type PassLayout,
   type SequenceHandle,
 } from '@fast-dllm/engine-contract';
-import { isMoeLayer, missingLayerFeatures, schedulerModelInfo, type ModelDescription, type ModelTensorNames, type SwigluTensorNames } from '@fast-dllm/model';
+import { isMoeLayer, missingLayerFeatures, routeRows, schedulerModelInfo, type ModelDescription, type ModelTensorNames, type SwigluTensorNames } from '@fast-dllm/model';
 import { ATTENTION_SCORE_ROWS, WASM32_MAX_BYTES, int8ScratchBytes, packedBytes, type PackedWeight, type Region, type WasmKernels, type WeightDType } from './kernels.js';
 
 /** Reads one tensor as f32, whatever its stored dtype (the archive of @fast-dllm/model does). */
@@ -570,24 +570,8 @@ export class WasmEngine implements Engine {
     const E = moe.numExperts;
     const k = moe.topK;
     K.matmul({ ptr: ws.h.ptr, length: n * d }, w.router, null, { ptr: ws.router.ptr, length: n * E }, n);
-    const logits = K.f32(ws.router); // (n, E)
-    const chosen = new Int32Array(n * k); // (n, k) ascending expert ids
-    const weight = new Float64Array(n * k); // (n, k)
-    const p = new Float64Array(E); // (E) one row's scores
-    for (let i = 0; i < n; i++) {
-      let max = -Infinity;
-      for (let e = 0; e < E; e++) max = Math.max(max, logits[i * E + e]);
-      let sum = 0;
-      for (let e = 0; e < E; e++) sum += (p[e] = Math.exp(logits[i * E + e] - max));
-      for (let e = 0; e < E; e++) p[e] = p[e] / sum + (w.bias ? w.bias[e] : 0);
-      const picked = topK(p, k);
-      let total = 0;
-      for (const e of picked) total += p[e];
-      picked.forEach((e, r) => {
-        chosen[i * k + r] = e;
-        weight[i * k + r] = moe.normTopK ? p[e] / total : p[e];
-      });
-    }
+    // Routing on the host, in float64 (one rule for every engine: @fast-dllm/model's routeRows).
+    const { experts: chosen, weights: weight } = routeRows(K.f32(ws.router), n, E, k, w.bias, moe.normTopK);
     K.f32(ws.tmp).fill(0, 0, n * d); // (n, d) the mixture's output, summed in f32
     const members = new Int32Array(n); // slots (row·k + rank) routed to the current expert
     for (let e = 0; e < E; e++) {
@@ -671,17 +655,6 @@ async function packLinear(K: WasmKernels, read: TensorReader, name: string, out:
   const data = await read(name);
   if (data.length !== out * inDim) throw new Error(`wasm engine: tensor ${name} has ${data.length} values; expected ${out}×${inDim}`);
   return K.allocWeight(data, out, inDim, dtype);
-}
-
-/** The k largest of p, ties to the lower index, returned in ascending index order. */
-function topK(p: Float64Array, k: number): number[] {
-  const picked: number[] = [];
-  for (let r = 0; r < k; r++) {
-    let best = -1;
-    for (let e = 0; e < p.length; e++) if (!picked.includes(e) && (best < 0 || p[e] > p[best])) best = e;
-    picked.push(best);
-  }
-  return picked.sort((a, b) => a - b);
 }
 
 function addInto(x: Float32Array, y: Float32Array, count: number): void {

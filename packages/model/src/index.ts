@@ -7,3 +7,4 @@ export * from './safetensors.js';
 export * from './config.js';
 export * from './load.js';
 export * from './tokenizer.js';
+export * from './moe.js';
