@@ -17,11 +17,12 @@
 //   BD3LM  block end   extend [64, 96)   writes the block's K/V
 // and writes bench/results/a2d-wasm-<date>.json and .md with the machine and its load.
 import { execFileSync } from 'node:child_process';
-import { closeSync, ftruncateSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, symlinkSync, writeFileSync, writeSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
 import { createWasmEngine, wasmProvider } from '@fast-dllm/engine-wasm';
 import { readModelConfig } from '@fast-dllm/model';
+import { writeRandomSafetensors } from '../lib/random-safetensors.mjs';
 
 const arg = (name, fallback) => {
   const i = process.argv.indexOf(name);
@@ -73,50 +74,9 @@ function writeSmallFiles(dir, shape) {
   }));
 }
 
-/** model.safetensors (bf16): random values from a seeded LCG written in chunks, or (sparse) the header and a hole. */
+/** model.safetensors (bf16): random values, or (sparse) the header and a hole. */
 function writeWeights(path, config, sparse) {
-  const list = tensors(config);
-  const header = { __metadata__: { format: 'pt' } };
-  let offset = 0;
-  for (const [name, shape] of list) {
-    const bytes = 2 * shape.reduce((a, b) => a * b, 1);
-    header[name] = { dtype: 'BF16', shape, data_offsets: [offset, offset + bytes] };
-    offset += bytes;
-  }
-  let h = Buffer.from(JSON.stringify(header));
-  h = Buffer.concat([h, Buffer.alloc((8 - (h.length % 8)) % 8, 0x20)]);
-  const fd = openSync(path, 'w');
-  const len = Buffer.alloc(8);
-  len.writeBigUInt64LE(BigInt(h.length));
-  writeSync(fd, len);
-  writeSync(fd, h);
-  if (sparse) {
-    ftruncateSync(fd, 8 + h.length + offset);
-    closeSync(fd);
-    return offset;
-  }
-  const CHUNK = 1 << 22;
-  const bits = new Uint16Array(CHUNK); // (CHUNK,) bf16
-  const f = new Float32Array(1);
-  const u = new Uint32Array(f.buffer);
-  let s = 12345;
-  for (const [, shape, kind] of list) {
-    const n = shape.reduce((a, b) => a * b, 1);
-    const amp = kind === 'embed' ? 0.05 : kind === 'lin' ? Math.sqrt(3 / shape[1]) : 0; // uniform(-amp, amp)
-    for (let done = 0; done < n; done += CHUNK) {
-      const m = Math.min(CHUNK, n - done);
-      for (let i = 0; i < m; i++) {
-        if (kind === 'one') { bits[i] = 0x3f80; continue; }
-        if (kind === 'zero') { bits[i] = 0; continue; }
-        s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-        f[0] = (s / 2 ** 32 - 0.5) * 2 * amp;
-        bits[i] = u[0] >>> 16;
-      }
-      writeSync(fd, new Uint8Array(bits.buffer, 0, 2 * m));
-    }
-  }
-  closeSync(fd);
-  return offset;
+  return writeRandomSafetensors(path, tensors(config), { sparse });
 }
 
 /** `<root>/<name>-diffusion-mdlm` and `-bd3lm` sharing one model.safetensors. */

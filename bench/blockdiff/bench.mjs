@@ -10,11 +10,12 @@
 //   block end       extend  [64, 96)  writes the block's K/V; row 95 predicts position 96
 // Reports the linear memory the engine holds (wasm32 addresses 4 GiB) and writes
 // bench/results/blockdiff-wasm-<date>.json and .md. The temporary directory is removed unless --keep DIR names one.
-import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
 import { createWasmEngine, sequenceCacheBytes, weightBytes } from '@fast-dllm/engine-wasm';
 import { readModelConfig } from '@fast-dllm/model';
+import { writeRandomSafetensors } from '../lib/random-safetensors.mjs';
 
 const arg = (name, fallback) => {
   const i = process.argv.indexOf(name);
@@ -55,43 +56,7 @@ function tensors(c) {
 function writeRandomModel(dir) {
   writeFileSync(join(dir, 'config.json'), JSON.stringify(CONFIG, null, 2));
   writeFileSync(join(dir, 'generation_config.json'), JSON.stringify({ bos_token_id: 151643, eos_token_id: [151645, 151643] }));
-  const list = tensors(CONFIG);
-  const header = { __metadata__: { format: 'pt' } };
-  let offset = 0;
-  for (const [name, shape] of list) {
-    const bytes = 2 * shape.reduce((a, b) => a * b, 1);
-    header[name] = { dtype: 'BF16', shape, data_offsets: [offset, offset + bytes] };
-    offset += bytes;
-  }
-  let h = Buffer.from(JSON.stringify(header));
-  h = Buffer.concat([h, Buffer.alloc((8 - (h.length % 8)) % 8, 0x20)]);
-  const fd = openSync(join(dir, 'model.safetensors'), 'w');
-  const len = Buffer.alloc(8);
-  len.writeBigUInt64LE(BigInt(h.length));
-  writeSync(fd, len);
-  writeSync(fd, h);
-  const CHUNK = 1 << 22;
-  const bits = new Uint16Array(CHUNK); // (CHUNK,) bf16
-  const f = new Float32Array(1);
-  const u = new Uint32Array(f.buffer);
-  let s = 12345;
-  for (const [, shape, kind] of list) {
-    const n = shape.reduce((a, b) => a * b, 1);
-    const amp = kind === 'embed' ? 0.05 : kind === 'lin' ? Math.sqrt(3 / shape[1]) : 0; // uniform(-amp, amp)
-    for (let done = 0; done < n; done += CHUNK) {
-      const m = Math.min(CHUNK, n - done);
-      for (let i = 0; i < m; i++) {
-        if (kind === 'one') { bits[i] = 0x3f80; continue; }
-        if (kind === 'zero') { bits[i] = 0; continue; }
-        s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-        f[0] = (s / 2 ** 32 - 0.5) * 2 * amp;
-        bits[i] = u[0] >>> 16;
-      }
-      writeSync(fd, new Uint8Array(bits.buffer, 0, 2 * m));
-    }
-  }
-  closeSync(fd);
-  return offset;
+  return writeRandomSafetensors(join(dir, 'model.safetensors'), tensors(CONFIG));
 }
 
 /** The upper median (of two runs: the slower one). */
