@@ -10,25 +10,15 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
+import { BIN, runCli } from '../packages/cli/test/run.js';
 
-const BIN = fileURLToPath(new URL('../packages/cli/bin/fast-dllm.js', import.meta.url));
 const model = (name: string) => fileURLToPath(new URL(`./fixtures/models/${name}`, import.meta.url));
 const golden = (name: string) => JSON.parse(readFileSync(fileURLToPath(new URL(`./fixtures/golden/scheduler/${name}.json`, import.meta.url)), 'utf8')) as {
   cases: { prompt: number[]; genLength: number; blockLength?: number; steps?: number; strategy: Record<string, unknown>; cache?: string; tokens: number[]; nfe: number; minGap: number }[];
 };
 
-function run(args: string[], env: Record<string, string> = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], { env: { ...process.env, ...env }, stdio: ['pipe', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-    child.stdin.end('');
-  });
-}
+/** The CLI binary (the CLI package's own test helper), with extra environment variables. */
+const run = (args: string[], env: Record<string, string> = {}) => runCli(args, { env });
 
 /** The f32 decision margin under which a golden run may legitimately differ (the conformance harness's delta). */
 const DELTA = 1e-5;

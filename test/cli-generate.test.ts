@@ -1,23 +1,12 @@
 /** The real `fast-dllm` binary on the fixture models, against the reference engine. */
-import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
+import { runCli } from '../packages/cli/test/run.js';
 
-const BIN = fileURLToPath(new URL('../packages/cli/bin/fast-dllm.js', import.meta.url));
 const model = (name: string) => fileURLToPath(new URL(`./fixtures/models/${name}`, import.meta.url));
 
-function run(args: string[], input = ''): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-    child.stdin.end(input);
-  });
-}
+/** The CLI binary (the CLI package's own test helper), with text on stdin. */
+const run = (args: string[], input = '') => runCli(args, { input });
 
 const small = ['--engine', 'reference', '--gen-length', '16', '--block-length', '8'];
 
