@@ -8,7 +8,7 @@
  * DecodeSettings and in choicesOf.
  */
 import {
-  DEFAULT_BLOCK_LENGTH, DEFAULT_GEN_LENGTH, DEFAULT_SUB_BLOCK, DEFAULT_THRESHOLD, SDAR_THRESHOLD, SchedulerConfigError, requestOf, resolveDecoding,
+  DEFAULT_BLOCK_LENGTH, DEFAULT_GEN_LENGTH, DEFAULT_SUB_BLOCK, DEFAULT_THRESHOLD, SDAR_THRESHOLD, SchedulerConfigError, blockStrategyKindFor, requestOf, resolveDecoding,
   type DecodingChoices, type DecodingPlan, type FieldNames, type GenerationRequest,
 } from '@fast-dllm/scheduler';
 
@@ -66,7 +66,8 @@ export interface ModelCaps {
 /** A block-diffusion model: its own settings section, and the LLaDA/Dream ones hidden. */
 export const isBlockModel = (m: ModelCaps | null): boolean => m?.blockSize !== undefined;
 /** SDAR and A2D BD3LM (DESIGN §15) decode with SDAR's procedure and settings. */
-const sdarDecoded = (m: ModelCaps | null): boolean => m?.architecture === 'sdar' || m?.architecture === 'a2d_bd3lm';
+/** Block-diffusion models that decode with SDAR's procedure and settings (SDAR, A2D BD3LM): the scheduler's mapping. */
+const sdarDecoded = (m: ModelCaps | null): boolean => m?.blockSize !== undefined && blockStrategyKindFor(m.architecture) === 'sdar';
 const masked = (m: ModelCaps | null) => !isBlockModel(m);
 
 export type FieldInput =
