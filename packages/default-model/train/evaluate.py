@@ -13,7 +13,8 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 import torch  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
+if HERE not in sys.path:  # a script run has it first already; chain-model puts its own task first
+    sys.path.append(HERE)
 import task  # noqa: E402
 import tokenizer as tok  # noqa: E402
 from decode import generate  # noqa: E402

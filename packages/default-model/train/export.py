@@ -4,7 +4,8 @@ import sys
 
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+if os.path.dirname(os.path.abspath(__file__)) not in sys.path:
+    sys.path.append(os.path.dirname(os.path.abspath(__file__)))
 import task  # noqa: E402
 import tokenizer as tok  # noqa: E402
 from checkpoint import write_model_dir  # noqa: E402
@@ -55,7 +56,7 @@ def export(model, out_dir, extra=None, log_path=None):
         "tokenizer_config.json": tok.tokenizer_config(),
         "fast_dllm.json": task.model_scope(),
         "generation_config.json": {"bos_token_id": tok.BOS, "eos_token_id": [tok.EOS, tok.EOT], "pad_token_id": tok.EOS,
-                                   "mask_token_id": tok.MASK, "gen_length": 128, "block_length": 32, "steps": 128},
+                                   "mask_token_id": tok.MASK, "gen_length": task.GEN, "block_length": task.BLOCK, "steps": task.GEN},
     }, extra, log_path or os.path.join(os.path.dirname(os.path.abspath(__file__)), "log.tsv"))
 
 

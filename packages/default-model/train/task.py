@@ -7,6 +7,12 @@ import random
 import re
 
 LO, HI = 10, 99  # both operands are two-digit numbers
+GEN = 128  # eval generation length
+BLOCK = 32
+# Canvas length per training batch and its probability. LLaDA-Instruct pads each mini-batch with EOS to a common
+# length; here that length is drawn so every position up to GEN is trained to be EOS after the answer (<= 26
+# tokens with <|eot_id|>), while most compute goes to the answer rather than to padding (~1.8x fewer tokens/step).
+CANVAS = [(32, 0.4), (64, 0.3), (GEN, 0.3)]
 
 
 def model_scope():

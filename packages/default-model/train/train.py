@@ -19,7 +19,8 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
+if HERE not in sys.path:  # a script run has it first already; chain-model puts its own task first
+    sys.path.append(HERE)
 import task  # noqa: E402
 import tokenizer as tok  # noqa: E402
 from decode import generate  # noqa: E402
@@ -27,12 +28,9 @@ from export import export  # noqa: E402
 from loop import LossLog, optimizer_step, set_lr  # noqa: E402
 from model import LLaDA  # noqa: E402
 
-GEN = 128  # eval generation length
-BLOCK = 32
-# Canvas length per training batch and its probability. LLaDA-Instruct pads each mini-batch with EOS to a common
-# length; here that length is drawn so every position up to GEN is trained to be EOS after the answer (<= 26
-# tokens with <|eot_id|>), while most compute goes to the answer rather than to padding (~1.8x fewer tokens/step).
-CANVAS = [(32, 0.4), (64, 0.3), (GEN, 0.3)]
+# The task module sets the eval generation length, block and training canvas lengths (packages/chain-model trains
+# with this loop and its own task.py and tokenizer.py, found first on sys.path).
+GEN, BLOCK, CANVAS = task.GEN, task.BLOCK, task.CANVAS
 
 
 def encode_pair(a, b, gen=GEN):
@@ -65,7 +63,8 @@ def eval_exact(model, items, device):
     return ok / len(items)
 
 
-def main():
+def main(home=HERE):
+    """`home`: the train/ folder whose out/, ../model and log.tsv are the defaults."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--minutes", type=float, default=75.0, help="training wall-clock budget")
@@ -79,10 +78,10 @@ def main():
     ap.add_argument("--eval-n", type=int, default=50)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--device", default="cpu", help="cpu, or cuda on a GPU machine (batches are drawn on the CPU either way)")
-    ap.add_argument("--out", default=os.path.join(HERE, "out"))
-    ap.add_argument("--model-dir", default=os.path.join(HERE, "..", "model"))
+    ap.add_argument("--out", default=os.path.join(home, "out"))
+    ap.add_argument("--model-dir", default=os.path.join(home, "..", "model"))
     ap.add_argument("--resume", action="store_true")
-    ap.add_argument("--log", default=os.path.join(HERE, "log.tsv"), help="loss / exact-match log (shipped with the export)")
+    ap.add_argument("--log", default=os.path.join(home, "log.tsv"), help="loss / exact-match log (shipped with the export)")
     a = ap.parse_args()
 
     torch.set_num_threads(a.threads)
