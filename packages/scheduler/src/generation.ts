@@ -155,7 +155,7 @@ export class Generation {
     const rec: StepRecord = { block: plan.block, step: plan.step, mode: plan.mode, positions: out.positions, tokens: out.tokens, nfe: this.nfe };
     this.records.push(rec);
     const events: GenerationEvent[] = [{ type: 'step', ...rec }];
-    if (out.blockDone) events.push({ type: 'block', block: out.blockDone.index, start: out.blockDone.start, end: out.blockDone.end, nfe: this.nfe });
+    for (const b of out.blocksDone) events.push({ type: 'block', block: b.index, start: b.start, end: b.end, nfe: this.nfe });
     if (out.done) {
       this.stoppedEarly = out.stoppedEarly;
       this.finished = this.finish();

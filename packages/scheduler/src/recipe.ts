@@ -8,6 +8,7 @@
 import type { ModelInfo } from '@fast-dllm/engine-contract';
 import type { CacheMode } from './plan.js';
 import { subBlockLengthFor, type Strategy } from './request.js';
+import { DEFAULT_ENTROPY_BOUND } from './select.js';
 
 export interface Recipe {
   strategy: Strategy;
@@ -60,6 +61,7 @@ export function describeDecoding(strategy: Strategy, cache: CacheMode): string {
     case 'fixed': return `${c}, fixed schedule${strategy.remasking === 'random' ? ' (random remasking)' : ''}`;
     case 'threshold': return `${c}, threshold ${strategy.threshold ?? DEFAULT_THRESHOLD}`;
     case 'factor': return `${c}, factor ${strategy.factor ?? 1}`;
+    case 'entropy_bound': return `${c}, EB-Sampler entropy bound ${strategy.gamma ?? DEFAULT_ENTROPY_BOUND}`;
     case 'dream': return `${c}, Dream ${strategy.alg}${strategy.threshold !== undefined ? ` threshold ${strategy.threshold}` : ' schedule'}`;
     case 'fast_dllm_v2':
       return `sub-blocks of ${strategy.subBlockLength ?? 'the default'}, threshold ${strategy.threshold ?? DEFAULT_THRESHOLD}, ` +

@@ -7,6 +7,7 @@ import { ENGINE_CONTRACT_VERSION, type EngineCapabilities, type ForwardMode, typ
 import { SchedulerConfigError, type ChoiceField, type ChoiceProblem } from './errors.js';
 import type { CacheMode } from './plan.js';
 import { normaliseSeed } from '@fast-dllm/engine-contract';
+import { DEFAULT_ENTROPY_BOUND } from './select.js';
 
 export type DreamAlg = 'entropy' | 'topk_margin' | 'maskgit_plus' | 'origin';
 
@@ -27,6 +28,11 @@ export type Strategy =
    * and `origin` take no threshold.
    */
   | { kind: 'dream'; alg: DreamAlg; threshold?: number }
+  /**
+   * EB-Sampler (DESIGN §16): each step commits the lowest-entropy masked positions of the block while their entropy
+   * sum minus the largest stays <= gamma (default 0.1 nats), and always one. Needs the engine's entropy report.
+   */
+  | { kind: 'entropy_bound'; gamma?: number }
   /**
    * Fast-dLLM v2's block decoding (DESIGN §8), for `fast_dllm_v2` models: sub-blocks of `subBlockLength` (default
    * 8, or the block size when 8 does not divide it) decoded left to right; each step commits every masked sub-block
@@ -91,6 +97,18 @@ export interface GenerationRequest {
    * Off by default. Block-diffusion models always stop at a stop token (DESIGN §8); this option is refused there.
    */
   earlyStop?: boolean;
+  /**
+   * Masked diffusion (DESIGN §16, suffix window): a pass sees the canvas only up to this many positions past the
+   * current block's end; the masks beyond are neither computed nor attended to until their turn comes. Absent: the
+   * whole canvas. 0: the prompt, the decoded answer and the block.
+   */
+  suffixWindow?: number;
+  /**
+   * Masked diffusion (DESIGN §16, Prophet's early commit): at each full forward, when the mean top-1/top-2
+   * log-probability gap over every masked position the pass sees reaches the schedule's gap for the answer's
+   * progress, all of them are committed at once. Needs the engine's top-2 report.
+   */
+  earlyCommit?: boolean;
 }
 
 /** A request with its defaults filled in. */
@@ -107,6 +125,10 @@ export interface ResolvedRequest {
   /** Fast-dLLM v2: the sub-block length b. */
   subBlockLength?: number;
   refreshEvery?: number;
+  /** Masked diffusion: positions a pass sees past the current block's end (absent: the whole canvas). */
+  suffixWindow?: number;
+  /** Masked diffusion: Prophet's early commit at full forwards. */
+  earlyCommit: boolean;
   /** Longest canvas the generation will use (prompt + genLength): what its sequence reserves. */
   maxLength: number;
 }
@@ -186,7 +208,19 @@ function resolveMasked(req: GenerationRequest, gen: number, temperature: number,
       throw bad('refreshEvery', (n) => `${n('refreshEvery')} needs a ${n('cache')} mode (prefix or dual); without a cache every step is already a full forward`);
     }
   }
-  return { family: 'masked', cache, temperature, seed, blockLength: bl, stepsPerBlock: steps / numBlocks, refreshEvery, maxLength };
+  let suffixWindow: number | undefined;
+  if (req.suffixWindow !== undefined) {
+    const w = req.suffixWindow;
+    if (typeof w !== 'number' || !Number.isInteger(w) || w < 0) throw bad('suffixWindow', (n) => `${n('suffixWindow')} must be an integer >= 0; got ${String(w)}`);
+    suffixWindow = w;
+  }
+  if (req.earlyCommit !== undefined && typeof req.earlyCommit !== 'boolean') {
+    throw bad('earlyCommit', (n) => `${n('earlyCommit')} must be true or false; got ${String(req.earlyCommit)}`);
+  }
+  return {
+    family: 'masked', cache, temperature, seed, blockLength: bl, stepsPerBlock: steps / numBlocks, refreshEvery,
+    ...(suffixWindow !== undefined ? { suffixWindow } : {}), earlyCommit: req.earlyCommit === true, maxLength,
+  };
 }
 
 /** Block diffusion (DESIGN §8): the masked-diffusion options are refused by name; B comes from the model. */
@@ -204,13 +238,17 @@ function resolveBlock(
   }
   if (req.refreshEvery !== undefined) throw bad('refreshEvery', (n) => `${n('refreshEvery')} is a masked-diffusion (LLaDA/Dream) option; ${who} never refreshes its exact cache: drop it`, 'unsupported');
   if (req.earlyStop) throw bad('earlyStop', (n) => `${n('earlyStop')} is a masked-diffusion (LLaDA/Dream) option; ${who} always stops at a stop token: drop it`, 'unsupported');
+  if (req.suffixWindow !== undefined) {
+    throw bad('suffixWindow', (n) => `${n('suffixWindow')} is a masked-diffusion (LLaDA/Dream) option; ${who} never computes the blocks after its own: drop it`, 'unsupported');
+  }
+  if (req.earlyCommit) throw bad('earlyCommit', (n) => `${n('earlyCommit')} is a masked-diffusion (LLaDA/Dream) option; ${who} commits block by block: drop it`, 'unsupported');
   if (req.blockLength !== undefined) positiveInt('blockLength', req.blockLength);
   const B = model?.blockSize;
   if (B !== undefined && req.blockLength !== undefined && req.blockLength !== B) {
     throw bad('blockLength', (n) => `${n('blockLength')} ${req.blockLength} differs from the ${model!.architecture} model's block size ${B} ` +
       `(block-diffusion models decode in the blocks they were trained with); drop ${n('blockLength')}`);
   }
-  const base = { family: 'block' as const, cache: 'none' as const, temperature, seed, blockLength: B ?? req.blockLength ?? 0, maxLength };
+  const base = { family: 'block' as const, cache: 'none' as const, temperature, seed, blockLength: B ?? req.blockLength ?? 0, earlyCommit: false, maxLength };
   if (s.kind === 'fast_dllm_v2') {
     if (B === undefined) return { ...base, stepsPerBlock: 0, ...(s.subBlockLength !== undefined ? { subBlockLength: s.subBlockLength } : {}) };
     const b = subBlockLengthFor(s, B);
@@ -252,6 +290,11 @@ function checkStrategy(s: Strategy): void {
         checkTau(s.threshold);
       }
       return;
+    case 'entropy_bound': {
+      const g = s.gamma ?? DEFAULT_ENTROPY_BOUND;
+      if (typeof g !== 'number' || !Number.isFinite(g) || g < 0) throw bad('entropyBound', (n) => `${n('entropyBound')} must be a finite number >= 0 (nats); got ${String(g)}`);
+      return;
+    }
     case 'fast_dllm_v2':
       if (s.subBlockLength !== undefined) positiveInt('subBlockLength', s.subBlockLength);
       // tau = 1: no confidence is > 1, so one token per step (DESIGN §8).
@@ -271,7 +314,7 @@ function checkStrategy(s: Strategy): void {
       }
       return;
     default:
-      throw bad('rule', () => `unknown strategy ${JSON.stringify(s)} (fixed | threshold | factor | dream | fast_dllm_v2 | sdar)`);
+      throw bad('rule', () => `unknown strategy ${JSON.stringify(s)} (fixed | threshold | factor | dream | entropy_bound | fast_dllm_v2 | sdar)`);
   }
 }
 
@@ -288,7 +331,7 @@ function checkFamily(s: Strategy, model: BlockModel): void {
   if (isBlockStrategy(s)) {
     if (!block) {
       throw bad('rule', () => `strategy '${s.kind}' is a block-diffusion procedure; the ${model.architecture} model is a masked-diffusion model ` +
-        '(use fixed, threshold, factor or dream)', 'unsupported');
+        '(use fixed, threshold, factor, entropy_bound or dream)', 'unsupported');
     }
     const own = blockStrategyKindFor(model.architecture);
     if (s.kind !== own) {
@@ -340,4 +383,6 @@ function checkAgainstEngine(req: GenerationRequest, target: EngineTarget, resolv
     if (s.alg === 'topk_margin' && !caps.reports.top2) throw bad('alg', () => `top-2 report (Dream topk_margin) not supported by engine '${name}'`);
     if (s.alg === 'entropy' && !caps.reports.entropy) throw bad('alg', () => `entropy report (Dream entropy) not supported by engine '${name}'`);
   }
+  if (s.kind === 'entropy_bound' && !caps.reports.entropy) throw bad('entropyBound', () => `entropy report (EB-Sampler) not supported by engine '${name}'`);
+  if (resolved.earlyCommit && !caps.reports.top2) throw bad('earlyCommit', () => `top-2 report (early commit) not supported by engine '${name}'`);
 }

@@ -8,6 +8,7 @@ import type { ModelInfo } from '@fast-dllm/engine-contract';
 import { SchedulerConfigError, type ChoiceField, type ChoiceProblem } from './errors.js';
 import type { CacheMode } from './plan.js';
 import { DEFAULT_THRESHOLD, SDAR_THRESHOLD, defaultRecipe, describeDecoding } from './recipe.js';
+import { DEFAULT_ENTROPY_BOUND } from './select.js';
 import {
   blockStrategyKindFor, checkGenerationRequest, checkRequestForFamily, isBlockStrategy, type BlockModel, type DreamAlg, type GenerationRequest, type SdarRemasking, type Strategy,
 } from './request.js';
@@ -16,8 +17,11 @@ import {
 export const DEFAULT_BLOCK_LENGTH = 32;
 /** Positions generated (masked diffusion) or the cap on new tokens (block diffusion) when the user names none. */
 export const DEFAULT_GEN_LENGTH = 128;
-/** Masked diffusion's token rules (DESIGN §3); Dream's sampler is the same three with its own confidence (`alg`). */
-export const RULES = ['threshold', 'factor', 'fixed'] as const;
+/**
+ * Masked diffusion's token rules (DESIGN §3, §16: EB-Sampler's entropy bound); Dream's sampler is the first three
+ * with its own confidence (`alg`).
+ */
+export const RULES = ['threshold', 'factor', 'fixed', 'entropy_bound'] as const;
 export type Rule = (typeof RULES)[number];
 export const MASKED_REMASKING = ['low_confidence', 'random'] as const;
 export const SDAR_REMASKING = ['low_confidence_dynamic', 'low_confidence_static'] as const;
@@ -27,11 +31,20 @@ export const SDAR_REMASKING = ['low_confidence_dynamic', 'low_confidence_static'
  * a ChoiceField, the name errors use.
  */
 export interface DecodingChoices {
-  /** LLaDA/Dream: which rule picks tokens. `threshold` and `factor` imply their rule, LLaDA's `remasking` the fixed one. */
+  /**
+   * LLaDA/Dream: which rule picks tokens. `threshold`, `factor` and `entropyBound` imply their rule, LLaDA's
+   * `remasking` the fixed one.
+   */
   rule?: Rule;
   /** Confidence threshold: LLaDA/Dream's rule (>=), Fast-dLLM v2's (>), SDAR's dynamic rule (>). */
   threshold?: number;
   factor?: number;
+  /** LLaDA/Dream: EB-Sampler's bound gamma in nats (DESIGN §16). */
+  entropyBound?: number;
+  /** LLaDA/Dream: positions a pass sees past the current block (DESIGN §16); absent: the whole canvas. */
+  suffixWindow?: number;
+  /** LLaDA/Dream: Prophet's early commit at full forwards (DESIGN §16); default off. */
+  earlyCommit?: boolean;
   /** LLaDA's fixed-schedule ranking (low_confidence | random), or SDAR's rule (low_confidence_dynamic | low_confidence_static). */
   remasking?: (typeof MASKED_REMASKING)[number] | SdarRemasking;
   /** Dream's confidence. */
@@ -74,6 +87,10 @@ export interface DecodingPlan {
   /** LLaDA/Dream: total steps; null for block diffusion (steps follow the strategy). */
   steps: number | null;
   refreshEvery: number | null;
+  /** LLaDA/Dream: positions a pass sees past the current block; null: the whole canvas (DESIGN §16). */
+  suffixWindow: number | null;
+  /** LLaDA/Dream: Prophet's early commit (DESIGN §16). */
+  earlyCommit: boolean;
   /** Whether the run ends at the end of the answer (block diffusion: always). */
   earlyStop: boolean;
   temperature: number;
@@ -98,7 +115,8 @@ const given = (v: unknown) => v !== undefined;
 function maskedOnly(c: DecodingChoices): ChoiceField[] {
   return ([
     ['steps', given(c.steps)], ['rule', given(c.rule)], ['factor', given(c.factor)], ['alg', given(c.alg)],
-    ['refreshEvery', given(c.refreshEvery)], ['earlyStop', c.earlyStop === false],
+    ['refreshEvery', given(c.refreshEvery)], ['earlyStop', c.earlyStop === false], ['entropyBound', given(c.entropyBound)],
+    ['suffixWindow', given(c.suffixWindow)], ['earlyCommit', c.earlyCommit === true],
     ['remasking', c.remasking !== undefined && !(SDAR_REMASKING as readonly string[]).includes(c.remasking)],
     ['cache', c.cache !== undefined && c.cache !== 'none'],
   ] as const).filter(([, g]) => g).map(([f]) => f);
@@ -151,21 +169,25 @@ function familyOf(c: DecodingChoices, model: DecodingModel | undefined): Decodin
 /** LLaDA/Dream's rule from the choices: the one they name or imply, else the recipe's. */
 function maskedRule(c: DecodingChoices): Rule | undefined {
   const ranking = c.remasking !== undefined && (MASKED_REMASKING as readonly string[]).includes(c.remasking) ? c.remasking : undefined;
-  if (c.threshold !== undefined && c.factor !== undefined) throw conflict('factor', (n) => `${n('threshold')} and ${n('factor')} are two different rules; choose one`);
-  if (ranking && (c.threshold !== undefined || c.factor !== undefined || c.alg)) {
-    const with_ = c.threshold !== undefined ? 'threshold' : c.factor !== undefined ? 'factor' : 'alg';
+  const ruleFields = (['threshold', 'factor', 'entropyBound'] as const).filter((f) => c[f] !== undefined);
+  if (ruleFields.length > 1) throw conflict(ruleFields[1], (n) => `${n(ruleFields[0])} and ${n(ruleFields[1])} are two different rules; choose one`);
+  if (ranking && (ruleFields.length || c.alg)) {
+    const with_ = ruleFields[0] ?? 'alg';
     throw conflict('remasking', (n) => `${n('remasking')} applies to the fixed schedule only; it does not combine with ${n(with_)}`);
   }
-  const implied: Rule | undefined = c.threshold !== undefined ? 'threshold' : c.factor !== undefined ? 'factor' : ranking ? 'fixed' : undefined;
+  const implied: Rule | undefined = c.threshold !== undefined ? 'threshold' : c.factor !== undefined ? 'factor' : c.entropyBound !== undefined ? 'entropy_bound' : ranking ? 'fixed' : undefined;
   if (c.rule !== undefined && !(RULES as readonly string[]).includes(c.rule)) {
     throw bad('rule', (n) => `unknown ${n('rule')} '${String(c.rule)}' (${RULES.join(' | ')})`);
   }
   if (c.rule && implied && c.rule !== implied) {
-    const f: ChoiceField = c.threshold !== undefined ? 'threshold' : c.factor !== undefined ? 'factor' : 'remasking';
+    const f: ChoiceField = ruleFields[0] ?? 'remasking';
     throw conflict(f, (n) => `${n(f)} implies ${n('rule')} ${implied}; it does not combine with ${n('rule')} ${c.rule}`);
   }
   if (c.alg) {
     if (c.factor !== undefined || c.rule === 'factor') throw conflict('alg', (n) => `${n('alg')} (Dream's confidence) does not combine with the factor rule; use the threshold rule or the schedule`);
+    if (c.entropyBound !== undefined || c.rule === 'entropy_bound') {
+      throw conflict('alg', (n) => `${n('alg')} (Dream's confidence) does not combine with EB-Sampler, which ranks by entropy; drop one`);
+    }
     if ((c.alg === 'origin' || c.alg === 'entropy') && (implied === 'threshold' || c.rule === 'threshold')) {
       throw conflict('threshold', (n) => c.alg === 'origin'
         ? `${n('alg')} origin has no confidence to threshold; drop ${n('threshold')} or choose another ${n('alg')}`
@@ -192,6 +214,8 @@ function maskedStrategy(c: DecodingChoices, architecture: string, recipe: Strate
     }
     case 'factor':
       return { kind: 'factor', factor: c.factor ?? 1 };
+    case 'entropy_bound':
+      return { kind: 'entropy_bound', gamma: c.entropyBound ?? DEFAULT_ENTROPY_BOUND };
     case 'fixed':
       // Dream's schedule is its own sampler (the recipe's confidence); random ranking is the one generic ranking it has not.
       if (dream && c.remasking !== 'random') return { kind: 'dream', alg: c.alg ?? 'maskgit_plus' };
@@ -250,13 +274,17 @@ function planFor(m: DecodingModel, choices: DecodingChoices): DecodingPlan {
   const cache: CacheMode = block ? 'none' : choices.cache ?? recipe!.cache;
   const blockLength = block ? B ?? choices.blockLength ?? 0 : choices.blockLength ?? DEFAULT_BLOCK_LENGTH;
   const isRecipe = recipe !== undefined && ([
-    'rule', 'threshold', 'factor', 'remasking', 'alg', 'cache', 'blockCache', 'subBlockLength', 'stepsPerBlock',
-  ] as const).every((f) => choices[f] === undefined);
+    'rule', 'threshold', 'factor', 'entropyBound', 'suffixWindow', 'earlyCommit', 'remasking', 'alg', 'cache', 'blockCache', 'subBlockLength', 'stepsPerBlock',
+  ] as const).every((f) => choices[f] === undefined || (f === 'earlyCommit' && choices[f] === false));
+  const suffixWindow = block ? null : choices.suffixWindow ?? null;
+  const earlyCommit = !block && choices.earlyCommit === true;
+  const policies = [...(suffixWindow !== null ? [`suffix window ${suffixWindow}`] : []), ...(earlyCommit ? ['early commit'] : [])];
   const plan: DecodingPlan = {
     architecture: m.architecture, family: block ? 'block' : 'masked', strategy, cache, genLength, blockLength,
-    steps: block ? null : choices.steps ?? genLength, refreshEvery: choices.refreshEvery ?? null,
+    steps: block ? null : choices.steps ?? genLength, refreshEvery: choices.refreshEvery ?? null, suffixWindow, earlyCommit,
     earlyStop: block ? true : choices.earlyStop ?? true, temperature: choices.temperature ?? 0, seed: choices.seed ?? 0, isRecipe,
-    description: isRecipe ? recipe!.description : block ? `${familyName(m.architecture)} (${describeDecoding(strategy, 'none')})` : describeDecoding(strategy, cache),
+    description: isRecipe ? recipe!.description : block ? `${familyName(m.architecture)} (${describeDecoding(strategy, 'none')})`
+      : [describeDecoding(strategy, cache), ...policies].join(', '),
   };
   // The request rules are checked once, here and at run time, by checkGenerationRequest (DESIGN §2–4, §8).
   const req = requestOf(plan, Int32Array.of(0));
@@ -272,5 +300,6 @@ export function requestOf(plan: DecodingPlan, prompt: Int32Array): GenerationReq
   return {
     ...common, blockLength: plan.blockLength, steps: plan.steps!, cache: plan.cache, earlyStop: plan.earlyStop,
     ...(plan.refreshEvery !== null ? { refreshEvery: plan.refreshEvery } : {}),
+    ...(plan.suffixWindow !== null ? { suffixWindow: plan.suffixWindow } : {}), ...(plan.earlyCommit ? { earlyCommit: true } : {}),
   };
 }

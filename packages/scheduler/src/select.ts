@@ -142,3 +142,52 @@ export function selectSdar(positions: Int32Array, confidences: ArrayLike<number>
   }
   return selectFixed(positions, confidences, k);
 }
+
+/** EB-Sampler's entropy bound gamma in nats when the user names none (DESIGN §16). */
+export const DEFAULT_ENTROPY_BOUND = 0.1;
+
+/**
+ * EB-Sampler's rule (arXiv 2505.24857; DESIGN §16): candidates ranked by entropy ascending (ties to the lower
+ * position), the longest prefix whose entropy sum minus its largest entropy is <= gamma; always at least one. The
+ * sum minus the largest bounds the error the tokens taken together add over taking the riskiest one alone.
+ * (n,) entropies in nats.
+ */
+export function selectEntropyBound(positions: Int32Array, entropies: ArrayLike<number>, gamma: number): Int32Array {
+  if (positions.length === 0) return new Int32Array(0);
+  const ranked = rankCandidates(Float64Array.from({ length: entropies.length }, (_, i) => -entropies[i]));
+  let sum = entropies[ranked[0]];
+  let max = sum;
+  let count = 1;
+  while (count < ranked.length) {
+    const h = entropies[ranked[count]];
+    if (sum + h - Math.max(max, h) > gamma) break;
+    sum += h;
+    max = Math.max(max, h);
+    count++;
+  }
+  return pick(positions, ranked, count);
+}
+
+/**
+ * Prophet's early-commit schedule (arXiv 2508.19982; DESIGN §16): the mean top-1/top-2 log-probability gap a pass
+ * must reach to commit every masked position it sees, by the share of the answer already decoded. Stricter early,
+ * when the answer has had least context.
+ */
+export const EARLY_COMMIT_GAPS: readonly { below: number; gap: number }[] = [
+  { below: 1 / 3, gap: 7.5 },
+  { below: 2 / 3, gap: 5 },
+  { below: Infinity, gap: 2.5 },
+];
+
+export function earlyCommitGap(progress: number): number {
+  return EARLY_COMMIT_GAPS.find((s) => progress < s.below)!.gap;
+}
+
+/** Mean of ln(top1 / top2) over (n,) positions: how far, on average, the best token leads the runner-up. */
+export function meanLogGap(top1: ArrayLike<number>, top2: ArrayLike<number>): number {
+  if (top1.length === 0) return 0;
+  let s = 0;
+  // A runner-up that underflowed to 0 counts as the smallest double: a large, finite gap.
+  for (let i = 0; i < top1.length; i++) s += Math.log(top1[i]) - Math.log(Math.max(top2[i], Number.MIN_VALUE));
+  return s / top1.length;
+}

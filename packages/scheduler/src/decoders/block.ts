@@ -105,7 +105,7 @@ export class BlockDiffusionDecoder implements Decoder {
   }
 
   apply(plan: PlannedForward, res: ForwardResult): DecoderOutcome {
-    const out: DecoderOutcome = { positions: new Int32Array(0), tokens: new Int32Array(0), done: false, stoppedEarly: false };
+    const out: DecoderOutcome = { positions: new Int32Array(0), tokens: new Int32Array(0), blocksDone: [], done: false, stoppedEarly: false };
     const take = (chosen: Int32Array) => {
       out.positions = chosen;
       out.tokens = commit(this.canvas, plan.positions, res, chosen);
@@ -138,7 +138,7 @@ export class BlockDiffusionDecoder implements Decoder {
       }
     }
     if (maskedIn(this.canvas, this.start, this.end, mask).length > 0) return out;
-    out.blockDone = { index: this.blockIndex, start: this.start, end: this.end };
+    out.blocksDone.push({ index: this.blockIndex, start: this.start, end: this.end });
     if (!this.v2) {
       for (let p = this.P; p < this.end; p++) if (this.stop.has(this.canvas[p])) return this.finish(out, p);
     }

@@ -27,8 +27,8 @@ export interface DecoderOutcome {
   /** (k,) positions committed into the canvas by this pass, ascending, and their tokens. */
   positions: Int32Array;
   tokens: Int32Array;
-  /** A block whose every position is now decoded for good (a `block` event). */
-  blockDone?: { index: number; start: number; end: number };
+  /** Blocks whose every position is now decoded for good, in order (a `block` event each; early commit may finish several). */
+  blocksDone: { index: number; start: number; end: number }[];
   /** The generation is complete: no further pass. */
   done: boolean;
   /** A stop rule ended it before every position up to the cap was decoded. */

@@ -1,24 +1,28 @@
 /**
  * Masked diffusion (LLaDA, Dream; DESIGN §2–4): the canvas prompt ++ [MASK] * genLength is decoded in
  * semi-autoregressive blocks; each step is a full, prefix or dual forward (the approximate cache plan, plan.ts) and
- * commits the masked in-block positions the strategy picks.
+ * commits the masked in-block positions the strategy picks. DESIGN §16's policies compose with that: a suffix
+ * window shortens the canvas a pass sees, EB-Sampler is one more selection rule, and early commit may take every
+ * masked position a full forward sees at once.
  */
 import type { ForwardResult, ModelInfo } from '@fast-dllm/engine-contract';
 import { planForward } from '../plan.js';
 import type { GenerationRequest, ResolvedRequest, Strategy } from '../request.js';
 import { LANE_DREAM_ORIGIN, LANE_REMASK_RANDOM, counterUniform } from '@fast-dllm/engine-contract';
 import {
-  dreamOriginProbability, dreamTransferCount, fixedScheduleCounts, partitionBlocks, selectDreamOrigin, selectFactor,
-  selectFixed, selectThreshold, type Block,
+  DEFAULT_ENTROPY_BOUND, dreamOriginProbability, dreamTransferCount, earlyCommitGap, fixedScheduleCounts, meanLogGap, partitionBlocks, selectDreamOrigin,
+  selectEntropyBound, selectFactor, selectFixed, selectThreshold, type Block,
 } from '../select.js';
 import { commit, maskedIn, type Decoder, type DecoderOutcome, type PlannedForward } from './decoder.js';
 
 /** The strategies of masked diffusion. */
-export type MaskedStrategy = Extract<Strategy, { kind: 'fixed' | 'threshold' | 'factor' | 'dream' }>;
+export type MaskedStrategy = Extract<Strategy, { kind: 'fixed' | 'threshold' | 'factor' | 'dream' | 'entropy_bound' }>;
 
 interface MaskedPlan extends PlannedForward {
   /** Dream under a cache: the block's full forward commits only its first position (DESIGN §4). */
   dreamFirst: boolean;
+  /** Early commit: this full forward reports every masked position it sees, the block's and those after it. */
+  lookAhead: boolean;
 }
 
 export class MaskedDiffusionDecoder implements Decoder {
@@ -40,7 +44,9 @@ export class MaskedDiffusionDecoder implements Decoder {
     this.strategy = request.strategy as MaskedStrategy;
     this.blocks = partitionBlocks(request.prompt.length, request.genLength, resolved.blockLength);
     const s = this.strategy;
-    this.want = s.kind === 'dream' && s.alg === 'topk_margin' ? { top2: true } : s.kind === 'dream' && s.alg === 'entropy' ? { entropy: true } : undefined;
+    const top2 = (s.kind === 'dream' && s.alg === 'topk_margin') || resolved.earlyCommit;
+    const entropy = (s.kind === 'dream' && s.alg === 'entropy') || s.kind === 'entropy_bound';
+    this.want = top2 || entropy ? { ...(top2 ? { top2 } : {}), ...(entropy ? { entropy } : {}) } : undefined;
     this.enterBlock();
   }
 
@@ -50,22 +56,25 @@ export class MaskedDiffusionDecoder implements Decoder {
 
   plan(): MaskedPlan {
     const block = this.blocks[this.blockIndex];
-    const L = this.canvas.length;
-    const { cache, refreshEvery } = this.resolved;
+    const { cache, refreshEvery, suffixWindow, earlyCommit } = this.resolved;
+    // The suffix window: the same length for every pass of a block, so a dual step matches the cache its block's
+    // full forward wrote (the contract's C = L).
+    const L = suffixWindow === undefined ? this.canvas.length : Math.min(this.canvas.length, block.end + suffixWindow);
     const span = planForward(cache, this.step, block, L, refreshEvery);
     // Keyed on the model's shifted logits, not on the strategy: the cached window would give the block's
     // first position its own, unshifted row.
     const dreamFirst = this.model.shiftLogits && cache !== 'none' && this.step === 0 && this.canvas[block.start] === this.model.maskId;
-    const positions = dreamFirst ? Int32Array.of(block.start) : maskedIn(this.canvas, block.start, block.end, this.model.maskId); // (n,) ascending
+    const lookAhead = earlyCommit && span.mode === 'full' && !dreamFirst;
+    const positions = dreamFirst ? Int32Array.of(block.start) : maskedIn(this.canvas, block.start, lookAhead ? L : block.end, this.model.maskId); // (n,) ascending
     return {
       length: L, mode: span.mode, start: span.start, end: span.end, positions,
       ...(this.want && !dreamFirst ? { want: this.want } : {}),
-      block: block.index, step: this.step, dreamFirst,
+      block: block.index, step: this.step, dreamFirst, lookAhead,
     };
   }
 
   apply(plan: PlannedForward, res: ForwardResult, forwardIndex: number): DecoderOutcome {
-    const { dreamFirst } = plan as MaskedPlan;
+    const { dreamFirst, lookAhead } = plan as MaskedPlan;
     const block = this.blocks[this.blockIndex];
     const { stepsPerBlock } = this.resolved;
     let chosen: Int32Array; // (k,) absolute positions to commit, ascending
@@ -73,30 +82,52 @@ export class MaskedDiffusionDecoder implements Decoder {
       chosen = plan.positions;
       // The fixed schedule then spreads the remaining masks over the remaining steps (step j uses index j).
       if (stepsPerBlock > 1) this.schedule = Int32Array.of(0, ...fixedScheduleCounts(this.masks - 1, stepsPerBlock - 1));
+    } else if (lookAhead && this.commitsEarly(res)) {
+      chosen = plan.positions;
     } else {
-      const conf = confidences(this.strategy, res, plan.positions, this.resolved.seed, forwardIndex);
-      chosen = choose(this.strategy, plan.positions, conf, this.step, this.resolved, this.schedule, this.masks, forwardIndex);
+      // The rule sees the block's positions only: under early commit the pass reported those after it too.
+      const n = lookAhead ? countBelow(plan.positions, block.end) : plan.positions.length;
+      const inBlock = n === plan.positions.length ? res : sliceResult(res, n);
+      const positions = plan.positions.subarray(0, n); // (n,) the block's masked positions, ascending
+      const conf = confidences(this.strategy, inBlock, positions, this.resolved.seed, forwardIndex);
+      chosen = choose(this.strategy, positions, conf, inBlock, this.step, this.resolved, this.schedule, this.masks, forwardIndex);
     }
     const tokens = commit(this.canvas, plan.positions, res, chosen);
-    this.masks -= chosen.length;
+    this.masks -= countBelow(chosen, block.end);
     this.step++;
-    const out: DecoderOutcome = { positions: chosen, tokens, done: false, stoppedEarly: false };
-    if (this.masks > 0) return out;
-
-    out.blockDone = { index: block.index, start: block.start, end: block.end };
-    const L = this.canvas.length;
+    const out: DecoderOutcome = { positions: chosen, tokens, blocksDone: [], done: false, stoppedEarly: false };
+    // A finished block moves on to the next one that still has masks (early commit may have filled some already).
     const P = this.request.prompt.length;
-    if (this.request.earlyStop && block.end < L && onlyEosAfterFirstEos(this.canvas, P, block.end, this.model.eosId)) {
-      this.canvas.fill(this.model.eosId, block.end);
-      out.stoppedEarly = true;
-      out.done = true;
-    } else if (this.blockIndex + 1 < this.blocks.length) {
-      this.blockIndex++;
-      this.enterBlock();
-    } else {
-      out.done = true;
+    const L = this.canvas.length;
+    while (this.masks === 0) {
+      const b = this.blocks[this.blockIndex];
+      out.blocksDone.push({ index: b.index, start: b.start, end: b.end });
+      if (this.request.earlyStop && b.end < L && onlyEosAfterFirstEos(this.canvas, P, b.end, this.model.eosId)) {
+        this.canvas.fill(this.model.eosId, b.end);
+        out.stoppedEarly = true;
+        out.done = true;
+      } else if (this.blockIndex + 1 < this.blocks.length) {
+        this.blockIndex++;
+        this.enterBlock();
+        continue;
+      } else {
+        out.done = true;
+      }
+      break;
     }
     return out;
+  }
+
+  /**
+   * Prophet's test (DESIGN §16): the mean top-1/top-2 log gap over every masked position the pass reported against
+   * the schedule's gap for the share of the answer decoded so far.
+   */
+  private commitsEarly(res: ForwardResult): boolean {
+    const P = this.request.prompt.length;
+    let left = 0;
+    for (let p = P; p < this.canvas.length; p++) if (this.canvas[p] === this.model.maskId) left++;
+    const progress = 1 - left / this.request.genLength;
+    return meanLogGap(res.top1Probs!, res.top2Probs!) >= earlyCommitGap(progress);
   }
 
   private enterBlock(): void {
@@ -115,6 +146,7 @@ function confidences(strategy: MaskedStrategy, res: ForwardResult, positions: In
   if (strategy.kind === 'fixed' && strategy.remasking === 'random') {
     return Float64Array.from(positions, (p) => counterUniform(seed, forwardIndex, p, LANE_REMASK_RANDOM));
   }
+  if (strategy.kind === 'entropy_bound') return Float64Array.from(res.entropy!.subarray(0, n), (h) => -h);
   if (strategy.kind === 'dream') {
     if (strategy.alg === 'entropy') return Float64Array.from(res.entropy!.subarray(0, n), (h) => -h);
     if (strategy.alg === 'topk_margin') return Float64Array.from({ length: n }, (_, i) => res.top1Probs![i] - res.top2Probs![i]);
@@ -131,10 +163,28 @@ function onlyEosAfterFirstEos(canvas: Int32Array, from: number, to: number, eosI
   return true;
 }
 
+/** How many of the ascending (n,) positions are below `end`. */
+function countBelow(positions: Int32Array, end: number): number {
+  let n = 0;
+  while (n < positions.length && positions[n] < end) n++;
+  return n;
+}
+
+/** The reports of a result's first n positions. */
+function sliceResult(res: ForwardResult, n: number): ForwardResult {
+  return {
+    tokens: res.tokens.subarray(0, n), probs: res.probs.subarray(0, n),
+    ...(res.top1Probs ? { top1Probs: res.top1Probs.subarray(0, n) } : {}),
+    ...(res.top2Probs ? { top2Probs: res.top2Probs.subarray(0, n) } : {}),
+    ...(res.entropy ? { entropy: res.entropy.subarray(0, n) } : {}),
+  };
+}
+
 function choose(
   strategy: MaskedStrategy,
   positions: Int32Array,
   conf: Float64Array,
+  res: ForwardResult,
   step: number,
   cfg: ResolvedRequest,
   schedule: Int32Array,
@@ -149,6 +199,8 @@ function choose(
       return selectThreshold(positions, conf, strategy.threshold ?? 0.9);
     case 'factor':
       return selectFactor(positions, conf, strategy.factor ?? 1, { factorLastRankQuirk: strategy.factorLastRankQuirk });
+    case 'entropy_bound':
+      return selectEntropyBound(positions, res.entropy!, strategy.gamma ?? DEFAULT_ENTROPY_BOUND);
     case 'dream': {
       if (strategy.threshold !== undefined) return selectThreshold(positions, conf, strategy.threshold);
       // Under a cache, step 0 was the first-position commit; the schedule continues at step 1 of n, and a
