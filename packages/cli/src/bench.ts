@@ -12,7 +12,7 @@ import type { Command } from 'commander';
 import { Option } from 'commander';
 import cliProgress from 'cli-progress';
 import {
-  requestOf, resolveDecoding, type CacheMode, type DecodingChoices, type DecodingModel, type DecodingPlan, type Strategy,
+  DEFAULT_ENTROPY_BOUND, requestOf, resolveDecoding, type CacheMode, type DecodingChoices, type DecodingModel, type DecodingPlan, type Strategy,
 } from '@fast-dllm/scheduler';
 import type { ModelDescription } from '@fast-dllm/model';
 import { UsageError } from './errors.js';
@@ -36,6 +36,8 @@ export interface BenchRow {
   problems: number;
   /** Fraction of problems answered exactly. */
   accuracy: number;
+  /** Its 95% Wilson score interval [low, high]: how far the fraction may be from the model's true rate. */
+  accuracyCi: [number, number];
   /** Mean forward passes per problem. */
   nfe: number;
   /** Generated positions committed per forward pass, over all problems. */
@@ -69,8 +71,20 @@ export interface RowPlan {
   decoding: DecodingPlan;
 }
 
-/** Keys of the table's rows for --rows, in table order. */
-export const TABLE_ROWS = ['baseline', 'prefix', 'dual', 'parallel', 'dual-parallel', 'dual-factor'] as const;
+/** Keys of the table's rows for --rows, in table order: the paper's, then DESIGN §16's policies (with --policies). */
+export const TABLE_ROWS = [
+  'baseline', 'prefix', 'dual', 'parallel', 'dual-parallel', 'dual-factor', 'dual-eb', 'dual-window', 'dual-early-commit', 'stack-threshold', 'stack-eb',
+] as const;
+const POLICY_ROWS: readonly string[] = ['dual-eb', 'dual-window', 'dual-early-commit', 'stack-threshold', 'stack-eb'];
+
+/** The suffix window of the policy rows when --suffix-window is not given: the block after the current one. */
+export const POLICY_SUFFIX_WINDOW = 32;
+
+/** The policy rows' settings (DESIGN §16): EB-Sampler's gamma and the suffix window. */
+export interface PolicyRowSettings {
+  gamma: number;
+  window: number;
+}
 
 /** --rows: comma-separated keys of TABLE_ROWS, kept in table order. */
 function rowList(v: string): Array<(typeof TABLE_ROWS)[number]> {
@@ -86,7 +100,10 @@ function rowList(v: string): Array<(typeof TABLE_ROWS)[number]> {
  * The paper's rows (DESIGN §6; `only`: those of TABLE_ROWS named), then one dual-cache row per sweep threshold, as
  * choices: on a Dream model the resolver makes them Dream's schedule and Dream's threshold rule.
  */
-export function rowsFor(tau: number, factor: number, sweep: readonly number[] | null, sweepOnly: boolean, only?: readonly string[]): RowSpec[] {
+export function rowsFor(
+  tau: number, factor: number, sweep: readonly number[] | null, sweepOnly: boolean, only?: readonly string[], policies?: PolicyRowSettings,
+): RowSpec[] {
+  const { gamma, window } = policies ?? { gamma: 0, window: 0 };
   const rows: Array<RowSpec & { key: (typeof TABLE_ROWS)[number] }> = [
     { key: 'baseline', name: 'baseline', choices: { rule: 'fixed', cache: 'none' } },
     { key: 'prefix', name: '+ prefix cache', choices: { rule: 'fixed', cache: 'prefix' } },
@@ -94,7 +111,14 @@ export function rowsFor(tau: number, factor: number, sweep: readonly number[] | 
     { key: 'parallel', name: `+ parallel (threshold ${tau})`, choices: { threshold: tau, cache: 'none' } },
     { key: 'dual-parallel', name: `+ dual cache + parallel (threshold ${tau})`, choices: { threshold: tau, cache: 'dual' } },
     { key: 'dual-factor', name: `+ dual cache + parallel (factor ${factor})`, choices: { factor, cache: 'dual' } },
-  ];
+    { key: 'dual-eb', name: `+ dual cache + EB-Sampler (gamma ${gamma})`, choices: { entropyBound: gamma, cache: 'dual' } },
+    { key: 'dual-window', name: `+ dual cache + parallel (threshold ${tau}) + suffix window ${window}`, choices: { threshold: tau, cache: 'dual', suffixWindow: window } },
+    { key: 'dual-early-commit', name: `+ dual cache + parallel (threshold ${tau}) + early commit`, choices: { threshold: tau, cache: 'dual', earlyCommit: true } },
+    { key: 'stack-threshold', name: `stack: dual cache + threshold ${tau} + suffix window ${window} + early commit`,
+      choices: { threshold: tau, cache: 'dual', suffixWindow: window, earlyCommit: true } },
+    { key: 'stack-eb', name: `stack: dual cache + EB-Sampler (gamma ${gamma}) + suffix window ${window} + early commit`,
+      choices: { entropyBound: gamma, cache: 'dual', suffixWindow: window, earlyCommit: true } },
+  ].filter((r) => policies !== undefined || !POLICY_ROWS.includes(r.key)) as Array<RowSpec & { key: (typeof TABLE_ROWS)[number] }>;
   const sweepRows: RowSpec[] = (sweep ?? []).map((t) => ({ name: `sweep: dual cache, threshold ${t}`, choices: { threshold: t, cache: 'dual' } }));
   const table = rows.filter((r) => !only || only.includes(r.key)).map(({ name, choices }) => ({ name, choices }));
   return sweepOnly ? sweepRows : [...table, ...sweepRows];
@@ -179,7 +203,7 @@ export function rowBase(f: DecodeFlags): DecodingChoices {
  */
 export function tablePlan(
   model: DecodingModel,
-  o: { threshold?: number; factor?: number; sweep?: readonly number[] | null; sweepOnly?: boolean; only?: readonly string[] } = {},
+  o: { threshold?: number; factor?: number; sweep?: readonly number[] | null; sweepOnly?: boolean; only?: readonly string[]; policies?: PolicyRowSettings } = {},
   base: DecodingChoices = {},
 ): TablePlan {
   let specs: RowSpec[];
@@ -190,7 +214,7 @@ export function tablePlan(
     // The rows' tau and f: the flags', else the family's own rules' (the scheduler's defaults).
     const recipeTau = (resolveDecoding(model, { rule: 'threshold' }).strategy as { threshold?: number }).threshold!;
     const ruleFactor = (resolveDecoding(model, { rule: 'factor' }).strategy as { factor?: number }).factor!;
-    specs = rowsFor(o.threshold ?? recipeTau, o.factor ?? ruleFactor, o.sweep ?? null, o.sweepOnly ?? false, o.only);
+    specs = rowsFor(o.threshold ?? recipeTau, o.factor ?? ruleFactor, o.sweep ?? null, o.sweepOnly ?? false, o.only, o.policies);
     baseline = specs[0]?.name === 'baseline' ? 0 : null;
   }
   const rows = specs.map(({ name, choices }) => {
@@ -237,10 +261,21 @@ export function benchRow(plan: RowPlan, t: RowTotals, baseline: BenchRow | 'self
   const ratio = (f: (b: BenchRow) => number) => (baseline === null ? null : baseline === 'self' ? 1 : f(baseline));
   return {
     name: plan.name, cache: plan.cache, strategy: plan.strategy, problems: t.problems, accuracy: t.correct / t.problems,
+    accuracyCi: wilsonInterval(t.correct, t.problems),
     nfe: t.nfe / t.problems, tokensPerForward: t.committed / t.nfe, tokensPerSecond: tps,
     speedup: ratio((b) => tps / b.tokensPerSecond),
     wallTimeMs: t.wallMs, wallSpeedup: ratio((b) => b.wallTimeMs / t.wallMs),
   };
+}
+
+/** The 95% Wilson score interval of `k` successes in `n` trials (sound at 0 and n, unlike the normal approximation). */
+export function wilsonInterval(k: number, n: number, z = 1.959963984540054): [number, number] {
+  if (n === 0) return [0, 1];
+  const p = k / n;
+  const d = 1 + (z * z) / n;
+  const centre = (p + (z * z) / (2 * n)) / d;
+  const half = (z * Math.sqrt((p * (1 - p)) / n + (z * z) / (4 * n * n))) / d;
+  return [k === 0 ? 0 : Math.max(0, centre - half), k === n ? 1 : Math.min(1, centre + half)];
 }
 
 /** The machine a result was measured on, for --out files. */
@@ -255,10 +290,10 @@ export interface ExtraColumn<R> {
 }
 
 export function markdownTable<R extends BenchRow>(rows: R[], extra: ReadonlyArray<ExtraColumn<R>> = []): string {
-  const headers = ['setting', 'accuracy %', ...extra.map((c) => c.header), 'NFE', 'tokens/forward', 'tokens/s', 'speedup', 'wall s', 'wall speedup'];
+  const headers = ['setting', 'accuracy %', '95% CI', ...extra.map((c) => c.header), 'NFE', 'tokens/forward', 'tokens/s', 'speedup', 'wall s', 'wall speedup'];
   const out = [`| ${headers.join(' | ')} |`, `|${headers.map(() => '---|').join('')}`];
   for (const r of rows) {
-    const cells = [r.name, (100 * r.accuracy).toFixed(1), ...extra.map((c) => c.cell(r)), r.nfe.toFixed(1), r.tokensPerForward.toFixed(2),
+    const cells = [r.name, (100 * r.accuracy).toFixed(1), `${(100 * r.accuracyCi[0]).toFixed(1)}–${(100 * r.accuracyCi[1]).toFixed(1)}`, ...extra.map((c) => c.cell(r)), r.nfe.toFixed(1), r.tokensPerForward.toFixed(2),
       r.tokensPerSecond.toFixed(1), r.speedup === null ? '—' : `${r.speedup.toFixed(2)}x`, (r.wallTimeMs / 1000).toFixed(2),
       r.wallSpeedup === null ? '—' : `${r.wallSpeedup.toFixed(2)}x`];
     out.push(`| ${cells.join(' | ')} |`);
@@ -275,13 +310,22 @@ export function registerBench(program: Command, io: Io, signal: AbortSignal): vo
     .option('--sweep', 'add rows for threshold in {0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0}')
     .addOption(new Option('--sweep-taus <list>', 'comma-separated thresholds in [0, 1] for the sweep rows (implies --sweep)').argParser(tauList))
     .option('--sweep-only', 'run only the sweep rows (no baseline: speedup columns stay empty)')
-    .addOption(new Option('--rows <list>', `only these rows of the table: some of ${TABLE_ROWS.join(', ')} (without baseline the speedup columns stay empty)`).argParser(rowList))
+    .addOption(new Option('--rows <list>', `only these rows of the table: some of ${TABLE_ROWS.join(', ')} (without baseline the speedup columns stay empty; the policy rows need --policies)`).argParser(rowList))
+    .option('--policies', `add DESIGN §16's policy rows: EB-Sampler (--entropy-bound), suffix window (--suffix-window, default ${POLICY_SUFFIX_WINDOW}), early commit, and two stacks`)
     .addOption(new Option('--batch <n>', 'problems decoded together in each forward pass (1: the paper\'s batch-1 setting)').argParser(intArg('--batch', 1, 64)).default(1))
     .option('--out <file>', 'also write the rows as JSON');
   addDecodeOptions(cmd).action(async (opts: DecodeFlags & {
-    eval?: string; limit?: number; sweep?: boolean; sweepTaus?: number[]; sweepOnly?: boolean; rows?: string[]; out?: string; batch: number;
+    eval?: string; limit?: number; sweep?: boolean; sweepTaus?: number[]; sweepOnly?: boolean; rows?: string[]; out?: string; batch: number; policies?: boolean;
   }) => {
     if (opts.remasking || opts.alg || opts.strategy || opts.cache) throw new UsageError('bench runs its own rows (strategies and caches); drop --strategy / --cache / --remasking / --alg');
+    if (opts.earlyCommit) throw new UsageError('bench runs early commit in its own rows (--policies); drop --early-commit');
+    if (!opts.policies && (opts.entropyBound !== undefined || opts.suffixWindow !== undefined)) {
+      throw new UsageError(`${opts.entropyBound !== undefined ? '--entropy-bound' : '--suffix-window'} sets the policy rows; add --policies`);
+    }
+    if (opts.rows && !opts.policies) {
+      const p = opts.rows.find((r) => POLICY_ROWS.includes(r));
+      if (p) throw new UsageError(`--rows: '${p}' is a policy row; add --policies`);
+    }
     const sweep = opts.sweepTaus ?? (opts.sweep ? SWEEP_TAUS : null);
     if (opts.sweepOnly && !sweep) throw new UsageError('--sweep-only needs --sweep or --sweep-taus');
     if (opts.sweepOnly && opts.rows) throw new UsageError('--rows picks rows of the table, which --sweep-only leaves out; pass one');
@@ -304,12 +348,13 @@ export function registerBench(program: Command, io: Io, signal: AbortSignal): vo
     let baseline: number | null;
     if (block) {
       checkBlockTableFlags(opts, md.description, 'bench', 'choose its thresholds with --sweep-taus',
-        [[opts.sweep && !opts.sweepTaus, '--sweep'], [opts.sweepOnly, '--sweep-only'], [opts.rows !== undefined, '--rows']]);
+        [[opts.sweep && !opts.sweepTaus, '--sweep'], [opts.sweepOnly, '--sweep-only'], [opts.rows !== undefined, '--rows'], [opts.policies, '--policies']]);
     } else {
         }
     // --threshold and --factor set the rows' tau and f (both may be given); the rows share the lengths and steps.
     try {
-      ({ rows: plan, baseline } = tablePlan(md.description, { threshold: opts.threshold, factor: opts.factor, sweep, sweepOnly: opts.sweepOnly, only: opts.rows }, rowBase(opts)));
+      const policies = opts.policies ? { gamma: opts.entropyBound ?? DEFAULT_ENTROPY_BOUND, window: opts.suffixWindow ?? POLICY_SUFFIX_WINDOW } : undefined;
+      ({ rows: plan, baseline } = tablePlan(md.description, { threshold: opts.threshold, factor: opts.factor, sweep, sweepOnly: opts.sweepOnly, only: opts.rows, policies }, rowBase(opts)));
     } catch (e) {
       throw asUsage(e);
     }

@@ -6,7 +6,7 @@
  */
 import { Command, Option } from 'commander';
 import {
-  DEFAULT_BLOCK_LENGTH, DEFAULT_GEN_LENGTH, DEFAULT_THRESHOLD, SDAR_THRESHOLD, SchedulerConfigError, checkChoices, checkGenerationRequest, requestOf,
+  DEFAULT_BLOCK_LENGTH, DEFAULT_ENTROPY_BOUND, DEFAULT_GEN_LENGTH, DEFAULT_THRESHOLD, SDAR_THRESHOLD, SchedulerConfigError, checkChoices, checkGenerationRequest, requestOf,
   resolveDecoding, type DecodingChoices, type DecodingPlan, type FieldNames, type GenerationRequest,
 } from '@fast-dllm/scheduler';
 import { schedulerModelInfo, type ModelDescription } from '@fast-dllm/model';
@@ -14,7 +14,7 @@ import { AUTO_ORDER, ENGINE_CHOICES } from './engines.js';
 import { UsageError } from './errors.js';
 import { choiceArg, floatArg, intArg } from './parse.js';
 
-export const STRATEGY_CHOICES = ['fixed', 'threshold', 'factor'] as const;
+export const STRATEGY_CHOICES = ['fixed', 'threshold', 'factor', 'entropy_bound'] as const;
 /** none | prefix | dual: LLaDA/Dream's approximate cache; none | block: Fast-dLLM v2's DualCache inside the block. */
 export const CACHE_CHOICES = ['none', 'prefix', 'dual', 'block'] as const;
 /** low_confidence | random: LLaDA/Dream's fixed schedule; low_confidence_dynamic | low_confidence_static: SDAR's. */
@@ -42,6 +42,10 @@ export interface DecodeFlags {
   /** Unset: the scheduler's default (on); --no-early-stop: false. */
   earlyStop?: boolean;
   refreshEvery?: number;
+  /** DESIGN §16's policies (LLaDA/Dream). */
+  entropyBound?: number;
+  suffixWindow?: number;
+  earlyCommit?: boolean;
   threads?: number;
   dtype?: (typeof DTYPE_CHOICES)[number];
 }
@@ -71,6 +75,9 @@ export function addDecodeOptions(cmd: Command): Command {
     .option('--early-stop', 'LLaDA/Dream: stop once a finished block leaves only EOS after the first EOS (the default: it cannot change the answer)')
     .option('--no-early-stop', "LLaDA/Dream: decode every position, for the paper's exact NFE (block-diffusion models always stop at a stop token)")
     .addOption(new Option('--refresh-every <n>', 'LLaDA/Dream with a cache: an extra full forward every n steps inside a block').argParser(intArg('--refresh-every', 1)))
+    .addOption(new Option('--entropy-bound <gamma>', `LLaDA/Dream: EB-Sampler, commit the lowest-entropy tokens while their entropy sum minus the largest is <= gamma nats (implies --strategy entropy_bound; default ${DEFAULT_ENTROPY_BOUND})`).argParser(floatArg('--entropy-bound', 0, 1e9)))
+    .addOption(new Option('--suffix-window <n>', 'LLaDA/Dream: a forward sees only n positions past the current block; the masks beyond are not computed (default: the whole canvas)').argParser(intArg('--suffix-window', 0)))
+    .option('--early-commit', 'LLaDA/Dream: Prophet\'s early commit, every mask a full forward sees at once when the top-1/top-2 gap is wide')
     .addOption(new Option('--threads <n>', 'worker threads for CPU engines').argParser(intArg('--threads', 1, 1024)))
     .addOption(new Option('--dtype <type>', "weight storage: f32, bf16, or int8 (CPU engines: a quarter of f32's memory, integer dot products); default: the engine's")
       .argParser(choiceArg('--dtype', DTYPE_CHOICES)));
@@ -80,7 +87,8 @@ export function addDecodeOptions(cmd: Command): Command {
 export const FLAG_NAMES: FieldNames = {
   prompt: '--prompt', genLength: '--gen-length', blockLength: '--block-length', steps: '--steps', rule: '--strategy', threshold: '--threshold',
   factor: '--factor', remasking: '--remasking', alg: '--alg', cache: '--cache', blockCache: '--cache block', subBlockLength: '--sub-block-length',
-  stepsPerBlock: '--steps-per-block', refreshEvery: '--refresh-every', earlyStop: '--no-early-stop', temperature: '--temperature', seed: '--seed', engine: '--engine',
+  stepsPerBlock: '--steps-per-block', refreshEvery: '--refresh-every', earlyStop: '--no-early-stop', entropyBound: '--entropy-bound', suffixWindow: '--suffix-window',
+  earlyCommit: '--early-commit', temperature: '--temperature', seed: '--seed', engine: '--engine',
 };
 
 /** The scheduler's refusal in flag names. */
@@ -94,7 +102,8 @@ export function choicesOf(f: DecodeFlags): DecodingChoices {
     rule: f.strategy, threshold: f.threshold, factor: f.factor, remasking: f.remasking, alg: f.alg,
     cache: f.cache === 'block' ? undefined : f.cache, blockCache: f.cache === 'block' ? true : undefined,
     genLength: f.genLength, blockLength: f.blockLength, steps: f.steps, subBlockLength: f.subBlockLength, stepsPerBlock: f.stepsPerBlock,
-    refreshEvery: f.refreshEvery, earlyStop: f.earlyStop, temperature: f.temperature, seed: f.seed,
+    refreshEvery: f.refreshEvery, earlyStop: f.earlyStop, entropyBound: f.entropyBound, suffixWindow: f.suffixWindow,
+    earlyCommit: f.earlyCommit, temperature: f.temperature, seed: f.seed,
   };
   for (const k of Object.keys(c) as (keyof DecodingChoices)[]) if (c[k] === undefined) delete c[k];
   return c;
@@ -142,6 +151,6 @@ export function settingsOf(f: DecodeFlags, d: Decoding): Record<string, unknown>
   return {
     genLength: d.genLength, blockLength: d.blockLength, steps: d.steps, cache: block ? (blockCache ? 'block' : 'none') : d.cache, strategy: d.strategy,
     decoding: d.description, temperature: d.temperature, seed: d.seed, earlyStop: block ? null : d.earlyStop,
-    refreshEvery: d.refreshEvery, threads: f.threads ?? null, dtype: f.dtype ?? null,
+    refreshEvery: d.refreshEvery, suffixWindow: d.suffixWindow, earlyCommit: d.earlyCommit, threads: f.threads ?? null, dtype: f.dtype ?? null,
   };
 }

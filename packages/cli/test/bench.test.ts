@@ -4,11 +4,22 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { runCli } from './run.js';
-import { tablePlan } from '../src/bench.js';
+import { tablePlan, wilsonInterval } from '../src/bench.js';
 
 const LLADA = fileURLToPath(new URL('../../../test/fixtures/models/llada-tiny-f32', import.meta.url));
 const dir = mkdtempSync(join(tmpdir(), 'fast-dllm-bench-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+describe('wilsonInterval', () => {
+  it('gives the 95% Wilson score interval, closed at 0 and n', () => {
+    const [lo, hi] = wilsonInterval(5, 10);
+    expect(lo).toBeCloseTo(0.2366, 4);
+    expect(hi).toBeCloseTo(0.7634, 4);
+    expect(wilsonInterval(0, 20)[0]).toBe(0);
+    expect(wilsonInterval(20, 20)[1]).toBe(1);
+    expect(wilsonInterval(200, 200)[0]).toBeCloseTo(0.9812, 4);
+  });
+});
 
 describe('fast-dllm bench', () => {
   it('prints the ablation table and writes consistent JSON rows', async () => {
@@ -20,7 +31,7 @@ describe('fast-dllm bench', () => {
     expect(r.stderr).toMatch(/^engine: reference/);
     expect(r.code).toBe(0);
     const lines = r.stdout.trim().split('\n');
-    expect(lines[0]).toBe('| setting | accuracy % | NFE | tokens/forward | tokens/s | speedup | wall s | wall speedup |');
+    expect(lines[0]).toBe('| setting | accuracy % | 95% CI | NFE | tokens/forward | tokens/s | speedup | wall s | wall speedup |');
     expect(lines).toHaveLength(2 + 6);
     const j = JSON.parse(readFileSync(out, 'utf8'));
     expect(j.settings).toMatchObject({ engine: 'reference', genLength: 16, blockLength: 8, problems: 2, threads: 1 });
@@ -72,6 +83,32 @@ describe('fast-dllm bench', () => {
     expect(j.settings).toMatchObject({ engine: 'wasm', dtype: 'int8' });
     const rows = j.rows as Array<{ name: string; speedup: null }>;
     expect(rows.map((x) => [x.name, x.speedup])).toEqual([['+ prefix cache', null], ['+ dual cache + parallel (factor 1)', null]]);
+  });
+
+  it('--policies adds the DESIGN §16 rows with their gamma and window; their flags need it; the CI brackets the accuracy', async () => {
+    const evalPath = join(dir, 'eval4.jsonl');
+    writeFileSync(evalPath, ['a', 'b', 'c'].map((p, i) => JSON.stringify({ id: `p${i}`, prompt: p, answer: '1' })).join('\n'));
+    const out = join(dir, 'policies.json');
+    const r = await runCli(['bench', '--model', LLADA, '--engine', 'wasm', '--eval', evalPath, '--gen-length', '16', '--block-length', '8',
+      '--policies', '--entropy-bound', '0.3', '--suffix-window', '8', '--out', out]);
+    expect(r.code).toBe(0);
+    const rows = JSON.parse(readFileSync(out, 'utf8')).rows as Array<{ name: string; strategy: Record<string, unknown>; accuracy: number; accuracyCi: [number, number]; nfe: number }>;
+    expect(rows.map((x) => x.name).slice(6)).toEqual([
+      '+ dual cache + EB-Sampler (gamma 0.3)', '+ dual cache + parallel (threshold 0.9) + suffix window 8', '+ dual cache + parallel (threshold 0.9) + early commit',
+      'stack: dual cache + threshold 0.9 + suffix window 8 + early commit', 'stack: dual cache + EB-Sampler (gamma 0.3) + suffix window 8 + early commit',
+    ]);
+    expect(rows[6].strategy).toEqual({ kind: 'entropy_bound', gamma: 0.3 });
+    for (const row of rows) {
+      expect(row.accuracyCi[0]).toBeLessThanOrEqual(row.accuracy);
+      expect(row.accuracyCi[1]).toBeGreaterThanOrEqual(row.accuracy);
+      expect(row.nfe).toBeGreaterThan(0);
+    }
+    const noPolicies = await runCli(['bench', '--model', LLADA, '--eval', evalPath, '--suffix-window', '8']);
+    expect(noPolicies.code).toBe(2);
+    expect(noPolicies.stderr).toMatch(/--suffix-window sets the policy rows; add --policies/);
+    const row = await runCli(['bench', '--model', LLADA, '--eval', evalPath, '--rows', 'stack-eb']);
+    expect(row.code).toBe(2);
+    expect(row.stderr).toMatch(/'stack-eb' is a policy row; add --policies/);
   });
 
   it('--sweep adds one row per threshold; bad flags exit 2', async () => {

@@ -54,7 +54,7 @@ describe('fast-dllm eval', () => {
     expect(r.stderr).toMatch(/^decoding: dual cache, threshold 0.9\nengine: wasm/);
     expect(r.code).toBe(0);
     const lines = r.stdout.trim().split('\n');
-    expect(lines[0]).toBe('| setting | accuracy % | strict-match % | NFE | tokens/forward | tokens/s | speedup | wall s | wall speedup |');
+    expect(lines[0]).toBe('| setting | accuracy % | 95% CI | strict-match % | NFE | tokens/forward | tokens/s | speedup | wall s | wall speedup |');
     expect(lines).toHaveLength(3);
     expect(lines[2]).toMatch(/^\| dual cache, threshold 0.9 \| [\d.]+ \| 0.0 \|/);
     const j = JSON.parse(readFileSync(out, 'utf8'));

@@ -21,6 +21,12 @@ export interface EvalItem {
   answer_text: string;
   /** The two addends; used to check the item lies in the eval partition. */
   operands: [number, number];
+  /**
+   * How an output is scored: `final_answer` (default) compares the number after the last "answer:" with `answer`;
+   * `number_list` compares every number of the output, in order and comma-joined, with `answer` (the chain model's
+   * counting task, whose answer is the whole list).
+   */
+  score?: 'final_answer' | 'number_list';
 }
 
 /** Reads a JSONL eval set (default: the bundled one). Throws naming the file and line on a malformed record. */
@@ -39,6 +45,9 @@ export function loadEvalSet(path: string = defaultEvalPath): EvalItem[] {
     if (typeof r.id !== 'string' || typeof r.prompt !== 'string' || typeof r.answer !== 'string') {
       throw new Error(`${path}:${i + 1}: eval record needs string fields "id", "prompt" and "answer"`);
     }
+    if (r.score !== undefined && r.score !== 'final_answer' && r.score !== 'number_list') {
+      throw new Error(`${path}:${i + 1}: "score" must be "final_answer" or "number_list"; got ${JSON.stringify(r.score)}`);
+    }
     items.push(r as EvalItem);
   });
   return items;
@@ -54,10 +63,12 @@ export function extractAnswer(text: string): string | null {
   return matches[matches.length - 1][1];
 }
 
-/** 1 when the generated text's final answer equals the item's answer, else 0. */
-export function scoreExactMatch(outputText: string, item: Pick<EvalItem, 'answer'>): 0 | 1 {
+/** 1 when the generated text's answer (the item's `score` says which part) equals the item's answer, else 0. */
+export function scoreExactMatch(outputText: string, item: Pick<EvalItem, 'answer' | 'score'>): 0 | 1 {
+  const want = item.answer.replace(/\s+/g, '');
+  if (item.score === 'number_list') return (outputText.match(/\d+/g) ?? []).join(',') === want ? 1 : 0;
   const got = extractAnswer(outputText);
-  return got !== null && got === item.answer.replace(/\s+/g, '') ? 1 : 0;
+  return got !== null && got === want ? 1 : 0;
 }
 
 /**

@@ -15,6 +15,11 @@ describe('scorer', () => {
     const item = { answer: '168' };
     expect(scoreExactMatch('... answer: 168', item)).toBe(1);
     expect(scoreExactMatch('... answer: 167', item)).toBe(0);
+    // The chain model's items score the whole list of numbers, in order.
+    const list = { answer: '37,85,03', score: 'number_list' as const };
+    expect(scoreExactMatch('37, 85, 03', list)).toBe(1);
+    expect(scoreExactMatch('37, 85, 03, 51', list)).toBe(0);
+    expect(scoreExactMatch('37, 85, 3', list)).toBe(0);
     expect(scoreExactMatch('... answer: 1689', item)).toBe(0);
     expect(scoreExactMatch('... answer: 16 8', item)).toBe(0); // two numbers, as a person reads them
     expect(scoreExactMatch('no answer here', item)).toBe(0);

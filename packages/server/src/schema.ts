@@ -42,7 +42,7 @@ const decodingProperties = {
   logit_bias: nullable('object', { additionalProperties: { type: 'number', minimum: -100, maximum: 100 } }),
   user: nullable('string', { maxLength: 512 }),
   // Extensions: the Fast-dLLM decoding settings (defaults: the model family's recipe).
-  strategy: nullable('string', { enum: ['fixed', 'threshold', 'factor', null] }),
+  strategy: nullable('string', { enum: ['fixed', 'threshold', 'factor', 'entropy_bound', null] }),
   threshold: nullable('number', { exclusiveMinimum: 0, maximum: 1 }),
   factor: nullable('number', { exclusiveMinimum: 0, maximum: 1e6 }),
   cache: nullable('string', { enum: ['none', 'prefix', 'dual', null] }),
@@ -57,6 +57,10 @@ const decodingProperties = {
   alg: nullable('string', { enum: ['entropy', 'topk_margin', 'maskgit_plus', 'origin', null] }),
   refresh_every: nullable('integer', { minimum: 1, maximum: LIMITS.steps }),
   early_stop: nullable('boolean'),
+  // DESIGN §16's policies (LLaDA/Dream): EB-Sampler's bound, the suffix window, Prophet's early commit.
+  entropy_bound: nullable('number', { minimum: 0, maximum: 1e6 }),
+  suffix_window: nullable('integer', { minimum: 0, maximum: LIMITS.steps }),
+  early_commit: nullable('boolean'),
   fast_dllm: nullable('object', {
     additionalProperties: false,
     properties: {
@@ -150,7 +154,7 @@ export interface DecodingBody {
   frequency_penalty?: Opt<number>;
   logit_bias?: Opt<Record<string, number>>;
   user?: Opt<string>;
-  strategy?: Opt<'fixed' | 'threshold' | 'factor'>;
+  strategy?: Opt<'fixed' | 'threshold' | 'factor' | 'entropy_bound'>;
   threshold?: Opt<number>;
   factor?: Opt<number>;
   cache?: Opt<'none' | 'prefix' | 'dual'>;
@@ -164,6 +168,9 @@ export interface DecodingBody {
   refresh_every?: Opt<number>;
   /** LLaDA/Dream: false decodes every position (the paper's NFE); default on (it cannot change the answer). */
   early_stop?: Opt<boolean>;
+  entropy_bound?: Opt<number>;
+  suffix_window?: Opt<number>;
+  early_commit?: Opt<boolean>;
   fast_dllm?: Opt<{ canvas?: boolean; timeout?: number }>;
 }
 

@@ -8,12 +8,12 @@
  * DecodeSettings and in choicesOf.
  */
 import {
-  DEFAULT_BLOCK_LENGTH, DEFAULT_GEN_LENGTH, DEFAULT_SUB_BLOCK, DEFAULT_THRESHOLD, SDAR_THRESHOLD, SchedulerConfigError, blockStrategyKindFor, requestOf, resolveDecoding,
+  DEFAULT_BLOCK_LENGTH, DEFAULT_ENTROPY_BOUND, DEFAULT_GEN_LENGTH, DEFAULT_SUB_BLOCK, DEFAULT_THRESHOLD, SDAR_THRESHOLD, SchedulerConfigError, blockStrategyKindFor, requestOf, resolveDecoding,
   type DecodingChoices, type DecodingPlan, type FieldNames, type GenerationRequest,
 } from '@fast-dllm/scheduler';
 
 export type CacheChoice = 'none' | 'prefix' | 'dual';
-export type RuleChoice = 'threshold' | 'factor' | 'fixed';
+export type RuleChoice = 'threshold' | 'factor' | 'fixed' | 'entropy_bound';
 
 export interface DecodeSettings {
   /** Approximate KV cache (DESIGN §4). */
@@ -22,6 +22,12 @@ export interface DecodeSettings {
   rule: RuleChoice;
   threshold: number;
   factor: number;
+  /** EB-Sampler's bound gamma in nats (DESIGN §16), with the rule entropy_bound. */
+  entropyBound: number;
+  /** DESIGN §16: a suffix window of `suffixWindow` positions past the block (off: the whole canvas), and early commit. */
+  suffixWindowOn: boolean;
+  suffixWindow: number;
+  earlyCommit: boolean;
   /** Total steps of the fixed schedule (a multiple of the number of blocks). */
   steps: number;
   blockLength: number;
@@ -50,7 +56,8 @@ export interface DecodeSettings {
  * it, recipeSettings), the block-diffusion recipes' published values for their section, and the view's own.
  */
 export const DEFAULT_SETTINGS: DecodeSettings = {
-  cache: 'dual', rule: 'threshold', threshold: DEFAULT_THRESHOLD, factor: 1, steps: DEFAULT_GEN_LENGTH, blockLength: DEFAULT_BLOCK_LENGTH, genLength: DEFAULT_GEN_LENGTH,
+  cache: 'dual', rule: 'threshold', threshold: DEFAULT_THRESHOLD, factor: 1, entropyBound: DEFAULT_ENTROPY_BOUND, suffixWindowOn: false, suffixWindow: DEFAULT_BLOCK_LENGTH,
+  earlyCommit: false, steps: DEFAULT_GEN_LENGTH, blockLength: DEFAULT_BLOCK_LENGTH, genLength: DEFAULT_GEN_LENGTH,
   temperature: 0, seed: 0, earlyStop: true, slowMotionMs: 0, multiTurn: false,
   subBlockLength: DEFAULT_SUB_BLOCK, v2Threshold: DEFAULT_THRESHOLD, blockCache: false, stepsPerBlock: 0, sdarRemasking: 'low_confidence_dynamic', sdarThreshold: SDAR_THRESHOLD,
 };
@@ -104,8 +111,12 @@ export const SECTIONS: readonly SectionSpec[] = [
         visible: (_s, m) => masked(m),
       },
       {
-        key: 'rule', label: 'Unmasking rule', help: 'DESIGN §3: threshold / factor = confidence-aware parallel decoding; fixed = k tokens per step',
-        input: { kind: 'select', options: [{ value: 'threshold', label: 'threshold τ' }, { value: 'factor', label: 'factor f' }, { value: 'fixed', label: 'fixed schedule' }] }, remote: true,
+        key: 'rule', label: 'Unmasking rule', help: 'DESIGN §3: threshold / factor = confidence-aware parallel decoding; fixed = k tokens per step; §16: EB-Sampler = an entropy bound',
+        input: {
+          kind: 'select',
+          options: [{ value: 'threshold', label: 'threshold τ' }, { value: 'factor', label: 'factor f' }, { value: 'fixed', label: 'fixed schedule' }, { value: 'entropy_bound', label: 'EB-Sampler γ' }],
+        },
+        remote: true,
         visible: (_s, m) => masked(m),
       },
       {
@@ -115,6 +126,19 @@ export const SECTIONS: readonly SectionSpec[] = [
       {
         key: 'factor', label: 'f', help: 'factor rule: the largest prefix of ranks r with confidence ≥ 1 − f/(r+2)',
         input: { kind: 'number', min: 0.01, max: 100, step: 0.1, integer: false }, visible: (s, m) => masked(m) && s.rule === 'factor', remote: true,
+      },
+      {
+        key: 'entropyBound', label: 'γ', help: 'EB-Sampler: commit the lowest-entropy positions while their entropy sum minus the largest stays within γ nats',
+        input: { kind: 'number', min: 0, max: 100, step: 0.05, integer: false }, visible: (s, m) => masked(m) && s.rule === 'entropy_bound', remote: true,
+      },
+      {
+        key: 'suffixWindowOn', label: 'Suffix window', help: 'DESIGN §16: a forward sees only the next positions past the block; the masks beyond are not computed',
+        input: { kind: 'checkbox' }, visible: (_s, m) => masked(m), remote: true,
+      },
+      { key: 'suffixWindow', label: 'Window', help: 'positions past the block a forward sees', input: int(0), visible: (s, m) => masked(m) && s.suffixWindowOn, remote: true },
+      {
+        key: 'earlyCommit', label: 'Early commit', help: 'DESIGN §16 (Prophet): a full forward commits every mask it sees when the top-1/top-2 gap is wide',
+        input: { kind: 'checkbox' }, visible: (_s, m) => masked(m), remote: true,
       },
       {
         key: 'steps', label: 'Steps', help: 'total steps over all blocks; a multiple of the number of blocks',
@@ -184,7 +208,8 @@ export const SECTIONS: readonly SectionSpec[] = [
 export const FIELD_LABELS: FieldNames = {
   genLength: 'Generation length', blockLength: 'Block length', steps: 'Steps', rule: 'Unmasking rule', threshold: 'τ', factor: 'f',
   cache: 'KV cache', blockCache: 'Block cache', subBlockLength: 'Sub-block', stepsPerBlock: 'Steps per block', remasking: 'Remasking',
-  earlyStop: 'Early stop', temperature: 'Temperature', seed: 'Seed', prompt: 'The conversation',
+  earlyStop: 'Early stop', temperature: 'Temperature', seed: 'Seed', prompt: 'The conversation', entropyBound: 'γ', suffixWindow: 'Window',
+  earlyCommit: 'Early commit',
 };
 
 /** LLaDA stands in for the model until one is known (the page's first settings, a server not asked yet). */
@@ -203,7 +228,8 @@ export function choicesOf(s: DecodeSettings, m: ModelCaps | null = null): Decodi
   }
   return {
     ...common, rule: s.rule, cache: s.cache, blockLength: s.blockLength, earlyStop: s.earlyStop,
-    ...(s.rule === 'threshold' ? { threshold: s.threshold } : s.rule === 'factor' ? { factor: s.factor } : { steps: s.steps }),
+    ...(s.rule === 'threshold' ? { threshold: s.threshold } : s.rule === 'factor' ? { factor: s.factor } : s.rule === 'entropy_bound' ? { entropyBound: s.entropyBound } : { steps: s.steps }),
+    ...(s.suffixWindowOn ? { suffixWindow: s.suffixWindow } : {}), ...(s.earlyCommit ? { earlyCommit: true } : {}),
   };
 }
 
@@ -225,9 +251,10 @@ export function recipeSettings(m: ModelCaps): Partial<DecodeSettings> {
       return { ...common, stepsPerBlock: 0, sdarRemasking: st.remasking ?? 'low_confidence_dynamic', ...(st.threshold !== undefined ? { sdarThreshold: st.threshold } : {}) };
     default: {
       const tau = st.kind === 'threshold' || st.kind === 'dream' ? st.threshold : undefined;
-      const rule: RuleChoice = tau !== undefined ? 'threshold' : st.kind === 'factor' ? 'factor' : 'fixed';
+      const rule: RuleChoice = tau !== undefined ? 'threshold' : st.kind === 'factor' ? 'factor' : st.kind === 'entropy_bound' ? 'entropy_bound' : 'fixed';
       return {
         ...common, rule, cache: plan.cache as CacheChoice, blockLength: plan.blockLength, steps: plan.steps!, earlyStop: plan.earlyStop,
+        suffixWindowOn: plan.suffixWindow !== null, earlyCommit: plan.earlyCommit, ...(plan.suffixWindow !== null ? { suffixWindow: plan.suffixWindow } : {}),
         ...(tau !== undefined ? { threshold: tau } : {}), ...(st.kind === 'factor' ? { factor: st.factor! } : {}),
       };
     }
