@@ -20,9 +20,14 @@ import { addDecodeOptions, asUsage, checkRequest, choicesOf, decodingFrom, type 
 import { answerIds, withEngine } from './generate.js';
 import type { Io } from './io.js';
 import { openModelDir } from './modeldir.js';
-import { floatArg, intArg } from './parse.js';
+import { choiceArg, floatArg, intArg } from './parse.js';
 
 export const SWEEP_TAUS: readonly number[] = [0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0];
+
+/** --sweep-cache: comma-separated cache modes. */
+function cacheList(v: string): CacheMode[] {
+  return v.split(',').map((c) => choiceArg('--sweep-cache', ['none', 'prefix', 'dual'] as const)(c.trim()));
+}
 
 /** --sweep-taus: comma-separated numbers in [0, 1]. */
 function tauList(v: string): number[] {
@@ -97,11 +102,13 @@ function rowList(v: string): Array<(typeof TABLE_ROWS)[number]> {
 }
 
 /**
- * The paper's rows (DESIGN §6; `only`: those of TABLE_ROWS named), then one dual-cache row per sweep threshold, as
- * choices: on a Dream model the resolver makes them Dream's schedule and Dream's threshold rule.
+ * The paper's rows (DESIGN §6; `only`: those of TABLE_ROWS named; `policies`: DESIGN §16's rows too), then one row
+ * per sweep threshold and sweep cache (default dual), as choices: on a Dream model the resolver makes them Dream's
+ * schedule and Dream's threshold rule.
  */
 export function rowsFor(
   tau: number, factor: number, sweep: readonly number[] | null, sweepOnly: boolean, only?: readonly string[], policies?: PolicyRowSettings,
+  sweepCaches?: readonly CacheMode[],
 ): RowSpec[] {
   const { gamma, window } = policies ?? { gamma: 0, window: 0 };
   const rows: Array<RowSpec & { key: (typeof TABLE_ROWS)[number] }> = [
@@ -119,7 +126,8 @@ export function rowsFor(
     { key: 'stack-eb', name: `stack: dual cache + EB-Sampler (gamma ${gamma}) + suffix window ${window} + early commit`,
       choices: { entropyBound: gamma, cache: 'dual', suffixWindow: window, earlyCommit: true } },
   ].filter((r) => policies !== undefined || !POLICY_ROWS.includes(r.key)) as Array<RowSpec & { key: (typeof TABLE_ROWS)[number] }>;
-  const sweepRows: RowSpec[] = (sweep ?? []).map((t) => ({ name: `sweep: dual cache, threshold ${t}`, choices: { threshold: t, cache: 'dual' } }));
+  const sweepRows: RowSpec[] = (sweepCaches ?? ['dual']).flatMap((cache) =>
+    (sweep ?? []).map((t) => ({ name: `sweep: ${cache} cache, threshold ${t}`, choices: { threshold: t, cache } })));
   const table = rows.filter((r) => !only || only.includes(r.key)).map(({ name, choices }) => ({ name, choices }));
   return sweepOnly ? sweepRows : [...table, ...sweepRows];
 }
@@ -203,7 +211,10 @@ export function rowBase(f: DecodeFlags): DecodingChoices {
  */
 export function tablePlan(
   model: DecodingModel,
-  o: { threshold?: number; factor?: number; sweep?: readonly number[] | null; sweepOnly?: boolean; only?: readonly string[]; policies?: PolicyRowSettings } = {},
+  o: {
+    threshold?: number; factor?: number; sweep?: readonly number[] | null; sweepOnly?: boolean; only?: readonly string[]; policies?: PolicyRowSettings;
+    sweepCaches?: readonly CacheMode[];
+  } = {},
   base: DecodingChoices = {},
 ): TablePlan {
   let specs: RowSpec[];
@@ -214,7 +225,7 @@ export function tablePlan(
     // The rows' tau and f: the flags', else the family's own rules' (the scheduler's defaults).
     const recipeTau = (resolveDecoding(model, { rule: 'threshold' }).strategy as { threshold?: number }).threshold!;
     const ruleFactor = (resolveDecoding(model, { rule: 'factor' }).strategy as { factor?: number }).factor!;
-    specs = rowsFor(o.threshold ?? recipeTau, o.factor ?? ruleFactor, o.sweep ?? null, o.sweepOnly ?? false, o.only, o.policies);
+    specs = rowsFor(o.threshold ?? recipeTau, o.factor ?? ruleFactor, o.sweep ?? null, o.sweepOnly ?? false, o.only, o.policies, o.sweepCaches);
     baseline = specs[0]?.name === 'baseline' ? 0 : null;
   }
   const rows = specs.map(({ name, choices }) => {
@@ -310,13 +321,16 @@ export function registerBench(program: Command, io: Io, signal: AbortSignal): vo
     .option('--sweep', 'add rows for threshold in {0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0}')
     .addOption(new Option('--sweep-taus <list>', 'comma-separated thresholds in [0, 1] for the sweep rows (implies --sweep)').argParser(tauList))
     .option('--sweep-only', 'run only the sweep rows (no baseline: speedup columns stay empty)')
+    .addOption(new Option('--sweep-cache <list>', 'comma-separated caches of the sweep rows: none, prefix, dual (default dual)').argParser(cacheList))
     .addOption(new Option('--rows <list>', `only these rows of the table: some of ${TABLE_ROWS.join(', ')} (without baseline the speedup columns stay empty; the policy rows need --policies)`).argParser(rowList))
     .option('--policies', `add DESIGN §16's policy rows: EB-Sampler (--entropy-bound), suffix window (--suffix-window, default ${POLICY_SUFFIX_WINDOW}), early commit, and two stacks`)
     .addOption(new Option('--batch <n>', 'problems decoded together in each forward pass (1: the paper\'s batch-1 setting)').argParser(intArg('--batch', 1, 64)).default(1))
     .option('--out <file>', 'also write the rows as JSON');
   addDecodeOptions(cmd).action(async (opts: DecodeFlags & {
     eval?: string; limit?: number; sweep?: boolean; sweepTaus?: number[]; sweepOnly?: boolean; rows?: string[]; out?: string; batch: number; policies?: boolean;
+    sweepCache?: CacheMode[];
   }) => {
+    if (opts.sweepCache && !opts.sweep && !opts.sweepTaus) throw new UsageError('--sweep-cache needs --sweep or --sweep-taus');
     if (opts.remasking || opts.alg || opts.strategy || opts.cache) throw new UsageError('bench runs its own rows (strategies and caches); drop --strategy / --cache / --remasking / --alg');
     if (opts.earlyCommit) throw new UsageError('bench runs early commit in its own rows (--policies); drop --early-commit');
     if (!opts.policies && (opts.entropyBound !== undefined || opts.suffixWindow !== undefined)) {
@@ -348,13 +362,14 @@ export function registerBench(program: Command, io: Io, signal: AbortSignal): vo
     let baseline: number | null;
     if (block) {
       checkBlockTableFlags(opts, md.description, 'bench', 'choose its thresholds with --sweep-taus',
-        [[opts.sweep && !opts.sweepTaus, '--sweep'], [opts.sweepOnly, '--sweep-only'], [opts.rows !== undefined, '--rows'], [opts.policies, '--policies']]);
+        [[opts.sweep && !opts.sweepTaus, '--sweep'], [opts.sweepOnly, '--sweep-only'], [opts.rows !== undefined, '--rows'], [opts.policies, '--policies'],
+          [opts.sweepCache !== undefined, '--sweep-cache']]);
     } else {
         }
     // --threshold and --factor set the rows' tau and f (both may be given); the rows share the lengths and steps.
     try {
       const policies = opts.policies ? { gamma: opts.entropyBound ?? DEFAULT_ENTROPY_BOUND, window: opts.suffixWindow ?? POLICY_SUFFIX_WINDOW } : undefined;
-      ({ rows: plan, baseline } = tablePlan(md.description, { threshold: opts.threshold, factor: opts.factor, sweep, sweepOnly: opts.sweepOnly, only: opts.rows, policies }, rowBase(opts)));
+      ({ rows: plan, baseline } = tablePlan(md.description, { threshold: opts.threshold, factor: opts.factor, sweep, sweepOnly: opts.sweepOnly, only: opts.rows, policies, sweepCaches: opts.sweepCache }, rowBase(opts)));
     } catch (e) {
       throw asUsage(e);
     }

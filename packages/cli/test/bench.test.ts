@@ -67,6 +67,11 @@ describe('fast-dllm bench', () => {
     expect(r.code).toBe(0);
     const lines = r.stdout.trim().split('\n');
     expect(lines).toHaveLength(2 + 2);
+    const caches = await runCli(['bench', '--model', LLADA, '--engine', 'reference', '--eval', evalPath, '--gen-length', '8', '--block-length', '8',
+      '--sweep-taus', '0.5', '--sweep-cache', 'prefix,dual', '--sweep-only']);
+    expect(caches.code).toBe(0);
+    expect(caches.stdout).toContain('| sweep: prefix cache, threshold 0.5 |');
+    expect(caches.stdout).toContain('| sweep: dual cache, threshold 0.5 |');
     expect(lines[2]).toMatch(/^\| sweep: dual cache, threshold 0.1 \|.*\| — \| [\d.]+ \| — \|$/);
     const rows = JSON.parse(readFileSync(out, 'utf8')).rows as Array<{ speedup: null; wallSpeedup: null }>;
     expect(rows.map((x) => [x.speedup, x.wallSpeedup])).toEqual([[null, null], [null, null]]);
