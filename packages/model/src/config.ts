@@ -286,8 +286,8 @@ function llada2Description(
   const fk = config.first_k_dense_replace ?? 0;
   if (typeof fk !== 'number' || !Number.isInteger(fk) || fk < 0) throw fail(`field "first_k_dense_replace" must be a non-negative integer, got ${JSON.stringify(fk)}`);
   const dense = Math.min(numLayers, fk); // layers [0, dense) are dense SwiGLUs
-  // No num_experts: every layer is dense, as the published decoder layer builds it.
-  const experts = config.num_experts === undefined || config.num_experts === null ? undefined : posInt('num_experts');
+  // num_experts null: every layer dense, as the published decoder layer builds it; absent: the config class's 16.
+  const experts = config.num_experts === null ? undefined : posInt('num_experts', 16);
   let moe: ModelDescription['moe'];
   if (experts !== undefined && dense < numLayers) {
     const topK = posInt('num_experts_per_tok', 2);

@@ -43,8 +43,10 @@ describe('LLaDA2 configs (DESIGN §13.1)', () => {
     expect(normaliseConfig({ ...LLADA2_MINI, block_size: 16 }).blockSize).toBe(16);
     expect(normaliseConfig({ ...LLADA2_MINI, num_shared_experts: 0 }).moe!.sharedExpertSize).toBeUndefined();
     expect(normaliseConfig({ ...LLADA2_MINI, num_shared_experts: 2 }).moe!.sharedExpertSize).toBe(1024);
-    // No num_experts: every layer dense, as the published decoder layer builds it.
+    // num_experts null: every layer dense, as the published decoder layer builds it; absent: the config class's 16.
     expect(normaliseConfig({ ...LLADA2_MINI, num_experts: null }).moe).toBeUndefined();
+    const { num_experts: __, ...noExperts } = LLADA2_MINI;
+    expect(normaliseConfig(noExperts).moe!.numExperts).toBe(16);
   });
 
   it('refuses what the published code would not run, naming the field', () => {
