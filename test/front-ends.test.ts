@@ -33,6 +33,8 @@ const FAMILIES: Record<string, Family> = {
   dream: { fixture: 'dream-tiny-f32', cli: ['--gen-length', '32', '--block-length', '8'], body: { max_tokens: 32, block_length: 8 }, page: { genLength: 32, blockLength: 8, steps: 32 } },
   fast_dllm_v2: { fixture: 'fast-dllm-v2-tiny-f32', cli: ['--gen-length', '24'], body: { max_tokens: 24 }, page: { genLength: 24 } },
   sdar: { fixture: 'sdar-tiny-f32', cli: ['--gen-length', '16'], body: { max_tokens: 16 }, page: { genLength: 16 } },
+  // LLaDA2 (DESIGN §13.1) takes SDAR's settings, with its own recipe (threshold 0.95).
+  llada2_moe: { fixture: 'llada2-moe-tiny-f32', cli: ['--gen-length', '16'], body: { max_tokens: 16 }, page: { genLength: 16 } },
 };
 
 /**
@@ -74,18 +76,18 @@ const CASES: Case[] = [
   { name: "Dream's confidence", families: ['llada'], cli: ['--alg', 'maskgit_plus'], body: { alg: 'maskgit_plus' }, page: null, refused: 'alg' },
   { name: 'threshold and factor', families: MASKED, cli: ['--threshold', '0.5', '--factor', '2'], body: { threshold: 0.5, factor: 2 }, page: null, refused: 'factor' },
   { name: 'steps not a multiple of the blocks', families: MASKED, cli: ['--steps', '3'], body: { steps: 3 }, page: { rule: 'fixed', steps: 3 }, refused: 'steps' },
-  { name: 'a Fast-dLLM v2 setting', families: [...MASKED, 'sdar'], cli: ['--sub-block-length', '4'], body: { sub_block_length: 4 }, page: null, refused: 'subBlockLength' },
+  { name: 'a Fast-dLLM v2 setting', families: [...MASKED, 'sdar', 'llada2_moe'], cli: ['--sub-block-length', '4'], body: { sub_block_length: 4 }, page: null, refused: 'subBlockLength' },
   { name: 'v2 sub-block 4, threshold 0.5, block cache', families: ['fast_dllm_v2'], cli: ['--sub-block-length', '4', '--threshold', '0.5', '--cache', 'block'],
     body: { sub_block_length: 4, threshold: 0.5, block_cache: true }, page: { subBlockLength: 4, v2Threshold: 0.5, blockCache: true } },
   { name: 'v2 one token per step', families: ['fast_dllm_v2'], cli: ['--threshold', '1'], body: { threshold: 1 }, page: { v2Threshold: 1 } },
   { name: 'a sub-block that does not divide the block', families: ['fast_dllm_v2'], cli: ['--sub-block-length', '3'], body: { sub_block_length: 3 }, page: { subBlockLength: 3 }, refused: 'subBlockLength' },
   { name: 'SDAR static, 2 steps per block', families: ['sdar'], cli: ['--remasking', 'low_confidence_static', '--steps-per-block', '2'],
     body: { remasking: 'low_confidence_static', steps_per_block: 2 }, page: { sdarRemasking: 'low_confidence_static', stepsPerBlock: 2 } },
-  { name: 'SDAR dynamic threshold 0.6', families: ['sdar'], cli: ['--threshold', '0.6'], body: { threshold: 0.6 }, page: { sdarThreshold: 0.6 } },
+  { name: 'SDAR dynamic threshold 0.6', families: ['sdar', 'llada2_moe'], cli: ['--threshold', '0.6'], body: { threshold: 0.6 }, page: { sdarThreshold: 0.6 } },
   { name: 'SDAR static with a threshold', families: ['sdar'], cli: ['--remasking', 'low_confidence_static', '--threshold', '0.5'],
     body: { remasking: 'low_confidence_static', threshold: 0.5 }, page: null, refused: 'threshold' },
-  { name: 'a LLaDA/Dream setting', families: ['fast_dllm_v2', 'sdar'], cli: ['--steps', '8'], body: { steps: 8 }, page: null, refused: 'steps' },
-  { name: 'early stop off', families: ['fast_dllm_v2', 'sdar'], cli: ['--no-early-stop'], body: { early_stop: false }, page: null, refused: 'earlyStop' },
+  { name: 'a LLaDA/Dream setting', families: ['fast_dllm_v2', 'sdar', 'llada2_moe'], cli: ['--steps', '8'], body: { steps: 8 }, page: null, refused: 'steps' },
+  { name: 'early stop off', families: ['fast_dllm_v2', 'sdar', 'llada2_moe'], cli: ['--no-early-stop'], body: { early_stop: false }, page: null, refused: 'earlyStop' },
 ];
 
 interface Loaded {

@@ -34,9 +34,14 @@ const STRATEGIES: Record<string, Strategy[]> = {
     { kind: 'sdar', threshold: 0.9 }, { kind: 'sdar', stepsPerBlock: 4, threshold: 0.3 }, { kind: 'sdar', stepsPerBlock: 2, remasking: 'low_confidence_static' },
     { kind: 'sdar', stepsPerBlock: 1 },
   ],
+  // LLaDA2 (DESIGN §13.1): block diffusion with mixture layers; a row's group-limited routing must not depend on the others.
+  'llada2-moe-tiny-f32': [
+    { kind: 'sdar', threshold: 0.95 }, { kind: 'sdar', stepsPerBlock: 4, threshold: 0.3 }, { kind: 'sdar', stepsPerBlock: 2, remasking: 'low_confidence_static' },
+    { kind: 'sdar', stepsPerBlock: 1 },
+  ],
 };
 
-const isBlock = (model: string) => model.startsWith('fast-dllm-v2') || model.startsWith('sdar') || model.includes('-bd3lm-');
+const isBlock = (model: string) => model.startsWith('fast-dllm-v2') || model.startsWith('sdar') || model.includes('-bd3lm-') || model.startsWith('llada2-');
 
 /** Every strategy × cache mode × (greedy, seeded), each with its own prompt and generation length. */
 function requests(model: string, vocab: number): GenerationRequest[] {

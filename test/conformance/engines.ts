@@ -42,10 +42,23 @@ export const MODELS = ['llada-tiny-f32', 'llada-tiny-bf16', 'llada-tiny-sharded'
   'llada-moe-tiny-f32', 'llada-moe-tiny-partial', 'a2d-qwen2-mdlm-tiny-f32', 'a2d-qwen3-mdlm-tiny-f32'];
 /**
  * Tiny random block-diffusion models (DESIGN §8): Fast-dLLM v2 (Qwen2.5, tied, blocks of 8), SDAR (Qwen3, blocks of 4),
- * A2D BD3LM (DESIGN §15: Qwen2 blocks of 8, Qwen3 blocks of 4, tied, unshifted).
+ * A2D BD3LM (DESIGN §15: Qwen2 blocks of 8, Qwen3 blocks of 4, tied, unshifted), LLaDA2 (DESIGN §13.1: fused q/k/v,
+ * partial rotary, output bias, a dense layer then mixtures with sigmoid group-limited routing, blocks of 8).
  */
 export const BLOCK_MODELS = ['fast-dllm-v2-tiny-f32', 'fast-dllm-v2-tiny-bf16', 'sdar-tiny-f32', 'sdar-tiny-bf16',
-  'a2d-qwen2-bd3lm-tiny-f32', 'a2d-qwen3-bd3lm-tiny-f32', 'a2d-qwen3-bd3lm-tiny-bf16'];
+  'a2d-qwen2-bd3lm-tiny-f32', 'a2d-qwen3-bd3lm-tiny-f32', 'a2d-qwen3-bd3lm-tiny-bf16', 'llada2-moe-tiny-f32'];
+
+/**
+ * Fixtures whose float64 golden logits the int8 entries are not held to, and why. LLaDA2's mixture (DESIGN §13.1) picks
+ * experts by group-limited top-k over sigmoid scores, whose margins (down to 5e-4 over 400 random rows of the fixture's
+ * router) fall inside int8's activation noise: one flipped choice moves a row's logits far (measured 0.47 relative error
+ * on one of the 8 cases, the others under 0.15; the int8 wasm and int8 reference entries give the same 0.47). Its int8
+ * path is held to itself by the batching checks; its arithmetic is that of LLaDA-MoE's int8 experts and Dream's int8
+ * biases, which are compared.
+ */
+export const INT8_NOT_COMPARED: Record<string, string> = {
+  'llada2-moe-tiny-f32': 'not compared: int8 noise flips some of LLaDA2\'s group-limited expert choices (DESIGN §13.1)',
+};
 
 /** Measured variants of the registered engines, by registration name (the provider comes from the registry). */
 type Variant = Omit<EngineEntry, 'provider' | 'unavailable'>;

@@ -5,8 +5,8 @@
  * margin below the entry's delta on the way (recorded as minGap by the generator): such a case is reported as
  * ambiguous, not compared. Sampled runs are compared with the reference engine's.
  * Block-diffusion models (DESIGN §8) against tools/golden/blockdiff_golden.py's own decoders: Fast-dLLM v2 (sub-blocks,
- * threshold, block cache on and off) and SDAR (dynamic and static), prompts shorter than a block, one block, a
- * multiple and neither; tokens cut after the stop token, and the NFE.
+ * threshold, block cache on and off) and SDAR (dynamic and static; also for A2D BD3LM and LLaDA2), prompts shorter than
+ * a block, one block, a multiple and neither; tokens cut after the stop token, and the NFE.
  */
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -96,6 +96,8 @@ const BLOCK_SAMPLED: Record<string, Strategy[]> = {
   // A2D BD3LM (DESIGN §15) decodes with SDAR's procedure: the recipe's threshold 0.9 and the static rule.
   'a2d-qwen2-bd3lm-tiny-f32': [{ kind: 'sdar', threshold: 0.9 }],
   'a2d-qwen3-bd3lm-tiny-f32': [{ kind: 'sdar', threshold: 0.9 }, { kind: 'sdar', stepsPerBlock: 2, remasking: 'low_confidence_static' }],
+  // LLaDA2 (DESIGN §13.1) decodes with SDAR's procedure: its recipe's threshold 0.95 and the static rule.
+  'llada2-moe-tiny-f32': [{ kind: 'sdar', threshold: 0.95 }, { kind: 'sdar', stepsPerBlock: 2, remasking: 'low_confidence_static' }],
 };
 
 for (const entry of await engineEntries()) {

@@ -11,7 +11,11 @@
    probability margin of a reported row, a confidence's distance to the threshold, the gap at a top-k cut or
    between the two most confident): a case whose margin is below a test's delta is ambiguous, not wrong.
 
-Run: /usr/bin/python3 tools/golden/blockdiff_golden.py   (after tools/fixtures/make_fixtures.py)
+LLaDA2.x (DESIGN §13.1, model_type "llada2_moe") runs in llada2_model.py, which has BlockDiffModel's interface, and is
+decoded by SDAR's procedure (its recipe: B steps per block, low_confidence_dynamic at the published threshold 0.95).
+
+Run: /usr/bin/python3 tools/golden/blockdiff_golden.py [model ...]   (after tools/fixtures/make_fixtures.py and
+make_moe_fixtures.py; with model names, only those are regenerated)
 """
 import base64
 import json
@@ -24,6 +28,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from blockdiff_model import BlockDiffModel, Context, config_of  # noqa: E402
+from llada2_model import Llada2Model  # noqa: E402
 from make_golden import canvases  # noqa: E402  (the same two canvases as the LLaDA/Dream golden cases)
 from torch_model import mask_id as mask_of  # noqa: E402
 
@@ -31,7 +36,14 @@ ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..'))
 MODELS = os.path.join(ROOT, 'test', 'fixtures', 'models')
 GOLDEN = os.path.join(ROOT, 'test', 'fixtures', 'golden')
 NAMES = ['fast-dllm-v2-tiny-f32', 'fast-dllm-v2-tiny-bf16', 'sdar-tiny-f32', 'sdar-tiny-bf16',
-         'a2d-qwen2-bd3lm-tiny-f32', 'a2d-qwen3-bd3lm-tiny-f32', 'a2d-qwen3-bd3lm-tiny-bf16']
+         'a2d-qwen2-bd3lm-tiny-f32', 'a2d-qwen3-bd3lm-tiny-f32', 'a2d-qwen3-bd3lm-tiny-bf16', 'llada2-moe-tiny-f32']
+TOKEN_NAMES = ['fast-dllm-v2-tiny-f32', 'sdar-tiny-f32', 'a2d-qwen2-bd3lm-tiny-f32', 'a2d-qwen3-bd3lm-tiny-f32',
+               'llada2-moe-tiny-f32']
+
+
+def load_model(name):
+    d = os.path.join(MODELS, name)
+    return Llada2Model(d) if config_of(d)['model_type'] == 'llada2_moe' else BlockDiffModel(d)
 L = 40
 
 
@@ -67,7 +79,7 @@ class ContractSequence:
 
 
 def golden_logits(name):
-    m = BlockDiffModel(os.path.join(MODELS, name))
+    m = load_model(name)
     mask = mask_id(name)
     a, b = canvases(mask, 11)
     ab = a[:16] + b[16:]  # the prompt's blocks of a, a different active block
@@ -105,23 +117,26 @@ def golden_logits(name):
 # ---------------------------------------------------------------- 2. the decoding procedures
 
 def mask_id(name):
-    """config.json's mask_token_id, the A2D tokenizer's <|mask|>, else v2's |<MASK>| (290, named only by its tokenizer)."""
+    """config.json's mask_token_id, the A2D or LLaDA2 tokenizer's <|mask|>, else v2's |<MASK>| (290, named only by its
+    tokenizer)."""
     d = os.path.join(MODELS, name)
-    if config_of(d)['model_type'].startswith('a2d-'):
+    if config_of(d)['model_type'].startswith('a2d-') or config_of(d)['model_type'] == 'llada2_moe':
         return mask_of(d)
     return config_of(d).get('mask_token_id') or 290
 
 
 def stop_ids(name):
-    """DESIGN §8: EOS and end of turn from config, generation_config and tokenizer (the fixtures name 280 and 282)."""
+    """DESIGN §8: EOS and end of turn from config, generation_config and tokenizer (the fixtures name 280 and 282;
+    LLaDA2's end of turn is its chat format's <|role_end|>)."""
     d = os.path.join(MODELS, name)
     ids = set()
+    ends = ('<|endoftext|>', '<|im_end|>') + (('<|role_end|>',) if config_of(d)['model_type'] == 'llada2_moe' else ())
     for f in ('config.json', 'generation_config.json'):
         v = json.load(open(os.path.join(d, f))).get('eos_token_id')
         ids.update(v if isinstance(v, list) else [v] if v is not None else [])
     tc = json.load(open(os.path.join(d, 'tokenizer_config.json')))
     for i, t in tc['added_tokens_decoder'].items():
-        if t['content'] in ('<|endoftext|>', '<|im_end|>', tc.get('eos_token')):
+        if t['content'] in ends + (tc.get('eos_token'),):
             ids.add(int(i))
     return ids
 
@@ -285,7 +300,7 @@ def prompt_of(n, seed):
 
 
 def golden_tokens(name):
-    m = BlockDiffModel(os.path.join(MODELS, name))
+    m = load_model(name)
     mask, stops = mask_id(name), stop_ids(name)
     B = m.B
     # Prompts shorter than a block, exactly one block (P == B), a multiple of it, and neither; caps that leave a
@@ -297,6 +312,13 @@ def golden_tokens(name):
             {'kind': 'fast_dllm_v2', 'subBlockLength': 4, 'threshold': 0.3, 'blockCache': False},
             {'kind': 'fast_dllm_v2', 'subBlockLength': 4, 'threshold': 0.3, 'blockCache': True},
             {'kind': 'fast_dllm_v2', 'subBlockLength': 8, 'threshold': 1.0, 'blockCache': True},
+        ]
+    elif m.arch == 'llada2_moe':
+        # DESIGN §13.1: SDAR's procedure; the recipe (B steps, the published threshold 0.95), a lower threshold, static.
+        strategies = [
+            {'kind': 'sdar', 'stepsPerBlock': B, 'remasking': 'low_confidence_dynamic', 'threshold': 0.95},
+            {'kind': 'sdar', 'stepsPerBlock': B // 2, 'remasking': 'low_confidence_dynamic', 'threshold': 0.3},
+            {'kind': 'sdar', 'stepsPerBlock': 2, 'remasking': 'low_confidence_static'},
         ]
     elif m.arch == 'a2d_bd3lm':
         # DESIGN §15: SDAR's procedure; the recipe (B steps, Fast-dLLM's 0.9), a lower threshold, the static rule.
@@ -335,10 +357,16 @@ def golden_tokens(name):
 
 def main():
     torch.set_num_threads(1)
+    only = set(sys.argv[1:])
+    unknown = only - set(NAMES)
+    if unknown:
+        raise SystemExit(f'unknown model(s): {sorted(unknown)}; known: {NAMES}')
     for name in NAMES:
-        golden_logits(name)
-    for name in ('fast-dllm-v2-tiny-f32', 'sdar-tiny-f32', 'a2d-qwen2-bd3lm-tiny-f32', 'a2d-qwen3-bd3lm-tiny-f32'):
-        golden_tokens(name)
+        if not only or name in only:
+            golden_logits(name)
+    for name in TOKEN_NAMES:
+        if not only or name in only:
+            golden_tokens(name)
 
 
 if __name__ == '__main__':

@@ -42,7 +42,11 @@ export interface Inspection extends Pick<
    * Mixture-of-experts models (DESIGN §13): experts per mixture layer, experts per token, their widths, how many
    * layers are mixtures, and the parameters one token's forward reads (the others' experts left out); null: dense.
    */
-  moe: { experts: number; perToken: number; expertSize: number; sharedExpertSize: number | null; moeLayers: number; activeParameters: number } | null;
+  moe: {
+    experts: number; perToken: number; expertSize: number; sharedExpertSize: number | null; moeLayers: number; activeParameters: number;
+    /** How a row picks its experts (DESIGN §13, §13.1), in words. */
+    routing: string;
+  } | null;
   /** dllm's A2D checkpoints (DESIGN §15): the variant and block size chosen, and where each choice came from. */
   a2d: ModelDescription['a2d'] | null;
   /** Generated ids that end an answer. */
@@ -177,9 +181,13 @@ function moeSummary(d: ModelDescription, parameters: number): NonNullable<Inspec
   const moeLayers = m.moeLayers.filter(Boolean).length;
   // A token runs topK of the numExperts experts of each mixture layer: the rest of them is not read for it.
   const idle = moeLayers * (m.numExperts - m.topK) * 3 * d.hiddenSize * m.expertSize;
+  const sr = m.sigmoidRouting;
+  const routing = sr
+    ? `sigmoid scores${m.expertBias ? ' (expert bias for the choice only)' : ''}, top ${m.topK} within the best ${sr.topGroups} of ${sr.groups} groups, weights normalised × ${sr.scale}`
+    : `softmax${m.expertBias ? ' + expert bias' : ''}, top ${m.topK}${m.normTopK ? ', weights normalised' : ''}`;
   return {
     experts: m.numExperts, perToken: m.topK, expertSize: m.expertSize, sharedExpertSize: m.sharedExpertSize ?? null, moeLayers,
-    activeParameters: parameters - idle,
+    activeParameters: parameters - idle, routing,
   };
 }
 
@@ -203,7 +211,8 @@ export function formatInspection(r: Inspection): string {
     `vocab:         ${r.vocabSize}, max positions ${r.maxPositions}`,
     ...(r.moe ? [`experts:       ${r.moe.experts} per mixture layer, ${r.moe.perToken} per token (expert ffn ${r.moe.expertSize}` +
       `${r.moe.sharedExpertSize ? `, shared expert ${r.moe.sharedExpertSize}` : ''}); ${r.moe.moeLayers} of ${r.numLayers} layers are mixtures; ` +
-      `${r.moe.activeParameters >= 1e9 ? `${(r.moe.activeParameters / 1e9).toFixed(2)}B` : `${(r.moe.activeParameters / 1e6).toFixed(2)}M`} parameters read per token`] : []),
+      `${r.moe.activeParameters >= 1e9 ? `${(r.moe.activeParameters / 1e9).toFixed(2)}B` : `${(r.moe.activeParameters / 1e6).toFixed(2)}M`} parameters read per token`,
+    `routing:       ${r.moe.routing}`] : []),
     `attention:     ${r.blockSize === null ? 'bidirectional (masked diffusion)' : `block-causal, blocks of ${r.blockSize} (block diffusion)`}; stop ids ${r.stopIds.join(', ')}`,
     ...(r.a2d ? [`a2d:           ${r.a2d.base} layers, ${r.a2d.variant.toUpperCase()} (from ${r.a2d.variantSource})` +
       `${r.a2d.blockSizeSource ? `, block size ${r.blockSize} (from ${r.a2d.blockSizeSource})` : ''}`] : []),

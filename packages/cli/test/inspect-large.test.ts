@@ -22,6 +22,15 @@ const LLADA_MOE_7B = {
   vocab_size: 157184, rms_norm_eps: 1e-5, tie_word_embeddings: false,
 };
 
+/** LLaDA2.0-mini's config.json, the keys that matter (DESIGN §13.1). */
+const LLADA2_MINI = {
+  model_type: 'llada2_moe', hidden_size: 2048, num_hidden_layers: 20, num_attention_heads: 16, num_key_value_heads: 4, head_dim: 128,
+  intermediate_size: 5120, moe_intermediate_size: 512, num_experts: 256, num_shared_experts: 1, num_experts_per_tok: 8, n_group: 8,
+  topk_group: 4, routed_scaling_factor: 2.5, first_k_dense_replace: 1, score_function: 'sigmoid', partial_rotary_factor: 0.5,
+  rope_theta: 600000, rope_scaling: null, max_position_embeddings: 32768, vocab_size: 157184, rms_norm_eps: 1e-6, tie_word_embeddings: false,
+  use_bias: false, use_qkv_bias: false, use_qk_norm: true, pad_token_id: 156892,
+};
+
 const dirs: string[] = [];
 afterAll(async () => { for (const d of dirs) await rm(d, { recursive: true, force: true }); });
 
@@ -62,6 +71,24 @@ describe('inspect at full size', () => {
     expect(j.memory['wasm int8'].weights / 2 ** 30).toBeGreaterThan(4);
     const text = await runCli(['inspect', dirs[dirs.length - 1], '--canvas', '1024']);
     expect(text.stdout).toMatch(/experts:\s+64 per mixture layer, 8 per token \(expert ffn 1024\); 16 of 16 layers are mixtures; 1\.\d\dB parameters read per token/);
+  });
+
+  it('LLaDA2.0-mini: 16B parameters, about 1.4B read per token, sigmoid group-limited routing, block diffusion', async () => {
+    const r = await runCli(['inspect', await sparseModel(LLADA2_MINI), '--json', '--canvas', '1024']);
+    expect(r.code, r.stderr).toBe(0);
+    const j = JSON.parse(r.stdout);
+    expect(j.architecture).toBe('llada2_moe');
+    expect(j.blockSize).toBe(32);
+    expect(j.parameters / 1e9).toBeCloseTo(16.26, 2);
+    expect(j.moe).toMatchObject({ experts: 256, perToken: 8, expertSize: 512, sharedExpertSize: 512, moeLayers: 19 });
+    // 248 idle experts × 3 matrices of 2048 × 512 in each of 19 mixture layers are not read for a token.
+    expect(j.moe.activeParameters).toBe(j.parameters - 19 * 248 * 3 * 2048 * 512);
+    expect(j.moe.activeParameters / 1e9).toBeCloseTo(1.43, 2);
+    expect(j.memory['wasm int8'].note).toMatch(/split by layers over [6-9] memories in Node/);
+    const text = await runCli(['inspect', dirs[dirs.length - 1], '--canvas', '1024']);
+    expect(text.stdout).toMatch(/experts:\s+256 per mixture layer, 8 per token \(expert ffn 512, shared expert 512\); 19 of 20 layers are mixtures; 1\.43B parameters read per token/);
+    expect(text.stdout).toMatch(/routing:\s+sigmoid scores \(expert bias for the choice only\), top 8 within the best 4 of 8 groups, weights normalised × 2\.5/);
+    expect(text.stdout).toMatch(/attention:\s+block-causal, blocks of 32/);
   });
 
   it('LLaDA-8B: dense, over 4 GiB at int8, split in Node', async () => {

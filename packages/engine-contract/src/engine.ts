@@ -32,8 +32,11 @@ export const ENGINE_CONTRACT_VERSION = 2;
  */
 export type ForwardMode = 'full' | 'prefix' | 'dual' | 'extend';
 
-/** a2d_mdlm / a2d_bd3lm: dllm's A2D checkpoints decoded as masked or as block diffusion (DESIGN §15). */
-export type Architecture = 'llada' | 'dream' | 'fast_dllm_v2' | 'sdar' | 'a2d_mdlm' | 'a2d_bd3lm';
+/**
+ * a2d_mdlm / a2d_bd3lm: dllm's A2D checkpoints decoded as masked or as block diffusion (DESIGN §15); llada2_moe:
+ * LLaDA2.x, block diffusion decoded by SDAR's procedure (DESIGN §13.1).
+ */
+export type Architecture = 'llada' | 'dream' | 'fast_dllm_v2' | 'sdar' | 'a2d_mdlm' | 'a2d_bd3lm' | 'llada2_moe';
 
 /** What the scheduler needs to know of a model. Engines fill it from the model's config. */
 export interface ModelInfo {

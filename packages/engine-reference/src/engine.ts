@@ -9,7 +9,7 @@ import {
   type Engine, type EngineCapabilities, type EngineOptions, type EngineProvider, type ForwardRequest,
   type ForwardResult, type ModelInfo, type PassLayout, type SequenceHandle,
 } from '@fast-dllm/engine-contract';
-import { INT8_BLOCK, int8Blocks, isMoeLayer, openModel, schedulerModelInfo, type ModelDescription } from '@fast-dllm/model';
+import { INT8_BLOCK, int8Blocks, isMoeLayer, openModel, schedulerModelInfo, storedTensorName, type ModelDescription } from '@fast-dllm/model';
 import { loadReferenceModel, type ReferenceWeights } from './load.js';
 import { referenceAttention, referenceMatmul, referenceMoe, referenceRmsNorm, referenceRope, referenceSwigluFfn } from './ops.js';
 
@@ -134,7 +134,7 @@ export class ReferenceEngine implements Engine {
         const out = referenceAttention(q.subarray(o * qw, (o + m) * qw), keys.subarray(0, L * kw), values.subarray(0, L * kw), m, L, H, KV, hd, limit);
         attn.set(out, o * qw);
       });
-      const proj = referenceMatmul(attn, layer.o, n, qw, d);
+      const proj = referenceMatmul(attn, layer.o, n, qw, d, layer.oBias);
       for (let i = 0; i < x.length; i++) x[i] += proj[i];
       const h2 = referenceRmsNorm(x, layer.ffnNorm, n, d, c.rmsNormEps);
       const down = layer.ffn.kind === 'moe' ? referenceMoe(h2, layer.ffn.w, n, d) : referenceSwigluFfn(h2, layer.ffn.w, n, d, ff);
@@ -232,7 +232,8 @@ export const referenceProvider: EngineProvider = {
       const int8 = weightDType === 'int8';
       const ffnLinears = (n: (typeof names.layers)[number]) => (isMoeLayer(n)
         ? [...n.experts, ...(n.shared ? [n.shared] : [])].flatMap((e) => [e.gate, e.up, e.down]) : [n.gate, n.up, n.down]);
-      const linear = new Set(int8 ? [names.lmHead, ...names.layers.flatMap((n) => [n.q, n.k, n.v, n.o, ...ffnLinears(n)])] : []);
+      // q, k and v may be row slices of one fused tensor (LLaDA2), which the archive lists as the tensor.
+      const linear = new Set(int8 ? [names.lmHead, ...names.layers.flatMap((n) => [n.q, n.k, n.v, n.o, ...ffnLinears(n)])].map(storedTensorName) : []);
       let bytes = 0;
       for (const [name, t] of archive.tensors) {
         const [out, inDim] = t.shape;

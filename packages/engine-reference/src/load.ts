@@ -3,7 +3,7 @@
  * tensor roles) into float32 arrays the reference forward pass reads directly; with `dtype: 'int8'` the linear
  * weights (and the LM head) are quantized into @fast-dllm/model's int8 format as they are read.
  */
-import { dequantizeInt8Row, isMoeLayer, openModel, type ModelDescription, type SwigluTensorNames } from '@fast-dllm/model';
+import { dequantizeInt8Row, isMoeLayer, openModel, routingRule, type ModelDescription, type SwigluTensorNames } from '@fast-dllm/model';
 import type { MoeWeights, SwigluWeights } from './ops.js';
 import { isInt8, referenceQuantize, type LinearWeight } from './quant.js';
 
@@ -18,6 +18,7 @@ export interface ReferenceLayer {
   qNorm?: Float32Array; // (hd) Qwen3: per-head RMSNorm of q before RoPE
   kNorm?: Float32Array; // (hd) … and of k
   o: LinearWeight; // (d, H*hd)
+  oBias?: Float32Array; // (d) LLaDA2's use_bias
   ffnNorm: Float32Array; // (d)
   /** The FFN: a dense SwiGLU (gate (ff, d), up (ff, d), down (d, ff)) or a mixture of experts (DESIGN §13). */
   ffn: { kind: 'dense'; w: SwigluWeights } | { kind: 'moe'; w: MoeWeights };
@@ -70,18 +71,18 @@ export async function loadReferenceModel(
             router: await read(n.router), experts: await Promise.all(n.experts.map((e) => swiglu(e, moe.expertSize))),
             ...(n.shared ? { shared: await swiglu(n.shared, moe.sharedExpertSize!), sharedSize: moe.sharedExpertSize! } : {}),
             ...(n.expertBias ? { expertBias: await read(n.expertBias) } : {}),
-            topK: moe.topK, expertSize: moe.expertSize, normTopK: moe.normTopK,
+            topK: moe.topK, expertSize: moe.expertSize, rule: routingRule(moe),
           },
         }
         : isMoeLayer(n) ? (() => { throw new Error('reference engine: a mixture layer without a MoE description'); })()
         : { kind: 'dense', w: await swiglu(n, ff) };
-      const [qBias, kBias, vBias, qNorm, kNorm] = await Promise.all([opt(n.qBias), opt(n.kBias), opt(n.vBias), opt(n.qNorm), opt(n.kNorm)]);
+      const [qBias, kBias, vBias, qNorm, kNorm, oBias] = await Promise.all([opt(n.qBias), opt(n.kBias), opt(n.vBias), opt(n.qNorm), opt(n.kNorm), opt(n.oBias)]);
       layers.push({
         attnNorm: await read(n.attnNorm), q: await linear(n.q, H * hd, d), k: await linear(n.k, KV * hd, d),
         v: await linear(n.v, KV * hd, d),
         ...(qBias ? { qBias } : {}), ...(kBias ? { kBias } : {}), ...(vBias ? { vBias } : {}),
         ...(qNorm ? { qNorm } : {}), ...(kNorm ? { kNorm } : {}),
-        o: await linear(n.o, d, H * hd), ffnNorm: await read(n.ffnNorm), ffn,
+        o: await linear(n.o, d, H * hd), ...(oBias ? { oBias } : {}), ffnNorm: await read(n.ffnNorm), ffn,
       });
     }
     const stored = await read(names.embed);

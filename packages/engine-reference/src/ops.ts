@@ -3,7 +3,7 @@
  * kernels with these on random inputs, so every function states its shapes and never mutates its inputs.
  */
 
-import { routeRows, type Int8Matrix } from '@fast-dllm/model';
+import { routeRows, type Int8Matrix, type RoutingRule } from '@fast-dllm/model';
 import { isInt8, referenceInt8Matmul } from './quant.js';
 
 export type FloatArray = Float32Array | Float64Array;
@@ -145,18 +145,20 @@ export interface MoeWeights {
   topK: number;
   expertSize: number;
   sharedSize?: number;
-  normTopK: boolean;
+  /** LLaDA-MoE's softmax rule or LLaDA2's sigmoid group-limited one (@fast-dllm/model's routeRows). */
+  rule: RoutingRule;
 }
 
 /**
- * Which experts each row goes to, and with what weight (DESIGN §13): p = softmax(router · x) (+ expert bias), the
- * top k of p (ties to the lower expert), weights p of the chosen (renormalised to sum 1 when normTopK). A row's
- * choice depends on that row alone. x (n, d) → experts (n, k) ascending by expert id, weights (n, k) float64.
+ * Which experts each row goes to, and with what weight (DESIGN §13, §13.1): the router logits router · x in float64,
+ * then the layer's routing rule (routeRows: softmax + bias, or sigmoid with the bias for the choice only and
+ * group-limited top-k), ties to the lower expert. A row's choice depends on that row alone.
+ * x (n, d) → experts (n, k) ascending by expert id, weights (n, k) float64.
  */
 export function referenceRoute(x: FloatArray, w: MoeWeights, n: number, d: number): { experts: Int32Array; weights: Float64Array } {
   const E = w.experts.length;
   const logits = referenceMatmul(x, w.router, n, d, E); // (n, E)
-  return routeRows(logits, n, E, w.topK, w.expertBias ?? null, w.normTopK);
+  return routeRows(logits, n, E, w.topK, w.expertBias ?? null, w.rule);
 }
 
 /**

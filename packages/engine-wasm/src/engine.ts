@@ -30,7 +30,10 @@ import {
   type Engine, type EngineCapabilities, type ForwardRequest, type ForwardResult, type ModelInfo, type PassLayout,
   type SequenceHandle,
 } from '@fast-dllm/engine-contract';
-import { isMoeLayer, missingLayerFeatures, routeRows, schedulerModelInfo, type ModelDescription, type ModelTensorNames, type SwigluTensorNames } from '@fast-dllm/model';
+import {
+  isMoeLayer, missingLayerFeatures, routeRows, routingRule, schedulerModelInfo, type ModelDescription, type ModelTensorNames, type RoutingRule,
+  type SwigluTensorNames,
+} from '@fast-dllm/model';
 import { ATTENTION_SCORE_ROWS, WASM32_MAX_BYTES, int8ScratchBytes, packedBytes, type PackedWeight, type Region, type WasmKernels, type WeightDType } from './kernels.js';
 
 /** Reads one tensor as f32, whatever its stored dtype (the archive of @fast-dllm/model does). */
@@ -45,13 +48,15 @@ interface MoeRegions {
   experts: SwigluRegions[]; // E, inner width expertSize
   shared: SwigluRegions | null; // inner width sharedExpertSize
   bias: Float32Array | null; // (E) expert bias, read on the host where routing happens
+  rule: RoutingRule; // softmax (LLaDA-MoE) or sigmoid group-limited (LLaDA2), applied on the host
 }
 
 interface LayerRegions {
   attnNorm: Region; q: PackedWeight; k: PackedWeight; v: PackedWeight;
   qBias: Region | null; kBias: Region | null; vBias: Region | null;
   qNorm: Region | null; kNorm: Region | null; // (hd) Qwen3 per-head q/k RMSNorm weights
-  o: PackedWeight; ffnNorm: Region;
+  o: PackedWeight; oBias: Region | null; // (d) LLaDA2's use_bias
+  ffnNorm: Region;
   ffn: { kind: 'dense'; w: SwigluRegions } | { kind: 'moe'; w: MoeRegions };
 }
 
@@ -105,7 +110,7 @@ export function layerWeightBytes(m: ModelDescription, l: number, dtype: WeightDT
   const moe = m.moe?.moeLayers[l] ? m.moe : undefined;
   // A mixture: the f32 router, every expert, the shared expert; its expert bias lives on the host.
   const ffn = moe ? packedBytes(moe.numExperts, d, 'f32') + moe.numExperts * swiglu(moe.expertSize) + (moe.sharedExpertSize ? swiglu(moe.sharedExpertSize) : 0) : swiglu(ff);
-  const f32 = 2 * d + (m.qkvBias ? H * hd + 2 * KV * hd : 0) + (m.qkNorm ? 2 * hd : 0);
+  const f32 = 2 * d + (m.qkvBias ? H * hd + 2 * KV * hd : 0) + (m.qkNorm ? 2 * hd : 0) + (m.outputBias ? d : 0);
   return P(H * hd, d) + 2 * P(KV * hd, d) + P(d, H * hd) + ffn + 4 * f32;
 }
 
@@ -243,7 +248,7 @@ export class WasmEngine implements Engine {
     sharding?: ShardingOptions,
   ): Promise<WasmEngine> {
     const moreKernels = sharding?.moreKernels;
-    const missing = missingLayerFeatures(desc, { moe: true, partialRotary: true, clipQkv: true });
+    const missing = missingLayerFeatures(desc, { moe: true, partialRotary: true, clipQkv: true, sigmoidRouting: true, outputBias: true });
     if (missing) throw new ModelNotSupportedError(`wasm engine: ${missing}; use --engine reference`);
     const L = Math.min(desc.maxPositions, LOAD_CHECK_LENGTH);
     const scratch = scratchBytes(desc, L, L, K.threads, weightDType);
@@ -308,6 +313,7 @@ export class WasmEngine implements Engine {
           kind: 'moe', w: {
             router: K.allocWeight(routerData, moe.numExperts, d, 'f32'), experts,
             shared: n.shared ? await swiglu(n.shared, moe.sharedExpertSize!) : null, bias: n.expertBias ? await read(n.expertBias) : null,
+            rule: routingRule(moe),
           },
         };
       } else ffn = { kind: 'dense', w: await swiglu(n, ff) };
@@ -317,7 +323,7 @@ export class WasmEngine implements Engine {
         qBias: n.qBias ? await put(n.qBias) : null, kBias: n.kBias ? await put(n.kBias) : null,
         vBias: n.vBias ? await put(n.vBias) : null,
         qNorm: n.qNorm ? await put(n.qNorm) : null, kNorm: n.kNorm ? await put(n.kNorm) : null,
-        o: await putLinear(n.o, d, H * hd), ffnNorm: await put(n.ffnNorm), ffn,
+        o: await putLinear(n.o, d, H * hd), oBias: n.oBias ? await put(n.oBias) : null, ffnNorm: await put(n.ffnNorm), ffn,
       });
     }
     return layers;
@@ -501,7 +507,7 @@ export class WasmEngine implements Engine {
             i += count;
           }
         });
-        K.matmul(rows(ws.att, H * hd), w.o, null, rows(ws.tmp, d), n);
+        K.matmul(rows(ws.att, H * hd), w.o, w.oBias, rows(ws.tmp, d), n);
         addInto(K.f32(ws.x), K.f32(ws.tmp), n * d);
         K.rmsnorm(rows(ws.x, d), w.ffnNorm, rows(ws.h, d), n, d, m.rmsNormEps);
         if (w.ffn.kind === 'moe') this.moe(sh, w.ffn.w, n);
@@ -558,7 +564,8 @@ export class WasmEngine implements Engine {
 
   /**
    * The mixture (DESIGN §13) of the normed rows scratch.h (n, d) into scratch.tmp (n, d): route every row on the
-   * host (softmax of the f32 router logits in f64, + expert bias, top k, ties to the lower expert), then run each
+   * host (the layer's rule over the f32 router logits in f64: softmax + expert bias, or LLaDA2's sigmoid group-limited
+   * top-k, §13.1; ties to the lower expert), then run each
    * expert once over the rows routed to it, gathered into scratch.moeX, and add its weighted output to each of
    * those rows in ascending expert order, then the shared expert. A row's sum never depends on the other rows.
    */
@@ -570,8 +577,8 @@ export class WasmEngine implements Engine {
     const E = moe.numExperts;
     const k = moe.topK;
     K.matmul({ ptr: ws.h.ptr, length: n * d }, w.router, null, { ptr: ws.router.ptr, length: n * E }, n);
-    // Routing on the host, in float64 (one rule for every engine: @fast-dllm/model's routeRows).
-    const { experts: chosen, weights: weight } = routeRows(K.f32(ws.router), n, E, k, w.bias, moe.normTopK);
+    // Routing on the host, in float64 (one place for the rules of every engine: @fast-dllm/model's routeRows).
+    const { experts: chosen, weights: weight } = routeRows(K.f32(ws.router), n, E, k, w.bias, w.rule);
     K.f32(ws.tmp).fill(0, 0, n * d); // (n, d) the mixture's output, summed in f32
     const members = new Int32Array(n); // slots (row·k + rank) routed to the current expert
     for (let e = 0; e < E; e++) {

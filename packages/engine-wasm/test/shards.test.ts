@@ -54,7 +54,7 @@ describe('a model over several wasm memories (DESIGN §14)', () => {
     await expect(createWasmEngine(`${FIXTURES}/llada-tiny-f32`, { layersPerShard: 0 })).rejects.toThrow(/layersPerShard must be a positive integer, got 0/);
   });
 
-  it('planShards packs LLaDA-8B at int8 under 3 GiB a memory, the head in the last; LLaDA-MoE-7B likewise', () => {
+  it('planShards packs LLaDA-8B at int8 under 3 GiB a memory, the head in the last; LLaDA-MoE-7B and LLaDA2.0-mini likewise', () => {
     const llada8b = normaliseConfig({
       model_type: 'llada', d_model: 4096, n_layers: 32, n_heads: 32, n_kv_heads: 32, mlp_hidden_size: 12288, vocab_size: 126464,
       embedding_size: 126464, max_sequence_length: 4096, rope_theta: 500000, rms_norm_eps: 1e-5, mask_token_id: 126336, eos_token_id: 126081,
@@ -64,7 +64,15 @@ describe('a model over several wasm memories (DESIGN §14)', () => {
       dense_intermediate_size: 8192, expert_intermediate_size: 1024, num_experts: 64, num_experts_per_tok: 8, qk_layernorm: true,
       rope_theta: 50000, max_position_embeddings: 8192, vocab_size: 157184, rms_norm_eps: 1e-5,
     });
-    for (const m of [llada8b, lladaMoe]) {
+    // LLaDA2.0-mini (DESIGN §13.1): 16B parameters, 256 experts of 512 per mixture layer, 19 GB at int8.
+    const llada2Mini = normaliseConfig({
+      model_type: 'llada2_moe', hidden_size: 2048, num_hidden_layers: 20, num_attention_heads: 16, num_key_value_heads: 4, head_dim: 128,
+      intermediate_size: 5120, moe_intermediate_size: 512, num_experts: 256, num_shared_experts: 1, num_experts_per_tok: 8, n_group: 8,
+      topk_group: 4, routed_scaling_factor: 2.5, first_k_dense_replace: 1, partial_rotary_factor: 0.5, rope_theta: 600000,
+      max_position_embeddings: 32768, vocab_size: 157184, rms_norm_eps: 1e-6, use_bias: false,
+    });
+    expect(planShards(llada2Mini, 'int8')).toHaveLength(7);
+    for (const m of [llada8b, lladaMoe, llada2Mini]) {
       const plan = planShards(m, 'int8');
       expect(plan[0][0]).toBe(0);
       expect(plan[plan.length - 1][1]).toBe(m.numLayers);

@@ -41,6 +41,7 @@ const DEFAULT_IDS: Record<Architecture, { mask?: number; eos: number; endOfTurn?
   // DESIGN §15: <|mask|> is appended to the base tokenizer, so its id depends on it: read, never defaulted.
   a2d_mdlm: { eos: 151643, endOfTurn: 151645 },
   a2d_bd3lm: { eos: 151643, endOfTurn: 151645 },
+  llada2_moe: { mask: 156895, eos: 156892 },
 };
 /** Special token strings looked up in tokenizer_config.json's added_tokens_decoder. */
 const TOKEN_TEXT: Record<Architecture, Partial<Record<keyof SpecialTokens, string>>> = {
@@ -51,12 +52,18 @@ const TOKEN_TEXT: Record<Architecture, Partial<Record<keyof SpecialTokens, strin
   sdar: { mask: '<|MASK|>', eos: '<|endoftext|>', endOfTurn: '<|im_end|>' },
   a2d_mdlm: { mask: '<|mask|>', eos: '<|endoftext|>', endOfTurn: '<|im_end|>' },
   a2d_bd3lm: { mask: '<|mask|>', eos: '<|endoftext|>', endOfTurn: '<|im_end|>' },
+  llada2_moe: { mask: '<|mask|>', eos: '<|endoftext|>', endOfTurn: '<|role_end|>' },
 };
 /** Token strings that end a turn in the Qwen chat format (DESIGN §8): stop tokens of the block-diffusion models. */
 const QWEN_STOP_TEXT = ['<|endoftext|>', '<|im_end|>'];
 
 /** config.json model_type (lower-cased) of each architecture. */
-const MODEL_TYPES: Record<string, Architecture> = { llada: 'llada', lladamoe: 'llada_moe', dream: 'dream', fast_dllm_qwen: 'fast_dllm_v2', sdar: 'sdar' };
+const MODEL_TYPES: Record<string, Architecture> = {
+  llada: 'llada', lladamoe: 'llada_moe', dream: 'dream', fast_dllm_qwen: 'fast_dllm_v2', sdar: 'sdar', llada2_moe: 'llada2_moe',
+};
+
+/** DESIGN §13.1: LLaDA2's published sampler's block length, where config.json names none. */
+export const LLADA2_DEFAULT_BLOCK_SIZE = 32;
 
 /** Config keys that mark LLaDA-MoE: its published remote code says model_type "llada", some tools "lladamoe". */
 const LLADA_MOE_KEYS = ['num_experts', 'num_experts_per_tok', 'expert_intermediate_size'];
@@ -79,8 +86,8 @@ export function normaliseConfig(config: Json, extras: ConfigExtras = {}): ModelD
   // DESIGN §13: MoE is told from dense by the config's expert fields, not by the name alone.
   if (arch === 'llada' && LLADA_MOE_KEYS.some((k) => config[k] !== undefined && config[k] !== null)) arch = 'llada_moe';
   if (!arch) {
-    const hint = typeof modelType === 'string' && /moe/i.test(modelType) ? ' (of the mixture-of-experts models only LLaDA-MoE, "lladamoe", is supported)' : '';
-    throw fail(`unknown architecture: model_type ${JSON.stringify(modelType)}${hint}; supported are "llada" (LLaDA), "lladamoe" (LLaDA-MoE), ` +
+    const hint = typeof modelType === 'string' && /moe/i.test(modelType) ? ' (of the mixture-of-experts models only LLaDA-MoE, "lladamoe", and LLaDA2, "llada2_moe", are supported)' : '';
+    throw fail(`unknown architecture: model_type ${JSON.stringify(modelType)}${hint}; supported are "llada" (LLaDA), "lladamoe" (LLaDA-MoE), "llada2_moe" (LLaDA2), ` +
       '"Dream" (Dream/Qwen2), "Fast_dLLM_Qwen" (Fast-dLLM v2/Qwen2.5), "sdar" (SDAR/Qwen3) and "a2d-qwen2" / "a2d-qwen3" (dllm\'s A2D MDLM and BD3LM)');
   }
   // Qwen2 layers: Dream, Fast-dLLM v2, a2d-qwen2; Qwen3 layers: SDAR, a2d-qwen3.
@@ -124,6 +131,8 @@ export function normaliseConfig(config: Json, extras: ConfigExtras = {}): ModelD
       throw fail(`vocab_size ${config.vocab_size} is larger than embedding_size ${d.vocabSize}; fix one of them`);
   } else if (arch === 'llada_moe') {
     d = lladaMoeDescription(config, posInt, posNum, fail);
+  } else if (arch === 'llada2_moe') {
+    d = llada2Description(config, posInt, posNum, fail);
   } else {
     refuseQwenVariants(qwen3, config, fail);
     d = {
@@ -169,6 +178,15 @@ export function normaliseConfig(config: Json, extras: ConfigExtras = {}): ModelD
     if (typeof factor !== 'number' || !(factor > 0 && factor <= 1)) throw fail(`field "partial_rotary_factor" must be in (0, 1], got ${JSON.stringify(factor)}`);
     const rotary = 2 * Math.floor((headDim * factor) / 2);
     if (rotary === 0) throw fail(`field "partial_rotary_factor" ${factor} leaves no rotary dimension of head dim ${headDim}`);
+    if (rotary !== headDim) d = { ...d, rotaryDim: rotary };
+  }
+  if (arch === 'llada2_moe') {
+    // The published rotary table is int(head_dim · partial_rotary_factor) wide (default 0.5): an odd width would turn
+    // one dim more than the factor says, which no engine here does.
+    const factor = config.partial_rotary_factor ?? 0.5;
+    if (typeof factor !== 'number' || !(factor > 0 && factor <= 1)) throw fail(`field "partial_rotary_factor" must be in (0, 1], got ${JSON.stringify(factor)}`);
+    const rotary = Math.floor(headDim * factor);
+    if (rotary === 0 || rotary % 2 !== 0) throw fail(`field "partial_rotary_factor" ${factor} gives ${rotary} rotary dims of head dim ${headDim}; it must be a positive even number`);
     if (rotary !== headDim) d = { ...d, rotaryDim: rotary };
   }
 
@@ -239,6 +257,86 @@ function lladaMoeDescription(
       expertBias: config.moe_router_enable_expert_bias === true,
       moeLayers,
     },
+  };
+}
+
+/**
+ * LLaDA2.x (DESIGN §13.1), from the published LLaDA2MoeConfig and modeling code (its defaults where a field is
+ * absent): fused q/k/v, per-head q/k RMSNorm (use_qk_norm), partial rotary, dense SwiGLU layers below
+ * first_k_dense_replace and mixtures above (sigmoid router with expert bias, group-limited top-k, routed_scaling_factor,
+ * shared experts of moe_intermediate_size · num_shared_experts); block-causal attention, unshifted logits.
+ */
+function llada2Description(
+  config: Json, posInt: (key: string, fallback?: unknown) => number, posNum: (key: string, fallback?: number) => number,
+  fail: (msg: string) => ModelFormatError,
+): Omit<ModelDescription, 'special' | 'headDim' | 'stopIds'> {
+  if (config.rope_scaling !== undefined && config.rope_scaling !== null) {
+    throw fail(`"rope_scaling": ${JSON.stringify(config.rope_scaling)} is not supported; only plain RoPE (rope_scaling null) is implemented`);
+  }
+  if (config.use_sliding_window === true) throw fail('"use_sliding_window": true (sliding-window attention) is not supported');
+  if (config.hidden_act !== undefined && config.hidden_act !== 'silu') throw fail(`"hidden_act": ${JSON.stringify(config.hidden_act)} is not supported; only "silu" (SwiGLU) is`);
+  // The published code always scores by sigmoid and never normalises the LM head, whatever these say: refuse a config
+  // that asks for something else instead of running a different model.
+  const score = config.score_function;
+  if (score !== undefined && score !== null && score !== 'sigmoid') throw fail(`"score_function": ${JSON.stringify(score)} is not supported; LLaDA2 routes by sigmoid`);
+  if (config.norm_head === true) throw fail('"norm_head": true is not supported; the published LLaDA2 code has no normalised head');
+  const numLayers = posInt('num_hidden_layers');
+  const numHeads = posInt('num_attention_heads');
+  const hiddenSize = posInt('hidden_size');
+  const fk = config.first_k_dense_replace ?? 0;
+  if (typeof fk !== 'number' || !Number.isInteger(fk) || fk < 0) throw fail(`field "first_k_dense_replace" must be a non-negative integer, got ${JSON.stringify(fk)}`);
+  const dense = Math.min(numLayers, fk); // layers [0, dense) are dense SwiGLUs
+  // num_experts null: every layer dense, as the published decoder layer builds it; absent: the config class's 16.
+  const experts = config.num_experts === null ? undefined : posInt('num_experts', 16);
+  let moe: ModelDescription['moe'];
+  if (experts !== undefined && dense < numLayers) {
+    const topK = posInt('num_experts_per_tok', 2);
+    const groups = posInt('n_group', 8);
+    const topGroups = posInt('topk_group', 4);
+    const size = experts / groups;
+    if (!Number.isInteger(size) || size < 2) throw fail(`contradictory config: n_group ${groups} must divide num_experts ${experts} into groups of at least 2 (a group scores by its two best experts)`);
+    if (topGroups > groups) throw fail(`contradictory config: topk_group ${topGroups} exceeds n_group ${groups}`);
+    if (topK > topGroups * size) throw fail(`contradictory config: num_experts_per_tok ${topK} exceeds the ${topGroups * size} experts of topk_group ${topGroups} groups`);
+    const shared = config.num_shared_experts;
+    if (shared !== undefined && shared !== null && !(typeof shared === 'number' && Number.isInteger(shared) && shared >= 0)) {
+      throw fail(`field "num_shared_experts" must be a non-negative integer, got ${JSON.stringify(shared)}`);
+    }
+    const expertSize = posInt('moe_intermediate_size');
+    const scale = config.routed_scaling_factor ?? 2.5;
+    if (typeof scale !== 'number' || !Number.isFinite(scale)) throw fail(`field "routed_scaling_factor" must be a number, got ${JSON.stringify(scale)}`);
+    moe = {
+      numExperts: experts, topK, expertSize,
+      // num_shared_experts 0 builds an empty shared MLP, which adds nothing.
+      ...(typeof shared === 'number' && shared > 0 ? { sharedExpertSize: expertSize * shared } : {}),
+      normTopK: true,
+      // The published gate always holds an expert_bias buffer (zeros when untrained), saved with the weights.
+      expertBias: true,
+      sigmoidRouting: { groups, topGroups, scale },
+      moeLayers: Array.from({ length: numLayers }, (_, l) => l >= dense),
+    };
+  }
+  const bs = config.block_size;
+  if (bs !== undefined && bs !== null && !(typeof bs === 'number' && Number.isInteger(bs) && bs > 0)) throw fail(`field "block_size" must be a positive integer, got ${JSON.stringify(bs)}`);
+  return {
+    architecture: 'llada2_moe',
+    hiddenSize,
+    numLayers,
+    numHeads,
+    numKvHeads: posInt('num_key_value_heads'),
+    // Dense layers' SwiGLU width; unused (0) when every layer is a mixture.
+    intermediateSize: moe && dense === 0 && (config.intermediate_size ?? null) === null ? 0 : posInt('intermediate_size'),
+    vocabSize: posInt('vocab_size'),
+    maxPositions: posInt('max_position_embeddings', 16384),
+    rmsNormEps: posNum('rms_norm_eps', 1e-5),
+    ropeTheta: posNum('rope_theta', 10000),
+    // Published defaults: use_qkv_bias false, use_qk_norm true, use_bias (the output projection's) true.
+    qkvBias: config.use_qkv_bias === true,
+    tiedEmbeddings: config.tie_word_embeddings === true,
+    shiftLogits: false,
+    qkNorm: config.use_qk_norm !== false,
+    ...(config.use_bias !== false ? { outputBias: true } : {}),
+    ...(moe ? { moe } : {}),
+    blockSize: typeof bs === 'number' ? bs : LLADA2_DEFAULT_BLOCK_SIZE,
   };
 }
 
@@ -445,7 +543,8 @@ export async function readModelConfig(dir: string): Promise<ModelDescription> {
 /** What every engine reports as its `model`: one place that maps a description to the scheduler's view. */
 export function schedulerModelInfo(d: ModelDescription): SchedulerModelInfo {
   return {
-    // LLaDA-MoE differs from LLaDA in its layers only; the scheduler decodes it as LLaDA (DESIGN §13).
+    // LLaDA-MoE differs from LLaDA in its layers only; the scheduler decodes it as LLaDA (DESIGN §13). LLaDA2 keeps
+    // its name: a block-diffusion family of its own, decoded by SDAR's procedure (DESIGN §13.1).
     architecture: d.architecture === 'llada_moe' ? 'llada' : d.architecture,
     vocabSize: d.vocabSize,
     maxPositions: d.maxPositions,

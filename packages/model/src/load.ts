@@ -1,6 +1,6 @@
 import { ModelFormatError } from './errors.js';
 import { readModelConfig } from './config.js';
-import { SafetensorsArchive } from './safetensors.js';
+import { SafetensorsArchive, parseRowSlice, rowSliceName, storedTensorName } from './safetensors.js';
 import { isMoeLayer, type DenseLayerTensorNames, type LayerTensorNames, type ModelDescription, type ModelTensorNames, type SwigluTensorNames } from './types.js';
 
 /** Canonical roles → checkpoint tensor names for a description (DESIGN §1 naming; Dream, Fast-dLLM v2 and SDAR share Qwen's). */
@@ -28,6 +28,7 @@ export function tensorNames(desc: ModelDescription): ModelTensorNames {
     return { embed, layers, finalNorm: `${p}.ln_f.weight`, lmHead: desc.tiedEmbeddings ? embed : `${p}.ff_out.weight` };
   }
   const swiglu = (p: string): SwigluTensorNames => ({ gate: `${p}.gate_proj.weight`, up: `${p}.up_proj.weight`, down: `${p}.down_proj.weight` });
+  if (desc.architecture === 'llada2_moe') return llada2TensorNames(desc, swiglu);
   for (let i = 0; i < desc.numLayers; i++) {
     const b = `model.layers.${i}`;
     const attention = {
@@ -57,7 +58,43 @@ export function tensorNames(desc: ModelDescription): ModelTensorNames {
   return { embed, layers, finalNorm: 'model.norm.weight', lmHead: desc.tiedEmbeddings ? embed : 'lm_head.weight' };
 }
 
-/** Every tensor the description expects, with its shape (row-major; linear weights are [out, in]). */
+/**
+ * LLaDA2 (DESIGN §13.1): one fused query_key_value projection whose rows are q (H*hd), k (KV*hd), v (KV*hd), named
+ * here as row slices; attention.dense is the output projection; the first first_k_dense_replace layers are dense
+ * SwiGLUs, the others mixtures (mlp.gate the router, mlp.gate.expert_bias, mlp.shared_experts).
+ */
+function llada2TensorNames(desc: ModelDescription, swiglu: (p: string) => SwigluTensorNames): ModelTensorNames {
+  const qd = desc.numHeads * desc.headDim;
+  const kvd = desc.numKvHeads * desc.headDim;
+  const parts = (t: string) => ({ q: rowSliceName(t, 0, qd), k: rowSliceName(t, qd, qd + kvd), v: rowSliceName(t, qd + kvd, qd + 2 * kvd) });
+  const layers: LayerTensorNames[] = [];
+  const moe = desc.moe;
+  for (let i = 0; i < desc.numLayers; i++) {
+    const b = `model.layers.${i}`;
+    const w = parts(`${b}.attention.query_key_value.weight`);
+    const attention = {
+      attnNorm: `${b}.input_layernorm.weight`, ...w, o: `${b}.attention.dense.weight`, ffnNorm: `${b}.post_attention_layernorm.weight`,
+      ...(desc.qkvBias ? (({ q, k, v }) => ({ qBias: q, kBias: k, vBias: v }))(parts(`${b}.attention.query_key_value.bias`)) : {}),
+      ...(desc.qkNorm ? { qNorm: `${b}.attention.query_layernorm.weight`, kNorm: `${b}.attention.key_layernorm.weight` } : {}),
+      ...(desc.outputBias ? { oBias: `${b}.attention.dense.bias` } : {}),
+    };
+    layers.push(moe?.moeLayers[i]
+      ? {
+        ...attention, router: `${b}.mlp.gate.weight`,
+        experts: Array.from({ length: moe.numExperts }, (_, e) => swiglu(`${b}.mlp.experts.${e}`)),
+        ...(moe.sharedExpertSize !== undefined ? { shared: swiglu(`${b}.mlp.shared_experts`) } : {}),
+        ...(moe.expertBias ? { expertBias: `${b}.mlp.gate.expert_bias` } : {}),
+      }
+      : { ...attention, ...swiglu(`${b}.mlp`) });
+  }
+  const embed = 'model.word_embeddings.weight';
+  return { embed, layers, finalNorm: 'model.norm.weight', lmHead: desc.tiedEmbeddings ? embed : 'lm_head.weight' };
+}
+
+/**
+ * Every tensor the description expects, with its shape (row-major; linear weights are [out, in]). Row slices of a
+ * fused tensor (`rowSliceName`) are expected as that tensor, of all their rows.
+ */
 export function expectedShapes(desc: ModelDescription, names = tensorNames(desc)): Map<string, number[]> {
   const d = desc.hiddenSize;
   const qd = desc.numHeads * desc.headDim;
@@ -78,6 +115,7 @@ export function expectedShapes(desc: ModelDescription, names = tensorNames(desc)
     if (l.qNorm) m.set(l.qNorm, [desc.headDim]);
     if (l.kNorm) m.set(l.kNorm, [desc.headDim]);
     m.set(l.o, [d, qd]);
+    if (l.oBias) m.set(l.oBias, [d]);
     m.set(l.ffnNorm, [d]);
     const swiglu = (s: SwigluTensorNames, width: number) => {
       m.set(s.gate, [width, d]);
@@ -93,6 +131,14 @@ export function expectedShapes(desc: ModelDescription, names = tensorNames(desc)
     } else {
       swiglu(l, ff);
     }
+  }
+  // Slices are read from their stored tensor: expect that, with the rows of all its slices (they tile it by construction).
+  for (const [name, shape] of [...m]) {
+    const slice = parseRowSlice(name);
+    if (!slice) continue;
+    m.delete(name);
+    const rows = Math.max(slice.end, m.get(slice.base)?.[0] ?? 0);
+    m.set(slice.base, [rows, ...shape.slice(1)]);
   }
   return m;
 }
@@ -148,7 +194,9 @@ export function checkTensors(desc: ModelDescription, archive: SafetensorsArchive
  */
 export function checkLayerCount(desc: ModelDescription, archive: { tensors: { size: number } }, file: string): void {
   if (!Number.isSafeInteger(desc.numLayers) || desc.numLayers < 1) throw new ModelFormatError(`config.json has ${desc.numLayers} layers; it needs a positive whole number`, { file });
-  const perLayer = Object.keys(tensorNames({ ...desc, numLayers: 1 }).layers[0]).length;
+  // Roles of one layer, a fused tensor's slices counted once (an expert list counts one: this is a lower bound).
+  const roles = Object.values(tensorNames({ ...desc, numLayers: 1 }).layers[0]);
+  const perLayer = new Set(roles.map((r) => (typeof r === 'string' ? storedTensorName(r) : r))).size;
   if (perLayer * desc.numLayers > archive.tensors.size) {
     throw new ModelFormatError(`config.json has ${desc.numLayers} layers (${perLayer} tensors each), but the weights hold only ${archive.tensors.size} tensors; check that config.json belongs to these weights`, { file });
   }
@@ -216,6 +264,10 @@ export interface LayerFeatures {
   moe?: boolean;
   partialRotary?: boolean;
   clipQkv?: boolean;
+  /** LLaDA2's router: sigmoid scores, group-limited top-k, scaled weights (DESIGN §13.1). */
+  sigmoidRouting?: boolean;
+  /** A bias on the attention output projection (LLaDA2's use_bias). */
+  outputBias?: boolean;
 }
 
 /** What in this model's layers an engine with `supported` lacks, as one sentence; undefined when it has all. */
@@ -224,5 +276,8 @@ export function missingLayerFeatures(desc: ModelDescription, supported: LayerFea
   if (desc.moe && !supported.moe) missing.push(`mixture-of-experts FFNs (${desc.moe.numExperts} experts, top ${desc.moe.topK})`);
   if (desc.rotaryDim !== undefined && !supported.partialRotary) missing.push(`partial rotary embeddings (${desc.rotaryDim} of ${desc.headDim} dims)`);
   if (desc.clipQkv !== undefined && !supported.clipQkv) missing.push(`clip_qkv ${desc.clipQkv}`);
+  const sr = desc.moe?.sigmoidRouting;
+  if (sr && !supported.sigmoidRouting) missing.push(`sigmoid group-limited routing (${sr.groups} groups, top ${sr.topGroups}, scale ${sr.scale})`);
+  if (desc.outputBias && !supported.outputBias) missing.push('an attention output bias');
   return missing.length ? `${desc.architecture} models with ${missing.join(', ')} are not implemented by this engine` : undefined;
 }

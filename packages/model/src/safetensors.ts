@@ -90,6 +90,28 @@ export function parseShardIndex(index: unknown, file: string): Map<string, strin
   return out;
 }
 
+/**
+ * The name of rows [start, end) of a stored tensor (along its first dimension): how a fused projection's parts are
+ * named (LLaDA2's query_key_value holds q, k and v, DESIGN §13.1). Rows of a row-major tensor are contiguous, so the
+ * archive reads a slice with one positioned read, like a tensor of its own.
+ */
+export function rowSliceName(name: string, start: number, end: number): string {
+  return `${name}[${start}:${end}]`;
+}
+
+const ROW_SLICE = /^(.+)\[(\d+):(\d+)\]$/;
+
+/** A row slice's stored tensor and rows, or undefined for a plain name. */
+export function parseRowSlice(name: string): { base: string; start: number; end: number } | undefined {
+  const m = ROW_SLICE.exec(name);
+  return m ? { base: m[1], start: Number(m[2]), end: Number(m[3]) } : undefined;
+}
+
+/** The stored tensor a name reads: the name itself, or a row slice's tensor. */
+export function storedTensorName(name: string): string {
+  return parseRowSlice(name)?.base ?? name;
+}
+
 /** Opens a source for a file label; the Node loader uses files, tests/browsers may substitute another opener. */
 export type SourceOpener = (file: string) => Promise<ByteSource>;
 
@@ -176,10 +198,22 @@ export class SafetensorsArchive {
     return archive;
   }
 
+  /** A stored tensor, or a row slice of one (`rowSliceName`) as a tensor of its own. */
   info(name: string): TensorInfo {
     const t = this.tensors.get(name);
-    if (!t) throw new ModelFormatError('no such tensor in the checkpoint', { tensor: name });
-    return t;
+    if (t) return t;
+    const slice = parseRowSlice(name);
+    const base = slice && this.tensors.get(slice.base);
+    if (!slice || !base) throw new ModelFormatError('no such tensor in the checkpoint', { tensor: name });
+    const rows = base.shape[0] ?? 0;
+    if (!(slice.start < slice.end && slice.end <= rows)) {
+      throw new ModelFormatError(`rows [${slice.start}, ${slice.end}) are outside the tensor's ${rows} rows`, { file: base.file, tensor: name });
+    }
+    const rowBytes = base.byteLength / rows;
+    return {
+      name, dtype: base.dtype, shape: [slice.end - slice.start, ...base.shape.slice(1)], file: base.file,
+      byteOffset: base.byteOffset + slice.start * rowBytes, byteLength: (slice.end - slice.start) * rowBytes,
+    };
   }
 
   /** The raw little-endian bytes of one tensor, read with one positioned read. */

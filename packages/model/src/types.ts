@@ -7,9 +7,10 @@
  * Masked diffusion (llada, llada_moe, dream, a2d_mdlm: bidirectional) and block diffusion (fast_dllm_v2, sdar,
  * a2d_bd3lm: block-causal, DESIGN §8). llada_moe is LLaDA-MoE's checkpoint layout (OLMoE-style layers, DESIGN §13);
  * it decodes as LLaDA. dllm's A2D checkpoints (model_type a2d-qwen2 / a2d-qwen3, DESIGN §15) are one or the other
- * by a setting, not by their config.json.
+ * by a setting, not by their config.json. llada2_moe is LLaDA2.x (DESIGN §13.1): mixture-of-experts layers with
+ * block-causal attention, decoded by SDAR's block procedure.
  */
-export type Architecture = 'llada' | 'llada_moe' | 'dream' | 'fast_dllm_v2' | 'sdar' | 'a2d_mdlm' | 'a2d_bd3lm';
+export type Architecture = 'llada' | 'llada_moe' | 'dream' | 'fast_dllm_v2' | 'sdar' | 'a2d_mdlm' | 'a2d_bd3lm' | 'llada2_moe';
 
 /** DESIGN §15: how an A2D checkpoint is decoded, and where that choice came from (for inspect and errors). */
 export interface A2dInfo {
@@ -36,8 +37,17 @@ export interface MoeDescription {
   sharedExpertSize?: number;
   /** Renormalise the k chosen probabilities to sum to 1 (off in LLaDA-MoE's published code, whatever the config says). */
   normTopK: boolean;
-  /** A per-expert bias added to the probabilities before top-k (and kept in the weights, as the published code does). */
+  /**
+   * A per-expert bias added to the scores before top-k: kept in the weights by the softmax rule (as LLaDA-MoE's
+   * published code does), used for the choice only by the sigmoid rule.
+   */
   expertBias: boolean;
+  /**
+   * LLaDA2's router (DESIGN §13.1) instead of the softmax: sigmoid scores, top-k limited to the `topGroups` best of
+   * `groups` contiguous expert groups, weights normalised over the chosen (normTopK does not apply) times `scale`.
+   * Absent: the softmax rule. @fast-dllm/model's routeRows implements both.
+   */
+  sigmoidRouting?: { groups: number; topGroups: number; scale: number };
   /** Per layer: true where the FFN is the mixture, false where it is a dense SwiGLU of `intermediateSize`. */
   moeLayers: boolean[];
 }
@@ -79,6 +89,8 @@ export interface ModelDescription {
   shiftLogits: boolean;
   /** Qwen3 (SDAR): per-head RMSNorm of q and k (weights of size headDim) before RoPE. */
   qkNorm: boolean;
+  /** The attention output projection carries a bias (LLaDA2's use_bias); absent: none. */
+  outputBias?: boolean;
   /** RoPE rotates the first `rotaryDim` of each head's dims (partial rotary, LLaDA-MoE); absent: all headDim. */
   rotaryDim?: number;
   /** q, k and v are clamped to [-clipQkv, clipQkv] after their projections (LLaDA-MoE's clip_qkv); absent: no clamp. */
@@ -117,8 +129,10 @@ export interface TensorInfo {
  *   embed      (vocab, d)            finalNorm (d)            lmHead (vocab, d) — the embedding when tied
  *   per layer: attnNorm (d), q (H*hd, d), k (KV*hd, d), v (KV*hd, d), qBias (H*hd)?, kBias (KV*hd)?,
  *              vBias (KV*hd)?, qNorm (hd)?, kNorm (hd)? (Qwen3: per-head RMSNorm of q and k before RoPE),
- *              o (d, H*hd), ffnNorm (d), gate (ff, d), up (ff, d), down (d, ff)
- * The MLP is down(silu(gate(x)) * up(x)); LLaDA calls them ff_proj, up_proj, ff_out.
+ *              o (d, H*hd), oBias (d)?, ffnNorm (d), gate (ff, d), up (ff, d), down (d, ff)
+ * The MLP is down(silu(gate(x)) * up(x)); LLaDA calls them ff_proj, up_proj, ff_out. A checkpoint that stores q, k
+ * and v as one fused projection (LLaDA2's query_key_value) names them as row slices of it (`rowSliceName`), which the
+ * archive reads like tensors of their own.
  */
 export interface AttentionTensorNames {
   attnNorm: string;
@@ -131,6 +145,7 @@ export interface AttentionTensorNames {
   qNorm?: string;
   kNorm?: string;
   o: string;
+  oBias?: string;
   ffnNorm: string;
 }
 
@@ -173,7 +188,7 @@ export interface ModelTensorNames {
  * depends on no scheduler, so the type is restated here and kept in step by the engines' type checks).
  */
 export interface SchedulerModelInfo {
-  /** The decoding family: LLaDA-MoE decodes as 'llada'. */
+  /** The decoding family: LLaDA-MoE decodes as 'llada'; LLaDA2 keeps its own name (SDAR's block procedure, DESIGN §13.1). */
   architecture: Exclude<Architecture, 'llada_moe'>;
   vocabSize: number;
   maxPositions: number;

@@ -79,6 +79,6 @@ describe('LLaDA-MoE configs (DESIGN §13)', () => {
   });
 
   it('other MoE families are named in the error', () => {
-    expect(() => normaliseConfig({ model_type: 'llada2_moe' })).toThrow(/of the mixture-of-experts models only LLaDA-MoE, "lladamoe", is supported/);
+    expect(() => normaliseConfig({ model_type: 'qwen3_moe' })).toThrow(/of the mixture-of-experts models only LLaDA-MoE, "lladamoe", and LLaDA2, "llada2_moe", are supported/);
   });
 });

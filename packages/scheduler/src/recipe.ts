@@ -4,6 +4,7 @@
  * top-1 probability). Fast-dLLM v2: sub-blocks of 8 with threshold 0.9, block cache off (the published default).
  * SDAR: B denoising steps per block, low_confidence_dynamic with threshold 0.85. A2D (DESIGN §15): MDLM takes LLaDA's
  * recipe; BD3LM SDAR's procedure with B steps per block and Fast-dLLM's threshold 0.9 (one token at least per step).
+ * LLaDA2 (DESIGN §13.1): SDAR's procedure, which its published sampler is, with B steps and its threshold 0.95.
  */
 import type { ModelInfo } from '@fast-dllm/engine-contract';
 import type { CacheMode } from './plan.js';
@@ -20,6 +21,8 @@ export interface Recipe {
 /** Published thresholds: Fast-dLLM's (LLaDA, Dream, Fast-dLLM v2) and SDAR's dynamic rule (DESIGN §8). */
 export const DEFAULT_THRESHOLD = 0.9;
 export const SDAR_THRESHOLD = 0.85;
+/** LLaDA2's published sampler's threshold (DESIGN §13.1). */
+export const LLADA2_THRESHOLD = 0.95;
 
 /** The family's recipe; block-diffusion models need `blockSize` (their sub-block and step counts follow it). */
 export function defaultRecipe(model: Pick<ModelInfo, 'architecture'> & { blockSize?: number }): Recipe {
@@ -43,6 +46,11 @@ export function defaultRecipe(model: Pick<ModelInfo, 'architecture'> & { blockSi
       const B = blockSizeOf(model);
       const strategy: Strategy = { kind: 'sdar', stepsPerBlock: B, remasking: 'low_confidence_dynamic', threshold: DEFAULT_THRESHOLD };
       return { strategy, cache: 'none', description: `A2D BD3LM (${describeDecoding(strategy, 'none')})` };
+    }
+    case 'llada2_moe': {
+      const B = blockSizeOf(model);
+      const strategy: Strategy = { kind: 'sdar', stepsPerBlock: B, remasking: 'low_confidence_dynamic', threshold: LLADA2_THRESHOLD };
+      return { strategy, cache: 'none', description: `LLaDA2 (${describeDecoding(strategy, 'none')})` };
     }
     default:
       return { strategy: { kind: 'threshold', threshold: DEFAULT_THRESHOLD }, cache: 'dual', description: `Fast-dLLM (dual cache, threshold ${DEFAULT_THRESHOLD})` };

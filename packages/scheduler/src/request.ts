@@ -52,7 +52,7 @@ export const BLOCK_STRATEGY_KINDS = ['fast_dllm_v2', 'sdar'] as const;
 
 /**
  * The block-diffusion procedure that decodes a block-diffusion architecture: its own, and for A2D BD3LM (DESIGN §15)
- * SDAR's — B steps per block, the threshold rule with a per-step floor.
+ * and LLaDA2 (DESIGN §13.1) SDAR's — B steps per block, the threshold rule with a per-step floor.
  */
 export function blockStrategyKindFor(architecture: string): (typeof BLOCK_STRATEGY_KINDS)[number] {
   return architecture === 'fast_dllm_v2' ? 'fast_dllm_v2' : 'sdar';
@@ -335,7 +335,7 @@ function checkFamily(s: Strategy, model: BlockModel): void {
     }
     const own = blockStrategyKindFor(model.architecture);
     if (s.kind !== own) {
-      throw bad('rule', () => `strategy '${s.kind}' decodes ${s.kind === 'sdar' ? 'SDAR and A2D BD3LM' : 'Fast-dLLM v2'} models; this is a ${model.architecture} model (use strategy '${own}')`, 'unsupported');
+      throw bad('rule', () => `strategy '${s.kind}' decodes ${s.kind === 'sdar' ? 'SDAR, A2D BD3LM and LLaDA2' : 'Fast-dLLM v2'} models; this is a ${model.architecture} model (use strategy '${own}')`, 'unsupported');
     }
   } else if (block) {
     throw bad('rule', () => `strategy '${s?.kind}' is masked diffusion (LLaDA/Dream); ${model.architecture} is a block-diffusion model: ` +

@@ -101,7 +101,7 @@ export interface DecodingPlan {
   description: string;
 }
 
-const FAMILY_NAME: Record<string, string> = { llada: 'LLaDA', dream: 'Dream', fast_dllm_v2: 'Fast-dLLM v2', sdar: 'SDAR', a2d_mdlm: 'A2D MDLM', a2d_bd3lm: 'A2D BD3LM' };
+const FAMILY_NAME: Record<string, string> = { llada: 'LLaDA', dream: 'Dream', fast_dllm_v2: 'Fast-dLLM v2', sdar: 'SDAR', a2d_mdlm: 'A2D MDLM', a2d_bd3lm: 'A2D BD3LM', llada2_moe: 'LLaDA2' };
 
 /** A family's name for people ("Fast-dLLM v2"), else its architecture string. */
 export const familyName = (architecture: string): string => FAMILY_NAME[architecture] ?? architecture;
@@ -145,7 +145,7 @@ function familyOf(c: DecodingChoices, model: DecodingModel | undefined): Decodin
     return { architecture: v2.length ? 'fast_dllm_v2' : sdar.length ? 'sdar' : 'llada' };
   }
   const name = familyName(model.architecture);
-  // A2D BD3LM decodes with SDAR's procedure and settings (DESIGN §15).
+  // A2D BD3LM and LLaDA2 decode with SDAR's procedure and settings (DESIGN §15, §13.1).
   const arch = model.blockSize === undefined ? model.architecture : blockStrategyKindFor(model.architecture);
   if (model.blockSize === undefined) {
     const wrong = [...v2, ...sdar];

@@ -7,6 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { generate } from '../src/generate.js';
 import { Generation, type GenerationEvent } from '../src/generation.js';
 import { defaultRecipe } from '../src/recipe.js';
+import { familyName, resolveDecoding } from '../src/resolve.js';
 import { checkGenerationRequest, type GenerationRequest } from '../src/request.js';
 import { MASK, MockEngine, type Script } from './mock-engine.js';
 
@@ -141,7 +142,7 @@ describe('block-diffusion requests', () => {
 
   it('refuses block-diffusion strategies on other models, and bad strategy settings', () => {
     expect(check(llada, { blockLength: 10, steps: 10 })).toThrow(/strategy 'fast_dllm_v2' is a block-diffusion procedure; the llada model is a masked-diffusion model/);
-    expect(check(v2, { strategy: { kind: 'sdar' } })).toThrow(/strategy 'sdar' decodes SDAR and A2D BD3LM models; this is a fast_dllm_v2 model \(use strategy 'fast_dllm_v2'\)/);
+    expect(check(v2, { strategy: { kind: 'sdar' } })).toThrow(/strategy 'sdar' decodes SDAR, A2D BD3LM and LLaDA2 models; this is a fast_dllm_v2 model \(use strategy 'fast_dllm_v2'\)/);
     expect(check(v2, { strategy: { kind: 'fast_dllm_v2', subBlockLength: 3 } })).toThrow(/subBlockLength 3 must divide the model's block size 8/);
     expect(check(v2, { strategy: { kind: 'fast_dllm_v2', threshold: 0 } })).toThrow(/threshold must be in \(0, 1\]/);
     expect(check(sdar, { strategy: { kind: 'sdar', stepsPerBlock: 5 } })).toThrow(/stepsPerBlock 5 exceeds the model's block size 4/);
@@ -174,6 +175,22 @@ describe('block-diffusion requests', () => {
       description: 'A2D BD3LM (32 steps per block, low_confidence_dynamic threshold 0.9)',
     });
     expect(defaultRecipe({ architecture: 'a2d_mdlm' })).toEqual(defaultRecipe({ architecture: 'llada' }));
+    // DESIGN §13.1: LLaDA2 runs SDAR's procedure, B steps per block, at its published sampler's threshold 0.95.
+    expect(defaultRecipe({ architecture: 'llada2_moe', blockSize: 32 })).toMatchObject({
+      strategy: { kind: 'sdar', stepsPerBlock: 32, remasking: 'low_confidence_dynamic', threshold: 0.95 }, cache: 'none',
+      description: 'LLaDA2 (32 steps per block, low_confidence_dynamic threshold 0.95)',
+    });
+  });
+
+  it('LLaDA2 takes SDAR\'s strategy and settings, refuses the others, and is named LLaDA2', () => {
+    const m = new MockEngine(byPos(() => 1), { architecture: 'llada2_moe', model: { blockSize: 4 } });
+    expect(checkGenerationRequest({ ...base, strategy: { kind: 'sdar' } }, m)).toMatchObject({ family: 'block', blockLength: 4, stepsPerBlock: 4 });
+    expect(check(m, {})).toThrow(/strategy 'fast_dllm_v2' decodes Fast-dLLM v2 models; this is a llada2_moe model \(use strategy 'sdar'\)/);
+    expect(check(m, { strategy: { kind: 'threshold' } })).toThrow(/llada2_moe is a block-diffusion model: use strategy 'sdar'/);
+    expect(familyName('llada2_moe')).toBe('LLaDA2');
+    const plan = resolveDecoding({ architecture: 'llada2_moe', blockSize: 32 }, { stepsPerBlock: 8 });
+    expect(plan.strategy).toEqual({ kind: 'sdar', stepsPerBlock: 8, remasking: 'low_confidence_dynamic', threshold: 0.95 });
+    expect(() => resolveDecoding({ architecture: 'llada2_moe', blockSize: 32 }, { subBlockLength: 8 })).toThrow(/applies to Fast-dLLM v2 models; this is a LLaDA2 model/);
   });
 
   it('A2D BD3LM takes SDAR\'s strategy and refuses the others, naming the one to use', () => {

@@ -42,7 +42,7 @@ export class MockEngine implements Engine {
     opts: { architecture?: ModelInfo['architecture']; caps?: Partial<EngineCapabilities>; maxPositions?: number; model?: Partial<ModelInfo> } = {},
   ) {
     const arch = opts.architecture ?? 'llada';
-    const block = arch === 'fast_dllm_v2' || arch === 'sdar' || arch === 'a2d_bd3lm';
+    const block = arch === 'fast_dllm_v2' || arch === 'sdar' || arch === 'a2d_bd3lm' || arch === 'llada2_moe';
     this.model = {
       architecture: arch,
       vocabSize: 128,

@@ -243,6 +243,8 @@ describe.skipIf(!haveChromium)(`the page in Chromium (${CHROMIUM})`, () => {
     ['sdar-tiny-f32', 'sdar', ['#setting-stepsPerBlock', '#setting-sdarRemasking', '#setting-sdarThreshold']],
     // dllm's A2D BD3LM (DESIGN §15): SDAR's settings; BD3LM because the folder's name says so.
     ['a2d-qwen3-bd3lm-tiny-f32', 'a2d_bd3lm', ['#setting-stepsPerBlock', '#setting-sdarRemasking', '#setting-sdarThreshold']],
+    // LLaDA2 (DESIGN §13.1): mixture layers, fused q/k/v read as slices of the picked file; SDAR's settings at τ 0.95.
+    ['llada2-moe-tiny-f32', 'llada2_moe', ['#setting-stepsPerBlock', '#setting-sdarRemasking', '#setting-sdarThreshold']],
   ])('a block-diffusion model (%s): its own settings, LLaDA\'s hidden, and it decodes', async (name, arch, fields) => {
     const { page, errors } = await open('?autoload=0', { wait: false });
     try {
@@ -251,15 +253,15 @@ describe.skipIf(!haveChromium)(`the page in Chromium (${CHROMIUM})`, () => {
       expect(await page.locator('#load-text').textContent()).toMatch(new RegExp(`^Ready: ${name} · ${arch} · `));
       for (const f of fields) expect(await page.locator(f).isVisible(), f).toBe(true);
       // The family's recipe (the scheduler's): v2 sub-blocks of 8 at τ 0.9; SDAR B steps (0), dynamic, τ 0.85; A2D
-      // BD3LM SDAR's procedure at Fast-dLLM's τ 0.9 (DESIGN §15).
+      // BD3LM SDAR's procedure at Fast-dLLM's τ 0.9 (DESIGN §15); LLaDA2 SDAR's at its published τ 0.95 (§13.1).
       const sdarLike = arch !== 'fast_dllm_v2';
       expect(await page.inputValue(fields[0]), fields[0]).toBe(sdarLike ? '0' : '8');
-      expect(await page.inputValue(sdarLike ? '#setting-sdarThreshold' : '#setting-v2Threshold')).toBe(arch === 'sdar' ? '0.85' : '0.9');
+      expect(await page.inputValue(sdarLike ? '#setting-sdarThreshold' : '#setting-v2Threshold')).toBe(arch === 'sdar' ? '0.85' : arch === 'llada2_moe' ? '0.95' : '0.9');
       for (const f of ['#setting-cache', '#setting-rule', '#setting-blockLength', '#setting-earlyStop']) expect(await page.locator(f).isVisible(), f).toBe(false);
       await page.fill('#setting-genLength', '24');
       await ask(page, 'hi');
       // The random fixture writes nonsense, but the run completes through the block-diffusion decoder.
-      expect(await page.textContent('#stats')).toMatch(new RegExp(`^step \\d+ · NFE \\d+ · .*${arch === 'sdar' ? 'SDAR' : arch === 'a2d_bd3lm' ? 'A2D BD3LM' : 'Fast-dLLM v2'} \\(`));
+      expect(await page.textContent('#stats')).toMatch(new RegExp(`^step \\d+ · NFE \\d+ · .*${arch === 'sdar' ? 'SDAR' : arch === 'a2d_bd3lm' ? 'A2D BD3LM' : arch === 'llada2_moe' ? 'LLaDA2' : 'Fast-dLLM v2'} \\(`));
       expect(errors).toEqual([]);
     } finally {
       await page.close();

@@ -72,7 +72,7 @@ export interface ModelCaps {
 
 /** A block-diffusion model: its own settings section, and the LLaDA/Dream ones hidden. */
 export const isBlockModel = (m: ModelCaps | null): boolean => m?.blockSize !== undefined;
-/** SDAR and A2D BD3LM (DESIGN §15) decode with SDAR's procedure and settings. */
+/** SDAR, A2D BD3LM (DESIGN §15) and LLaDA2 (§13.1) decode with SDAR's procedure and settings. */
 /** Block-diffusion models that decode with SDAR's procedure and settings (SDAR, A2D BD3LM): the scheduler's mapping. */
 const sdarDecoded = (m: ModelCaps | null): boolean => m?.blockSize !== undefined && blockStrategyKindFor(m.architecture) === 'sdar';
 const masked = (m: ModelCaps | null) => !isBlockModel(m);
