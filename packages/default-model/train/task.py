@@ -59,6 +59,11 @@ def answer_text(a: int, b: int) -> str:
     return " , ".join(steps) + f" , answer : {a + b}"
 
 
+def eval_record(i: int, a: int, b: int):
+    """One line of eval/eval.jsonl (make_eval.py)."""
+    return {"id": f"add-{i:03d}", "prompt": prompt_text(a, b), "answer": str(a + b), "answer_text": answer_text(a, b), "operands": [a, b]}
+
+
 def all_pairs(split: str):
     want_eval = split == "eval"
     return [(a, b) for a in range(LO, HI + 1) for b in range(LO, HI + 1) if is_eval_pair(a, b) == want_eval]
