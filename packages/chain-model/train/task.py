@@ -1,0 +1,76 @@
+"""Problem generator: counting in steps, keeping the last two digits. Every number depends on the one before it.
+
+Prompt `Count from 37 by 48`; answer the first N numbers of the sequence a, a+b, a+2b, ... mod 100, each written
+with two digits: `37 , 85 , 33 , 81 , 29 , ...` (3N - 1 tokens, 107 for N = 36) then `<|eot_id|>` and
+`<|endoftext|>` padding to GEN. A number's digits follow from the previous number's digits and b (one addition
+with a carry), but from the prompt alone only through k*b mod 100: a model that decodes many positions at once
+has to guess the later numbers' digits, which is where parallel decoding can fail (DESIGN §16).
+
+Operands: a and b in 10..99. A pair (a, b) is held out iff `((a*1000+b) * 2654435761 mod 2^32) % 10 == 0`
+(the same hash as the bundled addition model), so train and eval are disjoint by construction.
+"""
+import importlib.util
+import os
+import re
+
+# The held-out partition is the bundled model's (its pair hash), loaded by path: this folder has its own task.py.
+_spec = importlib.util.spec_from_file_location(
+    "addition_task", os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "default-model", "train", "task.py"))
+_addition = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_addition)
+is_eval_pair = _addition.is_eval_pair
+
+N = 36  # numbers in an answer
+A_RANGE, B_RANGE = (10, 99), (10, 99)  # two-digit operands: every prompt has the same length
+GEN = 128  # eval generation length: the answer (108 tokens with <|eot_id|>) and EOS padding
+BLOCK = 32
+CANVAS = [(GEN, 1.0)]  # every batch at the full length: the answer fills most of it
+
+
+def model_scope():
+    """fast_dllm.json: the prompts the model was trained on (packages/cli/src/scope.ts reads it)."""
+    return {
+        "conversation": "single_question",
+        "domain": {
+            "summary": f"counting in steps asked as \"Count from 37 by 48\" (both numbers from 10 to 99; "
+                       f"answers the first {N} numbers, last two digits)",
+            "prompt_pattern": r"^Count from (\d+) by (\d+)$",
+            "number_range": [10, 99],
+        },
+    }
+
+
+def prompt_text(a: int, b: int) -> str:
+    return f"Count from {a} by {b}"
+
+
+def sequence(a: int, b: int):
+    return [(a + k * b) % 100 for k in range(N)]
+
+
+def answer_text(a: int, b: int) -> str:
+    """e.g. '37 , 85 , 33': every number with two digits."""
+    return " , ".join(f"{x:02d}" for x in sequence(a, b))
+
+
+def eval_record(i: int, a: int, b: int):
+    """One line of eval/eval.jsonl: the answer is the whole list, scored as such (`score`)."""
+    text = answer_text(a, b)
+    return {"id": f"count-{i:03d}", "prompt": prompt_text(a, b), "answer": ",".join(text.split(" , ")), "answer_text": text,
+            "operands": [a, b], "score": "number_list"}
+
+
+def all_pairs(split: str):
+    want_eval = split == "eval"
+    return [(a, b) for a in range(A_RANGE[0], A_RANGE[1] + 1) for b in range(B_RANGE[0], B_RANGE[1] + 1)
+            if is_eval_pair(a, b) == want_eval]
+
+
+def sample_train(rng, pairs):
+    return pairs[rng.randrange(len(pairs))]
+
+
+def final_answer(text):
+    """The numbers of a decoded answer, comma-separated, or None."""
+    found = re.findall(r"\d+", text)
+    return ",".join(found) if found else None

@@ -1,0 +1,22 @@
+"""Masked-diffusion SFT of a small LLaDA model on counting in steps (task.py): the bundled model's training loop
+(packages/default-model/train/train.py) with this folder's task.py and tokenizer.py.
+
+  nice -n 10 /usr/bin/python3 packages/chain-model/train/train.py --seed 0 --minutes 75 --ckpt-min 10 --threads 2
+Checkpoints go to train/out/ckpt.pt, the exported model to ../model, the log to train/log.tsv.
+"""
+import importlib.util
+import os
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)  # task.py and tokenizer.py from here, before the bundled model's
+sys.path.insert(1, os.path.join(HERE, "..", "..", "default-model", "train"))
+import task  # noqa: E402,F401
+import tokenizer  # noqa: E402,F401
+
+_spec = importlib.util.spec_from_file_location("llada_sft", os.path.join(sys.path[1], "train.py"))  # same name as this file
+_sft = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_sft)
+
+if __name__ == "__main__":
+    _sft.main(home=HERE)
