@@ -1,9 +1,11 @@
 // DESIGN §16's policies against Fast-dLLM on this machine (not a test). Run after `npx turbo run build`:
-//   nice -n 5 node bench/policies/bench.mjs --model chain|default [--limit N] [--threads 2] [--dtype f32]
+//   nice -n 5 node bench/policies/bench.mjs --model chain|default [--limit N] [--threads 2] [--dtype f32] [--taus LIST] [--windows LIST] [--gammas LIST]
 // Runs `fast-dllm bench` (WASM engine) on the model's held-out eval set, several times:
 //   table:  the baseline (one token per step, no cache), the paper's rows, Fast-dLLM's threshold sweep under the
 //           prefix and the dual cache, and the policy rows (EB-Sampler, suffix window, early commit, two stacks)
 //   gamma:  for each EB-Sampler bound of --gammas, the baseline and the two EB rows again
+//   window: for each further suffix window of --windows (the first is the table's), the baseline, the window row and
+//           both stacks again
 // Every run has its own baseline row, and speedups are against it (the baseline is the same decoding in every run,
 // so rows of different runs compare through it). "Fast-dLLM's best" is its fastest row (parallel decoding with a
 // cache: threshold or factor rules, sweep rows) whose accuracy lies in the baseline's 95% interval; the target is a
@@ -32,7 +34,8 @@ const threads = arg('--threads', '2');
 const dtype = arg('--dtype', 'f32');
 const limit = arg('--limit');
 const taus = arg('--taus', '0.5,0.7,0.8,0.9,0.95');
-const window = arg('--window', '32');
+const windows = arg('--windows', '32,0').split(',');
+const window = windows[0];
 const gammas = arg('--gammas', '0.01,0.1,0.3,1').split(',');
 const date = new Date().toISOString().slice(0, 10);
 const tmp = mkdtempSync(join(os.tmpdir(), 'fast-dllm-policies-'));
@@ -63,6 +66,9 @@ const runs = [table];
 for (const g of gammas) {
   runs.push(bench(`gamma ${g}`, ['--rows', 'baseline,dual-eb,stack-eb', '--policies', '--entropy-bound', g, '--suffix-window', window]));
 }
+for (const w of windows.slice(1)) {
+  runs.push(bench(`window ${w}`, ['--rows', 'baseline,dual-window,stack-threshold,stack-eb', '--policies', '--suffix-window', w]));
+}
 rmSync(tmp, { recursive: true, force: true });
 
 const rows = runs.flatMap((r) => r.rows).filter((r, i, all) => !(r.run !== 'table' && r.name.startsWith('baseline'))).map((r) => ({ ...r, kind: kindOf(r) }));
@@ -80,7 +86,7 @@ const lines = [
   `Machine: ${table.settings.machine.cpu}, ${table.settings.machine.cores} cores, Node ${table.settings.machine.node}; load average at the end ` +
     `${os.loadavg().map((x) => x.toFixed(2)).join(' ')}. Model \`${m.dir}\`, held-out eval \`${m.eval}\` (${table.settings.problems} problems), ` +
     `gen length ${m.genLength}, blocks of 32, greedy, early stop on. Command: \`node bench/policies/bench.mjs --model ${which}` +
-    `${limit ? ` --limit ${limit}` : ''} --threads ${threads} --dtype ${dtype}\`.`,
+    `${limit ? ` --limit ${limit}` : ''} --threads ${threads} --dtype ${dtype} --taus ${taus} --windows ${windows.join(',')} --gammas ${gammas.join(',')}\`.`,
   '',
   'Wall speedup is against the baseline row of the same run (one token per step, no cache); "vs best" is against',
   "Fast-dLLM's best row: its fastest cached parallel row whose accuracy lies in the baseline's 95% interval.",
