@@ -4,11 +4,11 @@
 # Unpacks node and the workspace, prints the machine (GPU, driver, nvcc, torch) and what the addon sees (driver and
 # CUDA runtime versions), rebuilds the addon with this machine's nvcc when the carried one does not load, or loads
 # but finds no device while nvidia-smi lists one (e.g. a driver older than the addon's CUDA runtime), then runs:
-# the GPU rows of the conformance harness, the kernel tests and the engine's bit-for-bit batch invariance test
-# (FAST_DLLM_REQUIRE_GPU=1: a GPU case that cannot run fails instead of skipping), the engine benchmark at LLaDA-8B's
-# shape (full, prefix, dual at canvases 512 and 2048 against the floor; batched dual steps at batch 1, 4, 16), the
-# same at Fast-dLLM v2 7B's shape (plan and fit, prefill, block step, block end, sub-block step), the GEMM sweep (32
-# and 512 rows), the same LLaDA steps in PyTorch, and a summary against issue #19's targets.
+# the GPU rows of the conformance harness, the kernel tests and the engine's bit-for-bit batch invariance tests, dense
+# and mixture-of-experts (FAST_DLLM_REQUIRE_GPU=1: a GPU case that cannot run fails instead of skipping), the engine
+# benchmark at LLaDA-8B's shape (full, prefix, dual at canvases 512 and 2048 against the floor; batched dual steps
+# at batch 1, 4, 16), the same at Fast-dLLM v2 7B's shape (plan and fit, prefill, block step, block end, sub-block
+# step), the GEMM sweep (32 and 512 rows), the same LLaDA steps in PyTorch, and a summary against issue #19's targets.
 # Logs and JSON records go to $OUT. It exits 1, listing what failed, unless everything ran on the GPU.
 # `--rehearse` runs the same sequence where there is no GPU: the emulator and a CPU miniature stand in for the
 # benchmarks, GPU rows skip; the run still ends FAILED (no GPU), as it must.
@@ -67,7 +67,7 @@ echo "$P" | grep -q '"available":true' || failed "the CUDA addon sees no GPU: $P
 # GPU rows only (the emulator rows run on every CI machine): the harness's entries 'cuda f32' and 'cuda bf16', the
 # kernel tests and the batch invariance test on the GPU addon. In a rehearsal they skip.
 PRINT_ERRORS=1 node node_modules/vitest/vitest.mjs run test/conformance packages/engine-cuda/test/kernels.test.ts \
-  packages/engine-cuda/test/batching.test.ts \
+  packages/engine-cuda/test/batching.test.ts packages/engine-cuda/test/moe.test.ts \
   --testNamePattern '^cuda (f32|bf16):|^cuda kernels on gpu|^cuda engine on gpu' --reporter=verbose > "$OUT/conformance.log" 2>&1 \
   || failed "GPU conformance, kernel and batch invariance tests (see conformance.log)"
 

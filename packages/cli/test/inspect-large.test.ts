@@ -69,6 +69,10 @@ describe('inspect at full size', () => {
     expect(j.moe.activeParameters).toBe(j.parameters - 16 * 56 * 3 * 2048 * 1024);
     expect(j.memory['wasm int8'].note).toMatch(/over wasm32's 4 GiB: split by layers over [3-9] memories in Node \(DESIGN §14\); a browser cannot load it/);
     expect(j.memory['wasm int8'].weights / 2 ** 30).toBeGreaterThan(4);
+    // The CUDA engine plans the mixture too (DESIGN §13): 2 bytes a parameter, 4 for the f32 ones, the norms (attention,
+    // FFN, q and k per layer; final) and the routers (64 x 2048 per layer).
+    expect(j.memory.cuda).toMatchObject({ weightDType: 'bf16', cacheDType: 'bf16' });
+    expect(j.memory.cuda.weights).toBe(2 * j.parameters + 2 * (16 * (2 * 2048 + 2 * 128 + 64 * 2048) + 2048));
     const text = await runCli(['inspect', dirs[dirs.length - 1], '--canvas', '1024']);
     expect(text.stdout).toMatch(/experts:\s+64 per mixture layer, 8 per token \(expert ffn 1024\); 16 of 16 layers are mixtures; 1\.\d\dB parameters read per token/);
   });

@@ -74,17 +74,30 @@ struct Config {
   bool qkNorm;      // Qwen3 (SDAR): per-head RMSNorm of q and k before RoPE
   int blockSize;    // block-causal attention with blocks of this size (DESIGN §8); 0: bidirectional
   int reportChunk;  // reported rows whose logits one LM-head GEMM computes (bounds the (chunk, V) logits scratch)
+  int rotaryDim;    // RoPE turns the first rotaryDim dims of each head (hd: all; fewer: LLaDA-MoE's partial rotary)
+  float clipQkv;    // q, k, v clamped to [-clipQkv, clipQkv] before RoPE (LLaDA-MoE); 0: no clamp
+  // Mixture-of-experts layers (LLaDA-MoE, DESIGN §13); E = 0: none. ff above is the dense layers' inner width.
+  int E, topK, expertFF, sharedFF;  // experts, experts per row, a routed expert's and the shared expert's inner width
+  std::vector<bool> moeLayer;       // (layers,) true where the FFN is the mixture
+  int ffMax() const { return std::max({ff, expertFF, sharedFF}); }  // widest FFN: sizes gate|up and swiglu scratch
+  bool isMoe(int l) const { return E > 0 && moeLayer[l]; }
 };
 
-// Slot numbering shared with src/plan.ts: 0 embed, 1 final norm, 2 lm head, then kRoles per layer.
+// Slot numbering shared with src/plan.ts: 0 embed, 1 final norm, 2 lm head, then kRoles per layer; then, for models
+// with experts, moeStride() = kMoeRoles + 3 E per layer: router, shared gate, up, down, then each expert's gate, up,
+// down (a dense layer leaves these empty, a mixture layer its dense gate, up, down). The expert bias stays on the
+// host: routing runs there (src/engine.ts).
 enum Role { kAttnNorm, kQ, kK, kV, kQB, kKB, kVB, kQNorm, kKNorm, kO, kFfnNorm, kGate, kUp, kDown, kRoles };
+enum MoeRole { kRouter, kSharedGate, kSharedUp, kSharedDown, kMoeRoles };  // then kMoeRoles + 3 e + {0 gate, 1 up, 2 down}
 
 // Per-pass working buffers, kept between passes (a cudaMalloc/cudaFree pair per buffer per step would cost more
 // than a DualCache step's kernels, and cudaFree synchronises the device). Grown to the largest pass, never shrunk;
 // the engine refuses passes over the rows it reserved them for (src/plan.ts passScratchBytes counts them).
 enum Scratch { kIds, kRowSeq, kSeqs, kRepRow, kRepPos, kRepTemp, kRepSeed, kRepFi, kX, kH, kQKV, kQ_, kK_, kV_, kAtt,
                kGU, kG, kA16, kSel, kHn, kLogits, kPartial, kAttnPartial, kTok, kProb, kTop1, kTop2, kEnt,
-               kScratchCount };
+               kRouterLogits, kMoeRows, kMoeW, kMoeX, kMoeX16, kMoeY, kMoeAcc, kScratchCount };
+
+struct PassState;
 
 class Model {
  public:
@@ -100,7 +113,23 @@ class Model {
   std::vector<void*> scratch = std::vector<void*>(kScratchCount, nullptr);
   std::vector<size_t> scratchBytes = std::vector<size_t>(kScratchCount, 0);
 
-  explicit Model(const Config& cfg) : c(cfg), w(3 + cfg.layers * kRoles, nullptr), fused((size_t)cfg.layers * 3, nullptr) {
+  // The pass waiting for the host's routing of a mixture layer (forward() then route() calls, one pass at a time:
+  // the engine's queue runs passes in order); null when none.
+  std::shared_ptr<PassState> pending;
+
+  explicit Model(const Config& cfg)
+      : c(cfg), w(3 + (size_t)cfg.layers * (kRoles + moeStride(cfg)), nullptr), groupOfSlot(w.size(), -1) {
+    // Slots that one GEMM reads as one matrix share a buffer (`fused` owns it): per layer [Wq; Wk; Wv], their
+    // biases and [Wgate; Wup]; the shared expert's and each routed expert's [Wgate; Wup].
+    for (int l = 0; l < c.layers; l++) {
+      addGroup({denseSlot(l, kQ), denseSlot(l, kK), denseSlot(l, kV)});
+      addGroup({denseSlot(l, kQB), denseSlot(l, kKB), denseSlot(l, kVB)});
+      addGroup({denseSlot(l, kGate), denseSlot(l, kUp)});
+      if (c.E == 0) continue;
+      addGroup({moeSlot(l, kSharedGate), moeSlot(l, kSharedUp)});
+      for (int e = 0; e < c.E; e++) addGroup({expertSlot(l, e, 0), expertSlot(l, e, 1)});
+    }
+    fused.assign(groups.size(), nullptr);
     CK(cudaStreamCreate(&s));
     cudaDeviceProp p;
     CK(cudaGetDeviceProperties(&p, 0));
@@ -108,8 +137,9 @@ class Model {
   }
   ~Model() { release(); }
   void release() {
+    pending.reset();
     for (int slot = 0; slot < (int)w.size(); slot++)
-      if (w[slot] && groupOf(slot) < 0) cudaFree(w[slot]);  // grouped slots point into `fused`
+      if (w[slot] && groupOfSlot[slot] < 0) cudaFree(w[slot]);  // grouped slots point into `fused`
     for (auto& p : w) p = nullptr;
     for (auto& p : fused) { if (p) cudaFree(p); p = nullptr; }
     for (auto& p : scratch) { if (p) cudaFree(p); p = nullptr; }
@@ -119,23 +149,41 @@ class Model {
   }
 
   // ---- weight storage ----
-  // Roles stored together so that one GEMM computes them: per layer [Wq; Wk; Wv] (qd + 2 kvd, d), the matching
-  // biases (qd + 2 kvd,) and [Wgate; Wup] (2 ff, d). The group's first role's slot points at the buffer start (so
-  // it is the fused weight), the others inside it; `fused` (layers, 3) owns the buffers.
-  std::vector<void*> fused;
-  static int roleOf(int slot) { return slot < 3 ? -1 : (slot - 3) % kRoles; }
-  static int groupOf(int slot) {
-    switch (roleOf(slot)) {
-      case kQ: case kK: case kV: return 0;
-      case kQB: case kKB: case kVB: return 1;
-      case kGate: case kUp: return 2;
-      default: return -1;
-    }
+  // Roles stored together so that one GEMM computes them (groups, built in the constructor): the group's first
+  // slot points at the buffer start (so it is the fused weight), the others inside it; `fused` owns the buffers.
+  std::vector<int> groupOfSlot;          // (slots,) group of each slot, -1: stored alone
+  std::vector<std::vector<int>> groups;  // member slots of each group, in buffer order
+  std::vector<void*> fused;              // (groups,) each group's buffer, allocated by its first upload
+  void addGroup(std::initializer_list<int> members) {
+    for (int slot : members) groupOfSlot[slot] = (int)groups.size();
+    groups.emplace_back(members);
   }
-  // Elements of one slot's tensor (0 for biases the model does not have).
+  static int moeStride(const Config& k) { return k.E > 0 ? kMoeRoles + 3 * k.E : 0; }
+  static int denseSlot(int l, int r) { return 3 + l * kRoles + r; }
+  int moeSlot(int l, int r) const { return 3 + c.layers * kRoles + l * moeStride(c) + r; }
+  int expertSlot(int l, int e, int part) const { return moeSlot(l, kMoeRoles + 3 * e + part); }
+  // Dense role of a slot (-1: embed, final norm, LM head or a mixture slot).
+  int roleOf(int slot) const { return slot < 3 || slot >= 3 + c.layers * kRoles ? -1 : (slot - 3) % kRoles; }
+  int layerOf(int slot) const {
+    if (slot < 3) return -1;
+    if (slot < 3 + c.layers * kRoles) return (slot - 3) / kRoles;
+    return (slot - 3 - c.layers * kRoles) / moeStride(c);
+  }
+  // Mixture role of a slot: kRouter..kSharedDown, or kMoeRoles + 3 e + part (-1: not a mixture slot).
+  int moeRoleOf(int slot) const { return slot < 3 + c.layers * kRoles ? -1 : (slot - 3 - c.layers * kRoles) % moeStride(c); }
+  // Elements of one slot's tensor (0 for biases the model does not have, and for the FFN slots a layer's kind leaves
+  // empty).
   size_t slotElements(int slot) const {
     if (slot == 0 || slot == 2) return (size_t)c.V * c.d;
     if (slot == 1) return c.d;
+    const bool moe = c.isMoe(layerOf(slot));
+    const int mr = moeRoleOf(slot);
+    if (mr >= 0) {
+      if (!moe) return 0;
+      if (mr == kRouter) return (size_t)c.E * c.d;
+      if (mr < kMoeRoles) return (size_t)c.sharedFF * c.d;  // shared gate, up (sff, d), down (d, sff); 0 without one
+      return (size_t)c.expertFF * c.d;                      // an expert's gate, up (eff, d) or down (d, eff)
+    }
     const size_t q = (size_t)c.H * c.hd, kv = (size_t)c.KV * c.hd;
     switch (roleOf(slot)) {
       case kAttnNorm: case kFfnNorm: return c.d;
@@ -145,14 +193,14 @@ class Model {
       case kKB: case kVB: return c.qkvBias ? kv : 0;
       case kQNorm: case kKNorm: return c.qkNorm ? c.hd : 0;
       case kO: return (size_t)c.d * q;
-      default: return (size_t)c.ff * c.d;  // gate, up, down
+      default: return moe ? 0 : (size_t)c.ff * c.d;  // gate, up, down
     }
   }
   size_t slotBytes(int slot) const { return slotElements(slot) * (c.bf16 && isMatrix(slot) ? 2 : 4); }
   // Device memory for `slot`'s tensor (bytes of its own size for ungrouped slots, which may differ from the plan,
-  // e.g. a padded embedding); grouped slots land at their offset in the layer's fused buffer.
+  // e.g. a padded embedding); grouped slots land at their offset in their group's buffer.
   void* slotDest(int slot, size_t bytes) {
-    const int g = groupOf(slot);
+    const int g = groupOfSlot[slot];
     if (g < 0) {
       if (w[slot]) CK(cudaFree(w[slot]));
       w[slot] = nullptr;
@@ -162,18 +210,15 @@ class Model {
     if (bytes != slotBytes(slot))
       throw std::runtime_error("upload: slot " + std::to_string(slot) + " holds " + std::to_string(bytes) + " bytes, expected " +
                                std::to_string(slotBytes(slot)));
-    const int l = (slot - 3) / kRoles;
-    static const int members[3][3] = {{kQ, kK, kV}, {kQB, kKB, kVB}, {kGate, kUp, -1}};
-    void*& buf = fused[(size_t)l * 3 + g];
+    void*& buf = fused[g];
     if (!buf) {
       size_t total = 0;
-      for (int r : members[g]) if (r >= 0) total += slotBytes(3 + l * kRoles + r);
+      for (int member : groups[g]) total += slotBytes(member);
       CK(cudaMalloc(&buf, total ? total : 1));
       size_t off = 0;
-      for (int r : members[g]) {
-        if (r < 0) continue;
-        w[3 + l * kRoles + r] = static_cast<char*>(buf) + off;
-        off += slotBytes(3 + l * kRoles + r);
+      for (int member : groups[g]) {
+        w[member] = static_cast<char*>(buf) + off;
+        off += slotBytes(member);
       }
     }
     return w[slot];
@@ -191,13 +236,16 @@ class Model {
     }
     return static_cast<T*>(scratch[id]);
   }
+  // Matrices are bf16 in bf16 mode; the router stays f32 (its top-k is a discrete choice, DESIGN §13).
   bool isMatrix(int slot) const {
     if (slot == 0 || slot == 2) return true;
     if (slot < 3) return false;
+    const int mr = moeRoleOf(slot);
+    if (mr >= 0) return mr != kRouter;
     int r = (slot - 3) % kRoles;
     return r == kQ || r == kK || r == kV || r == kO || r == kGate || r == kUp || r == kDown;
   }
-  void* L(int l, int r) const { return w[3 + l * kRoles + r]; }
+  void* L(int l, int r) const { return w[denseSlot(l, r)]; }
   size_t kvBytes() const { return c.kvBf16 ? 2 : 4; }
   // y (m, n) = x (m, k) @ W^T (+ bias) (+ y itself when `accumulate`: the residual add). The GEMM reads x16, x in
   // bf16, in bf16 mode and x in f32 mode; the caller passes whichever it has (the other may be null). The k split
@@ -227,6 +275,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
                                           InstanceMethod("randomize", &ModelWrap::Randomize),
                                           InstanceMethod("allocArena", &ModelWrap::AllocArena),
                                           InstanceMethod("forward", &ModelWrap::Forward),
+                                          InstanceMethod("route", &ModelWrap::Route),
                                           InstanceMethod("free", &ModelWrap::Free)});
   }
   ModelWrap(const Napi::CallbackInfo& info);
@@ -237,6 +286,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   Napi::Value Randomize(const Napi::CallbackInfo& info);
   Napi::Value AllocArena(const Napi::CallbackInfo& info);
   Napi::Value Forward(const Napi::CallbackInfo& info);
+  Napi::Value Route(const Napi::CallbackInfo& info);
   Napi::Value Free(const Napi::CallbackInfo& info);
   std::shared_ptr<Model> live(Napi::Env env) {
     if (!m) throw Napi::Error::New(env, "CudaModel: used after free()");
@@ -254,6 +304,25 @@ ModelWrap::ModelWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ModelWra
            i("maskId"), o.Get("qkNorm").ToBoolean().Value(), o.Has("blockSize") ? i("blockSize") : 0,
            o.Has("reportChunk") ? i("reportChunk") : 256};
   if (c.reportChunk < 1) throw Napi::RangeError::New(info.Env(), "CudaModel: reportChunk must be at least 1");
+  c.rotaryDim = o.Has("rotaryDim") && !o.Get("rotaryDim").IsUndefined() ? i("rotaryDim") : c.hd;
+  if (c.rotaryDim < 2 || c.rotaryDim > c.hd || c.rotaryDim % 2 != 0)
+    throw Napi::RangeError::New(info.Env(), "CudaModel: rotaryDim must be even, in [2, headDim]");
+  c.clipQkv = o.Has("clipQkv") && !o.Get("clipQkv").IsUndefined() ? o.Get("clipQkv").As<Napi::Number>().FloatValue() : 0.f;
+  if (!(c.clipQkv >= 0.f)) throw Napi::RangeError::New(info.Env(), "CudaModel: clipQkv must be positive (or absent)");
+  c.E = c.topK = c.expertFF = c.sharedFF = 0;
+  c.moeLayer.assign(c.layers, false);
+  if (o.Has("moe") && o.Get("moe").IsObject()) {
+    Napi::Object mo = o.Get("moe").As<Napi::Object>();
+    auto mi = [&](const char* k) { return mo.Get(k).As<Napi::Number>().Int32Value(); };
+    c.E = mi("numExperts");
+    c.topK = mi("topK");
+    c.expertFF = mi("expertSize");
+    c.sharedFF = mo.Has("sharedExpertSize") && mo.Get("sharedExpertSize").IsNumber() ? mi("sharedExpertSize") : 0;
+    Napi::Array layers = mo.Get("moeLayers").As<Napi::Array>();
+    if (c.E < 1 || c.topK < 1 || c.topK > c.E || c.expertFF < 1 || c.sharedFF < 0 || (int)layers.Length() != c.layers)
+      throw Napi::RangeError::New(info.Env(), "CudaModel: moe needs numExperts >= topK >= 1, expertSize >= 1 and one moeLayers entry per layer");
+    for (int l = 0; l < c.layers; l++) c.moeLayer[l] = layers.Get(l).ToBoolean().Value();
+  }
   try {
     m = std::make_shared<Model>(c);
   } catch (const std::exception& e) {
@@ -289,7 +358,7 @@ Napi::Value ModelWrap::Randomize(const Napi::CallbackInfo& info) {
       if (n == 0) continue;
       const bool bf = c.bf16 && mm->isMatrix(slot);
       void* dst = mm->slotDest(slot, mm->slotBytes(slot));
-      const int role = Model::roleOf(slot);
+      const int role = mm->roleOf(slot);
       // Norm weights near 1 keep activations bounded through 32 layers.
       if (bf) CK(fdl::fill_random_bf16((__nv_bfloat16*)dst, n, seed + slot, scale, mm->s));
       else if (slot == 1 || role == kAttnNorm || role == kFfnNorm || role == kQNorm || role == kKNorm) CK(fdl::fill_random_f32((float*)dst, n, seed + slot, 0.05f, 1.f, mm->s));
@@ -325,38 +394,62 @@ struct PassOut {
 
 enum Mode { kFull = 0, kPrefix = 1, kDual = 2, kExtend = 3 };
 
+// A pass between its calls: its input, the device buffers it laid out, and where it stopped. A model with mixture
+// layers stops after each one's router logits, which the host routes (src/engine.ts, @fast-dllm/model routeRows: one
+// rule for every engine) and hands back with route(); the pass then runs that layer's experts and goes on.
+struct PassState {
+  std::shared_ptr<const PassIn> in;
+  int m = 0, nseq = 0, n = 0;  // computed rows, sequences, reports
+  int layer = 0;               // next layer to run; while routing is awaited, the mixture layer waiting for it
+  bool awaitingRoute = false;
+  std::vector<float> routerLogits;  // (m, E) the awaited layer's router logits, f32, on the host
+  // Device buffers (M.buf scratch, shapes in BeginPass).
+  int32_t *ids = nullptr, *rowSeq = nullptr;
+  float *x = nullptr, *hf = nullptr, *qkv = nullptr, *q = nullptr, *att = nullptr, *gu = nullptr, *g = nullptr;
+  char *freshK = nullptr, *freshV = nullptr;
+  __nv_bfloat16* a16 = nullptr;
+  fdl::AttnSeq* dseq = nullptr;
+  fdl::AttnPlan plan{};
+  float* attnPartial = nullptr;
+  int chunk = 1;
+};
+
 // One pass over the rows of every sequence (DESIGN §7): embedding, every GEMM and element-wise kernel over all rows at
 // once; qkv_rope and attention per row / per sequence through the AttnSeq descriptors, each sequence's fresh K/V
 // written into its own cache (full, dual, extend) or into the pass's fresh rows (prefix); then the final norm, the
 // LM head and the reduction over the reported rows only, `reportChunk` rows per LM-head GEMM. No choice of split,
-// tile or schedule that changes a row's arithmetic depends on the rows or sequences beside it.
-static void RunForward(Model& M, const PassIn& in, PassOut& out) {
+// tile or schedule that changes a row's arithmetic depends on the rows or sequences beside it. BeginPass lays the
+// pass out and embeds its rows, RunLayers runs the layers up to the next mixture layer's routing (or the end), and
+// FinishPass reduces the reports.
+static std::shared_ptr<PassState> BeginPass(Model& M, std::shared_ptr<const PassIn> inp) {
+  auto st = std::make_shared<PassState>();
+  st->in = inp;
+  const PassIn& in = *inp;
   const Config& c = M.c;
-  const int m = (int)in.ids.size(), nseq = (int)in.seqs.size(), n = (int)in.repRow.size();
-  const int qd = c.H * c.hd, kvd = c.KV * c.hd;
+  const int m = st->m = (int)in.ids.size(), nseq = st->nseq = (int)in.seqs.size(), n = st->n = (int)in.repRow.size();
+  const int qd = c.H * c.hd, kvd = c.KV * c.hd, ffw = c.ffMax();
   const size_t kvB = M.kvBytes();
   cudaStream_t s = M.s;
   bool anyPrefix = false;
   for (const PassSeq& q : in.seqs) anyPrefix = anyPrefix || q.mode == kPrefix;
-  int32_t* ids = M.buf<int32_t>(kIds, m);        // (m,) tokens of the computed rows
-  int32_t* rowSeq = M.buf<int32_t>(kRowSeq, m);  // (m,) sequence of each row
-  float* x = M.buf<float>(kX, (size_t)m * c.d);  // (m, d) residual stream
-  float* hf = c.bf16 ? nullptr : M.buf<float>(kH, (size_t)m * c.d);  // (m, d) normed input, f32 mode only
-  float* qkv = M.buf<float>(kQKV, (size_t)m * (qd + 2 * kvd));        // (m, qd + 2 kvd) fused projection
-  float* q = M.buf<float>(kQ_, (size_t)m * qd);                      // (m, H, hd) normed and rotated
+  int32_t* ids = st->ids = M.buf<int32_t>(kIds, m);        // (m,) tokens of the computed rows
+  int32_t* rowSeq = st->rowSeq = M.buf<int32_t>(kRowSeq, m);  // (m,) sequence of each row
+  float* x = st->x = M.buf<float>(kX, (size_t)m * c.d);  // (m, d) residual stream
+  // (m, d) normed input: f32 mode; bf16 mode only for mixtures (the f32 router and the rows gathered per expert)
+  st->hf = c.bf16 && c.E == 0 ? nullptr : M.buf<float>(kH, (size_t)m * c.d);
+  st->qkv = M.buf<float>(kQKV, (size_t)m * (qd + 2 * kvd));        // (m, qd + 2 kvd) fused projection
+  st->q = M.buf<float>(kQ_, (size_t)m * qd);                      // (m, H, hd) normed and rotated
   // (m, KV, hd) each in the cache's dtype: prefix sequences' fresh rows (at their pass rows); the other modes write
   // theirs straight into their caches.
-  char* freshK = anyPrefix ? M.buf<char>(kK_, (size_t)m * kvd * kvB) : nullptr;
-  char* freshV = anyPrefix ? M.buf<char>(kV_, (size_t)m * kvd * kvB) : nullptr;
-  float* att = c.bf16 ? nullptr : M.buf<float>(kAtt, (size_t)m * qd);  // (m, H, hd), f32 mode
-  float* gu = M.buf<float>(kGU, (size_t)m * 2 * c.ff);                 // (m, 2 ff) fused gate | up
-  float* g = c.bf16 ? nullptr : M.buf<float>(kG, (size_t)m * c.ff);   // (m, ff) silu(gate) * up, f32 mode
-  const int chunk = std::min(n, c.reportChunk);                        // reported rows per LM-head GEMM
+  char* freshK = st->freshK = anyPrefix ? M.buf<char>(kK_, (size_t)m * kvd * kvB) : nullptr;
+  char* freshV = st->freshV = anyPrefix ? M.buf<char>(kV_, (size_t)m * kvd * kvB) : nullptr;
+  st->att = c.bf16 ? nullptr : M.buf<float>(kAtt, (size_t)m * qd);  // (m, H, hd), f32 mode
+  st->gu = M.buf<float>(kGU, (size_t)m * 2 * ffw);                  // (m, 2 ff) fused gate | up (ff: the widest FFN)
+  st->g = c.bf16 ? nullptr : M.buf<float>(kG, (size_t)m * ffw);    // (m, ff) silu(gate) * up, f32 mode
+  const int chunk = st->chunk = std::min(n, c.reportChunk);         // reported rows per LM-head GEMM
   // bf16 mode: the kernel that produces a GEMM input also writes its bf16 copy into a16, (max(m, chunk), max(d, qd,
   // ff)); each copy is consumed before the next is written (one stream). f32 mode: a16 is null, GEMMs read f32.
-  __nv_bfloat16* a16 =
-      c.bf16 ? M.buf<__nv_bfloat16>(kA16, (size_t)std::max(m, chunk) * std::max({c.d, qd, c.ff})) : nullptr;
-
+  st->a16 = c.bf16 ? M.buf<__nv_bfloat16>(kA16, (size_t)std::max(m, chunk) * std::max({c.d, qd, ffw})) : nullptr;
   // Attention descriptors: a cache block is K (layers, cap, KV, hd) then V, so a layer starts cap * kvd elements
   // after the previous one. prefix reads cached [0, start) and its fresh rows; full, dual and extend write their
   // rows into the cache first (qkv_rope) and read keys [0, L) from it.
@@ -392,27 +485,120 @@ static void RunForward(Model& M, const PassIn& in, PassOut& out) {
       for (int r = 0; r < p.rows; r++) rowSeqHost[p.rowOffset + r] = i;
     }
   }
-  const fdl::AttnPlan plan = fdl::attention_plan(seqs.data(), nseq, c.H, c.hd, M.sms, fdl::kScheduleAuto);
-  fdl::AttnSeq* dseq = M.buf<fdl::AttnSeq>(kSeqs, nseq);
-  float* attnPartial = plan.combine ? M.buf<float>(kAttnPartial, plan.partialFloats) : nullptr;
+  const fdl::AttnPlan plan = st->plan = fdl::attention_plan(seqs.data(), nseq, c.H, c.hd, M.sms, fdl::kScheduleAuto);
+  fdl::AttnSeq* dseq = st->dseq = M.buf<fdl::AttnSeq>(kSeqs, nseq);
+  st->attnPartial = plan.combine ? M.buf<float>(kAttnPartial, plan.partialFloats) : nullptr;
   // Pageable sources: each copy is staged before the call returns, so the host vectors may go.
   CK(cudaMemcpyAsync(dseq, seqs.data(), nseq * sizeof(fdl::AttnSeq), cudaMemcpyHostToDevice, s));
   CK(cudaMemcpyAsync(ids, in.ids.data(), m * sizeof(int32_t), cudaMemcpyHostToDevice, s));
   CK(cudaMemcpyAsync(rowSeq, rowSeqHost.data(), m * sizeof(int32_t), cudaMemcpyHostToDevice, s));
   if (c.bf16) CK(fdl::embed_bf16((const __nv_bfloat16*)M.w[0], ids, x, m, c.d, s));
   else CK(fdl::embed_f32((const float*)M.w[0], ids, x, m, c.d, s));
-  for (int l = 0; l < c.layers; l++) {
-    CK(fdl::rmsnorm(x, (const float*)M.L(l, kAttnNorm), hf, a16, m, c.d, c.eps, s));
+  return st;
+}
+
+// One mixture FFN (DESIGN §13) of layer l over the normed rows st.hf (and st.a16 in bf16 mode), added to the residual
+// stream: each expert in ascending order runs once over the rows routed to it (gathered, gate|up GEMM, SwiGLU, down
+// GEMM) and its output, times each row's weight, is added into the (m, d) sum in that order; then the shared expert
+// over every row; then x += the sum. A row's experts and weights come from its own logits (routing), its sum runs in
+// expert order and every GEMM's arithmetic is the weight shape's (DESIGN §7): batch invariant.
+// experts (m, topK) ascending per row, weights (m, topK).
+static void RunMoe(Model& M, PassState& st, int l, const std::vector<int32_t>& experts, const std::vector<double>& weights) {
+  const Config& c = M.c;
+  const int m = st.m, k = c.topK, E = c.E;
+  cudaStream_t s = M.s;
+  // Rows routed to each expert, ascending, with their weights, all experts' lists one after another.
+  std::vector<int32_t> rowsHost;
+  std::vector<float> wHost;
+  std::vector<int> first(E + 1, 0);  // expert e's rows are [first[e], first[e + 1])
+  rowsHost.reserve((size_t)m * k);
+  wHost.reserve((size_t)m * k);
+  std::vector<std::vector<std::pair<int32_t, float>>> byExpert(E);
+  for (int i = 0; i < m; i++)
+    for (int r = 0; r < k; r++) byExpert[experts[(size_t)i * k + r]].emplace_back(i, (float)weights[(size_t)i * k + r]);
+  for (int e = 0; e < E; e++) {
+    first[e] = (int)rowsHost.size();
+    for (auto& [row, wt] : byExpert[e]) rowsHost.push_back(row), wHost.push_back(wt);
+  }
+  first[E] = (int)rowsHost.size();
+  int32_t* rows = M.buf<int32_t>(kMoeRows, (size_t)m * k);  // (m k,) rows routed to each expert, expert after expert
+  float* wts = M.buf<float>(kMoeW, (size_t)m * k);          // (m k,) their weights
+  const int ffw = std::max(c.expertFF, c.sharedFF);
+  float* xs = M.buf<float>(kMoeX, (size_t)m * c.d);         // (rows of an expert, d) its gathered input, f32
+  // (rows, max(d, ff)) bf16 mode: the gathered input's bf16 copy, then the SwiGLU output (each read before the next
+  // write); a16 keeps the normed rows for the shared expert.
+  __nv_bfloat16* xs16 = c.bf16 ? M.buf<__nv_bfloat16>(kMoeX16, (size_t)m * std::max(c.d, ffw)) : nullptr;
+  float* ys = M.buf<float>(kMoeY, (size_t)m * c.d);         // (rows, d) an expert's output
+  float* acc = M.buf<float>(kMoeAcc, (size_t)m * c.d);      // (m, d) the mixture's output, summed in f32
+  CK(cudaMemcpyAsync(rows, rowsHost.data(), rowsHost.size() * sizeof(int32_t), cudaMemcpyHostToDevice, s));
+  CK(cudaMemcpyAsync(wts, wHost.data(), wHost.size() * sizeof(float), cudaMemcpyHostToDevice, s));
+  CK(cudaMemsetAsync(acc, 0, (size_t)m * c.d * sizeof(float), s));
+  const int eff = c.expertFF;
+  for (int e = 0; e < E; e++) {
+    const int cnt = first[e + 1] - first[e];
+    if (cnt == 0) continue;  // no row chose it: its weights are not read
+    CK(fdl::embed_f32(st.hf, rows + first[e], xs, cnt, c.d, s));  // gather the expert's rows
+    if (c.bf16) CK(fdl::to_bf16(xs, xs16, (size_t)cnt * c.d, s));
+    M.linear(xs, xs16, M.w[M.expertSlot(l, e, 0)], nullptr, st.gu, cnt, 2 * eff, c.d);  // fused [Wgate; Wup]
+    CK(fdl::swiglu(st.gu, st.g, xs16, cnt, eff, s));
+    M.linear(st.g, xs16, M.w[M.expertSlot(l, e, 2)], nullptr, ys, cnt, c.d, eff);
+    CK(fdl::scatter_add_rows(ys, rows + first[e], wts + first[e], acc, cnt, c.d, s));  // acc[row] += w · y
+  }
+  if (c.sharedFF > 0) {
+    M.linear(st.hf, st.a16, M.w[M.moeSlot(l, kSharedGate)], nullptr, st.gu, m, 2 * c.sharedFF, c.d);
+    CK(fdl::swiglu(st.gu, st.g, st.a16, m, c.sharedFF, s));
+    M.linear(st.g, st.a16, M.w[M.moeSlot(l, kSharedDown)], nullptr, ys, m, c.d, c.sharedFF);
+    CK(fdl::scatter_add_rows(ys, nullptr, nullptr, acc, m, c.d, s));  // + shared(x), after the routed experts
+  }
+  CK(fdl::scatter_add_rows(acc, nullptr, nullptr, st.x, m, c.d, s));  // x += the mixture
+}
+
+// Runs layers from st.layer on; returns false when it stopped at a mixture layer's routing (st.routerLogits filled),
+// true when every layer ran.
+static bool RunLayers(Model& M, PassState& st) {
+  const Config& c = M.c;
+  const int m = st.m, nseq = st.nseq;
+  const int qd = c.H * c.hd, kvd = c.KV * c.hd;
+  cudaStream_t s = M.s;
+  float *x = st.x, *hf = st.hf, *qkv = st.qkv, *q = st.q, *att = st.att, *gu = st.gu, *g = st.g;
+  __nv_bfloat16* a16 = st.a16;
+  for (int l = st.layer; l < c.layers; l++) {
+    CK(fdl::rmsnorm(x, (const float*)M.L(l, kAttnNorm), c.bf16 ? nullptr : hf, a16, m, c.d, c.eps, s));
     M.linear(hf, a16, l, kQ, c.qkvBias ? kQB : -1, qkv, m, qd + 2 * kvd, c.d);  // slot kQ is the fused [Wq; Wk; Wv]
-    CK(fdl::qkv_rope(qkv, q, dseq, rowSeq, l, c.kvBf16, c.qkNorm ? (const float*)M.L(l, kQNorm) : nullptr,
-                     c.qkNorm ? (const float*)M.L(l, kKNorm) : nullptr, c.eps, m, c.H, c.KV, c.hd, c.theta, s));
-    CK(fdl::attention(q, dseq, nseq, plan, l, c.kvBf16, att, a16, attnPartial, c.H, c.KV, c.hd, s));
+    CK(fdl::qkv_rope(qkv, q, st.dseq, st.rowSeq, l, c.kvBf16, c.qkNorm ? (const float*)M.L(l, kQNorm) : nullptr,
+                     c.qkNorm ? (const float*)M.L(l, kKNorm) : nullptr, c.eps, m, c.H, c.KV, c.hd, c.rotaryDim, c.clipQkv,
+                     c.theta, s));
+    CK(fdl::attention(q, st.dseq, nseq, st.plan, l, c.kvBf16, att, a16, st.attnPartial, c.H, c.KV, c.hd, s));
     M.linear(att, a16, l, kO, -1, x, m, c.d, qd, /*accumulate=*/true);  // x += att @ Wo^T
-    CK(fdl::rmsnorm(x, (const float*)M.L(l, kFfnNorm), hf, a16, m, c.d, c.eps, s));
+    if (c.isMoe(l)) {
+      // The router in f32 (weights and input) whatever the mode: its top-k is a discrete choice (DESIGN §13).
+      CK(fdl::rmsnorm(x, (const float*)M.L(l, kFfnNorm), hf, a16, m, c.d, c.eps, s));
+      float* logits = M.buf<float>(kRouterLogits, (size_t)m * c.E);  // (m, E)
+      CK(fdl::gemm_f32(hf, (const float*)M.w[M.moeSlot(l, kRouter)], nullptr, logits, m, c.E, c.d, false, s));
+      st.routerLogits.resize((size_t)m * c.E);
+      CK(cudaMemcpyAsync(st.routerLogits.data(), logits, (size_t)m * c.E * sizeof(float), cudaMemcpyDeviceToHost, s));
+      CK(cudaStreamSynchronize(s));
+      st.layer = l;
+      st.awaitingRoute = true;
+      return false;
+    }
+    CK(fdl::rmsnorm(x, (const float*)M.L(l, kFfnNorm), c.bf16 ? nullptr : hf, a16, m, c.d, c.eps, s));
     M.linear(hf, a16, l, kGate, -1, gu, m, 2 * c.ff, c.d);  // slot kGate is the fused [Wgate; Wup]
     CK(fdl::swiglu(gu, g, a16, m, c.ff, s));
     M.linear(g, a16, l, kDown, -1, x, m, c.d, c.ff, /*accumulate=*/true);  // x += swiglu @ Wdown^T
   }
+  st.layer = c.layers;
+  return true;
+}
+
+// The reports of a pass whose layers all ran: final norm, LM head and reduction per chunk of reported rows.
+static void FinishPass(Model& M, PassState& st, PassOut& out) {
+  const PassIn& in = *st.in;
+  const Config& c = M.c;
+  const int n = st.n, chunk = st.chunk;
+  cudaStream_t s = M.s;
+  float* x = st.x;
+  __nv_bfloat16* a16 = st.a16;
   out.tokens.resize(n);
   out.probs.resize(n);
   if (in.wantTop2) out.top1.resize(n), out.top2.resize(n);
@@ -473,6 +659,35 @@ template <typename TA, typename T> static Napi::Value toTyped(Napi::Env env, con
   return a;
 }
 
+// After a pass's layers ran up to a stop: its reports when every layer ran, else it waits in M.pending for route().
+static void Advance(Model& M, const std::shared_ptr<PassState>& st, PassOut& out) {
+  if (RunLayers(M, *st)) FinishPass(M, *st, out);
+  else M.pending = st;
+}
+
+// What a forward or route call resolves with: the router logits the host must route ({ route: { layer, logits } }),
+// or the pass's reports.
+static Napi::Value PassResult(Napi::Env env, const PassState& st, const PassOut& out) {
+  Napi::Object r = Napi::Object::New(env);
+  if (st.awaitingRoute) {
+    Napi::Object q = Napi::Object::New(env);
+    q.Set("layer", st.layer);
+    q.Set("logits", toTyped<Napi::Float32Array>(env, st.routerLogits));  // (rows, E)
+    r.Set("route", q);
+    return r;
+  }
+  const PassIn& in = *st.in;
+  r.Set("tokens", toTyped<Napi::Int32Array>(env, out.tokens));
+  r.Set("probs", toTyped<Napi::Float64Array>(env, out.probs));
+  if (in.wantTop2) {
+    r.Set("top1Probs", toTyped<Napi::Float64Array>(env, out.top1));
+    r.Set("top2Probs", toTyped<Napi::Float64Array>(env, out.top2));
+  }
+  if (in.wantEntropy) r.Set("entropy", toTyped<Napi::Float64Array>(env, out.entropy));
+  if (in.wantLogits) r.Set("logits", toTyped<Napi::Float32Array>(env, out.logits));
+  return r;
+}
+
 // allocArena(bytes) -> index: a device block for sequence caches (synchronous; src/cache-pool.ts places blocks in it).
 Napi::Value ModelWrap::AllocArena(const Napi::CallbackInfo& info) {
   auto mm = live(info.Env());
@@ -490,7 +705,8 @@ Napi::Value ModelWrap::AllocArena(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), (double)(mm->arenas.size() - 1));
 }
 
-// forward(pass) -> Promise<{tokens, probs, top1Probs?, top2Probs?, entropy?, logits?}> over every report of the pass.
+// forward(pass) -> Promise<{tokens, probs, top1Probs?, top2Probs?, entropy?, logits?}> over every report of the pass,
+// or, for a model with mixture layers, Promise<{ route: { layer, logits } }> at the first one (see route()).
 // pass: { ids: Int32Array (rows), seqs: Float64Array (batch, 8) [arena, offset, cap, mode, start, rows, L, rowOffset],
 //         reportRow, position: Int32Array, temperature: Float64Array, seed, forwardIndex: Uint32Array (reports),
 //         top2, entropy, logits: boolean }
@@ -527,19 +743,44 @@ Napi::Value ModelWrap::Forward(const Napi::CallbackInfo& info) {
   in->wantTop2 = o.Get("top2").ToBoolean().Value();
   in->wantEntropy = o.Get("entropy").ToBoolean().Value();
   in->wantLogits = o.Get("logits").ToBoolean().Value();
+  std::shared_ptr<const PassIn> cin = in;
   auto out = std::make_shared<PassOut>();
-  auto* job = new Job(info.Env(), [mm, in, out]() { RunForward(*mm, *in, *out); }, [in, out](Napi::Env env) -> Napi::Value {
-    Napi::Object r = Napi::Object::New(env);
-    r.Set("tokens", toTyped<Napi::Int32Array>(env, out->tokens));
-    r.Set("probs", toTyped<Napi::Float64Array>(env, out->probs));
-    if (in->wantTop2) {
-      r.Set("top1Probs", toTyped<Napi::Float64Array>(env, out->top1));
-      r.Set("top2Probs", toTyped<Napi::Float64Array>(env, out->top2));
+  auto st = std::make_shared<std::shared_ptr<PassState>>();  // set on the worker
+  auto* job = new Job(info.Env(), [mm, cin, out, st]() {
+    mm->pending.reset();  // a pass left waiting (its caller gave up on it) is abandoned
+    *st = BeginPass(*mm, cin);
+    Advance(*mm, *st, *out);
+  }, [out, st](Napi::Env env) { return PassResult(env, **st, *out); });
+  job->Queue();
+  return job->promise();
+}
+
+// route(experts, weights) -> the same as forward: the routing of the mixture layer the pending pass stopped at,
+// experts (rows, topK) int32 ascending per row in [0, E), weights (rows, topK) float64; runs that layer's experts and
+// goes on to the next mixture layer's routing or the reports.
+Napi::Value ModelWrap::Route(const Napi::CallbackInfo& info) {
+  auto mm = live(info.Env());
+  std::shared_ptr<PassState> st = mm->pending;
+  if (!st || !st->awaitingRoute) throw Napi::Error::New(info.Env(), "route: no pass is waiting for its routing");
+  auto experts = std::make_shared<std::vector<int32_t>>(copyTyped<int32_t>(info[0]));
+  auto weights = std::make_shared<std::vector<double>>(copyTyped<double>(info[1]));
+  const size_t want = (size_t)st->m * mm->c.topK;
+  if (experts->size() != want || weights->size() != want)
+    throw Napi::RangeError::New(info.Env(), "route: experts and weights must hold " + std::to_string(want) + " entries (rows x topK)");
+  for (int i = 0; i < st->m; i++)
+    for (int r = 0; r < mm->c.topK; r++) {
+      const int32_t e = (*experts)[(size_t)i * mm->c.topK + r];
+      if (e < 0 || e >= mm->c.E || (r > 0 && e <= (*experts)[(size_t)i * mm->c.topK + r - 1]))
+        throw Napi::RangeError::New(info.Env(), "route: row " + std::to_string(i) + "'s experts must be distinct, ascending and under " + std::to_string(mm->c.E));
     }
-    if (in->wantEntropy) r.Set("entropy", toTyped<Napi::Float64Array>(env, out->entropy));
-    if (in->wantLogits) r.Set("logits", toTyped<Napi::Float32Array>(env, out->logits));
-    return r;
-  });
+  st->awaitingRoute = false;
+  mm->pending.reset();
+  auto out = std::make_shared<PassOut>();
+  auto* job = new Job(info.Env(), [mm, st, experts, weights, out]() {
+    RunMoe(*mm, *st, st->layer, *experts, *weights);
+    st->layer++;
+    Advance(*mm, st, *out);
+  }, [out, st](Napi::Env env) { return PassResult(env, *st, *out); });
   job->Queue();
   return job->promise();
 }

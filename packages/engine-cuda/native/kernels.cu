@@ -365,13 +365,17 @@ cudaError_t gemm_f32(const float* A, const float* W, const float* bias, float* C
   return cudaGetLastError();
 }
 
-// ---- QKV split, per-head q/k RMSNorm (Qwen3) and NeoX RoPE: pairs (i, i + hd/2) rotate by pos * theta^(-2i/hd) ----
+// ---- QKV split, per-head q/k RMSNorm (Qwen3, LLaDA-MoE), clip_qkv and NeoX RoPE ----
+// RoPE turns the first `rot` dims of a head (all hd, or fewer: LLaDA-MoE's partial rotary): pairs (i, i + rot/2) by
+// pos * theta^(-2i/rot); dims [rot, hd) pass through. clip > 0 clamps q, k (after their norms) and v to [-clip, clip]
+// before RoPE, as the published LLaDA-MoE code does; clip <= 0: no clamp.
 // One warp per (row, head) of the fused projection's output qkv (n, H*hd + 2*KV*hd): q heads go to q (n, H, hd) f32,
 // k and v heads to wherever attention reads the row's key (kernels.h), in the cache's type T.
 template <typename T>
 __global__ void qkv_rope_k(const float* qkv, float* q, const AttnSeq* seqs, const int32_t* rowSeq, int layer,
-                           const float* qNorm, const float* kNorm, float eps, int n, int H, int KV, int hd, float theta) {
-  const int half = hd / 2, heads = H + 2 * KV, width = heads * hd, lane = threadIdx.x & 31;
+                           const float* qNorm, const float* kNorm, float eps, int n, int H, int KV, int hd, int rot,
+                           float clip, float theta) {
+  const int half = rot / 2, heads = H + 2 * KV, width = heads * hd, lane = threadIdx.x & 31;
   const size_t items = (size_t)n * heads, warps = (size_t)gridDim.x * (blockDim.x / 32);
   for (size_t item = blockIdx.x * (size_t)(blockDim.x / 32) + threadIdx.x / 32; item < items; item += warps) {
     const int head = (int)(item % heads), row = (int)(item / heads);
@@ -395,43 +399,48 @@ __global__ void qkv_rope_k(const float* qkv, float* q, const AttnSeq* seqs, cons
       const size_t stride = pos < S.n0 ? S.stride0 : S.stride1;
       dst = static_cast<T*>(const_cast<void*>(base)) + stride * (size_t)layer + (at * KV + kvh) * hd;
     }
+    // Dim t's value after the head norm and the clamp.
+    auto load = [&](int t) {
+      float a = src[t];
+      if (norm) a = a * r * norm[t];
+      if (clip > 0.f) a = fminf(clip, fmaxf(-clip, a));
+      return a;
+    };
+    auto store = [&](int t, float a) {
+      if (head < H) q[((size_t)row * H + head) * hd + t] = a;
+      else dst[t] = from_f32<T>(a);
+    };
     for (int i = lane; i < half; i += 32) {
-      float a = src[i], b = src[i + half];
-      if (norm) {
-        a = a * r * norm[i];
-        b = b * r * norm[i + half];
-      }
+      float a = load(i), b = load(i + half);
       if (head < H + KV) {
         // Angles in double: the reference computes inv_freq and pos*inv_freq before rounding to f32.
-        const double inv = pow((double)theta, -2.0 * i / hd);
+        const double inv = pow((double)theta, -2.0 * i / rot);
         const double ang = (double)pos * inv;
         const float cs = (float)cos(ang), sn = (float)sin(ang);
         const float ra = a * cs - b * sn, rb = b * cs + a * sn;
         a = ra;
         b = rb;
       }
-      if (head < H) {
-        float* qd = q + ((size_t)row * H + head) * hd;
-        qd[i] = a;
-        qd[i + half] = b;
-      } else {
-        dst[i] = from_f32<T>(a);
-        dst[i + half] = from_f32<T>(b);
-      }
+      store(i, a);
+      store(i + half, b);
     }
+    for (int t = rot + lane; t < hd; t += 32) store(t, load(t));  // partial rotary: the dims RoPE leaves alone
   }
 }
 cudaError_t qkv_rope(const float* qkv, float* q, const AttnSeq* seqs, const int32_t* rowSeq, int layer, bool kvBf16,
-                     const float* qNorm, const float* kNorm, float eps, int n, int H, int KV, int hd, float theta,
-                     cudaStream_t s) {
+                     const float* qNorm, const float* kNorm, float eps, int n, int H, int KV, int hd, int rotaryDim,
+                     float clip, float theta, cudaStream_t s) {
   const size_t items = (size_t)n * (H + 2 * KV);
   if (items == 0) return cudaSuccess;
+  if (rotaryDim <= 0 || rotaryDim > hd || rotaryDim % 2 != 0) return cudaErrorInvalidValue;
   const size_t blocks = (items + 7) / 8;  // 8 warps of 256 threads
   const int grid = blocks > 8192 ? 8192 : (int)blocks;
   if (kvBf16) {
-    FDL_LAUNCH(qkv_rope_k<__nv_bfloat16>, grid, 256, 0, s)(qkv, q, seqs, rowSeq, layer, qNorm, kNorm, eps, n, H, KV, hd, theta);
+    FDL_LAUNCH(qkv_rope_k<__nv_bfloat16>, grid, 256, 0, s)(qkv, q, seqs, rowSeq, layer, qNorm, kNorm, eps, n, H, KV, hd,
+                                                           rotaryDim, clip, theta);
   } else {
-    FDL_LAUNCH(qkv_rope_k<float>, grid, 256, 0, s)(qkv, q, seqs, rowSeq, layer, qNorm, kNorm, eps, n, H, KV, hd, theta);
+    FDL_LAUNCH(qkv_rope_k<float>, grid, 256, 0, s)(qkv, q, seqs, rowSeq, layer, qNorm, kNorm, eps, n, H, KV, hd, rotaryDim,
+                                                   clip, theta);
   }
   return cudaGetLastError();
 }
@@ -897,6 +906,20 @@ cudaError_t embed_bf16(const __nv_bfloat16* table, const int32_t* ids, float* y,
 }
 cudaError_t embed_f32(const float* table, const int32_t* ids, float* y, int n, int d, cudaStream_t s) {
   FDL_LAUNCH(embed_k<float>, grid_for((size_t)n * d), 256, 0, s)(table, ids, y, n, d);
+  return cudaGetLastError();
+}
+// acc[rows[i]] (d) += w[i] * y[i] (d) for i < n; rows null: row i itself; w null: weight 1 (a plain add). No two i
+// may name the same row (one expert's rows are distinct), so no two threads add into one element.
+__global__ void scatter_add_rows_k(const float* y, const int32_t* rows, const float* w, float* acc, int n, int d) {
+  for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < (size_t)n * d; i += (size_t)gridDim.x * blockDim.x) {
+    const size_t r = i / d;
+    const size_t to = (rows ? (size_t)rows[r] : r) * d + i % d;
+    acc[to] = __fadd_rn(acc[to], w ? __fmul_rn(w[r], y[i]) : y[i]);  // rounded product then sum: no FMA
+  }
+}
+cudaError_t scatter_add_rows(const float* y, const int32_t* rows, const float* w, float* acc, int n, int d, cudaStream_t s) {
+  if (n <= 0) return cudaSuccess;
+  FDL_LAUNCH(scatter_add_rows_k, grid_for((size_t)n * d), 256, 0, s)(y, rows, w, acc, n, d);
   return cudaGetLastError();
 }
 template <typename T> __global__ void fill_k(T* w, size_t count, uint32_t seed, float scale, float offset) {

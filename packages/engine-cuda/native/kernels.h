@@ -45,11 +45,13 @@ struct AttnSeq;
 // in the K/V cache's type (bf16 when kvBf16, else f32), written where attention reads that key: row r belongs to
 // sequence rowSeq[r] (seqs, in device memory) and sits at absolute position p = pos0 + r - q0 of its canvas; its
 // key goes to row p of segment 0 when p < n0 (the sequence's cache), else to row p - n0 of segment 1 (a prefix
-// step's fresh rows), layer `layer`. Per head: RMSNorm over hd with qNorm / kNorm (hd,) when given (Qwen3, SDAR;
-// null: none), then NeoX RoPE on q and k at position p.
+// step's fresh rows), layer `layer`. Per head: RMSNorm over hd with qNorm / kNorm (hd,) when given (Qwen3, SDAR,
+// LLaDA-MoE; null: none), then q, k and v clamped to [-clip, clip] when clip > 0 (LLaDA-MoE's clip_qkv), then NeoX
+// RoPE on q and k at position p over the first rotaryDim dims of each head (even, <= hd; hd: all of them; fewer:
+// partial rotary, the rest pass through). cudaErrorInvalidValue for a bad rotaryDim.
 cudaError_t qkv_rope(const float* qkv, float* q, const AttnSeq* seqs, const int32_t* rowSeq, int layer, bool kvBf16,
-                     const float* qNorm, const float* kNorm, float eps, int n, int H, int KV, int hd, float theta,
-                     cudaStream_t s);
+                     const float* qNorm, const float* kNorm, float eps, int n, int H, int KV, int hd, int rotaryDim,
+                     float clip, float theta, cudaStream_t s);
 
 // h (n, ff) = silu(gate) * up with gu (n, 2 ff) = [gate | up] (the fused projection). h16 (n, ff), when not null,
 // gets the result in bf16; h may be null when only h16 is wanted.
@@ -103,6 +105,10 @@ cudaError_t lm_head_reduce(const float* logits, int n, int V, const int32_t* pos
 // y (n, d) f32 = table[ids[i]] (vocab, d), bf16 or f32 table.
 cudaError_t embed_bf16(const __nv_bfloat16* table, const int32_t* ids, float* y, int n, int d, cudaStream_t s);
 cudaError_t embed_f32(const float* table, const int32_t* ids, float* y, int n, int d, cudaStream_t s);
+// acc (rows of acc, d) += w[i] * y[i] at row rows[i], for y (n, d) f32, rows (n,) int32 (null: row i), w (n,) f32
+// (null: 1, a plain add); product rounded, then the sum (no FMA). The rows must be distinct. The mixture's weighted
+// sum (DESIGN §13): called once per expert in ascending expert order, so each row's sum runs in that order.
+cudaError_t scatter_add_rows(const float* y, const int32_t* rows, const float* w, float* acc, int n, int d, cudaStream_t s);
 // Random weights for benchmarks, generated on the device: uniform in [-scale, scale) from the counter hash.
 cudaError_t fill_random_bf16(__nv_bfloat16* w, size_t count, uint32_t seed, float scale, cudaStream_t s);
 // f32 variant: offset + uniform in [-scale, scale) (offset 1 for norm weights).

@@ -8,7 +8,7 @@ import { createRequire } from 'node:module';
 import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { dirname, join } from 'node:path';
-import type { ModelDescription } from '@fast-dllm/model';
+import type { ModelDescription, MoeDescription } from '@fast-dllm/model';
 import type { ForwardResult } from '@fast-dllm/engine-contract';
 
 /** Versions as "13.0", or "none" (no driver; the emulator reports "none" for both). */
@@ -41,6 +41,15 @@ export type NativeConfig = Pick<
   blockSize?: number;
   /** Reported rows per LM-head GEMM (plan.ts reportChunk); default 256. */
   reportChunk?: number;
+  /** RoPE turns the first rotaryDim dims of each head (LLaDA-MoE's partial rotary; even, <= headDim); default headDim. */
+  rotaryDim?: number;
+  /** q, k and v clamped to [-clipQkv, clipQkv] after their head norms, before RoPE (LLaDA-MoE); absent: no clamp. */
+  clipQkv?: number;
+  /**
+   * Mixture-of-experts layers (LLaDA-MoE, DESIGN §13): a pass stops at each mixture layer for the host's routing
+   * (NativeModel.route); intermediateSize is then the dense layers' FFN width. Slots: plan.ts moeSlotOf.
+   */
+  moe?: Pick<MoeDescription, 'numExperts' | 'topK' | 'expertSize' | 'sharedExpertSize' | 'moeLayers'>;
 };
 
 /**
@@ -77,6 +86,18 @@ export interface NativePass {
  */
 export type NativeForwardResult = ForwardResult;
 
+/**
+ * A pass of a model with mixture layers, stopped at one for its routing: the layer and its router logits (rows, E)
+ * f32 over every row of the pass. The host routes them (@fast-dllm/model routeRows) and hands the result to
+ * NativeModel.route, which resolves with the next stop or the reports.
+ */
+export interface NativeRouteRequest {
+  route: { layer: number; logits: Float32Array };
+}
+
+/** What forward and route resolve with: the reports, or (mixture layers only) a routing to do first. */
+export type NativePassStep = NativeForwardResult | NativeRouteRequest;
+
 export interface NativeModel {
   /**
    * async upload(slot, data): copies one weight tensor to the device (slot numbering: plan.ts `slotOf`).
@@ -98,11 +119,21 @@ export interface NativeModel {
   allocArena(bytes: number): number;
   /**
    * async forward(pass): one pass over the rows of every sequence in `pass`; each sequence's fresh K/V go into its
-   * cache block (full, dual, extend) or only serve this pass (prefix). Resolves with the reductions of every report.
+   * cache block (full, dual, extend) or only serve this pass (prefix). Resolves with the reductions of every report,
+   * or, in a model with mixture layers, with the first mixture layer's router logits to route (NativeRouteRequest).
+   * Starting a pass abandons one still waiting for its routing.
    * @throws RangeError on an inconsistent pass (bad span, row offsets, a row or token out of range); rejects naming
    * the failing CUDA call, or a cache block outside its arena.
    */
-  forward(pass: NativePass): Promise<NativeForwardResult>;
+  forward(pass: NativePass): Promise<NativePassStep>;
+  /**
+   * async route(experts, weights): the routing of the mixture layer the pending pass stopped at, experts (rows, topK)
+   * int32 ascending per row, weights (rows, topK) float64 (routeRows' output); runs that layer's experts and goes on.
+   * Resolves as forward does: the next mixture layer's logits, or the reports.
+   * @throws when no pass waits for routing; RangeError on arrays of the wrong size or experts not distinct,
+   * ascending and under numExperts; rejects naming the failing CUDA call.
+   */
+  route(experts: Int32Array, weights: Float64Array): Promise<NativePassStep>;
   /** free(): releases device memory (after in-flight calls finish). Synchronous; never throws. */
   free(): void;
 }

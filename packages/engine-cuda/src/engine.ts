@@ -8,8 +8,10 @@ import {
   type Engine, type EngineCapabilities, type EngineOptions, type EngineProvider, type ForwardRequest, type ForwardResult, type ModelInfo,
   type SequenceHandle,
 } from '@fast-dllm/engine-contract';
-import { missingLayerFeatures, openModel, schedulerModelInfo, type ModelDescription } from '@fast-dllm/model';
-import { ADDON_PATH, EMULATOR_ADDON_PATH, loadBinding, type NativeBinding, type NativeModel } from './binding.js';
+import { isMoeLayer, missingLayerFeatures, openModel, routeRows, schedulerModelInfo, type ModelDescription } from '@fast-dllm/model';
+import {
+  ADDON_PATH, EMULATOR_ADDON_PATH, loadBinding, type NativeBinding, type NativeForwardResult, type NativeModel, type NativePass,
+} from './binding.js';
 import { BLOCK_ALIGN, CachePool, type CacheBlock } from './cache-pool.js';
 import { PASS_ROWS, cacheBlockBytes, checkFits, passScratchBytes, planWeights, reportChunk, toBf16 } from './plan.js';
 import { nativePass } from './marshal.js';
@@ -96,6 +98,8 @@ export class CudaEngine implements Engine {
   constructor(
     readonly model: ModelInfo, native: NativeModel, private readonly desc: ModelDescription, readonly name: string,
     readonly kvDType: 'bf16' | 'f32', readonly weightDType: 'bf16' | 'f32', private readonly budget: DeviceBudget,
+    /** (E) each mixture layer's expert bias, or null (none, or a dense layer); routing runs on the host. */
+    private readonly expertBias: readonly (Float32Array | null)[] = [],
   ) {
     this.native = native;
     checkModelSupported(name, model, this.capabilities);
@@ -150,7 +154,7 @@ export class CudaEngine implements Engine {
             `${this.name} engine: a pass of ${layout.rows} rows is more than the ${this.passRows} rows of scratch it reserves; run fewer sequences per pass`);
         }
       },
-      compute: (blocks, layout) => native.forward(nativePass(batch, layout, blocks)),
+      compute: (blocks, layout) => this.runPass(native, nativePass(batch, layout, blocks)),
       results: (r, layout) => {
         const none = new Float64Array(0);
         return assembleResults(batch, layout, {
@@ -160,6 +164,23 @@ export class CudaEngine implements Engine {
     }));
     this.queue = run.catch(() => undefined);
     return run;
+  }
+
+  /**
+   * One native pass; a model with mixture layers stops at each for its routing, done here with the one rule every
+   * engine shares (@fast-dllm/model routeRows, DESIGN §13): from each row's own router logits, so batch invariant.
+   */
+  private async runPass(native: NativeModel, pass: NativePass): Promise<NativeForwardResult> {
+    let step = await native.forward(pass);
+    while ('route' in step) {
+      const moe = this.desc.moe;
+      if (!moe) throw new Error(`${this.name} engine: the addon asked to route a model without mixture layers`);
+      const { layer, logits } = step.route;
+      const rows = logits.length / moe.numExperts;
+      const { experts, weights } = routeRows(logits, rows, moe.numExperts, moe.topK, this.expertBias[layer] ?? null, moe.normTopK);
+      step = await native.route(experts, weights);
+    }
+    return step;
   }
 
   async dispose(): Promise<void> {
@@ -195,7 +216,7 @@ async function createOn(addonPath: string, name: string, modelDir: string, optio
   try {
     const d = loaded.description;
     checkModelSupported(name, schedulerModelInfo(d), CUDA_CAPABILITIES);
-    const missing = missingLayerFeatures(d, {});
+    const missing = missingLayerFeatures(d, { moe: true, partialRotary: true, clipQkv: true });
     if (missing) throw new ModelNotSupportedError(`${name} engine: ${missing}; use the reference engine`);
     if (d.headDim > MAX_HEAD_DIM) {
       throw new Error(`${name} engine: head_dim ${d.headDim} is over the attention kernel's ${MAX_HEAD_DIM}; use the wasm engine for this model`);
@@ -211,7 +232,10 @@ async function createOn(addonPath: string, name: string, modelDir: string, optio
       intermediateSize: d.intermediateSize, vocabSize: d.vocabSize, maxPositions: d.maxPositions, rmsNormEps: d.rmsNormEps,
       ropeTheta: d.ropeTheta, qkvBias: d.qkvBias, bf16: dtype === 'bf16', kvBf16: kvDType === 'bf16', maskId: d.special.mask,
       qkNorm: d.qkNorm, blockSize: d.blockSize ?? 0, reportChunk: reportChunk(d.vocabSize),
+      ...(d.rotaryDim !== undefined ? { rotaryDim: d.rotaryDim } : {}), ...(d.clipQkv !== undefined ? { clipQkv: d.clipQkv } : {}),
+      ...(d.moe ? { moe: d.moe } : {}),
     });
+    const expertBias: (Float32Array | null)[] = [];
     try {
       let done = 0;
       for (const t of plan.tensors) {
@@ -227,6 +251,8 @@ async function createOn(addonPath: string, name: string, modelDir: string, optio
         done += t.bytes;
         options.onProgress?.({ phase: 'upload weights', done, total: plan.weightBytes, unit: 'bytes' });
       }
+      // Mixture layers' expert biases stay on the host, where routing runs.
+      for (const layer of loaded.names.layers) expertBias.push(isMoeLayer(layer) && layer.expertBias ? await loaded.archive.readF32(layer.expertBias) : null);
     } catch (e) {
       native.free();
       throw e;
@@ -236,7 +262,7 @@ async function createOn(addonPath: string, name: string, modelDir: string, optio
     const free = after.available ? after.freeBytes : 0;
     const budget: DeviceBudget = { memoryBytes: Math.max(0, free - MEMORY_MARGIN_BYTES), sms };
     if (options.cacheBudgetBytes !== undefined) budget.cacheBudgetBytes = options.cacheBudgetBytes;
-    return new CudaEngine(schedulerModelInfo(d), native, d, name, kvDType, dtype, budget);
+    return new CudaEngine(schedulerModelInfo(d), native, d, name, kvDType, dtype, budget, expertBias);
   } finally {
     await loaded.archive.close();
   }

@@ -3,7 +3,7 @@
  * bytes the whole model plus its working set needs on the device. Pure TS, testable without a GPU.
  */
 import type { ModelDescription, ModelTensorNames } from '@fast-dllm/model';
-import { denseLayerNames, f32ToBf16 } from '@fast-dllm/model';
+import { f32ToBf16, isMoeLayer } from '@fast-dllm/model';
 
 /** Per-layer roles in slot order; must match `enum Role` in native/addon.cc. */
 export const LAYER_ROLES = [
@@ -15,6 +15,28 @@ const MATRIX_ROLES = new Set<LayerRole>(['q', 'k', 'v', 'o', 'gate', 'up', 'down
 /** Slots 0 embed, 1 final norm, 2 LM head (left empty when tied), then LAYER_ROLES.length per layer. */
 export function slotOf(layer: number, role: LayerRole): number {
   return 3 + layer * LAYER_ROLES.length + LAYER_ROLES.indexOf(role);
+}
+
+/**
+ * Mixture-layer roles (DESIGN §13) in slot order, then gate, up, down of each expert; must match `enum MoeRole` in
+ * native/addon.cc. The router stays f32 in bf16 mode (its top-k is a discrete choice); the expert bias is not
+ * uploaded: routing runs on the host.
+ */
+export const MOE_ROLES = ['router', 'sharedGate', 'sharedUp', 'sharedDown'] as const;
+export type MoeRole = (typeof MOE_ROLES)[number];
+
+/** Slots per layer after the dense ones in a model with `numExperts` experts: MOE_ROLES, then 3 per expert. */
+export function moeStride(numExperts: number): number {
+  return numExperts > 0 ? MOE_ROLES.length + 3 * numExperts : 0;
+}
+
+/**
+ * Slot of a mixture role of layer `layer` (`role` a MoeRole, or [expert, 'gate' | 'up' | 'down']) in a model of
+ * `numLayers` layers and `numExperts` experts: after every layer's dense slots, moeStride per layer.
+ */
+export function moeSlotOf(numLayers: number, numExperts: number, layer: number, role: MoeRole | [number, 'gate' | 'up' | 'down']): number {
+  const base = 3 + numLayers * LAYER_ROLES.length + layer * moeStride(numExperts);
+  return base + (typeof role === 'string' ? MOE_ROLES.indexOf(role) : MOE_ROLES.length + 3 * role[0] + ['gate', 'up', 'down'].indexOf(role[1]));
 }
 
 export interface PlannedTensor {
@@ -80,7 +102,9 @@ export function cacheBlockBytes(desc: Pick<ModelDescription, 'numLayers' | 'numK
  * native/addon.cc RunForward, each at its largest. Per row: token and sequence index; f32 residual (d), fused qkv
  * (qd + 2 kvd), rotated q (qd), gate|up (2 ff); f32 weights only: normed input (d), attention output (qd), swiglu
  * (ff); bf16 weights only: the bf16 GEMM input (widest of d, qd, ff); a prefix step's fresh K/V (2 kvd) in the cache
- * dtype. Reports (at most rows + one per sequence, bounded by 2 rows): keys and results (60 bytes each); per LM-head
+ * dtype. With mixture layers (ff the widest FFN): the f32 normed input in bf16 mode too (d), router logits (E), the
+ * rows routed to the experts with their weights (2 topK), an expert's gathered input, output and the mixture's sum
+ * (3 d), and in bf16 mode the gathered input's bf16 copy (max(d, ff)). Reports (at most rows + one per sequence, bounded by 2 rows): keys and results (60 bytes each); per LM-head
  * chunk: gathered and normed rows (2 d) and logits (V). Split sums: the GEMM's stay under GEMM_PARTIAL_BYTES;
  * attention's are (splits, rows, H, hd + 2) for the sequences that run splits in parallel, which attention_plan only
  * does while the pass's query tiles times H stay under 2 sms (so fewer than 64 sms / H rows).
@@ -88,12 +112,15 @@ export function cacheBlockBytes(desc: Pick<ModelDescription, 'numLayers' | 'numK
 export function passScratchBytes(
   desc: ModelDescription, rows: number, keys: number, weightDType: 'bf16' | 'f32', kvDType: 'bf16' | 'f32', sms = DEFAULT_SMS,
 ): number {
-  const { hiddenSize: d, intermediateSize: ff, vocabSize: V, headDim: hd, numHeads: H } = desc;
+  const { hiddenSize: d, vocabSize: V, headDim: hd, numHeads: H } = desc;
+  const ff = Math.max(desc.intermediateSize, desc.moe?.expertSize ?? 0, desc.moe?.sharedExpertSize ?? 0); // widest FFN
   const qd = H * hd;
   const kvd = desc.numKvHeads * hd;
   const bf16 = weightDType === 'bf16';
   const chunk = reportChunk(V);
-  const perRow = 8 + 4 * (d + qd + 2 * kvd + qd + 2 * ff) + (bf16 ? 0 : 4 * (d + qd + ff)) + 2 * kvd * (kvDType === 'bf16' ? 2 : 4);
+  const moe = desc.moe;
+  const moeRow = moe ? (bf16 ? 4 * d + 2 * Math.max(d, ff) : 0) + 4 * moe.numExperts + 8 * moe.topK + 12 * d : 0;
+  const perRow = 8 + 4 * (d + qd + 2 * kvd + qd + 2 * ff) + (bf16 ? 0 : 4 * (d + qd + ff)) + 2 * kvd * (kvDType === 'bf16' ? 2 : 4) + moeRow;
   const a16 = bf16 ? Math.max(rows, chunk) * Math.max(d, qd, ff) * 2 : 0;
   const reports = 2 * rows * 60 + Math.min(chunk, 2 * rows) * (2 * d + V) * 4;
   const splits = Math.min(32, Math.ceil(keys / 128)); // at least attention_chunk's count for every canvas up to keys
@@ -124,13 +151,24 @@ export function planWeights(
   add(0, names.embed, true);
   add(1, names.finalNorm, false);
   if (!desc.tiedEmbeddings && names.lmHead !== names.embed) add(2, names.lmHead, true);
-  // The kernels have dense FFNs only; engine.ts refuses a MoE model before planning it.
-  denseLayerNames(names, () => new Error('cuda engine: mixture-of-experts layers are not implemented')).forEach((layer, l) => {
+  const L = names.layers.length;
+  const E = desc.moe?.numExperts ?? 0;
+  names.layers.forEach((layer, l) => {
     for (const role of LAYER_ROLES) {
-      const name = layer[role];
-      if (name === undefined) continue; // biases only exist for Dream and Qwen2, q/k norms for Qwen3
+      const name = (layer as Partial<Record<LayerRole, string>>)[role];
+      if (name === undefined) continue; // biases only exist for Dream and Qwen2, q/k norms for Qwen3 and LLaDA-MoE; FFN roles for dense layers
       add(slotOf(l, role), name, MATRIX_ROLES.has(role));
     }
+    if (!isMoeLayer(layer)) return;
+    add(moeSlotOf(L, E, l, 'router'), layer.router, false);
+    if (layer.shared) {
+      add(moeSlotOf(L, E, l, 'sharedGate'), layer.shared.gate, true);
+      add(moeSlotOf(L, E, l, 'sharedUp'), layer.shared.up, true);
+      add(moeSlotOf(L, E, l, 'sharedDown'), layer.shared.down, true);
+    }
+    layer.experts.forEach((e, i) => {
+      for (const part of ['gate', 'up', 'down'] as const) add(moeSlotOf(L, E, l, [i, part]), e[part], true);
+    });
   });
   const weightBytes = tensors.reduce((a, t) => a + t.bytes, 0);
   const cacheBytes = cacheBlockBytes(desc, canvasLength, kvDType);

@@ -1,0 +1,219 @@
+/**
+ * LLaDA-MoE in the cuda engine (DESIGN §13): the weight plan's mixture slots, the addon's routing handshake (a pass
+ * stops at each mixture layer for the host's routeRows), and batch invariance bit for bit on a random mixture model
+ * shaped so that the pass changes every choice that may follow the rows: 4 experts, 3 per row (with 2 the sum of a
+ * row's two products is the same in either order, so its expert order would go unchecked), so that alone a 32-row
+ * dual step sends about 24 rows to each expert (32-row GEMM tiles, k splits in parallel) and the pass of 320 rows
+ * about 240 (128-row tiles, splits walked serially); expert down projections split k (2 splits); a dense first layer,
+ * a shared expert, expert bias, partial rotary and clip_qkv. Golden logits and tokens of the fixtures are the
+ * conformance harness's (test/conformance). Runs on the GPU addon where there is a device and on the CPU emulator
+ * build everywhere (FAST_DLLM_REQUIRE_GPU=1 fails a missing GPU).
+ */
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { expectedShapes, isMoeLayer, normaliseConfig, tensorNames, writeSafetensors } from '@fast-dllm/model';
+import type { Engine, EngineProvider, ForwardRequest, ForwardResult, SequenceHandle } from '@fast-dllm/scheduler';
+import {
+  EMULATOR_ADDON_PATH, cudaEmulatorProvider, cudaProvider, gemmSplits, loadBinding, moeSlotOf, passScratchBytes, planWeights, slotOf,
+  type CudaEngineOptions,
+} from '../src/index.js';
+
+const REQUIRE_GPU = process.env.FAST_DLLM_REQUIRE_GPU === '1';
+
+const CONFIG = {
+  architectures: ['LLaDAMoEModelLM'], model_type: 'lladamoe', hidden_act: 'silu', hidden_size: 128, num_hidden_layers: 3,
+  num_attention_heads: 8, num_key_value_heads: 4, dense_intermediate_size: 256, expert_intermediate_size: 512,
+  shared_expert_intermediate_size: 256, num_experts: 4, num_experts_per_tok: 3, moe_layer_freq: [0, 1, 1], norm_topk_prob: false,
+  qk_layernorm: true, moe_router_enable_expert_bias: true, moe_router_score_function: 'softmax', routed_scaling_factor: 1,
+  partial_rotary_factor: 0.5, clip_qkv: 2.0, rope_theta: 50000.0, rms_norm_eps: 1e-5, vocab_size: 256, max_position_embeddings: 512,
+  attention_bias: false, tie_word_embeddings: false, eos_token_id: 250, pad_token_id: 250, mask_token_id: 255,
+};
+
+/** Writes the model with uniform random weights (xorshift32; norms near 1, expert bias small) and returns its directory. */
+async function writeModel(): Promise<string> {
+  const dir = mkdtempSync(join(tmpdir(), 'fdl-cuda-moe-'));
+  writeFileSync(join(dir, 'config.json'), JSON.stringify(CONFIG));
+  let s = 24680;
+  const next = () => {
+    s ^= s << 13;
+    s >>>= 0;
+    s ^= s >>> 17;
+    s ^= s << 5;
+    s >>>= 0;
+    return s / 2 ** 31 - 1;
+  };
+  const tensors = [...expectedShapes(normaliseConfig(CONFIG))].map(([name, shape]) => {
+    const count = shape.reduce((a, b) => a * b, 1);
+    const bias = name.endsWith('expert_bias');
+    const norm = shape.length === 1 && !bias;
+    const data = Float32Array.from({ length: count }, () => (norm ? 1 + 0.2 * next() : bias ? 0.05 * next() : 0.15 * next()));
+    return { name, dtype: 'F32' as const, shape, data: new Uint8Array(data.buffer) };
+  });
+  await writeSafetensors(join(dir, 'model.safetensors'), tensors);
+  return dir;
+}
+
+describe('weight plan of a mixture model', () => {
+  const d = normaliseConfig(CONFIG);
+  const names = tensorNames(d);
+  const plan = planWeights(d, names, expectedShapes(d, names), 'bf16', 128);
+  const bySlot = new Map(plan.tensors.map((t) => [t.slot, t]));
+
+  it('gives the dense layer its FFN slots and each mixture layer a router (f32), a shared expert and every expert (bf16)', () => {
+    expect(d.moe?.moeLayers).toEqual([false, true, true]);
+    expect(new Set(plan.tensors.map((t) => t.slot)).size).toBe(plan.tensors.length);
+    const dense = names.layers[0];
+    const mix = names.layers[2];
+    if (isMoeLayer(dense) || !isMoeLayer(mix)) throw new Error('layer kinds');
+    expect(bySlot.get(slotOf(0, 'down'))).toMatchObject({ name: dense.down, elements: 128 * 256, deviceDType: 'bf16' });
+    expect(bySlot.has(slotOf(2, 'gate'))).toBe(false);
+    expect(bySlot.has(moeSlotOf(3, 4, 0, 'router'))).toBe(false);
+    expect(bySlot.get(moeSlotOf(3, 4, 2, 'router'))).toMatchObject({ name: mix.router, elements: 4 * 128, deviceDType: 'f32' });
+    expect(bySlot.get(moeSlotOf(3, 4, 2, 'sharedUp'))).toMatchObject({ name: mix.shared!.up, elements: 256 * 128, deviceDType: 'bf16' });
+    expect(bySlot.get(moeSlotOf(3, 4, 2, [3, 'down']))).toMatchObject({ name: mix.experts[3].down, elements: 128 * 512, deviceDType: 'bf16' });
+    // The expert bias stays on the host (routing runs there): 3 globals, 12 attention tensors per layer (q/k norms),
+    // a dense FFN, and per mixture layer a router, a shared expert and 4 experts of 3 matrices.
+    expect(plan.tensors.some((t) => t.name.endsWith('expert_bias'))).toBe(false);
+    expect(plan.tensors).toHaveLength(3 + 3 * 8 + 3 + 2 * (1 + 3 + 4 * 3));
+  });
+
+  it('counts the mixture scratch: the f32 normed rows in bf16 mode, router logits, routing and the gathered rows', () => {
+    const dense = { ...d, moe: undefined, intermediateSize: 512 }; // the same widest FFN
+    // 512 rows: bf16 adds d f32 + max(d, ff) bf16; both add E f32, 2 topK, 3 d f32.
+    const extra = (w: 'bf16' | 'f32') => passScratchBytes(d, 512, 512, w, w) - passScratchBytes(dense, 512, 512, w, w);
+    expect(extra('f32')).toBe(512 * (4 * 4 + 8 * 3 + 12 * 128));
+    expect(extra('bf16')).toBe(512 * (4 * 128 + 2 * 512 + 4 * 4 + 8 * 3 + 12 * 128));
+  });
+});
+
+describe('routing handshake (emulator build)', () => {
+  const emulator = loadBinding(EMULATOR_ADDON_PATH);
+  const d = normaliseConfig(CONFIG);
+  const config = () => ({ ...d, bf16: false, kvBf16: false, maskId: d.special.mask, qkNorm: true, rotaryDim: d.rotaryDim, clipQkv: d.clipQkv, moe: d.moe });
+
+  it('refuses route() with no pass waiting, and an expert weight of the wrong size', async (ctx) => {
+    if (!emulator.ok) return ctx.skip(`not supported: ${emulator.reason}`);
+    const model = new emulator.binding.CudaModel(config());
+    try {
+      expect(() => model.route(new Int32Array(2), new Float64Array(2))).toThrow(/^route: no pass is waiting for its routing$/);
+      // an expert's gate is (512, 128) f32, stored inside its fused [Wgate; Wup]
+      const gate = moeSlotOf(3, 4, 1, [0, 'gate']);
+      await expect(model.upload(gate, new Float32Array(10))).rejects.toThrow(new RegExp(`^upload: slot ${gate} holds 40 bytes, expected 262144$`));
+      await expect(model.upload(gate, new Float32Array(512 * 128))).resolves.toBeUndefined();
+    } finally {
+      model.free();
+    }
+  });
+
+  it('stops at each mixture layer with its router logits and checks the routing it gets back', async (ctx) => {
+    if (!emulator.ok) return ctx.skip(`not supported: ${emulator.reason}`);
+    const model = new emulator.binding.CudaModel(config());
+    try {
+      await model.randomize(7, 0.05);
+      const arena = model.allocArena(2 ** 20);
+      const pass = {
+        ids: Int32Array.of(1, 2, 3), seqs: Float64Array.of(arena, 0, 8, 0, 0, 3, 3, 0), reportRow: Int32Array.of(0), position: Int32Array.of(0),
+        temperature: Float64Array.of(0), seed: Uint32Array.of(0), forwardIndex: Uint32Array.of(0), top2: false, entropy: false, logits: false,
+      };
+      const first = await model.forward(pass);
+      expect('route' in first && first.route.layer).toBe(1); // layer 0 is dense
+      if (!('route' in first)) return;
+      expect(first.route.logits).toHaveLength(3 * 4);
+      expect(() => model.route(new Int32Array(8), new Float64Array(9))).toThrow(/must hold 9 entries/);
+      expect(() => model.route(Int32Array.of(0, 2, 1, 0, 1, 2, 1, 2, 3), new Float64Array(9))).toThrow(/row 0's experts must be distinct, ascending and under 4/);
+      expect(() => model.route(Int32Array.of(0, 1, 2, 0, 1, 2, 1, 2, 4), new Float64Array(9))).toThrow(/row 2's experts/);
+      const second = await model.route(Int32Array.of(0, 1, 3, 0, 2, 3, 1, 2, 3), new Float64Array(9).fill(0.25));
+      expect('route' in second && second.route.layer).toBe(2);
+      const done = await model.route(Int32Array.of(0, 1, 2, 0, 1, 2, 0, 1, 2), new Float64Array(9).fill(0.3));
+      expect('tokens' in done && done.tokens).toHaveLength(1);
+    } finally {
+      model.free();
+    }
+  });
+});
+
+const span = (a: number, b: number) => Int32Array.from({ length: b - a }, (_, i) => a + i);
+const canvas = (seed: number, length: number) => Int32Array.from({ length }, (_, i) => (i * 37 + seed * 11) % 250);
+const want = { logits: true, top2: true, entropy: true } as const;
+
+interface Case {
+  maxLength: number;
+  setup: Omit<ForwardRequest, 'sequence'>[];
+  step: Omit<ForwardRequest, 'sequence'>;
+}
+const full = (seed: number): Omit<ForwardRequest, 'sequence'> => ({ canvas: canvas(seed, 160), mode: 'full', start: 0, end: 160, positions: span(0, 1) });
+const CASES: Case[] = [
+  // dual over [96, 128) of a canvas of 160, sampled
+  { maxLength: 160, setup: [full(1)], step: { canvas: canvas(1, 160), mode: 'dual', start: 96, end: 128, positions: span(96, 128), want, sampling: { temperature: 0.7, seed: 5, forwardIndex: 3 } } },
+  // a full forward of 160 rows, every position reported
+  { maxLength: 160, setup: [], step: { canvas: canvas(2, 160), mode: 'full', start: 0, end: 160, positions: span(0, 160), want } },
+  // prefix from 64 over another canvas of 160
+  { maxLength: 160, setup: [full(3)], step: { canvas: canvas(4, 160), mode: 'prefix', start: 64, end: 160, positions: span(100, 140), want } },
+  // dual over [32, 64)
+  { maxLength: 160, setup: [full(5)], step: { canvas: canvas(5, 160), mode: 'dual', start: 32, end: 64, positions: span(32, 64), want } },
+];
+
+/** Bit-for-bit equality of two results, naming the first difference. */
+function expectSameBits(label: string, got: ForwardResult, exp: ForwardResult) {
+  expect(Array.from(got.tokens), `${label}: tokens`).toEqual(Array.from(exp.tokens));
+  for (const key of ['probs', 'top1Probs', 'top2Probs', 'entropy', 'logits'] as const) {
+    const a = got[key]!;
+    const b = exp[key]!;
+    expect(a.length, `${label}: ${key}`).toBe(b.length);
+    const i = a.findIndex((x, j) => !Object.is(x, b[j]));
+    expect(i, i < 0 ? label : `${label}: ${key}[${i}] is ${a[i]}, alone ${b[i]}`).toBe(-1);
+  }
+}
+
+describe.each([['gpu', cudaProvider], ['emulator', cudaEmulatorProvider]] as [string, EngineProvider][])('cuda engine on %s: mixture batch invariance', (name, provider) => {
+  let dir = '';
+  let skip: string | undefined;
+  beforeAll(async () => {
+    const p = await provider.probe();
+    if (!p.available) {
+      skip = `not supported: ${p.reason}`;
+      return;
+    }
+    dir = await writeModel();
+  });
+  afterAll(() => {
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  // bf16: what a GPU runs (GEMM tiles and schedules vary with the rows); f32: no bf16 rounding of the GEMM inputs to
+  // hide a last-bit difference in the mixture's sum (an expert order that followed the pass passed in bf16 alone).
+  it.for(['bf16', 'f32'] as const)('%s weights: each sequence alone and beside three others in one pass, bit for bit', async (dtype, ctx) => {
+    if (skip) {
+      if (REQUIRE_GPU && name === 'gpu') throw new Error(`FAST_DLLM_REQUIRE_GPU=1 but the GPU engine is ${skip}`);
+      return ctx.skip(skip);
+    }
+    expect(gemmSplits(128, 512)).toBe(2); // expert down projections split k
+    const e: Engine = await provider.create(dir, { weightDType: dtype, kvDType: dtype } as CudaEngineOptions);
+    try {
+      const open = () => CASES.map((c) => e.openSequence(c.maxLength));
+      const setup = async (seqs: SequenceHandle[]) => {
+        for (const [i, c] of CASES.entries()) for (const s of c.setup) await e.forward([{ ...s, sequence: seqs[i] }]);
+      };
+      const alone = open();
+      await setup(alone);
+      const own: ForwardResult[] = [];
+      for (const [i, c] of CASES.entries()) own.push((await e.forward([{ ...c.step, sequence: alone[i] }]))[0]);
+      const together = open();
+      await setup(together);
+      const passed = await e.forward(CASES.map((c, i) => ({ ...c.step, sequence: together[i] })));
+      CASES.forEach((c, i) => expectSameBits(`${c.step.mode} [${c.step.start}, ${c.step.end})`, passed[i], own[i]));
+      // The next step over the caches the pass wrote agrees as well.
+      const next = (seqs: SequenceHandle[]) => e.forward([
+        { ...CASES[0].step, start: 0, end: 32, positions: span(0, 32), sequence: seqs[0] },
+        { ...CASES[3].step, start: 128, end: 160, positions: span(128, 160), sequence: seqs[3] },
+      ]);
+      const [a, b] = [await next(alone), await next(together)];
+      expectSameBits('dual after dual', b[0], a[0]);
+      expectSameBits('dual after dual [32, 64)', b[1], a[1]);
+    } finally {
+      await e.dispose();
+    }
+  });
+});
