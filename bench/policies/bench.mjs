@@ -1,15 +1,14 @@
 // DESIGN §16's policies against Fast-dLLM on this machine (not a test). Run after `npx turbo run build`:
-//   nice -n 5 node bench/policies/bench.mjs --model chain|default [--limit N] [--threads 2] [--dtype f32] [--taus LIST] [--windows LIST] [--gammas LIST]
-// Runs `fast-dllm bench` (WASM engine) on the model's held-out eval set, several times:
-//   table:  the baseline (one token per step, no cache), the paper's rows, Fast-dLLM's threshold sweep under the
-//           prefix and the dual cache, and the policy rows (EB-Sampler, suffix window, early commit, two stacks)
-//   gamma:  for each EB-Sampler bound of --gammas, the baseline and the two EB rows again
-//   window: for each further suffix window of --windows (the first is the table's), the baseline, the window row and
-//           both stacks again
-// Every run has its own baseline row, and speedups are against it (the baseline is the same decoding in every run,
-// so rows of different runs compare through it). "Fast-dLLM's best" is its fastest row (parallel decoding with a
-// cache: threshold or factor rules, sweep rows) whose accuracy lies in the baseline's 95% interval; the target is a
-// stack as accurate (inside the same interval) and at least 2x faster in wall time than that row.
+//   nice -n 5 node bench/policies/bench.mjs --model chain|default [--limit N] [--threads 2] [--dtype f32] [--taus LIST] [--windows LIST] [--gammas LIST] [--paper]
+// Runs `fast-dllm bench` (WASM engine) on the model's held-out eval set, one run after another:
+//   table:  the baseline (one token per step, no cache), Fast-dLLM's rows (dual cache with the threshold and the
+//           factor rule; the threshold swept under the prefix and the dual cache; --paper adds the paper's cache-only
+//           and no-cache rows), and the policy rows (EB-Sampler, suffix window, early commit, two stacks)
+//   gamma:  for each further EB-Sampler bound of --gammas (the first is the table's), the two EB rows
+//   window: for each further suffix window of --windows (the first is the table's), the window row and both stacks
+// Speedups are the table's baseline wall time over the row's (runs follow each other on the same machine).
+// "Fast-dLLM's best" is its fastest parallel row with a cache whose accuracy lies in the baseline's 95% interval;
+// the target is a stack as accurate (inside the same interval) and at least 2x faster in wall time than that row.
 // Writes bench/results/policies-<model>-<date>.{md,json,svg}.
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -36,7 +35,8 @@ const limit = arg('--limit');
 const taus = arg('--taus', '0.5,0.7,0.8,0.9,0.95');
 const windows = arg('--windows', '32,0').split(',');
 const window = windows[0];
-const gammas = arg('--gammas', '0.01,0.1,0.3,1').split(',');
+const gammas = arg('--gammas', '0.1,0.01,0.3,1').split(',');
+const paper = process.argv.includes('--paper');
 const date = new Date().toISOString().slice(0, 10);
 const tmp = mkdtempSync(join(os.tmpdir(), 'fast-dllm-policies-'));
 
@@ -61,17 +61,21 @@ const kindOf = (r) => {
   return 'cache only';
 };
 
-const table = bench('table', ['--sweep-taus', taus, '--sweep-cache', 'prefix,dual', '--policies', '--suffix-window', window]);
+const tableRows = [...(paper ? ['baseline', 'prefix', 'dual', 'parallel'] : ['baseline']), 'dual-parallel', 'dual-factor', 'dual-eb', 'dual-window',
+  'dual-early-commit', 'stack-threshold', 'stack-eb'];
+const table = bench('table', ['--rows', tableRows.join(','), '--sweep-taus', taus, '--sweep-cache', 'prefix,dual', '--policies',
+  '--entropy-bound', gammas[0], '--suffix-window', window]);
 const runs = [table];
-for (const g of gammas) {
-  runs.push(bench(`gamma ${g}`, ['--rows', 'baseline,dual-eb,stack-eb', '--policies', '--entropy-bound', g, '--suffix-window', window]));
+for (const g of gammas.slice(1)) {
+  runs.push(bench(`gamma ${g}`, ['--rows', 'dual-eb,stack-eb', '--policies', '--entropy-bound', g, '--suffix-window', window]));
 }
 for (const w of windows.slice(1)) {
-  runs.push(bench(`window ${w}`, ['--rows', 'baseline,dual-window,stack-threshold,stack-eb', '--policies', '--suffix-window', w]));
+  runs.push(bench(`window ${w}`, ['--rows', 'dual-window,stack-threshold,stack-eb', '--policies', '--entropy-bound', gammas[0], '--suffix-window', w]));
 }
 rmSync(tmp, { recursive: true, force: true });
 
-const rows = runs.flatMap((r) => r.rows).filter((r, i, all) => !(r.run !== 'table' && r.name.startsWith('baseline'))).map((r) => ({ ...r, kind: kindOf(r) }));
+const base0 = table.rows.find((r) => r.name === 'baseline');
+const rows = runs.flatMap((r) => r.rows).map((r) => ({ ...r, kind: kindOf(r), wallSpeedup: base0.wallTimeMs / r.wallTimeMs }));
 const base = rows.find((r) => r.kind === 'baseline');
 const inBase = (r) => r.accuracy >= base.accuracyCi[0] && r.accuracy <= base.accuracyCi[1];
 const fast = rows.filter((r) => r.kind === 'fast-dllm' && inBase(r)).sort((a, b) => b.wallSpeedup - a.wallSpeedup)[0] ?? null;
@@ -86,9 +90,10 @@ const lines = [
   `Machine: ${table.settings.machine.cpu}, ${table.settings.machine.cores} cores, Node ${table.settings.machine.node}; load average at the end ` +
     `${os.loadavg().map((x) => x.toFixed(2)).join(' ')}. Model \`${m.dir}\`, held-out eval \`${m.eval}\` (${table.settings.problems} problems), ` +
     `gen length ${m.genLength}, blocks of 32, greedy, early stop on. Command: \`node bench/policies/bench.mjs --model ${which}` +
-    `${limit ? ` --limit ${limit}` : ''} --threads ${threads} --dtype ${dtype} --taus ${taus} --windows ${windows.join(',')} --gammas ${gammas.join(',')}\`.`,
+    `${limit ? ` --limit ${limit}` : ''} --threads ${threads} --dtype ${dtype} --taus ${taus} --windows ${windows.join(',')} --gammas ${gammas.join(',')}` +
+    `${paper ? ' --paper' : ''}\`.`,
   '',
-  'Wall speedup is against the baseline row of the same run (one token per step, no cache); "vs best" is against',
+  'Wall speedup is the baseline row\'s wall time (one token per step, no cache) over the row\'s; "vs best" is against',
   "Fast-dLLM's best row: its fastest cached parallel row whose accuracy lies in the baseline's 95% interval.",
   '',
   '| setting | run | accuracy % | 95% CI | NFE | wall s | wall speedup | vs best |',
