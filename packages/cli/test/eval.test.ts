@@ -56,7 +56,7 @@ describe('fast-dllm eval', () => {
     const lines = r.stdout.trim().split('\n');
     expect(lines[0]).toBe('| setting | accuracy % | 95% CI | strict-match % | NFE | tokens/forward | tokens/s | speedup | wall s | wall speedup |');
     expect(lines).toHaveLength(3);
-    expect(lines[2]).toMatch(/^\| dual cache, threshold 0.9 \| [\d.]+ \| 0.0 \|/);
+    expect(lines[2]).toMatch(/^\| dual cache, threshold 0.9 \| [\d.]+ \| [\d.]+–[\d.]+ \| 0.0 \|/);
     const j = JSON.parse(readFileSync(out, 'utf8'));
     expect(j.settings).toMatchObject({ task: 'gsm8k', problems: 20, shots: 0, chatTemplate: true, promptStyle: 'bare', engine: 'wasm', accuracyMetric: 'flexible-extract' });
     expect(j.settings.machine.cores).toBeGreaterThan(0);
