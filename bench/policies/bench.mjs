@@ -11,7 +11,7 @@
 // the target is a stack as accurate (inside the same interval) and at least 2x faster in wall time than that row.
 // Writes bench/results/policies-<model>-<date>.{md,json,svg}.
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -29,6 +29,9 @@ const MODELS = {
 const which = arg('--model', 'chain');
 const m = MODELS[which];
 if (!m) throw new Error(`--model: one of ${Object.keys(MODELS).join(', ')}`);
+if (!existsSync(join(ROOT, m.dir, 'config.json'))) {
+  throw new Error(`${m.dir} holds no model: train it first (packages/chain-model/README.md, "Training")`);
+}
 const threads = arg('--threads', '2');
 const dtype = arg('--dtype', 'f32');
 const limit = arg('--limit');
