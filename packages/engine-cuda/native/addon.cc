@@ -76,6 +76,7 @@ struct Config {
   int reportChunk;  // reported rows whose logits one LM-head GEMM computes (bounds the (chunk, V) logits scratch)
   int rotaryDim;    // RoPE turns the first rotaryDim dims of each head (hd: all; fewer: LLaDA-MoE's partial rotary)
   float clipQkv;    // q, k, v clamped to [-clipQkv, clipQkv] before RoPE (LLaDA-MoE); 0: no clamp
+  bool outputBias;  // the attention output projection has a bias (LLaDA2's use_bias, slot kOB)
   // Mixture-of-experts layers (LLaDA-MoE, DESIGN §13); E = 0: none. ff above is the dense layers' inner width.
   int E, topK, expertFF, sharedFF;  // experts, experts per row, a routed expert's and the shared expert's inner width
   std::vector<bool> moeLayer;       // (layers,) true where the FFN is the mixture
@@ -86,8 +87,8 @@ struct Config {
 // Slot numbering shared with src/plan.ts: 0 embed, 1 final norm, 2 lm head, then kRoles per layer; then, for models
 // with experts, moeStride() = kMoeRoles + 3 E per layer: router, shared gate, up, down, then each expert's gate, up,
 // down (a dense layer leaves these empty, a mixture layer its dense gate, up, down). The expert bias stays on the
-// host: routing runs there (src/engine.ts).
-enum Role { kAttnNorm, kQ, kK, kV, kQB, kKB, kVB, kQNorm, kKNorm, kO, kFfnNorm, kGate, kUp, kDown, kRoles };
+// host: routing runs there (src/engine.ts). kOB (LLaDA2's output bias) comes last so the older roles keep their slots.
+enum Role { kAttnNorm, kQ, kK, kV, kQB, kKB, kVB, kQNorm, kKNorm, kO, kFfnNorm, kGate, kUp, kDown, kOB, kRoles };
 enum MoeRole { kRouter, kSharedGate, kSharedUp, kSharedDown, kMoeRoles };  // then kMoeRoles + 3 e + {0 gate, 1 up, 2 down}
 
 // Per-pass working buffers, kept between passes (a cudaMalloc/cudaFree pair per buffer per step would cost more
@@ -193,6 +194,7 @@ class Model {
       case kKB: case kVB: return c.qkvBias ? kv : 0;
       case kQNorm: case kKNorm: return c.qkNorm ? c.hd : 0;
       case kO: return (size_t)c.d * q;
+      case kOB: return c.outputBias ? c.d : 0;
       default: return moe ? 0 : (size_t)c.ff * c.d;  // gate, up, down
     }
   }
@@ -309,6 +311,7 @@ ModelWrap::ModelWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ModelWra
     throw Napi::RangeError::New(info.Env(), "CudaModel: rotaryDim must be even, in [2, headDim]");
   c.clipQkv = o.Has("clipQkv") && !o.Get("clipQkv").IsUndefined() ? o.Get("clipQkv").As<Napi::Number>().FloatValue() : 0.f;
   if (!(c.clipQkv >= 0.f)) throw Napi::RangeError::New(info.Env(), "CudaModel: clipQkv must be positive (or absent)");
+  c.outputBias = o.Has("outputBias") && o.Get("outputBias").ToBoolean().Value();
   c.E = c.topK = c.expertFF = c.sharedFF = 0;
   c.moeLayer.assign(c.layers, false);
   if (o.Has("moe") && o.Get("moe").IsObject()) {
@@ -569,7 +572,7 @@ static bool RunLayers(Model& M, PassState& st) {
                      c.qkNorm ? (const float*)M.L(l, kKNorm) : nullptr, c.eps, m, c.H, c.KV, c.hd, c.rotaryDim, c.clipQkv,
                      c.theta, s));
     CK(fdl::attention(q, st.dseq, nseq, st.plan, l, c.kvBf16, att, a16, st.attnPartial, c.H, c.KV, c.hd, s));
-    M.linear(att, a16, l, kO, -1, x, m, c.d, qd, /*accumulate=*/true);  // x += att @ Wo^T
+    M.linear(att, a16, l, kO, c.outputBias ? kOB : -1, x, m, c.d, qd, /*accumulate=*/true);  // x += att @ Wo^T (+ bo)
     if (c.isMoe(l)) {
       // The router in f32 (weights and input) whatever the mode: its top-k is a discrete choice (DESIGN §13).
       CK(fdl::rmsnorm(x, (const float*)M.L(l, kFfnNorm), hf, a16, m, c.d, c.eps, s));

@@ -45,6 +45,8 @@ export type NativeConfig = Pick<
   rotaryDim?: number;
   /** q, k and v clamped to [-clipQkv, clipQkv] after their head norms, before RoPE (LLaDA-MoE); absent: no clamp. */
   clipQkv?: number;
+  /** The attention output projection adds its bias (slot oBias; LLaDA2's use_bias). Default false. */
+  outputBias?: boolean;
   /**
    * Mixture-of-experts layers (LLaDA-MoE, DESIGN §13): a pass stops at each mixture layer for the host's routing
    * (NativeModel.route); intermediateSize is then the dense layers' FFN width. Slots: plan.ts moeSlotOf.

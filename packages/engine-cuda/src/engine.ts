@@ -8,7 +8,10 @@ import {
   type Engine, type EngineCapabilities, type EngineOptions, type EngineProvider, type ForwardRequest, type ForwardResult, type ModelInfo,
   type SequenceHandle,
 } from '@fast-dllm/engine-contract';
-import { isMoeLayer, missingLayerFeatures, openModel, routeRows, schedulerModelInfo, type ModelDescription } from '@fast-dllm/model';
+import {
+  isMoeLayer, missingLayerFeatures, openModel, routeRows, routingRule, schedulerModelInfo, storedTensorName, type ModelDescription,
+  type RoutingRule, type SafetensorsArchive,
+} from '@fast-dllm/model';
 import {
   ADDON_PATH, EMULATOR_ADDON_PATH, loadBinding, type NativeBinding, type NativeForwardResult, type NativeModel, type NativePass,
 } from './binding.js';
@@ -85,6 +88,8 @@ export class CudaEngine implements Engine {
   readonly capabilities = CUDA_CAPABILITIES;
   private native: NativeModel | undefined;
   private queue: Promise<unknown> = Promise.resolve();
+  /** The model's routing rule (softmax, or LLaDA2's sigmoid group-limited), applied on the host; null without mixtures. */
+  private readonly rule: RoutingRule | null;
   /** Open sequences and their cache blocks; a pass is checked in queue order, as the device runs them. */
   private readonly sequences: SequenceTable<CacheBlock>;
   private readonly pool: CachePool;
@@ -102,6 +107,7 @@ export class CudaEngine implements Engine {
     private readonly expertBias: readonly (Float32Array | null)[] = [],
   ) {
     this.native = native;
+    this.rule = desc.moe ? routingRule(desc.moe) : null;
     checkModelSupported(name, model, this.capabilities);
     this.sequences = new SequenceTable(name, model.maxPositions);
     this.pool = new CachePool((bytes) => native.allocArena(bytes));
@@ -174,10 +180,10 @@ export class CudaEngine implements Engine {
     let step = await native.forward(pass);
     while ('route' in step) {
       const moe = this.desc.moe;
-      if (!moe) throw new Error(`${this.name} engine: the addon asked to route a model without mixture layers`);
+      if (!moe || !this.rule) throw new Error(`${this.name} engine: the addon asked to route a model without mixture layers`);
       const { layer, logits } = step.route;
       const rows = logits.length / moe.numExperts;
-      const { experts, weights } = routeRows(logits, rows, moe.numExperts, moe.topK, this.expertBias[layer] ?? null, moe.normTopK);
+      const { experts, weights } = routeRows(logits, rows, moe.numExperts, moe.topK, this.expertBias[layer] ?? null, this.rule);
       step = await native.route(experts, weights);
     }
     return step;
@@ -204,6 +210,14 @@ export async function createCudaEmulatorEngine(modelDir: string, options: CudaEn
   return createOn(EMULATOR_ADDON_PATH, 'cuda-emulator', modelDir, options);
 }
 
+/**
+ * Shapes of the tensors the plan names: stored tensors, and row slices of a fused one (LLaDA2's query_key_value as
+ * q, k, v, DESIGN §13.1) with their own rows; undefined for a name the checkpoint lacks.
+ */
+function shapeLookup(archive: SafetensorsArchive): (name: string) => number[] | undefined {
+  return (name) => (archive.tensors.has(storedTensorName(name)) ? archive.info(name).shape : undefined);
+}
+
 async function createOn(addonPath: string, name: string, modelDir: string, options: CudaEngineOptions): Promise<CudaEngine> {
   const probe = probeCuda(addonPath);
   if (!probe.available) throw new Error(`${name} engine unavailable: ${probe.reason}`);
@@ -216,16 +230,15 @@ async function createOn(addonPath: string, name: string, modelDir: string, optio
   try {
     const d = loaded.description;
     checkModelSupported(name, schedulerModelInfo(d), CUDA_CAPABILITIES);
-    const missing = missingLayerFeatures(d, { moe: true, partialRotary: true, clipQkv: true });
+    const missing = missingLayerFeatures(d, { moe: true, partialRotary: true, clipQkv: true, sigmoidRouting: true, outputBias: true });
     if (missing) throw new ModelNotSupportedError(`${name} engine: ${missing}; use the reference engine`);
     if (d.headDim > MAX_HEAD_DIM) {
       throw new Error(`${name} engine: head_dim ${d.headDim} is over the attention kernel's ${MAX_HEAD_DIM}; use the wasm engine for this model`);
     }
-    const shapes = new Map([...loaded.archive.tensors].map(([k, t]) => [k, t.shape]));
     const sms = info.available ? info.multiprocessors : 1;
     // Caches are reserved per sequence when it opens; check the fit of one sequence of a typical canvas, not of
     // maxPositions (131072 for Dream would demand ~100 GiB of cache that no run uses), with the pass scratch.
-    const plan = planWeights(d, loaded.names, shapes, dtype, Math.min(d.maxPositions, FIT_CHECK_CANVAS), kvDType, sms);
+    const plan = planWeights(d, loaded.names, shapeLookup(loaded.archive), dtype, Math.min(d.maxPositions, FIT_CHECK_CANVAS), kvDType, sms);
     if (info.available) checkFits(plan, info.freeBytes, info.name);
     const native = new probe.binding.CudaModel({
       hiddenSize: d.hiddenSize, numLayers: d.numLayers, numHeads: d.numHeads, numKvHeads: d.numKvHeads, headDim: d.headDim,
@@ -233,14 +246,14 @@ async function createOn(addonPath: string, name: string, modelDir: string, optio
       ropeTheta: d.ropeTheta, qkvBias: d.qkvBias, bf16: dtype === 'bf16', kvBf16: kvDType === 'bf16', maskId: d.special.mask,
       qkNorm: d.qkNorm, blockSize: d.blockSize ?? 0, reportChunk: reportChunk(d.vocabSize),
       ...(d.rotaryDim !== undefined ? { rotaryDim: d.rotaryDim } : {}), ...(d.clipQkv !== undefined ? { clipQkv: d.clipQkv } : {}),
-      ...(d.moe ? { moe: d.moe } : {}),
+      ...(d.outputBias ? { outputBias: true } : {}), ...(d.moe ? { moe: d.moe } : {}),
     });
     const expertBias: (Float32Array | null)[] = [];
     try {
       let done = 0;
       for (const t of plan.tensors) {
-        const src = loaded.archive.tensors.get(t.name);
-        if (src?.dtype === 'BF16' && t.deviceDType === 'bf16') {
+        const src = loaded.archive.info(t.name); // a row slice (LLaDA2's q, k, v) reads as a tensor of its own
+        if (src.dtype === 'BF16' && t.deviceDType === 'bf16') {
           // bf16 checkpoint into bf16 slots: upload the bits as stored (copied into an aligned buffer).
           const bytes = await loaded.archive.readBytes(t.name);
           await native.upload(t.slot, new Uint16Array(bytes.slice().buffer, 0, t.elements));
@@ -282,8 +295,7 @@ function providerOn(addonPath: string, name: string): EngineProvider {
       const dtype = weightDType ?? 'bf16';
       const loaded = await openModel(modelDir);
       try {
-        const shapes = new Map([...loaded.archive.tensors].map(([k, t]) => [k, t.shape]));
-        const plan = planWeights(loaded.description, loaded.names, shapes, dtype, maxLength, dtype);
+        const plan = planWeights(loaded.description, loaded.names, shapeLookup(loaded.archive), dtype, maxLength, dtype);
         return { weightBytes: plan.weightBytes, sequenceBytes: plan.cacheBytes, weightDType: dtype, cacheDType: dtype };
       } finally {
         await loaded.archive.close();

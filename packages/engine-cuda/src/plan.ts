@@ -5,9 +5,9 @@
 import type { ModelDescription, ModelTensorNames } from '@fast-dllm/model';
 import { f32ToBf16, isMoeLayer } from '@fast-dllm/model';
 
-/** Per-layer roles in slot order; must match `enum Role` in native/addon.cc. */
+/** Per-layer roles in slot order; must match `enum Role` in native/addon.cc (oBias: LLaDA2's use_bias). */
 export const LAYER_ROLES = [
-  'attnNorm', 'q', 'k', 'v', 'qBias', 'kBias', 'vBias', 'qNorm', 'kNorm', 'o', 'ffnNorm', 'gate', 'up', 'down',
+  'attnNorm', 'q', 'k', 'v', 'qBias', 'kBias', 'vBias', 'qNorm', 'kNorm', 'o', 'ffnNorm', 'gate', 'up', 'down', 'oBias',
 ] as const;
 export type LayerRole = (typeof LAYER_ROLES)[number];
 const MATRIX_ROLES = new Set<LayerRole>(['q', 'k', 'v', 'o', 'gate', 'up', 'down']);
@@ -134,15 +134,17 @@ const numel = (shape: number[]) => shape.reduce((a, b) => a * b, 1);
 /**
  * Plans the upload of a model in `weightDType` ('bf16' or 'f32') for canvases up to `canvasLength`, with the K/V
  * cache in `kvDType` (default: bf16 with bf16 weights, f32 with f32 weights), and the pass scratch for
- * max(PASS_ROWS, canvasLength) rows (a full forward of one such canvas, or 64 DualCache steps).
+ * max(PASS_ROWS, canvasLength) rows (a full forward of one such canvas, or 64 DualCache steps). `shapes` gives each
+ * name's shape: a map, or a lookup that also knows row slices of a fused tensor (LLaDA2's q, k, v: archive.info).
  */
 export function planWeights(
-  desc: ModelDescription, names: ModelTensorNames, shapes: Map<string, number[]>, weightDType: 'bf16' | 'f32', canvasLength: number,
-  kvDType: 'bf16' | 'f32' = weightDType, sms = DEFAULT_SMS,
+  desc: ModelDescription, names: ModelTensorNames, shapes: Map<string, number[]> | ((name: string) => number[] | undefined),
+  weightDType: 'bf16' | 'f32', canvasLength: number, kvDType: 'bf16' | 'f32' = weightDType, sms = DEFAULT_SMS,
 ): WeightPlan {
   const tensors: PlannedTensor[] = [];
+  const shapeOf = typeof shapes === 'function' ? shapes : (name: string) => shapes.get(name);
   const add = (slot: number, name: string, matrix: boolean) => {
-    const shape = shapes.get(name);
+    const shape = shapeOf(name);
     if (!shape) throw new Error(`cuda engine: tensor ${name} is not in the checkpoint; the model directory is incomplete`);
     const deviceDType = matrix && weightDType === 'bf16' ? 'bf16' : 'f32';
     const elements = numel(shape);
@@ -156,7 +158,7 @@ export function planWeights(
   names.layers.forEach((layer, l) => {
     for (const role of LAYER_ROLES) {
       const name = (layer as Partial<Record<LayerRole, string>>)[role];
-      if (name === undefined) continue; // biases only exist for Dream and Qwen2, q/k norms for Qwen3 and LLaDA-MoE; FFN roles for dense layers
+      if (name === undefined) continue; // biases only exist for Dream, Qwen2 and LLaDA2, q/k norms for Qwen3 and LLaDA-MoE; FFN roles for dense layers
       add(slotOf(l, role), name, MATRIX_ROLES.has(role));
     }
     if (!isMoeLayer(layer)) return;

@@ -12,8 +12,9 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { expectedShapes, isMoeLayer, normaliseConfig, tensorNames, writeSafetensors } from '@fast-dllm/model';
+import { expectedShapes, isMoeLayer, normaliseConfig, openModel, tensorNames, writeSafetensors } from '@fast-dllm/model';
 import type { Engine, EngineProvider, ForwardRequest, ForwardResult, SequenceHandle } from '@fast-dllm/scheduler';
 import {
   EMULATOR_ADDON_PATH, cudaEmulatorProvider, cudaProvider, gemmSplits, loadBinding, moeSlotOf, passScratchBytes, planWeights, slotOf,
@@ -85,6 +86,34 @@ describe('weight plan of a mixture model', () => {
     const extra = (w: 'bf16' | 'f32') => passScratchBytes(d, 512, 512, w, w) - passScratchBytes(dense, 512, 512, w, w);
     expect(extra('f32')).toBe(512 * (4 * 4 + 8 * 3 + 12 * 128));
     expect(extra('bf16')).toBe(512 * (4 * 128 + 2 * 512 + 4 * 4 + 8 * 3 + 12 * 128));
+  });
+});
+
+describe('weight plan of LLaDA2 (DESIGN §13.1)', () => {
+  const dir = fileURLToPath(new URL('../../../test/fixtures/models/llada2-moe-tiny-f32', import.meta.url));
+
+  it('reads q, k and v as row slices of the fused query_key_value and gives the output bias its slot (f32)', async () => {
+    const loaded = await openModel(dir);
+    try {
+      const { description: d, names, archive } = loaded;
+      const plan = planWeights(d, names, (n) => archive.info(n).shape, 'bf16', 64);
+      const bySlot = new Map(plan.tensors.map((t) => [t.slot, t]));
+      const qkv = 'model.layers.1.attention.query_key_value.weight'; // (H hd + 2 KV hd, d) = (128, 64)
+      expect(bySlot.get(slotOf(1, 'q'))).toMatchObject({ name: `${qkv}[0:64]`, elements: 64 * 64, deviceDType: 'bf16' });
+      expect(bySlot.get(slotOf(1, 'k'))).toMatchObject({ name: `${qkv}[64:96]`, elements: 32 * 64, deviceDType: 'bf16' });
+      expect(bySlot.get(slotOf(1, 'v'))).toMatchObject({ name: `${qkv}[96:128]`, elements: 32 * 64, deviceDType: 'bf16' });
+      expect(bySlot.get(slotOf(2, 'oBias'))).toMatchObject({ name: 'model.layers.2.attention.dense.bias', elements: 64, deviceDType: 'f32' });
+    } finally {
+      await loaded.archive.close();
+    }
+  });
+
+  it('estimates every stored tensor but the host-side expert biases, the fused ones once', async () => {
+    const loaded = await openModel(dir);
+    const stored = [...loaded.archive.tensors].filter(([n]) => !n.endsWith('expert_bias')).reduce((a, [, t]) => a + t.shape.reduce((x, y) => x * y, 1), 0);
+    await loaded.archive.close();
+    const est = await cudaEmulatorProvider.estimateMemory(dir, { maxLength: 64, weightDType: 'f32' });
+    expect(est.weightBytes).toBe(4 * stored);
   });
 });
 
