@@ -13,7 +13,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { expectedShapes, normaliseConfig, writeSafetensors } from '@fast-dllm/model';
-import type { Engine, EngineProvider, ForwardRequest, ForwardResult, SequenceHandle } from '@fast-dllm/scheduler';
+import type { Engine, EngineProvider, SequenceHandle } from '@fast-dllm/scheduler';
+import { canvas, expectAloneEqualsTogether, expectSameBits, span, want, type Case } from './batch-invariance.js';
 import { cudaEmulatorProvider, cudaProvider, gemmSplits, type CudaEngineOptions } from '../src/index.js';
 
 const REQUIRE_GPU = process.env.FAST_DLLM_REQUIRE_GPU === '1';
@@ -48,16 +49,7 @@ async function writeModel(): Promise<string> {
   return dir;
 }
 
-const span = (a: number, b: number) => Int32Array.from({ length: b - a }, (_, i) => a + i);
-const canvas = (seed: number, length: number) => Int32Array.from({ length }, (_, i) => (i * 37 + seed * 11) % 250);
-const want = { logits: true, top2: true, entropy: true } as const;
 
-/** The four sequences' last steps, after the forwards that build their caches. */
-interface Case {
-  maxLength: number;
-  setup: Omit<ForwardRequest, 'sequence'>[];
-  step: Omit<ForwardRequest, 'sequence'>;
-}
 const CASES: Case[] = [
   // dual over block [96, 128) of a canvas of 160, sampled
   {
@@ -80,18 +72,6 @@ const CASES: Case[] = [
 
 function backend(label: string, provider: EngineProvider): [string, EngineProvider] {
   return [label, provider];
-}
-
-/** Bit-for-bit equality of two results, naming the first difference. */
-function expectSameBits(label: string, got: ForwardResult, exp: ForwardResult) {
-  expect(Array.from(got.tokens), `${label}: tokens`).toEqual(Array.from(exp.tokens));
-  for (const key of ['probs', 'top1Probs', 'top2Probs', 'entropy', 'logits'] as const) {
-    const a = got[key]!;
-    const b = exp[key]!;
-    expect(a.length, `${label}: ${key}`).toBe(b.length);
-    const i = a.findIndex((x, j) => !Object.is(x, b[j]));
-    expect(i, i < 0 ? label : `${label}: ${key}[${i}] is ${a[i]}, alone ${b[i]}`).toBe(-1);
-  }
 }
 
 describe.each([backend('gpu', cudaProvider), backend('emulator', cudaEmulatorProvider)])('cuda engine on %s: batch invariance', (name, provider) => {
@@ -118,18 +98,7 @@ describe.each([backend('gpu', cudaProvider), backend('emulator', cudaEmulatorPro
     expect([gemmSplits(128, 512), gemmSplits(128, 768)]).toEqual([2, 3]); // O and down split k
     const e: Engine = await provider.create(dir, { weightDType: 'bf16', kvDType: 'bf16' } as CudaEngineOptions);
     try {
-      const open = () => CASES.map((c) => e.openSequence(c.maxLength));
-      const setup = async (seqs: SequenceHandle[]) => {
-        for (const [i, c] of CASES.entries()) for (const s of c.setup) await e.forward([{ ...s, sequence: seqs[i] }]);
-      };
-      const alone = open();
-      await setup(alone);
-      const own: ForwardResult[] = [];
-      for (const [i, c] of CASES.entries()) own.push((await e.forward([{ ...c.step, sequence: alone[i] }]))[0]);
-      const together = open();
-      await setup(together);
-      const passed = await e.forward(CASES.map((c, i) => ({ ...c.step, sequence: together[i] })));
-      CASES.forEach((c, i) => expectSameBits(`${c.step.mode} [${c.step.start}, ${c.step.end})`, passed[i], own[i]));
+      const { alone, together } = await expectAloneEqualsTogether(e, CASES);
       // The next step over the caches the pass wrote (dual rewrote its block, extend grew to 160) agrees as well.
       const next = (seqs: SequenceHandle[]) => e.forward([
         { ...CASES[0].step, start: 32, end: 64, positions: span(32, 64), sequence: seqs[0] },

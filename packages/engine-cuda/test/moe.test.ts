@@ -15,7 +15,8 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { expectedShapes, isMoeLayer, normaliseConfig, openModel, tensorNames, writeSafetensors } from '@fast-dllm/model';
-import type { Engine, EngineProvider, ForwardRequest, ForwardResult, SequenceHandle } from '@fast-dllm/scheduler';
+import type { Engine, EngineProvider, ForwardRequest, SequenceHandle } from '@fast-dllm/scheduler';
+import { canvas, expectAloneEqualsTogether, expectSameBits, span, want, type Case } from './batch-invariance.js';
 import {
   EMULATOR_ADDON_PATH, cudaEmulatorProvider, cudaProvider, gemmSplits, loadBinding, moeSlotOf, passScratchBytes, planWeights, slotOf,
   type CudaEngineOptions,
@@ -163,15 +164,7 @@ describe('routing handshake (emulator build)', () => {
   });
 });
 
-const span = (a: number, b: number) => Int32Array.from({ length: b - a }, (_, i) => a + i);
-const canvas = (seed: number, length: number) => Int32Array.from({ length }, (_, i) => (i * 37 + seed * 11) % 250);
-const want = { logits: true, top2: true, entropy: true } as const;
 
-interface Case {
-  maxLength: number;
-  setup: Omit<ForwardRequest, 'sequence'>[];
-  step: Omit<ForwardRequest, 'sequence'>;
-}
 const full = (seed: number): Omit<ForwardRequest, 'sequence'> => ({ canvas: canvas(seed, 160), mode: 'full', start: 0, end: 160, positions: span(0, 1) });
 const CASES: Case[] = [
   // dual over [96, 128) of a canvas of 160, sampled
@@ -183,18 +176,6 @@ const CASES: Case[] = [
   // dual over [32, 64)
   { maxLength: 160, setup: [full(5)], step: { canvas: canvas(5, 160), mode: 'dual', start: 32, end: 64, positions: span(32, 64), want } },
 ];
-
-/** Bit-for-bit equality of two results, naming the first difference. */
-function expectSameBits(label: string, got: ForwardResult, exp: ForwardResult) {
-  expect(Array.from(got.tokens), `${label}: tokens`).toEqual(Array.from(exp.tokens));
-  for (const key of ['probs', 'top1Probs', 'top2Probs', 'entropy', 'logits'] as const) {
-    const a = got[key]!;
-    const b = exp[key]!;
-    expect(a.length, `${label}: ${key}`).toBe(b.length);
-    const i = a.findIndex((x, j) => !Object.is(x, b[j]));
-    expect(i, i < 0 ? label : `${label}: ${key}[${i}] is ${a[i]}, alone ${b[i]}`).toBe(-1);
-  }
-}
 
 describe.each([['gpu', cudaProvider], ['emulator', cudaEmulatorProvider]] as [string, EngineProvider][])('cuda engine on %s: mixture batch invariance', (name, provider) => {
   let dir = '';
@@ -221,18 +202,7 @@ describe.each([['gpu', cudaProvider], ['emulator', cudaEmulatorProvider]] as [st
     expect(gemmSplits(128, 512)).toBe(2); // expert down projections split k
     const e: Engine = await provider.create(dir, { weightDType: dtype, kvDType: dtype } as CudaEngineOptions);
     try {
-      const open = () => CASES.map((c) => e.openSequence(c.maxLength));
-      const setup = async (seqs: SequenceHandle[]) => {
-        for (const [i, c] of CASES.entries()) for (const s of c.setup) await e.forward([{ ...s, sequence: seqs[i] }]);
-      };
-      const alone = open();
-      await setup(alone);
-      const own: ForwardResult[] = [];
-      for (const [i, c] of CASES.entries()) own.push((await e.forward([{ ...c.step, sequence: alone[i] }]))[0]);
-      const together = open();
-      await setup(together);
-      const passed = await e.forward(CASES.map((c, i) => ({ ...c.step, sequence: together[i] })));
-      CASES.forEach((c, i) => expectSameBits(`${c.step.mode} [${c.step.start}, ${c.step.end})`, passed[i], own[i]));
+      const { alone, together } = await expectAloneEqualsTogether(e, CASES);
       // The next step over the caches the pass wrote agrees as well.
       const next = (seqs: SequenceHandle[]) => e.forward([
         { ...CASES[0].step, start: 0, end: 32, positions: span(0, 32), sequence: seqs[0] },
