@@ -1,8 +1,13 @@
 /**
  * What the CUDA engine's batch-invariance tests share (batching.test.ts: dense models; moe.test.ts: mixture layers):
- * their synthetic canvases, the bit-for-bit comparison, and running each case's step alone and all of them in one pass.
+ * their random models, synthetic canvases, the bit-for-bit comparison, and running each case's step alone and all of
+ * them in one pass.
  */
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { expect } from 'vitest';
+import { expectedShapes, normaliseConfig, writeSafetensors } from '@fast-dllm/model';
 import type { Engine, ForwardRequest, ForwardResult, SequenceHandle } from '@fast-dllm/scheduler';
 
 export const span = (a: number, b: number) => Int32Array.from({ length: b - a }, (_, i) => a + i);
@@ -47,4 +52,31 @@ export async function expectAloneEqualsTogether(e: Engine, cases: readonly Case[
   const passed = await e.forward(cases.map((c, i) => ({ ...c.step, sequence: together[i] })));
   cases.forEach((c, i) => expectSameBits(`${c.step.mode} [${c.step.start}, ${c.step.end})`, passed[i], own[i]));
   return { alone, together };
+}
+
+/**
+ * Writes `config` with uniform random F32 weights (xorshift32 from `seed`: norms near 1, an expert bias small, the
+ * rest in ±0.15) into a fresh temporary directory and returns it.
+ */
+export async function writeRandomModel(config: Record<string, unknown>, seed: number, prefix: string): Promise<string> {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  writeFileSync(join(dir, 'config.json'), JSON.stringify(config));
+  let s = seed;
+  const next = () => {
+    s ^= s << 13;
+    s >>>= 0;
+    s ^= s >>> 17;
+    s ^= s << 5;
+    s >>>= 0;
+    return s / 2 ** 31 - 1;
+  };
+  const tensors = [...expectedShapes(normaliseConfig(config))].map(([name, shape]) => {
+    const count = shape.reduce((a, b) => a * b, 1);
+    const bias = name.endsWith('expert_bias');
+    const norm = shape.length === 1 && !bias;
+    const data = Float32Array.from({ length: count }, () => (norm ? 1 + 0.2 * next() : bias ? 0.05 * next() : 0.15 * next()));
+    return { name, dtype: 'F32' as const, shape, data: new Uint8Array(data.buffer) };
+  });
+  await writeSafetensors(join(dir, 'model.safetensors'), tensors);
+  return dir;
 }

@@ -8,13 +8,10 @@
  * 128-row tiles and 9 query tiles x 32 heads make attention walk its splits serially. Runs on the GPU addon where
  * there is a device and on the CPU emulator build everywhere (FAST_DLLM_REQUIRE_GPU=1 fails a missing GPU).
  */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { rmSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { expectedShapes, normaliseConfig, writeSafetensors } from '@fast-dllm/model';
 import type { Engine, EngineProvider, SequenceHandle } from '@fast-dllm/scheduler';
-import { canvas, expectAloneEqualsTogether, expectSameBits, span, want, type Case } from './batch-invariance.js';
+import { canvas, expectAloneEqualsTogether, expectSameBits, span, want, writeRandomModel, type Case } from './batch-invariance.js';
 import { cudaEmulatorProvider, cudaProvider, gemmSplits, type CudaEngineOptions } from '../src/index.js';
 
 const REQUIRE_GPU = process.env.FAST_DLLM_REQUIRE_GPU === '1';
@@ -26,28 +23,7 @@ const CONFIG = {
   eos_token_id: 250, mask_token_id: 255, use_sliding_window: false,
 };
 
-/** Writes the model with uniform random weights (xorshift32; norms near 1) and returns its directory. */
-async function writeModel(): Promise<string> {
-  const dir = mkdtempSync(join(tmpdir(), 'fdl-cuda-batch-'));
-  writeFileSync(join(dir, 'config.json'), JSON.stringify(CONFIG));
-  let s = 12345;
-  const next = () => {
-    s ^= s << 13;
-    s >>>= 0;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    s >>>= 0;
-    return s / 2 ** 31 - 1;
-  };
-  const tensors = [...expectedShapes(normaliseConfig(CONFIG))].map(([name, shape]) => {
-    const count = shape.reduce((a, b) => a * b, 1);
-    const norm = shape.length === 1;
-    const data = Float32Array.from({ length: count }, () => (norm ? 1 + 0.2 * next() : 0.15 * next()));
-    return { name, dtype: 'F32' as const, shape, data: new Uint8Array(data.buffer) };
-  });
-  await writeSafetensors(join(dir, 'model.safetensors'), tensors);
-  return dir;
-}
+const writeModel = () => writeRandomModel(CONFIG, 12345, 'fdl-cuda-batch-');
 
 
 const CASES: Case[] = [

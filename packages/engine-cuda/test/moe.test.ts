@@ -9,14 +9,12 @@
  * conformance harness's (test/conformance). Runs on the GPU addon where there is a device and on the CPU emulator
  * build everywhere (FAST_DLLM_REQUIRE_GPU=1 fails a missing GPU).
  */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { rmSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { expectedShapes, isMoeLayer, normaliseConfig, openModel, tensorNames, writeSafetensors } from '@fast-dllm/model';
+import { expectedShapes, isMoeLayer, normaliseConfig, openModel, tensorNames } from '@fast-dllm/model';
 import type { Engine, EngineProvider, ForwardRequest, SequenceHandle } from '@fast-dllm/scheduler';
-import { canvas, expectAloneEqualsTogether, expectSameBits, span, want, type Case } from './batch-invariance.js';
+import { canvas, expectAloneEqualsTogether, expectSameBits, span, want, writeRandomModel, type Case } from './batch-invariance.js';
 import {
   EMULATOR_ADDON_PATH, cudaEmulatorProvider, cudaProvider, gemmSplits, loadBinding, moeSlotOf, passScratchBytes, planWeights, slotOf,
   type CudaEngineOptions,
@@ -33,29 +31,7 @@ const CONFIG = {
   attention_bias: false, tie_word_embeddings: false, eos_token_id: 250, pad_token_id: 250, mask_token_id: 255,
 };
 
-/** Writes the model with uniform random weights (xorshift32; norms near 1, expert bias small) and returns its directory. */
-async function writeModel(): Promise<string> {
-  const dir = mkdtempSync(join(tmpdir(), 'fdl-cuda-moe-'));
-  writeFileSync(join(dir, 'config.json'), JSON.stringify(CONFIG));
-  let s = 24680;
-  const next = () => {
-    s ^= s << 13;
-    s >>>= 0;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    s >>>= 0;
-    return s / 2 ** 31 - 1;
-  };
-  const tensors = [...expectedShapes(normaliseConfig(CONFIG))].map(([name, shape]) => {
-    const count = shape.reduce((a, b) => a * b, 1);
-    const bias = name.endsWith('expert_bias');
-    const norm = shape.length === 1 && !bias;
-    const data = Float32Array.from({ length: count }, () => (norm ? 1 + 0.2 * next() : bias ? 0.05 * next() : 0.15 * next()));
-    return { name, dtype: 'F32' as const, shape, data: new Uint8Array(data.buffer) };
-  });
-  await writeSafetensors(join(dir, 'model.safetensors'), tensors);
-  return dir;
-}
+const writeModel = () => writeRandomModel(CONFIG, 24680, 'fdl-cuda-moe-');
 
 describe('weight plan of a mixture model', () => {
   const d = normaliseConfig(CONFIG);
