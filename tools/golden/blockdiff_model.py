@@ -59,6 +59,23 @@ class Context:
         return c
 
 
+def attend(q, k, v, pos, ctx, li, block):
+    """Block-causal attention (query i sees key j iff j // block <= i // block, on absolute positions) of the rows
+    q (n, H, hd) at `pos` (n,) over layer li's K/V in ctx and the rows' own fresh k, v (n, KV, hd), the KV heads
+    repeated to H. Returns (n, H * hd). llada2_model.py's forward uses it too."""
+    n, heads, hd = q.shape
+    if ctx is not None and ctx.k[li] is not None:
+        K, V, kpos = torch.cat([ctx.k[li], k]), torch.cat([ctx.v[li], v]), torch.cat([ctx.pos[li], pos])
+    else:
+        K, V, kpos = k, v, pos
+    rep = heads // k.shape[1]
+    K, V = K.repeat_interleave(rep, dim=1), V.repeat_interleave(rep, dim=1)  # (m, H, hd)
+    s = torch.einsum('nhd,mhd->hnm', q, K) / (hd ** 0.5)
+    allowed = (kpos[None, :] // block) <= (pos[:, None] // block)  # (n, m) block-causal
+    s = s.masked_fill(~allowed[None], float('-inf'))
+    return torch.einsum('hnm,mhd->nhd', torch.softmax(s, dim=-1), V).reshape(n, heads * hd)
+
+
 class BlockDiffModel:
     def __init__(self, model_dir):
         cfg, w = load_dir(model_dir)
@@ -119,16 +136,7 @@ class BlockDiffModel:
                 q, k = self.rms(q, ly['qn']), self.rms(k, ly['kn'])
             q, k = self.rope(q, pos), self.rope(k, pos)
             fresh.append((k, v))
-            if ctx is not None and ctx.k[li] is not None:
-                K, V, kpos = torch.cat([ctx.k[li], k]), torch.cat([ctx.v[li], v]), torch.cat([ctx.pos[li], pos])
-            else:
-                K, V, kpos = k, v, pos
-            rep = self.h // self.kv
-            K, V = K.repeat_interleave(rep, dim=1), V.repeat_interleave(rep, dim=1)  # (m, h, hd)
-            s = torch.einsum('nhd,mhd->hnm', q, K) / (self.hd ** 0.5)
-            allowed = (kpos[None, :] // self.B) <= (pos[:, None] // self.B)  # (n, m) block-causal
-            s = s.masked_fill(~allowed[None], float('-inf'))
-            att = torch.einsum('hnm,mhd->nhd', torch.softmax(s, dim=-1), V).reshape(n, self.h * self.hd)
+            att = attend(q, k, v, pos, ctx, li, self.B)  # (n, H * hd)
             x = x + att @ ly['o'].T
             h2 = self.rms(x, ly['n2'])
             x = x + (torch.nn.functional.silu(h2 @ ly['gate'].T) * (h2 @ ly['up'].T)) @ ly['down'].T

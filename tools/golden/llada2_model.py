@@ -21,6 +21,7 @@ import sys
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from blockdiff_model import attend  # noqa: E402  (block-causal attention over a context of cached K/V)
 from torch_model import load_dir  # noqa: E402  (safetensors reader, f32/bf16 widened to float64)
 
 DT = torch.float64
@@ -132,16 +133,7 @@ class Llada2Model:
                 q, k = self.rms(q, ly['qn']), self.rms(k, ly['kn'])
             q, k = self.rope(q, pos), self.rope(k, pos)
             fresh.append((k, v))
-            if ctx is not None and ctx.k[li] is not None:
-                K, V, kpos = torch.cat([ctx.k[li], k]), torch.cat([ctx.v[li], v]), torch.cat([ctx.pos[li], pos])
-            else:
-                K, V, kpos = k, v, pos
-            rep = self.h // self.kv
-            K, V = K.repeat_interleave(rep, dim=1), V.repeat_interleave(rep, dim=1)  # (m, h, hd)
-            sc = torch.einsum('nhd,mhd->hnm', q, K) / (self.hd ** 0.5)
-            allowed = (kpos[None, :] // self.B) <= (pos[:, None] // self.B)  # (n, m) block-causal
-            sc = sc.masked_fill(~allowed[None], float('-inf'))
-            att = torch.einsum('hnm,mhd->nhd', torch.softmax(sc, dim=-1), V).reshape(n, self.h * self.hd)
+            att = attend(q, k, v, pos, ctx, li, self.B)  # (n, H * hd)
             x = x + att @ ly['o'].T + ly.get('ob', 0)
             x = x + self.ffn(ly, self.rms(x, ly['n2']))
         return self.rms(x, self.norm_f) @ self.head.T, fresh
