@@ -22,6 +22,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from blockdiff_model import attend  # noqa: E402  (block-causal attention over a context of cached K/V)
+from moe_model import mix_experts, swiglu  # noqa: E402  (the experts' weighted sum, the same math as LLaDA-MoE's)
 from torch_model import load_dir  # noqa: E402  (safetensors reader, f32/bf16 widened to float64)
 
 DT = torch.float64
@@ -83,10 +84,6 @@ class Llada2Model:
         a, b, rest = x[..., :half], x[..., half:self.rot], x[..., self.rot:]
         return torch.cat([a * cos - b * sin, b * cos + a * sin, rest], dim=-1)
 
-    @staticmethod
-    def swiglu(m, x):
-        return (torch.nn.functional.silu(x @ m['gate'].T) * (x @ m['up'].T)) @ m['down'].T
-
     def route(self, ly, x):
         """x (n, d) -> chosen experts (n, k) and their weights (n, k)."""
         n, E = x.shape[0], ly['router'].shape[0]
@@ -106,16 +103,9 @@ class Llada2Model:
 
     def ffn(self, ly, x):
         if 'dense' in ly:
-            return self.swiglu(ly['dense'], x)
+            return swiglu(ly['dense'], x)
         chosen, weights = self.route(ly, x)
-        out = torch.zeros_like(x)
-        for e, expert in enumerate(ly['experts']):
-            rows, slot = torch.where(chosen == e)
-            if len(rows):
-                out.index_add_(0, rows, self.swiglu(expert, x[rows]) * weights[rows, slot, None])
-        if 'shared' in ly:
-            out = out + self.swiglu(ly['shared'], x)
-        return out
+        return mix_experts(ly, x, chosen, weights)
 
     def forward(self, ids, pos, ctx=None):
         """Rows for tokens `ids` at absolute positions `pos` (both (n,)), seeing ctx's K/V and each other under the

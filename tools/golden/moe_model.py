@@ -16,6 +16,24 @@ import torch
 from torch_model import DT, TorchModel, load_dir
 
 
+def swiglu(m, x):
+    """SwiGLU FFN of weights m (gate, up, down) on rows x (n, d)."""
+    return (torch.nn.functional.silu(x @ m['gate'].T) * (x @ m['up'].T)) @ m['down'].T
+
+
+def mix_experts(ly, x, chosen, weights):
+    """Σ weight · expert(x) over each row's chosen experts (chosen, weights: (n, k)), each expert once over the rows
+    routed to it, plus the shared expert when the layer has one. llada2_model.py mixes with it too."""
+    out = torch.zeros_like(x)
+    for e, expert in enumerate(ly['experts']):
+        rows, slot = torch.where(chosen == e)
+        if len(rows):
+            out.index_add_(0, rows, swiglu(expert, x[rows]) * weights[rows, slot, None])
+    if 'shared' in ly:
+        out = out + swiglu(ly['shared'], x)
+    return out
+
+
 class MoeTorchModel(TorchModel):
     def __init__(self, model_dir):  # noqa: super().__init__ reads LLaDA/Dream names; this layout is its own
         cfg, w = load_dir(model_dir)
@@ -61,22 +79,11 @@ class MoeTorchModel(TorchModel):
             q, k, v = (t.clamp(-self.clip, self.clip) for t in (q, k, v))
         return q, k, v
 
-    @staticmethod
-    def swiglu(m, x):
-        return (torch.nn.functional.silu(x @ m['gate'].T) * (x @ m['up'].T)) @ m['down'].T
-
     def ffn(self, ly, h2):
         if 'router' not in ly:
-            return self.swiglu(ly, h2)
+            return swiglu(ly, h2)
         probs = torch.softmax(h2 @ ly['router'].T, dim=-1)
         if 'bias' in ly:
             probs = probs + ly['bias']
         weights, chosen = torch.topk(probs, self.top_k, dim=-1)  # (n, k)
-        out = torch.zeros_like(h2)
-        for e, expert in enumerate(ly['experts']):
-            rows, slot = torch.where(chosen == e)
-            if len(rows):
-                out.index_add_(0, rows, self.swiglu(expert, h2[rows]) * weights[rows, slot, None])
-        if 'shared' in ly:
-            out = out + self.swiglu(ly['shared'], h2)
-        return out
+        return mix_experts(ly, h2, chosen, weights)
