@@ -207,11 +207,9 @@ function lladaMoeDescription(
   config: Json, posInt: (key: string, fallback?: unknown) => number, posNum: (key: string, fallback?: number) => number,
   fail: (msg: string) => ModelFormatError,
 ): Omit<ModelDescription, 'special' | 'headDim' | 'stopIds'> {
-  if (config.rope_scaling !== undefined && config.rope_scaling !== null) {
-    throw fail(`"rope_scaling": ${JSON.stringify(config.rope_scaling)} is not supported; only plain RoPE (rope_scaling null) is implemented`);
-  }
+  refuseRopeScaling(config, fail);
   if (config.attention_bias === true) throw fail('"attention_bias": true is not supported; LLaDA-MoE checkpoints have no attention biases');
-  if (config.hidden_act !== undefined && config.hidden_act !== 'silu') throw fail(`"hidden_act": ${JSON.stringify(config.hidden_act)} is not supported; only "silu" (SwiGLU) is`);
+  refuseActivation(config, fail);
   const score = config.moe_router_score_function;
   // The published code always takes the softmax, whatever this field says; a different scorer would be a different model.
   if (score !== undefined && score !== null && score !== 'softmax') throw fail(`"moe_router_score_function": ${JSON.stringify(score)} is not supported; LLaDA-MoE routes by softmax`);
@@ -270,11 +268,9 @@ function llada2Description(
   config: Json, posInt: (key: string, fallback?: unknown) => number, posNum: (key: string, fallback?: number) => number,
   fail: (msg: string) => ModelFormatError,
 ): Omit<ModelDescription, 'special' | 'headDim' | 'stopIds'> {
-  if (config.rope_scaling !== undefined && config.rope_scaling !== null) {
-    throw fail(`"rope_scaling": ${JSON.stringify(config.rope_scaling)} is not supported; only plain RoPE (rope_scaling null) is implemented`);
-  }
+  refuseRopeScaling(config, fail);
   if (config.use_sliding_window === true) throw fail('"use_sliding_window": true (sliding-window attention) is not supported');
-  if (config.hidden_act !== undefined && config.hidden_act !== 'silu') throw fail(`"hidden_act": ${JSON.stringify(config.hidden_act)} is not supported; only "silu" (SwiGLU) is`);
+  refuseActivation(config, fail);
   // The published code always scores by sigmoid and never normalises the LM head, whatever these say: refuse a config
   // that asks for something else instead of running a different model.
   const score = config.score_function;
@@ -412,14 +408,24 @@ export function a2dSettingFromEnv(env: Record<string, string | undefined>): A2dS
   return { ...(v ? { variant: v } : {}), ...(b ? { blockSize: /^\d+$/.test(b.trim()) ? Number(b) : NaN } : {}), source: names };
 }
 
+/** Only plain RoPE is implemented: a config with rope_scaling is refused, naming it. */
+function refuseRopeScaling(config: Json, fail: (msg: string) => ModelFormatError): void {
+  if (config.rope_scaling !== undefined && config.rope_scaling !== null) {
+    throw fail(`"rope_scaling": ${JSON.stringify(config.rope_scaling)} is not supported; only plain RoPE (rope_scaling null) is implemented`);
+  }
+}
+
+/** Only SwiGLU (hidden_act silu) is implemented: another activation is refused, naming it. */
+function refuseActivation(config: Json, fail: (msg: string) => ModelFormatError): void {
+  if (config.hidden_act !== undefined && config.hidden_act !== 'silu') throw fail(`"hidden_act": ${JSON.stringify(config.hidden_act)} is not supported; only "silu" (SwiGLU) is`);
+}
+
 /** Refuses the Qwen config variants no engine here implements, naming the field (sliding window, RoPE scaling, MoE). */
 function refuseQwenVariants(qwen3: boolean, config: Json, fail: (msg: string) => ModelFormatError): void {
   if (config.use_sliding_window === true) {
     throw fail('"use_sliding_window": true (sliding-window attention) is not supported; only models with full attention in every layer load');
   }
-  if (config.rope_scaling !== undefined && config.rope_scaling !== null) {
-    throw fail(`"rope_scaling": ${JSON.stringify(config.rope_scaling)} is not supported; only plain RoPE (rope_scaling null) is implemented`);
-  }
+  refuseRopeScaling(config, fail);
   for (const key of ['num_experts', 'num_local_experts', 'n_routed_experts', 'num_experts_per_tok', 'moe_intermediate_size']) {
     const v = config[key];
     if (typeof v === 'number' && v > 0) throw fail(`"${key}": ${v} describes a mixture-of-experts model, which is not supported`);
