@@ -2,6 +2,7 @@
  * One description of a diffusion LM, whatever config.json it came from (LLaDA, Dream/Qwen2, Fast-dLLM v2/Qwen2.5,
  * SDAR/Qwen3). Every engine builds from this and from the canonical tensor roles below, never from raw config keys.
  */
+import type { ModelInfo } from '@fast-dllm/engine-contract';
 
 /**
  * Masked diffusion (llada, llada_moe, dream, a2d_mdlm: bidirectional) and block diffusion (fast_dllm_v2, sdar,
@@ -184,18 +185,8 @@ export interface ModelTensorNames {
 }
 
 /**
- * The fields of a model that the scheduler reads (structurally the scheduler's `ModelInfo`; this package
- * depends on no scheduler, so the type is restated here and kept in step by the engines' type checks).
+ * The fields of a model that the scheduler reads: the engine contract's ModelInfo (the scheduler decodes LLaDA-MoE as
+ * 'llada', so `llada_moe` is not among its architectures; LLaDA2 keeps its own name, DESIGN §13.1), with the stop ids
+ * always filled in.
  */
-export interface SchedulerModelInfo {
-  /** The decoding family: LLaDA-MoE decodes as 'llada'; LLaDA2 keeps its own name (SDAR's block procedure, DESIGN §13.1). */
-  architecture: Exclude<Architecture, 'llada_moe'>;
-  vocabSize: number;
-  maxPositions: number;
-  maskId: number;
-  eosId: number;
-  endOfTurnId?: number;
-  shiftLogits: boolean;
-  blockSize?: number;
-  stopIds: readonly number[];
-}
+export type SchedulerModelInfo = ModelInfo & { stopIds: readonly number[] };
