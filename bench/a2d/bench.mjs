@@ -23,6 +23,7 @@ import { join } from 'node:path';
 import { createWasmEngine, wasmProvider } from '@fast-dllm/engine-wasm';
 import { readModelConfig } from '@fast-dllm/model';
 import { writeRandomSafetensors } from '../lib/random-safetensors.mjs';
+import { timeForward } from '../lib/timing.mjs';
 
 const arg = (name, fallback) => {
   const i = process.argv.indexOf(name);
@@ -127,11 +128,6 @@ if (INSPECT) {
   console.log(`wrote bench/results/a2d-inspect-${day}.md`);
   process.exit(0);
 }
-
-function median(xs) {
-  const a = [...xs].sort((x, y) => x - y);
-  return a[Math.floor(a.length / 2)];
-}
 const span = (a, b) => Int32Array.from({ length: b - a }, (_, i) => a + i);
 const results = { date, machine, model: {}, runs: [], notes: [] };
 try {
@@ -165,15 +161,9 @@ try {
       run[`${variant}LoadSeconds`] = +loadS.toFixed(1);
       const seq = e.openSequence(L);
       for (const [label, req] of plans[variant]) {
-        const ms = [];
-        for (let r = 0; r <= REPS; r++) {
-          const t0 = performance.now();
-          const [res] = await e.forward([{ ...req, sequence: seq }]);
-          if (r > 0) ms.push(performance.now() - t0); // the first run warms up (scratch allocation, tier-up)
-          if (!res.probs.every(Number.isFinite)) throw new Error(`${label}: non-finite probabilities`);
-        }
-        run.steps[`${variant.toUpperCase()} ${label}`] = { mode: req.mode, rows: req.end - req.start, reported: req.positions.length, ms: ms.map((x) => +x.toFixed(0)), medianMs: +median(ms).toFixed(0) };
-        console.log(`  ${label.padEnd(11)} ${req.mode.padEnd(7)} ${String(req.end - req.start).padStart(3)} rows: ${ms.map((x) => x.toFixed(0)).join(', ')} ms`);
+        const step = await timeForward(e, seq, req, REPS, label);
+        run.steps[`${variant.toUpperCase()} ${label}`] = step;
+        console.log(`  ${label.padEnd(11)} ${req.mode.padEnd(7)} ${String(req.end - req.start).padStart(3)} rows: ${step.ms.join(', ')} ms`);
       }
       run[`${variant}LinearBytes`] = e.memoryUsage().linearBytes;
       e.closeSequence(seq);

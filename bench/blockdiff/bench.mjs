@@ -16,6 +16,7 @@ import { join } from 'node:path';
 import { createWasmEngine, sequenceCacheBytes, weightBytes } from '@fast-dllm/engine-wasm';
 import { readModelConfig } from '@fast-dllm/model';
 import { writeRandomSafetensors } from '../lib/random-safetensors.mjs';
+import { timeForward } from '../lib/timing.mjs';
 
 const arg = (name, fallback) => {
   const i = process.argv.indexOf(name);
@@ -59,12 +60,6 @@ function writeRandomModel(dir) {
   return writeRandomSafetensors(join(dir, 'model.safetensors'), tensors(CONFIG));
 }
 
-/** The upper median (of two runs: the slower one). */
-function median(xs) {
-  const a = [...xs].sort((x, y) => x - y);
-  return a[Math.floor(a.length / 2)];
-}
-
 const span = (a, b) => Int32Array.from({ length: b - a }, (_, i) => a + i);
 const GiB = 2 ** 30;
 
@@ -104,15 +99,9 @@ try {
     ];
     const run = { dtype, threads, loadSeconds: +loadS.toFixed(1), steps: {} };
     for (const [label, req] of steps) {
-      const ms = [];
-      for (let r = 0; r <= REPS; r++) {
-        const t0 = performance.now();
-        const [res] = await e.forward([{ ...req, sequence: seq }]);
-        if (r > 0) ms.push(performance.now() - t0); // the first run warms up (scratch allocation, tier-up)
-        if (!res.probs.every(Number.isFinite)) throw new Error(`${label}: non-finite probabilities`);
-      }
-      run.steps[label] = { mode: req.mode, rows: req.end - req.start, reported: req.positions.length, ms: ms.map((x) => +x.toFixed(0)), medianMs: +median(ms).toFixed(0) };
-      console.log(`  ${label.padEnd(15)} ${req.mode.padEnd(7)} ${String(req.end - req.start).padStart(3)} rows, ${String(req.positions.length).padStart(2)} reported: ${ms.map((x) => x.toFixed(0)).join(', ')} ms`);
+      const step = await timeForward(e, seq, req, REPS, label);
+      run.steps[label] = step;
+      console.log(`  ${label.padEnd(15)} ${req.mode.padEnd(7)} ${String(req.end - req.start).padStart(3)} rows, ${String(req.positions.length).padStart(2)} reported: ${step.ms.join(', ')} ms`);
     }
     run.memory = e.memoryUsage();
     console.log(`  linear memory after the run ${(run.memory.linearBytes / GiB).toFixed(3)} GiB (used ${(run.memory.usedBytes / GiB).toFixed(3)} GiB)`);
