@@ -59,6 +59,17 @@ class Context:
         return c
 
 
+def rope(x, pos, theta, rot):
+    """x (n, heads, hd): NeoX halves over the first `rot` dims (hd: all of them), angles pos · theta^(-2j/rot), the rest
+    passed through; pos (n,) absolute. llada2_model.py's partial rotary uses it too."""
+    half = rot // 2
+    inv = theta ** (-torch.arange(0, half, dtype=DT) * 2 / rot)
+    ang = pos.to(DT)[:, None] * inv[None, :]
+    cos, sin = torch.cos(ang)[:, None, :], torch.sin(ang)[:, None, :]
+    a, b, rest = x[..., :half], x[..., half:rot], x[..., rot:]
+    return torch.cat([a * cos - b * sin, b * cos + a * sin, rest], dim=-1)
+
+
 def attend(q, k, v, pos, ctx, li, block):
     """Block-causal attention (query i sees key j iff j // block <= i // block, on absolute positions) of the rows
     q (n, H, hd) at `pos` (n,) over layer li's K/V in ctx and the rows' own fresh k, v (n, KV, hd), the KV heads
@@ -111,13 +122,7 @@ class BlockDiffModel:
         return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * w
 
     def rope(self, x, pos):
-        """x (n, heads, hd), NeoX halves; pos (n,) absolute."""
-        half = self.hd // 2
-        inv = self.theta ** (-torch.arange(0, half, dtype=DT) * 2 / self.hd)
-        ang = pos.to(DT)[:, None] * inv[None, :]
-        cos, sin = torch.cos(ang)[:, None, :], torch.sin(ang)[:, None, :]
-        a, b = x[..., :half], x[..., half:]
-        return torch.cat([a * cos - b * sin, b * cos + a * sin], dim=-1)
+        return rope(x, pos, self.theta, self.hd)
 
     def forward(self, ids, pos, ctx=None):
         """Rows for tokens `ids` at absolute positions `pos` (both (n,)), seeing ctx's K/V and each other under the

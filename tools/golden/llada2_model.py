@@ -21,7 +21,7 @@ import sys
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from blockdiff_model import attend  # noqa: E402  (block-causal attention over a context of cached K/V)
+from blockdiff_model import attend, rope  # noqa: E402  (block-causal attention over cached K/V; NeoX RoPE)
 from moe_model import mix_experts, swiglu  # noqa: E402  (the experts' weighted sum, the same math as LLaDA-MoE's)
 from torch_model import load_dir  # noqa: E402  (safetensors reader, f32/bf16 widened to float64)
 
@@ -76,13 +76,7 @@ class Llada2Model:
         return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * w
 
     def rope(self, x, pos):
-        """x (n, heads, hd): NeoX halves over the first `rot` dims, angles pos · theta^(-2j/rot); pos (n,) absolute."""
-        half = self.rot // 2
-        inv = self.theta ** (-torch.arange(0, half, dtype=DT) * 2 / self.rot)
-        ang = pos.to(DT)[:, None] * inv[None, :]
-        cos, sin = torch.cos(ang)[:, None, :], torch.sin(ang)[:, None, :]
-        a, b, rest = x[..., :half], x[..., half:self.rot], x[..., self.rot:]
-        return torch.cat([a * cos - b * sin, b * cos + a * sin, rest], dim=-1)
+        return rope(x, pos, self.theta, self.rot)
 
     def route(self, ly, x):
         """x (n, d) -> chosen experts (n, k) and their weights (n, k)."""
