@@ -2,7 +2,8 @@
  * Batch invariance (DESIGN §7) on every engine that runs several sequences per pass: a sequence decoded beside
  * others gives exactly the tokens, NFE and per-step commits it gives alone — for every strategy and cache mode,
  * greedy and seeded, with different prompt and generation lengths, mixed modes in one pass, sequences joining and
- * finishing mid-way, and one cancelled while the others run. Equality here is exact: same engine, same rows.
+ * finishing mid-way, and one cancelled while the others run; masked diffusion also under DESIGN §16's policies.
+ * Equality here is exact: same engine, same rows.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BatchDriver, decodeMany, generate, type Engine, type GenerationRequest, type GenerationResult, type PassInfo, type Strategy } from '@fast-dllm/scheduler';
@@ -74,6 +75,21 @@ function requests(model: string, vocab: number): GenerationRequest[] {
         });
         i++;
       }
+    }
+  }
+  // DESIGN §16's policies stacked under each cache: EB-Sampler or a low threshold, a suffix window (0: the block
+  // alone), and early commit, whose full forwards report the masks past the block too.
+  const policies = [[{ kind: 'entropy_bound', gamma: 0.3 }, 4], [{ kind: 'threshold', threshold: 0.3 }, 0]] as const;
+  for (const [strategy, suffixWindow] of policies) {
+    for (const cache of ['none', 'prefix', 'dual'] as const) {
+      const P = 2 + (i % 7);
+      const [gen, block] = [[8, 4], [16, 8], [12, 4]][i % 3];
+      out.push({
+        prompt: Int32Array.from({ length: P }, (_, j) => (7 + 13 * i + 5 * j) % (vocab - 40)),
+        genLength: gen, blockLength: block, steps: gen / 2, strategy, cache, temperature: i % 2 ? 0.8 : 0, seed: 100 + i,
+        suffixWindow, earlyCommit: true,
+      });
+      i++;
     }
   }
   return out;
