@@ -92,6 +92,19 @@ function requests(model: string, vocab: number): GenerationRequest[] {
       i++;
     }
   }
+  // FreeDave's draft and verify (DESIGN §16): several prefix canvases of one sequence in a pass, without a cache
+  // (prefix steps from position 0) and with the prefix cache; one token per step and a threshold.
+  for (const [strategy, draftVerify] of [[{ kind: 'fixed' }, 3], [{ kind: 'threshold', threshold: 0.9 }, 4]] as const) {
+    for (const cache of ['none', 'prefix'] as const) {
+      const P = 2 + (i % 7);
+      const [gen, block] = [[8, 4], [16, 8], [12, 4]][i % 3];
+      out.push({
+        prompt: Int32Array.from({ length: P }, (_, j) => (7 + 13 * i + 5 * j) % (vocab - 40)),
+        genLength: gen, blockLength: block, steps: gen, strategy, cache, temperature: 0, seed: 100 + i, draftVerify,
+      });
+      i++;
+    }
+  }
   return out;
 }
 
@@ -128,6 +141,22 @@ for (const entry of await engineEntries()) {
       expect(Math.max(...passes.map((p) => p.sequences))).toBe(8);
       expect(passes.some((p) => Object.values(p.modes).filter((n) => n > 0).length > 1)).toBe(true);
       expect(passes.length).toBeLessThan(alone.reduce((a, s) => a + s.nfe, 0) / 3);
+    });
+
+    it('draft and verify gives the answer of step-by-step decoding, in fewer passes', async (ctx) => {
+      if (skip) return ctx.skip(skip);
+      const verified = reqs.map((r, i) => [r, i] as const).filter(([r]) => r.draftVerify !== undefined);
+      if (isBlock(model)) return expect(verified).toHaveLength(0);
+      expect(verified.length).toBe(4);
+      let fewer = 0;
+      for (const [r, i] of verified) {
+        const { draftVerify: _, ...stepwise } = r;
+        const ref = await generate(e!, stepwise);
+        expect(alone[i].tokens, `${JSON.stringify(r.strategy)} ${r.cache} k=${r.draftVerify}`).toEqual(Array.from(ref.tokens));
+        expect(alone[i].nfe).toBeLessThanOrEqual(ref.stats.nfe);
+        if (alone[i].nfe < ref.stats.nfe) fewer++;
+      }
+      expect(fewer).toBeGreaterThan(0);
     });
 
     it('sequences joining and finishing mid-way, and one cancelled, leave the others unchanged', async (ctx) => {

@@ -95,14 +95,19 @@ describe('fast-dllm bench', () => {
     writeFileSync(evalPath, ['a', 'b', 'c'].map((p, i) => JSON.stringify({ id: `p${i}`, prompt: p, answer: '1' })).join('\n'));
     const out = join(dir, 'policies.json');
     const r = await runCli(['bench', '--model', LLADA, '--engine', 'wasm', '--eval', evalPath, '--gen-length', '16', '--block-length', '8',
-      '--policies', '--entropy-bound', '0.3', '--suffix-window', '8', '--out', out]);
+      '--policies', '--entropy-bound', '0.3', '--suffix-window', '8', '--draft-verify', '3', '--out', out]);
     expect(r.code).toBe(0);
     const rows = JSON.parse(readFileSync(out, 'utf8')).rows as Array<{ name: string; strategy: Record<string, unknown>; accuracy: number; accuracyCi: [number, number]; nfe: number }>;
     expect(rows.map((x) => x.name).slice(6)).toEqual([
       '+ dual cache + EB-Sampler (gamma 0.3)', '+ dual cache + parallel (threshold 0.9) + suffix window 8', '+ dual cache + parallel (threshold 0.9) + early commit',
+      '+ draft and verify (3 canvases)', '+ prefix cache + parallel (threshold 0.9) + draft and verify 3',
       'stack: dual cache + threshold 0.9 + suffix window 8 + early commit', 'stack: dual cache + EB-Sampler (gamma 0.3) + suffix window 8 + early commit',
+      'stack: prefix cache + threshold 0.9 + suffix window 8 + draft and verify 3',
     ]);
     expect(rows[6].strategy).toEqual({ kind: 'entropy_bound', gamma: 0.3 });
+    // Draft and verify gives the baseline's answers (one token per step, no cache) in fewer passes.
+    expect(rows[9].accuracy).toBe(rows[0].accuracy);
+    expect(rows[9].nfe).toBeLessThanOrEqual(rows[0].nfe);
     for (const row of rows) {
       expect(row.accuracyCi[0]).toBeLessThanOrEqual(row.accuracy);
       expect(row.accuracyCi[1]).toBeGreaterThanOrEqual(row.accuracy);
@@ -111,6 +116,8 @@ describe('fast-dllm bench', () => {
     const noPolicies = await runCli(['bench', '--model', LLADA, '--eval', evalPath, '--suffix-window', '8']);
     expect(noPolicies.code).toBe(2);
     expect(noPolicies.stderr).toMatch(/--suffix-window sets the policy rows; add --policies/);
+    const noPolicies2 = await runCli(['bench', '--model', LLADA, '--eval', evalPath, '--draft-verify', '3']);
+    expect(noPolicies2.stderr).toMatch(/--draft-verify sets the policy rows; add --policies/);
     const row = await runCli(['bench', '--model', LLADA, '--eval', evalPath, '--rows', 'stack-eb']);
     expect(row.code).toBe(2);
     expect(row.stderr).toMatch(/'stack-eb' is a policy row; add --policies/);

@@ -106,14 +106,19 @@ export class SequenceTable<S> {
   check(model: ModelInfo, caps: EngineCapabilities, batch: readonly ForwardRequest[]): S[] {
     if (batch.length === 0) throw new Error('forward: empty batch');
     if (batch.length > caps.maxBatch) throw new Error(`forward: ${batch.length} sequences in one pass; engine '${this.engineName}' takes at most ${caps.maxBatch}`);
-    const seen = new Set<number>();
+    // A sequence may come back in several requests of one pass only when none of them writes its cache (all
+    // `prefix`): the draft canvases of a verify pass (DESIGN §16).
+    const modes = new Map<number, boolean>(); // sequence id -> every request so far is a prefix step
     return batch.map((req) => {
       validateForwardRequest(model, caps, req);
       const h = req.sequence;
       const e = h ? this.entries.get(h.id) : undefined;
       if (!e || e.handle !== h) throw new Error(`forward: sequence ${h?.id ?? '(none)'} is not open on engine '${this.engineName}'`);
-      if (seen.has(h.id)) throw new Error(`forward: sequence ${h.id} appears twice in one pass`);
-      seen.add(h.id);
+      const before = modes.get(h.id);
+      if (before !== undefined && !(before && req.mode === 'prefix')) {
+        throw new Error(`forward: sequence ${h.id} appears twice in one pass; only 'prefix' steps (which leave the cache as it is) may share a pass`);
+      }
+      modes.set(h.id, req.mode === 'prefix');
       const L = req.canvas.length;
       if (L > h.maxLength) throw new Error(`forward: canvas of ${L} tokens is longer than sequence ${h.id}'s reserved ${h.maxLength}`);
       // dual reads every position outside its span from the cache; prefix and extend read [0, start).

@@ -13,8 +13,11 @@
  * live beside this file in engine-kit.ts.
  */
 
-/** Bumped on any change that an existing engine would get wrong. 2: many sequences per engine, `extend`. */
-export const ENGINE_CONTRACT_VERSION = 2;
+/**
+ * Bumped on any change that an existing engine would get wrong. 2: many sequences per engine, `extend`. 3: one
+ * sequence in several `prefix` requests of a pass (a verify pass's draft canvases, DESIGN §16).
+ */
+export const ENGINE_CONTRACT_VERSION = 3;
 
 /**
  * What one forward pass computes for one sequence, and what it does to that sequence's cache (DESIGN §4, §8).
@@ -147,7 +150,8 @@ export interface Engine {
   closeSequence(sequence: SequenceHandle): void;
   /**
    * One forward pass (one NFE for each sequence in it) over the rows of every request, each sequence at most
-   * once; results in request order. A row's arithmetic never depends on the other rows of the pass (DESIGN §7).
+   * once, except that one sequence may send several `prefix` requests (each its own canvas; none writes the cache,
+   * so each sees the cache as it was before the pass); results in request order. A row's arithmetic never depends on the other rows of the pass (DESIGN §7).
    * Rejects, before changing any cache, with an Error naming the problem when a request is bad.
    */
   forward(batch: readonly ForwardRequest[], signal?: AbortSignal): Promise<ForwardResult[]>;

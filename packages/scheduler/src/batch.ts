@@ -247,9 +247,20 @@ export class BatchDriver {
   private async pass(): Promise<void> {
     const n = Math.min(this.running.length, this.passLimit);
     const start = this.rotate % this.running.length; // when a pass cannot take everyone, take turns
-    const members = Array.from({ length: n }, (_, i) => this.running[(start + i) % this.running.length]);
-    this.rotate = start + n;
-    const batch: ForwardRequest[] = members.map((e) => ({ ...e.gen.next()!, sequence: e.sequence! }));
+    // A generation may send several requests (a verify pass's drafts, DESIGN §16): the engine's maxBatch bounds
+    // the requests of a pass, so the members are those that fit, always at least one.
+    const members: Entry[] = [];
+    const batch: ForwardRequest[] = [];
+    const first: number[] = []; // (members,) index of each member's first request in the batch
+    for (let i = 0; i < n; i++) {
+      const e = this.running[(start + i) % this.running.length];
+      const reqs = e.gen.next()!;
+      if (members.length > 0 && batch.length + reqs.length > this.engine.capabilities.maxBatch) break;
+      members.push(e);
+      first.push(batch.length);
+      for (const r of reqs) batch.push({ ...r, sequence: e.sequence! });
+    }
+    this.rotate = start + members.length;
     const modes: Record<ForwardMode, number> = { full: 0, prefix: 0, dual: 0, extend: 0 };
     let rows = 0;
     for (const r of batch) {
@@ -277,7 +288,7 @@ export class BatchDriver {
     members.forEach((e, i) => {
       let events: GenerationEvent[];
       try {
-        events = e.gen.advance(results[i]);
+        events = e.gen.advance(results.slice(first[i], i + 1 < first.length ? first[i + 1] : batch.length));
         for (const ev of events) {
           if (ev.type === 'step') this.counters.committedTokens += ev.positions.length;
           e.opts.onEvent?.(ev, e.gen);

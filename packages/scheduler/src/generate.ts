@@ -20,11 +20,11 @@ export async function generate(engine: Engine, request: GenerationRequest, optio
   if (signal?.aborted) throw abortError(signal.reason);
   const sequence = engine.openSequence(g.maxLength);
   try {
-    for (let step = g.next(); step; step = g.next()) {
+    for (let reqs = g.next(); reqs; reqs = g.next()) {
       if (signal?.aborted) throw abortError(signal.reason);
       let res;
       try {
-        [res] = await engine.forward([{ ...step, sequence }], signal);
+        res = await engine.forward(reqs.map((r) => ({ ...r, sequence })), signal);
       } catch (e) {
         if (signal?.aborted) throw abortError(signal.reason);
         throw e;

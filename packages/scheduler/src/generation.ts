@@ -3,7 +3,7 @@
  * takes that pass's result, so a driver can advance many generations together. Policy only; no engine here.
  *
  *   const g = new Generation(engine, request);
- *   for (let step = g.next(); step; step = g.next()) g.advance((await engine.forward([{ ...step, sequence }]))[0]);
+ *   for (let reqs = g.next(); reqs; reqs = g.next()) g.advance(await engine.forward(reqs.map((r) => ({ ...r, sequence }))));
  *
  * The generation owns the canvas, the NFE count, the step records and the events; the decoding procedure — masked
  * diffusion for LLaDA/Dream, block diffusion for Fast-dLLM v2/SDAR — is a Decoder (decoders/) it delegates to.
@@ -72,7 +72,7 @@ export class Generation {
   private readonly model: ModelInfo;
   private readonly canvas: Int32Array; // (P + genLength,) token ids: prompt ++ generated, masks where not yet decoded
   private readonly decoder: Decoder;
-  private pending: { plan: PlannedForward; req: StepRequest } | null = null;
+  private pending: { plans: PlannedForward[]; reqs: StepRequest[] } | null = null;
   private nfe = 0;
   private readonly byMode: Record<ForwardMode, number> = { full: 0, prefix: 0, dual: 0, extend: 0 };
   private readonly records: StepRecord[] = [];
@@ -119,39 +119,40 @@ export class Generation {
   }
 
   /**
-   * The forward pass this generation needs next, or null once it is done. Asking again before `advance`
-   * returns the same request.
+   * The forward pass this generation needs next — one request, or (draft and verify, DESIGN §16) several for its one
+   * sequence, which go into the same pass — or null once it is done. Asking again before `advance` returns the same.
    */
-  next(): StepRequest | null {
+  next(): StepRequest[] | null {
     if (this.finished) return null;
-    if (this.pending) return this.pending.req;
+    if (this.pending) return this.pending.reqs;
     if (this.t0 < 0) this.t0 = performance.now();
-    const plan = this.decoder.plan();
+    const plans = this.decoder.plan();
     const { temperature, seed } = this.resolved;
-    const req: StepRequest = {
-      canvas: this.canvas.slice(0, plan.length),
+    const reqs = plans.map((plan): StepRequest => ({
+      canvas: (plan.canvas ?? this.canvas).slice(0, plan.length),
       mode: plan.mode,
       start: plan.start,
       end: plan.end,
       positions: plan.positions,
       ...(plan.want ? { want: plan.want } : {}),
-      ...(temperature > 0 ? { sampling: { temperature, seed, forwardIndex: this.nfe } } : {}),
-    };
-    this.pending = { plan, req };
-    return req;
+      ...(temperature > 0 ? { sampling: { temperature, seed, forwardIndex: plan.forwardIndex ?? this.nfe } } : {}),
+    }));
+    this.pending = { plans, reqs };
+    return reqs;
   }
 
-  /** Takes the result of the request `next()` returned; returns the events it caused (step, block, done). */
-  advance(res: ForwardResult): GenerationEvent[] {
+  /** Takes the results of the requests `next()` returned, in order; returns the events they caused (step, block, done). */
+  advance(results: readonly ForwardResult[]): GenerationEvent[] {
     const pending = this.pending;
     if (!pending) throw new Error('Generation.advance: no forward request is outstanding (call next() first)');
-    checkResult(pending.req, res);
+    if (results?.length !== pending.reqs.length) throw new Error(`Generation.advance: ${results?.length} results for ${pending.reqs.length} requests`);
+    pending.reqs.forEach((req, i) => checkResult(req, results[i]));
     this.pending = null;
-    const { plan } = pending;
+    const plan = pending.plans[0];
     const forwardIndex = this.nfe;
     this.nfe++;
     this.byMode[plan.mode]++;
-    const out = this.decoder.apply(plan, res, forwardIndex);
+    const out = this.decoder.apply(pending.plans, results, forwardIndex);
     const rec: StepRecord = { block: plan.block, step: plan.step, mode: plan.mode, positions: out.positions, tokens: out.tokens, nfe: this.nfe };
     this.records.push(rec);
     const events: GenerationEvent[] = [{ type: 'step', ...rec }];

@@ -109,7 +109,16 @@ export interface GenerationRequest {
    * progress, all of them are committed at once. Needs the engine's top-2 report.
    */
   earlyCommit?: boolean;
+  /**
+   * Masked diffusion (DESIGN §16, FreeDave's draft and verify): each pass carries up to this many canvases (>= 2) —
+   * the canvas and the next steps drafted from the last result — and keeps the longest run the step-by-step decode
+   * confirms, so the answer is the one decoding without it gives, in fewer passes. Cache none or prefix.
+   */
+  draftVerify?: number;
 }
+
+/** Most canvases one verify pass may carry (DESIGN §16). */
+export const MAX_DRAFT_VERIFY = 16;
 
 /** A request with its defaults filled in. */
 export interface ResolvedRequest {
@@ -129,6 +138,8 @@ export interface ResolvedRequest {
   suffixWindow?: number;
   /** Masked diffusion: Prophet's early commit at full forwards. */
   earlyCommit: boolean;
+  /** Masked diffusion: canvases per verify pass (FreeDave); absent: one canvas, no drafts. */
+  draftVerify?: number;
   /** Longest canvas the generation will use (prompt + genLength): what its sequence reserves. */
   maxLength: number;
 }
@@ -217,9 +228,25 @@ function resolveMasked(req: GenerationRequest, gen: number, temperature: number,
   if (req.earlyCommit !== undefined && typeof req.earlyCommit !== 'boolean') {
     throw bad('earlyCommit', (n) => `${n('earlyCommit')} must be true or false; got ${String(req.earlyCommit)}`);
   }
+  let draftVerify: number | undefined;
+  if (req.draftVerify !== undefined) {
+    const k = req.draftVerify;
+    if (typeof k !== 'number' || !Number.isInteger(k) || k < 2 || k > MAX_DRAFT_VERIFY) {
+      throw bad('draftVerify', (n) => `${n('draftVerify')} must be an integer from 2 to ${MAX_DRAFT_VERIFY} (canvases per verify pass); got ${String(k)}`);
+    }
+    if (cache === 'dual') {
+      throw bad('draftVerify', (n) => `${n('draftVerify')} verifies its drafts with prefix steps, which leave the cache as it is; a dual step ` +
+        `rewrites the block's cache rows, so drafts cannot share it (DESIGN §16): use ${n('cache')} none or prefix`, 'unsupported');
+    }
+    if (req.earlyCommit) {
+      throw bad('draftVerify', (n) => `${n('draftVerify')} reproduces step-by-step decoding, which ${n('earlyCommit')} changes: drop one of them`, 'unsupported');
+    }
+    draftVerify = k;
+  }
   return {
     family: 'masked', cache, temperature, seed, blockLength: bl, stepsPerBlock: steps / numBlocks, refreshEvery,
-    ...(suffixWindow !== undefined ? { suffixWindow } : {}), earlyCommit: req.earlyCommit === true, maxLength,
+    ...(suffixWindow !== undefined ? { suffixWindow } : {}), earlyCommit: req.earlyCommit === true,
+    ...(draftVerify !== undefined ? { draftVerify } : {}), maxLength,
   };
 }
 
@@ -242,6 +269,7 @@ function resolveBlock(
     throw bad('suffixWindow', (n) => `${n('suffixWindow')} is a masked-diffusion (LLaDA/Dream) option; ${who} never computes the blocks after its own: drop it`, 'unsupported');
   }
   if (req.earlyCommit) throw bad('earlyCommit', (n) => `${n('earlyCommit')} is a masked-diffusion (LLaDA/Dream) option; ${who} commits block by block: drop it`, 'unsupported');
+  if (req.draftVerify !== undefined) throw bad('draftVerify', (n) => `${n('draftVerify')} is a masked-diffusion (LLaDA/Dream) option; ${who} commits block by block: drop it`, 'unsupported');
   if (req.blockLength !== undefined) positiveInt('blockLength', req.blockLength);
   const B = model?.blockSize;
   if (B !== undefined && req.blockLength !== undefined && req.blockLength !== B) {
@@ -385,4 +413,10 @@ function checkAgainstEngine(req: GenerationRequest, target: EngineTarget, resolv
   }
   if (s.kind === 'entropy_bound' && !caps.reports.entropy) throw bad('entropyBound', () => `entropy report (EB-Sampler) not supported by engine '${name}'`);
   if (resolved.earlyCommit && !caps.reports.top2) throw bad('earlyCommit', () => `top-2 report (early commit) not supported by engine '${name}'`);
+  if (resolved.draftVerify !== undefined) {
+    if (!caps.modes.includes('prefix')) throw bad('draftVerify', () => `engine '${name}' has no 'prefix' step, which a verify pass's drafts use`);
+    if (resolved.draftVerify > caps.maxBatch) {
+      throw bad('draftVerify', (n) => `${n('draftVerify')} ${resolved.draftVerify} is more canvases than engine '${name}' takes in one pass (${caps.maxBatch})`);
+    }
+  }
 }

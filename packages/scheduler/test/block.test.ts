@@ -53,7 +53,7 @@ describe('Fast-dLLM v2 decoding', () => {
     const seq = e.openSequence(g.maxLength);
     const committed: number[][] = [];
     for (let step = g.next(); step; step = g.next()) {
-      g.advance((await e.forward([{ ...step, sequence: seq }]))[0]);
+      g.advance(await e.forward(step.map((r) => ({ ...r, sequence: seq }))));
       committed.push(Array.from(g.committed().ids));
     }
     const r = g.result();
@@ -204,10 +204,10 @@ describe('block-diffusion requests', () => {
     const e = new MockEngine(byPos(() => 1), { architecture: 'fast_dllm_v2' });
     const g = new Generation(e, { prompt: prompt(11), genLength: 20, strategy: { kind: 'fast_dllm_v2' } });
     expect(g.maxLength).toBe(31);
-    expect(g.next()!.canvas).toHaveLength(8); // the prompt's whole block
+    expect(g.next()![0].canvas).toHaveLength(8); // the prompt's whole block
     const events: GenerationEvent[] = [];
     const seq = e.openSequence(g.maxLength);
-    for (let step = g.next(); step; step = g.next()) events.push(...g.advance((await e.forward([{ ...step, sequence: seq }]))[0]));
+    for (let step = g.next(); step; step = g.next()) events.push(...g.advance(await e.forward(step.map((r) => ({ ...r, sequence: seq })))));
     expect(e.requests.map((r) => r.canvas.length)).toEqual([8, 16, 16, 24, 24, 31]);
     expect(events.filter((ev) => ev.type === 'block').map((ev) => ev.type === 'block' && [ev.start, ev.end])).toEqual([[8, 16], [16, 24], [24, 31]]);
     expect(Array.from(g.snapshot()).includes(MASK)).toBe(false);

@@ -4,7 +4,8 @@ import { checkGenerationRequest } from '../src/request.js';
 import { resolveDecoding, requestOf } from '../src/resolve.js';
 import { SchedulerConfigError } from '../src/errors.js';
 import { earlyCommitGap, meanLogGap, selectEntropyBound } from '../src/select.js';
-import { MockEngine, byPos, type Script } from './mock-engine.js';
+import { MockEngine, MASK, byPos, type Script } from './mock-engine.js';
+import { decodeMany } from '../src/batch.js';
 
 // DESIGN §16: the policies that stack on Fast-dLLM.
 const prompt = Int32Array.of(1, 5, 6); // P = 3
@@ -136,5 +137,110 @@ describe('the resolver carries the policies', () => {
     expect(field(() => resolveDecoding({ architecture: 'sdar', blockSize: 4 }, { suffixWindow: 8 }))).toBe('suffixWindow');
     expect(field(() => resolveDecoding({ architecture: 'fast_dllm_v2', blockSize: 8 }, { earlyCommit: true }))).toBe('earlyCommit');
     expect(field(() => resolveDecoding({ architecture: 'llada' }, { suffixWindow: -2 }))).toBe('suffixWindow');
+  });
+});
+
+describe('draft and verify (FreeDave)', () => {
+  // A model that knows every token (10 + p mod 20) and is the surer the nearer the decoded text on its left: a
+  // position right after a decoded one has 0.94, two after 0.89, … So step-by-step decoding at τ 0.9 takes one
+  // position per step, left to right, and the stale result of the last pass drafts exactly the next steps.
+  const nearLeft: Script = (p, _fi, req) => {
+    let q = p - 1;
+    while (q >= 0 && req.canvas[q] === MASK) q--;
+    const dist = p - q;
+    return { token: 10 + (p % 20), prob: 0.99 - 0.05 * dist, entropy: 0.01 * dist };
+  };
+  // A chain: a position's token follows from its left neighbour once that is decoded (then it is sure), and is a
+  // guess that changes with the canvas otherwise; drafts from a stale result are then often wrong.
+  const chain: Script = (p, _fi, req) => {
+    const left = req.canvas[p - 1];
+    if (left !== MASK) return { token: ((left * 3 + p) % 50) + 10, prob: 0.95 - 0.001 * p, entropy: 0.2 };
+    let decoded = 0;
+    for (const t of req.canvas) if (t !== MASK) decoded++;
+    return { token: 10 + ((p + decoded) % 7), prob: 0.3 + 0.01 * ((p * 7) % 5) + 0.001 * decoded, entropy: 2 - 0.01 * ((p * 7) % 5) };
+  };
+  const run = async (script: Script, over: Partial<GenerationRequest>) => {
+    const e = new MockEngine(script);
+    const r = await generate(e, base({ genLength: 16, blockLength: 8, steps: 16, ...over }));
+    return { e, r };
+  };
+  const cases: [string, Partial<GenerationRequest>][] = [
+    ['threshold, no cache', { strategy: { kind: 'threshold', threshold: 0.9 } }],
+    ['threshold, prefix cache', { strategy: { kind: 'threshold', threshold: 0.9 }, cache: 'prefix' }],
+    ['one token per step, prefix cache with a refresh every 3 steps', { strategy: { kind: 'fixed' }, cache: 'prefix', refreshEvery: 3 }],
+    ['EB-Sampler, suffix window 2', { strategy: { kind: 'entropy_bound', gamma: 0.005 }, suffixWindow: 2 }],
+    ['factor rule, no early stop', { strategy: { kind: 'factor', factor: 0.2 }, earlyStop: false }],
+  ];
+  for (const [name, over] of cases) {
+    for (const [sname, script] of [['a model its drafts agree with', nearLeft], ['a chain its drafts often miss', chain]] as const) {
+      it(`gives step-by-step decoding's answer in fewer passes: ${name}, ${sname}`, async () => {
+        const ref = await run(script, over);
+        for (const k of [2, 4, 16]) {
+          const fd = await run(script, { ...over, draftVerify: k });
+          expect(arr(fd.r.tokens)).toEqual(arr(ref.r.tokens));
+          expect(fd.r.stats.nfe).toBeLessThanOrEqual(ref.r.stats.nfe);
+          // Every pass is one canvas, or several prefix steps of the one sequence; each commits at least one position.
+          for (const pass of fd.e.passes) {
+            expect(pass.length).toBeLessThanOrEqual(k);
+            if (pass.length > 1) expect(pass.every((q) => q.mode === 'prefix')).toBe(true);
+          }
+          expect(fd.r.steps.every((s) => s.positions.length >= 1)).toBe(true);
+          const committed = fd.r.steps.flatMap((s) => arr(s.positions));
+          expect(new Set(committed).size).toBe(committed.length);
+          // A refresh every 3 steps is a full forward, which no draft may cross.
+          if (script === nearLeft && k === 4 && !over.refreshEvery) expect(fd.r.stats.nfe).toBeLessThan(ref.r.stats.nfe / 2);
+        }
+      });
+    }
+  }
+  it('drafts stay in the block and stop before a pass that rebuilds the cache', async () => {
+    const { e, r } = await run(nearLeft, { strategy: { kind: 'threshold', threshold: 0.9 }, cache: 'prefix', draftVerify: 4 });
+    const shape = e.passes.map((p) => p.map((q) => `${q.mode}[${q.start},${q.end})`).join(' '));
+    // Block [3,11): the full forward (one canvas: nothing to draft from yet) commits 3; the next pass drafts from
+    // its result, 4 canvases for 4 steps; then 3 masks are left, so 3 canvases (a fourth draft would finish the
+    // block, leaving nothing to verify). Block [11,19) likewise, after its own full forward.
+    const four = Array(4).fill('prefix[3,19)').join(' ');
+    expect(shape).toEqual([
+      'full[0,19)', four, Array(3).fill('prefix[3,19)').join(' '),
+      'full[0,19)', Array(4).fill('prefix[11,19)').join(' '), Array(3).fill('prefix[11,19)').join(' '),
+    ]);
+    expect(r.stats.nfe).toBe(6);
+    expect(r.steps.map((st) => st.positions.length)).toEqual([1, 4, 3, 1, 4, 3]);
+  });
+  it('keys sampling on the step each canvas stands for, and stays the same in a batch', async () => {
+    const reqs = [
+      base({ genLength: 16, blockLength: 8, steps: 16, cache: 'prefix', draftVerify: 3 }),
+      base({ genLength: 16, blockLength: 8, steps: 16, draftVerify: 4 }),
+      base({ genLength: 16, blockLength: 8, steps: 16 }),
+    ];
+    const alone = [];
+    for (const q of reqs) alone.push(await generate(new MockEngine(chain), q));
+    const e = new MockEngine(chain, { caps: { maxBatch: 5 } });
+    const together = await decodeMany(e, reqs);
+    together.forEach((t, i) => {
+      expect(arr(t.tokens)).toEqual(arr(alone[i].tokens));
+      expect(t.stats.nfe).toBe(alone[i].stats.nfe);
+    });
+    expect(Math.max(...e.passes.map((p) => p.length))).toBeLessThanOrEqual(5);
+    // Sampling: canvas j of a pass carries the forward index step-by-step decoding would give it.
+    const s = new MockEngine(nearLeft);
+    await generate(s, base({ genLength: 16, blockLength: 8, steps: 16, temperature: 0.7, seed: 5, cache: 'prefix', draftVerify: 4 }));
+    const keys = s.passes.map((p) => p.map((q) => q.sampling!.forwardIndex));
+    expect(keys).toEqual([[0], [1, 2, 3, 4], [5, 6, 7], [8], [9, 10, 11, 12], [13, 14, 15]]);
+  });
+  it('is refused with a dual cache, with early commit, out of range, past the engine maxBatch and for block diffusion', async () => {
+    const field = (f: () => unknown) => { try { f(); } catch (e) { return [(e as SchedulerConfigError).field, (e as Error).message]; } return null; };
+    expect(field(() => checkGenerationRequest(base({ cache: 'dual', draftVerify: 4 })))).toEqual(['draftVerify', expect.stringMatching(/cache none or prefix/)]);
+    expect(field(() => checkGenerationRequest(base({ earlyCommit: true, draftVerify: 4 })))?.[0]).toBe('draftVerify');
+    expect(field(() => checkGenerationRequest(base({ draftVerify: 1 })))?.[1]).toMatch(/draftVerify must be an integer from 2 to 16/);
+    expect(field(() => checkGenerationRequest(base({ draftVerify: 2.5 })))?.[0]).toBe('draftVerify');
+    await expect(generate(new MockEngine(nearLeft, { caps: { maxBatch: 2 } }), base({ draftVerify: 4 }))).rejects.toThrow(/4 is more canvases than engine 'mock' takes in one pass \(2\)/);
+    expect(field(() => resolveDecoding({ architecture: 'sdar', blockSize: 4 }, { draftVerify: 4 }))?.[0]).toBe('draftVerify');
+    // The resolver: draft and verify picks the prefix cache when none is chosen, and says so.
+    const plan = resolveDecoding({ architecture: 'llada' }, { draftVerify: 4 });
+    expect(plan.cache).toBe('prefix');
+    expect(plan.description).toBe('prefix cache, threshold 0.9, draft and verify 4');
+    expect(requestOf(plan, Int32Array.of(1)).draftVerify).toBe(4);
+    expect(field(() => resolveDecoding({ architecture: 'llada' }, { draftVerify: 4, cache: 'dual' }))?.[0]).toBe('draftVerify');
   });
 });

@@ -57,10 +57,12 @@ const decodingProperties = {
   alg: nullable('string', { enum: ['entropy', 'topk_margin', 'maskgit_plus', 'origin', null] }),
   refresh_every: nullable('integer', { minimum: 1, maximum: LIMITS.steps }),
   early_stop: nullable('boolean'),
-  // DESIGN §16's policies (LLaDA/Dream): EB-Sampler's bound, the suffix window, Prophet's early commit.
+  // DESIGN §16's policies (LLaDA/Dream): EB-Sampler's bound, the suffix window, Prophet's early commit, FreeDave's
+  // canvases per verify pass (the scheduler checks the range and the cache).
   entropy_bound: nullable('number', { minimum: 0, maximum: 1e6 }),
   suffix_window: nullable('integer', { minimum: 0, maximum: LIMITS.steps }),
   early_commit: nullable('boolean'),
+  draft_verify: nullable('integer', { minimum: 0, maximum: 1024 }),
   fast_dllm: nullable('object', {
     additionalProperties: false,
     properties: {
@@ -171,6 +173,7 @@ export interface DecodingBody {
   entropy_bound?: Opt<number>;
   suffix_window?: Opt<number>;
   early_commit?: Opt<boolean>;
+  draft_verify?: Opt<number>;
   fast_dllm?: Opt<{ canvas?: boolean; timeout?: number }>;
 }
 

@@ -75,7 +75,11 @@ export class BlockDiffusionDecoder implements Decoder {
     return this.output;
   }
 
-  plan(): PlannedForward {
+  plan(): PlannedForward[] {
+    return [this.nextPass()];
+  }
+
+  private nextPass(): PlannedForward {
     const { start: s, end: e } = this;
     const none = new Int32Array(0);
     if (this.phase === 'prefill') {
@@ -104,7 +108,9 @@ export class BlockDiffusionDecoder implements Decoder {
     return { length: e, mode, start: span[0], end: span[1], positions, block: this.blockIndex, step: this.step };
   }
 
-  apply(plan: PlannedForward, res: ForwardResult): DecoderOutcome {
+  apply(plans: readonly PlannedForward[], results: readonly ForwardResult[]): DecoderOutcome {
+    const plan = plans[0];
+    const res = results[0];
     const out: DecoderOutcome = { positions: new Int32Array(0), tokens: new Int32Array(0), blocksDone: [], done: false, stoppedEarly: false };
     const take = (chosen: Int32Array) => {
       out.positions = chosen;

@@ -20,6 +20,13 @@ export interface PlannedForward {
   /** For the step record: the block (0-based, in generation order) and the step inside it. */
   block: number;
   step: number;
+  /** A draft canvas (DESIGN §16, draft and verify), (length,) token ids; absent: the generation's own canvas. */
+  canvas?: Int32Array;
+  /**
+   * The 0-based index of the forward this pass stands for in step-by-step decoding, which keys its sampling noise
+   * and random remasking; absent: the pass's own NFE index. A verify pass's drafts stand for the steps after it.
+   */
+  forwardIndex?: number;
 }
 
 /** What applying a pass's result did. */
@@ -36,10 +43,16 @@ export interface DecoderOutcome {
 }
 
 export interface Decoder {
-  /** The next pass. Called only while the generation is not done, and once before each apply. */
-  plan(): PlannedForward;
-  /** Commits what the pass's result decides into the canvas; forwardIndex is the pass's 0-based NFE index. */
-  apply(plan: PlannedForward, res: ForwardResult, forwardIndex: number): DecoderOutcome;
+  /**
+   * The next pass: one canvas, or (draft and verify, DESIGN §16) several, all `prefix` steps, which the engine runs
+   * in one pass. Called only while the generation is not done, and once before each apply.
+   */
+  plan(): PlannedForward[];
+  /**
+   * Commits what the pass's results (one per planned canvas, in order) decide into the canvas; forwardIndex is the
+   * pass's 0-based NFE index.
+   */
+  apply(plans: readonly PlannedForward[], results: readonly ForwardResult[], forwardIndex: number): DecoderOutcome;
   /** Generated positions the answer keeps: genLength, or fewer when a stop token cut it (block diffusion). */
   outputLength(): number;
 }

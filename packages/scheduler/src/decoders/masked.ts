@@ -23,6 +23,8 @@ interface MaskedPlan extends PlannedForward {
   dreamFirst: boolean;
   /** Early commit: this full forward reports every masked position it sees, the block's and those after it. */
   lookAhead: boolean;
+  /** Draft and verify: the drafted step that made this canvas from the one before it in the pass. */
+  draft?: { positions: Int32Array; tokens: Int32Array };
 }
 
 export class MaskedDiffusionDecoder implements Decoder {
@@ -33,6 +35,9 @@ export class MaskedDiffusionDecoder implements Decoder {
   private step = 0;
   private masks = 0; // masks left in the current block
   private schedule: Int32Array = new Int32Array(0); // (stepsPerBlock,) fixed-schedule k per step
+  private stepForwards = 0; // forwards step-by-step decoding would have spent so far (draft and verify)
+  /** Draft and verify: the last result kept, on the block it came from; the next drafts are read from it. */
+  private last: { block: number; positions: Int32Array; res: ForwardResult } | null = null;
 
   constructor(
     private readonly model: ModelInfo,
@@ -54,48 +59,91 @@ export class MaskedDiffusionDecoder implements Decoder {
     return this.request.genLength;
   }
 
-  plan(): MaskedPlan {
+  plan(): MaskedPlan[] {
+    const first = this.planStep(this.canvas, this.step);
+    const K = this.resolved.draftVerify;
+    return K === undefined ? [first] : this.draftPlans(first, K);
+  }
+
+  /** The pass step-by-step decoding runs on `canvas` at step `step` of the current block. */
+  private planStep(canvas: Int32Array, step: number): MaskedPlan {
     const block = this.blocks[this.blockIndex];
     const { cache, refreshEvery, suffixWindow, earlyCommit } = this.resolved;
     // The suffix window: the same length for every pass of a block, so a dual step matches the cache its block's
     // full forward wrote (the contract's C = L).
-    const L = suffixWindow === undefined ? this.canvas.length : Math.min(this.canvas.length, block.end + suffixWindow);
-    const span = planForward(cache, this.step, block, L, refreshEvery);
+    const L = suffixWindow === undefined ? canvas.length : Math.min(canvas.length, block.end + suffixWindow);
+    const span = planForward(cache, step, block, L, refreshEvery);
     // Keyed on the model's shifted logits, not on the strategy: the cached window would give the block's
     // first position its own, unshifted row.
-    const dreamFirst = this.model.shiftLogits && cache !== 'none' && this.step === 0 && this.canvas[block.start] === this.model.maskId;
+    const dreamFirst = this.model.shiftLogits && cache !== 'none' && step === 0 && canvas[block.start] === this.model.maskId;
     const lookAhead = earlyCommit && span.mode === 'full' && !dreamFirst;
-    const positions = dreamFirst ? Int32Array.of(block.start) : maskedIn(this.canvas, block.start, lookAhead ? L : block.end, this.model.maskId); // (n,) ascending
+    const positions = dreamFirst ? Int32Array.of(block.start) : maskedIn(canvas, block.start, lookAhead ? L : block.end, this.model.maskId); // (n,) ascending
     return {
       length: L, mode: span.mode, start: span.start, end: span.end, positions,
       ...(this.want && !dreamFirst ? { want: this.want } : {}),
-      block: block.index, step: this.step, dreamFirst, lookAhead,
+      block: block.index, step, dreamFirst, lookAhead,
     };
   }
 
-  apply(plan: PlannedForward, res: ForwardResult, forwardIndex: number): DecoderOutcome {
-    const { dreamFirst, lookAhead } = plan as MaskedPlan;
+  /**
+   * Draft and verify (DESIGN §16, FreeDave): the canvas, then up to K - 1 canvases each one step further, the step
+   * the rule takes on the last result as if it still held. Every canvas is a `prefix` step (no cache: prefix steps
+   * from position 0), so the engine runs them in one pass against the same cache. Drafts stay inside the block and
+   * stop before a step that must rebuild the cache (a block's first step or a refresh).
+   */
+  private draftPlans(first: MaskedPlan, K: number): MaskedPlan[] {
+    first.forwardIndex = this.stepForwards;
+    const last = this.last;
     const block = this.blocks[this.blockIndex];
-    const { stepsPerBlock } = this.resolved;
-    let chosen: Int32Array; // (k,) absolute positions to commit, ascending
-    if (dreamFirst) {
-      chosen = plan.positions;
-      // The fixed schedule then spreads the remaining masks over the remaining steps (step j uses index j).
-      if (stepsPerBlock > 1) this.schedule = Int32Array.of(0, ...fixedScheduleCounts(this.masks - 1, stepsPerBlock - 1));
-    } else if (lookAhead && this.commitsEarly(res)) {
-      chosen = plan.positions;
-    } else {
-      // The rule sees the block's positions only: under early commit the pass reported those after it too.
-      const n = lookAhead ? countBelow(plan.positions, block.end) : plan.positions.length;
-      const inBlock = n === plan.positions.length ? res : sliceResult(res, n);
-      const positions = plan.positions.subarray(0, n); // (n,) the block's masked positions, ascending
-      const conf = confidences(this.strategy, inBlock, positions, this.resolved.seed, forwardIndex);
-      chosen = choose(this.strategy, positions, conf, inBlock, this.step, this.resolved, this.schedule, this.masks, forwardIndex);
+    const none = this.resolved.cache === 'none';
+    if (!last || last.block !== block.index || first.dreamFirst || (!none && first.mode !== 'prefix')) return [first];
+    const plans = [first];
+    for (let j = 1, cur = first; j < K; j++) {
+      const positions = cur.positions; // (n,) the block's masks in cur's canvas, all reported by the last result
+      const stale = restrictResult(last.res, last.positions, positions);
+      const fi = this.stepForwards + j - 1;
+      const conf = confidences(this.strategy, stale, positions, this.resolved.seed, fi);
+      const chosen = choose(this.strategy, positions, conf, stale, this.step + j - 1, this.resolved, this.schedule, positions.length, fi);
+      if (chosen.length >= positions.length) break; // the draft would finish the block: nothing left to verify there
+      const canvas = (cur.canvas ?? this.canvas).slice(); // (P + genLength,) cur's canvas and the drafted step
+      const tokens = commit(canvas, positions, stale, chosen);
+      const next = this.planStep(canvas, this.step + j);
+      if (!none && next.mode !== 'prefix') break;
+      next.canvas = canvas;
+      next.forwardIndex = fi + 1;
+      next.draft = { positions: chosen, tokens };
+      plans.push(next);
+      cur = next;
     }
-    const tokens = commit(this.canvas, plan.positions, res, chosen);
-    this.masks -= countBelow(chosen, block.end);
-    this.step++;
-    const out: DecoderOutcome = { positions: chosen, tokens, blocksDone: [], done: false, stoppedEarly: false };
+    if (plans.length > 1 && none) for (const p of plans) p.mode = 'prefix'; // [0, L) without writing the cache
+    return plans;
+  }
+
+  apply(plans: readonly PlannedForward[], results: readonly ForwardResult[], forwardIndex: number): DecoderOutcome {
+    const block = this.blocks[this.blockIndex];
+    // Verify: canvas j + 1 holds a draft of the step canvas j's result decides; keep going while they agree.
+    const kept: { positions: Int32Array; tokens: Int32Array }[] = [];
+    let j = 0;
+    for (;; j++) {
+      const plan = plans[j] as MaskedPlan;
+      const chosen = this.decide(plan, results[j], plan.forwardIndex ?? forwardIndex, j === 0 ? this.masks : countBelow(plan.positions, block.end));
+      const next = plans[j + 1] as MaskedPlan | undefined;
+      if (next?.draft && sameStep(next.draft, chosen, plan.positions, results[j])) {
+        kept.push(next.draft);
+        continue;
+      }
+      for (const d of kept) for (let i = 0; i < d.positions.length; i++) this.canvas[d.positions[i]] = d.tokens[i];
+      kept.push({ positions: chosen, tokens: commit(this.canvas, plan.positions, results[j], chosen) });
+      break;
+    }
+    const steps = j + 1; // the step-by-step forwards this pass stood for
+    const last = plans[j];
+    if (this.resolved.draftVerify !== undefined) this.last = { block: block.index, positions: last.positions, res: results[j] };
+    this.stepForwards += steps;
+    const { positions, tokens } = mergeSteps(kept);
+    this.masks -= countBelow(positions, block.end);
+    this.step += steps;
+    const out: DecoderOutcome = { positions, tokens, blocksDone: [], done: false, stoppedEarly: false };
     // A finished block moves on to the next one that still has masks (early commit may have filled some already).
     const P = this.request.prompt.length;
     const L = this.canvas.length;
@@ -116,6 +164,24 @@ export class MaskedDiffusionDecoder implements Decoder {
       break;
     }
     return out;
+  }
+
+  /** The positions one pass's result commits (ascending), under the rule, at the plan's step with `masks` left in the block. */
+  private decide(plan: MaskedPlan, res: ForwardResult, forwardIndex: number, masks: number): Int32Array {
+    const block = this.blocks[this.blockIndex];
+    const { stepsPerBlock } = this.resolved;
+    if (plan.dreamFirst) {
+      // The fixed schedule then spreads the remaining masks over the remaining steps (step j uses index j).
+      if (stepsPerBlock > 1) this.schedule = Int32Array.of(0, ...fixedScheduleCounts(this.masks - 1, stepsPerBlock - 1));
+      return plan.positions;
+    }
+    if (plan.lookAhead && this.commitsEarly(res)) return plan.positions;
+    // The rule sees the block's positions only: under early commit the pass reported those after it too.
+    const n = plan.lookAhead ? countBelow(plan.positions, block.end) : plan.positions.length;
+    const inBlock = n === plan.positions.length ? res : sliceResult(res, n);
+    const positions = plan.positions.subarray(0, n); // (n,) the block's masked positions, ascending
+    const conf = confidences(this.strategy, inBlock, positions, this.resolved.seed, forwardIndex);
+    return choose(this.strategy, positions, conf, inBlock, plan.step, this.resolved, this.schedule, masks, forwardIndex);
   }
 
   /**
@@ -168,6 +234,40 @@ function countBelow(positions: Int32Array, end: number): number {
   let n = 0;
   while (n < positions.length && positions[n] < end) n++;
   return n;
+}
+
+/** The reports of `res` (for the ascending `from` positions) at the ascending `to` positions, a subset of them. */
+function restrictResult(res: ForwardResult, from: Int32Array, to: Int32Array): ForwardResult {
+  const idx = new Int32Array(to.length); // (m,) index into `from` of each wanted position
+  for (let i = 0, k = 0; i < to.length; i++) {
+    while (from[k] !== to[i]) k++;
+    idx[i] = k;
+  }
+  const pick = (a: Float64Array) => Float64Array.from(idx, (k) => a[k]);
+  return {
+    tokens: Int32Array.from(idx, (k) => res.tokens[k]), probs: pick(res.probs),
+    ...(res.top1Probs ? { top1Probs: pick(res.top1Probs) } : {}),
+    ...(res.top2Probs ? { top2Probs: pick(res.top2Probs) } : {}),
+    ...(res.entropy ? { entropy: pick(res.entropy) } : {}),
+  };
+}
+
+/** Whether the rule's `chosen` positions, with the tokens `res` proposes there, are exactly the drafted step. */
+function sameStep(draft: { positions: Int32Array; tokens: Int32Array }, chosen: Int32Array, reported: Int32Array, res: ForwardResult): boolean {
+  if (draft.positions.length !== chosen.length) return false;
+  for (let i = 0, k = 0; i < chosen.length; i++) {
+    if (draft.positions[i] !== chosen[i]) return false;
+    while (reported[k] !== chosen[i]) k++;
+    if (res.tokens[k] !== draft.tokens[i]) return false;
+  }
+  return true;
+}
+
+/** Several steps' commits as one ascending list of positions with their tokens. */
+function mergeSteps(steps: { positions: Int32Array; tokens: Int32Array }[]): { positions: Int32Array; tokens: Int32Array } {
+  if (steps.length === 1) return steps[0];
+  const pairs = steps.flatMap((s) => Array.from(s.positions, (p, i) => [p, s.tokens[i]] as const)).sort((a, b) => a[0] - b[0]);
+  return { positions: Int32Array.from(pairs, (x) => x[0]), tokens: Int32Array.from(pairs, (x) => x[1]) };
 }
 
 /** The reports of a result's first n positions. */

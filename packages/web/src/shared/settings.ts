@@ -8,7 +8,7 @@
  * DecodeSettings and in choicesOf.
  */
 import {
-  DEFAULT_BLOCK_LENGTH, DEFAULT_ENTROPY_BOUND, DEFAULT_GEN_LENGTH, DEFAULT_SUB_BLOCK, DEFAULT_THRESHOLD, SDAR_THRESHOLD, SchedulerConfigError, blockStrategyKindFor, requestOf, resolveDecoding,
+  DEFAULT_BLOCK_LENGTH, DEFAULT_ENTROPY_BOUND, DEFAULT_GEN_LENGTH, DEFAULT_SUB_BLOCK, DEFAULT_THRESHOLD, MAX_DRAFT_VERIFY, SDAR_THRESHOLD, SchedulerConfigError, blockStrategyKindFor, requestOf, resolveDecoding,
   type DecodingChoices, type DecodingPlan, type FieldNames, type GenerationRequest,
 } from '@fast-dllm/scheduler';
 
@@ -28,6 +28,9 @@ export interface DecodeSettings {
   suffixWindowOn: boolean;
   suffixWindow: number;
   earlyCommit: boolean;
+  /** DESIGN §16 (FreeDave): verify passes of `draftVerify` canvases (off: one canvas per pass). */
+  draftVerifyOn: boolean;
+  draftVerify: number;
   /** Total steps of the fixed schedule (a multiple of the number of blocks). */
   steps: number;
   blockLength: number;
@@ -57,7 +60,7 @@ export interface DecodeSettings {
  */
 export const DEFAULT_SETTINGS: DecodeSettings = {
   cache: 'dual', rule: 'threshold', threshold: DEFAULT_THRESHOLD, factor: 1, entropyBound: DEFAULT_ENTROPY_BOUND, suffixWindowOn: false, suffixWindow: DEFAULT_BLOCK_LENGTH,
-  earlyCommit: false, steps: DEFAULT_GEN_LENGTH, blockLength: DEFAULT_BLOCK_LENGTH, genLength: DEFAULT_GEN_LENGTH,
+  earlyCommit: false, draftVerifyOn: false, draftVerify: 4, steps: DEFAULT_GEN_LENGTH, blockLength: DEFAULT_BLOCK_LENGTH, genLength: DEFAULT_GEN_LENGTH,
   temperature: 0, seed: 0, earlyStop: true, slowMotionMs: 0, multiTurn: false,
   subBlockLength: DEFAULT_SUB_BLOCK, v2Threshold: DEFAULT_THRESHOLD, blockCache: false, stepsPerBlock: 0, sdarRemasking: 'low_confidence_dynamic', sdarThreshold: SDAR_THRESHOLD,
 };
@@ -141,6 +144,11 @@ export const SECTIONS: readonly SectionSpec[] = [
         input: { kind: 'checkbox' }, visible: (_s, m) => masked(m), remote: true,
       },
       {
+        key: 'draftVerifyOn', label: 'Draft and verify', help: 'DESIGN §16 (FreeDave): each pass verifies canvases drafted from the last result; the same answer in fewer passes (KV cache none or prefix)',
+        input: { kind: 'checkbox' }, visible: (_s, m) => masked(m), remote: true,
+      },
+      { key: 'draftVerify', label: 'Canvases', help: 'canvases per verify pass', input: int(2, MAX_DRAFT_VERIFY), visible: (s, m) => masked(m) && s.draftVerifyOn, remote: true },
+      {
         key: 'steps', label: 'Steps', help: 'total steps over all blocks; a multiple of the number of blocks',
         input: int(1), visible: (s, m) => masked(m) && s.rule === 'fixed', remote: true,
       },
@@ -209,7 +217,7 @@ export const FIELD_LABELS: FieldNames = {
   genLength: 'Generation length', blockLength: 'Block length', steps: 'Steps', rule: 'Unmasking rule', threshold: 'τ', factor: 'f',
   cache: 'KV cache', blockCache: 'Block cache', subBlockLength: 'Sub-block', stepsPerBlock: 'Steps per block', remasking: 'Remasking',
   earlyStop: 'Early stop', temperature: 'Temperature', seed: 'Seed', prompt: 'The conversation', entropyBound: 'γ', suffixWindow: 'Window',
-  earlyCommit: 'Early commit',
+  earlyCommit: 'Early commit', draftVerify: 'Canvases',
 };
 
 /** LLaDA stands in for the model until one is known (the page's first settings, a server not asked yet). */
@@ -230,6 +238,7 @@ export function choicesOf(s: DecodeSettings, m: ModelCaps | null = null): Decodi
     ...common, rule: s.rule, cache: s.cache, blockLength: s.blockLength, earlyStop: s.earlyStop,
     ...(s.rule === 'threshold' ? { threshold: s.threshold } : s.rule === 'factor' ? { factor: s.factor } : s.rule === 'entropy_bound' ? { entropyBound: s.entropyBound } : { steps: s.steps }),
     ...(s.suffixWindowOn ? { suffixWindow: s.suffixWindow } : {}), ...(s.earlyCommit ? { earlyCommit: true } : {}),
+    ...(s.draftVerifyOn ? { draftVerify: s.draftVerify } : {}),
   };
 }
 
@@ -255,6 +264,7 @@ export function recipeSettings(m: ModelCaps): Partial<DecodeSettings> {
       return {
         ...common, rule, cache: plan.cache as CacheChoice, blockLength: plan.blockLength, steps: plan.steps!, earlyStop: plan.earlyStop,
         suffixWindowOn: plan.suffixWindow !== null, earlyCommit: plan.earlyCommit, ...(plan.suffixWindow !== null ? { suffixWindow: plan.suffixWindow } : {}),
+        draftVerifyOn: plan.draftVerify !== null, ...(plan.draftVerify !== null ? { draftVerify: plan.draftVerify } : {}),
         ...(tau !== undefined ? { threshold: tau } : {}), ...(st.kind === 'factor' ? { factor: st.factor! } : {}),
       };
     }
