@@ -9,6 +9,9 @@ import type { CacheMode } from './plan.js';
 import { normaliseSeed } from '@fast-dllm/engine-contract';
 import { DEFAULT_ENTROPY_BOUND } from './select.js';
 
+/** Elastic-Cache's attention-similarity threshold gamma when the user names none (DESIGN §16; the paper's 0.9). */
+export const DEFAULT_ELASTIC_GAMMA = 0.9;
+
 export type DreamAlg = 'entropy' | 'topk_margin' | 'maskgit_plus' | 'origin';
 
 /** SDAR's rules (DESIGN §8): `low_confidence_dynamic` commits every confidence > threshold when there are k_j of them. */
@@ -109,6 +112,13 @@ export interface GenerationRequest {
    * progress, all of them are committed at once. Needs the engine's top-2 report.
    */
   earlyCommit?: boolean;
+  /**
+   * Masked diffusion under the dual cache (DESIGN §16, Elastic-Cache): gamma in (0, 1]. Only the first pass is a full
+   * forward; every later step is a dual step unless the attention the block's rows give each layer's most-attended
+   * key drifted (cosine similarity below gamma at some layer) since the step before, in which case the next pass is a
+   * refresh from the first such layer down. Needs the engine's Elastic-Cache capability.
+   */
+  elasticCache?: number;
 }
 
 /** A request with its defaults filled in. */
@@ -129,6 +139,8 @@ export interface ResolvedRequest {
   suffixWindow?: number;
   /** Masked diffusion: Prophet's early commit at full forwards. */
   earlyCommit: boolean;
+  /** Masked diffusion: Elastic-Cache's gamma (absent: the cache plan of DESIGN §4). */
+  elasticCache?: number;
   /** Longest canvas the generation will use (prompt + genLength): what its sequence reserves. */
   maxLength: number;
 }
@@ -217,9 +229,22 @@ function resolveMasked(req: GenerationRequest, gen: number, temperature: number,
   if (req.earlyCommit !== undefined && typeof req.earlyCommit !== 'boolean') {
     throw bad('earlyCommit', (n) => `${n('earlyCommit')} must be true or false; got ${String(req.earlyCommit)}`);
   }
+  let elasticCache: number | undefined;
+  if (req.elasticCache !== undefined) {
+    const g = req.elasticCache;
+    if (typeof g !== 'number' || !(g > 0 && g <= 1)) throw bad('elasticCache', (n) => `${n('elasticCache')} (Elastic-Cache's gamma) must be in (0, 1]; got ${String(g)}`);
+    if (cache !== 'dual') {
+      throw bad('elasticCache', (n) => `${n('elasticCache')} refreshes the dual cache; it needs ${n('cache')} dual, not ${cache}`, 'conflict');
+    }
+    if (refreshEvery !== undefined) {
+      throw bad('elasticCache', (n) => `${n('elasticCache')} decides when the cache is refreshed; it does not combine with ${n('refreshEvery')}`, 'conflict');
+    }
+    elasticCache = g;
+  }
   return {
     family: 'masked', cache, temperature, seed, blockLength: bl, stepsPerBlock: steps / numBlocks, refreshEvery,
-    ...(suffixWindow !== undefined ? { suffixWindow } : {}), earlyCommit: req.earlyCommit === true, maxLength,
+    ...(suffixWindow !== undefined ? { suffixWindow } : {}), earlyCommit: req.earlyCommit === true,
+    ...(elasticCache !== undefined ? { elasticCache } : {}), maxLength,
   };
 }
 
@@ -242,6 +267,9 @@ function resolveBlock(
     throw bad('suffixWindow', (n) => `${n('suffixWindow')} is a masked-diffusion (LLaDA/Dream) option; ${who} never computes the blocks after its own: drop it`, 'unsupported');
   }
   if (req.earlyCommit) throw bad('earlyCommit', (n) => `${n('earlyCommit')} is a masked-diffusion (LLaDA/Dream) option; ${who} commits block by block: drop it`, 'unsupported');
+  if (req.elasticCache !== undefined) {
+    throw bad('elasticCache', (n) => `${n('elasticCache')} is a masked-diffusion (LLaDA/Dream) option; ${who} keeps an exact cache of finished blocks: drop it`, 'unsupported');
+  }
   if (req.blockLength !== undefined) positiveInt('blockLength', req.blockLength);
   const B = model?.blockSize;
   if (B !== undefined && req.blockLength !== undefined && req.blockLength !== B) {
@@ -385,4 +413,7 @@ function checkAgainstEngine(req: GenerationRequest, target: EngineTarget, resolv
   }
   if (s.kind === 'entropy_bound' && !caps.reports.entropy) throw bad('entropyBound', () => `entropy report (EB-Sampler) not supported by engine '${name}'`);
   if (resolved.earlyCommit && !caps.reports.top2) throw bad('earlyCommit', () => `top-2 report (early commit) not supported by engine '${name}'`);
+  if (resolved.elasticCache !== undefined && !caps.elasticCache) {
+    throw bad('elasticCache', () => `Elastic-Cache (the attention report and refresh forwards) not supported by engine '${name}'`);
+  }
 }

@@ -45,6 +45,8 @@ export interface DecodingChoices {
   suffixWindow?: number;
   /** LLaDA/Dream: Prophet's early commit at full forwards (DESIGN §16); default off. */
   earlyCommit?: boolean;
+  /** LLaDA/Dream under the dual cache: Elastic-Cache's attention-similarity threshold gamma (DESIGN §16); absent: off. */
+  elasticCache?: number;
   /** LLaDA's fixed-schedule ranking (low_confidence | random), or SDAR's rule (low_confidence_dynamic | low_confidence_static). */
   remasking?: (typeof MASKED_REMASKING)[number] | SdarRemasking;
   /** Dream's confidence. */
@@ -91,6 +93,8 @@ export interface DecodingPlan {
   suffixWindow: number | null;
   /** LLaDA/Dream: Prophet's early commit (DESIGN §16). */
   earlyCommit: boolean;
+  /** LLaDA/Dream: Elastic-Cache's gamma; null: off (DESIGN §16). */
+  elasticCache: number | null;
   /** Whether the run ends at the end of the answer (block diffusion: always). */
   earlyStop: boolean;
   temperature: number;
@@ -116,7 +120,7 @@ function maskedOnly(c: DecodingChoices): ChoiceField[] {
   return ([
     ['steps', given(c.steps)], ['rule', given(c.rule)], ['factor', given(c.factor)], ['alg', given(c.alg)],
     ['refreshEvery', given(c.refreshEvery)], ['earlyStop', c.earlyStop === false], ['entropyBound', given(c.entropyBound)],
-    ['suffixWindow', given(c.suffixWindow)], ['earlyCommit', c.earlyCommit === true],
+    ['suffixWindow', given(c.suffixWindow)], ['earlyCommit', c.earlyCommit === true], ['elasticCache', given(c.elasticCache)],
     ['remasking', c.remasking !== undefined && !(SDAR_REMASKING as readonly string[]).includes(c.remasking)],
     ['cache', c.cache !== undefined && c.cache !== 'none'],
   ] as const).filter(([, g]) => g).map(([f]) => f);
@@ -274,14 +278,18 @@ function planFor(m: DecodingModel, choices: DecodingChoices): DecodingPlan {
   const cache: CacheMode = block ? 'none' : choices.cache ?? recipe!.cache;
   const blockLength = block ? B ?? choices.blockLength ?? 0 : choices.blockLength ?? DEFAULT_BLOCK_LENGTH;
   const isRecipe = recipe !== undefined && ([
-    'rule', 'threshold', 'factor', 'entropyBound', 'suffixWindow', 'earlyCommit', 'remasking', 'alg', 'cache', 'blockCache', 'subBlockLength', 'stepsPerBlock',
+    'rule', 'threshold', 'factor', 'entropyBound', 'suffixWindow', 'earlyCommit', 'elasticCache', 'remasking', 'alg', 'cache', 'blockCache', 'subBlockLength', 'stepsPerBlock',
   ] as const).every((f) => choices[f] === undefined || (f === 'earlyCommit' && choices[f] === false));
   const suffixWindow = block ? null : choices.suffixWindow ?? null;
   const earlyCommit = !block && choices.earlyCommit === true;
-  const policies = [...(suffixWindow !== null ? [`suffix window ${suffixWindow}`] : []), ...(earlyCommit ? ['early commit'] : [])];
+  const elasticCache = block ? null : choices.elasticCache ?? null;
+  const policies = [
+    ...(suffixWindow !== null ? [`suffix window ${suffixWindow}`] : []), ...(earlyCommit ? ['early commit'] : []),
+    ...(elasticCache !== null ? [`Elastic-Cache gamma ${elasticCache}`] : []),
+  ];
   const plan: DecodingPlan = {
     architecture: m.architecture, family: block ? 'block' : 'masked', strategy, cache, genLength, blockLength,
-    steps: block ? null : choices.steps ?? genLength, refreshEvery: choices.refreshEvery ?? null, suffixWindow, earlyCommit,
+    steps: block ? null : choices.steps ?? genLength, refreshEvery: choices.refreshEvery ?? null, suffixWindow, earlyCommit, elasticCache,
     earlyStop: block ? true : choices.earlyStop ?? true, temperature: choices.temperature ?? 0, seed: choices.seed ?? 0, isRecipe,
     description: isRecipe ? recipe!.description : block ? `${familyName(m.architecture)} (${describeDecoding(strategy, 'none')})`
       : [describeDecoding(strategy, cache), ...policies].join(', '),
@@ -301,5 +309,6 @@ export function requestOf(plan: DecodingPlan, prompt: Int32Array): GenerationReq
     ...common, blockLength: plan.blockLength, steps: plan.steps!, cache: plan.cache, earlyStop: plan.earlyStop,
     ...(plan.refreshEvery !== null ? { refreshEvery: plan.refreshEvery } : {}),
     ...(plan.suffixWindow !== null ? { suffixWindow: plan.suffixWindow } : {}), ...(plan.earlyCommit ? { earlyCommit: true } : {}),
+    ...(plan.elasticCache !== null ? { elasticCache: plan.elasticCache } : {}),
   };
 }

@@ -14,6 +14,7 @@ import {
   selectEntropyBound, selectFactor, selectFixed, selectThreshold, type Block,
 } from '../select.js';
 import { commit, maskedIn, type Decoder, type DecoderOutcome, type PlannedForward } from './decoder.js';
+import { ElasticCachePolicy, type ElasticPass } from '../elastic.js';
 
 /** The strategies of masked diffusion. */
 export type MaskedStrategy = Extract<Strategy, { kind: 'fixed' | 'threshold' | 'factor' | 'dream' | 'entropy_bound' }>;
@@ -23,6 +24,8 @@ interface MaskedPlan extends PlannedForward {
   dreamFirst: boolean;
   /** Early commit: this full forward reports every masked position it sees, the block's and those after it. */
   lookAhead: boolean;
+  /** Elastic-Cache: the policy's pass (its attention report is handed back to the policy). */
+  elastic?: ElasticPass;
 }
 
 export class MaskedDiffusionDecoder implements Decoder {
@@ -33,6 +36,8 @@ export class MaskedDiffusionDecoder implements Decoder {
   private step = 0;
   private masks = 0; // masks left in the current block
   private schedule: Int32Array = new Int32Array(0); // (stepsPerBlock,) fixed-schedule k per step
+  /** DESIGN §16's Elastic-Cache, when the request asks for it: it plans the cache instead of planForward. */
+  readonly elastic: ElasticCachePolicy | null;
 
   constructor(
     private readonly model: ModelInfo,
@@ -47,6 +52,7 @@ export class MaskedDiffusionDecoder implements Decoder {
     const top2 = (s.kind === 'dream' && s.alg === 'topk_margin') || resolved.earlyCommit;
     const entropy = (s.kind === 'dream' && s.alg === 'entropy') || s.kind === 'entropy_bound';
     this.want = top2 || entropy ? { ...(top2 ? { top2 } : {}), ...(entropy ? { entropy } : {}) } : undefined;
+    this.elastic = resolved.elasticCache !== undefined ? new ElasticCachePolicy(resolved.elasticCache, model.shiftLogits) : null;
     this.enterBlock();
   }
 
@@ -60,21 +66,24 @@ export class MaskedDiffusionDecoder implements Decoder {
     // The suffix window: the same length for every pass of a block, so a dual step matches the cache its block's
     // full forward wrote (the contract's C = L).
     const L = suffixWindow === undefined ? this.canvas.length : Math.min(this.canvas.length, block.end + suffixWindow);
-    const span = planForward(cache, this.step, block, L, refreshEvery);
+    const elastic = this.elastic?.plan(block, L);
+    const span = elastic ?? planForward(cache, this.step, block, L, refreshEvery);
     // Keyed on the model's shifted logits, not on the strategy: the cached window would give the block's
-    // first position its own, unshifted row.
-    const dreamFirst = this.model.shiftLogits && cache !== 'none' && this.step === 0 && this.canvas[block.start] === this.model.maskId;
+    // first position its own, unshifted row. (Elastic-Cache's dual rows start one before the block instead.)
+    const dreamFirst = !elastic && this.model.shiftLogits && cache !== 'none' && this.step === 0 && this.canvas[block.start] === this.model.maskId;
     const lookAhead = earlyCommit && span.mode === 'full' && !dreamFirst;
     const positions = dreamFirst ? Int32Array.of(block.start) : maskedIn(this.canvas, block.start, lookAhead ? L : block.end, this.model.maskId); // (n,) ascending
     return {
       length: L, mode: span.mode, start: span.start, end: span.end, positions,
       ...(this.want && !dreamFirst ? { want: this.want } : {}),
+      ...(elastic ? { attention: elastic.attention, ...(elastic.refresh ? { refresh: elastic.refresh } : {}), elastic } : {}),
       block: block.index, step: this.step, dreamFirst, lookAhead,
     };
   }
 
   apply(plan: PlannedForward, res: ForwardResult, forwardIndex: number): DecoderOutcome {
-    const { dreamFirst, lookAhead } = plan as MaskedPlan;
+    const { dreamFirst, lookAhead, elastic } = plan as MaskedPlan;
+    if (elastic) this.elastic!.observe(elastic, plan.length, res.attention!);
     const block = this.blocks[this.blockIndex];
     const { stepsPerBlock } = this.resolved;
     let chosen: Int32Array; // (k,) absolute positions to commit, ascending
