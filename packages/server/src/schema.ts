@@ -57,10 +57,12 @@ const decodingProperties = {
   alg: nullable('string', { enum: ['entropy', 'topk_margin', 'maskgit_plus', 'origin', null] }),
   refresh_every: nullable('integer', { minimum: 1, maximum: LIMITS.steps }),
   early_stop: nullable('boolean'),
-  // DESIGN §16's policies (LLaDA/Dream): EB-Sampler's bound, the suffix window, Prophet's early commit.
+  // DESIGN §16's policies (LLaDA/Dream): EB-Sampler's bound, the suffix window, Prophet's early commit, Elastic-Cache's
+  // gamma (its range, (0, 1], is the scheduler's to check: its refusal names the field).
   entropy_bound: nullable('number', { minimum: 0, maximum: 1e6 }),
   suffix_window: nullable('integer', { minimum: 0, maximum: LIMITS.steps }),
   early_commit: nullable('boolean'),
+  elastic_cache: nullable('number'),
   fast_dllm: nullable('object', {
     additionalProperties: false,
     properties: {
@@ -171,6 +173,8 @@ export interface DecodingBody {
   entropy_bound?: Opt<number>;
   suffix_window?: Opt<number>;
   early_commit?: Opt<boolean>;
+  /** LLaDA/Dream with the dual cache: Elastic-Cache's gamma in (0, 1] (DESIGN §16). */
+  elastic_cache?: Opt<number>;
   fast_dllm?: Opt<{ canvas?: boolean; timeout?: number }>;
 }
 
