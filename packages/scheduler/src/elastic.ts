@@ -49,8 +49,6 @@ export class ElasticCachePolicy {
   private baseline: { start: number; end: number; report: AttentionReport } | null = null;
   /** Layer the next pass refreshes from (null: no refresh). */
   private pending: number | null = null;
-  /** Refresh forwards planned so far, and from which layer (for reports and tests). */
-  readonly refreshes: number[] = [];
 
   constructor(readonly gamma: number, private readonly shiftLogits: boolean) {}
 
@@ -74,7 +72,6 @@ export class ElasticCachePolicy {
     const { start, end, keys } = pass.attention;
     const n = end - start;
     if (pass.mode === 'full') {
-      if (pass.refresh) this.refreshes.push(pass.refresh.fromLayer);
       this.cached = L;
       this.pending = null;
     } else {
