@@ -2,8 +2,8 @@
  * Masked diffusion (LLaDA, Dream; DESIGN §2–4): the canvas prompt ++ [MASK] * genLength is decoded in
  * semi-autoregressive blocks; each step is a full, prefix or dual forward (the approximate cache plan, plan.ts) and
  * commits the masked in-block positions the strategy picks. DESIGN §16's policies compose with that: a suffix
- * window shortens the canvas a pass sees, EB-Sampler is one more selection rule, and early commit may take every
- * masked position a full forward sees at once.
+ * window shortens the canvas a pass sees, EB-Sampler is one more selection rule, early commit may take every
+ * masked position a full forward sees at once, and Elastic-Cache (elastic.ts) plans the cache instead of planForward.
  */
 import type { ForwardResult, ModelInfo } from '@fast-dllm/engine-contract';
 import { planForward } from '../plan.js';
@@ -37,7 +37,7 @@ export class MaskedDiffusionDecoder implements Decoder {
   private masks = 0; // masks left in the current block
   private schedule: Int32Array = new Int32Array(0); // (stepsPerBlock,) fixed-schedule k per step
   /** DESIGN §16's Elastic-Cache, when the request asks for it: it plans the cache instead of planForward. */
-  readonly elastic: ElasticCachePolicy | null;
+  private readonly elastic: ElasticCachePolicy | null;
 
   constructor(
     private readonly model: ModelInfo,
