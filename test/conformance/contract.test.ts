@@ -1,6 +1,6 @@
 /**
  * The contract checks that @fast-dllm/engine-contract exports for any engine (checkEngineContract: batch invariance,
- * refused sequences, capacity, disposal), run on every registered engine's first variant, on a masked- and a
+ * Elastic-Cache's refresh and attention report alone and in a pair, refused sequences, capacity, disposal), run on every registered engine's first variant, on a masked- and a
  * block-diffusion fixture. Engines that take a cache budget are given room for two sequences, so that the capacity
  * check refuses a third.
  */
@@ -24,7 +24,7 @@ for (const entry of firstOfEach(await engineEntries())) {
         const budgeted = engine!.sequenceCapacity(L) <= 2;
         const results = await checkEngineContract(engine!, { canvasLength: L });
         expect(results.filter((r) => !r.ok), JSON.stringify(results)).toEqual([]);
-        expect(results.map((r) => r.name)).toHaveLength(4);
+        expect(results.map((r) => r.name)).toHaveLength(5);
         // The reference engine honours the budget, so its capacity check refused a sequence for real.
         if (entry.provider.name === 'reference') expect(budgeted).toBe(true);
       });

@@ -345,6 +345,7 @@ export function registerBench(program: Command, io: Io, signal: AbortSignal): vo
     if (opts.sweepCache && !opts.sweep && !opts.sweepTaus) throw new UsageError('--sweep-cache needs --sweep or --sweep-taus');
     if (opts.remasking || opts.alg || opts.strategy || opts.cache) throw new UsageError('bench runs its own rows (strategies and caches); drop --strategy / --cache / --remasking / --alg');
     if (opts.earlyCommit) throw new UsageError('bench runs early commit in its own rows (--policies); drop --early-commit');
+    if (opts.elasticCache !== undefined) throw new UsageError('bench has no Elastic-Cache row yet (its rows choose their own caches); drop --elastic-cache');
     if (!opts.policies && (opts.entropyBound !== undefined || opts.suffixWindow !== undefined || opts.draftVerify !== undefined)) {
       const flag = opts.entropyBound !== undefined ? '--entropy-bound' : opts.suffixWindow !== undefined ? '--suffix-window' : '--draft-verify';
       throw new UsageError(`${flag} sets the policy rows; add --policies`);

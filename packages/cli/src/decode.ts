@@ -6,7 +6,7 @@
  */
 import { Command, Option } from 'commander';
 import {
-  DEFAULT_BLOCK_LENGTH, DEFAULT_ENTROPY_BOUND, DEFAULT_GEN_LENGTH, DEFAULT_THRESHOLD, MAX_DRAFT_VERIFY, SDAR_THRESHOLD, SchedulerConfigError, checkChoices, checkGenerationRequest, requestOf,
+  DEFAULT_BLOCK_LENGTH, DEFAULT_ELASTIC_GAMMA, DEFAULT_ENTROPY_BOUND, DEFAULT_GEN_LENGTH, DEFAULT_THRESHOLD, MAX_DRAFT_VERIFY, SDAR_THRESHOLD, SchedulerConfigError, checkChoices, checkGenerationRequest, requestOf,
   resolveDecoding, type DecodingChoices, type DecodingPlan, type FieldNames, type GenerationRequest,
 } from '@fast-dllm/scheduler';
 import { schedulerModelInfo, type ModelDescription } from '@fast-dllm/model';
@@ -47,6 +47,8 @@ export interface DecodeFlags {
   suffixWindow?: number;
   earlyCommit?: boolean;
   draftVerify?: number;
+  /** Elastic-Cache's gamma (DESIGN §16). */
+  elasticCache?: number;
   threads?: number;
   dtype?: (typeof DTYPE_CHOICES)[number];
 }
@@ -80,6 +82,7 @@ export function addDecodeOptions(cmd: Command): Command {
     .addOption(new Option('--suffix-window <n>', 'LLaDA/Dream: a forward sees only n positions past the current block; the masks beyond are not computed (default: the whole canvas)').argParser(intArg('--suffix-window', 0)))
     .option('--early-commit', 'LLaDA/Dream: Prophet\'s early commit, every mask a full forward sees at once when the top-1/top-2 gap is wide')
     .addOption(new Option('--draft-verify <k>', `LLaDA/Dream: FreeDave, each pass verifies k canvases drafted from the last result (2..${MAX_DRAFT_VERIFY}); the same answer as without it, in fewer passes (cache none or prefix; default prefix)`).argParser(intArg('--draft-verify', 2, MAX_DRAFT_VERIFY)))
+    .addOption(new Option('--elastic-cache <gamma>', `LLaDA/Dream with the dual cache: Elastic-Cache, refresh the cache from the first layer whose attention on its most-attended token drifts below cosine similarity gamma in (0, 1] (paper: ${DEFAULT_ELASTIC_GAMMA}) instead of at every block`).argParser(floatArg('--elastic-cache', 0, 1, true)))
     .addOption(new Option('--threads <n>', 'worker threads for CPU engines').argParser(intArg('--threads', 1, 1024)))
     .addOption(new Option('--dtype <type>', "weight storage: f32, bf16, or int8 (CPU engines: a quarter of f32's memory, integer dot products); default: the engine's")
       .argParser(choiceArg('--dtype', DTYPE_CHOICES)));
@@ -90,7 +93,7 @@ export const FLAG_NAMES: FieldNames = {
   prompt: '--prompt', genLength: '--gen-length', blockLength: '--block-length', steps: '--steps', rule: '--strategy', threshold: '--threshold',
   factor: '--factor', remasking: '--remasking', alg: '--alg', cache: '--cache', blockCache: '--cache block', subBlockLength: '--sub-block-length',
   stepsPerBlock: '--steps-per-block', refreshEvery: '--refresh-every', earlyStop: '--no-early-stop', entropyBound: '--entropy-bound', suffixWindow: '--suffix-window',
-  earlyCommit: '--early-commit', draftVerify: '--draft-verify', temperature: '--temperature', seed: '--seed', engine: '--engine',
+  earlyCommit: '--early-commit', draftVerify: '--draft-verify', elasticCache: '--elastic-cache', temperature: '--temperature', seed: '--seed', engine: '--engine',
 };
 
 /** The scheduler's refusal in flag names. */
@@ -105,7 +108,7 @@ export function choicesOf(f: DecodeFlags): DecodingChoices {
     cache: f.cache === 'block' ? undefined : f.cache, blockCache: f.cache === 'block' ? true : undefined,
     genLength: f.genLength, blockLength: f.blockLength, steps: f.steps, subBlockLength: f.subBlockLength, stepsPerBlock: f.stepsPerBlock,
     refreshEvery: f.refreshEvery, earlyStop: f.earlyStop, entropyBound: f.entropyBound, suffixWindow: f.suffixWindow,
-    earlyCommit: f.earlyCommit, draftVerify: f.draftVerify, temperature: f.temperature, seed: f.seed,
+    earlyCommit: f.earlyCommit, draftVerify: f.draftVerify, elasticCache: f.elasticCache, temperature: f.temperature, seed: f.seed,
   };
   for (const k of Object.keys(c) as (keyof DecodingChoices)[]) if (c[k] === undefined) delete c[k];
   return c;
@@ -153,6 +156,6 @@ export function settingsOf(f: DecodeFlags, d: Decoding): Record<string, unknown>
   return {
     genLength: d.genLength, blockLength: d.blockLength, steps: d.steps, cache: block ? (blockCache ? 'block' : 'none') : d.cache, strategy: d.strategy,
     decoding: d.description, temperature: d.temperature, seed: d.seed, earlyStop: block ? null : d.earlyStop,
-    refreshEvery: d.refreshEvery, suffixWindow: d.suffixWindow, earlyCommit: d.earlyCommit, draftVerify: d.draftVerify, threads: f.threads ?? null, dtype: f.dtype ?? null,
+    refreshEvery: d.refreshEvery, suffixWindow: d.suffixWindow, earlyCommit: d.earlyCommit, draftVerify: d.draftVerify, elasticCache: d.elasticCache, threads: f.threads ?? null, dtype: f.dtype ?? null,
   };
 }

@@ -18,9 +18,9 @@ export interface ContractCheck {
 const CAPACITY_PROBE_LIMIT = 64;
 
 /**
- * Runs the contract checks on an engine holding a model and returns one result per check. It disposes the engine
- * at the end (the last check is disposal). `canvasLength`: the canvas of each sequence (default min(16, the model's
- * positions)).
+ * Runs the contract checks on an engine holding a model and returns one result per check (the Elastic-Cache check
+ * passes trivially on an engine without that capability). It disposes the engine at the end (the last check is
+ * disposal). `canvasLength`: the canvas of each sequence (default min(16, the model's positions)).
  */
 export async function checkEngineContract(engine: Engine, opts: { canvasLength?: number } = {}): Promise<ContractCheck[]> {
   const m = engine.model;
@@ -60,6 +60,31 @@ export async function checkEngineContract(engine: Engine, opts: { canvasLength?:
       const [alone] = await engine.forward([full(a, 1)]);
       const [aloneB] = await engine.forward([full(b, 2)]);
       return differs(ra, alone, 'first') || differs(rb, aloneB, 'second');
+    } finally {
+      engine.closeSequence(a);
+      engine.closeSequence(b);
+    }
+  });
+
+  await check('Elastic-Cache: a refresh forward with the attention report gives each sequence of a pass of two what it gives alone', async () => {
+    const layers = engine.capabilities.elasticCache?.layers;
+    if (layers === undefined || m.blockSize !== undefined || engine.capabilities.maxBatch < 2 || L < 4) return '';
+    const hi = Math.min(L, 6);
+    const keys = Int32Array.from({ length: layers }, (_, l) => l % hi);
+    /** A full forward on canvas(seed), then a refresh of canvas(seed + 1) reporting the attention of rows [1, hi). */
+    const refresh = (sequence: SequenceHandle, seed: number): ForwardRequest => ({
+      ...full(sequence, seed + 1), refresh: { fromLayer: Math.min(1, layers - 1), start: 1, end: hi }, attention: { start: 1, end: hi, keys },
+    });
+    const a = engine.openSequence(L);
+    const b = engine.openSequence(L);
+    try {
+      await engine.forward([full(a, 6), full(b, 7)]);
+      const [ra, rb] = await engine.forward([refresh(a, 6), refresh(b, 7)]);
+      await engine.forward([full(a, 6)]);
+      const [alone] = await engine.forward([refresh(a, 6)]);
+      await engine.forward([full(b, 7)]);
+      const [aloneB] = await engine.forward([refresh(b, 7)]);
+      return differs(ra, alone, 'first') || differs(rb, aloneB, 'second') || attentionDiffers(ra, alone, 'first') || attentionDiffers(rb, aloneB, 'second');
     } finally {
       engine.closeSequence(a);
       engine.closeSequence(b);
@@ -106,6 +131,16 @@ export async function checkEngineContract(engine: Engine, opts: { canvasLength?:
     return '';
   });
   return out;
+}
+
+/** '' when two attention reports (DESIGN §16) are bit-identical, else where they differ. */
+function attentionDiffers(a: ForwardResult, b: ForwardResult, which: string): string {
+  const x = a.attention, y = b.attention;
+  if (!x || !y) return `the ${which} sequence's attention report is missing`;
+  for (const f of ['top', 'atTop', 'tracked'] as const) {
+    if (x[f].length !== y[f].length || x[f].some((v, i) => !Object.is(v, y[f][i]))) return `the ${which} sequence's attention report (${f}) differs in the pass of two from alone`;
+  }
+  return '';
 }
 
 /** '' when two results are bit-identical, else where they differ. */

@@ -4,7 +4,7 @@
  * Engines own the arithmetic; this file owns the rules, so every engine rejects the same things in the same words.
  */
 import type {
-  EngineCapabilities, ForwardRequest, ForwardResult, ModelInfo, SequenceHandle,
+  AttentionReport, EngineCapabilities, ForwardRequest, ForwardResult, ModelInfo, SequenceHandle,
 } from './engine.js';
 
 /** A sequence that does not fit in the engine's memory now; the engine and its other sequences are untouched. */
@@ -43,6 +43,94 @@ export function validateForwardRequest(model: ModelInfo, caps: EngineCapabilitie
   if (req.sampling) {
     if (!caps.sampling) throw new Error('forward: sampling not supported by this engine');
     if (!(req.sampling.temperature > 0 && Number.isFinite(req.sampling.temperature))) throw new Error('forward: sampling temperature must be a finite number > 0');
+  }
+  if (req.attention !== undefined || req.refresh !== undefined) validateElastic(model, caps, req);
+}
+
+/** The Elastic-Cache fields of a request (DESIGN §16): the attention report and the refresh. */
+function validateElastic(model: ModelInfo, caps: EngineCapabilities, req: ForwardRequest): void {
+  const layers = caps.elasticCache?.layers;
+  if (layers === undefined) throw new Error(`forward: ${req.attention ? 'the attention report' : 'a refresh forward'} (Elastic-Cache) is not supported by this engine`);
+  if (model.blockSize !== undefined) throw new Error('forward: the attention report and refresh forwards are for bidirectional models only');
+  const L = req.canvas.length;
+  const a = req.attention;
+  if (a) {
+    if (!(Number.isInteger(a.start) && Number.isInteger(a.end) && req.start <= a.start && a.start < a.end && a.end <= req.end)) {
+      throw new Error(`forward: the attention report's rows [${a.start}, ${a.end}) must lie inside the computed span [${req.start}, ${req.end})`);
+    }
+    if (a.keys !== undefined) {
+      if (!(a.keys instanceof Int32Array) || a.keys.length !== layers) throw new Error(`forward: the attention report's keys must be an Int32Array of ${layers} positions (one per layer)`);
+      for (const k of a.keys) if (!(k === -1 || (k >= 0 && k < L))) throw new Error(`forward: the attention report's key ${k} is outside the canvas of ${L} (or -1)`);
+    }
+  }
+  const r = req.refresh;
+  if (r) {
+    if (req.mode !== 'full') throw new Error(`forward: a refresh is a 'full' forward; got mode '${req.mode}'`);
+    if (!(Number.isInteger(r.fromLayer) && r.fromLayer >= 0 && r.fromLayer < layers)) throw new Error(`forward: refresh.fromLayer must be an integer in [0, ${layers}); got ${r.fromLayer}`);
+    if (!(Number.isInteger(r.start) && Number.isInteger(r.end) && 0 <= r.start && r.start < r.end && r.end <= L)) {
+      throw new Error(`forward: bad refresh span [${r.start}, ${r.end}) for a canvas of ${L}`);
+    }
+  }
+}
+
+/**
+ * The positions [from, to) whose K/V layer `layer` of a pass writes for one request (DESIGN §4, §16): the computed
+ * span, except in a refresh's layers below `fromLayer`, which write only the refresh span. Every engine writes
+ * exactly these (a prefix step into a copy of its cache).
+ */
+export function keyValueWrites(req: ForwardRequest, layer: number): { from: number; to: number } {
+  const r = req.refresh;
+  return r && layer < r.fromLayer ? { from: r.start, to: r.end } : { from: req.start, to: req.end };
+}
+
+/** An empty attention report for `rows` rows of a model with `layers` layers (filled by addAttentionLayer). */
+export function newAttentionReport(layers: number, rows: number): AttentionReport {
+  return { top: new Int32Array(layers), atTop: new Float64Array(layers * rows), tracked: new Float64Array(layers * rows) };
+}
+
+/**
+ * Fills layer `layer` of a request's attention report (ForwardRequest.attention), the one definition every engine
+ * uses: float64 scores q·k/sqrt(hd) of each reported row and head over the L keys, softmax per head (max-shifted),
+ * the mean over heads A(r, j), the column sums over the rows in row order, the first largest. `q`: (n, H*hd) query
+ * rows of the reported rows (after RoPE), `keys`: (L, KV*hd) this layer's keys as its attention read them; query head
+ * h reads key head floor(h / (H / KV)).
+ */
+export function addAttentionLayer(
+  report: AttentionReport, layer: number, trackedKey: number, q: ArrayLike<number>, keys: ArrayLike<number>,
+  n: number, L: number, H: number, KV: number, hd: number,
+): void {
+  const scale = 1 / Math.sqrt(hd);
+  const group = H / KV;
+  const kw = KV * hd;
+  const A = new Float64Array(n * L); // (n, L) mean attention over the heads
+  const s = new Float64Array(L); // (L,) one head's scores, then weights
+  for (let r = 0; r < n; r++) {
+    for (let h = 0; h < H; h++) {
+      const qo = (r * H + h) * hd;
+      const ko = Math.floor(h / group) * hd;
+      let max = -Infinity;
+      for (let j = 0; j < L; j++) {
+        let dot = 0;
+        for (let t = 0; t < hd; t++) dot += q[qo + t] * keys[j * kw + ko + t];
+        s[j] = dot * scale;
+        if (s[j] > max) max = s[j];
+      }
+      let sum = 0;
+      for (let j = 0; j < L; j++) { s[j] = Math.exp(s[j] - max); sum += s[j]; }
+      for (let j = 0; j < L; j++) A[r * L + j] += s[j] / sum / H;
+    }
+  }
+  let top = 0;
+  let best = -Infinity;
+  for (let j = 0; j < L; j++) {
+    let col = 0;
+    for (let r = 0; r < n; r++) col += A[r * L + j];
+    if (col > best) { best = col; top = j; }
+  }
+  report.top[layer] = top;
+  for (let r = 0; r < n; r++) {
+    report.atTop[layer * n + r] = A[r * L + top];
+    report.tracked[layer * n + r] = trackedKey >= 0 ? A[r * L + trackedKey] : 0;
   }
 }
 
@@ -122,10 +210,11 @@ export class SequenceTable<S> {
       const L = req.canvas.length;
       if (L > h.maxLength) throw new Error(`forward: canvas of ${L} tokens is longer than sequence ${h.id}'s reserved ${h.maxLength}`);
       // dual reads every position outside its span from the cache; prefix and extend read [0, start).
-      const needs = req.mode === 'dual' ? L : req.mode === 'full' ? 0 : req.start;
+      // A refresh (DESIGN §16) reads every position's shallow-layer K/V outside its span from the cache, as dual does.
+      const needs = req.mode === 'dual' || req.refresh ? L : req.mode === 'full' ? 0 : req.start;
       if (needs > 0 && e.cached === 0) throw new Error(`forward: a '${req.mode}' step needs a prior 'full' forward to build the cache`);
-      if (req.mode === 'dual' && e.cached !== L) {
-        throw new Error(`forward: the cache holds a canvas of ${e.cached} tokens, this 'dual' step has ${L}; run a 'full' forward first`);
+      if ((req.mode === 'dual' || req.refresh) && e.cached !== L) {
+        throw new Error(`forward: the cache holds a canvas of ${e.cached} tokens, this '${req.refresh ? 'refresh' : req.mode}' step has ${L}; run a 'full' forward first`);
       }
       if (needs > e.cached) {
         throw new Error(`forward: the cache holds ${e.cached} positions, this '${req.mode}' step starts at ${req.start}; run a 'full' or 'extend' forward first`);
@@ -248,8 +337,13 @@ export function newPassReductions(n: number): { token: Int32Array; prob: Float64
   return { token: new Int32Array(n), prob: new Float64Array(n), top1: new Float64Array(n), top2: new Float64Array(n), entropy: new Float64Array(n) };
 }
 
-/** Splits a pass's reductions back into one ForwardResult per request, with only the reports each asked for. */
-export function assembleResults(batch: readonly ForwardRequest[], layout: PassLayout, red: PassReductions, vocab: number): ForwardResult[] {
+/**
+ * Splits a pass's reductions back into one ForwardResult per request, with only the reports each asked for;
+ * `attention[i]`: request i's attention report, when it asked for one.
+ */
+export function assembleResults(
+  batch: readonly ForwardRequest[], layout: PassLayout, red: PassReductions, vocab: number, attention?: readonly (AttentionReport | undefined)[],
+): ForwardResult[] {
   return batch.map((req, i) => {
     const o = layout.reportOffset[i];
     const n = req.positions.length;
@@ -260,6 +354,11 @@ export function assembleResults(batch: readonly ForwardRequest[], layout: PassLa
     if (req.want?.logits) {
       if (!red.logits) throw new Error('assembleResults: logits were wanted but the engine kept none');
       out.logits = red.logits.slice(o * vocab, (o + n) * vocab);
+    }
+    if (req.attention) {
+      const a = attention?.[i];
+      if (!a) throw new Error('assembleResults: an attention report was wanted but the engine made none');
+      out.attention = a;
     }
     return out;
   });

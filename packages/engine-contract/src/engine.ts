@@ -81,6 +81,12 @@ export interface EngineCapabilities {
   maxBatch: number;
   /** Block-causal attention (ModelInfo.blockSize); false: only bidirectional models load. */
   blockCausal: boolean;
+  /**
+   * Elastic-Cache (DESIGN §16): the engine takes `ForwardRequest.attention` (the attention report) and
+   * `ForwardRequest.refresh` (a full forward that keeps the shallow layers' cache outside a span). `layers`: the
+   * model's transformer layers (the report's length, `refresh.fromLayer`'s bound). Absent: neither is supported.
+   */
+  elasticCache?: { layers: number };
 }
 
 /** Temperature sampling (Gumbel-max) keyed so that every engine draws the same noise, alone or in a batch. */
@@ -118,6 +124,35 @@ export interface ForwardRequest {
   want?: { top2?: boolean; entropy?: boolean; logits?: boolean };
   /** Absent: greedy (argmax, ties to the lowest token id). */
   sampling?: SamplingSpec;
+  /**
+   * The attention report (DESIGN §16, Elastic-Cache; needs `capabilities.elasticCache`): for each layer, what the
+   * computed rows [start, end) (absolute positions inside the pass's span) attend to. A row's attention weights
+   * over the keys it sees are a_h(j) = softmax_j(q_h · k_j / sqrt(headDim)) per query head h, with the keys as this
+   * layer's attention read them (the cache with the pass's fresh rows written in); A(r, j) is their mean over the
+   * heads. Per layer l the report gives the key most attended by the rows, argmax_j sum_r A(r, j) (ties to the lower
+   * position), A(r, top) and A(r, keys[l]). `keys`: (layers,) one absolute key position < L per layer, or -1 for none
+   * (its weights are then 0); absent: none. Only for bidirectional models. Computed in float64 from the engine's
+   * query and key rows, one sequence at a time (so batch invariant).
+   */
+  attention?: { start: number; end: number; keys?: Int32Array };
+  /**
+   * Elastic-Cache's refresh (DESIGN §16; needs `capabilities.elasticCache`), only with mode `full` on a sequence whose
+   * cache holds this canvas (C = L): every position is computed as in a full forward, but the layers below
+   * `fromLayer` write the K/V of [start, end) only; the other positions' K/V in those layers are read from the cache
+   * (the rows still compute their queries and hidden states) and kept. Layers `fromLayer` and deeper write every
+   * position. 0 <= fromLayer < layers; fromLayer 0 is a plain full forward.
+   */
+  refresh?: { fromLayer: number; start: number; end: number };
+}
+
+/** The attention report of one request (ForwardRequest.attention); n = attention.end - attention.start rows. */
+export interface AttentionReport {
+  /** (layers,) int32: per layer, the key position the rows attend to most (summed over rows, mean over heads). */
+  top: Int32Array;
+  /** (layers, n) float64 row-major: A(r, top[l]) for each row r. */
+  atTop: Float64Array;
+  /** (layers, n) float64 row-major: A(r, keys[l]) for each row r (0 where keys[l] is -1 or absent). */
+  tracked: Float64Array;
 }
 
 export interface ForwardResult {
@@ -133,6 +168,8 @@ export interface ForwardResult {
   entropy?: Float64Array;
   /** (n, vocabSize) float32 row-major, with want.logits: the raw (shifted, for Dream) logits. */
   logits?: Float32Array;
+  /** With ForwardRequest.attention: the attention report. */
+  attention?: AttentionReport;
 }
 
 export interface Engine {

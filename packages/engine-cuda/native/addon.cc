@@ -1,6 +1,7 @@
 // node-addon-api surface of the cuda engine (declared for TypeScript in src/binding.ts). Heavy calls run in
 // Napi::AsyncWorker; every CUDA call is checked and a failure becomes a JS Error naming the call.
 #include <napi.h>
+#include <cmath>
 #include <cstring>
 #include <algorithm>
 #include <functional>
@@ -380,7 +381,12 @@ struct PassSeq {
   int cap;        // positions the block holds (the sequence's maxLength)
   int mode;       // 0 full, 1 prefix, 2 dual, 3 extend
   int start, rows, L, rowOffset;  // computed span [start, start + rows) of a canvas of L, at pass rows rowOffset..
+  // Elastic-Cache (DESIGN §16): a refresh's layers below refreshFrom write only [refreshLo, refreshHi) (0: no refresh);
+  // the attention report of rows [statLo, statHi) (statLo < 0: none).
+  int refreshFrom, refreshLo, refreshHi, statLo, statHi;
 };
+// Numbers per sequence in a pass's `seqs` (src/marshal.ts PASS_SEQ_FIELDS).
+constexpr size_t kSeqFields = 13;
 struct PassIn {
   std::vector<int32_t> ids;  // (rows,) token of each computed row, sequence after sequence
   std::vector<PassSeq> seqs;
@@ -388,11 +394,18 @@ struct PassIn {
   std::vector<double> repTemp;          // (reports,) sampling temperature, 0 = greedy
   std::vector<uint32_t> repSeed, repFi; // (reports,) the sequence's seed and forward index
   bool wantLogits, wantTop2, wantEntropy;
+  std::vector<int32_t> statKeys;  // (sequences, layers) each layer's tracked key of the attention report, -1: none
 };
 struct PassOut {
   std::vector<int32_t> tokens;
   std::vector<double> probs, top1, top2, entropy;
   std::vector<float> logits;
+};
+// The attention reports of a pass (DESIGN §16), sequence after sequence (those that asked): (layers,) top, and
+// (layers, rows) atTop and tracked each.
+struct StatOut {
+  std::vector<int32_t> top;
+  std::vector<double> atTop, tracked;
 };
 
 enum Mode { kFull = 0, kPrefix = 1, kDual = 2, kExtend = 3 };
@@ -412,6 +425,8 @@ struct PassState {
   char *freshK = nullptr, *freshV = nullptr;
   __nv_bfloat16* a16 = nullptr;
   fdl::AttnSeq* dseq = nullptr;
+  std::vector<fdl::AttnSeq> hseq;  // the descriptors on the host (the attention report reads the keys through them)
+  std::vector<StatOut> stats;       // (sequences,) attention reports, filled layer by layer
   fdl::AttnPlan plan{};
   float* attnPartial = nullptr;
   int chunk = 1;
@@ -485,10 +500,21 @@ static std::shared_ptr<PassState> BeginPass(Model& M, std::shared_ptr<const Pass
       S.nq = p.rows;
       S.pos0 = p.start;
       S.causalBlock = c.blockSize;
+      if (p.refreshFrom > 0) S.keepLayers = p.refreshFrom, S.keepLo = p.refreshLo, S.keepHi = p.refreshHi;
       for (int r = 0; r < p.rows; r++) rowSeqHost[p.rowOffset + r] = i;
     }
   }
   const fdl::AttnPlan plan = st->plan = fdl::attention_plan(seqs.data(), nseq, c.H, c.hd, M.sms, fdl::kScheduleAuto);
+  st->hseq = seqs;
+  st->stats.assign(nseq, StatOut{});
+  for (int i = 0; i < nseq; i++) {
+    const PassSeq& p = in.seqs[i];
+    if (p.statLo < 0) continue;
+    const size_t rows = (size_t)(p.statHi - p.statLo);
+    st->stats[i].top.assign(c.layers, 0);
+    st->stats[i].atTop.assign(c.layers * rows, 0.0);
+    st->stats[i].tracked.assign(c.layers * rows, 0.0);
+  }
   fdl::AttnSeq* dseq = st->dseq = M.buf<fdl::AttnSeq>(kSeqs, nseq);
   st->attnPartial = plan.combine ? M.buf<float>(kAttnPartial, plan.partialFloats) : nullptr;
   // Pageable sources: each copy is staged before the call returns, so the host vectors may go.
@@ -556,6 +582,80 @@ static void RunMoe(Model& M, PassState& st, int l, const std::vector<int32_t>& e
   CK(fdl::scatter_add_rows(acc, nullptr, nullptr, st.x, m, c.d, s));  // x += the mixture
 }
 
+// Layer l's part of the attention reports (DESIGN §16; ForwardRequest.attention in the engine contract): the reported
+// rows' queries (f32) and the sequence's L keys as this layer's attention read them are copied to the host, where the
+// contract's definition (engine-kit addAttentionLayer) runs in double: per row and head the softmax of q·k/sqrt(hd)
+// over the keys, the mean over heads A(r, j), column sums in row order, the first largest. Per sequence, from its own
+// rows and keys only (batch invariant). Host-side: a copy and a synchronisation per layer, paid only by such passes.
+static void AttentionReports(Model& M, PassState& st, int l) {
+  const PassIn& in = *st.in;
+  const Config& c = M.c;
+  const int qd = c.H * c.hd, kvd = c.KV * c.hd, group = c.H / c.KV;
+  const size_t kvB = M.kvBytes();
+  for (int i = 0; i < st.nseq; i++) {
+    const PassSeq& p = in.seqs[i];
+    if (p.statLo < 0) continue;
+    const fdl::AttnSeq& S = st.hseq[i];
+    const int n = p.statHi - p.statLo, L = p.L;
+    std::vector<float> qh((size_t)n * qd);
+    std::vector<char> raw((size_t)L * kvd * kvB);
+    CK(cudaMemcpyAsync(qh.data(), st.q + (size_t)(p.rowOffset + p.statLo - p.start) * qd, qh.size() * sizeof(float), cudaMemcpyDeviceToHost, M.s));
+    // Keys [0, n0) from segment 0 at this layer, [n0, L) from segment 1 (a prefix step's fresh rows).
+    const size_t row = (size_t)kvd * kvB;
+    CK(cudaMemcpyAsync(raw.data(), static_cast<const char*>(S.k0) + S.stride0 * l * kvB, (size_t)S.n0 * row, cudaMemcpyDeviceToHost, M.s));
+    if (L > S.n0)
+      CK(cudaMemcpyAsync(raw.data() + (size_t)S.n0 * row, static_cast<const char*>(S.k1) + S.stride1 * l * kvB, (size_t)(L - S.n0) * row,
+                         cudaMemcpyDeviceToHost, M.s));
+    CK(cudaStreamSynchronize(M.s));
+    std::vector<double> keys((size_t)L * kvd);
+    for (size_t t = 0; t < keys.size(); t++) {
+      if (kvB == 4) {
+        float f;
+        std::memcpy(&f, raw.data() + t * 4, 4);
+        keys[t] = f;
+      } else {  // bf16 bits: the high half of an f32
+        uint16_t b;
+        std::memcpy(&b, raw.data() + t * 2, 2);
+        const uint32_t u = (uint32_t)b << 16;
+        float f;
+        std::memcpy(&f, &u, 4);
+        keys[t] = f;
+      }
+    }
+    const double scale = 1.0 / std::sqrt((double)c.hd);
+    std::vector<double> A((size_t)n * L, 0.0), sc(L);
+    for (int r = 0; r < n; r++)
+      for (int h = 0; h < c.H; h++) {
+        const float* qv = qh.data() + ((size_t)r * c.H + h) * c.hd;
+        const size_t ko = (size_t)(h / group) * c.hd;
+        double mx = -INFINITY;
+        for (int j = 0; j < L; j++) {
+          double dot = 0;
+          for (int t = 0; t < c.hd; t++) dot += (double)qv[t] * keys[(size_t)j * kvd + ko + t];
+          sc[j] = dot * scale;
+          if (sc[j] > mx) mx = sc[j];
+        }
+        double sum = 0;
+        for (int j = 0; j < L; j++) sc[j] = std::exp(sc[j] - mx), sum += sc[j];
+        for (int j = 0; j < L; j++) A[(size_t)r * L + j] += sc[j] / sum / c.H;
+      }
+    int top = 0;
+    double best = -INFINITY;
+    for (int j = 0; j < L; j++) {
+      double col = 0;
+      for (int r = 0; r < n; r++) col += A[(size_t)r * L + j];
+      if (col > best) best = col, top = j;
+    }
+    StatOut& o = st.stats[i];
+    const int key = in.statKeys[(size_t)i * c.layers + l];
+    o.top[l] = top;
+    for (int r = 0; r < n; r++) {
+      o.atTop[(size_t)l * n + r] = A[(size_t)r * L + top];
+      o.tracked[(size_t)l * n + r] = key >= 0 && key < L ? A[(size_t)r * L + key] : 0.0;
+    }
+  }
+}
+
 // Runs layers from st.layer on; returns false when it stopped at a mixture layer's routing (st.routerLogits filled),
 // true when every layer ran.
 static bool RunLayers(Model& M, PassState& st) {
@@ -572,6 +672,7 @@ static bool RunLayers(Model& M, PassState& st) {
                      c.qkNorm ? (const float*)M.L(l, kKNorm) : nullptr, c.eps, m, c.H, c.KV, c.hd, c.rotaryDim, c.clipQkv,
                      c.theta, s));
     CK(fdl::attention(q, st.dseq, nseq, st.plan, l, c.kvBf16, att, a16, st.attnPartial, c.H, c.KV, c.hd, s));
+    AttentionReports(M, st, l);
     M.linear(att, a16, l, kO, c.outputBias ? kOB : -1, x, m, c.d, qd, /*accumulate=*/true);  // x += att @ Wo^T (+ bo)
     if (c.isMoe(l)) {
       // The router in f32 (weights and input) whatever the mode: its top-k is a discrete choice (DESIGN §13).
@@ -688,6 +789,20 @@ static Napi::Value PassResult(Napi::Env env, const PassState& st, const PassOut&
   }
   if (in.wantEntropy) r.Set("entropy", toTyped<Napi::Float64Array>(env, out.entropy));
   if (in.wantLogits) r.Set("logits", toTyped<Napi::Float32Array>(env, out.logits));
+  // The attention reports, concatenated over the sequences that asked (DESIGN §16).
+  StatOut all;
+  for (const StatOut& o : st.stats) {
+    all.top.insert(all.top.end(), o.top.begin(), o.top.end());
+    all.atTop.insert(all.atTop.end(), o.atTop.begin(), o.atTop.end());
+    all.tracked.insert(all.tracked.end(), o.tracked.begin(), o.tracked.end());
+  }
+  if (!all.top.empty()) {
+    Napi::Object a = Napi::Object::New(env);
+    a.Set("top", toTyped<Napi::Int32Array>(env, all.top));
+    a.Set("atTop", toTyped<Napi::Float64Array>(env, all.atTop));
+    a.Set("tracked", toTyped<Napi::Float64Array>(env, all.tracked));
+    r.Set("attention", a);
+  }
   return r;
 }
 
@@ -708,9 +823,10 @@ Napi::Value ModelWrap::AllocArena(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), (double)(mm->arenas.size() - 1));
 }
 
-// forward(pass) -> Promise<{tokens, probs, top1Probs?, top2Probs?, entropy?, logits?}> over every report of the pass,
-// or, for a model with mixture layers, Promise<{ route: { layer, logits } }> at the first one (see route()).
-// pass: { ids: Int32Array (rows), seqs: Float64Array (batch, 8) [arena, offset, cap, mode, start, rows, L, rowOffset],
+// forward(pass) -> Promise<{tokens, probs, top1Probs?, top2Probs?, entropy?, logits?, attention?}> over every report
+// of the pass, or, for a model with mixture layers, Promise<{ route: { layer, logits } }> at the first one (see route()).
+// pass: { ids: Int32Array (rows), seqs: Float64Array (batch, 13) [arena, offset, cap, mode, start, rows, L, rowOffset,
+//         refreshFrom, refreshLo, refreshHi, statLo, statHi], attentionKeys: Int32Array (batch, layers),
 //         reportRow, position: Int32Array, temperature: Float64Array, seed, forwardIndex: Uint32Array (reports),
 //         top2, entropy, logits: boolean }
 Napi::Value ModelWrap::Forward(const Napi::CallbackInfo& info) {
@@ -719,13 +835,17 @@ Napi::Value ModelWrap::Forward(const Napi::CallbackInfo& info) {
   auto in = std::make_shared<PassIn>();
   in->ids = copyTyped<int32_t>(o.Get("ids"));
   const std::vector<double> seqs = copyTyped<double>(o.Get("seqs"));
-  if (seqs.size() % 8 != 0) throw Napi::RangeError::New(info.Env(), "forward: seqs must hold 8 numbers per sequence");
+  if (seqs.size() % kSeqFields != 0) throw Napi::RangeError::New(info.Env(), "forward: seqs must hold 13 numbers per sequence");
   int rows = 0;
-  for (size_t i = 0; i < seqs.size(); i += 8) {
+  for (size_t i = 0; i < seqs.size(); i += kSeqFields) {
     const PassSeq p{(int)seqs[i], (size_t)seqs[i + 1], (int)seqs[i + 2], (int)seqs[i + 3], (int)seqs[i + 4],
-                    (int)seqs[i + 5], (int)seqs[i + 6], (int)seqs[i + 7]};
+                    (int)seqs[i + 5], (int)seqs[i + 6], (int)seqs[i + 7], (int)seqs[i + 8], (int)seqs[i + 9],
+                    (int)seqs[i + 10], (int)seqs[i + 11], (int)seqs[i + 12]};
     if (p.mode < kFull || p.mode > kExtend || p.rows < 1 || p.start < 0 || p.start + p.rows > p.L || p.rowOffset != rows)
-      throw Napi::RangeError::New(info.Env(), "forward: sequence " + std::to_string(i / 8) + " has a bad mode, span or row offset");
+      throw Napi::RangeError::New(info.Env(), "forward: sequence " + std::to_string(i / kSeqFields) + " has a bad mode, span or row offset");
+    if (p.refreshFrom < 0 || p.refreshFrom >= mm->c.layers || (p.refreshFrom > 0 && !(0 <= p.refreshLo && p.refreshLo < p.refreshHi && p.refreshHi <= p.L)) ||
+        (p.statLo >= 0 && !(p.start <= p.statLo && p.statLo < p.statHi && p.statHi <= p.start + p.rows)))
+      throw Napi::RangeError::New(info.Env(), "forward: sequence " + std::to_string(i / kSeqFields) + " has a bad refresh or attention span");
     rows += p.rows;
     in->seqs.push_back(p);
   }
@@ -746,6 +866,11 @@ Napi::Value ModelWrap::Forward(const Napi::CallbackInfo& info) {
   in->wantTop2 = o.Get("top2").ToBoolean().Value();
   in->wantEntropy = o.Get("entropy").ToBoolean().Value();
   in->wantLogits = o.Get("logits").ToBoolean().Value();
+  in->statKeys = copyTyped<int32_t>(o.Get("attentionKeys"));
+  if (in->statKeys.size() != in->seqs.size() * (size_t)mm->c.layers)
+    throw Napi::RangeError::New(info.Env(), "forward: attentionKeys must hold one key per sequence and layer");
+  for (int32_t k : in->statKeys)
+    if (k < -1) throw Napi::RangeError::New(info.Env(), "forward: an attention key is below -1");
   std::shared_ptr<const PassIn> cin = in;
   auto out = std::make_shared<PassOut>();
   auto st = std::make_shared<std::shared_ptr<PassState>>();  // set on the worker

@@ -381,6 +381,8 @@ __global__ void qkv_rope_k(const float* qkv, float* q, const AttnSeq* seqs, cons
     const int head = (int)(item % heads), row = (int)(item / heads);
     const AttnSeq& S = seqs[rowSeq[row]];
     const int pos = S.pos0 + row - S.q0;
+    // A refresh's shallow layers keep the cached keys outside its span (warp-uniform: the warp shares the item).
+    if (head >= H && layer < S.keepLayers && (pos < S.keepLo || pos >= S.keepHi)) continue;
     const float* src = qkv + (size_t)row * width + (size_t)head * hd;
     const float* norm = head < H ? qNorm : head < H + KV ? kNorm : nullptr;
     float r = 1.f;

@@ -48,7 +48,8 @@ struct AttnSeq;
 // step's fresh rows), layer `layer`. Per head: RMSNorm over hd with qNorm / kNorm (hd,) when given (Qwen3, SDAR,
 // LLaDA-MoE; null: none), then q, k and v clamped to [-clip, clip] when clip > 0 (LLaDA-MoE's clip_qkv), then NeoX
 // RoPE on q and k at position p over the first rotaryDim dims of each head (even, <= hd; hd: all of them; fewer:
-// partial rotary, the rest pass through). cudaErrorInvalidValue for a bad rotaryDim.
+// partial rotary, the rest pass through). A row whose sequence keeps it (layer < keepLayers, p outside [keepLo,
+// keepHi)) writes no k or v. cudaErrorInvalidValue for a bad rotaryDim.
 cudaError_t qkv_rope(const float* qkv, float* q, const AttnSeq* seqs, const int32_t* rowSeq, int layer, bool kvBf16,
                      const float* qNorm, const float* kNorm, float eps, int n, int H, int KV, int hd, int rotaryDim,
                      float clip, float theta, cudaStream_t s);
@@ -68,6 +69,9 @@ struct AttnSeq {
   const void* k0; const void* v0; size_t stride0;
   const void* k1; const void* v1; size_t stride1;
   int n0, L, q0, nq, pos0, causalBlock;
+  // Elastic-Cache's refresh (DESIGN §16): layers below keepLayers write the K/V of positions [keepLo, keepHi) only;
+  // the other rows' keys stay as cached (qkv_rope skips them). 0: every row writes, in every layer.
+  int keepLayers, keepLo, keepHi;
   // filled by attention_plan:
   int chunk, splits;  // keys [s chunk, (s + 1) chunk) form split s: from L only (attention_chunk)
   int parallel;       // 1: one block per (query tile, split) and a combine pass; 0: each block walks every split

@@ -62,11 +62,15 @@ export interface NativePass {
   /** (rows,) int32 token of each computed row. */
   ids: Int32Array;
   /**
-   * (batch, 8) float64 per sequence: arena, byte offset of its cache block in the arena, positions the block holds
+   * (batch, 13) float64 per sequence: arena, byte offset of its cache block in the arena, positions the block holds
    * (its maxLength), mode (0 full, 1 prefix, 2 dual, 3 extend), start, rows (end - start), canvas length L, first row
-   * in the pass. The block is K (layers, cap, KV, hd) then V (layers, cap, KV, hd) in the cache dtype.
+   * in the pass; then Elastic-Cache's (DESIGN §16) refresh fromLayer (0: none) and span start, end, and the attention
+   * report's rows start, end (-1, -1: none). The block is K (layers, cap, KV, hd) then V (layers, cap, KV, hd) in the
+   * cache dtype.
    */
   seqs: Float64Array;
+  /** (batch, layers) int32: each sequence's tracked key per layer for its attention report, -1 for none. */
+  attentionKeys: Int32Array;
   /** (reports,) int32 pass row whose hidden state predicts each report (Dream's shift applied). */
   reportRow: Int32Array;
   /** (reports,) int32 absolute position of each report (the sampling counter's `position`). */
@@ -86,7 +90,10 @@ export interface NativePass {
  * The reductions of every report of a pass, in report order (engine-kit assembleResults splits them): the
  * contract's ForwardResult fields, each over all the pass's reports rather than one request's.
  */
-export type NativeForwardResult = ForwardResult;
+export type NativeForwardResult = Omit<ForwardResult, 'attention'> & {
+  /** The attention reports of the sequences that asked, concatenated in pass order: (layers,) top, (layers, rows) the others. */
+  attention?: { top: Int32Array; atTop: Float64Array; tracked: Float64Array };
+};
 
 /**
  * A pass of a model with mixture layers, stopped at one for its routing: the layer and its router logits (rows, E)

@@ -5,7 +5,7 @@
  */
 import {
   ENGINE_CONTRACT_VERSION, EngineCapacityError, SequenceTable, assembleResults, checkModelSupported, ModelNotSupportedError,
-  type Engine, type EngineCapabilities, type EngineOptions, type EngineProvider, type ForwardRequest, type ForwardResult, type ModelInfo,
+  type AttentionReport, type Engine, type EngineCapabilities, type EngineOptions, type EngineProvider, type ForwardRequest, type ForwardResult, type ModelInfo,
   type SequenceHandle,
 } from '@fast-dllm/engine-contract';
 import {
@@ -85,7 +85,7 @@ export function probeCuda(addonPath = ADDON_PATH): { available: true; binding: N
 }
 
 export class CudaEngine implements Engine {
-  readonly capabilities = CUDA_CAPABILITIES;
+  readonly capabilities: EngineCapabilities;
   private native: NativeModel | undefined;
   private queue: Promise<unknown> = Promise.resolve();
   /** The model's routing rule (softmax, or LLaDA2's sigmoid group-limited), applied on the host; null without mixtures. */
@@ -108,6 +108,8 @@ export class CudaEngine implements Engine {
   ) {
     this.native = native;
     this.rule = desc.moe ? routingRule(desc.moe) : null;
+    // Elastic-Cache (DESIGN §16): the attention report (host-side, addon.cc AttentionReports) and refresh forwards.
+    this.capabilities = { ...CUDA_CAPABILITIES, elasticCache: { layers: desc.numLayers } };
     checkModelSupported(name, model, this.capabilities);
     this.sequences = new SequenceTable(name, model.maxPositions);
     this.pool = new CachePool((bytes) => native.allocArena(bytes));
@@ -160,12 +162,12 @@ export class CudaEngine implements Engine {
             `${this.name} engine: a pass of ${layout.rows} rows is more than the ${this.passRows} rows of scratch it reserves; run fewer sequences per pass`);
         }
       },
-      compute: (blocks, layout) => this.runPass(native, nativePass(batch, layout, blocks)),
+      compute: (blocks, layout) => this.runPass(native, nativePass(batch, layout, blocks, this.desc.numLayers)),
       results: (r, layout) => {
         const none = new Float64Array(0);
         return assembleResults(batch, layout, {
           token: r.tokens, prob: r.probs, top1: r.top1Probs ?? none, top2: r.top2Probs ?? none, entropy: r.entropy ?? none, logits: r.logits,
-        }, this.model.vocabSize);
+        }, this.model.vocabSize, splitAttention(batch, r.attention, this.desc.numLayers));
       },
     }));
     this.queue = run.catch(() => undefined);
@@ -195,6 +197,23 @@ export class CudaEngine implements Engine {
     await this.queue;
     native?.free();
   }
+}
+
+/** The addon's attention reports (concatenated over the sequences that asked, in pass order) split per request. */
+function splitAttention(batch: readonly ForwardRequest[], all: NativeForwardResult['attention'], layers: number): (AttentionReport | undefined)[] {
+  let seq = 0, cell = 0;
+  return batch.map((req) => {
+    const a = req.attention;
+    if (!a) return undefined;
+    if (!all) throw new Error('cuda engine: the addon returned no attention report');
+    const n = layers * (a.end - a.start);
+    const out: AttentionReport = {
+      top: all.top.slice(seq * layers, (seq + 1) * layers), atTop: all.atTop.slice(cell, cell + n), tracked: all.tracked.slice(cell, cell + n),
+    };
+    seq++;
+    cell += n;
+    return out;
+  });
 }
 
 /** Loads a Hugging Face model directory onto the GPU (weights streamed tensor by tensor). */

@@ -151,13 +151,17 @@ describe('request marshalling', () => {
     const batch: ForwardRequest[] = [
       { sequence: seq(1, 24), canvas, mode: 'dual', start: 8, end: 12, positions: Int32Array.of(8, 9, 12), sampling: { temperature: 0.5, seed: 7, forwardIndex: 3 } },
       { sequence: seq(2, 20), canvas: canvas.slice(0, 16), mode: 'extend', start: 12, end: 16, positions: new Int32Array(0), want: { top2: true } },
-      { sequence: seq(3, 32), canvas, mode: 'full', start: 0, end: 20, positions: Int32Array.of(0, 1) },
+      { sequence: seq(3, 32), canvas, mode: 'full', start: 0, end: 20, positions: Int32Array.of(0, 1), refresh: { fromLayer: 1, start: 4, end: 8 }, attention: { start: 4, end: 8, keys: Int32Array.of(3, -1) } },
     ];
     const blocks = [{ arena: 0, offset: 0, bytes: 256 }, { arena: 0, offset: 256, bytes: 512 }, { arena: 1, offset: 1024, bytes: 256 }];
     const layout = layoutPass(model, batch);
-    const p = nativePass(batch, layout, blocks);
+    const p = nativePass(batch, layout, blocks, 2);
     expect([...p.ids]).toEqual([108, 109, 110, 111, 112, 113, 114, 115, ...Array.from(canvas)]);
-    expect([...p.seqs]).toEqual([0, 0, 24, 2, 8, 4, 20, 0, /**/ 0, 256, 20, 3, 12, 4, 16, 4, /**/ 1, 1024, 32, 0, 0, 20, 20, 8]);
+    // Then Elastic-Cache's refresh (fromLayer, span) and attention report rows (DESIGN §16), with the tracked keys apart.
+    expect([...p.seqs]).toEqual([
+      0, 0, 24, 2, 8, 4, 20, 0, 0, 0, 0, -1, -1, /**/ 0, 256, 20, 3, 12, 4, 16, 4, 0, 0, 0, -1, -1, /**/ 1, 1024, 32, 0, 0, 20, 20, 8, 1, 4, 8, 4, 8,
+    ]);
+    expect([...p.attentionKeys]).toEqual([-1, -1, -1, -1, 3, -1]);
     // position 8 reads its own row (the first of the span), 9 row 8, 12 (= end) the last row; row 0 and 1 of the
     // full forward: its own row, then row 0.
     expect([...p.reportRow]).toEqual([0, 0, 3, 8, 8]);

@@ -120,7 +120,7 @@ describe('routing handshake (emulator build)', () => {
       await model.randomize(7, 0.05);
       const arena = model.allocArena(2 ** 20);
       const pass = {
-        ids: Int32Array.of(1, 2, 3), seqs: Float64Array.of(arena, 0, 8, 0, 0, 3, 3, 0), reportRow: Int32Array.of(0), position: Int32Array.of(0),
+        ids: Int32Array.of(1, 2, 3), seqs: Float64Array.of(arena, 0, 8, 0, 0, 3, 3, 0, 0, 0, 0, -1, -1), attentionKeys: new Int32Array(d.numLayers).fill(-1), reportRow: Int32Array.of(0), position: Int32Array.of(0),
         temperature: Float64Array.of(0), seed: Uint32Array.of(0), forwardIndex: Uint32Array.of(0), top2: false, entropy: false, logits: false,
       };
       const first = await model.forward(pass);

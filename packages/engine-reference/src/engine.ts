@@ -5,8 +5,8 @@
  * attention per sequence over that sequence's own cache, as the fast engines do.
  */
 import {
-  ENGINE_CONTRACT_VERSION, EngineCapacityError, SequenceTable, assembleResults, newPassReductions, checkModelSupported, counterGumbel,
-  type Engine, type EngineCapabilities, type EngineOptions, type EngineProvider, type ForwardRequest,
+  ENGINE_CONTRACT_VERSION, EngineCapacityError, SequenceTable, addAttentionLayer, assembleResults, keyValueWrites, newAttentionReport, newPassReductions,
+  checkModelSupported, counterGumbel, type AttentionReport, type Engine, type EngineCapabilities, type EngineOptions, type EngineProvider, type ForwardRequest,
   type ForwardResult, type ModelInfo, type PassLayout, type SequenceHandle,
 } from '@fast-dllm/engine-contract';
 import { INT8_BLOCK, int8Blocks, isMoeLayer, openModel, schedulerModelInfo, storedTensorName, type ModelDescription } from '@fast-dllm/model';
@@ -39,6 +39,7 @@ export class ReferenceEngine implements Engine {
 
   constructor(readonly config: ModelDescription, private weights: ReferenceWeights | null, private readonly cacheBudget = DEFAULT_CACHE_BUDGET) {
     this.model = schedulerModelInfo(config);
+    this.capabilities.elasticCache = { layers: config.numLayers };
     checkModelSupported(this.name, this.model, this.capabilities);
     this.sequences = new SequenceTable(this.name, this.model.maxPositions);
   }
@@ -75,21 +76,24 @@ export class ReferenceEngine implements Engine {
     const lmHead = this.weights.lmHead;
     return this.sequences.pass(this.model, this.capabilities, batch, signal, {
       compute: (caches, layout) => this.hiddenStates(batch, caches, layout, signal), // (rows, d) after the final norm
-      results: (hidden, layout) => {
+      results: ({ hidden, attention }, layout) => {
         const d = this.config.hiddenSize;
         const selected = new Float64Array(layout.reports * d); // (reports, d) the rows that predict each report
         for (let r = 0; r < layout.reports; r++) selected.set(hidden.subarray(layout.reportRow[r] * d, (layout.reportRow[r] + 1) * d), r * d);
         const logits = referenceMatmul(selected, lmHead, layout.reports, d, this.config.vocabSize); // (reports, V)
-        return this.report(batch, layout, logits);
+        return this.report(batch, layout, logits, attention);
       },
     });
   }
 
   /**
    * Runs the layers over every request's span and updates the caches as the modes say.
-   * Returns (rows, d) float64: final-normed hidden states of the concatenated spans.
+   * Returns (rows, d) float64: final-normed hidden states of the concatenated spans, and each request's attention
+   * report (DESIGN §16) when it asked for one.
    */
-  private hiddenStates(batch: readonly ForwardRequest[], caches: SequenceCache[], layout: PassLayout, signal?: AbortSignal): Float64Array {
+  private hiddenStates(
+    batch: readonly ForwardRequest[], caches: SequenceCache[], layout: PassLayout, signal?: AbortSignal,
+  ): { hidden: Float64Array; attention: (AttentionReport | undefined)[] } {
     const w = this.weights!;
     const c = this.config;
     const { hiddenSize: d, numHeads: H, numKvHeads: KV, headDim: hd, intermediateSize: ff } = c;
@@ -107,6 +111,7 @@ export class ReferenceEngine implements Engine {
     });
     const kw = KV * hd;
     const qw = H * hd;
+    const attention = batch.map((req) => (req.attention ? newAttentionReport(c.numLayers, req.attention.end - req.attention.start) : undefined));
     for (let l = 0; l < c.numLayers; l++) {
       signal?.throwIfAborted();
       const layer = w.layers[l];
@@ -128,8 +133,16 @@ export class ReferenceEngine implements Engine {
         const write = req.mode !== 'prefix';
         const keys = write ? caches[b].k[l] : caches[b].k[l].slice(0, L * kw);
         const values = write ? caches[b].v[l] : caches[b].v[l].slice(0, L * kw);
-        keys.set(k.subarray(o * kw, (o + m) * kw), req.start * kw);
-        values.set(v.subarray(o * kw, (o + m) * kw), req.start * kw);
+        // The rows whose K/V this layer writes: the span, or a refresh's span below its fromLayer (DESIGN §16).
+        const { from, to } = keyValueWrites(req, l);
+        const wo = o + from - req.start;
+        keys.set(k.subarray(wo * kw, (wo + to - from) * kw), from * kw);
+        values.set(v.subarray(wo * kw, (wo + to - from) * kw), from * kw);
+        const a = req.attention;
+        if (a) {
+          const qo = o + a.start - req.start;
+          addAttentionLayer(attention[b]!, l, a.keys?.[l] ?? -1, q.subarray(qo * qw, (qo + a.end - a.start) * qw), keys.subarray(0, L * kw), a.end - a.start, L, H, KV, hd);
+        }
         const limit = this.keyLimits(req);
         const out = referenceAttention(q.subarray(o * qw, (o + m) * qw), keys.subarray(0, L * kw), values.subarray(0, L * kw), m, L, H, KV, hd, limit);
         attn.set(out, o * qw);
@@ -140,7 +153,7 @@ export class ReferenceEngine implements Engine {
       const down = layer.ffn.kind === 'moe' ? referenceMoe(h2, layer.ffn.w, n, d) : referenceSwigluFfn(h2, layer.ffn.w, n, d, ff);
       for (let i = 0; i < x.length; i++) x[i] += down[i];
     }
-    return referenceRmsNorm(x, w.finalNorm, n, d, c.rmsNormEps);
+    return { hidden: referenceRmsNorm(x, w.finalNorm, n, d, c.rmsNormEps), attention };
   }
 
   /** Keys each computed row sees: all L, or up to the end of its own block when attention is block-causal. */
@@ -152,7 +165,7 @@ export class ReferenceEngine implements Engine {
   }
 
   /** Reduces each reported logits row (DESIGN §3): the mask token is never proposed but counts in the softmax. */
-  private report(batch: readonly ForwardRequest[], layout: PassLayout, logits: Float64Array): ForwardResult[] {
+  private report(batch: readonly ForwardRequest[], layout: PassLayout, logits: Float64Array, attention: (AttentionReport | undefined)[]): ForwardResult[] {
     const V = this.config.vocabSize;
     const mask = this.model.maskId;
     const n = layout.reports;
@@ -190,7 +203,7 @@ export class ReferenceEngine implements Engine {
       entropy[i] = ent;
     }
     const wantLogits = batch.some((r) => r.want?.logits);
-    return assembleResults(batch, layout, { token, prob, top1, top2, entropy, ...(wantLogits ? { logits: Float32Array.from(logits) } : {}) }, V);
+    return assembleResults(batch, layout, { token, prob, top1, top2, entropy, ...(wantLogits ? { logits: Float32Array.from(logits) } : {}) }, V, attention);
   }
 
   async dispose(): Promise<void> {

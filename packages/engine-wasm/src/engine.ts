@@ -26,7 +26,8 @@
  *            └──────────────────────────────────────────────────────────────────────┘
  */
 import {
-  ENGINE_CONTRACT_VERSION, EngineCapacityError, SequenceTable, assembleResults, checkModelSupported, ModelNotSupportedError, newPassReductions,
+  ENGINE_CONTRACT_VERSION, EngineCapacityError, SequenceTable, addAttentionLayer, assembleResults, checkModelSupported, keyValueWrites, ModelNotSupportedError,
+  newAttentionReport, newPassReductions, type AttentionReport,
   type Engine, type EngineCapabilities, type ForwardRequest, type ForwardResult, type ModelInfo, type PassLayout,
   type SequenceHandle,
 } from '@fast-dllm/engine-contract';
@@ -233,6 +234,7 @@ export class WasmEngine implements Engine {
     readonly weightDType: WeightDType,
   ) {
     this.model = schedulerModelInfo(desc);
+    this.capabilities.elasticCache = { layers: desc.numLayers };
     checkModelSupported(this.name, this.model, this.capabilities);
     this.sequences = new SequenceTable(this.name, this.model.maxPositions);
     this.head = shards[shards.length - 1];
@@ -389,7 +391,7 @@ export class WasmEngine implements Engine {
         for (const sh of this.shards) this.ensureScratch(sh, { rows: layout.rows, keys, reports: Math.min(Math.max(layout.reports, 1), REPORT_CHUNK) });
       },
       compute: (caches, layout) => this.layersForward(batch, caches, layout, signal),
-      results: (_, layout) => this.report(batch, layout),
+      results: (attention, layout) => this.report(batch, layout, attention),
     });
   }
 
@@ -431,9 +433,10 @@ export class WasmEngine implements Engine {
 
   /**
    * Runs the layers over every request's span, shard after shard (the residual rows (n, d) copied from one memory to
-   * the next), updating caches as the modes say; leaves final-normed rows in the head shard's scratch.h.
+   * the next), updating caches as the modes say; leaves final-normed rows in the head shard's scratch.h. Returns each
+   * request's attention report (DESIGN §16) when it asked for one.
    */
-  private layersForward(batch: readonly ForwardRequest[], caches: number[][], layout: PassLayout, signal?: AbortSignal): void {
+  private layersForward(batch: readonly ForwardRequest[], caches: number[][], layout: PassLayout, signal?: AbortSignal): (AttentionReport | undefined)[] {
     const m = this.desc;
     const { hiddenSize: d, numHeads: H, numKvHeads: KV, headDim: hd, intermediateSize: ff } = m;
     const kw = KV * hd;
@@ -442,6 +445,7 @@ export class WasmEngine implements Engine {
     const rows = (r: Region, width: number) => sub(r, 0, n * width);
     const scale = 1 / Math.sqrt(hd);
     const B = this.model.blockSize;
+    const attention = batch.map((req) => (req.attention ? newAttentionReport(m.numLayers, req.attention.end - req.attention.start) : undefined));
     this.shards.forEach((sh, si) => {
       const K = sh.K;
       const ws = sh.scratch!;
@@ -495,8 +499,17 @@ export class WasmEngine implements Engine {
             keys = sub(ws.kTmp, 0, L * kw);
             values = sub(ws.vTmp, 0, L * kw);
           }
-          K.f32(sub(keys, req.start * kw, span * kw)).set(K.f32(sub(ws.kNew, o * kw, span * kw)));
-          K.f32(sub(values, req.start * kw, span * kw)).set(K.f32(sub(ws.vNew, o * kw, span * kw)));
+          // The rows whose K/V this layer writes: the span, or a refresh's span below its fromLayer (DESIGN §16).
+          const { from, to } = keyValueWrites(req, sh.first + ll);
+          const wo = o + from - req.start;
+          K.f32(sub(keys, from * kw, (to - from) * kw)).set(K.f32(sub(ws.kNew, wo * kw, (to - from) * kw)));
+          K.f32(sub(values, from * kw, (to - from) * kw)).set(K.f32(sub(ws.vNew, wo * kw, (to - from) * kw)));
+          const a = req.attention;
+          if (a) {
+            const rows = a.end - a.start;
+            addAttentionLayer(attention[b]!, sh.first + ll, a.keys?.[sh.first + ll] ?? -1, K.f32(sub(ws.q, (o + a.start - req.start) * H * hd, rows * H * hd)),
+              K.f32(sub(keys, 0, L * kw)), rows, L, H, KV, hd);
+          }
           // Rows of one attention call share their visible keys: all L, or (block-causal) up to their block's end.
           for (let i = 0; i < span;) {
             const p = req.start + i;
@@ -517,6 +530,7 @@ export class WasmEngine implements Engine {
     });
     const hs = this.head.scratch!;
     this.head.K.rmsnorm(rows(hs.x, d), this.finalNorm, rows(hs.h, d), n, d, m.rmsNormEps);
+    return attention;
   }
 
   /** LLaDA-MoE's clip_qkv (DESIGN §13): x clamped to ±clipQkv in place (exact in f32); nothing without it. */
@@ -608,7 +622,7 @@ export class WasmEngine implements Engine {
   }
 
   /** Runs the LM head over the rows that predict each report, REPORT_CHUNK at a time, and reduces each row in wasm. */
-  private report(batch: readonly ForwardRequest[], layout: PassLayout): ForwardResult[] {
+  private report(batch: readonly ForwardRequest[], layout: PassLayout, attention: (AttentionReport | undefined)[]): ForwardResult[] {
     const K = this.head.K;
     const ws = this.head.scratch!;
     const d = this.desc.hiddenSize;
@@ -644,7 +658,7 @@ export class WasmEngine implements Engine {
       }
       logits?.set(K.f32(logitsRegion), c0 * V);
     }
-    return assembleResults(batch, layout, { token, prob, top1, top2, entropy, logits }, V);
+    return assembleResults(batch, layout, { token, prob, top1, top2, entropy, logits }, V, attention);
   }
 
   async dispose(): Promise<void> {

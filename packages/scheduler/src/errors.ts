@@ -6,7 +6,7 @@
 export type ChoiceField =
   | 'prompt' | 'genLength' | 'blockLength' | 'steps' | 'rule' | 'threshold' | 'factor' | 'remasking' | 'alg' | 'cache'
   | 'blockCache' | 'subBlockLength' | 'stepsPerBlock' | 'refreshEvery' | 'earlyStop' | 'entropyBound' | 'suffixWindow' | 'earlyCommit' | 'draftVerify'
-  | 'temperature' | 'seed' | 'engine';
+  | 'elasticCache' | 'temperature' | 'seed' | 'engine';
 
 /** How a front-end names a field (e.g. genLength → '--gen-length' or 'max_tokens'); the neutral name when absent. */
 export type FieldNames = Partial<Record<ChoiceField, string>>;

@@ -135,6 +135,8 @@ export class Generation {
       end: plan.end,
       positions: plan.positions,
       ...(plan.want ? { want: plan.want } : {}),
+      ...(plan.attention ? { attention: plan.attention } : {}),
+      ...(plan.refresh ? { refresh: plan.refresh } : {}),
       ...(temperature > 0 ? { sampling: { temperature, seed, forwardIndex: plan.forwardIndex ?? this.nfe } } : {}),
     }));
     this.pending = { plans, reqs };
@@ -197,4 +199,9 @@ function checkResult(req: StepRequest, res: ForwardResult): void {
   }
   if (req.want?.top2 && (res.top1Probs?.length !== n || res.top2Probs?.length !== n)) throw new Error('the engine omitted the top-2 report');
   if (req.want?.entropy && res.entropy?.length !== n) throw new Error('the engine omitted the entropy report');
+  if (req.attention) {
+    const a = res.attention;
+    const rows = req.attention.end - req.attention.start;
+    if (!a || a.atTop?.length !== a.top?.length * rows || a.tracked?.length !== a.top.length * rows) throw new Error('the engine omitted the attention report');
+  }
 }

@@ -9,6 +9,9 @@ import type { CacheMode } from './plan.js';
 import { normaliseSeed } from '@fast-dllm/engine-contract';
 import { DEFAULT_ENTROPY_BOUND } from './select.js';
 
+/** Elastic-Cache's attention-similarity threshold gamma when the user names none (DESIGN §16; the paper's 0.9). */
+export const DEFAULT_ELASTIC_GAMMA = 0.9;
+
 export type DreamAlg = 'entropy' | 'topk_margin' | 'maskgit_plus' | 'origin';
 
 /** SDAR's rules (DESIGN §8): `low_confidence_dynamic` commits every confidence > threshold when there are k_j of them. */
@@ -115,6 +118,13 @@ export interface GenerationRequest {
    * confirms, so the answer is the one decoding without it gives, in fewer passes. Cache none or prefix.
    */
   draftVerify?: number;
+  /**
+   * Masked diffusion under the dual cache (DESIGN §16, Elastic-Cache): gamma in (0, 1]. Only the first pass is a full
+   * forward; every later step is a dual step unless the attention the block's rows give each layer's most-attended
+   * key drifted (cosine similarity below gamma at some layer) since the step before, in which case the next pass is a
+   * refresh from the first such layer down. Needs the engine's Elastic-Cache capability.
+   */
+  elasticCache?: number;
 }
 
 /** Most canvases one verify pass may carry (DESIGN §16). */
@@ -140,6 +150,8 @@ export interface ResolvedRequest {
   earlyCommit: boolean;
   /** Masked diffusion: canvases per verify pass (FreeDave); absent: one canvas, no drafts. */
   draftVerify?: number;
+  /** Masked diffusion: Elastic-Cache's gamma (absent: the cache plan of DESIGN §4). */
+  elasticCache?: number;
   /** Longest canvas the generation will use (prompt + genLength): what its sequence reserves. */
   maxLength: number;
 }
@@ -243,10 +255,23 @@ function resolveMasked(req: GenerationRequest, gen: number, temperature: number,
     }
     draftVerify = k;
   }
+  let elasticCache: number | undefined;
+  if (req.elasticCache !== undefined) {
+    const g = req.elasticCache;
+    if (typeof g !== 'number' || !(g > 0 && g <= 1)) throw bad('elasticCache', (n) => `${n('elasticCache')} (Elastic-Cache's gamma) must be in (0, 1]; got ${String(g)}`);
+    if (cache !== 'dual') {
+      throw bad('elasticCache', (n) => `${n('elasticCache')} refreshes the dual cache; it needs ${n('cache')} dual, not ${cache}`, 'conflict');
+    }
+    if (refreshEvery !== undefined) {
+      throw bad('elasticCache', (n) => `${n('elasticCache')} decides when the cache is refreshed; it does not combine with ${n('refreshEvery')}`, 'conflict');
+    }
+    elasticCache = g;
+  }
   return {
     family: 'masked', cache, temperature, seed, blockLength: bl, stepsPerBlock: steps / numBlocks, refreshEvery,
     ...(suffixWindow !== undefined ? { suffixWindow } : {}), earlyCommit: req.earlyCommit === true,
-    ...(draftVerify !== undefined ? { draftVerify } : {}), maxLength,
+    ...(draftVerify !== undefined ? { draftVerify } : {}),
+    ...(elasticCache !== undefined ? { elasticCache } : {}), maxLength,
   };
 }
 
@@ -270,6 +295,9 @@ function resolveBlock(
   }
   if (req.earlyCommit) throw bad('earlyCommit', (n) => `${n('earlyCommit')} is a masked-diffusion (LLaDA/Dream) option; ${who} commits block by block: drop it`, 'unsupported');
   if (req.draftVerify !== undefined) throw bad('draftVerify', (n) => `${n('draftVerify')} is a masked-diffusion (LLaDA/Dream) option; ${who} commits block by block: drop it`, 'unsupported');
+  if (req.elasticCache !== undefined) {
+    throw bad('elasticCache', (n) => `${n('elasticCache')} is a masked-diffusion (LLaDA/Dream) option; ${who} keeps an exact cache of finished blocks: drop it`, 'unsupported');
+  }
   if (req.blockLength !== undefined) positiveInt('blockLength', req.blockLength);
   const B = model?.blockSize;
   if (B !== undefined && req.blockLength !== undefined && req.blockLength !== B) {
@@ -418,5 +446,8 @@ function checkAgainstEngine(req: GenerationRequest, target: EngineTarget, resolv
     if (resolved.draftVerify > caps.maxBatch) {
       throw bad('draftVerify', (n) => `${n('draftVerify')} ${resolved.draftVerify} is more canvases than engine '${name}' takes in one pass (${caps.maxBatch})`);
     }
+  }
+  if (resolved.elasticCache !== undefined && !caps.elasticCache) {
+    throw bad('elasticCache', () => `Elastic-Cache (the attention report and refresh forwards) not supported by engine '${name}'`);
   }
 }

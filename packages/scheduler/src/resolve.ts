@@ -50,6 +50,8 @@ export interface DecodingChoices {
    * without it gives, in fewer passes. Cache none or prefix (prefix when no cache is chosen).
    */
   draftVerify?: number;
+  /** LLaDA/Dream under the dual cache: Elastic-Cache's attention-similarity threshold gamma (DESIGN §16); absent: off. */
+  elasticCache?: number;
   /** LLaDA's fixed-schedule ranking (low_confidence | random), or SDAR's rule (low_confidence_dynamic | low_confidence_static). */
   remasking?: (typeof MASKED_REMASKING)[number] | SdarRemasking;
   /** Dream's confidence. */
@@ -98,6 +100,8 @@ export interface DecodingPlan {
   earlyCommit: boolean;
   /** LLaDA/Dream: canvases per draft-and-verify pass; null: off (DESIGN §16). */
   draftVerify: number | null;
+  /** LLaDA/Dream: Elastic-Cache's gamma; null: off (DESIGN §16). */
+  elasticCache: number | null;
   /** Whether the run ends at the end of the answer (block diffusion: always). */
   earlyStop: boolean;
   temperature: number;
@@ -124,6 +128,7 @@ function maskedOnly(c: DecodingChoices): ChoiceField[] {
     ['steps', given(c.steps)], ['rule', given(c.rule)], ['factor', given(c.factor)], ['alg', given(c.alg)],
     ['refreshEvery', given(c.refreshEvery)], ['earlyStop', c.earlyStop === false], ['entropyBound', given(c.entropyBound)],
     ['suffixWindow', given(c.suffixWindow)], ['earlyCommit', c.earlyCommit === true], ['draftVerify', given(c.draftVerify)],
+    ['elasticCache', given(c.elasticCache)],
     ['remasking', c.remasking !== undefined && !(SDAR_REMASKING as readonly string[]).includes(c.remasking)],
     ['cache', c.cache !== undefined && c.cache !== 'none'],
   ] as const).filter(([, g]) => g).map(([f]) => f);
@@ -282,18 +287,19 @@ function planFor(m: DecodingModel, choices: DecodingChoices): DecodingPlan {
   const cache: CacheMode = block ? 'none' : choices.cache ?? (choices.draftVerify !== undefined ? 'prefix' : recipe!.cache);
   const blockLength = block ? B ?? choices.blockLength ?? 0 : choices.blockLength ?? DEFAULT_BLOCK_LENGTH;
   const isRecipe = recipe !== undefined && ([
-    'rule', 'threshold', 'factor', 'entropyBound', 'suffixWindow', 'earlyCommit', 'draftVerify', 'remasking', 'alg', 'cache', 'blockCache', 'subBlockLength', 'stepsPerBlock',
+    'rule', 'threshold', 'factor', 'entropyBound', 'suffixWindow', 'earlyCommit', 'draftVerify', 'elasticCache', 'remasking', 'alg', 'cache', 'blockCache', 'subBlockLength', 'stepsPerBlock',
   ] as const).every((f) => choices[f] === undefined || (f === 'earlyCommit' && choices[f] === false));
   const suffixWindow = block ? null : choices.suffixWindow ?? null;
   const earlyCommit = !block && choices.earlyCommit === true;
   const draftVerify = block ? null : choices.draftVerify ?? null;
+  const elasticCache = block ? null : choices.elasticCache ?? null;
   const policies = [
     ...(suffixWindow !== null ? [`suffix window ${suffixWindow}`] : []), ...(earlyCommit ? ['early commit'] : []),
-    ...(draftVerify !== null ? [`draft and verify ${draftVerify}`] : []),
+    ...(draftVerify !== null ? [`draft and verify ${draftVerify}`] : []), ...(elasticCache !== null ? [`Elastic-Cache gamma ${elasticCache}`] : []),
   ];
   const plan: DecodingPlan = {
     architecture: m.architecture, family: block ? 'block' : 'masked', strategy, cache, genLength, blockLength,
-    steps: block ? null : choices.steps ?? genLength, refreshEvery: choices.refreshEvery ?? null, suffixWindow, earlyCommit, draftVerify,
+    steps: block ? null : choices.steps ?? genLength, refreshEvery: choices.refreshEvery ?? null, suffixWindow, earlyCommit, draftVerify, elasticCache,
     earlyStop: block ? true : choices.earlyStop ?? true, temperature: choices.temperature ?? 0, seed: choices.seed ?? 0, isRecipe,
     description: isRecipe ? recipe!.description : block ? `${familyName(m.architecture)} (${describeDecoding(strategy, 'none')})`
       : [describeDecoding(strategy, cache), ...policies].join(', '),
@@ -314,5 +320,6 @@ export function requestOf(plan: DecodingPlan, prompt: Int32Array): GenerationReq
     ...(plan.refreshEvery !== null ? { refreshEvery: plan.refreshEvery } : {}),
     ...(plan.suffixWindow !== null ? { suffixWindow: plan.suffixWindow } : {}), ...(plan.earlyCommit ? { earlyCommit: true } : {}),
     ...(plan.draftVerify !== null ? { draftVerify: plan.draftVerify } : {}),
+    ...(plan.elasticCache !== null ? { elasticCache: plan.elasticCache } : {}),
   };
 }

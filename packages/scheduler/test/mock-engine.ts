@@ -1,5 +1,6 @@
 import {
   ENGINE_CONTRACT_VERSION,
+  type AttentionReport,
   type Engine,
   type EngineCapabilities,
   type ForwardRequest,
@@ -22,6 +23,9 @@ export interface Proposal {
 
 export type Script = (position: number, forwardIndex: number, req: ForwardRequest) => Proposal;
 
+/** The attention report the mock gives a request that asks for one (Elastic-Cache, DESIGN §16). */
+export type AttentionScript = (req: ForwardRequest, forwardIndex: number) => AttentionReport;
+
 /**
  * A scripted engine: no weights, it records every request and answers from the script. `forwardIndex` given
  * to the script is the sequence's own forward count; `passes` records each pass's batch.
@@ -36,11 +40,16 @@ export class MockEngine implements Engine {
   private readonly table: SequenceTable<null>;
   /** Sequences that may be open at once (capacity tests). */
   maxSequences = Infinity;
+  private readonly attention?: AttentionScript;
 
   constructor(
     private readonly script: Script,
-    opts: { architecture?: ModelInfo['architecture']; caps?: Partial<EngineCapabilities>; maxPositions?: number; model?: Partial<ModelInfo> } = {},
+    opts: {
+      architecture?: ModelInfo['architecture']; caps?: Partial<EngineCapabilities>; maxPositions?: number; model?: Partial<ModelInfo>;
+      attention?: AttentionScript;
+    } = {},
   ) {
+    this.attention = opts.attention;
     const arch = opts.architecture ?? 'llada';
     const block = arch === 'fast_dllm_v2' || arch === 'sdar' || arch === 'a2d_bd3lm' || arch === 'llada2_moe';
     this.model = {
@@ -108,6 +117,10 @@ export class MockEngine implements Engine {
       out.top2Probs = new Float64Array(n);
     }
     if (req.want?.entropy) out.entropy = new Float64Array(n);
+    if (req.attention) {
+      if (!this.attention) throw new Error('mock: no attention script');
+      out.attention = this.attention(req, fi);
+    }
     req.positions.forEach((p, i) => {
       const pr = this.script(p, fi, req);
       out.tokens[i] = pr.token;

@@ -8,7 +8,7 @@
  * - Every decoding field maps to the scheduler's neutral choices (choicesOf), which its resolver (resolveDecoding)
  *   turns into the model family's recipe with the request's fields over it, and refuses by field (DESIGN §11): a
  *   field of another family (LLaDA/Dream's `strategy`, `factor`, `alg`, `cache`, `block_length`, `steps`,
- *   `refresh_every`, `early_stop`: false, `entropy_bound`, `suffix_window`, `early_commit`, `draft_verify`; Fast-dLLM v2's `sub_block_length`, `block_cache`; SDAR's
+ *   `refresh_every`, `early_stop`: false, `entropy_bound`, `suffix_window`, `early_commit`, `draft_verify`, `elastic_cache`; Fast-dLLM v2's `sub_block_length`, `block_cache`; SDAR's
  *   `steps_per_block`, `remasking`) is refused naming it, as the CLI refuses its flag.
  * - Block-diffusion models (Fast-dLLM v2, SDAR; DESIGN §8) decode in their own blocks: `max_tokens` is the cap on new
  *   tokens (no rounding).
@@ -169,7 +169,7 @@ export const BODY_FIELDS: FieldNames = {
   genLength: 'max_tokens', blockLength: 'block_length', steps: 'steps', rule: 'strategy', threshold: 'threshold', factor: 'factor',
   remasking: 'remasking', alg: 'alg', cache: 'cache', blockCache: 'block_cache', subBlockLength: 'sub_block_length',
   stepsPerBlock: 'steps_per_block', refreshEvery: 'refresh_every', earlyStop: 'early_stop', entropyBound: 'entropy_bound', suffixWindow: 'suffix_window',
-  earlyCommit: 'early_commit', draftVerify: 'draft_verify', temperature: 'temperature', seed: 'seed', engine: 'model',
+  earlyCommit: 'early_commit', draftVerify: 'draft_verify', elasticCache: 'elastic_cache', temperature: 'temperature', seed: 'seed', engine: 'model',
 };
 
 /** A body's decoding fields as the scheduler's neutral choices (null and absent alike: not chosen). */
@@ -184,6 +184,7 @@ export function choicesOf(body: DecodingBody): DecodingChoices {
   set('refreshEvery', body.refresh_every); set('earlyStop', body.early_stop); set('temperature', body.temperature); set('seed', body.seed);
   set('entropyBound', body.entropy_bound); set('suffixWindow', body.suffix_window); set('earlyCommit', body.early_commit);
   set('draftVerify', body.draft_verify);
+  set('elasticCache', body.elastic_cache);
   return c;
 }
 

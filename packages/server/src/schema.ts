@@ -58,11 +58,13 @@ const decodingProperties = {
   refresh_every: nullable('integer', { minimum: 1, maximum: LIMITS.steps }),
   early_stop: nullable('boolean'),
   // DESIGN §16's policies (LLaDA/Dream): EB-Sampler's bound, the suffix window, Prophet's early commit, FreeDave's
-  // canvases per verify pass (the scheduler checks the range and the cache).
+  // canvases per verify pass, Elastic-Cache's gamma (the scheduler checks their ranges and caches: its refusal names
+  // the field).
   entropy_bound: nullable('number', { minimum: 0, maximum: 1e6 }),
   suffix_window: nullable('integer', { minimum: 0, maximum: LIMITS.steps }),
   early_commit: nullable('boolean'),
   draft_verify: nullable('integer', { minimum: 0, maximum: 1024 }),
+  elastic_cache: nullable('number'),
   fast_dllm: nullable('object', {
     additionalProperties: false,
     properties: {
@@ -174,6 +176,8 @@ export interface DecodingBody {
   suffix_window?: Opt<number>;
   early_commit?: Opt<boolean>;
   draft_verify?: Opt<number>;
+  /** LLaDA/Dream with the dual cache: Elastic-Cache's gamma in (0, 1] (DESIGN §16). */
+  elastic_cache?: Opt<number>;
   fast_dllm?: Opt<{ canvas?: boolean; timeout?: number }>;
 }
 

@@ -17,6 +17,9 @@ export interface PlannedForward {
   /** (n,) positions whose predictions are wanted, ascending (may be empty: a pass that only writes the cache). */
   positions: Int32Array;
   want?: ForwardRequest['want'];
+  /** Elastic-Cache (DESIGN §16): the attention report this pass asks for, and a full forward's refresh. */
+  attention?: ForwardRequest['attention'];
+  refresh?: ForwardRequest['refresh'];
   /** For the step record: the block (0-based, in generation order) and the step inside it. */
   block: number;
   step: number;

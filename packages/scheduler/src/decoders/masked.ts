@@ -2,8 +2,8 @@
  * Masked diffusion (LLaDA, Dream; DESIGN §2–4): the canvas prompt ++ [MASK] * genLength is decoded in
  * semi-autoregressive blocks; each step is a full, prefix or dual forward (the approximate cache plan, plan.ts) and
  * commits the masked in-block positions the strategy picks. DESIGN §16's policies compose with that: a suffix
- * window shortens the canvas a pass sees, EB-Sampler is one more selection rule, and early commit may take every
- * masked position a full forward sees at once.
+ * window shortens the canvas a pass sees, EB-Sampler is one more selection rule, early commit may take every
+ * masked position a full forward sees at once, and Elastic-Cache (elastic.ts) plans the cache instead of planForward.
  */
 import type { ForwardResult, ModelInfo } from '@fast-dllm/engine-contract';
 import { planForward } from '../plan.js';
@@ -14,6 +14,7 @@ import {
   selectEntropyBound, selectFactor, selectFixed, selectThreshold, type Block,
 } from '../select.js';
 import { commit, maskedIn, type Decoder, type DecoderOutcome, type PlannedForward } from './decoder.js';
+import { ElasticCachePolicy, type ElasticPass } from '../elastic.js';
 
 /** The strategies of masked diffusion. */
 export type MaskedStrategy = Extract<Strategy, { kind: 'fixed' | 'threshold' | 'factor' | 'dream' | 'entropy_bound' }>;
@@ -25,6 +26,8 @@ interface MaskedPlan extends PlannedForward {
   lookAhead: boolean;
   /** Draft and verify: the drafted step that made this canvas from the one before it in the pass. */
   draft?: { positions: Int32Array; tokens: Int32Array };
+  /** Elastic-Cache: the policy's pass (its attention report is handed back to the policy). */
+  elastic?: ElasticPass;
 }
 
 export class MaskedDiffusionDecoder implements Decoder {
@@ -38,6 +41,8 @@ export class MaskedDiffusionDecoder implements Decoder {
   private stepForwards = 0; // forwards step-by-step decoding would have spent so far (draft and verify)
   /** Draft and verify: the last result kept, on the block it came from; the next drafts are read from it. */
   private last: { block: number; positions: Int32Array; res: ForwardResult } | null = null;
+  /** DESIGN §16's Elastic-Cache, when the request asks for it: it plans the cache instead of planForward. */
+  private readonly elastic: ElasticCachePolicy | null;
 
   constructor(
     private readonly model: ModelInfo,
@@ -52,6 +57,7 @@ export class MaskedDiffusionDecoder implements Decoder {
     const top2 = (s.kind === 'dream' && s.alg === 'topk_margin') || resolved.earlyCommit;
     const entropy = (s.kind === 'dream' && s.alg === 'entropy') || s.kind === 'entropy_bound';
     this.want = top2 || entropy ? { ...(top2 ? { top2 } : {}), ...(entropy ? { entropy } : {}) } : undefined;
+    this.elastic = resolved.elasticCache !== undefined ? new ElasticCachePolicy(resolved.elasticCache, model.shiftLogits) : null;
     this.enterBlock();
   }
 
@@ -72,15 +78,19 @@ export class MaskedDiffusionDecoder implements Decoder {
     // The suffix window: the same length for every pass of a block, so a dual step matches the cache its block's
     // full forward wrote (the contract's C = L).
     const L = suffixWindow === undefined ? canvas.length : Math.min(canvas.length, block.end + suffixWindow);
-    const span = planForward(cache, step, block, L, refreshEvery);
+    // Elastic-Cache plans the cache instead of planForward (it needs the dual cache, which draft and verify refuses,
+    // so this runs once per pass).
+    const elastic = this.elastic?.plan(block, L);
+    const span = elastic ?? planForward(cache, step, block, L, refreshEvery);
     // Keyed on the model's shifted logits, not on the strategy: the cached window would give the block's
-    // first position its own, unshifted row.
-    const dreamFirst = this.model.shiftLogits && cache !== 'none' && step === 0 && canvas[block.start] === this.model.maskId;
+    // first position its own, unshifted row. (Elastic-Cache's dual rows start one before the block instead.)
+    const dreamFirst = !elastic && this.model.shiftLogits && cache !== 'none' && step === 0 && canvas[block.start] === this.model.maskId;
     const lookAhead = earlyCommit && span.mode === 'full' && !dreamFirst;
     const positions = dreamFirst ? Int32Array.of(block.start) : maskedIn(canvas, block.start, lookAhead ? L : block.end, this.model.maskId); // (n,) ascending
     return {
       length: L, mode: span.mode, start: span.start, end: span.end, positions,
       ...(this.want && !dreamFirst ? { want: this.want } : {}),
+      ...(elastic ? { attention: elastic.attention, ...(elastic.refresh ? { refresh: elastic.refresh } : {}), elastic } : {}),
       block: block.index, step, dreamFirst, lookAhead,
     };
   }
@@ -120,6 +130,8 @@ export class MaskedDiffusionDecoder implements Decoder {
   }
 
   apply(plans: readonly PlannedForward[], results: readonly ForwardResult[], forwardIndex: number): DecoderOutcome {
+    const { elastic } = plans[0] as MaskedPlan;
+    if (elastic) this.elastic!.observe(elastic, plans[0].length, results[0].attention!);
     const block = this.blocks[this.blockIndex];
     // Verify: canvas j + 1 holds a draft of the step canvas j's result decides; keep going while they agree.
     const kept: { positions: Int32Array; tokens: Int32Array }[] = [];

@@ -18,7 +18,7 @@ export const SERVER_FIELDS: Readonly<Record<Exclude<keyof DecodingChoices, 'genL
   rule: 'strategy', threshold: 'threshold', factor: 'factor', remasking: 'remasking', alg: 'alg', cache: 'cache', blockCache: 'block_cache',
   blockLength: 'block_length', steps: 'steps', subBlockLength: 'sub_block_length', stepsPerBlock: 'steps_per_block', refreshEvery: 'refresh_every',
   earlyStop: 'early_stop', entropyBound: 'entropy_bound', suffixWindow: 'suffix_window', earlyCommit: 'early_commit',
-  draftVerify: 'draft_verify',
+  draftVerify: 'draft_verify', elasticCache: 'elastic_cache',
 };
 
 /** Decoding choices as the body fields of a request to `fast-dllm serve`. */

@@ -8,7 +8,7 @@
  * DecodeSettings and in choicesOf.
  */
 import {
-  DEFAULT_BLOCK_LENGTH, DEFAULT_ENTROPY_BOUND, DEFAULT_GEN_LENGTH, DEFAULT_SUB_BLOCK, DEFAULT_THRESHOLD, MAX_DRAFT_VERIFY, SDAR_THRESHOLD, SchedulerConfigError, blockStrategyKindFor, requestOf, resolveDecoding,
+  DEFAULT_BLOCK_LENGTH, DEFAULT_ELASTIC_GAMMA, DEFAULT_ENTROPY_BOUND, DEFAULT_GEN_LENGTH, DEFAULT_SUB_BLOCK, DEFAULT_THRESHOLD, MAX_DRAFT_VERIFY, SDAR_THRESHOLD, SchedulerConfigError, blockStrategyKindFor, requestOf, resolveDecoding,
   type DecodingChoices, type DecodingPlan, type FieldNames, type GenerationRequest,
 } from '@fast-dllm/scheduler';
 
@@ -31,6 +31,9 @@ export interface DecodeSettings {
   /** DESIGN §16 (FreeDave): verify passes of `draftVerify` canvases (off: one canvas per pass). */
   draftVerifyOn: boolean;
   draftVerify: number;
+  /** DESIGN §16: Elastic-Cache under the dual cache, with its attention-similarity threshold γ. */
+  elasticCacheOn: boolean;
+  elasticGamma: number;
   /** Total steps of the fixed schedule (a multiple of the number of blocks). */
   steps: number;
   blockLength: number;
@@ -60,7 +63,7 @@ export interface DecodeSettings {
  */
 export const DEFAULT_SETTINGS: DecodeSettings = {
   cache: 'dual', rule: 'threshold', threshold: DEFAULT_THRESHOLD, factor: 1, entropyBound: DEFAULT_ENTROPY_BOUND, suffixWindowOn: false, suffixWindow: DEFAULT_BLOCK_LENGTH,
-  earlyCommit: false, draftVerifyOn: false, draftVerify: 4, steps: DEFAULT_GEN_LENGTH, blockLength: DEFAULT_BLOCK_LENGTH, genLength: DEFAULT_GEN_LENGTH,
+  earlyCommit: false, draftVerifyOn: false, draftVerify: 4, elasticCacheOn: false, elasticGamma: DEFAULT_ELASTIC_GAMMA, steps: DEFAULT_GEN_LENGTH, blockLength: DEFAULT_BLOCK_LENGTH, genLength: DEFAULT_GEN_LENGTH,
   temperature: 0, seed: 0, earlyStop: true, slowMotionMs: 0, multiTurn: false,
   subBlockLength: DEFAULT_SUB_BLOCK, v2Threshold: DEFAULT_THRESHOLD, blockCache: false, stepsPerBlock: 0, sdarRemasking: 'low_confidence_dynamic', sdarThreshold: SDAR_THRESHOLD,
 };
@@ -149,6 +152,14 @@ export const SECTIONS: readonly SectionSpec[] = [
       },
       { key: 'draftVerify', label: 'Canvases', help: 'canvases per verify pass', input: int(2, MAX_DRAFT_VERIFY), visible: (s, m) => masked(m) && s.draftVerifyOn, remote: true },
       {
+        key: 'elasticCacheOn', label: 'Elastic-Cache', help: 'DESIGN §16: refresh the dual cache only when the attention on the most-attended token drifts, from the layer where it does',
+        input: { kind: 'checkbox' }, visible: (s, m) => masked(m) && s.cache === 'dual', remote: true,
+      },
+      {
+        key: 'elasticGamma', label: 'Elastic γ', help: 'refresh when a layer\'s cosine similarity to the step before falls below γ (1: at any change)',
+        input: { kind: 'number', min: 0.01, max: 1, step: 0.01, integer: false }, visible: (s, m) => masked(m) && s.cache === 'dual' && s.elasticCacheOn, remote: true,
+      },
+      {
         key: 'steps', label: 'Steps', help: 'total steps over all blocks; a multiple of the number of blocks',
         input: int(1), visible: (s, m) => masked(m) && s.rule === 'fixed', remote: true,
       },
@@ -217,7 +228,7 @@ export const FIELD_LABELS: FieldNames = {
   genLength: 'Generation length', blockLength: 'Block length', steps: 'Steps', rule: 'Unmasking rule', threshold: 'τ', factor: 'f',
   cache: 'KV cache', blockCache: 'Block cache', subBlockLength: 'Sub-block', stepsPerBlock: 'Steps per block', remasking: 'Remasking',
   earlyStop: 'Early stop', temperature: 'Temperature', seed: 'Seed', prompt: 'The conversation', entropyBound: 'γ', suffixWindow: 'Window',
-  earlyCommit: 'Early commit', draftVerify: 'Canvases',
+  earlyCommit: 'Early commit', draftVerify: 'Canvases', elasticCache: 'Elastic γ',
 };
 
 /** LLaDA stands in for the model until one is known (the page's first settings, a server not asked yet). */
@@ -239,6 +250,7 @@ export function choicesOf(s: DecodeSettings, m: ModelCaps | null = null): Decodi
     ...(s.rule === 'threshold' ? { threshold: s.threshold } : s.rule === 'factor' ? { factor: s.factor } : s.rule === 'entropy_bound' ? { entropyBound: s.entropyBound } : { steps: s.steps }),
     ...(s.suffixWindowOn ? { suffixWindow: s.suffixWindow } : {}), ...(s.earlyCommit ? { earlyCommit: true } : {}),
     ...(s.draftVerifyOn ? { draftVerify: s.draftVerify } : {}),
+    ...(s.elasticCacheOn && s.cache === 'dual' ? { elasticCache: s.elasticGamma } : {}),
   };
 }
 
@@ -265,6 +277,7 @@ export function recipeSettings(m: ModelCaps): Partial<DecodeSettings> {
         ...common, rule, cache: plan.cache as CacheChoice, blockLength: plan.blockLength, steps: plan.steps!, earlyStop: plan.earlyStop,
         suffixWindowOn: plan.suffixWindow !== null, earlyCommit: plan.earlyCommit, ...(plan.suffixWindow !== null ? { suffixWindow: plan.suffixWindow } : {}),
         draftVerifyOn: plan.draftVerify !== null, ...(plan.draftVerify !== null ? { draftVerify: plan.draftVerify } : {}),
+        elasticCacheOn: plan.elasticCache !== null, ...(plan.elasticCache !== null ? { elasticGamma: plan.elasticCache } : {}),
         ...(tau !== undefined ? { threshold: tau } : {}), ...(st.kind === 'factor' ? { factor: st.factor! } : {}),
       };
     }
