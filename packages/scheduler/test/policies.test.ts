@@ -193,6 +193,17 @@ describe('draft and verify (FreeDave)', () => {
       });
     }
   }
+  it("Dream under the prefix cache: the block's first-position pass drafts nothing, the passes after it do", async () => {
+    for (const script of [nearLeft, chain]) {
+      const req = base({ genLength: 16, blockLength: 8, steps: 16, cache: 'prefix', strategy: { kind: 'dream', alg: 'maskgit_plus', threshold: 0.9 } });
+      const ref = await generate(new MockEngine(script, { architecture: 'dream' }), req);
+      const e = new MockEngine(script, { architecture: 'dream' });
+      const fd = await generate(e, { ...req, draftVerify: 4 });
+      expect(arr(fd.tokens)).toEqual(arr(ref.tokens));
+      expect(fd.stats.nfe).toBeLessThanOrEqual(ref.stats.nfe);
+      expect(e.passes[1]).toHaveLength(1); // after the block's first position alone, no result covers the other masks
+    }
+  });
   it('drafts stay in the block and stop before a pass that rebuilds the cache', async () => {
     const { e, r } = await run(nearLeft, { strategy: { kind: 'threshold', threshold: 0.9 }, cache: 'prefix', draftVerify: 4 });
     const shape = e.passes.map((p) => p.map((q) => `${q.mode}[${q.start},${q.end})`).join(' '));

@@ -111,6 +111,7 @@ export class MaskedDiffusionDecoder implements Decoder {
     for (let j = 1, cur = first; j < K; j++) {
       const positions = cur.positions; // (n,) the block's masks in cur's canvas, all reported by the last result
       const stale = restrictResult(last.res, last.positions, positions);
+      if (!stale) break; // the last result did not report every mask left (Dream's first-position pass)
       const fi = this.stepForwards + j - 1;
       const conf = confidences(this.strategy, stale, positions, this.resolved.seed, fi);
       const chosen = choose(this.strategy, positions, conf, stale, this.step + j - 1, this.resolved, this.schedule, positions.length, fi);
@@ -248,11 +249,15 @@ function countBelow(positions: Int32Array, end: number): number {
   return n;
 }
 
-/** The reports of `res` (for the ascending `from` positions) at the ascending `to` positions, a subset of them. */
-function restrictResult(res: ForwardResult, from: Int32Array, to: Int32Array): ForwardResult {
+/**
+ * The reports of `res` (for the ascending `from` positions) at the ascending `to` positions; null when `to` is not a
+ * subset of `from` (Dream's first-position pass reports that position only).
+ */
+function restrictResult(res: ForwardResult, from: Int32Array, to: Int32Array): ForwardResult | null {
   const idx = new Int32Array(to.length); // (m,) index into `from` of each wanted position
   for (let i = 0, k = 0; i < to.length; i++) {
-    while (from[k] !== to[i]) k++;
+    while (k < from.length && from[k] < to[i]) k++;
+    if (k === from.length || from[k] !== to[i]) return null;
     idx[i] = k;
   }
   const pick = (a: Float64Array) => Float64Array.from(idx, (k) => a[k]);
@@ -269,7 +274,7 @@ function sameStep(draft: { positions: Int32Array; tokens: Int32Array }, chosen: 
   if (draft.positions.length !== chosen.length) return false;
   for (let i = 0, k = 0; i < chosen.length; i++) {
     if (draft.positions[i] !== chosen[i]) return false;
-    while (reported[k] !== chosen[i]) k++;
+    while (k < reported.length && reported[k] !== chosen[i]) k++; // chosen ⊆ reported
     if (res.tokens[k] !== draft.tokens[i]) return false;
   }
   return true;
