@@ -4,7 +4,7 @@
 //   table:  the baseline (one token per step, no cache), Fast-dLLM's rows (dual cache with the threshold and the
 //           factor rule; the threshold swept under the prefix and the dual cache; --paper adds the paper's cache-only
 //           and no-cache rows), and the policy rows (EB-Sampler, suffix window, early commit, draft and verify alone
-//           and under the prefix cache, three stacks)
+//           and under the prefix cache, Elastic-Cache, four stacks)
 //   gamma:  for each further EB-Sampler bound of --gammas (the first is the table's), the two EB rows
 //   window: for each further suffix window of --windows (the first is the table's), the window row and the stacks
 // Speedups are the table's baseline wall time over the row's (runs follow each other on the same machine).
@@ -60,13 +60,13 @@ function bench(run, extra) {
 const kindOf = (r) => {
   if (r.name.startsWith('baseline')) return 'baseline';
   if (r.name.startsWith('stack')) return 'stack';
-  if (/EB-Sampler|suffix window|early commit|draft and verify/.test(r.name)) return 'policy';
+  if (/EB-Sampler|suffix window|early commit|draft and verify|Elastic-Cache/.test(r.name)) return 'policy';
   if (/parallel|sweep/.test(r.name)) return 'fast-dllm';
   return 'cache only';
 };
 
 const tableRows = [...(paper ? ['baseline', 'prefix', 'dual', 'parallel'] : ['baseline']), 'dual-parallel', 'dual-factor', 'dual-eb', 'dual-window',
-  'dual-early-commit', 'draft-verify', 'prefix-draft-verify', 'stack-threshold', 'stack-eb', 'stack-verify'];
+  'dual-early-commit', 'dual-elastic', 'draft-verify', 'prefix-draft-verify', 'stack-threshold', 'stack-eb', 'stack-elastic', 'stack-verify'];
 const table = bench('table', ['--rows', tableRows.join(','), '--sweep-taus', taus, '--sweep-cache', 'prefix,dual', '--policies',
   '--entropy-bound', gammas[0], '--suffix-window', window]);
 const runs = [table];
@@ -74,7 +74,7 @@ for (const g of gammas.slice(1)) {
   runs.push(bench(`gamma ${g}`, ['--rows', 'dual-eb,stack-eb', '--policies', '--entropy-bound', g, '--suffix-window', window]));
 }
 for (const w of windows.slice(1)) {
-  runs.push(bench(`window ${w}`, ['--rows', 'dual-window,stack-threshold,stack-eb,stack-verify', '--policies', '--entropy-bound', gammas[0], '--suffix-window', w]));
+  runs.push(bench(`window ${w}`, ['--rows', 'dual-window,stack-threshold,stack-eb,stack-elastic,stack-verify', '--policies', '--entropy-bound', gammas[0], '--suffix-window', w]));
 }
 rmSync(tmp, { recursive: true, force: true });
 

@@ -12,7 +12,7 @@ import type { Command } from 'commander';
 import { Option } from 'commander';
 import cliProgress from 'cli-progress';
 import {
-  DEFAULT_ENTROPY_BOUND, requestOf, resolveDecoding, type CacheMode, type DecodingChoices, type DecodingModel, type DecodingPlan, type Strategy,
+  DEFAULT_ELASTIC_GAMMA, DEFAULT_ENTROPY_BOUND, requestOf, resolveDecoding, type CacheMode, type DecodingChoices, type DecodingModel, type DecodingPlan, type Strategy,
 } from '@fast-dllm/scheduler';
 import type { ModelDescription } from '@fast-dllm/model';
 import { UsageError } from './errors.js';
@@ -78,11 +78,12 @@ export interface RowPlan {
 
 /** Keys of the table's rows for --rows, in table order: the paper's, then DESIGN §16's policies (with --policies). */
 export const TABLE_ROWS = [
-  'baseline', 'prefix', 'dual', 'parallel', 'dual-parallel', 'dual-factor', 'dual-eb', 'dual-window', 'dual-early-commit', 'draft-verify',
-  'prefix-draft-verify', 'stack-threshold', 'stack-eb', 'stack-verify',
+  'baseline', 'prefix', 'dual', 'parallel', 'dual-parallel', 'dual-factor', 'dual-eb', 'dual-window', 'dual-early-commit', 'dual-elastic',
+  'draft-verify', 'prefix-draft-verify', 'stack-threshold', 'stack-eb', 'stack-elastic', 'stack-verify',
 ] as const;
 const POLICY_ROWS: readonly string[] = [
-  'dual-eb', 'dual-window', 'dual-early-commit', 'draft-verify', 'prefix-draft-verify', 'stack-threshold', 'stack-eb', 'stack-verify',
+  'dual-eb', 'dual-window', 'dual-early-commit', 'dual-elastic', 'draft-verify', 'prefix-draft-verify', 'stack-threshold', 'stack-eb',
+  'stack-elastic', 'stack-verify',
 ];
 
 /** The suffix window of the policy rows when --suffix-window is not given: the block after the current one. */
@@ -91,11 +92,12 @@ export const POLICY_SUFFIX_WINDOW = 32;
 /** Canvases per verify pass of the draft-and-verify rows when --draft-verify is not given. */
 export const POLICY_DRAFTS = 4;
 
-/** The policy rows' settings (DESIGN §16): EB-Sampler's gamma, the suffix window, draft and verify's canvases. */
+/** The policy rows' settings (DESIGN §16): EB-Sampler's gamma, the suffix window, draft and verify's canvases, Elastic-Cache's gamma. */
 export interface PolicyRowSettings {
   gamma: number;
   window: number;
   drafts: number;
+  elastic: number;
 }
 
 /** --rows: comma-separated keys of TABLE_ROWS, kept in table order. */
@@ -117,7 +119,7 @@ export function rowsFor(
   tau: number, factor: number, sweep: readonly number[] | null, sweepOnly: boolean, only?: readonly string[], policies?: PolicyRowSettings,
   sweepCaches?: readonly CacheMode[],
 ): RowSpec[] {
-  const { gamma, window, drafts } = policies ?? { gamma: 0, window: 0, drafts: 0 };
+  const { gamma, window, drafts, elastic } = policies ?? { gamma: 0, window: 0, drafts: 0, elastic: 0 };
   const rows: Array<RowSpec & { key: (typeof TABLE_ROWS)[number] }> = [
     { key: 'baseline', name: 'baseline', choices: { rule: 'fixed', cache: 'none' } },
     { key: 'prefix', name: '+ prefix cache', choices: { rule: 'fixed', cache: 'prefix' } },
@@ -128,6 +130,7 @@ export function rowsFor(
     { key: 'dual-eb', name: `+ dual cache + EB-Sampler (gamma ${gamma})`, choices: { entropyBound: gamma, cache: 'dual' } },
     { key: 'dual-window', name: `+ dual cache + parallel (threshold ${tau}) + suffix window ${window}`, choices: { threshold: tau, cache: 'dual', suffixWindow: window } },
     { key: 'dual-early-commit', name: `+ dual cache + parallel (threshold ${tau}) + early commit`, choices: { threshold: tau, cache: 'dual', earlyCommit: true } },
+    { key: 'dual-elastic', name: `+ dual cache + parallel (threshold ${tau}) + Elastic-Cache (gamma ${elastic})`, choices: { threshold: tau, cache: 'dual', elasticCache: elastic } },
     // FreeDave (DESIGN §16): the baseline's answer, and the prefix cache's, in fewer passes.
     { key: 'draft-verify', name: `+ draft and verify (${drafts} canvases)`, choices: { rule: 'fixed', cache: 'none', draftVerify: drafts } },
     { key: 'prefix-draft-verify', name: `+ prefix cache + parallel (threshold ${tau}) + draft and verify ${drafts}`, choices: { threshold: tau, cache: 'prefix', draftVerify: drafts } },
@@ -135,6 +138,8 @@ export function rowsFor(
       choices: { threshold: tau, cache: 'dual', suffixWindow: window, earlyCommit: true } },
     { key: 'stack-eb', name: `stack: dual cache + EB-Sampler (gamma ${gamma}) + suffix window ${window} + early commit`,
       choices: { entropyBound: gamma, cache: 'dual', suffixWindow: window, earlyCommit: true } },
+    { key: 'stack-elastic', name: `stack: dual cache + threshold ${tau} + suffix window ${window} + early commit + Elastic-Cache ${elastic}`,
+      choices: { threshold: tau, cache: 'dual', suffixWindow: window, earlyCommit: true, elasticCache: elastic } },
     { key: 'stack-verify', name: `stack: prefix cache + threshold ${tau} + suffix window ${window} + draft and verify ${drafts}`,
       choices: { threshold: tau, cache: 'prefix', suffixWindow: window, draftVerify: drafts } },
   ].filter((r) => policies !== undefined || !POLICY_ROWS.includes(r.key)) as Array<RowSpec & { key: (typeof TABLE_ROWS)[number] }>;
@@ -335,7 +340,7 @@ export function registerBench(program: Command, io: Io, signal: AbortSignal): vo
     .option('--sweep-only', 'run only the sweep rows (no baseline: speedup columns stay empty)')
     .addOption(new Option('--sweep-cache <list>', 'comma-separated caches of the sweep rows: none, prefix, dual (default dual)').argParser(cacheList))
     .addOption(new Option('--rows <list>', `only these rows of the table: some of ${TABLE_ROWS.join(', ')} (without baseline the speedup columns stay empty; the policy rows need --policies)`).argParser(rowList))
-    .option('--policies', `add DESIGN §16's policy rows: EB-Sampler (--entropy-bound), suffix window (--suffix-window, default ${POLICY_SUFFIX_WINDOW}), early commit, draft and verify (--draft-verify, default ${POLICY_DRAFTS}), and three stacks`)
+    .option('--policies', `add DESIGN §16's policy rows: EB-Sampler (--entropy-bound), suffix window (--suffix-window, default ${POLICY_SUFFIX_WINDOW}), early commit, draft and verify (--draft-verify, default ${POLICY_DRAFTS}), Elastic-Cache (--elastic-cache, default ${DEFAULT_ELASTIC_GAMMA}), and four stacks`)
     .addOption(new Option('--batch <n>', 'problems decoded together in each forward pass (1: the paper\'s batch-1 setting)').argParser(intArg('--batch', 1, 64)).default(1))
     .option('--out <file>', 'also write the rows as JSON');
   addDecodeOptions(cmd).action(async (opts: DecodeFlags & {
@@ -345,9 +350,9 @@ export function registerBench(program: Command, io: Io, signal: AbortSignal): vo
     if (opts.sweepCache && !opts.sweep && !opts.sweepTaus) throw new UsageError('--sweep-cache needs --sweep or --sweep-taus');
     if (opts.remasking || opts.alg || opts.strategy || opts.cache) throw new UsageError('bench runs its own rows (strategies and caches); drop --strategy / --cache / --remasking / --alg');
     if (opts.earlyCommit) throw new UsageError('bench runs early commit in its own rows (--policies); drop --early-commit');
-    if (opts.elasticCache !== undefined) throw new UsageError('bench has no Elastic-Cache row yet (its rows choose their own caches); drop --elastic-cache');
-    if (!opts.policies && (opts.entropyBound !== undefined || opts.suffixWindow !== undefined || opts.draftVerify !== undefined)) {
-      const flag = opts.entropyBound !== undefined ? '--entropy-bound' : opts.suffixWindow !== undefined ? '--suffix-window' : '--draft-verify';
+    if (!opts.policies && (opts.entropyBound !== undefined || opts.suffixWindow !== undefined || opts.draftVerify !== undefined || opts.elasticCache !== undefined)) {
+      const flag = opts.entropyBound !== undefined ? '--entropy-bound' : opts.suffixWindow !== undefined ? '--suffix-window'
+        : opts.draftVerify !== undefined ? '--draft-verify' : '--elastic-cache';
       throw new UsageError(`${flag} sets the policy rows; add --policies`);
     }
     if (opts.rows && !opts.policies) {
@@ -383,7 +388,8 @@ export function registerBench(program: Command, io: Io, signal: AbortSignal): vo
     // --threshold and --factor set the rows' tau and f (both may be given); the rows share the lengths and steps.
     try {
       const policies = opts.policies
-        ? { gamma: opts.entropyBound ?? DEFAULT_ENTROPY_BOUND, window: opts.suffixWindow ?? POLICY_SUFFIX_WINDOW, drafts: opts.draftVerify ?? POLICY_DRAFTS }
+        ? { gamma: opts.entropyBound ?? DEFAULT_ENTROPY_BOUND, window: opts.suffixWindow ?? POLICY_SUFFIX_WINDOW, drafts: opts.draftVerify ?? POLICY_DRAFTS,
+          elastic: opts.elasticCache ?? DEFAULT_ELASTIC_GAMMA }
         : undefined;
       ({ rows: plan, baseline } = tablePlan(md.description, { threshold: opts.threshold, factor: opts.factor, sweep, sweepOnly: opts.sweepOnly, only: opts.rows, policies, sweepCaches: opts.sweepCache }, rowBase(opts)));
     } catch (e) {
