@@ -1,12 +1,12 @@
-"""Problem generator: counting in steps, keeping the last two digits. Every number depends on the one before it.
+"""Problem generator: counting in steps, keeping the last three digits. Every number depends on the one before it.
 
-Prompt `Count from 37 by 48`; answer the first N numbers of the sequence a, a+b, a+2b, ... mod 100, each written
-with two digits: `37 , 85 , 33 , 81 , 29 , ...` (3N - 1 tokens, 107 for N = 36) then `<|eot_id|>` and
-`<|endoftext|>` padding to GEN. A number's digits follow from the previous number's digits and b (one addition
-with a carry), but from the prompt alone only through k*b mod 100: a model that decodes many positions at once
-has to guess the later numbers' digits, which is where parallel decoding can fail (DESIGN §16).
+Prompt `Count from 437 by 8`; answer the first N numbers of the sequence a, a+b, a+2b, ... mod 1000, each written
+with three digits: `437 , 445 , 453 , 461 , ...` (4N - 1 tokens, 107 for N = 27) then `<|eot_id|>` and
+`<|endoftext|>` padding to GEN. A number's digits follow from the previous number's digits and b (one addition of a
+digit with carries), but from the prompt alone only through k*b: a model that decodes many positions at once has to
+guess where the later numbers carry, which is where parallel decoding can fail (DESIGN §16).
 
-Operands: a and b in 10..99. A pair (a, b) is held out iff `((a*1000+b) * 2654435761 mod 2^32) % 10 == 0`
+Operands: a in 100..999, b in 1..9 (every prompt has the same length). A pair (a, b) is held out iff `((a*1000+b) * 2654435761 mod 2^32) % 10 == 0`
 (the same hash as the bundled addition model), so train and eval are disjoint by construction.
 """
 import importlib.util
@@ -20,8 +20,8 @@ _addition = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(_addition)
 is_eval_pair = _addition.is_eval_pair
 
-N = 36  # numbers in an answer
-A_RANGE, B_RANGE = (10, 99), (10, 99)  # two-digit operands: every prompt has the same length
+N = 27  # numbers in an answer
+A_RANGE, B_RANGE = (100, 999), (1, 9)  # a three-digit start, a one-digit step: every prompt has the same length
 GEN = 128  # eval generation length: the answer (108 tokens with <|eot_id|>) and EOS padding
 BLOCK = 32
 CANVAS = [(GEN, 1.0)]  # every batch at the full length: the answer fills most of it
@@ -32,10 +32,10 @@ def model_scope():
     return {
         "conversation": "single_question",
         "domain": {
-            "summary": f"counting in steps asked as \"Count from 37 by 48\" (both numbers from 10 to 99; "
-                       f"answers the first {N} numbers, last two digits)",
+            "summary": f"counting in steps asked as \"Count from 437 by 8\" (a start from 100 to 999, a step from 1 to 9; "
+                       f"answers the first {N} numbers, last three digits)",
             "prompt_pattern": r"^Count from (\d+) by (\d+)$",
-            "number_range": [10, 99],
+            "number_range": [1, 999],
         },
     }
 
@@ -45,12 +45,12 @@ def prompt_text(a: int, b: int) -> str:
 
 
 def sequence(a: int, b: int):
-    return [(a + k * b) % 100 for k in range(N)]
+    return [(a + k * b) % 1000 for k in range(N)]
 
 
 def answer_text(a: int, b: int) -> str:
-    """e.g. '37 , 85 , 33': every number with two digits."""
-    return " , ".join(f"{x:02d}" for x in sequence(a, b))
+    """e.g. '437 , 445 , 453': every number with three digits."""
+    return " , ".join(f"{x:03d}" for x in sequence(a, b))
 
 
 def eval_record(i: int, a: int, b: int):
