@@ -120,7 +120,7 @@ def main(home=HERE):
         done = el >= total
         if el >= next_ck or done:
             em = eval_exact(model, eval_items, a.device)
-            summary = {"step": step, "minutes": round(el / 60, 2), "loss": losses.last, "exact_match_eval50": em, "seed": a.seed}
+            summary = {"step": step, "minutes": round(el / 60, 2), "loss": losses.last, "exact_match_eval": em, "eval_problems": a.eval_n, "seed": a.seed}
             log.write(f"{step}\t{el / 60:.2f}\t\t{em:.3f}\n"); log.flush()
             print(f"EVAL step {step} min {el / 60:.1f} exact {em:.3f}", flush=True)
             torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "cfg": cfg, "step": step,
