@@ -7,6 +7,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BatchDriver, decodeMany, generate, type Engine, type GenerationRequest, type GenerationResult, type PassInfo, type Strategy } from '@fast-dllm/scheduler';
+import { summary, testPrompt } from './cases.js';
 import { engineEntries, lacks, openOrSkip } from './engines.js';
 
 const STRATEGIES: Record<string, Strategy[]> = {
@@ -55,7 +56,7 @@ function requests(model: string, vocab: number): GenerationRequest[] {
         for (let v = 0; v < 3; v++) {
           const P = [3, 8, 13, 16, 5, 11][i % 6];
           out.push({
-            prompt: Int32Array.from({ length: P }, (_, j) => (7 + 13 * i + 5 * j) % (vocab - 40)),
+            prompt: testPrompt(i, P, vocab),
             genLength: [9, 16, 21][(i + v) % 3], strategy, temperature, seed: 100 + i,
           });
           i++;
@@ -70,7 +71,7 @@ function requests(model: string, vocab: number): GenerationRequest[] {
         const P = 2 + (i % 7);
         const [gen, block] = [[8, 4], [16, 8], [12, 4]][i % 3];
         out.push({
-          prompt: Int32Array.from({ length: P }, (_, j) => (7 + 13 * i + 5 * j) % (vocab - 40)),
+          prompt: testPrompt(i, P, vocab),
           genLength: gen, blockLength: block, steps: gen / 2, strategy, cache, temperature, seed: 100 + i,
         });
         i++;
@@ -85,7 +86,7 @@ function requests(model: string, vocab: number): GenerationRequest[] {
       const P = 2 + (i % 7);
       const [gen, block] = [[8, 4], [16, 8], [12, 4]][i % 3];
       out.push({
-        prompt: Int32Array.from({ length: P }, (_, j) => (7 + 13 * i + 5 * j) % (vocab - 40)),
+        prompt: testPrompt(i, P, vocab),
         genLength: gen, blockLength: block, steps: gen / 2, strategy, cache, temperature: i % 2 ? 0.8 : 0, seed: 100 + i,
         suffixWindow, earlyCommit: true,
       });
@@ -99,7 +100,7 @@ function requests(model: string, vocab: number): GenerationRequest[] {
       const P = 2 + (i % 7);
       const [gen, block] = [[8, 4], [16, 8], [12, 4]][i % 3];
       out.push({
-        prompt: Int32Array.from({ length: P }, (_, j) => (7 + 13 * i + 5 * j) % (vocab - 40)),
+        prompt: testPrompt(i, P, vocab),
         genLength: gen, blockLength: block, steps: gen, strategy, cache, temperature: 0, seed: 100 + i, draftVerify,
       });
       i++;
@@ -107,12 +108,6 @@ function requests(model: string, vocab: number): GenerationRequest[] {
   }
   return out;
 }
-
-const summary = (r: GenerationResult) => ({
-  tokens: Array.from(r.tokens),
-  nfe: r.stats.nfe,
-  steps: r.steps.map((s) => `${s.block}.${s.step} ${s.mode} ${Array.from(s.positions)} -> ${Array.from(s.tokens)} @${s.nfe}`),
-});
 
 for (const entry of await engineEntries()) {
   describe.each(Object.keys(STRATEGIES))(`${entry.label}: batching on %s`, (model) => {

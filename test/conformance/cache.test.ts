@@ -7,21 +7,14 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createReferenceEngine } from '@fast-dllm/engine-reference';
 import type { Engine, ForwardRequest, ForwardResult, SequenceHandle } from '@fast-dllm/scheduler';
 import { forward1, relError } from '../golden.js';
+import { testCanvas } from './cases.js';
 import { BLOCK_MODELS, engineEntries, lacks, modelDir, open, openOrSkip } from './engines.js';
 
 const L = 48;
 const span = (a: number, b: number) => Int32Array.from({ length: b - a }, (_, i) => a + i);
 
-/** Deterministic canvas: a prompt, then masks with a few tokens decoded. */
-function canvasFor(e: Engine, seed: number, length = L): Int32Array {
-  const c = new Int32Array(length);
-  let s = seed;
-  for (let i = 0; i < length; i++) {
-    s = (Math.imul(s, 1103515245) + 12345) >>> 0;
-    c[i] = i >= 16 && s % 3 !== 0 ? e.model.maskId : s % 96;
-  }
-  return c;
-}
+/** Deterministic canvas: a prompt of 16, then masks with a few tokens decoded. */
+const canvasFor = (e: Engine, seed: number, length = L): Int32Array => testCanvas(e, seed, length, 16);
 
 const want = { logits: true } as const;
 

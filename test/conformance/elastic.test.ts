@@ -6,8 +6,9 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createReferenceEngine } from '@fast-dllm/engine-reference';
-import { BatchDriver, generate, type Engine, type ForwardRequest, type ForwardResult, type GenerationRequest, type GenerationResult, type Strategy } from '@fast-dllm/scheduler';
+import { BatchDriver, generate, type Engine, type ForwardRequest, type ForwardResult, type GenerationRequest, type Strategy } from '@fast-dllm/scheduler';
 import { forward1, relError } from '../golden.js';
+import { summary, testCanvas, testPrompt } from './cases.js';
 import { engineEntries, lacks, modelDir, openOrSkip } from './engines.js';
 
 const MODELS = ['llada-tiny-f32', 'dream-tiny-f32', 'llada-moe-tiny-f32', 'a2d-qwen3-mdlm-tiny-f32'];
@@ -15,15 +16,7 @@ const L = 40;
 const span = (a: number, b: number) => Int32Array.from({ length: b - a }, (_, i) => a + i);
 
 /** Deterministic canvas: a prompt of 12, then masks with a few tokens decoded. */
-function canvasFor(e: Engine, seed: number): Int32Array {
-  const c = new Int32Array(L);
-  let s = seed;
-  for (let i = 0; i < L; i++) {
-    s = (Math.imul(s, 1103515245) + 12345) >>> 0;
-    c[i] = i >= 12 && s % 3 !== 0 ? e.model.maskId : s % 96;
-  }
-  return c;
-}
+const canvasFor = (e: Engine, seed: number): Int32Array => testCanvas(e, seed, L, 12);
 
 /** Elastic-Cache requests: several gammas (low ones rarely refresh, 1 at any change), rules, a suffix window, early commit, sampling. */
 function requests(model: string, vocab: number): GenerationRequest[] {
@@ -38,7 +31,7 @@ function requests(model: string, vocab: number): GenerationRequest[] {
       const P = 2 + (i % 7);
       const [gen, block] = [[16, 8], [12, 4], [16, 4]][i % 3];
       out.push({
-        prompt: Int32Array.from({ length: P }, (_, j) => (7 + 13 * i + 5 * j) % (vocab - 40)),
+        prompt: testPrompt(i, P, vocab),
         genLength: gen, blockLength: block, steps: gen, strategy, cache: 'dual', elasticCache, seed: 100 + i,
         ...(i % 4 === 1 ? { suffixWindow: 4 } : {}), ...(i % 4 === 2 ? { earlyCommit: true } : {}), ...(i % 5 === 3 ? { temperature: 0.8 } : {}),
       });
@@ -47,12 +40,6 @@ function requests(model: string, vocab: number): GenerationRequest[] {
   }
   return out;
 }
-
-const summary = (r: GenerationResult) => ({
-  tokens: Array.from(r.tokens),
-  nfe: r.stats.nfe,
-  steps: r.steps.map((s) => `${s.block}.${s.step} ${s.mode} ${Array.from(s.positions)} -> ${Array.from(s.tokens)} @${s.nfe}`),
-});
 
 const engines = await engineEntries();
 for (const entry of engines) {

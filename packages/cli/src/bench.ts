@@ -350,11 +350,9 @@ export function registerBench(program: Command, io: Io, signal: AbortSignal): vo
     if (opts.sweepCache && !opts.sweep && !opts.sweepTaus) throw new UsageError('--sweep-cache needs --sweep or --sweep-taus');
     if (opts.remasking || opts.alg || opts.strategy || opts.cache) throw new UsageError('bench runs its own rows (strategies and caches); drop --strategy / --cache / --remasking / --alg');
     if (opts.earlyCommit) throw new UsageError('bench runs early commit in its own rows (--policies); drop --early-commit');
-    if (!opts.policies && (opts.entropyBound !== undefined || opts.suffixWindow !== undefined || opts.draftVerify !== undefined || opts.elasticCache !== undefined)) {
-      const flag = opts.entropyBound !== undefined ? '--entropy-bound' : opts.suffixWindow !== undefined ? '--suffix-window'
-        : opts.draftVerify !== undefined ? '--draft-verify' : '--elastic-cache';
-      throw new UsageError(`${flag} sets the policy rows; add --policies`);
-    }
+    const policyFlag = ([['--entropy-bound', opts.entropyBound], ['--suffix-window', opts.suffixWindow], ['--draft-verify', opts.draftVerify],
+      ['--elastic-cache', opts.elasticCache]] as const).find(([, v]) => v !== undefined)?.[0];
+    if (!opts.policies && policyFlag) throw new UsageError(`${policyFlag} sets the policy rows; add --policies`);
     if (opts.rows && !opts.policies) {
       const p = opts.rows.find((r) => POLICY_ROWS.includes(r));
       if (p) throw new UsageError(`--rows: '${p}' is a policy row; add --policies`);

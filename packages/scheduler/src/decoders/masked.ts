@@ -3,7 +3,8 @@
  * semi-autoregressive blocks; each step is a full, prefix or dual forward (the approximate cache plan, plan.ts) and
  * commits the masked in-block positions the strategy picks. DESIGN §16's policies compose with that: a suffix
  * window shortens the canvas a pass sees, EB-Sampler is one more selection rule, early commit may take every
- * masked position a full forward sees at once, and Elastic-Cache (elastic.ts) plans the cache instead of planForward.
+ * masked position a full forward sees at once, Elastic-Cache (elastic.ts) plans the cache instead of planForward, and
+ * draft and verify sends canvases drafted from the last result beside the real one and keeps what they confirm.
  */
 import type { ForwardResult, ModelInfo } from '@fast-dllm/engine-contract';
 import { planForward } from '../plan.js';
@@ -113,8 +114,7 @@ export class MaskedDiffusionDecoder implements Decoder {
       const stale = restrictResult(last.res, last.positions, positions);
       if (!stale) break; // the last result did not report every mask left (Dream's first-position pass)
       const fi = this.stepForwards + j - 1;
-      const conf = confidences(this.strategy, stale, positions, this.resolved.seed, fi);
-      const chosen = choose(this.strategy, positions, conf, stale, this.step + j - 1, this.resolved, this.schedule, positions.length, fi);
+      const chosen = this.decide(cur, stale, fi, positions.length); // the rule, as apply runs it on cur's real result
       if (chosen.length >= positions.length) break; // the draft would finish the block: nothing left to verify there
       const canvas = (cur.canvas ?? this.canvas).slice(); // (P + genLength,) cur's canvas and the drafted step
       const tokens = commit(canvas, positions, stale, chosen);
@@ -150,8 +150,7 @@ export class MaskedDiffusionDecoder implements Decoder {
       break;
     }
     const steps = j + 1; // the step-by-step forwards this pass stood for
-    const last = plans[j];
-    if (this.resolved.draftVerify !== undefined) this.last = { block: block.index, positions: last.positions, res: results[j] };
+    if (this.resolved.draftVerify !== undefined) this.last = { block: block.index, positions: plans[j].positions, res: results[j] };
     this.stepForwards += steps;
     const { positions, tokens } = mergeSteps(kept);
     this.masks -= countBelow(positions, block.end);
