@@ -321,6 +321,24 @@ export function layoutPass(model: ModelInfo, batch: readonly ForwardRequest[]): 
   return { rows, rowOffset, reports, reportOffset, reportRow, position, temperature, seed, forwardIndex };
 }
 
+/**
+ * The rows the last layer must finish (DESIGN §7): after its K/V (which every row writes to the
+ * cache and every later query reads), only rows whose hidden state feeds a report need the query, attention, output
+ * projection, FFN and final norm. `rows` (m,) ascending distinct concatenated rows, `index` (reports,) each report's
+ * place in `rows`. m = layout.rows when every row is reported.
+ */
+export function reportedRows(layout: PassLayout): { rows: Int32Array; index: Int32Array } {
+  const seen = new Int32Array(layout.rows).fill(-1); // (rows,) compact index of a reported row, else -1
+  for (let r = 0; r < layout.reports; r++) seen[layout.reportRow[r]] = 0;
+  let m = 0;
+  for (let i = 0; i < layout.rows; i++) if (seen[i] === 0) seen[i] = m++;
+  const rows = new Int32Array(m);
+  for (let i = 0; i < layout.rows; i++) if (seen[i] >= 0) rows[seen[i]] = i;
+  const index = new Int32Array(layout.reports);
+  for (let r = 0; r < layout.reports; r++) index[r] = seen[layout.reportRow[r]];
+  return { rows, index };
+}
+
 /** Per-report reductions of a pass, each (reports,): what an engine's LM-head reduction produces. */
 export interface PassReductions {
   token: ArrayLike<number>;

@@ -27,7 +27,7 @@
  */
 import {
   ENGINE_CONTRACT_VERSION, EngineCapacityError, SequenceTable, addAttentionLayer, assembleResults, checkModelSupported, keyValueWrites, ModelNotSupportedError,
-  newAttentionReport, newPassReductions, type AttentionReport,
+  newAttentionReport, newPassReductions, reportedRows, type AttentionReport,
   type Engine, type EngineCapabilities, type ForwardRequest, type ForwardResult, type ModelInfo, type PassLayout,
   type SequenceHandle,
 } from '@fast-dllm/engine-contract';
@@ -391,7 +391,7 @@ export class WasmEngine implements Engine {
         for (const sh of this.shards) this.ensureScratch(sh, { rows: layout.rows, keys, reports: Math.min(Math.max(layout.reports, 1), REPORT_CHUNK) });
       },
       compute: (caches, layout) => this.layersForward(batch, caches, layout, signal),
-      results: (attention, layout) => this.report(batch, layout, attention),
+      results: (done, layout) => this.report(batch, layout, done),
     });
   }
 
@@ -436,11 +436,17 @@ export class WasmEngine implements Engine {
    * the next), updating caches as the modes say; leaves final-normed rows in the head shard's scratch.h. Returns each
    * request's attention report (DESIGN §16) when it asked for one.
    */
-  private layersForward(batch: readonly ForwardRequest[], caches: number[][], layout: PassLayout, signal?: AbortSignal): (AttentionReport | undefined)[] {
+  private layersForward(batch: readonly ForwardRequest[], caches: number[][], layout: PassLayout, signal?: AbortSignal): LayersDone {
     const m = this.desc;
     const { hiddenSize: d, numHeads: H, numKvHeads: KV, headDim: hd, intermediateSize: ff } = m;
     const kw = KV * hd;
-    const n = layout.rows;
+    const N = layout.rows;
+    // Rows still computed: all N until the last layer's K/V, then only the reported ones (DESIGN §7), kept at the
+    // front of every scratch buffer in ascending order. An attention report reads every query row of its span, so a
+    // pass that asks for one keeps all rows.
+    const kept = batch.some((r) => r.attention) ? null : reportedRows(layout);
+    const prune = kept !== null && kept.rows.length > 0 && kept.rows.length < N;
+    let n = N;
     const sub = (r: Region, offset: number, length: number): Region => ({ ptr: r.ptr + offset * 4, length });
     const rows = (r: Region, width: number) => sub(r, 0, n * width);
     const scale = 1 / Math.sqrt(hd);
@@ -471,19 +477,31 @@ export class WasmEngine implements Engine {
       for (let ll = 0; ll < sh.layers.length; ll++) {
         signal?.throwIfAborted();
         const w = sh.layers[ll];
+        const last = prune && sh.first + ll === m.numLayers - 1;
         // Every matrix product runs over the concatenated rows of all sequences: one read of the weights.
         K.rmsnorm(rows(ws.x, d), w.attnNorm, rows(ws.h, d), n, d, m.rmsNormEps);
-        K.matmul(rows(ws.h, d), w.q, w.qBias, rows(ws.q, H * hd), n);
-        // Qwen3: per-head RMSNorm before RoPE, in place over the (n·H, hd) rows of q (and (n·KV, hd) of k).
-        if (w.qNorm) K.rmsnorm(rows(ws.q, H * hd), w.qNorm, rows(ws.q, H * hd), n * H, hd, m.rmsNormEps);
-        this.clip(K, rows(ws.q, H * hd));
-        this.rope(sh, rows(ws.q, H * hd), n, H);
         K.matmul(rows(ws.h, d), w.k, w.kBias, rows(ws.kNew, kw), n);
+        // Qwen3: per-head RMSNorm before RoPE, in place over the (n·KV, hd) rows of k (and (n·H, hd) of q).
         if (w.kNorm) K.rmsnorm(rows(ws.kNew, kw), w.kNorm, rows(ws.kNew, kw), n * KV, hd, m.rmsNormEps);
         this.clip(K, rows(ws.kNew, kw));
         this.rope(sh, rows(ws.kNew, kw), n, KV);
         K.matmul(rows(ws.h, d), w.v, w.vBias, rows(ws.vNew, kw), n);
         this.clip(K, rows(ws.vNew, kw));
+        if (last) {
+          // From here on only the reported rows: the normed and residual rows and their positions move to the front
+          // (kept.rows ascending and kept.rows[j] ≥ j, so copying forward in place is safe).
+          const h = K.f32(ws.h), xr = K.f32(ws.x), pos = K.i32(ws.pos);
+          kept!.rows.forEach((row, j) => {
+            h.copyWithin(j * d, row * d, row * d + d);
+            xr.copyWithin(j * d, row * d, row * d + d);
+            pos[j] = pos[row];
+          });
+          n = kept!.rows.length;
+        }
+        K.matmul(rows(ws.h, d), w.q, w.qBias, rows(ws.q, H * hd), n);
+        if (w.qNorm) K.rmsnorm(rows(ws.q, H * hd), w.qNorm, rows(ws.q, H * hd), n * H, hd, m.rmsNormEps);
+        this.clip(K, rows(ws.q, H * hd));
+        this.rope(sh, rows(ws.q, H * hd), n, H);
         // Attention per sequence, over its own keys by absolute position (L, kw); the fresh rows take their own
         // slots: written into the cache, except for prefix steps, which write into a copy so the cache stays.
         batch.forEach((req, b) => {
@@ -511,12 +529,28 @@ export class WasmEngine implements Engine {
               K.f32(sub(keys, 0, L * kw)), rows, L, H, KV, hd);
           }
           // Rows of one attention call share their visible keys: all L, or (block-causal) up to their block's end.
+          // q row qi (of this pass's computed rows) holds position p; on the last layer only the kept rows remain.
+          const limitOf = (p: number) => (B === undefined ? L : Math.min(L, (Math.floor(p / B) + 1) * B));
+          const attend = (qi: number, count: number, limit: number) => K.attention(sub(ws.q, qi * H * hd, count * H * hd),
+            sub(keys, 0, limit * kw), sub(values, 0, limit * kw), sub(ws.att, qi * H * hd, count * H * hd),
+            sub(ws.scores, 0, ATTENTION_SCORE_ROWS * limit * K.threads), count, limit, H, KV, hd, scale);
+          if (last) {
+            const rowsK = kept!.rows;
+            let j = 0;
+            while (j < rowsK.length && rowsK[j] < o) j++;
+            while (j < rowsK.length && rowsK[j] < o + span) {
+              const limit = limitOf(req.start + rowsK[j] - o);
+              let e = j + 1;
+              while (e < rowsK.length && rowsK[e] < o + span && limitOf(req.start + rowsK[e] - o) === limit) e++;
+              attend(j, e - j, limit);
+              j = e;
+            }
+            return;
+          }
           for (let i = 0; i < span;) {
             const p = req.start + i;
-            const limit = B === undefined ? L : Math.min(L, (Math.floor(p / B) + 1) * B);
             const count = B === undefined ? span : Math.min(span - i, (Math.floor(p / B) + 1) * B - p);
-            K.attention(sub(ws.q, (o + i) * H * hd, count * H * hd), sub(keys, 0, limit * kw), sub(values, 0, limit * kw),
-              sub(ws.att, (o + i) * H * hd, count * H * hd), sub(ws.scores, 0, ATTENTION_SCORE_ROWS * limit * K.threads), count, limit, H, KV, hd, scale);
+            attend(o + i, count, limitOf(p));
             i += count;
           }
         });
@@ -530,7 +564,7 @@ export class WasmEngine implements Engine {
     });
     const hs = this.head.scratch!;
     this.head.K.rmsnorm(rows(hs.x, d), this.finalNorm, rows(hs.h, d), n, d, m.rmsNormEps);
-    return attention;
+    return { attention, reportRow: prune ? kept!.index : layout.reportRow };
   }
 
   /** LLaDA-MoE's clip_qkv (DESIGN §13): x clamped to ±clipQkv in place (exact in f32); nothing without it. */
@@ -622,7 +656,7 @@ export class WasmEngine implements Engine {
   }
 
   /** Runs the LM head over the rows that predict each report, REPORT_CHUNK at a time, and reduces each row in wasm. */
-  private report(batch: readonly ForwardRequest[], layout: PassLayout, attention: (AttentionReport | undefined)[]): ForwardResult[] {
+  private report(batch: readonly ForwardRequest[], layout: PassLayout, { attention, reportRow }: LayersDone): ForwardResult[] {
     const K = this.head.K;
     const ws = this.head.scratch!;
     const d = this.desc.hiddenSize;
@@ -639,7 +673,7 @@ export class WasmEngine implements Engine {
       const temps = new Float64Array(K.memory.buffer, ws.temps.ptr, c); // (c,)
       for (let i = 0; i < c; i++) {
         const r = c0 + i;
-        const row = layout.reportRow[r];
+        const row = reportRow[r];
         sel.set(h.subarray(row * d, row * d + d), i * d);
         keys[3 * i] = layout.position[r];
         keys[3 * i + 1] = layout.seed[r];
@@ -676,6 +710,12 @@ async function packLinear(K: WasmKernels, read: TensorReader, name: string, out:
   const data = await read(name);
   if (data.length !== out * inDim) throw new Error(`wasm engine: tensor ${name} has ${data.length} values; expected ${out}×${inDim}`);
   return K.allocWeight(data, out, inDim, dtype);
+}
+
+/** What the layers leave for the LM head: each request's attention report, and (reports,) the row of scratch.h holding each report's final-normed hidden state. */
+interface LayersDone {
+  attention: (AttentionReport | undefined)[];
+  reportRow: Int32Array;
 }
 
 function addInto(x: Float32Array, y: Float32Array, count: number): void {
