@@ -75,14 +75,16 @@ export async function writeRandomModel(dir, s = BIG) {
   const chunk = new Float32Array(1 << 20); // 4 MB of values at a time
   for (const [name, shape] of list) {
     let left = shape.reduce((a, b) => a * b, 1);
-    const norm = /norm/.test(name);
+    const norm = /norm|ln_f/.test(name); // RMSNorm weights, the final one (ln_f) included
     while (left > 0) {
       const n = Math.min(left, chunk.length);
       for (let i = 0; i < n; i++) {
         seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0;
         chunk[i] = norm ? 1 : (seed / 2 ** 32 - 0.5) * 0.04;
       }
-      if (!out.write(Buffer.from(chunk.buffer, 0, n * 4))) await once(out, 'drain');
+      // A copy: the stream may still hold the buffer when the next chunk is generated into `chunk` (writing the
+      // view itself let later tensors' values overwrite earlier ones still queued).
+      if (!out.write(Buffer.from(chunk.slice(0, n).buffer))) await once(out, 'drain');
       left -= n;
     }
   }
