@@ -36,6 +36,13 @@ const bin = (name) => {
   return p;
 };
 
+for (const name of ['llama-diffusion-cli', 'llama-quantize']) {
+  if (ROWS.some((r) => r.startsWith('llama')) && !existsSync(join(LLAMA, 'build', 'bin', name))) {
+    console.error(`bench/peers/llamacpp.mjs: ${join(LLAMA, 'build', 'bin', name)} is missing; build llama.cpp as bench/peers/README.md says`);
+    process.exit(2);
+  }
+}
+
 const P = 32, G = 128, BLOCK = 32;
 // The prompt: BOS then 31 words. llama.cpp adds the BOS itself and matches the concatenated words one token each.
 const WORDS = Array.from({ length: P - 1 }, (_, i) => 1000 + 37 * i);
