@@ -30,15 +30,11 @@ if (!LLAMA) {
   process.exit(2);
 }
 const root = fileURLToPath(new URL('../../', import.meta.url));
-const bin = (name) => {
-  const p = join(LLAMA, 'build', 'bin', name);
-  if (!existsSync(p)) throw new Error(`${p} is missing: build it (bench/peers/README.md)`);
-  return p;
-};
-
+const bin = (name) => join(LLAMA, 'build', 'bin', name);
+const wantLlama = ROWS.some((r) => r.startsWith('llama'));
 for (const name of ['llama-diffusion-cli', 'llama-quantize']) {
-  if (ROWS.some((r) => r.startsWith('llama')) && !existsSync(join(LLAMA, 'build', 'bin', name))) {
-    console.error(`bench/peers/llamacpp.mjs: ${join(LLAMA, 'build', 'bin', name)} is missing; build llama.cpp as bench/peers/README.md says`);
+  if (wantLlama && !existsSync(bin(name))) {
+    console.error(`bench/peers/llamacpp.mjs: ${bin(name)} is missing; build llama.cpp as bench/peers/README.md says`);
     process.exit(2);
   }
 }
@@ -53,12 +49,12 @@ const modelDir = join(WORK, 'model');
 mkdirSync(WORK, { recursive: true });
 if (!existsSync(join(modelDir, 'model.safetensors'))) await writeRandomModel(modelDir, BIG);
 const gguf = { 'llama-f32': join(WORK, 'f32.gguf'), 'llama-q8_0': join(WORK, 'q8_0.gguf') };
-if (!existsSync(gguf['llama-f32'])) {
+if (wantLlama && !existsSync(gguf['llama-f32'])) {
   execFileSync('python3', [join(root, 'bench/peers/llada_to_gguf.py'), modelDir, gguf['llama-f32']], {
     env: { ...process.env, PYTHONPATH: join(LLAMA, 'gguf-py') }, stdio: 'inherit',
   });
 }
-if (!existsSync(gguf['llama-q8_0'])) execFileSync(bin('llama-quantize'), [gguf['llama-f32'], gguf['llama-q8_0'], 'Q8_0'], { stdio: 'ignore' });
+if (wantLlama && !existsSync(gguf['llama-q8_0'])) execFileSync(bin('llama-quantize'), [gguf['llama-f32'], gguf['llama-q8_0'], 'Q8_0'], { stdio: 'ignore' });
 
 // llama-diffusion-cli counts its blocks over the whole canvas (160 / 32 = 5) but starts them after the prompt, so
 // --diffusion-steps must be 5 × 32 for one token per step: 4 blocks of 32 forwards, then one forward that finds the

@@ -433,8 +433,9 @@ export class WasmEngine implements Engine {
 
   /**
    * Runs the layers over every request's span, shard after shard (the residual rows (n, d) copied from one memory to
-   * the next), updating caches as the modes say; leaves final-normed rows in the head shard's scratch.h. Returns each
-   * request's attention report (DESIGN §16) when it asked for one.
+   * the next), updating caches as the modes say; leaves final-normed rows in the head shard's scratch.h (only the
+   * reported ones when the last layer dropped the others, DESIGN §7). Returns each request's attention report
+   * (DESIGN §16) when it asked for one, and the scratch.h row of each report.
    */
   private layersForward(batch: readonly ForwardRequest[], caches: number[][], layout: PassLayout, signal?: AbortSignal): LayersDone {
     const m = this.desc;
