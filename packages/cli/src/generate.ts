@@ -218,6 +218,7 @@ export function registerGenerate(program: Command, io: Io, signal: AbortSignal):
   const cmd = program
     .command('generate')
     .description('generate a completion for one prompt, or for every prompt of a JSONL file (batched)')
+    .argument('[prompt...]', 'the prompt text, as --prompt (words are joined with spaces, so quotes are optional)')
     .option('--prompt <text>', 'prompt text (wrapped in the chat template unless --no-chat-template)')
     .addOption(new Option('--prompt-ids <ids>', 'comma-separated prompt token ids, used as they are').argParser(idsArg('--prompt-ids')))
     .option('--prompts-file <file>', 'JSONL, one {"prompt": TEXT} or {"prompt_ids": [IDS]} per line; prints one JSON object per line')
@@ -225,7 +226,11 @@ export function registerGenerate(program: Command, io: Io, signal: AbortSignal):
     .option('--no-chat-template', 'encode --prompt as plain text')
     .option('--json', 'print one JSON object (fields in packages/cli/README.md)')
     .option('--visual', 'show the canvas being unmasked step by step');
-  addDecodeOptions(cmd).action(async (opts: GenerateOpts, command: Command) => {
+  addDecodeOptions(cmd).action(async (words: string[], opts: GenerateOpts, command: Command) => {
+    if (words.length > 0) {
+      if (opts.prompt !== undefined) throw new UsageError(`the prompt was given twice, as '${words.join(' ')}' and as --prompt; pass one`);
+      opts.prompt = words.join(' ');
+    }
     if (command.getOptionValueSource('batch') === 'cli' && opts.promptsFile === undefined) {
       throw new UsageError('--batch N decodes the prompts of a --prompts-file together; one --prompt is one sequence, so drop --batch or pass --prompts-file FILE');
     }

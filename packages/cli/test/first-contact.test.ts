@@ -14,6 +14,16 @@ const dir = mkdtempSync(join(tmpdir(), 'fast-dllm-first-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 describe('first contact', () => {
+  it('the prompt may follow generate without --prompt, quoted or not', async () => {
+    const flag = await runCli(['generate', '--engine', 'wasm', '--json', '--prompt', 'What is 23 + 48 ?']);
+    const bare = await runCli(['generate', '--engine', 'wasm', '--json', 'What', 'is', '23', '+', '48', '?']);
+    expect(flag.code, flag.stderr).toBe(0);
+    expect(bare.code, bare.stderr).toBe(0);
+    const text = (r: { stdout: string }) => (JSON.parse(r.stdout) as { text: string }).text;
+    expect(text(bare)).toBe(text(flag));
+    expect(text(bare)).toMatch(/answer: 71$/);
+  });
+
   it('--visual over the whole canvas (--no-early-stop): each map fits 80 columns, padding runs collapsed', async () => {
     const r = await runCli(['generate', '--engine', 'wasm', '--prompt', 'What is 23 + 48 ?', '--visual', '--no-early-stop']);
     expect(r.code).toBe(0);

@@ -12,6 +12,8 @@ const cases: Array<[string, string[], RegExp]> = [
   ['unknown command', ['genrate'], /unknown command 'genrate'.*Did you mean generate/],
   ['no prompt', base, /exactly one of --prompt/],
   ['both prompts', [...base, '--prompt', 'x', '--prompt-ids', '1,2'], /exactly one of --prompt/],
+  ['prompt twice', [...base, 'What', 'is', '--prompt', 'x'], /the prompt was given twice, as 'What is' and as --prompt; pass one/],
+  ['positional prompt + ids', [...base, 'x', '--prompt-ids', '1,2'], /exactly one of --prompt/],
   ['bad ids', [...base, '--prompt-ids', '1,x'], /--prompt-ids: 'x' is not a token id/],
   ['bad engine', [...base, '--prompt-ids', '1', '--engine', 'tpu'], /--engine: expected one of auto, cuda, wasm, reference/],
   ['bad gen length', [...base, '--prompt-ids', '1', '--gen-length', '0'], /--gen-length: expected an integer >= 1/],
