@@ -2,7 +2,7 @@
 
 Prompt `Count from 437 by 8`; answer the first N numbers of the sequence a, a+b, a+2b, ... mod 1000, each written
 with three digits: `437 , 445 , 453 , 461 , ...` (4N - 1 tokens, 107 for N = 27) then `<|eot_id|>` and
-`<|endoftext|>` padding to GEN. A number's digits follow from the previous number's digits and b (one addition of a
+`<|endoftext|>` padding to the canvas length. A number's digits follow from the previous number's digits and b (one addition of a
 digit with carries), but from the prompt alone only through k*b: a model that decodes many positions at once has to
 guess where the later numbers carry, which is where parallel decoding can fail (DESIGN §16).
 
@@ -22,9 +22,17 @@ is_eval_pair = _addition.is_eval_pair
 
 N = 27  # numbers in an answer
 A_RANGE, B_RANGE = (100, 999), (1, 9)  # a three-digit start, a one-digit step: every prompt has the same length
-GEN = 128  # eval generation length: the answer (108 tokens with <|eot_id|>) and EOS padding
+GEN = 256  # eval generation length: the answer (108 tokens with <|eot_id|>) and EOS padding, as long as users ask
 BLOCK = 32
-CANVAS = [(GEN, 1.0)]  # every batch at the full length: the answer fills most of it
+MAX_SEQ = 512  # config max_sequence_length: the 15-token prompt and canvases up to GEN, with room to spare
+# Canvas length per training batch and its probability. Canvases shorter than the answer hold its first tokens and
+# no stop token (the training loop's encode_pair): a suffix window (DESIGN §16) shows the model the canvas only up
+# to a few positions past the block, and a model trained on full canvases alone reads the answer's length from the
+# masks after it and ends early there. The rest pad the answer with EOS to 128, 192 or GEN.
+CANVAS = [(32, 0.06), (48, 0.06), (64, 0.06), (80, 0.06), (96, 0.06), (128, 0.35), (192, 0.15), (GEN, 0.2)]
+# The first stage (train.py --first-stage) learns the task on full 128-position canvases only; the second starts
+# from its checkpoint (--init) with the canvases above (packages/chain-model/README.md, "Training").
+FIRST_STAGE = {"GEN": 128, "CANVAS": [(128, 1.0)], "MAX_SEQ": 256}
 
 
 def model_scope():

@@ -1,8 +1,9 @@
 """Masked-diffusion SFT of a small LLaDA model on counting in steps (task.py): the bundled model's training loop
-(packages/default-model/train/train.py) with this folder's task.py and tokenizer.py.
+(packages/default-model/train/train.py) with this folder's task.py and tokenizer.py. Two stages (README, "Training"):
 
-  nice -n 10 /usr/bin/python3 packages/chain-model/train/train.py --seed 0 --minutes 75 --ckpt-min 10 --threads 2
-Checkpoints go to train/out/ckpt.pt, the exported model to ../model, the log to train/log.tsv.
+  --first-stage: full 128-position canvases only (task.FIRST_STAGE)
+  --init CKPT:   from the first stage's weights, canvases of varying length (task.CANVAS), some cut short
+Checkpoints go to --out (default train/out/ckpt.pt), the exported model to ../model, the log to --log.
 """
 import importlib.util
 import os
@@ -13,6 +14,11 @@ sys.path.insert(0, HERE)  # task.py and tokenizer.py from here, before the bundl
 sys.path.insert(1, os.path.join(HERE, "..", "..", "default-model", "train"))
 import task  # noqa: E402,F401
 import tokenizer  # noqa: E402,F401
+
+if "--first-stage" in sys.argv:  # full 128-position canvases only (task.FIRST_STAGE), before the loop reads them
+    sys.argv.remove("--first-stage")
+    for name, value in task.FIRST_STAGE.items():
+        setattr(task, name, value)
 
 _spec = importlib.util.spec_from_file_location("llada_sft", os.path.join(sys.path[1], "train.py"))  # same name as this file
 _sft = importlib.util.module_from_spec(_spec)

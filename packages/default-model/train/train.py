@@ -29,13 +29,18 @@ from loop import LossLog, optimizer_step, set_lr  # noqa: E402
 from model import LLaDA  # noqa: E402
 
 # The task module sets the eval generation length, block and training canvas lengths (packages/chain-model trains
-# with this loop and its own task.py and tokenizer.py, found first on sys.path).
+# with this loop and its own task.py and tokenizer.py, found first on sys.path), and may raise the model's
+# max_sequence_length (prompt + the longest canvas).
 GEN, BLOCK, CANVAS = task.GEN, task.BLOCK, task.CANVAS
+MAX_SEQ = getattr(task, "MAX_SEQ", 256)
 
 
 def encode_pair(a, b, gen=GEN):
+    """(prompt ids, answer ids of length `gen`). A canvas shorter than the answer holds the answer's first `gen`
+    tokens and no stop token: what a decoder that shows the model only part of the canvas (DESIGN §16's suffix
+    window) asks it to fill."""
     prompt = tok.encode(tok.chat_prompt(task.prompt_text(a, b)))
-    ans = tok.encode(task.answer_text(a, b)) + [tok.EOT]
+    ans = (tok.encode(task.answer_text(a, b)) + [tok.EOT])[:gen]
     ans = ans + [tok.EOS] * (gen - len(ans))  # EOS padding to the canvas length
     assert len(ans) == gen
     return prompt, ans
@@ -81,6 +86,8 @@ def main(home=HERE):
     ap.add_argument("--out", default=os.path.join(home, "out"))
     ap.add_argument("--model-dir", default=os.path.join(home, "..", "model"))
     ap.add_argument("--resume", action="store_true")
+    ap.add_argument("--init", help="start from this checkpoint's weights (a ckpt.pt of this loop) with a fresh optimiser, "
+                    "schedule and step count: fine-tuning a trained model on another canvas mix")
     ap.add_argument("--log", default=os.path.join(home, "log.tsv"), help="loss / exact-match log (shipped with the export)")
     a = ap.parse_args()
 
@@ -89,9 +96,16 @@ def main(home=HERE):
     rng = random.Random(a.seed)
     os.makedirs(a.out, exist_ok=True)
     cfg = {"d_model": a.d_model, "n_layers": a.layers, "n_heads": a.heads, "mlp_hidden_size": a.ff,
-           "vocab_size": len(tok.VOCAB), "embedding_size": len(tok.VOCAB), "max_sequence_length": 256,
+           "vocab_size": len(tok.VOCAB), "embedding_size": len(tok.VOCAB), "max_sequence_length": MAX_SEQ,
            "rope_theta": 10000.0, "rms_norm_eps": 1e-5}
     model = LLaDA(cfg).to(a.device)
+    if a.init:
+        init = torch.load(a.init, map_location=a.device)
+        if {k: v for k, v in init["cfg"].items() if k != "max_sequence_length"} != {k: v for k, v in cfg.items() if k != "max_sequence_length"}:
+            raise SystemExit(f"--init {a.init}: its shape {init['cfg']} differs from this run's {cfg}")
+        model.load_state_dict(init["model"])
+        init_step = init["step"]
+        print(f"init from {a.init} (step {init['step']})", flush=True)
     opt = torch.optim.AdamW(model.parameters(), lr=a.lr, betas=(0.9, 0.98), weight_decay=0.01)
     train_pairs = task.all_pairs("train")
     eval_pairs = task.all_pairs("eval")
@@ -121,6 +135,8 @@ def main(home=HERE):
         if el >= next_ck or done:
             em = eval_exact(model, eval_items, a.device)
             summary = {"step": step, "minutes": round(el / 60, 2), "loss": losses.last, "exact_match_eval": em, "eval_problems": a.eval_n, "seed": a.seed}
+            if a.init:
+                summary["init"] = {"checkpoint": os.path.basename(a.init), "step": init_step}
             log.write(f"{step}\t{el / 60:.2f}\t\t{em:.3f}\n"); log.flush()
             print(f"EVAL step {step} min {el / 60:.1f} exact {em:.3f}", flush=True)
             torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "cfg": cfg, "step": step,
