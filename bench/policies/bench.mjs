@@ -1,15 +1,18 @@
 // DESIGN §16's policies against Fast-dLLM on this machine (not a test). Run after `npx turbo run build`:
-//   nice -n 5 node bench/policies/bench.mjs --model chain|default [--limit N] [--threads 2] [--dtype f32] [--taus LIST] [--windows LIST] [--gammas LIST] [--paper]
+//   nice -n 5 node bench/policies/bench.mjs --model chain|default [--limit N] [--threads 2] [--dtype f32] [--tau T] [--taus LIST] [--windows LIST] [--gammas LIST] [--paper]
 // Runs `fast-dllm bench` (WASM engine) on the model's held-out eval set, one run after another:
 //   table:  the baseline (one token per step, no cache), Fast-dLLM's rows (dual cache with the threshold and the
 //           factor rule; the threshold swept under the prefix and the dual cache; --paper adds the paper's cache-only
 //           and no-cache rows), and the policy rows (EB-Sampler, suffix window, early commit, draft and verify alone
-//           and under the prefix cache, Elastic-Cache, four stacks)
+//           and under the prefix cache, Elastic-Cache, five stacks)
 //   gamma:  for each further EB-Sampler bound of --gammas (the first is the table's), the two EB rows
 //   window: for each further suffix window of --windows (the first is the table's), the window row and the stacks
 // Speedups are the table's baseline wall time over the row's (runs follow each other on the same machine).
-// "Fast-dLLM's best" is its fastest parallel row with a cache whose accuracy lies in the baseline's 95% interval;
-// the target is a stack as accurate (inside the same interval) and at least 2x faster in wall time than that row.
+// --tau is the threshold of the table's threshold rows (Fast-dLLM's and the policies' on top of it; default 0.9).
+// "Fast-dLLM's best" is its fastest parallel row with a cache whose accuracy is at least the reference interval's
+// lower end: the baseline's 95% interval, or, when no Fast-dLLM row reaches it (the dual cache's approximation
+// costs answers on some models at every threshold), the interval of Fast-dLLM's most accurate row. The target is a
+// stack at least as accurate (the same test) and at least 2x faster in wall time than that row.
 // Writes bench/results/policies-<model>-<date>.{md,json,svg}.
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -24,7 +27,9 @@ const arg = (name, fallback) => {
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const CLI = join(ROOT, 'packages/cli/bin/fast-dllm.js');
 const MODELS = {
-  chain: { dir: 'packages/chain-model/model', eval: 'packages/chain-model/eval/eval.jsonl', genLength: 128 },
+  // The chain model's canvas is as long as users ask (256): its answer is 108 tokens, so what is left is EOS padding
+  // that a suffix window does not compute.
+  chain: { dir: 'packages/chain-model/model', eval: 'packages/chain-model/eval/eval.jsonl', genLength: 256 },
   default: { dir: 'packages/default-model/model', eval: 'packages/default-model/eval/eval.jsonl', genLength: 128 },
 };
 const which = arg('--model', 'chain');
@@ -36,6 +41,7 @@ if (!existsSync(join(ROOT, m.dir, 'config.json'))) {
 const threads = arg('--threads', '2');
 const dtype = arg('--dtype', 'f32');
 const limit = arg('--limit');
+const tau = arg('--tau', '0.9');
 const taus = arg('--taus', '0.5,0.7,0.8,0.9,0.95');
 const windows = arg('--windows', '32,0').split(',');
 const window = windows[0];
@@ -66,24 +72,30 @@ const kindOf = (r) => {
 };
 
 const tableRows = [...(paper ? ['baseline', 'prefix', 'dual', 'parallel'] : ['baseline']), 'dual-parallel', 'dual-factor', 'dual-eb', 'dual-window',
-  'dual-early-commit', 'dual-elastic', 'draft-verify', 'prefix-draft-verify', 'stack-threshold', 'stack-eb', 'stack-elastic', 'stack-verify'];
-const table = bench('table', ['--rows', tableRows.join(','), '--sweep-taus', taus, '--sweep-cache', 'prefix,dual', '--policies',
+  'dual-early-commit', 'dual-elastic', 'draft-verify', 'prefix-draft-verify', 'stack-threshold', 'stack-eb', 'stack-eb-window', 'stack-elastic', 'stack-verify'];
+const table = bench('table', ['--rows', tableRows.join(','), '--threshold', tau, '--sweep-taus', taus, '--sweep-cache', 'prefix,dual', '--policies',
   '--entropy-bound', gammas[0], '--suffix-window', window]);
 const runs = [table];
 for (const g of gammas.slice(1)) {
-  runs.push(bench(`gamma ${g}`, ['--rows', 'dual-eb,stack-eb', '--policies', '--entropy-bound', g, '--suffix-window', window]));
+  runs.push(bench(`gamma ${g}`, ['--rows', 'dual-eb,stack-eb,stack-eb-window', '--threshold', tau, '--policies', '--entropy-bound', g, '--suffix-window', window]));
 }
 for (const w of windows.slice(1)) {
-  runs.push(bench(`window ${w}`, ['--rows', 'dual-window,stack-threshold,stack-eb,stack-elastic,stack-verify', '--policies', '--entropy-bound', gammas[0], '--suffix-window', w]));
+  runs.push(bench(`window ${w}`, ['--rows', 'dual-window,stack-threshold,stack-eb,stack-eb-window,stack-elastic,stack-verify', '--threshold', tau, '--policies', '--entropy-bound', gammas[0], '--suffix-window', w]));
 }
 rmSync(tmp, { recursive: true, force: true });
 
 const base0 = table.rows.find((r) => r.name === 'baseline');
 const rows = runs.flatMap((r) => r.rows).map((r) => ({ ...r, kind: kindOf(r), wallSpeedup: base0.wallTimeMs / r.wallTimeMs }));
 const base = rows.find((r) => r.kind === 'baseline');
-const inBase = (r) => r.accuracy >= base.accuracyCi[0] && r.accuracy <= base.accuracyCi[1];
-const fast = rows.filter((r) => r.kind === 'fast-dllm' && inBase(r)).sort((a, b) => b.wallSpeedup - a.wallSpeedup)[0] ?? null;
-const stacks = rows.filter((r) => r.kind === 'stack' && inBase(r)).sort((a, b) => b.wallSpeedup - a.wallSpeedup);
+const fastRows = rows.filter((r) => r.kind === 'fast-dllm');
+const reachesBase = fastRows.some((r) => r.accuracy >= base.accuracyCi[0]);
+// The reference accuracy: the baseline's interval, else that of Fast-dLLM's most accurate row (ties to the faster).
+const topFast = [...fastRows].sort((a, b) => b.accuracy - a.accuracy || b.wallSpeedup - a.wallSpeedup)[0] ?? null;
+const ref = reachesBase ? { lo: base.accuracyCi[0], what: "the baseline's 95% interval" }
+  : topFast ? { lo: topFast.accuracyCi[0], what: `no Fast-dLLM row reaches the baseline's interval, so the interval of its most accurate row, ${topFast.name}` } : null;
+const atRef = (r) => ref !== null && r.accuracy >= ref.lo;
+const fast = fastRows.filter(atRef).sort((a, b) => b.wallSpeedup - a.wallSpeedup)[0] ?? null;
+const stacks = rows.filter((r) => r.kind === 'stack' && atRef(r)).sort((a, b) => b.wallSpeedup - a.wallSpeedup);
 const bestStack = stacks[0] ?? null;
 const ratio = fast && bestStack ? bestStack.wallSpeedup / fast.wallSpeedup : null;
 
@@ -94,28 +106,29 @@ const lines = [
   `Machine: ${table.settings.machine.cpu}, ${table.settings.machine.cores} cores, Node ${table.settings.machine.node}; load average at the end ` +
     `${os.loadavg().map((x) => x.toFixed(2)).join(' ')}. Model \`${m.dir}\`, held-out eval \`${m.eval}\` (${table.settings.problems} problems), ` +
     `gen length ${m.genLength}, blocks of 32, greedy, early stop on. Command: \`node bench/policies/bench.mjs --model ${which}` +
-    `${limit ? ` --limit ${limit}` : ''} --threads ${threads} --dtype ${dtype} --taus ${taus} --windows ${windows.join(',')} --gammas ${gammas.join(',')}` +
+    `${limit ? ` --limit ${limit}` : ''} --threads ${threads} --dtype ${dtype} --tau ${tau} --taus ${taus} --windows ${windows.join(',')} --gammas ${gammas.join(',')}` +
     `${paper ? ' --paper' : ''}\`.`,
   '',
   'Wall speedup is the baseline row\'s wall time (one token per step, no cache) over the row\'s; "vs best" is against',
-  "Fast-dLLM's best row: its fastest cached parallel row whose accuracy lies in the baseline's 95% interval.",
+  "Fast-dLLM's best row: its fastest cached parallel row at the reference accuracy (at least the lower end of " +
+    `the reference interval: ${ref ? `${ref.what}, ${pct(ref.lo)} %` : 'none'}).`,
   '',
   '| setting | run | accuracy % | 95% CI | NFE | wall s | wall speedup | vs best |',
   '|---|---|---|---|---|---|---|---|',
   ...rows.map((r) => `| ${r.name} | ${r.run} | ${pct(r.accuracy)} | ${pct(r.accuracyCi[0])}–${pct(r.accuracyCi[1])} | ${r.nfe.toFixed(1)} | ` +
     `${(r.wallTimeMs / 1000).toFixed(2)} | ${r.wallSpeedup.toFixed(2)}x | ${fast ? `${(r.wallSpeedup / fast.wallSpeedup).toFixed(2)}x` : '—'} |`),
   '',
-  fast ? `Fast-dLLM's best row at the baseline's accuracy: **${fast.name}** (${pct(fast.accuracy)} %, ${fast.wallSpeedup.toFixed(2)}x).` : "No Fast-dLLM row reaches the baseline's interval.",
+  fast ? `Fast-dLLM's best row at the reference accuracy: **${fast.name}** (${pct(fast.accuracy)} %, ${fast.wallSpeedup.toFixed(2)}x).` : 'No Fast-dLLM row.',
   bestStack
-    ? `Fastest stack at the baseline's accuracy: **${bestStack.name}** (${bestStack.run}; ${pct(bestStack.accuracy)} %, ${bestStack.wallSpeedup.toFixed(2)}x): ` +
+    ? `Fastest stack at the reference accuracy: **${bestStack.name}** (${bestStack.run}; ${pct(bestStack.accuracy)} %, ${bestStack.wallSpeedup.toFixed(2)}x): ` +
       `${ratio.toFixed(2)}x Fast-dLLM's best (target 2x: ${ratio >= 2 ? 'met' : 'not met'}).`
-    : "No stack reaches the baseline's interval.",
+    : 'No stack reaches the reference accuracy.',
   '',
   `Plot: [policies-${which}-${date}.svg](policies-${which}-${date}.svg).`,
 ];
 const stem = join(ROOT, 'bench/results', `policies-${which}-${date}`);
 writeFileSync(`${stem}.md`, `${lines.join('\n')}\n`);
-writeFileSync(`${stem}.json`, `${JSON.stringify({ model: which, date, settings: table.settings, fastDllmBest: fast?.name ?? null, bestStack: bestStack?.name ?? null, ratio, rows }, null, 2)}\n`);
+writeFileSync(`${stem}.json`, `${JSON.stringify({ model: which, date, settings: table.settings, reference: ref, fastDllmBest: fast?.name ?? null, bestStack: bestStack?.name ?? null, ratio, rows }, null, 2)}\n`);
 writeFileSync(`${stem}.svg`, plot(rows, `${which} model: accuracy against wall-time speedup (WASM ${dtype}, ${threads} threads, ${date})`));
 process.stdout.write(`${lines.join('\n')}\n`);
 

@@ -79,11 +79,11 @@ export interface RowPlan {
 /** Keys of the table's rows for --rows, in table order: the paper's, then DESIGN §16's policies (with --policies). */
 export const TABLE_ROWS = [
   'baseline', 'prefix', 'dual', 'parallel', 'dual-parallel', 'dual-factor', 'dual-eb', 'dual-window', 'dual-early-commit', 'dual-elastic',
-  'draft-verify', 'prefix-draft-verify', 'stack-threshold', 'stack-eb', 'stack-elastic', 'stack-verify',
+  'draft-verify', 'prefix-draft-verify', 'stack-threshold', 'stack-eb', 'stack-eb-window', 'stack-elastic', 'stack-verify',
 ] as const;
 const POLICY_ROWS: readonly string[] = [
   'dual-eb', 'dual-window', 'dual-early-commit', 'dual-elastic', 'draft-verify', 'prefix-draft-verify', 'stack-threshold', 'stack-eb',
-  'stack-elastic', 'stack-verify',
+  'stack-eb-window', 'stack-elastic', 'stack-verify',
 ];
 
 /** The suffix window of the policy rows when --suffix-window is not given: the block after the current one. */
@@ -138,6 +138,9 @@ export function rowsFor(
       choices: { threshold: tau, cache: 'dual', suffixWindow: window, earlyCommit: true } },
     { key: 'stack-eb', name: `stack: dual cache + EB-Sampler (gamma ${gamma}) + suffix window ${window} + early commit`,
       choices: { entropyBound: gamma, cache: 'dual', suffixWindow: window, earlyCommit: true } },
+    // The same without early commit: for a model that is confident about far positions it gets wrong.
+    { key: 'stack-eb-window', name: `stack: dual cache + EB-Sampler (gamma ${gamma}) + suffix window ${window}`,
+      choices: { entropyBound: gamma, cache: 'dual', suffixWindow: window } },
     { key: 'stack-elastic', name: `stack: dual cache + threshold ${tau} + suffix window ${window} + early commit + Elastic-Cache ${elastic}`,
       choices: { threshold: tau, cache: 'dual', suffixWindow: window, earlyCommit: true, elasticCache: elastic } },
     { key: 'stack-verify', name: `stack: prefix cache + threshold ${tau} + suffix window ${window} + draft and verify ${drafts}`,

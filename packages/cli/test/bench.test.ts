@@ -103,6 +103,7 @@ describe('fast-dllm bench', () => {
       '+ dual cache + parallel (threshold 0.9) + Elastic-Cache (gamma 0.9)',
       '+ draft and verify (3 canvases)', '+ prefix cache + parallel (threshold 0.9) + draft and verify 3',
       'stack: dual cache + threshold 0.9 + suffix window 8 + early commit', 'stack: dual cache + EB-Sampler (gamma 0.3) + suffix window 8 + early commit',
+      'stack: dual cache + EB-Sampler (gamma 0.3) + suffix window 8',
       'stack: dual cache + threshold 0.9 + suffix window 8 + early commit + Elastic-Cache 0.9',
       'stack: prefix cache + threshold 0.9 + suffix window 8 + draft and verify 3',
     ]);
