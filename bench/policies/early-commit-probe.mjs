@@ -4,7 +4,8 @@
 // how wide the top-1/top-2 log gap is (mean over the masks, as Prophet tests it, and the smallest) and whether
 // committing every argmax then gives the right answer. Not a test; after `npm run build`:
 //   node bench/policies/early-commit-probe.mjs [--model packages/chain-model/model] [--eval …/eval.jsonl]
-// Writes bench/results/early-commit-probe-<model name>-<date>.md.
+// Writes bench/results/early-commit-probe-<model name>-<date>.md. The committed one measured the chain model's first
+// version (full canvases only), before its second training stage.
 import { writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { basename, dirname, join } from 'node:path';
