@@ -14,30 +14,12 @@
 // costs answers on some models at every threshold), the interval of Fast-dLLM's most accurate row. The target is a
 // stack at least as accurate (the same test) and at least 2x faster in wall time than that row.
 // Writes bench/results/policies-<model>-<date>.{md,json,svg}.
-import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { ROOT, arg, modelArg, runBench } from './common.mjs';
 
-const arg = (name, fallback) => {
-  const i = process.argv.indexOf(name);
-  return i >= 0 ? process.argv[i + 1] : fallback;
-};
-const ROOT = fileURLToPath(new URL('../../', import.meta.url));
-const CLI = join(ROOT, 'packages/cli/bin/fast-dllm.js');
-const MODELS = {
-  // The chain model's canvas is as long as users ask (256): its answer is 108 tokens, so what is left is EOS padding
-  // that a suffix window does not compute.
-  chain: { dir: 'packages/chain-model/model', eval: 'packages/chain-model/eval/eval.jsonl', genLength: 256 },
-  default: { dir: 'packages/default-model/model', eval: 'packages/default-model/eval/eval.jsonl', genLength: 128 },
-};
-const which = arg('--model', 'chain');
-const m = MODELS[which];
-if (!m) throw new Error(`--model: one of ${Object.keys(MODELS).join(', ')}`);
-if (!existsSync(join(ROOT, m.dir, 'config.json'))) {
-  throw new Error(`${m.dir} holds no model: train it first (packages/chain-model/README.md, "Training")`);
-}
+const { which, m } = modelArg();
 const threads = arg('--threads', '2');
 const dtype = arg('--dtype', 'f32');
 const limit = arg('--limit');
@@ -52,14 +34,7 @@ const tmp = mkdtempSync(join(os.tmpdir(), 'fast-dllm-policies-'));
 
 /** One `fast-dllm bench` run; its JSON rows, tagged with the run. */
 function bench(run, extra) {
-  const out = join(tmp, `${run}.json`);
-  const args = [CLI, 'bench', '--model', join(ROOT, m.dir), '--eval', join(ROOT, m.eval), '--engine', 'wasm', '--threads', threads, '--dtype', dtype,
-    '--gen-length', String(m.genLength), '--block-length', '32', ...(limit ? ['--limit', limit] : []), '--out', out, ...extra];
-  process.stderr.write(`run ${run}: fast-dllm ${args.slice(2).join(' ')}\n`);
-  const t0 = Date.now();
-  execFileSync(process.execPath, args, { stdio: ['ignore', 'ignore', 'inherit'] });
-  const j = JSON.parse(readFileSync(out, 'utf8'));
-  process.stderr.write(`run ${run}: ${((Date.now() - t0) / 1000).toFixed(0)} s\n`);
+  const j = runBench(`run ${run}`, m, { threads, dtype, limit, out: join(tmp, `${run}.json`) }, extra);
   return { settings: j.settings, rows: j.rows.map((r) => ({ ...r, run })) };
 }
 

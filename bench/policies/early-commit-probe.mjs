@@ -9,19 +9,14 @@
 import { writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { basename, dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { openModelDir } from '../../packages/cli/dist/modeldir.js';
 import { answerIds } from '../../packages/cli/dist/generate.js';
 import { openEngine } from '@fast-dllm/engines';
 import { EARLY_COMMIT_GAPS } from '@fast-dllm/scheduler';
 import * as dm from '@fast-dllm/default-model';
+import { ROOT, arg } from './common.mjs';
 
-const root = fileURLToPath(new URL('../../', import.meta.url));
-const arg = (name, fallback) => {
-  const i = process.argv.indexOf(name);
-  return i >= 0 ? process.argv[i + 1] : fallback;
-};
-const dir = arg('--model', join(root, 'packages/chain-model/model'));
+const dir = arg('--model', join(ROOT, 'packages/chain-model/model'));
 const evalPath = arg('--eval', join(dirname(dir), 'eval/eval.jsonl'));
 const G = 128, BLOCK = 32;
 
@@ -79,10 +74,10 @@ const table = (title, rows, progress) => {
 };
 const date = new Date().toISOString().slice(0, 10);
 let out = `# Early commit on ${basename(dirname(dir))}: when would committing everything be right? (${date})\n\n`;
-out += `Machine: ${os.cpus()[0]?.model}, Node ${process.version}. Model \`${dir.replace(root, '')}\`, ${items.length} held-out problems, WASM f32, gen ${G}. `;
+out += `Machine: ${os.cpus()[0]?.model}, Node ${process.version}. Model \`${dir.replace(ROOT, '')}\`, ${items.length} held-out problems, WASM f32, gen ${G}. `;
 out += 'Gaps are ln(top-1 / top-2) per masked position. Command: `node bench/policies/early-commit-probe.mjs`.\n\n';
 out += table('First pass (prompt, then 128 masks)', first, 0);
 out += table('Second block\'s first pass (the first block holds the right answer)', second, BLOCK / G);
-const file = join(root, `bench/results/early-commit-probe-${basename(dirname(dir))}-${date}.md`);
+const file = join(ROOT, `bench/results/early-commit-probe-${basename(dirname(dir))}-${date}.md`);
 writeFileSync(file, out);
 console.log(out);

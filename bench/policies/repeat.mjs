@@ -4,25 +4,12 @@
 //   node bench/policies/repeat.mjs [--model chain] [--reps 3] [--threads 1]
 // The defaults are the chain model's rows in bench/results/policies-chain-2026-12-07.md: the dual cache at tau 0.9,
 // and EB-Sampler (gamma 0.1) + suffix window 0 on the dual cache. Writes bench/results/policies-<model>-repeat-<date>.md.
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { ROOT, arg, modelArg, runBench } from './common.mjs';
 
-const arg = (name, fallback) => {
-  const i = process.argv.indexOf(name);
-  return i >= 0 ? process.argv[i + 1] : fallback;
-};
-const ROOT = fileURLToPath(new URL('../../', import.meta.url));
-const CLI = join(ROOT, 'packages/cli/bin/fast-dllm.js');
-const MODELS = {
-  chain: { dir: 'packages/chain-model/model', eval: 'packages/chain-model/eval/eval.jsonl', genLength: 256 },
-  default: { dir: 'packages/default-model/model', eval: 'packages/default-model/eval/eval.jsonl', genLength: 128 },
-};
-const which = arg('--model', 'chain');
-const m = MODELS[which];
-if (!m) throw new Error(`--model: one of ${Object.keys(MODELS).join(', ')}`);
+const { which, m } = modelArg();
 const reps = Number(arg('--reps', '3'));
 const threads = arg('--threads', '1');
 const tau = arg('--tau', '0.9');
@@ -34,15 +21,10 @@ const tmp = mkdtempSync(join(os.tmpdir(), 'fast-dllm-repeat-'));
 const runs = [];
 let settings = null;
 for (let rep = 1; rep <= reps; rep++) {
-  const out = join(tmp, `rep${rep}.json`);
-  const args = [CLI, 'bench', '--model', join(ROOT, m.dir), '--eval', join(ROOT, m.eval), '--engine', 'wasm', '--threads', threads, '--dtype', 'f32',
-    '--gen-length', String(m.genLength), '--block-length', '32', '--threshold', tau, '--entropy-bound', gamma, '--suffix-window', window,
-    '--policies', '--rows', 'dual-parallel,stack-eb-window', '--out', out];
-  execFileSync(process.execPath, args, { stdio: ['ignore', 'ignore', 'inherit'] });
-  const j = JSON.parse(readFileSync(out, 'utf8'));
+  const j = runBench(`rep ${rep}`, m, { threads, dtype: 'f32', out: join(tmp, `rep${rep}.json`) },
+    ['--threshold', tau, '--entropy-bound', gamma, '--suffix-window', window, '--policies', '--rows', 'dual-parallel,stack-eb-window']);
   settings = j.settings;
   runs.push(j.rows);
-  process.stderr.write(`rep ${rep}: ${j.rows.map((r) => `${(r.wallTimeMs / 1000).toFixed(2)} s`).join(', ')}\n`);
 }
 rmSync(tmp, { recursive: true, force: true });
 
